@@ -1,0 +1,186 @@
+#pragma once
+// The public entry points (DESIGN.md): raw-pointer forms in the spirit of
+// CUB's device APIs, and tensor-view forms that carry shape and strides.
+// Each fills its params struct, checks it (throwing InvalidArgument that
+// names the argument and value) and hands it to Backend<Exec>.
+
+#include <cstdint>
+#include <type_traits>
+
+#include "backend.hpp"
+#include "params.hpp"
+#include "policies/metric.hpp"
+#include "tensor_view.hpp"
+
+namespace repshift {
+
+// scores[b, n] = Metric(after[b, n, :], before[b, n, :]); contiguous
+// [batch, tokens, channels] inputs, [batch, tokens] float scores.
+template <class Metric, class Exec, class T>
+void shift_score(Exec exec, const T* before, const T* after, float* scores, int batch, int tokens,
+                 int channels) {
+  static_assert(policies::is_metric_v<Metric>,
+                "shift_score<Metric>: Metric must provide Accum, init, accumulate, combine, "
+                "finalize (see policies/metric.hpp)");
+  static_assert(Backend<Exec>::template supports_v<T>,
+                "shift_score: this Exec does not support the element type T");
+  ShiftParams<T> p;
+  p.before = before;
+  p.after = after;
+  p.scores = scores;
+  p.batch = batch;
+  p.tokens = tokens;
+  p.channels = channels;
+  p.before_token_stride = p.after_token_stride = channels;
+  p.before_batch_stride = p.after_batch_stride = std::int64_t(tokens) * channels;
+  p.scores_token_stride = 1;
+  p.scores_batch_stride = tokens;
+  p.check("shift_score");
+  Backend<Exec>::template shift_score<Metric>(exec, p);
+}
+
+// keep_idx[b, 0..keep) = the `keep` highest-scoring tokens of sample b,
+// always including tokens [0, protect), ascending; ties to the lower index;
+// NaN scores rank lowest (policies/select.hpp).
+template <class Exec>
+void select_top(Exec exec, const float* scores, int* keep_idx, int batch, int tokens, int keep,
+                int protect = 0) {
+  SelectParams p;
+  p.scores = scores;
+  p.keep_idx = keep_idx;
+  p.batch = batch;
+  p.tokens = tokens;
+  p.keep = keep;
+  p.protect = protect;
+  p.scores_token_stride = 1;
+  p.scores_batch_stride = tokens;
+  p.keep_token_stride = 1;
+  p.keep_batch_stride = keep;
+  p.check("select_top");
+  Backend<Exec>::select_top(exec, p);
+}
+
+// out[b, k, :] = x[b, keep_idx[b, k], :]; on the CPU an index outside
+// [0, tokens) throws, naming it, before anything is written.
+template <class Exec, class T>
+void gather_tokens(Exec exec, const T* x, const int* keep_idx, T* out, int batch, int tokens,
+                   int keep, int channels) {
+  GatherParams<T> p;
+  p.x = x;
+  p.keep_idx = keep_idx;
+  p.out = out;
+  p.batch = batch;
+  p.tokens = tokens;
+  p.keep = keep;
+  p.channels = channels;
+  p.x_token_stride = p.out_token_stride = channels;
+  p.x_batch_stride = std::int64_t(tokens) * channels;
+  p.out_batch_stride = std::int64_t(keep) * channels;
+  p.keep_token_stride = 1;
+  p.keep_batch_stride = keep;
+  p.check("gather_tokens");
+  Backend<Exec>::gather_tokens(exec, p);
+}
+
+// ---- tensor-view forms: any batch/token strides, contiguous channels ----
+
+// before, after: [B, N, C]; scores: [B, N].
+template <class Metric, class Exec, class TB, class TA>
+void shift_score(Exec exec, TensorView<TB, 3> before, TensorView<TA, 3> after,
+                 TensorView<float, 2> scores) {
+  using T = std::remove_const_t<TB>;
+  static_assert(std::is_same_v<T, std::remove_const_t<TA>>,
+                "shift_score: before and after must have the same element type");
+  static_assert(policies::is_metric_v<Metric>,
+                "shift_score<Metric>: Metric must provide Accum, init, accumulate, combine, "
+                "finalize (see policies/metric.hpp)");
+  static_assert(Backend<Exec>::template supports_v<T>,
+                "shift_score: this Exec does not support the element type T");
+  constexpr const char* where = "shift_score";
+  detail::require_dim(where, "after", after, 0, before.shape[0], "before.shape[0]");
+  detail::require_dim(where, "after", after, 1, before.shape[1], "before.shape[1]");
+  detail::require_dim(where, "after", after, 2, before.shape[2], "before.shape[2]");
+  detail::require_dim(where, "scores", scores, 0, before.shape[0], "before.shape[0]");
+  detail::require_dim(where, "scores", scores, 1, before.shape[1], "before.shape[1]");
+  detail::require_unit_inner_stride(where, "before", before);
+  detail::require_unit_inner_stride(where, "after", after);
+  detail::require_non_negative_strides(where, "before", before);
+  detail::require_non_negative_strides(where, "after", after);
+  detail::require_non_negative_strides(where, "scores", scores);
+  ShiftParams<T> p;
+  p.before = before.data;
+  p.after = after.data;
+  p.scores = scores.data;
+  p.batch = before.shape[0];
+  p.tokens = before.shape[1];
+  p.channels = before.shape[2];
+  p.before_batch_stride = before.stride[0];
+  p.before_token_stride = before.stride[1];
+  p.after_batch_stride = after.stride[0];
+  p.after_token_stride = after.stride[1];
+  p.scores_batch_stride = scores.stride[0];
+  p.scores_token_stride = scores.stride[1];
+  p.check(where);
+  Backend<Exec>::template shift_score<Metric>(exec, p);
+}
+
+// scores: [B, N]; keep_idx: [B, keep] (keep is its second extent).
+template <class Exec, class TS>
+void select_top(Exec exec, TensorView<TS, 2> scores, TensorView<int, 2> keep_idx, int protect = 0) {
+  static_assert(std::is_same_v<std::remove_const_t<TS>, float>, "select_top: scores must be float");
+  constexpr const char* where = "select_top";
+  detail::require_dim(where, "keep_idx", keep_idx, 0, scores.shape[0], "scores.shape[0]");
+  detail::require_non_negative_strides(where, "scores", scores);
+  detail::require_non_negative_strides(where, "keep_idx", keep_idx);
+  SelectParams p;
+  p.scores = scores.data;
+  p.keep_idx = keep_idx.data;
+  p.batch = scores.shape[0];
+  p.tokens = scores.shape[1];
+  p.keep = keep_idx.shape[1];
+  p.protect = protect;
+  p.scores_batch_stride = scores.stride[0];
+  p.scores_token_stride = scores.stride[1];
+  p.keep_batch_stride = keep_idx.stride[0];
+  p.keep_token_stride = keep_idx.stride[1];
+  p.check(where);
+  Backend<Exec>::select_top(exec, p);
+}
+
+// x: [B, N, C]; keep_idx: [B, K]; out: [B, K, C].
+template <class Exec, class TX, class TI, class T>
+void gather_tokens(Exec exec, TensorView<TX, 3> x, TensorView<TI, 2> keep_idx,
+                   TensorView<T, 3> out) {
+  static_assert(std::is_same_v<std::remove_const_t<TX>, T>,
+                "gather_tokens: x and out must have the same element type");
+  static_assert(std::is_same_v<std::remove_const_t<TI>, int>, "gather_tokens: keep_idx must be int");
+  static_assert(!std::is_const_v<T>, "gather_tokens: out must be writable");
+  constexpr const char* where = "gather_tokens";
+  detail::require_dim(where, "keep_idx", keep_idx, 0, x.shape[0], "x.shape[0]");
+  detail::require_dim(where, "out", out, 0, x.shape[0], "x.shape[0]");
+  detail::require_dim(where, "out", out, 1, keep_idx.shape[1], "keep_idx.shape[1]");
+  detail::require_dim(where, "out", out, 2, x.shape[2], "x.shape[2]");
+  detail::require_unit_inner_stride(where, "x", x);
+  detail::require_unit_inner_stride(where, "out", out);
+  detail::require_non_negative_strides(where, "x", x);
+  detail::require_non_negative_strides(where, "keep_idx", keep_idx);
+  detail::require_non_negative_strides(where, "out", out);
+  GatherParams<T> p;
+  p.x = x.data;
+  p.keep_idx = keep_idx.data;
+  p.out = out.data;
+  p.batch = x.shape[0];
+  p.tokens = x.shape[1];
+  p.keep = keep_idx.shape[1];
+  p.channels = x.shape[2];
+  p.x_batch_stride = x.stride[0];
+  p.x_token_stride = x.stride[1];
+  p.keep_batch_stride = keep_idx.stride[0];
+  p.keep_token_stride = keep_idx.stride[1];
+  p.out_batch_stride = out.stride[0];
+  p.out_token_stride = out.stride[1];
+  p.check(where);
+  Backend<Exec>::gather_tokens(exec, p);
+}
+
+}  // namespace repshift

@@ -1,0 +1,23 @@
+#pragma once
+// Umbrella header for the CPU library: policies, the Host backend and the
+// public entry points. <repshift/cuda.hpp> adds rs::Cuda on top.
+//
+//   #include <repshift/repshift.hpp>
+//   namespace rs = repshift;
+//   rs::shift_score<rs::policies::L2>(rs::Host{}, before, after, scores, B, N, C);
+//   rs::select_top(rs::Host{}, scores, keep_idx, B, N, keep, /*protect=*/1);
+//   rs::gather_tokens(rs::Host{}, x, keep_idx, out, B, N, keep, C);
+
+#include "config.hpp"
+#include "dtype.hpp"
+#include "error.hpp"
+#include "exec.hpp"
+#include "tensor_view.hpp"
+#include "params.hpp"
+#include "policies/metric.hpp"
+#include "policies/norm.hpp"
+#include "policies/select.hpp"
+#include "policies/site.hpp"
+#include "cpu/backend.hpp"
+#include "entry_points.hpp"
+#include "check_finite.hpp"

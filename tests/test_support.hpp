@@ -1,0 +1,67 @@
+#pragma once
+// Typed-test plumbing: the (Metric, dtype) product and conversions between
+// the storage types and float.
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include <repshift/repshift.hpp>
+
+#include "reference.hpp"
+
+namespace rs = repshift;
+
+template <class M>
+constexpr ref::Metric ref_metric() {
+  if constexpr (std::is_same_v<M, rs::policies::L1>) return ref::Metric::L1;
+  else if constexpr (std::is_same_v<M, rs::policies::L2>) return ref::Metric::L2;
+  else return ref::Metric::Cosine;
+}
+
+// Rounds floats to storage type T; returns both the T data and the floats
+// it holds exactly, so the reference sees the very same inputs.
+template <class T>
+struct Stored {
+  std::vector<T> data;
+  std::vector<float> values;
+};
+
+template <class T>
+Stored<T> store(const std::vector<float>& v) {
+  Stored<T> s;
+  s.data.reserve(v.size());
+  s.values.reserve(v.size());
+  for (float x : v) {
+    s.data.push_back(T(x));
+    s.values.push_back(rs::to_float(s.data.back()));
+  }
+  return s;
+}
+
+template <class M, class T>
+struct MetricDtype {
+  using Metric = M;
+  using Type = T;
+};
+
+using MetricDtypes = ::testing::Types<
+    MetricDtype<rs::policies::L1, float>, MetricDtype<rs::policies::L2, float>,
+    MetricDtype<rs::policies::Cosine, float>, MetricDtype<rs::policies::L1, rs::bf16>,
+    MetricDtype<rs::policies::L2, rs::bf16>, MetricDtype<rs::policies::Cosine, rs::bf16>,
+    MetricDtype<rs::policies::L2, rs::half>, MetricDtype<rs::policies::Cosine, rs::half>>;
+
+struct MetricDtypeNames {
+  template <class P>
+  static std::string GetName(int) {
+    return std::string(P::Metric::name) + "_" + rs::dtype_name<typename P::Type>();
+  }
+};
+
+// Absolute tolerance for a float-accumulated score against the double
+// reference: a few ulps of the sum's magnitude, growing with sqrt(C).
+inline double score_tolerance(double reference, int channels) {
+  return 2e-6 * (1.0 + std::abs(reference)) * (1.0 + std::sqrt(double(channels)) / 8.0);
+}
