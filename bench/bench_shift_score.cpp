@@ -40,20 +40,22 @@ struct Inputs {
   }
 };
 
-// The ceiling: every element of both arrays read once, added into lanes,
-// parallelised exactly like the score kernel.
+// The ceiling: every element of both arrays read once and added into
+// lanes, split over the OpenMP threads like the score kernel.
 template <class T>
-float plain_reduction(const T* a, const T* b, std::int64_t n) {
+float plain_reduction(const T* REPSHIFT_RESTRICT a, const T* REPSHIFT_RESTRICT b, std::int64_t n) {
   constexpr int kLanes = 16;
-  const std::int64_t blocks = n / kLanes;
   float total = 0.0f;
-#pragma omp parallel for schedule(static) reduction(+ : total)
-  for (std::int64_t blk = 0; blk < blocks; ++blk) {
-    float acc[kLanes];
-    for (int l = 0; l < kLanes; ++l) acc[l] = rs::to_float(a[blk * kLanes + l]) + rs::to_float(b[blk * kLanes + l]);
-    float s = 0.0f;
-    for (int l = 0; l < kLanes; ++l) s += acc[l];
-    total += s;
+#pragma omp parallel reduction(+ : total)
+  {
+    alignas(64) float acc[kLanes] = {};
+#pragma omp for schedule(static)
+    for (std::int64_t blk = 0; blk < n / kLanes; ++blk) {
+      for (int l = 0; l < kLanes; ++l) {
+        acc[l] += rs::to_float(a[blk * kLanes + l]) + rs::to_float(b[blk * kLanes + l]);
+      }
+    }
+    for (int l = 0; l < kLanes; ++l) total += acc[l];
   }
   return total;
 }

@@ -1,0 +1,54 @@
+#pragma once
+// Vectorisable float exp, erf and GELU. std::exp / std::erf are calls the
+// compiler cannot turn into SIMD without -ffast-math; these are plain
+// arithmetic and bit operations, so the softmax and GELU loops vectorise.
+// exp_approx: Cody-Waite range reduction + degree-6 polynomial, max rel
+// error ~2 ulp over the float range; erf_approx: max abs error ~1.2e-7.
+
+#include <cstdint>
+#include <cstring>
+
+namespace repshift {
+namespace cpu {
+
+inline float exp_approx(float x) {
+  // Clamp to the range where 2^n is a normal float; exp(-87.3) ~ 1.2e-38
+  // underflows to a tiny normal, below that the softmax weight is zero
+  // anyway. NaN propagates through the comparisons as x stays NaN.
+  x = x < -87.3f ? -87.3f : (x > 88.7f ? 88.7f : x);
+  const float n = __builtin_floorf(x * 1.44269504088896341f + 0.5f);
+  float r = x - n * 0.693359375f;  // ln2 split: hi part is exact in float
+  r = r - n * -2.12194440e-4f;
+  // e^r on [-ln2/2, ln2/2]
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  const std::int32_t bits = (std::int32_t(n) + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, sizeof scale);
+  return p * scale;
+}
+
+// Abramowitz & Stegun 7.1.26 refined: erf(x) = 1 - t * poly(t) * exp(-x^2),
+// t = 1 / (1 + p |x|); odd extension for x < 0.
+inline float erf_approx(float x) {
+  const float ax = x < 0.0f ? -x : x;
+  const float t = 1.0f / (1.0f + 0.3275911f * ax);
+  float y = 1.061405429f;
+  y = y * t - 1.453152027f;
+  y = y * t + 1.421413741f;
+  y = y * t - 0.284496736f;
+  y = y * t + 0.254829592f;
+  y = 1.0f - y * t * exp_approx(-ax * ax);
+  return x < 0.0f ? -y : y;
+}
+
+// GELU(x) = x/2 (1 + erf(x / sqrt 2)), the exact form timm's DeiT uses.
+inline float gelu(float x) { return 0.5f * x * (1.0f + erf_approx(x * 0.70710678118654752f)); }
+
+}  // namespace cpu
+}  // namespace repshift

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: installs what it needs, builds and
+# runs the tests twice, optimised and under AddressSanitizer +
+# UndefinedBehaviorSanitizer. CUDA tests build when nvcc exists and skip
+# themselves where no GPU does.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash cmake/install_deps.sh
+jobs=$(nproc)
+
+cmake -S . -B build/release -DCMAKE_BUILD_TYPE=Release
+cmake --build build/release -j "$jobs"
+ctest --test-dir build/release --output-on-failure -j "$jobs"
+
+cmake -S . -B build/sanitize -DCMAKE_BUILD_TYPE=RelWithDebInfo -DREPSHIFT_SANITIZE=ON \
+      -DREPSHIFT_BUILD_BENCH=OFF -DREPSHIFT_BUILD_EXAMPLES=OFF
+cmake --build build/sanitize -j "$jobs"
+LSAN_OPTIONS="suppressions=$PWD/tests/lsan.supp" \
+  ctest --test-dir build/sanitize --output-on-failure -j "$jobs"
