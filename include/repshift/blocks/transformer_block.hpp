@@ -1,0 +1,214 @@
+#pragma once
+// Block<Transformer, Site, Metric, Prune, Norm> on the CPU.
+//
+// Pre-norm (ViT/DeiT):   x' = x + Attn(LN1 x);    y = x' + MLP(LN2 x')
+// Post-norm (BERT):      x' = LN1(x + Attn x);    y = LN2(x' + MLP x')
+//
+// Dense layers are BLAS GEMMs writing raw products; every bias, GELU,
+// residual add and LayerNorm is applied by a row epilogue, and the shift
+// score for Site is computed inside the residual epilogue that already
+// reads both of its operands (no extra pass). Attention is the flash
+// kernel: no N x N buffer.
+//
+// Pruning (keep < tokens): scores -> rs::select_top -> rs::gather_tokens.
+// Site Attention prunes in the middle of the block, so the MLP runs on the
+// kept tokens only; sites Mlp and Block prune the block's output. Since
+// y = x' + MLP(.) row by row, gathering y equals the paper's "gather x' and
+// the MLP output, then add".
+
+#include <algorithm>
+#include <climits>
+#include <cstdint>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "../cpu/attention.hpp"
+#include "../cpu/backend.hpp"
+#include "../cpu/epilogue.hpp"
+#include "../cpu/gemm.hpp"
+#include "../entry_points.hpp"
+#include "../policies/backbone.hpp"
+#include "../policies/metric.hpp"
+#include "../policies/site.hpp"
+#include "block.hpp"
+#include "transformer_weights.hpp"
+
+namespace repshift {
+
+// One call of a transformer block.
+struct TransformerBlockArgs {
+  const float* x = nullptr;  // [batch, tokens, dim]
+  float* y = nullptr;        // [batch, keep, dim]
+  int batch = 0, tokens = 0;
+  int keep = 0;              // == tokens: no pruning
+  int protect = 1;           // leading tokens always kept (CLS)
+  float* scores = nullptr;   // optional [batch, tokens]: the Site's shift, written when set
+  int* keep_idx = nullptr;   // optional [batch, keep]: kept indices, written when pruning
+};
+
+// Reusable scratch for a block forward; grows on demand, so a model that
+// sizes it once for its largest layer never allocates again.
+class TransformerWorkspace {
+ public:
+  void reserve(std::int64_t batch, std::int64_t tokens, std::int64_t dim, std::int64_t mlp_hidden) {
+    const std::int64_t rows = batch * tokens;
+    const std::int64_t floats = rows * (3 * dim /*qkv*/ + dim /*ln*/ + dim /*attn*/ + dim /*branch*/ +
+                                        dim /*x'*/ + mlp_hidden + 1 /*scores*/);
+    if (std::int64_t(floats_.size()) < floats) floats_.resize(std::size_t(floats));
+    if (std::int64_t(ints_.size()) < rows) ints_.resize(std::size_t(rows));
+    rows_ = rows;
+    dim_ = dim;
+  }
+  float* qkv() { return floats_.data(); }
+  float* ln() { return qkv() + rows_ * 3 * dim_; }
+  float* attn() { return ln() + rows_ * dim_; }
+  float* branch() { return attn() + rows_ * dim_; }
+  float* x1() { return branch() + rows_ * dim_; }
+  float* hidden() { return x1() + rows_ * dim_; }
+  float* scores() { return floats_.data() + floats_.size() - std::size_t(rows_); }
+  int* keep_idx() { return ints_.data(); }
+
+ private:
+  std::vector<float> floats_;
+  std::vector<int> ints_;
+  std::int64_t rows_ = 0, dim_ = 0;
+};
+
+template <class Site, class Metric, class Norm>
+struct Block<policies::Transformer, Site, Metric, policies::Prune, Norm> {
+  static_assert(policies::is_site_v<Site>, "Block: Site must be Attention, Mlp or Block");
+  static_assert(policies::is_metric_v<Metric>, "Block: Metric must meet the metric contract");
+  static_assert(policies::is_norm_v<Norm>, "Block: Norm must be PreNorm or PostNorm");
+
+  using site = Site;
+  using metric = Metric;
+  using norm = Norm;
+  static constexpr bool kPostNorm = std::is_same_v<Norm, policies::PostNorm>;
+
+  static void check(const TransformerBlockWeights& w, const TransformerBlockArgs& a) {
+    constexpr const char* where = "Block<Transformer>::forward";
+    w.check(where);
+    detail::require_pointer(where, "x", a.x);
+    detail::require_pointer(where, "y", a.y);
+    detail::require_positive(where, "batch", a.batch);
+    detail::require_positive(where, "tokens", a.tokens);
+    detail::require_positive(where, "keep", a.keep);
+    detail::require_non_negative(where, "protect", a.protect);
+    detail::require_at_most(where, "keep", a.keep, "tokens", a.tokens);
+    detail::require_at_most(where, "protect", a.protect, "keep", a.keep);
+    if (static_cast<const void*>(a.x) == static_cast<const void*>(a.y)) {
+      detail::fail(where, "y must not alias x (the Block site reads x after y is written)");
+    }
+    // CBLAS extents are int: rows and every leading dimension must fit.
+    const std::int64_t widest = std::max<std::int64_t>(3 * w.dim, w.mlp_hidden);
+    detail::checked_extent(where, "activations", a.batch, a.tokens, widest, sizeof(float));
+    detail::require_at_most(where, "batch * tokens", std::int64_t(a.batch) * a.tokens, "INT_MAX", INT_MAX);
+    detail::require_at_most(where, "weights.mlp_hidden", w.mlp_hidden, "INT_MAX / 3", INT_MAX / 3);
+    detail::require_at_most(where, "weights.dim", w.dim, "INT_MAX / 3", INT_MAX / 3);
+  }
+
+  static void forward(const Host& host, const TransformerBlockWeights& w, const TransformerBlockArgs& a,
+                      TransformerWorkspace& ws) {
+    check(w, a);
+    const std::int64_t dim = w.dim, rows = std::int64_t(a.batch) * a.tokens;
+    ws.reserve(a.batch, a.tokens, dim, w.mlp_hidden);
+    const bool prune = a.keep < a.tokens;
+    const bool score = prune || a.scores != nullptr;
+    float* scores = a.scores ? a.scores : ws.scores();
+    int* keep_idx = a.keep_idx ? a.keep_idx : ws.keep_idx();
+
+    // ---- attention sub-layer -------------------------------------------
+    const float* attn_in = a.x;
+    if constexpr (!kPostNorm) {
+#pragma omp parallel for schedule(static) num_threads(cpu::thread_count(host))
+      for (std::int64_t r = 0; r < rows; ++r) cpu::layer_norm_row(a.x + r * dim, ws.ln() + r * dim, dim, w.norm1());
+      attn_in = ws.ln();
+    }
+    cpu::linear(attn_in, rows, dim, w.qkv_weight, 3 * dim, ws.qkv(), dim, 3 * dim);
+    cpu::flash_attention(host, AttentionParams::contiguous(ws.qkv(), w.qkv_bias, ws.attn(), a.batch,
+                                                           a.tokens, w.heads, w.head_dim()));
+    cpu::linear(ws.attn(), rows, dim, w.proj_weight, dim, ws.branch(), dim, dim);
+
+    cpu::ResidualRows e1;
+    e1.branch = ws.branch();
+    e1.bias = w.proj_bias;
+    e1.residual = a.x;
+    e1.out = ws.x1();
+    e1.rows = rows;
+    e1.channels = dim;
+    e1.scores = scores;
+    if constexpr (kPostNorm) {
+      e1.ln_post = w.norm1();
+    } else {
+      e1.ln_out = ws.ln();  // LN2(x') feeds the MLP
+      e1.ln_next = w.norm2();
+    }
+    constexpr bool kScoreAttention = std::is_same_v<Site, policies::Attention>;
+    run_residual<kScoreAttention ? cpu::ScoreOperands::BranchVsResidual : cpu::ScoreOperands::None>(
+        host, e1, kScoreAttention && score);
+
+    // ---- prune between the sub-layers (Attention site) -------------------
+    std::int64_t mlp_tokens = a.tokens;
+    const float* x1 = ws.x1();
+    const float* mlp_in = kPostNorm ? ws.x1() : ws.ln();
+    if constexpr (kScoreAttention) {
+      if (prune) {
+        select_top(host, scores, keep_idx, a.batch, a.tokens, a.keep, a.protect);
+        // attn and qkv are free now: they take the gathered x' and LN2(x').
+        gather_tokens(host, ws.x1(), keep_idx, ws.attn(), a.batch, a.tokens, a.keep, int(dim));
+        x1 = ws.attn();
+        if constexpr (!kPostNorm) {
+          gather_tokens(host, ws.ln(), keep_idx, ws.qkv(), a.batch, a.tokens, a.keep, int(dim));
+          mlp_in = ws.qkv();
+        } else {
+          mlp_in = x1;
+        }
+        mlp_tokens = a.keep;
+      }
+    }
+
+    // ---- MLP sub-layer ----------------------------------------------------
+    const std::int64_t mlp_rows = std::int64_t(a.batch) * mlp_tokens;
+    cpu::linear(mlp_in, mlp_rows, dim, w.fc1_weight, w.mlp_hidden, ws.hidden(), dim, w.mlp_hidden);
+    cpu::bias_gelu(host, ws.hidden(), mlp_rows, w.mlp_hidden, w.fc1_bias);
+    cpu::linear(ws.hidden(), mlp_rows, w.mlp_hidden, w.fc2_weight, dim, ws.branch(), w.mlp_hidden, dim);
+
+    constexpr bool kScoreEnd = !kScoreAttention;
+    const bool gather_output = kScoreEnd && prune;
+    cpu::ResidualRows e3;
+    e3.branch = ws.branch();
+    e3.bias = w.fc2_bias;
+    e3.residual = x1;
+    // x' is dead once read row by row, so the full output may overwrite it.
+    e3.out = gather_output ? ws.x1() : a.y;
+    e3.block_input = a.x;
+    e3.rows = mlp_rows;
+    e3.channels = dim;
+    e3.scores = scores;
+    if constexpr (kPostNorm) e3.ln_post = w.norm2();
+    constexpr cpu::ScoreOperands kEndOperands =
+        std::is_same_v<Site, policies::Mlp> ? cpu::ScoreOperands::BranchVsResidual
+                                            : cpu::ScoreOperands::OutputVsBlockInput;
+    run_residual<kScoreEnd ? kEndOperands : cpu::ScoreOperands::None>(host, e3, kScoreEnd && score);
+
+    if (gather_output) {
+      select_top(host, scores, keep_idx, a.batch, a.tokens, a.keep, a.protect);
+      gather_tokens(host, static_cast<const float*>(ws.x1()), keep_idx, a.y, a.batch, a.tokens, a.keep,
+                    int(dim));
+    }
+  }
+
+ private:
+  // The one runtime -> template switch of the block: score or not.
+  template <cpu::ScoreOperands Operands>
+  static void run_residual(const Host& host, const cpu::ResidualRows& e, bool score) {
+    if (score && Operands != cpu::ScoreOperands::None) {
+      cpu::residual_epilogue<Metric, Operands, kPostNorm>(host, e);
+    } else {
+      cpu::residual_epilogue<Metric, cpu::ScoreOperands::None, kPostNorm>(host, e);
+    }
+  }
+};
+
+}  // namespace repshift

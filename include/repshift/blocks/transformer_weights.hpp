@@ -1,0 +1,57 @@
+#pragma once
+// Non-owning weights of one transformer block, PyTorch layout (Linear
+// weights [out, in]). The names follow timm's ViT block; models/ fill
+// them from their own storage or a checkpoint.
+
+#include <cstdint>
+#include <string>
+
+#include "../cpu/layer_norm.hpp"
+#include "../error.hpp"
+
+namespace repshift {
+
+struct TransformerBlockWeights {
+  std::int64_t dim = 0, heads = 0, mlp_hidden = 0;
+  float ln_eps = 1e-6f;
+  const float* norm1_weight = nullptr;  // [dim]  LN before attention (pre) / after it (post)
+  const float* norm1_bias = nullptr;
+  const float* qkv_weight = nullptr;    // [3 dim, dim]
+  const float* qkv_bias = nullptr;      // [3 dim] or null
+  const float* proj_weight = nullptr;   // [dim, dim]
+  const float* proj_bias = nullptr;     // [dim]
+  const float* norm2_weight = nullptr;  // [dim]
+  const float* norm2_bias = nullptr;
+  const float* fc1_weight = nullptr;    // [mlp_hidden, dim]
+  const float* fc1_bias = nullptr;      // [mlp_hidden]
+  const float* fc2_weight = nullptr;    // [dim, mlp_hidden]
+  const float* fc2_bias = nullptr;      // [dim]
+
+  std::int64_t head_dim() const { return heads > 0 ? dim / heads : 0; }
+  cpu::LayerNormWeights norm1() const { return {norm1_weight, norm1_bias, ln_eps}; }
+  cpu::LayerNormWeights norm2() const { return {norm2_weight, norm2_bias, ln_eps}; }
+
+  void check(const char* where) const {
+    detail::require_positive(where, "weights.dim", dim);
+    detail::require_positive(where, "weights.heads", heads);
+    detail::require_positive(where, "weights.mlp_hidden", mlp_hidden);
+    if (dim % heads != 0) {
+      detail::fail(where, "weights.dim = " + std::to_string(dim) + " is not a multiple of weights.heads = " +
+                              std::to_string(heads));
+    }
+    if (!(ln_eps > 0.0f)) detail::fail(where, "weights.ln_eps = " + std::to_string(ln_eps) + " must be > 0");
+    detail::require_pointer(where, "weights.norm1_weight", norm1_weight);
+    detail::require_pointer(where, "weights.norm1_bias", norm1_bias);
+    detail::require_pointer(where, "weights.qkv_weight", qkv_weight);
+    detail::require_pointer(where, "weights.proj_weight", proj_weight);
+    detail::require_pointer(where, "weights.proj_bias", proj_bias);
+    detail::require_pointer(where, "weights.norm2_weight", norm2_weight);
+    detail::require_pointer(where, "weights.norm2_bias", norm2_bias);
+    detail::require_pointer(where, "weights.fc1_weight", fc1_weight);
+    detail::require_pointer(where, "weights.fc1_bias", fc1_bias);
+    detail::require_pointer(where, "weights.fc2_weight", fc2_weight);
+    detail::require_pointer(where, "weights.fc2_bias", fc2_bias);
+  }
+};
+
+}  // namespace repshift

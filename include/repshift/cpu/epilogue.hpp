@@ -1,0 +1,76 @@
+#pragma once
+// Row epilogues applied to a GEMM's raw output in one pass, each row while
+// it sits in L1:
+//   bias_gelu:  h = GELU(h + bias)                               (MLP fc1)
+//   residual:   branch += bias;  sum = residual + branch;
+//               out = LN(sum) (post-norm) or sum (pre-norm);
+//               ln_out = LN(out) for the next sub-layer (pre-norm);
+//               score = Metric(after, before) on the same row.
+// Scoring rides on data the pass reads anyway: it adds arithmetic, not
+// memory traffic. What the score compares is a compile-time choice
+// (ScoreOperands), never a branch in the row loop.
+
+#include <cstdint>
+
+#include "../exec.hpp"
+#include "layer_norm.hpp"
+#include "math.hpp"
+#include "parallel.hpp"
+#include "reduce_channels.hpp"
+
+namespace repshift {
+namespace cpu {
+
+inline void bias_gelu(const Host& host, float* h, std::int64_t rows, std::int64_t cols,
+                      const float* bias) {
+#pragma omp parallel for schedule(static) num_threads(thread_count(host))
+  for (std::int64_t r = 0; r < rows; ++r) {
+    float* row = h + r * cols;
+    for (std::int64_t c = 0; c < cols; ++c) row[c] = gelu(row[c] + bias[c]);
+  }
+}
+
+// Which row pair the score compares.
+enum class ScoreOperands {
+  None,               // no score
+  BranchVsResidual,   // D(branch, residual): Attention and Mlp sites
+  OutputVsBlockInput  // D(out, block_input): Block site
+};
+
+struct ResidualRows {
+  float* branch = nullptr;             // [rows, C] GEMM output; bias is added in place
+  const float* bias = nullptr;         // [C]
+  const float* residual = nullptr;     // [rows, C]
+  float* out = nullptr;                // [rows, C]; may alias residual, not block_input
+  const float* block_input = nullptr;  // [rows, C], for OutputVsBlockInput
+  float* ln_out = nullptr;             // [rows, C] LN(out) for the next sub-layer, or null
+  LayerNormWeights ln_next;            // used when ln_out is set
+  LayerNormWeights ln_post;            // used when PostLN is true
+  float* scores = nullptr;             // [rows]
+  std::int64_t rows = 0, channels = 0;
+};
+
+template <class Metric, ScoreOperands Score, bool PostLN>
+void residual_epilogue(const Host& host, const ResidualRows& e) {
+  const std::int64_t C = e.channels;
+#pragma omp parallel for schedule(static) num_threads(thread_count(host))
+  for (std::int64_t r = 0; r < e.rows; ++r) {
+    float* branch = e.branch + r * C;
+    const float* res = e.residual + r * C;
+    float* out = e.out + r * C;
+    for (std::int64_t c = 0; c < C; ++c) branch[c] += e.bias[c];
+    // Score the branch before `out` is written: out may alias residual.
+    if constexpr (Score == ScoreOperands::BranchVsResidual) {
+      e.scores[r] = reduce_channels<Metric>(branch, res, C);
+    }
+    for (std::int64_t c = 0; c < C; ++c) out[c] = res[c] + branch[c];
+    if constexpr (PostLN) layer_norm_row(out, out, C, e.ln_post);
+    if constexpr (Score == ScoreOperands::OutputVsBlockInput) {
+      e.scores[r] = reduce_channels<Metric>(out, e.block_input + r * C, C);
+    }
+    if (e.ln_out) layer_norm_row(out, e.ln_out + r * C, C, e.ln_next);
+  }
+}
+
+}  // namespace cpu
+}  // namespace repshift

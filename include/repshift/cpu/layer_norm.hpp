@@ -1,0 +1,45 @@
+#pragma once
+// LayerNorm of one row: out = (x - mean) / sqrt(var + eps) * gamma + beta,
+// biased variance, as torch.nn.LayerNorm. Two passes over a row that sits
+// in L1; the residual epilogues call it on the row they just formed.
+
+#include <cmath>
+#include <cstdint>
+
+#include "../config.hpp"
+
+namespace repshift {
+namespace cpu {
+
+struct LayerNormWeights {
+  const float* gamma = nullptr;
+  const float* beta = nullptr;
+  float eps = 1e-6f;
+};
+
+inline void layer_norm_row(const float* x, float* out,  // may alias: post-norm is in place
+                           std::int64_t channels, const LayerNormWeights& w) {
+  constexpr int kLanes = 16;
+  float sum[kLanes] = {};
+  std::int64_t c = 0;
+  for (; c + kLanes <= channels; c += kLanes)
+    for (int l = 0; l < kLanes; ++l) sum[l] += x[c + l];
+  for (int l = 0; c < channels; ++c, ++l) sum[l] += x[c];
+  float total = 0.0f;
+  for (int l = 0; l < kLanes; ++l) total += sum[l];
+  const float mean = total / float(channels);
+
+  float sq[kLanes] = {};
+  c = 0;
+  for (; c + kLanes <= channels; c += kLanes)
+    for (int l = 0; l < kLanes; ++l) sq[l] += (x[c + l] - mean) * (x[c + l] - mean);
+  for (int l = 0; c < channels; ++c, ++l) sq[l] += (x[c] - mean) * (x[c] - mean);
+  float var = 0.0f;
+  for (int l = 0; l < kLanes; ++l) var += sq[l];
+  const float inv = 1.0f / std::sqrt(var / float(channels) + w.eps);
+
+  for (c = 0; c < channels; ++c) out[c] = (x[c] - mean) * inv * w.gamma[c] + w.beta[c];
+}
+
+}  // namespace cpu
+}  // namespace repshift

@@ -1,0 +1,152 @@
+#pragma once
+// Naive double-precision transformer block and ViT: materialised softmax
+// attention, exact erf GELU, two-pass LayerNorm, plain triple loops. Shares
+// no code with the library.
+
+#include <cmath>
+#include <vector>
+
+#include "reference.hpp"
+
+namespace ref {
+
+using Mat = std::vector<double>;  // row-major [rows, cols]
+
+inline Mat linear(const Mat& x, int rows, int in, const float* w, const float* b, int out) {
+  Mat y(std::size_t(rows) * out);
+  for (int r = 0; r < rows; ++r)
+    for (int o = 0; o < out; ++o) {
+      double s = b ? b[o] : 0.0;
+      for (int i = 0; i < in; ++i) s += x[std::size_t(r) * in + i] * double(w[std::size_t(o) * in + i]);
+      y[std::size_t(r) * out + o] = s;
+    }
+  return y;
+}
+
+inline Mat layer_norm(const Mat& x, int rows, int c, const float* g, const float* b, double eps) {
+  Mat y(x.size());
+  for (int r = 0; r < rows; ++r) {
+    double mean = 0, var = 0;
+    for (int i = 0; i < c; ++i) mean += x[std::size_t(r) * c + i];
+    mean /= c;
+    for (int i = 0; i < c; ++i) var += (x[std::size_t(r) * c + i] - mean) * (x[std::size_t(r) * c + i] - mean);
+    var /= c;
+    for (int i = 0; i < c; ++i)
+      y[std::size_t(r) * c + i] = (x[std::size_t(r) * c + i] - mean) / std::sqrt(var + eps) * g[i] + b[i];
+  }
+  return y;
+}
+
+inline double gelu(double x) { return 0.5 * x * (1.0 + std::erf(x / std::sqrt(2.0))); }
+
+// qkv: [B*N, 3C] with bias applied; returns [B*N, C]; probs (optional)
+// receives [B, H, N, N].
+inline Mat attention(const Mat& qkv, int batch, int tokens, int heads, int head_dim,
+                     std::vector<double>* probs = nullptr) {
+  const int c = heads * head_dim;
+  Mat out(std::size_t(batch) * tokens * c, 0.0);
+  if (probs) probs->assign(std::size_t(batch) * heads * tokens * tokens, 0.0);
+  const double scale = 1.0 / std::sqrt(double(head_dim));
+  std::vector<double> s(tokens);
+  for (int b = 0; b < batch; ++b)
+    for (int h = 0; h < heads; ++h)
+      for (int i = 0; i < tokens; ++i) {
+        const double* q = &qkv[(std::size_t(b) * tokens + i) * 3 * c + h * head_dim];
+        double mx = -INFINITY;
+        for (int j = 0; j < tokens; ++j) {
+          const double* k = &qkv[(std::size_t(b) * tokens + j) * 3 * c + c + h * head_dim];
+          double d = 0;
+          for (int e = 0; e < head_dim; ++e) d += q[e] * k[e];
+          s[j] = d * scale;
+          mx = std::max(mx, s[j]);
+        }
+        double sum = 0;
+        for (int j = 0; j < tokens; ++j) sum += (s[j] = std::exp(s[j] - mx));
+        for (int j = 0; j < tokens; ++j) {
+          const double p = s[j] / sum;
+          if (probs) (*probs)[((std::size_t(b) * heads + h) * tokens + i) * tokens + j] = p;
+          const double* v = &qkv[(std::size_t(b) * tokens + j) * 3 * c + 2 * c + h * head_dim];
+          for (int e = 0; e < head_dim; ++e) out[(std::size_t(b) * tokens + i) * c + h * head_dim + e] += p * v[e];
+        }
+      }
+  return out;
+}
+
+inline double score(Metric m, const double* after, const double* before, int c) {
+  double l1 = 0, sq = 0, dot = 0, aa = 0, bb = 0;
+  for (int i = 0; i < c; ++i) {
+    l1 += std::abs(after[i] - before[i]);
+    sq += (after[i] - before[i]) * (after[i] - before[i]);
+    dot += after[i] * before[i];
+    aa += after[i] * after[i];
+    bb += before[i] * before[i];
+  }
+  if (m == Metric::L1) return l1;
+  if (m == Metric::L2) return std::sqrt(sq);
+  if (aa == 0 && bb == 0) return 0;
+  if (aa == 0 || bb == 0) return 1;
+  return std::clamp(1.0 - dot / std::sqrt(aa * bb), 0.0, 2.0);
+}
+
+enum class Site { Attention, Mlp, Block };
+
+struct BlockWeights {
+  int dim, heads, hidden;
+  double eps;
+  const float *n1w, *n1b, *qkvw, *qkvb, *projw, *projb, *n2w, *n2b, *fc1w, *fc1b, *fc2w, *fc2b;
+};
+
+struct BlockResult {
+  Mat y;                       // [B * tokens_out, C]
+  std::vector<double> scores;  // [B * N] at the site
+};
+
+inline Mat gather_rows(const Mat& x, int batch, int tokens, int c, const std::vector<int>& idx, int keep) {
+  Mat out(std::size_t(batch) * keep * c);
+  for (int b = 0; b < batch; ++b)
+    for (int k = 0; k < keep; ++k)
+      for (int i = 0; i < c; ++i)
+        out[(std::size_t(b) * keep + k) * c + i] = x[(std::size_t(b) * tokens + idx[std::size_t(b) * keep + k]) * c + i];
+  return out;
+}
+
+// A block on x [B*N, C]; prunes with the given kept indices (keep_idx
+// empty: no pruning) at the site's pruning point.
+inline BlockResult block(const Mat& x, int batch, int tokens, const BlockWeights& w, bool post_norm, Site site,
+                         Metric metric, const std::vector<int>& keep_idx, int keep) {
+  const int c = w.dim, rows = batch * tokens;
+  BlockResult res;
+  res.scores.resize(rows);
+  Mat h = post_norm ? x : layer_norm(x, rows, c, w.n1w, w.n1b, w.eps);
+  Mat qkv = linear(h, rows, c, w.qkvw, w.qkvb, 3 * c);
+  Mat a = linear(attention(qkv, batch, tokens, w.heads, c / w.heads), rows, c, w.projw, w.projb, c);
+  Mat x1(x.size());
+  for (std::size_t i = 0; i < x.size(); ++i) x1[i] = x[i] + a[i];
+  if (post_norm) x1 = layer_norm(x1, rows, c, w.n1w, w.n1b, w.eps);
+  if (site == Site::Attention)
+    for (int r = 0; r < rows; ++r) res.scores[r] = score(metric, &a[std::size_t(r) * c], &x[std::size_t(r) * c], c);
+
+  int t = tokens;
+  Mat xin = x;
+  if (site == Site::Attention && !keep_idx.empty()) {
+    x1 = gather_rows(x1, batch, tokens, c, keep_idx, keep);
+    t = keep;
+  }
+  const int r2 = batch * t;
+  Mat m_in = post_norm ? x1 : layer_norm(x1, r2, c, w.n2w, w.n2b, w.eps);
+  Mat hid = linear(m_in, r2, c, w.fc1w, w.fc1b, w.hidden);
+  for (auto& v : hid) v = gelu(v);
+  Mat m = linear(hid, r2, w.hidden, w.fc2w, w.fc2b, c);
+  Mat y(m.size());
+  for (std::size_t i = 0; i < y.size(); ++i) y[i] = x1[i] + m[i];
+  if (post_norm) y = layer_norm(y, r2, c, w.n2w, w.n2b, w.eps);
+  if (site == Site::Mlp)
+    for (int r = 0; r < r2; ++r) res.scores[r] = score(metric, &m[std::size_t(r) * c], &x1[std::size_t(r) * c], c);
+  if (site == Site::Block)
+    for (int r = 0; r < r2; ++r) res.scores[r] = score(metric, &y[std::size_t(r) * c], &xin[std::size_t(r) * c], c);
+  if (site != Site::Attention && !keep_idx.empty()) y = gather_rows(y, batch, tokens, c, keep_idx, keep);
+  res.y = std::move(y);
+  return res;
+}
+
+}  // namespace ref

@@ -1,0 +1,84 @@
+// Flash attention and the map-returning plain path against a naive
+// double-precision softmax attention.
+
+#include <gtest/gtest.h>
+
+#include <repshift/cpu/attention.hpp>
+
+#include "reference_transformer.hpp"
+
+namespace rs = repshift;
+
+namespace {
+
+struct Case {
+  int batch, tokens, heads, head_dim;
+};
+void PrintTo(const Case& c, std::ostream* os) {
+  *os << "B" << c.batch << " N" << c.tokens << " H" << c.heads << " Dh" << c.head_dim;
+}
+
+void expect_close(const std::vector<float>& got, const ref::Mat& want, double tol, const char* what) {
+  ASSERT_EQ(got.size(), want.size());
+  double worst = 0;
+  std::size_t at = 0;
+  for (std::size_t i = 0; i < got.size(); ++i) {
+    const double err = std::abs(got[i] - want[i]) / (1.0 + std::abs(want[i]));
+    if (err > worst) worst = err, at = i;
+  }
+  EXPECT_LT(worst, tol) << what << ": worst relative error at " << at << " got " << got[at] << " want " << want[at];
+}
+
+}  // namespace
+
+class Attention : public ::testing::TestWithParam<Case> {};
+
+TEST_P(Attention, FlashAndPlainMatchNaiveSoftmax) {
+  const Case c = GetParam();
+  const int dim = c.heads * c.head_dim;
+  const std::size_t rows = std::size_t(c.batch) * c.tokens;
+  // Spread 3 makes the softmax peaky: the online rescaling has work to do.
+  const auto qkv = ref::random_floats(rows * 3 * dim, 31 + c.tokens, -3.0f, 3.0f);
+  const auto bias = ref::random_floats(3 * dim, 7, -0.5f, 0.5f);
+  ref::Mat qkv_biased(qkv.size());
+  for (std::size_t i = 0; i < qkv.size(); ++i) qkv_biased[i] = double(qkv[i]) + bias[i % (3 * dim)];
+  std::vector<double> want_probs;
+  const ref::Mat want = ref::attention(qkv_biased, c.batch, c.tokens, c.heads, c.head_dim, &want_probs);
+
+  std::vector<float> flash(rows * dim, NAN), plain(rows * dim, NAN);
+  std::vector<float> probs(std::size_t(c.batch) * c.heads * c.tokens * c.tokens);
+  auto p = rs::AttentionParams::contiguous(qkv.data(), bias.data(), flash.data(), c.batch, c.tokens, c.heads,
+                                           c.head_dim);
+  rs::cpu::flash_attention(rs::Host{}, p);
+  expect_close(flash, want, 2e-5, "flash");
+
+  p.out = plain.data();
+  rs::cpu::attention_with_map(rs::Host{}, p, probs.data());
+  expect_close(plain, want, 2e-5, "plain");
+  // Logits reach ~20 here; float rounding of a logit moves p by ~1e-6.
+  expect_close(probs, want_probs, 1e-5, "probabilities");
+}
+
+INSTANTIATE_TEST_SUITE_P(TokenCounts, Attention,
+                         ::testing::Values(Case{2, 1, 2, 64}, Case{2, 7, 3, 64}, Case{2, 197, 6, 64},
+                                           Case{1, 577, 2, 64}, Case{1, 1025, 1, 64}, Case{1, 50, 2, 40},
+                                           Case{1, 33, 1, 3}),
+                         [](const auto& info) {
+                           return "N" + std::to_string(info.param.tokens) + "_H" + std::to_string(info.param.heads) +
+                                  "_D" + std::to_string(info.param.head_dim);
+                         });
+
+TEST(AttentionErrors, NamesTheArgument) {
+  std::vector<float> buf(3 * 64), out(64);
+  auto p = rs::AttentionParams::contiguous(buf.data(), nullptr, out.data(), 1, 1, 1, 64);
+  p.heads = 0;
+  EXPECT_THROW(rs::cpu::flash_attention(rs::Host{}, p), rs::InvalidArgument);
+  p.heads = 1;
+  p.qkv = nullptr;
+  try {
+    rs::cpu::flash_attention(rs::Host{}, p);
+    ADD_FAILURE();
+  } catch (const rs::InvalidArgument& e) {
+    EXPECT_NE(std::string(e.what()).find("qkv is a null pointer"), std::string::npos) << e.what();
+  }
+}

@@ -1,0 +1,158 @@
+// Block<Transformer, Site, Metric, Prune, Norm> against the naive double
+// reference for every Site x Metric x Norm: output, shift scores, and
+// pruning (kept set consistent with the reference scores; output equal to
+// the reference pruned with the same indices).
+
+#include <gtest/gtest.h>
+
+#include <tuple>
+
+#include "test_support.hpp"
+#include "transformer_fixture.hpp"
+
+namespace P = rs::policies;
+
+template <class S, class M, class N>
+struct Combo {
+  using Site = S;
+  using Metric = M;
+  using Norm = N;
+};
+
+template <class S>
+constexpr ref::Site ref_site() {
+  if constexpr (std::is_same_v<S, P::Attention>) return ref::Site::Attention;
+  else if constexpr (std::is_same_v<S, P::Mlp>) return ref::Site::Mlp;
+  else return ref::Site::Block;
+}
+
+using Combos = ::testing::Types<
+    Combo<P::Attention, P::L1, P::PreNorm>, Combo<P::Attention, P::L2, P::PreNorm>,
+    Combo<P::Attention, P::Cosine, P::PreNorm>, Combo<P::Mlp, P::L1, P::PreNorm>,
+    Combo<P::Mlp, P::L2, P::PreNorm>, Combo<P::Mlp, P::Cosine, P::PreNorm>,
+    Combo<P::Block, P::L1, P::PreNorm>, Combo<P::Block, P::L2, P::PreNorm>,
+    Combo<P::Block, P::Cosine, P::PreNorm>, Combo<P::Attention, P::L1, P::PostNorm>,
+    Combo<P::Attention, P::L2, P::PostNorm>, Combo<P::Attention, P::Cosine, P::PostNorm>,
+    Combo<P::Mlp, P::L1, P::PostNorm>, Combo<P::Mlp, P::L2, P::PostNorm>,
+    Combo<P::Mlp, P::Cosine, P::PostNorm>, Combo<P::Block, P::L1, P::PostNorm>,
+    Combo<P::Block, P::L2, P::PostNorm>, Combo<P::Block, P::Cosine, P::PostNorm>>;
+
+struct ComboNames {
+  template <class C>
+  static std::string GetName(int) {
+    return std::string(C::Site::name) + "_" + C::Metric::name + "_" + C::Norm::name;
+  }
+};
+
+template <class C>
+class TransformerBlock : public ::testing::Test {};
+TYPED_TEST_SUITE(TransformerBlock, Combos, ComboNames);
+
+namespace {
+
+double max_rel_error(const std::vector<float>& got, const ref::Mat& want) {
+  double worst = 0;
+  for (std::size_t i = 0; i < got.size(); ++i)
+    worst = std::max(worst, std::abs(got[i] - want[i]) / (1.0 + std::abs(want[i])));
+  return worst;
+}
+
+}  // namespace
+
+TYPED_TEST(TransformerBlock, MatchesNaiveReference) {
+  using C = TypeParam;
+  using B = rs::Block<P::Transformer, typename C::Site, typename C::Metric, P::Prune, typename C::Norm>;
+  constexpr bool post = std::is_same_v<typename C::Norm, P::PostNorm>;
+  const int batch = 2, tokens = 41, dim = 48, heads = 3, hidden = 192;
+  const RandomBlockWeights w(dim, heads, hidden, 5);
+  const auto x = ref::random_floats(std::size_t(batch) * tokens * dim, 17);
+  const ref::Mat xd(x.begin(), x.end());
+  rs::TransformerWorkspace ws;
+
+  // Unpruned, scores requested.
+  std::vector<float> y(x.size()), scores(std::size_t(batch) * tokens);
+  rs::TransformerBlockArgs args;
+  args.x = x.data();
+  args.y = y.data();
+  args.batch = batch;
+  args.tokens = tokens;
+  args.keep = tokens;
+  args.scores = scores.data();
+  B::forward(rs::Host{}, w.view(), args, ws);
+  const auto full = ref::block(xd, batch, tokens, w.reference(), post, ref_site<typename C::Site>(),
+                               ref_metric<typename C::Metric>(), {}, tokens);
+  EXPECT_LT(max_rel_error(y, full.y), 5e-5);
+  EXPECT_LT(max_rel_error(scores, full.scores), 5e-5);
+
+  // Pruned to 29 of 41 tokens, CLS protected.
+  const int keep = 29;
+  std::vector<float> yp(std::size_t(batch) * keep * dim);
+  std::vector<int> keep_idx(std::size_t(batch) * keep);
+  args.y = yp.data();
+  args.keep = keep;
+  args.keep_idx = keep_idx.data();
+  B::forward(rs::Host{}, w.view(), args, ws);
+  // The kept set is the top of the reference scores (up to float noise).
+  for (int b = 0; b < batch; ++b) {
+    std::vector<bool> kept(tokens, false);
+    for (int k = 0; k < keep; ++k) kept[keep_idx[std::size_t(b) * keep + k]] = true;
+    EXPECT_TRUE(kept[0]) << "CLS must be kept";
+    double min_kept = INFINITY, max_dropped = -INFINITY;
+    for (int t = 1; t < tokens; ++t) {
+      const double s = full.scores[std::size_t(b) * tokens + t];
+      (kept[t] ? min_kept : max_dropped) = kept[t] ? std::min(min_kept, s) : std::max(max_dropped, s);
+    }
+    EXPECT_GE(min_kept, max_dropped - 1e-4 * (1 + std::abs(max_dropped)));
+  }
+  const auto pruned = ref::block(xd, batch, tokens, w.reference(), post, ref_site<typename C::Site>(),
+                                 ref_metric<typename C::Metric>(), keep_idx, keep);
+  EXPECT_LT(max_rel_error(yp, pruned.y), 5e-5);
+}
+
+TEST(TransformerBlockShapes, DeitSmallShapeMatchesReference) {
+  using B = rs::Block<P::Transformer, P::Mlp, P::L2>;
+  const int batch = 1, tokens = 197, dim = 384, heads = 6, hidden = 1536;
+  const RandomBlockWeights w(dim, heads, hidden, 9);
+  const auto x = ref::random_floats(std::size_t(batch) * tokens * dim, 3);
+  std::vector<float> y(x.size()), scores(tokens);
+  rs::TransformerWorkspace ws;
+  rs::TransformerBlockArgs args;
+  args.x = x.data();
+  args.y = y.data();
+  args.batch = batch;
+  args.tokens = tokens;
+  args.keep = tokens;
+  args.scores = scores.data();
+  B::forward(rs::Host{}, w.view(), args, ws);
+  const auto want = ref::block(ref::Mat(x.begin(), x.end()), batch, tokens, w.reference(), false,
+                               ref::Site::Mlp, ref::Metric::L2, {}, tokens);
+  EXPECT_LT(max_rel_error(y, want.y), 1e-4);
+  EXPECT_LT(max_rel_error(scores, want.scores), 1e-4);
+}
+
+TEST(TransformerBlockErrors, RefusedArguments) {
+  using B = rs::Block<P::Transformer, P::Mlp, P::L2>;
+  const RandomBlockWeights w(16, 2, 32, 1);
+  std::vector<float> x(2 * 5 * 16), y(x.size());
+  rs::TransformerWorkspace ws;
+  rs::TransformerBlockArgs args;
+  args.x = x.data();
+  args.y = y.data();
+  args.batch = 2;
+  args.tokens = 5;
+  args.keep = 6;
+  EXPECT_THROW(B::forward(rs::Host{}, w.view(), args, ws), rs::InvalidArgument);
+  args.keep = 5;
+  args.y = const_cast<float*>(args.x);
+  EXPECT_THROW(B::forward(rs::Host{}, w.view(), args, ws), rs::InvalidArgument);
+  args.y = y.data();
+  auto bad = w.view();
+  bad.heads = 3;  // 16 % 3 != 0
+  try {
+    B::forward(rs::Host{}, bad, args, ws);
+    ADD_FAILURE();
+  } catch (const rs::InvalidArgument& e) {
+    EXPECT_NE(std::string(e.what()).find("weights.dim = 16 is not a multiple of weights.heads = 3"),
+              std::string::npos) << e.what();
+  }
+}
