@@ -1,0 +1,210 @@
+#pragma once
+// Safetensors reader and writer (https://github.com/huggingface/safetensors
+// format): 8-byte little-endian header length, a JSON header
+//   {"name": {"dtype": "F32", "shape": [..], "data_offsets": [begin, end]}, ...,
+//    "__metadata__": {...}}
+// and the tensor bytes. Every inconsistency (truncated file, bad JSON,
+// offsets outside the data, a byte count that does not match shape x dtype,
+// overlapping tensors) throws FormatError naming the file and the tensor.
+// F32, F16 and BF16 tensors load as float.
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "../dtype.hpp"
+#include "../error.hpp"
+
+namespace repshift {
+namespace io {
+
+struct TensorInfo {
+  std::string dtype;                // "F32", "F16", "BF16", ... as in the file
+  std::vector<std::int64_t> shape;
+  std::uint64_t begin = 0, end = 0;  // byte offsets into the data section
+
+  std::int64_t numel() const {
+    std::int64_t n = 1;
+    for (auto d : shape) n *= d;
+    return n;
+  }
+};
+
+inline std::string shape_string(const std::vector<std::int64_t>& shape) {
+  std::string s = "[";
+  for (std::size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
+// Bytes per element of a safetensors dtype, 0 for an unknown one.
+inline std::int64_t dtype_bytes(const std::string& dtype) {
+  static const std::map<std::string, std::int64_t> sizes = {
+      {"F64", 8}, {"F32", 4}, {"F16", 2}, {"BF16", 2}, {"I64", 8}, {"I32", 4}, {"I16", 2},
+      {"I8", 1},  {"U64", 8}, {"U32", 4}, {"U16", 2},  {"U8", 1},  {"BOOL", 1}};
+  const auto it = sizes.find(dtype);
+  return it == sizes.end() ? 0 : it->second;
+}
+
+class SafeTensorsFile {
+ public:
+  explicit SafeTensorsFile(std::string path) : path_(std::move(path)) {
+    std::ifstream in(path_, std::ios::binary | std::ios::ate);
+    if (!in) throw FormatError("safetensors: cannot open '" + path_ + "'");
+    const std::streamoff size = in.tellg();
+    if (size < 8) fail("file is " + std::to_string(size) + " bytes, shorter than the 8-byte header length");
+    bytes_.resize(std::size_t(size));
+    in.seekg(0);
+    in.read(reinterpret_cast<char*>(bytes_.data()), size);
+    if (!in) fail("read error");
+
+    std::uint64_t header_len = 0;
+    for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | bytes_[std::size_t(i)];
+    if (header_len > std::uint64_t(size) - 8) {
+      fail("header length " + std::to_string(header_len) + " exceeds the " + std::to_string(size - 8) +
+           " bytes after it (truncated file?)");
+    }
+    data_offset_ = 8 + header_len;
+    const std::uint64_t data_size = std::uint64_t(size) - data_offset_;
+
+    nlohmann::json header;
+    try {
+      header = nlohmann::json::parse(bytes_.begin() + 8, bytes_.begin() + std::ptrdiff_t(data_offset_));
+    } catch (const nlohmann::json::exception& e) {
+      fail(std::string("header is not valid JSON: ") + e.what());
+    }
+    if (!header.is_object()) fail("header is not a JSON object");
+
+    std::vector<std::pair<std::uint64_t, std::uint64_t>> spans;
+    for (auto it = header.begin(); it != header.end(); ++it) {
+      if (it.key() == "__metadata__") continue;
+      tensors_[it.key()] = parse_entry(it.key(), it.value(), data_size);
+      spans.emplace_back(tensors_[it.key()].begin, tensors_[it.key()].end);
+    }
+    std::sort(spans.begin(), spans.end());
+    for (std::size_t i = 1; i < spans.size(); ++i) {
+      if (spans[i].first < spans[i - 1].second) fail("tensor data ranges overlap");
+    }
+  }
+
+  const std::string& path() const { return path_; }
+  bool contains(const std::string& name) const { return tensors_.count(name) != 0; }
+  std::vector<std::string> names() const {
+    std::vector<std::string> n;
+    for (const auto& kv : tensors_) n.push_back(kv.first);
+    return n;
+  }
+
+  const TensorInfo& info(const std::string& name) const {
+    const auto it = tensors_.find(name);
+    if (it == tensors_.end()) fail("no tensor named '" + name + "'");
+    return it->second;
+  }
+
+  // Loads `name` as float, checking its shape against `expected`.
+  std::vector<float> load_f32(const std::string& name, const std::vector<std::int64_t>& expected) const {
+    const TensorInfo& t = info(name);
+    if (t.shape != expected) {
+      fail("tensor '" + name + "' has shape " + shape_string(t.shape) + ", expected " + shape_string(expected));
+    }
+    std::vector<float> out(std::size_t(t.numel()));
+    const unsigned char* src = bytes_.data() + data_offset_ + t.begin;
+    if (t.dtype == "F32") {
+      std::memcpy(out.data(), src, out.size() * sizeof(float));
+    } else if (t.dtype == "F16" || t.dtype == "BF16") {
+      const bool is_half = t.dtype == "F16";
+      for (std::size_t i = 0; i < out.size(); ++i) {
+        const std::uint16_t b = std::uint16_t(src[2 * i] | (src[2 * i + 1] << 8));
+        out[i] = is_half ? half::to_float(b) : bf16::to_float(b);
+      }
+    } else {
+      fail("tensor '" + name + "' has dtype " + t.dtype + "; only F32, F16 and BF16 load as float");
+    }
+    return out;
+  }
+
+ private:
+  [[noreturn]] void fail(const std::string& what) const {
+    throw FormatError("safetensors '" + path_ + "': " + what);
+  }
+
+  TensorInfo parse_entry(const std::string& name, const nlohmann::json& e, std::uint64_t data_size) const {
+    const std::string where = "tensor '" + name + "': ";
+    if (!e.is_object() || !e.contains("dtype") || !e.contains("shape") || !e.contains("data_offsets")) {
+      fail(where + "entry needs dtype, shape and data_offsets");
+    }
+    TensorInfo t;
+    if (!e["dtype"].is_string()) fail(where + "dtype is not a string");
+    t.dtype = e["dtype"].get<std::string>();
+    const std::int64_t elem = dtype_bytes(t.dtype);
+    if (elem == 0) fail(where + "unknown dtype " + t.dtype);
+    if (!e["shape"].is_array()) fail(where + "shape is not an array");
+    std::int64_t count = 1;
+    for (const auto& d : e["shape"]) {
+      if (!d.is_number_integer() || d.get<std::int64_t>() < 0) fail(where + "shape has a non-integer or negative extent");
+      t.shape.push_back(d.get<std::int64_t>());
+      if (__builtin_mul_overflow(count, t.shape.back(), &count)) fail(where + "shape overflows");
+    }
+    const auto& off = e["data_offsets"];
+    if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() || !off[1].is_number_unsigned()) {
+      fail(where + "data_offsets must be two non-negative integers");
+    }
+    t.begin = off[0].get<std::uint64_t>();
+    t.end = off[1].get<std::uint64_t>();
+    if (t.begin > t.end || t.end > data_size) {
+      fail(where + "data_offsets [" + std::to_string(t.begin) + ", " + std::to_string(t.end) +
+           "] fall outside the " + std::to_string(data_size) + "-byte data section");
+    }
+    std::int64_t bytes = 0;
+    if (__builtin_mul_overflow(count, elem, &bytes) || std::uint64_t(bytes) != t.end - t.begin) {
+      fail(where + "holds " + std::to_string(t.end - t.begin) + " bytes but shape " + shape_string(t.shape) +
+           " x " + t.dtype + " needs " + std::to_string(count * elem));
+    }
+    return t;
+  }
+
+  std::string path_;
+  std::vector<unsigned char> bytes_;
+  std::uint64_t data_offset_ = 0;
+  std::map<std::string, TensorInfo> tensors_;
+};
+
+struct NamedTensor {
+  std::string name;
+  std::vector<std::int64_t> shape;
+  const float* data;
+};
+
+// Writes float tensors as F32, in the given order.
+inline void save_safetensors(const std::string& path, const std::vector<NamedTensor>& tensors) {
+  nlohmann::json header = nlohmann::json::object();
+  std::uint64_t offset = 0;
+  for (const auto& t : tensors) {
+    std::int64_t n = 1;
+    for (auto d : t.shape) n *= d;
+    header[t.name] = {{"dtype", "F32"}, {"shape", t.shape}, {"data_offsets", {offset, offset + std::uint64_t(n) * 4}}};
+    offset += std::uint64_t(n) * 4;
+  }
+  std::string text = header.dump();
+  text.append((8 - text.size() % 8) % 8, ' ');  // align the data section, as the reference writer does
+  std::ofstream out(path, std::ios::binary);
+  if (!out) throw FormatError("safetensors: cannot write '" + path + "'");
+  unsigned char len[8];
+  for (int i = 0; i < 8; ++i) len[i] = static_cast<unsigned char>((std::uint64_t(text.size()) >> (8 * i)) & 0xff);
+  out.write(reinterpret_cast<const char*>(len), 8);
+  out.write(text.data(), std::streamsize(text.size()));
+  for (const auto& t : tensors) {
+    std::int64_t n = 1;
+    for (auto d : t.shape) n *= d;
+    out.write(reinterpret_cast<const char*>(t.data), std::streamsize(n * 4));
+  }
+  if (!out) throw FormatError("safetensors: write error on '" + path + "'");
+}
+
+}  // namespace io
+}  // namespace repshift

@@ -1,0 +1,286 @@
+#pragma once
+// ViT / DeiT built from Block<Transformer, Site, Metric, Prune, PreNorm>:
+// patch embedding (a stride-p convolution as im2col + GEMM), CLS token,
+// position embedding, `depth` blocks pruning per a PruneSchedule, final
+// LayerNorm on the CLS token, classification head. Weights are random
+// (timm's init: truncated normal std 0.02) or loaded from a safetensors
+// file with timm's DeiT tensor names (patch_embed.proj.weight,
+// blocks.{i}.attn.qkv.weight, ...).
+
+#include <cmath>
+#include <cstdint>
+#include <random>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "../blocks/transformer_block.hpp"
+#include "../io/safetensors.hpp"
+#include "prune_schedule.hpp"
+
+namespace repshift {
+
+struct ViTConfig {
+  int image_size = 224, patch_size = 16, in_chans = 3;
+  int dim = 384, depth = 12, heads = 6, mlp_hidden = 1536, num_classes = 1000;
+  float ln_eps = 1e-6f;
+
+  static ViTConfig deit_tiny() { return {224, 16, 3, 192, 12, 3, 768, 1000, 1e-6f}; }
+  static ViTConfig deit_small() { return {224, 16, 3, 384, 12, 6, 1536, 1000, 1e-6f}; }
+  static ViTConfig deit_base() { return {224, 16, 3, 768, 12, 12, 3072, 1000, 1e-6f}; }
+
+  int grid() const { return image_size / patch_size; }
+  int num_patches() const { return grid() * grid(); }
+  int tokens() const { return 1 + num_patches(); }
+  int patch_dim() const { return in_chans * patch_size * patch_size; }
+
+  void check(const char* where) const {
+    detail::require_positive(where, "config.image_size", image_size);
+    detail::require_positive(where, "config.patch_size", patch_size);
+    detail::require_positive(where, "config.in_chans", in_chans);
+    detail::require_positive(where, "config.dim", dim);
+    detail::require_positive(where, "config.depth", depth);
+    detail::require_positive(where, "config.heads", heads);
+    detail::require_positive(where, "config.mlp_hidden", mlp_hidden);
+    detail::require_positive(where, "config.num_classes", num_classes);
+    if (image_size % patch_size != 0) {
+      detail::fail(where, "config.image_size = " + std::to_string(image_size) +
+                              " is not a multiple of config.patch_size = " + std::to_string(patch_size));
+    }
+    if (dim % heads != 0) {
+      detail::fail(where, "config.dim = " + std::to_string(dim) + " is not a multiple of config.heads = " +
+                              std::to_string(heads));
+    }
+  }
+};
+
+// Owning weights, one vector per timm tensor.
+struct ViTWeights {
+  struct BlockTensors {
+    std::vector<float> norm1_w, norm1_b, qkv_w, qkv_b, proj_w, proj_b, norm2_w, norm2_b, fc1_w, fc1_b, fc2_w, fc2_b;
+  };
+  ViTConfig config;
+  std::vector<float> patch_w, patch_b, cls_token, pos_embed, norm_w, norm_b, head_w, head_b;
+  std::vector<BlockTensors> blocks;
+
+  // Every tensor as (timm name, shape, storage): the one list both the
+  // loader and the writer walk.
+  template <class Fn>
+  void for_each_tensor(Fn&& fn) { visit(*this, fn); }
+  template <class Fn>
+  void for_each_tensor(Fn&& fn) const { visit(*this, fn); }
+
+ private:
+  template <class Self, class Fn>
+  static void visit(Self& w, Fn& fn) {
+    const ViTConfig& config = w.config;
+    const std::int64_t C = config.dim, H = config.mlp_hidden;
+    fn("patch_embed.proj.weight", std::vector<std::int64_t>{C, config.in_chans, config.patch_size, config.patch_size}, w.patch_w);
+    fn("patch_embed.proj.bias", std::vector<std::int64_t>{C}, w.patch_b);
+    fn("cls_token", std::vector<std::int64_t>{1, 1, C}, w.cls_token);
+    fn("pos_embed", std::vector<std::int64_t>{1, config.tokens(), C}, w.pos_embed);
+    for (int i = 0; i < config.depth; ++i) {
+      const std::string p = "blocks." + std::to_string(i) + ".";
+      auto& b = w.blocks[std::size_t(i)];
+      fn(p + "norm1.weight", std::vector<std::int64_t>{C}, b.norm1_w);
+      fn(p + "norm1.bias", std::vector<std::int64_t>{C}, b.norm1_b);
+      fn(p + "attn.qkv.weight", std::vector<std::int64_t>{3 * C, C}, b.qkv_w);
+      fn(p + "attn.qkv.bias", std::vector<std::int64_t>{3 * C}, b.qkv_b);
+      fn(p + "attn.proj.weight", std::vector<std::int64_t>{C, C}, b.proj_w);
+      fn(p + "attn.proj.bias", std::vector<std::int64_t>{C}, b.proj_b);
+      fn(p + "norm2.weight", std::vector<std::int64_t>{C}, b.norm2_w);
+      fn(p + "norm2.bias", std::vector<std::int64_t>{C}, b.norm2_b);
+      fn(p + "mlp.fc1.weight", std::vector<std::int64_t>{H, C}, b.fc1_w);
+      fn(p + "mlp.fc1.bias", std::vector<std::int64_t>{H}, b.fc1_b);
+      fn(p + "mlp.fc2.weight", std::vector<std::int64_t>{C, H}, b.fc2_w);
+      fn(p + "mlp.fc2.bias", std::vector<std::int64_t>{C}, b.fc2_b);
+    }
+    fn("norm.weight", std::vector<std::int64_t>{C}, w.norm_w);
+    fn("norm.bias", std::vector<std::int64_t>{C}, w.norm_b);
+    fn("head.weight", std::vector<std::int64_t>{config.num_classes, C}, w.head_w);
+    fn("head.bias", std::vector<std::int64_t>{config.num_classes}, w.head_b);
+  }
+
+ public:
+
+  // timm's init: weights and embeddings ~ truncated normal(0, 0.02), biases
+  // 0, LayerNorm 1 / 0.
+  static ViTWeights random(const ViTConfig& cfg, std::uint32_t seed) {
+    cfg.check("ViTWeights::random");
+    ViTWeights w;
+    w.config = cfg;
+    w.blocks.resize(std::size_t(cfg.depth));
+    std::mt19937 gen(seed);
+    std::normal_distribution<float> normal(0.0f, 0.02f);
+    w.for_each_tensor([&](const std::string& name, const std::vector<std::int64_t>& shape, std::vector<float>& v) {
+      std::int64_t n = 1;
+      for (auto d : shape) n *= d;
+      v.assign(std::size_t(n), 0.0f);
+      const bool is_norm = name.find("norm") != std::string::npos;
+      const bool is_bias = name.size() > 5 && name.compare(name.size() - 5, 5, ".bias") == 0;
+      if (is_norm && !is_bias) {
+        std::fill(v.begin(), v.end(), 1.0f);
+      } else if (!is_bias) {
+        for (auto& x : v) {
+          float r;
+          do r = normal(gen); while (std::abs(r) > 0.04f);  // truncated at 2 std
+          x = r;
+        }
+      }
+    });
+    return w;
+  }
+
+  static ViTWeights load(const ViTConfig& cfg, const io::SafeTensorsFile& file) {
+    cfg.check("ViTWeights::load");
+    ViTWeights w;
+    w.config = cfg;
+    w.blocks.resize(std::size_t(cfg.depth));
+    w.for_each_tensor([&](const std::string& name, const std::vector<std::int64_t>& shape, std::vector<float>& v) {
+      v = file.load_f32(name, shape);
+    });
+    return w;
+  }
+
+  void save(const std::string& path) const {
+    std::vector<io::NamedTensor> list;
+    for_each_tensor([&](const std::string& name, const std::vector<std::int64_t>& shape, const std::vector<float>& v) {
+      list.push_back({name, shape, v.data()});
+    });
+    io::save_safetensors(path, list);
+  }
+
+  TransformerBlockWeights block(int i) const {
+    const BlockTensors& b = blocks.at(std::size_t(i));
+    TransformerBlockWeights v;
+    v.dim = config.dim;
+    v.heads = config.heads;
+    v.mlp_hidden = config.mlp_hidden;
+    v.ln_eps = config.ln_eps;
+    v.norm1_weight = b.norm1_w.data();
+    v.norm1_bias = b.norm1_b.data();
+    v.qkv_weight = b.qkv_w.data();
+    v.qkv_bias = b.qkv_b.data();
+    v.proj_weight = b.proj_w.data();
+    v.proj_bias = b.proj_b.data();
+    v.norm2_weight = b.norm2_w.data();
+    v.norm2_bias = b.norm2_b.data();
+    v.fc1_weight = b.fc1_w.data();
+    v.fc1_bias = b.fc1_b.data();
+    v.fc2_weight = b.fc2_w.data();
+    v.fc2_bias = b.fc2_b.data();
+    return v;
+  }
+};
+
+// What a forward pass did, for tests and the demo.
+struct ViTTrace {
+  std::vector<int> tokens;                  // input tokens of each layer, then the final count
+  std::vector<int> pruned_layers;           // layers that pruned
+  std::vector<std::vector<int>> keep_idx;   // per pruned layer: [batch, keep] kept indices
+};
+
+template <class Site = policies::Mlp, class Metric = policies::L2>
+class VisionTransformer {
+ public:
+  using BlockType = Block<policies::Transformer, Site, Metric, policies::Prune, policies::PreNorm>;
+
+  explicit VisionTransformer(ViTWeights weights) : w_(std::move(weights)) { w_.config.check("VisionTransformer"); }
+  const ViTConfig& config() const { return w_.config; }
+
+  // images: [batch, in_chans, image_size, image_size] (NCHW, float);
+  // logits: [batch, num_classes]. Not thread-safe: the model owns its scratch.
+  void forward(const Host& host, const float* images, int batch, float* logits,
+               const PruneSchedule& schedule = PruneSchedule::none(), ViTTrace* trace = nullptr) {
+    constexpr const char* where = "VisionTransformer::forward";
+    const ViTConfig& cfg = w_.config;
+    detail::require_pointer(where, "images", images);
+    detail::require_pointer(where, "logits", logits);
+    detail::require_positive(where, "batch", batch);
+    schedule.check(where, cfg.depth);
+    detail::require_at_most(where, "schedule.protect", schedule.protect, "tokens", cfg.tokens());
+    const std::int64_t N = cfg.tokens(), C = cfg.dim;
+    detail::checked_extent(where, "activations", batch, N, std::max<std::int64_t>(3 * C, cfg.mlp_hidden), sizeof(float));
+    ping_.resize(std::size_t(batch * N * C));
+    pong_.resize(ping_.size());
+
+    embed(host, images, batch, ping_.data());
+    if (trace) *trace = ViTTrace{{int(N)}, {}, {}};
+
+    int tokens = int(N);
+    float* x = ping_.data();
+    float* y = pong_.data();
+    for (int l = 0; l < cfg.depth; ++l) {
+      TransformerBlockArgs a;
+      a.x = x;
+      a.y = y;
+      a.batch = batch;
+      a.tokens = tokens;
+      a.keep = schedule.keep_at(l, tokens);
+      a.protect = schedule.protect;
+      if (trace && a.keep < tokens) {
+        trace->pruned_layers.push_back(l);
+        trace->keep_idx.emplace_back(std::size_t(batch) * a.keep);
+        a.keep_idx = trace->keep_idx.back().data();
+      }
+      BlockType::forward(host, w_.block(l), a, ws_);
+      tokens = a.keep;
+      std::swap(x, y);
+      if (trace) trace->tokens.push_back(tokens);
+    }
+    head(host, x, batch, tokens, logits);
+  }
+
+ private:
+  // x[b, 0] = cls + pos[0]; x[b, 1 + p] = W . patch_p + bias + pos[1 + p]
+  void embed(const Host& host, const float* images, int batch, float* x) {
+    const ViTConfig& cfg = w_.config;
+    const int P = cfg.num_patches(), K = cfg.patch_dim(), g = cfg.grid(), ps = cfg.patch_size, C = cfg.dim;
+    const int img = cfg.image_size;
+    cols_.resize(std::size_t(batch) * P * K);
+    proj_.resize(std::size_t(batch) * P * C);
+#pragma omp parallel for schedule(static) num_threads(cpu::thread_count(host))
+    for (std::int64_t bp = 0; bp < std::int64_t(batch) * P; ++bp) {
+      const std::int64_t b = bp / P, p = bp % P, py = p / g, px = p % g;
+      float* dst = cols_.data() + bp * K;
+      for (int c = 0; c < cfg.in_chans; ++c)
+        for (int ky = 0; ky < ps; ++ky) {
+          const float* src = images + ((b * cfg.in_chans + c) * img + py * ps + ky) * img + px * ps;
+          std::copy(src, src + ps, dst + (c * ps + ky) * ps);
+        }
+    }
+    cpu::linear(cols_.data(), std::int64_t(batch) * P, K, w_.patch_w.data(), C, proj_.data(), K, C);
+    const std::int64_t N = cfg.tokens();
+#pragma omp parallel for schedule(static) num_threads(cpu::thread_count(host))
+    for (std::int64_t bn = 0; bn < std::int64_t(batch) * N; ++bn) {
+      const std::int64_t b = bn / N, n = bn % N;
+      float* dst = x + bn * C;
+      const float* pos = w_.pos_embed.data() + n * C;
+      if (n == 0) {
+        for (int c = 0; c < C; ++c) dst[c] = w_.cls_token[std::size_t(c)] + pos[c];
+      } else {
+        const float* src = proj_.data() + (b * P + n - 1) * C;
+        for (int c = 0; c < C; ++c) dst[c] = src[c] + w_.patch_b[std::size_t(c)] + pos[c];
+      }
+    }
+  }
+
+  // logits = head(LN(x[:, 0]))
+  void head(const Host& host, const float* x, int batch, int tokens, float* logits) {
+    const ViTConfig& cfg = w_.config;
+    const int C = cfg.dim;
+    cls_.resize(std::size_t(batch) * C);
+    const cpu::LayerNormWeights ln{w_.norm_w.data(), w_.norm_b.data(), cfg.ln_eps};
+    for (int b = 0; b < batch; ++b) cpu::layer_norm_row(x + std::int64_t(b) * tokens * C, cls_.data() + std::int64_t(b) * C, C, ln);
+    cpu::linear(cls_.data(), batch, C, w_.head_w.data(), cfg.num_classes, logits, C, cfg.num_classes);
+#pragma omp parallel for schedule(static) num_threads(cpu::thread_count(host))
+    for (int b = 0; b < batch; ++b)
+      for (int k = 0; k < cfg.num_classes; ++k) logits[std::int64_t(b) * cfg.num_classes + k] += w_.head_b[std::size_t(k)];
+  }
+
+  ViTWeights w_;
+  TransformerWorkspace ws_;
+  std::vector<float> ping_, pong_, cols_, proj_, cls_;
+};
+
+}  // namespace repshift

@@ -1,0 +1,92 @@
+// The safetensors reader: dtypes, and a clear FormatError for every kind
+// of malformed file.
+
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <fstream>
+#include <string>
+
+#include <repshift/io/safetensors.hpp>
+
+namespace rs = repshift;
+
+namespace {
+
+std::string write_file(const std::string& name, const std::string& header, const std::string& data,
+                       long long header_len_override = -1) {
+  const std::string path = ::testing::TempDir() + name;
+  std::ofstream out(path, std::ios::binary);
+  const unsigned long long len = header_len_override >= 0 ? (unsigned long long)header_len_override : header.size();
+  for (int i = 0; i < 8; ++i) out.put(char((len >> (8 * i)) & 0xff));
+  out << header << data;
+  return path;
+}
+
+std::string bytes_of(std::initializer_list<unsigned> b) {
+  std::string s;
+  for (unsigned x : b) s.push_back(char(x));
+  return s;
+}
+
+void expect_format_error(const std::string& path, const char* fragment) {
+  try {
+    rs::io::SafeTensorsFile f(path);
+    ADD_FAILURE() << "no error for " << path;
+  } catch (const rs::FormatError& e) {
+    EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << "names the file: " << e.what();
+  }
+}
+
+}  // namespace
+
+TEST(Safetensors, ReadsF32F16Bf16) {
+  // F32 1.5 = 0x3fc00000; F16 -2.0 = 0xc000; BF16 3.0 = 0x4040.
+  const std::string header =
+      R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},)"
+      R"("b":{"dtype":"F16","shape":[1,1],"data_offsets":[4,6]},)"
+      R"("c":{"dtype":"BF16","shape":[],"data_offsets":[6,8]},"__metadata__":{"format":"pt"}})";
+  const auto path = write_file("ok.safetensors", header, bytes_of({0, 0, 0xc0, 0x3f, 0x00, 0xc0, 0x40, 0x40}));
+  rs::io::SafeTensorsFile f(path);
+  EXPECT_EQ(f.load_f32("a", {1}), std::vector<float>{1.5f});
+  EXPECT_EQ(f.load_f32("b", {1, 1}), std::vector<float>{-2.0f});
+  EXPECT_EQ(f.load_f32("c", {}), std::vector<float>{3.0f});
+  EXPECT_EQ(f.names(), (std::vector<std::string>{"a", "b", "c"}));
+  EXPECT_THROW(f.load_f32("a", {2}), rs::FormatError);  // wrong expected shape
+  EXPECT_THROW(f.info("missing"), rs::FormatError);
+}
+
+TEST(Safetensors, MalformedFilesAreRefusedWithReasons) {
+  expect_format_error(write_file("empty.safetensors", "", ""), "not valid JSON");
+  {
+    const auto p = ::testing::TempDir() + "tiny.safetensors";
+    std::ofstream(p) << "abc";
+    expect_format_error(p, "shorter than the 8-byte header length");
+  }
+  expect_format_error(write_file("trunc.safetensors", "{}", "", 100), "exceeds");
+  expect_format_error(write_file("json.safetensors", "{\"a\":", ""), "not valid JSON");
+  expect_format_error(write_file("fields.safetensors", R"({"a":{"dtype":"F32"}})", ""), "needs dtype, shape and data_offsets");
+  expect_format_error(write_file("dtype.safetensors", R"({"a":{"dtype":"F8","shape":[1],"data_offsets":[0,1]}})", "x"),
+                      "unknown dtype F8");
+  expect_format_error(write_file("range.safetensors", R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})", "1234"),
+                      "fall outside");
+  expect_format_error(write_file("count.safetensors", R"({"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})",
+                                 "12345678"),
+                      "needs 12");
+  expect_format_error(write_file("overlap.safetensors",
+                                 R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[2,6]}})",
+                                 "123456"),
+                      "overlap");
+  expect_format_error(write_file("neg.safetensors", R"({"a":{"dtype":"F32","shape":[-1],"data_offsets":[0,0]}})", ""),
+                      "negative");
+  const auto ints = write_file("int.safetensors", R"({"a":{"dtype":"I32","shape":[1],"data_offsets":[0,4]}})", "1234");
+  rs::io::SafeTensorsFile f(ints);
+  try {
+    f.load_f32("a", {1});
+    ADD_FAILURE();
+  } catch (const rs::FormatError& e) {
+    EXPECT_NE(std::string(e.what()).find("dtype I32"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(rs::io::SafeTensorsFile("/nonexistent/x.safetensors"), rs::FormatError);
+}

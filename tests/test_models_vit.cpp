@@ -1,0 +1,145 @@
+// VisionTransformer against the naive double ViT: unpruned, pruned (same
+// kept indices; kept set consistent with reference scores; token counts per
+// the schedule), and weights round-tripped through safetensors.
+
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <fstream>
+
+#include <repshift/models/vit.hpp>
+
+#include "reference_vit.hpp"
+
+namespace rs = repshift;
+
+namespace {
+
+rs::ViTConfig tiny() {
+  rs::ViTConfig c;
+  c.image_size = 32;
+  c.patch_size = 8;  // 16 patches + CLS = 17 tokens
+  c.dim = 48;
+  c.depth = 4;
+  c.heads = 3;
+  c.mlp_hidden = 192;
+  c.num_classes = 10;
+  return c;
+}
+
+// Weights large enough that every layer changes the tokens visibly.
+rs::ViTWeights lively_weights(const rs::ViTConfig& cfg, std::uint32_t seed) {
+  rs::ViTWeights w = rs::ViTWeights::random(cfg, seed);
+  std::mt19937 gen(seed);
+  w.for_each_tensor([&](const std::string& name, const std::vector<std::int64_t>& shape, std::vector<float>& v) {
+    const bool norm = name.find("norm") != std::string::npos;
+    const double fan_in = shape.size() >= 2 ? double(v.size() / std::size_t(shape[0])) : 1.0;
+    const float spread = norm ? 0.2f : float(1.5 / std::sqrt(fan_in));
+    std::uniform_real_distribution<float> d(norm && name.find("weight") != std::string::npos ? 1.0f - spread : -spread,
+                                            norm && name.find("weight") != std::string::npos ? 1.0f + spread : spread);
+    for (auto& x : v) x = d(gen);
+  });
+  return w;
+}
+
+double max_rel_error(const std::vector<float>& got, const ref::Mat& want) {
+  double worst = 0;
+  for (std::size_t i = 0; i < got.size(); ++i)
+    worst = std::max(worst, std::abs(got[i] - want[i]) / (1.0 + std::abs(want[i])));
+  return worst;
+}
+
+}  // namespace
+
+TEST(VisionTransformer, UnprunedMatchesReference) {
+  const auto cfg = tiny();
+  const auto w = lively_weights(cfg, 3);
+  const int batch = 2;
+  const auto images = ref::random_floats(std::size_t(batch) * 3 * 32 * 32, 4);
+  rs::VisionTransformer<> model(w);
+  std::vector<float> logits(std::size_t(batch) * cfg.num_classes);
+  rs::ViTTrace trace;
+  model.forward(rs::Host{}, images.data(), batch, logits.data(), rs::PruneSchedule::none(), &trace);
+  EXPECT_EQ(trace.tokens, std::vector<int>(5, 17));
+  EXPECT_TRUE(trace.pruned_layers.empty());
+  const auto want = ref::vit(w, images, batch, {}, {}, trace.tokens);
+  EXPECT_LT(max_rel_error(logits, want.logits), 1e-4);
+}
+
+TEST(VisionTransformer, PrunedMatchesReferenceWithTheSameKeptTokens) {
+  const auto cfg = tiny();
+  const auto w = lively_weights(cfg, 5);
+  const int batch = 3;
+  const auto images = ref::random_floats(std::size_t(batch) * 3 * 32 * 32, 6);
+  rs::PruneSchedule schedule{{{1, 0.8}, {2, 0.7}}, 1};
+  rs::VisionTransformer<> model(w);
+  std::vector<float> logits(std::size_t(batch) * cfg.num_classes);
+  rs::ViTTrace trace;
+  model.forward(rs::Host{}, images.data(), batch, logits.data(), schedule, &trace);
+
+  // 17 -> floor(0.8 * 17) = 13 after layer 1 -> floor(0.7 * 13) = 9 after layer 2.
+  EXPECT_EQ(trace.tokens, (std::vector<int>{17, 17, 13, 9, 9}));
+  EXPECT_EQ(trace.tokens, schedule.token_counts(17, 4));
+  ASSERT_EQ(trace.pruned_layers, (std::vector<int>{1, 2}));
+
+  const auto want = ref::vit(w, images, batch, trace.pruned_layers, trace.keep_idx, trace.tokens);
+  EXPECT_LT(max_rel_error(logits, want.logits), 1e-4);
+
+  for (std::size_t k = 0; k < trace.pruned_layers.size(); ++k) {
+    const int in = trace.tokens[std::size_t(trace.pruned_layers[k])];
+    const int keep = trace.tokens[std::size_t(trace.pruned_layers[k]) + 1];
+    for (int b = 0; b < batch; ++b) {
+      const int* idx = trace.keep_idx[k].data() + std::size_t(b) * keep;
+      EXPECT_EQ(idx[0], 0) << "CLS kept";
+      EXPECT_TRUE(std::is_sorted(idx, idx + keep));
+      std::vector<bool> kept(std::size_t(in), false);
+      for (int i = 0; i < keep; ++i) kept[std::size_t(idx[i])] = true;
+      double min_kept = INFINITY, max_dropped = -INFINITY;
+      for (int t = 1; t < in; ++t) {
+        const double s = want.scores[k][std::size_t(b) * in + t];
+        if (kept[std::size_t(t)]) min_kept = std::min(min_kept, s);
+        else max_dropped = std::max(max_dropped, s);
+      }
+      EXPECT_GE(min_kept, max_dropped - 1e-4 * (1 + std::abs(max_dropped))) << "layer " << trace.pruned_layers[k];
+    }
+  }
+}
+
+TEST(VisionTransformer, PaperScheduleTokenCounts) {
+  EXPECT_EQ(rs::PruneSchedule::paper().token_counts(197, 12),
+            (std::vector<int>{197, 197, 157, 157, 157, 125, 125, 125, 100, 100, 100, 100, 100}));
+}
+
+TEST(VisionTransformer, SafetensorsRoundTripGivesIdenticalLogits) {
+  const auto cfg = tiny();
+  const auto w = lively_weights(cfg, 8);
+  const std::string path = ::testing::TempDir() + "repshift_vit_tiny.safetensors";
+  w.save(path);
+  const rs::io::SafeTensorsFile file(path);
+  EXPECT_EQ(file.names().size(), std::size_t(4 + 12 * cfg.depth + 4));
+  EXPECT_EQ(file.info("blocks.3.mlp.fc1.weight").shape, (std::vector<std::int64_t>{192, 48}));
+  const auto loaded = rs::ViTWeights::load(cfg, file);
+  const int batch = 2;
+  const auto images = ref::random_floats(std::size_t(batch) * 3 * 32 * 32, 9);
+  std::vector<float> a(std::size_t(batch) * cfg.num_classes), b(a.size());
+  rs::VisionTransformer<> m1(w), m2(loaded);
+  const rs::PruneSchedule schedule{{{1, 0.8}, {2, 0.7}}, 1};
+  m1.forward(rs::Host{}, images.data(), batch, a.data(), schedule);
+  m2.forward(rs::Host{}, images.data(), batch, b.data(), schedule);
+  EXPECT_EQ(a, b);
+  std::remove(path.c_str());
+}
+
+TEST(VisionTransformer, RefusedArguments) {
+  rs::VisionTransformer<> model(rs::ViTWeights::random(tiny(), 1));
+  std::vector<float> images(3 * 32 * 32), logits(10);
+  EXPECT_THROW(model.forward(rs::Host{}, nullptr, 1, logits.data()), rs::InvalidArgument);
+  EXPECT_THROW(model.forward(rs::Host{}, images.data(), 0, logits.data()), rs::InvalidArgument);
+  EXPECT_THROW(model.forward(rs::Host{}, images.data(), 1, logits.data(), rs::PruneSchedule{{{4, 0.5}}, 1}),
+               rs::InvalidArgument);  // layer 4 of a depth-4 model
+  EXPECT_THROW(model.forward(rs::Host{}, images.data(), 1, logits.data(), rs::PruneSchedule{{{1, 1.5}}, 1}),
+               rs::InvalidArgument);
+  auto cfg = tiny();
+  cfg.image_size = 30;
+  EXPECT_THROW(rs::ViTWeights::random(cfg, 1), rs::InvalidArgument);
+}
