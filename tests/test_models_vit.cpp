@@ -85,6 +85,13 @@ TEST(VisionTransformer, PrunedMatchesReferenceWithTheSameKeptTokens) {
   const auto want = ref::vit(w, images, batch, trace.pruned_layers, trace.keep_idx, trace.tokens);
   EXPECT_LT(max_rel_error(logits, want.logits), 1e-4);
 
+  // source composes the layers: layer 2 keeps 9 of layer 1's 13 survivors.
+  for (int b = 0; b < batch; ++b)
+    for (int k = 0; k < 9; ++k)
+      EXPECT_EQ(trace.source[1][std::size_t(b) * 9 + k],
+                trace.keep_idx[0][std::size_t(b) * 13 + std::size_t(trace.keep_idx[1][std::size_t(b) * 9 + k])]);
+  EXPECT_EQ(trace.source[0], trace.keep_idx[0]);
+
   for (std::size_t k = 0; k < trace.pruned_layers.size(); ++k) {
     const int in = trace.tokens[std::size_t(trace.pruned_layers[k])];
     const int keep = trace.tokens[std::size_t(trace.pruned_layers[k]) + 1];

@@ -2,11 +2,13 @@
 // Multi-head self-attention on the CPU.
 //
 // flash_attention: FlashAttention's schedule on a CPU core. One task per
-// (sample, head, block of kBlockQ queries); key/value blocks of kBlockK
-// stream through an online softmax (running max m, running sum l, output
-// rescaled by exp(m_old - m_new)). Memory is O(kBlockQ x head_dim) per
-// thread: the N x N score matrix is never formed. Q K^T is computed
-// against a transposed key block so both inner loops run unit-stride.
+// (sample, head); blocks of kBlockQ queries stream over key/value blocks
+// of kBlockK through an online softmax (running max m, running sum l,
+// output rescaled by exp(m_old - m_new)). Memory is O(N x head_dim) per
+// thread (the head's K^T and V, prepared once): the N x N score matrix is
+// never formed. Q K^T runs against transposed keys so both inner loops are
+// unit-stride; for head_dim 32/64/128 a register-blocked micro-kernel keeps
+// several query rows' scores and outputs in vector registers.
 //
 // attention_with_map: the plain path, materialising softmax(Q K^T) as
 // [B, H, N, N] probabilities for attention-based baselines (CLS attention),
@@ -26,6 +28,7 @@
 #include "../error.hpp"
 #include "../exec.hpp"
 #include "math.hpp"
+#include "simd.hpp"
 #include "parallel.hpp"
 
 namespace repshift {
@@ -81,25 +84,26 @@ constexpr int kBlockK = 64;
 
 namespace detail_attention {
 
-// Scratch for one task, sized for head_dim once per call.
+// Scratch for one (sample, head) task: K^T and V of the whole sequence
+// (bias added, prepared once and reused by every query block) and one
+// query block's state. O(N x head_dim) floats, never N x N.
 struct FlashScratch {
-  std::int64_t head_dim;
+  std::int64_t head_dim, keys_padded;
+  float* kt;  // [Dh][keys_padded], transposed keys, zero past N
+  float* v;   // [N][Dh]
   float* q;   // [kBlockQ][Dh], pre-scaled
-  float* kt;  // [Dh][kBlockK], transposed key block
-  float* v;   // [kBlockK][Dh]
-  float* s;   // [kBlockQ][kBlockK]
   float* o;   // [kBlockQ][Dh]
   float* m;   // [kBlockQ]
   float* l;   // [kBlockQ]
-  static std::int64_t floats(std::int64_t dh) {
-    return kBlockQ * dh + dh * kBlockK + kBlockK * dh + kBlockQ * kBlockK + kBlockQ * dh + 2 * kBlockQ;
+  static std::int64_t padded(std::int64_t n) { return (n + kBlockK - 1) / kBlockK * kBlockK; }
+  static std::int64_t floats(std::int64_t n, std::int64_t dh) {
+    return dh * padded(n) + n * dh + 2 * kBlockQ * dh + 2 * kBlockQ;
   }
-  FlashScratch(float* base, std::int64_t dh) : head_dim(dh) {
-    q = base;
-    kt = q + kBlockQ * dh;
-    v = kt + dh * kBlockK;
-    s = v + kBlockK * dh;
-    o = s + kBlockQ * kBlockK;
+  FlashScratch(float* base, std::int64_t n, std::int64_t dh) : head_dim(dh), keys_padded(padded(n)) {
+    kt = base;
+    v = kt + dh * keys_padded;
+    q = v + n * dh;
+    o = q + kBlockQ * dh;
     m = o + kBlockQ * dh;
     l = m + kBlockQ;
   }
@@ -115,76 +119,165 @@ inline const float* qkv_bias_row(const AttentionParams& p, int which, std::int64
   return p.qkv_bias ? p.qkv_bias + (which * p.heads + h) * p.head_dim : nullptr;
 }
 
-inline void flash_task(const AttentionParams& p, std::int64_t b, std::int64_t h, std::int64_t q0,
-                       FlashScratch& w) {
-  const std::int64_t dh = w.head_dim;
-  const int rows = int(std::min<std::int64_t>(kBlockQ, p.tokens - q0));
+static_assert(kBlockK % kVec == 0, "key block must be whole vectors");
+
+// Online-softmax update of the running (m, l) of one query row from its
+// raw scores s[0..cols); turns s into probabilities (0 past cols) and
+// returns the factor by which the row's output must be rescaled.
+inline float online_softmax_row(float* s, int cols, float& m, float& l) {
+  float block_max = -INFINITY;
+  for (int c = 0; c < cols; ++c) block_max = std::max(block_max, s[c]);
+  const float m_new = std::max(m, block_max);
+  const float alpha = exp_approx(m - m_new);  // ~0 on the first block, where l and o are 0
+  float row_sum = 0.0f;
+  for (int c = 0; c < kBlockK; ++c) {
+    s[c] = c < cols ? exp_approx(s[c] - m_new) : 0.0f;
+    row_sum += s[c];
+  }
+  l = l * alpha + row_sum;
+  m = m_new;
+  return alpha;
+}
+
+// Rows query rows against one key/value block, head_dim fixed at compile
+// time: the Rows x kBlockK scores and the Rows x Dh outputs live in vector
+// registers, and every key/value vector loaded is used Rows times.
+template <int Dh, int Rows>
+inline void flash_rows_fixed(const float* q, const float* kt, std::int64_t ldk, const float* v, int cols, float* m,
+                             float* l, float* o) {
+  static_assert(Dh % kVec == 0, "fixed path needs whole vectors per head");
+  constexpr int kKV = kBlockK / kVec, kDV = Dh / kVec;
+  vfloat s[Rows][kKV];
+  for (int i = 0; i < Rows; ++i)
+    for (int j = 0; j < kKV; ++j) s[i][j] = vfloat{};
+  for (int d = 0; d < Dh; ++d) {
+    vfloat k[kKV];
+    for (int j = 0; j < kKV; ++j) k[j] = loadv(kt + d * ldk + j * kVec);
+    for (int i = 0; i < Rows; ++i) {
+      const float qd = q[i * Dh + d];
+      for (int j = 0; j < kKV; ++j) s[i][j] += qd * k[j];
+    }
+  }
+  // Online softmax on the score registers: lanes past `cols` are masked
+  // to -inf before the max and come out of exp as 0.
+  float p[Rows][kBlockK];
+  float alpha[Rows];
+  for (int i = 0; i < Rows; ++i) {
+    vfloat mx = splatv(-INFINITY);
+    for (int j = 0; j < kKV; ++j) mx = maxv(mx, iotav(float(j * kVec)) < float(cols) ? s[i][j] : splatv(-INFINITY));
+    const float m_new = std::max(m[i], hmax(mx));
+    alpha[i] = exp_approx(m[i] - m_new);  // ~0 on the first block, where l and o are 0
+    vfloat sum{};
+    for (int j = 0; j < kKV; ++j) {
+      const vfloat e = iotav(float(j * kVec)) < float(cols) ? expv(s[i][j] - m_new) : vfloat{};
+      sum += e;
+      storev(p[i] + j * kVec, e);
+    }
+    l[i] = l[i] * alpha[i] + hsum(sum);
+    m[i] = m_new;
+  }
+  vfloat acc[Rows][kDV];
+  for (int i = 0; i < Rows; ++i)
+    for (int j = 0; j < kDV; ++j) acc[i][j] = loadv(o + i * Dh + j * kVec) * alpha[i];
+  for (int c = 0; c < cols; ++c) {
+    vfloat vv[kDV];
+    for (int j = 0; j < kDV; ++j) vv[j] = loadv(v + c * Dh + j * kVec);
+    for (int i = 0; i < Rows; ++i)
+      for (int j = 0; j < kDV; ++j) acc[i][j] += p[i][c] * vv[j];
+  }
+  for (int i = 0; i < Rows; ++i)
+    for (int j = 0; j < kDV; ++j) storev(o + i * Dh + j * kVec, acc[i][j]);
+}
+
+// Any head_dim: one row at a time, loops over the runtime dh.
+inline void flash_row_generic(const float* q, const float* kt, std::int64_t ldk, const float* v, int cols,
+                              std::int64_t dh, float& m, float& l, float* o) {
+  float s[kBlockK];
+  for (int c = 0; c < kBlockK; ++c) s[c] = 0.0f;
+  for (std::int64_t d = 0; d < dh; ++d) {
+    const float qd = q[d];
+    const float* k = kt + d * ldk;
+    for (int c = 0; c < kBlockK; ++c) s[c] += qd * k[c];
+  }
+  const float alpha = online_softmax_row(s, cols, m, l);
+  for (std::int64_t d = 0; d < dh; ++d) o[d] *= alpha;
+  for (int c = 0; c < cols; ++c) {
+    const float pc = s[c];
+    const float* vc = v + c * dh;
+    for (std::int64_t d = 0; d < dh; ++d) o[d] += pc * vc[d];
+  }
+}
+
+// One (sample, head): prepare K^T and V once, then stream every block of
+// kBlockQ queries over the key blocks. Dh > 0: the fixed path for that
+// head_dim; Dh == 0: the generic path.
+template <int Dh>
+inline void flash_head(const AttentionParams& p, std::int64_t b, std::int64_t h, FlashScratch& w) {
+  const std::int64_t dh = w.head_dim, ldk = w.keys_padded;
   const float* qb = qkv_bias_row(p, 0, h);
   const float* kb = qkv_bias_row(p, 1, h);
   const float* vb = qkv_bias_row(p, 2, h);
-
-  for (int r = 0; r < rows; ++r) {
-    const float* src = qkv_row(p, b, q0 + r, 0, h);
-    float* dst = w.q + r * dh;
-    for (std::int64_t d = 0; d < dh; ++d) dst[d] = (src[d] + (qb ? qb[d] : 0.0f)) * p.scale;
-    w.m[r] = -INFINITY;
-    w.l[r] = 0.0f;
-  }
-  std::fill(w.o, w.o + kBlockQ * dh, 0.0f);
-
-  for (std::int64_t k0 = 0; k0 < p.tokens; k0 += kBlockK) {
-    const int cols = int(std::min<std::int64_t>(kBlockK, p.tokens - k0));
-    for (int c = 0; c < cols; ++c) {
-      const float* ks = qkv_row(p, b, k0 + c, 1, h);
-      const float* vs = qkv_row(p, b, k0 + c, 2, h);
-      float* vd = w.v + c * dh;
-      for (std::int64_t d = 0; d < dh; ++d) {
-        w.kt[d * kBlockK + c] = ks[d] + (kb ? kb[d] : 0.0f);
-        vd[d] = vs[d] + (vb ? vb[d] : 0.0f);
-      }
+  for (std::int64_t n = 0; n < p.tokens; ++n) {
+    const float* ks = qkv_row(p, b, n, 1, h);
+    const float* vs = qkv_row(p, b, n, 2, h);
+    float* vd = w.v + n * dh;
+    for (std::int64_t d = 0; d < dh; ++d) {
+      w.kt[d * ldk + n] = ks[d] + (kb ? kb[d] : 0.0f);
+      vd[d] = vs[d] + (vb ? vb[d] : 0.0f);
     }
-    // Zero padding keeps the fixed-width loops below free of NaN garbage.
-    for (int c = cols; c < kBlockK; ++c) {
-      for (std::int64_t d = 0; d < dh; ++d) w.kt[d * kBlockK + c] = 0.0f;
-      std::fill(w.v + c * dh, w.v + (c + 1) * dh, 0.0f);
+  }
+  // Zero padding keeps the full-width score loops free of garbage.
+  for (std::int64_t d = 0; d < dh; ++d) std::fill(w.kt + d * ldk + p.tokens, w.kt + (d + 1) * ldk, 0.0f);
+
+  for (std::int64_t q0 = 0; q0 < p.tokens; q0 += kBlockQ) {
+    const int rows = int(std::min<std::int64_t>(kBlockQ, p.tokens - q0));
+    for (int r = 0; r < rows; ++r) {
+      const float* src = qkv_row(p, b, q0 + r, 0, h);
+      float* dst = w.q + r * dh;
+      for (std::int64_t d = 0; d < dh; ++d) dst[d] = (src[d] + (qb ? qb[d] : 0.0f)) * p.scale;
+      w.m[r] = -INFINITY;
+      w.l[r] = 0.0f;
+    }
+    std::fill(w.o, w.o + kBlockQ * dh, 0.0f);
+
+    for (std::int64_t k0 = 0; k0 < p.tokens; k0 += kBlockK) {
+      const int cols = int(std::min<std::int64_t>(kBlockK, p.tokens - k0));
+      const float* kt = w.kt + k0;
+      const float* v = w.v + k0 * dh;
+      if constexpr (Dh > 0) {
+        // Rows rows of scores (or outputs) plus one row of keys (or values)
+        // must fit the vector register file.
+        constexpr int kWidth = (kBlockK > Dh ? kBlockK : Dh) / kVec;
+        constexpr int kFit = (kVecRegisters - kWidth) / kWidth;
+        constexpr int kRows = kFit < 1 ? 1 : (kFit > 4 ? 4 : kFit);
+        int r = 0;
+        for (; r + kRows <= rows; r += kRows)
+          flash_rows_fixed<Dh, kRows>(w.q + r * Dh, kt, ldk, v, cols, w.m + r, w.l + r, w.o + r * Dh);
+        for (; r < rows; ++r) flash_rows_fixed<Dh, 1>(w.q + r * Dh, kt, ldk, v, cols, w.m + r, w.l + r, w.o + r * Dh);
+      } else {
+        for (int r = 0; r < rows; ++r)
+          flash_row_generic(w.q + r * dh, kt, ldk, v, cols, dh, w.m[r], w.l[r], w.o + r * dh);
+      }
     }
 
     for (int r = 0; r < rows; ++r) {
-      // s = q_r . K^T over the full block width (unit-stride in c).
-      float s[kBlockK];
-      for (int c = 0; c < kBlockK; ++c) s[c] = 0.0f;
-      const float* q = w.q + r * dh;
-      for (std::int64_t d = 0; d < dh; ++d) {
-        const float qd = q[d];
-        const float* kt = w.kt + d * kBlockK;
-        for (int c = 0; c < kBlockK; ++c) s[c] += qd * kt[c];
-      }
-      float block_max = -INFINITY;
-      for (int c = 0; c < cols; ++c) block_max = std::max(block_max, s[c]);
-      const float m_new = std::max(w.m[r], block_max);
-      const float alpha = exp_approx(w.m[r] - m_new);  // exp(-inf) = 0 on the first block
-      float row_sum = 0.0f;
-      for (int c = 0; c < kBlockK; ++c) {
-        s[c] = c < cols ? exp_approx(s[c] - m_new) : 0.0f;
-        row_sum += s[c];
-      }
-      w.l[r] = w.l[r] * alpha + row_sum;
-      w.m[r] = m_new;
-      float* o = w.o + r * dh;
-      for (std::int64_t d = 0; d < dh; ++d) o[d] *= alpha;
-      for (int c = 0; c < cols; ++c) {
-        const float pc = s[c];
-        const float* v = w.v + c * dh;
-        for (std::int64_t d = 0; d < dh; ++d) o[d] += pc * v[d];
-      }
+      const float inv = 1.0f / w.l[r];
+      float* dst = p.out + b * p.out_batch_stride + (q0 + r) * p.out_token_stride + h * dh;
+      const float* o = w.o + r * dh;
+      for (std::int64_t d = 0; d < dh; ++d) dst[d] = o[d] * inv;
     }
   }
+}
 
-  for (int r = 0; r < rows; ++r) {
-    const float inv = 1.0f / w.l[r];
-    float* dst = p.out + b * p.out_batch_stride + (q0 + r) * p.out_token_stride + h * dh;
-    const float* o = w.o + r * dh;
-    for (std::int64_t d = 0; d < dh; ++d) dst[d] = o[d] * inv;
+template <int Dh>
+void flash_attention_impl(const Host& host, const AttentionParams& p) {
+  const int threads = thread_count(host);
+  const std::int64_t per_thread = FlashScratch::floats(p.tokens, p.head_dim);
+  std::vector<float> scratch(std::size_t(threads) * std::size_t(per_thread));
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
+  for (std::int64_t bh = 0; bh < p.batch * p.heads; ++bh) {
+    FlashScratch w(scratch.data() + std::int64_t(thread_index()) * per_thread, p.tokens, p.head_dim);
+    flash_head<Dh>(p, bh / p.heads, bh % p.heads, w);
   }
 }
 
@@ -192,18 +285,13 @@ inline void flash_task(const AttentionParams& p, std::int64_t b, std::int64_t h,
 
 inline void flash_attention(const Host& host, const AttentionParams& p) {
   p.check("flash_attention");
-  using detail_attention::FlashScratch;
-  const int threads = thread_count(host);
-  const std::int64_t per_thread = FlashScratch::floats(p.head_dim);
-  std::vector<float> scratch(std::size_t(threads) * std::size_t(per_thread));
-  const std::int64_t q_blocks = (p.tokens + kBlockQ - 1) / kBlockQ;
-  const std::int64_t tasks = p.batch * p.heads * q_blocks;
-
-#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
-  for (std::int64_t t = 0; t < tasks; ++t) {
-    FlashScratch w(scratch.data() + std::int64_t(thread_index()) * per_thread, p.head_dim);
-    const std::int64_t qb = t % q_blocks, bh = t / q_blocks;
-    detail_attention::flash_task(p, bh / p.heads, bh % p.heads, qb * kBlockQ, w);
+  // The one runtime -> compile-time switch: common head sizes get the
+  // register-blocked path.
+  switch (p.head_dim) {
+    case 32: return detail_attention::flash_attention_impl<32>(host, p);
+    case 64: return detail_attention::flash_attention_impl<64>(host, p);
+    case 128: return detail_attention::flash_attention_impl<128>(host, p);
+    default: return detail_attention::flash_attention_impl<0>(host, p);
   }
 }
 

@@ -15,8 +15,13 @@ inline float exp_approx(float x) {
   // Clamp to the range where 2^n is a normal float; exp(-87.3) ~ 1.2e-38
   // underflows to a tiny normal, below that the softmax weight is zero
   // anyway. NaN propagates through the comparisons as x stays NaN.
-  x = x < -87.3f ? -87.3f : (x > 88.0f ? 88.0f : x);
-  const float n = __builtin_floorf(x * 1.44269504088896341f + 0.5f);
+  x = x < -87.3f ? -87.3f : x;
+  x = x > 88.0f ? 88.0f : x;
+  // n = round(x / ln2). Adding and subtracting 1.5 * 2^23 rounds to an
+  // integer in plain arithmetic; a floor() call would keep GCC from
+  // vectorising the caller's loop.
+  constexpr float kRoundShifter = 12582912.0f;
+  const float n = (x * 1.44269504088896341f + kRoundShifter) - kRoundShifter;
   float r = x - n * 0.693359375f;  // ln2 split: hi part is exact in float
   r = r - n * -2.12194440e-4f;
   // e^r on [-ln2/2, ln2/2]

@@ -177,7 +177,8 @@ struct ViTWeights {
 struct ViTTrace {
   std::vector<int> tokens;                  // input tokens of each layer, then the final count
   std::vector<int> pruned_layers;           // layers that pruned
-  std::vector<std::vector<int>> keep_idx;   // per pruned layer: [batch, keep] kept indices
+  std::vector<std::vector<int>> keep_idx;   // per pruned layer: [batch, keep] indices into that layer's input
+  std::vector<std::vector<int>> source;     // per pruned layer: [batch, keep] original token positions
 };
 
 template <class Site = policies::Mlp, class Metric = policies::L2>
@@ -205,7 +206,7 @@ class VisionTransformer {
     pong_.resize(ping_.size());
 
     embed(host, images, batch, ping_.data());
-    if (trace) *trace = ViTTrace{{int(N)}, {}, {}};
+    if (trace) *trace = ViTTrace{{int(N)}, {}, {}, {}};
 
     int tokens = int(N);
     float* x = ping_.data();
@@ -224,6 +225,7 @@ class VisionTransformer {
         a.keep_idx = trace->keep_idx.back().data();
       }
       BlockType::forward(host, w_.block(l), a, ws_);
+      if (trace && a.keep < tokens) record_source(*trace, batch, tokens, a.keep);
       tokens = a.keep;
       std::swap(x, y);
       if (trace) trace->tokens.push_back(tokens);
@@ -232,6 +234,20 @@ class VisionTransformer {
   }
 
  private:
+  // Composes this layer's kept indices with the previous layers' so the
+  // trace names original positions (CLS 0, patch p at 1 + p).
+  static void record_source(ViTTrace& t, int batch, int tokens, int keep) {
+    const std::vector<int>& idx = t.keep_idx.back();
+    std::vector<int> src(std::size_t(batch) * keep);
+    for (int b = 0; b < batch; ++b) {
+      for (int k = 0; k < keep; ++k) {
+        const int i = idx[std::size_t(b) * keep + k];
+        src[std::size_t(b) * keep + k] = t.source.empty() ? i : t.source.back()[std::size_t(b) * tokens + i];
+      }
+    }
+    t.source.push_back(std::move(src));
+  }
+
   // x[b, 0] = cls + pos[0]; x[b, 1 + p] = W . patch_p + bias + pos[1 + p]
   void embed(const Host& host, const float* images, int batch, float* x) {
     const ViTConfig& cfg = w_.config;

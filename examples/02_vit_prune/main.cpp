@@ -1,0 +1,110 @@
+// 02_vit_prune: DeiT on the CPU, unpruned vs the paper's schedule (keep
+// 80% at layers 1, 4, 7, CLS protected), measured side by side: rounds
+// alternate between the two models so machine noise hits both alike.
+//
+//   vit_prune_demo [model=deit_s|deit_t|deit_b] [batch=16] [rounds=3]
+//
+// Weights are random (timm's init); speed does not depend on their values.
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <repshift/models/vit.hpp>
+
+namespace rs = repshift;
+
+namespace {
+
+double seconds_now() {
+  using clock = std::chrono::steady_clock;
+  return std::chrono::duration<double>(clock::now().time_since_epoch()).count();
+}
+
+void progress(int done, int total, const char* what) {
+  const int width = 30, filled = width * done / total;
+  std::fprintf(stderr, "\r  [%.*s%*s] %d/%d %-24s", filled, "##############################", width - filled, "",
+               done, total, what);
+  if (done == total) std::fprintf(stderr, "\n");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const std::string name = argc > 1 ? argv[1] : "deit_s";
+  const int batch = argc > 2 ? std::atoi(argv[2]) : 16;
+  const int rounds = argc > 3 ? std::atoi(argv[3]) : 3;
+  rs::ViTConfig cfg;
+  if (name == "deit_t") cfg = rs::ViTConfig::deit_tiny();
+  else if (name == "deit_s") cfg = rs::ViTConfig::deit_small();
+  else if (name == "deit_b") cfg = rs::ViTConfig::deit_base();
+  else {
+    std::fprintf(stderr, "unknown model '%s'\nusage: %s [deit_t|deit_s|deit_b] [batch>0] [rounds>0]\n", name.c_str(), argv[0]);
+    return 2;
+  }
+  if (batch <= 0 || rounds <= 0) {
+    std::fprintf(stderr, "batch = %d and rounds = %d must be > 0\n", batch, rounds);
+    return 2;
+  }
+
+  std::printf("repshift: %s (dim %d, %d heads, %d layers), batch %d, %d CPU threads, random weights\n", name.c_str(),
+              cfg.dim, cfg.heads, cfg.depth, batch, rs::cpu::thread_count(rs::Host{}));
+  const rs::PruneSchedule paper = rs::PruneSchedule::paper();
+  const auto counts = paper.token_counts(cfg.tokens(), cfg.depth);
+  std::printf("\ntokens entering each layer\n  layer      ");
+  for (int l = 0; l < cfg.depth; ++l) std::printf("%4d", l);
+  std::printf("   out\n  unpruned   ");
+  for (int l = 0; l <= cfg.depth; ++l) std::printf("%4d%s", cfg.tokens(), l == cfg.depth - 1 ? "  " : "");
+  std::printf("\n  pruned     ");
+  for (int l = 0; l <= cfg.depth; ++l) std::printf("%4d%s", counts[std::size_t(l)], l == cfg.depth - 1 ? "  " : "");
+  std::printf("\n  (MLP-site L2 shift, keep floor(0.8 n) at layers 1, 4, 7, CLS always kept)\n\n");
+
+  rs::VisionTransformer<rs::policies::Mlp, rs::policies::L2> model(rs::ViTWeights::random(cfg, 0));
+  std::vector<float> images(std::size_t(batch) * 3 * cfg.image_size * cfg.image_size);
+  std::mt19937 gen(1);
+  std::normal_distribution<float> normal;
+  for (auto& p : images) p = normal(gen);
+  std::vector<float> logits(std::size_t(batch) * cfg.num_classes);
+
+  // Warm-up: sizes the workspaces and the BLAS thread pool.
+  model.forward(rs::Host{}, images.data(), batch, logits.data());
+  model.forward(rs::Host{}, images.data(), batch, logits.data(), paper);
+
+  std::vector<double> unpruned_s, pruned_s;
+  rs::ViTTrace trace;
+  for (int r = 0; r < rounds; ++r) {
+    progress(2 * r, 2 * rounds, "unpruned forward");
+    double t0 = seconds_now();
+    model.forward(rs::Host{}, images.data(), batch, logits.data());
+    unpruned_s.push_back(seconds_now() - t0);
+    progress(2 * r + 1, 2 * rounds, "pruned forward");
+    t0 = seconds_now();
+    model.forward(rs::Host{}, images.data(), batch, logits.data(), paper, &trace);
+    pruned_s.push_back(seconds_now() - t0);
+  }
+  progress(2 * rounds, 2 * rounds, "done");
+  std::sort(unpruned_s.begin(), unpruned_s.end());
+  std::sort(pruned_s.begin(), pruned_s.end());
+  const double u = batch / unpruned_s[unpruned_s.size() / 2], p = batch / pruned_s[pruned_s.size() / 2];
+
+  std::printf("\nkept tokens of image 0 after layer %d (patch grid %dx%d, # kept):\n", trace.pruned_layers.back(),
+              cfg.grid(), cfg.grid());
+  const auto& last = trace.source.back();
+  const int keep = trace.tokens.back();
+  std::vector<char> kept(std::size_t(cfg.num_patches()), '.');
+  for (int k = 0; k < keep; ++k)
+    if (last[std::size_t(k)] > 0) kept[std::size_t(last[std::size_t(k)] - 1)] = '#';
+  for (int y = 0; y < cfg.grid(); ++y) {
+    std::printf("    ");
+    for (int x = 0; x < cfg.grid(); ++x) std::printf("%c ", kept[std::size_t(y * cfg.grid() + x)]);
+    std::printf("\n");
+  }
+  std::printf("\nimages/s (median of %d interleaved rounds)\n  unpruned  %8.2f\n  pruned    %8.2f\n  speedup   %8.2fx\n",
+              rounds, u, p, p / u);
+  return 0;
+}
