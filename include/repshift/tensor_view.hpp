@@ -34,8 +34,9 @@ struct TensorView {
     return v;
   }
 
-  // A read-only view of the same memory.
-  operator TensorView<const T, Rank>() const {  // NOLINT: implicit on purpose, like T* -> const T*
+  // A read-only view of the same memory (only for non-const T).
+  template <class U = T, class = std::enable_if_t<!std::is_const_v<U>>>
+  operator TensorView<const U, Rank>() const {  // NOLINT: implicit on purpose, like T* -> const T*
     return {data, shape, stride};
   }
 };

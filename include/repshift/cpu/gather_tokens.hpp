@@ -30,7 +30,7 @@ inline void check_keep_indices(const char* where, const int* keep_idx, std::int6
 }
 
 template <class T>
-void gather_tokens(const Host& host, const GatherParams<T>& p) {
+void gather_tokens([[maybe_unused]] const Host& host, const GatherParams<T>& p) {
   static_assert(std::is_trivially_copyable_v<T>, "gather_tokens copies rows bytewise");
   check_keep_indices("gather_tokens", p.keep_idx, p.batch, p.keep, p.keep_batch_stride,
                      p.keep_token_stride, p.tokens);

@@ -12,7 +12,7 @@ namespace repshift {
 namespace cpu {
 
 template <class Metric, class T>
-void shift_score(const Host& host, const ShiftParams<T>& p) {
+void shift_score([[maybe_unused]] const Host& host, const ShiftParams<T>& p) {
   const std::int64_t rows = p.batch * p.tokens;
 #pragma omp parallel for schedule(static) num_threads(thread_count(host))
   for (std::int64_t row = 0; row < rows; ++row) {

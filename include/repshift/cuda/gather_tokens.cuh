@@ -1,0 +1,79 @@
+#pragma once
+// CUDA gather: one warp per output row, 16-byte copies when rows allow.
+// An index outside [0, tokens) is never read through: its row is zeroed
+// and, when the exec carries a status array, the first such (b, k, value)
+// is recorded there for rs::cuda::throw_if_status.
+
+#include <cstdint>
+#include <string>
+
+#include "../params.hpp"
+#include "error.cuh"
+#include "exec.cuh"
+#include "tiling.hpp"
+
+namespace repshift {
+namespace cuda_detail {
+
+template <class T, bool Vector>
+__global__ void __launch_bounds__(cuda_tiling::ScoreTiling::kThreads)
+    gather_tokens_kernel(GatherParams<T> p, int* status) {
+  using Tiling = cuda_tiling::ScoreTiling;
+  const int lane = threadIdx.x % cuda_tiling::kWarp;
+  const std::int64_t row = std::int64_t(blockIdx.x) * Tiling::kWarps + threadIdx.x / cuda_tiling::kWarp;
+  if (row >= p.batch * p.keep) return;
+  const std::int64_t b = row / p.keep, k = row % p.keep;
+  const int n = p.keep_idx[b * p.keep_batch_stride + k * p.keep_token_stride];
+  T* dst = p.out + b * p.out_batch_stride + k * p.out_token_stride;
+  const bool valid = n >= 0 && n < p.tokens;
+  if (!valid && lane == 0 && status && atomicCAS(status, 0, 1) == 0) {
+    status[1] = int(b);
+    status[2] = int(k);
+    status[3] = n;
+  }
+  const T* src = p.x + b * p.x_batch_stride + std::int64_t(valid ? n : 0) * p.x_token_stride;
+  if constexpr (Vector) {
+    const std::int64_t vecs = p.channels * std::int64_t(sizeof(T)) / 16;
+    const auto* s4 = reinterpret_cast<const uint4*>(src);
+    auto* d4 = reinterpret_cast<uint4*>(dst);
+    for (std::int64_t i = lane; i < vecs; i += cuda_tiling::kWarp) d4[i] = valid ? s4[i] : make_uint4(0, 0, 0, 0);
+  } else {
+    for (std::int64_t c = lane; c < p.channels; c += cuda_tiling::kWarp) dst[c] = valid ? src[c] : T{};
+  }
+}
+
+template <class T>
+void gather_tokens(const Cuda& exec, const GatherParams<T>& p) {
+  using Tiling = cuda_tiling::ScoreTiling;
+  const std::int64_t grid = cuda_tiling::score_grid(p.batch * p.keep);
+  if (grid > 0x7fffffff) detail::fail("gather_tokens", "batch * keep exceeds one CUDA grid");
+  const auto base = reinterpret_cast<std::uintptr_t>(p.x) | reinterpret_cast<std::uintptr_t>(p.out);
+  const std::int64_t strides = p.x_batch_stride | p.x_token_stride | p.out_batch_stride | p.out_token_stride;
+  if (cuda_tiling::rows_vectorisable<T>(base, p.channels, strides, strides)) {
+    gather_tokens_kernel<T, true><<<unsigned(grid), Tiling::kThreads, 0, exec.stream>>>(p, exec.status);
+  } else {
+    gather_tokens_kernel<T, false><<<unsigned(grid), Tiling::kThreads, 0, exec.stream>>>(p, exec.status);
+  }
+  check_launch("gather_tokens_kernel");
+}
+
+}  // namespace cuda_detail
+
+namespace cuda {
+
+// Synchronises exec.stream and throws InvalidArgument naming the first
+// out-of-range keep_idx entry a gather met, if any.
+inline void throw_if_status(const Cuda& exec) {
+  if (!exec.status) return;
+  int host[4] = {};
+  cuda_detail::check(cudaMemcpyAsync(host, exec.status, sizeof host, cudaMemcpyDeviceToHost, exec.stream),
+                     "cudaMemcpyAsync(status)");
+  cuda_detail::check(cudaStreamSynchronize(exec.stream), "cudaStreamSynchronize");
+  if (host[0] != 0) {
+    detail::fail("gather_tokens", "keep_idx[" + std::to_string(host[1]) + ", " + std::to_string(host[2]) +
+                                      "] = " + std::to_string(host[3]) + " is outside [0, tokens)");
+  }
+}
+
+}  // namespace cuda
+}  // namespace repshift

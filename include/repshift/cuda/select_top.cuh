@@ -1,0 +1,103 @@
+#pragma once
+// CUDA top-k per sample: one CTA per sample, built on CUB block primitives.
+//   1. each thread ranks its `Items` consecutive tokens with the shared
+//      64-bit selection_rank (policies/select.hpp); protected tokens and
+//      padding get rank 0, below every real rank;
+//   2. cub::BlockRadixSort orders the ranks descending; the first
+//      keep - protect are chosen and flagged in shared memory by index;
+//   3. cub::BlockScan over the flags, in token order, gives each kept token
+//      its output slot: the result is ascending with no second sort.
+// Same ranks, same rule as the CPU path, so the index sets are identical.
+
+#include <cub/block/block_radix_sort.cuh>
+#include <cub/block/block_scan.cuh>
+
+#include <cstdint>
+
+#include "../params.hpp"
+#include "../policies/select.hpp"
+#include "error.cuh"
+#include "exec.cuh"
+#include "tiling.hpp"
+
+namespace repshift {
+namespace cuda_detail {
+
+template <int Items>
+struct BlockSelect {
+  static constexpr int kThreads = cuda_tiling::SelectTiling::kThreads;
+  static constexpr int kTile = kThreads * Items;
+  using Sort = cub::BlockRadixSort<std::uint64_t, kThreads, Items>;
+  using Scan = cub::BlockScan<int, kThreads>;
+
+  // Caller-owned, as CUB's: sort and scan never overlap, so they alias.
+  struct TempStorage {
+    union {
+      typename Sort::TempStorage sort;
+      typename Scan::TempStorage scan;
+    } cub;
+    unsigned char kept[kTile];
+  };
+
+  __device__ static void run(TempStorage& smem, const SelectParams& p, std::int64_t b) {
+    const float* scores = p.scores + b * p.scores_batch_stride;
+    int* out = p.keep_idx + b * p.keep_batch_stride;
+    const int first = int(threadIdx.x) * Items;
+
+    std::uint64_t ranks[Items];
+#pragma unroll
+    for (int i = 0; i < Items; ++i) {
+      const int t = first + i;
+      ranks[i] = (t >= p.protect && t < p.tokens)
+                     ? policies::selection_rank(scores[t * p.scores_token_stride], std::uint32_t(t))
+                     : 0u;
+      smem.kept[t] = t < p.protect ? 1 : 0;
+    }
+    Sort(smem.cub.sort).SortDescending(ranks);
+    __syncthreads();  // kept[] of protected tokens written before flags below; sort storage free
+
+    const int chosen = int(p.keep - p.protect);
+#pragma unroll
+    for (int i = 0; i < Items; ++i) {
+      if (first + i < chosen) smem.kept[policies::rank_index(ranks[i])] = 1;
+    }
+    __syncthreads();
+
+    int flags[Items], slots[Items];
+#pragma unroll
+    for (int i = 0; i < Items; ++i) flags[i] = (first + i < p.tokens) ? smem.kept[first + i] : 0;
+    Scan(smem.cub.scan).ExclusiveSum(flags, slots);
+#pragma unroll
+    for (int i = 0; i < Items; ++i) {
+      if (flags[i]) out[slots[i] * p.keep_token_stride] = first + i;
+    }
+  }
+};
+
+template <int Items>
+__global__ void __launch_bounds__(cuda_tiling::SelectTiling::kThreads) select_top_kernel(SelectParams p) {
+  __shared__ typename BlockSelect<Items>::TempStorage smem;
+  BlockSelect<Items>::run(smem, p, blockIdx.x);
+}
+
+inline void select_top(const Cuda& exec, const SelectParams& p) {
+  using Tiling = cuda_tiling::SelectTiling;
+  if (p.tokens > Tiling::kMaxTokens) {
+    detail::fail("select_top", "tokens = " + std::to_string(p.tokens) + " exceeds the CUDA path's " +
+                                   std::to_string(Tiling::kMaxTokens) + " tokens per sample");
+  }
+  if (p.batch > 0x7fffffff) detail::fail("select_top", "batch = " + std::to_string(p.batch) + " exceeds one CUDA grid");
+  const unsigned grid = unsigned(p.batch);
+  // The one runtime -> template switch: tile size from the token count.
+  switch (cuda_tiling::select_items_per_thread(p.tokens)) {
+    case 1: select_top_kernel<1><<<grid, Tiling::kThreads, 0, exec.stream>>>(p); break;
+    case 2: select_top_kernel<2><<<grid, Tiling::kThreads, 0, exec.stream>>>(p); break;
+    case 4: select_top_kernel<4><<<grid, Tiling::kThreads, 0, exec.stream>>>(p); break;
+    case 8: select_top_kernel<8><<<grid, Tiling::kThreads, 0, exec.stream>>>(p); break;
+    default: select_top_kernel<16><<<grid, Tiling::kThreads, 0, exec.stream>>>(p); break;
+  }
+  check_launch("select_top_kernel");
+}
+
+}  // namespace cuda_detail
+}  // namespace repshift

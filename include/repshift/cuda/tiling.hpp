@@ -1,0 +1,64 @@
+#pragma once
+// Launch geometry and lane arithmetic of the CUDA kernels, as plain
+// REPSHIFT_HD / constexpr code with no CUDA headers, so the host test suite
+// checks it on machines without a GPU (tests/test_cuda_tiling.cpp).
+
+#include <cstdint>
+
+#include "../config.hpp"
+
+namespace repshift {
+namespace cuda_tiling {
+
+constexpr int kWarp = 32;
+
+// Score kernel: one warp per token, kScoreWarps tokens per CTA, 16-byte
+// loads (4 floats or 8 halves) when every row start is 16-byte aligned.
+struct ScoreTiling {
+  static constexpr int kWarps = 8;
+  static constexpr int kThreads = kWarps * kWarp;
+  static constexpr int kLoadBytes = 16;
+};
+
+template <class T>
+inline constexpr int kVectorElems = ScoreTiling::kLoadBytes / int(sizeof(T));
+
+// True when rows of `channels` elements starting at base + row * stride are
+// all 16-byte aligned: the vector path then needs no tail or peel.
+template <class T>
+inline bool rows_vectorisable(std::uintptr_t base_address, std::int64_t channels, std::int64_t batch_stride,
+                                   std::int64_t token_stride) {
+  constexpr std::int64_t v = kVectorElems<T>;
+  return base_address % ScoreTiling::kLoadBytes == 0 && channels % v == 0 && batch_stride % v == 0 &&
+         token_stride % v == 0;
+}
+
+inline std::int64_t score_grid(std::int64_t rows) { return (rows + ScoreTiling::kWarps - 1) / ScoreTiling::kWarps; }
+
+// Selection: one CTA of kSelectThreads per sample; each thread holds
+// `items` consecutive tokens (blocked arrangement). The smallest power of
+// two that covers the tokens keeps shared memory and registers low.
+struct SelectTiling {
+  static constexpr int kThreads = 256;
+  static constexpr int kMaxItems = 16;
+  static constexpr int kMaxTokens = kThreads * kMaxItems;  // 4096
+};
+
+inline int select_items_per_thread(std::int64_t tokens) {
+  int items = 1;
+  while (std::int64_t(items) * SelectTiling::kThreads < tokens) items *= 2;
+  return items;
+}
+
+// Butterfly (xor-shuffle) combination of 32 lane accumulators, the
+// pattern of the warp reduction, with the shuffle supplied by the caller:
+// on the device __shfl_xor_sync, on the host an array lookup. After it
+// every lane holds the combination of all 32.
+template <class Metric, class Shuffle>
+REPSHIFT_HD typename Metric::Accum butterfly_combine(typename Metric::Accum acc, Shuffle&& shuffle_xor) {
+  for (int offset = kWarp / 2; offset > 0; offset /= 2) acc = Metric::combine(acc, shuffle_xor(acc, offset));
+  return acc;
+}
+
+}  // namespace cuda_tiling
+}  // namespace repshift

@@ -1,0 +1,178 @@
+// The CUDA entry points against the CPU path (itself tested against the
+// double reference): scores within float noise, selections and gathers
+// bit-identical. Skipped (GTEST_SKIP -> ctest "Skipped") without a device.
+
+#include <gtest/gtest.h>
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <cstring>
+#include <limits>
+#include <random>
+#include <vector>
+
+#include <repshift/cuda.hpp>
+
+#include "reference.hpp"
+
+namespace rs = repshift;
+
+namespace {
+
+bool have_device() {
+  int count = 0;  // cudaGetDeviceCount leaves it untouched when it fails
+  return cudaGetDeviceCount(&count) == cudaSuccess && count > 0;
+}
+
+#define REQUIRE_DEVICE() \
+  if (!have_device()) GTEST_SKIP() << "no CUDA device"
+
+template <class T>
+struct DeviceBuffer {
+  T* ptr = nullptr;
+  std::size_t n = 0;
+  explicit DeviceBuffer(std::size_t count) : n(count) {
+    rs::cuda_detail::check(cudaMalloc(&ptr, count * sizeof(T) + 16), "cudaMalloc");
+  }
+  DeviceBuffer(const std::vector<T>& host) : DeviceBuffer(host.size()) { upload(host); }
+  ~DeviceBuffer() { cudaFree(ptr); }
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+  void upload(const std::vector<T>& host) {
+    rs::cuda_detail::check(cudaMemcpy(ptr, host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice), "upload");
+  }
+  std::vector<T> download() const {
+    std::vector<T> host(n);
+    rs::cuda_detail::check(cudaMemcpy(host.data(), ptr, n * sizeof(T), cudaMemcpyDeviceToHost), "download");
+    return host;
+  }
+};
+
+// Host twin of a device storage type (same bits).
+template <class T> struct HostTwin { using type = float; };
+template <> struct HostTwin<__half> { using type = rs::half; };
+template <> struct HostTwin<__nv_bfloat16> { using type = rs::bf16; };
+
+template <class T>
+std::vector<T> as_device_type(const std::vector<typename HostTwin<T>::type>& v) {
+  std::vector<T> out(v.size());
+  std::memcpy(static_cast<void*>(out.data()), v.data(), v.size() * sizeof(T));
+  return out;
+}
+
+template <class M, class T>
+struct Combo {
+  using Metric = M;
+  using Type = T;
+};
+using Combos = ::testing::Types<
+    Combo<rs::policies::L1, float>, Combo<rs::policies::L2, float>, Combo<rs::policies::Cosine, float>,
+    Combo<rs::policies::L2, __half>, Combo<rs::policies::Cosine, __half>, Combo<rs::policies::L1, __nv_bfloat16>,
+    Combo<rs::policies::L2, __nv_bfloat16>, Combo<rs::policies::Cosine, __nv_bfloat16>>;
+
+template <class C>
+class CudaShiftScore : public ::testing::Test {};
+TYPED_TEST_SUITE(CudaShiftScore, Combos);
+
+}  // namespace
+
+TYPED_TEST(CudaShiftScore, MatchesHostPath) {
+  REQUIRE_DEVICE();
+  using M = typename TypeParam::Metric;
+  using T = typename TypeParam::Type;
+  using H = typename HostTwin<T>::type;
+  std::uint32_t seed = 3;
+  for (int tokens : {1, 197, 1025}) {
+    for (int channels : {1, 3, 384, 1000}) {
+      const int batch = 3;
+      const std::size_t n = std::size_t(batch) * tokens * channels;
+      std::vector<H> before, after;
+      for (float x : ref::random_floats(n, seed++)) before.push_back(H(x));
+      for (float x : ref::random_floats(n, seed++)) after.push_back(H(x));
+      std::vector<float> want(std::size_t(batch) * tokens);
+      rs::shift_score<M>(rs::Host{}, before.data(), after.data(), want.data(), batch, tokens, channels);
+
+      DeviceBuffer<T> d_before(as_device_type<T>(before)), d_after(as_device_type<T>(after));
+      DeviceBuffer<float> d_scores(want.size());
+      rs::shift_score<M>(rs::Cuda{}, d_before.ptr, d_after.ptr, d_scores.ptr, batch, tokens, channels);
+      const auto got = d_scores.download();
+      for (std::size_t i = 0; i < got.size(); ++i)
+        ASSERT_NEAR(got[i], want[i], 2e-5 * (1 + std::abs(want[i]))) << "tokens " << tokens << " channels " << channels;
+    }
+  }
+}
+
+TEST(CudaShiftScore, StridedViewTakesTheScalarPath) {
+  REQUIRE_DEVICE();
+  const int batch = 2, tokens = 9, channels = 6;  // token stride 7: not vectorisable
+  const auto wide = ref::random_floats(std::size_t(batch) * tokens * 7, 1), other = ref::random_floats(wide.size(), 2);
+  rs::TensorView<const float, 3> hb{wide.data(), {batch, tokens, channels}, {tokens * 7, 7, 1}};
+  rs::TensorView<const float, 3> ha{other.data(), {batch, tokens, channels}, {tokens * 7, 7, 1}};
+  std::vector<float> want(batch * tokens);
+  rs::shift_score<rs::policies::L2>(rs::Host{}, hb, ha, rs::make_view(want.data(), {batch, tokens}));
+  DeviceBuffer<float> db(wide), da(other), ds(want.size());
+  rs::TensorView<const float, 3> vb{db.ptr, hb.shape, hb.stride}, va{da.ptr, ha.shape, ha.stride};
+  rs::shift_score<rs::policies::L2>(rs::Cuda{}, vb, va, rs::make_view(ds.ptr, {batch, tokens}));
+  const auto got = ds.download();
+  for (std::size_t i = 0; i < got.size(); ++i) EXPECT_NEAR(got[i], want[i], 1e-5f);
+}
+
+TEST(CudaSelectTop, BitIdenticalToHost) {
+  REQUIRE_DEVICE();
+  std::mt19937 gen(5);
+  for (int tokens : {1, 2, 197, 256, 257, 1025, 4096}) {
+    for (int protect : {0, 1}) {
+      for (double ratio : {1.0, 0.7, 0.5, 0.01}) {
+        for (int levels : {3, 1 << 20}) {
+          const int batch = 4, keep = rs::policies::keep_count(tokens, ratio, protect);
+          std::uniform_int_distribution<int> dist(0, levels - 1);
+          std::vector<float> scores(std::size_t(batch) * tokens);
+          for (auto& s : scores) s = float(dist(gen)) * 0.25f;
+          if (tokens > 5) scores[3] = std::numeric_limits<float>::quiet_NaN(), scores[4] = -0.0f;
+          std::vector<int> want(std::size_t(batch) * keep);
+          rs::select_top(rs::Host{}, scores.data(), want.data(), batch, tokens, keep, protect);
+          DeviceBuffer<float> ds(scores);
+          DeviceBuffer<int> di(want.size());
+          rs::select_top(rs::Cuda{}, ds.ptr, di.ptr, batch, tokens, keep, protect);
+          ASSERT_EQ(di.download(), want) << "tokens " << tokens << " keep " << keep << " protect " << protect;
+        }
+      }
+    }
+  }
+}
+
+TEST(CudaSelectTop, RefusesMoreTokensThanOneTile) {
+  REQUIRE_DEVICE();
+  DeviceBuffer<float> ds(5000);
+  DeviceBuffer<int> di(10);
+  EXPECT_THROW(rs::select_top(rs::Cuda{}, ds.ptr, di.ptr, 1, 5000, 10), rs::InvalidArgument);
+}
+
+TEST(CudaGatherTokens, BitIdenticalToHostAndReportsBadIndices) {
+  REQUIRE_DEVICE();
+  for (int channels : {1, 3, 384}) {
+    const int batch = 3, tokens = 197, keep = 157;
+    const auto x = ref::random_floats(std::size_t(batch) * tokens * channels, 9);
+    const auto scores = ref::random_floats(std::size_t(batch) * tokens, 10);
+    std::vector<int> idx(std::size_t(batch) * keep);
+    rs::select_top(rs::Host{}, scores.data(), idx.data(), batch, tokens, keep, 1);
+    std::vector<float> want(std::size_t(batch) * keep * channels);
+    rs::gather_tokens(rs::Host{}, x.data(), idx.data(), want.data(), batch, tokens, keep, channels);
+    DeviceBuffer<float> dx(x), dout(want.size());
+    DeviceBuffer<int> di(idx);
+    rs::gather_tokens(rs::Cuda{}, dx.ptr, di.ptr, dout.ptr, batch, tokens, keep, channels);
+    EXPECT_EQ(dout.download(), want);
+  }
+  const std::vector<int> bad{0, 7, 2, 1};
+  DeviceBuffer<float> dx(std::vector<float>(4 * 8, 1.0f)), dout(4 * 8);
+  DeviceBuffer<int> di(bad), status(std::vector<int>(4, 0));
+  rs::Cuda exec{nullptr, status.ptr};
+  rs::gather_tokens(exec, dx.ptr, di.ptr, dout.ptr, 2, 4, 2, 8);
+  try {
+    rs::cuda::throw_if_status(exec);
+    ADD_FAILURE() << "index 7 of 4 tokens not reported";
+  } catch (const rs::InvalidArgument& e) {
+    EXPECT_NE(std::string(e.what()).find("keep_idx[0, 1] = 7"), std::string::npos) << e.what();
+  }
+}
