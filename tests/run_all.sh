@@ -13,7 +13,7 @@ cmake --build build/release -j "$jobs"
 ctest --test-dir build/release --output-on-failure -j "$jobs"
 
 cmake -S . -B build/sanitize -DCMAKE_BUILD_TYPE=RelWithDebInfo -DREPSHIFT_SANITIZE=ON \
-      -DREPSHIFT_BUILD_BENCH=OFF -DREPSHIFT_BUILD_EXAMPLES=OFF
+      -DREPSHIFT_BUILD_BENCH=OFF -DREPSHIFT_BUILD_EXAMPLES=OFF -DREPSHIFT_ENABLE_CUDA=OFF
 cmake --build build/sanitize -j "$jobs"
 LSAN_OPTIONS="suppressions=$PWD/tests/lsan.supp" \
   ctest --test-dir build/sanitize --output-on-failure -j "$jobs"
