@@ -1,9 +1,11 @@
 # Flags for the project's own programs (tests, benchmarks, examples); the
 # installed INTERFACE target imposes none of these on users.
+# NO_NATIVE: compile for the baseline or an explicit ISA instead of this CPU.
 function(repshift_project_flags target)
+  cmake_parse_arguments(ARG "NO_NATIVE" "" "" ${ARGN})
   target_compile_options(${target} PRIVATE
     $<$<COMPILE_LANGUAGE:CXX>:-Wall -Wextra -Wpedantic -Werror>)
-  if(REPSHIFT_NATIVE)
+  if(REPSHIFT_NATIVE AND NOT ARG_NO_NATIVE)
     target_compile_options(${target} PRIVATE $<$<COMPILE_LANGUAGE:CXX>:-march=native>)
   endif()
   if(REPSHIFT_SANITIZE)

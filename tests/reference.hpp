@@ -16,7 +16,8 @@ namespace ref {
 
 enum class Metric { L1, L2, Cosine };
 
-inline double score(Metric m, const float* after, const float* before, std::int64_t channels) {
+template <class E>
+double score(Metric m, const E* after, const E* before, std::int64_t channels) {
   double l1 = 0, sq = 0, dot = 0, aa = 0, bb = 0;
   for (std::int64_t c = 0; c < channels; ++c) {
     const double a = after[c], b = before[c];
@@ -35,6 +36,16 @@ inline double score(Metric m, const float* after, const float* before, std::int6
       return std::clamp(1.0 - dot / std::sqrt(aa * bb), 0.0, 2.0);
   }
   return NAN;
+}
+
+// max_i |got_i - want_i| / (1 + |want_i|): the relative error every
+// float-vs-double comparison in the suite uses.
+template <class G, class W>
+double max_rel_error(const G& got, const W& want) {
+  double worst = 0;
+  for (std::size_t i = 0; i < got.size(); ++i)
+    worst = std::max(worst, std::abs(double(got[i]) - double(want[i])) / (1.0 + std::abs(double(want[i]))));
+  return worst;
 }
 
 // scores: [B, N, C] before/after contiguous, already widened to float.

@@ -72,22 +72,6 @@ inline Mat attention(const Mat& qkv, int batch, int tokens, int heads, int head_
   return out;
 }
 
-inline double score(Metric m, const double* after, const double* before, int c) {
-  double l1 = 0, sq = 0, dot = 0, aa = 0, bb = 0;
-  for (int i = 0; i < c; ++i) {
-    l1 += std::abs(after[i] - before[i]);
-    sq += (after[i] - before[i]) * (after[i] - before[i]);
-    dot += after[i] * before[i];
-    aa += after[i] * after[i];
-    bb += before[i] * before[i];
-  }
-  if (m == Metric::L1) return l1;
-  if (m == Metric::L2) return std::sqrt(sq);
-  if (aa == 0 && bb == 0) return 0;
-  if (aa == 0 || bb == 0) return 1;
-  return std::clamp(1.0 - dot / std::sqrt(aa * bb), 0.0, 2.0);
-}
-
 enum class Site { Attention, Mlp, Block };
 
 struct BlockWeights {

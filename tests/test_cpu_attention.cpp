@@ -20,13 +20,7 @@ void PrintTo(const Case& c, std::ostream* os) {
 
 void expect_close(const std::vector<float>& got, const ref::Mat& want, double tol, const char* what) {
   ASSERT_EQ(got.size(), want.size());
-  double worst = 0;
-  std::size_t at = 0;
-  for (std::size_t i = 0; i < got.size(); ++i) {
-    const double err = std::abs(got[i] - want[i]) / (1.0 + std::abs(want[i]));
-    if (err > worst) worst = err, at = i;
-  }
-  EXPECT_LT(worst, tol) << what << ": worst relative error at " << at << " got " << got[at] << " want " << want[at];
+  EXPECT_LT(ref::max_rel_error(got, want), tol) << what;
 }
 
 }  // namespace

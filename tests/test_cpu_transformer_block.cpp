@@ -48,17 +48,6 @@ template <class C>
 class TransformerBlock : public ::testing::Test {};
 TYPED_TEST_SUITE(TransformerBlock, Combos, ComboNames);
 
-namespace {
-
-double max_rel_error(const std::vector<float>& got, const ref::Mat& want) {
-  double worst = 0;
-  for (std::size_t i = 0; i < got.size(); ++i)
-    worst = std::max(worst, std::abs(got[i] - want[i]) / (1.0 + std::abs(want[i])));
-  return worst;
-}
-
-}  // namespace
-
 TYPED_TEST(TransformerBlock, MatchesNaiveReference) {
   using C = TypeParam;
   using B = rs::Block<P::Transformer, typename C::Site, typename C::Metric, P::Prune, typename C::Norm>;
@@ -81,8 +70,8 @@ TYPED_TEST(TransformerBlock, MatchesNaiveReference) {
   B::forward(rs::Host{}, w.view(), args, ws);
   const auto full = ref::block(xd, batch, tokens, w.reference(), post, ref_site<typename C::Site>(),
                                ref_metric<typename C::Metric>(), {}, tokens);
-  EXPECT_LT(max_rel_error(y, full.y), 5e-5);
-  EXPECT_LT(max_rel_error(scores, full.scores), 5e-5);
+  EXPECT_LT(ref::max_rel_error(y, full.y), 5e-5);
+  EXPECT_LT(ref::max_rel_error(scores, full.scores), 5e-5);
 
   // Pruned to 29 of 41 tokens, CLS protected.
   const int keep = 29;
@@ -106,7 +95,7 @@ TYPED_TEST(TransformerBlock, MatchesNaiveReference) {
   }
   const auto pruned = ref::block(xd, batch, tokens, w.reference(), post, ref_site<typename C::Site>(),
                                  ref_metric<typename C::Metric>(), keep_idx, keep);
-  EXPECT_LT(max_rel_error(yp, pruned.y), 5e-5);
+  EXPECT_LT(ref::max_rel_error(yp, pruned.y), 5e-5);
 }
 
 TEST(TransformerBlockShapes, DeitSmallShapeMatchesReference) {
@@ -126,8 +115,8 @@ TEST(TransformerBlockShapes, DeitSmallShapeMatchesReference) {
   B::forward(rs::Host{}, w.view(), args, ws);
   const auto want = ref::block(ref::Mat(x.begin(), x.end()), batch, tokens, w.reference(), false,
                                ref::Site::Mlp, ref::Metric::L2, {}, tokens);
-  EXPECT_LT(max_rel_error(y, want.y), 1e-4);
-  EXPECT_LT(max_rel_error(scores, want.scores), 1e-4);
+  EXPECT_LT(ref::max_rel_error(y, want.y), 1e-4);
+  EXPECT_LT(ref::max_rel_error(scores, want.scores), 1e-4);
 }
 
 TEST(TransformerBlockErrors, RefusedArguments) {

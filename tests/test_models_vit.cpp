@@ -42,12 +42,6 @@ rs::ViTWeights lively_weights(const rs::ViTConfig& cfg, std::uint32_t seed) {
   return w;
 }
 
-double max_rel_error(const std::vector<float>& got, const ref::Mat& want) {
-  double worst = 0;
-  for (std::size_t i = 0; i < got.size(); ++i)
-    worst = std::max(worst, std::abs(got[i] - want[i]) / (1.0 + std::abs(want[i])));
-  return worst;
-}
 
 }  // namespace
 
@@ -63,7 +57,7 @@ TEST(VisionTransformer, UnprunedMatchesReference) {
   EXPECT_EQ(trace.tokens, std::vector<int>(5, 17));
   EXPECT_TRUE(trace.pruned_layers.empty());
   const auto want = ref::vit(w, images, batch, {}, {}, trace.tokens);
-  EXPECT_LT(max_rel_error(logits, want.logits), 1e-4);
+  EXPECT_LT(ref::max_rel_error(logits, want.logits), 1e-4);
 }
 
 TEST(VisionTransformer, PrunedMatchesReferenceWithTheSameKeptTokens) {
@@ -83,7 +77,7 @@ TEST(VisionTransformer, PrunedMatchesReferenceWithTheSameKeptTokens) {
   ASSERT_EQ(trace.pruned_layers, (std::vector<int>{1, 2}));
 
   const auto want = ref::vit(w, images, batch, trace.pruned_layers, trace.keep_idx, trace.tokens);
-  EXPECT_LT(max_rel_error(logits, want.logits), 1e-4);
+  EXPECT_LT(ref::max_rel_error(logits, want.logits), 1e-4);
 
   // source composes the layers: layer 2 keeps 9 of layer 1's 13 survivors.
   for (int b = 0; b < batch; ++b)

@@ -13,17 +13,26 @@
 #include "tensor_view.hpp"
 
 namespace repshift {
+namespace detail {
+
+// Compile-time checks shared by both shift_score forms.
+template <class Metric, class Exec, class T>
+constexpr void assert_score_types() {
+  static_assert(policies::is_metric_v<Metric>,
+                "shift_score<Metric>: Metric must provide Accum, init, accumulate, combine, "
+                "finalize (see policies/metric.hpp)");
+  static_assert(Backend<Exec>::template supports_v<T>,
+                "shift_score: this Exec does not support the element type T");
+}
+
+}  // namespace detail
 
 // scores[b, n] = Metric(after[b, n, :], before[b, n, :]); contiguous
 // [batch, tokens, channels] inputs, [batch, tokens] float scores.
 template <class Metric, class Exec, class T>
 void shift_score(Exec exec, const T* before, const T* after, float* scores, int batch, int tokens,
                  int channels) {
-  static_assert(policies::is_metric_v<Metric>,
-                "shift_score<Metric>: Metric must provide Accum, init, accumulate, combine, "
-                "finalize (see policies/metric.hpp)");
-  static_assert(Backend<Exec>::template supports_v<T>,
-                "shift_score: this Exec does not support the element type T");
+  detail::assert_score_types<Metric, Exec, T>();
   ShiftParams<T> p;
   p.before = before;
   p.after = after;
@@ -91,11 +100,7 @@ void shift_score(Exec exec, TensorView<TB, 3> before, TensorView<TA, 3> after,
   using T = std::remove_const_t<TB>;
   static_assert(std::is_same_v<T, std::remove_const_t<TA>>,
                 "shift_score: before and after must have the same element type");
-  static_assert(policies::is_metric_v<Metric>,
-                "shift_score<Metric>: Metric must provide Accum, init, accumulate, combine, "
-                "finalize (see policies/metric.hpp)");
-  static_assert(Backend<Exec>::template supports_v<T>,
-                "shift_score: this Exec does not support the element type T");
+  detail::assert_score_types<Metric, Exec, T>();
   constexpr const char* where = "shift_score";
   detail::require_dim(where, "after", after, 0, before.shape[0], "before.shape[0]");
   detail::require_dim(where, "after", after, 1, before.shape[1], "before.shape[1]");

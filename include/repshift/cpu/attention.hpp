@@ -129,12 +129,13 @@ inline float online_softmax_row(float* s, int cols, float& m, float& l) {
   for (int c = 0; c < cols; ++c) block_max = std::max(block_max, s[c]);
   const float m_new = std::max(m, block_max);
   const float alpha = exp_approx(m - m_new);  // ~0 on the first block, where l and o are 0
-  float row_sum = 0.0f;
-  for (int c = 0; c < kBlockK; ++c) {
-    s[c] = c < cols ? exp_approx(s[c] - m_new) : 0.0f;
-    row_sum += s[c];
+  vfloat sum{};
+  for (int c = 0; c < kBlockK; c += kVec) {
+    const vfloat e = iotav(float(c)) < float(cols) ? expv(loadv(s + c) - m_new) : vfloat{};
+    storev(s + c, e);
+    sum += e;
   }
-  l = l * alpha + row_sum;
+  l = l * alpha + hsum(sum);
   m = m_new;
   return alpha;
 }
@@ -331,13 +332,20 @@ inline void attention_with_map(const Host& host, const AttentionParams& p, float
   for (std::int64_t row = 0; row < p.batch * p.heads * n; ++row) {
     float* s = probs + row * n;
     const float mx = *std::max_element(s, s + n);
-    float sum = 0.0f;
-    for (std::int64_t c = 0; c < n; ++c) {
+    vfloat lanes{};
+    std::int64_t c = 0;
+    for (; c + kVec <= n; c += kVec) {
+      const vfloat e = expv(loadv(s + c) - mx);
+      storev(s + c, e);
+      lanes += e;
+    }
+    float sum = hsum(lanes);
+    for (; c < n; ++c) {
       s[c] = exp_approx(s[c] - mx);
       sum += s[c];
     }
     const float inv = 1.0f / sum;
-    for (std::int64_t c = 0; c < n; ++c) s[c] *= inv;
+    for (c = 0; c < n; ++c) s[c] *= inv;
   }
   for (std::int64_t b = 0; b < p.batch; ++b) {
     for (std::int64_t h = 0; h < p.heads; ++h) {

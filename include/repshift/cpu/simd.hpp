@@ -3,7 +3,9 @@
 // 16 lanes with AVX-512, 8 with AVX, 4 otherwise. Native width keeps every
 // vfloat argument in registers under the platform ABI, and lets the
 // register-blocked kernels (flash attention) stay plain C++ with no
-// intrinsics per instruction set.
+// intrinsics per instruction set. Loops whose body has a select (exp's
+// range clamp) are written with it too: GCC if-converts such selects only
+// when AVX-512 masks exist, so a scalar loop would stay scalar on AVX2.
 
 #include <cstdint>
 
@@ -69,6 +71,20 @@ inline vfloat expv(vfloat x) {
   __builtin_memcpy(&scale, &bits, sizeof scale);
   return p * scale;
 }
+
+// erf_approx and gelu (math.hpp) on all lanes.
+inline vfloat erfv(vfloat x) {
+  const vfloat ax = x < 0.0f ? -x : x;
+  const vfloat t = 1.0f / (1.0f + 0.3275911f * ax);
+  vfloat y = splatv(1.061405429f);
+  y = y * t - 1.453152027f;
+  y = y * t + 1.421413741f;
+  y = y * t - 0.284496736f;
+  y = y * t + 0.254829592f;
+  y = 1.0f - y * t * expv(-ax * ax);
+  return x < 0.0f ? -y : y;
+}
+inline vfloat geluv(vfloat x) { return 0.5f * x * (1.0f + erfv(x * 0.70710678118654752f)); }
 
 }  // namespace cpu
 }  // namespace repshift
