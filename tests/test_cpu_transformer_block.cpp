@@ -145,3 +145,32 @@ TEST(TransformerBlockErrors, RefusedArguments) {
               std::string::npos) << e.what();
   }
 }
+
+TEST(TransformerBlockPadding, PaddingIsDroppedFirstAndLengthsShrink) {
+  using B = rs::Block<P::Transformer, P::Mlp, P::L2, P::Prune, P::PostNorm>;
+  const int batch = 2, tokens = 10, dim = 16, keep = 6;
+  const RandomBlockWeights w(dim, 2, 32, 4);
+  const auto x = ref::random_floats(std::size_t(batch) * tokens * dim, 8);
+  std::vector<float> y(std::size_t(batch) * keep * dim), scores(std::size_t(batch) * tokens);
+  std::vector<int> keep_idx(std::size_t(batch) * keep), kept_lengths(batch, -1);
+  const int lengths[2] = {10, 4};
+  rs::TransformerWorkspace ws;
+  rs::TransformerBlockArgs a;
+  a.x = x.data();
+  a.y = y.data();
+  a.batch = batch;
+  a.tokens = tokens;
+  a.keep = keep;
+  a.scores = scores.data();
+  a.keep_idx = keep_idx.data();
+  a.lengths = lengths;
+  a.kept_lengths = kept_lengths.data();
+  B::forward(rs::Host{}, w.view(), a, ws);
+  EXPECT_EQ(kept_lengths, (std::vector<int>{6, 4}));
+  for (int t = 4; t < tokens; ++t) EXPECT_TRUE(std::isnan(scores[std::size_t(tokens) + t])) << "padding scores NaN";
+  for (int t = 0; t < 4; ++t) EXPECT_FALSE(std::isnan(scores[std::size_t(tokens) + t]));
+  // Sample 1: its 4 valid tokens first, then the two lowest padding slots.
+  EXPECT_EQ(std::vector<int>(keep_idx.begin() + keep, keep_idx.end()), (std::vector<int>{0, 1, 2, 3, 4, 5}));
+  a.kept_lengths = nullptr;
+  EXPECT_THROW(B::forward(rs::Host{}, w.view(), a, ws), rs::InvalidArgument);
+}

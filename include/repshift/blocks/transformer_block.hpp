@@ -45,6 +45,12 @@ struct TransformerBlockArgs {
   int protect = 1;           // leading tokens always kept (CLS)
   float* scores = nullptr;   // optional [batch, tokens]: the Site's shift, written when set
   int* keep_idx = nullptr;   // optional [batch, keep]: kept indices, written when pruning
+  // Padding (BERT-style batches of unequal length): sample b's tokens
+  // [lengths[b], tokens) are padding. They are masked out as attention keys,
+  // score NaN (so pruning drops them first), and after pruning sample b has
+  // kept_lengths[b] = min(lengths[b], keep) valid tokens, padding last.
+  const int* lengths = nullptr;  // optional [batch]
+  int* kept_lengths = nullptr;   // [batch], required when lengths is set and keep < tokens
 };
 
 // Reusable scratch for a block forward; grows on demand, so a model that
@@ -97,6 +103,7 @@ struct Block<policies::Transformer, Site, Metric, policies::Prune, Norm> {
     detail::require_non_negative(where, "protect", a.protect);
     detail::require_at_most(where, "keep", a.keep, "tokens", a.tokens);
     detail::require_at_most(where, "protect", a.protect, "keep", a.keep);
+    if (a.lengths && a.keep < a.tokens) detail::require_pointer(where, "kept_lengths", a.kept_lengths);
     if (static_cast<const void*>(a.x) == static_cast<const void*>(a.y)) {
       detail::fail(where, "y must not alias x (the Block site reads x after y is written)");
     }
@@ -126,8 +133,10 @@ struct Block<policies::Transformer, Site, Metric, policies::Prune, Norm> {
       attn_in = ws.ln();
     }
     cpu::linear(attn_in, rows, dim, w.qkv_weight, 3 * dim, ws.qkv(), dim, 3 * dim);
-    cpu::flash_attention(host, AttentionParams::contiguous(ws.qkv(), w.qkv_bias, ws.attn(), a.batch,
-                                                           a.tokens, w.heads, w.head_dim()));
+    AttentionParams attention =
+        AttentionParams::contiguous(ws.qkv(), w.qkv_bias, ws.attn(), a.batch, a.tokens, w.heads, w.head_dim());
+    attention.key_lengths = a.lengths;
+    cpu::flash_attention(host, attention);
     cpu::linear(ws.attn(), rows, dim, w.proj_weight, dim, ws.branch(), dim, dim);
 
     cpu::ResidualRows e1;
@@ -147,6 +156,7 @@ struct Block<policies::Transformer, Site, Metric, policies::Prune, Norm> {
     constexpr bool kScoreAttention = std::is_same_v<Site, policies::Attention>;
     run_residual<kScoreAttention ? cpu::ScoreOperands::BranchVsResidual : cpu::ScoreOperands::None>(
         host, e1, kScoreAttention && score);
+    if (kScoreAttention && score) mask_padding(a, scores);
 
     // ---- prune between the sub-layers (Attention site) -------------------
     std::int64_t mlp_tokens = a.tokens;
@@ -154,7 +164,7 @@ struct Block<policies::Transformer, Site, Metric, policies::Prune, Norm> {
     const float* mlp_in = kPostNorm ? ws.x1() : ws.ln();
     if constexpr (kScoreAttention) {
       if (prune) {
-        select_top(host, scores, keep_idx, a.batch, a.tokens, a.keep, a.protect);
+        select_kept(host, a, scores, keep_idx);
         // attn and qkv are free now: they take the gathered x' and LN2(x').
         gather_tokens(host, ws.x1(), keep_idx, ws.attn(), a.batch, a.tokens, a.keep, int(dim));
         x1 = ws.attn();
@@ -192,14 +202,28 @@ struct Block<policies::Transformer, Site, Metric, policies::Prune, Norm> {
                                             : cpu::ScoreOperands::OutputVsBlockInput;
     run_residual<kScoreEnd ? kEndOperands : cpu::ScoreOperands::None>(host, e3, kScoreEnd && score);
 
+    if (kScoreEnd && score) mask_padding(a, scores);
     if (gather_output) {
-      select_top(host, scores, keep_idx, a.batch, a.tokens, a.keep, a.protect);
+      select_kept(host, a, scores, keep_idx);
       gather_tokens(host, static_cast<const float*>(ws.x1()), keep_idx, a.y, a.batch, a.tokens, a.keep,
                     int(dim));
     }
   }
 
  private:
+  static void mask_padding(const TransformerBlockArgs& a, float* scores) {
+    if (!a.lengths) return;
+    for (int b = 0; b < a.batch; ++b)
+      for (int t = a.lengths[b]; t < a.tokens; ++t) scores[std::int64_t(b) * a.tokens + t] = NAN;
+  }
+
+  static void select_kept(const Host& host, const TransformerBlockArgs& a, const float* scores, int* keep_idx) {
+    select_top(host, scores, keep_idx, a.batch, a.tokens, a.keep, a.protect);
+    if (a.lengths) {
+      for (int b = 0; b < a.batch; ++b) a.kept_lengths[b] = std::min(a.lengths[b], a.keep);
+    }
+  }
+
   // The one runtime -> template switch of the block: score or not.
   template <cpu::ScoreOperands Operands>
   static void run_residual(const Host& host, const cpu::ResidualRows& e, bool score) {

@@ -14,6 +14,10 @@
 // [B, H, N, N] probabilities for attention-based baselines (CLS attention),
 // then O = P V; both products go through BLAS.
 //
+// key_lengths (optional, per sample) masks padding keys, as a BERT
+// attention mask does; padded query rows are still computed (over the
+// valid keys) and left for the caller to ignore.
+//
 // Input is the fused QKV projection as timm lays it out, per token
 // [3][heads][head_dim]; the QKV bias is added here while blocks are loaded,
 // so the QKV GEMM needs no epilogue pass. Output is [B, N, heads*head_dim].
@@ -37,6 +41,7 @@ struct AttentionParams {
   const float* qkv = nullptr;       // [B, N, 3, H, Dh] with the strides below
   const float* qkv_bias = nullptr;  // [3, H, Dh] or null
   float* out = nullptr;             // [B, N, H*Dh]
+  const int* key_lengths = nullptr; // [B] or null: keys n >= key_lengths[b] are padding, masked out
   std::int64_t batch = 0, tokens = 0, heads = 0, head_dim = 0;
   std::int64_t qkv_batch_stride = 0, qkv_token_stride = 0;
   std::int64_t out_batch_stride = 0, out_token_stride = 0;
@@ -74,7 +79,18 @@ struct AttentionParams {
     if (!(scale > 0.0f) || !std::isfinite(scale)) {
       detail::fail(where, "scale = " + std::to_string(scale) + " must be finite and > 0");
     }
+    if (key_lengths) {
+      for (std::int64_t b = 0; b < batch; ++b) {
+        if (key_lengths[b] < 1 || key_lengths[b] > tokens) {
+          detail::fail(where, "key_lengths[" + std::to_string(b) + "] = " + std::to_string(key_lengths[b]) +
+                                  " is outside [1, tokens = " + std::to_string(tokens) + "]");
+        }
+      }
+    }
   }
+
+  // Keys of sample b that take part in attention.
+  std::int64_t keys(std::int64_t b) const { return key_lengths ? key_lengths[b] : tokens; }
 };
 
 namespace cpu {
@@ -214,11 +230,11 @@ inline void flash_row_generic(const float* q, const float* kt, std::int64_t ldk,
 // head_dim; Dh == 0: the generic path.
 template <int Dh>
 inline void flash_head(const AttentionParams& p, std::int64_t b, std::int64_t h, FlashScratch& w) {
-  const std::int64_t dh = w.head_dim, ldk = w.keys_padded;
+  const std::int64_t dh = w.head_dim, ldk = w.keys_padded, keys = p.keys(b);
   const float* qb = qkv_bias_row(p, 0, h);
   const float* kb = qkv_bias_row(p, 1, h);
   const float* vb = qkv_bias_row(p, 2, h);
-  for (std::int64_t n = 0; n < p.tokens; ++n) {
+  for (std::int64_t n = 0; n < keys; ++n) {
     const float* ks = qkv_row(p, b, n, 1, h);
     const float* vs = qkv_row(p, b, n, 2, h);
     float* vd = w.v + n * dh;
@@ -228,7 +244,7 @@ inline void flash_head(const AttentionParams& p, std::int64_t b, std::int64_t h,
     }
   }
   // Zero padding keeps the full-width score loops free of garbage.
-  for (std::int64_t d = 0; d < dh; ++d) std::fill(w.kt + d * ldk + p.tokens, w.kt + (d + 1) * ldk, 0.0f);
+  for (std::int64_t d = 0; d < dh; ++d) std::fill(w.kt + d * ldk + keys, w.kt + (d + 1) * ldk, 0.0f);
 
   for (std::int64_t q0 = 0; q0 < p.tokens; q0 += kBlockQ) {
     const int rows = int(std::min<std::int64_t>(kBlockQ, p.tokens - q0));
@@ -241,8 +257,8 @@ inline void flash_head(const AttentionParams& p, std::int64_t b, std::int64_t h,
     }
     std::fill(w.o, w.o + kBlockQ * dh, 0.0f);
 
-    for (std::int64_t k0 = 0; k0 < p.tokens; k0 += kBlockK) {
-      const int cols = int(std::min<std::int64_t>(kBlockK, p.tokens - k0));
+    for (std::int64_t k0 = 0; k0 < keys; k0 += kBlockK) {
+      const int cols = int(std::min<std::int64_t>(kBlockK, keys - k0));
       const float* kt = w.kt + k0;
       const float* v = w.v + k0 * dh;
       if constexpr (Dh > 0) {
@@ -331,21 +347,23 @@ inline void attention_with_map(const Host& host, const AttentionParams& p, float
 #pragma omp parallel for num_threads(threads)
   for (std::int64_t row = 0; row < p.batch * p.heads * n; ++row) {
     float* s = probs + row * n;
-    const float mx = *std::max_element(s, s + n);
+    const std::int64_t keys = p.keys(row / (p.heads * n));
+    std::fill(s + keys, s + n, 0.0f);  // masked keys: probability 0
+    const float mx = *std::max_element(s, s + keys);
     vfloat lanes{};
     std::int64_t c = 0;
-    for (; c + kVec <= n; c += kVec) {
+    for (; c + kVec <= keys; c += kVec) {
       const vfloat e = expv(loadv(s + c) - mx);
       storev(s + c, e);
       lanes += e;
     }
     float sum = hsum(lanes);
-    for (; c < n; ++c) {
+    for (; c < keys; ++c) {
       s[c] = exp_approx(s[c] - mx);
       sum += s[c];
     }
     const float inv = 1.0f / sum;
-    for (c = 0; c < n; ++c) s[c] *= inv;
+    for (c = 0; c < keys; ++c) s[c] *= inv;
   }
   for (std::int64_t b = 0; b < p.batch; ++b) {
     for (std::int64_t h = 0; h < p.heads; ++h) {
