@@ -52,6 +52,15 @@ inline void require_at_most(const char* where, const char* a_name, std::int64_t 
   }
 }
 
+// a is a multiple of b (b > 0), with both names in the message.
+inline void require_multiple(const char* where, const char* a_name, std::int64_t a, const char* b_name,
+                             std::int64_t b) {
+  if (a % b != 0) {
+    fail(where, std::string(a_name) + " = " + std::to_string(a) + " is not a multiple of " + b_name + " = " +
+                    std::to_string(b));
+  }
+}
+
 // The element count of a [d0, d1, d2] array of `elem_bytes`-byte elements
 // must be addressable with std::ptrdiff_t byte offsets; the kernels index
 // with 64-bit offsets, never with int.

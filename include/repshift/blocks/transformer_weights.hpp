@@ -35,10 +35,7 @@ struct TransformerBlockWeights {
     detail::require_positive(where, "weights.dim", dim);
     detail::require_positive(where, "weights.heads", heads);
     detail::require_positive(where, "weights.mlp_hidden", mlp_hidden);
-    if (dim % heads != 0) {
-      detail::fail(where, "weights.dim = " + std::to_string(dim) + " is not a multiple of weights.heads = " +
-                              std::to_string(heads));
-    }
+    detail::require_multiple(where, "weights.dim", dim, "weights.heads", heads);
     if (!(ln_eps > 0.0f)) detail::fail(where, "weights.ln_eps = " + std::to_string(ln_eps) + " must be > 0");
     detail::require_pointer(where, "weights.norm1_weight", norm1_weight);
     detail::require_pointer(where, "weights.norm1_bias", norm1_bias);

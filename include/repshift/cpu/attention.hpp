@@ -32,7 +32,6 @@
 #include "../error.hpp"
 #include "../exec.hpp"
 #include "math.hpp"
-#include "simd.hpp"
 #include "parallel.hpp"
 
 namespace repshift {
@@ -147,7 +146,7 @@ inline float online_softmax_row(float* s, int cols, float& m, float& l) {
   const float alpha = exp_approx(m - m_new);  // ~0 on the first block, where l and o are 0
   vfloat sum{};
   for (int c = 0; c < kBlockK; c += kVec) {
-    const vfloat e = iotav(float(c)) < float(cols) ? expv(loadv(s + c) - m_new) : vfloat{};
+    const vfloat e = iotav(float(c)) < float(cols) ? exp_approx(loadv(s + c) - m_new) : vfloat{};
     storev(s + c, e);
     sum += e;
   }
@@ -186,7 +185,7 @@ inline void flash_rows_fixed(const float* q, const float* kt, std::int64_t ldk, 
     alpha[i] = exp_approx(m[i] - m_new);  // ~0 on the first block, where l and o are 0
     vfloat sum{};
     for (int j = 0; j < kKV; ++j) {
-      const vfloat e = iotav(float(j * kVec)) < float(cols) ? expv(s[i][j] - m_new) : vfloat{};
+      const vfloat e = iotav(float(j * kVec)) < float(cols) ? exp_approx(s[i][j] - m_new) : vfloat{};
       sum += e;
       storev(p[i] + j * kVec, e);
     }
@@ -353,7 +352,7 @@ inline void attention_with_map(const Host& host, const AttentionParams& p, float
     vfloat lanes{};
     std::int64_t c = 0;
     for (; c + kVec <= keys; c += kVec) {
-      const vfloat e = expv(loadv(s + c) - mx);
+      const vfloat e = exp_approx(loadv(s + c) - mx);
       storev(s + c, e);
       lanes += e;
     }

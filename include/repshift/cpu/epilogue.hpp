@@ -15,7 +15,6 @@
 #include "../exec.hpp"
 #include "layer_norm.hpp"
 #include "math.hpp"
-#include "simd.hpp"
 #include "parallel.hpp"
 #include "reduce_channels.hpp"
 
@@ -28,7 +27,7 @@ inline void bias_gelu(const Host& host, float* h, std::int64_t rows, std::int64_
   for (std::int64_t r = 0; r < rows; ++r) {
     float* row = h + r * cols;
     std::int64_t c = 0;
-    for (; c + kVec <= cols; c += kVec) storev(row + c, geluv(loadv(row + c) + loadv(bias + c)));
+    for (; c + kVec <= cols; c += kVec) storev(row + c, gelu(loadv(row + c) + loadv(bias + c)));
     for (; c < cols; ++c) row[c] = gelu(row[c] + bias[c]);
   }
 }

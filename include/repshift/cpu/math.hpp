@@ -1,49 +1,62 @@
 #pragma once
-// Vectorisable float exp, erf and GELU. std::exp / std::erf are calls the
-// compiler cannot turn into SIMD without -ffast-math; these are plain
-// arithmetic and bit operations, so the softmax and GELU loops vectorise.
+// Vectorisable exp, erf and GELU, each one template for a float or a
+// vfloat (simd.hpp): the scalar tails and the vector bodies of a loop run
+// the very same arithmetic. std::exp / std::erf are calls the compiler
+// cannot turn into SIMD without -ffast-math; these are plain arithmetic.
 // exp_approx: Cody-Waite range reduction + degree-6 polynomial, max rel
 // error ~2 ulp over the float range; erf_approx: max abs error ~1.2e-7.
 
 #include <cstdint>
 #include <cstring>
 
+#include "simd.hpp"
+
 namespace repshift {
 namespace cpu {
 
-inline float exp_approx(float x) {
+// 2^n for integral-valued n in [-126, 127].
+inline float pow2i(float n) {
+  const std::int32_t bits = (std::int32_t(n) + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, sizeof scale);
+  return scale;
+}
+
+template <class V>
+inline V broadcast(float c) { return V{} + c; }
+
+template <class V>
+inline V exp_approx(V x) {
   // Clamp to the range where 2^n is a normal float; exp(-87.3) ~ 1.2e-38
   // underflows to a tiny normal, below that the softmax weight is zero
   // anyway. NaN propagates through the comparisons as x stays NaN.
-  x = x < -87.3f ? -87.3f : x;
-  x = x > 88.0f ? 88.0f : x;
+  x = x < -87.3f ? broadcast<V>(-87.3f) : x;
+  x = x > 88.0f ? broadcast<V>(88.0f) : x;
   // n = round(x / ln2). Adding and subtracting 1.5 * 2^23 rounds to an
   // integer in plain arithmetic; a floor() call would keep GCC from
   // vectorising the caller's loop.
   constexpr float kRoundShifter = 12582912.0f;
-  const float n = (x * 1.44269504088896341f + kRoundShifter) - kRoundShifter;
-  float r = x - n * 0.693359375f;  // ln2 split: hi part is exact in float
+  const V n = (x * 1.44269504088896341f + kRoundShifter) - kRoundShifter;
+  V r = x - n * 0.693359375f;  // ln2 split: hi part is exact in float
   r = r - n * -2.12194440e-4f;
   // e^r on [-ln2/2, ln2/2]
-  float p = 1.9875691500e-4f;
+  V p = broadcast<V>(1.9875691500e-4f);
   p = p * r + 1.3981999507e-3f;
   p = p * r + 8.3334519073e-3f;
   p = p * r + 4.1665795894e-2f;
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   p = p * r * r + r + 1.0f;
-  const std::int32_t bits = (std::int32_t(n) + 127) << 23;
-  float scale;
-  std::memcpy(&scale, &bits, sizeof scale);
-  return p * scale;
+  return p * pow2i(n);
 }
 
-// Abramowitz & Stegun 7.1.26 refined: erf(x) = 1 - t * poly(t) * exp(-x^2),
+// Abramowitz & Stegun 7.1.26: erf(x) = 1 - t * poly(t) * exp(-x^2),
 // t = 1 / (1 + p |x|); odd extension for x < 0.
-inline float erf_approx(float x) {
-  const float ax = x < 0.0f ? -x : x;
-  const float t = 1.0f / (1.0f + 0.3275911f * ax);
-  float y = 1.061405429f;
+template <class V>
+inline V erf_approx(V x) {
+  const V ax = x < 0.0f ? -x : x;
+  const V t = 1.0f / (1.0f + 0.3275911f * ax);
+  V y = broadcast<V>(1.061405429f);
   y = y * t - 1.453152027f;
   y = y * t + 1.421413741f;
   y = y * t - 0.284496736f;
@@ -52,8 +65,9 @@ inline float erf_approx(float x) {
   return x < 0.0f ? -y : y;
 }
 
-// GELU(x) = x/2 (1 + erf(x / sqrt 2)), the exact form timm's DeiT uses.
-inline float gelu(float x) { return 0.5f * x * (1.0f + erf_approx(x * 0.70710678118654752f)); }
+// GELU(x) = x/2 (1 + erf(x / sqrt 2)), the exact form timm's DeiT and BERT use.
+template <class V>
+inline V gelu(V x) { return 0.5f * x * (1.0f + erf_approx(x * 0.70710678118654752f)); }
 
 }  // namespace cpu
 }  // namespace repshift

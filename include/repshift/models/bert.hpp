@@ -33,10 +33,7 @@ struct BertConfig {
     detail::require_positive(where, "config.depth", depth);
     detail::require_positive(where, "config.heads", heads);
     detail::require_positive(where, "config.mlp_hidden", mlp_hidden);
-    if (dim % heads != 0) {
-      detail::fail(where, "config.dim = " + std::to_string(dim) + " is not a multiple of config.heads = " +
-                              std::to_string(heads));
-    }
+    detail::require_multiple(where, "config.dim", dim, "config.heads", heads);
   }
 };
 

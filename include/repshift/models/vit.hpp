@@ -43,14 +43,8 @@ struct ViTConfig {
     detail::require_positive(where, "config.heads", heads);
     detail::require_positive(where, "config.mlp_hidden", mlp_hidden);
     detail::require_positive(where, "config.num_classes", num_classes);
-    if (image_size % patch_size != 0) {
-      detail::fail(where, "config.image_size = " + std::to_string(image_size) +
-                              " is not a multiple of config.patch_size = " + std::to_string(patch_size));
-    }
-    if (dim % heads != 0) {
-      detail::fail(where, "config.dim = " + std::to_string(dim) + " is not a multiple of config.heads = " +
-                              std::to_string(heads));
-    }
+    detail::require_multiple(where, "config.image_size", image_size, "config.patch_size", patch_size);
+    detail::require_multiple(where, "config.dim", dim, "config.heads", heads);
   }
 };
 
