@@ -14,7 +14,7 @@
 
 namespace ref {
 
-enum class Metric { L1, L2, Cosine };
+enum class Metric { L1, L2, Cosine, Norm };
 
 template <class E>
 double score(Metric m, const E* after, const E* before, std::int64_t channels) {
@@ -34,6 +34,7 @@ double score(Metric m, const E* after, const E* before, std::int64_t channels) {
       if (aa == 0 && bb == 0) return 0.0;
       if (aa == 0 || bb == 0) return 1.0;
       return std::clamp(1.0 - dot / std::sqrt(aa * bb), 0.0, 2.0);
+    case Metric::Norm: return std::sqrt(aa);
   }
   return NAN;
 }

@@ -96,14 +96,26 @@ inline Mat gather_rows(const Mat& x, int batch, int tokens, int c, const std::ve
 
 // A block on x [B*N, C]; prunes with the given kept indices (keep_idx
 // empty: no pruning) at the site's pruning point.
+// cls_attention (optional): receives mean over heads of the attention
+// map's CLS row, [B * N].
 inline BlockResult block(const Mat& x, int batch, int tokens, const BlockWeights& w, bool post_norm, Site site,
-                         Metric metric, const std::vector<int>& keep_idx, int keep) {
+                         Metric metric, const std::vector<int>& keep_idx, int keep,
+                         std::vector<double>* cls_attention = nullptr) {
   const int c = w.dim, rows = batch * tokens;
   BlockResult res;
   res.scores.resize(rows);
   Mat h = post_norm ? x : layer_norm(x, rows, c, w.n1w, w.n1b, w.eps);
   Mat qkv = linear(h, rows, c, w.qkvw, w.qkvb, 3 * c);
-  Mat a = linear(attention(qkv, batch, tokens, w.heads, c / w.heads), rows, c, w.projw, w.projb, c);
+  std::vector<double> probs;
+  Mat a = linear(attention(qkv, batch, tokens, w.heads, c / w.heads, &probs), rows, c, w.projw, w.projb, c);
+  if (cls_attention) {
+    cls_attention->assign(std::size_t(rows), 0.0);
+    for (int b = 0; b < batch; ++b)
+      for (int h = 0; h < w.heads; ++h)
+        for (int t = 0; t < tokens; ++t)
+          (*cls_attention)[std::size_t(b) * tokens + t] +=
+              probs[((std::size_t(b) * w.heads + h) * tokens + 0) * tokens + t] / w.heads;
+  }
   Mat x1(x.size());
   for (std::size_t i = 0; i < x.size(); ++i) x1[i] = x[i] + a[i];
   if (post_norm) x1 = layer_norm(x1, rows, c, w.n1w, w.n1b, w.eps);

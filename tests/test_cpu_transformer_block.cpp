@@ -35,7 +35,8 @@ using Combos = ::testing::Types<
     Combo<P::Attention, P::L2, P::PostNorm>, Combo<P::Attention, P::Cosine, P::PostNorm>,
     Combo<P::Mlp, P::L1, P::PostNorm>, Combo<P::Mlp, P::L2, P::PostNorm>,
     Combo<P::Mlp, P::Cosine, P::PostNorm>, Combo<P::Block, P::L1, P::PostNorm>,
-    Combo<P::Block, P::L2, P::PostNorm>, Combo<P::Block, P::Cosine, P::PostNorm>>;
+    Combo<P::Block, P::L2, P::PostNorm>, Combo<P::Block, P::Cosine, P::PostNorm>,
+    Combo<P::Mlp, P::Norm, P::PreNorm>, Combo<P::Block, P::Norm, P::PostNorm>>;
 
 struct ComboNames {
   template <class C>
@@ -173,4 +174,43 @@ TEST(TransformerBlockPadding, PaddingIsDroppedFirstAndLengthsShrink) {
   EXPECT_EQ(std::vector<int>(keep_idx.begin() + keep, keep_idx.end()), (std::vector<int>{0, 1, 2, 3, 4, 5}));
   a.kept_lengths = nullptr;
   EXPECT_THROW(B::forward(rs::Host{}, w.view(), a, ws), rs::InvalidArgument);
+}
+
+TEST(TransformerBlockImportance, ClsAttentionAndRandomScores) {
+  const int batch = 2, tokens = 23, dim = 32, heads = 4, keep = 15;
+  const RandomBlockWeights w(dim, heads, 64, 12);
+  const auto x = ref::random_floats(std::size_t(batch) * tokens * dim, 13);
+  const ref::Mat xd(x.begin(), x.end());
+  rs::TransformerWorkspace ws;
+  std::vector<float> y(std::size_t(batch) * keep * dim), scores(std::size_t(batch) * tokens);
+  std::vector<int> keep_idx(std::size_t(batch) * keep);
+  rs::TransformerBlockArgs a;
+  a.x = x.data();
+  a.y = y.data();
+  a.batch = batch;
+  a.tokens = tokens;
+  a.keep = keep;
+  a.scores = scores.data();
+  a.keep_idx = keep_idx.data();
+
+  // ClsAttention: the mean over heads of the CLS attention row (plain path).
+  rs::Block<P::Transformer, P::Attention, P::ClsAttention>::forward(rs::Host{}, w.view(), a, ws);
+  std::vector<double> cls;
+  ref::block(xd, batch, tokens, w.reference(), false, ref::Site::Attention, ref::Metric::L2, {}, tokens, &cls);
+  EXPECT_LT(ref::max_rel_error(scores, cls), 1e-5);
+  const auto want = ref::block(xd, batch, tokens, w.reference(), false, ref::Site::Attention, ref::Metric::L2,
+                               keep_idx, keep);
+  EXPECT_LT(ref::max_rel_error(y, want.y), 5e-5);
+  EXPECT_EQ(keep_idx, ref::select(scores, batch, tokens, keep, 1));
+
+  // Random: a pure function of (seed, sample, token); the seed changes it.
+  a.seed = 7;
+  rs::Block<P::Transformer, P::Mlp, P::Random>::forward(rs::Host{}, w.view(), a, ws);
+  for (int b = 0; b < batch; ++b)
+    for (int t = 0; t < tokens; ++t)
+      ASSERT_EQ(scores[std::size_t(b) * tokens + t], P::Random::score(7, std::uint64_t(b), std::uint64_t(t)));
+  const auto first = keep_idx;
+  a.seed = 8;
+  rs::Block<P::Transformer, P::Mlp, P::Random>::forward(rs::Host{}, w.view(), a, ws);
+  EXPECT_NE(keep_idx, first);
 }

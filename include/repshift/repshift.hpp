@@ -14,6 +14,7 @@
 #include "exec.hpp"
 #include "tensor_view.hpp"
 #include "params.hpp"
+#include "policies/importance.hpp"
 #include "policies/metric.hpp"
 #include "policies/norm.hpp"
 #include "policies/select.hpp"
@@ -21,3 +22,4 @@
 #include "cpu/backend.hpp"
 #include "entry_points.hpp"
 #include "check_finite.hpp"
+#include "dispatch.hpp"

@@ -29,6 +29,7 @@
 #include "../cpu/gemm.hpp"
 #include "../entry_points.hpp"
 #include "../policies/backbone.hpp"
+#include "../policies/importance.hpp"
 #include "../policies/metric.hpp"
 #include "../policies/site.hpp"
 #include "block.hpp"
@@ -51,6 +52,7 @@ struct TransformerBlockArgs {
   // kept_lengths[b] = min(lengths[b], keep) valid tokens, padding last.
   const int* lengths = nullptr;  // optional [batch]
   int* kept_lengths = nullptr;   // [batch], required when lengths is set and keep < tokens
+  std::uint64_t seed = 0;        // for policies::Random importance (models pass the layer index)
 };
 
 // Reusable scratch for a block forward; grows on demand, so a model that
@@ -74,23 +76,37 @@ class TransformerWorkspace {
   float* hidden() { return x1() + rows_ * dim_; }
   float* scores() { return floats_.data() + floats_.size() - std::size_t(rows_); }
   int* keep_idx() { return ints_.data(); }
+  // [batch, heads, tokens, tokens] attention probabilities: only blocks
+  // whose importance needs the map (ClsAttention) ask for it.
+  float* attention_map(std::int64_t batch, std::int64_t heads, std::int64_t tokens) {
+    const std::int64_t n = batch * heads * tokens * tokens;
+    if (std::int64_t(map_.size()) < n) map_.resize(std::size_t(n));
+    return map_.data();
+  }
 
  private:
+  std::vector<float> map_;
   std::vector<float> floats_;
   std::vector<int> ints_;
   std::int64_t rows_ = 0, dim_ = 0;
 };
 
+// Metric: a shift metric (fused into the residual epilogue) or a baseline
+// importance (policies/importance.hpp), computed where the site prunes.
 template <class Site, class Metric, class Norm>
 struct Block<policies::Transformer, Site, Metric, policies::Prune, Norm> {
   static_assert(policies::is_site_v<Site>, "Block: Site must be Attention, Mlp or Block");
-  static_assert(policies::is_metric_v<Metric>, "Block: Metric must meet the metric contract");
+  static_assert(policies::is_importance_v<Metric>,
+                "Block: Metric must meet the metric contract or be Random / ClsAttention");
   static_assert(policies::is_norm_v<Norm>, "Block: Norm must be PreNorm or PostNorm");
+  static_assert(policies::valid_site_importance_v<Site, Metric>,
+                "Block: ClsAttention importance is read off the attention map, so it needs Site = Attention");
 
   using site = Site;
   using metric = Metric;
   using norm = Norm;
   static constexpr bool kPostNorm = std::is_same_v<Norm, policies::PostNorm>;
+  static constexpr bool kFusedScore = policies::is_metric_v<Metric>;
 
   static void check(const TransformerBlockWeights& w, const TransformerBlockArgs& a) {
     constexpr const char* where = "Block<Transformer>::forward";
@@ -136,7 +152,13 @@ struct Block<policies::Transformer, Site, Metric, policies::Prune, Norm> {
     AttentionParams attention =
         AttentionParams::contiguous(ws.qkv(), w.qkv_bias, ws.attn(), a.batch, a.tokens, w.heads, w.head_dim());
     attention.key_lengths = a.lengths;
-    cpu::flash_attention(host, attention);
+    float* attention_map = nullptr;
+    if constexpr (policies::needs_attention_map_v<Metric>) {
+      attention_map = ws.attention_map(a.batch, w.heads, a.tokens);
+      cpu::attention_with_map(host, attention, attention_map);
+    } else {
+      cpu::flash_attention(host, attention);
+    }
     cpu::linear(ws.attn(), rows, dim, w.proj_weight, dim, ws.branch(), dim, dim);
 
     cpu::ResidualRows e1;
@@ -156,7 +178,10 @@ struct Block<policies::Transformer, Site, Metric, policies::Prune, Norm> {
     constexpr bool kScoreAttention = std::is_same_v<Site, policies::Attention>;
     run_residual<kScoreAttention ? cpu::ScoreOperands::BranchVsResidual : cpu::ScoreOperands::None>(
         host, e1, kScoreAttention && score);
-    if (kScoreAttention && score) mask_padding(a, scores);
+    if (kScoreAttention && score) {
+      baseline_importance(a, w, attention_map, scores);
+      mask_padding(a, scores);
+    }
 
     // ---- prune between the sub-layers (Attention site) -------------------
     std::int64_t mlp_tokens = a.tokens;
@@ -202,7 +227,10 @@ struct Block<policies::Transformer, Site, Metric, policies::Prune, Norm> {
                                             : cpu::ScoreOperands::OutputVsBlockInput;
     run_residual<kScoreEnd ? kEndOperands : cpu::ScoreOperands::None>(host, e3, kScoreEnd && score);
 
-    if (kScoreEnd && score) mask_padding(a, scores);
+    if (kScoreEnd && score) {
+      baseline_importance(a, w, attention_map, scores);
+      mask_padding(a, scores);
+    }
     if (gather_output) {
       select_kept(host, a, scores, keep_idx);
       gather_tokens(host, static_cast<const float*>(ws.x1()), keep_idx, a.y, a.batch, a.tokens, a.keep,
@@ -211,6 +239,29 @@ struct Block<policies::Transformer, Site, Metric, policies::Prune, Norm> {
   }
 
  private:
+  // Scores of the importances that are not fused metrics.
+  static void baseline_importance(const TransformerBlockArgs& a, const TransformerBlockWeights& w,
+                                  const float* attention_map, float* scores) {
+    const std::int64_t n = a.tokens;
+    if constexpr (std::is_same_v<Metric, policies::Random>) {
+      for (std::int64_t b = 0; b < a.batch; ++b)
+        for (std::int64_t t = 0; t < n; ++t) scores[b * n + t] = policies::Random::score(a.seed, std::uint64_t(b), std::uint64_t(t));
+    } else if constexpr (policies::needs_attention_map_v<Metric>) {
+      // mean over heads of P[b, h, 0, :]
+      for (std::int64_t b = 0; b < a.batch; ++b) {
+        float* s = scores + b * n;
+        std::fill(s, s + n, 0.0f);
+        for (std::int64_t h = 0; h < w.heads; ++h) {
+          const float* cls_row = attention_map + ((b * w.heads + h) * n) * n;
+          for (std::int64_t t = 0; t < n; ++t) s[t] += cls_row[t];
+        }
+        for (std::int64_t t = 0; t < n; ++t) s[t] /= float(w.heads);
+      }
+    } else {
+      (void)a, (void)w, (void)attention_map, (void)scores;  // fused in the epilogue
+    }
+  }
+
   static void mask_padding(const TransformerBlockArgs& a, float* scores) {
     if (!a.lengths) return;
     for (int b = 0; b < a.batch; ++b)
@@ -227,11 +278,13 @@ struct Block<policies::Transformer, Site, Metric, policies::Prune, Norm> {
   // The one runtime -> template switch of the block: score or not.
   template <cpu::ScoreOperands Operands>
   static void run_residual(const Host& host, const cpu::ResidualRows& e, bool score) {
-    if (score && Operands != cpu::ScoreOperands::None) {
-      cpu::residual_epilogue<Metric, Operands, kPostNorm>(host, e);
-    } else {
-      cpu::residual_epilogue<Metric, cpu::ScoreOperands::None, kPostNorm>(host, e);
+    // Baseline importances have no fused score: they run the plain epilogue
+    // (instantiated with L2, whose score code it never uses).
+    using Fused = std::conditional_t<kFusedScore, Metric, policies::L2>;
+    if constexpr (kFusedScore && Operands != cpu::ScoreOperands::None) {
+      if (score) return cpu::residual_epilogue<Fused, Operands, kPostNorm>(host, e);
     }
+    cpu::residual_epilogue<Fused, cpu::ScoreOperands::None, kPostNorm>(host, e);
   }
 };
 

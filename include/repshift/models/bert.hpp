@@ -156,6 +156,7 @@ class BertEncoder {
       a.tokens = n;
       a.keep = schedule.keep_at(l, n);
       a.protect = schedule.protect;
+      a.seed = std::uint64_t(l);
       a.lengths = len_a_.data();
       a.kept_lengths = len_b_.data();
       BlockType::forward(host, w_.block(l), a, ws_);

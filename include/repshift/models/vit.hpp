@@ -213,6 +213,7 @@ class VisionTransformer {
       a.tokens = tokens;
       a.keep = schedule.keep_at(l, tokens);
       a.protect = schedule.protect;
+      a.seed = std::uint64_t(l);
       if (trace && a.keep < tokens) {
         trace->pruned_layers.push_back(l);
         trace->keep_idx.emplace_back(std::size_t(batch) * a.keep);

@@ -1,0 +1,65 @@
+#pragma once
+// The one runtime -> template table of the library. Command-line or config
+// names map to policy tag objects here, and nowhere else: kernels and
+// blocks only ever see types.
+//
+//   rs::with_policies("mlp", "l2", [&](auto site, auto importance) {
+//     using Site = decltype(site);
+//     using Importance = decltype(importance);
+//     rs::VisionTransformer<Site, Importance> model(weights);   // exactly one instantiation
+//   });
+//
+// A name outside the table, or a pair no Block accepts (cls_attn away from
+// the attention site), throws InvalidArgument naming it; such a pair is
+// never instantiated (a Block static_asserts on it).
+
+#include <string>
+#include <string_view>
+
+#include "error.hpp"
+#include "policies/importance.hpp"
+#include "policies/metric.hpp"
+#include "policies/site.hpp"
+
+namespace repshift {
+
+inline constexpr const char* kSiteNames = "attn, mlp, block";
+inline constexpr const char* kImportanceNames = "l1, l2, cosine, norm, random, cls_attn";
+
+template <class F>
+decltype(auto) with_site(std::string_view name, F&& f) {
+  if (name == policies::Attention::name) return f(policies::Attention{});
+  if (name == policies::Mlp::name) return f(policies::Mlp{});
+  if (name == policies::Block::name) return f(policies::Block{});
+  detail::fail("with_site", "site = '" + std::string(name) + "' is not one of " + kSiteNames);
+}
+
+template <class F>
+decltype(auto) with_importance(std::string_view name, F&& f) {
+  if (name == policies::L1::name) return f(policies::L1{});
+  if (name == policies::L2::name) return f(policies::L2{});
+  if (name == policies::Cosine::name) return f(policies::Cosine{});
+  if (name == policies::Norm::name) return f(policies::Norm{});
+  if (name == policies::Random::name) return f(policies::Random{});
+  if (name == policies::ClsAttention::name) return f(policies::ClsAttention{});
+  detail::fail("with_importance", "importance = '" + std::string(name) + "' is not one of " + kImportanceNames);
+}
+
+// f(site_tag, importance_tag) for the one valid pair the names select.
+template <class F>
+void with_policies(std::string_view site, std::string_view importance, F&& f) {
+  with_site(site, [&](auto s) {
+    using Site = decltype(s);  // named here: inside the inner lambda s is a capture
+    with_importance(importance, [&](auto i) {
+      if constexpr (policies::valid_site_importance_v<Site, decltype(i)>) {
+        f(Site{}, i);
+      } else {
+        detail::fail("with_policies", "importance = '" + std::string(importance) +
+                                          "' needs the attention map: use site = 'attn', not '" +
+                                          std::string(site) + "'");
+      }
+    });
+  });
+}
+
+}  // namespace repshift

@@ -1,0 +1,66 @@
+#pragma once
+// Token importance for ablations: a representation-shift Metric
+// (policies/metric.hpp) or one of the baselines below, usable wherever a
+// Metric is (Block, models, the ablation sweep).
+//
+//   Norm          ||after||: the token's L2 norm at the site. Written as a
+//                 Metric that ignores `before`, so every kernel (CPU lanes,
+//                 CUDA warps, fused epilogues) runs it unchanged.
+//   Random        uniform in [0, 1) from a seeded hash of (seed, sample,
+//                 token): reproducible, independent of the data.
+//   ClsAttention  mean over heads of the CLS row of the attention map, the
+//                 EViT-style baseline. It needs the N x N map, which flash
+//                 attention never forms, so a block using it runs the plain
+//                 attention path: that cost is part of what it measures.
+
+#include <cmath>
+#include <cstdint>
+#include <type_traits>
+
+#include "../config.hpp"
+#include "metric.hpp"
+#include "site.hpp"
+
+namespace repshift {
+namespace policies {
+
+struct Norm {
+  struct Accum { float sq; };
+  static constexpr const char* name = "norm";
+  static REPSHIFT_HD Accum init() { return {0.0f}; }
+  static REPSHIFT_HD void accumulate(Accum& acc, float after, float /*before*/) { acc.sq += after * after; }
+  static REPSHIFT_HD Accum combine(Accum x, Accum y) { return {x.sq + y.sq}; }
+  static REPSHIFT_HD float finalize(Accum acc) { return std::sqrt(acc.sq); }
+};
+
+struct Random {
+  static constexpr const char* name = "random";
+  // splitmix64 of the three coordinates; the top 24 bits give a float in
+  // [0, 1) with every value equally likely.
+  static REPSHIFT_HD float score(std::uint64_t seed, std::uint64_t sample, std::uint64_t token) {
+    std::uint64_t z = seed * 0x9E3779B97F4A7C15ull + sample * 0xBF58476D1CE4E5B9ull + token * 0x94D049BB133111EBull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    return float(z >> 40) * (1.0f / 16777216.0f);
+  }
+};
+
+struct ClsAttention {
+  static constexpr const char* name = "cls_attn";
+};
+
+template <class I>
+inline constexpr bool is_importance_v =
+    is_metric_v<I> || std::is_same_v<I, Random> || std::is_same_v<I, ClsAttention>;
+
+template <class I>
+inline constexpr bool needs_attention_map_v = std::is_same_v<I, ClsAttention>;
+
+// ClsAttention is read off the attention map, so it can only rank tokens
+// where the map exists: in the attention sub-layer.
+template <class S, class I>
+inline constexpr bool valid_site_importance_v = !needs_attention_map_v<I> || std::is_same_v<S, Attention>;
+
+}  // namespace policies
+}  // namespace repshift

@@ -1,0 +1,66 @@
+// Baseline importance policies and the runtime -> template table.
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <string>
+
+#include <repshift/repshift.hpp>
+
+namespace rs = repshift;
+namespace P = rs::policies;
+
+TEST(Importance, NormIsTheAfterTokensL2Norm) {
+  auto acc = P::Norm::init();
+  P::Norm::accumulate(acc, 3.0f, 100.0f);  // `before` is ignored
+  P::Norm::accumulate(acc, 4.0f, -7.0f);
+  EXPECT_FLOAT_EQ(P::Norm::finalize(acc), 5.0f);
+  static_assert(P::is_metric_v<P::Norm> && P::is_importance_v<P::Norm>);
+  static_assert(P::is_importance_v<P::Random> && P::is_importance_v<P::ClsAttention> && !P::is_metric_v<P::Random>);
+  static_assert(!P::valid_site_importance_v<P::Mlp, P::ClsAttention> &&
+                P::valid_site_importance_v<P::Attention, P::ClsAttention> && P::valid_site_importance_v<P::Block, P::L2>);
+}
+
+TEST(Importance, RandomIsSeededUniformAndDeterministic) {
+  double sum = 0;
+  int below_quarter = 0;
+  const int n = 20000;
+  for (int t = 0; t < n; ++t) {
+    const float s = P::Random::score(42, 3, std::uint64_t(t));
+    ASSERT_GE(s, 0.0f);
+    ASSERT_LT(s, 1.0f);
+    ASSERT_EQ(s, P::Random::score(42, 3, std::uint64_t(t)));
+    sum += s;
+    below_quarter += s < 0.25f;
+  }
+  EXPECT_NEAR(sum / n, 0.5, 0.01);
+  EXPECT_NEAR(below_quarter / double(n), 0.25, 0.01);
+  EXPECT_NE(P::Random::score(1, 0, 0), P::Random::score(2, 0, 0));
+  EXPECT_NE(P::Random::score(1, 0, 1), P::Random::score(1, 1, 0));
+}
+
+TEST(Dispatch, NamesSelectExactlyOneInstantiation) {
+  std::string picked;
+  rs::with_policies("mlp", "l2", [&](auto s, auto i) { picked = std::string(decltype(s)::name) + "/" + decltype(i)::name; });
+  EXPECT_EQ(picked, "mlp/l2");
+  rs::with_policies("attn", "cls_attn", [&](auto s, auto i) { picked = std::string(decltype(s)::name) + "/" + decltype(i)::name; });
+  EXPECT_EQ(picked, "attn/cls_attn");
+  int calls = 0;
+  for (const char* site : {"attn", "mlp", "block"})
+    for (const char* imp : {"l1", "l2", "cosine", "norm", "random"}) rs::with_policies(site, imp, [&](auto, auto) { ++calls; });
+  EXPECT_EQ(calls, 15);
+}
+
+TEST(Dispatch, UnknownNamesAndInvalidPairsThrowNamingThem) {
+  auto expect_message = [](auto&& call, const char* fragment) {
+    try {
+      call();
+      ADD_FAILURE() << "no exception";
+    } catch (const rs::InvalidArgument& e) {
+      EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
+    }
+  };
+  expect_message([] { rs::with_policies("mpl", "l2", [](auto, auto) {}); }, "site = 'mpl' is not one of attn, mlp, block");
+  expect_message([] { rs::with_policies("mlp", "L3", [](auto, auto) {}); }, "importance = 'L3' is not one of");
+  expect_message([] { rs::with_policies("mlp", "cls_attn", [](auto, auto) {}); }, "use site = 'attn', not 'mlp'");
+}
