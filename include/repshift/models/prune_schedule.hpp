@@ -17,8 +17,12 @@ struct PruneSchedule {
   int protect = 1;                             // leading tokens always kept (CLS)
 
   static PruneSchedule none() { return {}; }
+  // The paper's DeiT layers (1, 4, 7) at any keep ratio.
+  static PruneSchedule paper_layers(double keep_ratio) {
+    return {{{1, keep_ratio}, {4, keep_ratio}, {7, keep_ratio}}, 1};
+  }
   // The paper's DeiT setting: r = 0.2 (keep 0.8) at layers 1, 4 and 7.
-  static PruneSchedule paper() { return {{{1, 0.8}, {4, 0.8}, {7, 0.8}}, 1}; }
+  static PruneSchedule paper() { return paper_layers(0.8); }
 
   // Tokens layer `layer` keeps when it receives `tokens`.
   int keep_at(int layer, int tokens) const {

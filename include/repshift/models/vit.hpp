@@ -8,6 +8,7 @@
 // blocks.{i}.attn.qkv.weight, ...).
 
 #include <cmath>
+#include <memory>
 #include <cstdint>
 #include <random>
 #include <string>
@@ -180,15 +181,21 @@ class VisionTransformer {
  public:
   using BlockType = Block<policies::Transformer, Site, Metric, policies::Prune, policies::PreNorm>;
 
-  explicit VisionTransformer(ViTWeights weights) : w_(std::move(weights)) { w_.config.check("VisionTransformer"); }
-  const ViTConfig& config() const { return w_.config; }
+  explicit VisionTransformer(ViTWeights weights)
+      : VisionTransformer(std::make_shared<const ViTWeights>(std::move(weights))) {}
+  // Models of different policies can share one set of weights (ablations).
+  explicit VisionTransformer(std::shared_ptr<const ViTWeights> weights) : weights_(std::move(weights)) {
+    detail::require_pointer("VisionTransformer", "weights", weights_.get());
+    weights_->config.check("VisionTransformer");
+  }
+  const ViTConfig& config() const { return weights_->config; }
 
   // images: [batch, in_chans, image_size, image_size] (NCHW, float);
   // logits: [batch, num_classes]. Not thread-safe: the model owns its scratch.
   void forward(const Host& host, const float* images, int batch, float* logits,
                const PruneSchedule& schedule = PruneSchedule::none(), ViTTrace* trace = nullptr) {
     constexpr const char* where = "VisionTransformer::forward";
-    const ViTConfig& cfg = w_.config;
+    const ViTConfig& cfg = weights_->config;
     detail::require_pointer(where, "images", images);
     detail::require_pointer(where, "logits", logits);
     detail::require_positive(where, "batch", batch);
@@ -219,7 +226,7 @@ class VisionTransformer {
         trace->keep_idx.emplace_back(std::size_t(batch) * a.keep);
         a.keep_idx = trace->keep_idx.back().data();
       }
-      BlockType::forward(host, w_.block(l), a, ws_);
+      BlockType::forward(host, weights_->block(l), a, ws_);
       if (trace && a.keep < tokens) record_source(*trace, batch, tokens, a.keep);
       tokens = a.keep;
       std::swap(x, y);
@@ -245,7 +252,7 @@ class VisionTransformer {
 
   // x[b, 0] = cls + pos[0]; x[b, 1 + p] = W . patch_p + bias + pos[1 + p]
   void embed(const Host& host, const float* images, int batch, float* x) {
-    const ViTConfig& cfg = w_.config;
+    const ViTConfig& cfg = weights_->config;
     const int P = cfg.num_patches(), K = cfg.patch_dim(), g = cfg.grid(), ps = cfg.patch_size, C = cfg.dim;
     const int img = cfg.image_size;
     cols_.resize(std::size_t(batch) * P * K);
@@ -260,36 +267,36 @@ class VisionTransformer {
           std::copy(src, src + ps, dst + (c * ps + ky) * ps);
         }
     }
-    cpu::linear(cols_.data(), std::int64_t(batch) * P, K, w_.patch_w.data(), C, proj_.data(), K, C);
+    cpu::linear(cols_.data(), std::int64_t(batch) * P, K, weights_->patch_w.data(), C, proj_.data(), K, C);
     const std::int64_t N = cfg.tokens();
 #pragma omp parallel for schedule(static) num_threads(cpu::thread_count(host))
     for (std::int64_t bn = 0; bn < std::int64_t(batch) * N; ++bn) {
       const std::int64_t b = bn / N, n = bn % N;
       float* dst = x + bn * C;
-      const float* pos = w_.pos_embed.data() + n * C;
+      const float* pos = weights_->pos_embed.data() + n * C;
       if (n == 0) {
-        for (int c = 0; c < C; ++c) dst[c] = w_.cls_token[std::size_t(c)] + pos[c];
+        for (int c = 0; c < C; ++c) dst[c] = weights_->cls_token[std::size_t(c)] + pos[c];
       } else {
         const float* src = proj_.data() + (b * P + n - 1) * C;
-        for (int c = 0; c < C; ++c) dst[c] = src[c] + w_.patch_b[std::size_t(c)] + pos[c];
+        for (int c = 0; c < C; ++c) dst[c] = src[c] + weights_->patch_b[std::size_t(c)] + pos[c];
       }
     }
   }
 
   // logits = head(LN(x[:, 0]))
   void head(const Host& host, const float* x, int batch, int tokens, float* logits) {
-    const ViTConfig& cfg = w_.config;
+    const ViTConfig& cfg = weights_->config;
     const int C = cfg.dim;
     cls_.resize(std::size_t(batch) * C);
-    const cpu::LayerNormWeights ln{w_.norm_w.data(), w_.norm_b.data(), cfg.ln_eps};
+    const cpu::LayerNormWeights ln{weights_->norm_w.data(), weights_->norm_b.data(), cfg.ln_eps};
     for (int b = 0; b < batch; ++b) cpu::layer_norm_row(x + std::int64_t(b) * tokens * C, cls_.data() + std::int64_t(b) * C, C, ln);
-    cpu::linear(cls_.data(), batch, C, w_.head_w.data(), cfg.num_classes, logits, C, cfg.num_classes);
+    cpu::linear(cls_.data(), batch, C, weights_->head_w.data(), cfg.num_classes, logits, C, cfg.num_classes);
 #pragma omp parallel for schedule(static) num_threads(cpu::thread_count(host))
     for (int b = 0; b < batch; ++b)
-      for (int k = 0; k < cfg.num_classes; ++k) logits[std::int64_t(b) * cfg.num_classes + k] += w_.head_b[std::size_t(k)];
+      for (int k = 0; k < cfg.num_classes; ++k) logits[std::int64_t(b) * cfg.num_classes + k] += weights_->head_b[std::size_t(k)];
   }
 
-  ViTWeights w_;
+  std::shared_ptr<const ViTWeights> weights_;
   TransformerWorkspace ws_;
   std::vector<float> ping_, pong_, cols_, proj_, cls_;
 };
