@@ -1,6 +1,7 @@
-// The ablation sweep: DeiT-S on the CPU for every valid (Site x Importance)
-// pair, expanded at compile time from two type lists, at keep rates 0.9,
-// 0.7 and 0.5 on the paper's layers (1, 4, 7), next to the unpruned model.
+// The ablation sweep: DeiT-S on the CPU for every valid (Site x Importance
+// x Compress) combination, expanded at compile time from three type lists,
+// at keep rates 0.9, 0.7 and 0.5 on the paper's layers (1, 4, 7), next to
+// the unpruned model.
 // All variants share one set of weights; rounds interleave.
 //   bench_ablation --benchmark_repetitions=3 --benchmark_enable_random_interleaving=true
 //                  --benchmark_out=ablation.json --benchmark_out_format=json
@@ -25,6 +26,7 @@ struct TypeList {};
 
 using Sites = TypeList<P::Attention, P::Mlp, P::Block>;
 using Importances = TypeList<P::L2, P::L1, P::Cosine, P::Norm, P::Random, P::ClsAttention>;
+using Compressions = TypeList<P::Prune, P::Fuse>;
 constexpr double kKeepRates[] = {0.9, 0.7, 0.5};
 constexpr int kBatch = 8;
 
@@ -44,9 +46,9 @@ const std::vector<float>& images() {
   return im;
 }
 
-template <class Site, class Importance>
+template <class Site, class Importance, class Compress>
 void run_model(benchmark::State& state, double keep_rate, const std::string& label) {
-  rs::VisionTransformer<Site, Importance> model(weights());
+  rs::VisionTransformer<Site, Importance, Compress> model(weights());
   std::vector<float> logits(std::size_t(kBatch) * 1000);
   const auto schedule = keep_rate < 1.0 ? rs::PruneSchedule::paper_layers(keep_rate) : rs::PruneSchedule::none();
   for (auto _ : state) {
@@ -58,37 +60,41 @@ void run_model(benchmark::State& state, double keep_rate, const std::string& lab
   state.SetLabel(label);
 }
 
-template <class Site, class Importance>
-void register_pair() {
+template <class Site, class Importance, class Compress>
+void register_one() {
   if constexpr (P::valid_site_importance_v<Site, Importance>) {
     for (double keep : kKeepRates) {
-      const std::string label = std::string(Site::name) + "/" + Importance::name + "/" + std::to_string(keep).substr(0, 3);
-      benchmark::RegisterBenchmark(("ablation/" + label).c_str(),
-                                   [keep, label](benchmark::State& s) { run_model<Site, Importance>(s, keep, label); })
-          ->Unit(benchmark::kMillisecond)
-          ->UseRealTime()
-          ->MinTime(1.0);
+      const std::string label = std::string(Site::name) + "/" + Importance::name + "/" + Compress::name + "/" +
+                                std::to_string(keep).substr(0, 3);
+      benchmark::RegisterBenchmark(("ablation/" + label).c_str(), [keep, label](benchmark::State& s) {
+        run_model<Site, Importance, Compress>(s, keep, label);
+      })->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(1.0);
     }
   }
 }
 
-template <class Site, class... Is>
-void register_site(TypeList<Is...>) {
-  (register_pair<Site, Is>(), ...);
+template <class Site, class Importance, class... Cs>
+void register_compressions(TypeList<Cs...>) {
+  (register_one<Site, Importance, Cs>(), ...);
 }
 
-template <class... Ss, class ImportanceList>
-void register_all(TypeList<Ss...>, ImportanceList importances) {
-  (register_site<Ss>(importances), ...);
+template <class Site, class... Is>
+void register_importances(TypeList<Is...>) {
+  (register_compressions<Site, Is>(Compressions{}), ...);
+}
+
+template <class... Ss>
+void register_all(TypeList<Ss...>) {
+  (register_importances<Ss>(Importances{}), ...);
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
   benchmark::RegisterBenchmark("ablation/unpruned", [](benchmark::State& s) {
-    run_model<P::Mlp, P::L2>(s, 1.0, "unpruned");
+    run_model<P::Mlp, P::L2, P::Prune>(s, 1.0, "unpruned");
   })->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(1.0);
-  register_all(Sites{}, Importances{});
+  register_all(Sites{});
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   benchmark::RunSpecifiedBenchmarks();

@@ -3,10 +3,10 @@
 
     python3 bench/plot_ablation.py ablation.json OUT_DIR [TAG]
 
-Writes OUT_DIR/ablation_TAG.md (images/s per site x importance x keep rate,
+Writes OUT_DIR/ablation_TAG.md (images/s per site x importance x compress x keep rate,
 medians over the run's repetitions, speedup over the unpruned model of the
 same run) and OUT_DIR/ablation_TAG.png (throughput vs keep rate, one panel
-per site, one line per importance). Installs matplotlib if it is missing.
+per site, one line per importance/compress policy). Installs matplotlib if missing.
 """
 import json
 import os
@@ -33,32 +33,37 @@ def main():
     tag = sys.argv[3] if len(sys.argv) > 3 else "cpu"
     ctx, med, reps = load(path)
     base = med["unpruned"]
-    sites, importances, keeps = [], [], set()
+    sites, policies, keeps = [], [], set()
     for label in med:
         if label == "unpruned":
             continue
-        site, imp, keep = label.split("/")
+        site, imp, comp, keep = label.split("/")
         if site not in sites:
             sites.append(site)
-        if imp not in importances:
-            importances.append(imp)
+        if (imp, comp) not in policies:
+            policies.append((imp, comp))
         keeps.add(keep)
     keeps = sorted(keeps, reverse=True)
+    # Interleaved runs arrive shuffled: list in the sweep's own order.
+    order = ["attn", "mlp", "block", "l2", "l1", "cosine", "norm", "random", "cls_attn", "prune", "fuse"]
+    rank = lambda name: order.index(name) if name in order else len(order)
+    sites.sort(key=rank)
+    policies.sort(key=lambda p: (rank(p[0]), rank(p[1])))
 
     os.makedirs(out_dir, exist_ok=True)
     lines = [f"DeiT-S, batch 8, random weights, pruning at layers 1/4/7 with the given keep rate; "
              f"{ctx.get('host_name', '?')} ({ctx['num_cpus']} CPUs), {ctx['date']}, medians of {reps} "
              f"interleaved repetitions. Unpruned: {base:.2f} img/s.", "",
-             "| site | importance | " + " | ".join(f"keep {k} img/s (speedup)" for k in keeps) + " |",
-             "|---|---|" + "---:|" * len(keeps)]
+             "| site | importance | compress | " + " | ".join(f"keep {k} img/s (speedup)" for k in keeps) + " |",
+             "|---|---|---|" + "---:|" * len(keeps)]
     for site in sites:
-        for imp in importances:
+        for imp, comp in policies:
             cells = []
             for k in keeps:
-                v = med.get(f"{site}/{imp}/{k}")
+                v = med.get(f"{site}/{imp}/{comp}/{k}")
                 cells.append("n/a" if v is None else f"{v:.2f} ({v / base:.2f}x)")
             if any(c != "n/a" for c in cells):
-                lines.append(f"| {site} | {imp} | " + " | ".join(cells) + " |")
+                lines.append(f"| {site} | {imp} | {comp} | " + " | ".join(cells) + " |")
     md = os.path.join(out_dir, f"ablation_{tag}.md")
     with open(md, "w") as f:
         f.write("\n".join(lines) + "\n")
@@ -75,16 +80,19 @@ def main():
 
     fig, axes = plt.subplots(1, len(sites), figsize=(4.2 * len(sites), 3.6), sharey=True)
     for ax, site in zip(axes, sites):
-        for imp in importances:
-            pts = [(1.0, base)] + [(float(k), med[f"{site}/{imp}/{k}"]) for k in keeps if f"{site}/{imp}/{k}" in med]
+        for i, (imp, comp) in enumerate(policies):
+            keyed = [f"{site}/{imp}/{comp}/{k}" for k in keeps]
+            pts = [(1.0, base)] + [(float(k), med[key]) for k, key in zip(keeps, keyed) if key in med]
             if len(pts) > 1:
-                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=imp)
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", markersize=3,
+                        linestyle="--" if comp == "fuse" else "-", color=f"C{i // 2 if len(policies) > 6 else i}",
+                        label=f"{imp}/{comp}")
         ax.set_title(f"site = {site}")
         ax.set_xlabel("keep rate at layers 1, 4, 7")
         ax.invert_xaxis()
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("images / s (DeiT-S, batch 8)")
-    axes[-1].legend(fontsize=8)
+    axes[0].legend(fontsize=7, ncol=2)  # the attention panel has every policy, cls_attn included
     fig.suptitle(f"repshift ablation sweep, CPU ({ctx['num_cpus']} threads)")
     fig.tight_layout()
     png = os.path.join(out_dir, f"ablation_{tag}.png")

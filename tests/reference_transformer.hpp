@@ -85,12 +85,29 @@ struct BlockResult {
   std::vector<double> scores;  // [B * N] at the site
 };
 
-inline Mat gather_rows(const Mat& x, int batch, int tokens, int c, const std::vector<int>& idx, int keep) {
-  Mat out(std::size_t(batch) * keep * c);
-  for (int b = 0; b < batch; ++b)
-    for (int k = 0; k < keep; ++k)
-      for (int i = 0; i < c; ++i)
-        out[(std::size_t(b) * keep + k) * c + i] = x[(std::size_t(b) * tokens + idx[std::size_t(b) * keep + k]) * c + i];
+// Rows idx of each sample; with `fuse` (weights = the samples' scores),
+// one more row: the dropped rows' score-weighted mean (EViT fusion).
+inline Mat gather_rows(const Mat& x, int batch, int tokens, int c, const std::vector<int>& idx, int keep,
+                       const std::vector<double>* fuse_weights = nullptr) {
+  const int out_tokens = keep + (fuse_weights ? 1 : 0);
+  Mat out(std::size_t(batch) * out_tokens * c, 0.0);
+  for (int b = 0; b < batch; ++b) {
+    std::vector<bool> kept(std::size_t(tokens), false);
+    for (int k = 0; k < keep; ++k) {
+      const int t = idx[std::size_t(b) * keep + k];
+      kept[std::size_t(t)] = true;
+      for (int i = 0; i < c; ++i) out[(std::size_t(b) * out_tokens + k) * c + i] = x[(std::size_t(b) * tokens + t) * c + i];
+    }
+    if (!fuse_weights) continue;
+    double total = 0;
+    for (int t = 0; t < tokens; ++t)
+      if (!kept[std::size_t(t)]) total += (*fuse_weights)[std::size_t(b) * tokens + t];
+    for (int t = 0; t < tokens; ++t)
+      if (!kept[std::size_t(t)])
+        for (int i = 0; i < c; ++i)
+          out[(std::size_t(b) * out_tokens + keep) * c + i] +=
+              (*fuse_weights)[std::size_t(b) * tokens + t] / total * x[(std::size_t(b) * tokens + t) * c + i];
+  }
   return out;
 }
 
@@ -100,7 +117,7 @@ inline Mat gather_rows(const Mat& x, int batch, int tokens, int c, const std::ve
 // map's CLS row, [B * N].
 inline BlockResult block(const Mat& x, int batch, int tokens, const BlockWeights& w, bool post_norm, Site site,
                          Metric metric, const std::vector<int>& keep_idx, int keep,
-                         std::vector<double>* cls_attention = nullptr) {
+                         std::vector<double>* cls_attention = nullptr, bool fuse = false) {
   const int c = w.dim, rows = batch * tokens;
   BlockResult res;
   res.scores.resize(rows);
@@ -125,8 +142,8 @@ inline BlockResult block(const Mat& x, int batch, int tokens, const BlockWeights
   int t = tokens;
   Mat xin = x;
   if (site == Site::Attention && !keep_idx.empty()) {
-    x1 = gather_rows(x1, batch, tokens, c, keep_idx, keep);
-    t = keep;
+    x1 = gather_rows(x1, batch, tokens, c, keep_idx, keep, fuse ? &res.scores : nullptr);
+    t = keep + (fuse ? 1 : 0);
   }
   const int r2 = batch * t;
   Mat m_in = post_norm ? x1 : layer_norm(x1, r2, c, w.n2w, w.n2b, w.eps);
@@ -140,7 +157,8 @@ inline BlockResult block(const Mat& x, int batch, int tokens, const BlockWeights
     for (int r = 0; r < r2; ++r) res.scores[r] = score(metric, &m[std::size_t(r) * c], &x1[std::size_t(r) * c], c);
   if (site == Site::Block)
     for (int r = 0; r < r2; ++r) res.scores[r] = score(metric, &y[std::size_t(r) * c], &xin[std::size_t(r) * c], c);
-  if (site != Site::Attention && !keep_idx.empty()) y = gather_rows(y, batch, tokens, c, keep_idx, keep);
+  if (site != Site::Attention && !keep_idx.empty())
+    y = gather_rows(y, batch, tokens, c, keep_idx, keep, fuse ? &res.scores : nullptr);
   res.y = std::move(y);
   return res;
 }

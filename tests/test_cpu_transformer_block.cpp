@@ -214,3 +214,38 @@ TEST(TransformerBlockImportance, ClsAttentionAndRandomScores) {
   rs::Block<P::Transformer, P::Mlp, P::Random>::forward(rs::Host{}, w.view(), a, ws);
   EXPECT_NE(keep_idx, first);
 }
+
+template <class S>
+class TransformerBlockFuse : public ::testing::Test {};
+using FuseSites = ::testing::Types<P::Attention, P::Mlp, P::Block>;
+TYPED_TEST_SUITE(TransformerBlockFuse, FuseSites);
+
+TYPED_TEST(TransformerBlockFuse, AppendsTheScoreWeightedMeanOfTheDroppedTokens) {
+  using Site = TypeParam;
+  using B = rs::Block<P::Transformer, Site, P::L2, P::Fuse>;
+  const int batch = 2, tokens = 19, dim = 32, keep = 12;
+  static_assert(B::output_tokens(19, 12) == 13 && B::output_tokens(19, 19) == 19);
+  const RandomBlockWeights w(dim, 2, 64, 21);
+  const auto x = ref::random_floats(std::size_t(batch) * tokens * dim, 22);
+  std::vector<float> y(std::size_t(batch) * (keep + 1) * dim, NAN), scores(std::size_t(batch) * tokens);
+  std::vector<int> keep_idx(std::size_t(batch) * keep);
+  rs::TransformerWorkspace ws;
+  rs::TransformerBlockArgs a;
+  a.x = x.data();
+  a.y = y.data();
+  a.batch = batch;
+  a.tokens = tokens;
+  a.keep = keep;
+  a.scores = scores.data();
+  a.keep_idx = keep_idx.data();
+  B::forward(rs::Host{}, w.view(), a, ws);
+  const auto want = ref::block(ref::Mat(x.begin(), x.end()), batch, tokens, w.reference(), false, ref_site<Site>(),
+                               ref::Metric::L2, keep_idx, keep, nullptr, /*fuse=*/true);
+  ASSERT_EQ(want.y.size(), y.size());
+  EXPECT_LT(ref::max_rel_error(y, want.y), 5e-5);
+
+  int lengths[2] = {19, 19}, kept[2];
+  a.lengths = lengths;
+  a.kept_lengths = kept;
+  EXPECT_THROW(B::forward(rs::Host{}, w.view(), a, ws), rs::InvalidArgument);
+}

@@ -12,6 +12,7 @@
 #include "reference_vit.hpp"
 
 namespace rs = repshift;
+namespace P = rs::policies;
 
 namespace {
 
@@ -104,6 +105,24 @@ TEST(VisionTransformer, PrunedMatchesReferenceWithTheSameKeptTokens) {
       EXPECT_GE(min_kept, max_dropped - 1e-4 * (1 + std::abs(max_dropped))) << "layer " << trace.pruned_layers[k];
     }
   }
+}
+
+TEST(VisionTransformer, FuseAddsOneTokenPerPruningLayer) {
+  const auto cfg = tiny();
+  const auto w = lively_weights(cfg, 11);
+  const int batch = 2;
+  const auto images = ref::random_floats(std::size_t(batch) * 3 * 32 * 32, 12);
+  rs::VisionTransformer<P::Mlp, P::L2, P::Fuse> model(w);
+  std::vector<float> logits(std::size_t(batch) * cfg.num_classes);
+  rs::ViTTrace trace;
+  model.forward(rs::Host{}, images.data(), batch, logits.data(), rs::PruneSchedule{{{1, 0.8}, {2, 0.7}}, 1}, &trace);
+  // 17 -> 13 kept + 1 fused = 14 -> floor(0.7 * 14) = 9 kept + 1 fused = 10.
+  EXPECT_EQ(trace.tokens, (std::vector<int>{17, 17, 14, 10, 10}));
+  for (int b = 0; b < batch; ++b) {
+    EXPECT_EQ(trace.source[0][std::size_t(b) * 14 + 13], -1);
+    EXPECT_EQ(trace.source[1][std::size_t(b) * 10 + 9], -1);
+  }
+  for (float v : logits) EXPECT_TRUE(std::isfinite(v));
 }
 
 TEST(VisionTransformer, PaperScheduleTokenCounts) {

@@ -49,6 +49,10 @@ TEST(Dispatch, NamesSelectExactlyOneInstantiation) {
   for (const char* site : {"attn", "mlp", "block"})
     for (const char* imp : {"l1", "l2", "cosine", "norm", "random"}) rs::with_policies(site, imp, [&](auto, auto) { ++calls; });
   EXPECT_EQ(calls, 15);
+  rs::with_policies("block", "norm", "fuse", [&](auto s, auto i, auto c) {
+    picked = std::string(decltype(s)::name) + "/" + decltype(i)::name + "/" + decltype(c)::name;
+  });
+  EXPECT_EQ(picked, "block/norm/fuse");
 }
 
 TEST(Dispatch, UnknownNamesAndInvalidPairsThrowNamingThem) {
@@ -63,4 +67,6 @@ TEST(Dispatch, UnknownNamesAndInvalidPairsThrowNamingThem) {
   expect_message([] { rs::with_policies("mpl", "l2", [](auto, auto) {}); }, "site = 'mpl' is not one of attn, mlp, block");
   expect_message([] { rs::with_policies("mlp", "L3", [](auto, auto) {}); }, "importance = 'L3' is not one of");
   expect_message([] { rs::with_policies("mlp", "cls_attn", [](auto, auto) {}); }, "use site = 'attn', not 'mlp'");
+  expect_message([] { rs::with_policies("mlp", "l2", "merge", [](auto, auto, auto) {}); },
+                 "compress = 'merge' is not one of prune, fuse");
 }

@@ -3,11 +3,9 @@
 // names map to policy tag objects here, and nowhere else: kernels and
 // blocks only ever see types.
 //
-//   rs::with_policies("mlp", "l2", [&](auto site, auto importance) {
-//     using Site = decltype(site);
-//     using Importance = decltype(importance);
-//     rs::VisionTransformer<Site, Importance> model(weights);   // exactly one instantiation
-//   });
+//   rs::with_policies("mlp", "l2", "prune", [&](auto site, auto importance, auto compress) {
+//     rs::VisionTransformer<decltype(site), decltype(importance), decltype(compress)> model(weights);
+//   });                                                       // exactly one instantiation
 //
 // A name outside the table, or a pair no Block accepts (cls_attn away from
 // the attention site), throws InvalidArgument naming it; such a pair is
@@ -17,6 +15,7 @@
 #include <string_view>
 
 #include "error.hpp"
+#include "policies/compress.hpp"
 #include "policies/importance.hpp"
 #include "policies/metric.hpp"
 #include "policies/site.hpp"
@@ -25,6 +24,7 @@ namespace repshift {
 
 inline constexpr const char* kSiteNames = "attn, mlp, block";
 inline constexpr const char* kImportanceNames = "l1, l2, cosine, norm, random, cls_attn";
+inline constexpr const char* kCompressNames = "prune, fuse";
 
 template <class F>
 decltype(auto) with_site(std::string_view name, F&& f) {
@@ -45,14 +45,23 @@ decltype(auto) with_importance(std::string_view name, F&& f) {
   detail::fail("with_importance", "importance = '" + std::string(name) + "' is not one of " + kImportanceNames);
 }
 
-// f(site_tag, importance_tag) for the one valid pair the names select.
 template <class F>
-void with_policies(std::string_view site, std::string_view importance, F&& f) {
+decltype(auto) with_compress(std::string_view name, F&& f) {
+  if (name == policies::Prune::name) return f(policies::Prune{});
+  if (name == policies::Fuse::name) return f(policies::Fuse{});
+  detail::fail("with_compress", "compress = '" + std::string(name) + "' is not one of " + kCompressNames);
+}
+
+// f(site_tag, importance_tag, compress_tag) for the one valid combination
+// the names select.
+template <class F>
+void with_policies(std::string_view site, std::string_view importance, std::string_view compress, F&& f) {
   with_site(site, [&](auto s) {
-    using Site = decltype(s);  // named here: inside the inner lambda s is a capture
+    using Site = decltype(s);  // named here: inside the inner lambdas s is a capture
     with_importance(importance, [&](auto i) {
-      if constexpr (policies::valid_site_importance_v<Site, decltype(i)>) {
-        f(Site{}, i);
+      using Importance = decltype(i);
+      if constexpr (policies::valid_site_importance_v<Site, Importance>) {
+        with_compress(compress, [&](auto c) { f(Site{}, Importance{}, c); });
       } else {
         detail::fail("with_policies", "importance = '" + std::string(importance) +
                                           "' needs the attention map: use site = 'attn', not '" +
@@ -60,6 +69,12 @@ void with_policies(std::string_view site, std::string_view importance, F&& f) {
       }
     });
   });
+}
+
+// The same with Compress = Prune: f(site_tag, importance_tag).
+template <class F>
+void with_policies(std::string_view site, std::string_view importance, F&& f) {
+  with_policies(site, importance, policies::Prune::name, [&](auto s, auto i, auto) { f(s, i); });
 }
 
 }  // namespace repshift

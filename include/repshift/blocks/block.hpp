@@ -14,7 +14,7 @@ template <class Backbone, class Site, class Metric, class Compress = policies::P
 struct Block {
   static_assert(sizeof(Backbone) == 0,
                 "repshift::Block: this Backbone x Compress combination is not implemented "
-                "(supported: Block<Transformer, Site, Metric, Prune, PreNorm|PostNorm>)");
+                "(supported: Block<Transformer, Site, Metric, Prune|Fuse, PreNorm|PostNorm>)");
 };
 
 }  // namespace repshift

@@ -10,7 +10,9 @@
 // reads both of its operands (no extra pass). Attention is the flash
 // kernel: no N x N buffer.
 //
-// Pruning (keep < tokens): scores -> rs::select_top -> rs::gather_tokens.
+// Pruning (keep < tokens): scores -> rs::select_top -> rs::gather_tokens;
+// with Compress = Fuse one more row follows the kept ones: the dropped
+// tokens' importance-weighted mean (policies/compress.hpp).
 // Site Attention prunes in the middle of the block, so the MLP runs on the
 // kept tokens only; sites Mlp and Block prune the block's output. Since
 // y = x' + MLP(.) row by row, gathering y equals the paper's "gather x' and
@@ -40,7 +42,7 @@ namespace repshift {
 // One call of a transformer block.
 struct TransformerBlockArgs {
   const float* x = nullptr;  // [batch, tokens, dim]
-  float* y = nullptr;        // [batch, keep, dim]
+  float* y = nullptr;        // [batch, keep (+1 with Fuse when keep < tokens), dim]
   int batch = 0, tokens = 0;
   int keep = 0;              // == tokens: no pruning
   int protect = 1;           // leading tokens always kept (CLS)
@@ -93,12 +95,13 @@ class TransformerWorkspace {
 
 // Metric: a shift metric (fused into the residual epilogue) or a baseline
 // importance (policies/importance.hpp), computed where the site prunes.
-template <class Site, class Metric, class Norm>
-struct Block<policies::Transformer, Site, Metric, policies::Prune, Norm> {
+template <class Site, class Metric, class Compress, class Norm>
+struct Block<policies::Transformer, Site, Metric, Compress, Norm> {
   static_assert(policies::is_site_v<Site>, "Block: Site must be Attention, Mlp or Block");
   static_assert(policies::is_importance_v<Metric>,
                 "Block: Metric must meet the metric contract or be Random / ClsAttention");
   static_assert(policies::is_norm_v<Norm>, "Block: Norm must be PreNorm or PostNorm");
+  static_assert(policies::is_compress_v<Compress>, "Block<Transformer>: Compress must be Prune or Fuse");
   static_assert(policies::valid_site_importance_v<Site, Metric>,
                 "Block: ClsAttention importance is read off the attention map, so it needs Site = Attention");
 
@@ -107,6 +110,10 @@ struct Block<policies::Transformer, Site, Metric, policies::Prune, Norm> {
   using norm = Norm;
   static constexpr bool kPostNorm = std::is_same_v<Norm, policies::PostNorm>;
   static constexpr bool kFusedScore = policies::is_metric_v<Metric>;
+  static constexpr int kExtra = Compress::extra_tokens;
+
+  // Tokens the block outputs for `keep` of `tokens`.
+  static constexpr int output_tokens(int tokens, int keep) { return keep < tokens ? keep + kExtra : tokens; }
 
   static void check(const TransformerBlockWeights& w, const TransformerBlockArgs& a) {
     constexpr const char* where = "Block<Transformer>::forward";
@@ -120,6 +127,10 @@ struct Block<policies::Transformer, Site, Metric, policies::Prune, Norm> {
     detail::require_at_most(where, "keep", a.keep, "tokens", a.tokens);
     detail::require_at_most(where, "protect", a.protect, "keep", a.keep);
     if (a.lengths && a.keep < a.tokens) detail::require_pointer(where, "kept_lengths", a.kept_lengths);
+    if (kExtra && a.lengths) {
+      detail::fail(where, "Compress = Fuse appends its token after the kept ones and cannot be used with "
+                          "padded batches (lengths)");
+    }
     if (static_cast<const void*>(a.x) == static_cast<const void*>(a.y)) {
       detail::fail(where, "y must not alias x (the Block site reads x after y is written)");
     }
@@ -190,16 +201,19 @@ struct Block<policies::Transformer, Site, Metric, policies::Prune, Norm> {
     if constexpr (kScoreAttention) {
       if (prune) {
         select_kept(host, a, scores, keep_idx);
-        // attn and qkv are free now: they take the gathered x' and LN2(x').
-        gather_tokens(host, ws.x1(), keep_idx, ws.attn(), a.batch, a.tokens, a.keep, int(dim));
+        // attn and qkv are free now: they take the compressed x' and LN2(x').
+        compress_rows(host, a, ws.x1(), scores, keep_idx, ws.attn(), dim);
         x1 = ws.attn();
         if constexpr (!kPostNorm) {
-          gather_tokens(host, ws.ln(), keep_idx, ws.qkv(), a.batch, a.tokens, a.keep, int(dim));
+          const std::int64_t rows_kept = std::int64_t(a.batch) * output_tokens(a.tokens, a.keep);
+#pragma omp parallel for schedule(static) num_threads(cpu::thread_count(host))
+          for (std::int64_t r = 0; r < rows_kept; ++r)
+            cpu::layer_norm_row(ws.attn() + r * dim, ws.qkv() + r * dim, dim, w.norm2());
           mlp_in = ws.qkv();
         } else {
           mlp_in = x1;
         }
-        mlp_tokens = a.keep;
+        mlp_tokens = output_tokens(a.tokens, a.keep);
       }
     }
 
@@ -233,12 +247,49 @@ struct Block<policies::Transformer, Site, Metric, policies::Prune, Norm> {
     }
     if (gather_output) {
       select_kept(host, a, scores, keep_idx);
-      gather_tokens(host, static_cast<const float*>(ws.x1()), keep_idx, a.y, a.batch, a.tokens, a.keep,
-                    int(dim));
+      compress_rows(host, a, ws.x1(), scores, keep_idx, a.y, dim);
     }
   }
 
  private:
+  // dst[b, 0..keep) = src rows keep_idx[b]; with Fuse, dst[b, keep] = the
+  // dropped rows' mean weighted by their scores (uniform when those are all
+  // zero). dst rows are [batch, keep + kExtra, dim].
+  static void compress_rows(const Host& host, const TransformerBlockArgs& a, const float* src, const float* scores,
+                            const int* keep_idx, float* dst, std::int64_t dim) {
+    const std::int64_t out_tokens = output_tokens(a.tokens, a.keep);
+    gather_tokens(host, make_view(src, {a.batch, a.tokens, dim}), make_view(keep_idx, {a.batch, a.keep}),
+                  TensorView<float, 3>{dst, {a.batch, a.keep, dim}, {out_tokens * dim, dim, 1}});
+    if constexpr (kExtra == 1) {
+      std::vector<char> kept(std::size_t(a.tokens));
+      for (int b = 0; b < a.batch; ++b) {
+        std::fill(kept.begin(), kept.end(), 0);
+        for (int k = 0; k < a.keep; ++k) kept[std::size_t(keep_idx[std::int64_t(b) * a.keep + k])] = 1;
+        float* fused = dst + (std::int64_t(b) * out_tokens + a.keep) * dim;
+        std::fill(fused, fused + dim, 0.0f);
+        double total = 0.0;
+        int dropped = 0;
+        for (int t = 0; t < a.tokens; ++t) total += kept[std::size_t(t)] ? 0.0 : double(scores[std::int64_t(b) * a.tokens + t]);
+        for (int t = 0; t < a.tokens; ++t) {
+          if (kept[std::size_t(t)]) continue;
+          ++dropped;
+          const float weight = total > 0.0 ? float(scores[std::int64_t(b) * a.tokens + t] / total) : 0.0f;
+          const float* row = src + (std::int64_t(b) * a.tokens + t) * dim;
+          for (std::int64_t c = 0; c < dim; ++c) fused[c] += weight * row[c];
+        }
+        if (!(total > 0.0)) {  // all-zero importance: plain mean
+          for (int t = 0; t < a.tokens; ++t) {
+            if (kept[std::size_t(t)]) continue;
+            const float* row = src + (std::int64_t(b) * a.tokens + t) * dim;
+            for (std::int64_t c = 0; c < dim; ++c) fused[c] += row[c] / float(dropped);
+          }
+        }
+      }
+    } else {
+      (void)scores;
+    }
+  }
+
   // Scores of the importances that are not fused metrics.
   static void baseline_importance(const TransformerBlockArgs& a, const TransformerBlockWeights& w,
                                   const float* attention_map, float* scores) {

@@ -173,13 +173,14 @@ struct ViTTrace {
   std::vector<int> tokens;                  // input tokens of each layer, then the final count
   std::vector<int> pruned_layers;           // layers that pruned
   std::vector<std::vector<int>> keep_idx;   // per pruned layer: [batch, keep] indices into that layer's input
-  std::vector<std::vector<int>> source;     // per pruned layer: [batch, keep] original token positions
+  std::vector<std::vector<int>> source;     // per pruned layer: [batch, tokens out] original positions,
+                                            // -1 for a fused token (Compress = Fuse)
 };
 
-template <class Site = policies::Mlp, class Metric = policies::L2>
+template <class Site = policies::Mlp, class Metric = policies::L2, class Compress = policies::Prune>
 class VisionTransformer {
  public:
-  using BlockType = Block<policies::Transformer, Site, Metric, policies::Prune, policies::PreNorm>;
+  using BlockType = Block<policies::Transformer, Site, Metric, Compress, policies::PreNorm>;
 
   explicit VisionTransformer(ViTWeights weights)
       : VisionTransformer(std::make_shared<const ViTWeights>(std::move(weights))) {}
@@ -227,8 +228,9 @@ class VisionTransformer {
         a.keep_idx = trace->keep_idx.back().data();
       }
       BlockType::forward(host, weights_->block(l), a, ws_);
-      if (trace && a.keep < tokens) record_source(*trace, batch, tokens, a.keep);
-      tokens = a.keep;
+      const int out = BlockType::output_tokens(tokens, a.keep);
+      if (trace && a.keep < tokens) record_source(*trace, batch, tokens, a.keep, out);
+      tokens = out;
       std::swap(x, y);
       if (trace) trace->tokens.push_back(tokens);
     }
@@ -238,13 +240,13 @@ class VisionTransformer {
  private:
   // Composes this layer's kept indices with the previous layers' so the
   // trace names original positions (CLS 0, patch p at 1 + p).
-  static void record_source(ViTTrace& t, int batch, int tokens, int keep) {
+  static void record_source(ViTTrace& t, int batch, int tokens, int keep, int out) {
     const std::vector<int>& idx = t.keep_idx.back();
-    std::vector<int> src(std::size_t(batch) * keep);
+    std::vector<int> src(std::size_t(batch) * out, -1);  // rows past keep: fused tokens
     for (int b = 0; b < batch; ++b) {
       for (int k = 0; k < keep; ++k) {
         const int i = idx[std::size_t(b) * keep + k];
-        src[std::size_t(b) * keep + k] = t.source.empty() ? i : t.source.back()[std::size_t(b) * tokens + i];
+        src[std::size_t(b) * out + k] = t.source.empty() ? i : t.source.back()[std::size_t(b) * tokens + i];
       }
     }
     t.source.push_back(std::move(src));
