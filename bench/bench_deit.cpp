@@ -62,12 +62,7 @@ void BM_BlockScoring(benchmark::State& state) {
   const auto x = random_vector(std::size_t(batch) * tokens * cfg.dim, 2);
   std::vector<float> y(x.size()), scores(std::size_t(batch) * tokens);
   rs::TransformerWorkspace ws;
-  rs::TransformerBlockArgs a;
-  a.x = x.data();
-  a.y = y.data();
-  a.batch = batch;
-  a.tokens = tokens;
-  a.keep = tokens;
+  auto a = rs::TransformerBlockArgs::dense(x.data(), y.data(), batch, tokens);
   a.scores = score ? scores.data() : nullptr;
   using Block = rs::Block<rs::policies::Transformer, rs::policies::Mlp, rs::policies::L2>;
   for (auto _ : state) {

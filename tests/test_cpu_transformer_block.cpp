@@ -61,12 +61,7 @@ TYPED_TEST(TransformerBlock, MatchesNaiveReference) {
 
   // Unpruned, scores requested.
   std::vector<float> y(x.size()), scores(std::size_t(batch) * tokens);
-  rs::TransformerBlockArgs args;
-  args.x = x.data();
-  args.y = y.data();
-  args.batch = batch;
-  args.tokens = tokens;
-  args.keep = tokens;
+  auto args = rs::TransformerBlockArgs::dense(x.data(), y.data(), batch, tokens);
   args.scores = scores.data();
   B::forward(rs::Host{}, w.view(), args, ws);
   const auto full = ref::block(xd, batch, tokens, w.reference(), post, ref_site<typename C::Site>(),
@@ -106,12 +101,7 @@ TEST(TransformerBlockShapes, DeitSmallShapeMatchesReference) {
   const auto x = ref::random_floats(std::size_t(batch) * tokens * dim, 3);
   std::vector<float> y(x.size()), scores(tokens);
   rs::TransformerWorkspace ws;
-  rs::TransformerBlockArgs args;
-  args.x = x.data();
-  args.y = y.data();
-  args.batch = batch;
-  args.tokens = tokens;
-  args.keep = tokens;
+  auto args = rs::TransformerBlockArgs::dense(x.data(), y.data(), batch, tokens);
   args.scores = scores.data();
   B::forward(rs::Host{}, w.view(), args, ws);
   const auto want = ref::block(ref::Mat(x.begin(), x.end()), batch, tokens, w.reference(), false,
@@ -125,11 +115,7 @@ TEST(TransformerBlockErrors, RefusedArguments) {
   const RandomBlockWeights w(16, 2, 32, 1);
   std::vector<float> x(2 * 5 * 16), y(x.size());
   rs::TransformerWorkspace ws;
-  rs::TransformerBlockArgs args;
-  args.x = x.data();
-  args.y = y.data();
-  args.batch = 2;
-  args.tokens = 5;
+  auto args = rs::TransformerBlockArgs::dense(x.data(), y.data(), 2, 5);
   args.keep = 6;
   EXPECT_THROW(B::forward(rs::Host{}, w.view(), args, ws), rs::InvalidArgument);
   args.keep = 5;
@@ -156,11 +142,7 @@ TEST(TransformerBlockPadding, PaddingIsDroppedFirstAndLengthsShrink) {
   std::vector<int> keep_idx(std::size_t(batch) * keep), kept_lengths(batch, -1);
   const int lengths[2] = {10, 4};
   rs::TransformerWorkspace ws;
-  rs::TransformerBlockArgs a;
-  a.x = x.data();
-  a.y = y.data();
-  a.batch = batch;
-  a.tokens = tokens;
+  auto a = rs::TransformerBlockArgs::dense(x.data(), y.data(), batch, tokens);
   a.keep = keep;
   a.scores = scores.data();
   a.keep_idx = keep_idx.data();
@@ -184,11 +166,7 @@ TEST(TransformerBlockImportance, ClsAttentionAndRandomScores) {
   rs::TransformerWorkspace ws;
   std::vector<float> y(std::size_t(batch) * keep * dim), scores(std::size_t(batch) * tokens);
   std::vector<int> keep_idx(std::size_t(batch) * keep);
-  rs::TransformerBlockArgs a;
-  a.x = x.data();
-  a.y = y.data();
-  a.batch = batch;
-  a.tokens = tokens;
+  auto a = rs::TransformerBlockArgs::dense(x.data(), y.data(), batch, tokens);
   a.keep = keep;
   a.scores = scores.data();
   a.keep_idx = keep_idx.data();
@@ -230,11 +208,7 @@ TYPED_TEST(TransformerBlockFuse, AppendsTheScoreWeightedMeanOfTheDroppedTokens) 
   std::vector<float> y(std::size_t(batch) * (keep + 1) * dim, NAN), scores(std::size_t(batch) * tokens);
   std::vector<int> keep_idx(std::size_t(batch) * keep);
   rs::TransformerWorkspace ws;
-  rs::TransformerBlockArgs a;
-  a.x = x.data();
-  a.y = y.data();
-  a.batch = batch;
-  a.tokens = tokens;
+  auto a = rs::TransformerBlockArgs::dense(x.data(), y.data(), batch, tokens);
   a.keep = keep;
   a.scores = scores.data();
   a.keep_idx = keep_idx.data();

@@ -55,6 +55,18 @@ struct TransformerBlockArgs {
   const int* lengths = nullptr;  // optional [batch]
   int* kept_lengths = nullptr;   // [batch], required when lengths is set and keep < tokens
   std::uint64_t seed = 0;        // for policies::Random importance (models pass the layer index)
+
+  // x -> y over all tokens, no pruning; set keep (and the optional
+  // outputs) on the result to prune.
+  static TransformerBlockArgs dense(const float* x, float* y, int batch, int tokens) {
+    TransformerBlockArgs a;
+    a.x = x;
+    a.y = y;
+    a.batch = batch;
+    a.tokens = tokens;
+    a.keep = tokens;
+    return a;
+  }
 };
 
 // Reusable scratch for a block forward; grows on demand, so a model that

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "../cpu/layer_norm.hpp"
 #include "../error.hpp"
@@ -48,6 +49,33 @@ struct TransformerBlockWeights {
     detail::require_pointer(where, "weights.fc1_bias", fc1_bias);
     detail::require_pointer(where, "weights.fc2_weight", fc2_weight);
     detail::require_pointer(where, "weights.fc2_bias", fc2_bias);
+  }
+};
+
+// Owning storage of one block's tensors, as models keep them; view()
+// gives the kernels' non-owning TransformerBlockWeights.
+struct TransformerBlockTensors {
+  std::vector<float> norm1_w, norm1_b, qkv_w, qkv_b, proj_w, proj_b, norm2_w, norm2_b, fc1_w, fc1_b, fc2_w, fc2_b;
+
+  TransformerBlockWeights view(std::int64_t dim, std::int64_t heads, std::int64_t mlp_hidden, float ln_eps) const {
+    TransformerBlockWeights v;
+    v.dim = dim;
+    v.heads = heads;
+    v.mlp_hidden = mlp_hidden;
+    v.ln_eps = ln_eps;
+    v.norm1_weight = norm1_w.data();
+    v.norm1_bias = norm1_b.data();
+    v.qkv_weight = qkv_w.data();
+    v.qkv_bias = qkv_b.data();
+    v.proj_weight = proj_w.data();
+    v.proj_bias = proj_b.data();
+    v.norm2_weight = norm2_w.data();
+    v.norm2_bias = norm2_b.data();
+    v.fc1_weight = fc1_w.data();
+    v.fc1_bias = fc1_b.data();
+    v.fc2_weight = fc2_w.data();
+    v.fc2_bias = fc2_b.data();
+    return v;
   }
 };
 

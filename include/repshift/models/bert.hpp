@@ -38,9 +38,7 @@ struct BertConfig {
 };
 
 struct BertWeights {
-  struct Layer {
-    std::vector<float> qkv_w, qkv_b, proj_w, proj_b, norm1_w, norm1_b, fc1_w, fc1_b, fc2_w, fc2_b, norm2_w, norm2_b;
-  };
+  using Layer = TransformerBlockTensors;
   BertConfig config;
   std::vector<float> word, position, token_type, emb_norm_w, emb_norm_b;
   std::vector<Layer> layers;
@@ -81,25 +79,7 @@ struct BertWeights {
   }
 
   TransformerBlockWeights block(int i) const {
-    const Layer& l = layers.at(std::size_t(i));
-    TransformerBlockWeights v;
-    v.dim = config.dim;
-    v.heads = config.heads;
-    v.mlp_hidden = config.mlp_hidden;
-    v.ln_eps = config.ln_eps;
-    v.qkv_weight = l.qkv_w.data();
-    v.qkv_bias = l.qkv_b.data();
-    v.proj_weight = l.proj_w.data();
-    v.proj_bias = l.proj_b.data();
-    v.norm1_weight = l.norm1_w.data();
-    v.norm1_bias = l.norm1_b.data();
-    v.fc1_weight = l.fc1_w.data();
-    v.fc1_bias = l.fc1_b.data();
-    v.fc2_weight = l.fc2_w.data();
-    v.fc2_bias = l.fc2_b.data();
-    v.norm2_weight = l.norm2_w.data();
-    v.norm2_bias = l.norm2_b.data();
-    return v;
+    return layers.at(std::size_t(i)).view(config.dim, config.heads, config.mlp_hidden, config.ln_eps);
   }
 };
 
@@ -149,11 +129,7 @@ class BertEncoder {
     float* x = ping_.data();
     float* y = pong_.data();
     for (int l = 0; l < cfg.depth; ++l) {
-      TransformerBlockArgs a;
-      a.x = x;
-      a.y = y;
-      a.batch = batch;
-      a.tokens = n;
+      auto a = TransformerBlockArgs::dense(x, y, batch, n);
       a.keep = schedule.keep_at(l, n);
       a.protect = schedule.protect;
       a.seed = std::uint64_t(l);

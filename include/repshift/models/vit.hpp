@@ -51,9 +51,7 @@ struct ViTConfig {
 
 // Owning weights, one vector per timm tensor.
 struct ViTWeights {
-  struct BlockTensors {
-    std::vector<float> norm1_w, norm1_b, qkv_w, qkv_b, proj_w, proj_b, norm2_w, norm2_b, fc1_w, fc1_b, fc2_w, fc2_b;
-  };
+  using BlockTensors = TransformerBlockTensors;
   ViTConfig config;
   std::vector<float> patch_w, patch_b, cls_token, pos_embed, norm_w, norm_b, head_w, head_b;
   std::vector<BlockTensors> blocks;
@@ -146,25 +144,7 @@ struct ViTWeights {
   }
 
   TransformerBlockWeights block(int i) const {
-    const BlockTensors& b = blocks.at(std::size_t(i));
-    TransformerBlockWeights v;
-    v.dim = config.dim;
-    v.heads = config.heads;
-    v.mlp_hidden = config.mlp_hidden;
-    v.ln_eps = config.ln_eps;
-    v.norm1_weight = b.norm1_w.data();
-    v.norm1_bias = b.norm1_b.data();
-    v.qkv_weight = b.qkv_w.data();
-    v.qkv_bias = b.qkv_b.data();
-    v.proj_weight = b.proj_w.data();
-    v.proj_bias = b.proj_b.data();
-    v.norm2_weight = b.norm2_w.data();
-    v.norm2_bias = b.norm2_b.data();
-    v.fc1_weight = b.fc1_w.data();
-    v.fc1_bias = b.fc1_b.data();
-    v.fc2_weight = b.fc2_w.data();
-    v.fc2_bias = b.fc2_b.data();
-    return v;
+    return blocks.at(std::size_t(i)).view(config.dim, config.heads, config.mlp_hidden, config.ln_eps);
   }
 };
 
@@ -214,11 +194,7 @@ class VisionTransformer {
     float* x = ping_.data();
     float* y = pong_.data();
     for (int l = 0; l < cfg.depth; ++l) {
-      TransformerBlockArgs a;
-      a.x = x;
-      a.y = y;
-      a.batch = batch;
-      a.tokens = tokens;
+      auto a = TransformerBlockArgs::dense(x, y, batch, tokens);
       a.keep = schedule.keep_at(l, tokens);
       a.protect = schedule.protect;
       a.seed = std::uint64_t(l);
