@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <string>
+#include <vector>
 
 #include <repshift/repshift.hpp>
 
@@ -19,6 +20,22 @@ TEST(Importance, NormIsTheAfterTokensL2Norm) {
   static_assert(P::is_importance_v<P::Random> && P::is_importance_v<P::ClsAttention> && !P::is_metric_v<P::Random>);
   static_assert(!P::valid_site_importance_v<P::Mlp, P::ClsAttention> &&
                 P::valid_site_importance_v<P::Attention, P::ClsAttention> && P::valid_site_importance_v<P::Block, P::L2>);
+}
+
+TEST(Importance, InvertedReversesTheOrder) {
+  using Inv = P::Inverted<P::L2>;
+  static_assert(P::is_metric_v<Inv>);
+  auto acc = Inv::init();
+  Inv::accumulate(acc, 3.0f, 0.0f);
+  Inv::accumulate(acc, 0.0f, 4.0f);
+  EXPECT_FLOAT_EQ(Inv::finalize(acc), -5.0f);
+  // Keeping the top of Inverted<L2> keeps the lowest L2 shifts.
+  const std::vector<float> before(4 * 2, 0.0f), after{1, 0, 5, 0, 2, 0, 0.5f, 0};
+  std::vector<float> scores(4);
+  std::vector<int> kept(2);
+  rs::shift_score<Inv>(rs::Host{}, before.data(), after.data(), scores.data(), 1, 4, 2);
+  rs::select_top(rs::Host{}, scores.data(), kept.data(), 1, 4, 2);
+  EXPECT_EQ(kept, (std::vector<int>{0, 3}));  // shifts 1 and 0.5, the two smallest
 }
 
 TEST(Importance, RandomIsSeededUniformAndDeterministic) {

@@ -9,6 +9,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -88,8 +89,13 @@ class BertEncoder {
  public:
   using BlockType = Block<policies::Transformer, Site, Metric, policies::Prune, policies::PostNorm>;
 
-  explicit BertEncoder(BertWeights weights) : w_(std::move(weights)) { w_.config.check("BertEncoder"); }
-  const BertConfig& config() const { return w_.config; }
+  explicit BertEncoder(BertWeights weights) : BertEncoder(std::make_shared<const BertWeights>(std::move(weights))) {}
+  // Encoders of different policies can share one set of weights (ablations).
+  explicit BertEncoder(std::shared_ptr<const BertWeights> weights) : weights_(std::move(weights)) {
+    detail::require_pointer("BertEncoder", "weights", weights_.get());
+    weights_->config.check("BertEncoder");
+  }
+  const BertConfig& config() const { return weights_->config; }
 
   // ids: [batch, tokens] token ids (token type 0), sample b valid in
   // [0, lengths[b]) and padded after; pooled: [batch, dim] mean of the
@@ -97,7 +103,7 @@ class BertEncoder {
   void forward(const Host& host, const int* ids, const int* lengths, int batch, int tokens, float* pooled,
                const PruneSchedule& schedule = PruneSchedule::none(), bool normalize = true) {
     constexpr const char* where = "BertEncoder::forward";
-    const BertConfig& cfg = w_.config;
+    const BertConfig& cfg = weights_->config;
     detail::require_pointer(where, "ids", ids);
     detail::require_pointer(where, "lengths", lengths);
     detail::require_pointer(where, "pooled", pooled);
@@ -135,7 +141,7 @@ class BertEncoder {
       a.seed = std::uint64_t(l);
       a.lengths = len_a_.data();
       a.kept_lengths = len_b_.data();
-      BlockType::forward(host, w_.block(l), a, ws_);
+      BlockType::forward(host, weights_->block(l), a, ws_);
       if (a.keep < n) std::swap(len_a_, len_b_);
       n = a.keep;
       std::swap(x, y);
@@ -146,24 +152,24 @@ class BertEncoder {
  private:
   // x = LN(word[id] + position[t] + token_type[0]); padding rows embed id 0.
   void embed(const Host& host, const int* ids, int batch, int tokens, float* x) {
-    const BertConfig& cfg = w_.config;
+    const BertConfig& cfg = weights_->config;
     const std::int64_t C = cfg.dim;
-    const cpu::LayerNormWeights ln{w_.emb_norm_w.data(), w_.emb_norm_b.data(), cfg.ln_eps};
+    const cpu::LayerNormWeights ln{weights_->emb_norm_w.data(), weights_->emb_norm_b.data(), cfg.ln_eps};
 #pragma omp parallel for schedule(static) num_threads(cpu::thread_count(host))
     for (std::int64_t bt = 0; bt < std::int64_t(batch) * tokens; ++bt) {
       const std::int64_t t = bt % tokens, b = bt / tokens;
       const int id = t < len_a_[std::size_t(b)] ? ids[bt] : 0;
       float* row = x + bt * C;
-      const float* we = w_.word.data() + std::int64_t(id) * C;
-      const float* pe = w_.position.data() + t * C;
-      const float* te = w_.token_type.data();
+      const float* we = weights_->word.data() + std::int64_t(id) * C;
+      const float* pe = weights_->position.data() + t * C;
+      const float* te = weights_->token_type.data();
       for (std::int64_t c = 0; c < C; ++c) row[c] = we[c] + pe[c] + te[c];
       cpu::layer_norm_row(row, row, C, ln);
     }
   }
 
   void mean_pool(const float* x, int batch, int tokens, float* pooled, bool normalize) const {
-    const std::int64_t C = w_.config.dim;
+    const std::int64_t C = weights_->config.dim;
     for (int b = 0; b < batch; ++b) {
       float* out = pooled + std::int64_t(b) * C;
       std::fill(out, out + C, 0.0f);
@@ -182,7 +188,7 @@ class BertEncoder {
     }
   }
 
-  BertWeights w_;
+  std::shared_ptr<const BertWeights> weights_;
   TransformerWorkspace ws_;
   std::vector<float> ping_, pong_;
   std::vector<int> len_a_, len_b_;

@@ -33,6 +33,19 @@ struct Norm {
   static REPSHIFT_HD float finalize(Accum acc) { return std::sqrt(acc.sq); }
 };
 
+// Inverted<M>: the same metric with the order reversed, so selection keeps
+// the tokens M ranks lowest: the paper's keep-bottom control experiment.
+template <class M>
+struct Inverted {
+  static_assert(is_metric_v<M>, "Inverted<M>: M must be a metric");
+  using Accum = typename M::Accum;
+  static constexpr const char* name = "inverted";
+  static REPSHIFT_HD Accum init() { return M::init(); }
+  static REPSHIFT_HD void accumulate(Accum& acc, float a, float b) { M::accumulate(acc, a, b); }
+  static REPSHIFT_HD Accum combine(Accum x, Accum y) { return M::combine(x, y); }
+  static REPSHIFT_HD float finalize(Accum acc) { return -M::finalize(acc); }
+};
+
 struct Random {
   static constexpr const char* name = "random";
   // splitmix64 of the three coordinates; the top 24 bits give a float in
