@@ -15,18 +15,13 @@
 #include <vector>
 
 #include <repshift/models/vit.hpp>
+#include <repshift/sweep.hpp>
 
 namespace rs = repshift;
 namespace P = rs::policies;
 
 namespace {
 
-template <class... Ts>
-struct TypeList {};
-
-using Sites = TypeList<P::Attention, P::Mlp, P::Block>;
-using Importances = TypeList<P::L2, P::L1, P::Cosine, P::Norm, P::Random, P::ClsAttention>;
-using Compressions = TypeList<P::Prune, P::Fuse>;
 constexpr double kKeepRates[] = {0.9, 0.7, 0.5};
 constexpr int kBatch = 8;
 
@@ -62,30 +57,13 @@ void run_model(benchmark::State& state, double keep_rate, const std::string& lab
 
 template <class Site, class Importance, class Compress>
 void register_one() {
-  if constexpr (P::valid_site_importance_v<Site, Importance>) {
-    for (double keep : kKeepRates) {
-      const std::string label = std::string(Site::name) + "/" + Importance::name + "/" + Compress::name + "/" +
-                                std::to_string(keep).substr(0, 3);
-      benchmark::RegisterBenchmark(("ablation/" + label).c_str(), [keep, label](benchmark::State& s) {
-        run_model<Site, Importance, Compress>(s, keep, label);
-      })->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(1.0);
-    }
+  for (double keep : kKeepRates) {
+    const std::string label = std::string(Site::name) + "/" + Importance::name + "/" + Compress::name + "/" +
+                              std::to_string(keep).substr(0, 3);
+    benchmark::RegisterBenchmark(("ablation/" + label).c_str(), [keep, label](benchmark::State& s) {
+      run_model<Site, Importance, Compress>(s, keep, label);
+    })->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(1.0);
   }
-}
-
-template <class Site, class Importance, class... Cs>
-void register_compressions(TypeList<Cs...>) {
-  (register_one<Site, Importance, Cs>(), ...);
-}
-
-template <class Site, class... Is>
-void register_importances(TypeList<Is...>) {
-  (register_compressions<Site, Is>(Compressions{}), ...);
-}
-
-template <class... Ss>
-void register_all(TypeList<Ss...>) {
-  (register_importances<Ss>(Importances{}), ...);
 }
 
 }  // namespace
@@ -94,7 +72,9 @@ int main(int argc, char** argv) {
   benchmark::RegisterBenchmark("ablation/unpruned", [](benchmark::State& s) {
     run_model<P::Mlp, P::L2, P::Prune>(s, 1.0, "unpruned");
   })->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(1.0);
-  register_all(Sites{});
+  rs::for_each_combination(rs::AllSites{}, rs::AllImportances{}, rs::AllCompressions{}, [](auto s, auto i, auto c) {
+    register_one<decltype(s), decltype(i), decltype(c)>();
+  });
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   benchmark::RunSpecifiedBenchmarks();

@@ -18,17 +18,13 @@
 #include <vector>
 
 #include <repshift/models/bert.hpp>
+#include <repshift/sweep.hpp>
 
 namespace rs = repshift;
 namespace P = rs::policies;
 
 namespace {
 
-template <class... Ts>
-struct TypeList {};
-
-using Sites = TypeList<P::Attention, P::Mlp, P::Block>;
-using Importances = TypeList<P::L2, P::L1, P::Cosine, P::Norm, P::Random, P::ClsAttention>;
 constexpr double kKeepRates[] = {0.9, 0.7, 0.5};
 
 struct Corpus {
@@ -105,22 +101,6 @@ void row(const char* site, const char* importance, double keep, const Fidelity& 
   std::printf("| %s | %s | %.1f | %.4f | %.3f | %.3f |\n", site, importance, keep, f.cosine, f.nn_agreement, f.paraphrase);
 }
 
-template <class Site, class... Is>
-void sweep_site(const Weights& w, const Corpus& c, const Embeddings& full, TypeList<Is...>) {
-  auto one = [&](auto importance) {
-    using I = decltype(importance);
-    if constexpr (P::valid_site_importance_v<Site, I>) {
-      for (double keep : kKeepRates) row(Site::name, I::name, keep, compare(embed<Site, I>(w, c, keep), full));
-    }
-  };
-  (one(Is{}), ...);
-}
-
-template <class... Ss>
-void sweep(const Weights& w, const Corpus& c, const Embeddings& full, TypeList<Ss...>) {
-  (sweep_site<Ss>(w, c, full, Importances{}), ...);
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -137,7 +117,13 @@ int main(int argc, char** argv) {
     std::printf("| site | importance | keep rate at layers 1, 3 | cosine to unpruned | NN agreement | paraphrase retrieval |\n");
     std::printf("|---|---|---:|---:|---:|---:|\n");
     row("-", "unpruned", 1.0, base);
-    sweep(w, corpus, full, Sites{});
+    // Pruning only: Fuse changes what is pooled, not which tokens rank high.
+    rs::for_each_combination(rs::AllSites{}, rs::AllImportances{}, rs::TypeList<P::Prune>{}, [&](auto s, auto i, auto) {
+      using Site = decltype(s);
+      using Importance = decltype(i);
+      for (double keep : kKeepRates)
+        row(Site::name, Importance::name, keep, compare(embed<Site, Importance>(w, corpus, keep), full));
+    });
     // The paper's control: keep the top 50% by MLP-site L2 shift vs the bottom 50%.
     row("mlp", "l2, top 50%", 0.5, compare(embed<P::Mlp, P::L2>(w, corpus, 0.5), full));
     row("mlp", "l2, bottom 50%", 0.5, compare(embed<P::Mlp, P::Inverted<P::L2>>(w, corpus, 0.5), full));

@@ -23,3 +23,4 @@
 #include "entry_points.hpp"
 #include "check_finite.hpp"
 #include "dispatch.hpp"
+#include "sweep.hpp"
