@@ -1,5 +1,5 @@
 #pragma once
-// Block<Transformer, Site, Metric, Prune, Norm> on the CPU.
+// Block<Transformer, Site, Metric, Compress, Norm> on the CPU.
 //
 // Pre-norm (ViT/DeiT):   x' = x + Attn(LN1 x);    y = x' + MLP(LN2 x')
 // Post-norm (BERT):      x' = LN1(x + Attn x);    y = LN2(x' + MLP x')
@@ -167,8 +167,7 @@ struct Block<policies::Transformer, Site, Metric, Compress, Norm> {
     // ---- attention sub-layer -------------------------------------------
     const float* attn_in = a.x;
     if constexpr (!kPostNorm) {
-#pragma omp parallel for schedule(static) num_threads(cpu::thread_count(host))
-      for (std::int64_t r = 0; r < rows; ++r) cpu::layer_norm_row(a.x + r * dim, ws.ln() + r * dim, dim, w.norm1());
+      cpu::layer_norm_rows(host, a.x, ws.ln(), rows, dim, w.norm1());
       attn_in = ws.ln();
     }
     cpu::linear(attn_in, rows, dim, w.qkv_weight, 3 * dim, ws.qkv(), dim, 3 * dim);
@@ -218,9 +217,7 @@ struct Block<policies::Transformer, Site, Metric, Compress, Norm> {
         x1 = ws.attn();
         if constexpr (!kPostNorm) {
           const std::int64_t rows_kept = std::int64_t(a.batch) * output_tokens(a.tokens, a.keep);
-#pragma omp parallel for schedule(static) num_threads(cpu::thread_count(host))
-          for (std::int64_t r = 0; r < rows_kept; ++r)
-            cpu::layer_norm_row(ws.attn() + r * dim, ws.qkv() + r * dim, dim, w.norm2());
+          cpu::layer_norm_rows(host, ws.attn(), ws.qkv(), rows_kept, dim, w.norm2());
           mlp_in = ws.qkv();
         } else {
           mlp_in = x1;
@@ -273,28 +270,22 @@ struct Block<policies::Transformer, Site, Metric, Compress, Norm> {
     gather_tokens(host, make_view(src, {a.batch, a.tokens, dim}), make_view(keep_idx, {a.batch, a.keep}),
                   TensorView<float, 3>{dst, {a.batch, a.keep, dim}, {out_tokens * dim, dim, 1}});
     if constexpr (kExtra == 1) {
+      const int dropped = a.tokens - a.keep;
       std::vector<char> kept(std::size_t(a.tokens));
       for (int b = 0; b < a.batch; ++b) {
+        const float* s = scores + std::int64_t(b) * a.tokens;
         std::fill(kept.begin(), kept.end(), 0);
         for (int k = 0; k < a.keep; ++k) kept[std::size_t(keep_idx[std::int64_t(b) * a.keep + k])] = 1;
+        double total = 0.0;
+        for (int t = 0; t < a.tokens; ++t) total += kept[std::size_t(t)] ? 0.0 : double(s[t]);
         float* fused = dst + (std::int64_t(b) * out_tokens + a.keep) * dim;
         std::fill(fused, fused + dim, 0.0f);
-        double total = 0.0;
-        int dropped = 0;
-        for (int t = 0; t < a.tokens; ++t) total += kept[std::size_t(t)] ? 0.0 : double(scores[std::int64_t(b) * a.tokens + t]);
         for (int t = 0; t < a.tokens; ++t) {
           if (kept[std::size_t(t)]) continue;
-          ++dropped;
-          const float weight = total > 0.0 ? float(scores[std::int64_t(b) * a.tokens + t] / total) : 0.0f;
+          // Importance-weighted; a plain mean when the importances sum to 0.
+          const float weight = total > 0.0 ? float(s[t] / total) : 1.0f / float(dropped);
           const float* row = src + (std::int64_t(b) * a.tokens + t) * dim;
           for (std::int64_t c = 0; c < dim; ++c) fused[c] += weight * row[c];
-        }
-        if (!(total > 0.0)) {  // all-zero importance: plain mean
-          for (int t = 0; t < a.tokens; ++t) {
-            if (kept[std::size_t(t)]) continue;
-            const float* row = src + (std::int64_t(b) * a.tokens + t) * dim;
-            for (std::int64_t c = 0; c < dim; ++c) fused[c] += row[c] / float(dropped);
-          }
         }
       }
     } else {

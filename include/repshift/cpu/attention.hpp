@@ -137,12 +137,13 @@ inline const float* qkv_bias_row(const AttentionParams& p, int which, std::int64
 static_assert(kBlockK % kVec == 0, "key block must be whole vectors");
 
 // Online-softmax update of the running (m, l) of one query row from its
-// raw scores s[0..cols); turns s into probabilities (0 past cols) and
-// returns the factor by which the row's output must be rescaled.
+// raw scores s[0..kBlockK) (only the first `cols` are real): turns s into
+// probabilities (0 past cols) and returns the factor by which the row's
+// output must be rescaled. Max, exp and sum all run on vector lanes.
 inline float online_softmax_row(float* s, int cols, float& m, float& l) {
-  float block_max = -INFINITY;
-  for (int c = 0; c < cols; ++c) block_max = std::max(block_max, s[c]);
-  const float m_new = std::max(m, block_max);
+  vfloat mx = splatv(-INFINITY);
+  for (int c = 0; c < kBlockK; c += kVec) mx = maxv(mx, iotav(float(c)) < float(cols) ? loadv(s + c) : splatv(-INFINITY));
+  const float m_new = std::max(m, hmax(mx));
   const float alpha = exp_approx(m - m_new);  // ~0 on the first block, where l and o are 0
   vfloat sum{};
   for (int c = 0; c < kBlockK; c += kVec) {
@@ -174,23 +175,11 @@ inline void flash_rows_fixed(const float* q, const float* kt, std::int64_t ldk, 
       for (int j = 0; j < kKV; ++j) s[i][j] += qd * k[j];
     }
   }
-  // Online softmax on the score registers: lanes past `cols` are masked
-  // to -inf before the max and come out of exp as 0.
   float p[Rows][kBlockK];
   float alpha[Rows];
   for (int i = 0; i < Rows; ++i) {
-    vfloat mx = splatv(-INFINITY);
-    for (int j = 0; j < kKV; ++j) mx = maxv(mx, iotav(float(j * kVec)) < float(cols) ? s[i][j] : splatv(-INFINITY));
-    const float m_new = std::max(m[i], hmax(mx));
-    alpha[i] = exp_approx(m[i] - m_new);  // ~0 on the first block, where l and o are 0
-    vfloat sum{};
-    for (int j = 0; j < kKV; ++j) {
-      const vfloat e = iotav(float(j * kVec)) < float(cols) ? exp_approx(s[i][j] - m_new) : vfloat{};
-      sum += e;
-      storev(p[i] + j * kVec, e);
-    }
-    l[i] = l[i] * alpha[i] + hsum(sum);
-    m[i] = m_new;
+    for (int j = 0; j < kKV; ++j) storev(p[i] + j * kVec, s[i][j]);
+    alpha[i] = online_softmax_row(p[i], cols, m[i], l[i]);
   }
   vfloat acc[Rows][kDV];
   for (int i = 0; i < Rows; ++i)

@@ -7,6 +7,8 @@
 #include <cstdint>
 
 #include "../config.hpp"
+#include "../exec.hpp"
+#include "parallel.hpp"
 
 namespace repshift {
 namespace cpu {
@@ -39,6 +41,14 @@ inline void layer_norm_row(const float* x, float* out,  // may alias: post-norm 
   const float inv = 1.0f / std::sqrt(var / float(channels) + w.eps);
 
   for (c = 0; c < channels; ++c) out[c] = (x[c] - mean) * inv * w.gamma[c] + w.beta[c];
+}
+
+// LayerNorm of `rows` contiguous rows, spread over the OpenMP threads;
+// src and dst may be the same buffer.
+inline void layer_norm_rows(const Host& host, const float* src, float* dst, std::int64_t rows, std::int64_t channels,
+                            const LayerNormWeights& w) {
+#pragma omp parallel for schedule(static) num_threads(thread_count(host))
+  for (std::int64_t r = 0; r < rows; ++r) layer_norm_row(src + r * channels, dst + r * channels, channels, w);
 }
 
 }  // namespace cpu
