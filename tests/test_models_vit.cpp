@@ -118,6 +118,7 @@ TEST(VisionTransformer, FuseAddsOneTokenPerPruningLayer) {
   model.forward(rs::Host{}, images.data(), batch, logits.data(), rs::PruneSchedule{{{1, 0.8}, {2, 0.7}}, 1}, &trace);
   // 17 -> 13 kept + 1 fused = 14 -> floor(0.7 * 14) = 9 kept + 1 fused = 10.
   EXPECT_EQ(trace.tokens, (std::vector<int>{17, 17, 14, 10, 10}));
+  EXPECT_EQ(trace.tokens, (rs::PruneSchedule{{{1, 0.8}, {2, 0.7}}, 1}.token_counts(17, 4, P::Fuse::extra_tokens)));
   for (int b = 0; b < batch; ++b) {
     EXPECT_EQ(trace.source[0][std::size_t(b) * 14 + 13], -1);
     EXPECT_EQ(trace.source[1][std::size_t(b) * 10 + 9], -1);

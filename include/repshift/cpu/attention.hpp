@@ -141,8 +141,8 @@ static_assert(kBlockK % kVec == 0, "key block must be whole vectors");
 // probabilities (0 past cols) and returns the factor by which the row's
 // output must be rescaled. Max, exp and sum all run on vector lanes.
 inline float online_softmax_row(float* s, int cols, float& m, float& l) {
-  vfloat mx = splatv(-INFINITY);
-  for (int c = 0; c < kBlockK; c += kVec) mx = maxv(mx, iotav(float(c)) < float(cols) ? loadv(s + c) : splatv(-INFINITY));
+  vfloat mx = broadcast<vfloat>(-INFINITY);
+  for (int c = 0; c < kBlockK; c += kVec) mx = maxv(mx, iotav(float(c)) < float(cols) ? loadv(s + c) : broadcast<vfloat>(-INFINITY));
   const float m_new = std::max(m, hmax(mx));
   const float alpha = exp_approx(m - m_new);  // ~0 on the first block, where l and o are 0
   vfloat sum{};

@@ -23,9 +23,6 @@ inline float pow2i(float n) {
 }
 
 template <class V>
-inline V broadcast(float c) { return V{} + c; }
-
-template <class V>
 inline V exp_approx(V x) {
   // Clamp to the range where 2^n is a normal float; exp(-87.3) ~ 1.2e-38
   // underflows to a tiny normal, below that the softmax weight is zero

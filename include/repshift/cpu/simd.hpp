@@ -30,7 +30,9 @@ inline vfloat loadv(const float* p) {
   return v;
 }
 inline void storev(float* p, vfloat v) { __builtin_memcpy(p, &v, sizeof v); }
-inline vfloat splatv(float x) { return vfloat{} + x; }
+// c in every lane of a V (vfloat), or c itself (V = float).
+template <class V>
+inline V broadcast(float c) { return V{} + c; }
 
 // 2^n for integral-valued n in [-126, 127], per lane.
 inline vfloat pow2i(vfloat n) {

@@ -46,10 +46,14 @@ struct PruneSchedule {
     }
   }
 
-  // Input token count of every layer, then the final count.
-  std::vector<int> token_counts(int tokens, int depth) const {
+  // Input token count of every layer, then the final count;
+  // extra_tokens = Compress::extra_tokens (1 for Fuse) per pruning layer.
+  std::vector<int> token_counts(int tokens, int depth, int extra_tokens = 0) const {
     std::vector<int> counts{tokens};
-    for (int l = 0; l < depth; ++l) counts.push_back(keep_at(l, counts.back()));
+    for (int l = 0; l < depth; ++l) {
+      const int keep = keep_at(l, counts.back());
+      counts.push_back(keep < counts.back() ? keep + extra_tokens : keep);
+    }
     return counts;
   }
 };
