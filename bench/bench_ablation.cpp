@@ -58,6 +58,8 @@ void run_model(benchmark::State& state, double keep_rate, const std::string& lab
 template <class Site, class Importance, class Compress>
 void register_one() {
   for (double keep : kKeepRates) {
+    // Merge halves the free tokens at most per layer: rates below that are not a policy choice.
+    if (!rs::PruneSchedule::paper_layers(keep).reachable<Compress>(197, 12)) continue;
     const std::string label = std::string(Site::name) + "/" + Importance::name + "/" + Compress::name + "/" +
                               std::to_string(keep).substr(0, 3);
     benchmark::RegisterBenchmark(("ablation/" + label).c_str(), [keep, label](benchmark::State& s) {

@@ -6,7 +6,8 @@
 Writes OUT_DIR/ablation_TAG.md (images/s per site x importance x compress x keep rate,
 medians over the run's repetitions, speedup over the unpruned model of the
 same run) and OUT_DIR/ablation_TAG.png (throughput vs keep rate, one panel
-per site, one line per importance/compress policy). Installs matplotlib if missing.
+per site, one line per importance/compress policy: colour = importance, line
+style = compress). Installs matplotlib if missing.
 """
 import json
 import os
@@ -45,7 +46,7 @@ def main():
         keeps.add(keep)
     keeps = sorted(keeps, reverse=True)
     # Interleaved runs arrive shuffled: list in the sweep's own order.
-    order = ["attn", "mlp", "block", "l2", "l1", "cosine", "norm", "random", "cls_attn", "prune", "fuse"]
+    order = ["attn", "mlp", "block", "l2", "l1", "cosine", "norm", "random", "cls_attn", "prune", "fuse", "merge"]
     rank = lambda name: order.index(name) if name in order else len(order)
     sites.sort(key=rank)
     policies.sort(key=lambda p: (rank(p[0]), rank(p[1])))
@@ -79,13 +80,15 @@ def main():
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(sites), figsize=(4.2 * len(sites), 3.6), sharey=True)
+    importances = sorted({imp for imp, _ in policies}, key=rank)
+    styles = {"prune": "-", "fuse": "--", "merge": ":"}
     for ax, site in zip(axes, sites):
-        for i, (imp, comp) in enumerate(policies):
+        for imp, comp in policies:
             keyed = [f"{site}/{imp}/{comp}/{k}" for k in keeps]
             pts = [(1.0, base)] + [(float(k), med[key]) for k, key in zip(keeps, keyed) if key in med]
             if len(pts) > 1:
                 ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", markersize=3,
-                        linestyle="--" if comp == "fuse" else "-", color=f"C{i // 2 if len(policies) > 6 else i}",
+                        linestyle=styles.get(comp, "-."), color=f"C{importances.index(imp)}",
                         label=f"{imp}/{comp}")
         ax.set_title(f"site = {site}")
         ax.set_xlabel("keep rate at layers 1, 4, 7")

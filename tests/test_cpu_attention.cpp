@@ -62,6 +62,32 @@ INSTANTIATE_TEST_SUITE_P(TokenCounts, Attention,
                                   "_D" + std::to_string(info.param.head_dim);
                          });
 
+// key_bias (ToMe's proportional attention: log token size) shifts every
+// query's logit for that key, in both paths, fixed and generic head sizes.
+TEST(AttentionKeyBias, AddsToTheLogitsOfEachKey) {
+  for (const Case c : {Case{2, 197, 3, 64}, Case{1, 70, 2, 40}}) {
+    const int dim = c.heads * c.head_dim;
+    const std::size_t rows = std::size_t(c.batch) * c.tokens;
+    const auto qkv = ref::random_floats(rows * 3 * dim, 41, -2.0f, 2.0f);
+    const auto key_bias = ref::random_floats(rows, 42, 0.0f, 2.5f);
+    const std::vector<double> bias_d(key_bias.begin(), key_bias.end());
+    std::vector<double> want_probs;
+    const ref::Mat want = ref::attention(ref::Mat(qkv.begin(), qkv.end()), c.batch, c.tokens, c.heads, c.head_dim,
+                                         &want_probs, &bias_d);
+    std::vector<float> flash(rows * dim, NAN), plain(rows * dim, NAN);
+    std::vector<float> probs(std::size_t(c.batch) * c.heads * c.tokens * c.tokens);
+    auto p = rs::AttentionParams::contiguous(qkv.data(), nullptr, flash.data(), c.batch, c.tokens, c.heads,
+                                             c.head_dim);
+    p.key_bias = key_bias.data();
+    rs::cpu::flash_attention(rs::Host{}, p);
+    expect_close(flash, want, 2e-5, "flash");
+    p.out = plain.data();
+    rs::cpu::attention_with_map(rs::Host{}, p, probs.data());
+    expect_close(plain, want, 2e-5, "plain");
+    expect_close(probs, want_probs, 1e-5, "probabilities");
+  }
+}
+
 TEST(AttentionErrors, NamesTheArgument) {
   std::vector<float> buf(3 * 64), out(64);
   auto p = rs::AttentionParams::contiguous(buf.data(), nullptr, out.data(), 1, 1, 1, 64);

@@ -223,3 +223,59 @@ TYPED_TEST(TransformerBlockFuse, AppendsTheScoreWeightedMeanOfTheDroppedTokens) 
   a.kept_lengths = kept;
   EXPECT_THROW(B::forward(rs::Host{}, w.view(), a, ws), rs::InvalidArgument);
 }
+
+template <class S>
+class TransformerBlockMerge : public ::testing::Test {};
+TYPED_TEST_SUITE(TransformerBlockMerge, FuseSites);
+
+// Merge: importance (the site's L2 shift) picks which A tokens merge, keys
+// pick where, sizes weight the average and bias attention; all against the
+// double reference, which makes its own merge decisions.
+TYPED_TEST(TransformerBlockMerge, MatchesTheReferenceMergeWithProportionalAttention) {
+  using Site = TypeParam;
+  using B = rs::Block<P::Transformer, Site, P::L2, P::Merge>;
+  const int batch = 2, tokens = 19, dim = 32, keep = 12;
+  static_assert(B::output_tokens(19, 12) == 12);
+  const RandomBlockWeights w(dim, 2, 64, 31);
+  const auto x = ref::random_floats(std::size_t(batch) * tokens * dim, 32);
+  auto sizes = ref::random_floats(std::size_t(batch) * tokens, 33, 1.0f, 5.0f);
+  for (auto& s : sizes) s = std::round(s);
+  std::vector<float> y(std::size_t(batch) * keep * dim, NAN), scores(std::size_t(batch) * tokens);
+  std::vector<float> kept_sizes(std::size_t(batch) * keep, NAN);
+  std::vector<int> keep_idx(std::size_t(batch) * keep);
+  rs::TransformerWorkspace ws;
+  auto a = rs::TransformerBlockArgs::dense(x.data(), y.data(), batch, tokens);
+  a.keep = keep;
+  a.scores = scores.data();
+  a.keep_idx = keep_idx.data();
+  a.sizes = sizes.data();
+  a.kept_sizes = kept_sizes.data();
+  B::forward(rs::Host{}, w.view(), a, ws);
+
+  ref::MergeSpec spec;
+  spec.sizes.assign(sizes.begin(), sizes.end());
+  const auto want = ref::block(ref::Mat(x.begin(), x.end()), batch, tokens, w.reference(), false, ref_site<Site>(),
+                               ref::Metric::L2, {}, keep, nullptr, false, &spec);
+  EXPECT_LT(ref::max_rel_error(scores, want.scores), 1e-5);
+  EXPECT_EQ(keep_idx, spec.keep_idx);
+  ASSERT_EQ(want.y.size(), y.size());
+  EXPECT_LT(ref::max_rel_error(y, want.y), 5e-5);
+  EXPECT_LT(ref::max_rel_error(kept_sizes, spec.out_sizes), 1e-7);
+
+  // keep below what set A can give, sizes that are not positive, padding,
+  // and sizes passed to a block that does not merge: named errors.
+  a.keep = 9;  // 18 free tokens: A = 9, so keep >= 10
+  EXPECT_THROW(B::forward(rs::Host{}, w.view(), a, ws), rs::InvalidArgument);
+  a.keep = keep;
+  sizes[5] = -1.0f;
+  EXPECT_THROW(B::forward(rs::Host{}, w.view(), a, ws), rs::InvalidArgument);
+  sizes[5] = 1.0f;
+  int lengths[2] = {19, 19}, kept[2];
+  a.lengths = lengths;
+  a.kept_lengths = kept;
+  EXPECT_THROW(B::forward(rs::Host{}, w.view(), a, ws), rs::InvalidArgument);
+  a.lengths = nullptr;
+  a.kept_lengths = nullptr;
+  EXPECT_THROW((rs::Block<P::Transformer, Site, P::L2, P::Prune>::forward(rs::Host{}, w.view(), a, ws)),
+               rs::InvalidArgument);
+}

@@ -164,3 +164,31 @@ TEST(VisionTransformer, RefusedArguments) {
   cfg.image_size = 30;
   EXPECT_THROW(rs::ViTWeights::random(cfg, 1), rs::InvalidArgument);
 }
+
+// Compress = Merge in the model: sizes flow from layer to layer (the trace's
+// token counts follow the schedule), and a keep rate that merges more than
+// half the free tokens is refused by name rather than clamped.
+TEST(ViT, MergeFollowsTheScheduleAndRefusesImpossibleRates) {
+  const rs::ViTConfig cfg = tiny();
+  auto weights = std::make_shared<const rs::ViTWeights>(lively_weights(cfg, 5));
+  rs::VisionTransformer<P::Mlp, P::L2, P::Merge> model(weights);
+  const auto images = ref::random_floats(std::size_t(2) * 3 * 32 * 32, 6);
+  std::vector<float> logits(2 * 10);
+  const rs::PruneSchedule schedule{{{1, 0.7}, {2, 0.8}}, 1};
+  rs::ViTTrace trace;
+  model.forward(rs::Host{}, images.data(), 2, logits.data(), schedule, &trace);
+  EXPECT_EQ(trace.tokens, schedule.token_counts(17, cfg.depth));
+  EXPECT_EQ(trace.tokens, (std::vector<int>{17, 17, 11, 8, 8}));
+  for (float l : logits) EXPECT_TRUE(std::isfinite(l));
+  // Merging differs from pruning the same tokens: survivors absorb the rest.
+  rs::VisionTransformer<P::Mlp, P::L2, P::Prune> pruned(weights);
+  std::vector<float> pruned_logits(logits.size());
+  pruned.forward(rs::Host{}, images.data(), 2, pruned_logits.data(), schedule);
+  EXPECT_GT(ref::max_rel_error(logits, std::vector<double>(pruned_logits.begin(), pruned_logits.end())), 1e-4);
+  try {
+    model.forward(rs::Host{}, images.data(), 2, logits.data(), rs::PruneSchedule{{{0, 0.4}}, 1});
+    FAIL() << "keep 0.4 of 17 tokens cannot be reached by one merge";
+  } catch (const rs::InvalidArgument& e) {
+    EXPECT_NE(std::string(e.what()).find("Merge needs keep >= 9"), std::string::npos) << e.what();
+  }
+}

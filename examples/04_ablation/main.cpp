@@ -3,7 +3,7 @@
 // which instantiates exactly one VisionTransformer<Site, Importance, Compress>.
 //
 //   ablation_demo [--site attn|mlp|block] [--importance l1|l2|cosine|norm|random|cls_attn]
-//                 [--compress prune|fuse] [--keep 0.7] [--model deit_t|deit_s|deit_b] [--batch 4]
+//                 [--compress prune|fuse|merge] [--keep 0.7] [--model deit_t|deit_s|deit_b] [--batch 4]
 
 #include <chrono>
 #include <cstdio>

@@ -24,7 +24,7 @@ namespace repshift {
 
 inline constexpr const char* kSiteNames = "attn, mlp, block";
 inline constexpr const char* kImportanceNames = "l1, l2, cosine, norm, random, cls_attn";
-inline constexpr const char* kCompressNames = "prune, fuse";
+inline constexpr const char* kCompressNames = "prune, fuse, merge";
 
 template <class F>
 decltype(auto) with_site(std::string_view name, F&& f) {
@@ -49,6 +49,7 @@ template <class F>
 decltype(auto) with_compress(std::string_view name, F&& f) {
   if (name == policies::Prune::name) return f(policies::Prune{});
   if (name == policies::Fuse::name) return f(policies::Fuse{});
+  if (name == policies::Merge::name) return f(policies::Merge{});
   detail::fail("with_compress", "compress = '" + std::string(name) + "' is not one of " + kCompressNames);
 }
 

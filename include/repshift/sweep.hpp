@@ -20,7 +20,7 @@ struct TypeList {};
 using AllSites = TypeList<policies::Attention, policies::Mlp, policies::Block>;
 using AllImportances = TypeList<policies::L2, policies::L1, policies::Cosine, policies::Norm, policies::Random,
                                 policies::ClsAttention>;
-using AllCompressions = TypeList<policies::Prune, policies::Fuse>;
+using AllCompressions = TypeList<policies::Prune, policies::Fuse, policies::Merge>;
 
 namespace detail {
 

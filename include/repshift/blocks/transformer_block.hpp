@@ -12,7 +12,9 @@
 //
 // Pruning (keep < tokens): scores -> rs::select_top -> rs::gather_tokens;
 // with Compress = Fuse one more row follows the kept ones: the dropped
-// tokens' importance-weighted mean (policies/compress.hpp).
+// tokens' importance-weighted mean; Compress = Merge averages the least
+// important tokens into their most similar ones instead (size-weighted,
+// cpu/merge_tokens.hpp) and biases attention by log(token size).
 // Site Attention prunes in the middle of the block, so the MLP runs on the
 // kept tokens only; sites Mlp and Block prune the block's output. Since
 // y = x' + MLP(.) row by row, gathering y equals the paper's "gather x' and
@@ -20,6 +22,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <cmath>
 #include <cstdint>
 #include <string>
 #include <type_traits>
@@ -29,6 +32,7 @@
 #include "../cpu/backend.hpp"
 #include "../cpu/epilogue.hpp"
 #include "../cpu/gemm.hpp"
+#include "../cpu/merge_tokens.hpp"
 #include "../entry_points.hpp"
 #include "../policies/backbone.hpp"
 #include "../policies/importance.hpp"
@@ -55,6 +59,11 @@ struct TransformerBlockArgs {
   const int* lengths = nullptr;  // optional [batch]
   int* kept_lengths = nullptr;   // [batch], required when lengths is set and keep < tokens
   std::uint64_t seed = 0;        // for policies::Random importance (models pass the layer index)
+  // Token sizes (Compress = Merge only): how many original tokens each row
+  // stands for. They weight the merge and add log(size) to the attention
+  // logits (proportional attention). Null: all 1.
+  const float* sizes = nullptr;  // optional [batch, tokens]
+  float* kept_sizes = nullptr;   // optional [batch, keep]: sizes after merging, for the next layer
 
   // x -> y over all tokens, no pruning; set keep (and the optional
   // outputs) on the result to prune.
@@ -79,6 +88,7 @@ class TransformerWorkspace {
                                         dim /*x'*/ + mlp_hidden + 1 /*scores*/);
     if (std::int64_t(floats_.size()) < floats) floats_.resize(std::size_t(floats));
     if (std::int64_t(ints_.size()) < rows) ints_.resize(std::size_t(rows));
+    if (std::int64_t(log_sizes_.size()) < rows) log_sizes_.resize(std::size_t(rows));
     rows_ = rows;
     dim_ = dim;
   }
@@ -89,6 +99,7 @@ class TransformerWorkspace {
   float* x1() { return branch() + rows_ * dim_; }
   float* hidden() { return x1() + rows_ * dim_; }
   float* scores() { return floats_.data() + floats_.size() - std::size_t(rows_); }
+  float* log_sizes() { return log_sizes_.data(); }
   int* keep_idx() { return ints_.data(); }
   // [batch, heads, tokens, tokens] attention probabilities: only blocks
   // whose importance needs the map (ClsAttention) ask for it.
@@ -100,7 +111,7 @@ class TransformerWorkspace {
 
  private:
   std::vector<float> map_;
-  std::vector<float> floats_;
+  std::vector<float> floats_, log_sizes_;
   std::vector<int> ints_;
   std::int64_t rows_ = 0, dim_ = 0;
 };
@@ -113,7 +124,7 @@ struct Block<policies::Transformer, Site, Metric, Compress, Norm> {
   static_assert(policies::is_importance_v<Metric>,
                 "Block: Metric must meet the metric contract or be Random / ClsAttention");
   static_assert(policies::is_norm_v<Norm>, "Block: Norm must be PreNorm or PostNorm");
-  static_assert(policies::is_compress_v<Compress>, "Block<Transformer>: Compress must be Prune or Fuse");
+  static_assert(policies::is_compress_v<Compress>, "Block<Transformer>: Compress must be Prune, Fuse or Merge");
   static_assert(policies::valid_site_importance_v<Site, Metric>,
                 "Block: ClsAttention importance is read off the attention map, so it needs Site = Attention");
 
@@ -123,6 +134,7 @@ struct Block<policies::Transformer, Site, Metric, Compress, Norm> {
   static constexpr bool kPostNorm = std::is_same_v<Norm, policies::PostNorm>;
   static constexpr bool kFusedScore = policies::is_metric_v<Metric>;
   static constexpr int kExtra = Compress::extra_tokens;
+  static constexpr bool kMerge = Compress::tracks_sizes;
 
   // Tokens the block outputs for `keep` of `tokens`.
   static constexpr int output_tokens(int tokens, int keep) { return keep < tokens ? keep + kExtra : tokens; }
@@ -142,6 +154,27 @@ struct Block<policies::Transformer, Site, Metric, Compress, Norm> {
     if (kExtra && a.lengths) {
       detail::fail(where, "Compress = Fuse appends its token after the kept ones and cannot be used with "
                           "padded batches (lengths)");
+    }
+    if constexpr (kMerge) {
+      if (a.lengths) detail::fail(where, "Compress = Merge cannot be used with padded batches (lengths)");
+      const std::int64_t min_keep = MergeParams::min_keep(a.tokens, a.protect);
+      if (a.keep < a.tokens && a.keep < min_keep) {
+        detail::fail(where, "keep = " + std::to_string(a.keep) + " merges more tokens than set A holds: with tokens = " +
+                                std::to_string(a.tokens) + " and protect = " + std::to_string(a.protect) +
+                                ", Merge needs keep >= " + std::to_string(min_keep));
+      }
+      if (a.sizes) {
+        for (std::int64_t i = 0; i < std::int64_t(a.batch) * a.tokens; ++i) {
+          if (!(a.sizes[i] > 0.0f) || !std::isfinite(a.sizes[i])) {
+            detail::fail(where, "sizes[" + std::to_string(i) + "] = " + std::to_string(a.sizes[i]) +
+                                    " must be finite and > 0");
+          }
+        }
+      }
+    } else {
+      if (a.sizes || a.kept_sizes) {
+        detail::fail(where, std::string("sizes / kept_sizes belong to Compress = Merge, not ") + Compress::name);
+      }
     }
     if (static_cast<const void*>(a.x) == static_cast<const void*>(a.y)) {
       detail::fail(where, "y must not alias x (the Block site reads x after y is written)");
@@ -174,6 +207,11 @@ struct Block<policies::Transformer, Site, Metric, Compress, Norm> {
     AttentionParams attention =
         AttentionParams::contiguous(ws.qkv(), w.qkv_bias, ws.attn(), a.batch, a.tokens, w.heads, w.head_dim());
     attention.key_lengths = a.lengths;
+    if (kMerge && a.sizes) {
+      float* log_sizes = ws.log_sizes();
+      for (std::int64_t i = 0; i < rows; ++i) log_sizes[i] = std::log(a.sizes[i]);
+      attention.key_bias = log_sizes;  // proportional attention
+    }
     float* attention_map = nullptr;
     if constexpr (policies::needs_attention_map_v<Metric>) {
       attention_map = ws.attention_map(a.batch, w.heads, a.tokens);
@@ -211,9 +249,8 @@ struct Block<policies::Transformer, Site, Metric, Compress, Norm> {
     const float* mlp_in = kPostNorm ? ws.x1() : ws.ln();
     if constexpr (kScoreAttention) {
       if (prune) {
-        select_kept(host, a, scores, keep_idx);
-        // attn and qkv are free now: they take the compressed x' and LN2(x').
-        compress_rows(host, a, ws.x1(), scores, keep_idx, ws.attn(), dim);
+        // attn and qkv are free after this: they take the compressed x' and LN2(x').
+        compress(host, a, w, ws.qkv(), ws.x1(), scores, keep_idx, ws.attn());
         x1 = ws.attn();
         if constexpr (!kPostNorm) {
           const std::int64_t rows_kept = std::int64_t(a.batch) * output_tokens(a.tokens, a.keep);
@@ -254,18 +291,45 @@ struct Block<policies::Transformer, Site, Metric, Compress, Norm> {
       baseline_importance(a, w, attention_map, scores);
       mask_padding(a, scores);
     }
-    if (gather_output) {
-      select_kept(host, a, scores, keep_idx);
-      compress_rows(host, a, ws.x1(), scores, keep_idx, a.y, dim);
-    }
+    if (gather_output) compress(host, a, w, ws.qkv(), ws.x1(), scores, keep_idx, a.y);
   }
 
  private:
+  // Compresses src [batch, tokens, dim] to dst [batch, keep + kExtra, dim]
+  // by the scores. Prune / Fuse: select the top `keep`, gather them (Fuse
+  // appends the dropped rows' score-weighted mean). Merge: merge by the
+  // scores and the layer's keys (qkv's K part, read before qkv is reused).
+  static void compress(const Host& host, const TransformerBlockArgs& a, const TransformerBlockWeights& w,
+                       const float* qkv, const float* src, const float* scores, int* keep_idx, float* dst) {
+    if constexpr (kMerge) {
+      MergeParams m;
+      m.x = src;
+      m.keys = qkv + w.dim;
+      m.key_bias = w.qkv_bias ? w.qkv_bias + w.dim : nullptr;
+      m.keys_token_stride = 3 * std::int64_t(w.dim);
+      m.scores = scores;
+      m.sizes = a.sizes;
+      m.out = dst;
+      m.out_sizes = a.kept_sizes;
+      m.keep_idx = keep_idx;
+      m.batch = a.batch;
+      m.tokens = a.tokens;
+      m.keep = a.keep;
+      m.channels = m.key_channels = w.dim;
+      m.protect = a.protect;
+      cpu::merge_tokens(host, m);
+    } else {
+      (void)qkv;
+      select_kept(host, a, scores, keep_idx);
+      gather_rows(host, a, src, scores, keep_idx, dst, w.dim);
+    }
+  }
+
   // dst[b, 0..keep) = src rows keep_idx[b]; with Fuse, dst[b, keep] = the
   // dropped rows' mean weighted by their scores (uniform when those are all
   // zero). dst rows are [batch, keep + kExtra, dim].
-  static void compress_rows(const Host& host, const TransformerBlockArgs& a, const float* src, const float* scores,
-                            const int* keep_idx, float* dst, std::int64_t dim) {
+  static void gather_rows(const Host& host, const TransformerBlockArgs& a, const float* src, const float* scores,
+                          const int* keep_idx, float* dst, std::int64_t dim) {
     const std::int64_t out_tokens = output_tokens(a.tokens, a.keep);
     gather_tokens(host, make_view(src, {a.batch, a.tokens, dim}), make_view(keep_idx, {a.batch, a.keep}),
                   TensorView<float, 3>{dst, {a.batch, a.keep, dim}, {out_tokens * dim, dim, 1}});

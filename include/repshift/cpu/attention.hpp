@@ -18,6 +18,9 @@
 // attention mask does; padded query rows are still computed (over the
 // valid keys) and left for the caller to ignore.
 //
+// key_bias (optional, [B, N]) is added to every query's logit for key n:
+// log(token size) gives ToMe's proportional attention for merged tokens.
+//
 // Input is the fused QKV projection as timm lays it out, per token
 // [3][heads][head_dim]; the QKV bias is added here while blocks are loaded,
 // so the QKV GEMM needs no epilogue pass. Output is [B, N, heads*head_dim].
@@ -41,6 +44,7 @@ struct AttentionParams {
   const float* qkv_bias = nullptr;  // [3, H, Dh] or null
   float* out = nullptr;             // [B, N, H*Dh]
   const int* key_lengths = nullptr; // [B] or null: keys n >= key_lengths[b] are padding, masked out
+  const float* key_bias = nullptr;  // [B, N] or null: added to the logits of key n (after scaling)
   std::int64_t batch = 0, tokens = 0, heads = 0, head_dim = 0;
   std::int64_t qkv_batch_stride = 0, qkv_token_stride = 0;
   std::int64_t out_batch_stride = 0, out_token_stride = 0;
@@ -110,9 +114,10 @@ struct FlashScratch {
   float* o;   // [kBlockQ][Dh]
   float* m;   // [kBlockQ]
   float* l;   // [kBlockQ]
+  float* bias;  // [keys_padded] key_bias of the sample, zero past N
   static std::int64_t padded(std::int64_t n) { return (n + kBlockK - 1) / kBlockK * kBlockK; }
   static std::int64_t floats(std::int64_t n, std::int64_t dh) {
-    return dh * padded(n) + n * dh + 2 * kBlockQ * dh + 2 * kBlockQ;
+    return dh * padded(n) + n * dh + 2 * kBlockQ * dh + 2 * kBlockQ + padded(n);
   }
   FlashScratch(float* base, std::int64_t n, std::int64_t dh) : head_dim(dh), keys_padded(padded(n)) {
     kt = base;
@@ -121,6 +126,7 @@ struct FlashScratch {
     o = q + kBlockQ * dh;
     m = o + kBlockQ * dh;
     l = m + kBlockQ;
+    bias = l + kBlockQ;
   }
 };
 
@@ -137,10 +143,14 @@ inline const float* qkv_bias_row(const AttentionParams& p, int which, std::int64
 static_assert(kBlockK % kVec == 0, "key block must be whole vectors");
 
 // Online-softmax update of the running (m, l) of one query row from its
-// raw scores s[0..kBlockK) (only the first `cols` are real): turns s into
-// probabilities (0 past cols) and returns the factor by which the row's
-// output must be rescaled. Max, exp and sum all run on vector lanes.
-inline float online_softmax_row(float* s, int cols, float& m, float& l) {
+// raw scores s[0..kBlockK) (only the first `cols` are real) plus the keys'
+// bias (null: none): turns s into probabilities (0 past cols) and returns
+// the factor by which the row's output must be rescaled. Max, exp and sum
+// all run on vector lanes.
+inline float online_softmax_row(float* s, const float* bias, int cols, float& m, float& l) {
+  if (bias) {
+    for (int c = 0; c < kBlockK; c += kVec) storev(s + c, loadv(s + c) + loadv(bias + c));
+  }
   vfloat mx = broadcast<vfloat>(-INFINITY);
   for (int c = 0; c < kBlockK; c += kVec) mx = maxv(mx, iotav(float(c)) < float(cols) ? loadv(s + c) : broadcast<vfloat>(-INFINITY));
   const float m_new = std::max(m, hmax(mx));
@@ -160,8 +170,8 @@ inline float online_softmax_row(float* s, int cols, float& m, float& l) {
 // time: the Rows x kBlockK scores and the Rows x Dh outputs live in vector
 // registers, and every key/value vector loaded is used Rows times.
 template <int Dh, int Rows>
-inline void flash_rows_fixed(const float* q, const float* kt, std::int64_t ldk, const float* v, int cols, float* m,
-                             float* l, float* o) {
+inline void flash_rows_fixed(const float* q, const float* kt, std::int64_t ldk, const float* v, const float* bias,
+                             int cols, float* m, float* l, float* o) {
   static_assert(Dh % kVec == 0, "fixed path needs whole vectors per head");
   constexpr int kKV = kBlockK / kVec, kDV = Dh / kVec;
   vfloat s[Rows][kKV];
@@ -179,7 +189,7 @@ inline void flash_rows_fixed(const float* q, const float* kt, std::int64_t ldk, 
   float alpha[Rows];
   for (int i = 0; i < Rows; ++i) {
     for (int j = 0; j < kKV; ++j) storev(p[i] + j * kVec, s[i][j]);
-    alpha[i] = online_softmax_row(p[i], cols, m[i], l[i]);
+    alpha[i] = online_softmax_row(p[i], bias, cols, m[i], l[i]);
   }
   vfloat acc[Rows][kDV];
   for (int i = 0; i < Rows; ++i)
@@ -195,8 +205,8 @@ inline void flash_rows_fixed(const float* q, const float* kt, std::int64_t ldk, 
 }
 
 // Any head_dim: one row at a time, loops over the runtime dh.
-inline void flash_row_generic(const float* q, const float* kt, std::int64_t ldk, const float* v, int cols,
-                              std::int64_t dh, float& m, float& l, float* o) {
+inline void flash_row_generic(const float* q, const float* kt, std::int64_t ldk, const float* v, const float* bias,
+                              int cols, std::int64_t dh, float& m, float& l, float* o) {
   float s[kBlockK];
   for (int c = 0; c < kBlockK; ++c) s[c] = 0.0f;
   for (std::int64_t d = 0; d < dh; ++d) {
@@ -204,7 +214,7 @@ inline void flash_row_generic(const float* q, const float* kt, std::int64_t ldk,
     const float* k = kt + d * ldk;
     for (int c = 0; c < kBlockK; ++c) s[c] += qd * k[c];
   }
-  const float alpha = online_softmax_row(s, cols, m, l);
+  const float alpha = online_softmax_row(s, bias, cols, m, l);
   for (std::int64_t d = 0; d < dh; ++d) o[d] *= alpha;
   for (int c = 0; c < cols; ++c) {
     const float pc = s[c];
@@ -233,6 +243,10 @@ inline void flash_head(const AttentionParams& p, std::int64_t b, std::int64_t h,
   }
   // Zero padding keeps the full-width score loops free of garbage.
   for (std::int64_t d = 0; d < dh; ++d) std::fill(w.kt + d * ldk + keys, w.kt + (d + 1) * ldk, 0.0f);
+  if (p.key_bias) {
+    std::copy(p.key_bias + b * p.tokens, p.key_bias + b * p.tokens + keys, w.bias);
+    std::fill(w.bias + keys, w.bias + ldk, 0.0f);
+  }
 
   for (std::int64_t q0 = 0; q0 < p.tokens; q0 += kBlockQ) {
     const int rows = int(std::min<std::int64_t>(kBlockQ, p.tokens - q0));
@@ -249,6 +263,7 @@ inline void flash_head(const AttentionParams& p, std::int64_t b, std::int64_t h,
       const int cols = int(std::min<std::int64_t>(kBlockK, keys - k0));
       const float* kt = w.kt + k0;
       const float* v = w.v + k0 * dh;
+      const float* bias = p.key_bias ? w.bias + k0 : nullptr;
       if constexpr (Dh > 0) {
         // Rows rows of scores (or outputs) plus one row of keys (or values)
         // must fit the vector register file.
@@ -257,11 +272,12 @@ inline void flash_head(const AttentionParams& p, std::int64_t b, std::int64_t h,
         constexpr int kRows = kFit < 1 ? 1 : (kFit > 4 ? 4 : kFit);
         int r = 0;
         for (; r + kRows <= rows; r += kRows)
-          flash_rows_fixed<Dh, kRows>(w.q + r * Dh, kt, ldk, v, cols, w.m + r, w.l + r, w.o + r * Dh);
-        for (; r < rows; ++r) flash_rows_fixed<Dh, 1>(w.q + r * Dh, kt, ldk, v, cols, w.m + r, w.l + r, w.o + r * Dh);
+          flash_rows_fixed<Dh, kRows>(w.q + r * Dh, kt, ldk, v, bias, cols, w.m + r, w.l + r, w.o + r * Dh);
+        for (; r < rows; ++r)
+          flash_rows_fixed<Dh, 1>(w.q + r * Dh, kt, ldk, v, bias, cols, w.m + r, w.l + r, w.o + r * Dh);
       } else {
         for (int r = 0; r < rows; ++r)
-          flash_row_generic(w.q + r * dh, kt, ldk, v, cols, dh, w.m[r], w.l[r], w.o + r * dh);
+          flash_row_generic(w.q + r * dh, kt, ldk, v, bias, cols, dh, w.m[r], w.l[r], w.o + r * dh);
       }
     }
 
@@ -335,7 +351,11 @@ inline void attention_with_map(const Host& host, const AttentionParams& p, float
 #pragma omp parallel for num_threads(threads)
   for (std::int64_t row = 0; row < p.batch * p.heads * n; ++row) {
     float* s = probs + row * n;
-    const std::int64_t keys = p.keys(row / (p.heads * n));
+    const std::int64_t b = row / (p.heads * n), keys = p.keys(b);
+    if (p.key_bias) {
+      const float* bias = p.key_bias + b * n;
+      for (std::int64_t c = 0; c < keys; ++c) s[c] += bias[c];
+    }
     std::fill(s + keys, s + n, 0.0f);  // masked keys: probability 0
     const float mx = *std::max_element(s, s + keys);
     vfloat lanes{};

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "../error.hpp"
+#include "../policies/compress.hpp"
 #include "../policies/select.hpp"
 
 namespace repshift {
@@ -44,6 +45,20 @@ struct PruneSchedule {
                                 " must be in (0, 1]");
       }
     }
+  }
+
+  // True when Compress can realise every layer's keep count (Merge removes
+  // at most half of the unprotected tokens per layer; the others any).
+  template <class Compress>
+  bool reachable(int tokens, int depth) const {
+    const std::vector<int> counts = token_counts(tokens, depth, Compress::extra_tokens);
+    for (int l = 0; l < depth; ++l) {
+      const int keep = keep_at(l, counts[std::size_t(l)]);
+      if constexpr (Compress::tracks_sizes) {
+        if (keep < counts[std::size_t(l)] && keep < policies::Merge::min_keep(counts[std::size_t(l)], protect)) return false;
+      }
+    }
+    return true;
   }
 
   // Input token count of every layer, then the final count;

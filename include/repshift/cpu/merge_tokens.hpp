@@ -1,0 +1,176 @@
+#pragma once
+// Representation-shift-guided token merging (ToMe's bipartite soft
+// matching, with the importance deciding who merges):
+//
+//   1. tokens [protect, N) alternate into set A (protect, protect + 2, ...)
+//      and set B (protect + 1, protect + 3, ...); the protected prefix
+//      (CLS) is in neither and always survives;
+//   2. every A token is matched to its most similar B token by cosine of
+//      their match features (keys), ties to the lower index; a zero feature
+//      vector has similarity 0 to everything;
+//   3. the r = N - keep A tokens of lowest importance (the selection rule of
+//      policies/select.hpp, read upside down: NaN merges first) are merged
+//      into their matches: out = sum(size x row) / sum(size), sizes add up;
+//   4. survivors keep their original order; keep_idx lists them (each
+//      merged group is represented by its B token's index).
+//
+// A layer can merge at most |A| tokens: keep >= merge_min_keep(N, protect).
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "../error.hpp"
+#include "../policies/compress.hpp"
+#include "../policies/select.hpp"
+#include "parallel.hpp"
+
+namespace repshift {
+
+struct MergeParams {
+  const float* x = nullptr;         // [batch, tokens, channels] rows to merge, contiguous
+  const float* keys = nullptr;      // [batch, tokens, key_channels] match features, token stride keys_token_stride
+  const float* key_bias = nullptr;  // [key_channels] added to every key row, or null
+  const float* scores = nullptr;    // [batch, tokens] importance: low merges
+  const float* sizes = nullptr;     // [batch, tokens] token sizes, or null (all 1)
+  float* out = nullptr;             // [batch, keep, channels]
+  float* out_sizes = nullptr;       // [batch, keep] merged sizes, or null
+  int* keep_idx = nullptr;          // [batch, keep] surviving tokens, ascending
+  std::int64_t batch = 0, tokens = 0, keep = 0, channels = 0, key_channels = 0, protect = 0;
+  std::int64_t keys_token_stride = 0;  // 0: key_channels (contiguous)
+
+  static std::int64_t min_keep(std::int64_t tokens, std::int64_t protect) {
+    return policies::Merge::min_keep(tokens, protect);
+  }
+
+  std::int64_t key_stride() const { return keys_token_stride ? keys_token_stride : key_channels; }
+
+  void check(const char* where) const {
+    detail::require_pointer(where, "x", x);
+    detail::require_pointer(where, "keys", keys);
+    detail::require_pointer(where, "scores", scores);
+    detail::require_pointer(where, "out", out);
+    detail::require_pointer(where, "keep_idx", keep_idx);
+    detail::require_positive(where, "batch", batch);
+    detail::require_positive(where, "tokens", tokens);
+    detail::require_positive(where, "channels", channels);
+    detail::require_positive(where, "key_channels", key_channels);
+    detail::require_positive(where, "keep", keep);
+    detail::require_non_negative(where, "protect", protect);
+    detail::require_at_most(where, "keep", keep, "tokens", tokens);
+    detail::require_at_most(where, "protect", protect, "keep", keep);
+    if (keys_token_stride != 0 && keys_token_stride < key_channels) {
+      detail::fail(where, "keys_token_stride = " + std::to_string(keys_token_stride) + " is smaller than key_channels = " +
+                              std::to_string(key_channels));
+    }
+    if (keep < min_keep(tokens, protect)) {
+      detail::fail(where, "keep = " + std::to_string(keep) + " merges more tokens than set A holds: with tokens = " +
+                              std::to_string(tokens) + " and protect = " + std::to_string(protect) +
+                              ", keep must be >= " + std::to_string(min_keep(tokens, protect)));
+    }
+    detail::checked_extent(where, "x", batch, tokens, channels, sizeof(float));
+    detail::checked_extent(where, "keys", batch, tokens, key_stride(), sizeof(float));
+  }
+};
+
+namespace cpu {
+
+namespace detail_merge {
+
+// Per-sample scratch: unit match features of every token and the merge plan.
+struct MergeScratch {
+  std::vector<float> unit;            // [tokens, key_channels], zero rows for zero keys
+  std::vector<std::int64_t> target;   // [tokens] survivor a token ends up in (itself if it survives)
+  std::vector<std::uint64_t> ranks;   // A tokens' selection ranks
+  std::vector<double> acc, weight;    // [keep, channels], [keep]
+  std::vector<std::int64_t> slot;     // [tokens] output row of a survivor, -1 otherwise
+};
+
+inline void merge_sample(const MergeParams& p, std::int64_t b, MergeScratch& s) {
+  const std::int64_t n = p.tokens, ck = p.key_channels, c = p.channels, ks = p.key_stride();
+  const float* scores = p.scores + b * n;
+  const float* sizes = p.sizes ? p.sizes + b * n : nullptr;
+
+  s.unit.assign(std::size_t(n * ck), 0.0f);
+  for (std::int64_t t = p.protect; t < n; ++t) {
+    const float* k = p.keys + (b * n + t) * ks;
+    float* u = s.unit.data() + t * ck;
+    double sq = 0;
+    for (std::int64_t i = 0; i < ck; ++i) {
+      u[i] = k[i] + (p.key_bias ? p.key_bias[i] : 0.0f);
+      sq += double(u[i]) * u[i];
+    }
+    const float inv = sq > 0 ? float(1.0 / std::sqrt(sq)) : 0.0f;
+    for (std::int64_t i = 0; i < ck; ++i) u[i] *= inv;
+  }
+
+  // Which A tokens merge: the r of lowest rank.
+  s.target.resize(std::size_t(n));
+  for (std::int64_t t = 0; t < n; ++t) s.target[std::size_t(t)] = t;
+  const std::int64_t r = n - p.keep;
+  s.ranks.clear();
+  for (std::int64_t t = p.protect; t < n; t += 2) s.ranks.push_back(policies::selection_rank(scores[t], std::uint32_t(t)));
+  std::sort(s.ranks.begin(), s.ranks.end());  // ascending: the least important first
+  for (std::int64_t m = 0; m < r; ++m) {
+    const std::int64_t a = policies::rank_index(s.ranks[std::size_t(m)]);
+    const float* ua = s.unit.data() + a * ck;
+    std::int64_t best = p.protect + 1;  // the first B token; r > 0 implies B is not empty
+    float best_sim = -INFINITY;
+    for (std::int64_t bt = p.protect + 1; bt < n; bt += 2) {
+      const float* ub = s.unit.data() + bt * ck;
+      float sim = 0.0f;
+      for (std::int64_t i = 0; i < ck; ++i) sim += ua[i] * ub[i];
+      if (sim > best_sim) best_sim = sim, best = bt;  // strict: ties keep the lower index
+    }
+    s.target[std::size_t(a)] = best;
+  }
+
+  // Size-weighted sums into the survivors, in token order.
+  s.slot.assign(std::size_t(n), -1);
+  std::int64_t k = 0;
+  for (std::int64_t t = 0; t < n; ++t)
+    if (s.target[std::size_t(t)] == t) s.slot[std::size_t(t)] = k, p.keep_idx[b * p.keep + k++] = int(t);
+  s.acc.assign(std::size_t(p.keep * c), 0.0);
+  s.weight.assign(std::size_t(p.keep), 0.0);
+  for (std::int64_t t = 0; t < n; ++t) {
+    const std::int64_t o = s.slot[std::size_t(s.target[std::size_t(t)])];
+    const double w = sizes ? double(sizes[t]) : 1.0;
+    const float* row = p.x + (b * n + t) * c;
+    double* acc = s.acc.data() + o * c;
+    for (std::int64_t i = 0; i < c; ++i) acc[i] += w * row[i];
+    s.weight[std::size_t(o)] += w;
+  }
+  for (std::int64_t o = 0; o < p.keep; ++o) {
+    const double inv = 1.0 / s.weight[std::size_t(o)];
+    float* dst = p.out + (b * p.keep + o) * c;
+    const double* acc = s.acc.data() + o * c;
+    for (std::int64_t i = 0; i < c; ++i) dst[i] = float(acc[i] * inv);
+    if (p.out_sizes) p.out_sizes[b * p.keep + o] = float(s.weight[std::size_t(o)]);
+  }
+}
+
+}  // namespace detail_merge
+
+// One task per sample; O(|A| x |B| x key_channels) matching per sample.
+inline void merge_tokens(const Host& host, const MergeParams& p) {
+  p.check("merge_tokens");
+  if (p.sizes) {
+    for (std::int64_t i = 0; i < p.batch * p.tokens; ++i) {
+      if (!(p.sizes[i] > 0.0f) || !std::isfinite(p.sizes[i])) {
+        detail::fail("merge_tokens", "sizes[" + std::to_string(i) + "] = " + std::to_string(p.sizes[i]) +
+                                         " must be finite and > 0");
+      }
+    }
+  }
+#pragma omp parallel num_threads(thread_count(host))
+  {
+    detail_merge::MergeScratch scratch;
+#pragma omp for schedule(dynamic, 1)
+    for (std::int64_t b = 0; b < p.batch; ++b) detail_merge::merge_sample(p, b, scratch);
+  }
+}
+
+}  // namespace cpu
+}  // namespace repshift
