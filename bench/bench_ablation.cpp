@@ -1,7 +1,8 @@
-// The ablation sweep: DeiT-S on the CPU for every valid (Site x Importance
-// x Compress) combination, expanded at compile time from three type lists,
-// at keep rates 0.9, 0.7 and 0.5 on the paper's layers (1, 4, 7), next to
-// the unpruned model.
+// The ablation sweep on the CPU for every valid (Backbone x Site x
+// Importance x Compress) combination, expanded at compile time from four
+// type lists, at keep rates 0.9, 0.7 and 0.5, next to each unpruned model:
+// Transformer = DeiT-S on the paper's layers (1, 4, 7), SsmScan = Vim-T on
+// vim_schedule's (2, 8, 14).
 // All variants share one set of weights; rounds interleave.
 //   bench_ablation --benchmark_repetitions=3 --benchmark_enable_random_interleaving=true
 //                  --benchmark_out=ablation.json --benchmark_out_format=json
@@ -12,8 +13,10 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <type_traits>
 #include <vector>
 
+#include <repshift/models/vim.hpp>
 #include <repshift/models/vit.hpp>
 #include <repshift/sweep.hpp>
 
@@ -41,42 +44,58 @@ const std::vector<float>& images() {
   return im;
 }
 
-template <class Site, class Importance, class Compress>
+std::shared_ptr<const rs::VimWeights> vim_weights() {
+  static const auto w = std::make_shared<const rs::VimWeights>(rs::VimWeights::random(rs::VimConfig::vim_tiny(), 0));
+  return w;
+}
+
+// The backbone's model and schedule: DeiT-S on the paper's layers, Vim-T on vim_schedule's.
+template <class Backbone, class Site, class Importance, class Compress>
 void run_model(benchmark::State& state, double keep_rate, const std::string& label) {
-  rs::VisionTransformer<Site, Importance, Compress> model(weights());
   std::vector<float> logits(std::size_t(kBatch) * 1000);
-  const auto schedule = keep_rate < 1.0 ? rs::PruneSchedule::paper_layers(keep_rate) : rs::PruneSchedule::none();
-  for (auto _ : state) {
-    model.forward(rs::Host{}, images().data(), kBatch, logits.data(), schedule);
-    benchmark::DoNotOptimize(logits.data());
+  auto time = [&](auto& model, const rs::PruneSchedule& schedule) {
+    for (auto _ : state) {
+      model.forward(rs::Host{}, images().data(), kBatch, logits.data(), schedule);
+      benchmark::DoNotOptimize(logits.data());
+    }
+  };
+  if constexpr (std::is_same_v<Backbone, P::SsmScan>) {
+    rs::VisionMamba<Importance> model(vim_weights());
+    time(model, keep_rate < 1.0 ? rs::vim_schedule(keep_rate) : rs::PruneSchedule::none());
+  } else {
+    rs::VisionTransformer<Site, Importance, Compress> model(weights());
+    time(model, keep_rate < 1.0 ? rs::PruneSchedule::paper_layers(keep_rate) : rs::PruneSchedule::none());
   }
   state.counters["images_per_s"] = benchmark::Counter(kBatch, benchmark::Counter::kIsIterationInvariantRate);
   state.counters["keep_rate"] = keep_rate;
   state.SetLabel(label);
 }
 
-template <class Site, class Importance, class Compress>
-void register_one() {
-  for (double keep : kKeepRates) {
-    // Merge halves the free tokens at most per layer: rates below that are not a policy choice.
-    if (!rs::PruneSchedule::paper_layers(keep).reachable<Compress>(197, 12)) continue;
-    const std::string label = std::string(Site::name) + "/" + Importance::name + "/" + Compress::name + "/" +
-                              std::to_string(keep).substr(0, 3);
-    benchmark::RegisterBenchmark(("ablation/" + label).c_str(), [keep, label](benchmark::State& s) {
-      run_model<Site, Importance, Compress>(s, keep, label);
-    })->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(1.0);
-  }
+template <class Backbone, class Site, class Importance, class Compress>
+void register_one(double keep) {
+  const std::string label = std::string(Backbone::name) + "/" +
+                            (keep < 1.0 ? std::string(Site::name) + "/" + Importance::name + "/" + Compress::name + "/" +
+                                              std::to_string(keep).substr(0, 3)
+                                        : std::string("unpruned"));
+  benchmark::RegisterBenchmark(("ablation/" + label).c_str(), [keep, label](benchmark::State& s) {
+    run_model<Backbone, Site, Importance, Compress>(s, keep, label);
+  })->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(1.0);
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  benchmark::RegisterBenchmark("ablation/unpruned", [](benchmark::State& s) {
-    run_model<P::Mlp, P::L2, P::Prune>(s, 1.0, "unpruned");
-  })->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(1.0);
-  rs::for_each_combination(rs::AllSites{}, rs::AllImportances{}, rs::AllCompressions{}, [](auto s, auto i, auto c) {
-    register_one<decltype(s), decltype(i), decltype(c)>();
-  });
+  register_one<P::Transformer, P::Mlp, P::L2, P::Prune>(1.0);
+  register_one<P::SsmScan, P::Block, P::L2, P::Prune>(1.0);
+  rs::for_each_combination(rs::AllBackbones{}, rs::AllSites{}, rs::AllImportances{}, rs::AllCompressions{},
+                           [](auto b, auto s, auto i, auto c) {
+                             using Compress = decltype(c);
+                             for (double keep : kKeepRates) {
+                               // Merge halves the free tokens at most per layer: lower rates are not a policy choice.
+                               if (!rs::PruneSchedule::paper_layers(keep).reachable<Compress>(197, 12)) continue;
+                               register_one<decltype(b), decltype(s), decltype(i), Compress>(keep);
+                             }
+                           });
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   benchmark::RunSpecifiedBenchmarks();

@@ -3,10 +3,10 @@
 
     python3 bench/plot_ablation.py ablation.json OUT_DIR [TAG]
 
-Writes OUT_DIR/ablation_TAG.md (images/s per site x importance x compress x keep rate,
-medians over the run's repetitions, speedup over the unpruned model of the
-same run) and OUT_DIR/ablation_TAG.png (throughput vs keep rate, one panel
-per site, one line per importance/compress policy: colour = importance, line
+Writes OUT_DIR/ablation_TAG.md (images/s per backbone x site x importance x
+compress x keep rate, medians over the run's repetitions, speedup over the
+same backbone's unpruned model in the same run) and OUT_DIR/ablation_TAG.png (throughput vs keep rate, one panel
+per backbone and site, one line per importance/compress policy: colour = importance, line
 style = compress). Installs matplotlib if missing.
 """
 import json
@@ -33,38 +33,44 @@ def main():
     path, out_dir = sys.argv[1], sys.argv[2]
     tag = sys.argv[3] if len(sys.argv) > 3 else "cpu"
     ctx, med, reps = load(path)
-    base = med["unpruned"]
-    sites, policies, keeps = [], [], set()
+    models = {"transformer": "DeiT-S", "ssm_scan": "Vim-T"}
+    base = {b: med[f"{b}/unpruned"] for b in models if f"{b}/unpruned" in med}
+    panels, policies, keeps = [], [], set()
     for label in med:
-        if label == "unpruned":
+        parts = label.split("/")
+        if parts[1] == "unpruned":
             continue
-        site, imp, comp, keep = label.split("/")
-        if site not in sites:
-            sites.append(site)
+        backbone, site, imp, comp, keep = parts
+        if (backbone, site) not in panels:
+            panels.append((backbone, site))
         if (imp, comp) not in policies:
             policies.append((imp, comp))
         keeps.add(keep)
     keeps = sorted(keeps, reverse=True)
     # Interleaved runs arrive shuffled: list in the sweep's own order.
-    order = ["attn", "mlp", "block", "l2", "l1", "cosine", "norm", "random", "cls_attn", "prune", "fuse", "merge"]
+    order = ["transformer", "ssm_scan", "attn", "mlp", "block", "l2", "l1", "cosine", "norm", "random", "cls_attn",
+             "prune", "fuse", "merge"]
     rank = lambda name: order.index(name) if name in order else len(order)
-    sites.sort(key=rank)
+    panels.sort(key=lambda p: (rank(p[0]), rank(p[1])))
     policies.sort(key=lambda p: (rank(p[0]), rank(p[1])))
 
     os.makedirs(out_dir, exist_ok=True)
-    lines = [f"DeiT-S, batch 8, random weights, pruning at layers 1/4/7 with the given keep rate; "
-             f"{ctx.get('host_name', '?')} ({ctx['num_cpus']} CPUs), {ctx['date']}, medians of {reps} "
-             f"interleaved repetitions. Unpruned: {base:.2f} img/s.", "",
-             "| site | importance | compress | " + " | ".join(f"keep {k} img/s (speedup)" for k in keeps) + " |",
-             "|---|---|---|" + "---:|" * len(keeps)]
-    for site in sites:
+    unpruned = ", ".join(f"{models[b]} {v:.2f} img/s" for b, v in base.items())
+    lines = [f"Batch 8, random weights; DeiT-S (Transformer) prunes at layers 1/4/7, Vim-T (SsmScan) at 2/8/14, "
+             f"each with the given keep rate; {ctx.get('host_name', '?')} ({ctx['num_cpus']} CPUs), {ctx['date']}, "
+             f"medians of {reps} interleaved repetitions. Unpruned: {unpruned}. Speedup is over the same "
+             f"backbone's unpruned model.", "",
+             "| backbone | site | importance | compress | " +
+             " | ".join(f"keep {k} img/s (speedup)" for k in keeps) + " |",
+             "|---|---|---|---|" + "---:|" * len(keeps)]
+    for backbone, site in panels:
         for imp, comp in policies:
             cells = []
             for k in keeps:
-                v = med.get(f"{site}/{imp}/{comp}/{k}")
-                cells.append("n/a" if v is None else f"{v:.2f} ({v / base:.2f}x)")
+                v = med.get(f"{backbone}/{site}/{imp}/{comp}/{k}")
+                cells.append("n/a" if v is None else f"{v:.2f} ({v / base[backbone]:.2f}x)")
             if any(c != "n/a" for c in cells):
-                lines.append(f"| {site} | {imp} | {comp} | " + " | ".join(cells) + " |")
+                lines.append(f"| {models[backbone]} | {site} | {imp} | {comp} | " + " | ".join(cells) + " |")
     md = os.path.join(out_dir, f"ablation_{tag}.md")
     with open(md, "w") as f:
         f.write("\n".join(lines) + "\n")
@@ -79,22 +85,22 @@ def main():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(sites), figsize=(4.2 * len(sites), 3.6), sharey=True)
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6))
     importances = sorted({imp for imp, _ in policies}, key=rank)
     styles = {"prune": "-", "fuse": "--", "merge": ":"}
-    for ax, site in zip(axes, sites):
+    for ax, (backbone, site) in zip(axes, panels):
         for imp, comp in policies:
-            keyed = [f"{site}/{imp}/{comp}/{k}" for k in keeps]
-            pts = [(1.0, base)] + [(float(k), med[key]) for k, key in zip(keeps, keyed) if key in med]
+            keyed = [f"{backbone}/{site}/{imp}/{comp}/{k}" for k in keeps]
+            pts = [(1.0, base[backbone])] + [(float(k), med[key]) for k, key in zip(keeps, keyed) if key in med]
             if len(pts) > 1:
                 ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", markersize=3,
                         linestyle=styles.get(comp, "-."), color=f"C{importances.index(imp)}",
                         label=f"{imp}/{comp}")
-        ax.set_title(f"site = {site}")
-        ax.set_xlabel("keep rate at layers 1, 4, 7")
+        ax.set_title(f"{models[backbone]}: site = {site}")
+        ax.set_xlabel("keep rate at each pruning layer")
+        ax.set_ylabel("images / s (batch 8)")
         ax.invert_xaxis()
         ax.grid(alpha=0.3)
-    axes[0].set_ylabel("images / s (DeiT-S, batch 8)")
     axes[0].legend(fontsize=7, ncol=2)  # the attention panel has every policy, cls_attn included
     fig.suptitle(f"repshift ablation sweep, CPU ({ctx['num_cpus']} threads)")
     fig.tight_layout()

@@ -91,3 +91,25 @@ TEST(Dispatch, UnknownNamesAndInvalidPairsThrowNamingThem) {
   expect_message([] { rs::with_policies("mlp", "l2", "tome", [](auto, auto, auto) {}); },
                  "compress = 'tome' is not one of prune, fuse, merge");
 }
+
+// The backbone dimension of the sweep: every combination a Block accepts,
+// none it refuses.
+TEST(Sweep, ExpandsExactlyTheValidCombinations) {
+  int transformer = 0, ssm = 0;
+  rs::for_each_combination(rs::AllBackbones{}, rs::AllSites{}, rs::AllImportances{}, rs::AllCompressions{},
+                           [&](auto b, auto s, auto i, auto c) {
+                             using B = decltype(b);
+                             static_assert(rs::policies::valid_combination_v<B, decltype(s), decltype(i), decltype(c)>);
+                             if constexpr (std::is_same_v<B, P::SsmScan>) {
+                               static_assert(std::is_same_v<decltype(s), P::Block> && std::is_same_v<decltype(c), P::Prune>);
+                               ++ssm;
+                             } else {
+                               ++transformer;
+                             }
+                           });
+  EXPECT_EQ(transformer, 3 * 6 * 3 - 2 * 3);  // ClsAttention only at the attention site
+  EXPECT_EQ(ssm, 5);                          // Block site, Prune, every importance but ClsAttention
+  int three_lists = 0;
+  rs::for_each_combination(rs::AllSites{}, rs::AllImportances{}, rs::AllCompressions{}, [&](auto, auto, auto) { ++three_lists; });
+  EXPECT_EQ(three_lists, transformer);
+}

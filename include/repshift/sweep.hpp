@@ -1,12 +1,16 @@
 #pragma once
 // Compile-time sweeps over policy combinations. The standard lists name
 // every policy the library has; for_each_combination calls f with one tag
-// object per policy for every combination a Block accepts (the same trait
-// the Block's static_assert uses), so a sweep never names a case by hand.
+// object per policy for every combination a Block accepts
+// (policies::valid_combination_v), so a sweep never names a case by hand.
 //
+//   rs::for_each_combination(rs::AllBackbones{}, rs::AllSites{}, rs::AllImportances{}, rs::AllCompressions{},
+//                            [](auto backbone, auto site, auto importance, auto compress) { ... });
 //   rs::for_each_combination(rs::AllSites{}, rs::AllImportances{}, rs::AllCompressions{},
-//                            [](auto site, auto importance, auto compress) { ... });
+//                            [](auto site, auto importance, auto compress) { ... });  // Transformer
 
+#include "policies/backbone.hpp"
+#include "policies/combination.hpp"
 #include "policies/compress.hpp"
 #include "policies/importance.hpp"
 #include "policies/metric.hpp"
@@ -17,6 +21,7 @@ namespace repshift {
 template <class... Ts>
 struct TypeList {};
 
+using AllBackbones = TypeList<policies::Transformer, policies::SsmScan>;
 using AllSites = TypeList<policies::Attention, policies::Mlp, policies::Block>;
 using AllImportances = TypeList<policies::L2, policies::L1, policies::Cosine, policies::Norm, policies::Random,
                                 policies::ClsAttention>;
@@ -24,21 +29,36 @@ using AllCompressions = TypeList<policies::Prune, policies::Fuse, policies::Merg
 
 namespace detail {
 
-template <class S, class I, class... Cs, class F>
+template <class B, class S, class I, class... Cs, class F>
 void for_each_compress(TypeList<Cs...>, F& f) {
-  if constexpr (policies::valid_site_importance_v<S, I>) (f(S{}, I{}, Cs{}), ...);
+  auto one = [&](auto c) {
+    if constexpr (policies::valid_combination_v<B, S, I, decltype(c)>) f(B{}, S{}, I{}, c);
+  };
+  (one(Cs{}), ...);
 }
 
-template <class S, class... Is, class CList, class F>
+template <class B, class S, class... Is, class CList, class F>
 void for_each_importance(TypeList<Is...>, CList c, F& f) {
-  (for_each_compress<S, Is>(c, f), ...);
+  (for_each_compress<B, S, Is>(c, f), ...);
+}
+
+template <class B, class... Ss, class IList, class CList, class F>
+void for_each_site(TypeList<Ss...>, IList i, CList c, F& f) {
+  (for_each_importance<B, Ss>(i, c, f), ...);
 }
 
 }  // namespace detail
 
-template <class... Ss, class IList, class CList, class F>
-void for_each_combination(TypeList<Ss...>, IList importances, CList compressions, F&& f) {
-  (detail::for_each_importance<Ss>(importances, compressions, f), ...);
+template <class... Bs, class SList, class IList, class CList, class F>
+void for_each_combination(TypeList<Bs...>, SList sites, IList importances, CList compressions, F&& f) {
+  (detail::for_each_site<Bs>(sites, importances, compressions, f), ...);
+}
+
+// The Transformer backbone only: f(site, importance, compress).
+template <class SList, class IList, class CList, class F>
+void for_each_combination(SList sites, IList importances, CList compressions, F&& f) {
+  for_each_combination(TypeList<policies::Transformer>{}, sites, importances, compressions,
+                       [&](auto, auto s, auto i, auto c) { f(s, i, c); });
 }
 
 }  // namespace repshift

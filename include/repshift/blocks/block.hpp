@@ -2,7 +2,8 @@
 // Block<Backbone, Site, Metric, Compress, Norm>: one layer of a backbone
 // that measures representation shift at Site with Metric inside its own
 // epilogues and compresses tokens with Compress. The primary template
-// refuses; each supported backbone specialises it (blocks/transformer_block.hpp).
+// refuses; each supported backbone specialises it (blocks/transformer_block.hpp,
+// blocks/ssm_block.hpp).
 
 #include "../policies/compress.hpp"
 #include "../policies/norm.hpp"
@@ -14,7 +15,8 @@ template <class Backbone, class Site, class Metric, class Compress = policies::P
 struct Block {
   static_assert(sizeof(Backbone) == 0,
                 "repshift::Block: this Backbone x Compress combination is not implemented "
-                "(supported: Block<Transformer, Site, Metric, Prune|Fuse, PreNorm|PostNorm>)");
+                "(supported: Block<Transformer, Site, Metric, Prune|Fuse|Merge, PreNorm|PostNorm>, "
+                "Block<SsmScan, Block, Metric, Prune, PreNorm>)");
 };
 
 }  // namespace repshift

@@ -362,8 +362,7 @@ struct Block<policies::Transformer, Site, Metric, Compress, Norm> {
                                   const float* attention_map, float* scores) {
     const std::int64_t n = a.tokens;
     if constexpr (std::is_same_v<Metric, policies::Random>) {
-      for (std::int64_t b = 0; b < a.batch; ++b)
-        for (std::int64_t t = 0; t < n; ++t) scores[b * n + t] = policies::Random::score(a.seed, std::uint64_t(b), std::uint64_t(t));
+      policies::Random::fill(a.seed, a.batch, n, scores);
     } else if constexpr (policies::needs_attention_map_v<Metric>) {
       // mean over heads of P[b, h, 0, :]
       for (std::int64_t b = 0; b < a.batch; ++b) {

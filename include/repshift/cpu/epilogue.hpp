@@ -41,7 +41,7 @@ enum class ScoreOperands {
 
 struct ResidualRows {
   float* branch = nullptr;             // [rows, C] GEMM output; bias is added in place
-  const float* bias = nullptr;         // [C]
+  const float* bias = nullptr;         // [C] or null
   const float* residual = nullptr;     // [rows, C]
   float* out = nullptr;                // [rows, C]; may alias residual, not block_input
   const float* block_input = nullptr;  // [rows, C], for OutputVsBlockInput
@@ -60,7 +60,9 @@ void residual_epilogue(const Host& host, const ResidualRows& e) {
     float* branch = e.branch + r * C;
     const float* res = e.residual + r * C;
     float* out = e.out + r * C;
-    for (std::int64_t c = 0; c < C; ++c) branch[c] += e.bias[c];
+    if (e.bias) {
+      for (std::int64_t c = 0; c < C; ++c) branch[c] += e.bias[c];
+    }
     // Score the branch before `out` is written: out may alias residual.
     if constexpr (Score == ScoreOperands::BranchVsResidual) {
       e.scores[r] = reduce_channels<Metric>(branch, res, C);

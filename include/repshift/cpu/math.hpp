@@ -1,10 +1,11 @@
 #pragma once
-// Vectorisable exp, erf and GELU, each one template for a float or a
+// Vectorisable exp, log, erf, GELU, SiLU and softplus, each one template for a float or a
 // vfloat (simd.hpp): the scalar tails and the vector bodies of a loop run
 // the very same arithmetic. std::exp / std::erf are calls the compiler
 // cannot turn into SIMD without -ffast-math; these are plain arithmetic.
 // exp_approx: Cody-Waite range reduction + degree-6 polynomial, max rel
-// error ~2 ulp over the float range; erf_approx: max abs error ~1.2e-7.
+// error ~2 ulp over the float range; erf_approx: max abs error ~1.2e-7;
+// log_approx: max rel error ~2e-7 for positive normal inputs.
 
 #include <cstdint>
 #include <cstring>
@@ -65,6 +66,42 @@ inline V erf_approx(V x) {
 // GELU(x) = x/2 (1 + erf(x / sqrt 2)), the exact form timm's DeiT and BERT use.
 template <class V>
 inline V gelu(V x) { return 0.5f * x * (1.0f + erf_approx(x * 0.70710678118654752f)); }
+
+// log(x) for positive normal x: x = m 2^e with m folded into
+// [sqrt(1/2), sqrt(2)), then log m = 2 atanh(s), s = (m - 1) / (m + 1),
+// |s| <= 0.172, as an odd series to s^11.
+template <class V>
+inline V log_approx(V x) {
+  V m;
+  V e = split_exponent(x, m);
+  const auto high = m > 1.41421356237f;
+  m = high ? m * 0.5f : m;
+  e = high ? e + 1.0f : e;
+  const V s = (m - 1.0f) / (m + 1.0f), s2 = s * s;
+  V p = broadcast<V>(1.0f / 11.0f);
+  p = p * s2 + 1.0f / 9.0f;
+  p = p * s2 + 1.0f / 7.0f;
+  p = p * s2 + 1.0f / 5.0f;
+  p = p * s2 + 1.0f / 3.0f;
+  p = p * s2 + 1.0f;
+  return e * 0.693147180559945f + 2.0f * s * p;
+}
+
+// softplus(x) = log(1 + e^x) = max(x, 0) + log1p(e^-|x|), the log1p in
+// Goldberg's form so that tiny e^-|x| keep their digits. Mamba's delta.
+template <class V>
+inline V softplus(V x) {
+  const V ax = x < 0.0f ? -x : x;
+  const V y = exp_approx(-ax);  // in (0, 1]
+  const V u = 1.0f + y;
+  const V d = u - 1.0f;
+  const V log1p = d == 0.0f ? y : log_approx(u) * (y / (d == 0.0f ? broadcast<V>(1.0f) : d));
+  return (x > 0.0f ? x : broadcast<V>(0.0f)) + log1p;
+}
+
+// SiLU(x) = x sigmoid(x), Mamba's activation and gate.
+template <class V>
+inline V silu(V x) { return x / (1.0f + exp_approx(-x)); }
 
 }  // namespace cpu
 }  // namespace repshift

@@ -43,6 +43,23 @@ inline vfloat pow2i(vfloat n) {
 }
 inline vfloat maxv(vfloat a, vfloat b) { return a > b ? a : b; }
 
+// x = m 2^e with m in [1, 2) for positive normal x, per lane: returns e
+// (as a float) and stores m.
+inline float split_exponent(float x, float& m) {
+  std::int32_t bits;
+  __builtin_memcpy(&bits, &x, sizeof bits);
+  const std::int32_t mbits = (bits & 0x007fffff) | 0x3f800000;
+  __builtin_memcpy(&m, &mbits, sizeof m);
+  return float(((bits >> 23) & 0xff) - 127);
+}
+inline vfloat split_exponent(vfloat x, vfloat& m) {
+  vint bits;
+  __builtin_memcpy(&bits, &x, sizeof bits);
+  const vint mbits = (bits & 0x007fffff) | 0x3f800000;
+  __builtin_memcpy(&m, &mbits, sizeof m);
+  return __builtin_convertvector(((bits >> 23) & 0xff) - 127, vfloat);
+}
+
 inline float hmax(vfloat v) {
   float m = v[0];
   for (int i = 1; i < kVec; ++i) m = m > v[i] ? m : v[i];

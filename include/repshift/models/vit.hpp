@@ -1,6 +1,6 @@
 #pragma once
 // ViT / DeiT built from Block<Transformer, Site, Metric, Compress, PreNorm>:
-// patch embedding (a stride-p convolution as im2col + GEMM), CLS token,
+// patch embedding (models/patch_embed.hpp), CLS token,
 // position embedding, `depth` blocks pruning per a PruneSchedule, final
 // LayerNorm on the CLS token, classification head. Weights are random
 // (timm's init: truncated normal std 0.02) or loaded from a safetensors
@@ -17,6 +17,7 @@
 
 #include "../blocks/transformer_block.hpp"
 #include "../io/safetensors.hpp"
+#include "patch_embed.hpp"
 #include "prune_schedule.hpp"
 
 namespace repshift {
@@ -247,33 +248,18 @@ class VisionTransformer {
   // x[b, 0] = cls + pos[0]; x[b, 1 + p] = W . patch_p + bias + pos[1 + p]
   void embed(const Host& host, const float* images, int batch, float* x) {
     const ViTConfig& cfg = weights_->config;
-    const int P = cfg.num_patches(), K = cfg.patch_dim(), g = cfg.grid(), ps = cfg.patch_size, C = cfg.dim;
-    const int img = cfg.image_size;
-    cols_.resize(std::size_t(batch) * P * K);
+    const int P = cfg.num_patches(), C = cfg.dim;
     proj_.resize(std::size_t(batch) * P * C);
-#pragma omp parallel for schedule(static) num_threads(cpu::thread_count(host))
-    for (std::int64_t bp = 0; bp < std::int64_t(batch) * P; ++bp) {
-      const std::int64_t b = bp / P, p = bp % P, py = p / g, px = p % g;
-      float* dst = cols_.data() + bp * K;
-      for (int c = 0; c < cfg.in_chans; ++c)
-        for (int ky = 0; ky < ps; ++ky) {
-          const float* src = images + ((b * cfg.in_chans + c) * img + py * ps + ky) * img + px * ps;
-          std::copy(src, src + ps, dst + (c * ps + ky) * ps);
-        }
-    }
-    cpu::linear(cols_.data(), std::int64_t(batch) * P, K, weights_->patch_w.data(), C, proj_.data(), K, C);
+    patch_embed(host, {cfg.image_size, cfg.patch_size, cfg.in_chans, C}, images, batch, weights_->patch_w.data(),
+                weights_->patch_b.data(), cols_, proj_.data());
     const std::int64_t N = cfg.tokens();
 #pragma omp parallel for schedule(static) num_threads(cpu::thread_count(host))
     for (std::int64_t bn = 0; bn < std::int64_t(batch) * N; ++bn) {
       const std::int64_t b = bn / N, n = bn % N;
       float* dst = x + bn * C;
       const float* pos = weights_->pos_embed.data() + n * C;
-      if (n == 0) {
-        for (int c = 0; c < C; ++c) dst[c] = weights_->cls_token[std::size_t(c)] + pos[c];
-      } else {
-        const float* src = proj_.data() + (b * P + n - 1) * C;
-        for (int c = 0; c < C; ++c) dst[c] = src[c] + weights_->patch_b[std::size_t(c)] + pos[c];
-      }
+      const float* src = n == 0 ? weights_->cls_token.data() : proj_.data() + (b * P + n - 1) * C;
+      for (int c = 0; c < C; ++c) dst[c] = src[c] + pos[c];
     }
   }
 

@@ -3,14 +3,20 @@
 // dense.
 //   Transformer: tokens [B, N, C]; a protected prefix (CLS) is always kept;
 //                kept tokens stay in ascending index order.
-// CnnRows (feature-map rows/columns) and SsmScan (order-preserving scan
-// tokens) join here with their blocks.
+//   SsmScan:     a sequence [B, L, D] through Mamba's selective scan (Vim);
+//                pruning keeps token order, and a token anywhere in the
+//                sequence (Vim's middle CLS) can be kept.
+// CnnRows (feature-map rows/columns) joins here with its block.
 
 namespace repshift {
 namespace policies {
 
 struct Transformer {
   static constexpr const char* name = "transformer";
+};
+
+struct SsmScan {
+  static constexpr const char* name = "ssm_scan";
 };
 
 }  // namespace policies

@@ -57,6 +57,11 @@ struct Random {
     z ^= z >> 31;
     return float(z >> 40) * (1.0f / 16777216.0f);
   }
+  // scores[b, t] for a whole [batch, tokens] array.
+  static void fill(std::uint64_t seed, std::int64_t batch, std::int64_t tokens, float* scores) {
+    for (std::int64_t b = 0; b < batch; ++b)
+      for (std::int64_t t = 0; t < tokens; ++t) scores[b * tokens + t] = score(seed, std::uint64_t(b), std::uint64_t(t));
+  }
 };
 
 struct ClsAttention {

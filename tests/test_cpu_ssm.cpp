@@ -1,0 +1,300 @@
+// The SsmScan backbone against the naive double Mamba / Vim
+// (reference_ssm.hpp): math approximations, causal conv, selective scan in
+// both directions, the block for every metric (unpruned, pruned with a
+// middle class token), the Vim model, weights round trip, and errors.
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <repshift/models/vim.hpp>
+
+#include "reference_ssm.hpp"
+#include "test_support.hpp"
+
+namespace P = rs::policies;
+
+namespace {
+
+// Owning random weights of one block; `spread` scales the projections so
+// the mixer changes tokens visibly.
+struct RandomSsmWeights {
+  rs::SsmBlockTensors t;
+  int dim, inner, state, dt_rank, kernel;
+  RandomSsmWeights(int dim_, int inner_, int state_, int dt_rank_, bool bidirectional, std::uint32_t seed)
+      : dim(dim_), inner(inner_), state(state_), dt_rank(dt_rank_), kernel(4) {
+    auto rnd = [&](std::size_t n, float lo, float hi) { return ref::random_floats(n, seed++, lo, hi); };
+    t.norm_w = rnd(std::size_t(dim), 0.8f, 1.2f);
+    t.in_proj_w = rnd(std::size_t(2 * inner * dim), -0.4f, 0.4f);
+    t.out_proj_w = rnd(std::size_t(dim * inner), -0.3f, 0.3f);
+    for (int dir = 0; dir < (bidirectional ? 2 : 1); ++dir) {
+      auto& b = dir == 0 ? t.fwd : t.bwd;
+      b.conv_w = rnd(std::size_t(inner * kernel), -0.5f, 0.5f);
+      b.conv_b = rnd(std::size_t(inner), -0.2f, 0.2f);
+      b.x_proj_w = rnd(std::size_t((dt_rank + 2 * state) * inner), -0.3f, 0.3f);
+      b.dt_proj_w = rnd(std::size_t(inner * dt_rank), -0.5f, 0.5f);
+      b.dt_proj_b = rnd(std::size_t(inner), -3.0f, -1.0f);
+      b.A_log = rnd(std::size_t(inner * state), -1.0f, 2.0f);
+      b.D = rnd(std::size_t(inner), 0.5f, 1.5f);
+    }
+  }
+  rs::SsmBlockWeights view() const { return t.view(dim, inner, state, dt_rank, kernel, 1e-5f); }
+};
+
+}  // namespace
+
+TEST(SsmMath, LogSoftplusSiluMatchTheLibm) {
+  double worst_log = 0, worst_softplus = 0, worst_silu = 0;
+  for (double v = -30; v <= 30; v += 0.0137) {
+    const float x = float(v);
+    const float pos = float(std::exp(v / 3));
+    worst_log = std::max(worst_log, std::abs(rs::cpu::log_approx(pos) - std::log(double(pos))) / (1 + std::abs(std::log(double(pos)))));
+    worst_softplus = std::max(worst_softplus, std::abs(rs::cpu::softplus(x) - ref::softplus(x)) / (1e-30 + ref::softplus(x)));
+    worst_silu = std::max(worst_silu, std::abs(rs::cpu::silu(x) - ref::silu(x)) / (1 + std::abs(ref::silu(x))));
+    // The vector forms run the same arithmetic lane by lane.
+    const rs::cpu::vfloat xv = rs::cpu::broadcast<rs::cpu::vfloat>(x);
+    ASSERT_EQ(rs::cpu::softplus(xv)[0], rs::cpu::softplus(x));
+    ASSERT_EQ(rs::cpu::log_approx(rs::cpu::broadcast<rs::cpu::vfloat>(pos))[0], rs::cpu::log_approx(pos));
+  }
+  EXPECT_LT(worst_log, 3e-7);
+  EXPECT_LT(worst_softplus, 2e-6);  // relative, down to softplus(-30) ~ 1e-13
+  EXPECT_LT(worst_silu, 3e-7);
+}
+
+struct ScanCase {
+  int batch, length, channels, state;
+};
+
+class SelectiveScan : public ::testing::TestWithParam<ScanCase> {};
+
+TEST_P(SelectiveScan, BothDirectionsMatchTheSequentialReference) {
+  const ScanCase k = GetParam();
+  const std::size_t rows = std::size_t(k.batch) * k.length;
+  const int d = k.channels, n = k.state, wide = 2 * d;  // u and z interleaved in one row, as in_proj writes them
+  const auto uz = ref::random_floats(rows * wide, 1, -2.0f, 2.0f);
+  const auto dt = ref::random_floats(rows * d, 2, -4.0f, 1.0f);
+  const auto bc = ref::random_floats(rows * 2 * n, 3, -1.0f, 1.0f);
+  const auto dt_bias = ref::random_floats(std::size_t(d), 4, -1.0f, 0.0f);
+  const auto A_log = ref::random_floats(std::size_t(d) * n, 5, -1.0f, 2.0f);
+  const auto D = ref::random_floats(std::size_t(d), 6, 0.0f, 1.0f);
+
+  ref::Mat u(rows * d), z(rows * d), B(rows * n), C(rows * n);
+  for (std::size_t r = 0; r < rows; ++r) {
+    for (int i = 0; i < d; ++i) u[r * d + i] = uz[r * wide + i], z[r * d + i] = uz[r * wide + d + i];
+    for (int i = 0; i < n; ++i) B[r * n + i] = bc[r * 2 * n + i], C[r * n + i] = bc[r * 2 * n + n + i];
+  }
+  const ref::Mat dtd(dt.begin(), dt.end());
+  const ref::Mat fwd = ref::scan(u, dtd, dt_bias.data(), A_log.data(), B, C, D.data(), &z, k.batch, k.length, d, n);
+  const auto flip = [&](const ref::Mat& m, int w) { return ref::flip(m, k.batch, k.length, w); };
+  const ref::Mat bwd = flip(ref::scan(flip(u, d), flip(dtd, d), dt_bias.data(), A_log.data(), flip(B, n), flip(C, n),
+                                      D.data(), nullptr, k.batch, k.length, d, n), d);
+
+  rs::SelectiveScanParams p;
+  p.u = uz.data();
+  p.u_stride = wide;
+  p.dt = dt.data();
+  p.dt_stride = d;
+  p.dt_bias = dt_bias.data();
+  p.A_log = A_log.data();
+  p.B = bc.data();
+  p.C = bc.data() + n;
+  p.bc_stride = 2 * n;
+  p.D = D.data();
+  p.z = uz.data() + d;
+  p.z_stride = wide;
+  std::vector<float> out(rows * d, NAN);
+  p.out = out.data();
+  p.out_stride = d;
+  p.batch = k.batch;
+  p.length = k.length;
+  p.channels = d;
+  p.state = n;
+  rs::cpu::selective_scan<rs::ScanDirection::Forward>(rs::Host{}, p);
+  EXPECT_LT(ref::max_rel_error(out, fwd), 2e-5);
+
+  // Backward, ungated, accumulated onto what is there and scaled.
+  p.z = nullptr;
+  p.out_scale = 0.5f;
+  std::vector<float> acc(rows * d, 1.0f);
+  p.out = acc.data();
+  rs::cpu::selective_scan<rs::ScanDirection::Backward, true>(rs::Host{}, p);
+  ref::Mat want(rows * d);
+  for (std::size_t i = 0; i < want.size(); ++i) want[i] = 1.0 + 0.5 * bwd[i];
+  EXPECT_LT(ref::max_rel_error(acc, want), 2e-5);
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, SelectiveScan,
+                         ::testing::Values(ScanCase{2, 197, 64, 16}, ScanCase{1, 33, 37, 16}, ScanCase{3, 9, 5, 5},
+                                           ScanCase{1, 1, 16, 64}),
+                         [](const auto& info) {
+                           const ScanCase& k = info.param;
+                           return "B" + std::to_string(k.batch) + "L" + std::to_string(k.length) + "D" +
+                                  std::to_string(k.channels) + "N" + std::to_string(k.state);
+                         });
+
+TEST(CausalConv, ForwardIsCausalAndBackwardMirrorsIt) {
+  const int batch = 2, length = 11, d = 21, k = 4;
+  const auto x = ref::random_floats(std::size_t(batch) * length * d, 7);
+  const auto w = ref::random_floats(std::size_t(d) * k, 8);
+  const auto bias = ref::random_floats(std::size_t(d), 9);
+  rs::CausalConvParams p;
+  p.x = x.data();
+  p.x_stride = d;
+  p.weight = w.data();
+  p.bias = bias.data();
+  p.batch = batch;
+  p.length = length;
+  p.channels = d;
+  p.kernel = k;
+  p.out_stride = d;
+  std::vector<float> fwd(x.size()), bwd(x.size());
+  p.out = fwd.data();
+  rs::cpu::causal_conv1d_silu<rs::ScanDirection::Forward>(rs::Host{}, p);
+  p.out = bwd.data();
+  rs::cpu::causal_conv1d_silu<rs::ScanDirection::Backward>(rs::Host{}, p);
+  const ref::Mat xd(x.begin(), x.end());
+  EXPECT_LT(ref::max_rel_error(fwd, ref::conv_silu(xd, batch, length, d, w.data(), bias.data(), k)), 1e-6);
+  const ref::Mat flipped = ref::flip(xd, batch, length, d);
+  EXPECT_LT(ref::max_rel_error(bwd, ref::flip(ref::conv_silu(flipped, batch, length, d, w.data(), bias.data(), k),
+                                              batch, length, d)),
+            1e-6);
+}
+
+template <class M>
+class SsmBlock : public ::testing::Test {};
+using SsmMetrics = ::testing::Types<P::L1, P::L2, P::Cosine, P::Norm>;
+TYPED_TEST_SUITE(SsmBlock, SsmMetrics);
+
+TYPED_TEST(SsmBlock, OutputScoresAndOrderPreservingPruneWithAMiddleClassToken) {
+  using Metric = TypeParam;
+  using B = rs::Block<P::SsmScan, P::Block, Metric>;
+  const int batch = 2, tokens = 23, dim = 24, keep = 14;
+  for (bool bidirectional : {true, false}) {
+    const RandomSsmWeights w(dim, 48, 16, 3, bidirectional, 40);
+    const auto x = ref::random_floats(std::size_t(batch) * tokens * dim, 41);
+    const ref::Mat xd(x.begin(), x.end());
+    const ref::SsmResult want = ref::ssm_block(xd, batch, tokens, w.view(), ref_metric<Metric>());
+
+    rs::SsmWorkspace ws;
+    std::vector<float> y(x.size(), NAN), scores(std::size_t(batch) * tokens);
+    auto a = rs::SsmBlockArgs::dense(x.data(), y.data(), batch, tokens);
+    a.scores = scores.data();
+    B::forward(rs::Host{}, w.view(), a, ws);
+    EXPECT_LT(ref::max_rel_error(y, want.y), 2e-5) << "bidirectional " << bidirectional;
+    EXPECT_LT(ref::max_rel_error(scores, want.scores), 2e-5);
+
+    // Pruned, class token at 11 in sample 0 and 3 in sample 1: it survives
+    // even where its score is low, order is kept, its new place reported.
+    std::vector<float> yp(std::size_t(batch) * keep * dim, NAN);
+    std::vector<int> keep_idx(std::size_t(batch) * keep), cls = {11, 3};
+    a.y = yp.data();
+    a.keep = keep;
+    a.keep_idx = keep_idx.data();
+    a.keep_token = cls.data();
+    B::forward(rs::Host{}, w.view(), a, ws);
+    std::vector<float> ranked(scores);
+    ranked[11] = ranked[std::size_t(tokens) + 3] = INFINITY;
+    EXPECT_EQ(keep_idx, ref::select(ranked, batch, tokens, keep, 0));
+    EXPECT_LT(ref::max_rel_error(yp, ref::gather_rows(want.y, batch, tokens, dim, keep_idx, keep)), 2e-5);
+    for (int b = 0; b < batch; ++b) EXPECT_EQ(keep_idx[std::size_t(b * keep + cls[std::size_t(b)])], b == 0 ? 11 : 3);
+    EXPECT_FALSE(std::isinf(scores[11])) << "the caller's scores stay the computed ones";
+  }
+}
+
+namespace {
+
+rs::VimConfig tiny_vim() {
+  rs::VimConfig c;
+  c.image_size = 32;
+  c.patch_size = 8;  // 16 patches + CLS at 8 = 17 tokens
+  c.dim = 24;
+  c.depth = 4;
+  c.state = 8;
+  c.dt_rank = 2;
+  c.num_classes = 10;
+  return c;
+}
+
+// Mamba's init with the projections scaled up, so every layer matters.
+rs::VimWeights lively_vim(const rs::VimConfig& cfg, std::uint32_t seed) {
+  rs::VimWeights w = rs::VimWeights::random(cfg, seed);
+  w.for_each_tensor([](const std::string& name, const std::vector<std::int64_t>&, std::vector<float>& v) {
+    if (name.find("proj.weight") != std::string::npos || name.find("x_proj") != std::string::npos ||
+        name.find("pos_embed") != std::string::npos || name.find("head") != std::string::npos)
+      for (auto& x : v) x *= 12.0f;
+  });
+  return w;
+}
+
+}  // namespace
+
+TEST(VisionMamba, UnprunedAndPrunedMatchTheReference) {
+  const rs::VimConfig cfg = tiny_vim();
+  const rs::VimWeights w = lively_vim(cfg, 3);
+  rs::VisionMamba<> model(w);
+  const int batch = 2;
+  const auto images = ref::random_floats(std::size_t(batch) * 3 * 32 * 32, 4);
+  std::vector<float> logits(std::size_t(batch) * 10);
+  model.forward(rs::Host{}, images.data(), batch, logits.data());
+  EXPECT_LT(ref::max_rel_error(logits, ref::vim(w, images, batch, {}, {})), 1e-4);
+
+  const rs::PruneSchedule schedule{{{1, 0.7}, {2, 0.75}}, 0};
+  rs::VimTrace trace;
+  model.forward(rs::Host{}, images.data(), batch, logits.data(), schedule, &trace);
+  EXPECT_EQ(trace.tokens, (std::vector<int>{17, 17, 11, 8, 8}));
+  std::vector<std::vector<int>> want_cls;
+  const ref::Mat want = ref::vim(w, images, batch, {1, 2}, trace.keep_idx, &want_cls);
+  EXPECT_EQ(trace.cls_position, want_cls);
+  for (const auto& per_layer : want_cls)
+    for (int pos : per_layer) EXPECT_GE(pos, 0) << "the class token was dropped";
+  EXPECT_LT(ref::max_rel_error(logits, want), 1e-4);
+}
+
+TEST(VisionMamba, WeightsRoundTripThroughSafetensors) {
+  const rs::VimConfig cfg = tiny_vim();
+  const rs::VimWeights w = rs::VimWeights::random(cfg, 9);
+  const std::string path = testing::TempDir() + "vim_tiny_test.safetensors";
+  w.save(path);
+  const rs::VimWeights back = rs::VimWeights::load(cfg, rs::io::SafeTensorsFile(path));
+  std::remove(path.c_str());
+  EXPECT_EQ(back.layers[2].bwd.A_log, w.layers[2].bwd.A_log);
+  EXPECT_EQ(back.head_w, w.head_w);
+  EXPECT_EQ(back.pos_embed, w.pos_embed);
+  // Mamba's init: A = -(n + 1) per state, D = 1.
+  EXPECT_FLOAT_EQ(w.layers[0].fwd.A_log[3], std::log(4.0f));
+  EXPECT_EQ(w.layers[0].fwd.D[5], 1.0f);
+}
+
+TEST(SsmErrors, NameTheArgument) {
+  const RandomSsmWeights w(8, 16, 4, 2, true, 50);
+  const auto x = ref::random_floats(std::size_t(10) * 8, 51);
+  std::vector<float> y(x.size());
+  rs::SsmWorkspace ws;
+  auto expect_message = [&](rs::SsmBlockArgs a, const char* fragment) {
+    try {
+      rs::Block<P::SsmScan, P::Block, P::L2>::forward(rs::Host{}, w.view(), a, ws);
+      ADD_FAILURE() << "no exception for " << fragment;
+    } catch (const rs::InvalidArgument& e) {
+      EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
+    }
+  };
+  int cls = 10;
+  auto a = rs::SsmBlockArgs::dense(x.data(), y.data(), 1, 10);
+  a.keep_token = &cls;
+  expect_message(a, "keep_token[0] = 10 is outside [0, tokens = 10)");
+  a = rs::SsmBlockArgs::dense(x.data(), const_cast<float*>(x.data()), 1, 10);
+  expect_message(a, "y must not alias x");
+  a = rs::SsmBlockArgs::dense(x.data(), y.data(), 1, 10);
+  a.keep = 11;
+  expect_message(a, "keep");
+  rs::VimConfig bad = tiny_vim();
+  bad.cls_position = 17;
+  EXPECT_THROW(rs::VimWeights::random(bad, 0), rs::InvalidArgument);
+  bad = tiny_vim();
+  bad.state = 65;
+  EXPECT_THROW(rs::VimWeights::random(bad, 0), rs::InvalidArgument);
+}
