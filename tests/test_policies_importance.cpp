@@ -74,6 +74,10 @@ TEST(Dispatch, NamesSelectExactlyOneInstantiation) {
     picked = std::string(decltype(s)::name) + "/" + decltype(i)::name + "/" + decltype(c)::name;
   });
   EXPECT_EQ(picked, "attn/cosine/merge");
+  rs::with_policies("ssm_scan", "block", "norm", "prune", [&](auto b, auto s, auto i, auto c) {
+    picked = std::string(decltype(b)::name) + "/" + decltype(s)::name + "/" + decltype(i)::name + "/" + decltype(c)::name;
+  });
+  EXPECT_EQ(picked, "ssm_scan/block/norm/prune");
 }
 
 TEST(Dispatch, UnknownNamesAndInvalidPairsThrowNamingThem) {
@@ -88,6 +92,12 @@ TEST(Dispatch, UnknownNamesAndInvalidPairsThrowNamingThem) {
   expect_message([] { rs::with_policies("mpl", "l2", [](auto, auto) {}); }, "site = 'mpl' is not one of attn, mlp, block");
   expect_message([] { rs::with_policies("mlp", "L3", [](auto, auto) {}); }, "importance = 'L3' is not one of");
   expect_message([] { rs::with_policies("mlp", "cls_attn", [](auto, auto) {}); }, "use site = 'attn', not 'mlp'");
+  expect_message([] { rs::with_policies("ssm_scan", "mlp", "l2", "prune", [](auto, auto, auto, auto) {}); },
+                 "backbone = 'ssm_scan' takes site = 'block'");
+  expect_message([] { rs::with_policies("ssm_scan", "block", "l2", "merge", [](auto, auto, auto, auto) {}); },
+                 "compress = 'merge'");
+  expect_message([] { rs::with_policies("cnn", "block", "l2", "prune", [](auto, auto, auto, auto) {}); },
+                 "backbone = 'cnn' is not one of transformer, ssm_scan");
   expect_message([] { rs::with_policies("mlp", "l2", "tome", [](auto, auto, auto) {}); },
                  "compress = 'tome' is not one of prune, fuse, merge");
 }

@@ -1,9 +1,12 @@
-// 04_ablation: the policies of a DeiT chosen at run time. The names go
-// through rs::with_policies, the library's one runtime -> template table,
-// which instantiates exactly one VisionTransformer<Site, Importance, Compress>.
+// 04_ablation: the policies of a DeiT or Vim chosen at run time. The names
+// go through rs::with_policies, the library's one runtime -> template
+// table, which instantiates exactly one model: VisionTransformer<Site,
+// Importance, Compress> (backbone transformer) or VisionMamba<Importance>
+// (backbone ssm_scan: site block, compress prune).
 //
-//   ablation_demo [--site attn|mlp|block] [--importance l1|l2|cosine|norm|random|cls_attn]
-//                 [--compress prune|fuse|merge] [--keep 0.7] [--model deit_t|deit_s|deit_b] [--batch 4]
+//   ablation_demo [--model deit_t|deit_s|deit_b|vim_t] [--site attn|mlp|block]
+//                 [--importance l1|l2|cosine|norm|random|cls_attn] [--compress prune|fuse|merge]
+//                 [--keep 0.7] [--batch 4]
 
 #include <chrono>
 #include <cstdio>
@@ -12,9 +15,11 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include <repshift/dispatch.hpp>
+#include <repshift/models/vim.hpp>
 #include <repshift/models/vit.hpp>
 
 namespace rs = repshift;
@@ -44,25 +49,19 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
+  const bool vim = model_name == "vim_t";
   const rs::ViTConfig cfg = model_name == "deit_t"   ? rs::ViTConfig::deit_tiny()
                             : model_name == "deit_b" ? rs::ViTConfig::deit_base()
                                                      : rs::ViTConfig::deit_small();
+  if (vim && site == "mlp") site = "block";  // the only site an SsmScan block has
   try {
-    const auto weights = std::make_shared<const rs::ViTWeights>(rs::ViTWeights::random(cfg, 0));
-    std::vector<float> images(std::size_t(batch) * 3 * cfg.image_size * cfg.image_size), logits(std::size_t(batch) * 1000);
+    std::vector<float> images(std::size_t(batch) * 3 * 224 * 224), logits(std::size_t(batch) * 1000);
     std::mt19937 gen(1);
     std::normal_distribution<float> normal;
     for (auto& p : images) p = normal(gen);
-    const auto schedule = rs::PruneSchedule::paper_layers(keep);
 
-    rs::with_policies(site, importance, compress, [&](auto s, auto i, auto c) {
-      using Site = decltype(s);
-      using Importance = decltype(i);
-      using Compress = decltype(c);
-      std::printf("%s, batch %d: Block<Transformer, %s, %s, %s, PreNorm>, keep %.2f at layers 1, 4, 7\n",
-                  model_name.c_str(), batch, Site::name, Importance::name, Compress::name, keep);
-      rs::VisionTransformer<Site, Importance, Compress> model(weights);
-      rs::ViTTrace trace;
+    // Times one model unpruned and pruned; trace.tokens lists the tokens per layer.
+    auto compare = [&](auto& model, const rs::PruneSchedule& schedule, auto& trace) {
       model.forward(rs::Host{}, images.data(), batch, logits.data(), schedule, &trace);  // warm-up
       double t0 = seconds_now();
       model.forward(rs::Host{}, images.data(), batch, logits.data());
@@ -74,6 +73,28 @@ int main(int argc, char** argv) {
       for (int n : trace.tokens) std::printf(" %d", n);
       std::printf("\nimages/s: unpruned %.2f, pruned %.2f (%.2fx; one round each, see bench_ablation for medians)\n",
                   batch / unpruned, batch / pruned, unpruned / pruned);
+    };
+
+    rs::with_policies(vim ? "ssm_scan" : "transformer", site, importance, compress, [&](auto b, auto s, auto i, auto c) {
+      using Backbone = decltype(b);
+      using Site = decltype(s);
+      using Importance = decltype(i);
+      using Compress = decltype(c);
+      if constexpr (std::is_same_v<Backbone, rs::policies::SsmScan>) {
+        const auto schedule = rs::vim_schedule(keep);
+        std::printf("vim_t, batch %d: Block<SsmScan, %s, %s, %s, PreNorm>, keep %.2f at layers 2, 8, 14\n", batch,
+                    Site::name, Importance::name, Compress::name, keep);
+        rs::VisionMamba<Importance> model(rs::VimWeights::random(rs::VimConfig::vim_tiny(), 0));
+        rs::VimTrace trace;
+        compare(model, schedule, trace);
+      } else {
+        const auto schedule = rs::PruneSchedule::paper_layers(keep);
+        std::printf("%s, batch %d: Block<Transformer, %s, %s, %s, PreNorm>, keep %.2f at layers 1, 4, 7\n",
+                    model_name.c_str(), batch, Site::name, Importance::name, Compress::name, keep);
+        rs::VisionTransformer<Site, Importance, Compress> model(rs::ViTWeights::random(cfg, 0));
+        rs::ViTTrace trace;
+        compare(model, schedule, trace);
+      }
     });
   } catch (const std::exception& e) {
     std::fprintf(stderr, "%s\n", e.what());

@@ -7,14 +7,21 @@
 //     rs::VisionTransformer<decltype(site), decltype(importance), decltype(compress)> model(weights);
 //   });                                                       // exactly one instantiation
 //
-// A name outside the table, or a pair no Block accepts (cls_attn away from
-// the attention site), throws InvalidArgument naming it; such a pair is
-// never instantiated (a Block static_asserts on it).
+//   rs::with_policies("ssm_scan", "block", "l2", "prune", [&](auto backbone, auto site, auto importance,
+//                                                           auto compress) { ... });
+//
+// A name outside the table, or a combination no Block accepts (cls_attn
+// away from the attention site, an SsmScan site other than block), throws
+// InvalidArgument naming it; such a combination is never instantiated (a
+// Block static_asserts on it).
 
 #include <string>
 #include <string_view>
+#include <type_traits>
 
 #include "error.hpp"
+#include "policies/backbone.hpp"
+#include "policies/combination.hpp"
 #include "policies/compress.hpp"
 #include "policies/importance.hpp"
 #include "policies/metric.hpp"
@@ -22,9 +29,17 @@
 
 namespace repshift {
 
+inline constexpr const char* kBackboneNames = "transformer, ssm_scan";
 inline constexpr const char* kSiteNames = "attn, mlp, block";
 inline constexpr const char* kImportanceNames = "l1, l2, cosine, norm, random, cls_attn";
 inline constexpr const char* kCompressNames = "prune, fuse, merge";
+
+template <class F>
+decltype(auto) with_backbone(std::string_view name, F&& f) {
+  if (name == policies::Transformer::name) return f(policies::Transformer{});
+  if (name == policies::SsmScan::name) return f(policies::SsmScan{});
+  detail::fail("with_backbone", "backbone = '" + std::string(name) + "' is not one of " + kBackboneNames);
+}
 
 template <class F>
 decltype(auto) with_site(std::string_view name, F&& f) {
@@ -53,23 +68,41 @@ decltype(auto) with_compress(std::string_view name, F&& f) {
   detail::fail("with_compress", "compress = '" + std::string(name) + "' is not one of " + kCompressNames);
 }
 
-// f(site_tag, importance_tag, compress_tag) for the one valid combination
-// the names select.
+// f(backbone_tag, site_tag, importance_tag, compress_tag) for the one
+// valid combination the names select.
 template <class F>
-void with_policies(std::string_view site, std::string_view importance, std::string_view compress, F&& f) {
-  with_site(site, [&](auto s) {
-    using Site = decltype(s);  // named here: inside the inner lambdas s is a capture
-    with_importance(importance, [&](auto i) {
-      using Importance = decltype(i);
-      if constexpr (policies::valid_site_importance_v<Site, Importance>) {
-        with_compress(compress, [&](auto c) { f(Site{}, Importance{}, c); });
-      } else {
-        detail::fail("with_policies", "importance = '" + std::string(importance) +
-                                          "' needs the attention map: use site = 'attn', not '" +
-                                          std::string(site) + "'");
-      }
+void with_policies(std::string_view backbone, std::string_view site, std::string_view importance,
+                   std::string_view compress, F&& f) {
+  with_backbone(backbone, [&](auto b) {
+    using Backbone = decltype(b);  // named here: inside the inner lambdas b is a capture
+    with_site(site, [&](auto s) {
+      using Site = decltype(s);
+      with_importance(importance, [&](auto i) {
+        using Importance = decltype(i);
+        with_compress(compress, [&](auto c) {
+          using Compress = decltype(c);
+          if constexpr (policies::valid_combination_v<Backbone, Site, Importance, Compress>) {
+            f(Backbone{}, Site{}, Importance{}, Compress{});
+          } else if constexpr (std::is_same_v<Backbone, policies::Transformer>) {
+            detail::fail("with_policies", "importance = '" + std::string(importance) +
+                                              "' needs the attention map: use site = 'attn', not '" +
+                                              std::string(site) + "'");
+          } else {
+            detail::fail("with_policies", "backbone = '" + std::string(backbone) + "' takes site = 'block', "
+                                              "compress = 'prune' and no attention-map importance, not site = '" +
+                                              std::string(site) + "', importance = '" + std::string(importance) +
+                                              "', compress = '" + std::string(compress) + "'");
+          }
+        });
+      });
     });
   });
+}
+
+// The Transformer backbone: f(site_tag, importance_tag, compress_tag).
+template <class F>
+void with_policies(std::string_view site, std::string_view importance, std::string_view compress, F&& f) {
+  with_policies(policies::Transformer::name, site, importance, compress, [&](auto, auto s, auto i, auto c) { f(s, i, c); });
 }
 
 // The same with Compress = Prune: f(site_tag, importance_tag).
