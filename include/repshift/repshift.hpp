@@ -20,6 +20,8 @@
 #include "policies/select.hpp"
 #include "policies/site.hpp"
 #include "cpu/backend.hpp"
+#include "cpu/line_prune.hpp"
+#include "cpu/merge_tokens.hpp"
 #include "entry_points.hpp"
 #include "check_finite.hpp"
 #include "dispatch.hpp"

@@ -206,5 +206,23 @@ inline void save_safetensors(const std::string& path, const std::vector<NamedTen
   if (!out) throw FormatError("safetensors: write error on '" + path + "'");
 }
 
+// Weights types that list their tensors through for_each_tensor(fn), fn
+// seeing (name, shape, std::vector<float>&), load and save with these.
+template <class Weights>
+void load_tensors(Weights& w, const SafeTensorsFile& file) {
+  w.for_each_tensor([&](const std::string& name, const std::vector<std::int64_t>& shape, std::vector<float>& v) {
+    v = file.load_f32(name, shape);
+  });
+}
+
+template <class Weights>
+void save_tensors(const Weights& w, const std::string& path) {
+  std::vector<NamedTensor> list;
+  w.for_each_tensor([&](const std::string& name, const std::vector<std::int64_t>& shape, const std::vector<float>& v) {
+    list.push_back({name, shape, v.data()});
+  });
+  save_safetensors(path, list);
+}
+
 }  // namespace io
 }  // namespace repshift

@@ -19,6 +19,7 @@
 #include "../blocks/ssm_block.hpp"
 #include "../io/safetensors.hpp"
 #include "patch_embed.hpp"
+#include "weights_init.hpp"
 #include "prune_schedule.hpp"
 
 namespace repshift {
@@ -110,10 +111,6 @@ struct VimWeights {
     fn("head.bias", Shape{c.num_classes}, w.head_b);
   }
 
-  static bool ends_with(const std::string& s, const std::string& tail) {
-    return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
-  }
-
  public:
   // Mamba's init: A_log[d, n] = log(n + 1), D = 1, dt_proj.bias = softplus^-1
   // of dt ~ log-uniform [1e-3, 1e-1], dt_proj.weight ~ U(+-dt_rank^-1/2),
@@ -125,18 +122,17 @@ struct VimWeights {
     w.config = cfg;
     w.layers.resize(std::size_t(cfg.depth));
     std::mt19937 gen(seed);
-    std::normal_distribution<float> normal(0.0f, 0.02f);
     std::uniform_real_distribution<float> unit(0.0f, 1.0f);
     w.for_each_tensor([&](const std::string& name, const std::vector<std::int64_t>& shape, std::vector<float>& v) {
       std::int64_t n = 1;
       for (auto d : shape) n *= d;
       v.assign(std::size_t(n), 0.0f);
-      if (ends_with(name, "_log")) {
+      if (init::ends_with(name, "_log")) {
         for (std::int64_t i = 0; i < n; ++i) v[std::size_t(i)] = std::log(float(i % shape[1] + 1));
-      } else if (ends_with(name, ".D") || ends_with(name, ".D_b") || ends_with(name, "norm.weight") ||
+      } else if (init::ends_with(name, ".D") || init::ends_with(name, ".D_b") || init::ends_with(name, "norm.weight") ||
                  name == "norm_f.weight") {
         std::fill(v.begin(), v.end(), 1.0f);
-      } else if (name.find("dt_proj") != std::string::npos && ends_with(name, ".bias")) {
+      } else if (name.find("dt_proj") != std::string::npos && init::ends_with(name, ".bias")) {
         for (auto& x : v) {
           const float dt = std::exp(unit(gen) * (std::log(0.1f) - std::log(1e-3f)) + std::log(1e-3f));
           x = dt + std::log(-std::expm1(-dt));  // softplus^-1(dt)
@@ -147,12 +143,8 @@ struct VimWeights {
       } else if (name.find("conv1d") != std::string::npos) {
         const float r = 1.0f / std::sqrt(float(cfg.conv_kernel));
         for (auto& x : v) x = (2.0f * unit(gen) - 1.0f) * r;
-      } else if (!ends_with(name, ".bias")) {
-        for (auto& x : v) {
-          float r;
-          do r = normal(gen); while (std::abs(r) > 0.04f);
-          x = r;
-        }
+      } else if (!init::ends_with(name, ".bias")) {
+        init::trunc_normal(v, gen);
       }
     });
     return w;
@@ -163,19 +155,11 @@ struct VimWeights {
     VimWeights w;
     w.config = cfg;
     w.layers.resize(std::size_t(cfg.depth));
-    w.for_each_tensor([&](const std::string& name, const std::vector<std::int64_t>& shape, std::vector<float>& v) {
-      v = file.load_f32(name, shape);
-    });
+    io::load_tensors(w, file);
     return w;
   }
 
-  void save(const std::string& path) const {
-    std::vector<io::NamedTensor> list;
-    for_each_tensor([&](const std::string& name, const std::vector<std::int64_t>& shape, const std::vector<float>& v) {
-      list.push_back({name, shape, v.data()});
-    });
-    io::save_safetensors(path, list);
-  }
+  void save(const std::string& path) const { io::save_tensors(*this, path); }
 
   SsmBlockWeights block(int i) const {
     const VimConfig& c = config;
@@ -269,10 +253,8 @@ class VisionMamba {
     for (int b = 0; b < batch; ++b)
       cpu::rms_norm_row(x + (std::int64_t(b) * tokens + cls_[std::size_t(b)]) * C, pooled_.data() + std::int64_t(b) * C,
                         C, norm);
-    cpu::linear(pooled_.data(), batch, C, weights_->head_w.data(), cfg.num_classes, logits, C, cfg.num_classes);
-#pragma omp parallel for schedule(static) num_threads(cpu::thread_count(host))
-    for (int b = 0; b < batch; ++b)
-      for (int k = 0; k < cfg.num_classes; ++k) logits[std::int64_t(b) * cfg.num_classes + k] += weights_->head_b[std::size_t(k)];
+    cpu::linear_bias(host, pooled_.data(), batch, C, weights_->head_w.data(), weights_->head_b.data(),
+                     cfg.num_classes, logits);
   }
 
   std::shared_ptr<const VimWeights> weights_;

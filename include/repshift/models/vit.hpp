@@ -18,6 +18,7 @@
 #include "../blocks/transformer_block.hpp"
 #include "../io/safetensors.hpp"
 #include "patch_embed.hpp"
+#include "weights_init.hpp"
 #include "prune_schedule.hpp"
 
 namespace repshift {
@@ -108,21 +109,16 @@ struct ViTWeights {
     w.config = cfg;
     w.blocks.resize(std::size_t(cfg.depth));
     std::mt19937 gen(seed);
-    std::normal_distribution<float> normal(0.0f, 0.02f);
     w.for_each_tensor([&](const std::string& name, const std::vector<std::int64_t>& shape, std::vector<float>& v) {
       std::int64_t n = 1;
       for (auto d : shape) n *= d;
       v.assign(std::size_t(n), 0.0f);
       const bool is_norm = name.find("norm") != std::string::npos;
-      const bool is_bias = name.size() > 5 && name.compare(name.size() - 5, 5, ".bias") == 0;
+      const bool is_bias = init::ends_with(name, ".bias");
       if (is_norm && !is_bias) {
         std::fill(v.begin(), v.end(), 1.0f);
       } else if (!is_bias) {
-        for (auto& x : v) {
-          float r;
-          do r = normal(gen); while (std::abs(r) > 0.04f);  // truncated at 2 std
-          x = r;
-        }
+        init::trunc_normal(v, gen);
       }
     });
     return w;
@@ -133,19 +129,11 @@ struct ViTWeights {
     ViTWeights w;
     w.config = cfg;
     w.blocks.resize(std::size_t(cfg.depth));
-    w.for_each_tensor([&](const std::string& name, const std::vector<std::int64_t>& shape, std::vector<float>& v) {
-      v = file.load_f32(name, shape);
-    });
+    io::load_tensors(w, file);
     return w;
   }
 
-  void save(const std::string& path) const {
-    std::vector<io::NamedTensor> list;
-    for_each_tensor([&](const std::string& name, const std::vector<std::int64_t>& shape, const std::vector<float>& v) {
-      list.push_back({name, shape, v.data()});
-    });
-    io::save_safetensors(path, list);
-  }
+  void save(const std::string& path) const { io::save_tensors(*this, path); }
 
   TransformerBlockWeights block(int i) const {
     return blocks.at(std::size_t(i)).view(config.dim, config.heads, config.mlp_hidden, config.ln_eps);
@@ -270,10 +258,8 @@ class VisionTransformer {
     cls_.resize(std::size_t(batch) * C);
     const cpu::LayerNormWeights ln{weights_->norm_w.data(), weights_->norm_b.data(), cfg.ln_eps};
     for (int b = 0; b < batch; ++b) cpu::layer_norm_row(x + std::int64_t(b) * tokens * C, cls_.data() + std::int64_t(b) * C, C, ln);
-    cpu::linear(cls_.data(), batch, C, weights_->head_w.data(), cfg.num_classes, logits, C, cfg.num_classes);
-#pragma omp parallel for schedule(static) num_threads(cpu::thread_count(host))
-    for (int b = 0; b < batch; ++b)
-      for (int k = 0; k < cfg.num_classes; ++k) logits[std::int64_t(b) * cfg.num_classes + k] += weights_->head_b[std::size_t(k)];
+    cpu::linear_bias(host, cls_.data(), batch, C, weights_->head_w.data(), weights_->head_b.data(), cfg.num_classes,
+                     logits);
   }
 
   std::shared_ptr<const ViTWeights> weights_;

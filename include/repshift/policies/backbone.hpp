@@ -6,13 +6,19 @@
 //   SsmScan:     a sequence [B, L, D] through Mamba's selective scan (Vim);
 //                pruning keeps token order, and a token anywhere in the
 //                sequence (Vim's middle CLS) can be kept.
-// CnnRows (feature-map rows/columns) joins here with its block.
+//   CnnRows:     feature maps [B, C, H, W] (ResNet); per-pixel shift over
+//                channels, averaged per row and column; whole rows and
+//                columns are removed so the map stays dense.
 
 namespace repshift {
 namespace policies {
 
 struct Transformer {
   static constexpr const char* name = "transformer";
+};
+
+struct CnnRows {
+  static constexpr const char* name = "cnn_rows";
 };
 
 struct SsmScan {

@@ -5,6 +5,8 @@
 //   Transformer: every site and compress; ClsAttention only at Site = Attention.
 //   SsmScan:     Site = Block (no attention / MLP sub-layer), Compress =
 //                Prune (the scan needs token order), no ClsAttention.
+//   CnnRows:     Site = Block, Compress = Prune, a shift metric or Norm
+//                (per-pixel scores; Random and ClsAttention have no pixels).
 
 #include <type_traits>
 
@@ -25,6 +27,10 @@ inline constexpr bool valid_combination_v<Transformer, S, I, C> = valid_site_imp
 template <class S, class I, class C>
 inline constexpr bool valid_combination_v<SsmScan, S, I, C> =
     std::is_same_v<S, Block> && std::is_same_v<C, Prune> && !needs_attention_map_v<I>;
+
+template <class S, class I, class C>
+inline constexpr bool valid_combination_v<CnnRows, S, I, C> =
+    std::is_same_v<S, Block> && std::is_same_v<C, Prune> && is_metric_v<I>;
 
 }  // namespace policies
 }  // namespace repshift

@@ -1,0 +1,140 @@
+#pragma once
+// 2-D convolution on NCHW maps as im2col + one BLAS SGEMM per sample
+// (out[b] = W[Cout, Cin k k] . cols[Cin k k, Ho Wo]); a 1x1 stride-1 conv
+// reads the map itself as cols. Bias and ReLU are applied in the pass that
+// follows the GEMM; the bottleneck's last conv instead hands its raw
+// product to the residual epilogue (blocks/cnn_block.hpp). Max and global
+// average pooling for the ResNet stem and head.
+
+#include <cblas.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "../error.hpp"
+#include "../exec.hpp"
+#include "parallel.hpp"
+
+namespace repshift {
+
+struct Conv2dShape {
+  std::int64_t in_channels = 0, out_channels = 0, kernel = 1, stride = 1, pad = 0;
+  std::int64_t out_size(std::int64_t in) const { return (in + 2 * pad - kernel) / stride + 1; }
+  std::int64_t patch() const { return in_channels * kernel * kernel; }
+  bool is_pointwise() const { return kernel == 1 && stride == 1 && pad == 0; }
+
+  void check(const char* where, std::int64_t height, std::int64_t width) const {
+    detail::require_positive(where, "in_channels", in_channels);
+    detail::require_positive(where, "out_channels", out_channels);
+    detail::require_positive(where, "kernel", kernel);
+    detail::require_positive(where, "stride", stride);
+    detail::require_non_negative(where, "pad", pad);
+    detail::require_positive(where, "height", height);
+    detail::require_positive(where, "width", width);
+    if (height + 2 * pad < kernel || width + 2 * pad < kernel) {
+      detail::fail(where, "a " + std::to_string(height) + "x" + std::to_string(width) + " map padded by " +
+                              std::to_string(pad) + " is smaller than the " + std::to_string(kernel) + "x" +
+                              std::to_string(kernel) + " kernel");
+    }
+    detail::checked_extent(where, "im2col", patch(), out_size(height), out_size(width), sizeof(float));
+  }
+};
+
+enum class ConvEpilogue { None, Bias, BiasRelu };
+
+namespace cpu {
+
+// cols[(c k + ky) k + kx, oy Wo + ox] = x[c, oy s - pad + ky, ox s - pad + kx] (0 outside).
+inline void im2col(const Host& host, const Conv2dShape& s, const float* x, std::int64_t H, std::int64_t W, float* cols) {
+  const std::int64_t Ho = s.out_size(H), Wo = s.out_size(W), k = s.kernel;
+#pragma omp parallel for schedule(static) num_threads(thread_count(host))
+  for (std::int64_t row = 0; row < s.patch(); ++row) {
+    const std::int64_t c = row / (k * k), ky = (row / k) % k, kx = row % k;
+    const float* plane = x + c * H * W;
+    float* dst = cols + row * Ho * Wo;
+    for (std::int64_t oy = 0; oy < Ho; ++oy) {
+      const std::int64_t iy = oy * s.stride - s.pad + ky;
+      float* line = dst + oy * Wo;
+      if (iy < 0 || iy >= H) {
+        std::fill(line, line + Wo, 0.0f);
+        continue;
+      }
+      for (std::int64_t ox = 0; ox < Wo; ++ox) {
+        const std::int64_t ix = ox * s.stride - s.pad + kx;
+        line[ox] = ix >= 0 && ix < W ? plane[iy * W + ix] : 0.0f;
+      }
+    }
+  }
+}
+
+// out: [B, Cout, Ho, Wo]; cols: scratch, grown to Cin k k x Ho Wo when needed.
+template <ConvEpilogue Epilogue>
+void conv2d(const Host& host, const Conv2dShape& s, const float* x, std::int64_t batch, std::int64_t H, std::int64_t W,
+            const float* weight, const float* bias, float* out, std::vector<float>& cols) {
+  constexpr const char* where = "conv2d";
+  s.check(where, H, W);
+  detail::require_pointer(where, "x", x);
+  detail::require_pointer(where, "weight", weight);
+  detail::require_pointer(where, "out", out);
+  if (Epilogue != ConvEpilogue::None) detail::require_pointer(where, "bias", bias);
+  const std::int64_t Ho = s.out_size(H), Wo = s.out_size(W), n = Ho * Wo, K = s.patch();
+  if (!s.is_pointwise() && std::int64_t(cols.size()) < K * n) cols.resize(std::size_t(K * n));
+  for (std::int64_t b = 0; b < batch; ++b) {
+    const float* xb = x + b * s.in_channels * H * W;
+    const float* src = xb;
+    if (!s.is_pointwise()) {
+      im2col(host, s, xb, H, W, cols.data());
+      src = cols.data();
+    }
+    float* ob = out + b * s.out_channels * n;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(s.out_channels), int(n), int(K), 1.0f, weight, int(K),
+                src, int(n), 0.0f, ob, int(n));
+    if constexpr (Epilogue != ConvEpilogue::None) {
+#pragma omp parallel for schedule(static) num_threads(thread_count(host))
+      for (std::int64_t c = 0; c < s.out_channels; ++c) {
+        float* plane = ob + c * n;
+        const float bc = bias[c];
+        for (std::int64_t i = 0; i < n; ++i) {
+          const float v = plane[i] + bc;
+          plane[i] = Epilogue == ConvEpilogue::BiasRelu ? (v > 0.0f ? v : 0.0f) : v;
+        }
+      }
+    }
+  }
+}
+
+// 3x3 stride-2 pad-1 max pooling (the ResNet stem); padding never wins.
+inline void max_pool_3x3s2(const Host& host, const float* x, std::int64_t planes, std::int64_t H, std::int64_t W,
+                           float* out) {
+  const std::int64_t Ho = (H + 2 - 3) / 2 + 1, Wo = (W + 2 - 3) / 2 + 1;
+#pragma omp parallel for schedule(static) num_threads(thread_count(host))
+  for (std::int64_t p = 0; p < planes; ++p) {
+    const float* plane = x + p * H * W;
+    for (std::int64_t oy = 0; oy < Ho; ++oy)
+      for (std::int64_t ox = 0; ox < Wo; ++ox) {
+        float m = -INFINITY;
+        for (std::int64_t ky = 0; ky < 3; ++ky)
+          for (std::int64_t kx = 0; kx < 3; ++kx) {
+            const std::int64_t iy = oy * 2 - 1 + ky, ix = ox * 2 - 1 + kx;
+            if (iy >= 0 && iy < H && ix >= 0 && ix < W) m = std::max(m, plane[iy * W + ix]);
+          }
+        out[(p * Ho + oy) * Wo + ox] = m;
+      }
+  }
+}
+
+// out[p] = mean of plane p.
+inline void global_avg_pool(const Host& host, const float* x, std::int64_t planes, std::int64_t hw, float* out) {
+#pragma omp parallel for schedule(static) num_threads(thread_count(host))
+  for (std::int64_t p = 0; p < planes; ++p) {
+    double s = 0;
+    for (std::int64_t i = 0; i < hw; ++i) s += x[p * hw + i];
+    out[p] = float(s / double(hw));
+  }
+}
+
+}  // namespace cpu
+}  // namespace repshift

@@ -1,0 +1,137 @@
+#pragma once
+// Line-wise pruning of feature maps (the CnnRows backbone, ResNet):
+//   pixel_shift[b, h, w] = Metric over channels of (after[b, :, h, w], before[b, :, h, w])
+//   row_scores[b, h] = mean_w pixel_shift,  col_scores[b, w] = mean_h pixel_shift
+// in one pass over both maps (NCHW, contiguous), then per sample the
+// kept rows and columns (rs::select_top: best first, ties to the lower
+// index, ascending output) and remove_lines, which keeps the map dense:
+// [B, C, H, W] -> [B, C, keep_rows, keep_cols].
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "../error.hpp"
+#include "../exec.hpp"
+#include "../policies/metric.hpp"
+#include "parallel.hpp"
+
+namespace repshift {
+
+struct LineScoreParams {
+  const float* before = nullptr;  // [B, C, H, W]
+  const float* after = nullptr;   // [B, C, H, W]
+  float* row_scores = nullptr;    // [B, H]
+  float* col_scores = nullptr;    // [B, W]
+  float* pixel_scores = nullptr;  // optional [B, H, W]
+  std::int64_t batch = 0, channels = 0, height = 0, width = 0;
+
+  void check(const char* where) const {
+    detail::require_pointer(where, "before", before);
+    detail::require_pointer(where, "after", after);
+    detail::require_pointer(where, "row_scores", row_scores);
+    detail::require_pointer(where, "col_scores", col_scores);
+    detail::require_positive(where, "batch", batch);
+    detail::require_positive(where, "channels", channels);
+    detail::require_positive(where, "height", height);
+    detail::require_positive(where, "width", width);
+    detail::checked_extent(where, "feature map", batch * channels, height, width, sizeof(float));
+  }
+};
+
+struct RemoveLinesParams {
+  const float* x = nullptr;      // [B, C, H, W]
+  const int* keep_rows = nullptr;  // [B, rows] ascending row indices
+  const int* keep_cols = nullptr;  // [B, cols] ascending column indices
+  float* out = nullptr;          // [B, C, rows, cols]
+  std::int64_t batch = 0, channels = 0, height = 0, width = 0, rows = 0, cols = 0;
+
+  void check(const char* where) const {
+    detail::require_pointer(where, "x", x);
+    detail::require_pointer(where, "keep_rows", keep_rows);
+    detail::require_pointer(where, "keep_cols", keep_cols);
+    detail::require_pointer(where, "out", out);
+    detail::require_positive(where, "batch", batch);
+    detail::require_positive(where, "channels", channels);
+    detail::require_positive(where, "height", height);
+    detail::require_positive(where, "width", width);
+    detail::require_positive(where, "rows", rows);
+    detail::require_positive(where, "cols", cols);
+    detail::require_at_most(where, "rows", rows, "height", height);
+    detail::require_at_most(where, "cols", cols, "width", width);
+    detail::checked_extent(where, "x", batch * channels, height, width, sizeof(float));
+    auto check_index = [&](const int* idx, std::int64_t n, std::int64_t limit, const char* name) {
+      for (std::int64_t i = 0; i < batch * n; ++i) {
+        if (idx[i] < 0 || idx[i] >= limit) {
+          detail::fail(where, std::string(name) + "[" + std::to_string(i) + "] = " + std::to_string(idx[i]) +
+                                  " is outside [0, " + std::to_string(limit) + ")");
+        }
+      }
+    };
+    check_index(keep_rows, rows, height, "keep_rows");
+    check_index(keep_cols, cols, width, "keep_cols");
+  }
+};
+
+namespace cpu {
+
+// Row and column means of one sample's pixel shift map (also the tail of
+// the bottleneck epilogue, which forms the map itself).
+inline void reduce_lines(const LineScoreParams& p, std::int64_t b, const float* pixel) {
+  float* rows = p.row_scores + b * p.height;
+  float* cols = p.col_scores + b * p.width;
+  for (std::int64_t w = 0; w < p.width; ++w) cols[w] = 0.0f;
+  for (std::int64_t h = 0; h < p.height; ++h) {
+    const float* line = pixel + h * p.width;
+    float sum = 0.0f;
+    for (std::int64_t w = 0; w < p.width; ++w) sum += line[w], cols[w] += line[w];
+    rows[h] = sum / float(p.width);
+  }
+  for (std::int64_t w = 0; w < p.width; ++w) cols[w] /= float(p.height);
+  if (p.pixel_scores) {
+    for (std::int64_t i = 0; i < p.height * p.width; ++i) p.pixel_scores[b * p.height * p.width + i] = pixel[i];
+  }
+}
+
+// Pixel accumulators of one sample's plane: the channel loop is outermost so
+// both maps stream through memory once, each pixel's Accum updated in place.
+template <class Metric>
+void line_scores(const Host& host, const LineScoreParams& p) {
+  p.check("line_scores");
+  const std::int64_t hw = p.height * p.width;
+#pragma omp parallel num_threads(thread_count(host))
+  {
+    std::vector<typename Metric::Accum> acc(static_cast<std::size_t>(hw));
+    std::vector<float> pixel(static_cast<std::size_t>(hw));
+#pragma omp for schedule(static)
+    for (std::int64_t b = 0; b < p.batch; ++b) {
+      for (auto& a : acc) a = Metric::init();
+      for (std::int64_t c = 0; c < p.channels; ++c) {
+        const float* after = p.after + (b * p.channels + c) * hw;
+        const float* before = p.before + (b * p.channels + c) * hw;
+        for (std::int64_t i = 0; i < hw; ++i) Metric::accumulate(acc[std::size_t(i)], after[i], before[i]);
+      }
+      for (std::int64_t i = 0; i < hw; ++i) pixel[std::size_t(i)] = Metric::finalize(acc[std::size_t(i)]);
+      reduce_lines(p, b, pixel.data());
+    }
+  }
+}
+
+inline void remove_lines(const Host& host, const RemoveLinesParams& p) {
+  p.check("remove_lines");
+#pragma omp parallel for schedule(static) num_threads(thread_count(host))
+  for (std::int64_t bc = 0; bc < p.batch * p.channels; ++bc) {
+    const std::int64_t b = bc / p.channels;
+    const float* plane = p.x + bc * p.height * p.width;
+    float* dst = p.out + bc * p.rows * p.cols;
+    const int* rows = p.keep_rows + b * p.rows;
+    const int* cols = p.keep_cols + b * p.cols;
+    for (std::int64_t i = 0; i < p.rows; ++i) {
+      const float* src = plane + std::int64_t(rows[i]) * p.width;
+      for (std::int64_t j = 0; j < p.cols; ++j) dst[i * p.cols + j] = src[cols[j]];
+    }
+  }
+}
+
+}  // namespace cpu
+}  // namespace repshift

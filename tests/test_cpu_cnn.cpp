@@ -1,0 +1,177 @@
+// The CnnRows backbone against the naive double ResNet pieces
+// (reference_cnn.hpp): line scores for every metric, line removal, the
+// bottleneck (identity and projection shortcut, unpruned and line-pruned),
+// a small ResNet with the paper-style schedule, and errors.
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include <repshift/models/resnet.hpp>
+
+#include "reference_cnn.hpp"
+#include "test_support.hpp"
+
+namespace P = rs::policies;
+
+namespace {
+
+struct RandomBottleneck {
+  std::vector<float> c1w, c1b, c2w, c2b, c3w, c3b, dw, db;
+  rs::BottleneckWeights w;
+  RandomBottleneck(int in, int mid, int out, int stride, bool projection, std::uint32_t seed) {
+    auto rnd = [&](std::size_t n, float r) { return ref::random_floats(n, seed++, -r, r); };
+    c1w = rnd(std::size_t(mid) * in, 0.5f);
+    c1b = rnd(std::size_t(mid), 0.2f);
+    c2w = rnd(std::size_t(mid) * mid * 9, 0.3f);
+    c2b = rnd(std::size_t(mid), 0.2f);
+    c3w = rnd(std::size_t(out) * mid, 0.5f);
+    c3b = rnd(std::size_t(out), 0.2f);
+    w = {in, mid, out, stride, c1w.data(), c1b.data(), c2w.data(), c2b.data(), c3w.data(), c3b.data()};
+    if (projection) {
+      dw = rnd(std::size_t(out) * in, 0.5f);
+      db = rnd(std::size_t(out), 0.2f);
+      w.down_weight = dw.data();
+      w.down_bias = db.data();
+    }
+  }
+};
+
+}  // namespace
+
+template <class M>
+class CnnBlock : public ::testing::Test {};
+using CnnMetrics = ::testing::Types<P::L1, P::L2, P::Cosine, P::Norm>;
+TYPED_TEST_SUITE(CnnBlock, CnnMetrics);
+
+// Identity shortcut: output, row / column scores from the fused epilogue,
+// and the pruned map (kept lines = the best by the block's own scores).
+TYPED_TEST(CnnBlock, ScoresInTheEpilogueAndRemovesLines) {
+  using Metric = TypeParam;
+  using B = rs::Block<P::CnnRows, P::Block, Metric>;
+  const int batch = 2, c = 16, h = 23, w = 29, keep_rows = 17, keep_cols = 20;  // 667 pixels: two epilogue runs
+  const RandomBottleneck bw(c, 4, c, 1, false, 10);
+  const auto x = ref::random_floats(std::size_t(batch) * c * h * w, 11);
+  const ref::Map xd(x.begin(), x.end());
+  const ref::Map want = ref::bottleneck(xd, batch, h, w, bw.w);
+  const ref::LineScores want_lines = ref::line_scores(ref_metric<Metric>(), want, xd, batch, c, h, w);
+
+  rs::CnnWorkspace ws;
+  std::vector<float> y(x.size(), NAN), rows(std::size_t(batch) * h), cols(std::size_t(batch) * w);
+  auto a = rs::CnnBlockArgs::dense(x.data(), y.data(), batch, h, w);
+  a.row_scores = rows.data();
+  a.col_scores = cols.data();
+  B::forward(rs::Host{}, bw.w, a, ws);
+  EXPECT_LT(ref::max_rel_error(y, want), 1e-5);
+  EXPECT_LT(ref::max_rel_error(rows, want_lines.rows), 2e-5);
+  EXPECT_LT(ref::max_rel_error(cols, want_lines.cols), 2e-5);
+
+  std::vector<float> yp(std::size_t(batch) * c * keep_rows * keep_cols, NAN);
+  std::vector<int> kr(std::size_t(batch) * keep_rows), kc(std::size_t(batch) * keep_cols);
+  a.y = yp.data();
+  a.keep_rows = keep_rows;
+  a.keep_cols = keep_cols;
+  a.kept_rows = kr.data();
+  a.kept_cols = kc.data();
+  B::forward(rs::Host{}, bw.w, a, ws);
+  EXPECT_EQ(kr, ref::select(rows, batch, h, keep_rows, 0));
+  EXPECT_EQ(kc, ref::select(cols, batch, w, keep_cols, 0));
+  EXPECT_LT(ref::max_rel_error(yp, ref::remove_lines(want, batch, c, h, w, kr, kc, keep_rows, keep_cols)), 1e-5);
+}
+
+TEST(CnnBlock, ProjectionShortcutAndItsLimits) {
+  const int batch = 2, in = 8, out = 16, h = 9, w = 9;
+  const RandomBottleneck bw(in, 4, out, 2, true, 20);
+  const auto x = ref::random_floats(std::size_t(batch) * in * h * w, 21);
+  const ref::Map want = ref::bottleneck(ref::Map(x.begin(), x.end()), batch, h, w, bw.w);
+  std::vector<float> y(want.size(), NAN);
+  rs::CnnWorkspace ws;
+  auto a = rs::CnnBlockArgs::dense(x.data(), y.data(), batch, h, w);
+  using B = rs::Block<P::CnnRows, P::Block, P::L2>;
+  B::forward(rs::Host{}, bw.w, a, ws);
+  EXPECT_LT(ref::max_rel_error(y, want), 1e-5);
+  // x [8, 9, 9] and y [16, 5, 5] have no per-pixel shift.
+  a.keep_rows = 4;
+  try {
+    B::forward(rs::Host{}, bw.w, a, ws);
+    FAIL() << "scored a projecting block";
+  } catch (const rs::InvalidArgument& e) {
+    EXPECT_NE(std::string(e.what()).find("projects its shortcut"), std::string::npos) << e.what();
+  }
+  a.keep_rows = 6;  // more than the 5 output rows
+  EXPECT_THROW(B::forward(rs::Host{}, bw.w, a, ws), rs::InvalidArgument);
+  RandomBottleneck no_down(in, 4, out, 1, false, 22);
+  a.keep_rows = 0;
+  EXPECT_THROW(B::forward(rs::Host{}, no_down.w, a, ws), rs::InvalidArgument);  // 8 -> 16 channels needs a projection
+}
+
+TEST(LineScores, StandaloneKernelAndRemoveLinesErrors) {
+  const int batch = 3, c = 5, h = 7, w = 4;
+  const auto before = ref::random_floats(std::size_t(batch) * c * h * w, 30);
+  const auto after = ref::random_floats(before.size(), 31);
+  std::vector<float> rows(std::size_t(batch) * h), cols(std::size_t(batch) * w);
+  rs::LineScoreParams p;
+  p.before = before.data();
+  p.after = after.data();
+  p.row_scores = rows.data();
+  p.col_scores = cols.data();
+  p.batch = batch;
+  p.channels = c;
+  p.height = h;
+  p.width = w;
+  rs::cpu::line_scores<P::Cosine>(rs::Host{}, p);
+  const auto want = ref::line_scores(ref::Metric::Cosine, ref::Map(after.begin(), after.end()),
+                                     ref::Map(before.begin(), before.end()), batch, c, h, w);
+  EXPECT_LT(ref::max_rel_error(rows, want.rows), 1e-6);
+  EXPECT_LT(ref::max_rel_error(cols, want.cols), 1e-6);
+
+  std::vector<int> kr = {0, 2, 0, 1, 5, 6}, kc = {1, 3, 0, 3, 2, 4};  // sample 2's column 4 is out of range
+  std::vector<float> out(std::size_t(batch) * c * 2 * 2);
+  rs::RemoveLinesParams r{before.data(), kr.data(), kc.data(), out.data(), batch, c, h, w, 2, 2};
+  try {
+    rs::cpu::remove_lines(rs::Host{}, r);
+    FAIL() << "read column 4 of 4";
+  } catch (const rs::InvalidArgument& e) {
+    EXPECT_NE(std::string(e.what()).find("keep_cols[5] = 4 is outside [0, 4)"), std::string::npos) << e.what();
+  }
+}
+
+namespace {
+
+rs::ResNetConfig tiny_resnet() {
+  rs::ResNetConfig c;
+  c.image_size = 32;  // stem 16x16, stage 1 at 8x8
+  c.stem_channels = 8;
+  c.widths = {4, 4, 8, 8};
+  c.blocks = {2, 2, 1, 1};
+  c.num_classes = 10;
+  return c;
+}
+
+}  // namespace
+
+TEST(ResNet, LinePrunedForwardMatchesTheReference) {
+  const rs::ResNetConfig cfg = tiny_resnet();
+  const rs::ResNetWeights w = rs::ResNetWeights::random(cfg, 5);
+  rs::ResNet<> model(w);
+  const int batch = 2;
+  const auto images = ref::random_floats(std::size_t(batch) * 3 * 32 * 32, 6);
+  std::vector<float> logits(std::size_t(batch) * 10);
+  rs::ResNetTrace trace;
+  model.forward(rs::Host{}, images.data(), batch, logits.data(), rs::LinePruneSchedule::none(), &trace);
+  EXPECT_EQ(trace.sizes, (std::vector<int>{8, 8, 4, 2, 1}));  // entering each stage, then the last
+  EXPECT_LT(ref::max_rel_error(logits, ref::resnet(w, images, batch, {}, {}, {})), 1e-5);
+
+  const rs::LinePruneSchedule schedule{{{1, 2, 2}, {2, 1, 1}}};  // 8 -> 6 after stage 1; 3 -> 2 after stage 2
+  model.forward(rs::Host{}, images.data(), batch, logits.data(), schedule, &trace);
+  EXPECT_EQ(trace.sizes, (std::vector<int>{8, 6, 2, 1, 1}));
+  ASSERT_EQ(trace.kept_rows.size(), 2u);
+  EXPECT_LT(ref::max_rel_error(logits, ref::resnet(w, images, batch, schedule, trace.kept_rows, trace.kept_cols)), 1e-5);
+  for (const auto& rows : trace.kept_rows) EXPECT_TRUE(std::is_sorted(rows.begin(), rows.begin() + rows.size() / 2));
+
+  EXPECT_THROW(model.forward(rs::Host{}, images.data(), batch, logits.data(), rs::LinePruneSchedule{{{1, 8, 8}}}),
+               rs::InvalidArgument);  // removes every line
+  EXPECT_THROW(model.forward(rs::Host{}, images.data(), batch, logits.data(), rs::LinePruneSchedule{{{5, 1, 1}}}),
+               rs::InvalidArgument);
+}
