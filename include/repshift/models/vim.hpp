@@ -138,11 +138,9 @@ struct VimWeights {
           x = dt + std::log(-std::expm1(-dt));  // softplus^-1(dt)
         }
       } else if (name.find("dt_proj") != std::string::npos) {
-        const float r = 1.0f / std::sqrt(float(cfg.dt_rank));
-        for (auto& x : v) x = (2.0f * unit(gen) - 1.0f) * r;
+        init::uniform(v, gen, 1.0f / std::sqrt(float(cfg.dt_rank)));
       } else if (name.find("conv1d") != std::string::npos) {
-        const float r = 1.0f / std::sqrt(float(cfg.conv_kernel));
-        for (auto& x : v) x = (2.0f * unit(gen) - 1.0f) * r;
+        init::uniform(v, gen, 1.0f / std::sqrt(float(cfg.conv_kernel)));
       } else if (!init::ends_with(name, ".bias")) {
         init::trunc_normal(v, gen);
       }

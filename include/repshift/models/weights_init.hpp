@@ -19,6 +19,12 @@ inline void trunc_normal(std::vector<float>& v, std::mt19937& gen, float std = 0
   }
 }
 
+// U(-bound, bound), PyTorch's default for Linear / Conv weights.
+inline void uniform(std::vector<float>& v, std::mt19937& gen, float bound) {
+  std::uniform_real_distribution<float> u(-bound, bound);
+  for (auto& x : v) x = u(gen);
+}
+
 inline bool ends_with(const std::string& s, const std::string& tail) {
   return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
 }
