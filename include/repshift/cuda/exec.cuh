@@ -1,10 +1,11 @@
 #pragma once
 // rs::Cuda{stream}: enqueue on a CUDA stream. Nothing on the forward path
 // allocates or synchronises; the kernels need no global workspace (their
-// scratch is shared memory). `status`, when set, is a caller-owned device
-// array of 4 ints (zeroed by the caller) where gather_tokens records the
-// first out-of-range index it met; rs::cuda::throw_if_status(exec) reads it
-// (that one call synchronises) and throws naming the index.
+// scratch is shared memory or a caller-owned buffer). `status`, when set,
+// is a caller-owned device array of 4 ints (zeroed by the caller) where
+// gather_tokens and remove_lines record the first out-of-range index they
+// met; rs::cuda::throw_if_status(exec) reads it (that one call
+// synchronises) and throws naming the index.
 
 #include <cuda_runtime.h>
 

@@ -62,16 +62,20 @@ void gather_tokens(const Cuda& exec, const GatherParams<T>& p) {
 namespace cuda {
 
 // Synchronises exec.stream and throws InvalidArgument naming the first
-// out-of-range keep_idx entry a gather met, if any.
+// out-of-range index a gather (or a line removal) met, if any.
 inline void throw_if_status(const Cuda& exec) {
   if (!exec.status) return;
   int host[4] = {};
   cuda_detail::check(cudaMemcpyAsync(host, exec.status, sizeof host, cudaMemcpyDeviceToHost, exec.stream),
                      "cudaMemcpyAsync(status)");
   cuda_detail::check(cudaStreamSynchronize(exec.stream), "cudaStreamSynchronize");
-  if (host[0] != 0) {
+  if (host[0] == 1) {
     detail::fail("gather_tokens", "keep_idx[" + std::to_string(host[1]) + ", " + std::to_string(host[2]) +
                                       "] = " + std::to_string(host[3]) + " is outside [0, tokens)");
+  }
+  if (host[0] == 2) {  // cuda/line_prune.cuh
+    detail::fail("remove_lines", std::string(host[1] ? "keep_cols[" : "keep_rows[") + std::to_string(host[2]) +
+                                     "] = " + std::to_string(host[3]) + " is outside the map");
   }
 }
 

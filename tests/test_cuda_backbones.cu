@@ -1,6 +1,8 @@
-// The CUDA selective scan and causal conv against the double reference
-// (reference_scan.hpp), both directions, state 16 (registers) and other
-// sizes, channel counts off the CTA width, several shared-memory chunks.
+// The CUDA kernels of the SsmScan and CnnRows backbones: the selective scan
+// and causal conv against the double reference (reference_scan.hpp), both
+// directions, state 16 (registers) and other sizes, channel counts off the
+// CTA width, several shared-memory chunks; line scores and line removal
+// against the CPU path (itself tested against a double reference).
 // Skipped (GTEST_SKIP -> ctest "Skipped") without a device.
 
 #include <gtest/gtest.h>
@@ -9,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include <repshift/cpu/line_prune.hpp>
 #include <repshift/cuda.hpp>
 
 #include "reference_scan.hpp"
@@ -144,4 +147,72 @@ TEST(CudaCausalConv, BothDirectionsMatchTheReference) {
   const ref::Mat mirrored = ref::flip(ref::conv_silu(ref::flip(xd, batch, length, d), batch, length, d, w.data(),
                                                      bias.data(), k), batch, length, d);
   EXPECT_LT(max_rel_error(out.download(), mirrored), 1e-5);
+}
+
+TEST(CudaLines, ScoresAndRemovalMatchTheHostPath) {
+  REQUIRE_DEVICE();
+  const int batch = 2, c = 19, h = 13, w = 11, kr = 9, kc = 7;
+  const auto before = random_floats(std::size_t(batch) * c * h * w, 11, -2.0f, 2.0f);
+  const auto after = random_floats(before.size(), 12, -2.0f, 2.0f);
+  std::vector<float> rows(std::size_t(batch) * h), cols(std::size_t(batch) * w);
+  rs::LineScoreParams host;
+  host.before = before.data();
+  host.after = after.data();
+  host.row_scores = rows.data();
+  host.col_scores = cols.data();
+  host.batch = batch;
+  host.channels = c;
+  host.height = h;
+  host.width = w;
+  rs::cpu::line_scores<rs::policies::Cosine>(rs::Host{}, host);
+
+  DeviceFloats db(before), da(after), drows(std::vector<float>(rows.size())), dcols(std::vector<float>(cols.size()));
+  DeviceFloats pixel(std::vector<float>(std::size_t(batch) * h * w));
+  rs::LineScoreParams dev = host;
+  dev.before = db.ptr;
+  dev.after = da.ptr;
+  dev.row_scores = drows.ptr;
+  dev.col_scores = dcols.ptr;
+  dev.pixel_scores = pixel.ptr;
+  rs::cuda::line_scores<rs::policies::Cosine>(rs::Cuda{}, dev);
+  const ref::Mat want_rows(rows.begin(), rows.end()), want_cols(cols.begin(), cols.end());
+  EXPECT_LT(max_rel_error(drows.download(), want_rows), 1e-5);
+  EXPECT_LT(max_rel_error(dcols.download(), want_cols), 1e-5);
+
+  // Removal: same lines on both paths; then an out-of-range column is zeroed and reported.
+  std::vector<int> keep_rows = {0, 1, 2, 4, 5, 7, 9, 11, 12, 1, 2, 3, 4, 6, 8, 9, 10, 12};
+  std::vector<int> keep_cols = {0, 2, 3, 5, 6, 8, 10, 0, 1, 2, 4, 5, 7, 9};
+  std::vector<float> out(std::size_t(batch) * c * kr * kc);
+  rs::RemoveLinesParams r{before.data(), keep_rows.data(), keep_cols.data(), out.data(), batch, c, h, w, kr, kc};
+  rs::cpu::remove_lines(rs::Host{}, r);
+  int* d_rows = nullptr;
+  int* d_cols = nullptr;
+  int* status = nullptr;
+  rs::cuda_detail::check(cudaMalloc(&d_rows, keep_rows.size() * sizeof(int)), "cudaMalloc");
+  rs::cuda_detail::check(cudaMalloc(&d_cols, keep_cols.size() * sizeof(int)), "cudaMalloc");
+  rs::cuda_detail::check(cudaMalloc(&status, 4 * sizeof(int)), "cudaMalloc");
+  rs::cuda_detail::check(cudaMemset(status, 0, 4 * sizeof(int)), "cudaMemset");
+  rs::cuda_detail::check(cudaMemcpy(d_rows, keep_rows.data(), keep_rows.size() * sizeof(int), cudaMemcpyHostToDevice),
+                         "cudaMemcpy");
+  rs::cuda_detail::check(cudaMemcpy(d_cols, keep_cols.data(), keep_cols.size() * sizeof(int), cudaMemcpyHostToDevice),
+                         "cudaMemcpy");
+  DeviceFloats dout(std::vector<float>(out.size(), NAN));
+  rs::RemoveLinesParams rd{db.ptr, d_rows, d_cols, dout.ptr, batch, c, h, w, kr, kc};
+  const rs::Cuda exec{nullptr, status};
+  rs::cuda::remove_lines(exec, rd);
+  EXPECT_EQ(dout.download(), out);
+  EXPECT_NO_THROW(rs::cuda::throw_if_status(exec));
+  keep_cols[9] = w;  // sample 1, column slot 2
+  rs::cuda_detail::check(cudaMemcpy(d_cols, keep_cols.data(), keep_cols.size() * sizeof(int), cudaMemcpyHostToDevice),
+                         "cudaMemcpy");
+  rs::cuda::remove_lines(exec, rd);
+  try {
+    rs::cuda::throw_if_status(exec);
+    ADD_FAILURE() << "the out-of-range column was not reported";
+  } catch (const rs::InvalidArgument& e) {
+    EXPECT_NE(std::string(e.what()).find("keep_cols[9] = 11"), std::string::npos) << e.what();
+  }
+  cudaFree(d_rows);
+  cudaFree(d_cols);
+  cudaFree(status);
 }

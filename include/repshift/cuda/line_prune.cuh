@@ -1,0 +1,115 @@
+#pragma once
+// CUDA line-wise pruning (CnnRows), the contract of cpu/line_prune.hpp:
+// pixel shift (one thread per (sample, pixel), the Metric accumulated over
+// channels with reads coalesced across pixels), then row means (one warp
+// per row) and column means (one thread per column), then remove_lines
+// (one thread per output element). The pixel map is the caller's
+// LineScoreParams::pixel_scores: no allocations, no synchronisation.
+
+#include <cstdint>
+
+#include "../line_params.hpp"
+#include "../policies/metric.hpp"
+#include "error.cuh"
+#include "exec.cuh"
+
+namespace repshift {
+namespace cuda_detail {
+
+template <class Metric>
+__global__ void pixel_shift_kernel(LineScoreParams p) {
+  const std::int64_t hw = p.height * p.width;
+  const std::int64_t i = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= p.batch * hw) return;
+  const std::int64_t b = i / hw, pix = i % hw;
+  typename Metric::Accum acc = Metric::init();
+  for (std::int64_t c = 0; c < p.channels; ++c) {
+    const std::int64_t off = (b * p.channels + c) * hw + pix;
+    Metric::accumulate(acc, p.after[off], p.before[off]);
+  }
+  p.pixel_scores[i] = Metric::finalize(acc);
+}
+
+__global__ void line_means_kernel(LineScoreParams p) {
+  // Threads [0, B H): row means; [B H, B H + B W): column means.
+  const std::int64_t i = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  const std::int64_t hw = p.height * p.width;
+  if (i < p.batch * p.height) {
+    const float* line = p.pixel_scores + (i / p.height) * hw + (i % p.height) * p.width;
+    float s = 0.0f;
+    for (std::int64_t w = 0; w < p.width; ++w) s += line[w];
+    p.row_scores[i] = s / float(p.width);
+  } else if (i < p.batch * (p.height + p.width)) {
+    const std::int64_t j = i - p.batch * p.height, b = j / p.width, w = j % p.width;
+    float s = 0.0f;
+    for (std::int64_t h = 0; h < p.height; ++h) s += p.pixel_scores[b * hw + h * p.width + w];
+    p.col_scores[j] = s / float(p.height);
+  }
+}
+
+// An index out of range is never read through: the element is zeroed and
+// the first such index recorded in status (code 2) for throw_if_status.
+__global__ void remove_lines_kernel(RemoveLinesParams p, int* status) {
+  const std::int64_t i = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= p.batch * p.channels * p.rows * p.cols) return;
+  const std::int64_t j = i % p.cols, r = (i / p.cols) % p.rows, bc = i / (p.cols * p.rows), b = bc / p.channels;
+  const int row = p.keep_rows[b * p.rows + r], col = p.keep_cols[b * p.cols + j];
+  const bool row_ok = row >= 0 && row < p.height, col_ok = col >= 0 && col < p.width;
+  if (!(row_ok && col_ok)) {
+    if (status && atomicCAS(status, 0, 2) == 0) {
+      status[1] = row_ok ? 1 : 0;  // which list: 0 rows, 1 columns
+      status[2] = int(row_ok ? b * p.cols + j : b * p.rows + r);
+      status[3] = row_ok ? col : row;
+    }
+    p.out[i] = 0.0f;
+    return;
+  }
+  p.out[i] = p.x[(bc * p.height + row) * p.width + col];
+}
+
+inline unsigned blocks_for(std::int64_t n, int threads, const char* where) {
+  const std::int64_t blocks = (n + threads - 1) / threads;
+  if (blocks > 0x7fffffff) detail::fail(where, "the problem exceeds one CUDA grid");
+  return unsigned(blocks);
+}
+
+}  // namespace cuda_detail
+
+namespace cuda {
+
+template <class Metric>
+void line_scores(const Cuda& exec, const LineScoreParams& p) {
+  p.check("line_scores");
+  detail::require_pointer("line_scores", "pixel_scores (the CUDA path's scratch)", p.pixel_scores);
+  constexpr int kThreads = 256;
+  const std::int64_t hw = p.height * p.width;
+  cuda_detail::pixel_shift_kernel<Metric>
+      <<<cuda_detail::blocks_for(p.batch * hw, kThreads, "line_scores"), kThreads, 0, exec.stream>>>(p);
+  cuda_detail::check_launch("pixel_shift_kernel");
+  cuda_detail::line_means_kernel<<<cuda_detail::blocks_for(p.batch * (p.height + p.width), kThreads, "line_scores"),
+                                   kThreads, 0, exec.stream>>>(p);
+  cuda_detail::check_launch("line_means_kernel");
+}
+
+// Indices are device data: out-of-range ones are zeroed and reported through
+// exec.status / rs::cuda::throw_if_status, as gather_tokens does.
+inline void remove_lines(const Cuda& exec, const RemoveLinesParams& p) {
+  constexpr const char* where = "remove_lines";
+  detail::require_pointer(where, "x", p.x);
+  detail::require_pointer(where, "keep_rows", p.keep_rows);
+  detail::require_pointer(where, "keep_cols", p.keep_cols);
+  detail::require_pointer(where, "out", p.out);
+  detail::require_positive(where, "batch", p.batch);
+  detail::require_positive(where, "channels", p.channels);
+  detail::require_positive(where, "rows", p.rows);
+  detail::require_positive(where, "cols", p.cols);
+  detail::require_at_most(where, "rows", p.rows, "height", p.height);
+  detail::require_at_most(where, "cols", p.cols, "width", p.width);
+  constexpr int kThreads = 256;
+  cuda_detail::remove_lines_kernel<<<cuda_detail::blocks_for(p.batch * p.channels * p.rows * p.cols, kThreads, where),
+                                     kThreads, 0, exec.stream>>>(p, exec.status);
+  cuda_detail::check_launch("remove_lines_kernel");
+}
+
+}  // namespace cuda
+}  // namespace repshift
