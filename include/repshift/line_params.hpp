@@ -37,7 +37,8 @@ struct RemoveLinesParams {
   float* out = nullptr;          // [B, C, rows, cols]
   std::int64_t batch = 0, channels = 0, height = 0, width = 0, rows = 0, cols = 0;
 
-  void check(const char* where) const {
+  // Pointers and extents: what any path can check on the host.
+  void check_shape(const char* where) const {
     detail::require_pointer(where, "x", x);
     detail::require_pointer(where, "keep_rows", keep_rows);
     detail::require_pointer(where, "keep_cols", keep_cols);
@@ -51,6 +52,11 @@ struct RemoveLinesParams {
     detail::require_at_most(where, "rows", rows, "height", height);
     detail::require_at_most(where, "cols", cols, "width", width);
     detail::checked_extent(where, "x", batch * channels, height, width, sizeof(float));
+  }
+
+  // check_shape, then every index (host memory only).
+  void check(const char* where) const {
+    check_shape(where);
     auto check_index = [&](const int* idx, std::int64_t n, std::int64_t limit, const char* name) {
       for (std::int64_t i = 0; i < batch * n; ++i) {
         if (idx[i] < 0 || idx[i] >= limit) {

@@ -5,10 +5,28 @@
 // refuses; each supported backbone specialises it (blocks/transformer_block.hpp,
 // blocks/ssm_block.hpp, blocks/cnn_block.hpp).
 
+#include "../error.hpp"
 #include "../policies/compress.hpp"
 #include "../policies/norm.hpp"
 
 namespace repshift {
+namespace detail {
+
+// What every token Block checks first: x [batch, tokens, ...] -> y with
+// `keep` tokens, the first `protect` always kept.
+inline void check_token_block_args(const char* where, const void* x, const void* y, int batch, int tokens, int keep,
+                                   int protect) {
+  require_pointer(where, "x", x);
+  require_pointer(where, "y", y);
+  require_positive(where, "batch", batch);
+  require_positive(where, "tokens", tokens);
+  require_positive(where, "keep", keep);
+  require_non_negative(where, "protect", protect);
+  require_at_most(where, "keep", keep, "tokens", tokens);
+  require_at_most(where, "protect", protect, "keep", keep);
+}
+
+}  // namespace detail
 
 template <class Backbone, class Site, class Metric, class Compress = policies::Prune,
           class Norm = policies::PreNorm>

@@ -103,14 +103,7 @@ struct Block<policies::SsmScan, Site, Metric, Compress, Norm> {
   static void check(const SsmBlockWeights& w, const SsmBlockArgs& a) {
     constexpr const char* where = "Block<SsmScan>::forward";
     w.check(where);
-    detail::require_pointer(where, "x", a.x);
-    detail::require_pointer(where, "y", a.y);
-    detail::require_positive(where, "batch", a.batch);
-    detail::require_positive(where, "tokens", a.tokens);
-    detail::require_positive(where, "keep", a.keep);
-    detail::require_non_negative(where, "protect", a.protect);
-    detail::require_at_most(where, "keep", a.keep, "tokens", a.tokens);
-    detail::require_at_most(where, "protect", a.protect, "keep", a.keep);
+    detail::check_token_block_args(where, a.x, a.y, a.batch, a.tokens, a.keep, a.protect);
     if (a.keep_token) {
       detail::require_at_most(where, "protect + 1 (keep_token)", a.protect + 1, "keep", a.keep);
       for (int b = 0; b < a.batch; ++b) {

@@ -142,14 +142,7 @@ struct Block<policies::Transformer, Site, Metric, Compress, Norm> {
   static void check(const TransformerBlockWeights& w, const TransformerBlockArgs& a) {
     constexpr const char* where = "Block<Transformer>::forward";
     w.check(where);
-    detail::require_pointer(where, "x", a.x);
-    detail::require_pointer(where, "y", a.y);
-    detail::require_positive(where, "batch", a.batch);
-    detail::require_positive(where, "tokens", a.tokens);
-    detail::require_positive(where, "keep", a.keep);
-    detail::require_non_negative(where, "protect", a.protect);
-    detail::require_at_most(where, "keep", a.keep, "tokens", a.tokens);
-    detail::require_at_most(where, "protect", a.protect, "keep", a.keep);
+    detail::check_token_block_args(where, a.x, a.y, a.batch, a.tokens, a.keep, a.protect);
     if (a.lengths && a.keep < a.tokens) detail::require_pointer(where, "kept_lengths", a.kept_lengths);
     if (kExtra && a.lengths) {
       detail::fail(where, "Compress = Fuse appends its token after the kept ones and cannot be used with "
@@ -163,14 +156,7 @@ struct Block<policies::Transformer, Site, Metric, Compress, Norm> {
                                 std::to_string(a.tokens) + " and protect = " + std::to_string(a.protect) +
                                 ", Merge needs keep >= " + std::to_string(min_keep));
       }
-      if (a.sizes) {
-        for (std::int64_t i = 0; i < std::int64_t(a.batch) * a.tokens; ++i) {
-          if (!(a.sizes[i] > 0.0f) || !std::isfinite(a.sizes[i])) {
-            detail::fail(where, "sizes[" + std::to_string(i) + "] = " + std::to_string(a.sizes[i]) +
-                                    " must be finite and > 0");
-          }
-        }
-      }
+      if (a.sizes) MergeParams::check_sizes(where, a.sizes, std::int64_t(a.batch) * a.tokens);
     } else {
       if (a.sizes || a.kept_sizes) {
         detail::fail(where, std::string("sizes / kept_sizes belong to Compress = Merge, not ") + Compress::name);

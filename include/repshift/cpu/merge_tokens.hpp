@@ -47,6 +47,15 @@ struct MergeParams {
 
   std::int64_t key_stride() const { return keys_token_stride ? keys_token_stride : key_channels; }
 
+  // Token sizes must be finite and positive (they are averaged and log'ed).
+  static void check_sizes(const char* where, const float* sizes, std::int64_t count) {
+    for (std::int64_t i = 0; i < count; ++i) {
+      if (!(sizes[i] > 0.0f) || !std::isfinite(sizes[i])) {
+        detail::fail(where, "sizes[" + std::to_string(i) + "] = " + std::to_string(sizes[i]) + " must be finite and > 0");
+      }
+    }
+  }
+
   void check(const char* where) const {
     detail::require_pointer(where, "x", x);
     detail::require_pointer(where, "keys", keys);
@@ -156,14 +165,7 @@ inline void merge_sample(const MergeParams& p, std::int64_t b, MergeScratch& s) 
 // One task per sample; O(|A| x |B| x key_channels) matching per sample.
 inline void merge_tokens(const Host& host, const MergeParams& p) {
   p.check("merge_tokens");
-  if (p.sizes) {
-    for (std::int64_t i = 0; i < p.batch * p.tokens; ++i) {
-      if (!(p.sizes[i] > 0.0f) || !std::isfinite(p.sizes[i])) {
-        detail::fail("merge_tokens", "sizes[" + std::to_string(i) + "] = " + std::to_string(p.sizes[i]) +
-                                         " must be finite and > 0");
-      }
-    }
-  }
+  if (p.sizes) MergeParams::check_sizes("merge_tokens", p.sizes, p.batch * p.tokens);
 #pragma omp parallel num_threads(thread_count(host))
   {
     detail_merge::MergeScratch scratch;

@@ -95,16 +95,7 @@ void line_scores(const Cuda& exec, const LineScoreParams& p) {
 // exec.status / rs::cuda::throw_if_status, as gather_tokens does.
 inline void remove_lines(const Cuda& exec, const RemoveLinesParams& p) {
   constexpr const char* where = "remove_lines";
-  detail::require_pointer(where, "x", p.x);
-  detail::require_pointer(where, "keep_rows", p.keep_rows);
-  detail::require_pointer(where, "keep_cols", p.keep_cols);
-  detail::require_pointer(where, "out", p.out);
-  detail::require_positive(where, "batch", p.batch);
-  detail::require_positive(where, "channels", p.channels);
-  detail::require_positive(where, "rows", p.rows);
-  detail::require_positive(where, "cols", p.cols);
-  detail::require_at_most(where, "rows", p.rows, "height", p.height);
-  detail::require_at_most(where, "cols", p.cols, "width", p.width);
+  p.check_shape(where);
   constexpr int kThreads = 256;
   cuda_detail::remove_lines_kernel<<<cuda_detail::blocks_for(p.batch * p.channels * p.rows * p.cols, kThreads, where),
                                      kThreads, 0, exec.stream>>>(p, exec.status);

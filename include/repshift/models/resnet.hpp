@@ -36,8 +36,9 @@ struct ResNetConfig {
     return block > 0 ? out_channels(stage) : (stage == 0 ? stem_channels : out_channels(stage - 1));
   }
   int stride(int stage, int block) const { return block == 0 && stage > 0 ? 2 : 1; }
-  // Map size entering stage 0: stem conv (stride 2) then max pool (stride 2).
-  int stage0_size() const { return ((image_size + 6 - 7) / 2 + 1 + 2 - 3) / 2 + 1; }
+  // Map size after the stem's 7x7 stride-2 conv, and entering stage 0 (after the 3x3 stride-2 max pool).
+  int stem_size() const { return (image_size + 6 - 7) / 2 + 1; }
+  int stage0_size() const { return (stem_size() + 2 - 3) / 2 + 1; }
 
   void check(const char* where) const {
     detail::require_positive(where, "config.image_size", image_size);
@@ -212,15 +213,15 @@ class ResNet {
     }
     // Both ping-pong buffers hold the largest map: the stem's output or a
     // stage's (unpruned sizes bound the pruned ones).
-    const int stem_size = (cfg.image_size + 6 - 7) / 2 + 1;
+    const int stem_size = cfg.stem_size();
     std::int64_t widest = std::int64_t(cfg.stem_channels) * stem_size * stem_size;
     for (int s = 0, size = cfg.stage0_size(); s < 4; ++s) {
       size = s == 0 ? size : (size + 2 - 3) / 2 + 1;
       widest = std::max<std::int64_t>(widest, std::int64_t(cfg.out_channels(s)) * size * size);
     }
     detail::checked_extent(where, "activations", batch, widest, 1, sizeof(float));
-    grow(a_, batch * widest);
-    grow(b_, batch * widest);
+    CnnWorkspace::grow(a_, batch * widest);
+    CnnWorkspace::grow(b_, batch * widest);
 
     // Stem: 7x7 stride-2 conv + ReLU, 3x3 stride-2 max pool.
     cpu::conv2d<ConvEpilogue::BiasRelu>(host, {cfg.in_chans, cfg.stem_channels, 7, 2, 3}, images, batch,
@@ -272,10 +273,6 @@ class ResNet {
   }
 
  private:
-  static void grow(std::vector<float>& v, std::int64_t n) {
-    if (std::int64_t(v.size()) < n) v.resize(std::size_t(n));
-  }
-
   std::shared_ptr<const ResNetWeights> weights_;
   CnnWorkspace ws_;
   std::vector<float> a_, b_, pooled_;
