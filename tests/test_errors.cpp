@@ -8,22 +8,6 @@
 
 namespace {
 
-// Runs f, expects InvalidArgument, and checks each fragment is in what().
-template <class F>
-void expect_refused(F&& f, std::initializer_list<const char*> fragments) {
-  try {
-    f();
-    ADD_FAILURE() << "no exception; expected one mentioning " << *fragments.begin();
-  } catch (const rs::InvalidArgument& e) {
-    const std::string what = e.what();
-    for (const char* frag : fragments) {
-      EXPECT_NE(what.find(frag), std::string::npos) << "'" << frag << "' missing from: " << what;
-    }
-    const std::exception& base = e;  // catchable as std::exception
-    EXPECT_STREQ(base.what(), e.what());
-  }
-}
-
 using rs::policies::L2;
 
 struct Buffers {

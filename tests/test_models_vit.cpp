@@ -10,6 +10,7 @@
 #include <repshift/models/vit.hpp>
 
 #include "reference_vit.hpp"
+#include "test_support.hpp"
 
 namespace rs = repshift;
 namespace P = rs::policies;
@@ -185,10 +186,7 @@ TEST(ViT, MergeFollowsTheScheduleAndRefusesImpossibleRates) {
   std::vector<float> pruned_logits(logits.size());
   pruned.forward(rs::Host{}, images.data(), 2, pruned_logits.data(), schedule);
   EXPECT_GT(ref::max_rel_error(logits, std::vector<double>(pruned_logits.begin(), pruned_logits.end())), 1e-4);
-  try {
-    model.forward(rs::Host{}, images.data(), 2, logits.data(), rs::PruneSchedule{{{0, 0.4}}, 1});
-    FAIL() << "keep 0.4 of 17 tokens cannot be reached by one merge";
-  } catch (const rs::InvalidArgument& e) {
-    EXPECT_NE(std::string(e.what()).find("Merge needs keep >= 9"), std::string::npos) << e.what();
-  }
+  // keep 0.4 of 17 tokens cannot be reached by one merge
+  expect_refused([&] { model.forward(rs::Host{}, images.data(), 2, logits.data(), rs::PruneSchedule{{{0, 0.4}}, 1}); },
+                 {"Merge needs keep >= 9"});
 }

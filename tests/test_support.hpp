@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <initializer_list>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -65,4 +66,20 @@ struct MetricDtypeNames {
 // reference: a few ulps of the sum's magnitude, growing with sqrt(C).
 inline double score_tolerance(double reference, int channels) {
   return 2e-6 * (1.0 + std::abs(reference)) * (1.0 + std::sqrt(double(channels)) / 8.0);
+}
+
+// Runs f, expects InvalidArgument, and checks each fragment is in what().
+template <class F>
+inline void expect_refused(F&& f, std::initializer_list<const char*> fragments) {
+  try {
+    f();
+    ADD_FAILURE() << "no exception; expected one mentioning " << *fragments.begin();
+  } catch (const rs::InvalidArgument& e) {
+    const std::string what = e.what();
+    for (const char* frag : fragments) {
+      EXPECT_NE(what.find(frag), std::string::npos) << "'" << frag << "' missing from: " << what;
+    }
+    const std::exception& base = e;  // catchable as std::exception
+    EXPECT_STREQ(base.what(), e.what());
+  }
 }
