@@ -15,50 +15,18 @@
 
 #include <repshift/cuda.hpp>
 
+#include "cuda_bench_support.cuh"
+
 namespace rs = repshift;
 
 namespace {
 
 constexpr int kTokens = 197, kChannels = 384;
 
-bool have_device() {
-  int count = 0;
-  return cudaGetDeviceCount(&count) == cudaSuccess && count > 0;
-}
-
-struct DeviceBytes {
-  void* ptr = nullptr;
-  explicit DeviceBytes(std::size_t bytes) {
-    rs::cuda_detail::check(cudaMalloc(&ptr, bytes), "cudaMalloc");
-    rs::cuda_detail::check(cudaMemset(ptr, 0, bytes), "cudaMemset");
-  }
-  ~DeviceBytes() { cudaFree(ptr); }
-  template <class T> T* as() const { return static_cast<T*>(ptr); }
-};
-
-// Times `launch` with events around each iteration (manual time).
-template <class F>
-void time_with_events(benchmark::State& state, F&& launch) {
-  cudaEvent_t start, stop;
-  rs::cuda_detail::check(cudaEventCreate(&start), "cudaEventCreate");
-  rs::cuda_detail::check(cudaEventCreate(&stop), "cudaEventCreate");
-  launch();  // warm-up
-  for (auto _ : state) {
-    cudaEventRecord(start);
-    launch();
-    cudaEventRecord(stop);
-    cudaEventSynchronize(stop);
-    float ms = 0.0f;
-    cudaEventElapsedTime(&ms, start, stop);
-    state.SetIterationTime(double(ms) / 1e3);
-  }
-  cudaEventDestroy(start);
-  cudaEventDestroy(stop);
-}
-
-template <class T> const char* dtype() { return "f32"; }
-template <> const char* dtype<__half>() { return "f16"; }
-template <> const char* dtype<__nv_bfloat16>() { return "bf16"; }
+using bench::DeviceBytes;
+using bench::dtype;
+using bench::have_device;
+using bench::time_with_events;
 
 template <class Metric, class T>
 void BM_CudaShiftScore(benchmark::State& state) {

@@ -68,3 +68,124 @@ TYPED_TEST(CudaButterfly, EveryLaneEndsWithTheFullCombination) {
   const double want = ref::score(ref_metric<M>(), a.data(), b.data(), 32 * 5);
   for (int l = 0; l < 32; ++l) EXPECT_NEAR(M::finalize(result[l]), want, 1e-5 * (1 + std::abs(want)));
 }
+
+// ---- flash attention (cuda/attention_tiling.hpp) ------------------------------
+
+#include <repshift/cuda/attention_tiling.hpp>
+
+#include <cmath>
+#include <limits>
+#include <random>
+#include <vector>
+
+// The kernel's per-row recurrence (fold a block max, rescale the output,
+// add exp-weighted values) over random block splits equals softmax . v
+// computed directly in double, with masked keys and huge logit ranges.
+TEST(CudaAttentionTiling, OnlineSoftmaxFoldEqualsDirectSoftmax) {
+  std::mt19937 gen(1);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  for (float range : {1.0f, 30.0f, 3000.0f}) {
+    for (int trial = 0; trial < 20; ++trial) {
+      const int n = 1 + int(gen() % 300);
+      std::vector<float> logit(static_cast<std::size_t>(n)), value(static_cast<std::size_t>(n));
+      for (int i = 0; i < n; ++i) {
+        logit[std::size_t(i)] = range * u(gen);
+        value[std::size_t(i)] = u(gen);
+        if (gen() % 7 == 0) logit[std::size_t(i)] = -INFINITY;  // masked key
+      }
+      logit[std::size_t(gen() % std::uint32_t(n))] = range * u(gen);  // at least one key is live
+      double m = -INFINITY;
+      for (float l : logit) m = std::max(m, double(l));
+      double num = 0, den = 0;
+      for (int i = 0; i < n; ++i) {
+        const double e = std::exp(double(logit[std::size_t(i)]) - m);
+        num += e * value[std::size_t(i)];
+        den += e;
+      }
+      // Fold in random block sizes, leading all-masked blocks included.
+      T::OnlineSoftmax s;
+      float out = 0.0f;
+      int pos = 0;
+      while (pos < n) {
+        const int len = 1 + int(gen() % 64);
+        const int end = std::min(n, pos + len);
+        float block_max = -INFINITY;
+        for (int i = pos; i < end; ++i) block_max = std::max(block_max, logit[std::size_t(i)]);
+        out *= s.fold(block_max);
+        for (int i = pos; i < end; ++i) {
+          const float w = s.weight(logit[std::size_t(i)]);
+          out += w * value[std::size_t(i)];
+          s.sum += w;
+        }
+        pos = end;
+      }
+      ASSERT_TRUE(std::isfinite(out) && std::isfinite(s.sum)) << "range " << range;
+      EXPECT_NEAR(out / s.sum, num / den, 1e-5) << "range " << range << " n " << n;
+    }
+  }
+  // Only masked keys so far: nothing accumulated, no NaN.
+  T::OnlineSoftmax s;
+  EXPECT_EQ(s.fold(-INFINITY), 0.0f);
+  EXPECT_EQ(s.weight(-INFINITY), 0.0f);
+  EXPECT_EQ(s.sum, 0.0f);
+}
+
+TEST(CudaAttentionTiling, HeadDimBuckets) {
+  EXPECT_EQ(T::attention_head_bucket(0), 0);
+  EXPECT_EQ(T::attention_head_bucket(-3), 0);
+  EXPECT_EQ(T::attention_head_bucket(1), 32);
+  EXPECT_EQ(T::attention_head_bucket(16), 32);
+  EXPECT_EQ(T::attention_head_bucket(32), 32);
+  EXPECT_EQ(T::attention_head_bucket(33), 64);
+  EXPECT_EQ(T::attention_head_bucket(40), 64);
+  EXPECT_EQ(T::attention_head_bucket(64), 64);
+  EXPECT_EQ(T::attention_head_bucket(80), 128);
+  EXPECT_EQ(T::attention_head_bucket(128), 128);
+  EXPECT_EQ(T::attention_head_bucket(129), 0);
+  EXPECT_EQ(T::attention_query_blocks(197, 64), 4);
+  EXPECT_EQ(T::attention_query_blocks(64, 64), 1);
+  EXPECT_EQ(T::attention_query_blocks(1, 64), 1);
+}
+
+namespace {
+
+// WMMA's rules: leading dims a multiple of 16 bytes (8 halves, 4 floats),
+// every fragment pointer 32-byte aligned; shared memory within an A100's
+// 163 KiB opt-in limit (H100: 227 KiB).
+template <int D, int Bytes, bool Tensor>
+void check_plan() {
+  using A = T::AttentionTiling<D, Bytes, Tensor>;
+  SCOPED_TRACE("head dim " + std::to_string(D) + (Tensor ? " tensor" : " simt"));
+  EXPECT_LE(A::kSharedBytes, 163 * 1024);
+  for (int offset : {A::kQOffset, A::kKOffset, A::kVOffset, A::kSOffset, A::kPOffset, A::kOOffset})
+    EXPECT_EQ(offset % 128, 0);
+  EXPECT_GE(A::kKOffset - A::kQOffset, A::kBlockQ * A::kLdQkv * A::kQkvBytes);
+  EXPECT_GE(A::kVOffset - A::kKOffset, A::kBlockK * A::kLdQkv * A::kQkvBytes);
+  EXPECT_GE(A::kPOffset - A::kSOffset, A::kWarps * A::kRowsPerWarp * A::kLdS * 4);
+  EXPECT_GE(A::kSharedBytes - A::kOOffset, A::kWarps * A::kRowsPerWarp * A::kLdO * 4);
+  EXPECT_EQ(A::kLdS * 4 % 16, 0);
+  EXPECT_EQ(A::kLdO * 4 % 16, 0);
+  EXPECT_EQ(A::kBlockQ, A::kBlockK);  // load_tile fills Q with the K/V loop
+  if (Tensor) {
+    EXPECT_EQ(A::kLdQkv * Bytes % 16, 0);
+    EXPECT_EQ(A::kLdP * Bytes % 16, 0);
+    EXPECT_GE(A::kOOffset - A::kPOffset, A::kWarps * A::kRowsPerWarp * A::kLdP * Bytes);
+    // fragment origins: row groups of 16 and column groups of 16
+    EXPECT_EQ(16 * A::kLdQkv * Bytes % 32, 0);
+    EXPECT_EQ(16 * Bytes % 32, 0);
+    EXPECT_EQ(16 * A::kLdP * Bytes % 32, 0);
+    EXPECT_EQ(16 * A::kLdS * 4 % 32, 0);
+    EXPECT_EQ(16 * A::kLdO * 4 % 32, 0);
+  }
+}
+
+}  // namespace
+
+TEST(CudaAttentionTiling, SharedMemoryPlanMeetsWmmaRules) {
+  check_plan<32, 2, true>();
+  check_plan<64, 2, true>();
+  check_plan<128, 2, true>();
+  check_plan<32, 4, false>();
+  check_plan<64, 4, false>();
+  check_plan<128, 4, false>();
+}

@@ -43,10 +43,18 @@
 
 namespace repshift {
 
-// One call of a transformer block.
-struct TransformerBlockArgs {
-  const float* x = nullptr;  // [batch, tokens, dim]
-  float* y = nullptr;        // [batch, keep (+1 with Fuse when keep < tokens), dim]
+struct Cuda;  // repshift/cuda/exec.cuh
+namespace cuda {
+template <class T>
+class TransformerWorkspace;  // blocks/transformer_block.cuh
+}
+
+// One call of a transformer block. T is the activations' storage type
+// (float on the CPU; on CUDA every pointer is a device pointer).
+template <class T>
+struct BasicTransformerBlockArgs {
+  const T* x = nullptr;  // [batch, tokens, dim]
+  T* y = nullptr;        // [batch, keep (+1 with Fuse when keep < tokens), dim]
   int batch = 0, tokens = 0;
   int keep = 0;              // == tokens: no pruning
   int protect = 1;           // leading tokens always kept (CLS)
@@ -67,8 +75,8 @@ struct TransformerBlockArgs {
 
   // x -> y over all tokens, no pruning; set keep (and the optional
   // outputs) on the result to prune.
-  static TransformerBlockArgs dense(const float* x, float* y, int batch, int tokens) {
-    TransformerBlockArgs a;
+  static BasicTransformerBlockArgs dense(const T* x, T* y, int batch, int tokens) {
+    BasicTransformerBlockArgs a;
     a.x = x;
     a.y = y;
     a.batch = batch;
@@ -77,6 +85,8 @@ struct TransformerBlockArgs {
     return a;
   }
 };
+
+using TransformerBlockArgs = BasicTransformerBlockArgs<float>;
 
 // Reusable scratch for a block forward; grows on demand, so a model that
 // sizes it once for its largest layer never allocates again.
@@ -139,7 +149,8 @@ struct Block<policies::Transformer, Site, Metric, Compress, Norm> {
   // Tokens the block outputs for `keep` of `tokens`.
   static constexpr int output_tokens(int tokens, int keep) { return keep < tokens ? keep + kExtra : tokens; }
 
-  static void check(const TransformerBlockWeights& w, const TransformerBlockArgs& a) {
+  template <class T>
+  static void check(const BasicTransformerBlockWeights<T>& w, const BasicTransformerBlockArgs<T>& a) {
     constexpr const char* where = "Block<Transformer>::forward";
     w.check(where);
     detail::check_token_block_args(where, a.x, a.y, a.batch, a.tokens, a.keep, a.protect);
@@ -156,7 +167,6 @@ struct Block<policies::Transformer, Site, Metric, Compress, Norm> {
                                 std::to_string(a.tokens) + " and protect = " + std::to_string(a.protect) +
                                 ", Merge needs keep >= " + std::to_string(min_keep));
       }
-      if (a.sizes) MergeParams::check_sizes(where, a.sizes, std::int64_t(a.batch) * a.tokens);
     } else {
       if (a.sizes || a.kept_sizes) {
         detail::fail(where, std::string("sizes / kept_sizes belong to Compress = Merge, not ") + Compress::name);
@@ -167,15 +177,24 @@ struct Block<policies::Transformer, Site, Metric, Compress, Norm> {
     }
     // CBLAS extents are int: rows and every leading dimension must fit.
     const std::int64_t widest = std::max<std::int64_t>(3 * w.dim, w.mlp_hidden);
-    detail::checked_extent(where, "activations", a.batch, a.tokens, widest, sizeof(float));
+    detail::checked_extent(where, "activations", a.batch, a.tokens, widest, sizeof(T));
     detail::require_at_most(where, "batch * tokens", std::int64_t(a.batch) * a.tokens, "INT_MAX", INT_MAX);
     detail::require_at_most(where, "weights.mlp_hidden", w.mlp_hidden, "INT_MAX / 3", INT_MAX / 3);
     detail::require_at_most(where, "weights.dim", w.dim, "INT_MAX / 3", INT_MAX / 3);
   }
 
+  // On the GPU: defined in blocks/transformer_block.cuh (include
+  // repshift/cuda.hpp); every pointer is a device pointer and T is float,
+  // __half or __nv_bfloat16. Enqueues on exec.stream without allocating or
+  // synchronising.
+  template <class T>
+  static void forward(const Cuda& exec, const BasicTransformerBlockWeights<T>& w, const BasicTransformerBlockArgs<T>& a,
+                      cuda::TransformerWorkspace<T>& ws);
+
   static void forward(const Host& host, const TransformerBlockWeights& w, const TransformerBlockArgs& a,
                       TransformerWorkspace& ws) {
     check(w, a);
+    if (kMerge && a.sizes) MergeParams::check_sizes("Block<Transformer>::forward", a.sizes, std::int64_t(a.batch) * a.tokens);
     const std::int64_t dim = w.dim, rows = std::int64_t(a.batch) * a.tokens;
     ws.reserve(a.batch, a.tokens, dim, w.mlp_hidden);
     const bool prune = a.keep < a.tokens;

@@ -1,7 +1,9 @@
 #pragma once
 // Non-owning weights of one transformer block, PyTorch layout (Linear
 // weights [out, in]). The names follow timm's ViT block; models/ fill
-// them from their own storage or a checkpoint.
+// them from their own storage or a checkpoint. T is the storage type:
+// float on the CPU; float, __half or __nv_bfloat16 device pointers for the
+// CUDA forward (blocks/transformer_block.cuh).
 
 #include <cstdint>
 #include <string>
@@ -12,23 +14,25 @@
 
 namespace repshift {
 
-struct TransformerBlockWeights {
+template <class T>
+struct BasicTransformerBlockWeights {
   std::int64_t dim = 0, heads = 0, mlp_hidden = 0;
   float ln_eps = 1e-6f;
-  const float* norm1_weight = nullptr;  // [dim]  LN before attention (pre) / after it (post)
-  const float* norm1_bias = nullptr;
-  const float* qkv_weight = nullptr;    // [3 dim, dim]
-  const float* qkv_bias = nullptr;      // [3 dim] or null
-  const float* proj_weight = nullptr;   // [dim, dim]
-  const float* proj_bias = nullptr;     // [dim]
-  const float* norm2_weight = nullptr;  // [dim]
-  const float* norm2_bias = nullptr;
-  const float* fc1_weight = nullptr;    // [mlp_hidden, dim]
-  const float* fc1_bias = nullptr;      // [mlp_hidden]
-  const float* fc2_weight = nullptr;    // [dim, mlp_hidden]
-  const float* fc2_bias = nullptr;      // [dim]
+  const T* norm1_weight = nullptr;  // [dim]  LN before attention (pre) / after it (post)
+  const T* norm1_bias = nullptr;
+  const T* qkv_weight = nullptr;    // [3 dim, dim]
+  const T* qkv_bias = nullptr;      // [3 dim] or null
+  const T* proj_weight = nullptr;   // [dim, dim]
+  const T* proj_bias = nullptr;     // [dim]
+  const T* norm2_weight = nullptr;  // [dim]
+  const T* norm2_bias = nullptr;
+  const T* fc1_weight = nullptr;    // [mlp_hidden, dim]
+  const T* fc1_bias = nullptr;      // [mlp_hidden]
+  const T* fc2_weight = nullptr;    // [dim, mlp_hidden]
+  const T* fc2_bias = nullptr;      // [dim]
 
   std::int64_t head_dim() const { return heads > 0 ? dim / heads : 0; }
+  // CPU (T = float) only.
   cpu::LayerNormWeights norm1() const { return {norm1_weight, norm1_bias, ln_eps}; }
   cpu::LayerNormWeights norm2() const { return {norm2_weight, norm2_bias, ln_eps}; }
 
@@ -51,6 +55,8 @@ struct TransformerBlockWeights {
     detail::require_pointer(where, "weights.fc2_bias", fc2_bias);
   }
 };
+
+using TransformerBlockWeights = BasicTransformerBlockWeights<float>;
 
 // Owning storage of one block's tensors, as models keep them; view()
 // gives the kernels' non-owning TransformerBlockWeights.

@@ -13,6 +13,7 @@
 #include <cstdint>
 
 #include "../exec.hpp"
+#include "../score_operands.hpp"
 #include "layer_norm.hpp"
 #include "math.hpp"
 #include "parallel.hpp"
@@ -32,12 +33,7 @@ inline void bias_gelu(const Host& host, float* h, std::int64_t rows, std::int64_
   }
 }
 
-// Which row pair the score compares.
-enum class ScoreOperands {
-  None,               // no score
-  BranchVsResidual,   // D(branch, residual): Attention and Mlp sites
-  OutputVsBlockInput  // D(out, block_input): Block site
-};
+using repshift::ScoreOperands;
 
 struct ResidualRows {
   float* branch = nullptr;             // [rows, C] GEMM output; bias is added in place

@@ -5,6 +5,7 @@
 // is recorded there for rs::cuda::throw_if_status.
 
 #include <cstdint>
+#include <cstring>
 #include <string>
 
 #include "../params.hpp"
@@ -72,6 +73,12 @@ inline void throw_if_status(const Cuda& exec) {
   if (host[0] == 1) {
     detail::fail("gather_tokens", "keep_idx[" + std::to_string(host[1]) + ", " + std::to_string(host[2]) +
                                       "] = " + std::to_string(host[3]) + " is outside [0, tokens)");
+  }
+  if (host[0] == 3) {  // cuda/token_compress.cuh: Merge's token sizes
+    float size = 0.0f;
+    std::memcpy(&size, &host[2], sizeof size);
+    detail::fail("Block<Transformer, ..., Merge>::forward", "sizes[" + std::to_string(host[1]) + "] = " +
+                                                              std::to_string(size) + " must be finite and > 0");
   }
   if (host[0] == 2) {  // cuda/line_prune.cuh
     detail::fail("remove_lines", std::string(host[1] ? "keep_cols[" : "keep_rows[") + std::to_string(host[2]) +

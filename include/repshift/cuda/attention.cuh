@@ -1,0 +1,341 @@
+#pragma once
+// Multi-head self-attention on the GPU.
+//
+// flash_attention: FlashAttention's schedule. One CTA per (64 queries,
+// head, sample), four warps of 16 query rows; K and V stream through
+// shared memory 64 keys at a time and an online softmax (running max and
+// sum per row, cuda/attention_tiling.hpp) rescales the output rows, so the
+// N x N matrix is never formed. f16 / bf16 multiply on tensor cores (WMMA
+// 16x16x16, f32 accumulation): S = Q K^T and O += P V; f32 runs the same
+// schedule with FMA loops (exact f32, as the CPU path). head_dim runs in a
+// compiled bucket of 32, 64 or 128, zero padded (attention_head_bucket).
+//
+// attention_with_map: the plain path for attention-based baselines
+// (ClsAttention): one CTA per query row writes its softmax row to a
+// [B, H, N, N] f32 map, then O = P V from it. It costs O(N^2) memory
+// traffic, which is the point of measuring it.
+//
+// Input is the QKV projection with its bias already added (cuBLASLt's
+// epilogue), per token [3][heads][head_dim]; output [B, N, heads*head_dim].
+// key_bias (optional, f32 [B, N]) is added to every logit of key n after
+// scaling: log(token size) gives ToMe's proportional attention.
+
+#include <mma.h>
+
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <type_traits>
+
+#include "../error.hpp"
+#include "attention_tiling.hpp"
+#include "dtype.cuh"
+#include "error.cuh"
+#include "exec.cuh"
+#include "layer_norm.cuh"
+
+namespace repshift {
+namespace cuda {
+
+template <class T>
+struct AttentionParams {
+  const T* qkv = nullptr;           // [B, N, 3, H, Dh] with the strides below, bias included
+  T* out = nullptr;                 // [B, N, H*Dh]
+  const float* key_bias = nullptr;  // [B, N] or null
+  std::int64_t batch = 0, tokens = 0, heads = 0, head_dim = 0;
+  std::int64_t qkv_batch_stride = 0, qkv_token_stride = 0;
+  std::int64_t out_batch_stride = 0, out_token_stride = 0;
+  float scale = 0.0f;
+
+  static AttentionParams contiguous(const T* qkv, T* out, std::int64_t batch, std::int64_t tokens,
+                                    std::int64_t heads, std::int64_t head_dim) {
+    AttentionParams p;
+    p.qkv = qkv;
+    p.out = out;
+    p.batch = batch;
+    p.tokens = tokens;
+    p.heads = heads;
+    p.head_dim = head_dim;
+    const std::int64_t dim = heads * head_dim;
+    p.qkv_token_stride = 3 * dim;
+    p.qkv_batch_stride = tokens * 3 * dim;
+    p.out_token_stride = dim;
+    p.out_batch_stride = tokens * dim;
+    p.scale = 1.0f / std::sqrt(float(head_dim));
+    return p;
+  }
+
+  void check(const char* where) const {
+    detail::require_pointer(where, "qkv", qkv);
+    detail::require_pointer(where, "out", out);
+    detail::require_positive(where, "batch", batch);
+    detail::require_positive(where, "tokens", tokens);
+    detail::require_positive(where, "heads", heads);
+    detail::require_positive(where, "head_dim", head_dim);
+    detail::require_at_most(where, "batch", batch, "65535 (CUDA grid z)", 65535);
+    detail::require_at_most(where, "heads", heads, "65535 (CUDA grid y)", 65535);
+    if (cuda_tiling::attention_head_bucket(head_dim) == 0) {
+      detail::fail(where, "head_dim = " + std::to_string(head_dim) + " is not supported on CUDA (at most 128)");
+    }
+    if (!(scale > 0.0f) || !std::isfinite(scale)) {
+      detail::fail(where, "scale = " + std::to_string(scale) + " must be finite and > 0");
+    }
+  }
+};
+
+}  // namespace cuda
+
+namespace cuda_detail {
+
+template <class T, int HeadDim, bool Tensor>
+using FlashTiling = cuda_tiling::AttentionTiling<HeadDim, int(sizeof(T)), Tensor>;
+
+template <class T, int HeadDim, bool Tensor>
+__global__ void __launch_bounds__((FlashTiling<T, HeadDim, Tensor>::kThreads))
+    flash_attention_kernel(cuda::AttentionParams<T> p) {
+  using Tl = FlashTiling<T, HeadDim, Tensor>;
+  using Tile = std::conditional_t<Tensor, T, float>;  // Q, K, V as stored in shared memory
+  constexpr int D = HeadDim, kKeys = Tl::kBlockK, kRows = Tl::kRowsPerWarp;
+  extern __shared__ __align__(128) unsigned char smem[];
+  Tile* Qs = reinterpret_cast<Tile*>(smem + Tl::kQOffset);
+  Tile* Ks = reinterpret_cast<Tile*>(smem + Tl::kKOffset);
+  Tile* Vs = reinterpret_cast<Tile*>(smem + Tl::kVOffset);
+  const int warp = threadIdx.x / cuda_tiling::kWarp, lane = threadIdx.x % cuda_tiling::kWarp;
+  float* S = reinterpret_cast<float*>(smem + Tl::kSOffset) + warp * kRows * Tl::kLdS;
+  T* P = reinterpret_cast<T*>(smem + Tl::kPOffset) + warp * kRows * Tl::kLdP;  // Tensor only
+  float* O = reinterpret_cast<float*>(smem + Tl::kOOffset) + warp * kRows * Tl::kLdO;
+
+  const std::int64_t b = blockIdx.z, h = blockIdx.y, q0 = std::int64_t(blockIdx.x) * Tl::kBlockQ;
+  const std::int64_t N = p.tokens, dim = p.heads * p.head_dim;
+  const T* base = p.qkv + b * p.qkv_batch_stride + h * p.head_dim;
+
+  // rows [r0, r0 + 64) of the part at column offset `col` (0: Q, dim: K,
+  // 2 dim: V), zero past the sequence and past head_dim.
+  auto load_tile = [&](Tile* dst, std::int64_t r0, std::int64_t col) {
+    for (int i = threadIdx.x; i < kKeys * D; i += Tl::kThreads) {
+      const int r = i / D, c = i % D;
+      const std::int64_t n = r0 + r;
+      Tile v{};
+      if (n < N && c < p.head_dim) {
+        if constexpr (Tensor) {
+          v = base[n * p.qkv_token_stride + col + c];
+        } else {
+          v = to_float(base[n * p.qkv_token_stride + col + c]);
+        }
+      }
+      dst[r * Tl::kLdQkv + c] = v;
+    }
+  };
+
+  load_tile(Qs, q0, 0);
+  for (int i = lane; i < kRows * Tl::kLdO; i += cuda_tiling::kWarp) O[i] = 0.0f;
+  // Lane pairs own a query row: `half` picks 32 of the 64 keys (softmax)
+  // or half of the head dim (output).
+  const int row = lane / 2, half = lane % 2;
+  cuda_tiling::OnlineSoftmax softmax;
+
+  for (std::int64_t k0 = 0; k0 < N; k0 += kKeys) {
+    __syncthreads();  // every warp is done with the previous K, V
+    load_tile(Ks, k0, dim);
+    load_tile(Vs, k0, 2 * dim);
+    __syncthreads();
+
+    // ---- S = Q K^T for this warp's 16 rows --------------------------------
+    if constexpr (Tensor) {
+      using namespace nvcuda;
+      for (int j = 0; j < kKeys / 16; ++j) {
+        wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
+        wmma::fill_fragment(acc, 0.0f);
+#pragma unroll
+        for (int k = 0; k < D / 16; ++k) {
+          wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> qa;
+          wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::col_major> kb;  // K^T
+          wmma::load_matrix_sync(qa, Qs + (warp * kRows) * Tl::kLdQkv + k * 16, Tl::kLdQkv);
+          wmma::load_matrix_sync(kb, Ks + (j * 16) * Tl::kLdQkv + k * 16, Tl::kLdQkv);
+          wmma::mma_sync(acc, qa, kb, acc);
+        }
+        wmma::store_matrix_sync(S + j * 16, acc, Tl::kLdS, wmma::mem_row_major);
+      }
+    } else {
+      const Tile* q = Qs + (warp * kRows + row) * Tl::kLdQkv;
+      float s[32] = {};
+      for (int c = 0; c < D; ++c) {
+        const float qc = q[c];
+#pragma unroll
+        for (int i = 0; i < 32; ++i) s[i] += qc * Ks[(half * 32 + i) * Tl::kLdQkv + c];
+      }
+#pragma unroll
+      for (int i = 0; i < 32; ++i) S[row * Tl::kLdS + half * 32 + i] = s[i];
+    }
+    __syncwarp();
+
+    // ---- online softmax over this block's 64 keys -------------------------
+    float logit[32];
+    float block_max = -INFINITY;
+#pragma unroll
+    for (int i = 0; i < 32; ++i) {
+      const std::int64_t key = k0 + half * 32 + i;
+      float v = -INFINITY;
+      if (key < N) {
+        v = S[row * Tl::kLdS + half * 32 + i] * p.scale;
+        if (p.key_bias) v += p.key_bias[b * N + key];
+      }
+      logit[i] = v;
+      block_max = fmaxf(block_max, v);
+    }
+    block_max = fmaxf(block_max, __shfl_xor_sync(0xffffffffu, block_max, 1));
+    const float factor = softmax.fold(block_max);
+    float row_sum = 0.0f;
+#pragma unroll
+    for (int i = 0; i < 32; ++i) {
+      const float w = softmax.weight(logit[i]);
+      row_sum += w;
+      if constexpr (Tensor) {
+        P[row * Tl::kLdP + half * 32 + i] = from_float<T>(w);
+      } else {
+        S[row * Tl::kLdS + half * 32 + i] = w;
+      }
+    }
+    softmax.sum += row_sum + __shfl_xor_sync(0xffffffffu, row_sum, 1);
+    for (int c = half * (D / 2); c < (half + 1) * (D / 2); ++c) O[row * Tl::kLdO + c] *= factor;
+    __syncwarp();
+
+    // ---- O += P V ----------------------------------------------------------
+    if constexpr (Tensor) {
+      using namespace nvcuda;
+      for (int d = 0; d < D / 16; ++d) {
+        wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
+        wmma::load_matrix_sync(acc, O + d * 16, Tl::kLdO, wmma::mem_row_major);
+#pragma unroll
+        for (int k = 0; k < kKeys / 16; ++k) {
+          wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> pa;
+          wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::row_major> vb;
+          wmma::load_matrix_sync(pa, P + k * 16, Tl::kLdP);
+          wmma::load_matrix_sync(vb, Vs + (k * 16) * Tl::kLdQkv + d * 16, Tl::kLdQkv);
+          wmma::mma_sync(acc, pa, vb, acc);
+        }
+        wmma::store_matrix_sync(O + d * 16, acc, Tl::kLdO, wmma::mem_row_major);
+      }
+    } else {
+      const float* pr = S + row * Tl::kLdS;
+      for (int c = half * (D / 2); c < (half + 1) * (D / 2); ++c) {
+        float acc = O[row * Tl::kLdO + c];
+#pragma unroll 8
+        for (int j = 0; j < kKeys; ++j) acc += pr[j] * Vs[j * Tl::kLdQkv + c];
+        O[row * Tl::kLdO + c] = acc;
+      }
+    }
+    __syncwarp();
+  }
+
+  const std::int64_t n = q0 + warp * kRows + row;
+  if (n >= N) return;
+  const float inv = 1.0f / softmax.sum;
+  T* out = p.out + b * p.out_batch_stride + n * p.out_token_stride + h * p.head_dim;
+  for (int c = half * (D / 2); c < (half + 1) * (D / 2) && c < p.head_dim; ++c) {
+    out[c] = from_float<T>(O[row * Tl::kLdO + c] * inv);
+  }
+}
+
+template <class T, int HeadDim>
+void launch_flash_attention(const Cuda& exec, const cuda::AttentionParams<T>& p) {
+  constexpr bool kTensor = !std::is_same_v<T, float>;
+  using Tl = FlashTiling<T, HeadDim, kTensor>;
+  auto* kernel = &flash_attention_kernel<T, HeadDim, kTensor>;
+  check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Tl::kSharedBytes),
+        "cudaFuncSetAttribute(flash_attention_kernel, MaxDynamicSharedMemorySize)");
+  const std::int64_t blocks = cuda_tiling::attention_query_blocks(p.tokens, Tl::kBlockQ);
+  if (blocks > 0x7fffffff) detail::fail("cuda::flash_attention", "tokens = " + std::to_string(p.tokens) + " exceeds one CUDA grid");
+  const dim3 grid(unsigned(blocks), unsigned(p.heads), unsigned(p.batch));
+  kernel<<<grid, Tl::kThreads, Tl::kSharedBytes, exec.stream>>>(p);
+  check_launch("flash_attention_kernel");
+}
+
+__device__ __forceinline__ float warp_max(float v) {
+  for (int offset = cuda_tiling::kWarp / 2; offset > 0; offset /= 2) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, offset));
+  return v;
+}
+
+// Block-wide reduction of one float per thread (blockDim.x a multiple of
+// 32, at most 1024); every thread gets the result.
+template <bool Max>
+__device__ float block_reduce(float v, float* scratch /* [32] */) {
+  const int warp = threadIdx.x / cuda_tiling::kWarp, lane = threadIdx.x % cuda_tiling::kWarp;
+  v = Max ? warp_max(v) : warp_sum(v);
+  __syncthreads();  // scratch may still be read by a previous reduction
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  const int warps = int(blockDim.x) / cuda_tiling::kWarp;
+  float r = lane < warps ? scratch[lane] : (Max ? -INFINITY : 0.0f);
+  return Max ? warp_max(r) : warp_sum(r);
+}
+
+constexpr int kMapThreads = 128;
+
+// One CTA per (query n, head h, sample b): map row = softmax(q K^T), then
+// out row = map row . V.
+template <class T>
+__global__ void __launch_bounds__(kMapThreads) attention_with_map_kernel(cuda::AttentionParams<T> p, float* map) {
+  __shared__ float q[128];
+  __shared__ float scratch[32];
+  const std::int64_t n = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
+  const std::int64_t N = p.tokens, dim = p.heads * p.head_dim, Dh = p.head_dim;
+  const T* base = p.qkv + b * p.qkv_batch_stride + h * Dh;
+  for (int c = threadIdx.x; c < Dh; c += kMapThreads) q[c] = to_float(base[n * p.qkv_token_stride + c]) * p.scale;
+  __syncthreads();
+  float* row = map + ((b * p.heads + h) * N + n) * N;
+  float local_max = -INFINITY;
+  for (std::int64_t j = threadIdx.x; j < N; j += kMapThreads) {
+    const T* k = base + j * p.qkv_token_stride + dim;
+    float s = 0.0f;
+    for (int c = 0; c < Dh; ++c) s += q[c] * to_float(k[c]);
+    if (p.key_bias) s += p.key_bias[b * N + j];
+    row[j] = s;
+    local_max = fmaxf(local_max, s);
+  }
+  const float max = block_reduce<true>(local_max, scratch);
+  float local_sum = 0.0f;
+  for (std::int64_t j = threadIdx.x; j < N; j += kMapThreads) {
+    const float e = expf(row[j] - max);
+    row[j] = e;
+    local_sum += e;
+  }
+  const float inv = 1.0f / block_reduce<false>(local_sum, scratch);
+  for (std::int64_t j = threadIdx.x; j < N; j += kMapThreads) row[j] *= inv;
+  __syncthreads();  // the whole row is normalised before any thread reads it
+  T* out = p.out + b * p.out_batch_stride + n * p.out_token_stride + h * Dh;
+  for (int c = threadIdx.x; c < Dh; c += kMapThreads) {
+    float acc = 0.0f;
+    for (std::int64_t j = 0; j < N; ++j) acc += row[j] * to_float(base[j * p.qkv_token_stride + 2 * dim + c]);
+    out[c] = from_float<T>(acc);
+  }
+}
+
+}  // namespace cuda_detail
+
+namespace cuda {
+
+template <class T>
+void flash_attention(const Cuda& exec, const AttentionParams<T>& p) {
+  p.check("cuda::flash_attention");
+  // The one runtime -> template switch: the head-dim bucket.
+  switch (cuda_tiling::attention_head_bucket(p.head_dim)) {
+    case 32: return cuda_detail::launch_flash_attention<T, 32>(exec, p);
+    case 64: return cuda_detail::launch_flash_attention<T, 64>(exec, p);
+    default: return cuda_detail::launch_flash_attention<T, 128>(exec, p);
+  }
+}
+
+// map: [B, H, N, N] f32 attention probabilities (device).
+template <class T>
+void attention_with_map(const Cuda& exec, const AttentionParams<T>& p, float* map) {
+  p.check("cuda::attention_with_map");
+  detail::require_pointer("cuda::attention_with_map", "map", map);
+  detail::require_at_most("cuda::attention_with_map", "tokens", p.tokens, "2^31 - 1 (CUDA grid x)", 0x7fffffff);
+  const dim3 grid(unsigned(p.tokens), unsigned(p.heads), unsigned(p.batch));
+  cuda_detail::attention_with_map_kernel<T><<<grid, cuda_detail::kMapThreads, 0, exec.stream>>>(p, map);
+  cuda_detail::check_launch("attention_with_map_kernel");
+}
+
+}  // namespace cuda
+}  // namespace repshift

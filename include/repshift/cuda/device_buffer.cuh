@@ -1,0 +1,93 @@
+#pragma once
+// rs::cuda::DeviceBuffer<T>: an owning device array for weights and model
+// scratch, allocated outside the forward path. upload() converts host
+// floats to the storage type (round to nearest) on the host.
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <cstddef>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "error.cuh"
+
+namespace repshift {
+namespace cuda {
+
+template <class T>
+T storage_from_float(float x) {
+  if constexpr (std::is_same_v<T, __half>) {
+    return __float2half_rn(x);
+  } else if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+    return __float2bfloat16_rn(x);
+  } else {
+    return T(x);
+  }
+}
+
+template <class T>
+float storage_to_float(T x) {
+  if constexpr (std::is_same_v<T, __half>) {
+    return __half2float(x);
+  } else if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+    return __bfloat162float(x);
+  } else {
+    return float(x);
+  }
+}
+
+template <class T>
+class DeviceBuffer {
+ public:
+  DeviceBuffer() = default;
+  explicit DeviceBuffer(std::size_t count) { resize(count); }
+  ~DeviceBuffer() { cudaFree(ptr_); }
+  DeviceBuffer(DeviceBuffer&& o) noexcept : ptr_(std::exchange(o.ptr_, nullptr)), size_(std::exchange(o.size_, 0)) {}
+  DeviceBuffer& operator=(DeviceBuffer&& o) noexcept {
+    std::swap(ptr_, o.ptr_);
+    std::swap(size_, o.size_);
+    return *this;
+  }
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+
+  // Reallocates (contents lost) only when growing.
+  void resize(std::size_t count) {
+    if (count <= size_) return;
+    cudaFree(ptr_);
+    ptr_ = nullptr;
+    size_ = 0;
+    cuda_detail::check(cudaMalloc(&ptr_, count * sizeof(T)),
+                       ("cudaMalloc(" + std::to_string(count * sizeof(T)) + " bytes)").c_str());
+    size_ = count;
+  }
+  // Host floats -> device storage type; the buffer takes their size.
+  void upload(const std::vector<float>& host) {
+    resize(host.size());
+    std::vector<T> staged(host.size());
+    for (std::size_t i = 0; i < host.size(); ++i) staged[i] = storage_from_float<T>(host[i]);
+    cuda_detail::check(cudaMemcpy(ptr_, staged.data(), staged.size() * sizeof(T), cudaMemcpyHostToDevice),
+                       "cudaMemcpy(DeviceBuffer::upload)");
+  }
+  std::vector<float> download(std::size_t count) const {
+    std::vector<T> staged(count);
+    cuda_detail::check(cudaMemcpy(staged.data(), ptr_, count * sizeof(T), cudaMemcpyDeviceToHost),
+                       "cudaMemcpy(DeviceBuffer::download)");
+    std::vector<float> host(count);
+    for (std::size_t i = 0; i < count; ++i) host[i] = storage_to_float(staged[i]);
+    return host;
+  }
+
+  T* data() const { return ptr_; }
+  std::size_t size() const { return size_; }
+
+ private:
+  T* ptr_ = nullptr;
+  std::size_t size_ = 0;
+};
+
+}  // namespace cuda
+}  // namespace repshift

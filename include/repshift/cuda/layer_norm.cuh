@@ -1,0 +1,88 @@
+#pragma once
+// LayerNorm of rows on the GPU: one warp per row, statistics in f32 over
+// two passes (mean, then centred variance: no cancellation), storage type
+// in and out. Rows may be strided (the ViT head normalises only the CLS
+// rows of [B, N, C]).
+
+#include <cstdint>
+
+#include "dtype.cuh"
+#include "error.cuh"
+#include "exec.cuh"
+#include "tiling.hpp"
+
+namespace repshift {
+namespace cuda_detail {
+
+__device__ __forceinline__ float warp_sum(float v) {
+  for (int offset = cuda_tiling::kWarp / 2; offset > 0; offset /= 2) v += __shfl_xor_sync(0xffffffffu, v, offset);
+  return v;
+}
+
+template <class T>
+__device__ __forceinline__ T from_float(float x);
+template <>
+__device__ __forceinline__ float from_float<float>(float x) { return x; }
+template <>
+__device__ __forceinline__ __half from_float<__half>(float x) { return __float2half_rn(x); }
+template <>
+__device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float x) { return __float2bfloat16_rn(x); }
+
+// LayerNorm weights in the storage type.
+template <class T>
+struct LayerNormParams {
+  const T* gamma = nullptr;
+  const T* beta = nullptr;
+  float eps = 1e-6f;
+};
+
+// 1 / sqrt(var + eps) and the mean of a row that `value(c)` yields, every
+// lane of the warp taking part (and getting the result).
+template <class Value>
+__device__ __forceinline__ float2 warp_row_stats(Value&& value, std::int64_t channels, float eps) {
+  const int lane = threadIdx.x % cuda_tiling::kWarp;
+  float sum = 0.0f;
+  for (std::int64_t c = lane; c < channels; c += cuda_tiling::kWarp) sum += value(c);
+  const float mean = warp_sum(sum) / float(channels);
+  float sq = 0.0f;
+  for (std::int64_t c = lane; c < channels; c += cuda_tiling::kWarp) {
+    const float d = value(c) - mean;
+    sq += d * d;
+  }
+  const float inv = rsqrtf(warp_sum(sq) / float(channels) + eps);
+  return make_float2(mean, inv);
+}
+
+template <class T>
+__global__ void __launch_bounds__(cuda_tiling::ScoreTiling::kThreads)
+    layer_norm_rows_kernel(const T* src, std::int64_t src_stride, T* dst, std::int64_t dst_stride, std::int64_t rows,
+                           std::int64_t channels, LayerNormParams<T> w) {
+  const std::int64_t row = std::int64_t(blockIdx.x) * cuda_tiling::ScoreTiling::kWarps + threadIdx.x / cuda_tiling::kWarp;
+  if (row >= rows) return;
+  const int lane = threadIdx.x % cuda_tiling::kWarp;
+  const T* x = src + row * src_stride;
+  T* y = dst + row * dst_stride;
+  const float2 stats = warp_row_stats([&](std::int64_t c) { return to_float(x[c]); }, channels, w.eps);
+  for (std::int64_t c = lane; c < channels; c += cuda_tiling::kWarp) {
+    y[c] = from_float<T>((to_float(x[c]) - stats.x) * stats.y * to_float(w.gamma[c]) + to_float(w.beta[c]));
+  }
+}
+
+inline unsigned row_grid(const char* where, std::int64_t rows) {
+  const std::int64_t grid = cuda_tiling::score_grid(rows);
+  if (grid > 0x7fffffff) detail::fail(where, "rows = " + std::to_string(rows) + " exceeds one CUDA grid");
+  return unsigned(grid);
+}
+
+// dst rows = LayerNorm(src rows); src and dst may be the same buffer.
+template <class T>
+void layer_norm_rows(const Cuda& exec, const T* src, std::int64_t src_stride, T* dst, std::int64_t dst_stride,
+                     std::int64_t rows, std::int64_t channels, const LayerNormParams<T>& w) {
+  if (rows == 0) return;
+  layer_norm_rows_kernel<T><<<row_grid("layer_norm_rows", rows), cuda_tiling::ScoreTiling::kThreads, 0, exec.stream>>>(
+      src, src_stride, dst, dst_stride, rows, channels, w);
+  check_launch("layer_norm_rows_kernel");
+}
+
+}  // namespace cuda_detail
+}  // namespace repshift

@@ -1,0 +1,170 @@
+#pragma once
+// Compress = Merge on the GPU: the contract of cpu/merge_tokens.hpp
+// (ToMe's bipartite soft matching with the importance choosing who merges),
+// one CTA per sample, deterministic (no atomics):
+//   1. a warp per token forms 1 / |key| (zero keys: similarity 0);
+//   2. each A token's place among the A tokens by selection rank (a count
+//      of smaller ranks: |A|^2 compares, cheap next to the matching); the
+//      r = N - keep lowest merge;
+//   3. a warp per merging A token scans the B tokens for the highest
+//      cosine (strict >, so ties keep the lower index);
+//   4. thread 0 numbers the survivors in token order and pushes each merged
+//      token onto its target's member list;
+//   5. a warp per survivor writes the size-weighted mean of its members
+//      and their summed size.
+// Shared memory: 28 bytes per token (opted in beyond 48 KiB).
+
+#include <cstdint>
+#include <string>
+
+#include "../cpu/merge_tokens.hpp"
+#include "../policies/select.hpp"
+#include "dtype.cuh"
+#include "error.cuh"
+#include "exec.cuh"
+#include "layer_norm.cuh"
+
+namespace repshift {
+namespace cuda {
+
+// MergeParams with device pointers and storage type T for x, keys, out
+// (key_bias in T too); scores, sizes and out_sizes stay f32.
+template <class T>
+struct DeviceMergeParams {
+  const T* x = nullptr;
+  const T* keys = nullptr;
+  const T* key_bias = nullptr;
+  const float* scores = nullptr;
+  const float* sizes = nullptr;
+  T* out = nullptr;
+  float* out_sizes = nullptr;
+  int* keep_idx = nullptr;
+  std::int64_t batch = 0, tokens = 0, keep = 0, channels = 0, key_channels = 0, protect = 0;
+  std::int64_t keys_token_stride = 0;  // 0: key_channels
+
+  __host__ __device__ std::int64_t key_stride() const { return keys_token_stride ? keys_token_stride : key_channels; }
+
+  void check(const char* where) const {
+    // The host contract's shape checks (pointers are only compared to null).
+    MergeParams shape;
+    shape.x = reinterpret_cast<const float*>(x);
+    shape.keys = reinterpret_cast<const float*>(keys);
+    shape.scores = scores;
+    shape.out = reinterpret_cast<float*>(out);
+    shape.keep_idx = keep_idx;
+    shape.batch = batch, shape.tokens = tokens, shape.keep = keep, shape.channels = channels;
+    shape.key_channels = key_channels, shape.protect = protect, shape.keys_token_stride = keys_token_stride;
+    shape.check(where);
+    detail::require_at_most(where, "batch", batch, "2^31 - 1 (CUDA grid x)", 0x7fffffff);
+    detail::require_at_most(where, "tokens", tokens, "4096 (shared-memory plan)", 4096);
+  }
+};
+
+}  // namespace cuda
+
+namespace cuda_detail {
+
+constexpr int kMergeThreads = 256;
+constexpr int kMergeWarps = kMergeThreads / cuda_tiling::kWarp;
+constexpr int kMergeBytesPerToken = 4 /*inv_norm*/ + 8 /*rank*/ + 4 * 4 /*target, slot, head, next*/;
+
+template <class T>
+__global__ void __launch_bounds__(kMergeThreads) merge_tokens_kernel(cuda::DeviceMergeParams<T> p) {
+  extern __shared__ __align__(16) unsigned char smem[];
+  const std::int64_t n = p.tokens, b = blockIdx.x, ck = p.key_channels, c = p.channels, ks = p.key_stride();
+  std::uint64_t* rank = reinterpret_cast<std::uint64_t*>(smem);
+  float* inv_norm = reinterpret_cast<float*>(rank + n);
+  int* target = reinterpret_cast<int*>(inv_norm + n);
+  int* slot = target + n;
+  int* head = slot + n;
+  int* next = head + n;
+  const int warp = threadIdx.x / cuda_tiling::kWarp, lane = threadIdx.x % cuda_tiling::kWarp;
+  const float* scores = p.scores + b * n;
+  auto key = [&](std::int64_t t, std::int64_t i) {
+    return to_float(p.keys[(b * n + t) * ks + i]) + (p.key_bias ? to_float(p.key_bias[i]) : 0.0f);
+  };
+
+  // 1. inverse key norms; every token starts as its own target
+  for (std::int64_t t = warp; t < n; t += kMergeWarps) {
+    float sq = 0.0f;
+    for (std::int64_t i = lane; i < ck; i += cuda_tiling::kWarp) sq += key(t, i) * key(t, i);
+    sq = warp_sum(sq);
+    if (lane == 0) inv_norm[t] = sq > 0.0f ? rsqrtf(sq) : 0.0f;
+  }
+  for (std::int64_t t = threadIdx.x; t < n; t += kMergeThreads) {
+    target[t] = int(t);
+    head[t] = next[t] = -1;
+    rank[t] = policies::selection_rank(scores[t], std::uint32_t(t));
+  }
+  __syncthreads();
+
+  // 2. + 3. A tokens whose rank is among the r lowest find their B match
+  const std::int64_t r = n - p.keep;
+  for (std::int64_t a = p.protect + 2 * warp; a < n && r > 0; a += 2 * kMergeWarps) {
+    std::int64_t below = 0;
+    for (std::int64_t j = p.protect + 2 * lane; j < n; j += 2 * cuda_tiling::kWarp) below += rank[j] < rank[a];
+    below = std::int64_t(warp_sum(float(below)) + 0.5f);  // exact: counts stay far below 2^24
+    if (below >= r) continue;
+    std::int64_t best = p.protect + 1;
+    float best_sim = -INFINITY;
+    for (std::int64_t bt = p.protect + 1; bt < n; bt += 2) {
+      float dot = 0.0f;
+      for (std::int64_t i = lane; i < ck; i += cuda_tiling::kWarp) dot += key(a, i) * key(bt, i);
+      const float sim = warp_sum(dot) * inv_norm[a] * inv_norm[bt];
+      if (sim > best_sim) best_sim = sim, best = bt;  // every lane holds the same sums
+    }
+    if (lane == 0) target[a] = int(best);
+  }
+  __syncthreads();
+
+  // 4. survivors in order; merged tokens pushed onto their target's list
+  if (threadIdx.x == 0) {
+    int k = 0;
+    for (std::int64_t t = 0; t < n; ++t) {
+      if (target[t] == t) {
+        slot[t] = k;
+        p.keep_idx[b * p.keep + k] = int(t);
+        ++k;
+      } else {
+        slot[t] = -1;
+        next[t] = head[target[t]];
+        head[target[t]] = int(t);
+      }
+    }
+  }
+  __syncthreads();
+
+  // 5. size-weighted means of each survivor's group
+  for (std::int64_t s = warp; s < n; s += kMergeWarps) {
+    if (slot[s] < 0) continue;
+    const std::int64_t o = slot[s];
+    float weight = p.sizes ? p.sizes[b * n + s] : 1.0f;
+    for (int m = head[s]; m >= 0; m = next[m]) weight += p.sizes ? p.sizes[b * n + m] : 1.0f;
+    const float inv = 1.0f / weight;
+    T* dst = p.out + (b * p.keep + o) * c;
+    for (std::int64_t i = lane; i < c; i += cuda_tiling::kWarp) {
+      float acc = (p.sizes ? p.sizes[b * n + s] : 1.0f) * to_float(p.x[(b * n + s) * c + i]);
+      for (int m = head[s]; m >= 0; m = next[m]) acc += (p.sizes ? p.sizes[b * n + m] : 1.0f) * to_float(p.x[(b * n + m) * c + i]);
+      dst[i] = from_float<T>(acc * inv);
+    }
+    if (p.out_sizes && lane == 0) p.out_sizes[b * p.keep + o] = weight;
+  }
+}
+
+}  // namespace cuda_detail
+
+namespace cuda {
+
+template <class T>
+void merge_tokens(const Cuda& exec, const DeviceMergeParams<T>& p) {
+  p.check("cuda::merge_tokens");
+  const int bytes = int(p.tokens) * cuda_detail::kMergeBytesPerToken;
+  auto* kernel = &cuda_detail::merge_tokens_kernel<T>;
+  cuda_detail::check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes),
+                     "cudaFuncSetAttribute(merge_tokens_kernel, MaxDynamicSharedMemorySize)");
+  kernel<<<unsigned(p.batch), cuda_detail::kMergeThreads, bytes, exec.stream>>>(p);
+  cuda_detail::check_launch("merge_tokens_kernel");
+}
+
+}  // namespace cuda
+}  // namespace repshift

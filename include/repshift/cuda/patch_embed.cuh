@@ -1,0 +1,62 @@
+#pragma once
+// ViT input stage on the GPU: im2col of non-overlapping patches (the
+// stride-p convolution becomes one GEMM) and the token assembly
+// x[b, 0] = cls + pos[0], x[b, 1 + p] = proj[b, p] + pos[1 + p].
+
+#include <cstdint>
+
+#include "dtype.cuh"
+#include "error.cuh"
+#include "exec.cuh"
+#include "layer_norm.cuh"
+#include "token_compress.cuh"
+
+namespace repshift {
+namespace cuda_detail {
+
+struct PatchGeometry {
+  int image_size = 224, patch_size = 16, in_chans = 3;
+  __host__ __device__ int grid() const { return image_size / patch_size; }
+  __host__ __device__ int patches() const { return grid() * grid(); }
+  __host__ __device__ int patch_dim() const { return in_chans * patch_size * patch_size; }
+};
+
+// cols[b * P + p, (c * ps + ky) * ps + kx] = images[b, c, py * ps + ky, px * ps + kx]
+template <class T>
+__global__ void patchify_kernel(const T* images, std::int64_t batch, PatchGeometry g, T* cols) {
+  const std::int64_t K = g.patch_dim(), P = g.patches();
+  const std::int64_t i = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= batch * P * K) return;
+  const std::int64_t k = i % K, bp = i / K, p = bp % P, b = bp / P;
+  const int ps = g.patch_size, kx = int(k % ps), ky = int(k / ps % ps), c = int(k / (ps * ps));
+  const std::int64_t y = p / g.grid() * ps + ky, x = p % g.grid() * ps + kx;
+  cols[i] = images[((b * g.in_chans + c) * g.image_size + y) * g.image_size + x];
+}
+
+template <class T>
+void patchify(const Cuda& exec, const T* images, std::int64_t batch, const PatchGeometry& g, T* cols) {
+  const std::int64_t n = batch * g.patches() * g.patch_dim();
+  patchify_kernel<T><<<elementwise_grid("patchify", n), kScoreThreads, 0, exec.stream>>>(images, batch, g, cols);
+  check_launch("patchify_kernel");
+}
+
+template <class T>
+__global__ void assemble_tokens_kernel(const T* proj, const T* cls, const T* pos, std::int64_t batch,
+                                       std::int64_t tokens, std::int64_t dim, T* x) {
+  const std::int64_t i = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= batch * tokens * dim) return;
+  const std::int64_t c = i % dim, n = i / dim % tokens, b = i / (dim * tokens);
+  const float v = n == 0 ? to_float(cls[c]) : to_float(proj[(b * (tokens - 1) + n - 1) * dim + c]);
+  x[i] = from_float<T>(v + to_float(pos[n * dim + c]));
+}
+
+template <class T>
+void assemble_tokens(const Cuda& exec, const T* proj, const T* cls, const T* pos, std::int64_t batch,
+                     std::int64_t tokens, std::int64_t dim, T* x) {
+  assemble_tokens_kernel<T><<<elementwise_grid("assemble_tokens", batch * tokens * dim), kScoreThreads, 0,
+                              exec.stream>>>(proj, cls, pos, batch, tokens, dim, x);
+  check_launch("assemble_tokens_kernel");
+}
+
+}  // namespace cuda_detail
+}  // namespace repshift

@@ -1,0 +1,122 @@
+#pragma once
+// What the transformer Block needs on the GPU besides select and gather:
+//   random_scores:      policies::Random's seeded hash, on the device
+//   cls_attention:      scores[b, t] = mean over heads of map[b, h, 0, t]
+//   fuse_dropped:       Compress = Fuse's extra token: the dropped rows'
+//                       mean weighted by their scores (uniform when the
+//                       scores do not sum to > 0), EViT's token fusion
+//   log_sizes:          Compress = Merge's attention bias log(size); a size
+//                       that is not finite and > 0 is recorded in
+//                       exec.status (code 3) for rs::cuda::throw_if_status
+// One thread per score; one CTA per sample for the fused row.
+
+#include <cstdint>
+
+#include "../policies/importance.hpp"
+#include "attention.cuh"
+#include "dtype.cuh"
+#include "error.cuh"
+#include "exec.cuh"
+#include "layer_norm.cuh"
+
+namespace repshift {
+namespace cuda_detail {
+
+constexpr int kScoreThreads = 256;
+
+inline unsigned elementwise_grid(const char* where, std::int64_t n) {
+  const std::int64_t grid = (n + kScoreThreads - 1) / kScoreThreads;
+  if (grid > 0x7fffffff) detail::fail(where, std::to_string(n) + " elements exceed one CUDA grid");
+  return unsigned(grid);
+}
+
+__global__ void random_scores_kernel(std::uint64_t seed, std::int64_t batch, std::int64_t tokens, float* scores) {
+  const std::int64_t i = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= batch * tokens) return;
+  scores[i] = policies::Random::score(seed, std::uint64_t(i / tokens), std::uint64_t(i % tokens));
+}
+
+inline void random_scores(const Cuda& exec, std::uint64_t seed, std::int64_t batch, std::int64_t tokens, float* scores) {
+  random_scores_kernel<<<elementwise_grid("random_scores", batch * tokens), kScoreThreads, 0, exec.stream>>>(
+      seed, batch, tokens, scores);
+  check_launch("random_scores_kernel");
+}
+
+__global__ void cls_attention_kernel(const float* map, std::int64_t batch, std::int64_t heads, std::int64_t tokens,
+                                     float* scores) {
+  const std::int64_t i = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= batch * tokens) return;
+  const std::int64_t b = i / tokens, t = i % tokens;
+  float sum = 0.0f;
+  for (std::int64_t h = 0; h < heads; ++h) sum += map[((b * heads + h) * tokens) * tokens + t];
+  scores[i] = sum / float(heads);
+}
+
+inline void cls_attention(const Cuda& exec, const float* map, std::int64_t batch, std::int64_t heads,
+                          std::int64_t tokens, float* scores) {
+  cls_attention_kernel<<<elementwise_grid("cls_attention", batch * tokens), kScoreThreads, 0, exec.stream>>>(
+      map, batch, heads, tokens, scores);
+  check_launch("cls_attention_kernel");
+}
+
+__global__ void log_sizes_kernel(const float* sizes, std::int64_t n, float* out, int* status) {
+  const std::int64_t i = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= n) return;
+  const float s = sizes[i];
+  if (!(s > 0.0f) || !isfinite(s)) {
+    if (status && atomicCAS(status, 0, 3) == 0) {
+      status[1] = int(i);
+      status[2] = __float_as_int(s);
+    }
+  }
+  out[i] = logf(s);
+}
+
+inline void log_sizes(const Cuda& exec, const float* sizes, std::int64_t n, float* out) {
+  log_sizes_kernel<<<elementwise_grid("log_sizes", n), kScoreThreads, 0, exec.stream>>>(sizes, n, out, exec.status);
+  check_launch("log_sizes_kernel");
+}
+
+// fused[b, :] = sum over dropped t of w_t src[b, t, :]; kept rows are those
+// in keep_idx[b, 0..keep). Dynamic shared memory: one byte per token.
+template <class T>
+__global__ void __launch_bounds__(kScoreThreads)
+    fuse_dropped_kernel(const T* src, const float* scores, const int* keep_idx, std::int64_t tokens, std::int64_t keep,
+                        std::int64_t channels, T* fused, std::int64_t fused_batch_stride) {
+  extern __shared__ unsigned char kept[];
+  __shared__ float scratch[32];
+  const std::int64_t b = blockIdx.x;
+  for (std::int64_t t = threadIdx.x; t < tokens; t += blockDim.x) kept[t] = 0;
+  __syncthreads();
+  for (std::int64_t k = threadIdx.x; k < keep; k += blockDim.x) kept[keep_idx[b * keep + k]] = 1;
+  __syncthreads();
+  const float* s = scores + b * tokens;
+  float local = 0.0f;
+  for (std::int64_t t = threadIdx.x; t < tokens; t += blockDim.x) local += kept[t] ? 0.0f : s[t];
+  const float total = block_reduce<false>(local, scratch);
+  const float uniform = 1.0f / float(tokens - keep);
+  T* out = fused + b * fused_batch_stride;
+  for (std::int64_t c = threadIdx.x; c < channels; c += blockDim.x) {
+    float acc = 0.0f;
+    for (std::int64_t t = 0; t < tokens; ++t) {
+      if (kept[t]) continue;
+      const float w = total > 0.0f ? s[t] / total : uniform;
+      acc += w * to_float(src[(b * tokens + t) * channels + c]);
+    }
+    out[c] = from_float<T>(acc);
+  }
+}
+
+template <class T>
+void fuse_dropped(const Cuda& exec, const T* src, const float* scores, const int* keep_idx, std::int64_t batch,
+                  std::int64_t tokens, std::int64_t keep, std::int64_t channels, T* fused,
+                  std::int64_t fused_batch_stride) {
+  detail::require_at_most("fuse_dropped", "batch", batch, "2^31 - 1 (CUDA grid x)", 0x7fffffff);
+  detail::require_at_most("fuse_dropped", "tokens", tokens, "48 KiB of flags", 48 * 1024);
+  fuse_dropped_kernel<T><<<unsigned(batch), kScoreThreads, std::size_t(tokens), exec.stream>>>(
+      src, scores, keep_idx, tokens, keep, channels, fused, fused_batch_stride);
+  check_launch("fuse_dropped_kernel");
+}
+
+}  // namespace cuda_detail
+}  // namespace repshift

@@ -1,0 +1,427 @@
+// The CUDA transformer path against the CPU path (itself tested against the
+// naive double reference): cuBLASLt linear, flash attention and the map
+// path, the Block for every site / importance / compress / norm, and the
+// DeiT-shaped model, in f32 (tight) and f16 / bf16 (storage rounding).
+// Argument checks that fire before any device work run everywhere; the
+// rest skip without a GPU.
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include <repshift/cuda.hpp>
+#include <repshift/models/vit.cuh>
+
+#include "cuda_test_support.cuh"
+#include "reference.hpp"
+#include "test_support.hpp"
+#include "transformer_fixture.hpp"
+
+namespace rs = repshift;
+namespace P = rs::policies;
+
+namespace {
+
+// Relative tolerance of a storage type after a few roundings.
+template <class T>
+constexpr double tolerance() {
+  if constexpr (std::is_same_v<T, float>) return 2e-5;
+  if constexpr (std::is_same_v<T, __half>) return 1e-2;
+  return 6e-2;  // bf16: 8 mantissa bits
+}
+
+double max_abs(const std::vector<float>& v) {
+  double m = 0;
+  for (float x : v) m = std::max(m, double(std::abs(x)));
+  return m;
+}
+
+// Every element within tol * max|want| (a scale-aware bound that does not
+// blow up on entries near zero).
+void expect_close(const std::vector<float>& got, const std::vector<float>& want, double tol, const std::string& what) {
+  ASSERT_EQ(got.size(), want.size()) << what;
+  const double bound = tol * std::max(1.0, max_abs(want));
+  for (std::size_t i = 0; i < got.size(); ++i) {
+    ASSERT_NEAR(got[i], want[i], bound) << what << " at " << i;
+  }
+}
+
+template <class T>
+class CudaTyped : public ::testing::Test {};
+using StorageTypes = ::testing::Types<float, __half, __nv_bfloat16>;
+struct TypeNames {
+  template <class T>
+  static std::string GetName(int) { return type_name<T>(); }
+};
+TYPED_TEST_SUITE(CudaTyped, StorageTypes, TypeNames);
+
+}  // namespace
+
+// ---- argument checks (no device needed) ------------------------------------
+
+TEST(CudaAttentionErrors, RefusedBeforeAnyLaunch) {
+  float dummy = 0;
+  auto p = rs::cuda::AttentionParams<float>::contiguous(&dummy, &dummy, 1, 4, 2, 256);
+  expect_refused([&] { rs::cuda::flash_attention(rs::Cuda{}, p); }, {"cuda::flash_attention", "head_dim = 256"});
+  p = rs::cuda::AttentionParams<float>::contiguous(nullptr, &dummy, 1, 4, 2, 64);
+  expect_refused([&] { rs::cuda::flash_attention(rs::Cuda{}, p); }, {"qkv"});
+  p = rs::cuda::AttentionParams<float>::contiguous(&dummy, &dummy, 70000, 4, 2, 64);
+  expect_refused([&] { rs::cuda::flash_attention(rs::Cuda{}, p); }, {"batch", "65535"});
+  p = rs::cuda::AttentionParams<float>::contiguous(&dummy, &dummy, 1, 4, 2, 64);
+  expect_refused([&] { rs::cuda::attention_with_map(rs::Cuda{}, p, nullptr); }, {"map"});
+}
+
+// ---- cuBLASLt linear ---------------------------------------------------------
+
+TYPED_TEST(CudaTyped, LinearMatchesNaiveProduct) {
+  REQUIRE_DEVICE();
+  using T = TypeParam;
+  rs::cuda::Blas blas;
+  for (auto [rows, in, out, ldx] : std::vector<std::array<int, 4>>{{197, 384, 1152, 384}, {5, 40, 7, 40}, {64, 96, 32, 288}}) {
+    const auto x = rounded<T>(ref::random_floats(std::size_t(rows) * ldx, 1));
+    const auto w = rounded<T>(ref::random_floats(std::size_t(out) * in, 2));
+    const auto bias = rounded<T>(ref::random_floats(std::size_t(out), 3));
+    auto dx = to_device<T>(x), dw = to_device<T>(w), db = to_device<T>(bias);
+    rs::cuda::DeviceBuffer<T> dy(std::size_t(rows) * out);
+    blas.linear(rs::Cuda{}, rs::cuda::LinearShape{rows, in, out, ldx, out}, dx.data(), dw.data(), db.data(), dy.data());
+    std::vector<float> want(std::size_t(rows) * out);
+    for (int r = 0; r < rows; ++r)
+      for (int o = 0; o < out; ++o) {
+        double s = bias[std::size_t(o)];
+        for (int i = 0; i < in; ++i) s += double(x[std::size_t(r) * ldx + i]) * w[std::size_t(o) * in + i];
+        want[std::size_t(r) * out + o] = float(s);
+      }
+    expect_close(dy.download(want.size()), want, tolerance<T>() * 0.5, "linear " + std::to_string(rows));
+  }
+}
+
+// ---- attention ---------------------------------------------------------------
+
+TYPED_TEST(CudaTyped, FlashAttentionMatchesHostFlashAttention) {
+  REQUIRE_DEVICE();
+  using T = TypeParam;
+  const int batch = 2, heads = 3;
+  for (int head_dim : {16, 32, 40, 64, 128}) {
+    for (int tokens : {1, 17, 64, 197}) {
+      for (bool bias : {false, true}) {
+        const int dim = heads * head_dim;
+        const auto qkv = rounded<T>(ref::random_floats(std::size_t(batch) * tokens * 3 * dim, 7 + tokens));
+        auto key_bias = ref::random_floats(std::size_t(batch) * tokens, 9);
+        for (auto& b : key_bias) b = std::log(1.0f + std::abs(b) * 3.0f);
+        std::vector<float> want(std::size_t(batch) * tokens * dim);
+        auto hp = rs::AttentionParams::contiguous(qkv.data(), nullptr, want.data(), batch, tokens, heads, head_dim);
+        if (bias) hp.key_bias = key_bias.data();
+        rs::cpu::flash_attention(rs::Host{}, hp);
+
+        auto dqkv = to_device<T>(qkv);
+        auto dbias = to_device<float>(key_bias);
+        rs::cuda::DeviceBuffer<T> dout(want.size());
+        auto p = rs::cuda::AttentionParams<T>::contiguous(dqkv.data(), dout.data(), batch, tokens, heads, head_dim);
+        if (bias) p.key_bias = dbias.data();
+        rs::cuda::flash_attention(rs::Cuda{}, p);
+        expect_close(dout.download(want.size()), want, tolerance<T>(),
+                     "head_dim " + std::to_string(head_dim) + " tokens " + std::to_string(tokens));
+      }
+    }
+  }
+}
+
+TYPED_TEST(CudaTyped, AttentionWithMapMatchesHostMapPath) {
+  REQUIRE_DEVICE();
+  using T = TypeParam;
+  const int batch = 2, heads = 4, head_dim = 32, tokens = 197, dim = heads * head_dim;
+  const auto qkv = rounded<T>(ref::random_floats(std::size_t(batch) * tokens * 3 * dim, 11));
+  std::vector<float> want(std::size_t(batch) * tokens * dim), want_map(std::size_t(batch) * heads * tokens * tokens);
+  auto hp = rs::AttentionParams::contiguous(qkv.data(), nullptr, want.data(), batch, tokens, heads, head_dim);
+  rs::cpu::attention_with_map(rs::Host{}, hp, want_map.data());
+  auto dqkv = to_device<T>(qkv);
+  rs::cuda::DeviceBuffer<T> dout(want.size());
+  rs::cuda::DeviceBuffer<float> dmap(want_map.size());
+  auto p = rs::cuda::AttentionParams<T>::contiguous(dqkv.data(), dout.data(), batch, tokens, heads, head_dim);
+  rs::cuda::attention_with_map(rs::Cuda{}, p, dmap.data());
+  expect_close(dmap.download(want_map.size()), want_map, 1e-5, "map");
+  expect_close(dout.download(want.size()), want, tolerance<T>(), "output");
+}
+
+// ---- the Block ---------------------------------------------------------------
+
+namespace {
+
+template <class Site, class Importance, class Compress, class Norm>
+struct BlockCase {
+  using site = Site;
+  using importance = Importance;
+  using compress = Compress;
+  using norm = Norm;
+};
+
+template <class C>
+class CudaBlock : public ::testing::Test {};
+using BlockCases = ::testing::Types<
+    BlockCase<P::Mlp, P::L2, P::Prune, P::PreNorm>, BlockCase<P::Attention, P::L2, P::Prune, P::PreNorm>,
+    BlockCase<P::Block, P::L1, P::Prune, P::PreNorm>, BlockCase<P::Mlp, P::Cosine, P::Prune, P::PreNorm>,
+    BlockCase<P::Mlp, P::Norm, P::Prune, P::PreNorm>, BlockCase<P::Mlp, P::Random, P::Prune, P::PreNorm>,
+    BlockCase<P::Attention, P::ClsAttention, P::Prune, P::PreNorm>, BlockCase<P::Mlp, P::L2, P::Fuse, P::PreNorm>,
+    BlockCase<P::Attention, P::L2, P::Fuse, P::PreNorm>, BlockCase<P::Mlp, P::L2, P::Prune, P::PostNorm>,
+    BlockCase<P::Attention, P::Cosine, P::Prune, P::PostNorm>, BlockCase<P::Mlp, P::L2, P::Merge, P::PreNorm>,
+    BlockCase<P::Attention, P::L2, P::Merge, P::PreNorm>, BlockCase<P::Block, P::Cosine, P::Merge, P::PostNorm>>;
+TYPED_TEST_SUITE(CudaBlock, BlockCases);
+
+}  // namespace
+
+// f32: the same kept indices as the CPU block and outputs / scores within
+// float noise, pruned and unpruned.
+TYPED_TEST(CudaBlock, MatchesHostBlockInF32) {
+  REQUIRE_DEVICE();
+  using C = TypeParam;
+  using B = rs::Block<P::Transformer, typename C::site, typename C::importance, typename C::compress, typename C::norm>;
+  const int dim = 96, heads = 3, hidden = 384, batch = 3, tokens = 50;
+  const RandomBlockWeights rw(dim, heads, hidden, 5);
+  const auto hw = rw.view();
+  const auto x = ref::random_floats(std::size_t(batch) * tokens * dim, 6);
+
+  rs::cuda::Blas blas;
+  rs::cuda::TransformerWorkspace<float> dws(blas);
+  dws.reserve(batch, tokens, dim, hidden, heads, true);
+  std::vector<rs::cuda::DeviceBuffer<float>> held;
+  auto up = [&](const std::vector<float>& v) { held.push_back(to_device<float>(v)); return held.back().data(); };
+  held.reserve(16);
+  rs::BasicTransformerBlockWeights<float> dw = hw;
+  dw.norm1_weight = up(rw.t.norm1_w), dw.norm1_bias = up(rw.t.norm1_b), dw.qkv_weight = up(rw.t.qkv_w);
+  dw.qkv_bias = up(rw.t.qkv_b), dw.proj_weight = up(rw.t.proj_w), dw.proj_bias = up(rw.t.proj_b);
+  dw.norm2_weight = up(rw.t.norm2_w), dw.norm2_bias = up(rw.t.norm2_b), dw.fc1_weight = up(rw.t.fc1_w);
+  dw.fc1_bias = up(rw.t.fc1_b), dw.fc2_weight = up(rw.t.fc2_w), dw.fc2_bias = up(rw.t.fc2_b);
+  auto dx = to_device<float>(x);
+
+  constexpr bool kMerge = std::is_same_v<typename C::compress, P::Merge>;
+  // Merge tracks token sizes: feed sizes in [1, 4) and compare the kept ones.
+  auto sizes = ref::random_floats(std::size_t(batch) * tokens, 12);
+  for (auto& s : sizes) s = 2.5f + 1.5f * s;
+  auto dsizes = to_device<float>(sizes);
+  for (int keep : {tokens, 37, kMerge ? 26 : 20}) {
+    const int out_tokens = B::output_tokens(tokens, keep);
+    std::vector<float> want_sizes(std::size_t(batch) * keep);
+    rs::cuda::DeviceBuffer<float> dkept_sizes(want_sizes.size());
+    std::vector<float> want(std::size_t(batch) * out_tokens * dim), want_scores(std::size_t(batch) * tokens);
+    std::vector<int> want_idx(std::size_t(batch) * keep);
+    rs::TransformerWorkspace hws;
+    auto ha = rs::TransformerBlockArgs::dense(x.data(), want.data(), batch, tokens);
+    ha.keep = keep;
+    ha.scores = want_scores.data();
+    ha.keep_idx = want_idx.data();
+    ha.seed = 4;
+    if constexpr (kMerge) {
+      ha.sizes = sizes.data();
+      if (keep < tokens) ha.kept_sizes = want_sizes.data();
+    }
+    B::forward(rs::Host{}, hw, ha, hws);
+
+    rs::cuda::DeviceBuffer<float> dy(want.size()), dscores(want_scores.size());
+    rs::cuda::DeviceBuffer<int> didx(want_idx.size());
+    auto da = rs::BasicTransformerBlockArgs<float>::dense(dx.data(), dy.data(), batch, tokens);
+    da.keep = keep;
+    da.scores = dscores.data();
+    da.keep_idx = didx.data();
+    da.seed = 4;
+    if constexpr (kMerge) {
+      da.sizes = dsizes.data();
+      if (keep < tokens) da.kept_sizes = dkept_sizes.data();
+    }
+    B::forward(rs::Cuda{}, dw, da, dws);
+    rs::cuda_detail::check(cudaDeviceSynchronize(), "sync");
+
+    expect_close(dscores.download(want_scores.size()), want_scores, 2e-5, "scores");
+    if (keep < tokens) {
+      std::vector<int> got_idx(want_idx.size());
+      rs::cuda_detail::check(cudaMemcpy(got_idx.data(), didx.data(), got_idx.size() * sizeof(int), cudaMemcpyDeviceToHost), "idx");
+      EXPECT_EQ(got_idx, want_idx) << "keep " << keep;
+    }
+    expect_close(dy.download(want.size()), want, 5e-5, "output keep " + std::to_string(keep));
+    if (kMerge && keep < tokens) expect_close(dkept_sizes.download(want_sizes.size()), want_sizes, 1e-6, "kept sizes");
+  }
+}
+
+// merge_tokens alone against the CPU merge: same survivors, same means.
+TYPED_TEST(CudaTyped, MergeTokensMatchesHostMerge) {
+  REQUIRE_DEVICE();
+  using T = TypeParam;
+  for (auto [tokens, keep, protect] : std::vector<std::array<int, 3>>{{197, 157, 1}, {197, 99, 1}, {10, 7, 0}, {33, 20, 3}}) {
+    const int batch = 3, channels = 40, key_channels = 24;
+    const auto x = rounded<T>(ref::random_floats(std::size_t(batch) * tokens * channels, 20));
+    auto keys = rounded<T>(ref::random_floats(std::size_t(batch) * tokens * key_channels, 21));
+    for (int i = 0; i < key_channels; ++i) keys[std::size_t(protect + 1) * key_channels + i] = 0.0f;  // a zero key
+    auto scores = ref::random_floats(std::size_t(batch) * tokens, 22);
+    scores[std::size_t(protect + 2)] = NAN;  // merges first
+    auto sizes = ref::random_floats(std::size_t(batch) * tokens, 23);
+    for (auto& s : sizes) s = 2.0f + s;
+    rs::MergeParams hp;
+    std::vector<float> want(std::size_t(batch) * keep * channels), want_sizes(std::size_t(batch) * keep);
+    std::vector<int> want_idx(std::size_t(batch) * keep);
+    hp.x = x.data(), hp.keys = keys.data(), hp.scores = scores.data(), hp.sizes = sizes.data();
+    hp.out = want.data(), hp.out_sizes = want_sizes.data(), hp.keep_idx = want_idx.data();
+    hp.batch = batch, hp.tokens = tokens, hp.keep = keep, hp.channels = channels, hp.key_channels = key_channels;
+    hp.protect = protect;
+    rs::cpu::merge_tokens(rs::Host{}, hp);
+
+    auto dx = to_device<T>(x), dkeys = to_device<T>(keys);
+    auto dscores = to_device<float>(scores), dsizes = to_device<float>(sizes);
+    rs::cuda::DeviceBuffer<T> dout(want.size());
+    rs::cuda::DeviceBuffer<float> dout_sizes(want_sizes.size());
+    rs::cuda::DeviceBuffer<int> didx(want_idx.size());
+    rs::cuda::DeviceMergeParams<T> p;
+    p.x = dx.data(), p.keys = dkeys.data(), p.scores = dscores.data(), p.sizes = dsizes.data();
+    p.out = dout.data(), p.out_sizes = dout_sizes.data(), p.keep_idx = didx.data();
+    p.batch = batch, p.tokens = tokens, p.keep = keep, p.channels = channels, p.key_channels = key_channels;
+    p.protect = protect;
+    rs::cuda::merge_tokens(rs::Cuda{}, p);
+    std::vector<int> got_idx(want_idx.size());
+    rs::cuda_detail::check(cudaMemcpy(got_idx.data(), didx.data(), got_idx.size() * sizeof(int), cudaMemcpyDeviceToHost), "idx");
+    // Keys are rounded alike on both sides and matched in f32: same plan.
+    ASSERT_EQ(got_idx, want_idx) << "tokens " << tokens << " keep " << keep;
+    expect_close(dout.download(want.size()), want, tolerance<T>(), "merged rows");
+    expect_close(dout_sizes.download(want_sizes.size()), want_sizes, 1e-6, "sizes");
+  }
+}
+
+// f16 / bf16 unpruned (selection could differ where rounding reorders
+// near-equal scores): outputs within the storage type's rounding of the
+// CPU block run on the rounded weights and input.
+TYPED_TEST(CudaTyped, BlockMatchesHostBlockInStorageType) {
+  REQUIRE_DEVICE();
+  using T = TypeParam;
+  using B = rs::Block<P::Transformer, P::Mlp, P::L2>;
+  const int dim = 384, heads = 6, hidden = 1536, batch = 2, tokens = 197;
+  RandomBlockWeights rw(dim, heads, hidden, 8);
+  for (auto* v : {&rw.t.norm1_w, &rw.t.norm1_b, &rw.t.qkv_w, &rw.t.qkv_b, &rw.t.proj_w, &rw.t.proj_b, &rw.t.norm2_w,
+                  &rw.t.norm2_b, &rw.t.fc1_w, &rw.t.fc1_b, &rw.t.fc2_w, &rw.t.fc2_b})
+    *v = rounded<T>(*v);
+  const auto x = rounded<T>(ref::random_floats(std::size_t(batch) * tokens * dim, 9));
+  std::vector<float> want(x.size()), want_scores(std::size_t(batch) * tokens);
+  rs::TransformerWorkspace hws;
+  auto ha = rs::TransformerBlockArgs::dense(x.data(), want.data(), batch, tokens);
+  ha.scores = want_scores.data();
+  B::forward(rs::Host{}, rw.view(), ha, hws);
+
+  rs::cuda::Blas blas;
+  rs::cuda::TransformerWorkspace<T> dws(blas);
+  dws.reserve(batch, tokens, dim, hidden);
+  std::vector<rs::cuda::DeviceBuffer<T>> held;
+  held.reserve(16);
+  auto up = [&](const std::vector<float>& v) { held.push_back(to_device<T>(v)); return held.back().data(); };
+  rs::BasicTransformerBlockWeights<T> dw;
+  dw.dim = dim, dw.heads = heads, dw.mlp_hidden = hidden;
+  dw.norm1_weight = up(rw.t.norm1_w), dw.norm1_bias = up(rw.t.norm1_b), dw.qkv_weight = up(rw.t.qkv_w);
+  dw.qkv_bias = up(rw.t.qkv_b), dw.proj_weight = up(rw.t.proj_w), dw.proj_bias = up(rw.t.proj_b);
+  dw.norm2_weight = up(rw.t.norm2_w), dw.norm2_bias = up(rw.t.norm2_b), dw.fc1_weight = up(rw.t.fc1_w);
+  dw.fc1_bias = up(rw.t.fc1_b), dw.fc2_weight = up(rw.t.fc2_w), dw.fc2_bias = up(rw.t.fc2_b);
+  auto dx = to_device<T>(x);
+  rs::cuda::DeviceBuffer<T> dy(x.size());
+  rs::cuda::DeviceBuffer<float> dscores(want_scores.size());
+  auto da = rs::BasicTransformerBlockArgs<T>::dense(dx.data(), dy.data(), batch, tokens);
+  da.scores = dscores.data();
+  B::forward(rs::Cuda{}, dw, da, dws);
+  expect_close(dy.download(x.size()), want, 2 * tolerance<T>(), "output");
+  expect_close(dscores.download(want_scores.size()), want_scores, 4 * tolerance<T>(), "scores");
+
+  // A workspace reserved for fewer rows is refused, not grown.
+  rs::cuda::TransformerWorkspace<T> small(blas);
+  small.reserve(1, tokens, dim, hidden);
+  expect_refused([&] { B::forward(rs::Cuda{}, dw, da, small); }, {"workspace", "reserve()"});
+}
+
+// ---- the model ---------------------------------------------------------------
+
+namespace {
+
+rs::ViTConfig tiny_vit() {
+  rs::ViTConfig c;
+  c.image_size = 32;
+  c.patch_size = 8;  // 16 patches + CLS = 17 tokens
+  c.dim = 48;
+  c.depth = 4;
+  c.heads = 3;
+  c.mlp_hidden = 192;
+  c.num_classes = 10;
+  return c;
+}
+
+}  // namespace
+
+TEST(CudaVisionTransformer, MatchesHostModelPrunedAndUnpruned) {
+  REQUIRE_DEVICE();
+  const auto cfg = tiny_vit();
+  const auto w = rs::ViTWeights::random(cfg, 3);
+  const int batch = 4;
+  const auto images = ref::random_floats(std::size_t(batch) * 3 * 32 * 32, 4);
+  rs::cuda::Blas blas;
+  rs::cuda::VisionTransformer<float> dmodel(w, blas);
+  dmodel.reserve(batch);
+  rs::VisionTransformer<> hmodel(w);
+  auto dimages = to_device<float>(images);
+  rs::cuda::DeviceBuffer<float> dlogits(std::size_t(batch) * cfg.num_classes);
+  for (const auto& schedule : {rs::PruneSchedule::none(), rs::PruneSchedule::paper_layers(0.5)}) {
+    std::vector<float> want(std::size_t(batch) * cfg.num_classes);
+    hmodel.forward(rs::Host{}, images.data(), batch, want.data(), schedule);
+    dmodel.forward(rs::Cuda{}, dimages.data(), batch, dlogits.data(), schedule);
+    expect_close(dlogits.download(want.size()), want, 1e-4, "logits");
+  }
+  expect_refused([&] { dmodel.forward(rs::Cuda{}, dimages.data(), batch + 1, dlogits.data()); }, {"reserve"});
+}
+
+TEST(CudaVisionTransformer, MergeMatchesHostModel) {
+  REQUIRE_DEVICE();
+  const auto cfg = tiny_vit();
+  const auto w = rs::ViTWeights::random(cfg, 5);
+  const int batch = 3;
+  const auto images = ref::random_floats(std::size_t(batch) * 3 * 32 * 32, 6);
+  rs::cuda::Blas blas;
+  rs::cuda::VisionTransformer<float, P::Mlp, P::L2, P::Merge> dmodel(w, blas);
+  dmodel.reserve(batch);
+  rs::VisionTransformer<P::Mlp, P::L2, P::Merge> hmodel(w);
+  const auto schedule = rs::PruneSchedule::paper_layers(0.8);
+  std::vector<float> want(std::size_t(batch) * cfg.num_classes);
+  hmodel.forward(rs::Host{}, images.data(), batch, want.data(), schedule);
+  auto dimages = to_device<float>(images);
+  rs::cuda::DeviceBuffer<float> dlogits(want.size());
+  dmodel.forward(rs::Cuda{}, dimages.data(), batch, dlogits.data(), schedule);
+  expect_close(dlogits.download(want.size()), want, 1e-4, "logits");
+}
+
+// The digits ViT trained in PyTorch (data/digits_vit): f16 and bf16 keep
+// the predictions of the f32 CPU model on nearly every held-out image.
+TYPED_TEST(CudaTyped, DigitsViTKeepsThePredictions) {
+  REQUIRE_DEVICE();
+  using T = TypeParam;
+  const std::string dir = std::string(REPSHIFT_SOURCE_DIR) + "/data/digits_vit/";
+  const auto cfg = rs::ViTConfig::digits();
+  const auto weights = rs::ViTWeights::load(cfg, rs::io::SafeTensorsFile(dir + "model.safetensors"));
+  const rs::io::SafeTensorsFile test_set(dir + "test_set.safetensors");
+  const int batch = int(test_set.info("labels").shape.at(0));
+  const auto images = test_set.load_f32("images", {batch, cfg.in_chans, cfg.image_size, cfg.image_size});
+  std::vector<float> want(std::size_t(batch) * 10);
+  rs::VisionTransformer<> hmodel(weights);
+  hmodel.forward(rs::Host{}, images.data(), batch, want.data());
+
+  rs::cuda::Blas blas;
+  rs::cuda::VisionTransformer<T> dmodel(weights, blas);
+  dmodel.reserve(batch);
+  auto dimages = to_device<T>(images);
+  rs::cuda::DeviceBuffer<T> dlogits(want.size());
+  dmodel.forward(rs::Cuda{}, dimages.data(), batch, dlogits.data());
+  const auto got = dlogits.download(want.size());
+  int same = 0;
+  for (int b = 0; b < batch; ++b) {
+    auto arg = [&](const std::vector<float>& v) {
+      return std::max_element(v.begin() + b * 10, v.begin() + b * 10 + 10) - (v.begin() + b * 10);
+    };
+    same += arg(got) == arg(want);
+  }
+  if constexpr (std::is_same_v<T, float>) {
+    EXPECT_EQ(same, batch);
+    expect_close(got, want, 1e-4, "logits");
+  } else {
+    EXPECT_GE(same, batch - 3) << type_name<T>();
+  }
+}
