@@ -2,7 +2,8 @@
 // and causal conv against the double reference (reference_scan.hpp), both
 // directions, state 16 (registers) and other sizes, channel counts off the
 // CTA width, several shared-memory chunks; line scores and line removal
-// against the CPU path (itself tested against a double reference).
+// against the CPU path (itself tested against a double reference); the
+// SsmScan Block and the Vim model on CUDA against their CPU twins.
 // Skipped (GTEST_SKIP -> ctest "Skipped") without a device.
 
 #include <gtest/gtest.h>
@@ -13,20 +14,16 @@
 
 #include <repshift/cpu/line_prune.hpp>
 #include <repshift/cuda.hpp>
+#include <repshift/models/vim.cuh>
 
+#include "cuda_test_support.cuh"
+#include "reference.hpp"
 #include "reference_scan.hpp"
+#include "test_support.hpp"
 
 namespace rs = repshift;
 
 namespace {
-
-bool have_device() {
-  int count = 0;
-  return cudaGetDeviceCount(&count) == cudaSuccess && count > 0;
-}
-
-#define REQUIRE_DEVICE() \
-  if (!have_device()) GTEST_SKIP() << "no CUDA device"
 
 struct DeviceFloats {
   float* ptr = nullptr;
@@ -215,4 +212,142 @@ TEST(CudaLines, ScoresAndRemovalMatchTheHostPath) {
   cudaFree(d_rows);
   cudaFree(d_cols);
   cudaFree(status);
+}
+
+// ---- SsmScan Block and Vim on CUDA ---------------------------------------------
+
+namespace {
+
+rs::VimConfig tiny_vim() {
+  rs::VimConfig c;
+  c.image_size = 32;
+  c.patch_size = 8;  // 16 patches + CLS at 8 = 17 tokens
+  c.dim = 24;
+  c.depth = 4;
+  c.state = 16;
+  c.dt_rank = 2;
+  c.num_classes = 10;
+  return c;
+}
+
+// Larger projections so every layer moves the tokens visibly.
+rs::VimWeights lively_vim(const rs::VimConfig& cfg, std::uint32_t seed) {
+  rs::VimWeights w = rs::VimWeights::random(cfg, seed);
+  w.for_each_tensor([](const std::string& name, const std::vector<std::int64_t>&, std::vector<float>& v) {
+    if (name.find("proj.weight") != std::string::npos || name.find("x_proj") != std::string::npos ||
+        name.find("pos_embed") != std::string::npos || name.find("head") != std::string::npos)
+      for (auto& x : v) x *= 12.0f;
+  });
+  return w;
+}
+
+std::vector<int> download_ints(const int* d, std::size_t n) {
+  std::vector<int> h(n);
+  rs::cuda_detail::check(cudaMemcpy(h.data(), d, n * sizeof(int), cudaMemcpyDeviceToHost), "download");
+  return h;
+}
+
+void expect_close_to(const std::vector<float>& got, const std::vector<float>& want, double tol, const char* what) {
+  ASSERT_EQ(got.size(), want.size());
+  double scale = 1;
+  for (float x : want) scale = std::max(scale, double(std::abs(x)));
+  for (std::size_t i = 0; i < got.size(); ++i) ASSERT_NEAR(got[i], want[i], tol * scale) << what << " at " << i;
+}
+
+template <class M>
+class CudaSsmBlock : public ::testing::Test {};
+using SsmImportances = ::testing::Types<rs::policies::L2, rs::policies::Cosine, rs::policies::L1, rs::policies::Random>;
+TYPED_TEST_SUITE(CudaSsmBlock, SsmImportances);
+
+}  // namespace
+
+// One bidirectional Vim block: scores, kept indices, output and the class
+// token's new position equal the CPU block's.
+TYPED_TEST(CudaSsmBlock, MatchesHostBlock) {
+  REQUIRE_DEVICE();
+  using B = rs::Block<rs::policies::SsmScan, rs::policies::Block, TypeParam>;
+  auto cfg = tiny_vim();
+  cfg.depth = 1;
+  cfg.dim = 40;
+  const auto w = lively_vim(cfg, 7);
+  const rs::cuda::VimDeviceWeights dw(w);
+  const int batch = 3, tokens = 61, dim = cfg.dim;
+  const auto x = ref::random_floats(std::size_t(batch) * tokens * dim, 8);
+  rs::cuda::Blas blas;
+  rs::cuda::SsmWorkspace dws(blas);
+  dws.reserve(std::int64_t(batch) * tokens, dw.block(0));
+  rs::SsmWorkspace hws;
+  auto dx = to_device<float>(x);
+  for (int keep : {tokens, 45, 12}) {
+    std::vector<float> want(std::size_t(batch) * keep * dim), want_scores(std::size_t(batch) * tokens);
+    std::vector<int> want_idx(std::size_t(batch) * keep), cls = {30, 0, 60};
+    auto ha = rs::SsmBlockArgs::dense(x.data(), want.data(), batch, tokens);
+    ha.keep = keep, ha.scores = want_scores.data(), ha.keep_idx = want_idx.data(), ha.keep_token = cls.data();
+    ha.seed = 5;
+    B::forward(rs::Host{}, w.block(0), ha, hws);
+
+    rs::cuda::DeviceBuffer<float> dy(want.size()), dscores(want_scores.size());
+    rs::cuda::DeviceBuffer<int> didx(want_idx.size()), dcls(3);
+    const std::vector<int> cls0 = {30, 0, 60};
+    rs::cuda_detail::check(cudaMemcpy(dcls.data(), cls0.data(), 3 * sizeof(int), cudaMemcpyHostToDevice), "cls");
+    auto da = rs::SsmBlockArgs::dense(dx.data(), dy.data(), batch, tokens);
+    da.keep = keep, da.scores = dscores.data(), da.keep_idx = didx.data(), da.keep_token = dcls.data();
+    da.seed = 5;
+    B::forward(rs::Cuda{}, dw.block(0), da, dws);
+
+    expect_close_to(dscores.download(want_scores.size()), want_scores, 2e-5, "scores");
+    if (keep < tokens) {
+      EXPECT_EQ(download_ints(didx.data(), want_idx.size()), want_idx) << "keep " << keep;
+      EXPECT_EQ(download_ints(dcls.data(), 3), cls) << "class-token positions";
+    }
+    expect_close_to(dy.download(want.size()), want, 5e-5, "output");
+  }
+}
+
+TEST(CudaSsmBlock, BadKeptTokenIsReportedThroughStatus) {
+  REQUIRE_DEVICE();
+  using B = rs::Block<rs::policies::SsmScan, rs::policies::Block, rs::policies::L2>;
+  auto cfg = tiny_vim();
+  cfg.depth = 1;
+  const auto w = lively_vim(cfg, 7);
+  const rs::cuda::VimDeviceWeights dw(w);
+  const int batch = 2, tokens = 17;
+  rs::cuda::Blas blas;
+  rs::cuda::SsmWorkspace dws(blas);
+  dws.reserve(std::int64_t(batch) * tokens, dw.block(0));
+  auto dx = to_device<float>(ref::random_floats(std::size_t(batch) * tokens * cfg.dim, 1));
+  rs::cuda::DeviceBuffer<float> dy(std::size_t(batch) * tokens * cfg.dim);
+  rs::cuda::DeviceBuffer<int> dcls(2), status(4);
+  const std::vector<int> cls = {3, 17};  // 17 is past the last token
+  rs::cuda_detail::check(cudaMemcpy(dcls.data(), cls.data(), 2 * sizeof(int), cudaMemcpyHostToDevice), "cls");
+  rs::cuda_detail::check(cudaMemset(status.data(), 0, 4 * sizeof(int)), "status");
+  auto a = rs::SsmBlockArgs::dense(dx.data(), dy.data(), batch, tokens);
+  a.keep = 10;
+  a.keep_token = dcls.data();
+  const rs::Cuda exec{nullptr, status.data()};
+  B::forward(exec, dw.block(0), a, dws);
+  expect_refused([&] { rs::cuda::throw_if_status(exec); }, {"keep_token[1] = 17"});
+}
+
+TEST(CudaVisionMamba, MatchesHostModelPrunedAndUnpruned) {
+  REQUIRE_DEVICE();
+  const auto cfg = tiny_vim();
+  const auto w = lively_vim(cfg, 3);
+  const int batch = 3;
+  const auto images = ref::random_floats(std::size_t(batch) * 3 * 32 * 32, 4);
+  rs::VisionMamba<> hmodel(w);
+  rs::cuda::Blas blas;
+  rs::cuda::VisionMamba<> dmodel(w, blas);
+  dmodel.reserve(batch);
+  auto dimages = to_device<float>(images);
+  rs::cuda::DeviceBuffer<float> dlogits(std::size_t(batch) * cfg.num_classes);
+  for (const auto& schedule : {rs::PruneSchedule::none(), rs::PruneSchedule{{{1, 0.7}, {2, 0.75}}, 0}}) {
+    std::vector<float> want(std::size_t(batch) * cfg.num_classes);
+    rs::VimTrace trace;
+    hmodel.forward(rs::Host{}, images.data(), batch, want.data(), schedule, &trace);
+    dmodel.forward(rs::Cuda{}, dimages.data(), batch, dlogits.data(), schedule);
+    expect_close_to(dlogits.download(want.size()), want, 1e-4, "logits");
+    if (!trace.cls_position.empty())
+      EXPECT_EQ(download_ints(dmodel.cls_position(), std::size_t(batch)), trace.cls_position.back());
+  }
 }

@@ -14,19 +14,12 @@
 
 #include <repshift/cuda.hpp>
 
+#include "cuda_test_support.cuh"
 #include "reference.hpp"
 
 namespace rs = repshift;
 
 namespace {
-
-bool have_device() {
-  int count = 0;  // cudaGetDeviceCount leaves it untouched when it fails
-  return cudaGetDeviceCount(&count) == cudaSuccess && count > 0;
-}
-
-#define REQUIRE_DEVICE() \
-  if (!have_device()) GTEST_SKIP() << "no CUDA device"
 
 template <class T>
 struct DeviceBuffer {

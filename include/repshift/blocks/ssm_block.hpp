@@ -35,6 +35,11 @@
 
 namespace repshift {
 
+struct Cuda;  // repshift/cuda/exec.cuh
+namespace cuda {
+class SsmWorkspace;  // blocks/ssm_block.cuh
+}
+
 struct SsmBlockArgs {
   const float* x = nullptr;  // [batch, tokens, dim]
   float* y = nullptr;        // [batch, keep, dim]
@@ -104,15 +109,7 @@ struct Block<policies::SsmScan, Site, Metric, Compress, Norm> {
     constexpr const char* where = "Block<SsmScan>::forward";
     w.check(where);
     detail::check_token_block_args(where, a.x, a.y, a.batch, a.tokens, a.keep, a.protect);
-    if (a.keep_token) {
-      detail::require_at_most(where, "protect + 1 (keep_token)", a.protect + 1, "keep", a.keep);
-      for (int b = 0; b < a.batch; ++b) {
-        if (a.keep_token[b] < 0 || a.keep_token[b] >= a.tokens) {
-          detail::fail(where, "keep_token[" + std::to_string(b) + "] = " + std::to_string(a.keep_token[b]) +
-                                  " is outside [0, tokens = " + std::to_string(a.tokens) + ")");
-        }
-      }
-    }
+    if (a.keep_token) detail::require_at_most(where, "protect + 1 (keep_token)", a.protect + 1, "keep", a.keep);
     if (static_cast<const void*>(a.x) == static_cast<const void*>(a.y)) {
       detail::fail(where, "y must not alias x (the score reads x after y is written)");
     }
@@ -120,8 +117,21 @@ struct Block<policies::SsmScan, Site, Metric, Compress, Norm> {
     detail::require_at_most(where, "batch * tokens", std::int64_t(a.batch) * a.tokens, "INT_MAX", INT_MAX);
   }
 
+  // On the GPU: defined in blocks/ssm_block.cuh; every pointer (weights,
+  // x, y, keep_token, scores, keep_idx) is a device pointer, f32.
+  static void forward(const Cuda& exec, const SsmBlockWeights& w, const SsmBlockArgs& a, cuda::SsmWorkspace& ws);
+
   static void forward(const Host& host, const SsmBlockWeights& w, const SsmBlockArgs& a, SsmWorkspace& ws) {
     check(w, a);
+    if (a.keep_token) {
+      for (int b = 0; b < a.batch; ++b) {
+        if (a.keep_token[b] < 0 || a.keep_token[b] >= a.tokens) {
+          detail::fail("Block<SsmScan>::forward", "keep_token[" + std::to_string(b) + "] = " +
+                                                      std::to_string(a.keep_token[b]) + " is outside [0, tokens = " +
+                                                      std::to_string(a.tokens) + ")");
+        }
+      }
+    }
     const std::int64_t rows = std::int64_t(a.batch) * a.tokens, dim = w.dim, inner = w.inner;
     ws.reserve(rows, w);
     const bool prune = a.keep < a.tokens;

@@ -113,13 +113,6 @@ LayerNormParams<T> norm_params(const T* gamma, const T* beta, float eps) {
   return {gamma, beta, eps};
 }
 
-// y = x W^T + bias for contiguous rows.
-template <class T>
-void dense(const Cuda& exec, cuda::Blas& blas, const T* x, std::int64_t rows, std::int64_t in, const T* w,
-           const T* bias, std::int64_t out, T* y) {
-  blas.linear(exec, cuda::LinearShape{rows, in, out, in, out}, x, w, bias, y);
-}
-
 }  // namespace cuda_detail
 
 template <class Site, class Metric, class Compress, class Norm>

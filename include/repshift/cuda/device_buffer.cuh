@@ -7,11 +7,13 @@
 #include <cuda_fp16.h>
 
 #include <cstddef>
+#include <map>
 #include <string>
 #include <type_traits>
 #include <utility>
 #include <vector>
 
+#include "../error.hpp"
 #include "error.cuh"
 
 namespace repshift {
@@ -87,6 +89,29 @@ class DeviceBuffer {
  private:
   T* ptr_ = nullptr;
   std::size_t size_ = 0;
+};
+
+// Every tensor of a model's host weights (anything with
+// for_each_tensor(name, shape, vector<float>)) on the device in storage
+// type T, by name. An empty host tensor (an absent optional one) maps to a
+// null pointer.
+template <class T>
+class DeviceTensorMap {
+ public:
+  template <class HostWeights>
+  explicit DeviceTensorMap(const HostWeights& host) {
+    host.for_each_tensor([&](const std::string& name, const auto&, const std::vector<float>& v) {
+      tensors_[name].upload(v);
+    });
+  }
+  const T* operator[](const std::string& name) const {
+    const auto it = tensors_.find(name);
+    if (it == tensors_.end()) detail::fail("cuda::DeviceTensorMap", "no tensor named " + name);
+    return it->second.data();
+  }
+
+ private:
+  std::map<std::string, DeviceBuffer<T>> tensors_;
 };
 
 }  // namespace cuda

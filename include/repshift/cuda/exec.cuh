@@ -3,9 +3,11 @@
 // allocates or synchronises; the kernels need no global workspace (their
 // scratch is shared memory or a caller-owned buffer). `status`, when set,
 // is a caller-owned device array of 4 ints (zeroed by the caller) where
-// gather_tokens and remove_lines record the first out-of-range index they
-// met; rs::cuda::throw_if_status(exec) reads it (that one call
-// synchronises) and throws naming the index.
+// kernels record the first bad value their input held that only the
+// device can see (gather_tokens / remove_lines: an index out of range;
+// Merge: a token size; SsmScan: the kept token's index);
+// rs::cuda::throw_if_status(exec) reads it (that one call synchronises)
+// and throws naming the value.
 
 #include <cuda_runtime.h>
 

@@ -80,6 +80,10 @@ inline void throw_if_status(const Cuda& exec) {
     detail::fail("Block<Transformer, ..., Merge>::forward", "sizes[" + std::to_string(host[1]) + "] = " +
                                                               std::to_string(size) + " must be finite and > 0");
   }
+  if (host[0] == 4) {  // cuda/token_compress.cuh: SsmScan's kept token
+    detail::fail("Block<SsmScan>::forward", "keep_token[" + std::to_string(host[1]) + "] = " + std::to_string(host[2]) +
+                                                " is outside [0, tokens)");
+  }
   if (host[0] == 2) {  // cuda/line_prune.cuh
     detail::fail("remove_lines", std::string(host[1] ? "keep_cols[" : "keep_rows[") + std::to_string(host[2]) +
                                      "] = " + std::to_string(host[3]) + " is outside the map");

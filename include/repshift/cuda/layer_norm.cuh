@@ -1,8 +1,9 @@
 #pragma once
-// LayerNorm of rows on the GPU: one warp per row, statistics in f32 over
-// two passes (mean, then centred variance: no cancellation), storage type
-// in and out. Rows may be strided (the ViT head normalises only the CLS
-// rows of [B, N, C]).
+// LayerNorm and RMSNorm of rows on the GPU: one warp per row, statistics
+// in f32 (LayerNorm: mean, then centred variance, no cancellation),
+// storage type in and out. Rows may be strided (the ViT head normalises
+// only the CLS rows of [B, N, C]) or picked per sample (the Vim head
+// normalises the class token wherever pruning has moved it).
 
 #include <cstdint>
 
@@ -82,6 +83,34 @@ void layer_norm_rows(const Cuda& exec, const T* src, std::int64_t src_stride, T*
   layer_norm_rows_kernel<T><<<row_grid("layer_norm_rows", rows), cuda_tiling::ScoreTiling::kThreads, 0, exec.stream>>>(
       src, src_stride, dst, dst_stride, rows, channels, w);
   check_launch("layer_norm_rows_kernel");
+}
+
+// out[r] = src_row(r) / sqrt(mean(src_row^2) + eps) * weight, where
+// src_row(r) = src + (r * tokens + (token ? token[r] : 0)) * channels when
+// tokens > 0 (one row per sample), else src + r * channels.
+template <class T>
+__global__ void __launch_bounds__(cuda_tiling::ScoreTiling::kThreads)
+    rms_norm_rows_kernel(const T* src, const int* token, std::int64_t tokens, T* dst, std::int64_t rows,
+                         std::int64_t channels, const T* weight, float eps) {
+  const std::int64_t row = std::int64_t(blockIdx.x) * cuda_tiling::ScoreTiling::kWarps + threadIdx.x / cuda_tiling::kWarp;
+  if (row >= rows) return;
+  const int lane = threadIdx.x % cuda_tiling::kWarp;
+  const std::int64_t src_row = tokens > 0 ? row * tokens + (token ? token[row] : 0) : row;
+  const T* x = src + src_row * channels;
+  T* y = dst + row * channels;
+  float sq = 0.0f;
+  for (std::int64_t c = lane; c < channels; c += cuda_tiling::kWarp) sq += to_float(x[c]) * to_float(x[c]);
+  const float inv = rsqrtf(warp_sum(sq) / float(channels) + eps);
+  for (std::int64_t c = lane; c < channels; c += cuda_tiling::kWarp) y[c] = from_float<T>(to_float(x[c]) * inv * to_float(weight[c]));
+}
+
+template <class T>
+void rms_norm_rows(const Cuda& exec, const T* src, T* dst, std::int64_t rows, std::int64_t channels, const T* weight,
+                   float eps, const int* token = nullptr, std::int64_t tokens = 0) {
+  if (rows == 0) return;
+  rms_norm_rows_kernel<T><<<row_grid("rms_norm_rows", rows), cuda_tiling::ScoreTiling::kThreads, 0, exec.stream>>>(
+      src, token, tokens, dst, rows, channels, weight, eps);
+  check_launch("rms_norm_rows_kernel");
 }
 
 }  // namespace cuda_detail

@@ -1,7 +1,9 @@
 #pragma once
-// ViT input stage on the GPU: im2col of non-overlapping patches (the
-// stride-p convolution becomes one GEMM) and the token assembly
-// x[b, 0] = cls + pos[0], x[b, 1 + p] = proj[b, p] + pos[1 + p].
+// ViT / Vim input stage on the GPU: im2col of non-overlapping patches (the
+// stride-p convolution becomes one GEMM) and the token assembly with the
+// class token at position `cls_index` (ViT: 0; Vim: the middle):
+// x[b, cls_index] = cls + pos[cls_index], the patches around it in order,
+// each + its pos row.
 
 #include <cstdint>
 
@@ -42,20 +44,33 @@ void patchify(const Cuda& exec, const T* images, std::int64_t batch, const Patch
 
 template <class T>
 __global__ void assemble_tokens_kernel(const T* proj, const T* cls, const T* pos, std::int64_t batch,
-                                       std::int64_t tokens, std::int64_t dim, T* x) {
+                                       std::int64_t tokens, std::int64_t dim, std::int64_t cls_index, T* x) {
   const std::int64_t i = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= batch * tokens * dim) return;
   const std::int64_t c = i % dim, n = i / dim % tokens, b = i / (dim * tokens);
-  const float v = n == 0 ? to_float(cls[c]) : to_float(proj[(b * (tokens - 1) + n - 1) * dim + c]);
+  const std::int64_t patch = n < cls_index ? n : n - 1;
+  const float v = n == cls_index ? to_float(cls[c]) : to_float(proj[(b * (tokens - 1) + patch) * dim + c]);
   x[i] = from_float<T>(v + to_float(pos[n * dim + c]));
 }
 
 template <class T>
 void assemble_tokens(const Cuda& exec, const T* proj, const T* cls, const T* pos, std::int64_t batch,
-                     std::int64_t tokens, std::int64_t dim, T* x) {
+                     std::int64_t tokens, std::int64_t dim, std::int64_t cls_index, T* x) {
   assemble_tokens_kernel<T><<<elementwise_grid("assemble_tokens", batch * tokens * dim), kScoreThreads, 0,
-                              exec.stream>>>(proj, cls, pos, batch, tokens, dim, x);
+                              exec.stream>>>(proj, cls, pos, batch, tokens, dim, cls_index, x);
   check_launch("assemble_tokens_kernel");
+}
+
+__global__ void fill_ints_kernel(int* dst, std::int64_t n, int value) {
+  const std::int64_t i = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < n) dst[i] = value;
+}
+
+// dst[0, n) = value, enqueued (a host-to-device copy from pageable memory
+// would synchronise).
+inline void fill_ints(const Cuda& exec, int* dst, std::int64_t n, int value) {
+  fill_ints_kernel<<<elementwise_grid("fill_ints", n), kScoreThreads, 0, exec.stream>>>(dst, n, value);
+  check_launch("fill_ints_kernel");
 }
 
 }  // namespace cuda_detail

@@ -13,7 +13,6 @@
 //   deit.forward(rs::Cuda{stream}, d_images, 64, d_logits, rs::PruneSchedule::paper(0.7f));
 
 #include <cstdint>
-#include <map>
 #include <memory>
 #include <string>
 #include <utility>
@@ -27,22 +26,16 @@
 namespace repshift {
 namespace cuda {
 
-// Every ViT tensor on the device in storage type T, by its timm name.
+// Every ViT tensor on the device in storage type T, by its timm name, and
+// the per-block views the Block takes.
 template <class T>
 class ViTDeviceWeights {
  public:
-  explicit ViTDeviceWeights(const ViTWeights& host) : config_(host.config) {
-    host.for_each_tensor([&](const std::string& name, const std::vector<std::int64_t>&, const std::vector<float>& v) {
-      tensors_[name].upload(v);
-    });
+  explicit ViTDeviceWeights(const ViTWeights& host) : config_(host.config), tensors_(host) {
     for (int i = 0; i < config_.depth; ++i) blocks_.push_back(make_block(i));
   }
   const ViTConfig& config() const { return config_; }
-  const T* operator[](const std::string& name) const {
-    const auto it = tensors_.find(name);
-    if (it == tensors_.end()) detail::fail("cuda::ViTDeviceWeights", "no tensor named " + name);
-    return it->second.data();
-  }
+  const T* operator[](const std::string& name) const { return tensors_[name]; }
   const BasicTransformerBlockWeights<T>& block(int i) const { return blocks_.at(std::size_t(i)); }
 
  private:
@@ -53,23 +46,23 @@ class ViTDeviceWeights {
     w.heads = config_.heads;
     w.mlp_hidden = config_.mlp_hidden;
     w.ln_eps = config_.ln_eps;
-    w.norm1_weight = (*this)[p + "norm1.weight"];
-    w.norm1_bias = (*this)[p + "norm1.bias"];
-    w.qkv_weight = (*this)[p + "attn.qkv.weight"];
-    w.qkv_bias = (*this)[p + "attn.qkv.bias"];
-    w.proj_weight = (*this)[p + "attn.proj.weight"];
-    w.proj_bias = (*this)[p + "attn.proj.bias"];
-    w.norm2_weight = (*this)[p + "norm2.weight"];
-    w.norm2_bias = (*this)[p + "norm2.bias"];
-    w.fc1_weight = (*this)[p + "mlp.fc1.weight"];
-    w.fc1_bias = (*this)[p + "mlp.fc1.bias"];
-    w.fc2_weight = (*this)[p + "mlp.fc2.weight"];
-    w.fc2_bias = (*this)[p + "mlp.fc2.bias"];
+    w.norm1_weight = tensors_[p + "norm1.weight"];
+    w.norm1_bias = tensors_[p + "norm1.bias"];
+    w.qkv_weight = tensors_[p + "attn.qkv.weight"];
+    w.qkv_bias = tensors_[p + "attn.qkv.bias"];
+    w.proj_weight = tensors_[p + "attn.proj.weight"];
+    w.proj_bias = tensors_[p + "attn.proj.bias"];
+    w.norm2_weight = tensors_[p + "norm2.weight"];
+    w.norm2_bias = tensors_[p + "norm2.bias"];
+    w.fc1_weight = tensors_[p + "mlp.fc1.weight"];
+    w.fc1_bias = tensors_[p + "mlp.fc1.bias"];
+    w.fc2_weight = tensors_[p + "mlp.fc2.weight"];
+    w.fc2_bias = tensors_[p + "mlp.fc2.bias"];
     return w;
   }
 
   ViTConfig config_;
-  std::map<std::string, DeviceBuffer<T>> tensors_;
+  DeviceTensorMap<T> tensors_;
   std::vector<BasicTransformerBlockWeights<T>> blocks_;
 };
 
@@ -130,7 +123,7 @@ class VisionTransformer {
     cuda_detail::dense(exec, blas, static_cast<const T*>(cols_.data()), std::int64_t(batch) * cfg.num_patches(),
                        cfg.patch_dim(), w["patch_embed.proj.weight"], w["patch_embed.proj.bias"], C, proj_.data());
     cuda_detail::assemble_tokens(exec, static_cast<const T*>(proj_.data()), w["cls_token"], w["pos_embed"], batch, N,
-                                 C, ping_.data());
+                                 C, 0, ping_.data());
 
     int tokens = int(N);
     T* x = ping_.data();
