@@ -29,6 +29,11 @@
 
 namespace repshift {
 
+struct Cuda;  // repshift/cuda/exec.cuh
+namespace cuda {
+class CnnWorkspace;  // blocks/cnn_block.cuh
+}
+
 struct BottleneckWeights {
   std::int64_t in_channels = 0, mid_channels = 0, out_channels = 0, stride = 1;
   const float* conv1_weight = nullptr;  // [mid, in, 1, 1]
@@ -104,29 +109,50 @@ struct Block<policies::CnnRows, Site, Metric, Compress, Norm> {
                 "Block<CnnRows>: Compress must be Prune (whole rows and columns are removed)");
   static_assert(policies::is_metric_v<Metric>, "Block<CnnRows>: Metric must be a shift metric or Norm");
 
-  static void forward(const Host& host, const BottleneckWeights& w, const CnnBlockArgs& a, CnnWorkspace& ws) {
-    constexpr const char* where = "Block<CnnRows>::forward";
+  // What a forward of these arguments does, after checking them.
+  struct Plan {
+    std::int64_t out_height, out_width, keep_rows, keep_cols;
+    bool prune, score;
+  };
+
+  static Plan plan(const char* where, const BottleneckWeights& w, const CnnBlockArgs& a) {
     w.check(where);
     detail::require_pointer(where, "x", a.x);
     detail::require_pointer(where, "y", a.y);
     detail::require_positive(where, "batch", a.batch);
     w.conv2().check(where, a.height, a.width);
-    const std::int64_t B = a.batch, H = a.height, W = a.width;
-    const std::int64_t Ho = w.conv2().out_size(H), Wo = w.conv2().out_size(W), n = Ho * Wo;
-    const std::int64_t keep_rows = a.keep_rows ? a.keep_rows : Ho, keep_cols = a.keep_cols ? a.keep_cols : Wo;
-    detail::require_positive(where, "keep_rows", keep_rows);
-    detail::require_positive(where, "keep_cols", keep_cols);
-    detail::require_at_most(where, "keep_rows", keep_rows, "output height", Ho);
-    detail::require_at_most(where, "keep_cols", keep_cols, "output width", Wo);
-    const bool prune = keep_rows < Ho || keep_cols < Wo;
-    const bool score = prune || a.row_scores || a.col_scores;
-    if (score && w.has_projection()) {
+    Plan p;
+    p.out_height = w.conv2().out_size(a.height);
+    p.out_width = w.conv2().out_size(a.width);
+    p.keep_rows = a.keep_rows ? a.keep_rows : p.out_height;
+    p.keep_cols = a.keep_cols ? a.keep_cols : p.out_width;
+    detail::require_positive(where, "keep_rows", p.keep_rows);
+    detail::require_positive(where, "keep_cols", p.keep_cols);
+    detail::require_at_most(where, "keep_rows", p.keep_rows, "output height", p.out_height);
+    detail::require_at_most(where, "keep_cols", p.keep_cols, "output width", p.out_width);
+    p.prune = p.keep_rows < p.out_height || p.keep_cols < p.out_width;
+    p.score = p.prune || a.row_scores || a.col_scores;
+    if (p.score && w.has_projection()) {
       detail::fail(where, "the shift needs x and y of one shape; this block projects its shortcut (" +
                               std::to_string(w.in_channels) + " -> " + std::to_string(w.out_channels) +
                               " channels, stride " + std::to_string(w.stride) + ")");
     }
     if (static_cast<const void*>(a.x) == static_cast<const void*>(a.y)) detail::fail(where, "y must not alias x");
-    detail::checked_extent(where, "activations", B, std::max(w.mid_channels, w.out_channels) * 4, H * W, sizeof(float));
+    detail::checked_extent(where, "activations", a.batch, std::max(w.mid_channels, w.out_channels) * 4,
+                           std::int64_t(a.height) * a.width, sizeof(float));
+    return p;
+  }
+
+  // On the GPU: defined in blocks/cnn_block.cuh (cuDNN convolutions); every
+  // pointer is a device pointer, f32.
+  static void forward(const Cuda& exec, const BottleneckWeights& w, const CnnBlockArgs& a, cuda::CnnWorkspace& ws);
+
+  static void forward(const Host& host, const BottleneckWeights& w, const CnnBlockArgs& a, CnnWorkspace& ws) {
+    const Plan p = plan("Block<CnnRows>::forward", w, a);
+    const std::int64_t B = a.batch, H = a.height, W = a.width;
+    const std::int64_t Ho = p.out_height, Wo = p.out_width, n = Ho * Wo;
+    const std::int64_t keep_rows = p.keep_rows, keep_cols = p.keep_cols;
+    const bool prune = p.prune, score = p.score;
 
     CnnWorkspace::grow(ws.t1, B * w.mid_channels * H * W);
     CnnWorkspace::grow(ws.t2, B * w.mid_channels * n);

@@ -14,36 +14,13 @@
 #include <string>
 #include <vector>
 
+#include "../conv_params.hpp"
 #include "../error.hpp"
 #include "../exec.hpp"
 #include "parallel.hpp"
 
 namespace repshift {
 
-struct Conv2dShape {
-  std::int64_t in_channels = 0, out_channels = 0, kernel = 1, stride = 1, pad = 0;
-  std::int64_t out_size(std::int64_t in) const { return (in + 2 * pad - kernel) / stride + 1; }
-  std::int64_t patch() const { return in_channels * kernel * kernel; }
-  bool is_pointwise() const { return kernel == 1 && stride == 1 && pad == 0; }
-
-  void check(const char* where, std::int64_t height, std::int64_t width) const {
-    detail::require_positive(where, "in_channels", in_channels);
-    detail::require_positive(where, "out_channels", out_channels);
-    detail::require_positive(where, "kernel", kernel);
-    detail::require_positive(where, "stride", stride);
-    detail::require_non_negative(where, "pad", pad);
-    detail::require_positive(where, "height", height);
-    detail::require_positive(where, "width", width);
-    if (height + 2 * pad < kernel || width + 2 * pad < kernel) {
-      detail::fail(where, "a " + std::to_string(height) + "x" + std::to_string(width) + " map padded by " +
-                              std::to_string(pad) + " is smaller than the " + std::to_string(kernel) + "x" +
-                              std::to_string(kernel) + " kernel");
-    }
-    detail::checked_extent(where, "im2col", patch(), out_size(height), out_size(width), sizeof(float));
-  }
-};
-
-enum class ConvEpilogue { None, Bias, BiasRelu };
 
 namespace cpu {
 

@@ -73,6 +73,14 @@ inline unsigned blocks_for(std::int64_t n, int threads, const char* where) {
   return unsigned(blocks);
 }
 
+// Row and column means of p.pixel_scores (written by pixel_shift_kernel or
+// by a fused epilogue such as the bottleneck's).
+inline void line_means(const Cuda& exec, const LineScoreParams& p) {
+  constexpr int kThreads = 256;
+  line_means_kernel<<<blocks_for(p.batch * (p.height + p.width), kThreads, "line_means"), kThreads, 0, exec.stream>>>(p);
+  check_launch("line_means_kernel");
+}
+
 }  // namespace cuda_detail
 
 namespace cuda {
@@ -86,9 +94,7 @@ void line_scores(const Cuda& exec, const LineScoreParams& p) {
   cuda_detail::pixel_shift_kernel<Metric>
       <<<cuda_detail::blocks_for(p.batch * hw, kThreads, "line_scores"), kThreads, 0, exec.stream>>>(p);
   cuda_detail::check_launch("pixel_shift_kernel");
-  cuda_detail::line_means_kernel<<<cuda_detail::blocks_for(p.batch * (p.height + p.width), kThreads, "line_scores"),
-                                   kThreads, 0, exec.stream>>>(p);
-  cuda_detail::check_launch("line_means_kernel");
+  cuda_detail::line_means(exec, p);
 }
 
 // Indices are device data: out-of-range ones are zeroed and reported through

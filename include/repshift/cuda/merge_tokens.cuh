@@ -17,7 +17,7 @@
 #include <cstdint>
 #include <string>
 
-#include "../cpu/merge_tokens.hpp"
+#include "../merge_params.hpp"
 #include "../policies/select.hpp"
 #include "dtype.cuh"
 #include "error.cuh"

@@ -39,6 +39,20 @@ struct ResNetConfig {
   // Map size after the stem's 7x7 stride-2 conv, and entering stage 0 (after the 3x3 stride-2 max pool).
   int stem_size() const { return (image_size + 6 - 7) / 2 + 1; }
   int stage0_size() const { return (stem_size() + 2 - 3) / 2 + 1; }
+  // Side of stage s's output map (unpruned).
+  int stage_size(int stage) const {
+    int size = stage0_size();
+    for (int s = 1; s <= stage; ++s) size = (size + 2 - 3) / 2 + 1;
+    return size;
+  }
+  // Elements of the largest map one sample holds in a forward: the stem's
+  // output or a stage's (unpruned sizes bound the pruned ones).
+  std::int64_t widest_map() const {
+    std::int64_t widest = std::int64_t(stem_channels) * stem_size() * stem_size();
+    for (int s = 0; s < 4; ++s)
+      widest = std::max<std::int64_t>(widest, std::int64_t(out_channels(s)) * stage_size(s) * stage_size(s));
+    return widest;
+  }
 
   void check(const char* where) const {
     detail::require_positive(where, "config.image_size", image_size);
@@ -70,6 +84,32 @@ struct LinePruneSchedule {
     for (const auto& s : steps)
       if (s.stage == stage) return &s;
     return nullptr;
+  }
+
+  void check(const char* where) const {
+    for (const auto& s : steps) {
+      if (s.stage < 1 || s.stage > 4 || s.rows < 0 || s.cols < 0) {
+        detail::fail(where, "schedule step (stage " + std::to_string(s.stage) + ", rows " + std::to_string(s.rows) +
+                                ", cols " + std::to_string(s.cols) + ") needs stage in [1, 4] and counts >= 0");
+      }
+    }
+  }
+
+  // Lines kept (per side) by the last block of `stage` (1-based), whose
+  // output is out_size x out_size; out_size when the stage does not prune.
+  int kept(const char* where, int stage, int out_size) const {
+    const Step* step = at(stage);
+    if (!step) return out_size;
+    if (step->rows != step->cols) {
+      detail::fail(where, "schedule step at stage " + std::to_string(stage) +
+                              ": rows and cols must match (the model keeps square maps)");
+    }
+    const int kept = out_size - step->rows;
+    if (kept < 1) {
+      detail::fail(where, "schedule removes " + std::to_string(step->rows) + " of " + std::to_string(out_size) +
+                              " lines after stage " + std::to_string(stage));
+    }
+    return kept;
   }
 };
 
@@ -205,20 +245,10 @@ class ResNet {
     detail::require_pointer(where, "images", images);
     detail::require_pointer(where, "logits", logits);
     detail::require_positive(where, "batch", batch);
-    for (const auto& s : schedule.steps) {
-      if (s.stage < 1 || s.stage > 4 || s.rows < 0 || s.cols < 0) {
-        detail::fail(where, "schedule step (stage " + std::to_string(s.stage) + ", rows " + std::to_string(s.rows) +
-                                ", cols " + std::to_string(s.cols) + ") needs stage in [1, 4] and counts >= 0");
-      }
-    }
-    // Both ping-pong buffers hold the largest map: the stem's output or a
-    // stage's (unpruned sizes bound the pruned ones).
+    schedule.check(where);
+    // Both ping-pong buffers hold the largest map.
     const int stem_size = cfg.stem_size();
-    std::int64_t widest = std::int64_t(cfg.stem_channels) * stem_size * stem_size;
-    for (int s = 0, size = cfg.stage0_size(); s < 4; ++s) {
-      size = s == 0 ? size : (size + 2 - 3) / 2 + 1;
-      widest = std::max<std::int64_t>(widest, std::int64_t(cfg.out_channels(s)) * size * size);
-    }
+    const std::int64_t widest = cfg.widest_map();
     detail::checked_extent(where, "activations", batch, widest, 1, sizeof(float));
     CnnWorkspace::grow(a_, batch * widest);
     CnnWorkspace::grow(b_, batch * widest);
@@ -239,18 +269,9 @@ class ResNet {
         const BottleneckWeights w = weights_->block(s, i);
         const int out_size = int(w.conv2().out_size(size));
         auto args = CnnBlockArgs::dense(x, y, batch, size, size);
-        const LinePruneSchedule::Step* step = i + 1 == cfg.blocks[std::size_t(s)] ? schedule.at(s + 1) : nullptr;
-        int kept = out_size;
-        if (step) {
-          if (step->rows != step->cols) {
-            detail::fail(where, "schedule step at stage " + std::to_string(s + 1) +
-                                    ": rows and cols must match (the model keeps square maps)");
-          }
-          kept = out_size - step->rows;
-          if (kept < 1) {
-            detail::fail(where, "schedule removes " + std::to_string(step->rows) + " of " + std::to_string(out_size) +
-                                    " lines after stage " + std::to_string(s + 1));
-          }
+        const bool last = i + 1 == cfg.blocks[std::size_t(s)];
+        const int kept = last ? schedule.kept(where, s + 1, out_size) : out_size;
+        if (kept < out_size) {
           args.keep_rows = args.keep_cols = kept;
           if (trace) {
             trace->kept_rows.emplace_back(std::size_t(batch) * kept);

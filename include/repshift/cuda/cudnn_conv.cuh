@@ -1,0 +1,260 @@
+#pragma once
+// 2-D convolutions on NCHW maps through cuDNN, for the CnnRows backbone:
+// y = conv(x, W) with the epilogue the block needs (ConvEpilogue): none
+// (the bottleneck's last conv hands its raw product to the fused residual
+// + shift epilogue), bias, or bias + ReLU fused by
+// cudnnConvolutionBiasActivationForward. f32 runs with CUDNN_FMA_MATH, so
+// results match the CPU path to float rounding (no TF32); f16 / bf16 may
+// use tensor cores.
+//
+// rs::cuda::Dnn owns the handle, the workspace and a cache of plans
+// (descriptors + the heuristic's algorithm) keyed by shape: the first call
+// of a shape asks cudnnGetConvolutionForwardAlgorithm_v7, later calls only
+// enqueue. Also 3x3 stride-2 max pooling and global average pooling (our
+// kernels: one thread per output).
+
+#include <cudnn.h>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <tuple>
+#include <type_traits>
+
+#include "../conv_params.hpp"
+#include "dtype.cuh"
+#include "error.cuh"
+#include "exec.cuh"
+#include "layer_norm.cuh"
+
+namespace repshift {
+
+class CudnnError : public std::runtime_error {
+ public:
+  CudnnError(const std::string& call, cudnnStatus_t code)
+      : std::runtime_error("repshift: " + call + " failed: " + cudnnGetErrorString(code)), code_(code) {}
+  cudnnStatus_t code() const { return code_; }
+
+ private:
+  cudnnStatus_t code_;
+};
+
+namespace cuda_detail {
+
+inline void check_dnn(cudnnStatus_t code, const char* call) {
+  if (code != CUDNN_STATUS_SUCCESS) throw CudnnError(call, code);
+}
+
+template <class T>
+constexpr cudnnDataType_t dnn_type() {
+  if constexpr (std::is_same_v<T, float>) return CUDNN_DATA_FLOAT;
+  if constexpr (std::is_same_v<T, __half>) return CUDNN_DATA_HALF;
+  if constexpr (std::is_same_v<T, __nv_bfloat16>) return CUDNN_DATA_BFLOAT16;
+}
+
+// One owning wrapper per cuDNN descriptor kind.
+template <class D, cudnnStatus_t (*Create)(D*), cudnnStatus_t (*Destroy)(D)>
+class DnnDescriptor {
+ public:
+  DnnDescriptor() { check_dnn(Create(&d_), "cudnnCreate*Descriptor"); }
+  ~DnnDescriptor() { Destroy(d_); }
+  DnnDescriptor(const DnnDescriptor&) = delete;
+  DnnDescriptor& operator=(const DnnDescriptor&) = delete;
+  D get() const { return d_; }
+
+ private:
+  D d_{};
+};
+using TensorDesc = DnnDescriptor<cudnnTensorDescriptor_t, cudnnCreateTensorDescriptor, cudnnDestroyTensorDescriptor>;
+using FilterDesc = DnnDescriptor<cudnnFilterDescriptor_t, cudnnCreateFilterDescriptor, cudnnDestroyFilterDescriptor>;
+using ConvDesc =
+    DnnDescriptor<cudnnConvolutionDescriptor_t, cudnnCreateConvolutionDescriptor, cudnnDestroyConvolutionDescriptor>;
+using ActivationDesc =
+    DnnDescriptor<cudnnActivationDescriptor_t, cudnnCreateActivationDescriptor, cudnnDestroyActivationDescriptor>;
+
+}  // namespace cuda_detail
+
+namespace cuda {
+
+class Dnn {
+ public:
+  explicit Dnn(std::size_t workspace_bytes = std::size_t(64) << 20) : workspace_bytes_(workspace_bytes) {
+    cuda_detail::check_dnn(cudnnCreate(&handle_), "cudnnCreate");
+    if (workspace_bytes_ > 0) {
+      const cudaError_t code = cudaMalloc(&workspace_, workspace_bytes_);
+      if (code != cudaSuccess) {
+        cudnnDestroy(handle_);
+        throw CudaError("cudaMalloc(Dnn workspace of " + std::to_string(workspace_bytes_) + " bytes)", code);
+      }
+    }
+  }
+  ~Dnn() {
+    plans_.clear();
+    cudaFree(workspace_);
+    cudnnDestroy(handle_);
+  }
+  Dnn(const Dnn&) = delete;
+  Dnn& operator=(const Dnn&) = delete;
+
+  // y [B, out_channels, Ho, Wo] = conv(x [B, in_channels, H, W]) + epilogue.
+  template <ConvEpilogue Epilogue, class T>
+  void conv2d(const Cuda& exec, const Conv2dShape& s, const T* x, std::int64_t batch, std::int64_t H, std::int64_t W,
+              const T* weight, const T* bias, T* y) {
+    constexpr const char* where = "cuda::Dnn::conv2d";
+    s.check(where, H, W);
+    detail::require_positive(where, "batch", batch);
+    detail::require_pointer(where, "x", x);
+    detail::require_pointer(where, "weight", weight);
+    detail::require_pointer(where, "y", y);
+    if (Epilogue != ConvEpilogue::None) detail::require_pointer(where, "bias", bias);
+    for (std::int64_t v : {batch, s.in_channels, s.out_channels, H, W})
+      detail::require_at_most(where, "a map extent", v, "INT_MAX (cuDNN descriptors are int)", 0x7fffffff);
+    const Plan& plan = plan_for<Epilogue, T>(s, batch, H, W);
+    cuda_detail::check_dnn(cudnnSetStream(handle_, exec.stream), "cudnnSetStream");
+    const float one = 1.0f, zero = 0.0f;
+    if constexpr (Epilogue == ConvEpilogue::BiasRelu) {
+      // z = y with alpha2 = 0: cuDNN reads nothing from it.
+      cuda_detail::check_dnn(
+          cudnnConvolutionBiasActivationForward(handle_, &one, plan.x.get(), x, plan.w.get(), weight, plan.conv.get(),
+                                                plan.algo, workspace_, workspace_bytes_, &zero, plan.y.get(), y,
+                                                plan.bias.get(), bias, plan.act.get(), plan.y.get(), y),
+          "cudnnConvolutionBiasActivationForward");
+    } else {
+      cuda_detail::check_dnn(cudnnConvolutionForward(handle_, &one, plan.x.get(), x, plan.w.get(), weight,
+                                                     plan.conv.get(), plan.algo, workspace_, workspace_bytes_, &zero,
+                                                     plan.y.get(), y),
+                             "cudnnConvolutionForward");
+      if constexpr (Epilogue == ConvEpilogue::Bias) {
+        cuda_detail::check_dnn(cudnnAddTensor(handle_, &one, plan.bias.get(), bias, &one, plan.y.get(), y),
+                               "cudnnAddTensor(bias)");
+      }
+    }
+  }
+
+ private:
+  struct Plan {
+    cuda_detail::TensorDesc x, y, bias;
+    cuda_detail::FilterDesc w;
+    cuda_detail::ConvDesc conv;
+    cuda_detail::ActivationDesc act;
+    cudnnConvolutionFwdAlgo_t algo{};
+  };
+  using Key = std::tuple<int, int, std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t,
+                         std::int64_t, std::int64_t>;
+
+  template <ConvEpilogue Epilogue, class T>
+  const Plan& plan_for(const Conv2dShape& s, std::int64_t B, std::int64_t H, std::int64_t W) {
+    constexpr cudnnDataType_t type = cuda_detail::dnn_type<T>();
+    const Key key{int(type), int(Epilogue), s.in_channels, s.out_channels, s.kernel, s.stride, s.pad, B, H, W};
+    auto found = plans_.find(key);
+    if (found != plans_.end()) return *found->second;
+
+    auto plan = std::make_unique<Plan>();
+    using cuda_detail::check_dnn;
+    const int Ho = int(s.out_size(H)), Wo = int(s.out_size(W));
+    check_dnn(cudnnSetTensor4dDescriptor(plan->x.get(), CUDNN_TENSOR_NCHW, type, int(B), int(s.in_channels), int(H),
+                                         int(W)),
+              "cudnnSetTensor4dDescriptor(x)");
+    check_dnn(cudnnSetTensor4dDescriptor(plan->y.get(), CUDNN_TENSOR_NCHW, type, int(B), int(s.out_channels), Ho, Wo),
+              "cudnnSetTensor4dDescriptor(y)");
+    check_dnn(cudnnSetTensor4dDescriptor(plan->bias.get(), CUDNN_TENSOR_NCHW, type, 1, int(s.out_channels), 1, 1),
+              "cudnnSetTensor4dDescriptor(bias)");
+    check_dnn(cudnnSetFilter4dDescriptor(plan->w.get(), type, CUDNN_TENSOR_NCHW, int(s.out_channels),
+                                         int(s.in_channels), int(s.kernel), int(s.kernel)),
+              "cudnnSetFilter4dDescriptor");
+    check_dnn(cudnnSetConvolution2dDescriptor(plan->conv.get(), int(s.pad), int(s.pad), int(s.stride), int(s.stride),
+                                              1, 1, CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT),
+              "cudnnSetConvolution2dDescriptor");
+    // f32 stays exact f32 (no TF32); 16-bit types may use tensor cores.
+    const cudnnMathType_t math = std::is_same_v<T, float> ? CUDNN_FMA_MATH : CUDNN_TENSOR_OP_MATH;
+    check_dnn(cudnnSetConvolutionMathType(plan->conv.get(), math), "cudnnSetConvolutionMathType");
+    check_dnn(cudnnSetActivationDescriptor(plan->act.get(), CUDNN_ACTIVATION_RELU, CUDNN_NOT_PROPAGATE_NAN, 0.0),
+              "cudnnSetActivationDescriptor");
+
+    cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
+    int returned = 0;
+    check_dnn(cudnnGetConvolutionForwardAlgorithm_v7(handle_, plan->x.get(), plan->w.get(), plan->conv.get(),
+                                                     plan->y.get(), CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &returned, perf),
+              "cudnnGetConvolutionForwardAlgorithm_v7");
+    // The descriptor's math type already limits f32 to FMA kernels; 16-bit
+    // types run with the math type the heuristic reports for the algorithm
+    // (as PyTorch does).
+    bool chosen = false;
+    for (int i = 0; i < returned && !chosen; ++i) {
+      if (perf[i].status == CUDNN_STATUS_SUCCESS && perf[i].memory <= workspace_bytes_) {
+        plan->algo = perf[i].algo;
+        if (!std::is_same_v<T, float>) {
+          check_dnn(cudnnSetConvolutionMathType(plan->conv.get(), perf[i].mathType), "cudnnSetConvolutionMathType");
+        }
+        chosen = true;
+      }
+    }
+    if (!chosen) {
+      detail::fail("cuda::Dnn::conv2d", "cuDNN offers no algorithm within the " + std::to_string(workspace_bytes_) +
+                                            "-byte workspace for a " + std::to_string(s.kernel) + "x" +
+                                            std::to_string(s.kernel) + " conv " + std::to_string(s.in_channels) +
+                                            " -> " + std::to_string(s.out_channels) + " on " + std::to_string(H) + "x" +
+                                            std::to_string(W));
+    }
+    return *plans_.emplace(key, std::move(plan)).first->second;
+  }
+
+  cudnnHandle_t handle_ = nullptr;
+  void* workspace_ = nullptr;
+  std::size_t workspace_bytes_ = 0;
+  std::map<Key, std::unique_ptr<Plan>> plans_;
+};
+
+}  // namespace cuda
+
+namespace cuda_detail {
+
+// 3x3 stride-2 pad-1 max pool of `planes` H x W planes (the ResNet stem).
+template <class T>
+__global__ void max_pool_3x3s2_kernel(const T* x, std::int64_t planes, std::int64_t H, std::int64_t W, T* out) {
+  const std::int64_t Ho = (H + 2 - 3) / 2 + 1, Wo = (W + 2 - 3) / 2 + 1;
+  const std::int64_t i = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= planes * Ho * Wo) return;
+  const std::int64_t ox = i % Wo, oy = i / Wo % Ho, p = i / (Wo * Ho);
+  float m = -INFINITY;
+  for (int ky = 0; ky < 3; ++ky)
+    for (int kx = 0; kx < 3; ++kx) {
+      const std::int64_t iy = oy * 2 - 1 + ky, ix = ox * 2 - 1 + kx;
+      if (iy >= 0 && iy < H && ix >= 0 && ix < W) m = fmaxf(m, to_float(x[(p * H + iy) * W + ix]));
+    }
+  out[i] = from_float<T>(m);
+}
+
+template <class T>
+void max_pool_3x3s2(const Cuda& exec, const T* x, std::int64_t planes, std::int64_t H, std::int64_t W, T* out) {
+  constexpr int kThreads = 256;
+  const std::int64_t n = planes * ((H + 2 - 3) / 2 + 1) * ((W + 2 - 3) / 2 + 1);
+  const std::int64_t blocks = (n + kThreads - 1) / kThreads;
+  if (blocks > 0x7fffffff) detail::fail("max_pool_3x3s2", "the map exceeds one CUDA grid");
+  max_pool_3x3s2_kernel<T><<<unsigned(blocks), kThreads, 0, exec.stream>>>(x, planes, H, W, out);
+  check_launch("max_pool_3x3s2_kernel");
+}
+
+// out[p] = mean of plane p: one warp per plane.
+template <class T>
+__global__ void __launch_bounds__(cuda_tiling::ScoreTiling::kThreads)
+    global_avg_pool_kernel(const T* x, std::int64_t planes, std::int64_t hw, T* out) {
+  const std::int64_t p = std::int64_t(blockIdx.x) * cuda_tiling::ScoreTiling::kWarps + threadIdx.x / cuda_tiling::kWarp;
+  if (p >= planes) return;
+  const int lane = threadIdx.x % cuda_tiling::kWarp;
+  float s = 0.0f;
+  for (std::int64_t i = lane; i < hw; i += cuda_tiling::kWarp) s += to_float(x[p * hw + i]);
+  s = warp_sum(s);
+  if (lane == 0) out[p] = from_float<T>(s / float(hw));
+}
+
+template <class T>
+void global_avg_pool(const Cuda& exec, const T* x, std::int64_t planes, std::int64_t hw, T* out) {
+  global_avg_pool_kernel<T><<<row_grid("global_avg_pool", planes), cuda_tiling::ScoreTiling::kThreads, 0,
+                              exec.stream>>>(x, planes, hw, out);
+  check_launch("global_avg_pool_kernel");
+}
+
+}  // namespace cuda_detail
+}  // namespace repshift

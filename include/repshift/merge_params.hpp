@@ -1,0 +1,69 @@
+#pragma once
+// Arguments of Compress = Merge's token merge (cpu/merge_tokens.hpp has
+// the contract; cuda/merge_tokens.cuh runs it on the GPU).
+
+#include <cmath>
+#include <cstdint>
+#include <string>
+
+#include "error.hpp"
+#include "policies/compress.hpp"
+
+namespace repshift {
+
+struct MergeParams {
+  const float* x = nullptr;         // [batch, tokens, channels] rows to merge, contiguous
+  const float* keys = nullptr;      // [batch, tokens, key_channels] match features, token stride keys_token_stride
+  const float* key_bias = nullptr;  // [key_channels] added to every key row, or null
+  const float* scores = nullptr;    // [batch, tokens] importance: low merges
+  const float* sizes = nullptr;     // [batch, tokens] token sizes, or null (all 1)
+  float* out = nullptr;             // [batch, keep, channels]
+  float* out_sizes = nullptr;       // [batch, keep] merged sizes, or null
+  int* keep_idx = nullptr;          // [batch, keep] surviving tokens, ascending
+  std::int64_t batch = 0, tokens = 0, keep = 0, channels = 0, key_channels = 0, protect = 0;
+  std::int64_t keys_token_stride = 0;  // 0: key_channels (contiguous)
+
+  static std::int64_t min_keep(std::int64_t tokens, std::int64_t protect) {
+    return policies::Merge::min_keep(tokens, protect);
+  }
+
+  std::int64_t key_stride() const { return keys_token_stride ? keys_token_stride : key_channels; }
+
+  // Token sizes must be finite and positive (they are averaged and log'ed).
+  static void check_sizes(const char* where, const float* sizes, std::int64_t count) {
+    for (std::int64_t i = 0; i < count; ++i) {
+      if (!(sizes[i] > 0.0f) || !std::isfinite(sizes[i])) {
+        detail::fail(where, "sizes[" + std::to_string(i) + "] = " + std::to_string(sizes[i]) + " must be finite and > 0");
+      }
+    }
+  }
+
+  void check(const char* where) const {
+    detail::require_pointer(where, "x", x);
+    detail::require_pointer(where, "keys", keys);
+    detail::require_pointer(where, "scores", scores);
+    detail::require_pointer(where, "out", out);
+    detail::require_pointer(where, "keep_idx", keep_idx);
+    detail::require_positive(where, "batch", batch);
+    detail::require_positive(where, "tokens", tokens);
+    detail::require_positive(where, "channels", channels);
+    detail::require_positive(where, "key_channels", key_channels);
+    detail::require_positive(where, "keep", keep);
+    detail::require_non_negative(where, "protect", protect);
+    detail::require_at_most(where, "keep", keep, "tokens", tokens);
+    detail::require_at_most(where, "protect", protect, "keep", keep);
+    if (keys_token_stride != 0 && keys_token_stride < key_channels) {
+      detail::fail(where, "keys_token_stride = " + std::to_string(keys_token_stride) + " is smaller than key_channels = " +
+                              std::to_string(key_channels));
+    }
+    if (keep < min_keep(tokens, protect)) {
+      detail::fail(where, "keep = " + std::to_string(keep) + " merges more tokens than set A holds: with tokens = " +
+                              std::to_string(tokens) + " and protect = " + std::to_string(protect) +
+                              ", keep must be >= " + std::to_string(min_keep(tokens, protect)));
+    }
+    detail::checked_extent(where, "x", batch, tokens, channels, sizeof(float));
+    detail::checked_extent(where, "keys", batch, tokens, key_stride(), sizeof(float));
+  }
+};
+
+}  // namespace repshift
