@@ -20,12 +20,13 @@
 #include <repshift/models/vit.hpp>
 #include <repshift/sweep.hpp>
 
+#include "ablation_sweep.hpp"
+
 namespace rs = repshift;
 namespace P = rs::policies;
 
 namespace {
 
-constexpr double kKeepRates[] = {0.9, 0.7, 0.5};
 constexpr int kBatch = 8;
 
 std::shared_ptr<const rs::ViTWeights> weights() {
@@ -71,31 +72,19 @@ void run_model(benchmark::State& state, double keep_rate, const std::string& lab
   state.SetLabel(label);
 }
 
-template <class Backbone, class Site, class Importance, class Compress>
-void register_one(double keep) {
-  const std::string label = std::string(Backbone::name) + "/" +
-                            (keep < 1.0 ? std::string(Site::name) + "/" + Importance::name + "/" + Compress::name + "/" +
-                                              std::to_string(keep).substr(0, 3)
-                                        : std::string("unpruned"));
-  benchmark::RegisterBenchmark(("ablation/" + label).c_str(), [keep, label](benchmark::State& s) {
-    run_model<Backbone, Site, Importance, Compress>(s, keep, label);
-  })->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(1.0);
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
-  register_one<P::Transformer, P::Mlp, P::L2, P::Prune>(1.0);
-  register_one<P::SsmScan, P::Block, P::L2, P::Prune>(1.0);
-  rs::for_each_combination(rs::AllBackbones{}, rs::AllSites{}, rs::AllImportances{}, rs::AllCompressions{},
-                           [](auto b, auto s, auto i, auto c) {
-                             using Compress = decltype(c);
-                             for (double keep : kKeepRates) {
-                               // Merge halves the free tokens at most per layer: lower rates are not a policy choice.
-                               if (!rs::PruneSchedule::paper_layers(keep).reachable<Compress>(197, 12)) continue;
-                               register_one<decltype(b), decltype(s), decltype(i), Compress>(keep);
-                             }
-                           });
+  bench::for_each_ablation([](auto b, auto s, auto i, auto c, double keep) {
+    using Backbone = decltype(b);
+    using Site = decltype(s);
+    using Importance = decltype(i);
+    using Compress = decltype(c);
+    const std::string label = bench::ablation_label<Backbone, Site, Importance, Compress>(keep);
+    benchmark::RegisterBenchmark(("ablation/" + label).c_str(), [keep, label](benchmark::State& state) {
+      run_model<Backbone, Site, Importance, Compress>(state, keep, label);
+    })->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(1.0);
+  });
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   benchmark::RunSpecifiedBenchmarks();

@@ -34,7 +34,7 @@ void BM_CudaAttention(benchmark::State& state) {
   DeviceBytes qkv(std::size_t(batch) * tokens * 3 * dim * sizeof(T)), out(std::size_t(batch) * tokens * dim * sizeof(T));
   std::unique_ptr<DeviceBytes> map;
   if (path == Path::Map) map = std::make_unique<DeviceBytes>(std::size_t(batch) * heads * tokens * tokens * 4);
-  const auto p = rs::cuda::AttentionParams<T>::contiguous(qkv.as<T>(), out.as<T>(), batch, tokens, heads, head_dim);
+  const auto p = rs::BasicAttentionParams<T>::contiguous(qkv.as<T>(), nullptr, out.as<T>(), batch, tokens, heads, head_dim);
   time_with_events(state, [&] {
     if (path == Path::Flash) {
       rs::cuda::flash_attention(rs::Cuda{}, p);

@@ -10,6 +10,7 @@
 
 #include <repshift/models/resnet.hpp>
 
+#include "model_fixtures.hpp"
 #include "reference_cnn.hpp"
 #include "test_support.hpp"
 
@@ -127,19 +128,7 @@ TEST(LineScores, StandaloneKernelAndRemoveLinesErrors) {
   expect_refused([&] { rs::cpu::remove_lines(rs::Host{}, r); }, {"keep_cols[5] = 4 is outside [0, 4)"});
 }
 
-namespace {
-
-rs::ResNetConfig tiny_resnet() {
-  rs::ResNetConfig c;
-  c.image_size = 32;  // stem 16x16, stage 1 at 8x8
-  c.stem_channels = 8;
-  c.widths = {4, 4, 8, 8};
-  c.blocks = {2, 2, 1, 1};
-  c.num_classes = 10;
-  return c;
-}
-
-}  // namespace
+using fixtures::tiny_resnet;
 
 TEST(ResNet, LinePrunedForwardMatchesTheReference) {
   const rs::ResNetConfig cfg = tiny_resnet();

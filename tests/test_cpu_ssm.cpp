@@ -13,6 +13,7 @@
 
 #include <repshift/models/vim.hpp>
 
+#include "model_fixtures.hpp"
 #include "reference_ssm.hpp"
 #include "test_support.hpp"
 
@@ -207,28 +208,8 @@ TYPED_TEST(SsmBlock, OutputScoresAndOrderPreservingPruneWithAMiddleClassToken) {
 
 namespace {
 
-rs::VimConfig tiny_vim() {
-  rs::VimConfig c;
-  c.image_size = 32;
-  c.patch_size = 8;  // 16 patches + CLS at 8 = 17 tokens
-  c.dim = 24;
-  c.depth = 4;
-  c.state = 8;
-  c.dt_rank = 2;
-  c.num_classes = 10;
-  return c;
-}
-
-// Mamba's init with the projections scaled up, so every layer matters.
-rs::VimWeights lively_vim(const rs::VimConfig& cfg, std::uint32_t seed) {
-  rs::VimWeights w = rs::VimWeights::random(cfg, seed);
-  w.for_each_tensor([](const std::string& name, const std::vector<std::int64_t>&, std::vector<float>& v) {
-    if (name.find("proj.weight") != std::string::npos || name.find("x_proj") != std::string::npos ||
-        name.find("pos_embed") != std::string::npos || name.find("head") != std::string::npos)
-      for (auto& x : v) x *= 12.0f;
-  });
-  return w;
-}
+using fixtures::lively_vim;
+using fixtures::tiny_vim;
 
 }  // namespace
 

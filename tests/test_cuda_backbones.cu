@@ -17,6 +17,7 @@
 #include <repshift/models/vim.cuh>
 
 #include "cuda_test_support.cuh"
+#include "model_fixtures.hpp"
 #include "reference.hpp"
 #include "reference_scan.hpp"
 #include "test_support.hpp"
@@ -218,28 +219,8 @@ TEST(CudaLines, ScoresAndRemovalMatchTheHostPath) {
 
 namespace {
 
-rs::VimConfig tiny_vim() {
-  rs::VimConfig c;
-  c.image_size = 32;
-  c.patch_size = 8;  // 16 patches + CLS at 8 = 17 tokens
-  c.dim = 24;
-  c.depth = 4;
-  c.state = 16;
-  c.dt_rank = 2;
-  c.num_classes = 10;
-  return c;
-}
-
-// Larger projections so every layer moves the tokens visibly.
-rs::VimWeights lively_vim(const rs::VimConfig& cfg, std::uint32_t seed) {
-  rs::VimWeights w = rs::VimWeights::random(cfg, seed);
-  w.for_each_tensor([](const std::string& name, const std::vector<std::int64_t>&, std::vector<float>& v) {
-    if (name.find("proj.weight") != std::string::npos || name.find("x_proj") != std::string::npos ||
-        name.find("pos_embed") != std::string::npos || name.find("head") != std::string::npos)
-      for (auto& x : v) x *= 12.0f;
-  });
-  return w;
-}
+rs::VimConfig tiny_vim() { return fixtures::tiny_vim(16); }  // state 16: the scan's register path
+using fixtures::lively_vim;
 
 std::vector<int> download_ints(const int* d, std::size_t n) {
   std::vector<int> h(n);

@@ -14,6 +14,7 @@
 #include <repshift/models/resnet.hpp>
 
 #include "cuda_test_support.cuh"
+#include "model_fixtures.hpp"
 #include "reference.hpp"
 #include "test_support.hpp"
 
@@ -162,12 +163,7 @@ TEST(CudaCnnBlock, ProjectionShortcutUnpruned) {
 
 TEST(CudaResNet, MatchesHostModelLinePrunedAndNot) {
   REQUIRE_DEVICE();
-  rs::ResNetConfig cfg;
-  cfg.image_size = 32;
-  cfg.stem_channels = 8;
-  cfg.widths = {4, 4, 8, 8};
-  cfg.blocks = {2, 2, 1, 1};
-  cfg.num_classes = 10;
+  const rs::ResNetConfig cfg = fixtures::tiny_resnet();
   const auto w = rs::ResNetWeights::random(cfg, 5);
   const int batch = 3;
   const auto images = ref::random_floats(std::size_t(batch) * 3 * 32 * 32, 6);

@@ -15,6 +15,7 @@
 #include <repshift/models/vit.cuh>
 
 #include "cuda_test_support.cuh"
+#include "model_fixtures.hpp"
 #include "reference.hpp"
 #include "test_support.hpp"
 #include "transformer_fixture.hpp"
@@ -63,14 +64,20 @@ TYPED_TEST_SUITE(CudaTyped, StorageTypes, TypeNames);
 
 TEST(CudaAttentionErrors, RefusedBeforeAnyLaunch) {
   float dummy = 0;
-  auto p = rs::cuda::AttentionParams<float>::contiguous(&dummy, &dummy, 1, 4, 2, 256);
+  auto p = rs::BasicAttentionParams<float>::contiguous(&dummy, nullptr, &dummy, 1, 4, 2, 256);
   expect_refused([&] { rs::cuda::flash_attention(rs::Cuda{}, p); }, {"cuda::flash_attention", "head_dim = 256"});
-  p = rs::cuda::AttentionParams<float>::contiguous(nullptr, &dummy, 1, 4, 2, 64);
+  p = rs::BasicAttentionParams<float>::contiguous(nullptr, nullptr, &dummy, 1, 4, 2, 64);
   expect_refused([&] { rs::cuda::flash_attention(rs::Cuda{}, p); }, {"qkv"});
-  p = rs::cuda::AttentionParams<float>::contiguous(&dummy, &dummy, 70000, 4, 2, 64);
+  p = rs::BasicAttentionParams<float>::contiguous(&dummy, nullptr, &dummy, 70000, 4, 2, 64);
   expect_refused([&] { rs::cuda::flash_attention(rs::Cuda{}, p); }, {"batch", "65535"});
-  p = rs::cuda::AttentionParams<float>::contiguous(&dummy, &dummy, 1, 4, 2, 64);
+  p = rs::BasicAttentionParams<float>::contiguous(&dummy, nullptr, &dummy, 1, 4, 2, 64);
   expect_refused([&] { rs::cuda::attention_with_map(rs::Cuda{}, p, nullptr); }, {"map"});
+  p.qkv_bias = &dummy;
+  expect_refused([&] { rs::cuda::flash_attention(rs::Cuda{}, p); }, {"qkv_bias", "QKV GEMM"});
+  p.qkv_bias = nullptr;
+  const int lengths[1] = {3};
+  p.key_lengths = lengths;
+  expect_refused([&] { rs::cuda::flash_attention(rs::Cuda{}, p); }, {"key_lengths", "CPU-only"});
 }
 
 // ---- cuBLASLt linear ---------------------------------------------------------
@@ -118,7 +125,7 @@ TYPED_TEST(CudaTyped, FlashAttentionMatchesHostFlashAttention) {
         auto dqkv = to_device<T>(qkv);
         auto dbias = to_device<float>(key_bias);
         rs::cuda::DeviceBuffer<T> dout(want.size());
-        auto p = rs::cuda::AttentionParams<T>::contiguous(dqkv.data(), dout.data(), batch, tokens, heads, head_dim);
+        auto p = rs::BasicAttentionParams<T>::contiguous(dqkv.data(), nullptr, dout.data(), batch, tokens, heads, head_dim);
         if (bias) p.key_bias = dbias.data();
         rs::cuda::flash_attention(rs::Cuda{}, p);
         expect_close(dout.download(want.size()), want, tolerance<T>(),
@@ -139,7 +146,7 @@ TYPED_TEST(CudaTyped, AttentionWithMapMatchesHostMapPath) {
   auto dqkv = to_device<T>(qkv);
   rs::cuda::DeviceBuffer<T> dout(want.size());
   rs::cuda::DeviceBuffer<float> dmap(want_map.size());
-  auto p = rs::cuda::AttentionParams<T>::contiguous(dqkv.data(), dout.data(), batch, tokens, heads, head_dim);
+  auto p = rs::BasicAttentionParams<T>::contiguous(dqkv.data(), nullptr, dout.data(), batch, tokens, heads, head_dim);
   rs::cuda::attention_with_map(rs::Cuda{}, p, dmap.data());
   expect_close(dmap.download(want_map.size()), want_map, 1e-5, "map");
   expect_close(dout.download(want.size()), want, tolerance<T>(), "output");
@@ -270,7 +277,7 @@ TYPED_TEST(CudaTyped, MergeTokensMatchesHostMerge) {
     rs::cuda::DeviceBuffer<T> dout(want.size());
     rs::cuda::DeviceBuffer<float> dout_sizes(want_sizes.size());
     rs::cuda::DeviceBuffer<int> didx(want_idx.size());
-    rs::cuda::DeviceMergeParams<T> p;
+    rs::BasicMergeParams<T> p;
     p.x = dx.data(), p.keys = dkeys.data(), p.scores = dscores.data(), p.sizes = dsizes.data();
     p.out = dout.data(), p.out_sizes = dout_sizes.data(), p.keep_idx = didx.data();
     p.batch = batch, p.tokens = tokens, p.keep = keep, p.channels = channels, p.key_channels = key_channels;
@@ -333,21 +340,7 @@ TYPED_TEST(CudaTyped, BlockMatchesHostBlockInStorageType) {
 
 // ---- the model ---------------------------------------------------------------
 
-namespace {
-
-rs::ViTConfig tiny_vit() {
-  rs::ViTConfig c;
-  c.image_size = 32;
-  c.patch_size = 8;  // 16 patches + CLS = 17 tokens
-  c.dim = 48;
-  c.depth = 4;
-  c.heads = 3;
-  c.mlp_hidden = 192;
-  c.num_classes = 10;
-  return c;
-}
-
-}  // namespace
+using fixtures::tiny_vit;
 
 TEST(CudaVisionTransformer, MatchesHostModelPrunedAndUnpruned) {
   REQUIRE_DEVICE();

@@ -9,6 +9,7 @@
 
 #include <repshift/models/vit.hpp>
 
+#include "model_fixtures.hpp"
 #include "reference_vit.hpp"
 #include "test_support.hpp"
 
@@ -17,39 +18,14 @@ namespace P = rs::policies;
 
 namespace {
 
-rs::ViTConfig tiny() {
-  rs::ViTConfig c;
-  c.image_size = 32;
-  c.patch_size = 8;  // 16 patches + CLS = 17 tokens
-  c.dim = 48;
-  c.depth = 4;
-  c.heads = 3;
-  c.mlp_hidden = 192;
-  c.num_classes = 10;
-  return c;
-}
-
-// Weights large enough that every layer changes the tokens visibly.
-rs::ViTWeights lively_weights(const rs::ViTConfig& cfg, std::uint32_t seed) {
-  rs::ViTWeights w = rs::ViTWeights::random(cfg, seed);
-  std::mt19937 gen(seed);
-  w.for_each_tensor([&](const std::string& name, const std::vector<std::int64_t>& shape, std::vector<float>& v) {
-    const bool norm = name.find("norm") != std::string::npos;
-    const double fan_in = shape.size() >= 2 ? double(v.size() / std::size_t(shape[0])) : 1.0;
-    const float spread = norm ? 0.2f : float(1.5 / std::sqrt(fan_in));
-    std::uniform_real_distribution<float> d(norm && name.find("weight") != std::string::npos ? 1.0f - spread : -spread,
-                                            norm && name.find("weight") != std::string::npos ? 1.0f + spread : spread);
-    for (auto& x : v) x = d(gen);
-  });
-  return w;
-}
-
+using fixtures::tiny_vit;
+using fixtures::lively_vit;
 
 }  // namespace
 
 TEST(VisionTransformer, UnprunedMatchesReference) {
-  const auto cfg = tiny();
-  const auto w = lively_weights(cfg, 3);
+  const auto cfg = tiny_vit();
+  const auto w = lively_vit(cfg, 3);
   const int batch = 2;
   const auto images = ref::random_floats(std::size_t(batch) * 3 * 32 * 32, 4);
   rs::VisionTransformer<> model(w);
@@ -63,8 +39,8 @@ TEST(VisionTransformer, UnprunedMatchesReference) {
 }
 
 TEST(VisionTransformer, PrunedMatchesReferenceWithTheSameKeptTokens) {
-  const auto cfg = tiny();
-  const auto w = lively_weights(cfg, 5);
+  const auto cfg = tiny_vit();
+  const auto w = lively_vit(cfg, 5);
   const int batch = 3;
   const auto images = ref::random_floats(std::size_t(batch) * 3 * 32 * 32, 6);
   rs::PruneSchedule schedule{{{1, 0.8}, {2, 0.7}}, 1};
@@ -109,8 +85,8 @@ TEST(VisionTransformer, PrunedMatchesReferenceWithTheSameKeptTokens) {
 }
 
 TEST(VisionTransformer, FuseAddsOneTokenPerPruningLayer) {
-  const auto cfg = tiny();
-  const auto w = lively_weights(cfg, 11);
+  const auto cfg = tiny_vit();
+  const auto w = lively_vit(cfg, 11);
   const int batch = 2;
   const auto images = ref::random_floats(std::size_t(batch) * 3 * 32 * 32, 12);
   rs::VisionTransformer<P::Mlp, P::L2, P::Fuse> model(w);
@@ -133,8 +109,8 @@ TEST(VisionTransformer, PaperScheduleTokenCounts) {
 }
 
 TEST(VisionTransformer, SafetensorsRoundTripGivesIdenticalLogits) {
-  const auto cfg = tiny();
-  const auto w = lively_weights(cfg, 8);
+  const auto cfg = tiny_vit();
+  const auto w = lively_vit(cfg, 8);
   const std::string path = ::testing::TempDir() + "repshift_vit_tiny.safetensors";
   w.save(path);
   const rs::io::SafeTensorsFile file(path);
@@ -153,7 +129,7 @@ TEST(VisionTransformer, SafetensorsRoundTripGivesIdenticalLogits) {
 }
 
 TEST(VisionTransformer, RefusedArguments) {
-  rs::VisionTransformer<> model(rs::ViTWeights::random(tiny(), 1));
+  rs::VisionTransformer<> model(rs::ViTWeights::random(tiny_vit(), 1));
   std::vector<float> images(3 * 32 * 32), logits(10);
   EXPECT_THROW(model.forward(rs::Host{}, nullptr, 1, logits.data()), rs::InvalidArgument);
   EXPECT_THROW(model.forward(rs::Host{}, images.data(), 0, logits.data()), rs::InvalidArgument);
@@ -161,7 +137,7 @@ TEST(VisionTransformer, RefusedArguments) {
                rs::InvalidArgument);  // layer 4 of a depth-4 model
   EXPECT_THROW(model.forward(rs::Host{}, images.data(), 1, logits.data(), rs::PruneSchedule{{{1, 1.5}}, 1}),
                rs::InvalidArgument);
-  auto cfg = tiny();
+  auto cfg = tiny_vit();
   cfg.image_size = 30;
   EXPECT_THROW(rs::ViTWeights::random(cfg, 1), rs::InvalidArgument);
 }
@@ -170,8 +146,8 @@ TEST(VisionTransformer, RefusedArguments) {
 // token counts follow the schedule), and a keep rate that merges more than
 // half the free tokens is refused by name rather than clamped.
 TEST(ViT, MergeFollowsTheScheduleAndRefusesImpossibleRates) {
-  const rs::ViTConfig cfg = tiny();
-  auto weights = std::make_shared<const rs::ViTWeights>(lively_weights(cfg, 5));
+  const rs::ViTConfig cfg = tiny_vit();
+  auto weights = std::make_shared<const rs::ViTWeights>(lively_vit(cfg, 5));
   rs::VisionTransformer<P::Mlp, P::L2, P::Merge> model(weights);
   const auto images = ref::random_floats(std::size_t(2) * 3 * 32 * 32, 6);
   std::vector<float> logits(2 * 10);

@@ -1,23 +1,26 @@
 #pragma once
 // Arguments of Compress = Merge's token merge (cpu/merge_tokens.hpp has
-// the contract; cuda/merge_tokens.cuh runs it on the GPU).
+// the contract; cuda/merge_tokens.cuh runs it on the GPU). T is the rows'
+// and keys' storage type; scores and sizes are f32.
 
 #include <cmath>
 #include <cstdint>
 #include <string>
 
+#include "config.hpp"
 #include "error.hpp"
 #include "policies/compress.hpp"
 
 namespace repshift {
 
-struct MergeParams {
-  const float* x = nullptr;         // [batch, tokens, channels] rows to merge, contiguous
-  const float* keys = nullptr;      // [batch, tokens, key_channels] match features, token stride keys_token_stride
-  const float* key_bias = nullptr;  // [key_channels] added to every key row, or null
+template <class T>
+struct BasicMergeParams {
+  const T* x = nullptr;             // [batch, tokens, channels] rows to merge, contiguous
+  const T* keys = nullptr;          // [batch, tokens, key_channels] match features, token stride keys_token_stride
+  const T* key_bias = nullptr;      // [key_channels] added to every key row, or null
   const float* scores = nullptr;    // [batch, tokens] importance: low merges
   const float* sizes = nullptr;     // [batch, tokens] token sizes, or null (all 1)
-  float* out = nullptr;             // [batch, keep, channels]
+  T* out = nullptr;                 // [batch, keep, channels]
   float* out_sizes = nullptr;       // [batch, keep] merged sizes, or null
   int* keep_idx = nullptr;          // [batch, keep] surviving tokens, ascending
   std::int64_t batch = 0, tokens = 0, keep = 0, channels = 0, key_channels = 0, protect = 0;
@@ -27,7 +30,7 @@ struct MergeParams {
     return policies::Merge::min_keep(tokens, protect);
   }
 
-  std::int64_t key_stride() const { return keys_token_stride ? keys_token_stride : key_channels; }
+  REPSHIFT_HD std::int64_t key_stride() const { return keys_token_stride ? keys_token_stride : key_channels; }
 
   // Token sizes must be finite and positive (they are averaged and log'ed).
   static void check_sizes(const char* where, const float* sizes, std::int64_t count) {
@@ -61,9 +64,11 @@ struct MergeParams {
                               std::to_string(tokens) + " and protect = " + std::to_string(protect) +
                               ", keep must be >= " + std::to_string(min_keep(tokens, protect)));
     }
-    detail::checked_extent(where, "x", batch, tokens, channels, sizeof(float));
-    detail::checked_extent(where, "keys", batch, tokens, key_stride(), sizeof(float));
+    detail::checked_extent(where, "x", batch, tokens, channels, sizeof(T));
+    detail::checked_extent(where, "keys", batch, tokens, key_stride(), sizeof(T));
   }
 };
+
+using MergeParams = BasicMergeParams<float>;
 
 }  // namespace repshift

@@ -141,18 +141,7 @@ void Block<policies::CnnRows, Site, Metric, Compress, Norm>::forward(const Cuda&
   int* cols = a.kept_cols ? a.kept_cols : ws.col_idx.data();
   select_top(exec, static_cast<const float*>(lines.row_scores), rows, int(B), int(Ho), int(p.keep_rows), 0);
   select_top(exec, static_cast<const float*>(lines.col_scores), cols, int(B), int(Wo), int(p.keep_cols), 0);
-  RemoveLinesParams r;
-  r.x = out;
-  r.keep_rows = rows;
-  r.keep_cols = cols;
-  r.out = a.y;
-  r.batch = B;
-  r.channels = C;
-  r.height = Ho;
-  r.width = Wo;
-  r.rows = p.keep_rows;
-  r.cols = p.keep_cols;
-  cuda::remove_lines(exec, r);
+  cuda::remove_lines(exec, line_removal(w, a, p, out, rows, cols));
 }
 
 }  // namespace repshift

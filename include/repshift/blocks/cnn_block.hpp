@@ -201,21 +201,27 @@ struct Block<policies::CnnRows, Site, Metric, Compress, Norm> {
     int* cols = a.kept_cols ? a.kept_cols : ws.col_idx.data();
     select_top(host, lines.row_scores, rows, int(B), int(Ho), int(keep_rows), 0);
     select_top(host, lines.col_scores, cols, int(B), int(Wo), int(keep_cols), 0);
+    cpu::remove_lines(host, line_removal(w, a, p, out, rows, cols));
+  }
+
+ private:
+  // The full map `out` -> a.y, keeping the selected rows and columns.
+  static RemoveLinesParams line_removal(const BottleneckWeights& w, const CnnBlockArgs& a, const Plan& p,
+                                        const float* out, const int* rows, const int* cols) {
     RemoveLinesParams r;
     r.x = out;
     r.keep_rows = rows;
     r.keep_cols = cols;
     r.out = a.y;
-    r.batch = B;
+    r.batch = a.batch;
     r.channels = w.out_channels;
-    r.height = Ho;
-    r.width = Wo;
-    r.rows = keep_rows;
-    r.cols = keep_cols;
-    cpu::remove_lines(host, r);
+    r.height = p.out_height;
+    r.width = p.out_width;
+    r.rows = p.keep_rows;
+    r.cols = p.keep_cols;
+    return r;
   }
 
- private:
   // out = ReLU(branch + bias + shortcut); with Score, pixel[b, p] =
   // Metric over channels of (out, x) at p. One task per (sample, run of
   // pixels): the channel loop is outside, so every plane streams once.

@@ -84,55 +84,6 @@ class SsmWorkspace {
 
 }  // namespace cuda
 
-namespace cuda_detail {
-
-// conv -> x_proj -> dt_proj -> scan for one direction, into ws.mix()
-// (written by the first direction, added by the second).
-template <ScanDirection Dir, bool Accumulate>
-void ssm_scan_branch(const Cuda& exec, const SsmBlockWeights& w, const ScanBranchWeights& s, const SsmBlockArgs& a,
-                     float scale, cuda::SsmWorkspace& ws) {
-  const std::int64_t rows = std::int64_t(a.batch) * a.tokens, inner = w.inner, width = w.proj_width();
-  CausalConvParams conv;
-  conv.x = ws.xz();
-  conv.x_stride = 2 * inner;
-  conv.weight = s.conv_weight;
-  conv.bias = s.conv_bias;
-  conv.out = ws.u();
-  conv.out_stride = inner;
-  conv.batch = a.batch;
-  conv.length = a.tokens;
-  conv.channels = inner;
-  conv.kernel = w.conv_kernel;
-  cuda::causal_conv1d_silu<Dir>(exec, conv);
-  dense(exec, ws.blas(), static_cast<const float*>(ws.u()), rows, inner, s.x_proj_weight, nullptr, width, ws.proj());
-  ws.blas().linear(exec, cuda::LinearShape{rows, w.dt_rank, inner, width, inner}, static_cast<const float*>(ws.proj()),
-                   s.dt_proj_weight, static_cast<const float*>(nullptr), ws.dt());
-
-  SelectiveScanParams p;
-  p.u = ws.u();
-  p.u_stride = inner;
-  p.dt = ws.dt();
-  p.dt_stride = inner;
-  p.dt_bias = s.dt_proj_bias;
-  p.A_log = s.A_log;
-  p.B = ws.proj() + w.dt_rank;
-  p.C = ws.proj() + w.dt_rank + w.state;
-  p.bc_stride = width;
-  p.D = s.D;
-  p.z = ws.xz() + inner;
-  p.z_stride = 2 * inner;
-  p.out = ws.mix();
-  p.out_stride = inner;
-  p.out_scale = scale;
-  p.batch = a.batch;
-  p.length = a.tokens;
-  p.channels = inner;
-  p.state = w.state;
-  cuda::selective_scan<Dir, Accumulate>(exec, p);
-}
-
-}  // namespace cuda_detail
-
 template <class Site, class Metric, class Compress, class Norm>
 void Block<policies::SsmScan, Site, Metric, Compress, Norm>::forward(const Cuda& exec, const SsmBlockWeights& w,
                                                                     const SsmBlockArgs& a, cuda::SsmWorkspace& ws) {
@@ -151,8 +102,23 @@ void Block<policies::SsmScan, Site, Metric, Compress, Norm>::forward(const Cuda&
   cuda_detail::dense(exec, ws.blas(), static_cast<const float*>(ws.norm()), rows, dim, w.in_proj_weight, nullptr,
                      2 * inner, ws.xz());
   const float scale = w.bidirectional() ? 0.5f : 1.0f;  // Vim averages the two directions
-  cuda_detail::ssm_scan_branch<ScanDirection::Forward, false>(exec, w, w.forward, a, scale, ws);
-  if (w.bidirectional()) cuda_detail::ssm_scan_branch<ScanDirection::Backward, true>(exec, w, w.backward, a, scale, ws);
+  // conv -> x_proj -> dt_proj -> scan per direction, into ws.mix() (the
+  // second direction accumulates).
+  auto branch = [&](auto direction, auto accumulate, const ScanBranchWeights& s) {
+    constexpr ScanDirection kDir = decltype(direction)::value;
+    const ScanBranchParams bp = scan_branch_params(w, s, a, scale, ws);
+    cuda::causal_conv1d_silu<kDir>(exec, bp.conv);
+    cuda_detail::dense(exec, ws.blas(), static_cast<const float*>(ws.u()), rows, inner, s.x_proj_weight, nullptr,
+                       w.proj_width(), ws.proj());
+    ws.blas().linear(exec, cuda::LinearShape{rows, w.dt_rank, inner, w.proj_width(), inner},
+                     static_cast<const float*>(ws.proj()), s.dt_proj_weight, static_cast<const float*>(nullptr),
+                     ws.dt());
+    cuda::selective_scan<kDir, decltype(accumulate)::value>(exec, bp.scan);
+  };
+  branch(std::integral_constant<ScanDirection, ScanDirection::Forward>{}, std::false_type{}, w.forward);
+  if (w.bidirectional()) {
+    branch(std::integral_constant<ScanDirection, ScanDirection::Backward>{}, std::true_type{}, w.backward);
+  }
   cuda_detail::dense(exec, ws.blas(), static_cast<const float*>(ws.mix()), rows, inner, w.out_proj_weight, nullptr, dim,
                      ws.branch());
 

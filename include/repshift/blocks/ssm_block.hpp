@@ -172,7 +172,25 @@ struct Block<policies::SsmScan, Site, Metric, Compress, Norm> {
   static void scan_branch(const Host& host, const SsmBlockWeights& w, const ScanBranchWeights& s,
                           const SsmBlockArgs& a, float scale, SsmWorkspace& ws) {
     const std::int64_t rows = std::int64_t(a.batch) * a.tokens, inner = w.inner, width = w.proj_width();
+    const ScanBranchParams p = scan_branch_params(w, s, a, scale, ws);
+    cpu::causal_conv1d_silu<Dir>(host, p.conv);
+    cpu::linear(ws.u(), rows, inner, s.x_proj_weight, width, ws.proj(), inner, width);
+    cpu::linear(ws.proj(), rows, w.dt_rank, s.dt_proj_weight, inner, ws.dt(), width, inner);
+    cpu::selective_scan<Dir, Accumulate>(host, p.scan);
+  }
+
+  // The conv and scan arguments of one direction over a workspace's
+  // buffers (the CPU and CUDA workspaces name them alike).
+  struct ScanBranchParams {
     CausalConvParams conv;
+    SelectiveScanParams scan;
+  };
+  template <class Workspace>
+  static ScanBranchParams scan_branch_params(const SsmBlockWeights& w, const ScanBranchWeights& s,
+                                             const SsmBlockArgs& a, float scale, Workspace& ws) {
+    const std::int64_t inner = w.inner;
+    ScanBranchParams p;
+    CausalConvParams& conv = p.conv;
     conv.x = ws.xz();
     conv.x_stride = 2 * inner;
     conv.weight = s.conv_weight;
@@ -183,31 +201,27 @@ struct Block<policies::SsmScan, Site, Metric, Compress, Norm> {
     conv.length = a.tokens;
     conv.channels = inner;
     conv.kernel = w.conv_kernel;
-    cpu::causal_conv1d_silu<Dir>(host, conv);
-    cpu::linear(ws.u(), rows, inner, s.x_proj_weight, width, ws.proj(), inner, width);
-    cpu::linear(ws.proj(), rows, w.dt_rank, s.dt_proj_weight, inner, ws.dt(), width, inner);
-
-    SelectiveScanParams p;
-    p.u = ws.u();
-    p.u_stride = inner;
-    p.dt = ws.dt();
-    p.dt_stride = inner;
-    p.dt_bias = s.dt_proj_bias;
-    p.A_log = s.A_log;
-    p.B = ws.proj() + w.dt_rank;
-    p.C = ws.proj() + w.dt_rank + w.state;
-    p.bc_stride = width;
-    p.D = s.D;
-    p.z = ws.xz() + inner;
-    p.z_stride = 2 * inner;
-    p.out = ws.mix();
-    p.out_stride = inner;
-    p.out_scale = scale;
-    p.batch = a.batch;
-    p.length = a.tokens;
-    p.channels = inner;
-    p.state = w.state;
-    cpu::selective_scan<Dir, Accumulate>(host, p);
+    SelectiveScanParams& scan = p.scan;
+    scan.u = ws.u();
+    scan.u_stride = inner;
+    scan.dt = ws.dt();
+    scan.dt_stride = inner;
+    scan.dt_bias = s.dt_proj_bias;
+    scan.A_log = s.A_log;
+    scan.B = ws.proj() + w.dt_rank;
+    scan.C = ws.proj() + w.dt_rank + w.state;
+    scan.bc_stride = w.proj_width();
+    scan.D = s.D;
+    scan.z = ws.xz() + inner;
+    scan.z_stride = 2 * inner;
+    scan.out = ws.mix();
+    scan.out_stride = inner;
+    scan.out_scale = scale;
+    scan.batch = a.batch;
+    scan.length = a.tokens;
+    scan.channels = inner;
+    scan.state = w.state;
+    return p;
   }
 
   static void prune_tokens(const Host& host, const SsmBlockArgs& a, const float* scores, std::int64_t dim,

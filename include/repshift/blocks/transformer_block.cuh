@@ -157,21 +157,9 @@ void Block<policies::Transformer, Site, Metric, Compress, Norm>::forward(const C
   // before qkv is reused.
   auto compress = [&](const T* src, T* dst) {
     if constexpr (kMerge) {
-      cuda::DeviceMergeParams<T> m;
-      m.x = src;
-      m.keys = ws.qkv() + dim;
-      m.keys_token_stride = 3 * dim;
-      m.scores = scores;
-      m.sizes = a.sizes;
-      m.out = dst;
-      m.out_sizes = a.kept_sizes;
-      m.keep_idx = keep_idx;
-      m.batch = a.batch;
-      m.tokens = a.tokens;
-      m.keep = a.keep;
-      m.channels = m.key_channels = dim;
-      m.protect = a.protect;
-      cuda::merge_tokens(exec, m);
+      // The CUDA QKV GEMM has added the bias already.
+      cuda::merge_tokens(exec, merge_params(a, dim, static_cast<const T*>(ws.qkv()), static_cast<const T*>(nullptr), src, scores,
+                                            keep_idx, dst));
     } else {
       select_top(exec, scores, keep_idx, a.batch, a.tokens, a.keep, a.protect);
       const std::int64_t out_tokens = output_tokens(a.tokens, a.keep);
@@ -201,7 +189,7 @@ void Block<policies::Transformer, Site, Metric, Compress, Norm>::forward(const C
     attn_in = ws.ln();
   }
   cuda_detail::dense(exec, blas, attn_in, rows, dim, w.qkv_weight, w.qkv_bias, 3 * dim, ws.qkv());
-  auto attention = cuda::AttentionParams<T>::contiguous(ws.qkv(), ws.attn(), a.batch, a.tokens, w.heads, w.head_dim());
+  auto attention = BasicAttentionParams<T>::contiguous(ws.qkv(), nullptr, ws.attn(), a.batch, a.tokens, w.heads, w.head_dim());
   if (kMerge && a.sizes) {
     cuda_detail::log_sizes(exec, a.sizes, rows, ws.log_sizes());
     attention.key_bias = ws.log_sizes();  // proportional attention

@@ -307,27 +307,37 @@ struct Block<policies::Transformer, Site, Metric, Compress, Norm> {
   static void compress(const Host& host, const TransformerBlockArgs& a, const TransformerBlockWeights& w,
                        const float* qkv, const float* src, const float* scores, int* keep_idx, float* dst) {
     if constexpr (kMerge) {
-      MergeParams m;
-      m.x = src;
-      m.keys = qkv + w.dim;
-      m.key_bias = w.qkv_bias ? w.qkv_bias + w.dim : nullptr;
-      m.keys_token_stride = 3 * std::int64_t(w.dim);
-      m.scores = scores;
-      m.sizes = a.sizes;
-      m.out = dst;
-      m.out_sizes = a.kept_sizes;
-      m.keep_idx = keep_idx;
-      m.batch = a.batch;
-      m.tokens = a.tokens;
-      m.keep = a.keep;
-      m.channels = m.key_channels = w.dim;
-      m.protect = a.protect;
-      cpu::merge_tokens(host, m);
+      // The CPU QKV GEMM leaves the bias to the attention kernel: add it here too.
+      cpu::merge_tokens(host, merge_params(a, w.dim, qkv, w.qkv_bias, src, scores, keep_idx, dst));
     } else {
       (void)qkv;
       select_kept(host, a, scores, keep_idx);
       gather_rows(host, a, src, scores, keep_idx, dst, w.dim);
     }
+  }
+
+  // Merge of src into dst by the scores, matching on the K part of the
+  // layer's fused QKV rows (qkv_bias's K part added when not yet in them).
+  template <class T>
+  static BasicMergeParams<T> merge_params(const BasicTransformerBlockArgs<T>& a, std::int64_t dim, const T* qkv,
+                                          const T* qkv_bias, const T* src, const float* scores, int* keep_idx,
+                                          T* dst) {
+    BasicMergeParams<T> m;
+    m.x = src;
+    m.keys = qkv + dim;
+    m.key_bias = qkv_bias ? qkv_bias + dim : nullptr;
+    m.keys_token_stride = 3 * dim;
+    m.scores = scores;
+    m.sizes = a.sizes;
+    m.out = dst;
+    m.out_sizes = a.kept_sizes;
+    m.keep_idx = keep_idx;
+    m.batch = a.batch;
+    m.tokens = a.tokens;
+    m.keep = a.keep;
+    m.channels = m.key_channels = dim;
+    m.protect = a.protect;
+    return m;
   }
 
   // dst[b, 0..keep) = src rows keep_idx[b]; with Fuse, dst[b, keep] = the

@@ -32,69 +32,13 @@
 
 #include <cblas.h>
 
+#include "../attention_params.hpp"
 #include "../error.hpp"
 #include "../exec.hpp"
 #include "math.hpp"
 #include "parallel.hpp"
 
 namespace repshift {
-
-struct AttentionParams {
-  const float* qkv = nullptr;       // [B, N, 3, H, Dh] with the strides below
-  const float* qkv_bias = nullptr;  // [3, H, Dh] or null
-  float* out = nullptr;             // [B, N, H*Dh]
-  const int* key_lengths = nullptr; // [B] or null: keys n >= key_lengths[b] are padding, masked out
-  const float* key_bias = nullptr;  // [B, N] or null: added to the logits of key n (after scaling)
-  std::int64_t batch = 0, tokens = 0, heads = 0, head_dim = 0;
-  std::int64_t qkv_batch_stride = 0, qkv_token_stride = 0;
-  std::int64_t out_batch_stride = 0, out_token_stride = 0;
-  float scale = 0.0f;  // usually 1/sqrt(head_dim)
-
-  // Contiguous [B, N, 3C] input and [B, N, C] output.
-  static AttentionParams contiguous(const float* qkv, const float* qkv_bias, float* out,
-                                    std::int64_t batch, std::int64_t tokens, std::int64_t heads,
-                                    std::int64_t head_dim) {
-    AttentionParams p;
-    p.qkv = qkv;
-    p.qkv_bias = qkv_bias;
-    p.out = out;
-    p.batch = batch;
-    p.tokens = tokens;
-    p.heads = heads;
-    p.head_dim = head_dim;
-    const std::int64_t dim = heads * head_dim;
-    p.qkv_token_stride = 3 * dim;
-    p.qkv_batch_stride = tokens * 3 * dim;
-    p.out_token_stride = dim;
-    p.out_batch_stride = tokens * dim;
-    p.scale = 1.0f / std::sqrt(float(head_dim));
-    return p;
-  }
-
-  void check(const char* where) const {
-    detail::require_pointer(where, "qkv", qkv);
-    detail::require_pointer(where, "out", out);
-    detail::require_positive(where, "batch", batch);
-    detail::require_positive(where, "tokens", tokens);
-    detail::require_positive(where, "heads", heads);
-    detail::require_positive(where, "head_dim", head_dim);
-    detail::checked_extent(where, "qkv", batch, tokens, 3 * heads * head_dim, sizeof(float));
-    if (!(scale > 0.0f) || !std::isfinite(scale)) {
-      detail::fail(where, "scale = " + std::to_string(scale) + " must be finite and > 0");
-    }
-    if (key_lengths) {
-      for (std::int64_t b = 0; b < batch; ++b) {
-        if (key_lengths[b] < 1 || key_lengths[b] > tokens) {
-          detail::fail(where, "key_lengths[" + std::to_string(b) + "] = " + std::to_string(key_lengths[b]) +
-                                  " is outside [1, tokens = " + std::to_string(tokens) + "]");
-        }
-      }
-    }
-  }
-
-  // Keys of sample b that take part in attention.
-  std::int64_t keys(std::int64_t b) const { return key_lengths ? key_lengths[b] : tokens; }
-};
 
 namespace cpu {
 

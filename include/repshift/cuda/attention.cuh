@@ -27,6 +27,7 @@
 #include <string>
 #include <type_traits>
 
+#include "../attention_params.hpp"
 #include "../error.hpp"
 #include "attention_tiling.hpp"
 #include "dtype.cuh"
@@ -35,56 +36,6 @@
 #include "layer_norm.cuh"
 
 namespace repshift {
-namespace cuda {
-
-template <class T>
-struct AttentionParams {
-  const T* qkv = nullptr;           // [B, N, 3, H, Dh] with the strides below, bias included
-  T* out = nullptr;                 // [B, N, H*Dh]
-  const float* key_bias = nullptr;  // [B, N] or null
-  std::int64_t batch = 0, tokens = 0, heads = 0, head_dim = 0;
-  std::int64_t qkv_batch_stride = 0, qkv_token_stride = 0;
-  std::int64_t out_batch_stride = 0, out_token_stride = 0;
-  float scale = 0.0f;
-
-  static AttentionParams contiguous(const T* qkv, T* out, std::int64_t batch, std::int64_t tokens,
-                                    std::int64_t heads, std::int64_t head_dim) {
-    AttentionParams p;
-    p.qkv = qkv;
-    p.out = out;
-    p.batch = batch;
-    p.tokens = tokens;
-    p.heads = heads;
-    p.head_dim = head_dim;
-    const std::int64_t dim = heads * head_dim;
-    p.qkv_token_stride = 3 * dim;
-    p.qkv_batch_stride = tokens * 3 * dim;
-    p.out_token_stride = dim;
-    p.out_batch_stride = tokens * dim;
-    p.scale = 1.0f / std::sqrt(float(head_dim));
-    return p;
-  }
-
-  void check(const char* where) const {
-    detail::require_pointer(where, "qkv", qkv);
-    detail::require_pointer(where, "out", out);
-    detail::require_positive(where, "batch", batch);
-    detail::require_positive(where, "tokens", tokens);
-    detail::require_positive(where, "heads", heads);
-    detail::require_positive(where, "head_dim", head_dim);
-    detail::require_at_most(where, "batch", batch, "65535 (CUDA grid z)", 65535);
-    detail::require_at_most(where, "heads", heads, "65535 (CUDA grid y)", 65535);
-    if (cuda_tiling::attention_head_bucket(head_dim) == 0) {
-      detail::fail(where, "head_dim = " + std::to_string(head_dim) + " is not supported on CUDA (at most 128)");
-    }
-    if (!(scale > 0.0f) || !std::isfinite(scale)) {
-      detail::fail(where, "scale = " + std::to_string(scale) + " must be finite and > 0");
-    }
-  }
-};
-
-}  // namespace cuda
-
 namespace cuda_detail {
 
 template <class T, int HeadDim, bool Tensor>
@@ -92,7 +43,7 @@ using FlashTiling = cuda_tiling::AttentionTiling<HeadDim, int(sizeof(T)), Tensor
 
 template <class T, int HeadDim, bool Tensor>
 __global__ void __launch_bounds__((FlashTiling<T, HeadDim, Tensor>::kThreads))
-    flash_attention_kernel(cuda::AttentionParams<T> p) {
+    flash_attention_kernel(BasicAttentionParams<T> p) {
   using Tl = FlashTiling<T, HeadDim, Tensor>;
   using Tile = std::conditional_t<Tensor, T, float>;  // Q, K, V as stored in shared memory
   constexpr int D = HeadDim, kKeys = Tl::kBlockK, kRows = Tl::kRowsPerWarp;
@@ -238,7 +189,7 @@ __global__ void __launch_bounds__((FlashTiling<T, HeadDim, Tensor>::kThreads))
 }
 
 template <class T, int HeadDim>
-void launch_flash_attention(const Cuda& exec, const cuda::AttentionParams<T>& p) {
+void launch_flash_attention(const Cuda& exec, const BasicAttentionParams<T>& p) {
   constexpr bool kTensor = !std::is_same_v<T, float>;
   using Tl = FlashTiling<T, HeadDim, kTensor>;
   auto* kernel = &flash_attention_kernel<T, HeadDim, kTensor>;
@@ -275,7 +226,7 @@ constexpr int kMapThreads = 128;
 // One CTA per (query n, head h, sample b): map row = softmax(q K^T), then
 // out row = map row . V.
 template <class T>
-__global__ void __launch_bounds__(kMapThreads) attention_with_map_kernel(cuda::AttentionParams<T> p, float* map) {
+__global__ void __launch_bounds__(kMapThreads) attention_with_map_kernel(BasicAttentionParams<T> p, float* map) {
   __shared__ float q[128];
   __shared__ float scratch[32];
   const std::int64_t n = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
@@ -315,9 +266,23 @@ __global__ void __launch_bounds__(kMapThreads) attention_with_map_kernel(cuda::A
 
 namespace cuda {
 
+// What the CUDA kernels add to check_shape: no qkv bias (the QKV GEMM adds
+// it), no key lengths (padding is CPU-only), grid limits, the head-dim bucket.
 template <class T>
-void flash_attention(const Cuda& exec, const AttentionParams<T>& p) {
-  p.check("cuda::flash_attention");
+void check_device_attention(const char* where, const BasicAttentionParams<T>& p) {
+  p.check_shape(where);
+  if (p.qkv_bias) detail::fail(where, "qkv_bias is not taken on CUDA: add it in the QKV GEMM (cuda::Blas::linear's bias)");
+  if (p.key_lengths) detail::fail(where, "key_lengths (padded batches) are CPU-only for now");
+  detail::require_at_most(where, "batch", p.batch, "65535 (CUDA grid z)", 65535);
+  detail::require_at_most(where, "heads", p.heads, "65535 (CUDA grid y)", 65535);
+  if (cuda_tiling::attention_head_bucket(p.head_dim) == 0) {
+    detail::fail(where, "head_dim = " + std::to_string(p.head_dim) + " is not supported on CUDA (at most 128)");
+  }
+}
+
+template <class T>
+void flash_attention(const Cuda& exec, const BasicAttentionParams<T>& p) {
+  check_device_attention("cuda::flash_attention", p);
   // The one runtime -> template switch: the head-dim bucket.
   switch (cuda_tiling::attention_head_bucket(p.head_dim)) {
     case 32: return cuda_detail::launch_flash_attention<T, 32>(exec, p);
@@ -328,8 +293,8 @@ void flash_attention(const Cuda& exec, const AttentionParams<T>& p) {
 
 // map: [B, H, N, N] f32 attention probabilities (device).
 template <class T>
-void attention_with_map(const Cuda& exec, const AttentionParams<T>& p, float* map) {
-  p.check("cuda::attention_with_map");
+void attention_with_map(const Cuda& exec, const BasicAttentionParams<T>& p, float* map) {
+  check_device_attention("cuda::attention_with_map", p);
   detail::require_pointer("cuda::attention_with_map", "map", map);
   detail::require_at_most("cuda::attention_with_map", "tokens", p.tokens, "2^31 - 1 (CUDA grid x)", 0x7fffffff);
   const dim3 grid(unsigned(p.tokens), unsigned(p.heads), unsigned(p.batch));

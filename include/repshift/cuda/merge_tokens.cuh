@@ -25,43 +25,6 @@
 #include "layer_norm.cuh"
 
 namespace repshift {
-namespace cuda {
-
-// MergeParams with device pointers and storage type T for x, keys, out
-// (key_bias in T too); scores, sizes and out_sizes stay f32.
-template <class T>
-struct DeviceMergeParams {
-  const T* x = nullptr;
-  const T* keys = nullptr;
-  const T* key_bias = nullptr;
-  const float* scores = nullptr;
-  const float* sizes = nullptr;
-  T* out = nullptr;
-  float* out_sizes = nullptr;
-  int* keep_idx = nullptr;
-  std::int64_t batch = 0, tokens = 0, keep = 0, channels = 0, key_channels = 0, protect = 0;
-  std::int64_t keys_token_stride = 0;  // 0: key_channels
-
-  __host__ __device__ std::int64_t key_stride() const { return keys_token_stride ? keys_token_stride : key_channels; }
-
-  void check(const char* where) const {
-    // The host contract's shape checks (pointers are only compared to null).
-    MergeParams shape;
-    shape.x = reinterpret_cast<const float*>(x);
-    shape.keys = reinterpret_cast<const float*>(keys);
-    shape.scores = scores;
-    shape.out = reinterpret_cast<float*>(out);
-    shape.keep_idx = keep_idx;
-    shape.batch = batch, shape.tokens = tokens, shape.keep = keep, shape.channels = channels;
-    shape.key_channels = key_channels, shape.protect = protect, shape.keys_token_stride = keys_token_stride;
-    shape.check(where);
-    detail::require_at_most(where, "batch", batch, "2^31 - 1 (CUDA grid x)", 0x7fffffff);
-    detail::require_at_most(where, "tokens", tokens, "4096 (shared-memory plan)", 4096);
-  }
-};
-
-}  // namespace cuda
-
 namespace cuda_detail {
 
 constexpr int kMergeThreads = 256;
@@ -69,7 +32,7 @@ constexpr int kMergeWarps = kMergeThreads / cuda_tiling::kWarp;
 constexpr int kMergeBytesPerToken = 4 /*inv_norm*/ + 8 /*rank*/ + 4 * 4 /*target, slot, head, next*/;
 
 template <class T>
-__global__ void __launch_bounds__(kMergeThreads) merge_tokens_kernel(cuda::DeviceMergeParams<T> p) {
+__global__ void __launch_bounds__(kMergeThreads) merge_tokens_kernel(BasicMergeParams<T> p) {
   extern __shared__ __align__(16) unsigned char smem[];
   const std::int64_t n = p.tokens, b = blockIdx.x, ck = p.key_channels, c = p.channels, ks = p.key_stride();
   std::uint64_t* rank = reinterpret_cast<std::uint64_t*>(smem);
@@ -155,9 +118,14 @@ __global__ void __launch_bounds__(kMergeThreads) merge_tokens_kernel(cuda::Devic
 
 namespace cuda {
 
+// p's pointers are device pointers; sizes, when set, are validated by the
+// caller (the Block reports bad ones through exec.status).
 template <class T>
-void merge_tokens(const Cuda& exec, const DeviceMergeParams<T>& p) {
-  p.check("cuda::merge_tokens");
+void merge_tokens(const Cuda& exec, const BasicMergeParams<T>& p) {
+  constexpr const char* where = "cuda::merge_tokens";
+  p.check(where);
+  detail::require_at_most(where, "batch", p.batch, "2^31 - 1 (CUDA grid x)", 0x7fffffff);
+  detail::require_at_most(where, "tokens", p.tokens, "4096 (shared-memory plan)", 4096);
   const int bytes = int(p.tokens) * cuda_detail::kMergeBytesPerToken;
   auto* kernel = &cuda_detail::merge_tokens_kernel<T>;
   cuda_detail::check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes),

@@ -22,6 +22,7 @@
 #include "../blocks/cnn_block.cuh"
 #include "../cuda/blas.cuh"
 #include "../cuda/device_buffer.cuh"
+#include "forward_args.hpp"
 #include "resnet.hpp"
 
 namespace repshift {
@@ -110,13 +111,7 @@ class ResNet {
                const LinePruneSchedule& schedule = LinePruneSchedule::none()) {
     constexpr const char* where = "cuda::ResNet::forward";
     const ResNetConfig& cfg = config();
-    detail::require_pointer(where, "images", images);
-    detail::require_pointer(where, "logits", logits);
-    detail::require_positive(where, "batch", batch);
-    if (batch > reserved_) {
-      detail::fail(where, "batch = " + std::to_string(batch) + " exceeds the reserved " + std::to_string(reserved_) +
-                              ": call reserve(batch) first");
-    }
+    detail::check_model_forward(where, images, logits, batch, reserved_);
     schedule.check(where);
     const ResNetDeviceWeights& w = *weights_;
     ws_.dnn().conv2d<ConvEpilogue::BiasRelu>(exec, {cfg.in_chans, cfg.stem_channels, 7, 2, 3}, images, batch,

@@ -20,6 +20,7 @@
 #include "../blocks/cnn_block.hpp"
 #include "../cpu/gemm.hpp"
 #include "../io/safetensors.hpp"
+#include "forward_args.hpp"
 
 namespace repshift {
 
@@ -242,9 +243,7 @@ class ResNet {
                const LinePruneSchedule& schedule = LinePruneSchedule::none(), ResNetTrace* trace = nullptr) {
     constexpr const char* where = "ResNet::forward";
     const ResNetConfig& cfg = weights_->config;
-    detail::require_pointer(where, "images", images);
-    detail::require_pointer(where, "logits", logits);
-    detail::require_positive(where, "batch", batch);
+    detail::check_model_forward(where, images, logits, batch);
     schedule.check(where);
     // Both ping-pong buffers hold the largest map.
     const int stem_size = cfg.stem_size();

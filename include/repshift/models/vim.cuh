@@ -19,6 +19,7 @@
 
 #include "../blocks/ssm_block.cuh"
 #include "../cuda/device_buffer.cuh"
+#include "forward_args.hpp"
 #include "../cuda/patch_embed.cuh"
 #include "vim.hpp"
 
@@ -103,13 +104,7 @@ class VisionMamba {
                const PruneSchedule& schedule = PruneSchedule::none()) {
     constexpr const char* where = "cuda::VisionMamba::forward";
     const VimConfig& cfg = config();
-    detail::require_pointer(where, "images", images);
-    detail::require_pointer(where, "logits", logits);
-    detail::require_positive(where, "batch", batch);
-    if (batch > reserved_) {
-      detail::fail(where, "batch = " + std::to_string(batch) + " exceeds the reserved " + std::to_string(reserved_) +
-                              ": call reserve(batch) first");
-    }
+    detail::check_model_forward(where, images, logits, batch, reserved_);
     schedule.check(where, cfg.depth);
     const std::int64_t N = cfg.tokens(), C = cfg.dim;
     const VimDeviceWeights& w = *weights_;

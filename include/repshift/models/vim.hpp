@@ -18,6 +18,7 @@
 
 #include "../blocks/ssm_block.hpp"
 #include "../io/safetensors.hpp"
+#include "forward_args.hpp"
 #include "patch_embed.hpp"
 #include "weights_init.hpp"
 #include "prune_schedule.hpp"
@@ -189,9 +190,7 @@ class VisionMamba {
                const PruneSchedule& schedule = PruneSchedule::none(), VimTrace* trace = nullptr) {
     constexpr const char* where = "VisionMamba::forward";
     const VimConfig& cfg = weights_->config;
-    detail::require_pointer(where, "images", images);
-    detail::require_pointer(where, "logits", logits);
-    detail::require_positive(where, "batch", batch);
+    detail::check_model_forward(where, images, logits, batch);
     schedule.check(where, cfg.depth);
     const std::int64_t N = cfg.tokens(), C = cfg.dim;
     detail::checked_extent(where, "activations", batch, N, 2 * std::int64_t(cfg.inner()), sizeof(float));

@@ -20,6 +20,7 @@
 
 #include "../blocks/transformer_block.cuh"
 #include "../cuda/device_buffer.cuh"
+#include "forward_args.hpp"
 #include "../cuda/patch_embed.cuh"
 #include "vit.hpp"
 
@@ -105,13 +106,7 @@ class VisionTransformer {
                const PruneSchedule& schedule = PruneSchedule::none()) {
     constexpr const char* where = "cuda::VisionTransformer::forward";
     const ViTConfig& cfg = config();
-    detail::require_pointer(where, "images", images);
-    detail::require_pointer(where, "logits", logits);
-    detail::require_positive(where, "batch", batch);
-    if (batch > reserved_) {
-      detail::fail(where, "batch = " + std::to_string(batch) + " exceeds the reserved " + std::to_string(reserved_) +
-                              ": call reserve(batch) first");
-    }
+    detail::check_model_forward(where, images, logits, batch, reserved_);
     schedule.check(where, cfg.depth);
     detail::require_at_most(where, "schedule.protect", schedule.protect, "tokens", cfg.tokens());
     const std::int64_t N = cfg.tokens(), C = cfg.dim;

@@ -17,6 +17,7 @@
 
 #include "../blocks/transformer_block.hpp"
 #include "../io/safetensors.hpp"
+#include "forward_args.hpp"
 #include "patch_embed.hpp"
 #include "weights_init.hpp"
 #include "prune_schedule.hpp"
@@ -169,9 +170,7 @@ class VisionTransformer {
                const PruneSchedule& schedule = PruneSchedule::none(), ViTTrace* trace = nullptr) {
     constexpr const char* where = "VisionTransformer::forward";
     const ViTConfig& cfg = weights_->config;
-    detail::require_pointer(where, "images", images);
-    detail::require_pointer(where, "logits", logits);
-    detail::require_positive(where, "batch", batch);
+    detail::check_model_forward(where, images, logits, batch);
     schedule.check(where, cfg.depth);
     detail::require_at_most(where, "schedule.protect", schedule.protect, "tokens", cfg.tokens());
     const std::int64_t N = cfg.tokens(), C = cfg.dim;

@@ -1,0 +1,45 @@
+#pragma once
+// The ablation sweep's cases, shared by the CPU (bench_ablation.cpp) and
+// CUDA (bench_cuda_ablation.cu) sweeps so their JSON labels match and
+// bench/plot_ablation.py reads both: each backbone's unpruned model, then
+// every valid (Backbone x Site x Importance x Compress) combination from
+// the type lists of sweep.hpp at keep rates 0.9, 0.7 and 0.5.
+
+#include <string>
+
+#include <repshift/models/prune_schedule.hpp>
+#include <repshift/sweep.hpp>
+
+namespace bench {
+
+inline constexpr double kKeepRates[] = {0.9, 0.7, 0.5};
+
+// "transformer/mlp/l2/prune/0.7", or "transformer/unpruned" for keep 1.
+template <class Backbone, class Site, class Importance, class Compress>
+std::string ablation_label(double keep) {
+  return std::string(Backbone::name) + "/" +
+         (keep < 1.0 ? std::string(Site::name) + "/" + Importance::name + "/" + Compress::name + "/" +
+                           std::to_string(keep).substr(0, 3)
+                     : std::string("unpruned"));
+}
+
+// reg(backbone, site, importance, compress, keep) for every case, the
+// policies passed as tag objects.
+template <class Register>
+void for_each_ablation(Register&& reg) {
+  namespace P = repshift::policies;
+  reg(P::Transformer{}, P::Mlp{}, P::L2{}, P::Prune{}, 1.0);
+  reg(P::SsmScan{}, P::Block{}, P::L2{}, P::Prune{}, 1.0);
+  repshift::for_each_combination(repshift::AllBackbones{}, repshift::AllSites{}, repshift::AllImportances{},
+                                 repshift::AllCompressions{}, [&](auto b, auto s, auto i, auto c) {
+                                   for (double keep : kKeepRates) {
+                                     // Merge halves the free tokens at most per layer: lower rates are not a
+                                     // policy choice.
+                                     using Compress = decltype(c);
+                                     if (!repshift::PruneSchedule::paper_layers(keep).reachable<Compress>(197, 12)) continue;
+                                     reg(b, s, i, c, keep);
+                                   }
+                                 });
+}
+
+}  // namespace bench
