@@ -1,8 +1,9 @@
 // Which CPU convolution the CnnRows path should use: repshift's im2col +
 // OpenBLAS SGEMM (cpu/conv2d.hpp) against oneDNN (Debian's libdnnl), on the
 // ResNet-50 convolutions line pruning shrinks, batch 8, f32, same threads.
-// oneDNN runs twice: on plain NCHW / OIHW memory (what the rest of the path
-// uses) and on its own blocked layouts chosen with format_tag::any, the
+// oneDNN runs three times: on plain NCHW / OIHW memory (what the rest of
+// the path uses), on NHWC activations (channels last, weights in its own
+// layout), and on its own blocked layouts chosen with format_tag::any, the
 // reorders left out (its best case, as if the whole network were blocked).
 //   bench_conv_onednn --benchmark_repetitions=5 --benchmark_enable_random_interleaving=true
 // Built only when libdnnl-dev is installed (it is not a dependency).
@@ -55,7 +56,9 @@ void BM_Repshift(benchmark::State& state) {
   state.counters["GFLOP/s"] = benchmark::Counter(flops(s) * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
 }
 
-void run_onednn(benchmark::State& state, bool blocked) {
+enum class Layout { Nchw, Nhwc, Blocked };
+
+void run_onednn(benchmark::State& state, Layout layout) {
   using namespace dnnl;
   using tag = memory::format_tag;
   const Shape s = kShapes[state.range(0)];
@@ -65,7 +68,8 @@ void run_onednn(benchmark::State& state, bool blocked) {
   const memory::dims src_d{kBatch, s.cin, s.size, s.size}, w_d{s.cout, s.cin, s.k, s.k}, b_d{s.cout},
       dst_d{kBatch, s.cout, out, out};
   auto md = [&](const memory::dims& d, tag t) { return memory::desc(d, memory::data_type::f32, t); };
-  const tag act = blocked ? tag::any : tag::nchw, wt = blocked ? tag::any : tag::oihw;
+  const tag act = layout == Layout::Blocked ? tag::any : layout == Layout::Nhwc ? tag::nhwc : tag::nchw;
+  const tag wt = layout == Layout::Nchw ? tag::oihw : tag::any;
   post_ops relu;
   relu.append_eltwise(1.0f, algorithm::eltwise_relu, 0.0f, 0.0f);  // oneDNN 2.x signature
   primitive_attr attr;
@@ -91,11 +95,13 @@ void run_onednn(benchmark::State& state, bool blocked) {
   state.counters["GFLOP/s"] = benchmark::Counter(flops(s) * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
 }
 
-void BM_OneDnnNchw(benchmark::State& state) { run_onednn(state, false); }
-void BM_OneDnnBlocked(benchmark::State& state) { run_onednn(state, true); }
+void BM_OneDnnNchw(benchmark::State& state) { run_onednn(state, Layout::Nchw); }
+void BM_OneDnnNhwc(benchmark::State& state) { run_onednn(state, Layout::Nhwc); }
+void BM_OneDnnBlocked(benchmark::State& state) { run_onednn(state, Layout::Blocked); }
 
 BENCHMARK(BM_Repshift)->DenseRange(0, 3)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_OneDnnNchw)->DenseRange(0, 3)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_OneDnnNhwc)->DenseRange(0, 3)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_OneDnnBlocked)->DenseRange(0, 3)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 }  // namespace

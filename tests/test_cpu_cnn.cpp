@@ -81,6 +81,87 @@ TYPED_TEST(CnnBlock, ScoresInTheEpilogueAndRemovesLines) {
   EXPECT_LT(ref::max_rel_error(yp, ref::remove_lines(want, batch, c, h, w, kr, kc, keep_rows, keep_cols)), 1e-5);
 }
 
+namespace {
+
+// [B, C, H, W] <-> [B, H, W, C]
+std::vector<float> to_nhwc(const std::vector<float>& x, int batch, int c, int h, int w) {
+  std::vector<float> out(x.size());
+  for (int b = 0; b < batch; ++b)
+    for (int ch = 0; ch < c; ++ch)
+      for (int i = 0; i < h * w; ++i) out[(std::size_t(b) * h * w + i) * c + ch] = x[(std::size_t(b) * c + ch) * h * w + i];
+  return out;
+}
+std::vector<float> to_nchw(const std::vector<float>& x, int batch, int c, int h, int w) {
+  std::vector<float> out(x.size());
+  for (int b = 0; b < batch; ++b)
+    for (int ch = 0; ch < c; ++ch)
+      for (int i = 0; i < h * w; ++i) out[(std::size_t(b) * c + ch) * h * w + i] = x[(std::size_t(b) * h * w + i) * c + ch];
+  return out;
+}
+
+#if defined(REPSHIFT_HAS_ONEDNN)
+constexpr bool kHaveOneDnn = true;
+#else
+constexpr bool kHaveOneDnn = false;
+#endif
+
+}  // namespace
+
+// Channels last (oneDNN convolutions): the same output, scores, kept lines
+// and pruned map as the double reference, read back through a transpose.
+TYPED_TEST(CnnBlock, ChannelsLastMatchesTheReference) {
+  if (!kHaveOneDnn) GTEST_SKIP() << "built without oneDNN";
+  using Metric = TypeParam;
+  using B = rs::Block<P::CnnRows, P::Block, Metric>;
+  const int batch = 2, c = 16, h = 23, w = 29, keep_rows = 17, keep_cols = 20;
+  const RandomBottleneck bw(c, 4, c, 1, false, 10);
+  const auto x = ref::random_floats(std::size_t(batch) * c * h * w, 11);
+  const ref::Map xd(x.begin(), x.end());
+  const ref::Map want = ref::bottleneck(xd, batch, h, w, bw.w);
+  const ref::LineScores want_lines = ref::line_scores(ref_metric<Metric>(), want, xd, batch, c, h, w);
+
+  const auto x_nhwc = to_nhwc(x, batch, c, h, w);
+  rs::CnnWorkspace ws;
+  std::vector<float> y(x.size(), NAN), rows(std::size_t(batch) * h), cols(std::size_t(batch) * w);
+  auto a = rs::CnnBlockArgs::dense(x_nhwc.data(), y.data(), batch, h, w);
+  a.layout = rs::MapLayout::Nhwc;
+  a.row_scores = rows.data();
+  a.col_scores = cols.data();
+  B::forward(rs::Host{}, bw.w, a, ws);
+  EXPECT_LT(ref::max_rel_error(to_nchw(y, batch, c, h, w), want), 1e-5);
+  EXPECT_LT(ref::max_rel_error(rows, want_lines.rows), 2e-5);
+  EXPECT_LT(ref::max_rel_error(cols, want_lines.cols), 2e-5);
+
+  std::vector<float> yp(std::size_t(batch) * c * keep_rows * keep_cols, NAN);
+  std::vector<int> kr(std::size_t(batch) * keep_rows), kc(std::size_t(batch) * keep_cols);
+  a.y = yp.data();
+  a.keep_rows = keep_rows;
+  a.keep_cols = keep_cols;
+  a.kept_rows = kr.data();
+  a.kept_cols = kc.data();
+  B::forward(rs::Host{}, bw.w, a, ws);
+  EXPECT_EQ(kr, ref::select(rows, batch, h, keep_rows, 0));
+  EXPECT_EQ(kc, ref::select(cols, batch, w, keep_cols, 0));
+  EXPECT_LT(ref::max_rel_error(to_nchw(yp, batch, c, keep_rows, keep_cols),
+                               ref::remove_lines(want, batch, c, h, w, kr, kc, keep_rows, keep_cols)),
+            1e-5);
+}
+
+TEST(CnnBlock, ChannelsLastProjectionShortcut) {
+  if (!kHaveOneDnn) GTEST_SKIP() << "built without oneDNN";
+  const int batch = 2, in = 8, out = 16, h = 9, w = 9;
+  const RandomBottleneck bw(in, 4, out, 2, true, 20);
+  const auto x = ref::random_floats(std::size_t(batch) * in * h * w, 21);
+  const ref::Map want = ref::bottleneck(ref::Map(x.begin(), x.end()), batch, h, w, bw.w);
+  const auto x_nhwc = to_nhwc(x, batch, in, h, w);
+  std::vector<float> y(want.size(), NAN);
+  rs::CnnWorkspace ws;
+  auto a = rs::CnnBlockArgs::dense(x_nhwc.data(), y.data(), batch, h, w);
+  a.layout = rs::MapLayout::Nhwc;
+  rs::Block<P::CnnRows, P::Block, P::L2>::forward(rs::Host{}, bw.w, a, ws);
+  EXPECT_LT(ref::max_rel_error(to_nchw(y, batch, out, 5, 5), want), 1e-5);
+}
+
 TEST(CnnBlock, ProjectionShortcutAndItsLimits) {
   const int batch = 2, in = 8, out = 16, h = 9, w = 9;
   const RandomBottleneck bw(in, 4, out, 2, true, 20);
@@ -130,10 +211,16 @@ TEST(LineScores, StandaloneKernelAndRemoveLinesErrors) {
 
 using fixtures::tiny_resnet;
 
-TEST(ResNet, LinePrunedForwardMatchesTheReference) {
+class ResNetLayouts : public ::testing::TestWithParam<rs::MapLayout> {};
+INSTANTIATE_TEST_SUITE_P(Both, ResNetLayouts, ::testing::Values(rs::MapLayout::Nchw, rs::MapLayout::Nhwc),
+                         [](const auto& info) { return info.param == rs::MapLayout::Nhwc ? "Nhwc" : "Nchw"; });
+
+TEST_P(ResNetLayouts, LinePrunedForwardMatchesTheReference) {
+  if (GetParam() == rs::MapLayout::Nhwc && !kHaveOneDnn) GTEST_SKIP() << "built without oneDNN";
   const rs::ResNetConfig cfg = tiny_resnet();
   const rs::ResNetWeights w = rs::ResNetWeights::random(cfg, 5);
   rs::ResNet<> model(w);
+  model.set_layout(GetParam());
   const int batch = 2;
   const auto images = ref::random_floats(std::size_t(batch) * 3 * 32 * 32, 6);
   std::vector<float> logits(std::size_t(batch) * 10);

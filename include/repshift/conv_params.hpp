@@ -35,4 +35,9 @@ struct Conv2dShape {
 
 enum class ConvEpilogue { None, Bias, BiasRelu };
 
+// Memory order of a feature map: NCHW ([B, C, H, W], PyTorch's default) or
+// NHWC ([B, H, W, C], channels last: oneDNN's fast CPU layout, and the one
+// where a pixel's channels, which the shift reduces over, are contiguous).
+enum class MapLayout { Nchw, Nhwc };
+
 }  // namespace repshift

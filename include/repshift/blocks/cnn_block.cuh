@@ -94,6 +94,7 @@ void Block<policies::CnnRows, Site, Metric, Compress, Norm>::forward(const Cuda&
                                                                     const CnnBlockArgs& a, cuda::CnnWorkspace& ws) {
   constexpr const char* where = "Block<CnnRows>::forward(Cuda)";
   const Plan p = plan(where, w, a);
+  if (a.layout != MapLayout::Nchw) detail::fail(where, "layout = NHWC is CPU-only (cuDNN runs NCHW here)");
   const std::int64_t B = a.batch, H = a.height, W = a.width, Ho = p.out_height, Wo = p.out_width, n = Ho * Wo;
   const std::int64_t C = w.out_channels;
   if (!ws.fits(B, H, W, w)) {

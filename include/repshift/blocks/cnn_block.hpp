@@ -13,6 +13,8 @@
 
 #include <algorithm>
 #include <climits>
+#include <cstring>
+#include <memory>
 #include <cstdint>
 #include <string>
 #include <type_traits>
@@ -21,6 +23,10 @@
 #include "../cpu/backend.hpp"
 #include "../cpu/conv2d.hpp"
 #include "../cpu/line_prune.hpp"
+#include "../cpu/reduce_channels.hpp"
+#if defined(REPSHIFT_HAS_ONEDNN)
+#include "../cpu/onednn_conv.hpp"
+#endif
 #include "../entry_points.hpp"
 #include "../policies/backbone.hpp"
 #include "../policies/importance.hpp"
@@ -72,14 +78,17 @@ struct BottleneckWeights {
 };
 
 struct CnnBlockArgs {
-  const float* x = nullptr;  // [batch, in_channels, height, width]
-  float* y = nullptr;        // [batch, out_channels, keep_rows, keep_cols]
+  const float* x = nullptr;  // [batch, in_channels, height, width] (NHWC: [batch, height, width, in_channels])
+  float* y = nullptr;        // [batch, out_channels, keep_rows, keep_cols] (NHWC: channels last)
   int batch = 0, height = 0, width = 0;
   int keep_rows = 0, keep_cols = 0;  // 0: all of the output's rows / columns (no pruning)
   float* row_scores = nullptr;       // optional [batch, out height]: written when set
   float* col_scores = nullptr;       // optional [batch, out width]
   int* kept_rows = nullptr;          // optional [batch, keep_rows]: ascending
   int* kept_cols = nullptr;          // optional [batch, keep_cols]
+  // Both maps' memory order. NHWC runs oneDNN's convolutions (CPU only,
+  // needs a build with libdnnl-dev: REPSHIFT_HAS_ONEDNN).
+  MapLayout layout = MapLayout::Nchw;
 
   static CnnBlockArgs dense(const float* x, float* y, int batch, int height, int width) {
     CnnBlockArgs a;
@@ -99,6 +108,16 @@ class CnnWorkspace {
   static void grow(std::vector<float>& v, std::int64_t n) {
     if (std::int64_t(v.size()) < n) v.resize(std::size_t(n));
   }
+#if defined(REPSHIFT_HAS_ONEDNN)
+  // The NHWC path's convolutions (primitives and packed weights kept).
+  cpu::OneDnnConv& onednn() {
+    if (!onednn_) onednn_ = std::make_unique<cpu::OneDnnConv>();
+    return *onednn_;
+  }
+
+ private:
+  std::unique_ptr<cpu::OneDnnConv> onednn_;
+#endif
 };
 
 template <class Site, class Metric, class Compress, class Norm>
@@ -149,9 +168,10 @@ struct Block<policies::CnnRows, Site, Metric, Compress, Norm> {
 
   static void forward(const Host& host, const BottleneckWeights& w, const CnnBlockArgs& a, CnnWorkspace& ws) {
     const Plan p = plan("Block<CnnRows>::forward", w, a);
+    // The one runtime -> code switch of the block: the maps' layout.
+    if (a.layout == MapLayout::Nhwc) return forward_nhwc(host, w, a, p, ws);
     const std::int64_t B = a.batch, H = a.height, W = a.width;
     const std::int64_t Ho = p.out_height, Wo = p.out_width, n = Ho * Wo;
-    const std::int64_t keep_rows = p.keep_rows, keep_cols = p.keep_cols;
     const bool prune = p.prune, score = p.score;
 
     CnnWorkspace::grow(ws.t1, B * w.mid_channels * H * W);
@@ -175,36 +195,100 @@ struct Block<policies::CnnRows, Site, Metric, Compress, Norm> {
       CnnWorkspace::grow(ws.full, B * w.out_channels * n);
       out = ws.full.data();
     }
-    LineScoreParams lines;
-    lines.before = a.x;
-    lines.after = out;
-    lines.batch = B;
-    lines.channels = w.out_channels;
-    lines.height = Ho;
-    lines.width = Wo;
-    if (score) {
-      CnnWorkspace::grow(ws.rows, B * Ho);
-      CnnWorkspace::grow(ws.cols, B * Wo);
-      CnnWorkspace::grow(ws.pixel, B * n);
-      lines.row_scores = a.row_scores ? a.row_scores : ws.rows.data();
-      lines.col_scores = a.col_scores ? a.col_scores : ws.cols.data();
-      residual_epilogue<true>(host, w, ws.t3.data(), shortcut, out, B, n, a.x, ws.pixel.data());
-      for (std::int64_t b = 0; b < B; ++b) cpu::reduce_lines(lines, b, ws.pixel.data() + b * n);
-    } else {
-      residual_epilogue<false>(host, w, ws.t3.data(), shortcut, out, B, n, a.x, nullptr);
-    }
-    if (!prune) return;
-
-    ws.row_idx.resize(std::size_t(B * keep_rows));
-    ws.col_idx.resize(std::size_t(B * keep_cols));
-    int* rows = a.kept_rows ? a.kept_rows : ws.row_idx.data();
-    int* cols = a.kept_cols ? a.kept_cols : ws.col_idx.data();
-    select_top(host, lines.row_scores, rows, int(B), int(Ho), int(keep_rows), 0);
-    select_top(host, lines.col_scores, cols, int(B), int(Wo), int(keep_cols), 0);
-    cpu::remove_lines(host, line_removal(w, a, p, out, rows, cols));
+    if (!score) return residual_epilogue<false>(host, w, ws.t3.data(), shortcut, out, B, n, a.x, nullptr);
+    CnnWorkspace::grow(ws.pixel, B * n);
+    residual_epilogue<true>(host, w, ws.t3.data(), shortcut, out, B, n, a.x, ws.pixel.data());
+    const LineScoreParams lines = line_scores_params(w, a, p, out, ws);
+    for (std::int64_t b = 0; b < B; ++b) cpu::reduce_lines(lines, b, ws.pixel.data() + b * n);
+    if (prune) prune_lines(host, w, a, p, lines, out, ws);
   }
 
  private:
+  // Channels last: oneDNN's convolutions (bias and ReLU fused), then one
+  // pass per pixel for y = ReLU(conv3 + shortcut) and, on the row while it
+  // is in L1, the Metric over its now contiguous channels.
+  static void forward_nhwc(const Host& host, const BottleneckWeights& w, const CnnBlockArgs& a, const Plan& p,
+                           CnnWorkspace& ws) {
+#if defined(REPSHIFT_HAS_ONEDNN)
+    const std::int64_t B = a.batch, H = a.height, W = a.width, n = p.out_height * p.out_width, C = w.out_channels;
+    cpu::OneDnnConv& conv = ws.onednn();
+    CnnWorkspace::grow(ws.t1, B * w.mid_channels * H * W);
+    CnnWorkspace::grow(ws.t2, B * w.mid_channels * n);
+    CnnWorkspace::grow(ws.t3, B * C * n);
+    conv.conv2d_nhwc<ConvEpilogue::BiasRelu>(w.conv1(), a.x, B, H, W, w.conv1_weight, w.conv1_bias, ws.t1.data());
+    conv.conv2d_nhwc<ConvEpilogue::BiasRelu>(w.conv2(), ws.t1.data(), B, H, W, w.conv2_weight, w.conv2_bias,
+                                             ws.t2.data());
+    conv.conv2d_nhwc<ConvEpilogue::Bias>(w.conv3(), ws.t2.data(), B, p.out_height, p.out_width, w.conv3_weight,
+                                         w.conv3_bias, ws.t3.data());
+    const float* shortcut = a.x;
+    if (w.has_projection()) {
+      CnnWorkspace::grow(ws.shortcut, B * C * n);
+      conv.conv2d_nhwc<ConvEpilogue::Bias>(w.down(), a.x, B, H, W, w.down_weight, w.down_bias, ws.shortcut.data());
+      shortcut = ws.shortcut.data();
+    }
+    float* out = a.y;
+    if (p.prune) {
+      CnnWorkspace::grow(ws.full, B * C * n);
+      out = ws.full.data();
+    }
+    if (p.score) CnnWorkspace::grow(ws.pixel, B * n);
+    const float* t3 = ws.t3.data();
+    float* pixel = ws.pixel.data();
+#pragma omp parallel for schedule(static) num_threads(cpu::thread_count(host))
+    for (std::int64_t i = 0; i < B * n; ++i) {
+      const float* branch = t3 + i * C;
+      const float* sc = shortcut + i * C;
+      float* y = out + i * C;
+      for (std::int64_t c = 0; c < C; ++c) y[c] = std::max(branch[c] + sc[c], 0.0f);
+      if (p.score) pixel[i] = cpu::reduce_channels<Metric>(y, a.x + i * C, C);
+    }
+    if (!p.score) return;
+    LineScoreParams lines = line_scores_params(w, a, p, out, ws);
+    for (std::int64_t b = 0; b < B; ++b) cpu::reduce_lines(lines, b, pixel + b * n);
+    if (p.prune) prune_lines(host, w, a, p, lines, out, ws);
+#else
+    (void)host, (void)w, (void)a, (void)p, (void)ws;
+    detail::fail("Block<CnnRows>::forward", "layout = NHWC needs oneDNN: this build has no libdnnl-dev "
+                                            "(REPSHIFT_HAS_ONEDNN is off)");
+#endif
+  }
+
+  // Row and column scores of the block's output `out` (written to the
+  // caller's arrays when given).
+  static LineScoreParams line_scores_params(const BottleneckWeights& w, const CnnBlockArgs& a, const Plan& p,
+                                            const float* out, CnnWorkspace& ws) {
+    LineScoreParams lines;
+    lines.before = a.x;
+    lines.after = out;
+    lines.batch = a.batch;
+    lines.channels = w.out_channels;
+    lines.height = p.out_height;
+    lines.width = p.out_width;
+    CnnWorkspace::grow(ws.rows, a.batch * p.out_height);
+    CnnWorkspace::grow(ws.cols, a.batch * p.out_width);
+    lines.row_scores = a.row_scores ? a.row_scores : ws.rows.data();
+    lines.col_scores = a.col_scores ? a.col_scores : ws.cols.data();
+    return lines;
+  }
+
+  // The best keep_rows rows and keep_cols columns per sample, then the
+  // dense pruned map in a.y.
+  static void prune_lines(const Host& host, const BottleneckWeights& w, const CnnBlockArgs& a, const Plan& p,
+                          const LineScoreParams& lines, const float* out, CnnWorkspace& ws) {
+    ws.row_idx.resize(std::size_t(a.batch * p.keep_rows));
+    ws.col_idx.resize(std::size_t(a.batch * p.keep_cols));
+    int* rows = a.kept_rows ? a.kept_rows : ws.row_idx.data();
+    int* cols = a.kept_cols ? a.kept_cols : ws.col_idx.data();
+    select_top(host, lines.row_scores, rows, a.batch, int(p.out_height), int(p.keep_rows), 0);
+    select_top(host, lines.col_scores, cols, a.batch, int(p.out_width), int(p.keep_cols), 0);
+    const RemoveLinesParams r = line_removal(w, a, p, out, rows, cols);
+    if (a.layout == MapLayout::Nhwc) {
+      cpu::remove_lines_nhwc(host, r);
+    } else {
+      cpu::remove_lines(host, r);
+    }
+  }
+
   // The full map `out` -> a.y, keeping the selected rows and columns.
   static RemoveLinesParams line_removal(const BottleneckWeights& w, const CnnBlockArgs& a, const Plan& p,
                                         const float* out, const int* rows, const int* cols) {

@@ -113,5 +113,46 @@ inline void global_avg_pool(const Host& host, const float* x, std::int64_t plane
   }
 }
 
+// Channels-last twins of the two pools: x [B, H, W, C].
+inline void max_pool_3x3s2_nhwc(const Host& host, const float* x, std::int64_t batch, std::int64_t H, std::int64_t W,
+                                std::int64_t C, float* out) {
+  const std::int64_t Ho = (H + 2 - 3) / 2 + 1, Wo = (W + 2 - 3) / 2 + 1;
+#pragma omp parallel for schedule(static) num_threads(thread_count(host))
+  for (std::int64_t bo = 0; bo < batch * Ho; ++bo) {
+    const std::int64_t b = bo / Ho, oy = bo % Ho;
+    for (std::int64_t ox = 0; ox < Wo; ++ox) {
+      float* dst = out + ((b * Ho + oy) * Wo + ox) * C;
+      for (std::int64_t c = 0; c < C; ++c) dst[c] = -INFINITY;
+      for (std::int64_t ky = 0; ky < 3; ++ky)
+        for (std::int64_t kx = 0; kx < 3; ++kx) {
+          const std::int64_t iy = oy * 2 - 1 + ky, ix = ox * 2 - 1 + kx;
+          if (iy < 0 || iy >= H || ix < 0 || ix >= W) continue;
+          const float* src = x + ((b * H + iy) * W + ix) * C;
+          for (std::int64_t c = 0; c < C; ++c) dst[c] = std::max(dst[c], src[c]);
+        }
+    }
+  }
+}
+
+inline void global_avg_pool_nhwc(const Host& host, const float* x, std::int64_t batch, std::int64_t hw, std::int64_t C,
+                                 float* out) {
+#pragma omp parallel for schedule(static) num_threads(thread_count(host))
+  for (std::int64_t b = 0; b < batch; ++b) {
+    std::vector<double> sum(static_cast<std::size_t>(C), 0.0);
+    for (std::int64_t i = 0; i < hw; ++i)
+      for (std::int64_t c = 0; c < C; ++c) sum[std::size_t(c)] += x[(b * hw + i) * C + c];
+    for (std::int64_t c = 0; c < C; ++c) out[b * C + c] = float(sum[std::size_t(c)] / double(hw));
+  }
+}
+
+// NCHW -> NHWC (the ResNet input, 3 channels, enters the NHWC path once).
+inline void nchw_to_nhwc(const Host& host, const float* x, std::int64_t batch, std::int64_t C, std::int64_t hw,
+                         float* out) {
+#pragma omp parallel for schedule(static) num_threads(thread_count(host))
+  for (std::int64_t b = 0; b < batch; ++b)
+    for (std::int64_t i = 0; i < hw; ++i)
+      for (std::int64_t c = 0; c < C; ++c) out[(b * hw + i) * C + c] = x[(b * C + c) * hw + i];
+}
+
 }  // namespace cpu
 }  // namespace repshift

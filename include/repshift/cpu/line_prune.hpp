@@ -8,6 +8,7 @@
 // [B, C, H, W] -> [B, C, keep_rows, keep_cols].
 
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -60,6 +61,21 @@ void line_scores(const Host& host, const LineScoreParams& p) {
       for (std::int64_t i = 0; i < hw; ++i) pixel[std::size_t(i)] = Metric::finalize(acc[std::size_t(i)]);
       reduce_lines(p, b, pixel.data());
     }
+  }
+}
+
+// Channels last: x [B, height, width, C] -> out [B, rows, cols, C], each
+// kept pixel's channel vector copied whole.
+inline void remove_lines_nhwc(const Host& host, const RemoveLinesParams& p) {
+  p.check("remove_lines_nhwc");
+  const std::size_t pixel_bytes = std::size_t(p.channels) * sizeof(float);
+#pragma omp parallel for schedule(static) num_threads(thread_count(host))
+  for (std::int64_t br = 0; br < p.batch * p.rows; ++br) {
+    const std::int64_t b = br / p.rows;
+    const int* cols = p.keep_cols + b * p.cols;
+    const float* src_row = p.x + (b * p.height + p.keep_rows[br]) * p.width * p.channels;
+    float* dst = p.out + br * p.cols * p.channels;
+    for (std::int64_t j = 0; j < p.cols; ++j) std::memcpy(dst + j * p.channels, src_row + cols[j] * p.channels, pixel_bytes);
   }
 }
 

@@ -238,6 +238,24 @@ class ResNet {
   }
   const ResNetConfig& config() const { return weights_->config; }
 
+  // Memory order the network runs in: NHWC (oneDNN convolutions) where the
+  // build has oneDNN, NCHW (im2col + BLAS) otherwise. Input images are NCHW
+  // either way. NHWC without oneDNN is refused.
+  static constexpr MapLayout default_layout() {
+#if defined(REPSHIFT_HAS_ONEDNN)
+    return MapLayout::Nhwc;
+#else
+    return MapLayout::Nchw;
+#endif
+  }
+  void set_layout(MapLayout layout) {
+    if (layout == MapLayout::Nhwc && default_layout() != MapLayout::Nhwc) {
+      detail::fail("ResNet::set_layout", "layout = NHWC needs oneDNN: this build has no libdnnl-dev");
+    }
+    layout_ = layout;
+  }
+  MapLayout layout() const { return layout_; }
+
   // images: [batch, in_chans, image_size, image_size]; logits: [batch, num_classes].
   void forward(const Host& host, const float* images, int batch, float* logits,
                const LinePruneSchedule& schedule = LinePruneSchedule::none(), ResNetTrace* trace = nullptr) {
@@ -253,10 +271,24 @@ class ResNet {
     CnnWorkspace::grow(b_, batch * widest);
 
     // Stem: 7x7 stride-2 conv + ReLU, 3x3 stride-2 max pool.
-    cpu::conv2d<ConvEpilogue::BiasRelu>(host, {cfg.in_chans, cfg.stem_channels, 7, 2, 3}, images, batch,
-                                        cfg.image_size, cfg.image_size, weights_->stem.weight.data(),
-                                        weights_->stem.bias.data(), b_.data(), ws_.im2col);
-    cpu::max_pool_3x3s2(host, b_.data(), std::int64_t(batch) * cfg.stem_channels, stem_size, stem_size, a_.data());
+    const bool nhwc = layout_ == MapLayout::Nhwc;
+    const Conv2dShape stem{cfg.in_chans, cfg.stem_channels, 7, 2, 3};
+    if (nhwc) {
+#if defined(REPSHIFT_HAS_ONEDNN)
+      const std::int64_t pixels = std::int64_t(cfg.image_size) * cfg.image_size;
+      CnnWorkspace::grow(input_, batch * cfg.in_chans * pixels);
+      cpu::nchw_to_nhwc(host, images, batch, cfg.in_chans, pixels, input_.data());
+      ws_.onednn().conv2d_nhwc<ConvEpilogue::BiasRelu>(stem, input_.data(), batch, cfg.image_size, cfg.image_size,
+                                                       weights_->stem.weight.data(), weights_->stem.bias.data(),
+                                                       b_.data());
+      cpu::max_pool_3x3s2_nhwc(host, b_.data(), batch, stem_size, stem_size, cfg.stem_channels, a_.data());
+#endif
+    } else {
+      cpu::conv2d<ConvEpilogue::BiasRelu>(host, stem, images, batch, cfg.image_size, cfg.image_size,
+                                          weights_->stem.weight.data(), weights_->stem.bias.data(), b_.data(),
+                                          ws_.im2col);
+      cpu::max_pool_3x3s2(host, b_.data(), std::int64_t(batch) * cfg.stem_channels, stem_size, stem_size, a_.data());
+    }
     int size = cfg.stage0_size();
     if (trace) *trace = ResNetTrace{};
 
@@ -268,6 +300,7 @@ class ResNet {
         const BottleneckWeights w = weights_->block(s, i);
         const int out_size = int(w.conv2().out_size(size));
         auto args = CnnBlockArgs::dense(x, y, batch, size, size);
+        args.layout = layout_;
         const bool last = i + 1 == cfg.blocks[std::size_t(s)];
         const int kept = last ? schedule.kept(where, s + 1, out_size) : out_size;
         if (kept < out_size) {
@@ -287,7 +320,11 @@ class ResNet {
     if (trace) trace->sizes.push_back(size);
     const int C = cfg.out_channels(3);
     pooled_.resize(std::size_t(batch) * C);
-    cpu::global_avg_pool(host, x, std::int64_t(batch) * C, std::int64_t(size) * size, pooled_.data());
+    if (nhwc) {
+      cpu::global_avg_pool_nhwc(host, x, batch, std::int64_t(size) * size, C, pooled_.data());
+    } else {
+      cpu::global_avg_pool(host, x, std::int64_t(batch) * C, std::int64_t(size) * size, pooled_.data());
+    }
     cpu::linear_bias(host, pooled_.data(), batch, C, weights_->fc_w.data(), weights_->fc_b.data(), cfg.num_classes,
                      logits);
   }
@@ -296,6 +333,8 @@ class ResNet {
   std::shared_ptr<const ResNetWeights> weights_;
   CnnWorkspace ws_;
   std::vector<float> a_, b_, pooled_;
+  std::vector<float> input_;  // the images in NHWC
+  MapLayout layout_ = default_layout();
 };
 
 }  // namespace repshift
