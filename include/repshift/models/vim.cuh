@@ -19,8 +19,8 @@
 
 #include "../blocks/ssm_block.cuh"
 #include "../cuda/device_buffer.cuh"
-#include "forward_args.hpp"
 #include "../cuda/patch_embed.cuh"
+#include "forward_args.hpp"
 #include "vim.hpp"
 
 namespace repshift {

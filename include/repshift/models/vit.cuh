@@ -10,7 +10,7 @@
 //   rs::cuda::Blas blas;
 //   rs::cuda::VisionTransformer<__half> deit(rs::ViTWeights::random(rs::ViTConfig::deit_small(), 0), blas);
 //   deit.reserve(64);
-//   deit.forward(rs::Cuda{stream}, d_images, 64, d_logits, rs::PruneSchedule::paper(0.7f));
+//   deit.forward(rs::Cuda{stream}, d_images, 64, d_logits, rs::PruneSchedule::paper());
 
 #include <cstdint>
 #include <memory>
@@ -20,8 +20,8 @@
 
 #include "../blocks/transformer_block.cuh"
 #include "../cuda/device_buffer.cuh"
-#include "forward_args.hpp"
 #include "../cuda/patch_embed.cuh"
+#include "forward_args.hpp"
 #include "vit.hpp"
 
 namespace repshift {
