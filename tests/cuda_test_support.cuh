@@ -27,6 +27,21 @@ repshift::cuda::DeviceBuffer<T> to_device(const std::vector<float>& host) {
   return d;
 }
 
+// Raw copies in and out (indices, class-token positions, host twins).
+template <class T>
+repshift::cuda::DeviceBuffer<T> device_copy(const std::vector<T>& host) {
+  repshift::cuda::DeviceBuffer<T> d;
+  d.assign(host);
+  return d;
+}
+template <class T>
+std::vector<T> host_copy(const T* device, std::size_t count) {
+  std::vector<T> host(count);
+  repshift::cuda_detail::check(cudaMemcpy(host.data(), device, count * sizeof(T), cudaMemcpyDeviceToHost),
+                               "cudaMemcpy(host_copy)");
+  return host;
+}
+
 // Storage-type rounding of host data, so CPU references see exactly the
 // values the device sees.
 template <class T>

@@ -46,41 +46,6 @@ class CnnBlock : public ::testing::Test {};
 using CnnMetrics = ::testing::Types<P::L1, P::L2, P::Cosine, P::Norm>;
 TYPED_TEST_SUITE(CnnBlock, CnnMetrics);
 
-// Identity shortcut: output, row / column scores from the fused epilogue,
-// and the pruned map (kept lines = the best by the block's own scores).
-TYPED_TEST(CnnBlock, ScoresInTheEpilogueAndRemovesLines) {
-  using Metric = TypeParam;
-  using B = rs::Block<P::CnnRows, P::Block, Metric>;
-  const int batch = 2, c = 16, h = 23, w = 29, keep_rows = 17, keep_cols = 20;  // 667 pixels: two epilogue runs
-  const RandomBottleneck bw(c, 4, c, 1, false, 10);
-  const auto x = ref::random_floats(std::size_t(batch) * c * h * w, 11);
-  const ref::Map xd(x.begin(), x.end());
-  const ref::Map want = ref::bottleneck(xd, batch, h, w, bw.w);
-  const ref::LineScores want_lines = ref::line_scores(ref_metric<Metric>(), want, xd, batch, c, h, w);
-
-  rs::CnnWorkspace ws;
-  std::vector<float> y(x.size(), NAN), rows(std::size_t(batch) * h), cols(std::size_t(batch) * w);
-  auto a = rs::CnnBlockArgs::dense(x.data(), y.data(), batch, h, w);
-  a.row_scores = rows.data();
-  a.col_scores = cols.data();
-  B::forward(rs::Host{}, bw.w, a, ws);
-  EXPECT_LT(ref::max_rel_error(y, want), 1e-5);
-  EXPECT_LT(ref::max_rel_error(rows, want_lines.rows), 2e-5);
-  EXPECT_LT(ref::max_rel_error(cols, want_lines.cols), 2e-5);
-
-  std::vector<float> yp(std::size_t(batch) * c * keep_rows * keep_cols, NAN);
-  std::vector<int> kr(std::size_t(batch) * keep_rows), kc(std::size_t(batch) * keep_cols);
-  a.y = yp.data();
-  a.keep_rows = keep_rows;
-  a.keep_cols = keep_cols;
-  a.kept_rows = kr.data();
-  a.kept_cols = kc.data();
-  B::forward(rs::Host{}, bw.w, a, ws);
-  EXPECT_EQ(kr, ref::select(rows, batch, h, keep_rows, 0));
-  EXPECT_EQ(kc, ref::select(cols, batch, w, keep_cols, 0));
-  EXPECT_LT(ref::max_rel_error(yp, ref::remove_lines(want, batch, c, h, w, kr, kc, keep_rows, keep_cols)), 1e-5);
-}
-
 namespace {
 
 // [B, C, H, W] <-> [B, H, W, C]
@@ -105,30 +70,31 @@ constexpr bool kHaveOneDnn = true;
 constexpr bool kHaveOneDnn = false;
 #endif
 
-}  // namespace
-
-// Channels last (oneDNN convolutions): the same output, scores, kept lines
-// and pruned map as the double reference, read back through a transpose.
-TYPED_TEST(CnnBlock, ChannelsLastMatchesTheReference) {
-  if (!kHaveOneDnn) GTEST_SKIP() << "built without oneDNN";
-  using Metric = TypeParam;
+// Identity shortcut, in either layout: output, row / column scores from the
+// fused epilogue, and the pruned map (kept lines = the best by the block's
+// own scores), against the double reference (NCHW: NHWC maps are
+// transposed on the way in and out).
+template <class Metric>
+void check_block_against_reference(rs::MapLayout layout) {
   using B = rs::Block<P::CnnRows, P::Block, Metric>;
-  const int batch = 2, c = 16, h = 23, w = 29, keep_rows = 17, keep_cols = 20;
+  const int batch = 2, c = 16, h = 23, w = 29, keep_rows = 17, keep_cols = 20;  // 667 pixels: two epilogue runs
   const RandomBottleneck bw(c, 4, c, 1, false, 10);
   const auto x = ref::random_floats(std::size_t(batch) * c * h * w, 11);
   const ref::Map xd(x.begin(), x.end());
   const ref::Map want = ref::bottleneck(xd, batch, h, w, bw.w);
   const ref::LineScores want_lines = ref::line_scores(ref_metric<Metric>(), want, xd, batch, c, h, w);
+  const bool nhwc = layout == rs::MapLayout::Nhwc;
+  auto as_nchw = [&](const std::vector<float>& v, int rows, int cols) { return nhwc ? to_nchw(v, batch, c, rows, cols) : v; };
 
-  const auto x_nhwc = to_nhwc(x, batch, c, h, w);
+  const auto x_in = nhwc ? to_nhwc(x, batch, c, h, w) : x;
   rs::CnnWorkspace ws;
   std::vector<float> y(x.size(), NAN), rows(std::size_t(batch) * h), cols(std::size_t(batch) * w);
-  auto a = rs::CnnBlockArgs::dense(x_nhwc.data(), y.data(), batch, h, w);
-  a.layout = rs::MapLayout::Nhwc;
+  auto a = rs::CnnBlockArgs::dense(x_in.data(), y.data(), batch, h, w);
+  a.layout = layout;
   a.row_scores = rows.data();
   a.col_scores = cols.data();
   B::forward(rs::Host{}, bw.w, a, ws);
-  EXPECT_LT(ref::max_rel_error(to_nchw(y, batch, c, h, w), want), 1e-5);
+  EXPECT_LT(ref::max_rel_error(as_nchw(y, h, w), want), 1e-5);
   EXPECT_LT(ref::max_rel_error(rows, want_lines.rows), 2e-5);
   EXPECT_LT(ref::max_rel_error(cols, want_lines.cols), 2e-5);
 
@@ -142,9 +108,21 @@ TYPED_TEST(CnnBlock, ChannelsLastMatchesTheReference) {
   B::forward(rs::Host{}, bw.w, a, ws);
   EXPECT_EQ(kr, ref::select(rows, batch, h, keep_rows, 0));
   EXPECT_EQ(kc, ref::select(cols, batch, w, keep_cols, 0));
-  EXPECT_LT(ref::max_rel_error(to_nchw(yp, batch, c, keep_rows, keep_cols),
+  EXPECT_LT(ref::max_rel_error(as_nchw(yp, keep_rows, keep_cols),
                                ref::remove_lines(want, batch, c, h, w, kr, kc, keep_rows, keep_cols)),
             1e-5);
+}
+
+}  // namespace
+
+TYPED_TEST(CnnBlock, ScoresInTheEpilogueAndRemovesLines) {
+  check_block_against_reference<TypeParam>(rs::MapLayout::Nchw);
+}
+
+// Channels last: oneDNN's convolutions, the same results.
+TYPED_TEST(CnnBlock, ChannelsLastMatchesTheReference) {
+  if (!kHaveOneDnn) GTEST_SKIP() << "built without oneDNN";
+  check_block_against_reference<TypeParam>(rs::MapLayout::Nhwc);
 }
 
 TEST(CnnBlock, ChannelsLastProjectionShortcut) {

@@ -8,7 +8,6 @@
 
 #include <gtest/gtest.h>
 
-#include <random>
 #include <string>
 #include <vector>
 
@@ -26,38 +25,6 @@ namespace rs = repshift;
 
 namespace {
 
-struct DeviceFloats {
-  float* ptr = nullptr;
-  std::size_t n = 0;
-  explicit DeviceFloats(const std::vector<float>& host) : n(host.size()) {
-    rs::cuda_detail::check(cudaMalloc(&ptr, n * sizeof(float)), "cudaMalloc");
-    rs::cuda_detail::check(cudaMemcpy(ptr, host.data(), n * sizeof(float), cudaMemcpyHostToDevice), "cudaMemcpy");
-  }
-  ~DeviceFloats() { cudaFree(ptr); }
-  DeviceFloats(const DeviceFloats&) = delete;
-  DeviceFloats& operator=(const DeviceFloats&) = delete;
-  std::vector<float> download() const {
-    std::vector<float> host(n);
-    rs::cuda_detail::check(cudaMemcpy(host.data(), ptr, n * sizeof(float), cudaMemcpyDeviceToHost), "cudaMemcpy");
-    return host;
-  }
-};
-
-std::vector<float> random_floats(std::size_t n, unsigned seed, float lo, float hi) {
-  std::mt19937 gen(seed);
-  std::uniform_real_distribution<float> dist(lo, hi);
-  std::vector<float> v(n);
-  for (auto& x : v) x = dist(gen);
-  return v;
-}
-
-double max_rel_error(const std::vector<float>& got, const ref::Mat& want) {
-  double worst = 0;
-  for (std::size_t i = 0; i < got.size(); ++i)
-    worst = std::max(worst, std::abs(double(got[i]) - want[i]) / (1.0 + std::abs(want[i])));
-  return worst;
-}
-
 struct ScanCase {
   int batch, length, channels, state;
 };
@@ -71,10 +38,10 @@ TEST_P(CudaSelectiveScan, BothDirectionsMatchTheSequentialReference) {
   const ScanCase k = GetParam();
   const std::size_t rows = std::size_t(k.batch) * k.length;
   const int d = k.channels, n = k.state;
-  const auto u = random_floats(rows * d, 1, -2.0f, 2.0f), z = random_floats(rows * d, 2, -2.0f, 2.0f);
-  const auto dt = random_floats(rows * d, 3, -4.0f, 1.0f), bc = random_floats(rows * 2 * n, 4, -1.0f, 1.0f);
-  const auto dt_bias = random_floats(std::size_t(d), 5, -1.0f, 0.0f);
-  const auto A_log = random_floats(std::size_t(d) * n, 6, -1.0f, 2.0f), D = random_floats(std::size_t(d), 7, 0.0f, 1.0f);
+  const auto u = ref::random_floats(rows * d, 1, -2.0f, 2.0f), z = ref::random_floats(rows * d, 2, -2.0f, 2.0f);
+  const auto dt = ref::random_floats(rows * d, 3, -4.0f, 1.0f), bc = ref::random_floats(rows * 2 * n, 4, -1.0f, 1.0f);
+  const auto dt_bias = ref::random_floats(std::size_t(d), 5, -1.0f, 0.0f);
+  const auto A_log = ref::random_floats(std::size_t(d) * n, 6, -1.0f, 2.0f), D = ref::random_floats(std::size_t(d), 7, 0.0f, 1.0f);
   ref::Mat ud(u.begin(), u.end()), zd(z.begin(), z.end()), dtd(dt.begin(), dt.end()), B(rows * n), C(rows * n);
   for (std::size_t r = 0; r < rows; ++r)
     for (int i = 0; i < n; ++i) B[r * n + i] = bc[r * 2 * n + i], C[r * n + i] = bc[r * 2 * n + n + i];
@@ -83,18 +50,19 @@ TEST_P(CudaSelectiveScan, BothDirectionsMatchTheSequentialReference) {
   const ref::Mat bwd = flip(ref::scan(flip(ud, d), flip(dtd, d), dt_bias.data(), A_log.data(), flip(B, n), flip(C, n),
                                       D.data(), nullptr, k.batch, k.length, d, n), d);
 
-  DeviceFloats du(u), dz(z), ddt(dt), dbc(bc), dbias(dt_bias), dA(A_log), dD(D);
-  DeviceFloats out(std::vector<float>(rows * d, 1.0f));
+  auto du = to_device<float>(u), dz = to_device<float>(z), ddt = to_device<float>(dt), dbc = to_device<float>(bc);
+  auto dbias = to_device<float>(dt_bias), dA = to_device<float>(A_log), dD = to_device<float>(D);
+  auto out = to_device<float>(std::vector<float>(rows * d, 1.0f));
   rs::SelectiveScanParams p;
-  p.u = du.ptr;
-  p.dt = ddt.ptr;
-  p.dt_bias = dbias.ptr;
-  p.A_log = dA.ptr;
-  p.B = dbc.ptr;
-  p.C = dbc.ptr + n;
-  p.D = dD.ptr;
-  p.z = dz.ptr;
-  p.out = out.ptr;
+  p.u = du.data();
+  p.dt = ddt.data();
+  p.dt_bias = dbias.data();
+  p.A_log = dA.data();
+  p.B = dbc.data();
+  p.C = dbc.data() + n;
+  p.D = dD.data();
+  p.z = dz.data();
+  p.out = out.data();
   p.batch = k.batch;
   p.length = k.length;
   p.channels = d;
@@ -102,7 +70,7 @@ TEST_P(CudaSelectiveScan, BothDirectionsMatchTheSequentialReference) {
   p.u_stride = p.dt_stride = p.z_stride = p.out_stride = d;
   p.bc_stride = 2 * n;
   rs::cuda::selective_scan<rs::ScanDirection::Forward>(rs::Cuda{}, p);
-  EXPECT_LT(max_rel_error(out.download(), fwd), 2e-4);
+  EXPECT_LT(ref::max_rel_error(out.download(), fwd), 2e-4);
 
   // Backward, ungated, halved and accumulated onto the forward result.
   p.z = nullptr;
@@ -110,7 +78,7 @@ TEST_P(CudaSelectiveScan, BothDirectionsMatchTheSequentialReference) {
   rs::cuda::selective_scan<rs::ScanDirection::Backward, true>(rs::Cuda{}, p);
   ref::Mat both(fwd.size());
   for (std::size_t i = 0; i < both.size(); ++i) both[i] = fwd[i] + 0.5 * bwd[i];
-  EXPECT_LT(max_rel_error(out.download(), both), 2e-4);
+  EXPECT_LT(ref::max_rel_error(out.download(), both), 2e-4);
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, CudaSelectiveScan,
@@ -125,14 +93,15 @@ INSTANTIATE_TEST_SUITE_P(Shapes, CudaSelectiveScan,
 TEST(CudaCausalConv, BothDirectionsMatchTheReference) {
   REQUIRE_DEVICE();
   const int batch = 2, length = 45, d = 131, k = 4;
-  const auto x = random_floats(std::size_t(batch) * length * d, 8, -2.0f, 2.0f);
-  const auto w = random_floats(std::size_t(d) * k, 9, -1.0f, 1.0f), bias = random_floats(std::size_t(d), 10, -1.0f, 1.0f);
-  DeviceFloats dx(x), dw(w), db(bias), out(std::vector<float>(x.size()));
+  const auto x = ref::random_floats(std::size_t(batch) * length * d, 8, -2.0f, 2.0f);
+  const auto w = ref::random_floats(std::size_t(d) * k, 9, -1.0f, 1.0f), bias = ref::random_floats(std::size_t(d), 10, -1.0f, 1.0f);
+  auto dx = to_device<float>(x), dw = to_device<float>(w), db = to_device<float>(bias);
+  rs::cuda::DeviceBuffer<float> out(x.size());
   rs::CausalConvParams p;
-  p.x = dx.ptr;
-  p.weight = dw.ptr;
-  p.bias = db.ptr;
-  p.out = out.ptr;
+  p.x = dx.data();
+  p.weight = dw.data();
+  p.bias = db.data();
+  p.out = out.data();
   p.batch = batch;
   p.length = length;
   p.channels = d;
@@ -140,18 +109,18 @@ TEST(CudaCausalConv, BothDirectionsMatchTheReference) {
   p.x_stride = p.out_stride = d;
   const ref::Mat xd(x.begin(), x.end());
   rs::cuda::causal_conv1d_silu<rs::ScanDirection::Forward>(rs::Cuda{}, p);
-  EXPECT_LT(max_rel_error(out.download(), ref::conv_silu(xd, batch, length, d, w.data(), bias.data(), k)), 1e-5);
+  EXPECT_LT(ref::max_rel_error(out.download(), ref::conv_silu(xd, batch, length, d, w.data(), bias.data(), k)), 1e-5);
   rs::cuda::causal_conv1d_silu<rs::ScanDirection::Backward>(rs::Cuda{}, p);
   const ref::Mat mirrored = ref::flip(ref::conv_silu(ref::flip(xd, batch, length, d), batch, length, d, w.data(),
                                                      bias.data(), k), batch, length, d);
-  EXPECT_LT(max_rel_error(out.download(), mirrored), 1e-5);
+  EXPECT_LT(ref::max_rel_error(out.download(), mirrored), 1e-5);
 }
 
 TEST(CudaLines, ScoresAndRemovalMatchTheHostPath) {
   REQUIRE_DEVICE();
   const int batch = 2, c = 19, h = 13, w = 11, kr = 9, kc = 7;
-  const auto before = random_floats(std::size_t(batch) * c * h * w, 11, -2.0f, 2.0f);
-  const auto after = random_floats(before.size(), 12, -2.0f, 2.0f);
+  const auto before = ref::random_floats(std::size_t(batch) * c * h * w, 11, -2.0f, 2.0f);
+  const auto after = ref::random_floats(before.size(), 12, -2.0f, 2.0f);
   std::vector<float> rows(std::size_t(batch) * h), cols(std::size_t(batch) * w);
   rs::LineScoreParams host;
   host.before = before.data();
@@ -164,18 +133,18 @@ TEST(CudaLines, ScoresAndRemovalMatchTheHostPath) {
   host.width = w;
   rs::cpu::line_scores<rs::policies::Cosine>(rs::Host{}, host);
 
-  DeviceFloats db(before), da(after), drows(std::vector<float>(rows.size())), dcols(std::vector<float>(cols.size()));
-  DeviceFloats pixel(std::vector<float>(std::size_t(batch) * h * w));
+  auto db = to_device<float>(before), da = to_device<float>(after);
+  rs::cuda::DeviceBuffer<float> drows(rows.size()), dcols(cols.size()), pixel(std::size_t(batch) * h * w);
   rs::LineScoreParams dev = host;
-  dev.before = db.ptr;
-  dev.after = da.ptr;
-  dev.row_scores = drows.ptr;
-  dev.col_scores = dcols.ptr;
-  dev.pixel_scores = pixel.ptr;
+  dev.before = db.data();
+  dev.after = da.data();
+  dev.row_scores = drows.data();
+  dev.col_scores = dcols.data();
+  dev.pixel_scores = pixel.data();
   rs::cuda::line_scores<rs::policies::Cosine>(rs::Cuda{}, dev);
   const ref::Mat want_rows(rows.begin(), rows.end()), want_cols(cols.begin(), cols.end());
-  EXPECT_LT(max_rel_error(drows.download(), want_rows), 1e-5);
-  EXPECT_LT(max_rel_error(dcols.download(), want_cols), 1e-5);
+  EXPECT_LT(ref::max_rel_error(drows.download(), want_rows), 1e-5);
+  EXPECT_LT(ref::max_rel_error(dcols.download(), want_cols), 1e-5);
 
   // Removal: same lines on both paths; then an out-of-range column is zeroed and reported.
   std::vector<int> keep_rows = {0, 1, 2, 4, 5, 7, 9, 11, 12, 1, 2, 3, 4, 6, 8, 9, 10, 12};
@@ -183,36 +152,17 @@ TEST(CudaLines, ScoresAndRemovalMatchTheHostPath) {
   std::vector<float> out(std::size_t(batch) * c * kr * kc);
   rs::RemoveLinesParams r{before.data(), keep_rows.data(), keep_cols.data(), out.data(), batch, c, h, w, kr, kc};
   rs::cpu::remove_lines(rs::Host{}, r);
-  int* d_rows = nullptr;
-  int* d_cols = nullptr;
-  int* status = nullptr;
-  rs::cuda_detail::check(cudaMalloc(&d_rows, keep_rows.size() * sizeof(int)), "cudaMalloc");
-  rs::cuda_detail::check(cudaMalloc(&d_cols, keep_cols.size() * sizeof(int)), "cudaMalloc");
-  rs::cuda_detail::check(cudaMalloc(&status, 4 * sizeof(int)), "cudaMalloc");
-  rs::cuda_detail::check(cudaMemset(status, 0, 4 * sizeof(int)), "cudaMemset");
-  rs::cuda_detail::check(cudaMemcpy(d_rows, keep_rows.data(), keep_rows.size() * sizeof(int), cudaMemcpyHostToDevice),
-                         "cudaMemcpy");
-  rs::cuda_detail::check(cudaMemcpy(d_cols, keep_cols.data(), keep_cols.size() * sizeof(int), cudaMemcpyHostToDevice),
-                         "cudaMemcpy");
-  DeviceFloats dout(std::vector<float>(out.size(), NAN));
-  rs::RemoveLinesParams rd{db.ptr, d_rows, d_cols, dout.ptr, batch, c, h, w, kr, kc};
-  const rs::Cuda exec{nullptr, status};
+  auto d_rows = device_copy(keep_rows), d_cols = device_copy(keep_cols), status = device_copy(std::vector<int>(4, 0));
+  auto dout = to_device<float>(std::vector<float>(out.size(), NAN));
+  rs::RemoveLinesParams rd{db.data(), d_rows.data(), d_cols.data(), dout.data(), batch, c, h, w, kr, kc};
+  const rs::Cuda exec{nullptr, status.data()};
   rs::cuda::remove_lines(exec, rd);
   EXPECT_EQ(dout.download(), out);
   EXPECT_NO_THROW(rs::cuda::throw_if_status(exec));
   keep_cols[9] = w;  // sample 1, column slot 2
-  rs::cuda_detail::check(cudaMemcpy(d_cols, keep_cols.data(), keep_cols.size() * sizeof(int), cudaMemcpyHostToDevice),
-                         "cudaMemcpy");
+  d_cols.assign(keep_cols);
   rs::cuda::remove_lines(exec, rd);
-  try {
-    rs::cuda::throw_if_status(exec);
-    ADD_FAILURE() << "the out-of-range column was not reported";
-  } catch (const rs::InvalidArgument& e) {
-    EXPECT_NE(std::string(e.what()).find("keep_cols[9] = 11"), std::string::npos) << e.what();
-  }
-  cudaFree(d_rows);
-  cudaFree(d_cols);
-  cudaFree(status);
+  expect_refused([&] { rs::cuda::throw_if_status(exec); }, {"keep_cols[9] = 11"});
 }
 
 // ---- SsmScan Block and Vim on CUDA ---------------------------------------------
@@ -221,19 +171,6 @@ namespace {
 
 rs::VimConfig tiny_vim() { return fixtures::tiny_vim(16); }  // state 16: the scan's register path
 using fixtures::lively_vim;
-
-std::vector<int> download_ints(const int* d, std::size_t n) {
-  std::vector<int> h(n);
-  rs::cuda_detail::check(cudaMemcpy(h.data(), d, n * sizeof(int), cudaMemcpyDeviceToHost), "download");
-  return h;
-}
-
-void expect_close_to(const std::vector<float>& got, const std::vector<float>& want, double tol, const char* what) {
-  ASSERT_EQ(got.size(), want.size());
-  double scale = 1;
-  for (float x : want) scale = std::max(scale, double(std::abs(x)));
-  for (std::size_t i = 0; i < got.size(); ++i) ASSERT_NEAR(got[i], want[i], tol * scale) << what << " at " << i;
-}
 
 template <class M>
 class CudaSsmBlock : public ::testing::Test {};
@@ -268,20 +205,19 @@ TYPED_TEST(CudaSsmBlock, MatchesHostBlock) {
     B::forward(rs::Host{}, w.block(0), ha, hws);
 
     rs::cuda::DeviceBuffer<float> dy(want.size()), dscores(want_scores.size());
-    rs::cuda::DeviceBuffer<int> didx(want_idx.size()), dcls(3);
-    const std::vector<int> cls0 = {30, 0, 60};
-    rs::cuda_detail::check(cudaMemcpy(dcls.data(), cls0.data(), 3 * sizeof(int), cudaMemcpyHostToDevice), "cls");
+    rs::cuda::DeviceBuffer<int> didx(want_idx.size());
+    auto dcls = device_copy(std::vector<int>{30, 0, 60});
     auto da = rs::SsmBlockArgs::dense(dx.data(), dy.data(), batch, tokens);
     da.keep = keep, da.scores = dscores.data(), da.keep_idx = didx.data(), da.keep_token = dcls.data();
     da.seed = 5;
     B::forward(rs::Cuda{}, dw.block(0), da, dws);
 
-    expect_close_to(dscores.download(want_scores.size()), want_scores, 2e-5, "scores");
+    expect_close(dscores.download(want_scores.size()), want_scores, 2e-5, "scores");
     if (keep < tokens) {
-      EXPECT_EQ(download_ints(didx.data(), want_idx.size()), want_idx) << "keep " << keep;
-      EXPECT_EQ(download_ints(dcls.data(), 3), cls) << "class-token positions";
+      EXPECT_EQ(didx.to_host(want_idx.size()), want_idx) << "keep " << keep;
+      EXPECT_EQ(dcls.to_host(3), cls) << "class-token positions";
     }
-    expect_close_to(dy.download(want.size()), want, 5e-5, "output");
+    expect_close(dy.download(want.size()), want, 5e-5, "output");
   }
 }
 
@@ -298,10 +234,8 @@ TEST(CudaSsmBlock, BadKeptTokenIsReportedThroughStatus) {
   dws.reserve(std::int64_t(batch) * tokens, dw.block(0));
   auto dx = to_device<float>(ref::random_floats(std::size_t(batch) * tokens * cfg.dim, 1));
   rs::cuda::DeviceBuffer<float> dy(std::size_t(batch) * tokens * cfg.dim);
-  rs::cuda::DeviceBuffer<int> dcls(2), status(4);
-  const std::vector<int> cls = {3, 17};  // 17 is past the last token
-  rs::cuda_detail::check(cudaMemcpy(dcls.data(), cls.data(), 2 * sizeof(int), cudaMemcpyHostToDevice), "cls");
-  rs::cuda_detail::check(cudaMemset(status.data(), 0, 4 * sizeof(int)), "status");
+  auto dcls = device_copy(std::vector<int>{3, 17});  // 17 is past the last token
+  auto status = device_copy(std::vector<int>(4, 0));
   auto a = rs::SsmBlockArgs::dense(dx.data(), dy.data(), batch, tokens);
   a.keep = 10;
   a.keep_token = dcls.data();
@@ -327,8 +261,8 @@ TEST(CudaVisionMamba, MatchesHostModelPrunedAndUnpruned) {
     rs::VimTrace trace;
     hmodel.forward(rs::Host{}, images.data(), batch, want.data(), schedule, &trace);
     dmodel.forward(rs::Cuda{}, dimages.data(), batch, dlogits.data(), schedule);
-    expect_close_to(dlogits.download(want.size()), want, 1e-4, "logits");
+    expect_close(dlogits.download(want.size()), want, 1e-4, "logits");
     if (!trace.cls_position.empty())
-      EXPECT_EQ(download_ints(dmodel.cls_position(), std::size_t(batch)), trace.cls_position.back());
+      EXPECT_EQ(host_copy(dmodel.cls_position(), std::size_t(batch)), trace.cls_position.back());
   }
 }

@@ -23,19 +23,6 @@ namespace P = rs::policies;
 
 namespace {
 
-void expect_close(const std::vector<float>& got, const std::vector<float>& want, double tol, const std::string& what) {
-  ASSERT_EQ(got.size(), want.size()) << what;
-  double scale = 1;
-  for (float x : want) scale = std::max(scale, double(std::abs(x)));
-  for (std::size_t i = 0; i < got.size(); ++i) ASSERT_NEAR(got[i], want[i], tol * scale) << what << " at " << i;
-}
-
-std::vector<int> download_ints(const int* d, std::size_t n) {
-  std::vector<int> h(n);
-  rs::cuda_detail::check(cudaMemcpy(h.data(), d, n * sizeof(int), cudaMemcpyDeviceToHost), "download");
-  return h;
-}
-
 // Host tensors of one bottleneck and their device copies, both as views.
 struct Bottleneck {
   std::vector<std::vector<float>> host;
@@ -132,8 +119,8 @@ TYPED_TEST(CudaCnnBlock, MatchesHostBlock) {
 
   expect_close(drows.download(want_rows.size()), want_rows, 2e-5, "row scores");
   expect_close(dcols.download(want_cols.size()), want_cols, 2e-5, "column scores");
-  EXPECT_EQ(download_ints(dkr.data(), want_kr.size()), want_kr);
-  EXPECT_EQ(download_ints(dkc.data(), want_kc.size()), want_kc);
+  EXPECT_EQ(dkr.to_host(want_kr.size()), want_kr);
+  EXPECT_EQ(dkc.to_host(want_kc.size()), want_kc);
   expect_close(dy.download(n_out), want, 2e-5, "pruned map");
 
   // A workspace reserved for a smaller map is refused, not grown.

@@ -16,31 +16,11 @@
 
 #include "cuda_test_support.cuh"
 #include "reference.hpp"
+#include "test_support.hpp"
 
 namespace rs = repshift;
 
 namespace {
-
-template <class T>
-struct DeviceBuffer {
-  T* ptr = nullptr;
-  std::size_t n = 0;
-  explicit DeviceBuffer(std::size_t count) : n(count) {
-    rs::cuda_detail::check(cudaMalloc(&ptr, count * sizeof(T) + 16), "cudaMalloc");
-  }
-  DeviceBuffer(const std::vector<T>& host) : DeviceBuffer(host.size()) { upload(host); }
-  ~DeviceBuffer() { cudaFree(ptr); }
-  DeviceBuffer(const DeviceBuffer&) = delete;
-  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
-  void upload(const std::vector<T>& host) {
-    rs::cuda_detail::check(cudaMemcpy(ptr, host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice), "upload");
-  }
-  std::vector<T> download() const {
-    std::vector<T> host(n);
-    rs::cuda_detail::check(cudaMemcpy(host.data(), ptr, n * sizeof(T), cudaMemcpyDeviceToHost), "download");
-    return host;
-  }
-};
 
 // Host twin of a device storage type (same bits).
 template <class T> struct HostTwin { using type = float; };
@@ -86,10 +66,10 @@ TYPED_TEST(CudaShiftScore, MatchesHostPath) {
       std::vector<float> want(std::size_t(batch) * tokens);
       rs::shift_score<M>(rs::Host{}, before.data(), after.data(), want.data(), batch, tokens, channels);
 
-      DeviceBuffer<T> d_before(as_device_type<T>(before)), d_after(as_device_type<T>(after));
-      DeviceBuffer<float> d_scores(want.size());
-      rs::shift_score<M>(rs::Cuda{}, d_before.ptr, d_after.ptr, d_scores.ptr, batch, tokens, channels);
-      const auto got = d_scores.download();
+      auto d_before = device_copy(as_device_type<T>(before)), d_after = device_copy(as_device_type<T>(after));
+      rs::cuda::DeviceBuffer<float> d_scores(want.size());
+      rs::shift_score<M>(rs::Cuda{}, d_before.data(), d_after.data(), d_scores.data(), batch, tokens, channels);
+      const auto got = d_scores.to_host();
       for (std::size_t i = 0; i < got.size(); ++i)
         ASSERT_NEAR(got[i], want[i], 2e-5 * (1 + std::abs(want[i]))) << "tokens " << tokens << " channels " << channels;
     }
@@ -104,10 +84,11 @@ TEST(CudaShiftScore, StridedViewTakesTheScalarPath) {
   rs::TensorView<const float, 3> ha{other.data(), {batch, tokens, channels}, {tokens * 7, 7, 1}};
   std::vector<float> want(batch * tokens);
   rs::shift_score<rs::policies::L2>(rs::Host{}, hb, ha, rs::make_view(want.data(), {batch, tokens}));
-  DeviceBuffer<float> db(wide), da(other), ds(want.size());
-  rs::TensorView<const float, 3> vb{db.ptr, hb.shape, hb.stride}, va{da.ptr, ha.shape, ha.stride};
-  rs::shift_score<rs::policies::L2>(rs::Cuda{}, vb, va, rs::make_view(ds.ptr, {batch, tokens}));
-  const auto got = ds.download();
+  auto db = device_copy(wide), da = device_copy(other);
+  rs::cuda::DeviceBuffer<float> ds(want.size());
+  rs::TensorView<const float, 3> vb{db.data(), hb.shape, hb.stride}, va{da.data(), ha.shape, ha.stride};
+  rs::shift_score<rs::policies::L2>(rs::Cuda{}, vb, va, rs::make_view(ds.data(), {batch, tokens}));
+  const auto got = ds.to_host();
   for (std::size_t i = 0; i < got.size(); ++i) EXPECT_NEAR(got[i], want[i], 1e-5f);
 }
 
@@ -125,10 +106,10 @@ TEST(CudaSelectTop, BitIdenticalToHost) {
           if (tokens > 5) scores[3] = std::numeric_limits<float>::quiet_NaN(), scores[4] = -0.0f;
           std::vector<int> want(std::size_t(batch) * keep);
           rs::select_top(rs::Host{}, scores.data(), want.data(), batch, tokens, keep, protect);
-          DeviceBuffer<float> ds(scores);
-          DeviceBuffer<int> di(want.size());
-          rs::select_top(rs::Cuda{}, ds.ptr, di.ptr, batch, tokens, keep, protect);
-          ASSERT_EQ(di.download(), want) << "tokens " << tokens << " keep " << keep << " protect " << protect;
+          auto ds = device_copy(scores);
+          rs::cuda::DeviceBuffer<int> di(want.size());
+          rs::select_top(rs::Cuda{}, ds.data(), di.data(), batch, tokens, keep, protect);
+          ASSERT_EQ(di.to_host(), want) << "tokens " << tokens << " keep " << keep << " protect " << protect;
         }
       }
     }
@@ -137,9 +118,9 @@ TEST(CudaSelectTop, BitIdenticalToHost) {
 
 TEST(CudaSelectTop, RefusesMoreTokensThanOneTile) {
   REQUIRE_DEVICE();
-  DeviceBuffer<float> ds(5000);
-  DeviceBuffer<int> di(10);
-  EXPECT_THROW(rs::select_top(rs::Cuda{}, ds.ptr, di.ptr, 1, 5000, 10), rs::InvalidArgument);
+  rs::cuda::DeviceBuffer<float> ds(5000);
+  rs::cuda::DeviceBuffer<int> di(10);
+  EXPECT_THROW(rs::select_top(rs::Cuda{}, ds.data(), di.data(), 1, 5000, 10), rs::InvalidArgument);
 }
 
 TEST(CudaGatherTokens, BitIdenticalToHostAndReportsBadIndices) {
@@ -152,20 +133,17 @@ TEST(CudaGatherTokens, BitIdenticalToHostAndReportsBadIndices) {
     rs::select_top(rs::Host{}, scores.data(), idx.data(), batch, tokens, keep, 1);
     std::vector<float> want(std::size_t(batch) * keep * channels);
     rs::gather_tokens(rs::Host{}, x.data(), idx.data(), want.data(), batch, tokens, keep, channels);
-    DeviceBuffer<float> dx(x), dout(want.size());
-    DeviceBuffer<int> di(idx);
-    rs::gather_tokens(rs::Cuda{}, dx.ptr, di.ptr, dout.ptr, batch, tokens, keep, channels);
-    EXPECT_EQ(dout.download(), want);
+    auto dx = device_copy(x);
+    rs::cuda::DeviceBuffer<float> dout(want.size());
+    auto di = device_copy(idx);
+    rs::gather_tokens(rs::Cuda{}, dx.data(), di.data(), dout.data(), batch, tokens, keep, channels);
+    EXPECT_EQ(dout.to_host(), want);
   }
   const std::vector<int> bad{0, 7, 2, 1};
-  DeviceBuffer<float> dx(std::vector<float>(4 * 8, 1.0f)), dout(4 * 8);
-  DeviceBuffer<int> di(bad), status(std::vector<int>(4, 0));
-  rs::Cuda exec{nullptr, status.ptr};
-  rs::gather_tokens(exec, dx.ptr, di.ptr, dout.ptr, 2, 4, 2, 8);
-  try {
-    rs::cuda::throw_if_status(exec);
-    ADD_FAILURE() << "index 7 of 4 tokens not reported";
-  } catch (const rs::InvalidArgument& e) {
-    EXPECT_NE(std::string(e.what()).find("keep_idx[0, 1] = 7"), std::string::npos) << e.what();
-  }
+  auto dx = device_copy(std::vector<float>(4 * 8, 1.0f));
+  rs::cuda::DeviceBuffer<float> dout(4 * 8);
+  auto di = device_copy(bad), status = device_copy(std::vector<int>(4, 0));
+  rs::Cuda exec{nullptr, status.data()};
+  rs::gather_tokens(exec, dx.data(), di.data(), dout.data(), 2, 4, 2, 8);
+  expect_refused([&] { rs::cuda::throw_if_status(exec); }, {"keep_idx[0, 1] = 7"});
 }

@@ -22,12 +22,15 @@ TEST(CudaTiling, SelectItemsCoverTheTokens) {
   for (int n : {1, 100, 513, 2000, 4096}) EXPECT_GE(T::select_items_per_thread(n) * T::SelectTiling::kThreads, n);
 }
 
-TEST(CudaTiling, ScoreGridAndVectorEligibility) {
-  EXPECT_EQ(T::score_grid(1), 1);
-  EXPECT_EQ(T::score_grid(8), 1);
-  EXPECT_EQ(T::score_grid(9), 2);
-  EXPECT_EQ(T::score_grid(64 * 197), 1576);  // 8 tokens per CTA, exact
-  EXPECT_EQ(T::score_grid(64 * 197 + 1), 1577);
+TEST(CudaTiling, LaunchGridsAndVectorEligibility) {
+  EXPECT_EQ(T::row_grid("t", 1), 1u);
+  EXPECT_EQ(T::row_grid("t", 8), 1u);
+  EXPECT_EQ(T::row_grid("t", 9), 2u);
+  EXPECT_EQ(T::row_grid("t", 64 * 197), 1576u);  // 8 tokens per CTA, exact
+  EXPECT_EQ(T::row_grid("t", 64 * 197 + 1), 1577u);
+  EXPECT_EQ(T::grid_blocks("t", "n", 257, 256), 2u);
+  expect_refused([] { T::grid_blocks("gather_tokens", "batch * keep", std::int64_t(1) << 40, 8); },
+                 {"gather_tokens", "batch * keep = 1099511627776", "one CUDA grid"});
   EXPECT_EQ(T::kVectorElems<float>, 4);
   EXPECT_EQ(T::kVectorElems<repshift::half>, 8);
   EXPECT_TRUE(T::rows_vectorisable<float>(256, 384, 197 * 384, 384));

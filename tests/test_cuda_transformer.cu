@@ -33,22 +33,6 @@ constexpr double tolerance() {
   return 6e-2;  // bf16: 8 mantissa bits
 }
 
-double max_abs(const std::vector<float>& v) {
-  double m = 0;
-  for (float x : v) m = std::max(m, double(std::abs(x)));
-  return m;
-}
-
-// Every element within tol * max|want| (a scale-aware bound that does not
-// blow up on entries near zero).
-void expect_close(const std::vector<float>& got, const std::vector<float>& want, double tol, const std::string& what) {
-  ASSERT_EQ(got.size(), want.size()) << what;
-  const double bound = tol * std::max(1.0, max_abs(want));
-  for (std::size_t i = 0; i < got.size(); ++i) {
-    ASSERT_NEAR(got[i], want[i], bound) << what << " at " << i;
-  }
-}
-
 template <class T>
 class CudaTyped : public ::testing::Test {};
 using StorageTypes = ::testing::Types<float, __half, __nv_bfloat16>;
@@ -241,9 +225,7 @@ TYPED_TEST(CudaBlock, MatchesHostBlockInF32) {
 
     expect_close(dscores.download(want_scores.size()), want_scores, 2e-5, "scores");
     if (keep < tokens) {
-      std::vector<int> got_idx(want_idx.size());
-      rs::cuda_detail::check(cudaMemcpy(got_idx.data(), didx.data(), got_idx.size() * sizeof(int), cudaMemcpyDeviceToHost), "idx");
-      EXPECT_EQ(got_idx, want_idx) << "keep " << keep;
+      EXPECT_EQ(didx.to_host(want_idx.size()), want_idx) << "keep " << keep;
     }
     expect_close(dy.download(want.size()), want, 5e-5, "output keep " + std::to_string(keep));
     if (kMerge && keep < tokens) expect_close(dkept_sizes.download(want_sizes.size()), want_sizes, 1e-6, "kept sizes");
@@ -283,10 +265,8 @@ TYPED_TEST(CudaTyped, MergeTokensMatchesHostMerge) {
     p.batch = batch, p.tokens = tokens, p.keep = keep, p.channels = channels, p.key_channels = key_channels;
     p.protect = protect;
     rs::cuda::merge_tokens(rs::Cuda{}, p);
-    std::vector<int> got_idx(want_idx.size());
-    rs::cuda_detail::check(cudaMemcpy(got_idx.data(), didx.data(), got_idx.size() * sizeof(int), cudaMemcpyDeviceToHost), "idx");
     // Keys are rounded alike on both sides and matched in f32: same plan.
-    ASSERT_EQ(got_idx, want_idx) << "tokens " << tokens << " keep " << keep;
+    ASSERT_EQ(didx.to_host(want_idx.size()), want_idx) << "tokens " << tokens << " keep " << keep;
     expect_close(dout.download(want.size()), want, tolerance<T>(), "merged rows");
     expect_close(dout_sizes.download(want_sizes.size()), want_sizes, 1e-6, "sizes");
   }

@@ -68,6 +68,17 @@ inline double score_tolerance(double reference, int channels) {
   return 2e-6 * (1.0 + std::abs(reference)) * (1.0 + std::sqrt(double(channels)) / 8.0);
 }
 
+// Every element of got within tol * max(1, max |want|) of want: a
+// scale-aware bound that does not blow up on entries near zero (device
+// results against the CPU path, whose own accuracy the reference tests).
+inline void expect_close(const std::vector<float>& got, const std::vector<float>& want, double tol,
+                         const std::string& what) {
+  ASSERT_EQ(got.size(), want.size()) << what;
+  double scale = 1.0;
+  for (float x : want) scale = std::max(scale, double(std::abs(x)));
+  for (std::size_t i = 0; i < got.size(); ++i) ASSERT_NEAR(got[i], want[i], tol * scale) << what << " at " << i;
+}
+
 // Runs f, expects InvalidArgument, and checks each fragment is in what().
 template <class F>
 inline void expect_refused(F&& f, std::initializer_list<const char*> fragments) {

@@ -31,6 +31,18 @@ struct Conv2dShape {
     }
     detail::checked_extent(where, "im2col", patch(), out_size(height), out_size(width), sizeof(float));
   }
+
+  // One call's arguments, for every convolution backend: this shape on
+  // H x W maps, batch > 0, and the pointers (bias when the epilogue adds it).
+  void check_call(const char* where, std::int64_t batch, std::int64_t height, std::int64_t width, const void* x,
+                  const void* weight, const void* bias, bool with_bias, const char* out_name, const void* out) const {
+    check(where, height, width);
+    detail::require_positive(where, "batch", batch);
+    detail::require_pointer(where, "x", x);
+    detail::require_pointer(where, "weight", weight);
+    detail::require_pointer(where, out_name, out);
+    if (with_bias) detail::require_pointer(where, "bias", bias);
+  }
 };
 
 enum class ConvEpilogue { None, Bias, BiasRelu };

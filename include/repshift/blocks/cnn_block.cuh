@@ -114,7 +114,7 @@ void Block<policies::CnnRows, Site, Metric, Compress, Norm>::forward(const Cuda&
   }
   float* out = p.prune ? ws.full.data() : a.y;
   constexpr int kThreads = 256;
-  const unsigned grid = cuda_detail::blocks_for(B * n, kThreads, where);
+  const unsigned grid = cuda_tiling::grid_blocks(where, "pixels", B * n, kThreads);
   if (p.score) {
     cuda_detail::bottleneck_residual_kernel<Metric, true>
         <<<grid, kThreads, 0, exec.stream>>>(ws.t3.data(), w.conv3_bias, shortcut, out, B, C, n, a.x, ws.pixel.data());

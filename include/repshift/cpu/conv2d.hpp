@@ -51,12 +51,7 @@ inline void im2col(const Host& host, const Conv2dShape& s, const float* x, std::
 template <ConvEpilogue Epilogue>
 void conv2d(const Host& host, const Conv2dShape& s, const float* x, std::int64_t batch, std::int64_t H, std::int64_t W,
             const float* weight, const float* bias, float* out, std::vector<float>& cols) {
-  constexpr const char* where = "conv2d";
-  s.check(where, H, W);
-  detail::require_pointer(where, "x", x);
-  detail::require_pointer(where, "weight", weight);
-  detail::require_pointer(where, "out", out);
-  if (Epilogue != ConvEpilogue::None) detail::require_pointer(where, "bias", bias);
+  s.check_call("conv2d", batch, H, W, x, weight, bias, Epilogue != ConvEpilogue::None, "out", out);
   const std::int64_t Ho = s.out_size(H), Wo = s.out_size(W), n = Ho * Wo, K = s.patch();
   if (!s.is_pointwise() && std::int64_t(cols.size()) < K * n) cols.resize(std::size_t(K * n));
   for (std::int64_t b = 0; b < batch; ++b) {

@@ -34,13 +34,7 @@ class OneDnnConv {
   template <ConvEpilogue Epilogue>
   void conv2d_nhwc(const Conv2dShape& s, const float* x, std::int64_t batch, std::int64_t H, std::int64_t W,
                    const float* weight, const float* bias, float* y) {
-    constexpr const char* where = "cpu::OneDnnConv::conv2d_nhwc";
-    s.check(where, H, W);
-    detail::require_positive(where, "batch", batch);
-    detail::require_pointer(where, "x", x);
-    detail::require_pointer(where, "weight", weight);
-    detail::require_pointer(where, "y", y);
-    if (Epilogue != ConvEpilogue::None) detail::require_pointer(where, "bias", bias);
+    s.check_call("cpu::OneDnnConv::conv2d_nhwc", batch, H, W, x, weight, bias, Epilogue != ConvEpilogue::None, "y", y);
     Plan& plan = plan_for(s, batch, H, W, Epilogue);
     const dnnl::memory& weights = packed_weights(plan, s, weight);
     dnnl::memory src(plan.src, engine_, const_cast<float*>(x));

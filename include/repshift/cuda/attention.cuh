@@ -33,7 +33,7 @@
 #include "dtype.cuh"
 #include "error.cuh"
 #include "exec.cuh"
-#include "layer_norm.cuh"
+#include "warp_reduce.cuh"
 
 namespace repshift {
 namespace cuda_detail {
@@ -195,30 +195,10 @@ void launch_flash_attention(const Cuda& exec, const BasicAttentionParams<T>& p) 
   auto* kernel = &flash_attention_kernel<T, HeadDim, kTensor>;
   check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Tl::kSharedBytes),
         "cudaFuncSetAttribute(flash_attention_kernel, MaxDynamicSharedMemorySize)");
-  const std::int64_t blocks = cuda_tiling::attention_query_blocks(p.tokens, Tl::kBlockQ);
-  if (blocks > 0x7fffffff) detail::fail("cuda::flash_attention", "tokens = " + std::to_string(p.tokens) + " exceeds one CUDA grid");
-  const dim3 grid(unsigned(blocks), unsigned(p.heads), unsigned(p.batch));
+  const dim3 grid(cuda_tiling::grid_blocks("cuda::flash_attention", "tokens", p.tokens, Tl::kBlockQ), unsigned(p.heads),
+                  unsigned(p.batch));
   kernel<<<grid, Tl::kThreads, Tl::kSharedBytes, exec.stream>>>(p);
   check_launch("flash_attention_kernel");
-}
-
-__device__ __forceinline__ float warp_max(float v) {
-  for (int offset = cuda_tiling::kWarp / 2; offset > 0; offset /= 2) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, offset));
-  return v;
-}
-
-// Block-wide reduction of one float per thread (blockDim.x a multiple of
-// 32, at most 1024); every thread gets the result.
-template <bool Max>
-__device__ float block_reduce(float v, float* scratch /* [32] */) {
-  const int warp = threadIdx.x / cuda_tiling::kWarp, lane = threadIdx.x % cuda_tiling::kWarp;
-  v = Max ? warp_max(v) : warp_sum(v);
-  __syncthreads();  // scratch may still be read by a previous reduction
-  if (lane == 0) scratch[warp] = v;
-  __syncthreads();
-  const int warps = int(blockDim.x) / cuda_tiling::kWarp;
-  float r = lane < warps ? scratch[lane] : (Max ? -INFINITY : 0.0f);
-  return Max ? warp_max(r) : warp_sum(r);
 }
 
 constexpr int kMapThreads = 128;

@@ -8,6 +8,7 @@
 #include <cstdint>
 
 #include "../config.hpp"
+#include "tiling.hpp"
 
 namespace repshift {
 namespace cuda_tiling {
@@ -87,7 +88,7 @@ struct AttentionTiling {
   static_assert(kBlockK == 64 && kRowsPerWarp == 16, "the lane pairing assumes 16 rows x 64 keys per warp");
 };
 
-inline std::int64_t attention_query_blocks(std::int64_t tokens, int block_q) { return (tokens + block_q - 1) / block_q; }
+inline std::int64_t attention_query_blocks(std::int64_t tokens, int block_q) { return blocks_needed(tokens, block_q); }
 
 }  // namespace cuda_tiling
 }  // namespace repshift

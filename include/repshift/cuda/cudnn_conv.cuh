@@ -26,7 +26,8 @@
 #include "dtype.cuh"
 #include "error.cuh"
 #include "exec.cuh"
-#include "layer_norm.cuh"
+#include "tiling.hpp"
+#include "warp_reduce.cuh"
 
 namespace repshift {
 
@@ -102,12 +103,7 @@ class Dnn {
   void conv2d(const Cuda& exec, const Conv2dShape& s, const T* x, std::int64_t batch, std::int64_t H, std::int64_t W,
               const T* weight, const T* bias, T* y) {
     constexpr const char* where = "cuda::Dnn::conv2d";
-    s.check(where, H, W);
-    detail::require_positive(where, "batch", batch);
-    detail::require_pointer(where, "x", x);
-    detail::require_pointer(where, "weight", weight);
-    detail::require_pointer(where, "y", y);
-    if (Epilogue != ConvEpilogue::None) detail::require_pointer(where, "bias", bias);
+    s.check_call(where, batch, H, W, x, weight, bias, Epilogue != ConvEpilogue::None, "y", y);
     for (std::int64_t v : {batch, s.in_channels, s.out_channels, H, W})
       detail::require_at_most(where, "a map extent", v, "INT_MAX (cuDNN descriptors are int)", 0x7fffffff);
     const Plan& plan = plan_for<Epilogue, T>(s, batch, H, W);
@@ -230,9 +226,8 @@ template <class T>
 void max_pool_3x3s2(const Cuda& exec, const T* x, std::int64_t planes, std::int64_t H, std::int64_t W, T* out) {
   constexpr int kThreads = 256;
   const std::int64_t n = planes * ((H + 2 - 3) / 2 + 1) * ((W + 2 - 3) / 2 + 1);
-  const std::int64_t blocks = (n + kThreads - 1) / kThreads;
-  if (blocks > 0x7fffffff) detail::fail("max_pool_3x3s2", "the map exceeds one CUDA grid");
-  max_pool_3x3s2_kernel<T><<<unsigned(blocks), kThreads, 0, exec.stream>>>(x, planes, H, W, out);
+  max_pool_3x3s2_kernel<T><<<cuda_tiling::grid_blocks("max_pool_3x3s2", "output elements", n, kThreads), kThreads, 0,
+                              exec.stream>>>(x, planes, H, W, out);
   check_launch("max_pool_3x3s2_kernel");
 }
 
@@ -251,7 +246,7 @@ __global__ void __launch_bounds__(cuda_tiling::ScoreTiling::kThreads)
 
 template <class T>
 void global_avg_pool(const Cuda& exec, const T* x, std::int64_t planes, std::int64_t hw, T* out) {
-  global_avg_pool_kernel<T><<<row_grid("global_avg_pool", planes), cuda_tiling::ScoreTiling::kThreads, 0,
+  global_avg_pool_kernel<T><<<cuda_tiling::row_grid("global_avg_pool", planes), cuda_tiling::ScoreTiling::kThreads, 0,
                               exec.stream>>>(x, planes, hw, out);
   check_launch("global_avg_pool_kernel");
 }

@@ -66,18 +66,29 @@ class DeviceBuffer {
                        ("cudaMalloc(" + std::to_string(count * sizeof(T)) + " bytes)").c_str());
     size_ = count;
   }
-  // Host floats -> device storage type; the buffer takes their size.
-  void upload(const std::vector<float>& host) {
+  // Host values of the storage type itself, copied as they are; the
+  // buffer grows to hold them.
+  void assign(const std::vector<T>& host) {
     resize(host.size());
+    cuda_detail::check(cudaMemcpy(ptr_, host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice),
+                       "cudaMemcpy(DeviceBuffer::assign)");
+  }
+  std::vector<T> to_host() const { return to_host(size_); }
+  std::vector<T> to_host(std::size_t count) const {
+    std::vector<T> host(count);
+    cuda_detail::check(cudaMemcpy(host.data(), ptr_, count * sizeof(T), cudaMemcpyDeviceToHost),
+                       "cudaMemcpy(DeviceBuffer::to_host)");
+    return host;
+  }
+  // Host floats -> device storage type (rounded); the buffer grows to hold them.
+  void upload(const std::vector<float>& host) {
     std::vector<T> staged(host.size());
     for (std::size_t i = 0; i < host.size(); ++i) staged[i] = storage_from_float<T>(host[i]);
-    cuda_detail::check(cudaMemcpy(ptr_, staged.data(), staged.size() * sizeof(T), cudaMemcpyHostToDevice),
-                       "cudaMemcpy(DeviceBuffer::upload)");
+    assign(staged);
   }
+  std::vector<float> download() const { return download(size_); }
   std::vector<float> download(std::size_t count) const {
-    std::vector<T> staged(count);
-    cuda_detail::check(cudaMemcpy(staged.data(), ptr_, count * sizeof(T), cudaMemcpyDeviceToHost),
-                       "cudaMemcpy(DeviceBuffer::download)");
+    const std::vector<T> staged = to_host(count);
     std::vector<float> host(count);
     for (std::size_t i = 0; i < count; ++i) host[i] = storage_to_float(staged[i]);
     return host;

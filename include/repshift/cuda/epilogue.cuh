@@ -111,7 +111,7 @@ template <class Metric, ScoreOperands Score, bool PostLN, class T>
 void residual_epilogue(const Cuda& exec, const ResidualRows<T>& e) {
   if (e.rows == 0) return;
   residual_kernel<Metric, Score, PostLN, T>
-      <<<row_grid("residual_epilogue", e.rows), cuda_tiling::ScoreTiling::kThreads, 0, exec.stream>>>(e);
+      <<<cuda_tiling::row_grid("residual_epilogue", e.rows), cuda_tiling::ScoreTiling::kThreads, 0, exec.stream>>>(e);
   check_launch("residual_kernel");
 }
 

@@ -46,14 +46,13 @@ __global__ void __launch_bounds__(cuda_tiling::ScoreTiling::kThreads)
 template <class T>
 void gather_tokens(const Cuda& exec, const GatherParams<T>& p) {
   using Tiling = cuda_tiling::ScoreTiling;
-  const std::int64_t grid = cuda_tiling::score_grid(p.batch * p.keep);
-  if (grid > 0x7fffffff) detail::fail("gather_tokens", "batch * keep exceeds one CUDA grid");
+  const unsigned grid = cuda_tiling::grid_blocks("gather_tokens", "batch * keep", p.batch * p.keep, Tiling::kWarps);
   const auto base = reinterpret_cast<std::uintptr_t>(p.x) | reinterpret_cast<std::uintptr_t>(p.out);
   const std::int64_t strides = p.x_batch_stride | p.x_token_stride | p.out_batch_stride | p.out_token_stride;
   if (cuda_tiling::rows_vectorisable<T>(base, p.channels, strides, strides)) {
-    gather_tokens_kernel<T, true><<<unsigned(grid), Tiling::kThreads, 0, exec.stream>>>(p, exec.status);
+    gather_tokens_kernel<T, true><<<grid, Tiling::kThreads, 0, exec.stream>>>(p, exec.status);
   } else {
-    gather_tokens_kernel<T, false><<<unsigned(grid), Tiling::kThreads, 0, exec.stream>>>(p, exec.status);
+    gather_tokens_kernel<T, false><<<grid, Tiling::kThreads, 0, exec.stream>>>(p, exec.status);
   }
   check_launch("gather_tokens_kernel");
 }

@@ -11,23 +11,10 @@
 #include "error.cuh"
 #include "exec.cuh"
 #include "tiling.hpp"
+#include "warp_reduce.cuh"
 
 namespace repshift {
 namespace cuda_detail {
-
-__device__ __forceinline__ float warp_sum(float v) {
-  for (int offset = cuda_tiling::kWarp / 2; offset > 0; offset /= 2) v += __shfl_xor_sync(0xffffffffu, v, offset);
-  return v;
-}
-
-template <class T>
-__device__ __forceinline__ T from_float(float x);
-template <>
-__device__ __forceinline__ float from_float<float>(float x) { return x; }
-template <>
-__device__ __forceinline__ __half from_float<__half>(float x) { return __float2half_rn(x); }
-template <>
-__device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float x) { return __float2bfloat16_rn(x); }
 
 // LayerNorm weights in the storage type.
 template <class T>
@@ -69,18 +56,12 @@ __global__ void __launch_bounds__(cuda_tiling::ScoreTiling::kThreads)
   }
 }
 
-inline unsigned row_grid(const char* where, std::int64_t rows) {
-  const std::int64_t grid = cuda_tiling::score_grid(rows);
-  if (grid > 0x7fffffff) detail::fail(where, "rows = " + std::to_string(rows) + " exceeds one CUDA grid");
-  return unsigned(grid);
-}
-
 // dst rows = LayerNorm(src rows); src and dst may be the same buffer.
 template <class T>
 void layer_norm_rows(const Cuda& exec, const T* src, std::int64_t src_stride, T* dst, std::int64_t dst_stride,
                      std::int64_t rows, std::int64_t channels, const LayerNormParams<T>& w) {
   if (rows == 0) return;
-  layer_norm_rows_kernel<T><<<row_grid("layer_norm_rows", rows), cuda_tiling::ScoreTiling::kThreads, 0, exec.stream>>>(
+  layer_norm_rows_kernel<T><<<cuda_tiling::row_grid("layer_norm_rows", rows), cuda_tiling::ScoreTiling::kThreads, 0, exec.stream>>>(
       src, src_stride, dst, dst_stride, rows, channels, w);
   check_launch("layer_norm_rows_kernel");
 }
@@ -108,7 +89,7 @@ template <class T>
 void rms_norm_rows(const Cuda& exec, const T* src, T* dst, std::int64_t rows, std::int64_t channels, const T* weight,
                    float eps, const int* token = nullptr, std::int64_t tokens = 0) {
   if (rows == 0) return;
-  rms_norm_rows_kernel<T><<<row_grid("rms_norm_rows", rows), cuda_tiling::ScoreTiling::kThreads, 0, exec.stream>>>(
+  rms_norm_rows_kernel<T><<<cuda_tiling::row_grid("rms_norm_rows", rows), cuda_tiling::ScoreTiling::kThreads, 0, exec.stream>>>(
       src, token, tokens, dst, rows, channels, weight, eps);
   check_launch("rms_norm_rows_kernel");
 }

@@ -67,17 +67,12 @@ __global__ void remove_lines_kernel(RemoveLinesParams p, int* status) {
   p.out[i] = p.x[(bc * p.height + row) * p.width + col];
 }
 
-inline unsigned blocks_for(std::int64_t n, int threads, const char* where) {
-  const std::int64_t blocks = (n + threads - 1) / threads;
-  if (blocks > 0x7fffffff) detail::fail(where, "the problem exceeds one CUDA grid");
-  return unsigned(blocks);
-}
-
 // Row and column means of p.pixel_scores (written by pixel_shift_kernel or
 // by a fused epilogue such as the bottleneck's).
 inline void line_means(const Cuda& exec, const LineScoreParams& p) {
   constexpr int kThreads = 256;
-  line_means_kernel<<<blocks_for(p.batch * (p.height + p.width), kThreads, "line_means"), kThreads, 0, exec.stream>>>(p);
+  line_means_kernel<<<cuda_tiling::grid_blocks("line_means", "lines", p.batch * (p.height + p.width), kThreads), kThreads,
+                      0, exec.stream>>>(p);
   check_launch("line_means_kernel");
 }
 
@@ -92,7 +87,7 @@ void line_scores(const Cuda& exec, const LineScoreParams& p) {
   constexpr int kThreads = 256;
   const std::int64_t hw = p.height * p.width;
   cuda_detail::pixel_shift_kernel<Metric>
-      <<<cuda_detail::blocks_for(p.batch * hw, kThreads, "line_scores"), kThreads, 0, exec.stream>>>(p);
+      <<<cuda_tiling::grid_blocks("line_scores", "pixels", p.batch * hw, kThreads), kThreads, 0, exec.stream>>>(p);
   cuda_detail::check_launch("pixel_shift_kernel");
   cuda_detail::line_means(exec, p);
 }
@@ -103,7 +98,7 @@ inline void remove_lines(const Cuda& exec, const RemoveLinesParams& p) {
   constexpr const char* where = "remove_lines";
   p.check_shape(where);
   constexpr int kThreads = 256;
-  cuda_detail::remove_lines_kernel<<<cuda_detail::blocks_for(p.batch * p.channels * p.rows * p.cols, kThreads, where),
+  cuda_detail::remove_lines_kernel<<<cuda_tiling::grid_blocks(where, "output elements", p.batch * p.channels * p.rows * p.cols, kThreads),
                                      kThreads, 0, exec.stream>>>(p, exec.status);
   cuda_detail::check_launch("remove_lines_kernel");
 }

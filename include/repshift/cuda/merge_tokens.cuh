@@ -22,7 +22,8 @@
 #include "dtype.cuh"
 #include "error.cuh"
 #include "exec.cuh"
-#include "layer_norm.cuh"
+#include "tiling.hpp"
+#include "warp_reduce.cuh"
 
 namespace repshift {
 namespace cuda_detail {

@@ -10,7 +10,6 @@
 #include "dtype.cuh"
 #include "error.cuh"
 #include "exec.cuh"
-#include "layer_norm.cuh"
 #include "token_compress.cuh"
 
 namespace repshift {

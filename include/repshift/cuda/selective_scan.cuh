@@ -15,6 +15,7 @@
 #include "../ssm_params.hpp"
 #include "error.cuh"
 #include "exec.cuh"
+#include "tiling.hpp"
 
 namespace repshift {
 namespace cuda_detail {
@@ -110,9 +111,9 @@ template <ScanDirection Dir>
 void causal_conv1d_silu(const Cuda& exec, const CausalConvParams& p) {
   p.check("causal_conv1d_silu");
   constexpr int kThreads = 256;
-  const std::int64_t n = p.batch * p.length * p.channels, blocks = (n + kThreads - 1) / kThreads;
-  if (blocks > 0x7fffffff) detail::fail("causal_conv1d_silu", "batch * length * channels exceeds one CUDA grid");
-  cuda_detail::causal_conv1d_silu_kernel<Dir><<<unsigned(blocks), kThreads, 0, exec.stream>>>(p);
+  const unsigned grid =
+      cuda_tiling::grid_blocks("causal_conv1d_silu", "batch * length * channels", p.batch * p.length * p.channels, kThreads);
+  cuda_detail::causal_conv1d_silu_kernel<Dir><<<grid, kThreads, 0, exec.stream>>>(p);
   cuda_detail::check_launch("causal_conv1d_silu_kernel");
 }
 

@@ -54,8 +54,7 @@ __global__ void __launch_bounds__(cuda_tiling::ScoreTiling::kThreads)
 template <class Metric, class T>
 void shift_score(const Cuda& exec, const ShiftParams<T>& p) {
   using Tiling = cuda_tiling::ScoreTiling;
-  const std::int64_t grid = cuda_tiling::score_grid(p.batch * p.tokens);
-  if (grid > 0x7fffffff) detail::fail("shift_score", "batch * tokens = " + std::to_string(p.batch * p.tokens) + " exceeds one CUDA grid");
+  const unsigned grid = cuda_tiling::grid_blocks("shift_score", "batch * tokens", p.batch * p.tokens, Tiling::kWarps);
   // OR-ing addresses and strides tests both at once: the vector width is a
   // power of two, so a | b is a multiple of it iff a and b are.
   const auto base = reinterpret_cast<std::uintptr_t>(p.before) | reinterpret_cast<std::uintptr_t>(p.after);
@@ -63,9 +62,9 @@ void shift_score(const Cuda& exec, const ShiftParams<T>& p) {
                                                       p.before_token_stride | p.after_token_stride);
   // The one runtime -> template switch: vector path or scalar path.
   if (even) {
-    shift_score_kernel<Metric, T, true><<<unsigned(grid), Tiling::kThreads, 0, exec.stream>>>(p);
+    shift_score_kernel<Metric, T, true><<<grid, Tiling::kThreads, 0, exec.stream>>>(p);
   } else {
-    shift_score_kernel<Metric, T, false><<<unsigned(grid), Tiling::kThreads, 0, exec.stream>>>(p);
+    shift_score_kernel<Metric, T, false><<<grid, Tiling::kThreads, 0, exec.stream>>>(p);
   }
   check_launch("shift_score_kernel");
 }

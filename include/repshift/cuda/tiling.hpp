@@ -5,7 +5,10 @@
 
 #include <cstdint>
 
+#include <string>
+
 #include "../config.hpp"
+#include "../error.hpp"
 
 namespace repshift {
 namespace cuda_tiling {
@@ -33,7 +36,23 @@ inline bool rows_vectorisable(std::uintptr_t base_address, std::int64_t channels
          token_stride % v == 0;
 }
 
-inline std::int64_t score_grid(std::int64_t rows) { return (rows + ScoreTiling::kWarps - 1) / ScoreTiling::kWarps; }
+// Blocks of per_block items that cover n.
+inline std::int64_t blocks_needed(std::int64_t n, std::int64_t per_block) { return (n + per_block - 1) / per_block; }
+
+// The x extent of a launch over n items, per_block to a block; refused,
+// naming `what` and its value, beyond one grid (2^31 - 1 blocks).
+inline unsigned grid_blocks(const char* where, const char* what, std::int64_t n, std::int64_t per_block) {
+  const std::int64_t blocks = blocks_needed(n, per_block);
+  if (blocks > 0x7fffffff) {
+    detail::fail(where, std::string(what) + " = " + std::to_string(n) + " needs more blocks than one CUDA grid holds");
+  }
+  return unsigned(blocks);
+}
+
+// One warp per row, ScoreTiling::kWarps rows per CTA (the row kernels).
+inline unsigned row_grid(const char* where, std::int64_t rows) {
+  return grid_blocks(where, "rows", rows, ScoreTiling::kWarps);
+}
 
 // Selection: one CTA of kSelectThreads per sample; each thread holds
 // `items` consecutive tokens (blocked arrangement). The smallest power of

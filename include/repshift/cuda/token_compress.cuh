@@ -18,21 +18,20 @@
 #include <cstdint>
 
 #include "../policies/importance.hpp"
-#include "attention.cuh"
 #include "dtype.cuh"
 #include "error.cuh"
 #include "exec.cuh"
-#include "layer_norm.cuh"
+#include "tiling.hpp"
+#include "warp_reduce.cuh"
 
 namespace repshift {
 namespace cuda_detail {
 
 constexpr int kScoreThreads = 256;
 
+// One thread per element.
 inline unsigned elementwise_grid(const char* where, std::int64_t n) {
-  const std::int64_t grid = (n + kScoreThreads - 1) / kScoreThreads;
-  if (grid > 0x7fffffff) detail::fail(where, std::to_string(n) + " elements exceed one CUDA grid");
-  return unsigned(grid);
+  return cuda_tiling::grid_blocks(where, "elements", n, kScoreThreads);
 }
 
 __global__ void random_scores_kernel(std::uint64_t seed, std::int64_t batch, std::int64_t tokens, float* scores) {

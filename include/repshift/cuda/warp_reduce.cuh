@@ -1,8 +1,10 @@
 #pragma once
-// warp_combine<Metric>: all 32 lanes' Accums combined, result in every
-// lane, through the butterfly in cuda/tiling.hpp (tested on the host). An
-// Accum made only of floats is shuffled field by field.
+// Warp and block reductions, the result in every lane / thread.
+// warp_combine<Metric>: all 32 lanes' Accums combined through the butterfly
+// in cuda/tiling.hpp (tested on the host); an Accum made only of floats is
+// shuffled field by field. warp_sum / warp_max / block_reduce: one float.
 
+#include <cmath>
 #include <cstring>
 #include <type_traits>
 
@@ -26,6 +28,30 @@ __device__ __forceinline__ typename Metric::Accum warp_combine(typename Metric::
     return out;
   };
   return cuda_tiling::butterfly_combine<Metric>(acc, shuffle);
+}
+
+__device__ __forceinline__ float warp_sum(float v) {
+  for (int offset = cuda_tiling::kWarp / 2; offset > 0; offset /= 2) v += __shfl_xor_sync(0xffffffffu, v, offset);
+  return v;
+}
+
+__device__ __forceinline__ float warp_max(float v) {
+  for (int offset = cuda_tiling::kWarp / 2; offset > 0; offset /= 2) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, offset));
+  return v;
+}
+
+// Block-wide reduction of one float per thread (blockDim.x a multiple of
+// 32, at most 1024); every thread gets the result.
+template <bool Max>
+__device__ float block_reduce(float v, float* scratch /* [32] */) {
+  const int warp = threadIdx.x / cuda_tiling::kWarp, lane = threadIdx.x % cuda_tiling::kWarp;
+  v = Max ? warp_max(v) : warp_sum(v);
+  __syncthreads();  // scratch may still be read by a previous reduction
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  const int warps = int(blockDim.x) / cuda_tiling::kWarp;
+  float r = lane < warps ? scratch[lane] : (Max ? -INFINITY : 0.0f);
+  return Max ? warp_max(r) : warp_sum(r);
 }
 
 }  // namespace cuda_detail
