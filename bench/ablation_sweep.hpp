@@ -36,7 +36,7 @@ void for_each_ablation(Register&& reg) {
                                      // Merge halves the free tokens at most per layer: lower rates are not a
                                      // policy choice.
                                      using Compress = decltype(c);
-                                     if (!repshift::PruneSchedule::paper_layers(keep).reachable<Compress>(197, 12)) continue;
+                                     if (!repshift::PruneSchedule::paper_layers(1.0 - keep).reachable<Compress>(197, 12)) continue;
                                      reg(b, s, i, c, keep);
                                    }
                                  });

@@ -1,8 +1,8 @@
 // The ablation sweep on the CPU for every valid (Backbone x Site x
 // Importance x Compress) combination, expanded at compile time from four
 // type lists, at keep rates 0.9, 0.7 and 0.5, next to each unpruned model:
-// Transformer = DeiT-S on the paper's layers (1, 4, 7), SsmScan = Vim-T on
-// vim_schedule's (2, 8, 14).
+// Transformer = DeiT-S on the paper's blocks (0, 3, 6), SsmScan = Vim-T on
+// vim_schedule's (0, 6, 12), drop ratio 1 - keep rate.
 // All variants share one set of weights; rounds interleave.
 //   bench_ablation --benchmark_repetitions=3 --benchmark_enable_random_interleaving=true
 //                  --benchmark_out=ablation.json --benchmark_out_format=json
@@ -62,10 +62,10 @@ void run_model(benchmark::State& state, double keep_rate, const std::string& lab
   };
   if constexpr (std::is_same_v<Backbone, P::SsmScan>) {
     rs::VisionMamba<Importance> model(vim_weights());
-    time(model, keep_rate < 1.0 ? rs::vim_schedule(keep_rate) : rs::PruneSchedule::none());
+    time(model, keep_rate < 1.0 ? rs::vim_schedule(1.0 - keep_rate) : rs::PruneSchedule::none());
   } else {
     rs::VisionTransformer<Site, Importance, Compress> model(weights());
-    time(model, keep_rate < 1.0 ? rs::PruneSchedule::paper_layers(keep_rate) : rs::PruneSchedule::none());
+    time(model, keep_rate < 1.0 ? rs::PruneSchedule::paper_layers(1.0 - keep_rate) : rs::PruneSchedule::none());
   }
   state.counters["images_per_s"] = benchmark::Counter(kBatch, benchmark::Counter::kIsIterationInvariantRate);
   state.counters["keep_rate"] = keep_rate;

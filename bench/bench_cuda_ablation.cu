@@ -2,7 +2,7 @@
 // Compress) combination, expanded at compile time from the same type lists
 // as the CPU sweep (bench_ablation.cpp), at keep rates 0.9, 0.7 and 0.5
 // next to each unpruned model: Transformer = DeiT-S in f16 on the paper's
-// layers (1, 4, 7), SsmScan = Vim-T in f32 on vim_schedule's (2, 8, 14),
+// blocks (0, 3, 6), SsmScan = Vim-T in f32 on vim_schedule's (0, 6, 12),
 // batch 64, timed with CUDA events. Labels match the CPU sweep's, so
 // bench/plot_ablation.py turns the JSON into the same table and plot.
 // Without a GPU every case reports "no CUDA device" and the program exits 0.
@@ -58,12 +58,12 @@ void run_model(benchmark::State& state, double keep_rate, const std::string& lab
     bench::DeviceBytes images(std::size_t(kBatch) * 3 * 224 * 224 * 4), logits(std::size_t(kBatch) * 1000 * 4);
     rs::cuda::VisionMamba<Importance> model(vim_weights(), blas());
     time(model, images.as<float>(), logits.as<float>(),
-         keep_rate < 1.0 ? rs::vim_schedule(keep_rate) : rs::PruneSchedule::none());
+         keep_rate < 1.0 ? rs::vim_schedule(1.0 - keep_rate) : rs::PruneSchedule::none());
   } else {
     bench::DeviceBytes images(std::size_t(kBatch) * 3 * 224 * 224 * 2), logits(std::size_t(kBatch) * 1000 * 2);
     rs::cuda::VisionTransformer<__half, Site, Importance, Compress> model(deit_weights(), blas());
     time(model, images.as<__half>(), logits.as<__half>(),
-         keep_rate < 1.0 ? rs::PruneSchedule::paper_layers(keep_rate) : rs::PruneSchedule::none());
+         keep_rate < 1.0 ? rs::PruneSchedule::paper_layers(1.0 - keep_rate) : rs::PruneSchedule::none());
   }
   state.counters["images_per_s"] = benchmark::Counter(kBatch, benchmark::Counter::kIsIterationInvariantRate);
   state.counters["keep_rate"] = keep_rate;

@@ -148,7 +148,9 @@ struct MergeSpec {
   std::vector<double> out_sizes;
 };
 
-enum class Site { Attention, Mlp, Block };
+// AttentionUpdate / MlpUpdate: the residual-update reading, D(x + F(x), x)
+// (post-norm: before the LayerNorm).
+enum class Site { Attention, Mlp, Block, AttentionUpdate, MlpUpdate };
 
 struct BlockWeights {
   int dim, heads, hidden;
@@ -227,14 +229,17 @@ inline BlockResult block(const Mat& x, int batch, int tokens, const BlockWeights
   }
   Mat x1(x.size());
   for (std::size_t i = 0; i < x.size(); ++i) x1[i] = x[i] + a[i];
+  if (site == Site::AttentionUpdate)
+    for (int r = 0; r < rows; ++r) res.scores[r] = score(metric, &x1[std::size_t(r) * c], &x[std::size_t(r) * c], c);
   if (post_norm) x1 = layer_norm(x1, rows, c, w.n1w, w.n1b, w.eps);
+  const bool attention_site = site == Site::Attention || site == Site::AttentionUpdate;
   if (site == Site::Attention)
     for (int r = 0; r < rows; ++r) res.scores[r] = score(metric, &a[std::size_t(r) * c], &x[std::size_t(r) * c], c);
 
   int t = tokens;
   Mat xin = x;
   const bool compresses = merge_spec ? keep < tokens : !keep_idx.empty();
-  if (site == Site::Attention && compresses) {
+  if (attention_site && compresses) {
     x1 = compress(x1);
     t = keep + (fuse ? 1 : 0);
   }
@@ -245,12 +250,14 @@ inline BlockResult block(const Mat& x, int batch, int tokens, const BlockWeights
   Mat m = linear(hid, r2, w.hidden, w.fc2w, w.fc2b, c);
   Mat y(m.size());
   for (std::size_t i = 0; i < y.size(); ++i) y[i] = x1[i] + m[i];
+  if (site == Site::MlpUpdate)
+    for (int r = 0; r < r2; ++r) res.scores[r] = score(metric, &y[std::size_t(r) * c], &x1[std::size_t(r) * c], c);
   if (post_norm) y = layer_norm(y, r2, c, w.n2w, w.n2b, w.eps);
   if (site == Site::Mlp)
     for (int r = 0; r < r2; ++r) res.scores[r] = score(metric, &m[std::size_t(r) * c], &x1[std::size_t(r) * c], c);
   if (site == Site::Block)
     for (int r = 0; r < r2; ++r) res.scores[r] = score(metric, &y[std::size_t(r) * c], &xin[std::size_t(r) * c], c);
-  if (site != Site::Attention && compresses) y = compress(y);
+  if (!attention_site && compresses) y = compress(y);
   res.y = std::move(y);
   return res;
 }

@@ -137,7 +137,7 @@ TEST(MergeTokens, RefusesWhatItCannotDo) {
   std::vector<float> bad_sizes(10, 1.0f);
   bad_sizes[7] = 0.0f;
   // 10 tokens, CLS protected: A = {1, 3, 5, 7, 9}, so keep >= 5.
-  expect_refused([&] { run_merge(v, v, v, nullptr, 1, 10, 4, 4, 4, 1); }, {"keep must be >= 5"});
+  expect_refused([&] { run_merge(v, v, v, nullptr, 1, 10, 4, 4, 4, 1); }, {"needs keep >= 5"});
   expect_refused([&] { run_merge(v, v, v, &bad_sizes, 1, 10, 4, 4, 6, 1); }, {"sizes[7] = 0"});
   expect_refused([&] { run_merge(v, v, v, nullptr, 1, 10, 4, 4, 6, 1, /*key_stride=*/2); }, {"keys_token_stride = 2"});
   expect_refused([&] { run_merge(v, v, v, nullptr, 1, 10, 4, 4, 11, 1); }, {"keep"});

@@ -223,7 +223,7 @@ TEST(VisionMamba, UnprunedAndPrunedMatchTheReference) {
   model.forward(rs::Host{}, images.data(), batch, logits.data());
   EXPECT_LT(ref::max_rel_error(logits, ref::vim(w, images, batch, {}, {})), 1e-4);
 
-  const rs::PruneSchedule schedule{{{1, 0.7}, {2, 0.75}}, 0};
+  const const auto schedule = rs::PruneSchedule::drop({{1, 0.3}, {2, 0.25}}, 0);
   rs::VimTrace trace;
   model.forward(rs::Host{}, images.data(), batch, logits.data(), schedule, &trace);
   EXPECT_EQ(trace.tokens, (std::vector<int>{17, 17, 11, 8, 8}));

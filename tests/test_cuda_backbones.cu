@@ -256,7 +256,7 @@ TEST(CudaVisionMamba, MatchesHostModelPrunedAndUnpruned) {
   dmodel.reserve(batch);
   auto dimages = to_device<float>(images);
   rs::cuda::DeviceBuffer<float> dlogits(std::size_t(batch) * cfg.num_classes);
-  for (const auto& schedule : {rs::PruneSchedule::none(), rs::PruneSchedule{{{1, 0.7}, {2, 0.75}}, 0}}) {
+  for (const auto& schedule : {rs::PruneSchedule::none(), rs::PruneSchedule::drop({{1, 0.3}, {2, 0.25}}, 0)}) {
     std::vector<float> want(std::size_t(batch) * cfg.num_classes);
     rs::VimTrace trace;
     hmodel.forward(rs::Host{}, images.data(), batch, want.data(), schedule, &trace);

@@ -353,7 +353,7 @@ TEST(CudaVisionTransformer, MergeMatchesHostModel) {
   rs::cuda::VisionTransformer<float, P::Mlp, P::L2, P::Merge> dmodel(w, blas);
   dmodel.reserve(batch);
   rs::VisionTransformer<P::Mlp, P::L2, P::Merge> hmodel(w);
-  const auto schedule = rs::PruneSchedule::paper_layers(0.8);
+  const auto schedule = rs::PruneSchedule::paper();
   std::vector<float> want(std::size_t(batch) * cfg.num_classes);
   hmodel.forward(rs::Host{}, images.data(), batch, want.data(), schedule);
   auto dimages = to_device<float>(images);

@@ -43,25 +43,25 @@ TEST(VisionTransformer, PrunedMatchesReferenceWithTheSameKeptTokens) {
   const auto w = lively_vit(cfg, 5);
   const int batch = 3;
   const auto images = ref::random_floats(std::size_t(batch) * 3 * 32 * 32, 6);
-  rs::PruneSchedule schedule{{{1, 0.8}, {2, 0.7}}, 1};
+  const auto schedule = rs::PruneSchedule::drop({{1, 0.2}, {2, 0.3}});
   rs::VisionTransformer<> model(w);
   std::vector<float> logits(std::size_t(batch) * cfg.num_classes);
   rs::ViTTrace trace;
   model.forward(rs::Host{}, images.data(), batch, logits.data(), schedule, &trace);
 
-  // 17 -> floor(0.8 * 17) = 13 after layer 1 -> floor(0.7 * 13) = 9 after layer 2.
-  EXPECT_EQ(trace.tokens, (std::vector<int>{17, 17, 13, 9, 9}));
+  // 17 - floor(0.2 * 17) = 14 after layer 1 -> 14 - floor(0.3 * 14) = 10 after layer 2.
+  EXPECT_EQ(trace.tokens, (std::vector<int>{17, 17, 14, 10, 10}));
   EXPECT_EQ(trace.tokens, schedule.token_counts(17, 4));
   ASSERT_EQ(trace.pruned_layers, (std::vector<int>{1, 2}));
 
   const auto want = ref::vit(w, images, batch, trace.pruned_layers, trace.keep_idx, trace.tokens);
   EXPECT_LT(ref::max_rel_error(logits, want.logits), 1e-4);
 
-  // source composes the layers: layer 2 keeps 9 of layer 1's 13 survivors.
+  // source composes the layers: layer 2 keeps 10 of layer 1's 14 survivors.
   for (int b = 0; b < batch; ++b)
-    for (int k = 0; k < 9; ++k)
-      EXPECT_EQ(trace.source[1][std::size_t(b) * 9 + k],
-                trace.keep_idx[0][std::size_t(b) * 13 + std::size_t(trace.keep_idx[1][std::size_t(b) * 9 + k])]);
+    for (int k = 0; k < 10; ++k)
+      EXPECT_EQ(trace.source[1][std::size_t(b) * 10 + k],
+                trace.keep_idx[0][std::size_t(b) * 14 + std::size_t(trace.keep_idx[1][std::size_t(b) * 10 + k])]);
   EXPECT_EQ(trace.source[0], trace.keep_idx[0]);
 
   for (std::size_t k = 0; k < trace.pruned_layers.size(); ++k) {
@@ -92,20 +92,38 @@ TEST(VisionTransformer, FuseAddsOneTokenPerPruningLayer) {
   rs::VisionTransformer<P::Mlp, P::L2, P::Fuse> model(w);
   std::vector<float> logits(std::size_t(batch) * cfg.num_classes);
   rs::ViTTrace trace;
-  model.forward(rs::Host{}, images.data(), batch, logits.data(), rs::PruneSchedule{{{1, 0.8}, {2, 0.7}}, 1}, &trace);
-  // 17 -> 13 kept + 1 fused = 14 -> floor(0.7 * 14) = 9 kept + 1 fused = 10.
-  EXPECT_EQ(trace.tokens, (std::vector<int>{17, 17, 14, 10, 10}));
-  EXPECT_EQ(trace.tokens, (rs::PruneSchedule{{{1, 0.8}, {2, 0.7}}, 1}.token_counts(17, 4, P::Fuse::extra_tokens)));
+  model.forward(rs::Host{}, images.data(), batch, logits.data(), rs::PruneSchedule::drop({{1, 0.2}, {2, 0.3}}), &trace);
+  // 17 -> 14 kept + 1 fused = 15 -> 15 - floor(0.3 * 15) = 11 kept + 1 fused = 12.
+  EXPECT_EQ(trace.tokens, (std::vector<int>{17, 17, 15, 12, 12}));
+  EXPECT_EQ(trace.tokens, (rs::PruneSchedule::drop({{1, 0.2}, {2, 0.3}}).token_counts(17, 4, P::Fuse::extra_tokens)));
   for (int b = 0; b < batch; ++b) {
-    EXPECT_EQ(trace.source[0][std::size_t(b) * 14 + 13], -1);
-    EXPECT_EQ(trace.source[1][std::size_t(b) * 10 + 9], -1);
+    EXPECT_EQ(trace.source[0][std::size_t(b) * 15 + 14], -1);
+    EXPECT_EQ(trace.source[1][std::size_t(b) * 12 + 11], -1);
   }
   for (float v : logits) EXPECT_TRUE(std::isfinite(v));
 }
 
+// The paper: r = 0.2 at blocks 0, 3, 6 -> 197 into block 0, 158 into 1-3,
+// 127 into 4-6, 102 into 7-11 (DeiT-S 2.99 GMAC, paper 3.0).
 TEST(VisionTransformer, PaperScheduleTokenCounts) {
   EXPECT_EQ(rs::PruneSchedule::paper().token_counts(197, 12),
-            (std::vector<int>{197, 197, 157, 157, 157, 125, 125, 125, 100, 100, 100, 100, 100}));
+            (std::vector<int>{197, 158, 158, 158, 127, 127, 127, 102, 102, 102, 102, 102, 102}));
+  // The video settings (UMT-B, 12 x 196 + 1 tokens): r = 0.2 at blocks 0-2; r = 0.1 everywhere.
+  EXPECT_EQ(rs::PruneSchedule::video_retrieval().token_counts(2353, 4), (std::vector<int>{2353, 1883, 1507, 1206, 1206}));
+  EXPECT_EQ(rs::PruneSchedule::every_layer(0.1, 3).token_counts(2353, 3), (std::vector<int>{2353, 2118, 1907, 1717}));
+  // The count form keeps min(count, tokens); protected tokens always stay.
+  EXPECT_EQ(rs::PruneSchedule::counts({{0, 5}}).token_counts(3, 1), (std::vector<int>{3, 3}));
+  EXPECT_EQ(rs::PruneSchedule::counts({{0, 5}}).token_counts(9, 1), (std::vector<int>{9, 5}));
+  EXPECT_EQ(rs::PruneSchedule::drop({{0, 0.9}}, 4).token_counts(6, 1), (std::vector<int>{6, 4}));
+}
+
+TEST(VisionTransformer, ScheduleRefusesEmptySamples) {
+  expect_refused([] { rs::PruneSchedule::drop({{0, 1.0}}, 0).check_sample("test", 3, 5, 2); },
+                 {"sample 3", "0 tokens", "layer 0"});
+  expect_refused([] { rs::PruneSchedule::none(2).check_sample("test", 1, 1, 2); },
+                 {"sample 1", "fewer than schedule.protect = 2"});
+  expect_refused([] { rs::PruneSchedule::drop({{0, -0.1}}).check("test", 2); }, {"drop ratio", "[0, 1]"});
+  EXPECT_NO_THROW(rs::PruneSchedule::drop({{0, 1.0}}, 1).check_sample("test", 0, 5, 2));  // CLS survives
 }
 
 TEST(VisionTransformer, SafetensorsRoundTripGivesIdenticalLogits) {
@@ -121,7 +139,7 @@ TEST(VisionTransformer, SafetensorsRoundTripGivesIdenticalLogits) {
   const auto images = ref::random_floats(std::size_t(batch) * 3 * 32 * 32, 9);
   std::vector<float> a(std::size_t(batch) * cfg.num_classes), b(a.size());
   rs::VisionTransformer<> m1(w), m2(loaded);
-  const rs::PruneSchedule schedule{{{1, 0.8}, {2, 0.7}}, 1};
+  const auto schedule = rs::PruneSchedule::drop({{1, 0.2}, {2, 0.3}});
   m1.forward(rs::Host{}, images.data(), batch, a.data(), schedule);
   m2.forward(rs::Host{}, images.data(), batch, b.data(), schedule);
   EXPECT_EQ(a, b);
@@ -133,9 +151,9 @@ TEST(VisionTransformer, RefusedArguments) {
   std::vector<float> images(3 * 32 * 32), logits(10);
   EXPECT_THROW(model.forward(rs::Host{}, nullptr, 1, logits.data()), rs::InvalidArgument);
   EXPECT_THROW(model.forward(rs::Host{}, images.data(), 0, logits.data()), rs::InvalidArgument);
-  EXPECT_THROW(model.forward(rs::Host{}, images.data(), 1, logits.data(), rs::PruneSchedule{{{4, 0.5}}, 1}),
+  EXPECT_THROW(model.forward(rs::Host{}, images.data(), 1, logits.data(), rs::PruneSchedule::drop({{4, 0.5}})),
                rs::InvalidArgument);  // layer 4 of a depth-4 model
-  EXPECT_THROW(model.forward(rs::Host{}, images.data(), 1, logits.data(), rs::PruneSchedule{{{1, 1.5}}, 1}),
+  EXPECT_THROW(model.forward(rs::Host{}, images.data(), 1, logits.data(), rs::PruneSchedule::drop({{1, 1.5}})),
                rs::InvalidArgument);
   auto cfg = tiny_vit();
   cfg.image_size = 30;
@@ -151,18 +169,18 @@ TEST(ViT, MergeFollowsTheScheduleAndRefusesImpossibleRates) {
   rs::VisionTransformer<P::Mlp, P::L2, P::Merge> model(weights);
   const auto images = ref::random_floats(std::size_t(2) * 3 * 32 * 32, 6);
   std::vector<float> logits(2 * 10);
-  const rs::PruneSchedule schedule{{{1, 0.7}, {2, 0.8}}, 1};
+  const auto schedule = rs::PruneSchedule::drop({{1, 0.3}, {2, 0.2}});
   rs::ViTTrace trace;
   model.forward(rs::Host{}, images.data(), 2, logits.data(), schedule, &trace);
   EXPECT_EQ(trace.tokens, schedule.token_counts(17, cfg.depth));
-  EXPECT_EQ(trace.tokens, (std::vector<int>{17, 17, 11, 8, 8}));
+  EXPECT_EQ(trace.tokens, (std::vector<int>{17, 17, 12, 10, 10}));
   for (float l : logits) EXPECT_TRUE(std::isfinite(l));
   // Merging differs from pruning the same tokens: survivors absorb the rest.
   rs::VisionTransformer<P::Mlp, P::L2, P::Prune> pruned(weights);
   std::vector<float> pruned_logits(logits.size());
   pruned.forward(rs::Host{}, images.data(), 2, pruned_logits.data(), schedule);
   EXPECT_GT(ref::max_rel_error(logits, std::vector<double>(pruned_logits.begin(), pruned_logits.end())), 1e-4);
-  // keep 0.4 of 17 tokens cannot be reached by one merge
-  expect_refused([&] { model.forward(rs::Host{}, images.data(), 2, logits.data(), rs::PruneSchedule{{{0, 0.4}}, 1}); },
+  // dropping 0.6 of 17 tokens (keep 7) cannot be reached by one merge
+  expect_refused([&] { model.forward(rs::Host{}, images.data(), 2, logits.data(), rs::PruneSchedule::drop({{0, 0.6}})); },
                  {"Merge needs keep >= 9"});
 }

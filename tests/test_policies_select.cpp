@@ -36,6 +36,17 @@ TEST(SelectPolicy, TiesGoToTheLowerIndex) {
 
 TEST(SelectPolicy, KeepCountFloorsAndHonoursProtect) {
   EXPECT_EQ(rs::policies::keep_count(197, 0.8), 157);  // floor(157.6)
+  // The paper's rule drops floor(r N): 197 -> 158 -> 127 -> 102 at r = 0.2.
+  EXPECT_EQ(rs::policies::keep_after_drop(197, 0.2), 158);
+  EXPECT_EQ(rs::policies::keep_after_drop(158, 0.2), 127);
+  EXPECT_EQ(rs::policies::keep_after_drop(127, 0.2), 102);
+  EXPECT_EQ(rs::policies::keep_after_drop(200, 0.2), 160);  // exact despite 0.2's rounding
+  EXPECT_EQ(rs::policies::keep_after_drop(10, 0.0), 10);
+  EXPECT_EQ(rs::policies::keep_after_drop(10, 1.0), 0);
+  EXPECT_EQ(rs::policies::keep_after_drop(10, 1.0, 2), 2);   // protected tokens stay
+  EXPECT_EQ(rs::policies::keep_after_drop(1, 0.5, 3), 1);    // never more than the sample has
+  EXPECT_THROW(rs::policies::keep_after_drop(10, -0.1), rs::InvalidArgument);
+  EXPECT_THROW(rs::policies::keep_after_drop(10, std::nan("")), rs::InvalidArgument);
   EXPECT_EQ(rs::policies::keep_count(200, 0.8), 160);  // exact despite 0.8's rounding
   EXPECT_EQ(rs::policies::keep_count(10, 0.01, 2), 2);
   EXPECT_EQ(rs::policies::keep_count(10, 0.01), 1);

@@ -43,7 +43,7 @@ using Weights = std::shared_ptr<const rs::ViTWeights>;
 template <class Site, class Importance, class Compress = P::Prune>
 std::vector<int> predict(const Weights& w, const TestSet& t, double keep) {
   rs::VisionTransformer<Site, Importance, Compress> model(w);
-  const auto schedule = keep < 1.0 ? rs::PruneSchedule{{{1, keep}, {3, keep}}, 1} : rs::PruneSchedule::none();
+  const auto schedule = keep < 1.0 ? rs::PruneSchedule::drop({{1, 1.0 - keep}, {3, 1.0 - keep}}) : rs::PruneSchedule::none();
   const int classes = w->config.num_classes;
   std::vector<float> logits(std::size_t(t.count) * classes);
   model.forward(rs::Host{}, t.images.data(), t.count, logits.data(), schedule);
@@ -95,7 +95,7 @@ int main(int argc, char** argv) {
     // The other compress policies, same importance (Merge halves the free tokens at most per layer).
     for (double keep : kKeepRates) {
       row("mlp", "l2, fuse", keep, predict<P::Mlp, P::L2, P::Fuse>(w, t, keep), t, full);
-      if (rs::PruneSchedule{{{1, keep}, {3, keep}}, 1}.reachable<P::Merge>(cfg.tokens(), cfg.depth))
+      if (rs::PruneSchedule::drop({{1, 1.0 - keep}, {3, 1.0 - keep}}).reachable<P::Merge>(cfg.tokens(), cfg.depth))
         row("mlp", "l2, merge", keep, predict<P::Mlp, P::L2, P::Merge>(w, t, keep), t, full);
     }
     return 0;

@@ -54,7 +54,7 @@ using Weights = std::shared_ptr<const rs::BertWeights>;
 template <class Site, class Importance>
 Embeddings embed(const Weights& w, const Corpus& corpus, double keep) {
   rs::BertEncoder<Site, Importance> model(w);
-  const auto schedule = keep < 1.0 ? rs::PruneSchedule{{{1, keep}, {3, keep}}, 1} : rs::PruneSchedule::none();
+  const auto schedule = keep < 1.0 ? rs::PruneSchedule::drop({{1, 1.0 - keep}, {3, 1.0 - keep}}) : rs::PruneSchedule::none();
   Embeddings out;
   for (const auto& ids : corpus.sentences) {
     std::vector<float> e(std::size_t(w->config.dim));

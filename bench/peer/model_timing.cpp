@@ -61,7 +61,7 @@ double minilm(int batch, bool pruned, double budget, int seq, const char* weight
   for (auto& id : ids) id = token(gen);
   for (int b = 0; b < batch; ++b) ids[std::size_t(b) * seq] = 101;  // [CLS]
   std::vector<float> pooled(std::size_t(batch) * cfg.dim);
-  const auto schedule = pruned ? rs::PruneSchedule{{{1, 0.7}, {3, 0.7}}, 1} : rs::PruneSchedule::none();
+  const auto schedule = pruned ? rs::PruneSchedule::drop({{1, 0.3}, {3, 0.3}}) : rs::PruneSchedule::none();
   return median_rate(batch, budget, [&] {
     model.forward(rs::Host{}, ids.data(), lengths.data(), batch, seq, pooled.data(), schedule);
   });

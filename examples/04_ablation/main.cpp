@@ -81,16 +81,16 @@ int main(int argc, char** argv) {
       using Importance = decltype(i);
       using Compress = decltype(c);
       if constexpr (std::is_same_v<Backbone, rs::policies::SsmScan>) {
-        const auto schedule = rs::vim_schedule(keep);
-        std::printf("vim_t, batch %d: Block<SsmScan, %s, %s, %s, PreNorm>, keep %.2f at layers 2, 8, 14\n", batch,
-                    Site::name, Importance::name, Compress::name, keep);
+        const auto schedule = rs::vim_schedule(1.0 - keep);
+        std::printf("vim_t, batch %d: Block<SsmScan, %s, %s, %s, PreNorm>, drop %.2f at blocks 0, 6, 12\n", batch,
+                    Site::name, Importance::name, Compress::name, 1.0 - keep);
         rs::VisionMamba<Importance> model(rs::VimWeights::random(rs::VimConfig::vim_tiny(), 0));
         rs::VimTrace trace;
         compare(model, schedule, trace);
       } else {
-        const auto schedule = rs::PruneSchedule::paper_layers(keep);
-        std::printf("%s, batch %d: Block<Transformer, %s, %s, %s, PreNorm>, keep %.2f at layers 1, 4, 7\n",
-                    model_name.c_str(), batch, Site::name, Importance::name, Compress::name, keep);
+        const auto schedule = rs::PruneSchedule::paper_layers(1.0 - keep);
+        std::printf("%s, batch %d: Block<Transformer, %s, %s, %s, PreNorm>, drop %.2f at blocks 0, 3, 6\n",
+                    model_name.c_str(), batch, Site::name, Importance::name, Compress::name, 1.0 - keep);
         rs::VisionTransformer<Site, Importance, Compress> model(rs::ViTWeights::random(cfg, 0));
         rs::ViTTrace trace;
         compare(model, schedule, trace);

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "error.hpp"
+#include "varlen.hpp"
 
 namespace repshift {
 
@@ -17,7 +18,11 @@ struct BasicAttentionParams {
   const T* qkv_bias = nullptr;      // [3, H, Dh] or null (CPU only: on CUDA the QKV GEMM adds it)
   T* out = nullptr;                 // [B, N, H*Dh]
   const int* key_lengths = nullptr; // [B] or null: keys n >= key_lengths[b] are padding, masked out (CPU only)
-  const float* key_bias = nullptr;  // [B, N] or null: added to the logits of key n (after scaling)
+  const float* key_bias = nullptr;  // [B, N] (packed: [total]) or null: added to the logits of key n (after scaling)
+  // Packed (varlen): sample b's tokens are qkv / out rows [cu_seqlens[b],
+  // cu_seqlens[b + 1]) (token strides apply, batch strides do not); its
+  // queries see only its own keys, and `tokens` is the longest sample.
+  const int* cu_seqlens = nullptr;  // [B + 1] or null (CPU only for now)
   std::int64_t batch = 0, tokens = 0, heads = 0, head_dim = 0;
   std::int64_t qkv_batch_stride = 0, qkv_token_stride = 0;
   std::int64_t out_batch_stride = 0, out_token_stride = 0;
@@ -57,9 +62,16 @@ struct BasicAttentionParams {
     }
   }
 
-  // check_shape, then the key lengths (host memory).
+  // check_shape, then the key lengths and cu_seqlens (host memory).
   void check(const char* where) const {
     check_shape(where);
+    if (cu_seqlens) {
+      detail::check_cu_seqlens(where, "cu_seqlens", cu_seqlens, batch);
+      if (key_lengths) detail::fail(where, "key_lengths and cu_seqlens exclude each other (packed samples have no padding)");
+      for (std::int64_t b = 0; b < batch; ++b) {
+        detail::require_at_most(where, "a sample's tokens (cu_seqlens)", seq_length(cu_seqlens, b, 0), "tokens", tokens);
+      }
+    }
     if (key_lengths) {
       for (std::int64_t b = 0; b < batch; ++b) {
         if (key_lengths[b] < 1 || key_lengths[b] > tokens) {
@@ -70,8 +82,17 @@ struct BasicAttentionParams {
     }
   }
 
-  // Keys of sample b that take part in attention.
-  std::int64_t keys(std::int64_t b) const { return key_lengths ? key_lengths[b] : tokens; }
+  // Queries of sample b, and the keys that take part in its attention.
+  std::int64_t queries(std::int64_t b) const { return seq_length(cu_seqlens, b, tokens); }
+  std::int64_t keys(std::int64_t b) const { return key_lengths ? key_lengths[b] : queries(b); }
+  // Offsets of sample b's first qkv / out / key_bias entry.
+  std::int64_t qkv_offset(std::int64_t b) const {
+    return cu_seqlens ? cu_seqlens[b] * qkv_token_stride : b * qkv_batch_stride;
+  }
+  std::int64_t out_offset(std::int64_t b) const {
+    return cu_seqlens ? cu_seqlens[b] * out_token_stride : b * out_batch_stride;
+  }
+  std::int64_t key_bias_offset(std::int64_t b) const { return seq_begin(cu_seqlens, b, tokens); }
 };
 
 using AttentionParams = BasicAttentionParams<float>;

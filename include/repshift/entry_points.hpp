@@ -8,9 +8,11 @@
 #include <type_traits>
 
 #include "backend.hpp"
+#include "exec.hpp"
 #include "params.hpp"
 #include "policies/metric.hpp"
 #include "tensor_view.hpp"
+#include "varlen.hpp"
 
 namespace repshift {
 namespace detail {
@@ -88,6 +90,62 @@ void gather_tokens(Exec exec, const T* x, const int* keep_idx, T* out, int batch
   p.keep_token_stride = 1;
   p.keep_batch_stride = keep;
   p.check("gather_tokens");
+  Backend<Exec>::gather_tokens(exec, p);
+}
+
+// ---- packed (varlen) forms: FlashAttention's layout (varlen.hpp) ----
+// Sample b's tokens are rows [cu_seqlens[b], cu_seqlens[b + 1]) of a
+// contiguous [total, channels] array; its kept indices (local to the
+// sample, ascending) are rows [kept_cu_seqlens[b], kept_cu_seqlens[b + 1])
+// of keep_idx, each sample keeping its own count (e.g. kept_cu_seqlens(...)
+// with PruneSchedule::keep_at). max_seqlen / max_keep bound the samples'
+// counts. The arrays live in the executor's memory; on the CPU their
+// contents are checked (start at 0, never decrease, end at the total).
+
+// scores[i] = Metric(after[i, :], before[i, :]) for the total = cu_seqlens[batch] rows.
+template <class Metric, class Exec, class T>
+void shift_score_varlen(Exec exec, const T* before, const T* after, float* scores, const int* cu_seqlens, int batch,
+                        int total, int channels) {
+  detail::assert_score_types<Metric, Exec, T>();
+  if constexpr (std::is_same_v<Exec, Host>) detail::check_cu_seqlens("shift_score_varlen", "cu_seqlens", cu_seqlens, batch, total);
+  // A token's score does not depend on its sample: one run over every row.
+  shift_score<Metric>(exec, before, after, scores, 1, total, channels);
+}
+
+template <class Exec>
+void select_top_varlen(Exec exec, const float* scores, const int* cu_seqlens, const int* kept_cu_seqlens, int* keep_idx,
+                       int batch, int max_seqlen, int max_keep, int protect = 0) {
+  SelectParams p;
+  p.cu_seqlens = cu_seqlens;
+  p.kept_cu_seqlens = kept_cu_seqlens;
+  p.scores = scores;
+  p.keep_idx = keep_idx;
+  p.batch = batch;
+  p.tokens = max_seqlen;
+  p.keep = max_keep;
+  p.protect = protect;
+  p.scores_token_stride = p.keep_token_stride = 1;
+  p.check("select_top_varlen");
+  Backend<Exec>::select_top(exec, p);
+}
+
+// out rows [kept_cu_seqlens[b], ...) = x rows cu_seqlens[b] + keep_idx.
+template <class Exec, class T>
+void gather_tokens_varlen(Exec exec, const T* x, const int* cu_seqlens, const int* keep_idx, const int* kept_cu_seqlens,
+                          T* out, int batch, int max_seqlen, int max_keep, int channels) {
+  GatherParams<T> p;
+  p.cu_seqlens = cu_seqlens;
+  p.kept_cu_seqlens = kept_cu_seqlens;
+  p.x = x;
+  p.keep_idx = keep_idx;
+  p.out = out;
+  p.batch = batch;
+  p.tokens = max_seqlen;
+  p.keep = max_keep;
+  p.channels = channels;
+  p.x_token_stride = p.out_token_stride = channels;
+  p.keep_token_stride = 1;
+  p.check("gather_tokens_varlen");
   Backend<Exec>::gather_tokens(exec, p);
 }
 

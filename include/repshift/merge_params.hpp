@@ -10,11 +10,16 @@
 #include "config.hpp"
 #include "error.hpp"
 #include "policies/compress.hpp"
+#include "varlen.hpp"
 
 namespace repshift {
 
+// Packed (PackedRows): sample b's x, keys, scores and sizes rows start at
+// cu_seqlens[b]; its out, out_sizes and keep_idx rows at kept_cu_seqlens[b];
+// `tokens` and `keep` are then the longest sample's counts, and a sample
+// that keeps all its tokens is copied through.
 template <class T>
-struct BasicMergeParams {
+struct BasicMergeParams : PackedRows {
   const T* x = nullptr;             // [batch, tokens, channels] rows to merge, contiguous
   const T* keys = nullptr;          // [batch, tokens, key_channels] match features, token stride keys_token_stride
   const T* key_bias = nullptr;      // [key_channels] added to every key row, or null
@@ -41,7 +46,17 @@ struct BasicMergeParams {
     }
   }
 
+  // Merge can remove at most |A| tokens of a sample of `tokens`.
+  static void check_reachable(const char* where, std::int64_t tokens, std::int64_t keep, std::int64_t protect) {
+    if (keep < tokens && keep < min_keep(tokens, protect)) {
+      detail::fail(where, "keep = " + std::to_string(keep) + " merges more tokens than set A holds: with tokens = " +
+                              std::to_string(tokens) + " and protect = " + std::to_string(protect) +
+                              ", Merge needs keep >= " + std::to_string(min_keep(tokens, protect)));
+    }
+  }
+
   void check(const char* where) const {
+    check_pointers(where);
     detail::require_pointer(where, "x", x);
     detail::require_pointer(where, "keys", keys);
     detail::require_pointer(where, "scores", scores);
@@ -59,11 +74,7 @@ struct BasicMergeParams {
       detail::fail(where, "keys_token_stride = " + std::to_string(keys_token_stride) + " is smaller than key_channels = " +
                               std::to_string(key_channels));
     }
-    if (keep < min_keep(tokens, protect)) {
-      detail::fail(where, "keep = " + std::to_string(keep) + " merges more tokens than set A holds: with tokens = " +
-                              std::to_string(tokens) + " and protect = " + std::to_string(protect) +
-                              ", keep must be >= " + std::to_string(min_keep(tokens, protect)));
-    }
+    if (!packed()) check_reachable(where, tokens, keep, protect);
     detail::checked_extent(where, "x", batch, tokens, channels, sizeof(T));
     detail::checked_extent(where, "keys", batch, tokens, key_stride(), sizeof(T));
   }

@@ -10,6 +10,7 @@
 
 #include "error.hpp"
 #include "tensor_view.hpp"
+#include "varlen.hpp"
 
 namespace repshift {
 
@@ -37,7 +38,7 @@ struct ShiftParams {
 };
 
 // keep_idx[b, 0..keep) = the kept token indices of sample b, ascending.
-struct SelectParams {
+struct SelectParams : PackedRows {
   const float* scores = nullptr;
   int* keep_idx = nullptr;
   std::int64_t batch = 0, tokens = 0, keep = 0, protect = 0;
@@ -45,6 +46,7 @@ struct SelectParams {
   std::int64_t keep_batch_stride = 0, keep_token_stride = 0;
 
   void check(const char* where) const {
+    check_pointers(where);
     detail::require_pointer(where, "scores", scores);
     detail::require_pointer(where, "keep_idx", keep_idx);
     detail::require_positive(where, "batch", batch);
@@ -60,18 +62,22 @@ struct SelectParams {
   }
 };
 
-// out[b, k, :] = x[b, keep_idx[b, k], :]
+// out[b, k, :] = x[b, keep_idx[b, k], :]; packed: out's rows start at
+// out_cu_seqlens[b] (null: kept_cu_seqlens[b], like keep_idx's).
 template <class T>
-struct GatherParams {
+struct GatherParams : PackedRows {
   const T* x = nullptr;
   const int* keep_idx = nullptr;
   T* out = nullptr;
+  const int* out_cu_seqlens = nullptr;
   std::int64_t batch = 0, tokens = 0, keep = 0, channels = 0;
   std::int64_t x_batch_stride = 0, x_token_stride = 0;
   std::int64_t keep_batch_stride = 0, keep_token_stride = 0;
   std::int64_t out_batch_stride = 0, out_token_stride = 0;
 
   void check(const char* where) const {
+    check_pointers(where);
+    if (out_cu_seqlens) detail::require_pointer(where, "cu_seqlens", cu_seqlens);
     detail::require_pointer(where, "x", x);
     detail::require_pointer(where, "keep_idx", keep_idx);
     detail::require_pointer(where, "out", out);

@@ -1,13 +1,4 @@
 #pragma once
-// Which pair of rows a fused residual epilogue scores, shared by the CPU
-// and CUDA epilogues: a compile-time choice, never a branch in a row loop.
+// ScoreOperands lives with the Sites that choose it (policies/site.hpp).
 
-namespace repshift {
-
-enum class ScoreOperands {
-  None,               // no score
-  BranchVsResidual,   // D(branch, residual): Attention and Mlp sites
-  OutputVsBlockInput  // D(out, block_input): Block site
-};
-
-}  // namespace repshift
+#include "policies/site.hpp"

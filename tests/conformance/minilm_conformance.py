@@ -7,8 +7,11 @@ float64 NumPy implementation of BERT + mean pooling.
 
 Tokenises a fixed sentence set with the package's own tokenizer.json
 (HF `tokenizers`), pads the batch, runs both, and requires every embedding
-to match to 1e-4 relative (max abs difference / max abs value). Exit 77
-(ctest: skipped) when the Python packages are missing.
+to match to 1e-4 relative (max abs difference / max abs value). Then batch
+invariance with pruning (keep 0.7 at layers 1 and 3, each sentence's count
+from its own length): every sentence, 3 to ~300 tokens, embedded inside
+the padded batch and alone, must agree to 1e-5. Exit 77 (ctest: skipped)
+when the Python packages are missing.
 """
 import importlib.util
 import json
@@ -27,7 +30,10 @@ SENTENCES = [
     "Token pruning keeps the tokens that the network transforms the most and drops the others early.",
     "I like cats.",
     "The stock market fell sharply on Monday after the announcement.",
+    " ".join(["Long inputs are where pruning pays: attention grows with the square of the length."] * 17),
+    " ".join(["A medium sentence, repeated to reach about a hundred tokens of text."] * 6),
 ]
+PRUNE = ["0.7", "1", "0.7", "3"]  # (keep ratio, layer) pairs for minilm_embed
 
 
 def skip(why):
@@ -94,6 +100,14 @@ def reference(w, ids, mask, np):
     return (x * m).sum(1) / m.sum(1)
 
 
+def embed(exe, weights, ids, lengths, np, tmp, schedule=()):
+    ids_path, out_path = os.path.join(tmp, "ids.bin"), os.path.join(tmp, "out.bin")
+    with open(ids_path, "wb") as f:
+        f.write(struct.pack("<ii", *ids.shape) + ids.astype(np.int32).tobytes() + lengths.astype(np.int32).tobytes())
+    subprocess.run([exe, weights, ids_path, out_path, *schedule], check=True)
+    return np.fromfile(out_path, dtype="<f4").reshape(ids.shape[0], -1).astype(np.float64)
+
+
 def main():
     if len(sys.argv) != 2:
         sys.exit(__doc__)
@@ -104,6 +118,7 @@ def main():
         skip(f"missing Python package: {e.name}")
     mdir = model_dir()
     tok = Tokenizer.from_file(os.path.join(mdir, "tokenizer.json"))
+    tok.no_truncation()
     tok.enable_padding(pad_id=0, pad_token="[PAD]")
     enc = tok.encode_batch(SENTENCES)
     ids = np.array([e.ids for e in enc], dtype=np.int32)
@@ -111,13 +126,14 @@ def main():
     lengths = mask.sum(1).astype(np.int32)
     assert all(mask[b, :lengths[b]].all() for b in range(len(SENTENCES))), "padding must be trailing"
 
-    want = reference(load_safetensors(os.path.join(mdir, "model.safetensors"), np), ids, mask, np)
+    weights = os.path.join(mdir, "model.safetensors")
+    want = reference(load_safetensors(weights, np), ids, mask, np)
     with tempfile.TemporaryDirectory() as tmp:
-        ids_path, out_path = os.path.join(tmp, "ids.bin"), os.path.join(tmp, "out.bin")
-        with open(ids_path, "wb") as f:
-            f.write(struct.pack("<ii", *ids.shape) + ids.tobytes() + lengths.tobytes())
-        subprocess.run([sys.argv[1], os.path.join(mdir, "model.safetensors"), ids_path, out_path], check=True)
-        got = np.fromfile(out_path, dtype="<f4").reshape(want.shape).astype(np.float64)
+        got = embed(sys.argv[1], weights, ids, lengths, np, tmp)
+        # Batch invariance under pruning: batched vs each sentence alone.
+        batched = embed(sys.argv[1], weights, ids, lengths, np, tmp, PRUNE)
+        alone = np.stack([embed(sys.argv[1], weights, ids[b:b + 1, :lengths[b]], lengths[b:b + 1], np, tmp, PRUNE)[0]
+                          for b in range(len(SENTENCES))])
 
     worst = 0.0
     for b, sentence in enumerate(SENTENCES):
@@ -128,7 +144,11 @@ def main():
     ok = worst <= 1e-4
     print(f"all-MiniLM-L6-v2, {len(SENTENCES)} sentences padded to {ids.shape[1]} tokens: "
           f"max relative error {worst:.2e} (limit 1e-4): {'PASS' if ok else 'FAIL'}")
-    sys.exit(0 if ok else 1)
+    invariance = max(np.abs(batched[b] - alone[b]).max() / np.abs(alone[b]).max() for b in range(len(SENTENCES)))
+    ok_inv = invariance <= 1e-5
+    print(f"pruned (keep 0.7 at layers 1, 3), batched vs alone, {lengths.min()} to {lengths.max()} tokens: "
+          f"max relative difference {invariance:.2e} (limit 1e-5): {'PASS' if ok_inv else 'FAIL'}")
+    sys.exit(0 if ok and ok_inv else 1)
 
 
 if __name__ == "__main__":

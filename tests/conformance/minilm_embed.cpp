@@ -2,11 +2,13 @@
 //   minilm_embed MODEL.safetensors IDS.bin OUT.bin [keep_ratio layer ...]
 // IDS.bin: int32 batch, int32 tokens, int32 ids[batch * tokens], int32 lengths[batch].
 // OUT.bin: float32 [batch, 384] mean-pooled embeddings (not normalised).
-// Optional (keep_ratio, layer) pairs form a pruning schedule, CLS protected.
+// Optional (keep_ratio, layer) pairs form a pruning schedule, CLS protected:
+// each sample of N tokens keeps N - floor((1 - keep_ratio) N) at that layer.
 
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <utility>
 #include <vector>
 
 #include <repshift/models/bert.hpp>
@@ -29,8 +31,10 @@ int main(int argc, char** argv) {
     in.read(reinterpret_cast<char*>(lengths.data()), std::streamsize(lengths.size() * 4));
     if (!in) throw rs::FormatError(std::string("truncated ids file ") + argv[2]);
 
-    rs::PruneSchedule schedule;
-    for (int i = 4; i + 1 < argc; i += 2) schedule.layers.emplace_back(std::atoi(argv[i + 1]), std::atof(argv[i]));
+    // keep ratio k at a layer = the paper's drop ratio 1 - k there.
+    std::vector<std::pair<int, double>> drops;
+    for (int i = 4; i + 1 < argc; i += 2) drops.emplace_back(std::atoi(argv[i + 1]), 1.0 - std::atof(argv[i]));
+    const auto schedule = rs::PruneSchedule::drop(drops);
 
     rs::BertEncoder<> model(rs::BertWeights::load(rs::BertConfig::minilm_l6(), rs::io::SafeTensorsFile(argv[1])));
     std::vector<float> pooled(std::size_t(batch) * model.config().dim);

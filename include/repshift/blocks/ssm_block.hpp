@@ -160,7 +160,9 @@ struct Block<policies::SsmScan, Site, Metric, Compress, Norm> {
       cpu::residual_epilogue<Fused, cpu::ScoreOperands::None, false>(host, e);
     }
     if constexpr (std::is_same_v<Metric, policies::Random>) {
-      if (score) policies::Random::fill(a.seed, a.batch, a.tokens, scores);
+      if (score) {
+        for (int b = 0; b < a.batch; ++b) policies::Random::fill(a.seed, a.tokens, scores + std::int64_t(b) * a.tokens);
+      }
     }
     if (prune) prune_tokens(host, a, scores, dim, ws);
   }

@@ -124,7 +124,7 @@ void Block<policies::Transformer, Site, Metric, Compress, Norm>::forward(const C
   static_assert(cuda_detail::is_device_storage_v<T>, "Block::forward(Cuda): T must be float, __half or __nv_bfloat16");
   constexpr const char* where = "Block<Transformer>::forward(Cuda)";
   check(w, a);
-  if (a.lengths) detail::fail(where, "padded batches (lengths) are CPU-only for now");
+  if (a.cu_seqlens) detail::fail(where, "packed batches (cu_seqlens) are CPU-only for now");
   if (cuda_tiling::attention_head_bucket(w.head_dim()) == 0) {
     detail::fail(where, "head_dim = " + std::to_string(w.head_dim()) + " is not supported on CUDA (at most 128)");
   }
@@ -201,7 +201,7 @@ void Block<policies::Transformer, Site, Metric, Compress, Norm>::forward(const C
   }
   cuda_detail::dense(exec, blas, ws.attn(), rows, dim, w.proj_weight, w.proj_bias, dim, ws.branch());
 
-  constexpr bool kScoreAttention = std::is_same_v<Site, policies::Attention>;
+  constexpr bool kScoreAttention = Site::scores_attention;
   cuda_detail::ResidualRows<T> e1;
   e1.branch = ws.branch();
   e1.residual = a.x;
@@ -215,7 +215,7 @@ void Block<policies::Transformer, Site, Metric, Compress, Norm>::forward(const C
     e1.ln_out = ws.ln();  // LN2(x') feeds the MLP
     e1.ln_next = norm2;
   }
-  residual(std::integral_constant<ScoreOperands, kScoreAttention ? ScoreOperands::BranchVsResidual : ScoreOperands::None>{},
+  residual(std::integral_constant<ScoreOperands, kScoreAttention ? Site::operands : ScoreOperands::None>{},
            e1, kScoreAttention && score);
   if (kScoreAttention && score) baseline_importance(a.tokens);
 
@@ -256,9 +256,7 @@ void Block<policies::Transformer, Site, Metric, Compress, Norm>::forward(const C
   e3.channels = dim;
   e3.scores = scores;
   if constexpr (kPostNorm) e3.ln_post = norm2;
-  constexpr ScoreOperands kEndOperands = std::is_same_v<Site, policies::Mlp> ? ScoreOperands::BranchVsResidual
-                                                                              : ScoreOperands::OutputVsBlockInput;
-  residual(std::integral_constant<ScoreOperands, kScoreEnd ? kEndOperands : ScoreOperands::None>{}, e3,
+  residual(std::integral_constant<ScoreOperands, kScoreEnd ? Site::operands : ScoreOperands::None>{}, e3,
            kScoreEnd && score);
   if (kScoreEnd && score) baseline_importance(a.tokens);
   if (gather_output) compress(ws.x1(), a.y);

@@ -10,7 +10,12 @@
 // reads both of its operands (no extra pass). Attention is the flash
 // kernel: no N x N buffer.
 //
-// Pruning (keep < tokens): scores -> rs::select_top -> rs::gather_tokens;
+// Batches are padded [batch, tokens, dim] or packed [total, dim] with
+// cu_seqlens (varlen.hpp); both run as one packed schedule (a padded batch
+// is the packed one with equal lengths), so a sample's result does not
+// depend on the batch it runs in, and padding costs nothing.
+//
+// Pruning (a sample keeps fewer than it has): scores -> select -> gather;
 // with Compress = Fuse one more row follows the kept ones: the dropped
 // tokens' importance-weighted mean; Compress = Merge averages the least
 // important tokens into their most similar ones instead (size-weighted,
@@ -59,13 +64,23 @@ struct BasicTransformerBlockArgs {
   int keep = 0;              // == tokens: no pruning
   int protect = 1;           // leading tokens always kept (CLS)
   float* scores = nullptr;   // optional [batch, tokens]: the Site's shift, written when set
-  int* keep_idx = nullptr;   // optional [batch, keep]: kept indices, written when pruning
+  int* keep_idx = nullptr;   // optional [batch, keep]: kept indices (per sample, ascending), written when pruning
   // Padding (BERT-style batches of unequal length): sample b's tokens
   // [lengths[b], tokens) are padding. They are masked out as attention keys,
   // score NaN (so pruning drops them first), and after pruning sample b has
   // kept_lengths[b] = min(lengths[b], keep) valid tokens, padding last.
-  const int* lengths = nullptr;  // optional [batch]
-  int* kept_lengths = nullptr;   // [batch], required when lengths is set and keep < tokens
+  // Packed batches (FlashAttention's varlen layout): with cu_seqlens set, x
+  // holds cu_seqlens[batch] rows, sample b's at [cu_seqlens[b],
+  // cu_seqlens[b + 1]), and `tokens` / `keep` are unused. Sample b keeps
+  // kept_cu_seqlens[b + 1] - kept_cu_seqlens[b] tokens (null: all of them;
+  // PruneSchedule::keep_at gives the paper's count from its own length).
+  // y's rows follow out_cu_seqlens, which the block writes (kept rows, plus
+  // Fuse's token for a sample that dropped some). scores, keep_idx, sizes
+  // and kept_sizes are packed the same way (by cu_seqlens, kept_cu_seqlens).
+  // All three arrays are host memory.
+  const int* cu_seqlens = nullptr;       // optional [batch + 1]
+  const int* kept_cu_seqlens = nullptr;  // optional [batch + 1], packed only
+  int* out_cu_seqlens = nullptr;         // [batch + 1], required when packed
   std::uint64_t seed = 0;        // for policies::Random importance (models pass the layer index)
   // Token sizes (Compress = Merge only): how many original tokens each row
   // stands for. They weight the merge and add log(size) to the attention
@@ -111,6 +126,7 @@ class TransformerWorkspace {
   float* scores() { return floats_.data() + floats_.size() - std::size_t(rows_); }
   float* log_sizes() { return log_sizes_.data(); }
   int* keep_idx() { return ints_.data(); }
+  TokenPlan& plan() { return plan_; }
   // [batch, heads, tokens, tokens] attention probabilities: only blocks
   // whose importance needs the map (ClsAttention) ask for it.
   float* attention_map(std::int64_t batch, std::int64_t heads, std::int64_t tokens) {
@@ -123,6 +139,7 @@ class TransformerWorkspace {
   std::vector<float> map_;
   std::vector<float> floats_, log_sizes_;
   std::vector<int> ints_;
+  TokenPlan plan_;
   std::int64_t rows_ = 0, dim_ = 0;
 };
 
@@ -130,7 +147,7 @@ class TransformerWorkspace {
 // importance (policies/importance.hpp), computed where the site prunes.
 template <class Site, class Metric, class Compress, class Norm>
 struct Block<policies::Transformer, Site, Metric, Compress, Norm> {
-  static_assert(policies::is_site_v<Site>, "Block: Site must be Attention, Mlp or Block");
+  static_assert(policies::is_site_v<Site>, "Block: Site must be Attention, Mlp, Block or Update<Attention | Mlp>");
   static_assert(policies::is_importance_v<Metric>,
                 "Block: Metric must meet the metric contract or be Random / ClsAttention");
   static_assert(policies::is_norm_v<Norm>, "Block: Norm must be PreNorm or PostNorm");
@@ -146,26 +163,30 @@ struct Block<policies::Transformer, Site, Metric, Compress, Norm> {
   static constexpr int kExtra = Compress::extra_tokens;
   static constexpr bool kMerge = Compress::tracks_sizes;
 
-  // Tokens the block outputs for `keep` of `tokens`.
+  // Tokens the block outputs for `keep` of `tokens` (per sample).
   static constexpr int output_tokens(int tokens, int keep) { return keep < tokens ? keep + kExtra : tokens; }
 
   template <class T>
   static void check(const BasicTransformerBlockWeights<T>& w, const BasicTransformerBlockArgs<T>& a) {
     constexpr const char* where = "Block<Transformer>::forward";
     w.check(where);
-    detail::check_token_block_args(where, a.x, a.y, a.batch, a.tokens, a.keep, a.protect);
-    if (a.lengths && a.keep < a.tokens) detail::require_pointer(where, "kept_lengths", a.kept_lengths);
-    if (kExtra && a.lengths) {
-      detail::fail(where, "Compress = Fuse appends its token after the kept ones and cannot be used with "
-                          "padded batches (lengths)");
+    if (a.cu_seqlens) {
+      detail::require_pointer(where, "x", a.x);
+      detail::require_pointer(where, "y", a.y);
+      detail::require_pointer(where, "out_cu_seqlens", a.out_cu_seqlens);
+      detail::require_non_negative(where, "protect", a.protect);
+      detail::check_cu_seqlens(where, "cu_seqlens", a.cu_seqlens, a.batch);
+      detail::check_min_seqlen(where, "cu_seqlens", a.cu_seqlens, a.batch, std::max(1, a.protect), "max(1, protect)");
+      if (a.kept_cu_seqlens) detail::check_kept_seqlens(where, a.cu_seqlens, a.kept_cu_seqlens, a.batch, a.protect);
+    } else {
+      detail::check_token_block_args(where, a.x, a.y, a.batch, a.tokens, a.keep, a.protect);
+      if (a.kept_cu_seqlens) detail::fail(where, "kept_cu_seqlens belongs to packed batches: set cu_seqlens too");
     }
     if constexpr (kMerge) {
-      if (a.lengths) detail::fail(where, "Compress = Merge cannot be used with padded batches (lengths)");
-      const std::int64_t min_keep = MergeParams::min_keep(a.tokens, a.protect);
-      if (a.keep < a.tokens && a.keep < min_keep) {
-        detail::fail(where, "keep = " + std::to_string(a.keep) + " merges more tokens than set A holds: with tokens = " +
-                                std::to_string(a.tokens) + " and protect = " + std::to_string(a.protect) +
-                                ", Merge needs keep >= " + std::to_string(min_keep));
+      for (int b = 0; b < a.batch; ++b) {
+        const int n = a.cu_seqlens ? a.cu_seqlens[b + 1] - a.cu_seqlens[b] : a.tokens;
+        const int k = a.cu_seqlens ? (a.kept_cu_seqlens ? a.kept_cu_seqlens[b + 1] - a.kept_cu_seqlens[b] : n) : a.keep;
+        MergeParams::check_reachable(where, n, k, a.protect);
       }
     } else {
       if (a.sizes || a.kept_sizes) {
@@ -176,9 +197,10 @@ struct Block<policies::Transformer, Site, Metric, Compress, Norm> {
       detail::fail(where, "y must not alias x (the Block site reads x after y is written)");
     }
     // CBLAS extents are int: rows and every leading dimension must fit.
+    const std::int64_t rows = a.cu_seqlens ? std::int64_t(a.cu_seqlens[a.batch]) : std::int64_t(a.batch) * a.tokens;
     const std::int64_t widest = std::max<std::int64_t>(3 * w.dim, w.mlp_hidden);
-    detail::checked_extent(where, "activations", a.batch, a.tokens, widest, sizeof(T));
-    detail::require_at_most(where, "batch * tokens", std::int64_t(a.batch) * a.tokens, "INT_MAX", INT_MAX);
+    detail::checked_extent(where, "activations", 1, rows, widest, sizeof(T));
+    detail::require_at_most(where, "batch * tokens", rows, "INT_MAX", INT_MAX);
     detail::require_at_most(where, "weights.mlp_hidden", w.mlp_hidden, "INT_MAX / 3", INT_MAX / 3);
     detail::require_at_most(where, "weights.dim", w.dim, "INT_MAX / 3", INT_MAX / 3);
   }
@@ -186,7 +208,7 @@ struct Block<policies::Transformer, Site, Metric, Compress, Norm> {
   // On the GPU: defined in blocks/transformer_block.cuh (include
   // repshift/cuda.hpp); every pointer is a device pointer and T is float,
   // __half or __nv_bfloat16. Enqueues on exec.stream without allocating or
-  // synchronising.
+  // synchronising. Padded batches only for now.
   template <class T>
   static void forward(const Cuda& exec, const BasicTransformerBlockWeights<T>& w, const BasicTransformerBlockArgs<T>& a,
                       cuda::TransformerWorkspace<T>& ws);
@@ -194,10 +216,12 @@ struct Block<policies::Transformer, Site, Metric, Compress, Norm> {
   static void forward(const Host& host, const TransformerBlockWeights& w, const TransformerBlockArgs& a,
                       TransformerWorkspace& ws) {
     check(w, a);
-    if (kMerge && a.sizes) MergeParams::check_sizes("Block<Transformer>::forward", a.sizes, std::int64_t(a.batch) * a.tokens);
-    const std::int64_t dim = w.dim, rows = std::int64_t(a.batch) * a.tokens;
-    ws.reserve(a.batch, a.tokens, dim, w.mlp_hidden);
-    const bool prune = a.keep < a.tokens;
+    TokenPlan& plan = ws.plan();
+    plan.plan(a.batch, a.tokens, a.keep, a.cu_seqlens, a.kept_cu_seqlens, kExtra);
+    const std::int64_t dim = w.dim, rows = plan.in_rows();
+    if (kMerge && a.sizes) MergeParams::check_sizes("Block<Transformer>::forward", a.sizes, rows);
+    ws.reserve(1, rows, dim, w.mlp_hidden);
+    const bool prune = plan.drops;
     const bool score = prune || a.scores != nullptr;
     float* scores = a.scores ? a.scores : ws.scores();
     int* keep_idx = a.keep_idx ? a.keep_idx : ws.keep_idx();
@@ -210,8 +234,8 @@ struct Block<policies::Transformer, Site, Metric, Compress, Norm> {
     }
     cpu::linear(attn_in, rows, dim, w.qkv_weight, 3 * dim, ws.qkv(), dim, 3 * dim);
     AttentionParams attention =
-        AttentionParams::contiguous(ws.qkv(), w.qkv_bias, ws.attn(), a.batch, a.tokens, w.heads, w.head_dim());
-    attention.key_lengths = a.lengths;
+        AttentionParams::contiguous(ws.qkv(), w.qkv_bias, ws.attn(), a.batch, plan.max_in, w.heads, w.head_dim());
+    attention.cu_seqlens = plan.in.data();
     if (kMerge && a.sizes) {
       float* log_sizes = ws.log_sizes();
       for (std::int64_t i = 0; i < rows; ++i) log_sizes[i] = std::log(a.sizes[i]);
@@ -219,7 +243,7 @@ struct Block<policies::Transformer, Site, Metric, Compress, Norm> {
     }
     float* attention_map = nullptr;
     if constexpr (policies::needs_attention_map_v<Metric>) {
-      attention_map = ws.attention_map(a.batch, w.heads, a.tokens);
+      attention_map = ws.attention_map(a.batch, w.heads, plan.max_in);
       cpu::attention_with_map(host, attention, attention_map);
     } else {
       cpu::flash_attention(host, attention);
@@ -240,36 +264,30 @@ struct Block<policies::Transformer, Site, Metric, Compress, Norm> {
       e1.ln_out = ws.ln();  // LN2(x') feeds the MLP
       e1.ln_next = w.norm2();
     }
-    constexpr bool kScoreAttention = std::is_same_v<Site, policies::Attention>;
-    run_residual<kScoreAttention ? cpu::ScoreOperands::BranchVsResidual : cpu::ScoreOperands::None>(
-        host, e1, kScoreAttention && score);
-    if (kScoreAttention && score) {
-      baseline_importance(a, w, attention_map, scores);
-      mask_padding(a, scores);
-    }
+    constexpr bool kScoreAttention = Site::scores_attention;
+    run_residual<kScoreAttention ? Site::operands : cpu::ScoreOperands::None>(host, e1, kScoreAttention && score);
+    if (kScoreAttention && score) baseline_importance(a, w, plan, attention_map, scores);
 
     // ---- prune between the sub-layers (Attention site) -------------------
-    std::int64_t mlp_tokens = a.tokens;
+    std::int64_t mlp_rows = rows;
     const float* x1 = ws.x1();
     const float* mlp_in = kPostNorm ? ws.x1() : ws.ln();
     if constexpr (kScoreAttention) {
       if (prune) {
         // attn and qkv are free after this: they take the compressed x' and LN2(x').
-        compress(host, a, w, ws.qkv(), ws.x1(), scores, keep_idx, ws.attn());
+        compress(host, a, w, plan, ws.qkv(), ws.x1(), scores, keep_idx, ws.attn());
         x1 = ws.attn();
+        mlp_rows = plan.out_rows();
         if constexpr (!kPostNorm) {
-          const std::int64_t rows_kept = std::int64_t(a.batch) * output_tokens(a.tokens, a.keep);
-          cpu::layer_norm_rows(host, ws.attn(), ws.qkv(), rows_kept, dim, w.norm2());
+          cpu::layer_norm_rows(host, ws.attn(), ws.qkv(), mlp_rows, dim, w.norm2());
           mlp_in = ws.qkv();
         } else {
           mlp_in = x1;
         }
-        mlp_tokens = output_tokens(a.tokens, a.keep);
       }
     }
 
     // ---- MLP sub-layer ----------------------------------------------------
-    const std::int64_t mlp_rows = std::int64_t(a.batch) * mlp_tokens;
     cpu::linear(mlp_in, mlp_rows, dim, w.fc1_weight, w.mlp_hidden, ws.hidden(), dim, w.mlp_hidden);
     cpu::bias_gelu(host, ws.hidden(), mlp_rows, w.mlp_hidden, w.fc1_bias);
     cpu::linear(ws.hidden(), mlp_rows, w.mlp_hidden, w.fc2_weight, dim, ws.branch(), w.mlp_hidden, dim);
@@ -287,32 +305,58 @@ struct Block<policies::Transformer, Site, Metric, Compress, Norm> {
     e3.channels = dim;
     e3.scores = scores;
     if constexpr (kPostNorm) e3.ln_post = w.norm2();
-    constexpr cpu::ScoreOperands kEndOperands =
-        std::is_same_v<Site, policies::Mlp> ? cpu::ScoreOperands::BranchVsResidual
-                                            : cpu::ScoreOperands::OutputVsBlockInput;
-    run_residual<kScoreEnd ? kEndOperands : cpu::ScoreOperands::None>(host, e3, kScoreEnd && score);
+    run_residual<kScoreEnd ? Site::operands : cpu::ScoreOperands::None>(host, e3, kScoreEnd && score);
 
-    if (kScoreEnd && score) {
-      baseline_importance(a, w, attention_map, scores);
-      mask_padding(a, scores);
-    }
-    if (gather_output) compress(host, a, w, ws.qkv(), ws.x1(), scores, keep_idx, a.y);
+    if (kScoreEnd && score) baseline_importance(a, w, plan, attention_map, scores);
+    if (gather_output) compress(host, a, w, plan, ws.qkv(), ws.x1(), scores, keep_idx, a.y);
+    const std::vector<int>& out_cu = prune ? plan.out : plan.in;
+    if (a.out_cu_seqlens) std::copy(out_cu.begin(), out_cu.end(), a.out_cu_seqlens);
   }
 
  private:
-  // Compresses src [batch, tokens, dim] to dst [batch, keep + kExtra, dim]
-  // by the scores. Prune / Fuse: select the top `keep`, gather them (Fuse
-  // appends the dropped rows' score-weighted mean). Merge: merge by the
-  // scores and the layer's keys (qkv's K part, read before qkv is reused).
+  // Compresses src (plan.in rows) to dst (plan.out rows) by the scores.
+  // Prune / Fuse: select each sample's top keep, gather them (Fuse appends
+  // the dropped rows' score-weighted mean). Merge: merge by the scores and
+  // the layer's keys (qkv's K part, read before qkv is reused).
   static void compress(const Host& host, const TransformerBlockArgs& a, const TransformerBlockWeights& w,
-                       const float* qkv, const float* src, const float* scores, int* keep_idx, float* dst) {
+                       const TokenPlan& plan, const float* qkv, const float* src, const float* scores, int* keep_idx,
+                       float* dst) {
     if constexpr (kMerge) {
       // The CPU QKV GEMM leaves the bias to the attention kernel: add it here too.
-      cpu::merge_tokens(host, merge_params(a, w.dim, qkv, w.qkv_bias, src, scores, keep_idx, dst));
+      MergeParams m = merge_params(a, w.dim, qkv, w.qkv_bias, src, scores, keep_idx, dst);
+      m.cu_seqlens = plan.in.data();
+      m.kept_cu_seqlens = plan.kept.data();
+      m.tokens = plan.max_in;
+      m.keep = plan.max_kept;
+      cpu::merge_tokens(host, m);
     } else {
       (void)qkv;
-      select_kept(host, a, scores, keep_idx);
-      gather_rows(host, a, src, scores, keep_idx, dst, w.dim);
+      SelectParams sel;
+      sel.cu_seqlens = plan.in.data();
+      sel.kept_cu_seqlens = plan.kept.data();
+      sel.scores = scores;
+      sel.keep_idx = keep_idx;
+      sel.batch = a.batch;
+      sel.tokens = plan.max_in;
+      sel.keep = plan.max_kept;
+      sel.protect = a.protect;
+      sel.scores_token_stride = sel.keep_token_stride = 1;
+      cpu::select_top(host, sel);
+      GatherParams<float> g;
+      g.cu_seqlens = plan.in.data();
+      g.kept_cu_seqlens = plan.kept.data();
+      g.out_cu_seqlens = plan.out.data();
+      g.x = src;
+      g.keep_idx = keep_idx;
+      g.out = dst;
+      g.batch = a.batch;
+      g.tokens = plan.max_in;
+      g.keep = plan.max_kept;
+      g.channels = w.dim;
+      g.x_token_stride = g.out_token_stride = w.dim;
+      g.keep_token_stride = 1;
+      cpu::gather_tokens(host, g);
+      if constexpr (kExtra == 1) fuse_dropped(plan, src, scores, keep_idx, dst, w.dim);
     }
   }
 
@@ -340,70 +384,53 @@ struct Block<policies::Transformer, Site, Metric, Compress, Norm> {
     return m;
   }
 
-  // dst[b, 0..keep) = src rows keep_idx[b]; with Fuse, dst[b, keep] = the
-  // dropped rows' mean weighted by their scores (uniform when those are all
-  // zero). dst rows are [batch, keep + kExtra, dim].
-  static void gather_rows(const Host& host, const TransformerBlockArgs& a, const float* src, const float* scores,
-                          const int* keep_idx, float* dst, std::int64_t dim) {
-    const std::int64_t out_tokens = output_tokens(a.tokens, a.keep);
-    gather_tokens(host, make_view(src, {a.batch, a.tokens, dim}), make_view(keep_idx, {a.batch, a.keep}),
-                  TensorView<float, 3>{dst, {a.batch, a.keep, dim}, {out_tokens * dim, dim, 1}});
-    if constexpr (kExtra == 1) {
-      const int dropped = a.tokens - a.keep;
-      std::vector<char> kept(std::size_t(a.tokens));
-      for (int b = 0; b < a.batch; ++b) {
-        const float* s = scores + std::int64_t(b) * a.tokens;
-        std::fill(kept.begin(), kept.end(), 0);
-        for (int k = 0; k < a.keep; ++k) kept[std::size_t(keep_idx[std::int64_t(b) * a.keep + k])] = 1;
-        double total = 0.0;
-        for (int t = 0; t < a.tokens; ++t) total += kept[std::size_t(t)] ? 0.0 : double(s[t]);
-        float* fused = dst + (std::int64_t(b) * out_tokens + a.keep) * dim;
-        std::fill(fused, fused + dim, 0.0f);
-        for (int t = 0; t < a.tokens; ++t) {
-          if (kept[std::size_t(t)]) continue;
-          // Importance-weighted; a plain mean when the importances sum to 0.
-          const float weight = total > 0.0 ? float(s[t] / total) : 1.0f / float(dropped);
-          const float* row = src + (std::int64_t(b) * a.tokens + t) * dim;
-          for (std::int64_t c = 0; c < dim; ++c) fused[c] += weight * row[c];
-        }
+  // Fuse: the row after a sample's kept ones is its dropped rows' mean
+  // weighted by their scores (uniform when those are all zero).
+  static void fuse_dropped(const TokenPlan& plan, const float* src, const float* scores, const int* keep_idx,
+                           float* dst, std::int64_t dim) {
+    std::vector<char> kept(std::size_t(plan.max_in));
+    for (int b = 0; b < plan.batch; ++b) {
+      const int n = plan.length(b), k = plan.kept_length(b);
+      if (k == n) continue;
+      const float* s = scores + plan.in[std::size_t(b)];
+      const float* rows = src + std::int64_t(plan.in[std::size_t(b)]) * dim;
+      std::fill(kept.begin(), kept.end(), 0);
+      for (int i = 0; i < k; ++i) kept[std::size_t(keep_idx[plan.kept[std::size_t(b)] + i])] = 1;
+      double total = 0.0;
+      for (int t = 0; t < n; ++t) total += kept[std::size_t(t)] ? 0.0 : double(s[t]);
+      float* fused = dst + (std::int64_t(plan.out[std::size_t(b)]) + k) * dim;
+      std::fill(fused, fused + dim, 0.0f);
+      for (int t = 0; t < n; ++t) {
+        if (kept[std::size_t(t)]) continue;
+        // Importance-weighted; a plain mean when the importances sum to 0.
+        const float weight = total > 0.0 ? float(s[t] / total) : 1.0f / float(n - k);
+        const float* row = rows + std::int64_t(t) * dim;
+        for (std::int64_t c = 0; c < dim; ++c) fused[c] += weight * row[c];
       }
-    } else {
-      (void)scores;
     }
   }
 
-  // Scores of the importances that are not fused metrics.
+  // Scores of the importances that are not fused metrics, per sample.
   static void baseline_importance(const TransformerBlockArgs& a, const TransformerBlockWeights& w,
-                                  const float* attention_map, float* scores) {
-    const std::int64_t n = a.tokens;
-    if constexpr (std::is_same_v<Metric, policies::Random>) {
-      policies::Random::fill(a.seed, a.batch, n, scores);
-    } else if constexpr (policies::needs_attention_map_v<Metric>) {
-      // mean over heads of P[b, h, 0, :]
-      for (std::int64_t b = 0; b < a.batch; ++b) {
-        float* s = scores + b * n;
+                                  const TokenPlan& plan, const float* attention_map, float* scores) {
+    for (int b = 0; b < plan.batch; ++b) {
+      const std::int64_t n = plan.length(b);
+      float* s = scores + plan.in[std::size_t(b)];
+      if constexpr (std::is_same_v<Metric, policies::Random>) {
+        policies::Random::fill(a.seed, n, s);
+      } else if constexpr (policies::needs_attention_map_v<Metric>) {
+        // mean over heads of P[b, h, 0, :] (sample b's map: its n x n top-left)
+        const std::int64_t ld = plan.max_in;
         std::fill(s, s + n, 0.0f);
         for (std::int64_t h = 0; h < w.heads; ++h) {
-          const float* cls_row = attention_map + ((b * w.heads + h) * n) * n;
+          const float* cls_row = attention_map + ((b * w.heads + h) * ld) * ld;
           for (std::int64_t t = 0; t < n; ++t) s[t] += cls_row[t];
         }
         for (std::int64_t t = 0; t < n; ++t) s[t] /= float(w.heads);
+      } else {
+        (void)a, (void)w, (void)attention_map, (void)s, (void)n;  // fused in the epilogue
+        return;
       }
-    } else {
-      (void)a, (void)w, (void)attention_map, (void)scores;  // fused in the epilogue
-    }
-  }
-
-  static void mask_padding(const TransformerBlockArgs& a, float* scores) {
-    if (!a.lengths) return;
-    for (int b = 0; b < a.batch; ++b)
-      for (int t = a.lengths[b]; t < a.tokens; ++t) scores[std::int64_t(b) * a.tokens + t] = NAN;
-  }
-
-  static void select_kept(const Host& host, const TransformerBlockArgs& a, const float* scores, int* keep_idx) {
-    select_top(host, scores, keep_idx, a.batch, a.tokens, a.keep, a.protect);
-    if (a.lengths) {
-      for (int b = 0; b < a.batch; ++b) a.kept_lengths[b] = std::min(a.lengths[b], a.keep);
     }
   }
 

@@ -16,9 +16,11 @@
 //
 // key_lengths (optional, per sample) masks padding keys, as a BERT
 // attention mask does; padded query rows are still computed (over the
-// valid keys) and left for the caller to ignore.
+// valid keys) and left for the caller to ignore. cu_seqlens (optional)
+// packs samples of different lengths instead (FlashAttention's varlen): a
+// sample's queries see only its keys, and padding costs nothing.
 //
-// key_bias (optional, [B, N]) is added to every query's logit for key n:
+// key_bias (optional, [B, N] or packed [total]) is added to every query's logit for key n:
 // log(token size) gives ToMe's proportional attention for merged tokens.
 //
 // Input is the fused QKV projection as timm lays it out, per token
@@ -77,7 +79,7 @@ struct FlashScratch {
 // Pointer to token n's part `which` (0 = q, 1 = k, 2 = v) of head h.
 inline const float* qkv_row(const AttentionParams& p, std::int64_t b, std::int64_t n, int which,
                             std::int64_t h) {
-  return p.qkv + b * p.qkv_batch_stride + n * p.qkv_token_stride + (which * p.heads + h) * p.head_dim;
+  return p.qkv + p.qkv_offset(b) + n * p.qkv_token_stride + (which * p.heads + h) * p.head_dim;
 }
 
 inline const float* qkv_bias_row(const AttentionParams& p, int which, std::int64_t h) {
@@ -188,12 +190,14 @@ inline void flash_head(const AttentionParams& p, std::int64_t b, std::int64_t h,
   // Zero padding keeps the full-width score loops free of garbage.
   for (std::int64_t d = 0; d < dh; ++d) std::fill(w.kt + d * ldk + keys, w.kt + (d + 1) * ldk, 0.0f);
   if (p.key_bias) {
-    std::copy(p.key_bias + b * p.tokens, p.key_bias + b * p.tokens + keys, w.bias);
+    const float* bias = p.key_bias + p.key_bias_offset(b);
+    std::copy(bias, bias + keys, w.bias);
     std::fill(w.bias + keys, w.bias + ldk, 0.0f);
   }
 
-  for (std::int64_t q0 = 0; q0 < p.tokens; q0 += kBlockQ) {
-    const int rows = int(std::min<std::int64_t>(kBlockQ, p.tokens - q0));
+  const std::int64_t queries = p.queries(b);
+  for (std::int64_t q0 = 0; q0 < queries; q0 += kBlockQ) {
+    const int rows = int(std::min<std::int64_t>(kBlockQ, queries - q0));
     for (int r = 0; r < rows; ++r) {
       const float* src = qkv_row(p, b, q0 + r, 0, h);
       float* dst = w.q + r * dh;
@@ -227,7 +231,7 @@ inline void flash_head(const AttentionParams& p, std::int64_t b, std::int64_t h,
 
     for (int r = 0; r < rows; ++r) {
       const float inv = 1.0f / w.l[r];
-      float* dst = p.out + b * p.out_batch_stride + (q0 + r) * p.out_token_stride + h * dh;
+      float* dst = p.out + p.out_offset(b) + (q0 + r) * p.out_token_stride + h * dh;
       const float* o = w.o + r * dh;
       for (std::int64_t d = 0; d < dh; ++d) dst[d] = o[d] * inv;
     }
@@ -261,6 +265,8 @@ inline void flash_attention(const Host& host, const AttentionParams& p) {
 }
 
 // probs: [B, H, N, N] softmax(scale Q K^T) rows, written and returned.
+// Packed: sample b's map is the top-left n_b x n_b of its [N, N] planes
+// (N the longest sample), the rest 0.
 inline void attention_with_map(const Host& host, const AttentionParams& p, float* probs) {
   p.check("attention_with_map");
   repshift::detail::require_pointer("attention_with_map", "probs", probs);
@@ -276,6 +282,7 @@ inline void attention_with_map(const Host& host, const AttentionParams& p, float
 #pragma omp parallel for num_threads(threads)
   for (std::int64_t bn = 0; bn < p.batch * n; ++bn) {
     const std::int64_t b = bn / n, t = bn % n;
+    if (t >= p.queries(b)) continue;
     for (int which = 0; which < 3; ++which) {
       for (std::int64_t h = 0; h < p.heads; ++h) {
         const float* src = detail_attention::qkv_row(p, b, t, which, h);
@@ -286,9 +293,12 @@ inline void attention_with_map(const Host& host, const AttentionParams& p, float
     }
   }
   for (std::int64_t b = 0; b < p.batch; ++b) {
+    const std::int64_t rows = p.queries(b);
     for (std::int64_t h = 0; h < p.heads; ++h) {
       float* s = probs + (b * p.heads + h) * n * n;
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(n), int(n), int(dh), p.scale,
+      if (rows < n) std::fill(s, s + n * n, 0.0f);
+      if (rows == 0) continue;
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(rows), int(rows), int(dh), p.scale,
                   plane(0, b, h), int(dh), plane(1, b, h), int(dh), 0.0f, s, int(n));
     }
   }
@@ -296,8 +306,9 @@ inline void attention_with_map(const Host& host, const AttentionParams& p, float
   for (std::int64_t row = 0; row < p.batch * p.heads * n; ++row) {
     float* s = probs + row * n;
     const std::int64_t b = row / (p.heads * n), keys = p.keys(b);
+    if (row % n >= p.queries(b)) continue;  // past a packed sample: stays 0
     if (p.key_bias) {
-      const float* bias = p.key_bias + b * n;
+      const float* bias = p.key_bias + p.key_bias_offset(b);
       for (std::int64_t c = 0; c < keys; ++c) s[c] += bias[c];
     }
     std::fill(s + keys, s + n, 0.0f);  // masked keys: probability 0
@@ -318,10 +329,12 @@ inline void attention_with_map(const Host& host, const AttentionParams& p, float
     for (c = 0; c < keys; ++c) s[c] *= inv;
   }
   for (std::int64_t b = 0; b < p.batch; ++b) {
+    const std::int64_t rows = p.queries(b);
+    if (rows == 0) continue;
     for (std::int64_t h = 0; h < p.heads; ++h) {
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(n), int(dh), int(n), 1.0f,
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(rows), int(dh), int(rows), 1.0f,
                   probs + (b * p.heads + h) * n * n, int(n), plane(2, b, h), int(dh), 0.0f,
-                  p.out + b * p.out_batch_stride + h * dh, int(p.out_token_stride));
+                  p.out + p.out_offset(b) + h * dh, int(p.out_token_stride));
     }
   }
 }

@@ -63,7 +63,15 @@ void residual_epilogue(const Host& host, const ResidualRows& e) {
     if constexpr (Score == ScoreOperands::BranchVsResidual) {
       e.scores[r] = reduce_channels<Metric>(branch, res, C);
     }
-    for (std::int64_t c = 0; c < C; ++c) out[c] = res[c] + branch[c];
+    if constexpr (Score == ScoreOperands::SumVsResidual) {
+      // The branch row is scratch: it takes the sum, scored against the
+      // residual before out (which may alias it) is written.
+      for (std::int64_t c = 0; c < C; ++c) branch[c] += res[c];
+      e.scores[r] = reduce_channels<Metric>(branch, res, C);
+      for (std::int64_t c = 0; c < C; ++c) out[c] = branch[c];
+    } else {
+      for (std::int64_t c = 0; c < C; ++c) out[c] = res[c] + branch[c];
+    }
     if constexpr (PostLN) layer_norm_row(out, out, C, e.ln_post);
     if constexpr (Score == ScoreOperands::OutputVsBlockInput) {
       e.scores[r] = reduce_channels<Metric>(out, e.block_input + r * C, C);

@@ -44,13 +44,15 @@ struct MergeScratch {
 };
 
 inline void merge_sample(const MergeParams& p, std::int64_t b, MergeScratch& s) {
-  const std::int64_t n = p.tokens, ck = p.key_channels, c = p.channels, ks = p.key_stride();
-  const float* scores = p.scores + b * n;
-  const float* sizes = p.sizes ? p.sizes + b * n : nullptr;
+  const std::int64_t n = p.tokens_of(b, p.tokens), keep = p.keep_of(b, p.keep);
+  const std::int64_t ck = p.key_channels, c = p.channels, ks = p.key_stride();
+  const std::int64_t in = seq_begin(p.cu_seqlens, b, p.tokens), out = seq_begin(p.kept_cu_seqlens, b, p.keep);
+  const float* scores = p.scores + in;
+  const float* sizes = p.sizes ? p.sizes + in : nullptr;
 
   s.unit.assign(std::size_t(n * ck), 0.0f);
   for (std::int64_t t = p.protect; t < n; ++t) {
-    const float* k = p.keys + (b * n + t) * ks;
+    const float* k = p.keys + (in + t) * ks;
     float* u = s.unit.data() + t * ck;
     double sq = 0;
     for (std::int64_t i = 0; i < ck; ++i) {
@@ -64,7 +66,7 @@ inline void merge_sample(const MergeParams& p, std::int64_t b, MergeScratch& s) 
   // Which A tokens merge: the r of lowest rank.
   s.target.resize(std::size_t(n));
   for (std::int64_t t = 0; t < n; ++t) s.target[std::size_t(t)] = t;
-  const std::int64_t r = n - p.keep;
+  const std::int64_t r = n - keep;
   s.ranks.clear();
   for (std::int64_t t = p.protect; t < n; t += 2) s.ranks.push_back(policies::selection_rank(scores[t], std::uint32_t(t)));
   std::sort(s.ranks.begin(), s.ranks.end());  // ascending: the least important first
@@ -86,23 +88,23 @@ inline void merge_sample(const MergeParams& p, std::int64_t b, MergeScratch& s) 
   s.slot.assign(std::size_t(n), -1);
   std::int64_t k = 0;
   for (std::int64_t t = 0; t < n; ++t)
-    if (s.target[std::size_t(t)] == t) s.slot[std::size_t(t)] = k, p.keep_idx[b * p.keep + k++] = int(t);
-  s.acc.assign(std::size_t(p.keep * c), 0.0);
-  s.weight.assign(std::size_t(p.keep), 0.0);
+    if (s.target[std::size_t(t)] == t) s.slot[std::size_t(t)] = k, p.keep_idx[out + k++] = int(t);
+  s.acc.assign(std::size_t(keep * c), 0.0);
+  s.weight.assign(std::size_t(keep), 0.0);
   for (std::int64_t t = 0; t < n; ++t) {
     const std::int64_t o = s.slot[std::size_t(s.target[std::size_t(t)])];
     const double w = sizes ? double(sizes[t]) : 1.0;
-    const float* row = p.x + (b * n + t) * c;
+    const float* row = p.x + (in + t) * c;
     double* acc = s.acc.data() + o * c;
     for (std::int64_t i = 0; i < c; ++i) acc[i] += w * row[i];
     s.weight[std::size_t(o)] += w;
   }
-  for (std::int64_t o = 0; o < p.keep; ++o) {
+  for (std::int64_t o = 0; o < keep; ++o) {
     const double inv = 1.0 / s.weight[std::size_t(o)];
-    float* dst = p.out + (b * p.keep + o) * c;
+    float* dst = p.out + (out + o) * c;
     const double* acc = s.acc.data() + o * c;
     for (std::int64_t i = 0; i < c; ++i) dst[i] = float(acc[i] * inv);
-    if (p.out_sizes) p.out_sizes[b * p.keep + o] = float(s.weight[std::size_t(o)]);
+    if (p.out_sizes) p.out_sizes[out + o] = float(s.weight[std::size_t(o)]);
   }
 }
 
@@ -111,7 +113,12 @@ inline void merge_sample(const MergeParams& p, std::int64_t b, MergeScratch& s) 
 // One task per sample; O(|A| x |B| x key_channels) matching per sample.
 inline void merge_tokens(const Host& host, const MergeParams& p) {
   p.check("merge_tokens");
-  if (p.sizes) MergeParams::check_sizes("merge_tokens", p.sizes, p.batch * p.tokens);
+  p.check_host("merge_tokens", p.batch, p.tokens, p.keep, p.protect);
+  for (std::int64_t b = 0; p.packed() && b < p.batch; ++b) {
+    MergeParams::check_reachable("merge_tokens", p.tokens_of(b, p.tokens), p.keep_of(b, p.keep), p.protect);
+  }
+  const std::int64_t rows = p.packed() ? seq_begin(p.cu_seqlens, p.batch, 0) : p.batch * p.tokens;
+  if (p.sizes) MergeParams::check_sizes("merge_tokens", p.sizes, rows);
 #pragma omp parallel num_threads(thread_count(host))
   {
     detail_merge::MergeScratch scratch;

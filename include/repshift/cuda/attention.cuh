@@ -253,6 +253,7 @@ void check_device_attention(const char* where, const BasicAttentionParams<T>& p)
   p.check_shape(where);
   if (p.qkv_bias) detail::fail(where, "qkv_bias is not taken on CUDA: add it in the QKV GEMM (cuda::Blas::linear's bias)");
   if (p.key_lengths) detail::fail(where, "key_lengths (padded batches) are CPU-only for now");
+  if (p.cu_seqlens) detail::fail(where, "cu_seqlens (packed batches) are CPU-only for now");
   detail::require_at_most(where, "batch", p.batch, "65535 (CUDA grid z)", 65535);
   detail::require_at_most(where, "heads", p.heads, "65535 (CUDA grid y)", 65535);
   if (cuda_tiling::attention_head_bucket(p.head_dim) == 0) {

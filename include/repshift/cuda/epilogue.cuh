@@ -75,6 +75,7 @@ __global__ void __launch_bounds__(cuda_tiling::ScoreTiling::kThreads) residual_k
     for (std::int64_t c = lane; c < C; c += cuda_tiling::kWarp) {
       const float b = to_float(branch[c]), r = to_float(res[c]);
       if constexpr (Score == ScoreOperands::BranchVsResidual) Metric::accumulate(acc, b, r);
+      if constexpr (Score == ScoreOperands::SumVsResidual) Metric::accumulate(acc, r + b, r);
       const T y = from_float<T>((r + b - stats.x) * stats.y * to_float(e.ln_post.gamma[c]) + to_float(e.ln_post.beta[c]));
       out[c] = y;
       if constexpr (Score == ScoreOperands::OutputVsBlockInput) {
@@ -85,6 +86,7 @@ __global__ void __launch_bounds__(cuda_tiling::ScoreTiling::kThreads) residual_k
     for (std::int64_t c = lane; c < C; c += cuda_tiling::kWarp) {
       const float b = to_float(branch[c]), r = to_float(res[c]);
       if constexpr (Score == ScoreOperands::BranchVsResidual) Metric::accumulate(acc, b, r);
+      if constexpr (Score == ScoreOperands::SumVsResidual) Metric::accumulate(acc, r + b, r);
       const T y = from_float<T>(r + b);
       out[c] = y;
       if constexpr (Score == ScoreOperands::OutputVsBlockInput) {

@@ -125,6 +125,7 @@ template <class T>
 void merge_tokens(const Cuda& exec, const BasicMergeParams<T>& p) {
   constexpr const char* where = "cuda::merge_tokens";
   p.check(where);
+  if (p.packed()) detail::fail(where, "packed batches (cu_seqlens) are CPU-only for now");
   detail::require_at_most(where, "batch", p.batch, "2^31 - 1 (CUDA grid x)", 0x7fffffff);
   detail::require_at_most(where, "tokens", p.tokens, "4096 (shared-memory plan)", 4096);
   const int bytes = int(p.tokens) * cuda_detail::kMergeBytesPerToken;

@@ -37,7 +37,7 @@ inline unsigned elementwise_grid(const char* where, std::int64_t n) {
 __global__ void random_scores_kernel(std::uint64_t seed, std::int64_t batch, std::int64_t tokens, float* scores) {
   const std::int64_t i = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= batch * tokens) return;
-  scores[i] = policies::Random::score(seed, std::uint64_t(i / tokens), std::uint64_t(i % tokens));
+  scores[i] = policies::Random::score(seed, std::uint64_t(i % tokens));
 }
 
 inline void random_scores(const Cuda& exec, std::uint64_t seed, std::int64_t batch, std::int64_t tokens, float* scores) {

@@ -1,12 +1,15 @@
 #pragma once
-// BERT-style sentence encoder from Block<Transformer, Site, Metric, Prune,
-// PostNorm>: word + position + token-type embeddings and LayerNorm, `depth`
-// post-LN blocks with a padding mask, mean pooling over the valid tokens
-// (optionally L2-normalised, as sentence-transformers' Normalize does).
+// BERT-style sentence encoder from Block<Transformer, Site, Metric,
+// Compress, PostNorm>: word + position + token-type embeddings and
+// LayerNorm, `depth` post-LN blocks over packed sentences (no padding, no
+// mask: each sentence attends to itself only), mean pooling over each
+// sentence's tokens (optionally L2-normalised, as sentence-transformers'
+// Normalize does). Padded input with lengths is packed first.
 // Weights load from a safetensors file with Hugging Face BERT names
 // (embeddings.word_embeddings.weight, encoder.layer.{i}.attention.self.query.weight, ...),
 // e.g. all-MiniLM-L6-v2; query/key/value are fused into one QKV at load.
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <memory>
@@ -84,10 +87,28 @@ struct BertWeights {
   }
 };
 
-template <class Site = policies::Mlp, class Metric = policies::L2>
+// What a forward pass did, per layer, for tests and demos: the packed
+// layout entering each layer (then the final one) and, for each layer, the
+// kept indices (local to each sample, packed by kept_cu_seqlens; empty for
+// a layer that kept everything).
+struct BertTrace {
+  std::vector<std::vector<int>> cu_seqlens;       // depth + 1 entries of [batch + 1]
+  std::vector<std::vector<int>> kept_cu_seqlens;  // depth entries of [batch + 1]
+  std::vector<std::vector<int>> keep_idx;         // depth entries
+
+  // Sample b's kept indices at layer l.
+  std::vector<int> kept(int layer, int b) const {
+    const auto& kcu = kept_cu_seqlens.at(std::size_t(layer));
+    const auto& idx = keep_idx.at(std::size_t(layer));
+    if (idx.empty()) return {};
+    return {idx.begin() + kcu[std::size_t(b)], idx.begin() + kcu[std::size_t(b) + 1]};
+  }
+};
+
+template <class Site = policies::Mlp, class Metric = policies::L2, class Compress = policies::Prune>
 class BertEncoder {
  public:
-  using BlockType = Block<policies::Transformer, Site, Metric, policies::Prune, policies::PostNorm>;
+  using BlockType = Block<policies::Transformer, Site, Metric, Compress, policies::PostNorm>;
 
   explicit BertEncoder(BertWeights weights) : BertEncoder(std::make_shared<const BertWeights>(std::move(weights))) {}
   // Encoders of different policies can share one set of weights (ablations).
@@ -97,88 +118,146 @@ class BertEncoder {
   }
   const BertConfig& config() const { return weights_->config; }
 
-  // ids: [batch, tokens] token ids (token type 0), sample b valid in
-  // [0, lengths[b]) and padded after; pooled: [batch, dim] mean of the
-  // final valid tokens, L2-normalised when `normalize`. Not thread-safe.
-  void forward(const Host& host, const int* ids, const int* lengths, int batch, int tokens, float* pooled,
-               const PruneSchedule& schedule = PruneSchedule::none(), bool normalize = true) {
-    constexpr const char* where = "BertEncoder::forward";
+  // Packed sentences (FlashAttention's varlen layout): ids [total] token
+  // ids (token type 0), sentence b's at [cu_seqlens[b], cu_seqlens[b + 1]);
+  // pooled: [batch, dim] mean of each sentence's final tokens (size-weighted
+  // with Merge), L2-normalised when `normalize`. Every layer of the
+  // schedule keeps each sentence's count from its own length, and no work
+  // is spent on padding: a sentence's embedding is the same alone or in
+  // any batch. Not thread-safe: the encoder owns its scratch.
+  void forward_packed(const Host& host, const int* ids, const int* cu_seqlens, int batch, float* pooled,
+                      const PruneSchedule& schedule = PruneSchedule::none(), bool normalize = true,
+                      BertTrace* trace = nullptr) {
+    constexpr const char* where = "BertEncoder::forward_packed";
     const BertConfig& cfg = weights_->config;
     detail::require_pointer(where, "ids", ids);
-    detail::require_pointer(where, "lengths", lengths);
     detail::require_pointer(where, "pooled", pooled);
+    detail::check_cu_seqlens(where, "cu_seqlens", cu_seqlens, batch);
+    schedule.check(where, cfg.depth);
+    for (int b = 0; b < batch; ++b) {
+      const int n = cu_seqlens[b + 1] - cu_seqlens[b];
+      if (n < 1 || n > cfg.max_positions) {
+        detail::fail(where, "sentence " + std::to_string(b) + " has " + std::to_string(n) +
+                                " tokens (cu_seqlens): must be in [1, config.max_positions = " +
+                                std::to_string(cfg.max_positions) + "]");
+      }
+      schedule.check_sample(where, b, n, cfg.depth);
+    }
+    const std::int64_t total = cu_seqlens[batch];
+    for (std::int64_t i = 0; i < total; ++i) {
+      if (ids[i] < 0 || ids[i] >= cfg.vocab_size) {
+        detail::fail(where, "ids[" + std::to_string(i) + "] = " + std::to_string(ids[i]) +
+                                " is outside [0, vocab_size = " + std::to_string(cfg.vocab_size) + ")");
+      }
+    }
+    const std::int64_t C = cfg.dim;
+    ping_.resize(std::size_t(total * C));
+    pong_.resize(ping_.size());
+    cu_in_.assign(cu_seqlens, cu_seqlens + batch + 1);
+    cu_out_.resize(cu_in_.size());
+    embed(host, ids, batch, ping_.data());
+    if (trace) *trace = BertTrace{{cu_in_}, {}, {}};
+    if constexpr (BlockType::kMerge) {
+      sizes_in_.assign(std::size_t(total), 1.0f);
+      sizes_out_.resize(std::size_t(total));
+    }
+
+    float* x = ping_.data();
+    float* y = pong_.data();
+    for (int l = 0; l < cfg.depth; ++l) {
+      TransformerBlockArgs a;
+      a.x = x;
+      a.y = y;
+      a.batch = batch;
+      a.protect = schedule.protect;
+      a.seed = std::uint64_t(l);
+      a.cu_seqlens = cu_in_.data();
+      kept_cu_ = kept_cu_seqlens(cu_in_.data(), batch, [&](int n) { return schedule.keep_at(l, n); });
+      const bool drops = kept_cu_.back() < cu_in_.back();
+      a.kept_cu_seqlens = kept_cu_.data();
+      a.out_cu_seqlens = cu_out_.data();
+      if (trace) {
+        trace->kept_cu_seqlens.push_back(kept_cu_);
+        trace->keep_idx.emplace_back(drops ? std::size_t(kept_cu_.back()) : 0);
+        if (drops) a.keep_idx = trace->keep_idx.back().data();
+      }
+      if constexpr (BlockType::kMerge) {
+        a.sizes = sizes_in_.data();
+        a.kept_sizes = sizes_out_.data();
+      }
+      BlockType::forward(host, weights_->block(l), a, ws_);
+      if constexpr (BlockType::kMerge) {
+        if (drops) std::swap(sizes_in_, sizes_out_);
+      }
+      std::swap(cu_in_, cu_out_);
+      std::swap(x, y);
+      if (trace) trace->cu_seqlens.push_back(cu_in_);
+    }
+    mean_pool(x, batch, pooled, normalize);
+  }
+
+  // Padded sentences: ids [batch, tokens] (token type 0), sentence b valid
+  // in [0, lengths[b]) and padded after. Packs the valid tokens and runs
+  // forward_packed, so it gives the same result as the packed call.
+  void forward(const Host& host, const int* ids, const int* lengths, int batch, int tokens, float* pooled,
+               const PruneSchedule& schedule = PruneSchedule::none(), bool normalize = true,
+               BertTrace* trace = nullptr) {
+    constexpr const char* where = "BertEncoder::forward";
+    detail::require_pointer(where, "ids", ids);
+    detail::require_pointer(where, "lengths", lengths);
     detail::require_positive(where, "batch", batch);
     detail::require_positive(where, "tokens", tokens);
-    detail::require_at_most(where, "tokens", tokens, "config.max_positions", cfg.max_positions);
-    schedule.check(where, cfg.depth);
+    detail::require_at_most(where, "tokens", tokens, "config.max_positions", weights_->config.max_positions);
     for (int b = 0; b < batch; ++b) {
       if (lengths[b] < 1 || lengths[b] > tokens) {
         detail::fail(where, "lengths[" + std::to_string(b) + "] = " + std::to_string(lengths[b]) +
                                 " is outside [1, tokens = " + std::to_string(tokens) + "]");
       }
-      for (int t = 0; t < lengths[b]; ++t) {
-        const int id = ids[std::int64_t(b) * tokens + t];
-        if (id < 0 || id >= cfg.vocab_size) {
-          detail::fail(where, "ids[" + std::to_string(b) + ", " + std::to_string(t) + "] = " + std::to_string(id) +
-                                  " is outside [0, vocab_size = " + std::to_string(cfg.vocab_size) + ")");
-        }
-      }
     }
-    const std::int64_t C = cfg.dim;
-    ping_.resize(std::size_t(batch) * tokens * C);
-    pong_.resize(ping_.size());
-    len_a_.assign(lengths, lengths + batch);
-    len_b_.resize(std::size_t(batch));
-    embed(host, ids, batch, tokens, ping_.data());
-
-    int n = tokens;
-    float* x = ping_.data();
-    float* y = pong_.data();
-    for (int l = 0; l < cfg.depth; ++l) {
-      auto a = TransformerBlockArgs::dense(x, y, batch, n);
-      a.keep = schedule.keep_at(l, n);
-      a.protect = schedule.protect;
-      a.seed = std::uint64_t(l);
-      a.lengths = len_a_.data();
-      a.kept_lengths = len_b_.data();
-      BlockType::forward(host, weights_->block(l), a, ws_);
-      if (a.keep < n) std::swap(len_a_, len_b_);
-      n = a.keep;
-      std::swap(x, y);
+    const std::vector<int> cu = cu_seqlens_of(lengths, batch);
+    packed_ids_.resize(std::size_t(cu.back()));
+    for (int b = 0; b < batch; ++b) {
+      std::copy(ids + std::int64_t(b) * tokens, ids + std::int64_t(b) * tokens + lengths[b],
+                packed_ids_.begin() + cu[std::size_t(b)]);
     }
-    mean_pool(x, batch, n, pooled, normalize);
+    forward_packed(host, packed_ids_.data(), cu.data(), batch, pooled, schedule, normalize, trace);
   }
 
  private:
-  // x = LN(word[id] + position[t] + token_type[0]); padding rows embed id 0.
-  void embed(const Host& host, const int* ids, int batch, int tokens, float* x) {
+  // x = LN(word[id] + position[t] + token_type[0]), t the position within
+  // the sentence.
+  void embed(const Host& host, const int* ids, int batch, float* x) {
     const BertConfig& cfg = weights_->config;
     const std::int64_t C = cfg.dim;
     const cpu::LayerNormWeights ln{weights_->emb_norm_w.data(), weights_->emb_norm_b.data(), cfg.ln_eps};
 #pragma omp parallel for schedule(static) num_threads(cpu::thread_count(host))
-    for (std::int64_t bt = 0; bt < std::int64_t(batch) * tokens; ++bt) {
-      const std::int64_t t = bt % tokens, b = bt / tokens;
-      const int id = t < len_a_[std::size_t(b)] ? ids[bt] : 0;
-      float* row = x + bt * C;
-      const float* we = weights_->word.data() + std::int64_t(id) * C;
-      const float* pe = weights_->position.data() + t * C;
-      const float* te = weights_->token_type.data();
-      for (std::int64_t c = 0; c < C; ++c) row[c] = we[c] + pe[c] + te[c];
-      cpu::layer_norm_row(row, row, C, ln);
+    for (int b = 0; b < batch; ++b) {
+      for (int i = cu_in_[std::size_t(b)]; i < cu_in_[std::size_t(b) + 1]; ++i) {
+        const std::int64_t t = i - cu_in_[std::size_t(b)];
+        float* row = x + std::int64_t(i) * C;
+        const float* we = weights_->word.data() + std::int64_t(ids[i]) * C;
+        const float* pe = weights_->position.data() + t * C;
+        const float* te = weights_->token_type.data();
+        for (std::int64_t c = 0; c < C; ++c) row[c] = we[c] + pe[c] + te[c];
+        cpu::layer_norm_row(row, row, C, ln);
+      }
     }
   }
 
-  void mean_pool(const float* x, int batch, int tokens, float* pooled, bool normalize) const {
+  void mean_pool(const float* x, int batch, float* pooled, bool normalize) const {
     const std::int64_t C = weights_->config.dim;
     for (int b = 0; b < batch; ++b) {
       float* out = pooled + std::int64_t(b) * C;
       std::fill(out, out + C, 0.0f);
-      const int valid = len_a_[std::size_t(b)];
-      for (int t = 0; t < valid; ++t) {
-        const float* row = x + (std::int64_t(b) * tokens + t) * C;
-        for (std::int64_t c = 0; c < C; ++c) out[c] += row[c];
+      double weight = 0.0;
+      for (int i = cu_in_[std::size_t(b)]; i < cu_in_[std::size_t(b) + 1]; ++i) {
+        float w = 1.0f;
+        if constexpr (BlockType::kMerge) w = sizes_in_[std::size_t(i)];
+        const float* row = x + std::int64_t(i) * C;
+        for (std::int64_t c = 0; c < C; ++c) out[c] += w * row[c];
+        weight += w;
       }
-      for (std::int64_t c = 0; c < C; ++c) out[c] /= float(valid);
+      for (std::int64_t c = 0; c < C; ++c) out[c] = float(out[c] / weight);
       if (normalize) {
         double sq = 0;
         for (std::int64_t c = 0; c < C; ++c) sq += double(out[c]) * out[c];
@@ -190,8 +269,8 @@ class BertEncoder {
 
   std::shared_ptr<const BertWeights> weights_;
   TransformerWorkspace ws_;
-  std::vector<float> ping_, pong_;
-  std::vector<int> len_a_, len_b_;
+  std::vector<float> ping_, pong_, sizes_in_, sizes_out_;
+  std::vector<int> packed_ids_, cu_in_, cu_out_, kept_cu_;
 };
 
 }  // namespace repshift

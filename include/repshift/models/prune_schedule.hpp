@@ -1,8 +1,22 @@
 #pragma once
-// Where a model prunes and how much: a list of (layer, keep ratio). Counts
-// are multiplicative: a layer keeps floor(ratio x its current token count)
-// (policies::keep_count), never fewer than the protected prefix.
+// Where a model prunes and how much, as the paper states it: a list of
+// (layer, drop ratio r). A layer that receives N valid tokens of a sample
+// keeps N - floor(r * N) of them (policies::keep_after_drop), counted per
+// sample from that sample's own length, so a sample keeps the same tokens
+// alone or inside any batch. Counts compound across layers.
+//
+//   PruneSchedule::paper()   r = 0.2 at blocks 0, 3, 6 (0-based; the paper's
+//                            "layers 1, 4, 7" count from 1): DeiT's 197 tokens
+//                            enter block 0, 158 enter blocks 1-3, 127 enter
+//                            4-6 and 102 enter 7-11.
+//   video_retrieval()        r = 0.2 at blocks 0, 1, 2 (UMT retrieval).
+//   every_layer(0.1, depth)  r = 0.1 at every block (UMT video QA).
+//   counts({{l, k}, ...})    the count form: a sample keeps min(k, N) tokens.
+//
+// Protected leading tokens (CLS) are never dropped. A rule that would leave
+// a sample with no token throws, naming the layer and the sample's length.
 
+#include <algorithm>
 #include <string>
 #include <utility>
 #include <vector>
@@ -13,37 +27,92 @@
 
 namespace repshift {
 
-struct PruneSchedule {
-  std::vector<std::pair<int, double>> layers;  // (0-based layer, keep ratio in (0, 1])
-  int protect = 1;                             // leading tokens always kept (CLS)
+class PruneSchedule {
+ public:
+  struct Step {
+    int layer = 0;
+    double drop_ratio = 0.0;  // ratio form: drop floor(r * N) tokens
+    int keep = -1;            // count form (>= 0): keep min(keep, N) tokens
+  };
 
-  static PruneSchedule none() { return {}; }
-  // The paper's DeiT layers (1, 4, 7) at any keep ratio.
-  static PruneSchedule paper_layers(double keep_ratio) {
-    return {{{1, keep_ratio}, {4, keep_ratio}, {7, keep_ratio}}, 1};
+  int protect = 1;  // leading tokens always kept (CLS)
+
+  PruneSchedule() = default;
+  static PruneSchedule none(int protect = 1) { return PruneSchedule({}, protect); }
+  // (layer, drop ratio) pairs, layers 0-based.
+  static PruneSchedule drop(const std::vector<std::pair<int, double>>& layer_ratios, int protect = 1) {
+    std::vector<Step> steps;
+    for (const auto& [layer, ratio] : layer_ratios) steps.push_back({layer, ratio, -1});
+    return PruneSchedule(std::move(steps), protect);
   }
-  // The paper's DeiT setting: r = 0.2 (keep 0.8) at layers 1, 4 and 7.
-  static PruneSchedule paper() { return paper_layers(0.8); }
+  // (layer, keep count) pairs: every sample keeps min(count, its tokens).
+  static PruneSchedule counts(const std::vector<std::pair<int, int>>& layer_counts, int protect = 1) {
+    std::vector<Step> steps;
+    for (const auto& [layer, count] : layer_counts) steps.push_back({layer, 0.0, count});
+    return PruneSchedule(std::move(steps), protect);
+  }
+  // The paper's DeiT blocks (0, 3, 6) at any drop ratio.
+  static PruneSchedule paper_layers(double drop_ratio, int protect = 1) {
+    return drop({{0, drop_ratio}, {3, drop_ratio}, {6, drop_ratio}}, protect);
+  }
+  // The paper's DeiT setting: r = 0.2 at blocks 0, 3 and 6 (197 -> 158 -> 127 -> 102).
+  static PruneSchedule paper() { return paper_layers(0.2); }
+  // The paper's video retrieval setting (UMT): r = 0.2 at blocks 0, 1 and 2.
+  static PruneSchedule video_retrieval(int protect = 1) { return drop({{0, 0.2}, {1, 0.2}, {2, 0.2}}, protect); }
+  // r at every one of `depth` blocks (the paper's video QA: r = 0.1).
+  static PruneSchedule every_layer(double drop_ratio, int depth, int protect = 1) {
+    std::vector<std::pair<int, double>> steps;
+    for (int l = 0; l < depth; ++l) steps.emplace_back(l, drop_ratio);
+    return drop(steps, protect);
+  }
 
-  // Tokens layer `layer` keeps when it receives `tokens`.
+  const std::vector<Step>& steps() const { return steps_; }
+  bool empty() const { return steps_.empty(); }
+
+  // Tokens layer `layer` keeps of a sample that enters it with `tokens`.
   int keep_at(int layer, int tokens) const {
-    for (const auto& [l, ratio] : layers) {
-      if (l == layer) return policies::keep_count(tokens, ratio, protect);
+    for (const Step& s : steps_) {
+      if (s.layer != layer) continue;
+      if (s.keep >= 0) return std::max(std::min(s.keep, tokens), std::min(protect, tokens));
+      return policies::keep_after_drop(tokens, s.drop_ratio, protect);
     }
     return tokens;
   }
 
   void check(const char* where, int depth) const {
     detail::require_non_negative(where, "schedule.protect", protect);
-    for (const auto& [l, ratio] : layers) {
-      if (l < 0 || l >= depth) {
-        detail::fail(where, "schedule layer " + std::to_string(l) + " is outside [0, depth = " +
+    for (const Step& s : steps_) {
+      if (s.layer < 0 || s.layer >= depth) {
+        detail::fail(where, "schedule layer " + std::to_string(s.layer) + " is outside [0, depth = " +
                                 std::to_string(depth) + ")");
       }
-      if (!(ratio > 0.0 && ratio <= 1.0)) {
-        detail::fail(where, "schedule keep ratio " + std::to_string(ratio) + " at layer " + std::to_string(l) +
-                                " must be in (0, 1]");
+      if (s.keep >= 0) {
+        if (s.keep == 0 && protect == 0) {
+          detail::fail(where, "schedule keep count 0 at layer " + std::to_string(s.layer) +
+                                  " would leave every sample with 0 tokens");
+        }
+      } else if (!(s.drop_ratio >= 0.0 && s.drop_ratio <= 1.0)) {
+        detail::fail(where, "schedule drop ratio " + std::to_string(s.drop_ratio) + " at layer " +
+                                std::to_string(s.layer) + " must be in [0, 1]");
       }
+    }
+  }
+
+  // Checks one sample's token count against the schedule: at least the
+  // protected prefix, and no layer may leave it empty.
+  void check_sample(const char* where, int sample, int tokens, int depth) const {
+    if (tokens < protect) {
+      detail::fail(where, "sample " + std::to_string(sample) + " has " + std::to_string(tokens) +
+                              " tokens, fewer than schedule.protect = " + std::to_string(protect));
+    }
+    int n = tokens;
+    for (int l = 0; l < depth; ++l) {
+      const int keep = keep_at(l, n);
+      if (keep < 1) {
+        detail::fail(where, "the schedule leaves sample " + std::to_string(sample) + " with 0 tokens at layer " +
+                                std::to_string(l) + " (it enters with " + std::to_string(n) + ")");
+      }
+      n = keep;
     }
   }
 
@@ -61,8 +130,9 @@ struct PruneSchedule {
     return true;
   }
 
-  // Input token count of every layer, then the final count;
-  // extra_tokens = Compress::extra_tokens (1 for Fuse) per pruning layer.
+  // Input token count of every layer, then the final count, for a sample
+  // of `tokens`; extra_tokens = Compress::extra_tokens (1 for Fuse) per
+  // pruning layer.
   std::vector<int> token_counts(int tokens, int depth, int extra_tokens = 0) const {
     std::vector<int> counts{tokens};
     for (int l = 0; l < depth; ++l) {
@@ -71,6 +141,10 @@ struct PruneSchedule {
     }
     return counts;
   }
+
+ private:
+  PruneSchedule(std::vector<Step> steps, int protect_) : protect(protect_), steps_(std::move(steps)) {}
+  std::vector<Step> steps_;
 };
 
 }  // namespace repshift

@@ -106,6 +106,7 @@ class VisionMamba {
     const VimConfig& cfg = config();
     detail::check_model_forward(where, images, logits, batch, reserved_);
     schedule.check(where, cfg.depth);
+    schedule.check_sample(where, 0, cfg.tokens(), cfg.depth);
     const std::int64_t N = cfg.tokens(), C = cfg.dim;
     const VimDeviceWeights& w = *weights_;
     Blas& blas = ws_.blas();

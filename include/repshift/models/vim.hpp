@@ -62,11 +62,11 @@ struct VimConfig {
   }
 };
 
-// The paper's DeiT layers (1, 4, 7 of 12) scaled to Vim-T's 24: keep
-// `keep_ratio` at layers 2, 8 and 14; no protected prefix (the class token
+// The paper's DeiT blocks (0, 3, 6 of 12) scaled to Vim-T's 24: drop
+// `drop_ratio` at blocks 0, 6 and 12; no protected prefix (the class token
 // is kept wherever it is).
-inline PruneSchedule vim_schedule(double keep_ratio = 0.8) {
-  return {{{2, keep_ratio}, {8, keep_ratio}, {14, keep_ratio}}, 0};
+inline PruneSchedule vim_schedule(double drop_ratio = 0.2) {
+  return PruneSchedule::drop({{0, drop_ratio}, {6, drop_ratio}, {12, drop_ratio}}, /*protect=*/0);
 }
 
 struct VimWeights {
@@ -192,6 +192,7 @@ class VisionMamba {
     const VimConfig& cfg = weights_->config;
     detail::check_model_forward(where, images, logits, batch);
     schedule.check(where, cfg.depth);
+    schedule.check_sample(where, 0, cfg.tokens(), cfg.depth);
     const std::int64_t N = cfg.tokens(), C = cfg.dim;
     detail::checked_extent(where, "activations", batch, N, 2 * std::int64_t(cfg.inner()), sizeof(float));
     ping_.resize(std::size_t(batch * N * C));

@@ -108,6 +108,7 @@ class VisionTransformer {
     const ViTConfig& cfg = config();
     detail::check_model_forward(where, images, logits, batch, reserved_);
     schedule.check(where, cfg.depth);
+    schedule.check_sample(where, 0, cfg.tokens(), cfg.depth);
     detail::require_at_most(where, "schedule.protect", schedule.protect, "tokens", cfg.tokens());
     const std::int64_t N = cfg.tokens(), C = cfg.dim;
     const ViTDeviceWeights<T>& w = *weights_;

@@ -172,6 +172,7 @@ class VisionTransformer {
     const ViTConfig& cfg = weights_->config;
     detail::check_model_forward(where, images, logits, batch);
     schedule.check(where, cfg.depth);
+    schedule.check_sample(where, 0, cfg.tokens(), cfg.depth);
     detail::require_at_most(where, "schedule.protect", schedule.protect, "tokens", cfg.tokens());
     const std::int64_t N = cfg.tokens(), C = cfg.dim;
     detail::checked_extent(where, "activations", batch, N, std::max<std::int64_t>(3 * C, cfg.mlp_hidden), sizeof(float));

@@ -6,8 +6,10 @@
 //   Norm          ||after||: the token's L2 norm at the site. Written as a
 //                 Metric that ignores `before`, so every kernel (CPU lanes,
 //                 CUDA warps, fused epilogues) runs it unchanged.
-//   Random        uniform in [0, 1) from a seeded hash of (seed, sample,
-//                 token): reproducible, independent of the data.
+//   Random        uniform in [0, 1) from a seeded hash of (seed, token):
+//                 reproducible, independent of the data, and independent
+//                 of the batch a sample runs in (every sample of a layer
+//                 draws the same ranking, so batching changes nothing).
 //   ClsAttention  mean over heads of the CLS row of the attention map, the
 //                 EViT-style baseline. It needs the N x N map, which flash
 //                 attention never forms, so a block using it runs the plain
@@ -48,19 +50,18 @@ struct Inverted {
 
 struct Random {
   static constexpr const char* name = "random";
-  // splitmix64 of the three coordinates; the top 24 bits give a float in
+  // splitmix64 of the two coordinates; the top 24 bits give a float in
   // [0, 1) with every value equally likely.
-  static REPSHIFT_HD float score(std::uint64_t seed, std::uint64_t sample, std::uint64_t token) {
-    std::uint64_t z = seed * 0x9E3779B97F4A7C15ull + sample * 0xBF58476D1CE4E5B9ull + token * 0x94D049BB133111EBull;
+  static REPSHIFT_HD float score(std::uint64_t seed, std::uint64_t token) {
+    std::uint64_t z = seed * 0x9E3779B97F4A7C15ull + token * 0x94D049BB133111EBull + 0xBF58476D1CE4E5B9ull;
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
     z ^= z >> 31;
     return float(z >> 40) * (1.0f / 16777216.0f);
   }
-  // scores[b, t] for a whole [batch, tokens] array.
-  static void fill(std::uint64_t seed, std::int64_t batch, std::int64_t tokens, float* scores) {
-    for (std::int64_t b = 0; b < batch; ++b)
-      for (std::int64_t t = 0; t < tokens; ++t) scores[b * tokens + t] = score(seed, std::uint64_t(b), std::uint64_t(t));
+  // scores[t] for one sample's tokens.
+  static void fill(std::uint64_t seed, std::int64_t tokens, float* scores) {
+    for (std::int64_t t = 0; t < tokens; ++t) scores[t] = score(seed, std::uint64_t(t));
   }
 };
 

@@ -62,5 +62,22 @@ inline int keep_count(int tokens, double keep_ratio, int protect = 0) {
   return keep < 1 ? 1 : keep;
 }
 
+// The paper's rule: a layer that receives `tokens` drops floor(drop_ratio *
+// tokens) of them (its reference code: N - int(r * N)), never a protected
+// one: 197 tokens keep 158 at r = 0.2, then 127, then 102. Can return 0
+// (r = 1 with nothing protected): callers that cannot run empty refuse it.
+inline int keep_after_drop(int tokens, double drop_ratio, int protect = 0) {
+  detail::require_non_negative("keep_after_drop", "tokens", tokens);
+  detail::require_non_negative("keep_after_drop", "protect", protect);
+  if (!(drop_ratio >= 0.0 && drop_ratio <= 1.0)) {
+    detail::fail("keep_after_drop", "drop_ratio = " + std::to_string(drop_ratio) + " must be in [0, 1]");
+  }
+  // The epsilon keeps 0.2 * 200 from flooring to 39 through rounding.
+  const int drop = int(std::floor(drop_ratio * double(tokens) + 1e-9));
+  const int keep = tokens - drop;
+  const int floor_keep = protect < tokens ? protect : tokens;
+  return keep < floor_keep ? floor_keep : keep;
+}
+
 }  // namespace policies
 }  // namespace repshift

@@ -1,0 +1,191 @@
+#pragma once
+// Token batches of unequal lengths, in FlashAttention's varlen convention:
+// the tokens of all samples packed as [total, C], sample b's rows
+// [cu_seqlens[b], cu_seqlens[b + 1]), cu_seqlens[0] = 0 and
+// cu_seqlens[batch] = total. A padded [batch, tokens, C] batch is the packed
+// layout with cu_seqlens[b] = b * tokens, so one kernel serves both: a params
+// struct holds cu_seqlens (null: uniform) and asks seq_begin / seq_length.
+//
+// Pruned outputs follow the same convention with kept_cu_seqlens, each
+// sample's keep count taken from its own length (PruneSchedule::keep_at):
+// a sample keeps the same tokens alone or inside any batch.
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "config.hpp"
+#include "error.hpp"
+
+namespace repshift {
+
+// First row of sample b: cu_seqlens[b], or b * uniform when cu_seqlens is null.
+REPSHIFT_HD std::int64_t seq_begin(const int* cu_seqlens, std::int64_t b, std::int64_t uniform) {
+  return cu_seqlens ? std::int64_t(cu_seqlens[b]) : b * uniform;
+}
+
+// Rows of sample b: cu_seqlens[b + 1] - cu_seqlens[b], or uniform.
+REPSHIFT_HD std::int64_t seq_length(const int* cu_seqlens, std::int64_t b, std::int64_t uniform) {
+  return cu_seqlens ? std::int64_t(cu_seqlens[b + 1]) - cu_seqlens[b] : uniform;
+}
+
+namespace detail {
+
+// cu_seqlens (host memory) of `batch` samples: starts at 0, never
+// decreases, and ends at `total` when total >= 0 (-1: any end).
+inline void check_cu_seqlens(const char* where, const char* name, const int* cu_seqlens, std::int64_t batch,
+                             std::int64_t total = -1) {
+  require_pointer(where, name, cu_seqlens);
+  require_positive(where, "batch", batch);
+  if (cu_seqlens[0] != 0) {
+    fail(where, std::string(name) + "[0] = " + std::to_string(cu_seqlens[0]) + " must be 0");
+  }
+  for (std::int64_t b = 0; b < batch; ++b) {
+    if (cu_seqlens[b + 1] < cu_seqlens[b]) {
+      fail(where, std::string(name) + " decreases: " + name + "[" + std::to_string(b + 1) + "] = " +
+                      std::to_string(cu_seqlens[b + 1]) + " < " + name + "[" + std::to_string(b) + "] = " +
+                      std::to_string(cu_seqlens[b]));
+    }
+  }
+  if (total >= 0 && cu_seqlens[batch] != total) {
+    fail(where, std::string(name) + "[batch = " + std::to_string(batch) + "] = " + std::to_string(cu_seqlens[batch]) +
+                    " must equal the total token count " + std::to_string(total));
+  }
+}
+
+// Every sample of cu_seqlens has at least `min_tokens` tokens.
+inline void check_min_seqlen(const char* where, const char* name, const int* cu_seqlens, std::int64_t batch,
+                             std::int64_t min_tokens, const char* min_name) {
+  for (std::int64_t b = 0; b < batch; ++b) {
+    const std::int64_t n = seq_length(cu_seqlens, b, 0);
+    if (n < min_tokens) {
+      fail(where, "sample " + std::to_string(b) + " of " + name + " has " + std::to_string(n) + " tokens, fewer than " +
+                      min_name + " = " + std::to_string(min_tokens));
+    }
+  }
+}
+
+// kept (host memory) against cu_seqlens: 0 < kept length <= length and
+// kept length >= min(protect, length) for every sample.
+inline void check_kept_seqlens(const char* where, const int* cu_seqlens, const int* kept_cu_seqlens,
+                               std::int64_t batch, std::int64_t protect) {
+  check_cu_seqlens(where, "kept_cu_seqlens", kept_cu_seqlens, batch);
+  for (std::int64_t b = 0; b < batch; ++b) {
+    const std::int64_t n = seq_length(cu_seqlens, b, 0), k = seq_length(kept_cu_seqlens, b, 0);
+    const std::int64_t floor_keep = protect < n ? protect : n;
+    if (k > n || k < floor_keep || (n > 0 && k < 1)) {
+      fail(where, "sample " + std::to_string(b) + " keeps " + std::to_string(k) + " of its " + std::to_string(n) +
+                      " tokens: must be in [max(1, min(protect = " + std::to_string(protect) + ", " +
+                      std::to_string(n) + ")), " + std::to_string(n) + "]");
+    }
+  }
+}
+
+}  // namespace detail
+
+// Packed layout of an op that selects tokens (select, gather, merge): with cu_seqlens set,
+// sample b's tokens are rows [cu_seqlens[b], cu_seqlens[b + 1]) (token
+// strides apply, batch strides do not), its kept indices (local to the
+// sample) are rows [kept_cu_seqlens[b], kept_cu_seqlens[b + 1]) of
+// keep_idx, and `tokens` / `keep` are the longest sample's counts. Both
+// arrays live in the executor's memory.
+struct PackedRows {
+  const int* cu_seqlens = nullptr;
+  const int* kept_cu_seqlens = nullptr;
+
+  bool packed() const { return cu_seqlens != nullptr; }
+  REPSHIFT_HD std::int64_t tokens_of(std::int64_t b, std::int64_t tokens) const { return seq_length(cu_seqlens, b, tokens); }
+  REPSHIFT_HD std::int64_t keep_of(std::int64_t b, std::int64_t keep) const { return seq_length(kept_cu_seqlens, b, keep); }
+  // Element offset of sample b's first token / first kept index.
+  REPSHIFT_HD std::int64_t token_offset(std::int64_t b, std::int64_t batch_stride, std::int64_t token_stride) const {
+    return cu_seqlens ? std::int64_t(cu_seqlens[b]) * token_stride : b * batch_stride;
+  }
+  REPSHIFT_HD std::int64_t keep_offset(std::int64_t b, std::int64_t batch_stride, std::int64_t token_stride) const {
+    return kept_cu_seqlens ? std::int64_t(kept_cu_seqlens[b]) * token_stride : b * batch_stride;
+  }
+  void check_pointers(const char* where) const {
+    if (cu_seqlens) detail::require_pointer(where, "kept_cu_seqlens", kept_cu_seqlens);
+    if (kept_cu_seqlens) detail::require_pointer(where, "cu_seqlens", cu_seqlens);
+  }
+  // The contents, against the longest counts `tokens` and `keep`; host
+  // memory only (the CPU kernels call it).
+  void check_host(const char* where, std::int64_t batch, std::int64_t tokens, std::int64_t keep,
+                  std::int64_t protect) const {
+    if (!cu_seqlens) return;
+    detail::check_cu_seqlens(where, "cu_seqlens", cu_seqlens, batch);
+    detail::check_kept_seqlens(where, cu_seqlens, kept_cu_seqlens, batch, protect);
+    for (std::int64_t b = 0; b < batch; ++b) {
+      detail::require_at_most(where, "a sample's tokens (cu_seqlens)", tokens_of(b, 0), "tokens", tokens);
+      detail::require_at_most(where, "a sample's keep count (kept_cu_seqlens)", keep_of(b, 0), "keep", keep);
+    }
+  }
+};
+
+// Longest sample of cu_seqlens (host memory).
+inline int max_seqlen(const int* cu_seqlens, int batch) {
+  int longest = 0;
+  for (int b = 0; b < batch; ++b) {
+    const int n = cu_seqlens[b + 1] - cu_seqlens[b];
+    longest = n > longest ? n : longest;
+  }
+  return longest;
+}
+
+// cu_seqlens of samples of `lengths` (host memory), [batch + 1].
+inline std::vector<int> cu_seqlens_of(const int* lengths, int batch) {
+  std::vector<int> cu(std::size_t(batch) + 1, 0);
+  for (int b = 0; b < batch; ++b) cu[std::size_t(b) + 1] = cu[std::size_t(b)] + lengths[b];
+  return cu;
+}
+
+// kept_cu_seqlens for a per-sample keep rule: sample b of n tokens keeps
+// keep(n) (e.g. [&](int n) { return schedule.keep_at(layer, n); }).
+template <class KeepRule>
+std::vector<int> kept_cu_seqlens(const int* cu_seqlens, int batch, KeepRule&& keep) {
+  std::vector<int> kept(std::size_t(batch) + 1, 0);
+  for (int b = 0; b < batch; ++b) {
+    kept[std::size_t(b) + 1] = kept[std::size_t(b)] + int(keep(cu_seqlens[b + 1] - cu_seqlens[b]));
+  }
+  return kept;
+}
+
+// Host-side plan of one pruning layer over a batch: where each sample's
+// input, kept tokens and output rows lie (cu_seqlens each), built once per
+// call for padded (uniform) and packed batches alike.
+struct TokenPlan {
+  std::vector<int> in, kept, out;  // [batch + 1] each
+  int batch = 0, max_in = 0, max_kept = 0, max_out = 0;
+  bool drops = false;  // some sample keeps fewer tokens than it has
+
+  std::int64_t in_rows() const { return in.back(); }
+  std::int64_t kept_rows() const { return kept.back(); }
+  std::int64_t out_rows() const { return out.back(); }
+  int length(int b) const { return in[std::size_t(b) + 1] - in[std::size_t(b)]; }
+  int kept_length(int b) const { return kept[std::size_t(b) + 1] - kept[std::size_t(b)]; }
+
+  // extra = rows a compress appends to a sample that drops tokens (Fuse: 1).
+  // cu_seqlens null: `batch` samples of `tokens`, each keeping `keep`;
+  // kept_cu_seqlens null: nothing dropped.
+  void plan(int batch_, int tokens, int keep, const int* cu_seqlens, const int* kept_cu_seqlens, int extra) {
+    batch = batch_;
+    in.assign(std::size_t(batch) + 1, 0);
+    kept.assign(in.size(), 0);
+    out.assign(in.size(), 0);
+    max_in = max_kept = max_out = 0;
+    drops = false;
+    for (int b = 0; b < batch; ++b) {
+      const int n = cu_seqlens ? cu_seqlens[b + 1] - cu_seqlens[b] : tokens;
+      const int k = cu_seqlens ? (kept_cu_seqlens ? kept_cu_seqlens[b + 1] - kept_cu_seqlens[b] : n) : keep;
+      const int o = k < n ? k + extra : n;
+      in[std::size_t(b) + 1] = in[std::size_t(b)] + n;
+      kept[std::size_t(b) + 1] = kept[std::size_t(b)] + k;
+      out[std::size_t(b) + 1] = out[std::size_t(b)] + o;
+      max_in = n > max_in ? n : max_in;
+      max_kept = k > max_kept ? k : max_kept;
+      max_out = o > max_out ? o : max_out;
+      drops = drops || k < n;
+    }
+  }
+};
+
+}  // namespace repshift

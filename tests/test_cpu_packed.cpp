@@ -1,0 +1,255 @@
+// Packed (varlen) batches: every token entry point and the transformer
+// Block, for every policy, against the same samples run one at a time.
+// A sample's output, scores and kept indices must not depend on the batch
+// it runs in (batch invariance), and no work may depend on padding.
+
+#include <gtest/gtest.h>
+
+#include <numeric>
+
+#include <repshift/entry_points.hpp>
+#include <repshift/cpu/attention.hpp>
+#include <repshift/cpu/merge_tokens.hpp>
+#include <repshift/cpu/backend.hpp>
+#include <repshift/models/prune_schedule.hpp>
+
+#include "test_support.hpp"
+#include "transformer_fixture.hpp"
+
+namespace P = rs::policies;
+
+namespace {
+
+// Lengths not multiples of any tile, one shorter than a typical keep.
+const std::vector<int> kLengths = {23, 5, 40, 1, 17};
+
+std::vector<int> cu_of(const std::vector<int>& lengths) {
+  return rs::cu_seqlens_of(lengths.data(), int(lengths.size()));
+}
+
+template <class T>
+std::vector<T> slice(const std::vector<T>& v, std::int64_t begin, std::int64_t count, std::int64_t width = 1) {
+  return {v.begin() + begin * width, v.begin() + (begin + count) * width};
+}
+
+}  // namespace
+
+TEST(PackedEntryPoints, ScoreSelectGatherMatchOneSampleAtATime) {
+  const int batch = int(kLengths.size()), channels = 12, protect = 1;
+  const auto cu = cu_of(kLengths);
+  const int total = cu.back();
+  const auto before = ref::random_floats(std::size_t(total) * channels, 1);
+  const auto after = ref::random_floats(std::size_t(total) * channels, 2);
+  const auto schedule = rs::PruneSchedule::drop({{0, 0.3}}, protect);
+  const auto kept_cu = rs::kept_cu_seqlens(cu.data(), batch, [&](int n) { return schedule.keep_at(0, n); });
+  const int max_n = rs::max_seqlen(cu.data(), batch), max_k = rs::max_seqlen(kept_cu.data(), batch);
+
+  std::vector<float> scores(static_cast<std::size_t>(total));
+  rs::shift_score_varlen<P::L2>(rs::Host{}, before.data(), after.data(), scores.data(), cu.data(), batch, total, channels);
+  std::vector<int> keep_idx(std::size_t(kept_cu.back()));
+  rs::select_top_varlen(rs::Host{}, scores.data(), cu.data(), kept_cu.data(), keep_idx.data(), batch, max_n, max_k,
+                        protect);
+  std::vector<float> out(std::size_t(kept_cu.back()) * channels);
+  rs::gather_tokens_varlen(rs::Host{}, before.data(), cu.data(), keep_idx.data(), kept_cu.data(), out.data(), batch,
+                           max_n, max_k, channels);
+
+  for (int b = 0; b < batch; ++b) {
+    const int n = kLengths[std::size_t(b)], k = kept_cu[std::size_t(b) + 1] - kept_cu[std::size_t(b)];
+    EXPECT_EQ(k, n - int(std::floor(0.3 * n + 1e-9))) << "sample " << b;
+    const auto xb = slice(before, cu[std::size_t(b)], n, channels);
+    const auto ab = slice(after, cu[std::size_t(b)], n, channels);
+    std::vector<float> s(static_cast<std::size_t>(n));
+    rs::shift_score<P::L2>(rs::Host{}, xb.data(), ab.data(), s.data(), 1, n, channels);
+    EXPECT_EQ(s, slice(scores, cu[std::size_t(b)], n)) << "sample " << b;
+    std::vector<int> idx(static_cast<std::size_t>(k));
+    rs::select_top(rs::Host{}, s.data(), idx.data(), 1, n, k, std::min(protect, k));
+    EXPECT_EQ(idx, slice(keep_idx, kept_cu[std::size_t(b)], k)) << "sample " << b;
+    EXPECT_EQ(idx, ref::select(s, 1, n, k, std::min(protect, k)));
+    std::vector<float> o(std::size_t(k) * channels);
+    rs::gather_tokens(rs::Host{}, xb.data(), idx.data(), o.data(), 1, n, k, channels);
+    EXPECT_EQ(o, slice(out, kept_cu[std::size_t(b)], k, channels)) << "sample " << b;
+  }
+}
+
+TEST(PackedEntryPoints, BadCuSeqlensAreRefusedByName) {
+  std::vector<float> scores(10), x(10 * 4), out(10 * 4);
+  std::vector<int> idx(10);
+  const int kept[3] = {0, 2, 4};
+  const int starts_at_one[3] = {1, 5, 10}, decreasing[3] = {0, 6, 5}, short_total[3] = {0, 4, 9};
+  expect_refused([&] { rs::shift_score_varlen<P::L2>(rs::Host{}, x.data(), x.data(), scores.data(), starts_at_one, 2, 10, 4); },
+                 {"cu_seqlens[0] = 1 must be 0"});
+  expect_refused([&] { rs::select_top_varlen(rs::Host{}, scores.data(), decreasing, kept, idx.data(), 2, 6, 2); },
+                 {"cu_seqlens decreases", "cu_seqlens[2] = 5 < cu_seqlens[1] = 6"});
+  expect_refused([&] { rs::shift_score_varlen<P::L2>(rs::Host{}, x.data(), x.data(), scores.data(), short_total, 2, 10, 4); },
+                 {"cu_seqlens[batch = 2] = 9", "total token count 10"});
+  const int cu[3] = {0, 4, 10}, keeps_too_many[3] = {0, 5, 7};
+  expect_refused([&] { rs::gather_tokens_varlen(rs::Host{}, x.data(), cu, idx.data(), keeps_too_many, out.data(), 2, 6, 5, 4); },
+                 {"sample 0 keeps 5 of its 4 tokens"});
+  expect_refused([&] { rs::select_top_varlen(rs::Host{}, scores.data(), cu, nullptr, idx.data(), 2, 6, 2); },
+                 {"kept_cu_seqlens"});
+}
+
+TEST(PackedAttention, EachSampleSeesOnlyItsOwnKeys) {
+  const int batch = int(kLengths.size()), heads = 2, head_dim = 32, dim = heads * head_dim;
+  const auto cu = cu_of(kLengths);
+  const int total = cu.back();
+  const auto qkv = ref::random_floats(std::size_t(total) * 3 * dim, 3);
+  const auto bias = ref::random_floats(std::size_t(3) * dim, 4, -0.5f, 0.5f);
+  const auto key_bias = ref::random_floats(std::size_t(total), 5, -1.0f, 1.0f);
+  for (bool map : {false, true}) {
+    std::vector<float> out(std::size_t(total) * dim, NAN);
+    auto p = rs::AttentionParams::contiguous(qkv.data(), bias.data(), out.data(), batch,
+                                             rs::max_seqlen(cu.data(), batch), heads, head_dim);
+    p.cu_seqlens = cu.data();
+    p.key_bias = key_bias.data();
+    std::vector<float> probs;
+    if (map) {
+      probs.resize(std::size_t(batch) * heads * p.tokens * p.tokens);
+      rs::cpu::attention_with_map(rs::Host{}, p, probs.data());
+    } else {
+      rs::cpu::flash_attention(rs::Host{}, p);
+    }
+    for (int b = 0; b < batch; ++b) {
+      const int n = kLengths[std::size_t(b)];
+      const auto qb = slice(qkv, cu[std::size_t(b)], n, 3 * dim);
+      const auto kb = slice(key_bias, cu[std::size_t(b)], n);
+      std::vector<float> alone(std::size_t(n) * dim);
+      auto pb = rs::AttentionParams::contiguous(qb.data(), bias.data(), alone.data(), 1, n, heads, head_dim);
+      pb.key_bias = kb.data();
+      rs::cpu::flash_attention(rs::Host{}, pb);
+      EXPECT_LT(ref::max_rel_error(slice(out, cu[std::size_t(b)], n, dim), std::vector<double>(alone.begin(), alone.end())),
+                1e-5)
+          << "sample " << b << (map ? " (map)" : " (flash)");
+    }
+  }
+}
+
+// ---- the Block, every policy ----------------------------------------------
+
+template <class S, class I, class C, class N = P::PreNorm>
+struct Policy {
+  using Site = S;
+  using Importance = I;
+  using Compress = C;
+  using Norm = N;
+};
+
+using Policies = ::testing::Types<
+    Policy<P::Mlp, P::L2, P::Prune>, Policy<P::Attention, P::L1, P::Prune>, Policy<P::Block, P::Cosine, P::Prune>,
+    Policy<P::Update<P::Mlp>, P::L2, P::Prune>, Policy<P::Mlp, P::Norm, P::Prune, P::PostNorm>,
+    Policy<P::Mlp, P::Random, P::Prune>, Policy<P::Attention, P::ClsAttention, P::Prune>,
+    Policy<P::Mlp, P::L2, P::Fuse>, Policy<P::Attention, P::L2, P::Fuse, P::PostNorm>,
+    Policy<P::Mlp, P::L2, P::Merge>, Policy<P::Attention, P::L2, P::Merge, P::PostNorm>>;
+
+struct PolicyNames {
+  template <class C>
+  static std::string GetName(int) {
+    return std::string(C::Site::name) + "_" + C::Importance::name + "_" + C::Compress::name + "_" + C::Norm::name;
+  }
+};
+
+template <class C>
+class PackedBlock : public ::testing::Test {};
+TYPED_TEST_SUITE(PackedBlock, Policies, PolicyNames);
+
+// A packed batch gives every sample exactly what it gets alone: output
+// rows, scores, kept indices and (Merge) sizes, each sample keeping the
+// paper's count of its own length.
+TYPED_TEST(PackedBlock, EverySampleMatchesItsRunAlone) {
+  using C = TypeParam;
+  using B = rs::Block<P::Transformer, typename C::Site, typename C::Importance, typename C::Compress, typename C::Norm>;
+  constexpr bool merge = C::Compress::tracks_sizes;
+  const int batch = int(kLengths.size()), dim = 32, protect = 1;
+  const RandomBlockWeights w(dim, 2, 64, 41);
+  const auto cu = cu_of(kLengths);
+  const int total = cu.back();
+  const auto x = ref::random_floats(std::size_t(total) * dim, 42);
+  auto sizes = ref::random_floats(std::size_t(total), 43, 1.0f, 4.0f);
+  const auto schedule = rs::PruneSchedule::drop({{0, 0.4}}, protect);
+  const auto kept_cu = rs::kept_cu_seqlens(cu.data(), batch, [&](int n) {
+    const int k = schedule.keep_at(0, n);
+    return merge ? std::max<int>(k, int(P::Merge::min_keep(n, protect))) : k;
+  });
+
+  std::vector<float> y(std::size_t(total + batch) * dim, NAN), scores(std::size_t(total), NAN);
+  std::vector<float> kept_sizes(std::size_t(total), NAN);
+  std::vector<int> keep_idx(std::size_t(kept_cu.back()), -1), out_cu(std::size_t(batch) + 1, -1);
+  rs::TransformerBlockArgs a;
+  a.x = x.data();
+  a.y = y.data();
+  a.batch = batch;
+  a.protect = protect;
+  a.seed = 3;
+  a.cu_seqlens = cu.data();
+  a.kept_cu_seqlens = kept_cu.data();
+  a.out_cu_seqlens = out_cu.data();
+  a.scores = scores.data();
+  a.keep_idx = keep_idx.data();
+  if constexpr (merge) {
+    a.sizes = sizes.data();
+    a.kept_sizes = kept_sizes.data();
+  }
+  rs::TransformerWorkspace ws;
+  B::forward(rs::Host{}, w.view(), a, ws);
+
+  for (int b = 0; b < batch; ++b) {
+    const int n = kLengths[std::size_t(b)], k = kept_cu[std::size_t(b) + 1] - kept_cu[std::size_t(b)];
+    const int out_n = B::output_tokens(n, k);
+    ASSERT_EQ(out_cu[std::size_t(b) + 1] - out_cu[std::size_t(b)], out_n) << "sample " << b;
+    const auto xb = slice(x, cu[std::size_t(b)], n, dim);
+    auto sb = slice(sizes, cu[std::size_t(b)], n);
+    std::vector<float> yb(std::size_t(out_n) * dim), s(static_cast<std::size_t>(n)), ks(static_cast<std::size_t>(k));
+    std::vector<int> idx(static_cast<std::size_t>(k));
+    auto one = rs::TransformerBlockArgs::dense(xb.data(), yb.data(), 1, n);
+    one.keep = k;
+    one.protect = std::min(protect, n);
+    one.seed = 3;
+    one.scores = s.data();
+    one.keep_idx = idx.data();
+    if constexpr (merge) {
+      one.sizes = sb.data();
+      if (k < n) one.kept_sizes = ks.data();
+    }
+    rs::TransformerWorkspace ws1;
+    B::forward(rs::Host{}, w.view(), one, ws1);
+    EXPECT_LT(ref::max_rel_error(slice(y, out_cu[std::size_t(b)], out_n, dim), std::vector<double>(yb.begin(), yb.end())),
+              1e-5)
+        << "sample " << b;
+    EXPECT_LT(ref::max_rel_error(slice(scores, cu[std::size_t(b)], n), std::vector<double>(s.begin(), s.end())), 1e-5)
+        << "sample " << b;
+    if (k < n) {
+      EXPECT_EQ(slice(keep_idx, kept_cu[std::size_t(b)], k), idx) << "sample " << b;
+      if constexpr (merge) {
+        EXPECT_EQ(slice(kept_sizes, kept_cu[std::size_t(b)], k), ks) << "sample " << b;
+      }
+    }
+  }
+}
+
+TEST(PackedBlock, RefusesBadLayouts) {
+  using B = rs::Block<P::Transformer, P::Mlp, P::L2>;
+  const RandomBlockWeights w(16, 2, 32, 4);
+  std::vector<float> x(20 * 16), y(20 * 16);
+  const int cu[3] = {0, 1, 20}, kept[3] = {0, 1, 10};
+  int out_cu[3];
+  rs::TransformerBlockArgs a;
+  a.x = x.data();
+  a.y = y.data();
+  a.batch = 2;
+  a.protect = 2;
+  a.cu_seqlens = cu;
+  a.kept_cu_seqlens = kept;
+  a.out_cu_seqlens = out_cu;
+  rs::TransformerWorkspace ws;
+  expect_refused([&] { B::forward(rs::Host{}, w.view(), a, ws); }, {"sample 0", "1 tokens", "max(1, protect) = 2"});
+  a.protect = 1;
+  a.out_cu_seqlens = nullptr;
+  expect_refused([&] { B::forward(rs::Host{}, w.view(), a, ws); }, {"out_cu_seqlens"});
+  a.out_cu_seqlens = out_cu;
+  const int keeps_none[3] = {0, 1, 1};
+  a.kept_cu_seqlens = keeps_none;
+  expect_refused([&] { B::forward(rs::Host{}, w.view(), a, ws); }, {"sample 1 keeps 0 of its 19 tokens"});
+  a.kept_cu_seqlens = kept;
+  EXPECT_NO_THROW(B::forward(rs::Host{}, w.view(), a, ws));
+  EXPECT_EQ(std::vector<int>(out_cu, out_cu + 3), (std::vector<int>{0, 1, 10}));
+}
