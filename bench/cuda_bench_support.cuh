@@ -7,13 +7,25 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include <cstdio>
+#include <cstdlib>
+
+#include <repshift/cuda/device_status.cuh>
 #include <repshift/cuda/error.cuh>
 
 namespace bench {
 
+// True where a GPU is usable; false (every case reports "no CUDA device")
+// on a machine without an NVIDIA driver. A GPU that is there but cannot be
+// used ends the program with the runtime's message and exit code 1: no
+// table of skipped cases may pass for a run.
 inline bool have_device() {
-  int count = 0;
-  return cudaGetDeviceCount(&count) == cudaSuccess && count > 0;
+  const repshift::cuda::DeviceStatus& s = repshift::cuda::device_status();
+  if (s.kind == repshift::cuda::DeviceStatus::Unusable) {
+    std::fprintf(stderr, "%s\n", s.why.c_str());
+    std::exit(1);
+  }
+  return s.kind == repshift::cuda::DeviceStatus::Usable;
 }
 
 struct DeviceBytes {

@@ -1,43 +1,94 @@
 #!/usr/bin/env bash
-# Everything that needs a GPU, in one command for a lent GPU machine:
-# builds the CUDA targets, runs the CUDA tests, compute-sanitizer (memcheck
-# on every CUDA test binary, racecheck and synccheck on the shared-memory
-# kernels: attention, merge, select, scan), then the CUDA benchmarks.
-# Results go to $OUT (the device tool's return folder) or bench/results/,
-# named gpu_<bench>_<device>_<date>.json, with a log of every step.
-#   bash bench/gpu_run.sh            # all of it
-#   bash bench/gpu_run.sh --no-bench # tests and sanitizers only
+# Everything that needs a GPU, in phases that each fit one short call on a
+# lent GPU machine (one H100/H200, 16 cores: each well under 8 minutes).
+#
+#   bash bench/gpu_run.sh build      # configure + build the CUDA targets for sm_90 (no network)
+#   bash bench/gpu_run.sh test       # CUDA tests; a skip is a failure (REPSHIFT_REQUIRE_GPU=1)
+#   bash bench/gpu_run.sh sanitize   # compute-sanitizer on our kernels only (memcheck, racecheck, synccheck)
+#   bash bench/gpu_run.sh bench      # the goals first: score vs copy bandwidth, DeiT-S f16, attention
+#   bash bench/gpu_run.sh sweep      # the ablation sweep + its table and plot
+#
+# Every phase writes gpu_<phase>_<device>_<date>.log (and the benches their
+# JSON) to $OUT (the device tool's return folder) or bench/results/. Phases
+# are resumable: a step that succeeded leaves a marker in build/gpu/done/
+# and is skipped when the phase runs again (FORCE=1 runs everything).
+# `build` installs nothing: it needs cmake, a C++ compiler, GoogleTest,
+# Google Benchmark, OpenBLAS and nlohmann-json on the machine (or a
+# build/gpu made elsewhere for sm_90 and carried over), and finds nvcc on
+# PATH, in $CUDACXX or in /usr/local/cuda/bin. cuDNN targets are built and
+# run only where cuDNN was found.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-bash cmake/install_deps.sh
+phase=${1:-}
+case "$phase" in build|test|sanitize|bench|sweep) ;; *) sed -n '2,19p' "$0"; exit 2 ;; esac
+
 out=${OUT:-bench/results}
-mkdir -p "$out"
+mkdir -p "$out" build/gpu/done
 device=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1 | tr -c 'A-Za-z0-9\n' '_' | tr -s _)
 device=${device:-unknown_gpu}
 stamp=$(date +%F)
-log="$out/gpu_run_${device}_${stamp}.log"
+log="$out/gpu_${phase}_${device}_${stamp}.log"
 status=0
-step() {  # step NAME COMMAND...: run, log, remember a failure
-  echo "==== $1" | tee -a "$log"
+
+# step NAME COMMAND...: run once (skipped when its marker exists), log,
+# remember a failure.
+step() {
+  local name=$1 marker="build/gpu/done/${phase}_${1//[^A-Za-z0-9_.-]/_}"
   shift
-  if ! "$@" 2>&1 | tee -a "$log"; then
-    echo "==== FAILED" | tee -a "$log"
+  if [ -f "$marker" ] && [ -z "${FORCE:-}" ]; then
+    echo "==== $name: done earlier (FORCE=1 to rerun)" | tee -a "$log"
+    return
+  fi
+  echo "==== $name" | tee -a "$log"
+  if "$@" 2>&1 | tee -a "$log"; then
+    touch "$marker"
+  else
+    echo "==== FAILED: $name" | tee -a "$log"
     status=1
   fi
 }
 
-{ nvidia-smi; nvcc --version; } >>"$log" 2>&1
-jobs=$(nproc)
-cuda_tests=(test_cuda_tiling test_cuda_primitives test_cuda_backbones test_cuda_transformer test_cuda_cnn)
-cuda_benches=(bench_cuda_primitives bench_cuda_transformer bench_cuda_backbones bench_cuda_ablation)
-step configure cmake -S . -B build/gpu -DCMAKE_BUILD_TYPE=Release
-step build cmake --build build/gpu -j "$jobs" --target "${cuda_tests[@]}" "${cuda_benches[@]}"
-step ctest ctest --test-dir build/gpu -R "Cuda" --output-on-failure -j 4
+# Targets of the configured build, so a build without cuDNN (or a step
+# that needs a missing one) is left out rather than failing.
+have_target() { [ -x "build/gpu/$1" ]; }
 
-sanitizer=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
-if [ -x "$sanitizer" ]; then
+if [ -z "${CUDACXX:-}" ] && ! command -v nvcc >/dev/null && [ -x /usr/local/cuda/bin/nvcc ]; then
+  export CUDACXX=/usr/local/cuda/bin/nvcc
+fi
+{ date; nvidia-smi 2>&1 | head -15; "${CUDACXX:-nvcc}" --version 2>&1 | tail -2; } >>"$log"
+
+case "$phase" in
+build)
+  step configure cmake -S . -B build/gpu -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 \
+    -DREPSHIFT_BUILD_EXAMPLES=OFF
+  if ! grep -q "CMAKE_CUDA_COMPILER:.*nvcc" build/gpu/CMakeCache.txt 2>/dev/null; then
+    echo "==== nvcc was not found: no CUDA targets" | tee -a "$log"
+    status=1
+  fi
+  targets=()
+  available=$(cmake --build build/gpu --target help 2>/dev/null)
+  for t in test_cuda_tiling test_cuda_primitives test_cuda_backbones test_cuda_transformer test_cuda_cnn \
+           bench_cuda_primitives bench_cuda_transformer bench_cuda_backbones bench_cuda_ablation; do
+    grep -q "\.\.\. $t\$" <<<"$available" && targets+=("$t")
+  done
+  echo "building: ${targets[*]}" | tee -a "$log"
+  FORCE=1 step build cmake --build build/gpu -j "$(nproc)" --target "${targets[@]}"
+  ;;
+test)
+  export REPSHIFT_REQUIRE_GPU=1
+  step ctest ctest --test-dir build/gpu -R "Cuda|consumer" --output-on-failure -j 4 \
+    --output-junit "$PWD/$out/gpu_test_${device}_${stamp}.xml"
+  ;;
+sanitize)
+  sanitizer=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
+  if [ ! -x "$sanitizer" ]; then
+    echo "==== compute-sanitizer not found" | tee -a "$log"
+    exit 1
+  fi
+  # Only our kernels (namespace repshift): cuBLASLt's and cuDNN's are not ours to check.
+  ours=(--kernel-name-base demangled --kernel-name kns=repshift --error-exitcode 1)
   for t in test_cuda_primitives test_cuda_backbones test_cuda_transformer test_cuda_cnn; do
-    step "memcheck $t" "$sanitizer" --tool memcheck --error-exitcode 1 "build/gpu/tests/$t"
+    have_target "tests/$t" && step "memcheck $t" "$sanitizer" --tool memcheck "${ours[@]}" "build/gpu/tests/$t"
   done
   # The kernels that share memory between threads, by test binary.
   declare -A shared=([test_cuda_transformer]="CudaTyped/*Attention*:CudaTyped/*Merge*:CudaBlock/*"
@@ -45,22 +96,34 @@ if [ -x "$sanitizer" ]; then
                      [test_cuda_backbones]="*SelectiveScan*:CudaSsmBlock*")
   for tool in racecheck synccheck; do
     for t in "${!shared[@]}"; do
-      step "$tool $t" "$sanitizer" --tool "$tool" --error-exitcode 1 "build/gpu/tests/$t" --gtest_filter="${shared[$t]}"
+      step "$tool $t" "$sanitizer" --tool "$tool" "${ours[@]}" "build/gpu/tests/$t" --gtest_filter="${shared[$t]}"
     done
   done
-else
-  echo "==== compute-sanitizer not found" | tee -a "$log"
-  status=1
-fi
-
-if [ "${1:-}" != "--no-bench" ]; then
-  for b in "${cuda_benches[@]}"; do
-    step "$b" "build/gpu/bench/$b" --benchmark_repetitions=5 --benchmark_enable_random_interleaving=true \
-      --benchmark_out="$out/gpu_${b#bench_}_${device}_${stamp}.json" --benchmark_out_format=json
-  done
-  # The sweep's table and plot, as for the CPU sweep.
-  sweep="$out/gpu_cuda_ablation_${device}_${stamp}.json"
-  [ -f "$sweep" ] && step "plot sweep" python3 bench/plot_ablation.py "$sweep" "$out" "gpu_${device}_${stamp}"
-fi
-echo "==== gpu_run status $status" | tee -a "$log"
+  ;;
+bench)
+  # The goals first: the score kernel against copy bandwidth, DeiT-S f16
+  # pruned vs unpruned at batch 64 / 256, attention; then the rest.
+  run_bench() {  # run_bench NAME FILTER
+    have_target "bench/$1" || return 0
+    step "$1 $2" "build/gpu/bench/$1" --benchmark_filter="$2" --benchmark_repetitions=5 \
+      --benchmark_enable_random_interleaving=true \
+      --benchmark_out="$out/gpu_${1#bench_}_${2//[^A-Za-z0-9]/_}_${device}_${stamp}.json" --benchmark_out_format=json
+  }
+  run_bench bench_cuda_primitives "CudaShiftScore|CudaCopy"
+  run_bench bench_cuda_transformer "CudaDeiT"
+  run_bench bench_cuda_transformer "CudaAttention"
+  run_bench bench_cuda_primitives "CudaSelectTop|CudaGather"
+  run_bench bench_cuda_transformer "CudaBlock"
+  run_bench bench_cuda_backbones "."
+  ;;
+sweep)
+  if have_target bench/bench_cuda_ablation; then
+    json="$out/gpu_cuda_ablation_${device}_${stamp}.json"
+    step sweep build/gpu/bench/bench_cuda_ablation --benchmark_repetitions=3 \
+      --benchmark_enable_random_interleaving=true --benchmark_out="$json" --benchmark_out_format=json
+    [ -f "$json" ] && step "plot sweep" python3 bench/plot_ablation.py "$json" "$out" "gpu_${device}_${stamp}"
+  fi
+  ;;
+esac
+echo "==== gpu_run $phase status $status" | tee -a "$log"
 exit $status

@@ -1,24 +1,39 @@
 #pragma once
-// Shared by the CUDA tests: device detection (tests skip through
-// GTEST_SKIP, which ctest reports as Skipped), host twins of the device
+// Shared by the CUDA tests: device detection, host twins of the device
 // storage types, and uploads that convert host floats to them.
+//
+// REQUIRE_DEVICE(): on a machine without an NVIDIA driver a test skips
+// (GTEST_SKIP, which ctest reports as Skipped); where a driver exists but
+// the GPU cannot be used, it fails with the runtime's message; with
+// REPSHIFT_REQUIRE_GPU=1 in the environment every skip is a failure too
+// (what a GPU run sets, so a missing GPU cannot pass as green).
 
 #include <gtest/gtest.h>
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include <cstdlib>
+#include <cstring>
 #include <vector>
 
 #include <repshift/cuda/device_buffer.cuh>
+#include <repshift/cuda/device_status.cuh>
 
-inline bool have_device() {
-  int count = 0;  // cudaGetDeviceCount leaves it untouched when it fails
-  return cudaGetDeviceCount(&count) == cudaSuccess && count > 0;
+inline bool gpu_required() {
+  const char* v = std::getenv("REPSHIFT_REQUIRE_GPU");
+  return v && std::strcmp(v, "") != 0 && std::strcmp(v, "0") != 0;
 }
 
-#define REQUIRE_DEVICE() \
-  if (!have_device()) GTEST_SKIP() << "no CUDA device"
+#define REQUIRE_DEVICE()                                                                          \
+  do {                                                                                            \
+    const repshift::cuda::DeviceStatus& device_ = repshift::cuda::device_status();               \
+    if (device_.kind == repshift::cuda::DeviceStatus::Unusable) FAIL() << device_.why;            \
+    if (device_.kind == repshift::cuda::DeviceStatus::Absent) {                                   \
+      if (gpu_required()) FAIL() << "REPSHIFT_REQUIRE_GPU is set: " << device_.why;              \
+      GTEST_SKIP() << device_.why;                                                                \
+    }                                                                                             \
+  } while (0)
 
 template <class T>
 repshift::cuda::DeviceBuffer<T> to_device(const std::vector<float>& host) {

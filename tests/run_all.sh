@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: installs what it needs, builds and
 # runs the tests twice, optimised and under AddressSanitizer +
-# UndefinedBehaviorSanitizer. CUDA tests build when nvcc exists and skip
-# themselves where no GPU does.
+# UndefinedBehaviorSanitizer, then fuzzes the safetensors reader and the
+# ViT loader for a fixed short time (libFuzzer; longer on demand with
+# `bash tests/fuzz/run_fuzz.sh SECONDS`). CUDA tests build when nvcc
+# exists and skip themselves where no GPU (and no NVIDIA driver) does.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash cmake/install_deps.sh
@@ -17,3 +19,5 @@ cmake -S . -B build/sanitize -DCMAKE_BUILD_TYPE=RelWithDebInfo -DREPSHIFT_SANITI
 cmake --build build/sanitize -j "$jobs"
 LSAN_OPTIONS="suppressions=$PWD/tests/lsan.supp" \
   ctest --test-dir build/sanitize --output-on-failure -j "$jobs"
+
+bash tests/fuzz/run_fuzz.sh "${REPSHIFT_FUZZ_SECONDS:-20}"

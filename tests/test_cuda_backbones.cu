@@ -146,6 +146,31 @@ TEST(CudaLines, ScoresAndRemovalMatchTheHostPath) {
   EXPECT_LT(ref::max_rel_error(drows.download(), want_rows), 1e-5);
   EXPECT_LT(ref::max_rel_error(dcols.download(), want_cols), 1e-5);
 
+  // Many channels over few pixels (a late ResNet stage): with scratch the
+  // channels split into chunks whose partial sums a second pass combines.
+  {
+    const int cc = 300;
+    const auto b2 = ref::random_floats(std::size_t(batch) * cc * h * w, 13, -2.0f, 2.0f);
+    const auto a2 = ref::random_floats(b2.size(), 14, -2.0f, 2.0f);
+    rs::LineScoreParams host2 = host;
+    host2.before = b2.data();
+    host2.after = a2.data();
+    host2.channels = cc;
+    rs::cpu::line_scores<rs::policies::Cosine>(rs::Host{}, host2);
+    auto db2 = to_device<float>(b2), da2 = to_device<float>(a2);
+    rs::LineScoreParams dev2 = dev;
+    dev2.before = db2.data();
+    dev2.after = da2.data();
+    dev2.channels = cc;
+    const std::size_t bytes = rs::cuda::line_scores_scratch_bytes<rs::policies::Cosine>(dev2);
+    ASSERT_GT(bytes, 0u) << "300 channels over 286 pixels should split into chunks";
+    rs::cuda::DeviceBuffer<unsigned char> partials(bytes);
+    dev2.partials = partials.data();
+    rs::cuda::line_scores<rs::policies::Cosine>(rs::Cuda{}, dev2);
+    EXPECT_LT(ref::max_rel_error(drows.download(), ref::Mat(rows.begin(), rows.end())), 1e-5);
+    EXPECT_LT(ref::max_rel_error(dcols.download(), ref::Mat(cols.begin(), cols.end())), 1e-5);
+  }
+
   // Removal: same lines on both paths; then an out-of-range column is zeroed and reported.
   std::vector<int> keep_rows = {0, 1, 2, 4, 5, 7, 9, 11, 12, 1, 2, 3, 4, 6, 8, 9, 10, 12};
   std::vector<int> keep_cols = {0, 2, 3, 5, 6, 8, 10, 0, 1, 2, 4, 5, 7, 9};

@@ -192,3 +192,29 @@ TEST(CudaAttentionTiling, SharedMemoryPlanMeetsWmmaRules) {
   check_plan<64, 4, false>();
   check_plan<128, 4, false>();
 }
+
+// The CnnRows pixel reduction: chunks cover the channels with no empty
+// chunk, hold at least kMinChunkChannels each (unless there are fewer
+// channels in all), stay within kMaxChunks, and only split where the
+// pixel tiles alone would leave the GPU idle.
+TEST(CudaTiling, PixelReductionChunks) {
+  using T = rs::cuda_tiling::PixelTiling;
+  for (std::int64_t pixels : {1, 49, 392, 3136, 25088, 200704}) {
+    for (std::int64_t channels : {3, 64, 256, 300, 1024, 2048}) {
+      const std::int64_t chunks = T::chunks(pixels, channels), per = T::chunk_channels(pixels, channels);
+      EXPECT_GE(chunks, 1);
+      EXPECT_LE(chunks, T::kMaxChunks);
+      EXPECT_GE(chunks * per, channels) << pixels << " px, " << channels << " ch";
+      EXPECT_LT((chunks - 1) * per, channels) << "an empty trailing chunk";
+      if (chunks > 1) {
+        EXPECT_GE(per, T::kMinChunkChannels);
+      }
+      if (T::tiles(pixels) >= T::kTargetBlocks) {
+        EXPECT_EQ(chunks, 1) << "enough tiles: no split";
+      }
+    }
+  }
+  // ResNet-50 stage 4 at batch 8 (7x7 maps, 2048 channels): 13 tiles alone, split 16 ways.
+  EXPECT_EQ(T::chunks(8 * 49, 2048), 16);
+  EXPECT_EQ(T::chunks(64 * 56 * 56, 256), 1);
+}

@@ -5,6 +5,7 @@
 
 #include <cstdio>
 #include <fstream>
+#include <iterator>
 #include <string>
 
 #include <repshift/io/safetensors.hpp>
@@ -89,4 +90,41 @@ TEST(Safetensors, MalformedFilesAreRefusedWithReasons) {
     EXPECT_NE(std::string(e.what()).find("dtype I32"), std::string::npos) << e.what();
   }
   EXPECT_THROW(rs::io::SafeTensorsFile("/nonexistent/x.safetensors"), rs::FormatError);
+}
+
+// Empty tensors load as empty vectors (no memcpy from or to a null
+// pointer), from a mapped file and from memory alike; the mapping outlives
+// copies of the reader.
+TEST(Safetensors, EmptyTensorsAndInMemoryImages) {
+  const std::string header =
+      R"({"empty":{"dtype":"F32","shape":[0,3],"data_offsets":[0,0]},)"
+      R"("half_empty":{"dtype":"F16","shape":[2,0],"data_offsets":[0,0]},)"
+      R"("x":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})";
+  const std::string data = bytes_of({0, 0, 0xc0, 0x3f});
+  const auto path = write_file("empty.safetensors", header, data);
+  std::vector<rs::io::SafeTensorsFile> readers;
+  {
+    rs::io::SafeTensorsFile mapped(path);
+    readers.push_back(mapped);  // shares the mapping
+  }
+  std::ifstream in(path, std::ios::binary);
+  std::vector<unsigned char> image((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  readers.push_back(rs::io::SafeTensorsFile::from_bytes(image, "image"));
+  for (const auto& f : readers) {
+    EXPECT_TRUE(f.load_f32("empty", {0, 3}).empty());
+    EXPECT_TRUE(f.load_f32("half_empty", {2, 0}).empty());
+    EXPECT_EQ(f.load_f32("x", {1}), std::vector<float>{1.5f});
+  }
+  // Saving an empty tensor round-trips too.
+  const std::string out = ::testing::TempDir() + "empty_out.safetensors";
+  rs::io::save_safetensors(out, {{"none", {0}, nullptr}, {"one", {1}, readers[0].load_f32("x", {1}).data()}});
+  EXPECT_TRUE(rs::io::SafeTensorsFile(out).load_f32("none", {0}).empty());
+  std::remove(out.c_str());
+  std::remove(path.c_str());
+  try {
+    rs::io::SafeTensorsFile::from_bytes({1, 2, 3}, "three bytes");
+    ADD_FAILURE();
+  } catch (const rs::FormatError& e) {
+    EXPECT_NE(std::string(e.what()).find("'three bytes': file is 3 bytes"), std::string::npos) << e.what();
+  }
 }

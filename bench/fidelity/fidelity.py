@@ -32,7 +32,10 @@ def parse_rows(table):
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
         if len(cells) < 4 or cells[0] in ("site", "-") or cells[0].startswith("---") or "%" in cells[1]:
             continue
-        lines[(cells[0], cells[1])].append((float(cells[2]), float(cells[3])))
+        site, importance = cells[0], cells[1]
+        if site.endswith("_update"):  # the residual-update reading: one more line in its site's panel
+            site, importance = site[: -len("_update")], importance + " (update)"
+        lines[(site, importance)].append((float(cells[2]), float(cells[3])))
     return lines
 
 
@@ -85,7 +88,9 @@ def main():
                             check=True, capture_output=True, text=True).stdout
     digits_header = (f"Digits ViT (scikit-learn 8x8 digits, 360 held-out images; 17 tokens, dim 64, depth 6; trained "
                      f"with PyTorch + timm by bench/fidelity/train_digits_vit.py), no fine-tuning; pruning at layers "
-                     f"1 and 3 of 6 with the given keep rate, CLS protected. {platform.machine()} CPU, {today}. "
+                     f"1 and 3 of 6 with the given keep rate k (each layer keeps N - floor((1 - k) N) of its N "
+                     f"tokens, the paper's rule), CLS protected. Sites `attn_update` / `mlp_update` score the "
+                     f"residual update D(x + F(x), x) instead of D(F(x), x). {platform.machine()} CPU, {today}. "
                      f"Regenerate: `python3 bench/fidelity/fidelity.py build/release`.\n\n")
     minilm_header, minilm = minilm_fidelity.run(os.path.join(build, "bench", "fidelity_minilm"))
     os.makedirs(out_dir, exist_ok=True)

@@ -92,6 +92,13 @@ int main(int argc, char** argv) {
     // The paper's control: keep the top 50% by MLP-site L2 shift vs the bottom 50%.
     row("mlp", "l2, top 50%", 0.5, predict<P::Mlp, P::L2>(w, t, 0.5), t, full);
     row("mlp", "l2, bottom 50%", 0.5, predict<P::Mlp, P::Inverted<P::L2>>(w, t, 0.5), t, full);
+    // The other reading of the score: the residual update D(x + F(x), x), side by side.
+    for (double keep : kKeepRates) {
+      row("attn_update", "l2", keep, predict<P::Update<P::Attention>, P::L2>(w, t, keep), t, full);
+      row("mlp_update", "l2", keep, predict<P::Update<P::Mlp>, P::L2>(w, t, keep), t, full);
+    }
+    row("mlp_update", "l2, top 50%", 0.5, predict<P::Update<P::Mlp>, P::L2>(w, t, 0.5), t, full);
+    row("mlp_update", "l2, bottom 50%", 0.5, predict<P::Update<P::Mlp>, P::Inverted<P::L2>>(w, t, 0.5), t, full);
     // The other compress policies, same importance (Merge halves the free tokens at most per layer).
     for (double keep : kKeepRates) {
       row("mlp", "l2, fuse", keep, predict<P::Mlp, P::L2, P::Fuse>(w, t, keep), t, full);

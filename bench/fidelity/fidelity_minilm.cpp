@@ -127,6 +127,13 @@ int main(int argc, char** argv) {
     // The paper's control: keep the top 50% by MLP-site L2 shift vs the bottom 50%.
     row("mlp", "l2, top 50%", 0.5, compare(embed<P::Mlp, P::L2>(w, corpus, 0.5), full));
     row("mlp", "l2, bottom 50%", 0.5, compare(embed<P::Mlp, P::Inverted<P::L2>>(w, corpus, 0.5), full));
+    // The other reading of the score: the residual update D(x + F(x), x), side by side.
+    for (double keep : kKeepRates) {
+      row("attn_update", "l2", keep, compare(embed<P::Update<P::Attention>, P::L2>(w, corpus, keep), full));
+      row("mlp_update", "l2", keep, compare(embed<P::Update<P::Mlp>, P::L2>(w, corpus, keep), full));
+    }
+    row("mlp_update", "l2, top 50%", 0.5, compare(embed<P::Update<P::Mlp>, P::L2>(w, corpus, 0.5), full));
+    row("mlp_update", "l2, bottom 50%", 0.5, compare(embed<P::Update<P::Mlp>, P::Inverted<P::L2>>(w, corpus, 0.5), full));
     return 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "fidelity_minilm: %s\n", e.what());

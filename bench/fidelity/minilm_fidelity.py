@@ -58,7 +58,9 @@ def run(binary):
     lengths = sorted(len(e) for e in encoded)
     header = (f"all-MiniLM-L6-v2, {len(sentences)} sentences ({len(PAIRS)} paraphrase pairs, "
               f"{lengths[0]}-{lengths[-1]} tokens), no fine-tuning; pruning at layers 1 and 3 of 6 with the "
-              f"given keep rate, [CLS] protected, each sentence alone. {platform.machine()} CPU, "
+              f"given keep rate k (N - floor((1 - k) N) of each sentence's N tokens), [CLS] protected, each "
+              f"sentence alone; `attn_update` / `mlp_update` score the residual update D(x + F(x), x). "
+              f"{platform.machine()} CPU, "
               f"{datetime.date.today()}. Regenerate: `python3 bench/fidelity/fidelity.py build/release`.\n\n")
     return header, table
 

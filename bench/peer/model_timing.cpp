@@ -5,8 +5,9 @@
 //   model_timing minilm BATCH pruned|unpruned SECONDS SEQ_LEN MODEL.safetensors
 //   model_timing resnet50 BATCH pruned|unpruned SECONDS
 // Prints the median rate over forward passes run for about SECONDS.
-// Pruned: DeiT = the paper's schedule (keep 0.8 at layers 1, 4, 7);
-// MiniLM = keep 0.7 at layers 1 and 3; MLP-site L2 for both, CLS protected.
+// Pruned: DeiT = the paper's schedule (drop 0.2 at blocks 0, 3, 6: 197 ->
+// 158 -> 127 -> 102); MiniLM = drop 0.3 at layers 1 and 3; MLP-site L2 for
+// both, CLS protected.
 // ResNet-50 = LinePruneSchedule::paper() (8 + 8 lines after stage 1, 4 + 4
 // after stage 2, L2 shift of the stage's last block), default layout
 // (NHWC where the build has oneDNN).

@@ -13,8 +13,9 @@ layout (oneDNN), batch 8 and 64.
 Unpruned runs the framework's own forward. Pruned is written the obvious
 PyTorch way: after a pruning layer, s = ||MLP(LN2 x') - x'|| (pre-norm) or
 ||MLP(x') - x'|| (post-norm), keep CLS + torch.topk of the rest
-(floor(r N) in all), gather, continue. DeiT: r = 0.8 at layers 1, 4, 7 (the
-paper); MiniLM: r = 0.7 at layers 1 and 3. ResNet-50 pruned: after the last
+(N - floor(r N) in all, the paper's rule), gather, continue. DeiT: drop
+r = 0.2 at blocks 0, 3, 6 (the paper: 197 -> 158 -> 127 -> 102); MiniLM:
+r = 0.3 at layers 1 and 3. ResNet-50 pruned: after the last
 block of layer1 (layer2), s = ||y - x|| over channels per pixel, its row and
 column means, the best H - 8 (H - 4) rows and columns per sample kept in
 order with two gathers (the paper's 8 + 8 and 4 + 4 lines). torch, timm and transformers live
@@ -33,7 +34,7 @@ import peer_venv  # noqa: E402
 CONFIGS = [("deit_s", 1, 224), ("deit_s", 8, 224), ("deit_s", 64, 224), ("deit_b", 1, 224), ("deit_b", 8, 224),
            ("deit_b", 64, 224), ("minilm", 8, 128), ("minilm", 8, 256), ("resnet50", 8, 224), ("resnet50", 64, 224)]
 ROUNDS, SECONDS, THREADS = 3, 2.0, 2
-PRUNE = {"deit_s": ((1, 4, 7), 0.8), "deit_b": ((1, 4, 7), 0.8), "minilm": ((1, 3), 0.7)}
+PRUNE = {"deit_s": ((0, 3, 6), 0.2), "deit_b": ((0, 3, 6), 0.2), "minilm": ((1, 3), 0.3)}  # (layers, drop ratio)
 RESNET_LINES = {1: 8, 2: 4}  # stage -> rows (= columns) removed after its last block
 
 
@@ -47,8 +48,8 @@ def minilm_dir():
 
 
 def keep_top(torch, y, score, ratio):
-    """CLS + the top floor(ratio N) - 1 others by score, in token order."""
-    keep = int(ratio * y.shape[1] + 1e-9)
+    """CLS + the top N - floor(ratio N) - 1 others by score, in token order (ratio = drop ratio)."""
+    keep = y.shape[1] - int(ratio * y.shape[1] + 1e-9)
     idx = torch.topk(score[:, 1:], keep - 1, dim=1).indices.sort(dim=1).values + 1
     idx = torch.cat([torch.zeros_like(idx[:, :1]), idx], dim=1)
     return torch.gather(y, 1, idx.unsqueeze(-1).expand(-1, -1, y.shape[-1]))
@@ -168,7 +169,7 @@ def main():
     lines = [f"repshift vs PyTorch {torch.__version__} (timm {timm.__version__}, transformers "
              f"{transformers.__version__}), CPU, {THREADS} threads, {datetime.date.today()}; medians of {ROUNDS} "
              f"interleaved rounds, each a median over ~{SECONDS:.0f} s of forward passes. Pruned: MLP-site L2, "
-             f"DeiT keep 0.8 at layers 1, 4, 7 (paper), MiniLM keep 0.7 at layers 1, 3; ResNet-50: 8 + 8 lines after "
+             f"DeiT drop 0.2 at blocks 0, 3, 6 (paper: 197 -> 158 -> 127 -> 102), MiniLM drop 0.3 at layers 1, 3; ResNet-50: 8 + 8 lines after "
              f"stage 1 and 4 + 4 after stage 2 by per-pixel L2 shift (paper), torchvision {torchvision.__version__} "
              f"in channels_last vs repshift's NHWC (oneDNN) path. Regenerate: "
              f"`python3 bench/peer/vs_pytorch.py build/release/bench/model_timing`.", "",

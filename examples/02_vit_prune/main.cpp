@@ -1,5 +1,5 @@
-// 02_vit_prune: DeiT on the CPU, unpruned vs the paper's schedule (keep
-// 80% at layers 1, 4, 7, CLS protected), measured side by side: rounds
+// 02_vit_prune: DeiT on the CPU, unpruned vs the paper's schedule (drop
+// 20% at blocks 0, 3, 6, CLS protected), measured side by side: rounds
 // alternate between the two models so machine noise hits both alike.
 //
 //   vit_prune_demo [model=deit_s|deit_t|deit_b] [batch=16] [rounds=3]
@@ -62,7 +62,7 @@ int main(int argc, char** argv) {
   for (int l = 0; l <= cfg.depth; ++l) std::printf("%4d%s", cfg.tokens(), l == cfg.depth - 1 ? "  " : "");
   std::printf("\n  pruned     ");
   for (int l = 0; l <= cfg.depth; ++l) std::printf("%4d%s", counts[std::size_t(l)], l == cfg.depth - 1 ? "  " : "");
-  std::printf("\n  (MLP-site L2 shift, keep floor(0.8 n) at layers 1, 4, 7, CLS always kept)\n\n");
+  std::printf("\n  (MLP-site L2 shift, keep n - floor(0.2 n) at blocks 0, 3, 6, CLS always kept)\n\n");
 
   rs::VisionTransformer<rs::policies::Mlp, rs::policies::L2> model(rs::ViTWeights::random(cfg, 0));
   std::vector<float> images(std::size_t(batch) * 3 * cfg.image_size * cfg.image_size);

@@ -30,7 +30,8 @@
 namespace repshift {
 
 inline constexpr const char* kBackboneNames = "transformer, ssm_scan";
-inline constexpr const char* kSiteNames = "attn, mlp, block";
+inline constexpr const char* kSiteNames = "attn, mlp, block, attn_update, mlp_update";
+inline constexpr const char* kMetricNames = "l1, l2, cosine";
 inline constexpr const char* kImportanceNames = "l1, l2, cosine, norm, random, cls_attn";
 inline constexpr const char* kCompressNames = "prune, fuse, merge";
 
@@ -46,7 +47,18 @@ decltype(auto) with_site(std::string_view name, F&& f) {
   if (name == policies::Attention::name) return f(policies::Attention{});
   if (name == policies::Mlp::name) return f(policies::Mlp{});
   if (name == policies::Block::name) return f(policies::Block{});
+  if (name == policies::Update<policies::Attention>::name) return f(policies::Update<policies::Attention>{});
+  if (name == policies::Update<policies::Mlp>::name) return f(policies::Update<policies::Mlp>{});
   detail::fail("with_site", "site = '" + std::string(name) + "' is not one of " + kSiteNames);
+}
+
+// The shift metrics alone (the entry points' Metric), without the baselines.
+template <class F>
+decltype(auto) with_metric(std::string_view name, F&& f) {
+  if (name == policies::L1::name) return f(policies::L1{});
+  if (name == policies::L2::name) return f(policies::L2{});
+  if (name == policies::Cosine::name) return f(policies::Cosine{});
+  detail::fail("with_metric", "metric = '" + std::string(name) + "' is not one of " + kMetricNames);
 }
 
 template <class F>

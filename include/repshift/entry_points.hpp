@@ -129,13 +129,17 @@ void select_top_varlen(Exec exec, const float* scores, const int* cu_seqlens, co
   Backend<Exec>::select_top(exec, p);
 }
 
-// out rows [kept_cu_seqlens[b], ...) = x rows cu_seqlens[b] + keep_idx.
+// out rows [kept_cu_seqlens[b], ...) = x rows cu_seqlens[b] + keep_idx;
+// out_cu_seqlens, when set, places sample b's rows at out_cu_seqlens[b]
+// instead (room after them for rows of the caller's, e.g. Fuse's token).
 template <class Exec, class T>
 void gather_tokens_varlen(Exec exec, const T* x, const int* cu_seqlens, const int* keep_idx, const int* kept_cu_seqlens,
-                          T* out, int batch, int max_seqlen, int max_keep, int channels) {
+                          T* out, int batch, int max_seqlen, int max_keep, int channels,
+                          const int* out_cu_seqlens = nullptr) {
   GatherParams<T> p;
   p.cu_seqlens = cu_seqlens;
   p.kept_cu_seqlens = kept_cu_seqlens;
+  p.out_cu_seqlens = out_cu_seqlens;
   p.x = x;
   p.keep_idx = keep_idx;
   p.out = out;

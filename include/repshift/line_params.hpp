@@ -15,6 +15,7 @@ struct LineScoreParams {
   float* row_scores = nullptr;    // [B, H]
   float* col_scores = nullptr;    // [B, W]
   float* pixel_scores = nullptr;  // [B, H, W]: optional on the CPU, the scratch the CUDA path needs
+  void* partials = nullptr;       // CUDA only, optional: cuda::line_scores_scratch_bytes<Metric>(p) bytes
   std::int64_t batch = 0, channels = 0, height = 0, width = 0;
 
   void check(const char* where) const {

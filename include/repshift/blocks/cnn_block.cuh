@@ -13,6 +13,7 @@
 #include "../cuda/cudnn_conv.cuh"
 #include "../cuda/device_buffer.cuh"
 #include "../cuda/line_prune.cuh"
+#include "../cuda/pixel_reduce.cuh"
 #include "../entry_points.hpp"
 #include "cnn_block.hpp"
 
@@ -38,27 +39,33 @@ class CnnWorkspace {
     cols.resize(z.cols);
     row_idx.resize(z.rows);
     col_idx.resize(z.cols);
+    partials.resize(z.partials);
   }
   bool fits(std::int64_t batch, std::int64_t height, std::int64_t width, const BottleneckWeights& w) const {
     const Sizes z = sizes(batch, height, width, w);
     return t1.size() >= z.t1 && t2.size() >= z.t2 && t3.size() >= z.out && shortcut.size() >= z.shortcut &&
            full.size() >= z.out && pixel.size() >= z.pixel && rows.size() >= z.rows && cols.size() >= z.cols &&
-           row_idx.size() >= z.rows && col_idx.size() >= z.cols;
+           row_idx.size() >= z.rows && col_idx.size() >= z.cols && partials.size() >= z.partials;
   }
   Dnn& dnn() const { return *dnn_; }
 
   DeviceBuffer<float> t1, t2, t3, shortcut, full, pixel, rows, cols;
   DeviceBuffer<int> row_idx, col_idx;
+  // The chunked pixel reduction's partial sums (cuda/pixel_reduce.cuh),
+  // room for any Metric whose Accum fits kAccumBytes.
+  static constexpr std::size_t kAccumBytes = 16;
+  DeviceBuffer<unsigned char> partials;
 
  private:
   struct Sizes {
-    std::size_t t1, t2, out, shortcut, pixel, rows, cols;
+    std::size_t t1, t2, out, shortcut, pixel, rows, cols, partials;
   };
   static Sizes sizes(std::int64_t batch, std::int64_t height, std::int64_t width, const BottleneckWeights& w) {
     const std::int64_t Ho = w.conv2().out_size(height), Wo = w.conv2().out_size(width), n = Ho * Wo;
     return {std::size_t(batch * w.mid_channels * height * width), std::size_t(batch * w.mid_channels * n),
             std::size_t(batch * w.out_channels * n), std::size_t(w.has_projection() ? batch * w.out_channels * n : 0),
-            std::size_t(batch * n), std::size_t(batch * Ho), std::size_t(batch * Wo)};
+            std::size_t(batch * n), std::size_t(batch * Ho), std::size_t(batch * Wo),
+            std::size_t(cuda_tiling::PixelTiling::chunks(batch * n, w.out_channels) * batch * n) * kAccumBytes};
   }
   Dnn* dnn_;
 };
@@ -66,26 +73,6 @@ class CnnWorkspace {
 }  // namespace cuda
 
 namespace cuda_detail {
-
-// out = ReLU(branch + bias[c] + shortcut); with Score, pixel[b, p] =
-// Metric over channels of (out, x) at p. One thread per (sample, pixel):
-// consecutive threads read consecutive pixels of each channel plane.
-template <class Metric, bool Score>
-__global__ void bottleneck_residual_kernel(const float* branch, const float* bias, const float* shortcut, float* out,
-                                           std::int64_t batch, std::int64_t channels, std::int64_t n, const float* x,
-                                           float* pixel) {
-  const std::int64_t i = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (i >= batch * n) return;
-  const std::int64_t b = i / n, p = i % n;
-  typename Metric::Accum acc = Metric::init();
-  for (std::int64_t c = 0; c < channels; ++c) {
-    const std::int64_t off = (b * channels + c) * n + p;
-    const float v = fmaxf(branch[off] + bias[c] + shortcut[off], 0.0f);
-    out[off] = v;
-    if constexpr (Score) Metric::accumulate(acc, v, x[off]);
-  }
-  if constexpr (Score) pixel[i] = Metric::finalize(acc);
-}
 
 }  // namespace cuda_detail
 
@@ -113,16 +100,25 @@ void Block<policies::CnnRows, Site, Metric, Compress, Norm>::forward(const Cuda&
     shortcut = ws.shortcut.data();
   }
   float* out = p.prune ? ws.full.data() : a.y;
-  constexpr int kThreads = 256;
-  const unsigned grid = cuda_tiling::grid_blocks(where, "pixels", B * n, kThreads);
+  // out = ReLU(branch + bias[c] + shortcut), with the per-pixel shift
+  // against the block input fused (cuda/pixel_reduce.cuh).
+  cuda_detail::PixelReduceParams r;
+  r.after = ws.t3.data();
+  r.bias = w.conv3_bias;
+  r.shortcut = shortcut;
+  r.out = out;
+  r.before = a.x;
+  r.scores = ws.pixel.data();
+  r.partials = ws.partials.data();
+  r.batch = B;
+  r.channels = C;
+  r.pixels = n;
+  static_assert(sizeof(typename Metric::Accum) <= cuda::CnnWorkspace::kAccumBytes, "Metric::Accum too large");
   if (p.score) {
-    cuda_detail::bottleneck_residual_kernel<Metric, true>
-        <<<grid, kThreads, 0, exec.stream>>>(ws.t3.data(), w.conv3_bias, shortcut, out, B, C, n, a.x, ws.pixel.data());
+    cuda_detail::pixel_reduce<Metric, true, true>(exec, r, where);
   } else {
-    cuda_detail::bottleneck_residual_kernel<Metric, false>
-        <<<grid, kThreads, 0, exec.stream>>>(ws.t3.data(), w.conv3_bias, shortcut, out, B, C, n, a.x, nullptr);
+    cuda_detail::pixel_reduce<Metric, true, false>(exec, r, where);
   }
-  cuda_detail::check_launch("bottleneck_residual_kernel");
   if (!p.score) return;
 
   LineScoreParams lines;

@@ -10,6 +10,7 @@
 // The always-kept token (Vim's class token) is ranked +inf on a copy of
 // the scores and its new position written back, all on the device.
 
+#include <algorithm>
 #include <cstdint>
 #include <type_traits>
 
@@ -38,8 +39,12 @@ class SsmWorkspace {
     constexpr const char* where = "cuda::SsmWorkspace::reserve";
     detail::require_positive(where, "rows", rows);
     if (fits(rows, w)) return;
-    const std::int64_t per_row = w.dim /*norm*/ + 2 * w.inner /*xz*/ + 3 * w.inner /*u, dt, mix*/ + w.proj_width() +
-                                 2 * w.dim /*branch, full*/ + 2 /*scores, ranked*/;
+    // Never shrinks: each extent is the larger of what is held and what is asked.
+    rows = std::max(rows, rows_);
+    const std::int64_t dim = std::max(w.dim, dim_), inner = std::max(w.inner, inner_);
+    const std::int64_t proj = std::max(w.proj_width(), proj_);
+    const std::int64_t per_row = dim /*norm*/ + 2 * inner /*xz*/ + 3 * inner /*u, dt, mix*/ + proj +
+                                 2 * dim /*branch, full*/ + 2 /*scores, ranked*/;
     const std::int64_t floats = detail::checked_extent(where, "workspace", rows, per_row, 1, sizeof(float));
     release();
     cuda_detail::check(cudaMalloc(reinterpret_cast<void**>(&floats_), std::size_t(floats) * sizeof(float)),
@@ -47,9 +52,9 @@ class SsmWorkspace {
     cuda_detail::check(cudaMalloc(reinterpret_cast<void**>(&ints_), std::size_t(rows) * sizeof(int)),
                        "cudaMalloc(SsmWorkspace)");
     rows_ = rows;
-    dim_ = w.dim;
-    inner_ = w.inner;
-    proj_ = w.proj_width();
+    dim_ = dim;
+    inner_ = inner;
+    proj_ = proj;
   }
   bool fits(std::int64_t rows, const SsmBlockWeights& w) const {
     return rows <= rows_ && w.dim <= dim_ && w.inner <= inner_ && w.proj_width() <= proj_;

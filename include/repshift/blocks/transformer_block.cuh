@@ -13,6 +13,7 @@
 // synchronises: buffers come from rs::cuda::TransformerWorkspace, sized
 // once by reserve().
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <type_traits>
@@ -51,13 +52,16 @@ class TransformerWorkspace {
     detail::require_positive(where, "tokens", tokens);
     detail::require_positive(where, "dim", dim);
     detail::require_positive(where, "mlp_hidden", mlp_hidden);
-    const std::int64_t rows = batch * tokens;
-    const std::int64_t elems = detail::checked_extent(where, "activations", batch, tokens,
-                                                      7 * dim + mlp_hidden, sizeof(T));
-    const std::int64_t map = with_map ? detail::checked_extent(where, "attention map", batch * heads, tokens, tokens,
-                                                               sizeof(float))
-                                      : 0;
-    if (rows <= rows_ && dim <= dim_ && mlp_hidden <= hidden_ && map <= map_elems_) return;
+    // Never shrinks: each extent is the larger of what is held and what is asked.
+    const std::int64_t rows = std::max(batch * tokens, rows_);
+    const std::int64_t map = std::max(with_map ? detail::checked_extent(where, "attention map", batch * heads, tokens,
+                                                                        tokens, sizeof(float))
+                                               : std::int64_t(0),
+                                      map_elems_);
+    if (batch * tokens <= rows_ && dim <= dim_ && mlp_hidden <= hidden_ && map <= map_elems_) return;
+    dim = std::max(dim, dim_);
+    mlp_hidden = std::max(mlp_hidden, hidden_);
+    const std::int64_t elems = detail::checked_extent(where, "activations", 1, rows, 7 * dim + mlp_hidden, sizeof(T));
     release();
     allocate(reinterpret_cast<void**>(&act_), std::size_t(elems) * sizeof(T));
     allocate(reinterpret_cast<void**>(&floats_), std::size_t(2 * rows + map) * sizeof(float));

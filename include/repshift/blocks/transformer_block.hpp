@@ -331,31 +331,10 @@ struct Block<policies::Transformer, Site, Metric, Compress, Norm> {
       cpu::merge_tokens(host, m);
     } else {
       (void)qkv;
-      SelectParams sel;
-      sel.cu_seqlens = plan.in.data();
-      sel.kept_cu_seqlens = plan.kept.data();
-      sel.scores = scores;
-      sel.keep_idx = keep_idx;
-      sel.batch = a.batch;
-      sel.tokens = plan.max_in;
-      sel.keep = plan.max_kept;
-      sel.protect = a.protect;
-      sel.scores_token_stride = sel.keep_token_stride = 1;
-      cpu::select_top(host, sel);
-      GatherParams<float> g;
-      g.cu_seqlens = plan.in.data();
-      g.kept_cu_seqlens = plan.kept.data();
-      g.out_cu_seqlens = plan.out.data();
-      g.x = src;
-      g.keep_idx = keep_idx;
-      g.out = dst;
-      g.batch = a.batch;
-      g.tokens = plan.max_in;
-      g.keep = plan.max_kept;
-      g.channels = w.dim;
-      g.x_token_stride = g.out_token_stride = w.dim;
-      g.keep_token_stride = 1;
-      cpu::gather_tokens(host, g);
+      select_top_varlen(host, scores, plan.in.data(), plan.kept.data(), keep_idx, a.batch, plan.max_in,
+                        plan.max_kept, a.protect);
+      gather_tokens_varlen(host, src, plan.in.data(), keep_idx, plan.kept.data(), dst, a.batch, plan.max_in,
+                           plan.max_kept, int(w.dim), plan.out.data());
       if constexpr (kExtra == 1) fuse_dropped(plan, src, scores, keep_idx, dst, w.dim);
     }
   }

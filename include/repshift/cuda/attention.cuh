@@ -33,6 +33,7 @@
 #include "dtype.cuh"
 #include "error.cuh"
 #include "exec.cuh"
+#include "shared_memory.cuh"
 #include "warp_reduce.cuh"
 
 namespace repshift {
@@ -47,7 +48,7 @@ __global__ void __launch_bounds__((FlashTiling<T, HeadDim, Tensor>::kThreads))
   using Tl = FlashTiling<T, HeadDim, Tensor>;
   using Tile = std::conditional_t<Tensor, T, float>;  // Q, K, V as stored in shared memory
   constexpr int D = HeadDim, kKeys = Tl::kBlockK, kRows = Tl::kRowsPerWarp;
-  extern __shared__ __align__(128) unsigned char smem[];
+  unsigned char* smem = dynamic_smem();
   Tile* Qs = reinterpret_cast<Tile*>(smem + Tl::kQOffset);
   Tile* Ks = reinterpret_cast<Tile*>(smem + Tl::kKOffset);
   Tile* Vs = reinterpret_cast<Tile*>(smem + Tl::kVOffset);
@@ -193,8 +194,7 @@ void launch_flash_attention(const Cuda& exec, const BasicAttentionParams<T>& p) 
   constexpr bool kTensor = !std::is_same_v<T, float>;
   using Tl = FlashTiling<T, HeadDim, kTensor>;
   auto* kernel = &flash_attention_kernel<T, HeadDim, kTensor>;
-  check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Tl::kSharedBytes),
-        "cudaFuncSetAttribute(flash_attention_kernel, MaxDynamicSharedMemorySize)");
+  allow_dynamic_smem(kernel, Tl::kSharedBytes, "cudaFuncSetAttribute(flash_attention_kernel, MaxDynamicSharedMemorySize)");
   const dim3 grid(cuda_tiling::grid_blocks("cuda::flash_attention", "tokens", p.tokens, Tl::kBlockQ), unsigned(p.heads),
                   unsigned(p.batch));
   kernel<<<grid, Tl::kThreads, Tl::kSharedBytes, exec.stream>>>(p);

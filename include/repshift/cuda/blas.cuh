@@ -10,7 +10,9 @@
 // (descriptors + the heuristic's algorithm) keyed by shape, type and
 // alignment: the first call of a shape asks the heuristic, later calls
 // only enqueue. Create it once, outside the forward path; one Blas per
-// host thread.
+// host thread, and one per stream: every GEMM uses the one workspace, so
+// two streams enqueueing through one Blas would race on it (and on the
+// plan cache). Give each concurrent stream its own Blas (and Dnn).
 
 #include <cublasLt.h>
 #include <cuda_bf16.h>

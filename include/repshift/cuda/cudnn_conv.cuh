@@ -10,7 +10,9 @@
 // rs::cuda::Dnn owns the handle, the workspace and a cache of plans
 // (descriptors + the heuristic's algorithm) keyed by shape: the first call
 // of a shape asks cudnnGetConvolutionForwardAlgorithm_v7, later calls only
-// enqueue. Also 3x3 stride-2 max pooling and global average pooling (our
+// enqueue. f32 never takes the FFT or Winograd algorithms: their error can
+// exceed float rounding (and the tests' 1e-5). Like Blas, one Dnn per
+// concurrent stream: the workspace is shared by every call. Also 3x3 stride-2 max pooling and global average pooling (our
 // kernels: one thread per output).
 
 #include <cudnn.h>
@@ -65,6 +67,7 @@ class DnnDescriptor {
   D get() const { return d_; }
 
  private:
+
   D d_{};
 };
 using TensorDesc = DnnDescriptor<cudnnTensorDescriptor_t, cudnnCreateTensorDescriptor, cudnnDestroyTensorDescriptor>;
@@ -73,6 +76,13 @@ using ConvDesc =
     DnnDescriptor<cudnnConvolutionDescriptor_t, cudnnCreateConvolutionDescriptor, cudnnDestroyConvolutionDescriptor>;
 using ActivationDesc =
     DnnDescriptor<cudnnActivationDescriptor_t, cudnnCreateActivationDescriptor, cudnnDestroyActivationDescriptor>;
+
+// The algorithms that compute f32 by direct products (no FFT or Winograd
+// transforms, whose error can exceed float rounding).
+inline bool exact_f32_algorithm(cudnnConvolutionFwdAlgo_t algo) {
+  return algo == CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM || algo == CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM ||
+         algo == CUDNN_CONVOLUTION_FWD_ALGO_GEMM || algo == CUDNN_CONVOLUTION_FWD_ALGO_DIRECT;
+}
 
 }  // namespace cuda_detail
 
@@ -178,6 +188,7 @@ class Dnn {
     // (as PyTorch does).
     bool chosen = false;
     for (int i = 0; i < returned && !chosen; ++i) {
+      if (std::is_same_v<T, float> && !cuda_detail::exact_f32_algorithm(perf[i].algo)) continue;
       if (perf[i].status == CUDNN_STATUS_SUCCESS && perf[i].memory <= workspace_bytes_) {
         plan->algo = perf[i].algo;
         if (!std::is_same_v<T, float>) {

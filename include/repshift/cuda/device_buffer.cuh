@@ -70,12 +70,18 @@ class DeviceBuffer {
   // buffer grows to hold them.
   void assign(const std::vector<T>& host) {
     resize(host.size());
+    // cudaMemcpy orders only with the legacy default stream: wait for work
+    // on every stream (non-blocking ones too) that may still read the buffer.
+    cuda_detail::check(cudaDeviceSynchronize(), "cudaDeviceSynchronize(DeviceBuffer::assign)");
     cuda_detail::check(cudaMemcpy(ptr_, host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice),
                        "cudaMemcpy(DeviceBuffer::assign)");
   }
   std::vector<T> to_host() const { return to_host(size_); }
   std::vector<T> to_host(std::size_t count) const {
     std::vector<T> host(count);
+    // Waits for the work of every stream, non-blocking ones included, that
+    // may still write the buffer (cudaMemcpy alone would not).
+    cuda_detail::check(cudaDeviceSynchronize(), "cudaDeviceSynchronize(DeviceBuffer::to_host)");
     cuda_detail::check(cudaMemcpy(host.data(), ptr_, count * sizeof(T), cudaMemcpyDeviceToHost),
                        "cudaMemcpy(DeviceBuffer::to_host)");
     return host;

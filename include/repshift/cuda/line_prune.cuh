@@ -1,9 +1,9 @@
 #pragma once
 // CUDA line-wise pruning (CnnRows), the contract of cpu/line_prune.hpp:
-// pixel shift (one thread per (sample, pixel), the Metric accumulated over
-// channels with reads coalesced across pixels), then row means (one warp
-// per row) and column means (one thread per column), then remove_lines
-// (one thread per output element). The pixel map is the caller's
+// pixel shift (cuda/pixel_reduce.cuh: a 2-D grid of pixel tiles x channel
+// chunks, reads coalesced across pixels, partial sums combined after),
+// then row means and column means (one thread per line), then
+// remove_lines (one thread per output element). The pixel map is the caller's
 // LineScoreParams::pixel_scores: no allocations, no synchronisation.
 
 #include <cstdint>
@@ -12,23 +12,10 @@
 #include "../policies/metric.hpp"
 #include "error.cuh"
 #include "exec.cuh"
+#include "pixel_reduce.cuh"
 
 namespace repshift {
 namespace cuda_detail {
-
-template <class Metric>
-__global__ void pixel_shift_kernel(LineScoreParams p) {
-  const std::int64_t hw = p.height * p.width;
-  const std::int64_t i = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (i >= p.batch * hw) return;
-  const std::int64_t b = i / hw, pix = i % hw;
-  typename Metric::Accum acc = Metric::init();
-  for (std::int64_t c = 0; c < p.channels; ++c) {
-    const std::int64_t off = (b * p.channels + c) * hw + pix;
-    Metric::accumulate(acc, p.after[off], p.before[off]);
-  }
-  p.pixel_scores[i] = Metric::finalize(acc);
-}
 
 __global__ void line_means_kernel(LineScoreParams p) {
   // Threads [0, B H): row means; [B H, B H + B W): column means.
@@ -80,15 +67,27 @@ inline void line_means(const Cuda& exec, const LineScoreParams& p) {
 
 namespace cuda {
 
+// Bytes of LineScoreParams::partials that let the pixel shift split the
+// channels over more CTAs (cuda/pixel_reduce.cuh); 0 when one chunk is as
+// fast. Without them the reduction still runs, in one chunk.
+template <class Metric>
+std::size_t line_scores_scratch_bytes(const LineScoreParams& p) {
+  return cuda_detail::pixel_partials_bytes<Metric>(p.batch, p.height * p.width, p.channels);
+}
+
 template <class Metric>
 void line_scores(const Cuda& exec, const LineScoreParams& p) {
   p.check("line_scores");
   detail::require_pointer("line_scores", "pixel_scores (the CUDA path's scratch)", p.pixel_scores);
-  constexpr int kThreads = 256;
-  const std::int64_t hw = p.height * p.width;
-  cuda_detail::pixel_shift_kernel<Metric>
-      <<<cuda_tiling::grid_blocks("line_scores", "pixels", p.batch * hw, kThreads), kThreads, 0, exec.stream>>>(p);
-  cuda_detail::check_launch("pixel_shift_kernel");
+  cuda_detail::PixelReduceParams r;
+  r.after = p.after;
+  r.before = p.before;
+  r.scores = p.pixel_scores;
+  r.partials = p.partials;
+  r.batch = p.batch;
+  r.channels = p.channels;
+  r.pixels = p.height * p.width;
+  cuda_detail::pixel_reduce<Metric, false, true>(exec, r, "line_scores");
   cuda_detail::line_means(exec, p);
 }
 

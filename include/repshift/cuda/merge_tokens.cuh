@@ -22,6 +22,7 @@
 #include "dtype.cuh"
 #include "error.cuh"
 #include "exec.cuh"
+#include "shared_memory.cuh"
 #include "tiling.hpp"
 #include "warp_reduce.cuh"
 
@@ -34,7 +35,7 @@ constexpr int kMergeBytesPerToken = 4 /*inv_norm*/ + 8 /*rank*/ + 4 * 4 /*target
 
 template <class T>
 __global__ void __launch_bounds__(kMergeThreads) merge_tokens_kernel(BasicMergeParams<T> p) {
-  extern __shared__ __align__(16) unsigned char smem[];
+  unsigned char* smem = dynamic_smem();
   const std::int64_t n = p.tokens, b = blockIdx.x, ck = p.key_channels, c = p.channels, ks = p.key_stride();
   std::uint64_t* rank = reinterpret_cast<std::uint64_t*>(smem);
   float* inv_norm = reinterpret_cast<float*>(rank + n);
@@ -130,8 +131,7 @@ void merge_tokens(const Cuda& exec, const BasicMergeParams<T>& p) {
   detail::require_at_most(where, "tokens", p.tokens, "4096 (shared-memory plan)", 4096);
   const int bytes = int(p.tokens) * cuda_detail::kMergeBytesPerToken;
   auto* kernel = &cuda_detail::merge_tokens_kernel<T>;
-  cuda_detail::check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes),
-                     "cudaFuncSetAttribute(merge_tokens_kernel, MaxDynamicSharedMemorySize)");
+  cuda_detail::allow_dynamic_smem(kernel, bytes, "cudaFuncSetAttribute(merge_tokens_kernel, MaxDynamicSharedMemorySize)");
   kernel<<<unsigned(p.batch), cuda_detail::kMergeThreads, bytes, exec.stream>>>(p);
   cuda_detail::check_launch("merge_tokens_kernel");
 }

@@ -57,6 +57,35 @@ inline unsigned row_grid(const char* where, std::int64_t rows) {
 // Selection: one CTA of kSelectThreads per sample; each thread holds
 // `items` consecutive tokens (blocked arrangement). The smallest power of
 // two that covers the tokens keeps shared memory and registers low.
+// Per-pixel channel reductions of NCHW maps (the CnnRows residual + shift
+// and the line scores): a CTA is kPixels consecutive pixels (coalesced
+// reads within a channel plane) x kSlices channel slices, and the grid's y
+// splits the channels into chunks whose partial Metric sums a second pass
+// combines, so small late-stage maps (7x7 at ResNet's stage 4) still fill
+// the GPU: about kTargetBlocks CTAs, at least kMinChunkChannels channels a
+// chunk, at most kMaxChunks chunks.
+struct PixelTiling {
+  static constexpr int kPixels = 32;
+  static constexpr int kSlices = 8;
+  static constexpr int kThreads = kPixels * kSlices;
+  static constexpr std::int64_t kTargetBlocks = 1024;
+  static constexpr std::int64_t kMinChunkChannels = 64;
+  static constexpr std::int64_t kMaxChunks = 16;
+
+  static std::int64_t tiles(std::int64_t pixels) { return blocks_needed(pixels, kPixels); }
+  static std::int64_t chunks(std::int64_t pixels, std::int64_t channels) {
+    const std::int64_t want = blocks_needed(kTargetBlocks, tiles(pixels));
+    const std::int64_t most = channels / kMinChunkChannels;
+    std::int64_t c = want < most ? want : most;
+    c = c < 1 ? 1 : (c > kMaxChunks ? kMaxChunks : c);
+    return blocks_needed(channels, blocks_needed(channels, c));  // equal chunks, none empty
+  }
+  // Channels of one chunk (the last may hold fewer).
+  static std::int64_t chunk_channels(std::int64_t pixels, std::int64_t channels) {
+    return blocks_needed(channels, chunks(pixels, channels));
+  }
+};
+
 struct SelectTiling {
   static constexpr int kThreads = 256;
   static constexpr int kMaxItems = 16;

@@ -21,6 +21,7 @@
 #include "dtype.cuh"
 #include "error.cuh"
 #include "exec.cuh"
+#include "shared_memory.cuh"
 #include "tiling.hpp"
 #include "warp_reduce.cuh"
 
@@ -122,13 +123,16 @@ inline void log_sizes(const Cuda& exec, const float* sizes, std::int64_t n, floa
 }
 
 // fused[b, :] = sum over dropped t of w_t src[b, t, :]; kept rows are those
-// in keep_idx[b, 0..keep). Dynamic shared memory: one byte per token.
+// in keep_idx[b, 0..keep). Dynamic shared memory: one byte per token, next
+// to kFuseStaticFloats of static block_reduce scratch.
+constexpr int kFuseStaticFloats = 32;
+
 template <class T>
 __global__ void __launch_bounds__(kScoreThreads)
     fuse_dropped_kernel(const T* src, const float* scores, const int* keep_idx, std::int64_t tokens, std::int64_t keep,
                         std::int64_t channels, T* fused, std::int64_t fused_batch_stride) {
-  extern __shared__ unsigned char kept[];
-  __shared__ float scratch[32];
+  unsigned char* kept = dynamic_smem();
+  __shared__ float scratch[kFuseStaticFloats];
   const std::int64_t b = blockIdx.x;
   for (std::int64_t t = threadIdx.x; t < tokens; t += blockDim.x) kept[t] = 0;
   __syncthreads();
@@ -156,7 +160,9 @@ void fuse_dropped(const Cuda& exec, const T* src, const float* scores, const int
                   std::int64_t tokens, std::int64_t keep, std::int64_t channels, T* fused,
                   std::int64_t fused_batch_stride) {
   detail::require_at_most("fuse_dropped", "batch", batch, "2^31 - 1 (CUDA grid x)", 0x7fffffff);
-  detail::require_at_most("fuse_dropped", "tokens", tokens, "48 KiB of flags", 48 * 1024);
+  // The default 48 KiB per block holds the static scratch and the flags.
+  constexpr std::int64_t kMaxTokens = 48 * 1024 - kFuseStaticFloats * std::int64_t(sizeof(float));
+  detail::require_at_most("fuse_dropped", "tokens", tokens, "48 KiB less the static reduce scratch", kMaxTokens);
   fuse_dropped_kernel<T><<<unsigned(batch), kScoreThreads, std::size_t(tokens), exec.stream>>>(
       src, scores, keep_idx, tokens, keep, channels, fused, fused_batch_stride);
   check_launch("fuse_dropped_kernel");

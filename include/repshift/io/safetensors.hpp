@@ -7,6 +7,10 @@
 // offsets outside the data, a byte count that does not match shape x dtype,
 // overlapping tensors) throws FormatError naming the file and the tensor.
 // F32, F16 and BF16 tensors load as float.
+//
+// The file is memory-mapped read-only, not copied: opening a model costs
+// its header, and each load reads only its tensor's pages. from_bytes()
+// reads a buffer the same way (tests, fuzzing, weights held in memory).
 
 #include <algorithm>
 #include <cstdint>
@@ -15,6 +19,13 @@
 #include <map>
 #include <string>
 #include <vector>
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <memory>
 
 #include <nlohmann/json.hpp>
 
@@ -51,45 +62,63 @@ inline std::int64_t dtype_bytes(const std::string& dtype) {
   return it == sizes.end() ? 0 : it->second;
 }
 
+// The bytes of a safetensors file: a read-only memory map of the file, or
+// a buffer it owns.
+class FileBytes {
+ public:
+  static std::shared_ptr<const FileBytes> map(const std::string& path) {
+    auto bytes = std::shared_ptr<FileBytes>(new FileBytes());
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) throw FormatError("safetensors: cannot open '" + path + "'");
+    struct stat st;
+    if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+      ::close(fd);
+      throw FormatError("safetensors: '" + path + "' is not a regular file");
+    }
+    bytes->size_ = std::size_t(st.st_size);
+    if (bytes->size_ > 0) {
+      void* p = ::mmap(nullptr, bytes->size_, PROT_READ, MAP_PRIVATE, fd, 0);
+      if (p == MAP_FAILED) {
+        ::close(fd);
+        throw FormatError("safetensors: cannot map '" + path + "' (" + std::to_string(bytes->size_) + " bytes)");
+      }
+      bytes->map_ = p;
+      bytes->data_ = static_cast<const unsigned char*>(p);
+    }
+    ::close(fd);  // the mapping stays valid
+    return bytes;
+  }
+  static std::shared_ptr<const FileBytes> own(std::vector<unsigned char> buffer) {
+    auto bytes = std::shared_ptr<FileBytes>(new FileBytes());
+    bytes->owned_ = std::move(buffer);
+    bytes->data_ = bytes->owned_.data();
+    bytes->size_ = bytes->owned_.size();
+    return bytes;
+  }
+  ~FileBytes() {
+    if (map_) ::munmap(map_, size_);
+  }
+  FileBytes(const FileBytes&) = delete;
+  FileBytes& operator=(const FileBytes&) = delete;
+
+  const unsigned char* data() const { return data_; }
+  std::size_t size() const { return size_; }
+
+ private:
+  FileBytes() = default;
+  void* map_ = nullptr;
+  std::vector<unsigned char> owned_;
+  const unsigned char* data_ = nullptr;
+  std::size_t size_ = 0;
+};
+
 class SafeTensorsFile {
  public:
-  explicit SafeTensorsFile(std::string path) : path_(std::move(path)) {
-    std::ifstream in(path_, std::ios::binary | std::ios::ate);
-    if (!in) throw FormatError("safetensors: cannot open '" + path_ + "'");
-    const std::streamoff size = in.tellg();
-    if (size < 8) fail("file is " + std::to_string(size) + " bytes, shorter than the 8-byte header length");
-    bytes_.resize(std::size_t(size));
-    in.seekg(0);
-    in.read(reinterpret_cast<char*>(bytes_.data()), size);
-    if (!in) fail("read error");
+  explicit SafeTensorsFile(std::string path) : SafeTensorsFile(path, FileBytes::map(path)) {}
 
-    std::uint64_t header_len = 0;
-    for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | bytes_[std::size_t(i)];
-    if (header_len > std::uint64_t(size) - 8) {
-      fail("header length " + std::to_string(header_len) + " exceeds the " + std::to_string(size - 8) +
-           " bytes after it (truncated file?)");
-    }
-    data_offset_ = 8 + header_len;
-    const std::uint64_t data_size = std::uint64_t(size) - data_offset_;
-
-    nlohmann::json header;
-    try {
-      header = nlohmann::json::parse(bytes_.begin() + 8, bytes_.begin() + std::ptrdiff_t(data_offset_));
-    } catch (const nlohmann::json::exception& e) {
-      fail(std::string("header is not valid JSON: ") + e.what());
-    }
-    if (!header.is_object()) fail("header is not a JSON object");
-
-    std::vector<std::pair<std::uint64_t, std::uint64_t>> spans;
-    for (auto it = header.begin(); it != header.end(); ++it) {
-      if (it.key() == "__metadata__") continue;
-      tensors_[it.key()] = parse_entry(it.key(), it.value(), data_size);
-      spans.emplace_back(tensors_[it.key()].begin, tensors_[it.key()].end);
-    }
-    std::sort(spans.begin(), spans.end());
-    for (std::size_t i = 1; i < spans.size(); ++i) {
-      if (spans[i].first < spans[i - 1].second) fail("tensor data ranges overlap");
-    }
+  // A safetensors image already in memory; `name` stands for the path in messages.
+  static SafeTensorsFile from_bytes(std::vector<unsigned char> bytes, std::string name = "<memory>") {
+    return SafeTensorsFile(std::move(name), FileBytes::own(std::move(bytes)));
   }
 
   const std::string& path() const { return path_; }
@@ -113,8 +142,10 @@ class SafeTensorsFile {
       fail("tensor '" + name + "' has shape " + shape_string(t.shape) + ", expected " + shape_string(expected));
     }
     std::vector<float> out(std::size_t(t.numel()));
-    const unsigned char* src = bytes_.data() + data_offset_ + t.begin;
-    if (t.dtype == "F32") {
+    const unsigned char* src = bytes_->data() + data_offset_ + t.begin;
+    if (out.empty()) {
+      // An empty tensor: nothing to copy (and memcpy must not see a null pointer).
+    } else if (t.dtype == "F32") {
       std::memcpy(out.data(), src, out.size() * sizeof(float));
     } else if (t.dtype == "F16" || t.dtype == "BF16") {
       const bool is_half = t.dtype == "F16";
@@ -129,6 +160,41 @@ class SafeTensorsFile {
   }
 
  private:
+  SafeTensorsFile(std::string path, std::shared_ptr<const FileBytes> bytes)
+      : path_(std::move(path)), bytes_(std::move(bytes)) {
+    const std::uint64_t size = bytes_->size();
+    const unsigned char* data = bytes_->data();
+    if (size < 8) fail("file is " + std::to_string(size) + " bytes, shorter than the 8-byte header length");
+
+    std::uint64_t header_len = 0;
+    for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | data[i];
+    if (header_len > size - 8) {
+      fail("header length " + std::to_string(header_len) + " exceeds the " + std::to_string(size - 8) +
+           " bytes after it (truncated file?)");
+    }
+    data_offset_ = 8 + header_len;
+    const std::uint64_t data_size = size - data_offset_;
+
+    nlohmann::json header;
+    try {
+      header = nlohmann::json::parse(data + 8, data + data_offset_);
+    } catch (const nlohmann::json::exception& e) {
+      fail(std::string("header is not valid JSON: ") + e.what());
+    }
+    if (!header.is_object()) fail("header is not a JSON object");
+
+    std::vector<std::pair<std::uint64_t, std::uint64_t>> spans;
+    for (auto it = header.begin(); it != header.end(); ++it) {
+      if (it.key() == "__metadata__") continue;
+      tensors_[it.key()] = parse_entry(it.key(), it.value(), data_size);
+      spans.emplace_back(tensors_[it.key()].begin, tensors_[it.key()].end);
+    }
+    std::sort(spans.begin(), spans.end());
+    for (std::size_t i = 1; i < spans.size(); ++i) {
+      if (spans[i].first < spans[i - 1].second) fail("tensor data ranges overlap");
+    }
+  }
+
   [[noreturn]] void fail(const std::string& what) const {
     throw FormatError("safetensors '" + path_ + "': " + what);
   }
@@ -169,7 +235,7 @@ class SafeTensorsFile {
   }
 
   std::string path_;
-  std::vector<unsigned char> bytes_;
+  std::shared_ptr<const FileBytes> bytes_;
   std::uint64_t data_offset_ = 0;
   std::map<std::string, TensorInfo> tensors_;
 };
@@ -201,7 +267,7 @@ inline void save_safetensors(const std::string& path, const std::vector<NamedTen
   for (const auto& t : tensors) {
     std::int64_t n = 1;
     for (auto d : t.shape) n *= d;
-    out.write(reinterpret_cast<const char*>(t.data), std::streamsize(n * 4));
+    if (n > 0) out.write(reinterpret_cast<const char*>(t.data), std::streamsize(n * 4));
   }
   if (!out) throw FormatError("safetensors: write error on '" + path + "'");
 }

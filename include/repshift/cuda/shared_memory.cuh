@@ -1,0 +1,44 @@
+#pragma once
+// Dynamic shared memory, declared once for the whole library.
+//
+// dynamic_smem(): every kernel's window. nvcc requires all `extern
+// __shared__` arrays of one name in a translation unit to agree on their
+// alignment (warning #1886-D, an error under --Werror all-warnings), so
+// kernels never declare their own: they take this 128-byte-aligned one
+// (what the flash kernel's WMMA fragments need; stricter than any other).
+//
+// allow_dynamic_smem(kernel, bytes): raises a kernel's opt-in limit past
+// 48 KiB. cudaFuncSetAttribute costs a driver call, so it runs only when a
+// launch needs more than the kernel was last granted on this device.
+
+#include <cuda_runtime.h>
+
+#include <map>
+#include <mutex>
+#include <utility>
+
+#include "error.cuh"
+
+namespace repshift {
+namespace cuda_detail {
+
+__device__ __forceinline__ unsigned char* dynamic_smem() {
+  extern __shared__ __align__(128) unsigned char repshift_dynamic_smem[];
+  return repshift_dynamic_smem;
+}
+
+template <class Kernel>
+void allow_dynamic_smem(Kernel* kernel, int bytes, const char* call) {
+  static std::mutex lock;
+  static std::map<std::pair<const void*, int>, int> granted;  // (kernel, device) -> bytes
+  int device = 0;
+  check(cudaGetDevice(&device), "cudaGetDevice");
+  const std::lock_guard<std::mutex> hold(lock);
+  int& have = granted[{reinterpret_cast<const void*>(kernel), device}];
+  if (bytes <= have) return;
+  check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes), call);
+  have = bytes;
+}
+
+}  // namespace cuda_detail
+}  // namespace repshift

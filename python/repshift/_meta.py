@@ -1,0 +1,39 @@
+"""Fake (meta) kernels: output shapes and dtypes without running anything,
+so torch.compile(fullgraph=True) traces models that call the ops."""
+import torch
+
+
+@torch.library.register_fake("repshift::shift_score")
+def _(before, after, metric):
+    return before.new_empty(before.shape[:2], dtype=torch.float32)
+
+
+@torch.library.register_fake("repshift::select_top")
+def _(scores, keep, protect=0):
+    return scores.new_empty((scores.shape[0], keep), dtype=torch.int64)
+
+
+@torch.library.register_fake("repshift::gather_tokens")
+def _(x, idx):
+    return x.new_empty((x.shape[0], idx.shape[1], x.shape[2]))
+
+
+@torch.library.register_fake("repshift::select_top_varlen")
+def _(scores, cu_seqlens, kept_cu_seqlens, protect=0):
+    kept = torch.library.get_ctx().new_dynamic_size()  # data-dependent: kept_cu_seqlens[-1]
+    return scores.new_empty((kept,), dtype=torch.int64)
+
+
+@torch.library.register_fake("repshift::gather_tokens_varlen")
+def _(x, cu_seqlens, idx, kept_cu_seqlens):
+    return x.new_empty((idx.shape[0], x.shape[1]))
+
+
+@torch.library.register_fake("repshift::block_forward")
+def _(x, norm1_w, norm1_b, qkv_w, qkv_b, proj_w, proj_b, norm2_w, norm2_b, fc1_w, fc1_b, fc2_w, fc2_b, heads, eps,
+      site, importance, compress, keep, protect=1, post_norm=False, seed=0, sizes=None):
+    b, n, c = x.shape
+    out_tokens = keep + 1 if (compress == "fuse" and keep < n) else keep
+    kept_sizes = x.new_empty((b, keep) if compress == "merge" and keep < n else (0,), dtype=torch.float32)
+    return (x.new_empty((b, out_tokens, c)), x.new_empty((b, keep), dtype=torch.int64),
+            x.new_empty((b, n), dtype=torch.float32), kept_sizes)

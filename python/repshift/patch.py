@@ -1,0 +1,223 @@
+"""Patch timm and Hugging Face models in place, as ToMe's `tome.patch.timm` does.
+
+    model = timm.create_model("deit_small_patch16_224")
+    repshift.patch.timm(model, schedule=repshift.paper_schedule())   # r = 0.2 at blocks 0, 3, 6
+    logits = model(images)
+    model._repshift_source   # per pruning layer: int64 [B, kept], the original positions kept
+    repshift.patch.unpatch(model)
+
+A schedule is a list of (0-based layer, drop ratio r): a layer that receives
+N tokens keeps N - floor(r N) of them (the paper's rule), never a
+protected prefix token (CLS, and any register tokens).
+"""
+import types
+
+import torch
+
+from .schedule import keep_count
+
+_SITES = ("attn", "mlp", "block", "attn_update", "mlp_update")
+
+
+def _ratios(schedule, depth):
+    ratios = {}
+    for layer, ratio in schedule:
+        if not 0 <= layer < depth:
+            raise ValueError(f"schedule layer {layer} is outside [0, depth = {depth})")
+        if not 0.0 <= ratio <= 1.0:
+            raise ValueError(f"schedule drop ratio {ratio} at layer {layer} must be in [0, 1]")
+        ratios[layer] = ratio
+    return ratios
+
+
+def _check_names(site, metric, compress):
+    if site not in _SITES:
+        raise ValueError(f"site = {site!r} is not one of {', '.join(_SITES)}")
+    if compress not in ("prune", "fuse", "merge"):
+        raise ValueError(f"compress = {compress!r} is not one of prune, fuse, merge")
+
+
+# ---- timm -------------------------------------------------------------------
+
+def _check_timm_block(i, block):
+    attn, mlp = block.attn, block.mlp
+    plain = torch.nn.Identity
+    problems = []
+    if not isinstance(block.norm1, torch.nn.LayerNorm) or not isinstance(block.norm2, torch.nn.LayerNorm):
+        problems.append("norm1 / norm2 must be LayerNorm")
+    for name in ("ls1", "ls2", "drop_path1", "drop_path2"):
+        if not isinstance(getattr(block, name, plain()), plain):
+            problems.append(f"{name} must be Identity (no LayerScale or drop path)")
+    for name in ("q_norm", "k_norm", "norm"):
+        if not isinstance(getattr(attn, name, plain()), plain):
+            problems.append(f"attn.{name} must be Identity")
+    if getattr(attn, "gate", None) is not None:
+        problems.append("gated attention is not supported")
+    if not hasattr(attn, "qkv") or not hasattr(mlp, "fc1") or not hasattr(mlp, "fc2"):
+        problems.append("needs attn.qkv, mlp.fc1 and mlp.fc2")
+    elif not isinstance(getattr(mlp, "act", None), torch.nn.GELU) or getattr(mlp.act, "approximate", "none") != "none":
+        problems.append("mlp.act must be exact GELU")
+    if problems:
+        raise ValueError(f"repshift.patch.timm: block {i} cannot run fused: " + "; ".join(problems))
+
+
+def _timm_block_forward(self, x, attn_mask=None, is_causal=False):
+    if attn_mask is not None or is_causal:
+        raise ValueError("repshift.patch.timm: patched blocks take no attention mask")
+    cfg = self._repshift
+    info = cfg["info"]
+    n = x.shape[1]
+    ratio = cfg["ratio"]
+    keep = keep_count(n, ratio, cfg["protect"]) if ratio is not None else n
+    attn, mlp = self.attn, self.mlp
+    out, idx, _, sizes = torch.ops.repshift.block_forward(
+        x, self.norm1.weight, self.norm1.bias, attn.qkv.weight, attn.qkv.bias, attn.proj.weight, attn.proj.bias,
+        self.norm2.weight, self.norm2.bias, mlp.fc1.weight, mlp.fc1.bias, mlp.fc2.weight, mlp.fc2.bias,
+        attn.num_heads, self.norm1.eps, cfg["site"], cfg["metric"], cfg["compress"], keep, cfg["protect"], False,
+        cfg["layer"], info["sizes"] if cfg["compress"] == "merge" else None)
+    if keep < n:
+        positions = info["positions"]
+        if positions is None:
+            positions = torch.arange(n, device=x.device).expand(x.shape[0], n)
+        kept = torch.gather(positions, 1, idx)
+        info["source"].append(kept)
+        if cfg["compress"] == "fuse":  # the fused token stands for no single position
+            kept = torch.cat([kept, kept.new_full((kept.shape[0], 1), -1)], dim=1)
+        info["positions"] = kept
+        if cfg["compress"] == "merge":
+            info["sizes"] = sizes
+    return out
+
+
+def timm(model, schedule, site="mlp", metric="l2", compress="prune"):
+    """Patches a timm VisionTransformer / DeiT in place: every block runs
+    through torch.ops.repshift.block_forward, pruning per `schedule`."""
+    if hasattr(model, "_repshift"):
+        unpatch(model)
+    _check_names(site, metric, compress)
+    blocks = list(model.blocks)
+    ratios = _ratios(schedule, len(blocks))
+    protect = int(getattr(model, "num_prefix_tokens", 1))
+    for i, block in enumerate(blocks):
+        _check_timm_block(i, block)
+    info = {"source": [], "positions": None, "sizes": None}
+    original_forward = model.forward
+
+    def forward(*args, **kwargs):
+        info["source"].clear()
+        info["positions"] = None
+        info["sizes"] = None
+        return original_forward(*args, **kwargs)
+
+    for i, block in enumerate(blocks):
+        block._repshift = {"layer": i, "ratio": ratios.get(i), "site": site, "metric": metric, "compress": compress,
+                           "protect": protect, "info": info}
+        block.forward = types.MethodType(_timm_block_forward, block)
+    model._repshift = {"kind": "timm", "blocks": blocks}
+    model._repshift_source = info["source"]
+    model.forward = forward
+    return model
+
+
+# ---- Hugging Face BERT ----------------------------------------------------------
+
+def _bert_forward(model, input_ids=None, attention_mask=None, token_type_ids=None, **kwargs):
+    from transformers.modeling_outputs import BaseModelOutputWithPoolingAndCrossAttentions
+
+    cfg = model._repshift
+    if input_ids is None:
+        raise ValueError("repshift.patch.hf_bert: the patched model takes input_ids")
+    if attention_mask is None:
+        attention_mask = torch.ones_like(input_ids)
+    mask = attention_mask.bool()
+    hidden = model.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)
+    # Pack the valid tokens (FlashAttention's varlen layout): no work for padding,
+    # and each sentence keeps its own count at every pruning layer.
+    lengths = mask.sum(1).to(torch.int32)
+    cu = torch.zeros(lengths.numel() + 1, dtype=torch.int32)
+    cu[1:] = torch.cumsum(lengths, 0)
+    x = hidden[mask]
+    source, positions = [], None
+    for i, layer in enumerate(model.encoder.layer):
+        ratio = cfg["ratios"].get(i)
+        lens = (cu[1:] - cu[:-1]).tolist()
+        kept = [0]
+        for n in lens:
+            kept.append(kept[-1] + (keep_count(n, ratio, 1) if ratio is not None else n))
+        kept_cu = torch.tensor(kept, dtype=torch.int32)
+        w = layer._repshift_weights
+        x, idx, _, out_cu = torch.ops.repshift.block_forward_varlen(
+            x, cu, kept_cu, *w, cfg["heads"], cfg["eps"], cfg["site"], cfg["metric"], cfg["compress"], 1, True, i)
+        if ratio is not None and kept[-1] < cu[-1].item():
+            if positions is None:
+                positions = [torch.arange(n) for n in lens]
+            kept_positions = [positions[b][idx[kept[b]:kept[b + 1]]] for b in range(len(lens))]
+            source.append((kept_cu, torch.cat(kept_positions)))
+            # Fuse appends a token (position -1) to each sentence that dropped some.
+            positions = [torch.cat([p, p.new_full((1,), -1)]) if cfg["compress"] == "fuse" and len(p) < lens[b] else p
+                         for b, p in enumerate(kept_positions)]
+        cu = out_cu
+    lens = (cu[1:] - cu[:-1]).tolist()
+    width = max(lens)
+    out = x.new_zeros((len(lens), width, x.shape[1]))
+    new_mask = torch.zeros((len(lens), width), dtype=attention_mask.dtype)
+    for b, n in enumerate(lens):
+        out[b, :n] = x[cu[b]:cu[b + 1]]
+        new_mask[b, :n] = 1
+    model._repshift_attention_mask = new_mask
+    model._repshift_source = source
+    pooled = model.pooler(out) if model.pooler is not None else None
+    return BaseModelOutputWithPoolingAndCrossAttentions(last_hidden_state=out, pooler_output=pooled)
+
+
+def hf_bert(model, schedule, site="mlp", metric="l2", compress="prune"):
+    """Patches a Hugging Face BertModel in place: the valid tokens of each
+    sentence (per attention_mask) are packed, every layer runs through
+    torch.ops.repshift.block_forward_varlen with per-sentence keep counts,
+    and the output is padded again. `model._repshift_attention_mask` is the
+    mask of the returned (pruned) last_hidden_state, for mean pooling;
+    `model._repshift_source` lists, per pruning layer, (kept_cu_seqlens,
+    original positions kept, packed). Patch after loading the weights: the
+    fused q/k/v weights are built here."""
+    if hasattr(model, "_repshift"):
+        unpatch(model)
+    _check_names(site, metric, compress)
+    if compress == "merge":
+        raise ValueError("repshift.patch.hf_bert: compress = 'merge' is not offered for packed sentences")
+    layers = list(model.encoder.layer)
+    ratios = _ratios(schedule, len(layers))
+    for layer in layers:
+        a, o = layer.attention, layer.output
+        s = a.self
+        with torch.no_grad():
+            qkv_w = torch.cat([s.query.weight, s.key.weight, s.value.weight]).detach().contiguous()
+            qkv_b = torch.cat([s.query.bias, s.key.bias, s.value.bias]).detach().contiguous()
+        layer._repshift_weights = (
+            a.output.LayerNorm.weight, a.output.LayerNorm.bias, qkv_w, qkv_b, a.output.dense.weight, a.output.dense.bias,
+            o.LayerNorm.weight, o.LayerNorm.bias, layer.intermediate.dense.weight, layer.intermediate.dense.bias,
+            o.dense.weight, o.dense.bias)
+    model._repshift = {"kind": "hf_bert", "ratios": ratios, "site": site, "metric": metric, "compress": compress,
+                       "heads": model.config.num_attention_heads, "eps": model.config.layer_norm_eps}
+    model.forward = types.MethodType(_bert_forward, model)
+    return model
+
+
+def unpatch(model):
+    """Restores a model patched by timm() or hf_bert()."""
+    state = getattr(model, "_repshift", None)
+    if state is None:
+        return model
+    if state["kind"] == "timm":
+        for block in state["blocks"]:
+            del block.forward
+            del block._repshift
+        del model._repshift_source
+    else:
+        for layer in model.encoder.layer:
+            del layer._repshift_weights
+        for name in ("_repshift_source", "_repshift_attention_mask"):
+            if hasattr(model, name):
+                delattr(model, name)
+    del model.forward
+    del model._repshift
+    return model

