@@ -1,4 +1,5 @@
-"""Builds the torch extension repshift._C (python/repshift/csrc/ops.cpp)
+"""Builds the torch extension repshift._C (python/repshift/csrc/ops.cpp, C++20
+ as torch 2.x headers require; the library itself is C++17)
 against the installed torch with torch.utils.cpp_extension, using this
 repository's headers (include/) in place. `pip install .` from the root.
 CPU kernels only: the CUDA ops are not part of this build yet."""
@@ -15,7 +16,7 @@ setup(
             "repshift._C",
             [os.path.join("python", "repshift", "csrc", "ops.cpp")],
             include_dirs=[os.path.join(ROOT, "include"), "/usr/include/x86_64-linux-gnu/openblas-openmp"],
-            extra_compile_args=["-O3", "-std=c++17", "-fopenmp", "-DNDEBUG", "-Wno-unused-parameter"],
+            extra_compile_args=["-O3", "-std=c++20", "-fopenmp", "-DNDEBUG", "-march=native"],
             extra_link_args=["-fopenmp"],
             libraries=["openblas"],
         )

@@ -3,8 +3,9 @@
 # runs the tests twice, optimised and under AddressSanitizer +
 # UndefinedBehaviorSanitizer, then fuzzes the safetensors reader and the
 # ViT loader for a fixed short time (libFuzzer; longer on demand with
-# `bash tests/fuzz/run_fuzz.sh SECONDS`). CUDA tests build when nvcc
-# exists and skip themselves where no GPU (and no NVIDIA driver) does.
+# `bash tests/fuzz/run_fuzz.sh SECONDS`), then builds the torch package
+# and runs its pytest suite. CUDA tests build when nvcc exists and skip
+# themselves where no GPU (and no NVIDIA driver) does.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash cmake/install_deps.sh
@@ -21,3 +22,9 @@ LSAN_OPTIONS="suppressions=$PWD/tests/lsan.supp" \
   ctest --test-dir build/sanitize --output-on-failure -j "$jobs"
 
 bash tests/fuzz/run_fuzz.sh "${REPSHIFT_FUZZ_SECONDS:-20}"
+
+# The torch package: one venv (build/peer-venv, shared with the peer
+# benchmarks) with torch, timm and transformers; `pip install .` builds the
+# extension against that torch; pytest runs its tests.
+bash tests/python/install_venv.sh
+(cd build && peer-venv/bin/python -m pytest -q ../tests/python)

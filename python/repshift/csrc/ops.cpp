@@ -8,6 +8,8 @@
 // through rs::with_metric / rs::with_policies, the library's one table.
 // A refused argument raises ValueError carrying the library's message.
 
+#include <Python.h>
+
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 #include <torch/types.h>
@@ -382,4 +384,11 @@ TORCH_LIBRARY_IMPL(repshift, CPU, m) {
   m.impl("gather_tokens_varlen", &gather_tokens_varlen);
   m.impl("block_forward", &block_forward);
   m.impl("block_forward_varlen", &block_forward_varlen);
+}
+
+// `import repshift._C` loads the library above; the module itself is empty
+// (the ops live in torch.ops.repshift), so no pybind11 is needed.
+extern "C" PyObject* PyInit__C() {
+  static PyModuleDef module = {PyModuleDef_HEAD_INIT, "_C", "repshift's torch ops (torch.ops.repshift)", -1, nullptr};
+  return PyModule_Create(&module);
 }
