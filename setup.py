@@ -9,6 +9,7 @@ from setuptools import setup
 from torch.utils.cpp_extension import BuildExtension, CppExtension
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
+OPENBLAS_OPENMP = "/usr/lib/x86_64-linux-gnu/openblas-openmp"
 
 setup(
     ext_modules=[
@@ -17,7 +18,10 @@ setup(
             [os.path.join("python", "repshift", "csrc", "ops.cpp")],
             include_dirs=[os.path.join(ROOT, "include"), "/usr/include/x86_64-linux-gnu/openblas-openmp"],
             extra_compile_args=["-O3", "-std=c++20", "-fopenmp", "-DNDEBUG", "-march=native"],
-            extra_link_args=["-fopenmp"],
+            # Debian's OpenMP build of OpenBLAS, by RUNPATH: it shares libgomp with torch and our
+            # kernels (the pthread build, if the loader picked it, is detected and adapted to).
+            library_dirs=[OPENBLAS_OPENMP] if os.path.isdir(OPENBLAS_OPENMP) else [],
+            extra_link_args=["-fopenmp"] + ([f"-Wl,-rpath,{OPENBLAS_OPENMP}"] if os.path.isdir(OPENBLAS_OPENMP) else []),
             libraries=["openblas"],
         )
     ],

@@ -116,6 +116,33 @@ TEST(CudaSelectTop, BitIdenticalToHost) {
   }
 }
 
+// Packed (varlen) select and gather: the same indices and rows as the CPU
+// path, each sample with its own length and keep count (cu_seqlens on the device).
+TEST(CudaPacked, SelectAndGatherBitIdenticalToHost) {
+  REQUIRE_DEVICE();
+  const std::vector<int> lengths = {23, 5, 300, 1, 197};
+  const int batch = int(lengths.size()), channels = 384;
+  const auto cu = rs::cu_seqlens_of(lengths.data(), batch);
+  const auto kept_cu = rs::kept_cu_seqlens(cu.data(), batch, [](int n) { return rs::policies::keep_after_drop(n, 0.3, 1); });
+  const int max_n = rs::max_seqlen(cu.data(), batch), max_k = rs::max_seqlen(kept_cu.data(), batch);
+  const auto scores = ref::random_floats(std::size_t(cu.back()), 21);
+  const auto x = ref::random_floats(std::size_t(cu.back()) * channels, 22);
+  std::vector<int> want_idx(std::size_t(kept_cu.back()));
+  rs::select_top_varlen(rs::Host{}, scores.data(), cu.data(), kept_cu.data(), want_idx.data(), batch, max_n, max_k, 1);
+  std::vector<float> want(std::size_t(kept_cu.back()) * channels);
+  rs::gather_tokens_varlen(rs::Host{}, x.data(), cu.data(), want_idx.data(), kept_cu.data(), want.data(), batch, max_n,
+                           max_k, channels);
+  auto dcu = device_copy(cu), dkcu = device_copy(kept_cu);
+  auto ds = device_copy(scores), dx = device_copy(x);
+  rs::cuda::DeviceBuffer<int> di(want_idx.size());
+  rs::select_top_varlen(rs::Cuda{}, ds.data(), dcu.data(), dkcu.data(), di.data(), batch, max_n, max_k, 1);
+  ASSERT_EQ(di.to_host(), want_idx);
+  rs::cuda::DeviceBuffer<float> dout(want.size());
+  rs::gather_tokens_varlen(rs::Cuda{}, dx.data(), dcu.data(), di.data(), dkcu.data(), dout.data(), batch, max_n, max_k,
+                           channels);
+  EXPECT_EQ(dout.to_host(), want);
+}
+
 TEST(CudaSelectTop, RefusesMoreTokensThanOneTile) {
   REQUIRE_DEVICE();
   rs::cuda::DeviceBuffer<float> ds(5000);

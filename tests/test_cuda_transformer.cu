@@ -119,6 +119,42 @@ TYPED_TEST(CudaTyped, FlashAttentionMatchesHostFlashAttention) {
   }
 }
 
+// Packed (varlen) attention, flash and map: each sample's queries see only
+// its own keys, as on the CPU path; lengths not multiples of any tile.
+TYPED_TEST(CudaTyped, PackedAttentionMatchesHost) {
+  REQUIRE_DEVICE();
+  using T = TypeParam;
+  const std::vector<int> lengths = {23, 5, 130, 1, 64};
+  const int batch = int(lengths.size()), heads = 2, head_dim = 64, dim = heads * head_dim;
+  const auto cu = rs::cu_seqlens_of(lengths.data(), batch);
+  const int total = cu.back(), longest = rs::max_seqlen(cu.data(), batch);
+  const auto qkv = rounded<T>(ref::random_floats(std::size_t(total) * 3 * dim, 31));
+  const auto key_bias = ref::random_floats(std::size_t(total), 32, -1.0f, 1.0f);
+  auto dqkv = to_device<T>(qkv);
+  auto dbias = to_device<float>(key_bias);
+  auto dcu = device_copy(cu);
+  for (bool map : {false, true}) {
+    std::vector<float> want(std::size_t(total) * dim), want_map(std::size_t(batch) * heads * longest * longest);
+    auto hp = rs::AttentionParams::contiguous(qkv.data(), nullptr, want.data(), batch, longest, heads, head_dim);
+    hp.cu_seqlens = cu.data();
+    hp.key_bias = key_bias.data();
+    rs::cuda::DeviceBuffer<T> dout(want.size());
+    rs::cuda::DeviceBuffer<float> dmap(want_map.size());
+    auto p = rs::BasicAttentionParams<T>::contiguous(dqkv.data(), nullptr, dout.data(), batch, longest, heads, head_dim);
+    p.cu_seqlens = dcu.data();
+    p.key_bias = dbias.data();
+    if (map) {
+      rs::cpu::attention_with_map(rs::Host{}, hp, want_map.data());
+      rs::cuda::attention_with_map(rs::Cuda{}, p, dmap.data());
+      expect_close(dmap.download(want_map.size()), want_map, tolerance<T>(), "packed map");
+    } else {
+      rs::cpu::flash_attention(rs::Host{}, hp);
+      rs::cuda::flash_attention(rs::Cuda{}, p);
+    }
+    expect_close(dout.download(want.size()), want, tolerance<T>(), map ? "packed map output" : "packed flash output");
+  }
+}
+
 TYPED_TEST(CudaTyped, AttentionWithMapMatchesHostMapPath) {
   REQUIRE_DEVICE();
   using T = TypeParam;

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <string>
 
+#include "config.hpp"
 #include "error.hpp"
 #include "varlen.hpp"
 
@@ -22,7 +23,7 @@ struct BasicAttentionParams {
   // Packed (varlen): sample b's tokens are qkv / out rows [cu_seqlens[b],
   // cu_seqlens[b + 1]) (token strides apply, batch strides do not); its
   // queries see only its own keys, and `tokens` is the longest sample.
-  const int* cu_seqlens = nullptr;  // [B + 1] or null (CPU only for now)
+  const int* cu_seqlens = nullptr;  // [B + 1] or null, in the executor's memory
   std::int64_t batch = 0, tokens = 0, heads = 0, head_dim = 0;
   std::int64_t qkv_batch_stride = 0, qkv_token_stride = 0;
   std::int64_t out_batch_stride = 0, out_token_stride = 0;
@@ -83,16 +84,16 @@ struct BasicAttentionParams {
   }
 
   // Queries of sample b, and the keys that take part in its attention.
-  std::int64_t queries(std::int64_t b) const { return seq_length(cu_seqlens, b, tokens); }
+  REPSHIFT_HD std::int64_t queries(std::int64_t b) const { return seq_length(cu_seqlens, b, tokens); }
   std::int64_t keys(std::int64_t b) const { return key_lengths ? key_lengths[b] : queries(b); }
   // Offsets of sample b's first qkv / out / key_bias entry.
-  std::int64_t qkv_offset(std::int64_t b) const {
+  REPSHIFT_HD std::int64_t qkv_offset(std::int64_t b) const {
     return cu_seqlens ? cu_seqlens[b] * qkv_token_stride : b * qkv_batch_stride;
   }
-  std::int64_t out_offset(std::int64_t b) const {
+  REPSHIFT_HD std::int64_t out_offset(std::int64_t b) const {
     return cu_seqlens ? cu_seqlens[b] * out_token_stride : b * out_batch_stride;
   }
-  std::int64_t key_bias_offset(std::int64_t b) const { return seq_begin(cu_seqlens, b, tokens); }
+  REPSHIFT_HD std::int64_t key_bias_offset(std::int64_t b) const { return seq_begin(cu_seqlens, b, tokens); }
 };
 
 using AttentionParams = BasicAttentionParams<float>;

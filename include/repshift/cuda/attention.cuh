@@ -58,8 +58,12 @@ __global__ void __launch_bounds__((FlashTiling<T, HeadDim, Tensor>::kThreads))
   float* O = reinterpret_cast<float*>(smem + Tl::kOOffset) + warp * kRows * Tl::kLdO;
 
   const std::int64_t b = blockIdx.z, h = blockIdx.y, q0 = std::int64_t(blockIdx.x) * Tl::kBlockQ;
-  const std::int64_t N = p.tokens, dim = p.heads * p.head_dim;
-  const T* base = p.qkv + b * p.qkv_batch_stride + h * p.head_dim;
+  // Packed samples: this sample's length (the grid covers the longest); a
+  // CTA past it has nothing to do, uniformly for all its threads.
+  const std::int64_t N = p.queries(b), dim = p.heads * p.head_dim;
+  if (q0 >= N) return;
+  const T* base = p.qkv + p.qkv_offset(b) + h * p.head_dim;
+  const float* key_bias = p.key_bias ? p.key_bias + p.key_bias_offset(b) : nullptr;
 
   // rows [r0, r0 + 64) of the part at column offset `col` (0: Q, dim: K,
   // 2 dim: V), zero past the sequence and past head_dim.
@@ -130,7 +134,7 @@ __global__ void __launch_bounds__((FlashTiling<T, HeadDim, Tensor>::kThreads))
       float v = -INFINITY;
       if (key < N) {
         v = S[row * Tl::kLdS + half * 32 + i] * p.scale;
-        if (p.key_bias) v += p.key_bias[b * N + key];
+        if (key_bias) v += key_bias[key];
       }
       logit[i] = v;
       block_max = fmaxf(block_max, v);
@@ -183,7 +187,7 @@ __global__ void __launch_bounds__((FlashTiling<T, HeadDim, Tensor>::kThreads))
   const std::int64_t n = q0 + warp * kRows + row;
   if (n >= N) return;
   const float inv = 1.0f / softmax.sum;
-  T* out = p.out + b * p.out_batch_stride + n * p.out_token_stride + h * p.head_dim;
+  T* out = p.out + p.out_offset(b) + n * p.out_token_stride + h * p.head_dim;
   for (int c = half * (D / 2); c < (half + 1) * (D / 2) && c < p.head_dim; ++c) {
     out[c] = from_float<T>(O[row * Tl::kLdO + c] * inv);
   }
@@ -204,23 +208,27 @@ void launch_flash_attention(const Cuda& exec, const BasicAttentionParams<T>& p) 
 constexpr int kMapThreads = 128;
 
 // One CTA per (query n, head h, sample b): map row = softmax(q K^T), then
-// out row = map row . V.
+// out row = map row . V. The map is [B, H, T, T] with T = p.tokens; a
+// packed sample of N < T tokens fills its N x N top-left, the rest 0.
 template <class T>
 __global__ void __launch_bounds__(kMapThreads) attention_with_map_kernel(BasicAttentionParams<T> p, float* map) {
   __shared__ float q[128];
   __shared__ float scratch[32];
   const std::int64_t n = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
-  const std::int64_t N = p.tokens, dim = p.heads * p.head_dim, Dh = p.head_dim;
-  const T* base = p.qkv + b * p.qkv_batch_stride + h * Dh;
+  const std::int64_t N = p.queries(b), ld = p.tokens, dim = p.heads * p.head_dim, Dh = p.head_dim;
+  float* row = map + ((b * p.heads + h) * ld + n) * ld;
+  for (std::int64_t j = (n < N ? N : 0) + threadIdx.x; j < ld; j += kMapThreads) row[j] = 0.0f;
+  if (n >= N) return;  // uniform for the CTA
+  const T* base = p.qkv + p.qkv_offset(b) + h * Dh;
+  const float* key_bias = p.key_bias ? p.key_bias + p.key_bias_offset(b) : nullptr;
   for (int c = threadIdx.x; c < Dh; c += kMapThreads) q[c] = to_float(base[n * p.qkv_token_stride + c]) * p.scale;
   __syncthreads();
-  float* row = map + ((b * p.heads + h) * N + n) * N;
   float local_max = -INFINITY;
   for (std::int64_t j = threadIdx.x; j < N; j += kMapThreads) {
     const T* k = base + j * p.qkv_token_stride + dim;
     float s = 0.0f;
     for (int c = 0; c < Dh; ++c) s += q[c] * to_float(k[c]);
-    if (p.key_bias) s += p.key_bias[b * N + j];
+    if (key_bias) s += key_bias[j];
     row[j] = s;
     local_max = fmaxf(local_max, s);
   }
@@ -234,7 +242,7 @@ __global__ void __launch_bounds__(kMapThreads) attention_with_map_kernel(BasicAt
   const float inv = 1.0f / block_reduce<false>(local_sum, scratch);
   for (std::int64_t j = threadIdx.x; j < N; j += kMapThreads) row[j] *= inv;
   __syncthreads();  // the whole row is normalised before any thread reads it
-  T* out = p.out + b * p.out_batch_stride + n * p.out_token_stride + h * Dh;
+  T* out = p.out + p.out_offset(b) + n * p.out_token_stride + h * Dh;
   for (int c = threadIdx.x; c < Dh; c += kMapThreads) {
     float acc = 0.0f;
     for (std::int64_t j = 0; j < N; ++j) acc += row[j] * to_float(base[j * p.qkv_token_stride + 2 * dim + c]);
@@ -247,13 +255,13 @@ __global__ void __launch_bounds__(kMapThreads) attention_with_map_kernel(BasicAt
 namespace cuda {
 
 // What the CUDA kernels add to check_shape: no qkv bias (the QKV GEMM adds
-// it), no key lengths (padding is CPU-only), grid limits, the head-dim bucket.
+// it), no key lengths (packed batches instead: cu_seqlens, device memory,
+// p.tokens the longest sample), grid limits, the head-dim bucket.
 template <class T>
 void check_device_attention(const char* where, const BasicAttentionParams<T>& p) {
   p.check_shape(where);
   if (p.qkv_bias) detail::fail(where, "qkv_bias is not taken on CUDA: add it in the QKV GEMM (cuda::Blas::linear's bias)");
-  if (p.key_lengths) detail::fail(where, "key_lengths (padded batches) are CPU-only for now");
-  if (p.cu_seqlens) detail::fail(where, "cu_seqlens (packed batches) are CPU-only for now");
+  if (p.key_lengths) detail::fail(where, "key_lengths (padded batches) are CPU-only: pack the batch (cu_seqlens)");
   detail::require_at_most(where, "batch", p.batch, "65535 (CUDA grid z)", 65535);
   detail::require_at_most(where, "heads", p.heads, "65535 (CUDA grid y)", 65535);
   if (cuda_tiling::attention_head_bucket(p.head_dim) == 0) {

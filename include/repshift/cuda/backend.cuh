@@ -20,19 +20,13 @@ struct Backend<Cuda> {
   static void shift_score(const Cuda& exec, const ShiftParams<T>& p) {
     cuda_detail::shift_score<Metric>(exec, p);
   }
-  static void select_top(const Cuda& exec, const SelectParams& p) {
-    refuse_packed("select_top", p);
-    cuda_detail::select_top(exec, p);
-  }
+  // Padded or packed (cu_seqlens and kept_cu_seqlens in device memory;
+  // their contents are the caller's contract there, as on FlashAttention's
+  // varlen path: only the CPU path can read and check them).
+  static void select_top(const Cuda& exec, const SelectParams& p) { cuda_detail::select_top(exec, p); }
   template <class T>
   static void gather_tokens(const Cuda& exec, const GatherParams<T>& p) {
-    refuse_packed("gather_tokens", p);
     cuda_detail::gather_tokens(exec, p);
-  }
-
-  // The packed (varlen) forms of select and gather run on the CPU only so far.
-  static void refuse_packed(const char* where, const PackedRows& p) {
-    if (p.packed()) detail::fail(where, "packed batches (cu_seqlens) are CPU-only for now");
   }
 };
 

@@ -23,16 +23,21 @@ __global__ void __launch_bounds__(cuda_tiling::ScoreTiling::kThreads)
   const int lane = threadIdx.x % cuda_tiling::kWarp;
   const std::int64_t row = std::int64_t(blockIdx.x) * Tiling::kWarps + threadIdx.x / cuda_tiling::kWarp;
   if (row >= p.batch * p.keep) return;
+  // Rows enumerate (sample, kept slot) up to the longest keep; a packed
+  // sample keeping fewer has nothing past its own count.
   const std::int64_t b = row / p.keep, k = row % p.keep;
-  const int n = p.keep_idx[b * p.keep_batch_stride + k * p.keep_token_stride];
-  T* dst = p.out + b * p.out_batch_stride + k * p.out_token_stride;
-  const bool valid = n >= 0 && n < p.tokens;
+  if (k >= p.keep_of(b, p.keep)) return;
+  const int n = p.keep_idx[p.keep_offset(b, p.keep_batch_stride, p.keep_token_stride) + k * p.keep_token_stride];
+  T* dst = p.out + (p.out_cu_seqlens ? std::int64_t(p.out_cu_seqlens[b]) * p.out_token_stride
+                                     : p.keep_offset(b, p.out_batch_stride, p.out_token_stride)) +
+           k * p.out_token_stride;
+  const bool valid = n >= 0 && n < p.tokens_of(b, p.tokens);
   if (!valid && lane == 0 && status && atomicCAS(status, 0, 1) == 0) {
     status[1] = int(b);
     status[2] = int(k);
     status[3] = n;
   }
-  const T* src = p.x + b * p.x_batch_stride + std::int64_t(valid ? n : 0) * p.x_token_stride;
+  const T* src = p.x + p.token_offset(b, p.x_batch_stride, p.x_token_stride) + std::int64_t(valid ? n : 0) * p.x_token_stride;
   if constexpr (Vector) {
     const std::int64_t vecs = p.channels * std::int64_t(sizeof(T)) / 16;
     const auto* s4 = reinterpret_cast<const uint4*>(src);

@@ -39,24 +39,27 @@ struct BlockSelect {
     unsigned char kept[kTile];
   };
 
+  // Sample b, padded or packed (PackedRows: its own length and keep count).
   __device__ static void run(TempStorage& smem, const SelectParams& p, std::int64_t b) {
-    const float* scores = p.scores + b * p.scores_batch_stride;
-    int* out = p.keep_idx + b * p.keep_batch_stride;
+    const float* scores = p.scores + p.token_offset(b, p.scores_batch_stride, p.scores_token_stride);
+    int* out = p.keep_idx + p.keep_offset(b, p.keep_batch_stride, p.keep_token_stride);
+    const int tokens = int(p.tokens_of(b, p.tokens)), keep = int(p.keep_of(b, p.keep));
+    const int protect = int(p.protect) < tokens ? int(p.protect) : tokens;
     const int first = int(threadIdx.x) * Items;
 
     std::uint64_t ranks[Items];
 #pragma unroll
     for (int i = 0; i < Items; ++i) {
       const int t = first + i;
-      ranks[i] = (t >= p.protect && t < p.tokens)
+      ranks[i] = (t >= protect && t < tokens)
                      ? policies::selection_rank(scores[t * p.scores_token_stride], std::uint32_t(t))
                      : 0u;
-      smem.kept[t] = t < p.protect ? 1 : 0;
+      smem.kept[t] = t < protect ? 1 : 0;
     }
     Sort(smem.cub.sort).SortDescending(ranks);
     __syncthreads();  // kept[] of protected tokens written before flags below; sort storage free
 
-    const int chosen = int(p.keep - p.protect);
+    const int chosen = keep - protect;
 #pragma unroll
     for (int i = 0; i < Items; ++i) {
       if (first + i < chosen) smem.kept[policies::rank_index(ranks[i])] = 1;
@@ -65,7 +68,7 @@ struct BlockSelect {
 
     int flags[Items], slots[Items];
 #pragma unroll
-    for (int i = 0; i < Items; ++i) flags[i] = (first + i < p.tokens) ? smem.kept[first + i] : 0;
+    for (int i = 0; i < Items; ++i) flags[i] = (first + i < tokens) ? smem.kept[first + i] : 0;
     Scan(smem.cub.scan).ExclusiveSum(flags, slots);
 #pragma unroll
     for (int i = 0; i < Items; ++i) {
