@@ -266,6 +266,60 @@ TYPED_TEST(CudaBlock, MatchesHostBlockInF32) {
     expect_close(dy.download(want.size()), want, 5e-5, "output keep " + std::to_string(keep));
     if (kMerge && keep < tokens) expect_close(dkept_sizes.download(want_sizes.size()), want_sizes, 1e-6, "kept sizes");
   }
+
+  // Packed: samples of 50, 9 and 31 tokens (the rows of x), each keeping
+  // its own count; outputs, scores and kept indices as the CPU's packed block.
+  const std::vector<int> lengths = {50, 9, 31};
+  const auto cu = rs::cu_seqlens_of(lengths.data(), batch);
+  const auto kept_cu = rs::kept_cu_seqlens(cu.data(), batch, [](int n) {
+    const int k = rs::policies::keep_after_drop(n, 0.4, 1);
+    return kMerge ? std::max(k, int(P::Merge::min_keep(n, 1))) : k;
+  });
+  const int total = cu.back();
+  std::vector<float> want(static_cast<std::size_t>(total + batch) * dim), want_scores(static_cast<std::size_t>(total));
+  std::vector<float> want_sizes(static_cast<std::size_t>(kept_cu.back()));
+  std::vector<int> want_idx(static_cast<std::size_t>(kept_cu.back())), want_out_cu(static_cast<std::size_t>(batch) + 1);
+  std::vector<int> got_out_cu(want_out_cu.size());
+  rs::TransformerBlockArgs ha;
+  ha.x = x.data();
+  ha.y = want.data();
+  ha.batch = batch;
+  ha.seed = 4;
+  ha.cu_seqlens = cu.data();
+  ha.kept_cu_seqlens = kept_cu.data();
+  ha.out_cu_seqlens = want_out_cu.data();
+  ha.scores = want_scores.data();
+  ha.keep_idx = want_idx.data();
+  if constexpr (kMerge) {
+    ha.sizes = sizes.data();
+    ha.kept_sizes = want_sizes.data();
+  }
+  rs::TransformerWorkspace hws;
+  B::forward(rs::Host{}, hw, ha, hws);
+  rs::cuda::DeviceBuffer<float> dy(want.size()), dscores(want_scores.size()), dkept_sizes(want_sizes.size());
+  rs::cuda::DeviceBuffer<int> didx(want_idx.size());
+  rs::BasicTransformerBlockArgs<float> da;
+  da.x = dx.data();
+  da.y = dy.data();
+  da.batch = batch;
+  da.seed = 4;
+  da.cu_seqlens = cu.data();  // host memory, as on the CPU
+  da.kept_cu_seqlens = kept_cu.data();
+  da.out_cu_seqlens = got_out_cu.data();
+  da.scores = dscores.data();
+  da.keep_idx = didx.data();
+  if constexpr (kMerge) {
+    da.sizes = dsizes.data();
+    da.kept_sizes = dkept_sizes.data();
+  }
+  B::forward(rs::Cuda{}, dw, da, dws);
+  EXPECT_EQ(got_out_cu, want_out_cu);
+  expect_close(dscores.download(want_scores.size()), want_scores, 2e-5, "packed scores");
+  EXPECT_EQ(didx.to_host(want_idx.size()), want_idx) << "packed kept indices";
+  const std::size_t out_rows = std::size_t(want_out_cu.back()) * dim;
+  expect_close(dy.download(out_rows), std::vector<float>(want.begin(), want.begin() + std::ptrdiff_t(out_rows)), 5e-5,
+               "packed output");
+  if (kMerge) expect_close(dkept_sizes.download(want_sizes.size()), want_sizes, 1e-6, "packed kept sizes");
 }
 
 // merge_tokens alone against the CPU merge: same survivors, same means.

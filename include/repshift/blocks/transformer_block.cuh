@@ -9,14 +9,17 @@
 //   residual epilogue [score at the Mlp / Block site] -> select + gather/fuse
 //   (or merge, with log(size) biasing attention)
 // GEMMs are cuBLASLt (cuda/blas.cuh); everything between them is ours,
-// with the score fused into the residual epilogue. Nothing allocates or
-// synchronises: buffers come from rs::cuda::TransformerWorkspace, sized
-// once by reserve().
+// with the score fused into the residual epilogue. Padded batches
+// allocate nothing and never synchronise: buffers come from
+// rs::cuda::TransformerWorkspace, sized once by reserve(). Packed batches
+// (cu_seqlens, host memory) also upload the layer's three offset arrays
+// (one cudaMemcpyAsync from pageable memory, which waits for the stream).
 
 #include <algorithm>
 #include <cstdint>
 #include <string>
 #include <type_traits>
+#include <vector>
 
 #include "../cuda/attention.cuh"
 #include "../cuda/backend.cuh"
@@ -38,7 +41,10 @@ template <class T>
 class TransformerWorkspace {
  public:
   explicit TransformerWorkspace(Blas& blas) : blas_(&blas) {}
-  ~TransformerWorkspace() { release(); }
+  ~TransformerWorkspace() {
+    release();
+    cudaFree(plan_ints_);
+  }
   TransformerWorkspace(const TransformerWorkspace&) = delete;
   TransformerWorkspace& operator=(const TransformerWorkspace&) = delete;
 
@@ -87,6 +93,30 @@ class TransformerWorkspace {
   float* attention_map() const { return floats_ + 2 * rows_; }
   int* keep_idx() const { return ints_; }
 
+  // Packed batches: the block's TokenPlan on the host, and its three offset
+  // arrays (cu_seqlens, kept, out) uploaded to a device buffer that grows
+  // here, outside any kernel, to the largest batch seen.
+  TokenPlan& host_plan() { return plan_; }
+  const int* upload_plan(const Cuda& exec) {
+    const std::size_t n = plan_.in.size();
+    staged_.clear();
+    for (const auto* cu : {&plan_.in, &plan_.kept, &plan_.out}) staged_.insert(staged_.end(), cu->begin(), cu->end());
+    if (staged_.size() > plan_capacity_) {
+      cudaFree(plan_ints_);
+      plan_ints_ = nullptr;
+      plan_capacity_ = 0;
+      allocate(reinterpret_cast<void**>(&plan_ints_), staged_.size() * sizeof(int));
+      plan_capacity_ = staged_.size();
+    }
+    // From pageable memory the call returns once the bytes are staged, so
+    // staged_ may change on the next call.
+    cuda_detail::check(cudaMemcpyAsync(plan_ints_, staged_.data(), staged_.size() * sizeof(int), cudaMemcpyHostToDevice,
+                                       exec.stream),
+                       "cudaMemcpyAsync(TransformerWorkspace plan)");
+    (void)n;
+    return plan_ints_;
+  }
+
  private:
   static void allocate(void** ptr, std::size_t bytes) {
     cuda_detail::check(cudaMalloc(ptr, bytes), "cudaMalloc(TransformerWorkspace)");
@@ -106,6 +136,10 @@ class TransformerWorkspace {
   float* floats_ = nullptr;
   int* ints_ = nullptr;
   std::int64_t rows_ = 0, dim_ = 0, hidden_ = 0, map_elems_ = 0;
+  TokenPlan plan_;
+  std::vector<int> staged_;
+  int* plan_ints_ = nullptr;
+  std::size_t plan_capacity_ = 0;
 };
 
 }  // namespace cuda
@@ -128,20 +162,34 @@ void Block<policies::Transformer, Site, Metric, Compress, Norm>::forward(const C
   static_assert(cuda_detail::is_device_storage_v<T>, "Block::forward(Cuda): T must be float, __half or __nv_bfloat16");
   constexpr const char* where = "Block<Transformer>::forward(Cuda)";
   check(w, a);
-  if (a.cu_seqlens) detail::fail(where, "packed batches (cu_seqlens) are CPU-only for now");
   if (cuda_tiling::attention_head_bucket(w.head_dim()) == 0) {
     detail::fail(where, "head_dim = " + std::to_string(w.head_dim()) + " is not supported on CUDA (at most 128)");
   }
-  const std::int64_t dim = w.dim, rows = std::int64_t(a.batch) * a.tokens;
+  // Packed batches (a.cu_seqlens, host memory as on the CPU): the plan is
+  // made on the host and its offsets uploaded for the kernels; padded
+  // batches need neither.
+  const bool packed = a.cu_seqlens != nullptr;
+  TokenPlan& plan = ws.host_plan();
+  if (packed) plan.plan(a.batch, a.tokens, a.keep, a.cu_seqlens, a.kept_cu_seqlens, kExtra);
+  const std::int64_t dim = w.dim, longest = packed ? plan.max_in : a.tokens;
+  const std::int64_t rows = packed ? plan.in_rows() : std::int64_t(a.batch) * a.tokens;
   constexpr bool kMap = policies::needs_attention_map_v<Metric>;
-  const std::int64_t map_elems = kMap ? std::int64_t(a.batch) * w.heads * a.tokens * a.tokens : 0;
+  const std::int64_t map_elems = kMap ? std::int64_t(a.batch) * w.heads * longest * longest : 0;
   if (!ws.fits(rows, dim, w.mlp_hidden, map_elems)) {
     detail::fail(where, "the workspace is smaller than batch * tokens = " + std::to_string(rows) + " rows of dim " +
                             std::to_string(dim) + " / mlp_hidden " + std::to_string(w.mlp_hidden) +
                             (kMap ? " with the attention map" : "") + ": call reserve() first");
   }
   cuda::Blas& blas = ws.blas();
-  const bool prune = a.keep < a.tokens;
+  const int* d_in = nullptr;  // device offsets of the packed plan: in, kept, out
+  const int* d_kept = nullptr;
+  const int* d_out = nullptr;
+  if (packed) {
+    d_in = ws.upload_plan(exec);
+    d_kept = d_in + (a.batch + 1);
+    d_out = d_kept + (a.batch + 1);
+  }
+  const bool prune = packed ? plan.drops : a.keep < a.tokens;
   const bool score = prune || a.scores != nullptr;
   float* scores = a.scores ? a.scores : ws.scores();
   int* keep_idx = a.keep_idx ? a.keep_idx : ws.keep_idx();
@@ -149,11 +197,11 @@ void Block<policies::Transformer, Site, Metric, Compress, Norm>::forward(const C
   const auto norm2 = cuda_detail::norm_params(w.norm2_weight, w.norm2_bias, w.ln_eps);
 
   // Baseline importances: not fused, computed where the site scores.
-  auto baseline_importance = [&](std::int64_t tokens) {
+  auto baseline_importance = [&] {
     if constexpr (std::is_same_v<Metric, policies::Random>) {
-      cuda_detail::random_scores(exec, a.seed, a.batch, tokens, scores);
+      cuda_detail::random_scores(exec, a.seed, a.batch, longest, scores, d_in);
     } else if constexpr (kMap) {
-      cuda_detail::cls_attention(exec, ws.attention_map(), a.batch, w.heads, tokens, scores);
+      cuda_detail::cls_attention(exec, ws.attention_map(), a.batch, w.heads, longest, scores, d_in);
     }
   };
   // src [batch, tokens, dim] -> dst [batch, keep (+1 with Fuse), dim].
@@ -162,8 +210,24 @@ void Block<policies::Transformer, Site, Metric, Compress, Norm>::forward(const C
   auto compress = [&](const T* src, T* dst) {
     if constexpr (kMerge) {
       // The CUDA QKV GEMM has added the bias already.
-      cuda::merge_tokens(exec, merge_params(a, dim, static_cast<const T*>(ws.qkv()), static_cast<const T*>(nullptr), src, scores,
-                                            keep_idx, dst));
+      auto m = merge_params(a, dim, static_cast<const T*>(ws.qkv()), static_cast<const T*>(nullptr), src, scores,
+                            keep_idx, dst);
+      if (packed) {
+        m.cu_seqlens = d_in;
+        m.kept_cu_seqlens = d_kept;
+        m.tokens = plan.max_in;
+        m.keep = plan.max_kept;
+      }
+      cuda::merge_tokens(exec, m);
+    } else if (packed) {
+      select_top_varlen(exec, static_cast<const float*>(scores), d_in, d_kept, keep_idx, a.batch, plan.max_in,
+                        plan.max_kept, a.protect);
+      gather_tokens_varlen(exec, src, d_in, static_cast<const int*>(keep_idx), d_kept, dst, a.batch, plan.max_in,
+                           plan.max_kept, int(dim), d_out);
+      if constexpr (kExtra == 1) {
+        cuda_detail::fuse_dropped(exec, src, scores, keep_idx, a.batch, plan.max_in, plan.max_kept, dim, dst,
+                                  cuda_detail::FuseLayout{d_in, d_kept, d_out});
+      }
     } else {
       select_top(exec, scores, keep_idx, a.batch, a.tokens, a.keep, a.protect);
       const std::int64_t out_tokens = output_tokens(a.tokens, a.keep);
@@ -171,8 +235,7 @@ void Block<policies::Transformer, Site, Metric, Compress, Norm>::forward(const C
                     make_view(static_cast<const int*>(keep_idx), {a.batch, a.keep}),
                     TensorView<T, 3>{dst, {a.batch, a.keep, dim}, {out_tokens * dim, dim, 1}});
       if constexpr (kExtra == 1) {
-        cuda_detail::fuse_dropped(exec, src, scores, keep_idx, a.batch, a.tokens, a.keep, dim, dst + a.keep * dim,
-                                  out_tokens * dim);
+        cuda_detail::fuse_dropped(exec, src, scores, keep_idx, a.batch, a.tokens, a.keep, dim, dst);
       }
     }
   };
@@ -193,7 +256,8 @@ void Block<policies::Transformer, Site, Metric, Compress, Norm>::forward(const C
     attn_in = ws.ln();
   }
   cuda_detail::dense(exec, blas, attn_in, rows, dim, w.qkv_weight, w.qkv_bias, 3 * dim, ws.qkv());
-  auto attention = BasicAttentionParams<T>::contiguous(ws.qkv(), nullptr, ws.attn(), a.batch, a.tokens, w.heads, w.head_dim());
+  auto attention = BasicAttentionParams<T>::contiguous(ws.qkv(), nullptr, ws.attn(), a.batch, longest, w.heads, w.head_dim());
+  attention.cu_seqlens = d_in;
   if (kMerge && a.sizes) {
     cuda_detail::log_sizes(exec, a.sizes, rows, ws.log_sizes());
     attention.key_bias = ws.log_sizes();  // proportional attention
@@ -221,10 +285,10 @@ void Block<policies::Transformer, Site, Metric, Compress, Norm>::forward(const C
   }
   residual(std::integral_constant<ScoreOperands, kScoreAttention ? Site::operands : ScoreOperands::None>{},
            e1, kScoreAttention && score);
-  if (kScoreAttention && score) baseline_importance(a.tokens);
+  if (kScoreAttention && score) baseline_importance();
 
   // ---- compress between the sub-layers (Attention site) ----------------------
-  std::int64_t mlp_tokens = a.tokens;
+  std::int64_t mlp_rows = rows;
   const T* x1 = ws.x1();
   const T* mlp_in = kPostNorm ? ws.x1() : ws.ln();
   if constexpr (kScoreAttention) {
@@ -232,9 +296,9 @@ void Block<policies::Transformer, Site, Metric, Compress, Norm>::forward(const C
       // attn and qkv are free now: they take the compressed x' and LN2(x').
       compress(ws.x1(), ws.attn());
       x1 = ws.attn();
-      mlp_tokens = output_tokens(a.tokens, a.keep);
+      mlp_rows = packed ? plan.out_rows() : std::int64_t(a.batch) * output_tokens(a.tokens, a.keep);
       if constexpr (!kPostNorm) {
-        cuda_detail::layer_norm_rows(exec, x1, dim, ws.qkv(), dim, std::int64_t(a.batch) * mlp_tokens, dim, norm2);
+        cuda_detail::layer_norm_rows(exec, x1, dim, ws.qkv(), dim, mlp_rows, dim, norm2);
         mlp_in = ws.qkv();
       } else {
         mlp_in = x1;
@@ -243,7 +307,6 @@ void Block<policies::Transformer, Site, Metric, Compress, Norm>::forward(const C
   }
 
   // ---- MLP sub-layer -------------------------------------------------------
-  const std::int64_t mlp_rows = std::int64_t(a.batch) * mlp_tokens;
   cuda_detail::dense(exec, blas, mlp_in, mlp_rows, dim, w.fc1_weight, w.fc1_bias, w.mlp_hidden, ws.hidden());
   cuda_detail::gelu_inplace(exec, ws.hidden(), mlp_rows * w.mlp_hidden);
   cuda_detail::dense(exec, blas, static_cast<const T*>(ws.hidden()), mlp_rows, w.mlp_hidden, w.fc2_weight, w.fc2_bias,
@@ -262,8 +325,12 @@ void Block<policies::Transformer, Site, Metric, Compress, Norm>::forward(const C
   if constexpr (kPostNorm) e3.ln_post = norm2;
   residual(std::integral_constant<ScoreOperands, kScoreEnd ? Site::operands : ScoreOperands::None>{}, e3,
            kScoreEnd && score);
-  if (kScoreEnd && score) baseline_importance(a.tokens);
+  if (kScoreEnd && score) baseline_importance();
   if (gather_output) compress(ws.x1(), a.y);
+  if (packed && a.out_cu_seqlens) {
+    const std::vector<int>& out_cu = prune ? plan.out : plan.in;
+    std::copy(out_cu.begin(), out_cu.end(), a.out_cu_seqlens);
+  }
 }
 
 }  // namespace repshift

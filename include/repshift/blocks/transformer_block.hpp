@@ -208,7 +208,7 @@ struct Block<policies::Transformer, Site, Metric, Compress, Norm> {
   // On the GPU: defined in blocks/transformer_block.cuh (include
   // repshift/cuda.hpp); every pointer is a device pointer and T is float,
   // __half or __nv_bfloat16. Enqueues on exec.stream without allocating or
-  // synchronising. Padded batches only for now.
+  // synchronising (packed batches upload their offsets: see the .cuh).
   template <class T>
   static void forward(const Cuda& exec, const BasicTransformerBlockWeights<T>& w, const BasicTransformerBlockArgs<T>& a,
                       cuda::TransformerWorkspace<T>& ws);

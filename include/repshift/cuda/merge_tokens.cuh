@@ -36,7 +36,11 @@ constexpr int kMergeBytesPerToken = 4 /*inv_norm*/ + 8 /*rank*/ + 4 * 4 /*target
 template <class T>
 __global__ void __launch_bounds__(kMergeThreads) merge_tokens_kernel(BasicMergeParams<T> p) {
   unsigned char* smem = dynamic_smem();
-  const std::int64_t n = p.tokens, b = blockIdx.x, ck = p.key_channels, c = p.channels, ks = p.key_stride();
+  // Sample b: padded, or packed (PackedRows: its own length, keep count and rows).
+  const std::int64_t b = blockIdx.x, n = p.tokens_of(b, p.tokens), keep = p.keep_of(b, p.keep);
+  const std::int64_t in = seq_begin(p.cu_seqlens, b, p.tokens), out = seq_begin(p.kept_cu_seqlens, b, p.keep);
+  const std::int64_t protect = p.protect < n ? p.protect : n;
+  const std::int64_t ck = p.key_channels, c = p.channels, ks = p.key_stride();
   std::uint64_t* rank = reinterpret_cast<std::uint64_t*>(smem);
   float* inv_norm = reinterpret_cast<float*>(rank + n);
   int* target = reinterpret_cast<int*>(inv_norm + n);
@@ -44,9 +48,10 @@ __global__ void __launch_bounds__(kMergeThreads) merge_tokens_kernel(BasicMergeP
   int* head = slot + n;
   int* next = head + n;
   const int warp = threadIdx.x / cuda_tiling::kWarp, lane = threadIdx.x % cuda_tiling::kWarp;
-  const float* scores = p.scores + b * n;
+  const float* scores = p.scores + in;
+  const float* sizes = p.sizes ? p.sizes + in : nullptr;
   auto key = [&](std::int64_t t, std::int64_t i) {
-    return to_float(p.keys[(b * n + t) * ks + i]) + (p.key_bias ? to_float(p.key_bias[i]) : 0.0f);
+    return to_float(p.keys[(in + t) * ks + i]) + (p.key_bias ? to_float(p.key_bias[i]) : 0.0f);
   };
 
   // 1. inverse key norms; every token starts as its own target
@@ -64,15 +69,15 @@ __global__ void __launch_bounds__(kMergeThreads) merge_tokens_kernel(BasicMergeP
   __syncthreads();
 
   // 2. + 3. A tokens whose rank is among the r lowest find their B match
-  const std::int64_t r = n - p.keep;
-  for (std::int64_t a = p.protect + 2 * warp; a < n && r > 0; a += 2 * kMergeWarps) {
+  const std::int64_t r = n - keep;
+  for (std::int64_t a = protect + 2 * warp; a < n && r > 0; a += 2 * kMergeWarps) {
     std::int64_t below = 0;
-    for (std::int64_t j = p.protect + 2 * lane; j < n; j += 2 * cuda_tiling::kWarp) below += rank[j] < rank[a];
+    for (std::int64_t j = protect + 2 * lane; j < n; j += 2 * cuda_tiling::kWarp) below += rank[j] < rank[a];
     below = std::int64_t(warp_sum(float(below)) + 0.5f);  // exact: counts stay far below 2^24
     if (below >= r) continue;
-    std::int64_t best = p.protect + 1;
+    std::int64_t best = protect + 1;
     float best_sim = -INFINITY;
-    for (std::int64_t bt = p.protect + 1; bt < n; bt += 2) {
+    for (std::int64_t bt = protect + 1; bt < n; bt += 2) {
       float dot = 0.0f;
       for (std::int64_t i = lane; i < ck; i += cuda_tiling::kWarp) dot += key(a, i) * key(bt, i);
       const float sim = warp_sum(dot) * inv_norm[a] * inv_norm[bt];
@@ -88,7 +93,7 @@ __global__ void __launch_bounds__(kMergeThreads) merge_tokens_kernel(BasicMergeP
     for (std::int64_t t = 0; t < n; ++t) {
       if (target[t] == t) {
         slot[t] = k;
-        p.keep_idx[b * p.keep + k] = int(t);
+        p.keep_idx[out + k] = int(t);
         ++k;
       } else {
         slot[t] = -1;
@@ -103,16 +108,16 @@ __global__ void __launch_bounds__(kMergeThreads) merge_tokens_kernel(BasicMergeP
   for (std::int64_t s = warp; s < n; s += kMergeWarps) {
     if (slot[s] < 0) continue;
     const std::int64_t o = slot[s];
-    float weight = p.sizes ? p.sizes[b * n + s] : 1.0f;
-    for (int m = head[s]; m >= 0; m = next[m]) weight += p.sizes ? p.sizes[b * n + m] : 1.0f;
+    float weight = sizes ? sizes[s] : 1.0f;
+    for (int m = head[s]; m >= 0; m = next[m]) weight += sizes ? sizes[m] : 1.0f;
     const float inv = 1.0f / weight;
-    T* dst = p.out + (b * p.keep + o) * c;
+    T* dst = p.out + (out + o) * c;
     for (std::int64_t i = lane; i < c; i += cuda_tiling::kWarp) {
-      float acc = (p.sizes ? p.sizes[b * n + s] : 1.0f) * to_float(p.x[(b * n + s) * c + i]);
-      for (int m = head[s]; m >= 0; m = next[m]) acc += (p.sizes ? p.sizes[b * n + m] : 1.0f) * to_float(p.x[(b * n + m) * c + i]);
+      float acc = (sizes ? sizes[s] : 1.0f) * to_float(p.x[(in + s) * c + i]);
+      for (int m = head[s]; m >= 0; m = next[m]) acc += (sizes ? sizes[m] : 1.0f) * to_float(p.x[(in + m) * c + i]);
       dst[i] = from_float<T>(acc * inv);
     }
-    if (p.out_sizes && lane == 0) p.out_sizes[b * p.keep + o] = weight;
+    if (p.out_sizes && lane == 0) p.out_sizes[out + o] = weight;
   }
 }
 
@@ -126,7 +131,6 @@ template <class T>
 void merge_tokens(const Cuda& exec, const BasicMergeParams<T>& p) {
   constexpr const char* where = "cuda::merge_tokens";
   p.check(where);
-  if (p.packed()) detail::fail(where, "packed batches (cu_seqlens) are CPU-only for now");
   detail::require_at_most(where, "batch", p.batch, "2^31 - 1 (CUDA grid x)", 0x7fffffff);
   detail::require_at_most(where, "tokens", p.tokens, "4096 (shared-memory plan)", 4096);
   const int bytes = int(p.tokens) * cuda_detail::kMergeBytesPerToken;

@@ -18,6 +18,7 @@
 #include <cstdint>
 
 #include "../policies/importance.hpp"
+#include "../varlen.hpp"
 #include "dtype.cuh"
 #include "error.cuh"
 #include "exec.cuh"
@@ -35,32 +36,41 @@ inline unsigned elementwise_grid(const char* where, std::int64_t n) {
   return cuda_tiling::grid_blocks(where, "elements", n, kScoreThreads);
 }
 
-__global__ void random_scores_kernel(std::uint64_t seed, std::int64_t batch, std::int64_t tokens, float* scores) {
-  const std::int64_t i = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (i >= batch * tokens) return;
-  scores[i] = policies::Random::score(seed, std::uint64_t(i % tokens));
+// Sample b's tokens: cu_seqlens null: `tokens` each at b * tokens; else
+// packed (device memory). The grid's y is the sample, x its tokens up to
+// the longest.
+__global__ void random_scores_kernel(std::uint64_t seed, const int* cu_seqlens, std::int64_t tokens, float* scores) {
+  const std::int64_t b = blockIdx.y, t = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (t >= seq_length(cu_seqlens, b, tokens)) return;
+  scores[seq_begin(cu_seqlens, b, tokens) + t] = policies::Random::score(seed, std::uint64_t(t));
 }
 
-inline void random_scores(const Cuda& exec, std::uint64_t seed, std::int64_t batch, std::int64_t tokens, float* scores) {
-  random_scores_kernel<<<elementwise_grid("random_scores", batch * tokens), kScoreThreads, 0, exec.stream>>>(
-      seed, batch, tokens, scores);
+inline dim3 sample_grid(const char* where, std::int64_t batch, std::int64_t tokens) {
+  detail::require_at_most(where, "batch", batch, "65535 (CUDA grid y)", 65535);
+  return dim3(cuda_tiling::grid_blocks(where, "tokens", tokens, kScoreThreads), unsigned(batch));
+}
+
+inline void random_scores(const Cuda& exec, std::uint64_t seed, std::int64_t batch, std::int64_t tokens, float* scores,
+                          const int* cu_seqlens = nullptr) {
+  random_scores_kernel<<<sample_grid("random_scores", batch, tokens), kScoreThreads, 0, exec.stream>>>(
+      seed, cu_seqlens, tokens, scores);
   check_launch("random_scores_kernel");
 }
 
-__global__ void cls_attention_kernel(const float* map, std::int64_t batch, std::int64_t heads, std::int64_t tokens,
+// map: [B, H, tokens, tokens] (tokens = the longest sample when packed).
+__global__ void cls_attention_kernel(const float* map, const int* cu_seqlens, std::int64_t heads, std::int64_t tokens,
                                      float* scores) {
-  const std::int64_t i = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (i >= batch * tokens) return;
-  const std::int64_t b = i / tokens, t = i % tokens;
+  const std::int64_t b = blockIdx.y, t = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (t >= seq_length(cu_seqlens, b, tokens)) return;
   float sum = 0.0f;
   for (std::int64_t h = 0; h < heads; ++h) sum += map[((b * heads + h) * tokens) * tokens + t];
-  scores[i] = sum / float(heads);
+  scores[seq_begin(cu_seqlens, b, tokens) + t] = sum / float(heads);
 }
 
 inline void cls_attention(const Cuda& exec, const float* map, std::int64_t batch, std::int64_t heads,
-                          std::int64_t tokens, float* scores) {
-  cls_attention_kernel<<<elementwise_grid("cls_attention", batch * tokens), kScoreThreads, 0, exec.stream>>>(
-      map, batch, heads, tokens, scores);
+                          std::int64_t tokens, float* scores, const int* cu_seqlens = nullptr) {
+  cls_attention_kernel<<<sample_grid("cls_attention", batch, tokens), kScoreThreads, 0, exec.stream>>>(
+      map, cu_seqlens, heads, tokens, scores);
   check_launch("cls_attention_kernel");
 }
 
@@ -122,49 +132,62 @@ inline void log_sizes(const Cuda& exec, const float* sizes, std::int64_t n, floa
   check_launch("log_sizes_kernel");
 }
 
-// fused[b, :] = sum over dropped t of w_t src[b, t, :]; kept rows are those
-// in keep_idx[b, 0..keep). Dynamic shared memory: one byte per token, next
-// to kFuseStaticFloats of static block_reduce scratch.
+// Compress = Fuse's extra row of sample b: the mean of its dropped rows of
+// src weighted by their scores (uniform when they do not sum to > 0),
+// written after its kept rows. Padded (layout pointers null): rows at
+// b * tokens, kept indices at b * keep, output rows at b * (keep + 1).
+// Packed: cu_seqlens / kept_cu_seqlens / out_cu_seqlens (device memory);
+// a sample that keeps everything gets no extra row. Dynamic shared memory:
+// one byte per token, next to kFuseStaticFloats of block_reduce scratch.
 constexpr int kFuseStaticFloats = 32;
+
+struct FuseLayout {
+  const int* cu_seqlens = nullptr;
+  const int* kept_cu_seqlens = nullptr;
+  const int* out_cu_seqlens = nullptr;
+};
 
 template <class T>
 __global__ void __launch_bounds__(kScoreThreads)
     fuse_dropped_kernel(const T* src, const float* scores, const int* keep_idx, std::int64_t tokens, std::int64_t keep,
-                        std::int64_t channels, T* fused, std::int64_t fused_batch_stride) {
+                        std::int64_t channels, T* out, FuseLayout layout) {
   unsigned char* kept = dynamic_smem();
   __shared__ float scratch[kFuseStaticFloats];
   const std::int64_t b = blockIdx.x;
-  for (std::int64_t t = threadIdx.x; t < tokens; t += blockDim.x) kept[t] = 0;
+  const std::int64_t n = seq_length(layout.cu_seqlens, b, tokens), k_b = seq_length(layout.kept_cu_seqlens, b, keep);
+  if (k_b >= n) return;  // uniform for the CTA: nothing dropped, no fused row
+  const std::int64_t in = seq_begin(layout.cu_seqlens, b, tokens);
+  const int* idx = keep_idx + seq_begin(layout.kept_cu_seqlens, b, keep);
+  for (std::int64_t t = threadIdx.x; t < n; t += blockDim.x) kept[t] = 0;
   __syncthreads();
-  for (std::int64_t k = threadIdx.x; k < keep; k += blockDim.x) kept[keep_idx[b * keep + k]] = 1;
+  for (std::int64_t k = threadIdx.x; k < k_b; k += blockDim.x) kept[idx[k]] = 1;
   __syncthreads();
-  const float* s = scores + b * tokens;
+  const float* s = scores + in;
   float local = 0.0f;
-  for (std::int64_t t = threadIdx.x; t < tokens; t += blockDim.x) local += kept[t] ? 0.0f : s[t];
+  for (std::int64_t t = threadIdx.x; t < n; t += blockDim.x) local += kept[t] ? 0.0f : s[t];
   const float total = block_reduce<false>(local, scratch);
-  const float uniform = 1.0f / float(tokens - keep);
-  T* out = fused + b * fused_batch_stride;
+  const float uniform = 1.0f / float(n - k_b);
+  T* fused = out + (seq_begin(layout.out_cu_seqlens, b, keep + 1) + k_b) * channels;
   for (std::int64_t c = threadIdx.x; c < channels; c += blockDim.x) {
     float acc = 0.0f;
-    for (std::int64_t t = 0; t < tokens; ++t) {
+    for (std::int64_t t = 0; t < n; ++t) {
       if (kept[t]) continue;
       const float w = total > 0.0f ? s[t] / total : uniform;
-      acc += w * to_float(src[(b * tokens + t) * channels + c]);
+      acc += w * to_float(src[(in + t) * channels + c]);
     }
-    out[c] = from_float<T>(acc);
+    fused[c] = from_float<T>(acc);
   }
 }
 
 template <class T>
 void fuse_dropped(const Cuda& exec, const T* src, const float* scores, const int* keep_idx, std::int64_t batch,
-                  std::int64_t tokens, std::int64_t keep, std::int64_t channels, T* fused,
-                  std::int64_t fused_batch_stride) {
+                  std::int64_t tokens, std::int64_t keep, std::int64_t channels, T* out, FuseLayout layout = {}) {
   detail::require_at_most("fuse_dropped", "batch", batch, "2^31 - 1 (CUDA grid x)", 0x7fffffff);
   // The default 48 KiB per block holds the static scratch and the flags.
   constexpr std::int64_t kMaxTokens = 48 * 1024 - kFuseStaticFloats * std::int64_t(sizeof(float));
   detail::require_at_most("fuse_dropped", "tokens", tokens, "48 KiB less the static reduce scratch", kMaxTokens);
   fuse_dropped_kernel<T><<<unsigned(batch), kScoreThreads, std::size_t(tokens), exec.stream>>>(
-      src, scores, keep_idx, tokens, keep, channels, fused, fused_batch_stride);
+      src, scores, keep_idx, tokens, keep, channels, out, layout);
   check_launch("fuse_dropped_kernel");
 }
 

@@ -139,15 +139,22 @@ at::Tensor cu_seqlens_host(const at::Tensor& cu, const char* op, const char* nam
   return int32_indices(cu, op, name);
 }
 
+// cu_seqlens and kept_cu_seqlens as int32, of one batch size.
+std::pair<at::Tensor, at::Tensor> cu_pair(const at::Tensor& cu_seqlens, const at::Tensor& kept_cu_seqlens,
+                                          const char* op) {
+  auto cu = cu_seqlens_host(cu_seqlens, op, "cu_seqlens");
+  auto kcu = cu_seqlens_host(kept_cu_seqlens, op, "kept_cu_seqlens");
+  TORCH_CHECK_VALUE(kcu.size(0) == cu.size(0), "repshift::", op, ": kept_cu_seqlens has ", kcu.size(0),
+                    " entries, cu_seqlens ", cu.size(0));
+  return {cu, kcu};
+}
+
 at::Tensor select_top_varlen(const at::Tensor& scores, const at::Tensor& cu_seqlens, const at::Tensor& kept_cu_seqlens,
                              int64_t protect) {
   constexpr const char* op = "select_top_varlen";
   require_cpu(scores, op, "scores");
   require_dim(scores, op, "scores", 1);
-  const auto cu = cu_seqlens_host(cu_seqlens, op, "cu_seqlens");
-  const auto kcu = cu_seqlens_host(kept_cu_seqlens, op, "kept_cu_seqlens");
-  TORCH_CHECK_VALUE(kcu.size(0) == cu.size(0), "repshift::select_top_varlen: kept_cu_seqlens has ", kcu.size(0),
-                    " entries, cu_seqlens ", cu.size(0));
+  const auto [cu, kcu] = cu_pair(cu_seqlens, kept_cu_seqlens, op);
   const int batch = int(cu.size(0) - 1);
   const auto s = scores.to(at::kFloat).contiguous();
   auto idx = at::empty({kcu[batch].item<int>()}, s.options().dtype(at::kInt));
@@ -167,10 +174,9 @@ at::Tensor gather_tokens_varlen(const at::Tensor& x, const at::Tensor& cu_seqlen
   require_cpu(x, op, "x");
   require_dim(x, op, "x", 2);
   require_dim(idx, op, "idx", 1);
-  const auto cu = cu_seqlens_host(cu_seqlens, op, "cu_seqlens");
-  const auto kcu = cu_seqlens_host(kept_cu_seqlens, op, "kept_cu_seqlens");
+  const auto [cu, kcu] = cu_pair(cu_seqlens, kept_cu_seqlens, op);
   const int batch = int(cu.size(0) - 1);
-  TORCH_CHECK_VALUE(kcu.size(0) == cu.size(0) && kcu[batch].item<int64_t>() == idx.size(0),
+  TORCH_CHECK_VALUE(kcu[batch].item<int64_t>() == idx.size(0),
                     "repshift::gather_tokens_varlen: kept_cu_seqlens must have batch + 1 entries ending at idx's ",
                     idx.size(0));
   const auto xc = x.contiguous();
@@ -195,6 +201,21 @@ at::Tensor gather_tokens_varlen(const at::Tensor& x, const at::Tensor& cu_seqlen
 at::Tensor f32(const at::Tensor& t, const char* name) {
   require_cpu(t, "block_forward", name);
   return t.to(at::kFloat).contiguous();
+}
+
+// The twelve tensors of a block as contiguous float32 (qkv bias may be absent).
+struct BlockTensors {
+  at::Tensor t[12];
+};
+
+BlockTensors float_block(const at::Tensor& norm1_w, const at::Tensor& norm1_b, const at::Tensor& qkv_w,
+                         const c10::optional<at::Tensor>& qkv_b, const at::Tensor& proj_w, const at::Tensor& proj_b,
+                         const at::Tensor& norm2_w, const at::Tensor& norm2_b, const at::Tensor& fc1_w,
+                         const at::Tensor& fc1_b, const at::Tensor& fc2_w, const at::Tensor& fc2_b) {
+  return {{f32(norm1_w, "norm1_w"), f32(norm1_b, "norm1_b"), f32(qkv_w, "qkv_w"),
+           qkv_b ? f32(*qkv_b, "qkv_b") : at::Tensor(), f32(proj_w, "proj_w"), f32(proj_b, "proj_b"),
+           f32(norm2_w, "norm2_w"), f32(norm2_b, "norm2_b"), f32(fc1_w, "fc1_w"), f32(fc1_b, "fc1_b"),
+           f32(fc2_w, "fc2_w"), f32(fc2_b, "fc2_b")}};
 }
 
 // Views of the twelve float32 tensors of a block (qkv bias may be
@@ -262,11 +283,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> block_forward(
   require_dim(x, op, "x", 3);
   const int64_t B = x.size(0), N = x.size(1), C = x.size(2);
   const auto xf = f32(x, "x");
-  const at::Tensor w[] = {f32(norm1_w, "norm1_w"), f32(norm1_b, "norm1_b"), f32(qkv_w, "qkv_w"),
-                          qkv_b ? f32(*qkv_b, "qkv_b") : at::Tensor(), f32(proj_w, "proj_w"), f32(proj_b, "proj_b"),
-                          f32(norm2_w, "norm2_w"), f32(norm2_b, "norm2_b"), f32(fc1_w, "fc1_w"), f32(fc1_b, "fc1_b"),
-                          f32(fc2_w, "fc2_w"), f32(fc2_b, "fc2_b")};
-  const auto weights = block_weights(w, C, heads, eps, op);
+  const BlockTensors w = float_block(norm1_w, norm1_b, qkv_w, qkv_b, proj_w, proj_b, norm2_w, norm2_b, fc1_w, fc1_b,
+                                     fc2_w, fc2_b);
+  const auto weights = block_weights(w.t, C, heads, eps, op);
   at::Tensor scores = at::empty({B, N}, xf.options());
   at::Tensor keep_idx = at::empty({B, keep}, xf.options().dtype(at::kInt));
   at::Tensor out, kept_sizes = at::empty({0}, xf.options());
@@ -314,20 +333,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> block_forward_varlen(
   constexpr const char* op = "block_forward_varlen";
   require_cpu(x, op, "x");
   require_dim(x, op, "x", 2);
-  const auto cu = cu_seqlens_host(cu_seqlens, op, "cu_seqlens");
-  const auto kcu = cu_seqlens_host(kept_cu_seqlens, op, "kept_cu_seqlens");
-  TORCH_CHECK_VALUE(kcu.size(0) == cu.size(0), "repshift::block_forward_varlen: kept_cu_seqlens has ", kcu.size(0),
-                    " entries, cu_seqlens ", cu.size(0));
+  const auto [cu, kcu] = cu_pair(cu_seqlens, kept_cu_seqlens, op);
   const int batch = int(cu.size(0) - 1);
   const int64_t total = x.size(0), C = x.size(1);
   TORCH_CHECK_VALUE(cu[batch].item<int64_t>() == total, "repshift::block_forward_varlen: cu_seqlens[batch] = ",
                     cu[batch].item<int64_t>(), " must equal x's ", total, " rows");
   const auto xf = f32(x, "x");
-  const at::Tensor w[] = {f32(norm1_w, "norm1_w"), f32(norm1_b, "norm1_b"), f32(qkv_w, "qkv_w"),
-                          qkv_b ? f32(*qkv_b, "qkv_b") : at::Tensor(), f32(proj_w, "proj_w"), f32(proj_b, "proj_b"),
-                          f32(norm2_w, "norm2_w"), f32(norm2_b, "norm2_b"), f32(fc1_w, "fc1_w"), f32(fc1_b, "fc1_b"),
-                          f32(fc2_w, "fc2_w"), f32(fc2_b, "fc2_b")};
-  const auto weights = block_weights(w, C, heads, eps, op);
+  const BlockTensors w = float_block(norm1_w, norm1_b, qkv_w, qkv_b, proj_w, proj_b, norm2_w, norm2_b, fc1_w, fc1_b,
+                                     fc2_w, fc2_b);
+  const auto weights = block_weights(w.t, C, heads, eps, op);
   at::Tensor scores = at::empty({total}, xf.options());
   at::Tensor keep_idx = at::empty({kcu[batch].item<int64_t>()}, xf.options().dtype(at::kInt));
   at::Tensor out_cu = at::empty({batch + 1}, cu.options());
