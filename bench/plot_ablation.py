@@ -56,8 +56,8 @@ def main():
 
     os.makedirs(out_dir, exist_ok=True)
     unpruned = ", ".join(f"{models[b]} {v:.2f} img/s" for b, v in base.items())
-    lines = [f"Batch 8, random weights; DeiT-S (Transformer) prunes at layers 1/4/7, Vim-T (SsmScan) at 2/8/14, "
-             f"each with the given keep rate; {ctx.get('host_name', '?')} ({ctx['num_cpus']} CPUs), {ctx['date']}, "
+    lines = [f"Batch 8, random weights; DeiT-S (Transformer) prunes at blocks 0/3/6, Vim-T (SsmScan) at 0/6/12, "
+             f"each with drop ratio 1 - keep rate (N - floor(r N) kept, the paper's rule); {ctx.get('host_name', '?')} ({ctx['num_cpus']} CPUs), {ctx['date']}, "
              f"medians of {reps} interleaved repetitions. Unpruned: {unpruned}. Speedup is over the same "
              f"backbone's unpruned model.", "",
              "| backbone | site | importance | compress | " +
