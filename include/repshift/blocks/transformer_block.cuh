@@ -98,7 +98,6 @@ class TransformerWorkspace {
   // here, outside any kernel, to the largest batch seen.
   TokenPlan& host_plan() { return plan_; }
   const int* upload_plan(const Cuda& exec) {
-    const std::size_t n = plan_.in.size();
     staged_.clear();
     for (const auto* cu : {&plan_.in, &plan_.kept, &plan_.out}) staged_.insert(staged_.end(), cu->begin(), cu->end());
     if (staged_.size() > plan_capacity_) {
@@ -113,7 +112,6 @@ class TransformerWorkspace {
     cuda_detail::check(cudaMemcpyAsync(plan_ints_, staged_.data(), staged_.size() * sizeof(int), cudaMemcpyHostToDevice,
                                        exec.stream),
                        "cudaMemcpyAsync(TransformerWorkspace plan)");
-    (void)n;
     return plan_ints_;
   }
 
