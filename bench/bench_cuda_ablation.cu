@@ -15,8 +15,7 @@
 #include <string>
 #include <type_traits>
 
-#include <repshift/models/vim.cuh>
-#include <repshift/models/vit.cuh>
+#include <repshift/cuda/models.cuh>
 #include <repshift/sweep.hpp>
 
 #include "ablation_sweep.hpp"

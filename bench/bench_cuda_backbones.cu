@@ -9,8 +9,8 @@
 
 #include <string>
 
-#include <repshift/models/resnet.cuh>
-#include <repshift/models/vim.cuh>
+#include <repshift/cuda/cudnn_models.cuh>
+#include <repshift/cuda/models.cuh>
 
 #include "cuda_bench_support.cuh"
 
@@ -29,7 +29,7 @@ void BM_CudaResNet50(benchmark::State& state) {
   const auto cfg = rs::ResNetConfig::resnet50();
   rs::cuda::Dnn dnn;
   rs::cuda::Blas blas;
-  rs::cuda::ResNet<> model(rs::ResNetWeights::random(cfg, 1), dnn, blas);
+  rs::cuda::ResNet<> model(rs::ResNetWeights::random(cfg, 1), {blas, dnn});
   model.reserve(batch);
   DeviceBytes images(std::size_t(batch) * 3 * 224 * 224 * 4), logits(std::size_t(batch) * 1000 * 4);
   const auto schedule = Pruned ? rs::LinePruneSchedule::paper() : rs::LinePruneSchedule::none();

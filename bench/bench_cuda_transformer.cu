@@ -11,7 +11,7 @@
 #include <string>
 
 #include <repshift/cuda.hpp>
-#include <repshift/models/vit.cuh>
+#include <repshift/cuda/models.cuh>
 
 #include "cuda_bench_support.cuh"
 
@@ -58,8 +58,8 @@ void BM_CudaBlock(benchmark::State& state) {
   one.depth = 1;
   const rs::cuda::ViTDeviceWeights<T> weights(rs::ViTWeights::random(one, 1));
   rs::cuda::Blas blas;
-  rs::cuda::TransformerWorkspace<T> ws(blas);
-  ws.reserve(batch, tokens, cfg.dim, cfg.mlp_hidden);
+  rs::Workspace<rs::Cuda, T> ws(blas);
+  B::reserve(ws, weights.block(0), batch, tokens);
   DeviceBytes x(std::size_t(batch) * tokens * cfg.dim * sizeof(T)), y(std::size_t(batch) * tokens * cfg.dim * sizeof(T));
   auto a = rs::BasicTransformerBlockArgs<T>::dense(x.as<T>(), y.as<T>(), batch, tokens);
   if (Pruned) a.keep = rs::policies::keep_count(tokens, 0.8, 1);

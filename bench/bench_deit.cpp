@@ -61,7 +61,7 @@ void BM_BlockScoring(benchmark::State& state) {
   const int batch = 8, tokens = cfg.tokens();
   const auto x = random_vector(std::size_t(batch) * tokens * cfg.dim, 2);
   std::vector<float> y(x.size()), scores(std::size_t(batch) * tokens);
-  rs::TransformerWorkspace ws;
+  rs::Workspace<rs::Host> ws;
   auto a = rs::TransformerBlockArgs::dense(x.data(), y.data(), batch, tokens);
   a.scores = score ? scores.data() : nullptr;
   using Block = rs::Block<rs::policies::Transformer, rs::policies::Mlp, rs::policies::L2>;

@@ -63,7 +63,7 @@ void BM_Stage2(benchmark::State& state) {
   const auto& w = *weights();
   const auto x = random_floats(std::size_t(batch) * 256 * size * size);
   std::vector<float> a(std::size_t(batch) * 512 * size * size), b(a.size());
-  rs::CnnWorkspace ws;
+  rs::Workspace<rs::Host> ws;
   for (auto _ : state) {
     const float* in = x.data();
     float* out = a.data();

@@ -14,8 +14,6 @@
 template void repshift::cuda::flash_attention<__half>(const repshift::Cuda&, const repshift::BasicAttentionParams<__half>&);
 template void repshift::cuda::flash_attention<float>(const repshift::Cuda&, const repshift::BasicAttentionParams<float>&);
 template void repshift::cuda::merge_tokens<float>(const repshift::Cuda&, const repshift::BasicMergeParams<float>&);
-template void repshift::cuda_detail::fuse_dropped<float>(const repshift::Cuda&, const float*, const float*, const int*,
-                                                         std::int64_t, std::int64_t, std::int64_t, std::int64_t,
-                                                         float*, repshift::cuda_detail::FuseLayout);
+template void repshift::cuda_detail::fuse_dropped<float>(const repshift::Cuda&, const repshift::FuseParams<float>&);
 
 int main() { return 0; }

@@ -87,7 +87,7 @@ void check_block_against_reference(rs::MapLayout layout) {
   auto as_nchw = [&](const std::vector<float>& v, int rows, int cols) { return nhwc ? to_nchw(v, batch, c, rows, cols) : v; };
 
   const auto x_in = nhwc ? to_nhwc(x, batch, c, h, w) : x;
-  rs::CnnWorkspace ws;
+  rs::Workspace<rs::Host> ws;
   std::vector<float> y(x.size(), NAN), rows(std::size_t(batch) * h), cols(std::size_t(batch) * w);
   auto a = rs::CnnBlockArgs::dense(x_in.data(), y.data(), batch, h, w);
   a.layout = layout;
@@ -133,7 +133,7 @@ TEST(CnnBlock, ChannelsLastProjectionShortcut) {
   const ref::Map want = ref::bottleneck(ref::Map(x.begin(), x.end()), batch, h, w, bw.w);
   const auto x_nhwc = to_nhwc(x, batch, in, h, w);
   std::vector<float> y(want.size(), NAN);
-  rs::CnnWorkspace ws;
+  rs::Workspace<rs::Host> ws;
   auto a = rs::CnnBlockArgs::dense(x_nhwc.data(), y.data(), batch, h, w);
   a.layout = rs::MapLayout::Nhwc;
   rs::Block<P::CnnRows, P::Block, P::L2>::forward(rs::Host{}, bw.w, a, ws);
@@ -146,7 +146,7 @@ TEST(CnnBlock, ProjectionShortcutAndItsLimits) {
   const auto x = ref::random_floats(std::size_t(batch) * in * h * w, 21);
   const ref::Map want = ref::bottleneck(ref::Map(x.begin(), x.end()), batch, h, w, bw.w);
   std::vector<float> y(want.size(), NAN);
-  rs::CnnWorkspace ws;
+  rs::Workspace<rs::Host> ws;
   auto a = rs::CnnBlockArgs::dense(x.data(), y.data(), batch, h, w);
   using B = rs::Block<P::CnnRows, P::Block, P::L2>;
   B::forward(rs::Host{}, bw.w, a, ws);
@@ -159,6 +159,27 @@ TEST(CnnBlock, ProjectionShortcutAndItsLimits) {
   RandomBottleneck no_down(in, 4, out, 1, false, 22);
   a.keep_rows = 0;
   EXPECT_THROW(B::forward(rs::Host{}, no_down.w, a, ws), rs::InvalidArgument);  // 8 -> 16 channels needs a projection
+}
+
+// reserve() holds all a forward of that size asks for (CUDA refuses more).
+TEST(CnnBlock, ReserveCoversPrunedAndProjectedForwards) {
+  using B = rs::Block<P::CnnRows, P::Block, P::Cosine>;
+  const int batch = 2, c = 16, h = 11, w = 13;
+  const RandomBottleneck identity(c, 4, c, 1, false, 40), projected(8, 4, c, 2, true, 41);
+  const auto x = ref::random_floats(std::size_t(batch) * c * h * w, 42);
+  std::vector<float> y(x.size());
+  rs::Workspace<rs::Host> ws;
+  B::reserve(ws, identity.w, batch, h, w);
+  B::reserve(ws, projected.w, batch, h, w);
+  const rs::WorkspaceExtent held = ws.held();
+  auto a = rs::CnnBlockArgs::dense(x.data(), y.data(), batch, h, w);
+  a.keep_rows = 7;
+  a.keep_cols = 9;
+  B::forward(rs::Host{}, identity.w, a, ws);
+  B::forward(rs::Host{}, projected.w, rs::CnnBlockArgs::dense(x.data(), y.data(), batch, h, w), ws);
+  EXPECT_EQ(ws.held().values, held.values);
+  EXPECT_EQ(ws.held().floats, held.floats);
+  EXPECT_EQ(ws.held().ints, held.ints);
 }
 
 TEST(LineScores, StandaloneKernelAndRemoveLinesErrors) {

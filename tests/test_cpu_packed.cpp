@@ -189,7 +189,7 @@ TYPED_TEST(PackedBlock, EverySampleMatchesItsRunAlone) {
     a.sizes = sizes.data();
     a.kept_sizes = kept_sizes.data();
   }
-  rs::TransformerWorkspace ws;
+  rs::Workspace<rs::Host> ws;
   B::forward(rs::Host{}, w.view(), a, ws);
 
   for (int b = 0; b < batch; ++b) {
@@ -210,7 +210,7 @@ TYPED_TEST(PackedBlock, EverySampleMatchesItsRunAlone) {
       one.sizes = sb.data();
       if (k < n) one.kept_sizes = ks.data();
     }
-    rs::TransformerWorkspace ws1;
+    rs::Workspace<rs::Host> ws1;
     B::forward(rs::Host{}, w.view(), one, ws1);
     EXPECT_LT(ref::max_rel_error(slice(y, out_cu[std::size_t(b)], out_n, dim), std::vector<double>(yb.begin(), yb.end())),
               1e-5)
@@ -240,7 +240,7 @@ TEST(PackedBlock, RefusesBadLayouts) {
   a.cu_seqlens = cu;
   a.kept_cu_seqlens = kept;
   a.out_cu_seqlens = out_cu;
-  rs::TransformerWorkspace ws;
+  rs::Workspace<rs::Host> ws;
   expect_refused([&] { B::forward(rs::Host{}, w.view(), a, ws); }, {"sample 0", "1 tokens", "max(1, protect) = 2"});
   a.protect = 1;
   a.out_cu_seqlens = nullptr;

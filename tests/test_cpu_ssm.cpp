@@ -180,7 +180,7 @@ TYPED_TEST(SsmBlock, OutputScoresAndOrderPreservingPruneWithAMiddleClassToken) {
     const ref::Mat xd(x.begin(), x.end());
     const ref::SsmResult want = ref::ssm_block(xd, batch, tokens, w.view(), ref_metric<Metric>());
 
-    rs::SsmWorkspace ws;
+    rs::Workspace<rs::Host> ws;
     std::vector<float> y(x.size(), NAN), scores(std::size_t(batch) * tokens);
     auto a = rs::SsmBlockArgs::dense(x.data(), y.data(), batch, tokens);
     a.scores = scores.data();
@@ -254,7 +254,7 @@ TEST(SsmErrors, NameTheArgument) {
   const RandomSsmWeights w(8, 16, 4, 2, true, 50);
   const auto x = ref::random_floats(std::size_t(10) * 8, 51);
   std::vector<float> y(x.size());
-  rs::SsmWorkspace ws;
+  rs::Workspace<rs::Host> ws;
   auto expect_message = [&](const rs::SsmBlockArgs& a, const char* fragment) {
     expect_refused([&] { rs::Block<P::SsmScan, P::Block, P::L2>::forward(rs::Host{}, w.view(), a, ws); }, {fragment});
   };

@@ -61,7 +61,7 @@ TYPED_TEST(TransformerBlock, MatchesNaiveReference) {
   const RandomBlockWeights w(dim, heads, hidden, 5);
   const auto x = ref::random_floats(std::size_t(batch) * tokens * dim, 17);
   const ref::Mat xd(x.begin(), x.end());
-  rs::TransformerWorkspace ws;
+  rs::Workspace<rs::Host> ws;
 
   // Unpruned, scores requested.
   std::vector<float> y(x.size()), scores(std::size_t(batch) * tokens);
@@ -104,7 +104,7 @@ TEST(TransformerBlockShapes, DeitSmallShapeMatchesReference) {
   const RandomBlockWeights w(dim, heads, hidden, 9);
   const auto x = ref::random_floats(std::size_t(batch) * tokens * dim, 3);
   std::vector<float> y(x.size()), scores(tokens);
-  rs::TransformerWorkspace ws;
+  rs::Workspace<rs::Host> ws;
   auto args = rs::TransformerBlockArgs::dense(x.data(), y.data(), batch, tokens);
   args.scores = scores.data();
   B::forward(rs::Host{}, w.view(), args, ws);
@@ -118,7 +118,7 @@ TEST(TransformerBlockErrors, RefusedArguments) {
   using B = rs::Block<P::Transformer, P::Mlp, P::L2>;
   const RandomBlockWeights w(16, 2, 32, 1);
   std::vector<float> x(2 * 5 * 16), y(x.size());
-  rs::TransformerWorkspace ws;
+  rs::Workspace<rs::Host> ws;
   auto args = rs::TransformerBlockArgs::dense(x.data(), y.data(), 2, 5);
   args.keep = 6;
   EXPECT_THROW(B::forward(rs::Host{}, w.view(), args, ws), rs::InvalidArgument);
@@ -142,7 +142,7 @@ TEST(TransformerBlockImportance, ClsAttentionAndRandomScores) {
   const RandomBlockWeights w(dim, heads, 64, 12);
   const auto x = ref::random_floats(std::size_t(batch) * tokens * dim, 13);
   const ref::Mat xd(x.begin(), x.end());
-  rs::TransformerWorkspace ws;
+  rs::Workspace<rs::Host> ws;
   std::vector<float> y(std::size_t(batch) * keep * dim), scores(std::size_t(batch) * tokens);
   std::vector<int> keep_idx(std::size_t(batch) * keep);
   auto a = rs::TransformerBlockArgs::dense(x.data(), y.data(), batch, tokens);
@@ -187,7 +187,7 @@ TYPED_TEST(TransformerBlockFuse, AppendsTheScoreWeightedMeanOfTheDroppedTokens) 
   const auto x = ref::random_floats(std::size_t(batch) * tokens * dim, 22);
   std::vector<float> y(std::size_t(batch) * (keep + 1) * dim, NAN), scores(std::size_t(batch) * tokens);
   std::vector<int> keep_idx(std::size_t(batch) * keep);
-  rs::TransformerWorkspace ws;
+  rs::Workspace<rs::Host> ws;
   auto a = rs::TransformerBlockArgs::dense(x.data(), y.data(), batch, tokens);
   a.keep = keep;
   a.scores = scores.data();
@@ -218,7 +218,7 @@ TYPED_TEST(TransformerBlockMerge, MatchesTheReferenceMergeWithProportionalAttent
   std::vector<float> y(std::size_t(batch) * keep * dim, NAN), scores(std::size_t(batch) * tokens);
   std::vector<float> kept_sizes(std::size_t(batch) * keep, NAN);
   std::vector<int> keep_idx(std::size_t(batch) * keep);
-  rs::TransformerWorkspace ws;
+  rs::Workspace<rs::Host> ws;
   auto a = rs::TransformerBlockArgs::dense(x.data(), y.data(), batch, tokens);
   a.keep = keep;
   a.scores = scores.data();

@@ -13,7 +13,7 @@
 
 #include <repshift/cpu/line_prune.hpp>
 #include <repshift/cuda.hpp>
-#include <repshift/models/vim.cuh>
+#include <repshift/cuda/models.cuh>
 
 #include "cuda_test_support.cuh"
 #include "model_fixtures.hpp"
@@ -217,9 +217,9 @@ TYPED_TEST(CudaSsmBlock, MatchesHostBlock) {
   const int batch = 3, tokens = 61, dim = cfg.dim;
   const auto x = ref::random_floats(std::size_t(batch) * tokens * dim, 8);
   rs::cuda::Blas blas;
-  rs::cuda::SsmWorkspace dws(blas);
-  dws.reserve(std::int64_t(batch) * tokens, dw.block(0));
-  rs::SsmWorkspace hws;
+  rs::Workspace<rs::Cuda, float> dws(blas);
+  B::reserve(dws, dw.block(0), std::int64_t(batch) * tokens);
+  rs::Workspace<rs::Host> hws;
   auto dx = to_device<float>(x);
   for (int keep : {tokens, 45, 12}) {
     std::vector<float> want(std::size_t(batch) * keep * dim), want_scores(std::size_t(batch) * tokens);
@@ -255,8 +255,8 @@ TEST(CudaSsmBlock, BadKeptTokenIsReportedThroughStatus) {
   const rs::cuda::VimDeviceWeights dw(w);
   const int batch = 2, tokens = 17;
   rs::cuda::Blas blas;
-  rs::cuda::SsmWorkspace dws(blas);
-  dws.reserve(std::int64_t(batch) * tokens, dw.block(0));
+  rs::Workspace<rs::Cuda, float> dws(blas);
+  B::reserve(dws, dw.block(0), std::int64_t(batch) * tokens);
   auto dx = to_device<float>(ref::random_floats(std::size_t(batch) * tokens * cfg.dim, 1));
   rs::cuda::DeviceBuffer<float> dy(std::size_t(batch) * tokens * cfg.dim);
   auto dcls = device_copy(std::vector<int>{3, 17});  // 17 is past the last token
@@ -267,6 +267,24 @@ TEST(CudaSsmBlock, BadKeptTokenIsReportedThroughStatus) {
   const rs::Cuda exec{nullptr, status.data()};
   B::forward(exec, dw.block(0), a, dws);
   expect_refused([&] { rs::cuda::throw_if_status(exec); }, {"keep_token[1] = 17"});
+}
+
+// A workspace reserved for fewer rows is refused, not grown (cudaMalloc
+// would synchronise the forward path).
+TEST(CudaSsmBlock, SmallWorkspaceIsRefused) {
+  REQUIRE_DEVICE();
+  using B = rs::Block<rs::policies::SsmScan, rs::policies::Block, rs::policies::L2>;
+  auto cfg = tiny_vim();
+  cfg.depth = 1;
+  const rs::cuda::VimDeviceWeights dw(lively_vim(cfg, 7));
+  const int batch = 2, tokens = 17;
+  rs::cuda::Blas blas;
+  rs::Workspace<rs::Cuda, float> small(blas);
+  B::reserve(small, dw.block(0), tokens);
+  auto dx = to_device<float>(ref::random_floats(std::size_t(batch) * tokens * cfg.dim, 1));
+  rs::cuda::DeviceBuffer<float> dy(std::size_t(batch) * tokens * cfg.dim);
+  const auto a = rs::SsmBlockArgs::dense(dx.data(), dy.data(), batch, tokens);
+  expect_refused([&] { B::forward(rs::Cuda{}, dw.block(0), a, small); }, {"workspace", "reserve()"});
 }
 
 TEST(CudaVisionMamba, MatchesHostModelPrunedAndUnpruned) {

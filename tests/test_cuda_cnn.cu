@@ -10,8 +10,7 @@
 #include <cmath>
 #include <vector>
 
-#include <repshift/models/resnet.cuh>
-#include <repshift/models/resnet.hpp>
+#include <repshift/cuda/cudnn_models.cuh>
 
 #include "cuda_test_support.cuh"
 #include "model_fixtures.hpp"
@@ -98,7 +97,7 @@ TYPED_TEST(CudaCnnBlock, MatchesHostBlock) {
   const auto x = ref::random_floats(std::size_t(batch) * c * h * w, 11);
   const std::size_t n_out = std::size_t(batch) * c * keep_rows * keep_cols;
 
-  rs::CnnWorkspace hws;
+  rs::Workspace<rs::Host> hws;
   std::vector<float> want(n_out), want_rows(std::size_t(batch) * h), want_cols(std::size_t(batch) * w);
   std::vector<int> want_kr(std::size_t(batch) * keep_rows), want_kc(std::size_t(batch) * keep_cols);
   auto ha = rs::CnnBlockArgs::dense(x.data(), want.data(), batch, h, w);
@@ -107,8 +106,8 @@ TYPED_TEST(CudaCnnBlock, MatchesHostBlock) {
   B::forward(rs::Host{}, bw.h, ha, hws);
 
   rs::cuda::Dnn dnn;
-  rs::cuda::CnnWorkspace dws(dnn);
-  dws.reserve(batch, h, w, bw.d);
+  rs::Workspace<rs::Cuda> dws(dnn);
+  B::reserve(dws, bw.d, batch, h, w);
   auto dx = to_device<float>(x);
   rs::cuda::DeviceBuffer<float> dy(n_out), drows(want_rows.size()), dcols(want_cols.size());
   rs::cuda::DeviceBuffer<int> dkr(want_kr.size()), dkc(want_kc.size());
@@ -124,8 +123,8 @@ TYPED_TEST(CudaCnnBlock, MatchesHostBlock) {
   expect_close(dy.download(n_out), want, 2e-5, "pruned map");
 
   // A workspace reserved for a smaller map is refused, not grown.
-  rs::cuda::CnnWorkspace small(dnn);
-  small.reserve(1, h, w, bw.d);
+  rs::Workspace<rs::Cuda> small(dnn);
+  B::reserve(small, bw.d, 1, h, w);
   expect_refused([&] { B::forward(rs::Cuda{}, bw.d, da, small); }, {"workspace", "reserve()"});
 }
 
@@ -137,11 +136,11 @@ TEST(CudaCnnBlock, ProjectionShortcutUnpruned) {
   const auto x = ref::random_floats(std::size_t(batch) * in * h * w, 31);
   const int ho = 7, wo = 6;
   std::vector<float> want(std::size_t(batch) * out * ho * wo);
-  rs::CnnWorkspace hws;
+  rs::Workspace<rs::Host> hws;
   B::forward(rs::Host{}, bw.h, rs::CnnBlockArgs::dense(x.data(), want.data(), batch, h, w), hws);
   rs::cuda::Dnn dnn;
-  rs::cuda::CnnWorkspace dws(dnn);
-  dws.reserve(batch, h, w, bw.d);
+  rs::Workspace<rs::Cuda> dws(dnn);
+  B::reserve(dws, bw.d, batch, h, w);
   auto dx = to_device<float>(x);
   rs::cuda::DeviceBuffer<float> dy(want.size());
   B::forward(rs::Cuda{}, bw.d, rs::CnnBlockArgs::dense(dx.data(), dy.data(), batch, h, w), dws);
@@ -157,15 +156,19 @@ TEST(CudaResNet, MatchesHostModelLinePrunedAndNot) {
   rs::ResNet<> hmodel(w);
   rs::cuda::Dnn dnn;
   rs::cuda::Blas blas;
-  rs::cuda::ResNet<> dmodel(w, dnn, blas);
+  rs::cuda::ResNet<> dmodel(w, {blas, dnn});
   dmodel.reserve(batch);
   auto dimages = to_device<float>(images);
   rs::cuda::DeviceBuffer<float> dlogits(std::size_t(batch) * cfg.num_classes);
   for (const auto& schedule : {rs::LinePruneSchedule::none(), rs::LinePruneSchedule{{{1, 2, 2}, {2, 1, 1}}}}) {
     std::vector<float> want(std::size_t(batch) * cfg.num_classes);
-    hmodel.forward(rs::Host{}, images.data(), batch, want.data(), schedule);
-    dmodel.forward(rs::Cuda{}, dimages.data(), batch, dlogits.data(), schedule);
+    rs::ResNetTrace htrace, dtrace;
+    hmodel.forward(rs::Host{}, images.data(), batch, want.data(), schedule, &htrace);
+    dmodel.forward(rs::Cuda{}, dimages.data(), batch, dlogits.data(), schedule, &dtrace);
     expect_close(dlogits.download(want.size()), want, 1e-4, "logits");
+    EXPECT_EQ(dtrace.sizes, htrace.sizes);
+    EXPECT_EQ(dtrace.kept_rows, htrace.kept_rows);
+    EXPECT_EQ(dtrace.kept_cols, htrace.kept_cols);
   }
   expect_refused([&] { dmodel.forward(rs::Cuda{}, dimages.data(), batch + 1, dlogits.data()); }, {"reserve"});
 }

@@ -12,7 +12,7 @@
 #include <vector>
 
 #include <repshift/cuda.hpp>
-#include <repshift/models/vit.cuh>
+#include <repshift/cuda/models.cuh>
 
 #include "cuda_test_support.cuh"
 #include "model_fixtures.hpp"
@@ -210,8 +210,7 @@ TYPED_TEST(CudaBlock, MatchesHostBlockInF32) {
   const auto x = ref::random_floats(std::size_t(batch) * tokens * dim, 6);
 
   rs::cuda::Blas blas;
-  rs::cuda::TransformerWorkspace<float> dws(blas);
-  dws.reserve(batch, tokens, dim, hidden, heads, true);
+  rs::Workspace<rs::Cuda, float> dws(blas);
   std::vector<rs::cuda::DeviceBuffer<float>> held;
   auto up = [&](const std::vector<float>& v) { held.push_back(to_device<float>(v)); return held.back().data(); };
   held.reserve(16);
@@ -221,6 +220,7 @@ TYPED_TEST(CudaBlock, MatchesHostBlockInF32) {
   dw.norm2_weight = up(rw.t.norm2_w), dw.norm2_bias = up(rw.t.norm2_b), dw.fc1_weight = up(rw.t.fc1_w);
   dw.fc1_bias = up(rw.t.fc1_b), dw.fc2_weight = up(rw.t.fc2_w), dw.fc2_bias = up(rw.t.fc2_b);
   auto dx = to_device<float>(x);
+  B::reserve(dws, dw, batch, tokens);
 
   constexpr bool kMerge = std::is_same_v<typename C::compress, P::Merge>;
   // Merge tracks token sizes: feed sizes in [1, 4) and compare the kept ones.
@@ -233,7 +233,7 @@ TYPED_TEST(CudaBlock, MatchesHostBlockInF32) {
     rs::cuda::DeviceBuffer<float> dkept_sizes(want_sizes.size());
     std::vector<float> want(std::size_t(batch) * out_tokens * dim), want_scores(std::size_t(batch) * tokens);
     std::vector<int> want_idx(std::size_t(batch) * keep);
-    rs::TransformerWorkspace hws;
+    rs::Workspace<rs::Host> hws;
     auto ha = rs::TransformerBlockArgs::dense(x.data(), want.data(), batch, tokens);
     ha.keep = keep;
     ha.scores = want_scores.data();
@@ -294,7 +294,7 @@ TYPED_TEST(CudaBlock, MatchesHostBlockInF32) {
     ha.sizes = sizes.data();
     ha.kept_sizes = want_sizes.data();
   }
-  rs::TransformerWorkspace hws;
+  rs::Workspace<rs::Host> hws;
   B::forward(rs::Host{}, hw, ha, hws);
   rs::cuda::DeviceBuffer<float> dy(want.size()), dscores(want_scores.size()), dkept_sizes(want_sizes.size());
   rs::cuda::DeviceBuffer<int> didx(want_idx.size());
@@ -376,14 +376,13 @@ TYPED_TEST(CudaTyped, BlockMatchesHostBlockInStorageType) {
     *v = rounded<T>(*v);
   const auto x = rounded<T>(ref::random_floats(std::size_t(batch) * tokens * dim, 9));
   std::vector<float> want(x.size()), want_scores(std::size_t(batch) * tokens);
-  rs::TransformerWorkspace hws;
+  rs::Workspace<rs::Host> hws;
   auto ha = rs::TransformerBlockArgs::dense(x.data(), want.data(), batch, tokens);
   ha.scores = want_scores.data();
   B::forward(rs::Host{}, rw.view(), ha, hws);
 
   rs::cuda::Blas blas;
-  rs::cuda::TransformerWorkspace<T> dws(blas);
-  dws.reserve(batch, tokens, dim, hidden);
+  rs::Workspace<rs::Cuda, T> dws(blas);
   std::vector<rs::cuda::DeviceBuffer<T>> held;
   held.reserve(16);
   auto up = [&](const std::vector<float>& v) { held.push_back(to_device<T>(v)); return held.back().data(); };
@@ -393,6 +392,7 @@ TYPED_TEST(CudaTyped, BlockMatchesHostBlockInStorageType) {
   dw.qkv_bias = up(rw.t.qkv_b), dw.proj_weight = up(rw.t.proj_w), dw.proj_bias = up(rw.t.proj_b);
   dw.norm2_weight = up(rw.t.norm2_w), dw.norm2_bias = up(rw.t.norm2_b), dw.fc1_weight = up(rw.t.fc1_w);
   dw.fc1_bias = up(rw.t.fc1_b), dw.fc2_weight = up(rw.t.fc2_w), dw.fc2_bias = up(rw.t.fc2_b);
+  B::reserve(dws, dw, batch, tokens);
   auto dx = to_device<T>(x);
   rs::cuda::DeviceBuffer<T> dy(x.size());
   rs::cuda::DeviceBuffer<float> dscores(want_scores.size());
@@ -427,8 +427,8 @@ TYPED_TEST(CudaTyped, BlockMatchesHostBlockInStorageType) {
   expect_close(dkept_rows.download(want_kept.size()), want_kept, 1e-6, "pruned output");
 
   // A workspace reserved for fewer rows is refused, not grown.
-  rs::cuda::TransformerWorkspace<T> small(blas);
-  small.reserve(1, tokens, dim, hidden);
+  rs::Workspace<rs::Cuda, T> small(blas);
+  B::reserve(small, dw, 1, tokens);
   expect_refused([&] { B::forward(rs::Cuda{}, dw, da, small); }, {"workspace", "reserve()"});
 }
 

@@ -9,9 +9,11 @@
 //
 // The rest of the CUDA path has its own headers: cuda/attention.cuh (flash
 // and map attention), cuda/merge_tokens.cuh, cuda/blas.cuh (cuBLASLt),
-// cuda/cudnn_conv.cuh (cuDNN; target repshift::cudnn), the Blocks'
-// forward(rs::Cuda, ...) in blocks/{transformer,ssm,cnn}_block.cuh and the
-// models in models/{vit,vim,resnet}.cuh (these also need repshift::models).
+// cuda/cudnn_conv_ops.cuh and cuda/cudnn_models.cuh (the CNN block's
+// convolutions and rs::cuda::ResNet, cuDNN; target repshift::cudnn) and
+// cuda/models.cuh (rs::cuda::VisionTransformer / VisionMamba). The Blocks
+// and models themselves are the CPU's (blocks/, models/): one forward over
+// Exec, run with rs::Cuda{stream} once this header is included.
 
 #include "repshift.hpp"
 #include "cuda/backend.cuh"

@@ -10,74 +10,56 @@
 //   rs::with_policies("ssm_scan", "block", "l2", "prune", [&](auto backbone, auto site, auto importance,
 //                                                           auto compress) { ... });
 //
-// A name outside the table, or a combination no Block accepts (cls_attn
-// away from the attention site, an SsmScan site other than block), throws
-// InvalidArgument naming it; such a combination is never instantiated (a
-// Block static_asserts on it).
+// The table is the registry's type lists (policies/registry.hpp), matched
+// on each policy's `name`. A name outside them, or a combination no Block
+// accepts (policies::CombinationRule says why), throws InvalidArgument
+// naming it; such a combination is never instantiated.
 
 #include <string>
 #include <string_view>
 #include <type_traits>
 
 #include "error.hpp"
-#include "policies/backbone.hpp"
 #include "policies/combination.hpp"
-#include "policies/compress.hpp"
-#include "policies/importance.hpp"
-#include "policies/metric.hpp"
-#include "policies/site.hpp"
+#include "policies/registry.hpp"
 
 namespace repshift {
+namespace detail {
 
-inline constexpr const char* kBackboneNames = "transformer, ssm_scan";
-inline constexpr const char* kSiteNames = "attn, mlp, block, attn_update, mlp_update";
-inline constexpr const char* kMetricNames = "l1, l2, cosine";
-inline constexpr const char* kImportanceNames = "l1, l2, cosine, norm, random, cls_attn";
-inline constexpr const char* kCompressNames = "prune, fuse, merge";
+// f(T{}) for the T of Rest whose name is `name`; All is the whole list,
+// for the message.
+template <class All, class F, class T, class... Rest>
+decltype(auto) with_named(const char* where, const char* kind, std::string_view name, F& f, TypeList<T, Rest...>) {
+  if (name == T::name) return f(T{});
+  if constexpr (sizeof...(Rest) > 0) {
+    return with_named<All>(where, kind, name, f, TypeList<Rest...>{});
+  } else {
+    fail(where, std::string(kind) + " = '" + std::string(name) + "' is not one of " + policies::names_of(All{}));
+  }
+}
+
+}  // namespace detail
 
 template <class F>
 decltype(auto) with_backbone(std::string_view name, F&& f) {
-  if (name == policies::Transformer::name) return f(policies::Transformer{});
-  if (name == policies::SsmScan::name) return f(policies::SsmScan{});
-  detail::fail("with_backbone", "backbone = '" + std::string(name) + "' is not one of " + kBackboneNames);
+  return detail::with_named<policies::TokenBackbones>("with_backbone", "backbone", name, f, policies::TokenBackbones{});
 }
-
 template <class F>
 decltype(auto) with_site(std::string_view name, F&& f) {
-  if (name == policies::Attention::name) return f(policies::Attention{});
-  if (name == policies::Mlp::name) return f(policies::Mlp{});
-  if (name == policies::Block::name) return f(policies::Block{});
-  if (name == policies::Update<policies::Attention>::name) return f(policies::Update<policies::Attention>{});
-  if (name == policies::Update<policies::Mlp>::name) return f(policies::Update<policies::Mlp>{});
-  detail::fail("with_site", "site = '" + std::string(name) + "' is not one of " + kSiteNames);
+  return detail::with_named<policies::Sites>("with_site", "site", name, f, policies::Sites{});
 }
-
 // The shift metrics alone (the entry points' Metric), without the baselines.
 template <class F>
 decltype(auto) with_metric(std::string_view name, F&& f) {
-  if (name == policies::L1::name) return f(policies::L1{});
-  if (name == policies::L2::name) return f(policies::L2{});
-  if (name == policies::Cosine::name) return f(policies::Cosine{});
-  detail::fail("with_metric", "metric = '" + std::string(name) + "' is not one of " + kMetricNames);
+  return detail::with_named<policies::Metrics>("with_metric", "metric", name, f, policies::Metrics{});
 }
-
 template <class F>
 decltype(auto) with_importance(std::string_view name, F&& f) {
-  if (name == policies::L1::name) return f(policies::L1{});
-  if (name == policies::L2::name) return f(policies::L2{});
-  if (name == policies::Cosine::name) return f(policies::Cosine{});
-  if (name == policies::Norm::name) return f(policies::Norm{});
-  if (name == policies::Random::name) return f(policies::Random{});
-  if (name == policies::ClsAttention::name) return f(policies::ClsAttention{});
-  detail::fail("with_importance", "importance = '" + std::string(name) + "' is not one of " + kImportanceNames);
+  return detail::with_named<policies::Importances>("with_importance", "importance", name, f, policies::Importances{});
 }
-
 template <class F>
 decltype(auto) with_compress(std::string_view name, F&& f) {
-  if (name == policies::Prune::name) return f(policies::Prune{});
-  if (name == policies::Fuse::name) return f(policies::Fuse{});
-  if (name == policies::Merge::name) return f(policies::Merge{});
-  detail::fail("with_compress", "compress = '" + std::string(name) + "' is not one of " + kCompressNames);
+  return detail::with_named<policies::Compressions>("with_compress", "compress", name, f, policies::Compressions{});
 }
 
 // f(backbone_tag, site_tag, importance_tag, compress_tag) for the one
@@ -93,17 +75,13 @@ void with_policies(std::string_view backbone, std::string_view site, std::string
         using Importance = decltype(i);
         with_compress(compress, [&](auto c) {
           using Compress = decltype(c);
-          if constexpr (policies::valid_combination_v<Backbone, Site, Importance, Compress>) {
+          using Rule = policies::CombinationRule<Backbone, Site, Importance, Compress>;
+          if constexpr (Rule::why_not == nullptr) {
             f(Backbone{}, Site{}, Importance{}, Compress{});
-          } else if constexpr (std::is_same_v<Backbone, policies::Transformer>) {
-            detail::fail("with_policies", "importance = '" + std::string(importance) +
-                                              "' needs the attention map: use site = 'attn', not '" +
-                                              std::string(site) + "'");
           } else {
-            detail::fail("with_policies", "backbone = '" + std::string(backbone) + "' takes site = 'block', "
-                                              "compress = 'prune' and no attention-map importance, not site = '" +
-                                              std::string(site) + "', importance = '" + std::string(importance) +
-                                              "', compress = '" + std::string(compress) + "'");
+            detail::fail("with_policies", "backbone = '" + std::string(backbone) + "', site = '" + std::string(site) +
+                                              "', importance = '" + std::string(importance) + "', compress = '" +
+                                              std::string(compress) + "' is not a valid combination: " + Rule::why_not);
           }
         });
       });

@@ -1,7 +1,7 @@
 #pragma once
-// Compile-time sweeps over policy combinations. The standard lists name
-// every policy the library has; for_each_combination calls f with one tag
-// object per policy for every combination a Block accepts
+// Compile-time sweeps over policy combinations. The standard lists are the
+// registry's (policies/registry.hpp); for_each_combination calls f with one
+// tag object per policy for every combination a Block accepts
 // (policies::valid_combination_v), so a sweep never names a case by hand.
 //
 //   rs::for_each_combination(rs::AllBackbones{}, rs::AllSites{}, rs::AllImportances{}, rs::AllCompressions{},
@@ -9,23 +9,16 @@
 //   rs::for_each_combination(rs::AllSites{}, rs::AllImportances{}, rs::AllCompressions{},
 //                            [](auto site, auto importance, auto compress) { ... });  // Transformer
 
-#include "policies/backbone.hpp"
 #include "policies/combination.hpp"
-#include "policies/compress.hpp"
-#include "policies/importance.hpp"
-#include "policies/metric.hpp"
-#include "policies/site.hpp"
+#include "policies/registry.hpp"
 
 namespace repshift {
 
-template <class... Ts>
-struct TypeList {};
-
-using AllBackbones = TypeList<policies::Transformer, policies::SsmScan>;
-using AllSites = TypeList<policies::Attention, policies::Mlp, policies::Block>;
-using AllImportances = TypeList<policies::L2, policies::L1, policies::Cosine, policies::Norm, policies::Random,
-                                policies::ClsAttention>;
-using AllCompressions = TypeList<policies::Prune, policies::Fuse, policies::Merge>;
+// The token backbones, the three measured sites, every importance and compress.
+using AllBackbones = policies::TokenBackbones;
+using AllSites = policies::MeasuredSites;
+using AllImportances = policies::Importances;
+using AllCompressions = policies::Compressions;
 
 namespace detail {
 

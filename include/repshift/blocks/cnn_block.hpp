@@ -1,44 +1,43 @@
 #pragma once
-// Block<CnnRows, Block, Metric, Prune, PreNorm> on the CPU: a ResNet
-// bottleneck on NCHW maps,
+// Block<CnnRows, Block, Metric, Prune, PreNorm>: a ResNet bottleneck on
+// feature maps, one forward for every executor, written against
+// Backend<Exec> and ConvOps<Exec> and run with a Workspace<Exec, float>:
 //   y = ReLU(conv3(ReLU(conv2(ReLU(conv1 x)))) + shortcut(x)),
 // conv1/conv3 1x1, conv2 3x3 with the block's stride (torchvision's v1.5),
 // shortcut = x or a 1x1 strided projection; BatchNorm is folded into each
-// conv's bias. The residual epilogue that forms y also accumulates the
-// per-pixel shift Metric(y[:, h, w], x[:, h, w]) over channels, so the
-// row and column scores cost no extra pass; pruning then keeps the best
-// keep_rows rows and keep_cols columns per sample and the output stays a
-// dense [B, C, keep_rows, keep_cols] map. Scoring needs y and x of one
-// shape (no projection shortcut), as between the blocks of a stage.
+// conv's bias. conv3 writes its raw product; the residual epilogue adds
+// its bias, forms y and accumulates the per-pixel shift Metric(y[:, h, w],
+// x[:, h, w]) over channels in the same pass, so the row and column scores
+// cost no extra pass. Pruning then keeps the best keep_rows rows and
+// keep_cols columns per sample and the output stays a dense
+// [B, C, keep_rows, keep_cols] map. Scoring needs y and x of one shape (no
+// projection shortcut), as between the blocks of a stage.
+//
+// CPU: rs::Host{}, NCHW (im2col + BLAS) or NHWC (oneDNN, where built).
+// CUDA: rs::Cuda{stream} after <repshift/cuda/cudnn_conv_ops.cuh> (cuDNN), NCHW,
+// every pointer a device pointer, the workspace made with a cuda::Dnn and
+// reserved first.
 
 #include <algorithm>
-#include <climits>
-#include <cstring>
-#include <memory>
 #include <cstdint>
 #include <string>
 #include <type_traits>
-#include <vector>
 
-#include "../cpu/backend.hpp"
-#include "../cpu/conv2d.hpp"
-#include "../cpu/line_prune.hpp"
-#include "../cpu/reduce_channels.hpp"
-#if defined(REPSHIFT_HAS_ONEDNN)
-#include "../cpu/onednn_conv.hpp"
-#endif
+#include "../backend.hpp"
+#include "../conv_ops.hpp"
+#include "../conv_params.hpp"
+#include "../cpu/backend.hpp"  // the CPU executor is always there; CUDA: cuda/cudnn_conv_ops.cuh
+#include "../cpu/conv_ops.hpp"
 #include "../entry_points.hpp"
+#include "../line_params.hpp"
+#include "../params/residual_map.hpp"
 #include "../policies/backbone.hpp"
-#include "../policies/importance.hpp"
+#include "../policies/metric.hpp"
 #include "../policies/site.hpp"
 #include "block.hpp"
+#include "workspace.hpp"
 
 namespace repshift {
-
-struct Cuda;  // repshift/cuda/exec.cuh
-namespace cuda {
-class CnnWorkspace;  // blocks/cnn_block.cuh
-}
 
 struct BottleneckWeights {
   std::int64_t in_channels = 0, mid_channels = 0, out_channels = 0, stride = 1;
@@ -101,25 +100,6 @@ struct CnnBlockArgs {
   }
 };
 
-class CnnWorkspace {
- public:
-  std::vector<float> t1, t2, t3, shortcut, full, pixel, rows, cols, im2col;
-  std::vector<int> row_idx, col_idx;
-  static void grow(std::vector<float>& v, std::int64_t n) {
-    if (std::int64_t(v.size()) < n) v.resize(std::size_t(n));
-  }
-#if defined(REPSHIFT_HAS_ONEDNN)
-  // The NHWC path's convolutions (primitives and packed weights kept).
-  cpu::OneDnnConv& onednn() {
-    if (!onednn_) onednn_ = std::make_unique<cpu::OneDnnConv>();
-    return *onednn_;
-  }
-
- private:
-  std::unique_ptr<cpu::OneDnnConv> onednn_;
-#endif
-};
-
 template <class Site, class Metric, class Compress, class Norm>
 struct Block<policies::CnnRows, Site, Metric, Compress, Norm> {
   static_assert(std::is_same_v<Site, policies::Block>,
@@ -162,132 +142,127 @@ struct Block<policies::CnnRows, Site, Metric, Compress, Norm> {
     return p;
   }
 
-  // On the GPU: defined in blocks/cnn_block.cuh (cuDNN convolutions); every
-  // pointer is a device pointer, f32.
-  static void forward(const Cuda& exec, const BottleneckWeights& w, const CnnBlockArgs& a, cuda::CnnWorkspace& ws);
-
-  static void forward(const Host& host, const BottleneckWeights& w, const CnnBlockArgs& a, CnnWorkspace& ws) {
-    const Plan p = plan("Block<CnnRows>::forward", w, a);
-    // The one runtime -> code switch of the block: the maps' layout.
-    if (a.layout == MapLayout::Nhwc) return forward_nhwc(host, w, a, p, ws);
-    const std::int64_t B = a.batch, H = a.height, W = a.width;
-    const std::int64_t Ho = p.out_height, Wo = p.out_width, n = Ho * Wo;
-    const bool prune = p.prune, score = p.score;
-
-    CnnWorkspace::grow(ws.t1, B * w.mid_channels * H * W);
-    CnnWorkspace::grow(ws.t2, B * w.mid_channels * n);
-    CnnWorkspace::grow(ws.t3, B * w.out_channels * n);
-    cpu::conv2d<ConvEpilogue::BiasRelu>(host, w.conv1(), a.x, B, H, W, w.conv1_weight, w.conv1_bias, ws.t1.data(),
-                                        ws.im2col);
-    cpu::conv2d<ConvEpilogue::BiasRelu>(host, w.conv2(), ws.t1.data(), B, H, W, w.conv2_weight, w.conv2_bias,
-                                        ws.t2.data(), ws.im2col);
-    cpu::conv2d<ConvEpilogue::None>(host, w.conv3(), ws.t2.data(), B, Ho, Wo, w.conv3_weight, nullptr, ws.t3.data(),
-                                    ws.im2col);
-    const float* shortcut = a.x;
-    if (w.has_projection()) {
-      CnnWorkspace::grow(ws.shortcut, B * w.out_channels * n);
-      cpu::conv2d<ConvEpilogue::Bias>(host, w.down(), a.x, B, H, W, w.down_weight, w.down_bias, ws.shortcut.data(),
-                                      ws.im2col);
-      shortcut = ws.shortcut.data();
-    }
-    float* out = a.y;
-    if (prune) {
-      CnnWorkspace::grow(ws.full, B * w.out_channels * n);
-      out = ws.full.data();
-    }
-    if (!score) return residual_epilogue<false>(host, w, ws.t3.data(), shortcut, out, B, n, a.x, nullptr);
-    CnnWorkspace::grow(ws.pixel, B * n);
-    residual_epilogue<true>(host, w, ws.t3.data(), shortcut, out, B, n, a.x, ws.pixel.data());
-    const LineScoreParams lines = line_scores_params(w, a, p, out, ws);
-    for (std::int64_t b = 0; b < B; ++b) cpu::reduce_lines(lines, b, ws.pixel.data() + b * n);
-    if (prune) prune_lines(host, w, a, p, lines, out, ws);
+  // The workspace of a forward of `batch` height x width maps (pruning or
+  // not: the pruned map's copy is the last slice).
+  template <class Exec>
+  static WorkspaceExtent workspace_extent(const BottleneckWeights& w, std::int64_t batch, std::int64_t height,
+                                          std::int64_t width, bool prune = true) {
+    const std::int64_t Ho = w.conv2().out_size(height), Wo = w.conv2().out_size(width), n = Ho * Wo;
+    const std::int64_t maps = 1 + (w.has_projection() ? 1 : 0) + (prune ? 1 : 0);  // t3, shortcut, full
+    WorkspaceExtent e;
+    e.values = batch * (w.mid_channels * (height * width + n) + maps * w.out_channels * n);
+    e.floats = Backend<Exec>::template residual_map_scratch<Metric>(batch, n, w.out_channels) + batch * (n + Ho + Wo);
+    e.ints = batch * (Ho + Wo);
+    return e;
+  }
+  // Room for `batch` maps of up to height x width entering a block of
+  // weights w: after this, such a forward allocates nothing (and on CUDA is
+  // allowed to run).
+  template <class Exec, class T>
+  static void reserve(Workspace<Exec, T>& ws, const BottleneckWeights& w, std::int64_t batch, std::int64_t height,
+                      std::int64_t width) {
+    constexpr const char* where = "Block<CnnRows>::reserve";
+    w.check(where);
+    detail::require_positive(where, "batch", batch);
+    w.conv2().check(where, height, width);
+    detail::checked_extent(where, "activations", batch, std::max(w.mid_channels, w.out_channels) * 4,
+                           height * width, sizeof(float));
+    ws.reserve(workspace_extent<Exec>(w, batch, height, width));
   }
 
- private:
-  // Channels last: oneDNN's convolutions (bias and ReLU fused), then one
-  // pass per pixel for y = ReLU(conv3 + shortcut) and, on the row while it
-  // is in L1, the Metric over its now contiguous channels.
-  static void forward_nhwc(const Host& host, const BottleneckWeights& w, const CnnBlockArgs& a, const Plan& p,
-                           CnnWorkspace& ws) {
-#if defined(REPSHIFT_HAS_ONEDNN)
-    const std::int64_t B = a.batch, H = a.height, W = a.width, n = p.out_height * p.out_width, C = w.out_channels;
-    cpu::OneDnnConv& conv = ws.onednn();
-    CnnWorkspace::grow(ws.t1, B * w.mid_channels * H * W);
-    CnnWorkspace::grow(ws.t2, B * w.mid_channels * n);
-    CnnWorkspace::grow(ws.t3, B * C * n);
-    conv.conv2d_nhwc<ConvEpilogue::BiasRelu>(w.conv1(), a.x, B, H, W, w.conv1_weight, w.conv1_bias, ws.t1.data());
-    conv.conv2d_nhwc<ConvEpilogue::BiasRelu>(w.conv2(), ws.t1.data(), B, H, W, w.conv2_weight, w.conv2_bias,
-                                             ws.t2.data());
-    conv.conv2d_nhwc<ConvEpilogue::Bias>(w.conv3(), ws.t2.data(), B, p.out_height, p.out_width, w.conv3_weight,
-                                         w.conv3_bias, ws.t3.data());
+  // x -> y on Exec (f32: a Workspace<Exec, float>). CUDA only enqueues.
+  template <class Exec, class T>
+  static void forward(const Exec& exec, const BottleneckWeights& w, const CnnBlockArgs& a, Workspace<Exec, T>& ws) {
+    static_assert(std::is_same_v<T, float>, "Block<CnnRows>::forward: f32 only (a Workspace<Exec, float>)");
+    using B = Backend<Exec>;
+    using Conv = ConvOps<Exec>;
+    constexpr const char* where = "Block<CnnRows>::forward";
+    const Plan p = plan(where, w, a);
+    Conv::check_layout(where, a.layout);
+    const std::int64_t batch = a.batch, H = a.height, W = a.width, Ho = p.out_height, Wo = p.out_width, n = Ho * Wo;
+    ws.require(where, workspace_extent<Exec>(w, batch, H, W, p.prune),
+               "batch " + std::to_string(batch) + " of " + std::to_string(H) + "x" + std::to_string(W) + " maps");
+    const Scratch s = Scratch::template carve<Exec>(ws, w, batch, H, W);
+    auto& conv = ws.template kept<typename Conv::State>();
+
+    Conv::template conv2d<ConvEpilogue::BiasRelu>(exec, ws.context(), conv, a.layout, w.conv1(), a.x, batch, H, W,
+                                                  w.conv1_weight, w.conv1_bias, s.t1);
+    Conv::template conv2d<ConvEpilogue::BiasRelu>(exec, ws.context(), conv, a.layout, w.conv2(), s.t1, batch, H, W,
+                                                  w.conv2_weight, w.conv2_bias, s.t2);
+    Conv::template conv2d<ConvEpilogue::None>(exec, ws.context(), conv, a.layout, w.conv3(), s.t2, batch, Ho, Wo,
+                                              w.conv3_weight, nullptr, s.t3);
     const float* shortcut = a.x;
     if (w.has_projection()) {
-      CnnWorkspace::grow(ws.shortcut, B * C * n);
-      conv.conv2d_nhwc<ConvEpilogue::Bias>(w.down(), a.x, B, H, W, w.down_weight, w.down_bias, ws.shortcut.data());
-      shortcut = ws.shortcut.data();
+      Conv::template conv2d<ConvEpilogue::Bias>(exec, ws.context(), conv, a.layout, w.down(), a.x, batch, H, W,
+                                                w.down_weight, w.down_bias, s.shortcut);
+      shortcut = s.shortcut;
     }
-    float* out = a.y;
-    if (p.prune) {
-      CnnWorkspace::grow(ws.full, B * C * n);
-      out = ws.full.data();
-    }
-    if (p.score) CnnWorkspace::grow(ws.pixel, B * n);
-    const float* t3 = ws.t3.data();
-    float* pixel = ws.pixel.data();
-#pragma omp parallel for schedule(static) num_threads(cpu::thread_count(host))
-    for (std::int64_t i = 0; i < B * n; ++i) {
-      const float* branch = t3 + i * C;
-      const float* sc = shortcut + i * C;
-      float* y = out + i * C;
-      for (std::int64_t c = 0; c < C; ++c) y[c] = std::max(branch[c] + sc[c], 0.0f);
-      if (p.score) pixel[i] = cpu::reduce_channels<Metric>(y, a.x + i * C, C);
-    }
-    if (!p.score) return;
-    LineScoreParams lines = line_scores_params(w, a, p, out, ws);
-    for (std::int64_t b = 0; b < B; ++b) cpu::reduce_lines(lines, b, pixel + b * n);
-    if (p.prune) prune_lines(host, w, a, p, lines, out, ws);
-#else
-    (void)host, (void)w, (void)a, (void)p, (void)ws;
-    detail::fail("Block<CnnRows>::forward", "layout = NHWC needs oneDNN: this build has no libdnnl-dev "
-                                            "(REPSHIFT_HAS_ONEDNN is off)");
-#endif
-  }
+    float* out = p.prune ? s.full : a.y;
+    ResidualMap r;
+    r.branch = s.t3;
+    r.bias = w.conv3_bias;
+    r.shortcut = shortcut;
+    r.out = out;
+    r.before = a.x;
+    r.scores = s.pixel;
+    r.scratch = s.partials;
+    r.batch = batch;
+    r.channels = w.out_channels;
+    r.pixels = n;
+    r.layout = a.layout;
+    if (!p.score) return B::template residual_map<Metric, false>(exec, r);
+    B::template residual_map<Metric, true>(exec, r);
 
-  // Row and column scores of the block's output `out` (written to the
-  // caller's arrays when given).
-  static LineScoreParams line_scores_params(const BottleneckWeights& w, const CnnBlockArgs& a, const Plan& p,
-                                            const float* out, CnnWorkspace& ws) {
     LineScoreParams lines;
     lines.before = a.x;
     lines.after = out;
-    lines.batch = a.batch;
+    lines.batch = batch;
     lines.channels = w.out_channels;
-    lines.height = p.out_height;
-    lines.width = p.out_width;
-    CnnWorkspace::grow(ws.rows, a.batch * p.out_height);
-    CnnWorkspace::grow(ws.cols, a.batch * p.out_width);
-    lines.row_scores = a.row_scores ? a.row_scores : ws.rows.data();
-    lines.col_scores = a.col_scores ? a.col_scores : ws.cols.data();
-    return lines;
+    lines.height = Ho;
+    lines.width = Wo;
+    lines.pixel_scores = s.pixel;
+    lines.row_scores = a.row_scores ? a.row_scores : s.rows;
+    lines.col_scores = a.col_scores ? a.col_scores : s.cols;
+    B::line_means(exec, lines);
+    if (!p.prune) return;
+
+    int* rows = a.kept_rows ? a.kept_rows : s.row_idx;
+    int* cols = a.kept_cols ? a.kept_cols : s.col_idx;
+    select_top(exec, static_cast<const float*>(lines.row_scores), rows, int(batch), int(Ho), int(p.keep_rows), 0);
+    select_top(exec, static_cast<const float*>(lines.col_scores), cols, int(batch), int(Wo), int(p.keep_cols), 0);
+    B::remove_lines(exec, a.layout, line_removal(w, a, p, out, rows, cols));
   }
 
-  // The best keep_rows rows and keep_cols columns per sample, then the
-  // dense pruned map in a.y.
-  static void prune_lines(const Host& host, const BottleneckWeights& w, const CnnBlockArgs& a, const Plan& p,
-                          const LineScoreParams& lines, const float* out, CnnWorkspace& ws) {
-    ws.row_idx.resize(std::size_t(a.batch * p.keep_rows));
-    ws.col_idx.resize(std::size_t(a.batch * p.keep_cols));
-    int* rows = a.kept_rows ? a.kept_rows : ws.row_idx.data();
-    int* cols = a.kept_cols ? a.kept_cols : ws.col_idx.data();
-    select_top(host, lines.row_scores, rows, a.batch, int(p.out_height), int(p.keep_rows), 0);
-    select_top(host, lines.col_scores, cols, a.batch, int(p.out_width), int(p.keep_cols), 0);
-    const RemoveLinesParams r = line_removal(w, a, p, out, rows, cols);
-    if (a.layout == MapLayout::Nhwc) {
-      cpu::remove_lines_nhwc(host, r);
-    } else {
-      cpu::remove_lines(host, r);
+ private:
+  // The forward's buffers, carved from a workspace in workspace_extent's
+  // order. The partial sums come first: the arena's own alignment suits
+  // any Metric::Accum.
+  struct Scratch {
+    float *t1, *t2, *t3, *shortcut, *full;
+    float *partials, *pixel, *rows, *cols;
+    int *row_idx, *col_idx;
+
+    template <class Exec, class T>
+    static Scratch carve(const Workspace<Exec, T>& ws, const BottleneckWeights& w, std::int64_t batch,
+                         std::int64_t height, std::int64_t width) {
+      const std::int64_t Ho = w.conv2().out_size(height), Wo = w.conv2().out_size(width), n = Ho * Wo;
+      const std::int64_t map = batch * w.out_channels * n;
+      Scratch s;
+      s.t1 = ws.values();
+      s.t2 = s.t1 + batch * w.mid_channels * height * width;
+      s.t3 = s.t2 + batch * w.mid_channels * n;
+      s.shortcut = s.t3 + map;
+      s.full = s.shortcut + (w.has_projection() ? map : 0);
+      const std::int64_t partials = Backend<Exec>::template residual_map_scratch<Metric>(batch, n, w.out_channels);
+      s.partials = partials ? ws.floats() : nullptr;
+      s.pixel = ws.floats() + partials;
+      s.rows = s.pixel + batch * n;
+      s.cols = s.rows + batch * Ho;
+      s.row_idx = ws.ints();
+      s.col_idx = s.row_idx + batch * Ho;
+      return s;
     }
-  }
+  };
 
   // The full map `out` -> a.y, keeping the selected rows and columns.
   static RemoveLinesParams line_removal(const BottleneckWeights& w, const CnnBlockArgs& a, const Plan& p,
@@ -304,37 +279,6 @@ struct Block<policies::CnnRows, Site, Metric, Compress, Norm> {
     r.rows = p.keep_rows;
     r.cols = p.keep_cols;
     return r;
-  }
-
-  // out = ReLU(branch + bias + shortcut); with Score, pixel[b, p] =
-  // Metric over channels of (out, x) at p. One task per (sample, run of
-  // pixels): the channel loop is outside, so every plane streams once.
-  template <bool Score>
-  static void residual_epilogue(const Host& host, const BottleneckWeights& w, const float* branch,
-                                const float* shortcut, float* out, std::int64_t B, std::int64_t n, const float* x,
-                                float* pixel) {
-    constexpr std::int64_t kRun = 512;
-    const std::int64_t runs = (n + kRun - 1) / kRun, C = w.out_channels;
-#pragma omp parallel for schedule(static) num_threads(cpu::thread_count(host))
-    for (std::int64_t task = 0; task < B * runs; ++task) {
-      const std::int64_t b = task / runs, p0 = (task % runs) * kRun, len = std::min(kRun, n - p0);
-      typename Metric::Accum acc[kRun];
-      if constexpr (Score) {
-        for (std::int64_t i = 0; i < len; ++i) acc[i] = Metric::init();
-      }
-      for (std::int64_t c = 0; c < C; ++c) {
-        const std::int64_t off = (b * C + c) * n + p0;
-        const float bias = w.conv3_bias[c];
-        for (std::int64_t i = 0; i < len; ++i) {
-          const float v = branch[off + i] + bias + shortcut[off + i];
-          out[off + i] = v > 0.0f ? v : 0.0f;
-          if constexpr (Score) Metric::accumulate(acc[i], out[off + i], x[off + i]);
-        }
-      }
-      if constexpr (Score) {
-        for (std::int64_t i = 0; i < len; ++i) pixel[b * n + p0 + i] = Metric::finalize(acc[i]);
-      }
-    }
   }
 };
 

@@ -1,6 +1,8 @@
 #pragma once
-// Block<SsmScan, Block, Metric, Prune, PreNorm> on the CPU: one Vim /
-// Mamba block,
+// Block<SsmScan, Block, Metric, Prune, PreNorm>: one Vim / Mamba block, one
+// forward for every executor, written against Backend<Exec> and run with a
+// Workspace<Exec, float>. f32 throughout: the scan's state recurrence stays
+// in f32, as Mamba's reference kernel keeps it.
 //   y = x + out_proj(mix(RMSNorm x)),
 //   mix(h): [x_in, z] = in_proj h; per direction
 //           u = SiLU(causal depthwise conv(x_in)); [dt, B, C] = x_proj u;
@@ -8,38 +10,33 @@
 //           and mix = y_fwd (Mamba) or (y_fwd + y_bwd) / 2 (Vim, bidirectional).
 // The shift is D(y, x) (Site = Block: the mixer has no attention or MLP
 // sub-layer to measure), computed in the residual epilogue that forms y.
-// Pruning keeps token order (the next scan depends on it): select_top's
-// ascending indices, then gather. A per-sample `keep_token` (Vim's class
-// token, in the middle of the sequence) is always kept and its new
-// position written back.
+// Pruning keeps token order (the next scan depends on it): CompressOp<Prune>
+// selects ascending indices, then gathers. A per-sample `keep_token` (Vim's
+// class token, in the middle of the sequence) is ranked +inf on a copy of
+// the scores, so it is always kept, and its new position is written back.
 
-#include <algorithm>
 #include <climits>
-#include <cmath>
 #include <cstdint>
 #include <string>
 #include <type_traits>
-#include <vector>
 
-#include "../cpu/backend.hpp"
-#include "../cpu/epilogue.hpp"
-#include "../cpu/gemm.hpp"
-#include "../cpu/rms_norm.hpp"
-#include "../cpu/selective_scan.hpp"
-#include "../entry_points.hpp"
+#include "../backend.hpp"
+#include "../cpu/backend.hpp"  // the CPU executor is always there; CUDA: repshift/cuda.hpp
+#include "../params/residual_rows.hpp"
 #include "../policies/backbone.hpp"
 #include "../policies/importance.hpp"
+#include "../policies/metric.hpp"
 #include "../policies/site.hpp"
+#include "../ssm_params.hpp"
 #include "block.hpp"
+#include "compress_op.hpp"
+#include "importance_op.hpp"
 #include "ssm_weights.hpp"
+#include "workspace.hpp"
 
 namespace repshift {
 
-struct Cuda;  // repshift/cuda/exec.cuh
-namespace cuda {
-class SsmWorkspace;  // blocks/ssm_block.cuh
-}
-
+// One call of an SSM block. On CUDA every pointer is a device pointer.
 struct SsmBlockArgs {
   const float* x = nullptr;  // [batch, tokens, dim]
   float* y = nullptr;        // [batch, keep, dim]
@@ -62,48 +59,42 @@ struct SsmBlockArgs {
   }
 };
 
-class SsmWorkspace {
- public:
-  void reserve(std::int64_t rows, const SsmBlockWeights& w) {
-    const std::int64_t floats =
-        rows * (w.dim /*norm*/ + 2 * w.inner /*xz*/ + 3 * w.inner /*u, dt, mix*/ + w.proj_width() + 2 * w.dim /*branch, full*/ + 2);
-    if (std::int64_t(floats_.size()) < floats) floats_.resize(std::size_t(floats));
-    if (std::int64_t(ints_.size()) < rows) ints_.resize(std::size_t(rows));
-    rows_ = rows;
-    dim_ = w.dim;
-    inner_ = w.inner;
-    proj_ = w.proj_width();
-  }
-  float* norm() { return floats_.data(); }
-  float* xz() { return norm() + rows_ * dim_; }
-  float* u() { return xz() + rows_ * 2 * inner_; }
-  float* dt() { return u() + rows_ * inner_; }
-  float* mix() { return dt() + rows_ * inner_; }
-  float* proj() { return mix() + rows_ * inner_; }
-  float* branch() { return proj() + rows_ * proj_; }
-  float* full() { return branch() + rows_ * dim_; }
-  float* scores() { return full() + rows_ * dim_; }
-  float* select_scores() { return scores() + rows_; }
-  int* keep_idx() { return ints_.data(); }
-
- private:
-  std::vector<float> floats_;
-  std::vector<int> ints_;
-  std::int64_t rows_ = 0, dim_ = 0, inner_ = 0, proj_ = 0;
-};
-
 template <class Site, class Metric, class Compress, class Norm>
 struct Block<policies::SsmScan, Site, Metric, Compress, Norm> {
-  static_assert(std::is_same_v<Site, policies::Block>,
+  // What the block can do, asked of the policies' own traits: the one score
+  // pair it forms is D(y, x); the scan needs the survivors alone (no fused
+  // or merged rows) and in order; Vim / Mamba normalise before the mixer.
+  static_assert(Site::operands == ScoreOperands::OutputVsBlockInput,
                 "Block<SsmScan>: Site must be Block (a Mamba mixer has no attention or MLP sub-layer to measure)");
-  static_assert(std::is_same_v<Compress, policies::Prune>,
+  static_assert(Compress::extra_tokens == 0 && !Compress::tracks_sizes,
                 "Block<SsmScan>: Compress must be Prune (the scan needs the surviving tokens in order)");
-  static_assert(std::is_same_v<Norm, policies::PreNorm>, "Block<SsmScan>: Norm must be PreNorm (Vim / Mamba)");
+  static_assert(!Norm::post_norm, "Block<SsmScan>: Norm must be PreNorm (Vim / Mamba)");
   static_assert(policies::is_importance_v<Metric> && !policies::needs_attention_map_v<Metric>,
                 "Block<SsmScan>: Metric must be a shift metric, Norm or Random (there is no attention map)");
 
-  static constexpr bool kFusedScore = policies::is_metric_v<Metric>;
+  using site = Site;
+  using metric = Metric;
+  using norm = Norm;
+  using Importance = ImportanceOp<Metric>;
+  using Compression = CompressOp<Compress>;
+  static constexpr bool kFusedScore = Importance::fused;
   static constexpr int output_tokens(int tokens, int keep) { return keep < tokens ? keep : tokens; }
+
+  // The workspace of a forward over `rows` = batch * tokens token rows.
+  static WorkspaceExtent workspace_extent(const SsmBlockWeights& w, std::int64_t rows) {
+    // norm, branch, full: dim; xz: 2 inner; u, dt, mix: inner; proj: dt_rank + 2 state
+    const std::int64_t per_row = 3 * w.dim + 5 * w.inner + w.proj_width();
+    return {detail::checked_extent("Block<SsmScan>::workspace_extent", "activations", 1, rows, per_row,
+                                   sizeof(float)),
+            2 * rows /*scores, ranked*/, rows /*keep_idx*/};
+  }
+  // Room for `rows` token rows: after this, a forward of that size
+  // allocates nothing (and on CUDA is allowed to run).
+  template <class Exec>
+  static void reserve(Workspace<Exec, float>& ws, const SsmBlockWeights& w, std::int64_t rows) {
+    detail::require_positive("Block<SsmScan>::reserve", "rows", rows);
+    ws.reserve(workspace_extent(w, rows));
+  }
 
   static void check(const SsmBlockWeights& w, const SsmBlockArgs& a) {
     constexpr const char* where = "Block<SsmScan>::forward";
@@ -117,135 +108,157 @@ struct Block<policies::SsmScan, Site, Metric, Compress, Norm> {
     detail::require_at_most(where, "batch * tokens", std::int64_t(a.batch) * a.tokens, "INT_MAX", INT_MAX);
   }
 
-  // On the GPU: defined in blocks/ssm_block.cuh; every pointer (weights,
-  // x, y, keep_token, scores, keep_idx) is a device pointer, f32.
-  static void forward(const Cuda& exec, const SsmBlockWeights& w, const SsmBlockArgs& a, cuda::SsmWorkspace& ws);
-
-  static void forward(const Host& host, const SsmBlockWeights& w, const SsmBlockArgs& a, SsmWorkspace& ws) {
+  // x -> y on Exec: rs::Host{} or rs::Cuda{stream} (after including
+  // repshift/cuda.hpp). CUDA only enqueues: it neither allocates nor
+  // synchronises; a bad keep_token is reported through exec.status there
+  // (the CPU throws).
+  template <class Exec>
+  static void forward(const Exec& exec, const SsmBlockWeights& w, const SsmBlockArgs& a, Workspace<Exec, float>& ws) {
+    using B = Backend<Exec>;
+    constexpr const char* where = "Block<SsmScan>::forward";
     check(w, a);
-    if (a.keep_token) {
-      for (int b = 0; b < a.batch; ++b) {
-        if (a.keep_token[b] < 0 || a.keep_token[b] >= a.tokens) {
-          detail::fail("Block<SsmScan>::forward", "keep_token[" + std::to_string(b) + "] = " +
-                                                      std::to_string(a.keep_token[b]) + " is outside [0, tokens = " +
-                                                      std::to_string(a.tokens) + ")");
-        }
-      }
-    }
+    if (a.keep_token) B::check_kept_token(exec, a.keep_token, a.batch, a.tokens);
     const std::int64_t rows = std::int64_t(a.batch) * a.tokens, dim = w.dim, inner = w.inner;
-    ws.reserve(rows, w);
+    ws.require(where, workspace_extent(w, rows),
+               std::to_string(rows) + " rows of dim " + std::to_string(dim) + " / inner " + std::to_string(inner));
+    const Scratch s = Scratch::carve(ws, w, rows);
     const bool prune = a.keep < a.tokens;
     const bool score = prune || a.scores != nullptr;
-    float* scores = a.scores ? a.scores : ws.scores();
+    float* scores = a.scores ? a.scores : s.scores;
 
-    cpu::rms_norm_rows(host, a.x, ws.norm(), rows, dim, w.norm());
-    cpu::linear(ws.norm(), rows, dim, w.in_proj_weight, 2 * inner, ws.xz(), dim, 2 * inner);
+    B::rms_norm_rows(exec, a.x, s.norm, rows, dim, w.norm());
+    B::linear(exec, ws.context(), cf(s.norm), rows, dim, w.in_proj_weight, kNoBias, 2 * inner, s.xz);
     const float scale = w.bidirectional() ? 0.5f : 1.0f;  // Vim averages the two directions
-    scan_branch<ScanDirection::Forward, false>(host, w, w.forward, a, scale, ws);
-    if (w.bidirectional()) scan_branch<ScanDirection::Backward, true>(host, w, w.backward, a, scale, ws);
-    cpu::linear(ws.mix(), rows, inner, w.out_proj_weight, dim, ws.branch(), inner, dim);
+    scan_branch<ScanDirection::Forward, false>(exec, ws.context(), w, w.forward, a, scale, s);
+    if (w.bidirectional()) scan_branch<ScanDirection::Backward, true>(exec, ws.context(), w, w.backward, a, scale, s);
+    B::linear(exec, ws.context(), cf(s.mix), rows, inner, w.out_proj_weight, kNoBias, dim, s.branch);
 
-    cpu::ResidualRows e;
-    e.branch = ws.branch();
+    ResidualRows<float> e;
+    e.branch = s.branch;
     e.residual = a.x;
     e.block_input = a.x;
-    e.out = prune ? ws.full() : a.y;
+    e.out = prune ? s.full : a.y;
     e.rows = rows;
     e.channels = dim;
     e.scores = scores;
-    using Fused = std::conditional_t<kFusedScore, Metric, policies::L2>;
-    if (kFusedScore && score) {
-      cpu::residual_epilogue<Fused, cpu::ScoreOperands::OutputVsBlockInput, false>(host, e);
-    } else {
-      cpu::residual_epilogue<Fused, cpu::ScoreOperands::None, false>(host, e);
+    run_residual(exec, e, score);
+    if (score) {
+      ImportanceInputs in;
+      in.batch = a.batch;
+      in.tokens = a.tokens;
+      in.seed = a.seed;
+      Importance::score(exec, in, scores);
     }
-    if constexpr (std::is_same_v<Metric, policies::Random>) {
-      if (score) {
-        for (int b = 0; b < a.batch; ++b) policies::Random::fill(a.seed, a.tokens, scores + std::int64_t(b) * a.tokens);
-      }
+    if (!prune) return;
+
+    int* keep_idx = a.keep_idx ? a.keep_idx : s.keep_idx;
+    const float* ranked = scores;
+    if (a.keep_token) {
+      // The caller's scores stay as computed: the kept token ranks on a copy.
+      B::rank_kept_token(exec, scores, a.keep_token, a.batch, a.tokens, s.ranked);
+      ranked = s.ranked;
     }
-    if (prune) prune_tokens(host, a, scores, dim, ws);
+    CompressInputs<float> c;
+    c.src = s.full;
+    c.dst = a.y;
+    c.scores = ranked;
+    c.keep_idx = keep_idx;
+    c.batch = a.batch;
+    c.tokens = a.tokens;
+    c.keep = a.keep;
+    c.channels = dim;
+    c.protect = a.protect;
+    Compression::run(exec, c);
+    if (a.keep_token) B::relocate_kept_token(exec, keep_idx, a.batch, a.keep, a.keep_token);
   }
 
  private:
-  // conv -> x_proj -> dt_proj -> scan for one direction, into ws.mix()
-  // (written by the first direction, added by the second).
-  template <ScanDirection Dir, bool Accumulate>
-  static void scan_branch(const Host& host, const SsmBlockWeights& w, const ScanBranchWeights& s,
-                          const SsmBlockArgs& a, float scale, SsmWorkspace& ws) {
-    const std::int64_t rows = std::int64_t(a.batch) * a.tokens, inner = w.inner, width = w.proj_width();
-    const ScanBranchParams p = scan_branch_params(w, s, a, scale, ws);
-    cpu::causal_conv1d_silu<Dir>(host, p.conv);
-    cpu::linear(ws.u(), rows, inner, s.x_proj_weight, width, ws.proj(), inner, width);
-    cpu::linear(ws.proj(), rows, w.dt_rank, s.dt_proj_weight, inner, ws.dt(), width, inner);
-    cpu::selective_scan<Dir, Accumulate>(host, p.scan);
-  }
+  // A GEMM without bias (the typed null lets the CUDA op deduce T).
+  static constexpr const float* kNoBias = nullptr;
+  static const float* cf(const float* p) { return p; }
 
-  // The conv and scan arguments of one direction over a workspace's
-  // buffers (the CPU and CUDA workspaces name them alike).
-  struct ScanBranchParams {
-    CausalConvParams conv;
-    SelectiveScanParams scan;
+  // The forward's buffers, carved from a workspace for `rows` rows.
+  struct Scratch {
+    float *norm, *xz, *u, *dt, *mix, *proj, *branch, *full;
+    float *scores, *ranked;
+    int* keep_idx;
+
+    template <class Exec>
+    static Scratch carve(const Workspace<Exec, float>& ws, const SsmBlockWeights& w, std::int64_t rows) {
+      Scratch s;
+      s.norm = ws.values();
+      s.xz = s.norm + rows * w.dim;
+      s.u = s.xz + rows * 2 * w.inner;
+      s.dt = s.u + rows * w.inner;
+      s.mix = s.dt + rows * w.inner;
+      s.proj = s.mix + rows * w.inner;
+      s.branch = s.proj + rows * w.proj_width();
+      s.full = s.branch + rows * w.dim;
+      s.scores = ws.floats();
+      s.ranked = s.scores + rows;
+      s.keep_idx = ws.ints();
+      return s;
+    }
   };
-  template <class Workspace>
-  static ScanBranchParams scan_branch_params(const SsmBlockWeights& w, const ScanBranchWeights& s,
-                                             const SsmBlockArgs& a, float scale, Workspace& ws) {
-    const std::int64_t inner = w.inner;
-    ScanBranchParams p;
-    CausalConvParams& conv = p.conv;
-    conv.x = ws.xz();
+
+  // conv -> x_proj -> dt_proj -> scan for one direction, into s.mix
+  // (written by the first direction, added by the second).
+  template <ScanDirection Dir, bool Accumulate, class Exec>
+  static void scan_branch(const Exec& exec, typename Backend<Exec>::Context ctx, const SsmBlockWeights& w,
+                          const ScanBranchWeights& b, const SsmBlockArgs& a, float scale, const Scratch& s) {
+    using B = Backend<Exec>;
+    const std::int64_t rows = std::int64_t(a.batch) * a.tokens, inner = w.inner, width = w.proj_width();
+    const std::int64_t dt_rank = w.dt_rank;
+
+    CausalConvParams conv;
+    conv.x = s.xz;
     conv.x_stride = 2 * inner;
-    conv.weight = s.conv_weight;
-    conv.bias = s.conv_bias;
-    conv.out = ws.u();
+    conv.weight = b.conv_weight;
+    conv.bias = b.conv_bias;
+    conv.out = s.u;
     conv.out_stride = inner;
     conv.batch = a.batch;
     conv.length = a.tokens;
     conv.channels = inner;
     conv.kernel = w.conv_kernel;
-    SelectiveScanParams& scan = p.scan;
-    scan.u = ws.u();
+    B::template causal_conv1d_silu<Dir>(exec, conv);
+
+    B::linear(exec, ctx, cf(s.u), rows, inner, b.x_proj_weight, kNoBias, width, s.proj);
+    B::linear_strided(exec, ctx, cf(s.proj), width, rows, dt_rank, b.dt_proj_weight, kNoBias, inner, s.dt);
+
+    SelectiveScanParams scan;
+    scan.u = s.u;
     scan.u_stride = inner;
-    scan.dt = ws.dt();
+    scan.dt = s.dt;
     scan.dt_stride = inner;
-    scan.dt_bias = s.dt_proj_bias;
-    scan.A_log = s.A_log;
-    scan.B = ws.proj() + w.dt_rank;
-    scan.C = ws.proj() + w.dt_rank + w.state;
-    scan.bc_stride = w.proj_width();
-    scan.D = s.D;
-    scan.z = ws.xz() + inner;
+    scan.dt_bias = b.dt_proj_bias;
+    scan.A_log = b.A_log;
+    scan.B = s.proj + dt_rank;
+    scan.C = s.proj + dt_rank + w.state;
+    scan.bc_stride = width;
+    scan.D = b.D;
+    scan.z = s.xz + inner;
     scan.z_stride = 2 * inner;
-    scan.out = ws.mix();
+    scan.out = s.mix;
     scan.out_stride = inner;
     scan.out_scale = scale;
     scan.batch = a.batch;
     scan.length = a.tokens;
     scan.channels = inner;
     scan.state = w.state;
-    return p;
+    B::template selective_scan<Dir, Accumulate>(exec, scan);
   }
 
-  static void prune_tokens(const Host& host, const SsmBlockArgs& a, const float* scores, std::int64_t dim,
-                           SsmWorkspace& ws) {
-    const std::int64_t n = a.tokens;
-    int* keep_idx = a.keep_idx ? a.keep_idx : ws.keep_idx();
-    const float* ranked = scores;
-    if (a.keep_token) {
-      // The kept token ranks above everything; the caller's scores stay as computed.
-      float* s = ws.select_scores();
-      std::copy(scores, scores + std::int64_t(a.batch) * n, s);
-      for (int b = 0; b < a.batch; ++b) s[b * n + a.keep_token[b]] = INFINITY;
-      ranked = s;
+  // The one runtime -> template switch of the epilogue: score or not.
+  // Baseline importances have no fused score: they run the plain epilogue
+  // (instantiated with L2, whose score code it never uses).
+  template <class Exec>
+  static void run_residual(const Exec& exec, const ResidualRows<float>& e, bool score) {
+    using Fused = std::conditional_t<kFusedScore, Metric, policies::L2>;
+    if constexpr (kFusedScore) {
+      if (score) return Backend<Exec>::template residual_epilogue<Fused, Site::operands, false>(exec, e);
     }
-    select_top(host, ranked, keep_idx, a.batch, a.tokens, a.keep, a.protect);
-    gather_tokens(host, ws.full(), keep_idx, a.y, a.batch, a.tokens, a.keep, int(dim));
-    if (a.keep_token) {
-      for (int b = 0; b < a.batch; ++b) {
-        const int* idx = keep_idx + std::int64_t(b) * a.keep;
-        a.keep_token[b] = int(std::lower_bound(idx, idx + a.keep, a.keep_token[b]) - idx);
-      }
-    }
+    Backend<Exec>::template residual_epilogue<Fused, ScoreOperands::None, false>(exec, e);
   }
 };
 

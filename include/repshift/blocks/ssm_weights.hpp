@@ -8,8 +8,8 @@
 #include <string>
 #include <vector>
 
-#include "../cpu/rms_norm.hpp"
 #include "../error.hpp"
+#include "../params/rms_norm.hpp"
 
 namespace repshift {
 
@@ -41,7 +41,7 @@ struct SsmBlockWeights {
   ScanBranchWeights forward, backward;     // backward.present(): bidirectional (Vim)
 
   bool bidirectional() const { return backward.present(); }
-  cpu::RmsNormWeights norm() const { return {norm_weight, norm_eps}; }
+  RmsNormParams<float> norm() const { return {norm_weight, norm_eps}; }
   std::int64_t proj_width() const { return dt_rank + 2 * state; }
 
   void check(const char* where) const {

@@ -1,25 +1,27 @@
 #pragma once
-// Block<Transformer, Site, Metric, Compress, Norm> on the CPU.
+// Block<Transformer, Site, Metric, Compress, Norm>: one forward for every
+// executor, written against Backend<Exec> (cpu/backend.hpp,
+// cuda/backend.cuh) and run with a Workspace<Exec, T>.
 //
 // Pre-norm (ViT/DeiT):   x' = x + Attn(LN1 x);    y = x' + MLP(LN2 x')
 // Post-norm (BERT):      x' = LN1(x + Attn x);    y = LN2(x' + MLP x')
 //
-// Dense layers are BLAS GEMMs writing raw products; every bias, GELU,
-// residual add and LayerNorm is applied by a row epilogue, and the shift
-// score for Site is computed inside the residual epilogue that already
-// reads both of its operands (no extra pass). Attention is the flash
-// kernel: no N x N buffer.
+// Dense layers are GEMMs (OpenBLAS, cuBLASLt); every GELU, residual add
+// and LayerNorm is a row epilogue (and every bias where the GEMM does not
+// add it: Backend::gemm_adds_bias), and the shift score for Site is
+// computed inside the residual epilogue that already reads both of its
+// operands (no extra pass). Attention is the flash kernel: no N x N buffer.
 //
 // Batches are padded [batch, tokens, dim] or packed [total, dim] with
 // cu_seqlens (varlen.hpp); both run as one packed schedule (a padded batch
 // is the packed one with equal lengths), so a sample's result does not
 // depend on the batch it runs in, and padding costs nothing.
 //
-// Pruning (a sample keeps fewer than it has): scores -> select -> gather;
-// with Compress = Fuse one more row follows the kept ones: the dropped
-// tokens' importance-weighted mean; Compress = Merge averages the least
-// important tokens into their most similar ones instead (size-weighted,
-// cpu/merge_tokens.hpp) and biases attention by log(token size).
+// Compression (a sample keeps fewer than it has): the importance's scores
+// (ImportanceOp), then CompressOp<Compress>: Prune selects and gathers;
+// Fuse appends the dropped tokens' importance-weighted mean; Merge averages
+// the least important tokens into their most similar ones (size-weighted,
+// cpu/merge_tokens.hpp) and the next layer biases attention by log(size).
 // Site Attention prunes in the middle of the block, so the MLP runs on the
 // kept tokens only; sites Mlp and Block prune the block's output. Since
 // y = x' + MLP(.) row by row, gathering y equals the paper's "gather x' and
@@ -27,35 +29,30 @@
 
 #include <algorithm>
 #include <climits>
-#include <cmath>
 #include <cstdint>
 #include <string>
 #include <type_traits>
 #include <vector>
 
-#include "../cpu/attention.hpp"
-#include "../cpu/backend.hpp"
-#include "../cpu/epilogue.hpp"
-#include "../cpu/gemm.hpp"
-#include "../cpu/merge_tokens.hpp"
-#include "../entry_points.hpp"
+#include "../attention_params.hpp"
+#include "../backend.hpp"
+#include "../cpu/backend.hpp"  // the CPU executor is always there; CUDA: repshift/cuda.hpp
+#include "../params/residual_rows.hpp"
 #include "../policies/backbone.hpp"
 #include "../policies/importance.hpp"
 #include "../policies/metric.hpp"
 #include "../policies/site.hpp"
 #include "block.hpp"
+#include "compress_op.hpp"
+#include "importance_op.hpp"
 #include "transformer_weights.hpp"
+#include "workspace.hpp"
 
 namespace repshift {
 
-struct Cuda;  // repshift/cuda/exec.cuh
-namespace cuda {
-template <class T>
-class TransformerWorkspace;  // blocks/transformer_block.cuh
-}
-
 // One call of a transformer block. T is the activations' storage type
-// (float on the CPU; on CUDA every pointer is a device pointer).
+// (float on the CPU; on CUDA x, y, scores, keep_idx and the sizes are
+// device pointers, the three cu_seqlens arrays host memory).
 template <class T>
 struct BasicTransformerBlockArgs {
   const T* x = nullptr;  // [batch, tokens, dim]
@@ -103,48 +100,8 @@ struct BasicTransformerBlockArgs {
 
 using TransformerBlockArgs = BasicTransformerBlockArgs<float>;
 
-// Reusable scratch for a block forward; grows on demand, so a model that
-// sizes it once for its largest layer never allocates again.
-class TransformerWorkspace {
- public:
-  void reserve(std::int64_t batch, std::int64_t tokens, std::int64_t dim, std::int64_t mlp_hidden) {
-    const std::int64_t rows = batch * tokens;
-    const std::int64_t floats = rows * (3 * dim /*qkv*/ + dim /*ln*/ + dim /*attn*/ + dim /*branch*/ +
-                                        dim /*x'*/ + mlp_hidden + 1 /*scores*/);
-    if (std::int64_t(floats_.size()) < floats) floats_.resize(std::size_t(floats));
-    if (std::int64_t(ints_.size()) < rows) ints_.resize(std::size_t(rows));
-    if (std::int64_t(log_sizes_.size()) < rows) log_sizes_.resize(std::size_t(rows));
-    rows_ = rows;
-    dim_ = dim;
-  }
-  float* qkv() { return floats_.data(); }
-  float* ln() { return qkv() + rows_ * 3 * dim_; }
-  float* attn() { return ln() + rows_ * dim_; }
-  float* branch() { return attn() + rows_ * dim_; }
-  float* x1() { return branch() + rows_ * dim_; }
-  float* hidden() { return x1() + rows_ * dim_; }
-  float* scores() { return floats_.data() + floats_.size() - std::size_t(rows_); }
-  float* log_sizes() { return log_sizes_.data(); }
-  int* keep_idx() { return ints_.data(); }
-  TokenPlan& plan() { return plan_; }
-  // [batch, heads, tokens, tokens] attention probabilities: only blocks
-  // whose importance needs the map (ClsAttention) ask for it.
-  float* attention_map(std::int64_t batch, std::int64_t heads, std::int64_t tokens) {
-    const std::int64_t n = batch * heads * tokens * tokens;
-    if (std::int64_t(map_.size()) < n) map_.resize(std::size_t(n));
-    return map_.data();
-  }
-
- private:
-  std::vector<float> map_;
-  std::vector<float> floats_, log_sizes_;
-  std::vector<int> ints_;
-  TokenPlan plan_;
-  std::int64_t rows_ = 0, dim_ = 0;
-};
-
 // Metric: a shift metric (fused into the residual epilogue) or a baseline
-// importance (policies/importance.hpp), computed where the site prunes.
+// importance (policies/importance.hpp), computed where the site scores.
 template <class Site, class Metric, class Compress, class Norm>
 struct Block<policies::Transformer, Site, Metric, Compress, Norm> {
   static_assert(policies::is_site_v<Site>, "Block: Site must be Attention, Mlp, Block or Update<Attention | Mlp>");
@@ -158,13 +115,38 @@ struct Block<policies::Transformer, Site, Metric, Compress, Norm> {
   using site = Site;
   using metric = Metric;
   using norm = Norm;
-  static constexpr bool kPostNorm = std::is_same_v<Norm, policies::PostNorm>;
-  static constexpr bool kFusedScore = policies::is_metric_v<Metric>;
-  static constexpr int kExtra = Compress::extra_tokens;
-  static constexpr bool kMerge = Compress::tracks_sizes;
+  using Importance = ImportanceOp<Metric>;
+  using Compression = CompressOp<Compress>;
+  static constexpr bool kPostNorm = Norm::post_norm;
+  static constexpr bool kFusedScore = Importance::fused;
+  static constexpr int kExtra = Compression::extra_tokens;
+  static constexpr bool kMerge = Compression::tracks_sizes;
 
   // Tokens the block outputs for `keep` of `tokens` (per sample).
   static constexpr int output_tokens(int tokens, int keep) { return keep < tokens ? keep + kExtra : tokens; }
+
+  // The workspace of a forward over `rows` token rows whose longest sample
+  // has `longest` tokens (the attention map's extent, ClsAttention only).
+  template <class T>
+  static WorkspaceExtent workspace_extent(const BasicTransformerBlockWeights<T>& w, std::int64_t batch,
+                                          std::int64_t rows, std::int64_t longest) {
+    constexpr const char* where = "Block<Transformer>::workspace_extent";
+    const std::int64_t map =
+        Importance::needs_map ? detail::checked_extent(where, "attention map", batch * w.heads, longest, longest,
+                                                       sizeof(float))
+                              : 0;
+    return {detail::checked_extent(where, "activations", 1, rows, 7 * w.dim + w.mlp_hidden, sizeof(T)),
+            2 * rows + map, rows};
+  }
+  // Room for `batch` samples of up to `tokens` tokens: after this, a
+  // forward of that size allocates nothing (and on CUDA is allowed to run).
+  template <class Exec, class T>
+  static void reserve(Workspace<Exec, T>& ws, const BasicTransformerBlockWeights<T>& w, std::int64_t batch,
+                      std::int64_t tokens) {
+    detail::require_positive("Block<Transformer>::reserve", "batch", batch);
+    detail::require_positive("Block<Transformer>::reserve", "tokens", tokens);
+    ws.reserve(workspace_extent(w, batch, batch * tokens, tokens));
+  }
 
   template <class T>
   static void check(const BasicTransformerBlockWeights<T>& w, const BasicTransformerBlockArgs<T>& a) {
@@ -182,21 +164,18 @@ struct Block<policies::Transformer, Site, Metric, Compress, Norm> {
       detail::check_token_block_args(where, a.x, a.y, a.batch, a.tokens, a.keep, a.protect);
       if (a.kept_cu_seqlens) detail::fail(where, "kept_cu_seqlens belongs to packed batches: set cu_seqlens too");
     }
-    if constexpr (kMerge) {
-      for (int b = 0; b < a.batch; ++b) {
-        const int n = a.cu_seqlens ? a.cu_seqlens[b + 1] - a.cu_seqlens[b] : a.tokens;
-        const int k = a.cu_seqlens ? (a.kept_cu_seqlens ? a.kept_cu_seqlens[b + 1] - a.kept_cu_seqlens[b] : n) : a.keep;
-        MergeParams::check_reachable(where, n, k, a.protect);
-      }
-    } else {
-      if (a.sizes || a.kept_sizes) {
-        detail::fail(where, std::string("sizes / kept_sizes belong to Compress = Merge, not ") + Compress::name);
-      }
+    for (int b = 0; b < a.batch; ++b) {
+      const int n = a.cu_seqlens ? a.cu_seqlens[b + 1] - a.cu_seqlens[b] : a.tokens;
+      const int k = a.cu_seqlens ? (a.kept_cu_seqlens ? a.kept_cu_seqlens[b + 1] - a.kept_cu_seqlens[b] : n) : a.keep;
+      Compression::check_reachable(where, n, k, a.protect);
+    }
+    if (!kMerge && (a.sizes || a.kept_sizes)) {
+      detail::fail(where, std::string("sizes / kept_sizes belong to Compress = Merge, not ") + Compress::name);
     }
     if (static_cast<const void*>(a.x) == static_cast<const void*>(a.y)) {
       detail::fail(where, "y must not alias x (the Block site reads x after y is written)");
     }
-    // CBLAS extents are int: rows and every leading dimension must fit.
+    // GEMM extents are int: rows and every leading dimension must fit.
     const std::int64_t rows = a.cu_seqlens ? std::int64_t(a.cu_seqlens[a.batch]) : std::int64_t(a.batch) * a.tokens;
     const std::int64_t widest = std::max<std::int64_t>(3 * w.dim, w.mlp_hidden);
     detail::checked_extent(where, "activations", 1, rows, widest, sizeof(T));
@@ -205,224 +184,187 @@ struct Block<policies::Transformer, Site, Metric, Compress, Norm> {
     detail::require_at_most(where, "weights.dim", w.dim, "INT_MAX / 3", INT_MAX / 3);
   }
 
-  // On the GPU: defined in blocks/transformer_block.cuh (include
-  // repshift/cuda.hpp); every pointer is a device pointer and T is float,
-  // __half or __nv_bfloat16. Enqueues on exec.stream without allocating or
-  // synchronising (packed batches upload their offsets: see the .cuh).
-  template <class T>
-  static void forward(const Cuda& exec, const BasicTransformerBlockWeights<T>& w, const BasicTransformerBlockArgs<T>& a,
-                      cuda::TransformerWorkspace<T>& ws);
-
-  static void forward(const Host& host, const TransformerBlockWeights& w, const TransformerBlockArgs& a,
-                      TransformerWorkspace& ws) {
+  // x -> y on Exec: rs::Host{} with T = float, or rs::Cuda{stream} (after
+  // including repshift/cuda.hpp) with T = float, __half or __nv_bfloat16,
+  // every tensor pointer a device pointer. CUDA only enqueues: it neither
+  // allocates nor synchronises, except that a packed batch uploads the
+  // layer's offsets (one small copy from pageable memory).
+  template <class Exec, class T>
+  static void forward(const Exec& exec, const BasicTransformerBlockWeights<T>& w,
+                      const BasicTransformerBlockArgs<T>& a, Workspace<Exec, T>& ws) {
+    static_assert(Backend<Exec>::template supports_v<T>, "Block<Transformer>::forward: T is not a storage type of Exec");
+    using B = Backend<Exec>;
     check(w, a);
+    const bool packed = a.cu_seqlens != nullptr;
     TokenPlan& plan = ws.plan();
     plan.plan(a.batch, a.tokens, a.keep, a.cu_seqlens, a.kept_cu_seqlens, kExtra);
-    const std::int64_t dim = w.dim, rows = plan.in_rows();
-    if (kMerge && a.sizes) MergeParams::check_sizes("Block<Transformer>::forward", a.sizes, rows);
-    ws.reserve(1, rows, dim, w.mlp_hidden);
+    const std::int64_t dim = w.dim, rows = plan.in_rows(), longest = plan.max_in;
+    ws.require("Block<Transformer>::forward", workspace_extent(w, a.batch, rows, longest),
+               std::to_string(rows) + " rows of dim " + std::to_string(dim) + " / mlp_hidden " +
+                   std::to_string(w.mlp_hidden) + (Importance::needs_map ? " with the attention map" : ""));
+    const Scratch<T> s = Scratch<T>::carve(ws, rows, dim, w.mlp_hidden);
+    const PlanOffsets offsets = ws.stage_plan(exec, packed);
     const bool prune = plan.drops;
     const bool score = prune || a.scores != nullptr;
-    float* scores = a.scores ? a.scores : ws.scores();
-    int* keep_idx = a.keep_idx ? a.keep_idx : ws.keep_idx();
+    float* scores = a.scores ? a.scores : s.scores;
+    int* keep_idx = a.keep_idx ? a.keep_idx : s.keep_idx;
+    // Biases the GEMM leaves to the kernel after it.
+    const auto deferred = [](const T* bias) { return B::gemm_adds_bias ? nullptr : bias; };
+    const auto in_gemm = [](const T* bias) { return B::gemm_adds_bias ? bias : nullptr; };
+    ImportanceInputs importance;
+    importance.batch = a.batch;
+    importance.tokens = longest;
+    importance.heads = w.heads;
+    importance.cu_seqlens = offsets.in;
+    importance.seed = a.seed;
+    importance.attention_map = s.map;
 
-    // ---- attention sub-layer -------------------------------------------
-    const float* attn_in = a.x;
+    // ---- attention sub-layer -------------------------------------------------
+    const T* attn_in = a.x;
     if constexpr (!kPostNorm) {
-      cpu::layer_norm_rows(host, a.x, ws.ln(), rows, dim, w.norm1());
-      attn_in = ws.ln();
+      B::layer_norm_rows(exec, a.x, dim, s.ln, dim, rows, dim, w.norm1());
+      attn_in = s.ln;
     }
-    cpu::linear(attn_in, rows, dim, w.qkv_weight, 3 * dim, ws.qkv(), dim, 3 * dim);
-    AttentionParams attention =
-        AttentionParams::contiguous(ws.qkv(), w.qkv_bias, ws.attn(), a.batch, plan.max_in, w.heads, w.head_dim());
-    attention.cu_seqlens = plan.in.data();
+    B::linear(exec, ws.context(), attn_in, rows, dim, w.qkv_weight, in_gemm(w.qkv_bias), 3 * dim, s.qkv);
+    auto attention = BasicAttentionParams<T>::contiguous(s.qkv, deferred(w.qkv_bias), s.attn, a.batch, longest,
+                                                         w.heads, w.head_dim());
+    attention.cu_seqlens = offsets.in;
     if (kMerge && a.sizes) {
-      float* log_sizes = ws.log_sizes();
-      for (std::int64_t i = 0; i < rows; ++i) log_sizes[i] = std::log(a.sizes[i]);
-      attention.key_bias = log_sizes;  // proportional attention
+      B::log_sizes(exec, a.sizes, rows, s.log_sizes);
+      attention.key_bias = s.log_sizes;  // proportional attention
     }
-    float* attention_map = nullptr;
-    if constexpr (policies::needs_attention_map_v<Metric>) {
-      attention_map = ws.attention_map(a.batch, w.heads, plan.max_in);
-      cpu::attention_with_map(host, attention, attention_map);
+    if constexpr (Importance::needs_map) {
+      B::attention_with_map(exec, attention, s.map);
     } else {
-      cpu::flash_attention(host, attention);
+      B::flash_attention(exec, attention);
     }
-    cpu::linear(ws.attn(), rows, dim, w.proj_weight, dim, ws.branch(), dim, dim);
+    B::linear(exec, ws.context(), static_cast<const T*>(s.attn), rows, dim, w.proj_weight, in_gemm(w.proj_bias), dim,
+              s.branch);
 
-    cpu::ResidualRows e1;
-    e1.branch = ws.branch();
-    e1.bias = w.proj_bias;
+    constexpr bool kScoreAttention = Site::scores_attention;
+    ResidualRows<T> e1;
+    e1.branch = s.branch;
+    e1.bias = deferred(w.proj_bias);
     e1.residual = a.x;
-    e1.out = ws.x1();
+    e1.out = s.x1;
     e1.rows = rows;
     e1.channels = dim;
     e1.scores = scores;
     if constexpr (kPostNorm) {
       e1.ln_post = w.norm1();
     } else {
-      e1.ln_out = ws.ln();  // LN2(x') feeds the MLP
+      e1.ln_out = s.ln;  // LN2(x') feeds the MLP
       e1.ln_next = w.norm2();
     }
-    constexpr bool kScoreAttention = Site::scores_attention;
-    run_residual<kScoreAttention ? Site::operands : cpu::ScoreOperands::None>(host, e1, kScoreAttention && score);
-    if (kScoreAttention && score) baseline_importance(a, w, plan, attention_map, scores);
+    run_residual<kScoreAttention ? Site::operands : ScoreOperands::None>(exec, e1, kScoreAttention && score);
+    if (kScoreAttention && score) Importance::score(exec, importance, scores);
 
-    // ---- prune between the sub-layers (Attention site) -------------------
+    // Compresses src (the plan's input rows) to dst (its output rows).
+    // Merge matches on the layer's keys: qkv's K part, read before qkv is
+    // reused, with the K bias where the GEMM has not added it.
+    const auto compress = [&](const T* src, T* dst) {
+      CompressInputs<T> c;
+      c.src = src;
+      c.dst = dst;
+      c.scores = scores;
+      c.keep_idx = keep_idx;
+      c.batch = a.batch;
+      c.tokens = plan.max_in;
+      c.keep = plan.max_kept;
+      c.channels = dim;
+      c.protect = a.protect;
+      c.offsets = offsets;
+      c.keys = s.qkv + dim;
+      c.keys_token_stride = 3 * dim;
+      c.key_bias = deferred(w.qkv_bias) ? w.qkv_bias + dim : nullptr;
+      c.sizes = a.sizes;
+      c.kept_sizes = a.kept_sizes;
+      Compression::run(exec, c);
+    };
+
+    // ---- compress between the sub-layers (Attention site) -------------------
     std::int64_t mlp_rows = rows;
-    const float* x1 = ws.x1();
-    const float* mlp_in = kPostNorm ? ws.x1() : ws.ln();
+    const T* x1 = s.x1;
+    const T* mlp_in = kPostNorm ? s.x1 : s.ln;
     if constexpr (kScoreAttention) {
       if (prune) {
         // attn and qkv are free after this: they take the compressed x' and LN2(x').
-        compress(host, a, w, plan, ws.qkv(), ws.x1(), scores, keep_idx, ws.attn());
-        x1 = ws.attn();
+        compress(s.x1, s.attn);
+        x1 = s.attn;
         mlp_rows = plan.out_rows();
         if constexpr (!kPostNorm) {
-          cpu::layer_norm_rows(host, ws.attn(), ws.qkv(), mlp_rows, dim, w.norm2());
-          mlp_in = ws.qkv();
+          B::layer_norm_rows(exec, x1, dim, s.qkv, dim, mlp_rows, dim, w.norm2());
+          mlp_in = s.qkv;
         } else {
           mlp_in = x1;
         }
       }
     }
 
-    // ---- MLP sub-layer ----------------------------------------------------
-    cpu::linear(mlp_in, mlp_rows, dim, w.fc1_weight, w.mlp_hidden, ws.hidden(), dim, w.mlp_hidden);
-    cpu::bias_gelu(host, ws.hidden(), mlp_rows, w.mlp_hidden, w.fc1_bias);
-    cpu::linear(ws.hidden(), mlp_rows, w.mlp_hidden, w.fc2_weight, dim, ws.branch(), w.mlp_hidden, dim);
+    // ---- MLP sub-layer --------------------------------------------------------
+    B::linear(exec, ws.context(), mlp_in, mlp_rows, dim, w.fc1_weight, in_gemm(w.fc1_bias), w.mlp_hidden, s.hidden);
+    B::bias_gelu(exec, s.hidden, mlp_rows, w.mlp_hidden, deferred(w.fc1_bias));
+    B::linear(exec, ws.context(), static_cast<const T*>(s.hidden), mlp_rows, w.mlp_hidden, w.fc2_weight,
+              in_gemm(w.fc2_bias), dim, s.branch);
 
     constexpr bool kScoreEnd = !kScoreAttention;
     const bool gather_output = kScoreEnd && prune;
-    cpu::ResidualRows e3;
-    e3.branch = ws.branch();
-    e3.bias = w.fc2_bias;
+    ResidualRows<T> e3;
+    e3.branch = s.branch;
+    e3.bias = deferred(w.fc2_bias);
     e3.residual = x1;
     // x' is dead once read row by row, so the full output may overwrite it.
-    e3.out = gather_output ? ws.x1() : a.y;
+    e3.out = gather_output ? s.x1 : a.y;
     e3.block_input = a.x;
     e3.rows = mlp_rows;
     e3.channels = dim;
     e3.scores = scores;
     if constexpr (kPostNorm) e3.ln_post = w.norm2();
-    run_residual<kScoreEnd ? Site::operands : cpu::ScoreOperands::None>(host, e3, kScoreEnd && score);
-
-    if (kScoreEnd && score) baseline_importance(a, w, plan, attention_map, scores);
-    if (gather_output) compress(host, a, w, plan, ws.qkv(), ws.x1(), scores, keep_idx, a.y);
-    const std::vector<int>& out_cu = prune ? plan.out : plan.in;
-    if (a.out_cu_seqlens) std::copy(out_cu.begin(), out_cu.end(), a.out_cu_seqlens);
+    run_residual<kScoreEnd ? Site::operands : ScoreOperands::None>(exec, e3, kScoreEnd && score);
+    if (kScoreEnd && score) Importance::score(exec, importance, scores);
+    if (gather_output) compress(s.x1, a.y);
+    if (a.out_cu_seqlens) {
+      const std::vector<int>& out_cu = prune ? plan.out : plan.in;
+      std::copy(out_cu.begin(), out_cu.end(), a.out_cu_seqlens);
+    }
   }
 
  private:
-  // Compresses src (plan.in rows) to dst (plan.out rows) by the scores.
-  // Prune / Fuse: select each sample's top keep, gather them (Fuse appends
-  // the dropped rows' score-weighted mean). Merge: merge by the scores and
-  // the layer's keys (qkv's K part, read before qkv is reused).
-  static void compress(const Host& host, const TransformerBlockArgs& a, const TransformerBlockWeights& w,
-                       const TokenPlan& plan, const float* qkv, const float* src, const float* scores, int* keep_idx,
-                       float* dst) {
-    if constexpr (kMerge) {
-      // The CPU QKV GEMM leaves the bias to the attention kernel: add it here too.
-      MergeParams m = merge_params(a, w.dim, qkv, w.qkv_bias, src, scores, keep_idx, dst);
-      m.cu_seqlens = plan.in.data();
-      m.kept_cu_seqlens = plan.kept.data();
-      m.tokens = plan.max_in;
-      m.keep = plan.max_kept;
-      cpu::merge_tokens(host, m);
-    } else {
-      (void)qkv;
-      select_top_varlen(host, scores, plan.in.data(), plan.kept.data(), keep_idx, a.batch, plan.max_in,
-                        plan.max_kept, a.protect);
-      gather_tokens_varlen(host, src, plan.in.data(), keep_idx, plan.kept.data(), dst, a.batch, plan.max_in,
-                           plan.max_kept, int(w.dim), plan.out.data());
-      if constexpr (kExtra == 1) fuse_dropped(plan, src, scores, keep_idx, dst, w.dim);
-    }
-  }
-
-  // Merge of src into dst by the scores, matching on the K part of the
-  // layer's fused QKV rows (qkv_bias's K part added when not yet in them).
+  // The forward's buffers, carved from a workspace for `rows` rows.
   template <class T>
-  static BasicMergeParams<T> merge_params(const BasicTransformerBlockArgs<T>& a, std::int64_t dim, const T* qkv,
-                                          const T* qkv_bias, const T* src, const float* scores, int* keep_idx,
-                                          T* dst) {
-    BasicMergeParams<T> m;
-    m.x = src;
-    m.keys = qkv + dim;
-    m.key_bias = qkv_bias ? qkv_bias + dim : nullptr;
-    m.keys_token_stride = 3 * dim;
-    m.scores = scores;
-    m.sizes = a.sizes;
-    m.out = dst;
-    m.out_sizes = a.kept_sizes;
-    m.keep_idx = keep_idx;
-    m.batch = a.batch;
-    m.tokens = a.tokens;
-    m.keep = a.keep;
-    m.channels = m.key_channels = dim;
-    m.protect = a.protect;
-    return m;
-  }
+  struct Scratch {
+    T *qkv, *ln, *attn, *branch, *x1, *hidden;
+    float *scores, *log_sizes, *map;
+    int* keep_idx;
 
-  // Fuse: the row after a sample's kept ones is its dropped rows' mean
-  // weighted by their scores (uniform when those are all zero).
-  static void fuse_dropped(const TokenPlan& plan, const float* src, const float* scores, const int* keep_idx,
-                           float* dst, std::int64_t dim) {
-    std::vector<char> kept(std::size_t(plan.max_in));
-    for (int b = 0; b < plan.batch; ++b) {
-      const int n = plan.length(b), k = plan.kept_length(b);
-      if (k == n) continue;
-      const float* s = scores + plan.in[std::size_t(b)];
-      const float* rows = src + std::int64_t(plan.in[std::size_t(b)]) * dim;
-      std::fill(kept.begin(), kept.end(), 0);
-      for (int i = 0; i < k; ++i) kept[std::size_t(keep_idx[plan.kept[std::size_t(b)] + i])] = 1;
-      double total = 0.0;
-      for (int t = 0; t < n; ++t) total += kept[std::size_t(t)] ? 0.0 : double(s[t]);
-      float* fused = dst + (std::int64_t(plan.out[std::size_t(b)]) + k) * dim;
-      std::fill(fused, fused + dim, 0.0f);
-      for (int t = 0; t < n; ++t) {
-        if (kept[std::size_t(t)]) continue;
-        // Importance-weighted; a plain mean when the importances sum to 0.
-        const float weight = total > 0.0 ? float(s[t] / total) : 1.0f / float(n - k);
-        const float* row = rows + std::int64_t(t) * dim;
-        for (std::int64_t c = 0; c < dim; ++c) fused[c] += weight * row[c];
-      }
+    template <class Exec>
+    static Scratch carve(const Workspace<Exec, T>& ws, std::int64_t rows, std::int64_t dim, std::int64_t hidden) {
+      Scratch s;
+      s.qkv = ws.values();
+      s.ln = s.qkv + rows * 3 * dim;
+      s.attn = s.ln + rows * dim;
+      s.branch = s.attn + rows * dim;
+      s.x1 = s.branch + rows * dim;
+      s.hidden = s.x1 + rows * dim;
+      (void)hidden;  // the last slice: [rows, hidden]
+      s.scores = ws.floats();
+      s.log_sizes = s.scores + rows;
+      s.map = s.log_sizes + rows;
+      s.keep_idx = ws.ints();
+      return s;
     }
-  }
+  };
 
-  // Scores of the importances that are not fused metrics, per sample.
-  static void baseline_importance(const TransformerBlockArgs& a, const TransformerBlockWeights& w,
-                                  const TokenPlan& plan, const float* attention_map, float* scores) {
-    for (int b = 0; b < plan.batch; ++b) {
-      const std::int64_t n = plan.length(b);
-      float* s = scores + plan.in[std::size_t(b)];
-      if constexpr (std::is_same_v<Metric, policies::Random>) {
-        policies::Random::fill(a.seed, n, s);
-      } else if constexpr (policies::needs_attention_map_v<Metric>) {
-        // mean over heads of P[b, h, 0, :] (sample b's map: its n x n top-left)
-        const std::int64_t ld = plan.max_in;
-        std::fill(s, s + n, 0.0f);
-        for (std::int64_t h = 0; h < w.heads; ++h) {
-          const float* cls_row = attention_map + ((b * w.heads + h) * ld) * ld;
-          for (std::int64_t t = 0; t < n; ++t) s[t] += cls_row[t];
-        }
-        for (std::int64_t t = 0; t < n; ++t) s[t] /= float(w.heads);
-      } else {
-        (void)a, (void)w, (void)attention_map, (void)s, (void)n;  // fused in the epilogue
-        return;
-      }
-    }
-  }
-
-  // The one runtime -> template switch of the block: score or not.
-  template <cpu::ScoreOperands Operands>
-  static void run_residual(const Host& host, const cpu::ResidualRows& e, bool score) {
-    // Baseline importances have no fused score: they run the plain epilogue
-    // (instantiated with L2, whose score code it never uses).
+  // The one runtime -> template switch of the epilogues: score or not.
+  // Baseline importances have no fused score: they run the plain epilogue
+  // (instantiated with L2, whose score code it never uses).
+  template <ScoreOperands Operands, class Exec, class T>
+  static void run_residual(const Exec& exec, const ResidualRows<T>& e, bool score) {
     using Fused = std::conditional_t<kFusedScore, Metric, policies::L2>;
-    if constexpr (kFusedScore && Operands != cpu::ScoreOperands::None) {
-      if (score) return cpu::residual_epilogue<Fused, Operands, kPostNorm>(host, e);
+    if constexpr (kFusedScore && Operands != ScoreOperands::None) {
+      if (score) return Backend<Exec>::template residual_epilogue<Fused, Operands, kPostNorm>(exec, e);
     }
-    cpu::residual_epilogue<Fused, cpu::ScoreOperands::None, kPostNorm>(host, e);
+    Backend<Exec>::template residual_epilogue<Fused, ScoreOperands::None, kPostNorm>(exec, e);
   }
 };
 

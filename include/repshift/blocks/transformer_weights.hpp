@@ -2,15 +2,15 @@
 // Non-owning weights of one transformer block, PyTorch layout (Linear
 // weights [out, in]). The names follow timm's ViT block; models/ fill
 // them from their own storage or a checkpoint. T is the storage type:
-// float on the CPU; float, __half or __nv_bfloat16 device pointers for the
-// CUDA forward (blocks/transformer_block.cuh).
+// float on the CPU; float, __half or __nv_bfloat16 device pointers for
+// the CUDA executor.
 
 #include <cstdint>
 #include <string>
 #include <vector>
 
-#include "../cpu/layer_norm.hpp"
 #include "../error.hpp"
+#include "../params/layer_norm.hpp"
 
 namespace repshift {
 
@@ -32,9 +32,8 @@ struct BasicTransformerBlockWeights {
   const T* fc2_bias = nullptr;      // [dim]
 
   std::int64_t head_dim() const { return heads > 0 ? dim / heads : 0; }
-  // CPU (T = float) only.
-  cpu::LayerNormWeights norm1() const { return {norm1_weight, norm1_bias, ln_eps}; }
-  cpu::LayerNormWeights norm2() const { return {norm2_weight, norm2_bias, ln_eps}; }
+  LayerNormParams<T> norm1() const { return {norm1_weight, norm1_bias, ln_eps}; }
+  LayerNormParams<T> norm2() const { return {norm2_weight, norm2_bias, ln_eps}; }
 
   void check(const char* where) const {
     detail::require_positive(where, "weights.dim", dim);

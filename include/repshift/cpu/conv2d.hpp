@@ -3,7 +3,7 @@
 // (out[b] = W[Cout, Cin k k] . cols[Cin k k, Ho Wo]); a 1x1 stride-1 conv
 // reads the map itself as cols. Bias and ReLU are applied in the pass that
 // follows the GEMM; the bottleneck's last conv instead hands its raw
-// product to the residual epilogue (blocks/cnn_block.hpp). Max and global
+// product to the residual epilogue (cpu/residual_map.hpp). Max and global
 // average pooling for the ResNet stem and head.
 
 #include <cblas.h>

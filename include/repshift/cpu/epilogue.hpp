@@ -13,7 +13,7 @@
 #include <cstdint>
 
 #include "../exec.hpp"
-#include "../score_operands.hpp"
+#include "../params/residual_rows.hpp"
 #include "layer_norm.hpp"
 #include "math.hpp"
 #include "parallel.hpp"
@@ -35,18 +35,7 @@ inline void bias_gelu(const Host& host, float* h, std::int64_t rows, std::int64_
 
 using repshift::ScoreOperands;
 
-struct ResidualRows {
-  float* branch = nullptr;             // [rows, C] GEMM output; bias is added in place
-  const float* bias = nullptr;         // [C] or null
-  const float* residual = nullptr;     // [rows, C]
-  float* out = nullptr;                // [rows, C]; may alias residual, not block_input
-  const float* block_input = nullptr;  // [rows, C], for OutputVsBlockInput
-  float* ln_out = nullptr;             // [rows, C] LN(out) for the next sub-layer, or null
-  LayerNormWeights ln_next;            // used when ln_out is set
-  LayerNormWeights ln_post;            // used when PostLN is true
-  float* scores = nullptr;             // [rows]
-  std::int64_t rows = 0, channels = 0;
-};
+using ResidualRows = repshift::ResidualRows<float>;
 
 template <class Metric, ScoreOperands Score, bool PostLN>
 void residual_epilogue(const Host& host, const ResidualRows& e) {

@@ -8,16 +8,13 @@
 
 #include "../config.hpp"
 #include "../exec.hpp"
+#include "../params/layer_norm.hpp"
 #include "parallel.hpp"
 
 namespace repshift {
 namespace cpu {
 
-struct LayerNormWeights {
-  const float* gamma = nullptr;
-  const float* beta = nullptr;
-  float eps = 1e-6f;
-};
+using LayerNormWeights = LayerNormParams<float>;
 
 inline void layer_norm_row(const float* x, float* out,  // may alias: post-norm is in place
                            std::int64_t channels, const LayerNormWeights& w) {
@@ -43,12 +40,18 @@ inline void layer_norm_row(const float* x, float* out,  // may alias: post-norm 
   for (c = 0; c < channels; ++c) out[c] = (x[c] - mean) * inv * w.gamma[c] + w.beta[c];
 }
 
-// LayerNorm of `rows` contiguous rows, spread over the OpenMP threads;
-// src and dst may be the same buffer.
-inline void layer_norm_rows(const Host& host, const float* src, float* dst, std::int64_t rows, std::int64_t channels,
+// LayerNorm of `rows` rows (row r at src + r * src_stride), spread over
+// the OpenMP threads; src and dst may be the same buffer. The strided form
+// normalises e.g. only the CLS rows of [batch, tokens, C].
+inline void layer_norm_rows(const Host& host, const float* src, std::int64_t src_stride, float* dst,
+                            std::int64_t dst_stride, std::int64_t rows, std::int64_t channels,
                             const LayerNormWeights& w) {
 #pragma omp parallel for schedule(static) num_threads(thread_count(host))
-  for (std::int64_t r = 0; r < rows; ++r) layer_norm_row(src + r * channels, dst + r * channels, channels, w);
+  for (std::int64_t r = 0; r < rows; ++r) layer_norm_row(src + r * src_stride, dst + r * dst_stride, channels, w);
+}
+inline void layer_norm_rows(const Host& host, const float* src, float* dst, std::int64_t rows, std::int64_t channels,
+                            const LayerNormWeights& w) {
+  layer_norm_rows(host, src, channels, dst, channels, rows, channels, w);
 }
 
 }  // namespace cpu

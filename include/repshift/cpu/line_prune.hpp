@@ -40,6 +40,16 @@ inline void reduce_lines(const LineScoreParams& p, std::int64_t b, const float* 
   }
 }
 
+// Row and column means of the pixel map p.pixel_scores [B, H, W] (written
+// by a fused epilogue such as the bottleneck's).
+inline void line_means(const Host& host, const LineScoreParams& p) {
+  LineScoreParams lines = p;
+  lines.pixel_scores = nullptr;  // read here, not copied onto itself
+  const std::int64_t hw = p.height * p.width;
+#pragma omp parallel for schedule(static) num_threads(thread_count(host))
+  for (std::int64_t b = 0; b < p.batch; ++b) reduce_lines(lines, b, p.pixel_scores + b * hw);
+}
+
 // Pixel accumulators of one sample's plane: the channel loop is outermost so
 // both maps stream through memory once, each pixel's Accum updated in place.
 template <class Metric>

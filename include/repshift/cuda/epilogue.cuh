@@ -1,8 +1,8 @@
 #pragma once
-// Row epilogues of the transformer block on the GPU, after cuBLASLt has
-// added the bias:
-//   gelu_inplace:  h = GELU(h), exact (erf) as timm's nn.GELU     (MLP fc1)
-//   residual:      sum = residual + branch;
+// Row epilogues of the blocks on the GPU. The cuBLASLt GEMMs add their
+// bias themselves, so the bias operands here are usually null:
+//   bias_gelu:     h = GELU(h + bias), exact (erf) as timm's nn.GELU (MLP fc1)
+//   residual:      sum = residual + branch (+ bias);
 //                  out = LN(sum) (post-norm) or sum (pre-norm);
 //                  ln_out = LN(out) for the next sub-layer (pre-norm);
 //                  score = Metric(after, before) on the same row.
@@ -13,7 +13,7 @@
 
 #include <cstdint>
 
-#include "../score_operands.hpp"
+#include "../params/residual_rows.hpp"
 #include "dtype.cuh"
 #include "error.cuh"
 #include "exec.cuh"
@@ -25,36 +25,27 @@ namespace repshift {
 namespace cuda_detail {
 
 template <class T>
-__global__ void gelu_inplace_kernel(T* h, std::int64_t n) {
+__global__ void bias_gelu_kernel(T* h, std::int64_t n, const T* bias, std::int64_t cols) {
   const std::int64_t stride = std::int64_t(gridDim.x) * blockDim.x;
   for (std::int64_t i = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) {
-    const float x = to_float(h[i]);
+    const float x = to_float(h[i]) + (bias ? to_float(bias[i % cols]) : 0.0f);
     h[i] = from_float<T>(0.5f * x * (1.0f + erff(x * 0.70710678118654752f)));
   }
 }
 
+// h [rows, cols] = GELU(h + bias); bias may be null.
 template <class T>
-void gelu_inplace(const Cuda& exec, T* h, std::int64_t n) {
+void bias_gelu(const Cuda& exec, T* h, std::int64_t rows, std::int64_t cols, const T* bias) {
+  const std::int64_t n = rows * cols;
   if (n == 0) return;
   constexpr int kThreads = 256;
   const std::int64_t blocks = (n + kThreads - 1) / kThreads;
   const unsigned grid = unsigned(blocks < 65536 ? blocks : 65536);  // grid-stride beyond that
-  gelu_inplace_kernel<T><<<grid, kThreads, 0, exec.stream>>>(h, n);
-  check_launch("gelu_inplace_kernel");
+  bias_gelu_kernel<T><<<grid, kThreads, 0, exec.stream>>>(h, n, bias, cols);
+  check_launch("bias_gelu_kernel");
 }
 
-template <class T>
-struct ResidualRows {
-  const T* branch = nullptr;       // [rows, C], bias already added
-  const T* residual = nullptr;     // [rows, C]
-  T* out = nullptr;                // [rows, C]; may alias residual, not block_input
-  const T* block_input = nullptr;  // [rows, C], for OutputVsBlockInput
-  T* ln_out = nullptr;             // [rows, C] LN(out) for the next sub-layer, or null (pre-norm only)
-  LayerNormParams<T> ln_next;      // used when ln_out is set
-  LayerNormParams<T> ln_post;      // used when PostLN is true
-  float* scores = nullptr;         // [rows]
-  std::int64_t rows = 0, channels = 0;
-};
+using repshift::ResidualRows;
 
 template <class Metric, ScoreOperands Score, bool PostLN, class T>
 __global__ void __launch_bounds__(cuda_tiling::ScoreTiling::kThreads) residual_kernel(ResidualRows<T> e) {
@@ -62,7 +53,8 @@ __global__ void __launch_bounds__(cuda_tiling::ScoreTiling::kThreads) residual_k
   if (row >= e.rows) return;
   const int lane = threadIdx.x % cuda_tiling::kWarp;
   const std::int64_t C = e.channels;
-  const T* branch = e.branch + row * C;
+  const T* branch_row = e.branch + row * C;
+  const auto branch = [&](std::int64_t c) { return to_float(branch_row[c]) + (e.bias ? to_float(e.bias[c]) : 0.0f); };
   const T* res = e.residual + row * C;
   T* out = e.out + row * C;
   typename Metric::Accum acc = Metric::init();
@@ -70,10 +62,10 @@ __global__ void __launch_bounds__(cuda_tiling::ScoreTiling::kThreads) residual_k
   if constexpr (PostLN) {
     // out = LN(res + branch): out is written only in the last pass, so it
     // may alias res.
-    const float2 stats = warp_row_stats([&](std::int64_t c) { return to_float(res[c]) + to_float(branch[c]); }, C,
+    const float2 stats = warp_row_stats([&](std::int64_t c) { return to_float(res[c]) + branch(c); }, C,
                                         e.ln_post.eps);
     for (std::int64_t c = lane; c < C; c += cuda_tiling::kWarp) {
-      const float b = to_float(branch[c]), r = to_float(res[c]);
+      const float b = branch(c), r = to_float(res[c]);
       if constexpr (Score == ScoreOperands::BranchVsResidual) Metric::accumulate(acc, b, r);
       if constexpr (Score == ScoreOperands::SumVsResidual) Metric::accumulate(acc, r + b, r);
       const T y = from_float<T>((r + b - stats.x) * stats.y * to_float(e.ln_post.gamma[c]) + to_float(e.ln_post.beta[c]));
@@ -84,7 +76,7 @@ __global__ void __launch_bounds__(cuda_tiling::ScoreTiling::kThreads) residual_k
     }
   } else {
     for (std::int64_t c = lane; c < C; c += cuda_tiling::kWarp) {
-      const float b = to_float(branch[c]), r = to_float(res[c]);
+      const float b = branch(c), r = to_float(res[c]);
       if constexpr (Score == ScoreOperands::BranchVsResidual) Metric::accumulate(acc, b, r);
       if constexpr (Score == ScoreOperands::SumVsResidual) Metric::accumulate(acc, r + b, r);
       const T y = from_float<T>(r + b);

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 
+#include "../params/layer_norm.hpp"
 #include "dtype.cuh"
 #include "error.cuh"
 #include "exec.cuh"
@@ -16,13 +17,7 @@
 namespace repshift {
 namespace cuda_detail {
 
-// LayerNorm weights in the storage type.
-template <class T>
-struct LayerNormParams {
-  const T* gamma = nullptr;
-  const T* beta = nullptr;
-  float eps = 1e-6f;
-};
+using repshift::LayerNormParams;
 
 // 1 / sqrt(var + eps) and the mean of a row that `value(c)` yields, every
 // lane of the warp taking part (and getting the result).

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 
+#include "../params/patch.hpp"
 #include "dtype.cuh"
 #include "error.cuh"
 #include "exec.cuh"
@@ -15,12 +16,7 @@
 namespace repshift {
 namespace cuda_detail {
 
-struct PatchGeometry {
-  int image_size = 224, patch_size = 16, in_chans = 3;
-  __host__ __device__ int grid() const { return image_size / patch_size; }
-  __host__ __device__ int patches() const { return grid() * grid(); }
-  __host__ __device__ int patch_dim() const { return in_chans * patch_size * patch_size; }
-};
+using repshift::PatchGeometry;
 
 // cols[b * P + p, (c * ps + ky) * ps + kx] = images[b, c, py * ps + ky, px * ps + kx]
 template <class T>

@@ -17,6 +17,7 @@
 
 #include <cstdint>
 
+#include "../params/fuse.hpp"
 #include "../policies/importance.hpp"
 #include "../varlen.hpp"
 #include "dtype.cuh"
@@ -132,62 +133,50 @@ inline void log_sizes(const Cuda& exec, const float* sizes, std::int64_t n, floa
   check_launch("log_sizes_kernel");
 }
 
-// Compress = Fuse's extra row of sample b: the mean of its dropped rows of
-// src weighted by their scores (uniform when they do not sum to > 0),
-// written after its kept rows. Padded (layout pointers null): rows at
-// b * tokens, kept indices at b * keep, output rows at b * (keep + 1).
-// Packed: cu_seqlens / kept_cu_seqlens / out_cu_seqlens (device memory);
-// a sample that keeps everything gets no extra row. Dynamic shared memory:
-// one byte per token, next to kFuseStaticFloats of block_reduce scratch.
+// Compress = Fuse's extra row (params/fuse.hpp has the contract), one CTA
+// per sample. Dynamic shared memory: one byte per token, next to
+// kFuseStaticFloats of block_reduce scratch.
 constexpr int kFuseStaticFloats = 32;
 
-struct FuseLayout {
-  const int* cu_seqlens = nullptr;
-  const int* kept_cu_seqlens = nullptr;
-  const int* out_cu_seqlens = nullptr;
-};
 
 template <class T>
 __global__ void __launch_bounds__(kScoreThreads)
-    fuse_dropped_kernel(const T* src, const float* scores, const int* keep_idx, std::int64_t tokens, std::int64_t keep,
-                        std::int64_t channels, T* out, FuseLayout layout) {
+    fuse_dropped_kernel(FuseParams<T> p) {
   unsigned char* kept = dynamic_smem();
   __shared__ float scratch[kFuseStaticFloats];
   const std::int64_t b = blockIdx.x;
-  const std::int64_t n = seq_length(layout.cu_seqlens, b, tokens), k_b = seq_length(layout.kept_cu_seqlens, b, keep);
+  const std::int64_t n = seq_length(p.cu_seqlens, b, p.tokens), k_b = seq_length(p.kept_cu_seqlens, b, p.keep);
   if (k_b >= n) return;  // uniform for the CTA: nothing dropped, no fused row
-  const std::int64_t in = seq_begin(layout.cu_seqlens, b, tokens);
-  const int* idx = keep_idx + seq_begin(layout.kept_cu_seqlens, b, keep);
+  const std::int64_t in = seq_begin(p.cu_seqlens, b, p.tokens);
+  const int* idx = p.keep_idx + seq_begin(p.kept_cu_seqlens, b, p.keep);
   for (std::int64_t t = threadIdx.x; t < n; t += blockDim.x) kept[t] = 0;
   __syncthreads();
   for (std::int64_t k = threadIdx.x; k < k_b; k += blockDim.x) kept[idx[k]] = 1;
   __syncthreads();
-  const float* s = scores + in;
+  const float* s = p.scores + in;
   float local = 0.0f;
   for (std::int64_t t = threadIdx.x; t < n; t += blockDim.x) local += kept[t] ? 0.0f : s[t];
   const float total = block_reduce<false>(local, scratch);
   const float uniform = 1.0f / float(n - k_b);
-  T* fused = out + (seq_begin(layout.out_cu_seqlens, b, keep + 1) + k_b) * channels;
-  for (std::int64_t c = threadIdx.x; c < channels; c += blockDim.x) {
+  T* fused = p.out + (seq_begin(p.out_cu_seqlens, b, p.keep + 1) + k_b) * p.channels;
+  for (std::int64_t c = threadIdx.x; c < p.channels; c += blockDim.x) {
     float acc = 0.0f;
     for (std::int64_t t = 0; t < n; ++t) {
       if (kept[t]) continue;
       const float w = total > 0.0f ? s[t] / total : uniform;
-      acc += w * to_float(src[(in + t) * channels + c]);
+      acc += w * to_float(p.src[(in + t) * p.channels + c]);
     }
     fused[c] = from_float<T>(acc);
   }
 }
 
 template <class T>
-void fuse_dropped(const Cuda& exec, const T* src, const float* scores, const int* keep_idx, std::int64_t batch,
-                  std::int64_t tokens, std::int64_t keep, std::int64_t channels, T* out, FuseLayout layout = {}) {
-  detail::require_at_most("fuse_dropped", "batch", batch, "2^31 - 1 (CUDA grid x)", 0x7fffffff);
+void fuse_dropped(const Cuda& exec, const FuseParams<T>& p) {
+  detail::require_at_most("fuse_dropped", "batch", p.batch, "2^31 - 1 (CUDA grid x)", 0x7fffffff);
   // The default 48 KiB per block holds the static scratch and the flags.
   constexpr std::int64_t kMaxTokens = 48 * 1024 - kFuseStaticFloats * std::int64_t(sizeof(float));
-  detail::require_at_most("fuse_dropped", "tokens", tokens, "48 KiB less the static reduce scratch", kMaxTokens);
-  fuse_dropped_kernel<T><<<unsigned(batch), kScoreThreads, std::size_t(tokens), exec.stream>>>(
-      src, scores, keep_idx, tokens, keep, channels, out, layout);
+  detail::require_at_most("fuse_dropped", "tokens", p.tokens, "48 KiB less the static reduce scratch", kMaxTokens);
+  fuse_dropped_kernel<T><<<unsigned(p.batch), kScoreThreads, std::size_t(p.tokens), exec.stream>>>(p);
   check_launch("fuse_dropped_kernel");
 }
 

@@ -268,7 +268,7 @@ class BertEncoder {
   }
 
   std::shared_ptr<const BertWeights> weights_;
-  TransformerWorkspace ws_;
+  Workspace<Host> ws_;
   std::vector<float> ping_, pong_, sizes_in_, sizes_out_;
   std::vector<int> packed_ids_, cu_in_, cu_out_, kept_cu_;
 };

@@ -9,6 +9,7 @@
 
 #include "../cpu/gemm.hpp"
 #include "../cpu/parallel.hpp"
+#include "../cpu/patch_embed.hpp"
 #include "../exec.hpp"
 
 namespace repshift {
@@ -24,18 +25,9 @@ struct PatchEmbedShape {
 // p, p] (PyTorch Conv2d); proj: [batch, patches, dim]; cols: scratch.
 inline void patch_embed(const Host& host, const PatchEmbedShape& s, const float* images, int batch, const float* weight,
                         const float* bias, std::vector<float>& cols, float* proj) {
-  const int P = s.patches(), K = s.patch_dim(), g = s.grid(), ps = s.patch_size, img = s.image_size;
+  const int P = s.patches(), K = s.patch_dim();
   cols.resize(std::size_t(batch) * P * K);
-#pragma omp parallel for schedule(static) num_threads(cpu::thread_count(host))
-  for (std::int64_t bp = 0; bp < std::int64_t(batch) * P; ++bp) {
-    const std::int64_t b = bp / P, p = bp % P, py = p / g, px = p % g;
-    float* dst = cols.data() + bp * K;
-    for (int c = 0; c < s.in_chans; ++c)
-      for (int ky = 0; ky < ps; ++ky) {
-        const float* src = images + ((b * s.in_chans + c) * img + py * ps + ky) * img + px * ps;
-        std::copy(src, src + ps, dst + (c * ps + ky) * ps);
-      }
-  }
+  cpu::patchify(host, images, batch, {s.image_size, s.patch_size, s.in_chans}, cols.data());
   cpu::linear(cols.data(), std::int64_t(batch) * P, K, weight, s.dim, proj, K, s.dim);
 #pragma omp parallel for schedule(static) num_threads(cpu::thread_count(host))
   for (std::int64_t bp = 0; bp < std::int64_t(batch) * P; ++bp)

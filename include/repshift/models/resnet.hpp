@@ -1,12 +1,22 @@
 #pragma once
 // ResNet (torchvision's v1.5 bottleneck layout) built from
-// Block<CnnRows, Block, Metric, Prune, PreNorm>, with line-wise pruning: after
-// a stage's last block, the rows and columns of lowest shift are removed
-// per sample and the rest of the network runs on the smaller, still dense
-// map. BatchNorm is folded into the convs: random weights (He init, BN the
-// identity) or torchvision-named safetensors (conv1.weight, bn1.running_var,
-// layer1.0.conv2.weight, layer1.0.downsample.1.weight, fc.weight, ...)
-// folded at load.
+// Block<CnnRows, Block, Metric, Prune, PreNorm>, one model for every
+// executor, with line-wise pruning: after a stage's last block, the rows and
+// columns of lowest shift are removed per sample and the rest of the network
+// runs on the smaller, still dense map. Stem 7x7/2 conv + ReLU, 3x3/2 max
+// pool, the bottlenecks, global average pool, fc. BatchNorm is folded into
+// the convs: random weights (He init, BN the identity) or torchvision-named
+// safetensors (conv1.weight, bn1.running_var, layer1.0.conv2.weight,
+// layer1.0.downsample.1.weight, fc.weight, ...) folded at load.
+//
+//   rs::ResNet<> net(rs::ResNetWeights::random(rs::ResNetConfig::resnet50(), 0));   // CPU, f32
+//   net.forward(rs::Host{}, images, 8, logits, rs::LinePruneSchedule::paper());
+//
+//   rs::cuda::Dnn dnn;                                  // after repshift/cuda/cudnn_models.cuh
+//   rs::cuda::Blas blas;
+//   rs::cuda::ResNet<> gpu(weights, {blas, dnn});
+//   gpu.reserve(64);                                    // every allocation, up front
+//   gpu.forward(rs::Cuda{stream}, d_images, 64, d_logits, rs::LinePruneSchedule::paper());
 
 #include <array>
 #include <cmath>
@@ -14,13 +24,15 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
 #include "../blocks/cnn_block.hpp"
-#include "../cpu/gemm.hpp"
+#include "../blocks/workspace.hpp"
 #include "../io/safetensors.hpp"
 #include "forward_args.hpp"
+#include "tensor_store.hpp"
 
 namespace repshift {
 
@@ -165,6 +177,21 @@ struct ResNetWeights {
       }
   }
 
+  // Every folded tensor as (name, shape, storage), for TensorStore: each
+  // conv's weight, its folded-BatchNorm bias under the conv's name
+  // (conv1.bias, layer1.0.downsample.0.bias: torchvision's convs have none),
+  // then fc.
+  template <class Fn>
+  void for_each_tensor(Fn&& fn) const {
+    for_each_conv(*this, [&](const std::string& conv, const std::string&, int out, int in, int k,
+                             const ConvTensors& t) {
+      fn(conv + ".weight", std::vector<std::int64_t>{out, in, k, k}, t.weight);
+      fn(conv + ".bias", std::vector<std::int64_t>{out}, t.bias);
+    });
+    fn(std::string("fc.weight"), std::vector<std::int64_t>{config.num_classes, config.out_channels(3)}, fc_w);
+    fn(std::string("fc.bias"), std::vector<std::int64_t>{config.num_classes}, fc_b);
+  }
+
   // He-normal convs (fan_in); the last conv of each bottleneck scaled by
   // 0.2 so the residual stream stays O(1) without BatchNorm; biases 0.
   static ResNetWeights random(const ResNetConfig& cfg, std::uint32_t seed) {
@@ -226,115 +253,191 @@ struct ResNetTrace {
   std::vector<std::vector<int>> kept_cols;     // per pruning step: [batch, cols]
 };
 
-template <class Metric = policies::L2>
-class ResNet {
+// Every ResNet tensor where Exec's kernels read it, in storage type T, and
+// the per-block views the Block takes.
+template <class Exec, class T = float>
+class ResNetModelWeights {
+  static_assert(std::is_same_v<T, float>, "ResNet: f32 only (the CnnRows kernels run f32)");
+
+ public:
+  explicit ResNetModelWeights(std::shared_ptr<const ResNetWeights> host)
+      : config_(checked(host)->config), tensors_(host) {
+    for (int s = 0; s < 4; ++s) {
+      blocks_.emplace_back();
+      for (int i = 0; i < config_.blocks[std::size_t(s)]; ++i) blocks_.back().push_back(make_block(*host, s, i));
+    }
+  }
+  explicit ResNetModelWeights(const ResNetWeights& host)
+      : ResNetModelWeights(std::make_shared<const ResNetWeights>(host)) {}
+  const ResNetConfig& config() const { return config_; }
+  const T* operator[](const std::string& name) const { return tensors_[name]; }
+  const BottleneckWeights& block(int stage, int i) const {
+    return blocks_.at(std::size_t(stage)).at(std::size_t(i));
+  }
+
+ private:
+  static const std::shared_ptr<const ResNetWeights>& checked(const std::shared_ptr<const ResNetWeights>& host) {
+    detail::require_pointer("ResNetModelWeights", "weights", host.get());
+    host->config.check("ResNetModelWeights");
+    return host;
+  }
+  BottleneckWeights make_block(const ResNetWeights& host, int s, int i) const {
+    const std::string p = "layer" + std::to_string(s + 1) + "." + std::to_string(i) + ".";
+    BottleneckWeights w = host.block(s, i);  // the shapes; the pointers follow
+    w.conv1_weight = tensors_[p + "conv1.weight"];
+    w.conv1_bias = tensors_[p + "conv1.bias"];
+    w.conv2_weight = tensors_[p + "conv2.weight"];
+    w.conv2_bias = tensors_[p + "conv2.bias"];
+    w.conv3_weight = tensors_[p + "conv3.weight"];
+    w.conv3_bias = tensors_[p + "conv3.bias"];
+    if (w.has_projection()) {
+      w.down_weight = tensors_[p + "downsample.0.weight"];
+      w.down_bias = tensors_[p + "downsample.0.bias"];
+    }
+    return w;
+  }
+
+  ResNetConfig config_;
+  TensorStore<Exec, T> tensors_;
+  std::vector<std::vector<BottleneckWeights>> blocks_;
+};
+
+// images: [batch, in_chans, image_size, image_size] (NCHW, f32); logits:
+// [batch, num_classes]; on CUDA both are device pointers. Not thread-safe:
+// the model owns its scratch. reserve(batch) allocates everything a
+// forward of up to `batch` images needs; the CPU model also grows on
+// demand, the CUDA one refuses a larger batch.
+template <class Exec, class T = float, class Metric = policies::L2>
+class BasicResNet {
+  static_assert(std::is_same_v<T, float>, "ResNet: f32 only (the CnnRows kernels run f32)");
+  using B = Backend<Exec>;
+  using Conv = ConvOps<Exec>;
+  template <class U>
+  using Buffer = typename B::template Buffer<U>;
+
  public:
   using BlockType = Block<policies::CnnRows, policies::Block, Metric, policies::Prune, policies::PreNorm>;
+  using ModelWeights = ResNetModelWeights<Exec, T>;
+  using Context = typename B::Context;
 
-  explicit ResNet(ResNetWeights weights) : ResNet(std::make_shared<const ResNetWeights>(std::move(weights))) {}
-  explicit ResNet(std::shared_ptr<const ResNetWeights> weights) : weights_(std::move(weights)) {
+  // Models of different metrics can share one set of weights.
+  explicit BasicResNet(std::shared_ptr<const ModelWeights> weights, Context ctx = {})
+      : weights_(std::move(weights)), ws_(ctx) {
     detail::require_pointer("ResNet", "weights", weights_.get());
-    weights_->config.check("ResNet");
   }
-  const ResNetConfig& config() const { return weights_->config; }
+  explicit BasicResNet(std::shared_ptr<const ResNetWeights> weights, Context ctx = {})
+      : BasicResNet(std::make_shared<const ModelWeights>(std::move(weights)), ctx) {}
+  explicit BasicResNet(ResNetWeights weights, Context ctx = {})
+      : BasicResNet(std::make_shared<const ResNetWeights>(std::move(weights)), ctx) {}
+  const ResNetConfig& config() const { return weights_->config(); }
 
-  // Memory order the network runs in: NHWC (oneDNN convolutions) where the
-  // build has oneDNN, NCHW (im2col + BLAS) otherwise. Input images are NCHW
-  // either way. NHWC without oneDNN is refused.
-  static constexpr MapLayout default_layout() {
-#if defined(REPSHIFT_HAS_ONEDNN)
-    return MapLayout::Nhwc;
-#else
-    return MapLayout::Nchw;
-#endif
-  }
+  // Memory order the network runs in: the fastest the executor's
+  // convolutions offer (CPU: NHWC with oneDNN, NCHW without; CUDA: NCHW).
+  // Input images are NCHW either way.
+  static constexpr MapLayout default_layout() { return Conv::default_layout; }
   void set_layout(MapLayout layout) {
-    if (layout == MapLayout::Nhwc && default_layout() != MapLayout::Nhwc) {
-      detail::fail("ResNet::set_layout", "layout = NHWC needs oneDNN: this build has no libdnnl-dev");
-    }
+    Conv::check_layout("ResNet::set_layout", layout);
+    if (layout != layout_) reserved_ = 0;  // NHWC also holds the transposed images
     layout_ = layout;
   }
   MapLayout layout() const { return layout_; }
 
-  // images: [batch, in_chans, image_size, image_size]; logits: [batch, num_classes].
-  void forward(const Host& host, const float* images, int batch, float* logits,
+  void reserve(int batch) {
+    constexpr const char* where = "ResNet::reserve";
+    detail::require_positive(where, "batch", batch);
+    const ResNetConfig& cfg = config();
+    const std::int64_t widest = detail::checked_extent(where, "activations", batch, cfg.widest_map(), 1, sizeof(T));
+    a_.resize(std::size_t(widest));
+    b_.resize(std::size_t(widest));
+    if (layout_ != MapLayout::Nchw) input_.resize(std::size_t(batch) * cfg.in_chans * cfg.image_size * cfg.image_size);
+    for (int s = 0; s < 4; ++s) {
+      const int in_size = s == 0 ? cfg.stage0_size() : cfg.stage_size(s - 1);
+      for (int i = 0; i < cfg.blocks[std::size_t(s)]; ++i) {
+        const int size = i == 0 ? in_size : cfg.stage_size(s);
+        BlockType::reserve(ws_, weights_->block(s, i), batch, size, size);
+      }
+    }
+    pooled_.resize(std::size_t(batch) * cfg.out_channels(3));
+    kept_rows_.resize(std::size_t(batch) * cfg.stage0_size());  // the widest map a step prunes
+    kept_cols_.resize(std::size_t(batch) * cfg.stage0_size());
+    reserved_ = batch;
+  }
+
+  // trace (optional): what the forward did, in host memory (on CUDA its
+  // kept lines are copied back, which waits for the stream).
+  void forward(const Exec& exec, const T* images, int batch, T* logits,
                const LinePruneSchedule& schedule = LinePruneSchedule::none(), ResNetTrace* trace = nullptr) {
     constexpr const char* where = "ResNet::forward";
-    const ResNetConfig& cfg = weights_->config;
-    detail::check_model_forward(where, images, logits, batch);
+    const ResNetConfig& cfg = config();
+    if (B::grows_on_demand && images && logits && batch > reserved_) reserve(batch);
+    detail::check_model_forward(where, images, logits, batch, reserved_);
     schedule.check(where);
-    // Both ping-pong buffers hold the largest map.
-    const int stem_size = cfg.stem_size();
-    const std::int64_t widest = cfg.widest_map();
-    detail::checked_extent(where, "activations", batch, widest, 1, sizeof(float));
-    CnnWorkspace::grow(a_, batch * widest);
-    CnnWorkspace::grow(b_, batch * widest);
+    const ModelWeights& w = *weights_;
+    auto& conv = ws_.template kept<typename Conv::State>();
 
     // Stem: 7x7 stride-2 conv + ReLU, 3x3 stride-2 max pool.
-    const bool nhwc = layout_ == MapLayout::Nhwc;
-    const Conv2dShape stem{cfg.in_chans, cfg.stem_channels, 7, 2, 3};
-    if (nhwc) {
-#if defined(REPSHIFT_HAS_ONEDNN)
-      const std::int64_t pixels = std::int64_t(cfg.image_size) * cfg.image_size;
-      CnnWorkspace::grow(input_, batch * cfg.in_chans * pixels);
-      cpu::nchw_to_nhwc(host, images, batch, cfg.in_chans, pixels, input_.data());
-      ws_.onednn().conv2d_nhwc<ConvEpilogue::BiasRelu>(stem, input_.data(), batch, cfg.image_size, cfg.image_size,
-                                                       weights_->stem.weight.data(), weights_->stem.bias.data(),
-                                                       b_.data());
-      cpu::max_pool_3x3s2_nhwc(host, b_.data(), batch, stem_size, stem_size, cfg.stem_channels, a_.data());
-#endif
-    } else {
-      cpu::conv2d<ConvEpilogue::BiasRelu>(host, stem, images, batch, cfg.image_size, cfg.image_size,
-                                          weights_->stem.weight.data(), weights_->stem.bias.data(), b_.data(),
-                                          ws_.im2col);
-      cpu::max_pool_3x3s2(host, b_.data(), std::int64_t(batch) * cfg.stem_channels, stem_size, stem_size, a_.data());
-    }
+    const int stem_size = cfg.stem_size();
+    const std::int64_t pixels = std::int64_t(cfg.image_size) * cfg.image_size;
+    const T* in = B::from_nchw(exec, layout_, images, batch, cfg.in_chans, pixels, input_.data());
+    Conv::template conv2d<ConvEpilogue::BiasRelu>(exec, ws_.context(), conv, layout_,
+                                                  {cfg.in_chans, cfg.stem_channels, 7, 2, 3}, in, batch,
+                                                  cfg.image_size, cfg.image_size, w["conv1.weight"],
+                                                  w["conv1.bias"], b_.data());
+    B::max_pool_3x3s2(exec, layout_, b_.data(), batch, cfg.stem_channels, stem_size, stem_size, a_.data());
     int size = cfg.stage0_size();
     if (trace) *trace = ResNetTrace{};
 
-    float* x = a_.data();
-    float* y = b_.data();
+    T* x = a_.data();
+    T* y = b_.data();
     for (int s = 0; s < 4; ++s) {
       if (trace) trace->sizes.push_back(size);
       for (int i = 0; i < cfg.blocks[std::size_t(s)]; ++i) {
-        const BottleneckWeights w = weights_->block(s, i);
-        const int out_size = int(w.conv2().out_size(size));
+        const BottleneckWeights& bw = w.block(s, i);
+        const int out_size = int(bw.conv2().out_size(size));
         auto args = CnnBlockArgs::dense(x, y, batch, size, size);
         args.layout = layout_;
         const bool last = i + 1 == cfg.blocks[std::size_t(s)];
         const int kept = last ? schedule.kept(where, s + 1, out_size) : out_size;
-        if (kept < out_size) {
+        const bool pruned = kept < out_size;
+        if (pruned) {
           args.keep_rows = args.keep_cols = kept;
           if (trace) {
-            trace->kept_rows.emplace_back(std::size_t(batch) * kept);
-            trace->kept_cols.emplace_back(std::size_t(batch) * kept);
-            args.kept_rows = trace->kept_rows.back().data();
-            args.kept_cols = trace->kept_cols.back().data();
+            args.kept_rows = kept_rows_.data();
+            args.kept_cols = kept_cols_.data();
           }
         }
-        BlockType::forward(host, w, args, ws_);
+        BlockType::forward(exec, bw, args, ws_);
+        if (trace && pruned) record_kept(exec, *trace, std::int64_t(batch) * kept);
         size = kept;
         std::swap(x, y);
       }
     }
     if (trace) trace->sizes.push_back(size);
     const int C = cfg.out_channels(3);
-    pooled_.resize(std::size_t(batch) * C);
-    if (nhwc) {
-      cpu::global_avg_pool_nhwc(host, x, batch, std::int64_t(size) * size, C, pooled_.data());
-    } else {
-      cpu::global_avg_pool(host, x, std::int64_t(batch) * C, std::int64_t(size) * size, pooled_.data());
-    }
-    cpu::linear_bias(host, pooled_.data(), batch, C, weights_->fc_w.data(), weights_->fc_b.data(), cfg.num_classes,
-                     logits);
+    B::global_avg_pool(exec, layout_, x, batch, C, std::int64_t(size) * size, pooled_.data());
+    B::linear(exec, ws_.context(), static_cast<const T*>(pooled_.data()), batch, C, w["fc.weight"], w["fc.bias"],
+              cfg.num_classes, logits);
   }
 
  private:
-  std::shared_ptr<const ResNetWeights> weights_;
-  CnnWorkspace ws_;
-  std::vector<float> a_, b_, pooled_;
-  std::vector<float> input_;  // the images in NHWC
+  void record_kept(const Exec& exec, ResNetTrace& t, std::int64_t n) {
+    t.kept_rows.emplace_back(std::size_t(n));
+    t.kept_cols.emplace_back(std::size_t(n));
+    B::copy_to_host(exec, kept_rows_.data(), n, t.kept_rows.back().data());
+    B::copy_to_host(exec, kept_cols_.data(), n, t.kept_cols.back().data());
+  }
+
+  std::shared_ptr<const ModelWeights> weights_;
+  Workspace<Exec, T> ws_;
+  Buffer<T> a_, b_, pooled_;
+  Buffer<T> input_;  // the images in NHWC
+  Buffer<int> kept_rows_, kept_cols_;
   MapLayout layout_ = default_layout();
+  int reserved_ = 0;
 };
+
+// The CPU model, f32 (the CUDA one: rs::cuda::ResNet<Metric>, cuda/cudnn_models.cuh).
+template <class Metric = policies::L2>
+using ResNet = BasicResNet<Host, float, Metric>;
 
 }  // namespace repshift

@@ -1,27 +1,41 @@
 #pragma once
 // Vision Mamba (Vim) built from Block<SsmScan, Block, Metric, Prune,
-// PreNorm>: patch embedding, a class token inserted at `cls_position`
-// (Vim puts it in the middle of the patch sequence), position embedding,
-// `depth` bidirectional Mamba blocks pruning per a PruneSchedule with the
-// class token always kept (and followed as its position moves), final
-// RMSNorm on the class token, classification head. Weights are random
-// (Mamba's init) or loaded from a safetensors file with Vim's tensor names
+// PreNorm>, one model for every executor (f32): patch embedding (im2col +
+// GEMM), a class token inserted at `cls_position` (Vim puts it in the
+// middle of the patch sequence), position embedding, `depth`
+// bidirectional Mamba blocks pruning per a PruneSchedule with the class
+// token always kept (and followed as its position moves), final RMSNorm on
+// the class token, classification head. Weights are random (Mamba's init)
+// or loaded from a safetensors file with Vim's tensor names
 // (layers.{i}.mixer.in_proj.weight, layers.{i}.mixer.A_b_log, norm_f.weight, ...).
+//
+//   rs::VisionMamba<> vim(rs::VimWeights::random(rs::VimConfig::vim_tiny(), 0));   // CPU
+//   vim.forward(rs::Host{}, images, 8, logits, rs::vim_schedule(0.2));
+//
+//   rs::cuda::Blas blas;                                    // after repshift/cuda/models.cuh
+//   rs::cuda::VisionMamba<> gpu(rs::VimWeights::random(rs::VimConfig::vim_tiny(), 0), blas);
+//   gpu.reserve(64);                                        // every allocation, up front
+//   gpu.forward(rs::Cuda{stream}, d_images, 64, d_logits, rs::vim_schedule(0.2));
 
 #include <cmath>
 #include <cstdint>
 #include <memory>
 #include <random>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
 #include "../blocks/ssm_block.hpp"
+#include "../blocks/workspace.hpp"
 #include "../io/safetensors.hpp"
+#include "../params/patch.hpp"
+#include "../params/rms_norm.hpp"
 #include "forward_args.hpp"
 #include "patch_embed.hpp"
-#include "weights_init.hpp"
 #include "prune_schedule.hpp"
+#include "tensor_store.hpp"
+#include "weights_init.hpp"
 
 namespace repshift {
 
@@ -172,93 +186,173 @@ struct VimTrace {
   std::vector<std::vector<int>> cls_position;  // class token position per sample after each pruning layer
 };
 
-template <class Metric = policies::L2>
-class VisionMamba {
+// Every Vim tensor where Exec's kernels read it, and the per-layer views
+// the Block takes. f32 only: the SsmScan path keeps the scan in f32.
+template <class Exec, class T = float>
+class VimModelWeights {
+  static_assert(std::is_same_v<T, float>, "VimModelWeights: the SsmScan path runs in f32");
+
+ public:
+  explicit VimModelWeights(std::shared_ptr<const VimWeights> host) : config_(checked(host)->config), tensors_(host) {
+    for (int i = 0; i < config_.depth; ++i) layers_.push_back(make_block(i));
+  }
+  explicit VimModelWeights(const VimWeights& host) : VimModelWeights(std::make_shared<const VimWeights>(host)) {}
+  const VimConfig& config() const { return config_; }
+  const T* operator[](const std::string& name) const { return tensors_[name]; }
+  const SsmBlockWeights& block(int i) const { return layers_.at(std::size_t(i)); }
+
+ private:
+  static const std::shared_ptr<const VimWeights>& checked(const std::shared_ptr<const VimWeights>& host) {
+    detail::require_pointer("VisionMamba", "weights", host.get());
+    host->config.check("VisionMamba");
+    return host;
+  }
+  SsmBlockWeights make_block(int i) const {
+    const VimConfig& c = config_;
+    const std::string p = "layers." + std::to_string(i) + ".";
+    SsmBlockWeights w;
+    w.dim = c.dim;
+    w.inner = c.inner();
+    w.state = c.state;
+    w.dt_rank = c.dt_rank;
+    w.conv_kernel = c.conv_kernel;
+    w.norm_eps = c.eps;
+    w.norm_weight = tensors_[p + "norm.weight"];
+    w.in_proj_weight = tensors_[p + "mixer.in_proj.weight"];
+    w.out_proj_weight = tensors_[p + "mixer.out_proj.weight"];
+    w.forward = branch(p, "");
+    w.backward = branch(p, "_b");
+    return w;
+  }
+  // One direction's tensors; an absent one (empty) is null.
+  ScanBranchWeights branch(const std::string& p, const std::string& s) const {
+    ScanBranchWeights b;
+    b.conv_weight = tensors_[p + "mixer.conv1d" + s + ".weight"];
+    b.conv_bias = tensors_[p + "mixer.conv1d" + s + ".bias"];
+    b.x_proj_weight = tensors_[p + "mixer.x_proj" + s + ".weight"];
+    b.dt_proj_weight = tensors_[p + "mixer.dt_proj" + s + ".weight"];
+    b.dt_proj_bias = tensors_[p + "mixer.dt_proj" + s + ".bias"];
+    b.A_log = tensors_[p + "mixer.A" + s + "_log"];
+    b.D = tensors_[p + "mixer.D" + s];
+    return b;
+  }
+
+  VimConfig config_;
+  TensorStore<Exec, T> tensors_;
+  std::vector<SsmBlockWeights> layers_;
+};
+
+// images: [batch, in_chans, image_size, image_size] (f32); logits: [batch,
+// num_classes]; on CUDA both are device pointers. Not thread-safe: the
+// model owns its scratch. reserve(batch) allocates everything a forward of
+// up to `batch` images needs; the CPU model also grows on demand, the CUDA
+// one refuses a larger batch.
+template <class Exec, class T = float, class Metric = policies::L2>
+class BasicVisionMamba {
+  static_assert(std::is_same_v<T, float>, "VisionMamba: the SsmScan path runs in f32");
+  using B = Backend<Exec>;
+  template <class U>
+  using Buffer = typename B::template Buffer<U>;
+
  public:
   using BlockType = Block<policies::SsmScan, policies::Block, Metric, policies::Prune, policies::PreNorm>;
+  using ModelWeights = VimModelWeights<Exec, T>;
+  using Context = typename B::Context;
 
-  explicit VisionMamba(VimWeights weights) : VisionMamba(std::make_shared<const VimWeights>(std::move(weights))) {}
-  explicit VisionMamba(std::shared_ptr<const VimWeights> weights) : weights_(std::move(weights)) {
+  // Models of different importances can share one set of weights (ablations).
+  explicit BasicVisionMamba(std::shared_ptr<const ModelWeights> weights, Context ctx = {})
+      : weights_(std::move(weights)), ws_(ctx) {
     detail::require_pointer("VisionMamba", "weights", weights_.get());
-    weights_->config.check("VisionMamba");
   }
-  const VimConfig& config() const { return weights_->config; }
+  explicit BasicVisionMamba(std::shared_ptr<const VimWeights> weights, Context ctx = {})
+      : BasicVisionMamba(std::make_shared<const ModelWeights>(std::move(weights)), ctx) {}
+  explicit BasicVisionMamba(VimWeights weights, Context ctx = {})
+      : BasicVisionMamba(std::make_shared<const VimWeights>(std::move(weights)), ctx) {}
+  const VimConfig& config() const { return weights_->config(); }
 
-  // images: [batch, in_chans, image_size, image_size]; logits: [batch,
-  // num_classes]. Not thread-safe: the model owns its scratch.
-  void forward(const Host& host, const float* images, int batch, float* logits,
+  void reserve(int batch) {
+    constexpr const char* where = "VisionMamba::reserve";
+    detail::require_positive(where, "batch", batch);
+    const VimConfig& cfg = config();
+    const std::int64_t N = cfg.tokens(), C = cfg.dim, P = cfg.num_patches();
+    detail::checked_extent(where, "activations", batch, N, 2 * std::int64_t(cfg.inner()), sizeof(T));
+    BlockType::reserve(ws_, weights_->block(0), std::int64_t(batch) * N);
+    ping_.resize(std::size_t(batch * N * C));
+    pong_.resize(std::size_t(batch * N * C));
+    cols_.resize(std::size_t(batch * P * cfg.in_chans * cfg.patch_size * cfg.patch_size));
+    proj_.resize(std::size_t(batch * P * C));
+    pooled_.resize(std::size_t(batch * C));
+    cls_.resize(std::size_t(batch));
+    keep_idx_.resize(std::size_t(batch * N));
+    reserved_ = batch;
+  }
+
+  // trace (optional): what the forward did, in host memory (on CUDA it is
+  // copied back, which waits for the stream).
+  void forward(const Exec& exec, const T* images, int batch, T* logits,
                const PruneSchedule& schedule = PruneSchedule::none(), VimTrace* trace = nullptr) {
     constexpr const char* where = "VisionMamba::forward";
-    const VimConfig& cfg = weights_->config;
-    detail::check_model_forward(where, images, logits, batch);
+    const VimConfig& cfg = config();
+    if (B::grows_on_demand && images && logits && batch > reserved_) reserve(batch);
+    detail::check_model_forward(where, images, logits, batch, reserved_);
     schedule.check(where, cfg.depth);
     schedule.check_sample(where, 0, cfg.tokens(), cfg.depth);
     const std::int64_t N = cfg.tokens(), C = cfg.dim;
-    detail::checked_extent(where, "activations", batch, N, 2 * std::int64_t(cfg.inner()), sizeof(float));
-    ping_.resize(std::size_t(batch * N * C));
-    pong_.resize(ping_.size());
-    embed(host, images, batch, ping_.data());
-    cls_.assign(std::size_t(batch), cfg.cls_index());
+    const ModelWeights& w = *weights_;
+
+    // x[b] = patches with the class token inserted at cls_index, + pos_embed.
+    const PatchGeometry g{cfg.image_size, cfg.patch_size, cfg.in_chans};
+    B::patchify(exec, images, batch, g, cols_.data());
+    B::linear(exec, ws_.context(), static_cast<const T*>(cols_.data()), std::int64_t(batch) * cfg.num_patches(),
+              g.patch_dim(), w["patch_embed.proj.weight"], w["patch_embed.proj.bias"], C, proj_.data());
+    B::assemble_tokens(exec, static_cast<const T*>(proj_.data()), w["cls_token"], w["pos_embed"], batch, N, C,
+                       cfg.cls_index(), ping_.data());
+    B::fill_ints(exec, cls_.data(), batch, cfg.cls_index());
     if (trace) *trace = VimTrace{{int(N)}, {}, {}};
 
     int tokens = int(N);
-    float* x = ping_.data();
-    float* y = pong_.data();
+    T* x = ping_.data();
+    T* y = pong_.data();
     for (int l = 0; l < cfg.depth; ++l) {
       auto a = SsmBlockArgs::dense(x, y, batch, tokens);
       a.keep = schedule.keep_at(l, tokens);
       a.protect = schedule.protect;
       a.keep_token = cls_.data();
       a.seed = std::uint64_t(l);
-      if (trace && a.keep < tokens) {
+      const bool pruned = a.keep < tokens;
+      if (trace && pruned) a.keep_idx = keep_idx_.data();
+      BlockType::forward(exec, w.block(l), a, ws_);
+      if (trace && pruned) {
         trace->keep_idx.emplace_back(std::size_t(batch) * a.keep);
-        a.keep_idx = trace->keep_idx.back().data();
+        B::copy_to_host(exec, keep_idx_.data(), std::int64_t(batch) * a.keep, trace->keep_idx.back().data());
+        trace->cls_position.emplace_back(std::size_t(batch));
+        B::copy_to_host(exec, cls_.data(), batch, trace->cls_position.back().data());
       }
-      BlockType::forward(host, weights_->block(l), a, ws_);
-      if (trace && a.keep < tokens) trace->cls_position.push_back(cls_);
       tokens = a.keep;
       std::swap(x, y);
       if (trace) trace->tokens.push_back(tokens);
     }
-    head(host, x, batch, tokens, logits);
+    // logits = head(RMSNorm(x[b, cls[b]]))
+    B::rms_norm_rows(exec, static_cast<const T*>(x), pooled_.data(), batch, C,
+                     RmsNormParams<T>{w["norm_f.weight"], cfg.eps}, cls_.data(), tokens);
+    B::linear(exec, ws_.context(), static_cast<const T*>(pooled_.data()), batch, C, w["head.weight"], w["head.bias"],
+              cfg.num_classes, logits);
   }
+
+  // Each sample's class-token position after the last forward, in Exec's
+  // memory.
+  const int* cls_position() const { return cls_.data(); }
 
  private:
-  // x[b] = patches with the class token inserted at cls_index, + pos_embed.
-  void embed(const Host& host, const float* images, int batch, float* x) {
-    const VimConfig& cfg = weights_->config;
-    const int P = cfg.num_patches(), C = cfg.dim, cls = cfg.cls_index();
-    proj_.resize(std::size_t(batch) * P * C);
-    patch_embed(host, cfg.patch_shape(), images, batch, weights_->patch_w.data(), weights_->patch_b.data(), cols_,
-                proj_.data());
-    const std::int64_t N = cfg.tokens();
-#pragma omp parallel for schedule(static) num_threads(cpu::thread_count(host))
-    for (std::int64_t bn = 0; bn < std::int64_t(batch) * N; ++bn) {
-      const std::int64_t b = bn / N, n = bn % N;
-      const float* src = n == cls ? weights_->cls_token.data() : proj_.data() + (b * P + (n < cls ? n : n - 1)) * C;
-      const float* pos = weights_->pos_embed.data() + n * C;
-      float* dst = x + bn * C;
-      for (int c = 0; c < C; ++c) dst[c] = src[c] + pos[c];
-    }
-  }
-
-  // logits = head(RMSNorm(x[b, cls]))
-  void head(const Host& host, const float* x, int batch, int tokens, float* logits) {
-    const VimConfig& cfg = weights_->config;
-    const int C = cfg.dim;
-    pooled_.resize(std::size_t(batch) * C);
-    const cpu::RmsNormWeights norm{weights_->norm_f_w.data(), cfg.eps};
-    for (int b = 0; b < batch; ++b)
-      cpu::rms_norm_row(x + (std::int64_t(b) * tokens + cls_[std::size_t(b)]) * C, pooled_.data() + std::int64_t(b) * C,
-                        C, norm);
-    cpu::linear_bias(host, pooled_.data(), batch, C, weights_->head_w.data(), weights_->head_b.data(),
-                     cfg.num_classes, logits);
-  }
-
-  std::shared_ptr<const VimWeights> weights_;
-  SsmWorkspace ws_;
-  std::vector<float> ping_, pong_, cols_, proj_, pooled_;
-  std::vector<int> cls_;
+  std::shared_ptr<const ModelWeights> weights_;
+  Workspace<Exec, T> ws_;
+  Buffer<T> ping_, pong_, cols_, proj_, pooled_;
+  Buffer<int> cls_, keep_idx_;
+  int reserved_ = 0;
 };
+
+// The CPU model (the CUDA one: rs::cuda::VisionMamba<Metric>).
+template <class Metric = policies::L2>
+using VisionMamba = BasicVisionMamba<Host, float, Metric>;
 
 }  // namespace repshift

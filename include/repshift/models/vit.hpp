@@ -1,11 +1,19 @@
 #pragma once
-// ViT / DeiT built from Block<Transformer, Site, Metric, Compress, PreNorm>:
-// patch embedding (models/patch_embed.hpp), CLS token,
-// position embedding, `depth` blocks pruning per a PruneSchedule, final
-// LayerNorm on the CLS token, classification head. Weights are random
+// ViT / DeiT built from Block<Transformer, Site, Metric, Compress, PreNorm>,
+// one model for every executor: patch embedding (im2col + GEMM), CLS
+// token, position embedding, `depth` blocks pruning per a PruneSchedule,
+// final LayerNorm on the CLS token, classification head. Weights are random
 // (timm's init: truncated normal std 0.02) or loaded from a safetensors
 // file with timm's DeiT tensor names (patch_embed.proj.weight,
 // blocks.{i}.attn.qkv.weight, ...).
+//
+//   rs::VisionTransformer<> deit(rs::ViTWeights::random(rs::ViTConfig::deit_small(), 0));   // CPU, f32
+//   deit.forward(rs::Host{}, images, 8, logits, rs::PruneSchedule::paper());
+//
+//   rs::cuda::Blas blas;                                                   // after repshift/cuda.hpp
+//   rs::cuda::VisionTransformer<__half> gpu(weights, blas);
+//   gpu.reserve(64);                                                       // every allocation, up front
+//   gpu.forward(rs::Cuda{stream}, d_images, 64, d_logits, rs::PruneSchedule::paper());
 
 #include <cmath>
 #include <memory>
@@ -16,11 +24,13 @@
 #include <vector>
 
 #include "../blocks/transformer_block.hpp"
+#include "../blocks/workspace.hpp"
 #include "../io/safetensors.hpp"
 #include "forward_args.hpp"
-#include "patch_embed.hpp"
-#include "weights_init.hpp"
+#include "../params/patch.hpp"
+#include "tensor_store.hpp"
 #include "prune_schedule.hpp"
+#include "weights_init.hpp"
 
 namespace repshift {
 
@@ -150,72 +160,160 @@ struct ViTTrace {
                                             // -1 for a fused token (Compress = Fuse)
 };
 
-template <class Site = policies::Mlp, class Metric = policies::L2, class Compress = policies::Prune>
-class VisionTransformer {
+// Every ViT tensor where Exec's kernels read it, in storage type T, and the
+// per-block views the Block takes.
+template <class Exec, class T>
+class ViTModelWeights {
+ public:
+  explicit ViTModelWeights(std::shared_ptr<const ViTWeights> host) : config_(checked(host)->config), tensors_(host) {
+    for (int i = 0; i < config_.depth; ++i) blocks_.push_back(make_block(i));
+  }
+  explicit ViTModelWeights(const ViTWeights& host) : ViTModelWeights(std::make_shared<const ViTWeights>(host)) {}
+  const ViTConfig& config() const { return config_; }
+  const T* operator[](const std::string& name) const { return tensors_[name]; }
+  const BasicTransformerBlockWeights<T>& block(int i) const { return blocks_.at(std::size_t(i)); }
+
+ private:
+  static const std::shared_ptr<const ViTWeights>& checked(const std::shared_ptr<const ViTWeights>& host) {
+    detail::require_pointer("ViTModelWeights", "weights", host.get());
+    host->config.check("ViTModelWeights");
+    return host;
+  }
+  BasicTransformerBlockWeights<T> make_block(int i) const {
+    const std::string p = "blocks." + std::to_string(i) + ".";
+    BasicTransformerBlockWeights<T> w;
+    w.dim = config_.dim;
+    w.heads = config_.heads;
+    w.mlp_hidden = config_.mlp_hidden;
+    w.ln_eps = config_.ln_eps;
+    w.norm1_weight = tensors_[p + "norm1.weight"];
+    w.norm1_bias = tensors_[p + "norm1.bias"];
+    w.qkv_weight = tensors_[p + "attn.qkv.weight"];
+    w.qkv_bias = tensors_[p + "attn.qkv.bias"];
+    w.proj_weight = tensors_[p + "attn.proj.weight"];
+    w.proj_bias = tensors_[p + "attn.proj.bias"];
+    w.norm2_weight = tensors_[p + "norm2.weight"];
+    w.norm2_bias = tensors_[p + "norm2.bias"];
+    w.fc1_weight = tensors_[p + "mlp.fc1.weight"];
+    w.fc1_bias = tensors_[p + "mlp.fc1.bias"];
+    w.fc2_weight = tensors_[p + "mlp.fc2.weight"];
+    w.fc2_bias = tensors_[p + "mlp.fc2.bias"];
+    return w;
+  }
+
+  ViTConfig config_;
+  TensorStore<Exec, T> tensors_;
+  std::vector<BasicTransformerBlockWeights<T>> blocks_;
+};
+
+// images: [batch, in_chans, image_size, image_size] (NCHW, T); logits:
+// [batch, num_classes] (T); on CUDA both are device pointers. Not
+// thread-safe: the model owns its scratch. reserve(batch) allocates
+// everything a forward of up to `batch` images needs; the CPU model also
+// grows on demand, the CUDA one refuses a larger batch.
+template <class Exec, class T, class Site = policies::Mlp, class Metric = policies::L2,
+          class Compress = policies::Prune>
+class BasicVisionTransformer {
+  using B = Backend<Exec>;
+  template <class U>
+  using Buffer = typename B::template Buffer<U>;
+
  public:
   using BlockType = Block<policies::Transformer, Site, Metric, Compress, policies::PreNorm>;
+  using ModelWeights = ViTModelWeights<Exec, T>;
+  using Context = typename B::Context;
 
-  explicit VisionTransformer(ViTWeights weights)
-      : VisionTransformer(std::make_shared<const ViTWeights>(std::move(weights))) {}
   // Models of different policies can share one set of weights (ablations).
-  explicit VisionTransformer(std::shared_ptr<const ViTWeights> weights) : weights_(std::move(weights)) {
+  explicit BasicVisionTransformer(std::shared_ptr<const ModelWeights> weights, Context ctx = {})
+      : weights_(std::move(weights)), ws_(ctx) {
     detail::require_pointer("VisionTransformer", "weights", weights_.get());
-    weights_->config.check("VisionTransformer");
   }
-  const ViTConfig& config() const { return weights_->config; }
+  explicit BasicVisionTransformer(std::shared_ptr<const ViTWeights> weights, Context ctx = {})
+      : BasicVisionTransformer(std::make_shared<const ModelWeights>(std::move(weights)), ctx) {}
+  explicit BasicVisionTransformer(ViTWeights weights, Context ctx = {})
+      : BasicVisionTransformer(std::make_shared<const ViTWeights>(std::move(weights)), ctx) {}
+  const ViTConfig& config() const { return weights_->config(); }
 
-  // images: [batch, in_chans, image_size, image_size] (NCHW, float);
-  // logits: [batch, num_classes]. Not thread-safe: the model owns its scratch.
-  void forward(const Host& host, const float* images, int batch, float* logits,
-               const PruneSchedule& schedule = PruneSchedule::none(), ViTTrace* trace = nullptr) {
-    constexpr const char* where = "VisionTransformer::forward";
-    const ViTConfig& cfg = weights_->config;
-    detail::check_model_forward(where, images, logits, batch);
-    schedule.check(where, cfg.depth);
-    schedule.check_sample(where, 0, cfg.tokens(), cfg.depth);
-    detail::require_at_most(where, "schedule.protect", schedule.protect, "tokens", cfg.tokens());
-    const std::int64_t N = cfg.tokens(), C = cfg.dim;
-    detail::checked_extent(where, "activations", batch, N, std::max<std::int64_t>(3 * C, cfg.mlp_hidden), sizeof(float));
+  void reserve(int batch) {
+    detail::require_positive("VisionTransformer::reserve", "batch", batch);
+    const ViTConfig& cfg = config();
+    const std::int64_t N = cfg.tokens(), C = cfg.dim, P = cfg.num_patches();
+    detail::checked_extent("VisionTransformer::reserve", "activations", batch, N,
+                           std::max<std::int64_t>(3 * C, cfg.mlp_hidden), sizeof(T));
+    BlockType::reserve(ws_, weights_->block(0), batch, N);
     ping_.resize(std::size_t(batch * N * C));
-    pong_.resize(ping_.size());
-
-    embed(host, images, batch, ping_.data());
-    if (trace) *trace = ViTTrace{{int(N)}, {}, {}, {}};
-
-    int tokens = int(N);
-    float* x = ping_.data();
-    float* y = pong_.data();
-    const float* sizes = nullptr;  // Merge: token sizes once a layer has merged (all 1 before)
+    pong_.resize(std::size_t(batch * N * C));
+    cols_.resize(std::size_t(batch * P * cfg.patch_dim()));
+    proj_.resize(std::size_t(batch * P * C));
+    cls_.resize(std::size_t(batch * C));
+    keep_idx_.resize(std::size_t(batch * N));
     if constexpr (BlockType::kMerge) {
       sizes_in_.resize(std::size_t(batch * N));
       sizes_out_.resize(std::size_t(batch * N));
     }
+    reserved_ = batch;
+  }
+
+  // trace (optional): what the forward did, in host memory (on CUDA its
+  // kept indices are copied back, which waits for the stream).
+  void forward(const Exec& exec, const T* images, int batch, T* logits,
+               const PruneSchedule& schedule = PruneSchedule::none(), ViTTrace* trace = nullptr) {
+    constexpr const char* where = "VisionTransformer::forward";
+    const ViTConfig& cfg = config();
+    if (B::grows_on_demand && images && logits && batch > reserved_) reserve(batch);
+    detail::check_model_forward(where, images, logits, batch, reserved_);
+    schedule.check(where, cfg.depth);
+    schedule.check_sample(where, 0, cfg.tokens(), cfg.depth);
+    detail::require_at_most(where, "schedule.protect", schedule.protect, "tokens", cfg.tokens());
+    const std::int64_t N = cfg.tokens(), C = cfg.dim;
+    const ModelWeights& w = *weights_;
+
+    // x[b, 0] = cls + pos[0]; x[b, 1 + p] = W . patch_p + bias + pos[1 + p]
+    B::patchify(exec, images, batch, PatchGeometry{cfg.image_size, cfg.patch_size, cfg.in_chans}, cols_.data());
+    B::linear(exec, ws_.context(), static_cast<const T*>(cols_.data()), std::int64_t(batch) * cfg.num_patches(),
+              cfg.patch_dim(), w["patch_embed.proj.weight"], w["patch_embed.proj.bias"], C, proj_.data());
+    B::assemble_tokens(exec, static_cast<const T*>(proj_.data()), w["cls_token"], w["pos_embed"], batch, N, C, 0,
+                       ping_.data());
+    if (trace) *trace = ViTTrace{{int(N)}, {}, {}, {}};
+
+    int tokens = int(N);
+    T* x = ping_.data();
+    T* y = pong_.data();
+    const float* sizes = nullptr;  // Merge: token sizes once a layer has merged (all 1 before)
+    float* sizes_in = sizes_in_.data();
+    float* sizes_out = sizes_out_.data();
     for (int l = 0; l < cfg.depth; ++l) {
-      auto a = TransformerBlockArgs::dense(x, y, batch, tokens);
+      auto a = BasicTransformerBlockArgs<T>::dense(x, y, batch, tokens);
       a.keep = schedule.keep_at(l, tokens);
       a.protect = schedule.protect;
       a.seed = std::uint64_t(l);
       if constexpr (BlockType::kMerge) {
         a.sizes = sizes;
-        if (a.keep < tokens) a.kept_sizes = sizes_out_.data();
+        if (a.keep < tokens) a.kept_sizes = sizes_out;
       }
-      if (trace && a.keep < tokens) {
-        trace->pruned_layers.push_back(l);
-        trace->keep_idx.emplace_back(std::size_t(batch) * a.keep);
-        a.keep_idx = trace->keep_idx.back().data();
-      }
-      BlockType::forward(host, weights_->block(l), a, ws_);
+      const bool pruned = a.keep < tokens;
+      if (trace && pruned) a.keep_idx = keep_idx_.data();
+      BlockType::forward(exec, w.block(l), a, ws_);
       if (a.kept_sizes) {
-        std::swap(sizes_in_, sizes_out_);
-        sizes = sizes_in_.data();
+        std::swap(sizes_in, sizes_out);
+        sizes = sizes_in;
       }
       const int out = BlockType::output_tokens(tokens, a.keep);
-      if (trace && a.keep < tokens) record_source(*trace, batch, tokens, a.keep, out);
+      if (trace && pruned) {
+        trace->pruned_layers.push_back(l);
+        trace->keep_idx.emplace_back(std::size_t(batch) * a.keep);
+        B::copy_to_host(exec, keep_idx_.data(), std::int64_t(batch) * a.keep, trace->keep_idx.back().data());
+        record_source(*trace, batch, tokens, a.keep, out);
+      }
       tokens = out;
       std::swap(x, y);
       if (trace) trace->tokens.push_back(tokens);
     }
-    head(host, x, batch, tokens, logits);
+    // logits = head(LN(x[:, 0]))
+    B::layer_norm_rows(exec, static_cast<const T*>(x), std::int64_t(tokens) * C, cls_.data(), C, batch, C,
+                       LayerNormParams<T>{w["norm.weight"], w["norm.bias"], cfg.ln_eps});
+    B::linear(exec, ws_.context(), static_cast<const T*>(cls_.data()), batch, C, w["head.weight"], w["head.bias"],
+              cfg.num_classes, logits);
   }
 
  private:
@@ -233,38 +331,16 @@ class VisionTransformer {
     t.source.push_back(std::move(src));
   }
 
-  // x[b, 0] = cls + pos[0]; x[b, 1 + p] = W . patch_p + bias + pos[1 + p]
-  void embed(const Host& host, const float* images, int batch, float* x) {
-    const ViTConfig& cfg = weights_->config;
-    const int P = cfg.num_patches(), C = cfg.dim;
-    proj_.resize(std::size_t(batch) * P * C);
-    patch_embed(host, {cfg.image_size, cfg.patch_size, cfg.in_chans, C}, images, batch, weights_->patch_w.data(),
-                weights_->patch_b.data(), cols_, proj_.data());
-    const std::int64_t N = cfg.tokens();
-#pragma omp parallel for schedule(static) num_threads(cpu::thread_count(host))
-    for (std::int64_t bn = 0; bn < std::int64_t(batch) * N; ++bn) {
-      const std::int64_t b = bn / N, n = bn % N;
-      float* dst = x + bn * C;
-      const float* pos = weights_->pos_embed.data() + n * C;
-      const float* src = n == 0 ? weights_->cls_token.data() : proj_.data() + (b * P + n - 1) * C;
-      for (int c = 0; c < C; ++c) dst[c] = src[c] + pos[c];
-    }
-  }
-
-  // logits = head(LN(x[:, 0]))
-  void head(const Host& host, const float* x, int batch, int tokens, float* logits) {
-    const ViTConfig& cfg = weights_->config;
-    const int C = cfg.dim;
-    cls_.resize(std::size_t(batch) * C);
-    const cpu::LayerNormWeights ln{weights_->norm_w.data(), weights_->norm_b.data(), cfg.ln_eps};
-    for (int b = 0; b < batch; ++b) cpu::layer_norm_row(x + std::int64_t(b) * tokens * C, cls_.data() + std::int64_t(b) * C, C, ln);
-    cpu::linear_bias(host, cls_.data(), batch, C, weights_->head_w.data(), weights_->head_b.data(), cfg.num_classes,
-                     logits);
-  }
-
-  std::shared_ptr<const ViTWeights> weights_;
-  TransformerWorkspace ws_;
-  std::vector<float> ping_, pong_, cols_, proj_, cls_, sizes_in_, sizes_out_;
+  std::shared_ptr<const ModelWeights> weights_;
+  Workspace<Exec, T> ws_;
+  Buffer<T> ping_, pong_, cols_, proj_, cls_;
+  Buffer<float> sizes_in_, sizes_out_;
+  Buffer<int> keep_idx_;
+  int reserved_ = 0;
 };
+
+// The CPU model, f32 (the CUDA one: rs::cuda::VisionTransformer<T, ...>).
+template <class Site = policies::Mlp, class Metric = policies::L2, class Compress = policies::Prune>
+using VisionTransformer = BasicVisionTransformer<Host, float, Site, Metric, Compress>;
 
 }  // namespace repshift

@@ -1,7 +1,9 @@
 #pragma once
 // Which (Backbone, Site, Importance, Compress) combinations a Block
-// accepts: the one trait sweeps filter on, mirroring the Blocks'
-// static_asserts (those carry the readable messages).
+// accepts, and why the others are refused: CombinationRule<...>::why_not
+// is null for a valid combination and the reason otherwise. Sweeps filter
+// on valid_combination_v, with_policies reports why_not, the Blocks
+// static_assert on it.
 //   Transformer: every site and compress; ClsAttention only at Site = Attention.
 //   SsmScan:     Site = Block (no attention / MLP sub-layer), Compress =
 //                Prune (the scan needs token order), no ClsAttention.
@@ -19,18 +21,34 @@ namespace repshift {
 namespace policies {
 
 template <class Backbone, class S, class I, class C>
-inline constexpr bool valid_combination_v = false;
+struct CombinationRule {
+  static constexpr const char* why_not = "no Block implements this backbone";
+};
 
 template <class S, class I, class C>
-inline constexpr bool valid_combination_v<Transformer, S, I, C> = valid_site_importance_v<S, I>;
+struct CombinationRule<Transformer, S, I, C> {
+  static constexpr const char* why_not =
+      valid_site_importance_v<S, I> ? nullptr : "this importance is read off the attention map: use site = 'attn'";
+};
 
 template <class S, class I, class C>
-inline constexpr bool valid_combination_v<SsmScan, S, I, C> =
-    std::is_same_v<S, Block> && std::is_same_v<C, Prune> && !needs_attention_map_v<I>;
+struct CombinationRule<SsmScan, S, I, C> {
+  static constexpr const char* why_not =
+      std::is_same_v<S, Block> && std::is_same_v<C, Prune> && !needs_attention_map_v<I>
+          ? nullptr
+          : "backbone = 'ssm_scan' takes site = 'block', compress = 'prune' and no attention-map importance";
+};
 
 template <class S, class I, class C>
-inline constexpr bool valid_combination_v<CnnRows, S, I, C> =
-    std::is_same_v<S, Block> && std::is_same_v<C, Prune> && is_metric_v<I>;
+struct CombinationRule<CnnRows, S, I, C> {
+  static constexpr const char* why_not =
+      std::is_same_v<S, Block> && std::is_same_v<C, Prune> && is_metric_v<I>
+          ? nullptr
+          : "backbone = 'cnn_rows' takes site = 'block', compress = 'prune' and a per-pixel metric (or norm)";
+};
+
+template <class Backbone, class S, class I, class C>
+inline constexpr bool valid_combination_v = CombinationRule<Backbone, S, I, C>::why_not == nullptr;
 
 }  // namespace policies
 }  // namespace repshift

@@ -10,9 +10,11 @@ namespace policies {
 
 struct PreNorm {
   static constexpr const char* name = "prenorm";
+  static constexpr bool post_norm = false;
 };
 struct PostNorm {
   static constexpr const char* name = "postnorm";
+  static constexpr bool post_norm = true;
 };
 
 template <class N>

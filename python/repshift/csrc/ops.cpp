@@ -290,7 +290,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> block_forward(
   at::Tensor keep_idx = at::empty({B, keep}, xf.options().dtype(at::kInt));
   at::Tensor out, kept_sizes = at::empty({0}, xf.options());
   at::Tensor sizes_f = sizes && sizes->defined() ? f32(*sizes, "sizes") : at::Tensor();
-  thread_local rs::TransformerWorkspace ws;
+  thread_local rs::Workspace<rs::Host> ws;
   refusing([&] {
     with_block(site, importance, compress, post_norm, [&](auto block) {
       using Block = decltype(block);
@@ -346,7 +346,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> block_forward_varlen(
   at::Tensor keep_idx = at::empty({kcu[batch].item<int64_t>()}, xf.options().dtype(at::kInt));
   at::Tensor out_cu = at::empty({batch + 1}, cu.options());
   at::Tensor out = at::empty({total + batch, C}, xf.options());  // room for Fuse's one extra row per sample
-  thread_local rs::TransformerWorkspace ws;
+  thread_local rs::Workspace<rs::Host> ws;
   refusing([&] {
     with_block(site, importance, compress, post_norm, [&](auto block) {
       using Block = decltype(block);

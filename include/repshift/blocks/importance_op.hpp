@@ -1,0 +1,54 @@
+#pragma once
+// ImportanceOp<Importance>: how an importance policy scores a layer's
+// tokens on any executor, where the block's Site scores.
+//   A shift metric (and the token norm) is fused: the residual epilogue
+//   computes it on rows it reads anyway, so its op does nothing here.
+//   Random and ClsAttention write their scores with the executor's ops.
+
+#include <cstdint>
+
+#include "../backend.hpp"
+#include "../policies/importance.hpp"
+
+namespace repshift {
+
+// What an importance op may read: the layer's tokens (padded: `tokens`
+// each; packed: cu_seqlens in the executor's memory, `tokens` the longest),
+// its seed and, for ClsAttention, the [batch, heads, tokens, tokens] map.
+struct ImportanceInputs {
+  std::int64_t batch = 0, tokens = 0, heads = 0;
+  const int* cu_seqlens = nullptr;
+  std::uint64_t seed = 0;
+  const float* attention_map = nullptr;
+};
+
+template <class Importance>
+struct ImportanceOp {
+  static_assert(policies::is_metric_v<Importance>, "ImportanceOp: not an importance policy");
+  static constexpr bool fused = true;  // computed inside the residual epilogue
+  static constexpr bool needs_map = false;
+  template <class Exec>
+  static void score(const Exec&, const ImportanceInputs&, float*) {}
+};
+
+template <>
+struct ImportanceOp<policies::Random> {
+  static constexpr bool fused = false;
+  static constexpr bool needs_map = false;
+  template <class Exec>
+  static void score(const Exec& exec, const ImportanceInputs& in, float* scores) {
+    Backend<Exec>::random_scores(exec, in.seed, in.batch, in.tokens, scores, in.cu_seqlens);
+  }
+};
+
+template <>
+struct ImportanceOp<policies::ClsAttention> {
+  static constexpr bool fused = false;
+  static constexpr bool needs_map = true;  // the block runs the plain attention path
+  template <class Exec>
+  static void score(const Exec& exec, const ImportanceInputs& in, float* scores) {
+    Backend<Exec>::cls_attention_scores(exec, in.attention_map, in.batch, in.heads, in.tokens, scores, in.cu_seqlens);
+  }
+};
+
+}  // namespace repshift

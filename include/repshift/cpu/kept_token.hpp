@@ -1,0 +1,49 @@
+#pragma once
+// SsmScan's always-kept token (Vim's class token, anywhere in the
+// sequence) on the CPU, as cuda/token_compress.cuh does it on the GPU:
+//   rank_kept_token:     scores copied with +inf at keep_token[b], so
+//                        select_top keeps it whatever its score;
+//   relocate_kept_token: keep_token[b] = its position among the kept.
+// The indices are host memory here, so a bad one throws (CUDA records it
+// in exec.status instead).
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <string>
+
+#include "../error.hpp"
+#include "../exec.hpp"
+
+namespace repshift {
+namespace cpu {
+
+inline void check_kept_token(const int* keep_token, std::int64_t batch, std::int64_t tokens) {
+  for (std::int64_t b = 0; b < batch; ++b) {
+    if (keep_token[b] < 0 || keep_token[b] >= tokens) {
+      detail::fail("Block<SsmScan>::forward", "keep_token[" + std::to_string(b) + "] = " +
+                                                  std::to_string(keep_token[b]) + " is outside [0, tokens = " +
+                                                  std::to_string(tokens) + ")");
+    }
+  }
+}
+
+// ranked [batch, tokens] = scores, +inf at each sample's kept token.
+inline void rank_kept_token(const Host&, const float* scores, const int* keep_token, std::int64_t batch,
+                            std::int64_t tokens, float* ranked) {
+  check_kept_token(keep_token, batch, tokens);
+  std::copy(scores, scores + batch * tokens, ranked);
+  for (std::int64_t b = 0; b < batch; ++b) ranked[b * tokens + keep_token[b]] = INFINITY;
+}
+
+// keep_idx rows are ascending: a binary search finds the kept token.
+inline void relocate_kept_token(const Host&, const int* keep_idx, std::int64_t batch, std::int64_t keep,
+                                int* keep_token) {
+  for (std::int64_t b = 0; b < batch; ++b) {
+    const int* idx = keep_idx + b * keep;
+    keep_token[b] = int(std::lower_bound(idx, idx + keep, keep_token[b]) - idx);
+  }
+}
+
+}  // namespace cpu
+}  // namespace repshift
