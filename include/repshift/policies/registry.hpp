@@ -27,7 +27,7 @@ using Backbones = TypeList<Transformer, SsmScan, CnnRows>;
 using TokenBackbones = TypeList<Transformer, SsmScan>;  // the token models with_policies builds
 using Sites = TypeList<Attention, Mlp, Block, Update<Attention>, Update<Mlp>>;
 using MeasuredSites = TypeList<Attention, Mlp, Block>;  // one per measured layer F: the sweeps' sites
-using Metrics = TypeList<L2, L1, Cosine>;               // the shift metrics (the entry points' Metric)
+using Metrics = TypeList<L1, L2, Cosine>;               // the shift metrics (the entry points' Metric)
 using Importances = TypeList<L2, L1, Cosine, Norm, Random, ClsAttention>;
 using Compressions = TypeList<Prune, Fuse, Merge>;
 
