@@ -87,8 +87,8 @@ void select_and_gather(const Exec& exec, const CompressInputs<T>& c) {
 
 template <>
 struct CompressOp<policies::Prune> {
-  static constexpr int extra_tokens = 0;
-  static constexpr bool tracks_sizes = false;
+  static constexpr int extra_tokens = policies::Prune::extra_tokens;
+  static constexpr bool tracks_sizes = policies::Prune::tracks_sizes;
   static void check_reachable(const char*, std::int64_t, std::int64_t, std::int64_t) {}
   template <class Exec, class T>
   static void run(const Exec& exec, const CompressInputs<T>& c) {
@@ -98,8 +98,8 @@ struct CompressOp<policies::Prune> {
 
 template <>
 struct CompressOp<policies::Fuse> {
-  static constexpr int extra_tokens = 1;
-  static constexpr bool tracks_sizes = false;
+  static constexpr int extra_tokens = policies::Fuse::extra_tokens;
+  static constexpr bool tracks_sizes = policies::Fuse::tracks_sizes;
   static void check_reachable(const char*, std::int64_t, std::int64_t, std::int64_t) {}
   template <class Exec, class T>
   static void run(const Exec& exec, const CompressInputs<T>& c) {
@@ -122,8 +122,8 @@ struct CompressOp<policies::Fuse> {
 
 template <>
 struct CompressOp<policies::Merge> {
-  static constexpr int extra_tokens = 0;
-  static constexpr bool tracks_sizes = true;
+  static constexpr int extra_tokens = policies::Merge::extra_tokens;
+  static constexpr bool tracks_sizes = policies::Merge::tracks_sizes;
   // Merge can remove at most |A| tokens of a sample.
   static void check_reachable(const char* where, std::int64_t tokens, std::int64_t keep, std::int64_t protect) {
     MergeParams::check_reachable(where, tokens, keep, protect);
