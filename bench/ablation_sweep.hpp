@@ -3,12 +3,12 @@
 // CUDA (bench_cuda_ablation.cu) sweeps so their JSON labels match and
 // bench/plot_ablation.py reads both: each backbone's unpruned model, then
 // every valid (Backbone x Site x Importance x Compress) combination from
-// the type lists of sweep.hpp at keep rates 0.9, 0.7 and 0.5.
+// the type lists of api/sweep.hpp at keep rates 0.9, 0.7 and 0.5.
 
 #include <string>
 
 #include <repshift/models/prune_schedule.hpp>
-#include <repshift/sweep.hpp>
+#include <repshift/api/sweep.hpp>
 
 namespace bench {
 
@@ -29,7 +29,7 @@ template <class Register>
 void for_each_ablation(Register&& reg) {
   namespace P = repshift::policies;
   reg(P::Transformer{}, P::Mlp{}, P::L2{}, P::Prune{}, 1.0);
-  reg(P::SsmScan{}, P::Block{}, P::L2{}, P::Prune{}, 1.0);
+  reg(P::SsmScan{}, P::BlockOutput{}, P::L2{}, P::Prune{}, 1.0);
   repshift::for_each_combination(repshift::AllBackbones{}, repshift::AllSites{}, repshift::AllImportances{},
                                  repshift::AllCompressions{}, [&](auto b, auto s, auto i, auto c) {
                                    for (double keep : kKeepRates) {

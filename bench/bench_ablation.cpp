@@ -18,7 +18,7 @@
 
 #include <repshift/models/vim.hpp>
 #include <repshift/models/vit.hpp>
-#include <repshift/sweep.hpp>
+#include <repshift/api/sweep.hpp>
 
 #include "ablation_sweep.hpp"
 

@@ -16,7 +16,7 @@
 #include <type_traits>
 
 #include <repshift/cuda/models.cuh>
-#include <repshift/sweep.hpp>
+#include <repshift/api/sweep.hpp>
 
 #include "ablation_sweep.hpp"
 

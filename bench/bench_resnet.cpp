@@ -59,7 +59,7 @@ BENCHMARK(BM_ResNet50)->ArgsProduct({{8, 64}, {0, 1}, kLayouts})->ArgNames({"bat
 // Stage 2's four bottlenecks (256 -> 512 channels, stride 2) on a size x size input.
 void BM_Stage2(benchmark::State& state) {
   const int batch = int(state.range(0)), size = int(state.range(1));
-  using B = rs::Block<rs::policies::CnnRows, rs::policies::Block, rs::policies::L2>;
+  using B = rs::Block<rs::policies::CnnRows, rs::policies::BlockOutput, rs::policies::L2>;
   const auto& w = *weights();
   const auto x = random_floats(std::size_t(batch) * 256 * size * size);
   std::vector<float> a(std::size_t(batch) * 512 * size * size), b(a.size());

@@ -9,7 +9,7 @@
 #include <repshift/cuda.hpp>
 #include <repshift/cuda/attention.cuh>
 #include <repshift/cuda/merge_tokens.cuh>
-#include <repshift/cuda/token_compress.cuh>
+#include <repshift/cuda/token_scores.cuh>
 
 template void repshift::cuda::flash_attention<__half>(const repshift::Cuda&, const repshift::BasicAttentionParams<__half>&);
 template void repshift::cuda::flash_attention<float>(const repshift::Cuda&, const repshift::BasicAttentionParams<float>&);

@@ -43,7 +43,7 @@ struct RandomBottleneck {
 
 template <class M>
 class CnnBlock : public ::testing::Test {};
-using CnnMetrics = ::testing::Types<P::L1, P::L2, P::Cosine, P::Norm>;
+using CnnMetrics = ::testing::Types<P::L1, P::L2, P::Cosine, P::TokenNorm>;
 TYPED_TEST_SUITE(CnnBlock, CnnMetrics);
 
 namespace {
@@ -76,7 +76,7 @@ constexpr bool kHaveOneDnn = false;
 // transposed on the way in and out).
 template <class Metric>
 void check_block_against_reference(rs::MapLayout layout) {
-  using B = rs::Block<P::CnnRows, P::Block, Metric>;
+  using B = rs::Block<P::CnnRows, P::BlockOutput, Metric>;
   const int batch = 2, c = 16, h = 23, w = 29, keep_rows = 17, keep_cols = 20;  // 667 pixels: two epilogue runs
   const RandomBottleneck bw(c, 4, c, 1, false, 10);
   const auto x = ref::random_floats(std::size_t(batch) * c * h * w, 11);
@@ -136,7 +136,7 @@ TEST(CnnBlock, ChannelsLastProjectionShortcut) {
   rs::Workspace<rs::Host> ws;
   auto a = rs::CnnBlockArgs::dense(x_nhwc.data(), y.data(), batch, h, w);
   a.layout = rs::MapLayout::Nhwc;
-  rs::Block<P::CnnRows, P::Block, P::L2>::forward(rs::Host{}, bw.w, a, ws);
+  rs::Block<P::CnnRows, P::BlockOutput, P::L2>::forward(rs::Host{}, bw.w, a, ws);
   EXPECT_LT(ref::max_rel_error(to_nchw(y, batch, out, 5, 5), want), 1e-5);
 }
 
@@ -148,7 +148,7 @@ TEST(CnnBlock, ProjectionShortcutAndItsLimits) {
   std::vector<float> y(want.size(), NAN);
   rs::Workspace<rs::Host> ws;
   auto a = rs::CnnBlockArgs::dense(x.data(), y.data(), batch, h, w);
-  using B = rs::Block<P::CnnRows, P::Block, P::L2>;
+  using B = rs::Block<P::CnnRows, P::BlockOutput, P::L2>;
   B::forward(rs::Host{}, bw.w, a, ws);
   EXPECT_LT(ref::max_rel_error(y, want), 1e-5);
   // x [8, 9, 9] and y [16, 5, 5] have no per-pixel shift.
@@ -163,7 +163,7 @@ TEST(CnnBlock, ProjectionShortcutAndItsLimits) {
 
 // reserve() holds all a forward of that size asks for (CUDA refuses more).
 TEST(CnnBlock, ReserveCoversPrunedAndProjectedForwards) {
-  using B = rs::Block<P::CnnRows, P::Block, P::Cosine>;
+  using B = rs::Block<P::CnnRows, P::BlockOutput, P::Cosine>;
   const int batch = 2, c = 16, h = 11, w = 13;
   const RandomBottleneck identity(c, 4, c, 1, false, 40), projected(8, 4, c, 2, true, 41);
   const auto x = ref::random_floats(std::size_t(batch) * c * h * w, 42);

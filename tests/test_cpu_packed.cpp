@@ -7,7 +7,7 @@
 
 #include <numeric>
 
-#include <repshift/entry_points.hpp>
+#include <repshift/api/entry_points.hpp>
 #include <repshift/cpu/attention.hpp>
 #include <repshift/cpu/merge_tokens.hpp>
 #include <repshift/cpu/backend.hpp>
@@ -135,8 +135,8 @@ struct Policy {
 };
 
 using Policies = ::testing::Types<
-    Policy<P::Mlp, P::L2, P::Prune>, Policy<P::Attention, P::L1, P::Prune>, Policy<P::Block, P::Cosine, P::Prune>,
-    Policy<P::Update<P::Mlp>, P::L2, P::Prune>, Policy<P::Mlp, P::Norm, P::Prune, P::PostNorm>,
+    Policy<P::Mlp, P::L2, P::Prune>, Policy<P::Attention, P::L1, P::Prune>, Policy<P::BlockOutput, P::Cosine, P::Prune>,
+    Policy<P::Update<P::Mlp>, P::L2, P::Prune>, Policy<P::Mlp, P::TokenNorm, P::Prune, P::PostNorm>,
     Policy<P::Mlp, P::Random, P::Prune>, Policy<P::Attention, P::ClsAttention, P::Prune>,
     Policy<P::Mlp, P::L2, P::Fuse>, Policy<P::Attention, P::L2, P::Fuse, P::PostNorm>,
     Policy<P::Mlp, P::L2, P::Merge>, Policy<P::Attention, P::L2, P::Merge, P::PostNorm>>;

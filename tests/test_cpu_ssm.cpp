@@ -167,12 +167,12 @@ TEST(CausalConv, ForwardIsCausalAndBackwardMirrorsIt) {
 
 template <class M>
 class SsmBlock : public ::testing::Test {};
-using SsmMetrics = ::testing::Types<P::L1, P::L2, P::Cosine, P::Norm>;
+using SsmMetrics = ::testing::Types<P::L1, P::L2, P::Cosine, P::TokenNorm>;
 TYPED_TEST_SUITE(SsmBlock, SsmMetrics);
 
 TYPED_TEST(SsmBlock, OutputScoresAndOrderPreservingPruneWithAMiddleClassToken) {
   using Metric = TypeParam;
-  using B = rs::Block<P::SsmScan, P::Block, Metric>;
+  using B = rs::Block<P::SsmScan, P::BlockOutput, Metric>;
   const int batch = 2, tokens = 23, dim = 24, keep = 14;
   for (bool bidirectional : {true, false}) {
     const RandomSsmWeights w(dim, 48, 16, 3, bidirectional, 40);
@@ -256,7 +256,7 @@ TEST(SsmErrors, NameTheArgument) {
   std::vector<float> y(x.size());
   rs::Workspace<rs::Host> ws;
   auto expect_message = [&](const rs::SsmBlockArgs& a, const char* fragment) {
-    expect_refused([&] { rs::Block<P::SsmScan, P::Block, P::L2>::forward(rs::Host{}, w.view(), a, ws); }, {fragment});
+    expect_refused([&] { rs::Block<P::SsmScan, P::BlockOutput, P::L2>::forward(rs::Host{}, w.view(), a, ws); }, {fragment});
   };
   int cls = 10;
   auto a = rs::SsmBlockArgs::dense(x.data(), y.data(), 1, 10);

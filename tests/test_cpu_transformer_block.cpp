@@ -32,13 +32,13 @@ using Combos = ::testing::Types<
     Combo<P::Attention, P::L1, P::PreNorm>, Combo<P::Attention, P::L2, P::PreNorm>,
     Combo<P::Attention, P::Cosine, P::PreNorm>, Combo<P::Mlp, P::L1, P::PreNorm>,
     Combo<P::Mlp, P::L2, P::PreNorm>, Combo<P::Mlp, P::Cosine, P::PreNorm>,
-    Combo<P::Block, P::L1, P::PreNorm>, Combo<P::Block, P::L2, P::PreNorm>,
-    Combo<P::Block, P::Cosine, P::PreNorm>, Combo<P::Attention, P::L1, P::PostNorm>,
+    Combo<P::BlockOutput, P::L1, P::PreNorm>, Combo<P::BlockOutput, P::L2, P::PreNorm>,
+    Combo<P::BlockOutput, P::Cosine, P::PreNorm>, Combo<P::Attention, P::L1, P::PostNorm>,
     Combo<P::Attention, P::L2, P::PostNorm>, Combo<P::Attention, P::Cosine, P::PostNorm>,
     Combo<P::Mlp, P::L1, P::PostNorm>, Combo<P::Mlp, P::L2, P::PostNorm>,
-    Combo<P::Mlp, P::Cosine, P::PostNorm>, Combo<P::Block, P::L1, P::PostNorm>,
-    Combo<P::Block, P::L2, P::PostNorm>, Combo<P::Block, P::Cosine, P::PostNorm>,
-    Combo<P::Mlp, P::Norm, P::PreNorm>, Combo<P::Block, P::Norm, P::PostNorm>,
+    Combo<P::Mlp, P::Cosine, P::PostNorm>, Combo<P::BlockOutput, P::L1, P::PostNorm>,
+    Combo<P::BlockOutput, P::L2, P::PostNorm>, Combo<P::BlockOutput, P::Cosine, P::PostNorm>,
+    Combo<P::Mlp, P::TokenNorm, P::PreNorm>, Combo<P::BlockOutput, P::TokenNorm, P::PostNorm>,
     Combo<P::Update<P::Mlp>, P::L2, P::PreNorm>, Combo<P::Update<P::Mlp>, P::Cosine, P::PostNorm>,
     Combo<P::Update<P::Attention>, P::L1, P::PreNorm>, Combo<P::Update<P::Attention>, P::L2, P::PostNorm>>;
 
@@ -175,7 +175,7 @@ TEST(TransformerBlockImportance, ClsAttentionAndRandomScores) {
 
 template <class S>
 class TransformerBlockFuse : public ::testing::Test {};
-using FuseSites = ::testing::Types<P::Attention, P::Mlp, P::Block>;
+using FuseSites = ::testing::Types<P::Attention, P::Mlp, P::BlockOutput>;
 TYPED_TEST_SUITE(TransformerBlockFuse, FuseSites);
 
 TYPED_TEST(TransformerBlockFuse, AppendsTheScoreWeightedMeanOfTheDroppedTokens) {

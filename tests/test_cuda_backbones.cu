@@ -208,7 +208,7 @@ TYPED_TEST_SUITE(CudaSsmBlock, SsmImportances);
 // token's new position equal the CPU block's.
 TYPED_TEST(CudaSsmBlock, MatchesHostBlock) {
   REQUIRE_DEVICE();
-  using B = rs::Block<rs::policies::SsmScan, rs::policies::Block, TypeParam>;
+  using B = rs::Block<rs::policies::SsmScan, rs::policies::BlockOutput, TypeParam>;
   auto cfg = tiny_vim();
   cfg.depth = 1;
   cfg.dim = 40;
@@ -248,7 +248,7 @@ TYPED_TEST(CudaSsmBlock, MatchesHostBlock) {
 
 TEST(CudaSsmBlock, BadKeptTokenIsReportedThroughStatus) {
   REQUIRE_DEVICE();
-  using B = rs::Block<rs::policies::SsmScan, rs::policies::Block, rs::policies::L2>;
+  using B = rs::Block<rs::policies::SsmScan, rs::policies::BlockOutput, rs::policies::L2>;
   auto cfg = tiny_vim();
   cfg.depth = 1;
   const auto w = lively_vim(cfg, 7);
@@ -273,7 +273,7 @@ TEST(CudaSsmBlock, BadKeptTokenIsReportedThroughStatus) {
 // would synchronise the forward path).
 TEST(CudaSsmBlock, SmallWorkspaceIsRefused) {
   REQUIRE_DEVICE();
-  using B = rs::Block<rs::policies::SsmScan, rs::policies::Block, rs::policies::L2>;
+  using B = rs::Block<rs::policies::SsmScan, rs::policies::BlockOutput, rs::policies::L2>;
   auto cfg = tiny_vim();
   cfg.depth = 1;
   const rs::cuda::VimDeviceWeights dw(lively_vim(cfg, 7));

@@ -86,12 +86,12 @@ TEST(CudaDnnConv, MatchesHostConvolutions) {
 
 template <class M>
 class CudaCnnBlock : public ::testing::Test {};
-using CnnMetrics = ::testing::Types<P::L1, P::L2, P::Cosine, P::Norm>;
+using CnnMetrics = ::testing::Types<P::L1, P::L2, P::Cosine, P::TokenNorm>;
 TYPED_TEST_SUITE(CudaCnnBlock, CnnMetrics);
 
 TYPED_TEST(CudaCnnBlock, MatchesHostBlock) {
   REQUIRE_DEVICE();
-  using B = rs::Block<P::CnnRows, P::Block, TypeParam>;
+  using B = rs::Block<P::CnnRows, P::BlockOutput, TypeParam>;
   const int batch = 2, c = 16, h = 23, w = 29, keep_rows = 17, keep_cols = 20;
   const Bottleneck bw(c, 4, c, 1, false, 10);
   const auto x = ref::random_floats(std::size_t(batch) * c * h * w, 11);
@@ -130,7 +130,7 @@ TYPED_TEST(CudaCnnBlock, MatchesHostBlock) {
 
 TEST(CudaCnnBlock, ProjectionShortcutUnpruned) {
   REQUIRE_DEVICE();
-  using B = rs::Block<P::CnnRows, P::Block, P::L2>;
+  using B = rs::Block<P::CnnRows, P::BlockOutput, P::L2>;
   const int batch = 2, in = 8, out = 16, h = 14, w = 11;
   const Bottleneck bw(in, 4, out, 2, true, 30);
   const auto x = ref::random_floats(std::size_t(batch) * in * h * w, 31);

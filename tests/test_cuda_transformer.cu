@@ -188,12 +188,12 @@ template <class C>
 class CudaBlock : public ::testing::Test {};
 using BlockCases = ::testing::Types<
     BlockCase<P::Mlp, P::L2, P::Prune, P::PreNorm>, BlockCase<P::Attention, P::L2, P::Prune, P::PreNorm>,
-    BlockCase<P::Block, P::L1, P::Prune, P::PreNorm>, BlockCase<P::Mlp, P::Cosine, P::Prune, P::PreNorm>,
-    BlockCase<P::Mlp, P::Norm, P::Prune, P::PreNorm>, BlockCase<P::Mlp, P::Random, P::Prune, P::PreNorm>,
+    BlockCase<P::BlockOutput, P::L1, P::Prune, P::PreNorm>, BlockCase<P::Mlp, P::Cosine, P::Prune, P::PreNorm>,
+    BlockCase<P::Mlp, P::TokenNorm, P::Prune, P::PreNorm>, BlockCase<P::Mlp, P::Random, P::Prune, P::PreNorm>,
     BlockCase<P::Attention, P::ClsAttention, P::Prune, P::PreNorm>, BlockCase<P::Mlp, P::L2, P::Fuse, P::PreNorm>,
     BlockCase<P::Attention, P::L2, P::Fuse, P::PreNorm>, BlockCase<P::Mlp, P::L2, P::Prune, P::PostNorm>,
     BlockCase<P::Attention, P::Cosine, P::Prune, P::PostNorm>, BlockCase<P::Mlp, P::L2, P::Merge, P::PreNorm>,
-    BlockCase<P::Attention, P::L2, P::Merge, P::PreNorm>, BlockCase<P::Block, P::Cosine, P::Merge, P::PostNorm>>;
+    BlockCase<P::Attention, P::L2, P::Merge, P::PreNorm>, BlockCase<P::BlockOutput, P::Cosine, P::Merge, P::PostNorm>>;
 TYPED_TEST_SUITE(CudaBlock, BlockCases);
 
 }  // namespace

@@ -49,8 +49,8 @@ struct ViTPolicy {
 
 using ViTPolicies = ::testing::Types<
     ViTPolicy<P::Mlp, P::L2, P::Prune>, ViTPolicy<P::Attention, P::L1, P::Prune>,
-    ViTPolicy<P::Block, P::Cosine, P::Prune>, ViTPolicy<P::Update<P::Mlp>, P::L2, P::Prune>,
-    ViTPolicy<P::Mlp, P::Norm, P::Prune>, ViTPolicy<P::Mlp, P::Random, P::Prune>,
+    ViTPolicy<P::BlockOutput, P::Cosine, P::Prune>, ViTPolicy<P::Update<P::Mlp>, P::L2, P::Prune>,
+    ViTPolicy<P::Mlp, P::TokenNorm, P::Prune>, ViTPolicy<P::Mlp, P::Random, P::Prune>,
     ViTPolicy<P::Attention, P::ClsAttention, P::Prune>, ViTPolicy<P::Mlp, P::L2, P::Fuse>,
     ViTPolicy<P::Mlp, P::L2, P::Merge>>;
 

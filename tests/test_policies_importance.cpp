@@ -14,14 +14,14 @@ namespace rs = repshift;
 namespace P = rs::policies;
 
 TEST(Importance, NormIsTheAfterTokensL2Norm) {
-  auto acc = P::Norm::init();
-  P::Norm::accumulate(acc, 3.0f, 100.0f);  // `before` is ignored
-  P::Norm::accumulate(acc, 4.0f, -7.0f);
-  EXPECT_FLOAT_EQ(P::Norm::finalize(acc), 5.0f);
-  static_assert(P::is_metric_v<P::Norm> && P::is_importance_v<P::Norm>);
+  auto acc = P::TokenNorm::init();
+  P::TokenNorm::accumulate(acc, 3.0f, 100.0f);  // `before` is ignored
+  P::TokenNorm::accumulate(acc, 4.0f, -7.0f);
+  EXPECT_FLOAT_EQ(P::TokenNorm::finalize(acc), 5.0f);
+  static_assert(P::is_metric_v<P::TokenNorm> && P::is_importance_v<P::TokenNorm>);
   static_assert(P::is_importance_v<P::Random> && P::is_importance_v<P::ClsAttention> && !P::is_metric_v<P::Random>);
   static_assert(!P::valid_site_importance_v<P::Mlp, P::ClsAttention> &&
-                P::valid_site_importance_v<P::Attention, P::ClsAttention> && P::valid_site_importance_v<P::Block, P::L2>);
+                P::valid_site_importance_v<P::Attention, P::ClsAttention> && P::valid_site_importance_v<P::BlockOutput, P::L2>);
 }
 
 TEST(Importance, InvertedReversesTheOrder) {
@@ -106,7 +106,7 @@ TEST(Sweep, ExpandsExactlyTheValidCombinations) {
                              using B = decltype(b);
                              static_assert(rs::policies::valid_combination_v<B, decltype(s), decltype(i), decltype(c)>);
                              if constexpr (std::is_same_v<B, P::SsmScan>) {
-                               static_assert(std::is_same_v<decltype(s), P::Block> && std::is_same_v<decltype(c), P::Prune>);
+                               static_assert(std::is_same_v<decltype(s), P::BlockOutput> && std::is_same_v<decltype(c), P::Prune>);
                                ++ssm;
                              } else {
                                ++transformer;

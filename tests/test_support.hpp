@@ -19,7 +19,7 @@ template <class M>
 constexpr ref::Metric ref_metric() {
   if constexpr (std::is_same_v<M, rs::policies::L1>) return ref::Metric::L1;
   else if constexpr (std::is_same_v<M, rs::policies::L2>) return ref::Metric::L2;
-  else if constexpr (std::is_same_v<M, rs::policies::Norm>) return ref::Metric::Norm;
+  else if constexpr (std::is_same_v<M, rs::policies::TokenNorm>) return ref::Metric::Norm;
   else return ref::Metric::Cosine;
 }
 

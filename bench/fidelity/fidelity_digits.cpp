@@ -14,7 +14,7 @@
 #include <vector>
 
 #include <repshift/models/vit.hpp>
-#include <repshift/sweep.hpp>
+#include <repshift/api/sweep.hpp>
 
 namespace rs = repshift;
 namespace P = rs::policies;

@@ -18,7 +18,7 @@
 #include <vector>
 
 #include <repshift/models/bert.hpp>
-#include <repshift/sweep.hpp>
+#include <repshift/api/sweep.hpp>
 
 namespace rs = repshift;
 namespace P = rs::policies;

@@ -18,7 +18,7 @@
 #include <type_traits>
 #include <vector>
 
-#include <repshift/dispatch.hpp>
+#include <repshift/api/dispatch.hpp>
 #include <repshift/models/vim.hpp>
 #include <repshift/models/vit.hpp>
 

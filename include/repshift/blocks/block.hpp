@@ -1,13 +1,13 @@
 #pragma once
-// Block<Backbone, Site, Metric, Compress, Norm>: one layer of a backbone
-// that measures representation shift at Site with Metric inside its own
+// Block<Backbone, Site, Importance, Compress, Norm>: one layer of a backbone
+// that measures representation shift at Site with Importance inside its own
 // epilogues and compresses tokens with Compress. The primary template
 // refuses; each supported backbone specialises it (blocks/transformer_block.hpp,
 // blocks/ssm_block.hpp, blocks/cnn_block.hpp).
 
-#include "../error.hpp"
+#include "../core/error.hpp"
 #include "../policies/compress.hpp"
-#include "../policies/norm.hpp"
+#include "../policies/norm_placement.hpp"
 
 namespace repshift {
 namespace detail {
@@ -28,13 +28,13 @@ inline void check_token_block_args(const char* where, const void* x, const void*
 
 }  // namespace detail
 
-template <class Backbone, class Site, class Metric, class Compress = policies::Prune,
+template <class Backbone, class Site, class Importance, class Compress = policies::Prune,
           class Norm = policies::PreNorm>
 struct Block {
   static_assert(sizeof(Backbone) == 0,
                 "repshift::Block: this Backbone x Compress combination is not implemented "
-                "(supported: Block<Transformer, Site, Metric, Prune|Fuse|Merge, PreNorm|PostNorm>, "
-                "Block<SsmScan, Block, Metric, Prune, PreNorm>, Block<CnnRows, Block, Metric, Prune, PreNorm>)");
+                "(supported: Block<Transformer, Site, Importance, Prune|Fuse|Merge, PreNorm|PostNorm>, "
+                "Block<SsmScan, BlockOutput, Importance, Prune, PreNorm>, Block<CnnRows, BlockOutput, Importance, Prune, PreNorm>)");
 };
 
 }  // namespace repshift

@@ -1,12 +1,12 @@
 #pragma once
-// Block<CnnRows, Block, Metric, Prune, PreNorm>: a ResNet bottleneck on
+// Block<CnnRows, BlockOutput, Importance, Prune, PreNorm>: a ResNet bottleneck on
 // feature maps, one forward for every executor, written against
 // Backend<Exec> and ConvOps<Exec> and run with a Workspace<Exec, float>:
 //   y = ReLU(conv3(ReLU(conv2(ReLU(conv1 x)))) + shortcut(x)),
 // conv1/conv3 1x1, conv2 3x3 with the block's stride (torchvision's v1.5),
 // shortcut = x or a 1x1 strided projection; BatchNorm is folded into each
 // conv's bias. conv3 writes its raw product; the residual epilogue adds
-// its bias, forms y and accumulates the per-pixel shift Metric(y[:, h, w],
+// its bias, forms y and accumulates the per-pixel shift Importance(y[:, h, w],
 // x[:, h, w]) over channels in the same pass, so the row and column scores
 // cost no extra pass. Pruning then keeps the best keep_rows rows and
 // keep_cols columns per sample and the output stays a dense
@@ -23,13 +23,13 @@
 #include <string>
 #include <type_traits>
 
-#include "../backend.hpp"
-#include "../conv_ops.hpp"
-#include "../conv_params.hpp"
+#include "../core/backend.hpp"
+#include "../core/conv_ops.hpp"
+#include "../params/conv2d.hpp"
 #include "../cpu/backend.hpp"  // the CPU executor is always there; CUDA: cuda/cudnn_conv_ops.cuh
 #include "../cpu/conv_ops.hpp"
-#include "../entry_points.hpp"
-#include "../line_params.hpp"
+#include "../api/entry_points.hpp"
+#include "../params/line_prune.hpp"
 #include "../params/residual_map.hpp"
 #include "../policies/backbone.hpp"
 #include "../policies/metric.hpp"
@@ -100,13 +100,13 @@ struct CnnBlockArgs {
   }
 };
 
-template <class Site, class Metric, class Compress, class Norm>
-struct Block<policies::CnnRows, Site, Metric, Compress, Norm> {
-  static_assert(std::is_same_v<Site, policies::Block>,
+template <class Site, class Importance, class Compress, class Norm>
+struct Block<policies::CnnRows, Site, Importance, Compress, Norm> {
+  static_assert(std::is_same_v<Site, policies::BlockOutput>,
                 "Block<CnnRows>: Site must be Block (the shift of the whole bottleneck, per pixel)");
   static_assert(std::is_same_v<Compress, policies::Prune>,
                 "Block<CnnRows>: Compress must be Prune (whole rows and columns are removed)");
-  static_assert(policies::is_metric_v<Metric>, "Block<CnnRows>: Metric must be a shift metric or Norm");
+  static_assert(policies::is_metric_v<Importance>, "Block<CnnRows>: Importance must be a shift metric or TokenNorm");
 
   // What a forward of these arguments does, after checking them.
   struct Plan {
@@ -151,7 +151,7 @@ struct Block<policies::CnnRows, Site, Metric, Compress, Norm> {
     const std::int64_t maps = 1 + (w.has_projection() ? 1 : 0) + (prune ? 1 : 0);  // t3, shortcut, full
     WorkspaceExtent e;
     e.values = batch * (w.mid_channels * (height * width + n) + maps * w.out_channels * n);
-    e.floats = Backend<Exec>::template residual_map_scratch<Metric>(batch, n, w.out_channels) + batch * (n + Ho + Wo);
+    e.floats = Backend<Exec>::template residual_map_scratch<Importance>(batch, n, w.out_channels) + batch * (n + Ho + Wo);
     e.ints = batch * (Ho + Wo);
     return e;
   }
@@ -210,8 +210,8 @@ struct Block<policies::CnnRows, Site, Metric, Compress, Norm> {
     r.channels = w.out_channels;
     r.pixels = n;
     r.layout = a.layout;
-    if (!p.score) return B::template residual_map<Metric, false>(exec, r);
-    B::template residual_map<Metric, true>(exec, r);
+    if (!p.score) return B::template residual_map<Importance, false>(exec, r);
+    B::template residual_map<Importance, true>(exec, r);
 
     LineScoreParams lines;
     lines.before = a.x;
@@ -236,7 +236,7 @@ struct Block<policies::CnnRows, Site, Metric, Compress, Norm> {
  private:
   // The forward's buffers, carved from a workspace in workspace_extent's
   // order. The partial sums come first: the arena's own alignment suits
-  // any Metric::Accum.
+  // any Importance::Accum.
   struct Scratch {
     float *t1, *t2, *t3, *shortcut, *full;
     float *partials, *pixel, *rows, *cols;
@@ -253,7 +253,7 @@ struct Block<policies::CnnRows, Site, Metric, Compress, Norm> {
       s.t3 = s.t2 + batch * w.mid_channels * n;
       s.shortcut = s.t3 + map;
       s.full = s.shortcut + (w.has_projection() ? map : 0);
-      const std::int64_t partials = Backend<Exec>::template residual_map_scratch<Metric>(batch, n, w.out_channels);
+      const std::int64_t partials = Backend<Exec>::template residual_map_scratch<Importance>(batch, n, w.out_channels);
       s.partials = partials ? ws.floats() : nullptr;
       s.pixel = ws.floats() + partials;
       s.rows = s.pixel + batch * n;

@@ -9,11 +9,12 @@
 #include <cstdint>
 #include <string>
 
-#include "../backend.hpp"
-#include "../error.hpp"
-#include "../merge_params.hpp"
-#include "../params.hpp"
-#include "../params/fuse.hpp"
+#include "../core/backend.hpp"
+#include "../core/error.hpp"
+#include "../params/merge_tokens.hpp"
+#include "../params/gather_tokens.hpp"
+#include "../params/select_top.hpp"
+#include "../params/fuse_tokens.hpp"
 #include "../policies/compress.hpp"
 #include "workspace.hpp"
 

@@ -7,7 +7,7 @@
 
 #include <cstdint>
 
-#include "../backend.hpp"
+#include "../core/backend.hpp"
 #include "../policies/importance.hpp"
 
 namespace repshift {

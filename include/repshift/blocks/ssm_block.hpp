@@ -1,5 +1,5 @@
 #pragma once
-// Block<SsmScan, Block, Metric, Prune, PreNorm>: one Vim / Mamba block, one
+// Block<SsmScan, BlockOutput, Importance, Prune, PreNorm>: one Vim / Mamba block, one
 // forward for every executor, written against Backend<Exec> and run with a
 // Workspace<Exec, float>. f32 throughout: the scan's state recurrence stays
 // in f32, as Mamba's reference kernel keeps it.
@@ -20,14 +20,14 @@
 #include <string>
 #include <type_traits>
 
-#include "../backend.hpp"
+#include "../core/backend.hpp"
 #include "../cpu/backend.hpp"  // the CPU executor is always there; CUDA: repshift/cuda.hpp
 #include "../params/residual_rows.hpp"
 #include "../policies/backbone.hpp"
 #include "../policies/importance.hpp"
 #include "../policies/metric.hpp"
 #include "../policies/site.hpp"
-#include "../ssm_params.hpp"
+#include "../params/selective_scan.hpp"
 #include "block.hpp"
 #include "compress_op.hpp"
 #include "importance_op.hpp"
@@ -59,8 +59,8 @@ struct SsmBlockArgs {
   }
 };
 
-template <class Site, class Metric, class Compress, class Norm>
-struct Block<policies::SsmScan, Site, Metric, Compress, Norm> {
+template <class Site, class Importance, class Compress, class Norm>
+struct Block<policies::SsmScan, Site, Importance, Compress, Norm> {
   // What the block can do, asked of the policies' own traits: the one score
   // pair it forms is D(y, x); the scan needs the survivors alone (no fused
   // or merged rows) and in order; Vim / Mamba normalise before the mixer.
@@ -69,15 +69,15 @@ struct Block<policies::SsmScan, Site, Metric, Compress, Norm> {
   static_assert(Compress::extra_tokens == 0 && !Compress::tracks_sizes,
                 "Block<SsmScan>: Compress must be Prune (the scan needs the surviving tokens in order)");
   static_assert(!Norm::post_norm, "Block<SsmScan>: Norm must be PreNorm (Vim / Mamba)");
-  static_assert(policies::is_importance_v<Metric> && !policies::needs_attention_map_v<Metric>,
-                "Block<SsmScan>: Metric must be a shift metric, Norm or Random (there is no attention map)");
+  static_assert(policies::is_importance_v<Importance> && !policies::needs_attention_map_v<Importance>,
+                "Block<SsmScan>: Importance must be a shift metric, TokenNorm or Random (there is no attention map)");
 
   using site = Site;
-  using metric = Metric;
+  using importance = Importance;
   using norm = Norm;
-  using Importance = ImportanceOp<Metric>;
+  using ScoreOp = ImportanceOp<Importance>;
   using Compression = CompressOp<Compress>;
-  static constexpr bool kFusedScore = Importance::fused;
+  static constexpr bool kFusedScore = ScoreOp::fused;
   static constexpr int output_tokens(int tokens, int keep) { return keep < tokens ? keep : tokens; }
 
   // The workspace of a forward over `rows` = batch * tokens token rows.
@@ -147,7 +147,7 @@ struct Block<policies::SsmScan, Site, Metric, Compress, Norm> {
       in.batch = a.batch;
       in.tokens = a.tokens;
       in.seed = a.seed;
-      Importance::score(exec, in, scores);
+      ScoreOp::score(exec, in, scores);
     }
     if (!prune) return;
 
@@ -254,7 +254,7 @@ struct Block<policies::SsmScan, Site, Metric, Compress, Norm> {
   // (instantiated with L2, whose score code it never uses).
   template <class Exec>
   static void run_residual(const Exec& exec, const ResidualRows<float>& e, bool score) {
-    using Fused = std::conditional_t<kFusedScore, Metric, policies::L2>;
+    using Fused = std::conditional_t<kFusedScore, Importance, policies::L2>;
     if constexpr (kFusedScore) {
       if (score) return Backend<Exec>::template residual_epilogue<Fused, Site::operands, false>(exec, e);
     }

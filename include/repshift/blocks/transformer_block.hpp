@@ -1,5 +1,5 @@
 #pragma once
-// Block<Transformer, Site, Metric, Compress, Norm>: one forward for every
+// Block<Transformer, Site, Importance, Compress, Norm>: one forward for every
 // executor, written against Backend<Exec> (cpu/backend.hpp,
 // cuda/backend.cuh) and run with a Workspace<Exec, T>.
 //
@@ -13,7 +13,7 @@
 // operands (no extra pass). Attention is the flash kernel: no N x N buffer.
 //
 // Batches are padded [batch, tokens, dim] or packed [total, dim] with
-// cu_seqlens (varlen.hpp); both run as one packed schedule (a padded batch
+// cu_seqlens (core/varlen.hpp); both run as one packed schedule (a padded batch
 // is the packed one with equal lengths), so a sample's result does not
 // depend on the batch it runs in, and padding costs nothing.
 //
@@ -34,8 +34,8 @@
 #include <type_traits>
 #include <vector>
 
-#include "../attention_params.hpp"
-#include "../backend.hpp"
+#include "../params/attention.hpp"
+#include "../core/backend.hpp"
 #include "../cpu/backend.hpp"  // the CPU executor is always there; CUDA: repshift/cuda.hpp
 #include "../params/residual_rows.hpp"
 #include "../policies/backbone.hpp"
@@ -100,25 +100,25 @@ struct BasicTransformerBlockArgs {
 
 using TransformerBlockArgs = BasicTransformerBlockArgs<float>;
 
-// Metric: a shift metric (fused into the residual epilogue) or a baseline
+// Importance: a shift metric (fused into the residual epilogue) or a baseline
 // importance (policies/importance.hpp), computed where the site scores.
-template <class Site, class Metric, class Compress, class Norm>
-struct Block<policies::Transformer, Site, Metric, Compress, Norm> {
+template <class Site, class Importance, class Compress, class Norm>
+struct Block<policies::Transformer, Site, Importance, Compress, Norm> {
   static_assert(policies::is_site_v<Site>, "Block: Site must be Attention, Mlp, Block or Update<Attention | Mlp>");
-  static_assert(policies::is_importance_v<Metric>,
-                "Block: Metric must meet the metric contract or be Random / ClsAttention");
+  static_assert(policies::is_importance_v<Importance>,
+                "Block: Importance must meet the metric contract or be Random / ClsAttention");
   static_assert(policies::is_norm_v<Norm>, "Block: Norm must be PreNorm or PostNorm");
   static_assert(policies::is_compress_v<Compress>, "Block<Transformer>: Compress must be Prune, Fuse or Merge");
-  static_assert(policies::valid_site_importance_v<Site, Metric>,
+  static_assert(policies::valid_site_importance_v<Site, Importance>,
                 "Block: ClsAttention importance is read off the attention map, so it needs Site = Attention");
 
   using site = Site;
-  using metric = Metric;
+  using importance = Importance;
   using norm = Norm;
-  using Importance = ImportanceOp<Metric>;
+  using ScoreOp = ImportanceOp<Importance>;
   using Compression = CompressOp<Compress>;
   static constexpr bool kPostNorm = Norm::post_norm;
-  static constexpr bool kFusedScore = Importance::fused;
+  static constexpr bool kFusedScore = ScoreOp::fused;
   static constexpr int kExtra = Compression::extra_tokens;
   static constexpr bool kMerge = Compression::tracks_sizes;
 
@@ -132,7 +132,7 @@ struct Block<policies::Transformer, Site, Metric, Compress, Norm> {
                                           std::int64_t rows, std::int64_t longest) {
     constexpr const char* where = "Block<Transformer>::workspace_extent";
     const std::int64_t map =
-        Importance::needs_map ? detail::checked_extent(where, "attention map", batch * w.heads, longest, longest,
+        ScoreOp::needs_map ? detail::checked_extent(where, "attention map", batch * w.heads, longest, longest,
                                                        sizeof(float))
                               : 0;
     return {detail::checked_extent(where, "activations", 1, rows, 7 * w.dim + w.mlp_hidden, sizeof(T)),
@@ -201,7 +201,7 @@ struct Block<policies::Transformer, Site, Metric, Compress, Norm> {
     const std::int64_t dim = w.dim, rows = plan.in_rows(), longest = plan.max_in;
     ws.require("Block<Transformer>::forward", workspace_extent(w, a.batch, rows, longest),
                std::to_string(rows) + " rows of dim " + std::to_string(dim) + " / mlp_hidden " +
-                   std::to_string(w.mlp_hidden) + (Importance::needs_map ? " with the attention map" : ""));
+                   std::to_string(w.mlp_hidden) + (ScoreOp::needs_map ? " with the attention map" : ""));
     const Scratch<T> s = Scratch<T>::carve(ws, rows, dim, w.mlp_hidden);
     const PlanOffsets offsets = ws.stage_plan(exec, packed);
     const bool prune = plan.drops;
@@ -233,7 +233,7 @@ struct Block<policies::Transformer, Site, Metric, Compress, Norm> {
       B::log_sizes(exec, a.sizes, rows, s.log_sizes);
       attention.key_bias = s.log_sizes;  // proportional attention
     }
-    if constexpr (Importance::needs_map) {
+    if constexpr (ScoreOp::needs_map) {
       B::attention_with_map(exec, attention, s.map);
     } else {
       B::flash_attention(exec, attention);
@@ -257,7 +257,7 @@ struct Block<policies::Transformer, Site, Metric, Compress, Norm> {
       e1.ln_next = w.norm2();
     }
     run_residual<kScoreAttention ? Site::operands : ScoreOperands::None>(exec, e1, kScoreAttention && score);
-    if (kScoreAttention && score) Importance::score(exec, importance, scores);
+    if (kScoreAttention && score) ScoreOp::score(exec, importance, scores);
 
     // Compresses src (the plan's input rows) to dst (its output rows).
     // Merge matches on the layer's keys: qkv's K part, read before qkv is
@@ -321,7 +321,7 @@ struct Block<policies::Transformer, Site, Metric, Compress, Norm> {
     e3.scores = scores;
     if constexpr (kPostNorm) e3.ln_post = w.norm2();
     run_residual<kScoreEnd ? Site::operands : ScoreOperands::None>(exec, e3, kScoreEnd && score);
-    if (kScoreEnd && score) Importance::score(exec, importance, scores);
+    if (kScoreEnd && score) ScoreOp::score(exec, importance, scores);
     if (gather_output) compress(s.x1, a.y);
     if (a.out_cu_seqlens) {
       const std::vector<int>& out_cu = prune ? plan.out : plan.in;
@@ -360,7 +360,7 @@ struct Block<policies::Transformer, Site, Metric, Compress, Norm> {
   // (instantiated with L2, whose score code it never uses).
   template <ScoreOperands Operands, class Exec, class T>
   static void run_residual(const Exec& exec, const ResidualRows<T>& e, bool score) {
-    using Fused = std::conditional_t<kFusedScore, Metric, policies::L2>;
+    using Fused = std::conditional_t<kFusedScore, Importance, policies::L2>;
     if constexpr (kFusedScore && Operands != ScoreOperands::None) {
       if (score) return Backend<Exec>::template residual_epilogue<Fused, Operands, kPostNorm>(exec, e);
     }

@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "../error.hpp"
+#include "../core/error.hpp"
 #include "../params/layer_norm.hpp"
 
 namespace repshift {

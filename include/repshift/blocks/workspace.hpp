@@ -19,9 +19,9 @@
 #include <utility>
 #include <vector>
 
-#include "../backend.hpp"
-#include "../error.hpp"
-#include "../varlen.hpp"
+#include "../core/backend.hpp"
+#include "../core/error.hpp"
+#include "../core/varlen.hpp"
 
 namespace repshift {
 

@@ -34,9 +34,9 @@
 
 #include <cblas.h>
 
-#include "../attention_params.hpp"
-#include "../error.hpp"
-#include "../exec.hpp"
+#include "../params/attention.hpp"
+#include "../core/error.hpp"
+#include "../core/exec.hpp"
 #include "math.hpp"
 #include "parallel.hpp"
 

@@ -14,10 +14,10 @@
 #include <cstdint>
 #include <vector>
 
-#include "../backend.hpp"
-#include "../dtype.hpp"
-#include "../merge_params.hpp"
-#include "../params/fuse.hpp"
+#include "../core/backend.hpp"
+#include "../core/dtype.hpp"
+#include "../params/merge_tokens.hpp"
+#include "../params/fuse_tokens.hpp"
 #include "attention.hpp"
 #include "conv2d.hpp"
 #include "epilogue.hpp"

@@ -14,9 +14,9 @@
 #include <string>
 #include <vector>
 
-#include "../conv_params.hpp"
-#include "../error.hpp"
-#include "../exec.hpp"
+#include "../params/conv2d.hpp"
+#include "../core/error.hpp"
+#include "../core/exec.hpp"
 #include "parallel.hpp"
 
 namespace repshift {

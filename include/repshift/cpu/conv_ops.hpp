@@ -9,10 +9,10 @@
 #include <memory>
 #include <vector>
 
-#include "../conv_ops.hpp"
-#include "../conv_params.hpp"
-#include "../error.hpp"
-#include "../exec.hpp"
+#include "../core/conv_ops.hpp"
+#include "../params/conv2d.hpp"
+#include "../core/error.hpp"
+#include "../core/exec.hpp"
 #include "backend.hpp"
 #include "conv2d.hpp"
 #if defined(REPSHIFT_HAS_ONEDNN)

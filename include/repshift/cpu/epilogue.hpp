@@ -12,7 +12,7 @@
 
 #include <cstdint>
 
-#include "../exec.hpp"
+#include "../core/exec.hpp"
 #include "../params/residual_rows.hpp"
 #include "layer_norm.hpp"
 #include "math.hpp"

@@ -1,5 +1,5 @@
 #pragma once
-// CPU Compress = Fuse row (params/fuse.hpp has the contract): one sample
+// CPU Compress = Fuse row (params/fuse_tokens.hpp has the contract): one sample
 // per task, the dropped rows' importance-weighted mean written after the
 // kept rows.
 
@@ -7,9 +7,9 @@
 #include <cstdint>
 #include <vector>
 
-#include "../exec.hpp"
-#include "../params/fuse.hpp"
-#include "../varlen.hpp"
+#include "../core/exec.hpp"
+#include "../params/fuse_tokens.hpp"
+#include "../core/varlen.hpp"
 #include "parallel.hpp"
 
 namespace repshift {

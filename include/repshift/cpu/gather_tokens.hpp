@@ -8,7 +8,7 @@
 #include <string>
 #include <type_traits>
 
-#include "../params.hpp"
+#include "../params/gather_tokens.hpp"
 #include "parallel.hpp"
 
 namespace repshift {

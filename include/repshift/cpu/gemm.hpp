@@ -19,7 +19,7 @@
 #include <cstdint>
 #include <mutex>
 
-#include "../exec.hpp"
+#include "../core/exec.hpp"
 #include "parallel.hpp"
 
 // OpenBLAS's own queries, weak so that any other CBLAS links too (they are

@@ -1,6 +1,6 @@
 #pragma once
 // SsmScan's always-kept token (Vim's class token, anywhere in the
-// sequence) on the CPU, as cuda/token_compress.cuh does it on the GPU:
+// sequence) on the CPU, as cuda/kept_token.cuh does it on the GPU:
 //   rank_kept_token:     scores copied with +inf at keep_token[b], so
 //                        select_top keeps it whatever its score;
 //   relocate_kept_token: keep_token[b] = its position among the kept.
@@ -12,8 +12,8 @@
 #include <cstdint>
 #include <string>
 
-#include "../error.hpp"
-#include "../exec.hpp"
+#include "../core/error.hpp"
+#include "../core/exec.hpp"
 
 namespace repshift {
 namespace cpu {

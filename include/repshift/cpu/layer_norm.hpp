@@ -6,8 +6,8 @@
 #include <cmath>
 #include <cstdint>
 
-#include "../config.hpp"
-#include "../exec.hpp"
+#include "../core/config.hpp"
+#include "../core/exec.hpp"
 #include "../params/layer_norm.hpp"
 #include "parallel.hpp"
 

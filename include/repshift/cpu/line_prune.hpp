@@ -12,9 +12,9 @@
 #include <string>
 #include <vector>
 
-#include "../error.hpp"
-#include "../exec.hpp"
-#include "../line_params.hpp"
+#include "../core/error.hpp"
+#include "../core/exec.hpp"
+#include "../params/line_prune.hpp"
 #include "../policies/metric.hpp"
 #include "parallel.hpp"
 

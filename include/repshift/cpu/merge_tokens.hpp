@@ -22,8 +22,8 @@
 #include <string>
 #include <vector>
 
-#include "../error.hpp"
-#include "../merge_params.hpp"
+#include "../core/error.hpp"
+#include "../params/merge_tokens.hpp"
 #include "../policies/compress.hpp"
 #include "../policies/select.hpp"
 #include "parallel.hpp"

@@ -19,8 +19,8 @@
 #include <tuple>
 #include <unordered_map>
 
-#include "../conv_params.hpp"
-#include "../error.hpp"
+#include "../params/conv2d.hpp"
+#include "../core/error.hpp"
 
 namespace repshift {
 namespace cpu {

@@ -6,7 +6,7 @@
 #include <omp.h>
 #endif
 
-#include "../exec.hpp"
+#include "../core/exec.hpp"
 
 namespace repshift {
 namespace cpu {

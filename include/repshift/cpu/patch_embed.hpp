@@ -6,8 +6,8 @@
 #include <algorithm>
 #include <cstdint>
 
-#include "../exec.hpp"
-#include "../params/patch.hpp"
+#include "../core/exec.hpp"
+#include "../params/patch_embed.hpp"
 #include "parallel.hpp"
 
 namespace repshift {

@@ -14,8 +14,8 @@
 #include <cstring>
 #include <type_traits>
 
-#include "../config.hpp"
-#include "../dtype.hpp"
+#include "../core/config.hpp"
+#include "../core/dtype.hpp"
 
 namespace repshift {
 namespace cpu {

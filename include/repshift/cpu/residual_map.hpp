@@ -7,7 +7,7 @@
 #include <algorithm>
 #include <cstdint>
 
-#include "../exec.hpp"
+#include "../core/exec.hpp"
 #include "../params/residual_map.hpp"
 #include "parallel.hpp"
 #include "reduce_channels.hpp"

@@ -5,7 +5,7 @@
 #include <cmath>
 #include <cstdint>
 
-#include "../exec.hpp"
+#include "../core/exec.hpp"
 #include "../params/rms_norm.hpp"
 #include "parallel.hpp"
 

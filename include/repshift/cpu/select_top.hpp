@@ -9,7 +9,7 @@
 #include <functional>
 #include <vector>
 
-#include "../params.hpp"
+#include "../params/select_top.hpp"
 #include "../policies/select.hpp"
 #include "parallel.hpp"
 

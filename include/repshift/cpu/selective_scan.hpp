@@ -24,9 +24,9 @@
 #include <type_traits>
 #include <vector>
 
-#include "../error.hpp"
-#include "../exec.hpp"
-#include "../ssm_params.hpp"
+#include "../core/error.hpp"
+#include "../core/exec.hpp"
+#include "../params/selective_scan.hpp"
 #include "math.hpp"
 #include "parallel.hpp"
 

@@ -4,7 +4,7 @@
 
 #include <cstdint>
 
-#include "../params.hpp"
+#include "../params/shift_score.hpp"
 #include "parallel.hpp"
 #include "reduce_channels.hpp"
 

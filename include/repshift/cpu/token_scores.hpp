@@ -2,16 +2,16 @@
 // Token scores that are not a fused shift metric, on the CPU: the Random
 // importance, the CLS-attention importance read off the attention map, and
 // log(size) for proportional attention. Padded (cu_seqlens null: `tokens`
-// per sample) or packed, like the CUDA kernels of cuda/token_compress.cuh.
+// per sample) or packed, like the CUDA kernels of cuda/token_scores.cuh.
 
 #include <cmath>
 #include <cstdint>
 #include <string>
 
-#include "../error.hpp"
-#include "../exec.hpp"
+#include "../core/error.hpp"
+#include "../core/exec.hpp"
 #include "../policies/importance.hpp"
-#include "../varlen.hpp"
+#include "../core/varlen.hpp"
 
 namespace repshift {
 namespace cpu {

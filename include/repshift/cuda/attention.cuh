@@ -27,8 +27,8 @@
 #include <string>
 #include <type_traits>
 
-#include "../attention_params.hpp"
-#include "../error.hpp"
+#include "../params/attention.hpp"
+#include "../core/error.hpp"
 #include "attention_tiling.hpp"
 #include "dtype.cuh"
 #include "error.cuh"

@@ -7,7 +7,7 @@
 #include <cmath>
 #include <cstdint>
 
-#include "../config.hpp"
+#include "../core/config.hpp"
 #include "tiling.hpp"
 
 namespace repshift {

@@ -12,12 +12,12 @@
 #include <cstdint>
 #include <vector>
 
-#include "../backend.hpp"
-#include "../merge_params.hpp"
-#include "../params/fuse.hpp"
+#include "../core/backend.hpp"
+#include "../params/merge_tokens.hpp"
+#include "../params/fuse_tokens.hpp"
 #include "../params/residual_map.hpp"
 #include "../params/rms_norm.hpp"
-#include "../ssm_params.hpp"
+#include "../params/selective_scan.hpp"
 #include "attention.cuh"
 #include "blas.cuh"
 #include "device_buffer.cuh"
@@ -35,7 +35,9 @@
 #include "select_top.cuh"
 #include "selective_scan.cuh"
 #include "shift_score.cuh"
-#include "token_compress.cuh"
+#include "fuse_tokens.cuh"
+#include "kept_token.cuh"
+#include "token_scores.cuh"
 
 namespace repshift {
 namespace cuda {

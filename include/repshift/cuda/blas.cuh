@@ -25,7 +25,7 @@
 #include <tuple>
 #include <type_traits>
 
-#include "../error.hpp"
+#include "../core/error.hpp"
 #include "error.cuh"
 #include "exec.cuh"
 

@@ -23,7 +23,7 @@
 #include <tuple>
 #include <type_traits>
 
-#include "../conv_params.hpp"
+#include "../params/conv2d.hpp"
 #include "dtype.cuh"
 #include "error.cuh"
 #include "exec.cuh"

@@ -6,9 +6,9 @@
 
 #include <cstdint>
 
-#include "../conv_ops.hpp"
-#include "../conv_params.hpp"
-#include "../error.hpp"
+#include "../core/conv_ops.hpp"
+#include "../params/conv2d.hpp"
+#include "../core/error.hpp"
 #include "backend.cuh"
 #include "cudnn_conv.cuh"
 #include "exec.cuh"

@@ -8,7 +8,7 @@
 #include <cstring>
 #include <string>
 
-#include "../params.hpp"
+#include "../params/gather_tokens.hpp"
 #include "error.cuh"
 #include "exec.cuh"
 #include "tiling.hpp"
@@ -78,13 +78,13 @@ inline void throw_if_status(const Cuda& exec) {
     detail::fail("gather_tokens", "keep_idx[" + std::to_string(host[1]) + ", " + std::to_string(host[2]) +
                                       "] = " + std::to_string(host[3]) + " is outside [0, tokens)");
   }
-  if (host[0] == 3) {  // cuda/token_compress.cuh: Merge's token sizes
+  if (host[0] == 3) {  // cuda/token_scores.cuh: Merge's token sizes
     float size = 0.0f;
     std::memcpy(&size, &host[2], sizeof size);
     detail::fail("Block<Transformer, ..., Merge>::forward", "sizes[" + std::to_string(host[1]) + "] = " +
                                                               std::to_string(size) + " must be finite and > 0");
   }
-  if (host[0] == 4) {  // cuda/token_compress.cuh: SsmScan's kept token
+  if (host[0] == 4) {  // cuda/kept_token.cuh: SsmScan's kept token
     detail::fail("Block<SsmScan>::forward", "keep_token[" + std::to_string(host[1]) + "] = " + std::to_string(host[2]) +
                                                 " is outside [0, tokens)");
   }

@@ -8,7 +8,7 @@
 
 #include <cstdint>
 
-#include "../line_params.hpp"
+#include "../params/line_prune.hpp"
 #include "../policies/metric.hpp"
 #include "error.cuh"
 #include "exec.cuh"

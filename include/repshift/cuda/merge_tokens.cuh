@@ -17,7 +17,7 @@
 #include <cstdint>
 #include <string>
 
-#include "../merge_params.hpp"
+#include "../params/merge_tokens.hpp"
 #include "../policies/select.hpp"
 #include "dtype.cuh"
 #include "error.cuh"

@@ -7,11 +7,11 @@
 
 #include <cstdint>
 
-#include "../params/patch.hpp"
+#include "../params/patch_embed.hpp"
 #include "dtype.cuh"
 #include "error.cuh"
 #include "exec.cuh"
-#include "token_compress.cuh"
+#include "elementwise.cuh"
 
 namespace repshift {
 namespace cuda_detail {
@@ -33,7 +33,7 @@ __global__ void patchify_kernel(const T* images, std::int64_t batch, PatchGeomet
 template <class T>
 void patchify(const Cuda& exec, const T* images, std::int64_t batch, const PatchGeometry& g, T* cols) {
   const std::int64_t n = batch * g.patches() * g.patch_dim();
-  patchify_kernel<T><<<elementwise_grid("patchify", n), kScoreThreads, 0, exec.stream>>>(images, batch, g, cols);
+  patchify_kernel<T><<<elementwise_grid("patchify", n), kElementwiseThreads, 0, exec.stream>>>(images, batch, g, cols);
   check_launch("patchify_kernel");
 }
 
@@ -51,7 +51,7 @@ __global__ void assemble_tokens_kernel(const T* proj, const T* cls, const T* pos
 template <class T>
 void assemble_tokens(const Cuda& exec, const T* proj, const T* cls, const T* pos, std::int64_t batch,
                      std::int64_t tokens, std::int64_t dim, std::int64_t cls_index, T* x) {
-  assemble_tokens_kernel<T><<<elementwise_grid("assemble_tokens", batch * tokens * dim), kScoreThreads, 0,
+  assemble_tokens_kernel<T><<<elementwise_grid("assemble_tokens", batch * tokens * dim), kElementwiseThreads, 0,
                               exec.stream>>>(proj, cls, pos, batch, tokens, dim, cls_index, x);
   check_launch("assemble_tokens_kernel");
 }
@@ -64,7 +64,7 @@ __global__ void fill_ints_kernel(int* dst, std::int64_t n, int value) {
 // dst[0, n) = value, enqueued (a host-to-device copy from pageable memory
 // would synchronise).
 inline void fill_ints(const Cuda& exec, int* dst, std::int64_t n, int value) {
-  fill_ints_kernel<<<elementwise_grid("fill_ints", n), kScoreThreads, 0, exec.stream>>>(dst, n, value);
+  fill_ints_kernel<<<elementwise_grid("fill_ints", n), kElementwiseThreads, 0, exec.stream>>>(dst, n, value);
   check_launch("fill_ints_kernel");
 }
 

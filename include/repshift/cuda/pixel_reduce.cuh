@@ -12,7 +12,7 @@
 #include <cstdint>
 #include <type_traits>
 
-#include "../config.hpp"
+#include "../core/config.hpp"
 #include "error.cuh"
 #include "exec.cuh"
 #include "tiling.hpp"

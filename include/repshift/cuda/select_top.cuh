@@ -14,7 +14,7 @@
 
 #include <cstdint>
 
-#include "../params.hpp"
+#include "../params/select_top.hpp"
 #include "../policies/select.hpp"
 #include "error.cuh"
 #include "exec.cuh"

@@ -1,6 +1,6 @@
 #pragma once
 // CUDA selective scan (Mamba S6, forward) and causal depthwise conv + SiLU,
-// the same contract as cpu/selective_scan.hpp (ssm_params.hpp).
+// the same contract as cpu/selective_scan.hpp (params/selective_scan.hpp).
 //
 // Scan: one thread per (sample, channel) runs the recurrence with its
 // states in registers; a CTA holds kScanThreads channels of one sample, so
@@ -12,7 +12,7 @@
 
 #include <cstdint>
 
-#include "../ssm_params.hpp"
+#include "../params/selective_scan.hpp"
 #include "error.cuh"
 #include "exec.cuh"
 #include "tiling.hpp"

@@ -6,7 +6,7 @@
 
 #include <cstdint>
 
-#include "../params.hpp"
+#include "../params/shift_score.hpp"
 #include "dtype.cuh"
 #include "error.cuh"
 #include "exec.cuh"

@@ -7,8 +7,8 @@
 
 #include <string>
 
-#include "../config.hpp"
-#include "../error.hpp"
+#include "../core/config.hpp"
+#include "../core/error.hpp"
 
 namespace repshift {
 namespace cuda_tiling {

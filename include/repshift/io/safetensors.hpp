@@ -29,8 +29,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "../dtype.hpp"
-#include "../error.hpp"
+#include "../core/dtype.hpp"
+#include "../core/error.hpp"
 
 namespace repshift {
 namespace io {

@@ -1,5 +1,5 @@
 #pragma once
-// BERT-style sentence encoder from Block<Transformer, Site, Metric,
+// BERT-style sentence encoder from Block<Transformer, Site, Importance,
 // Compress, PostNorm>: word + position + token-type embeddings and
 // LayerNorm, `depth` post-LN blocks over packed sentences (no padding, no
 // mask: each sentence attends to itself only), mean pooling over each
@@ -105,10 +105,10 @@ struct BertTrace {
   }
 };
 
-template <class Site = policies::Mlp, class Metric = policies::L2, class Compress = policies::Prune>
+template <class Site = policies::Mlp, class Importance = policies::L2, class Compress = policies::Prune>
 class BertEncoder {
  public:
-  using BlockType = Block<policies::Transformer, Site, Metric, Compress, policies::PostNorm>;
+  using BlockType = Block<policies::Transformer, Site, Importance, Compress, policies::PostNorm>;
 
   explicit BertEncoder(BertWeights weights) : BertEncoder(std::make_shared<const BertWeights>(std::move(weights))) {}
   // Encoders of different policies can share one set of weights (ablations).

@@ -4,7 +4,7 @@
 #include <climits>
 #include <string>
 
-#include "../error.hpp"
+#include "../core/error.hpp"
 
 namespace repshift {
 namespace detail {

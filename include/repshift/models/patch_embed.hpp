@@ -10,7 +10,7 @@
 #include "../cpu/gemm.hpp"
 #include "../cpu/parallel.hpp"
 #include "../cpu/patch_embed.hpp"
-#include "../exec.hpp"
+#include "../core/exec.hpp"
 
 namespace repshift {
 

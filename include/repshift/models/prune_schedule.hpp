@@ -21,7 +21,7 @@
 #include <utility>
 #include <vector>
 
-#include "../error.hpp"
+#include "../core/error.hpp"
 #include "../policies/compress.hpp"
 #include "../policies/select.hpp"
 

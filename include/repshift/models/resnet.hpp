@@ -1,6 +1,6 @@
 #pragma once
 // ResNet (torchvision's v1.5 bottleneck layout) built from
-// Block<CnnRows, Block, Metric, Prune, PreNorm>, one model for every
+// Block<CnnRows, Block, Importance, Prune, PreNorm>, one model for every
 // executor, with line-wise pruning: after a stage's last block, the rows and
 // columns of lowest shift are removed per sample and the rest of the network
 // runs on the smaller, still dense map. Stem 7x7/2 conv + ReLU, 3x3/2 max
@@ -307,7 +307,7 @@ class ResNetModelWeights {
 // the model owns its scratch. reserve(batch) allocates everything a
 // forward of up to `batch` images needs; the CPU model also grows on
 // demand, the CUDA one refuses a larger batch.
-template <class Exec, class T = float, class Metric = policies::L2>
+template <class Exec, class T = float, class Importance = policies::L2>
 class BasicResNet {
   static_assert(std::is_same_v<T, float>, "ResNet: f32 only (the CnnRows kernels run f32)");
   using B = Backend<Exec>;
@@ -316,7 +316,7 @@ class BasicResNet {
   using Buffer = typename B::template Buffer<U>;
 
  public:
-  using BlockType = Block<policies::CnnRows, policies::Block, Metric, policies::Prune, policies::PreNorm>;
+  using BlockType = Block<policies::CnnRows, policies::BlockOutput, Importance, policies::Prune, policies::PreNorm>;
   using ModelWeights = ResNetModelWeights<Exec, T>;
   using Context = typename B::Context;
 
@@ -436,8 +436,8 @@ class BasicResNet {
   int reserved_ = 0;
 };
 
-// The CPU model, f32 (the CUDA one: rs::cuda::ResNet<Metric>, cuda/cudnn_models.cuh).
-template <class Metric = policies::L2>
-using ResNet = BasicResNet<Host, float, Metric>;
+// The CPU model, f32 (the CUDA one: rs::cuda::ResNet<Importance>, cuda/cudnn_models.cuh).
+template <class Importance = policies::L2>
+using ResNet = BasicResNet<Host, float, Importance>;
 
 }  // namespace repshift

@@ -10,8 +10,8 @@
 #include <string>
 #include <vector>
 
-#include "../backend.hpp"
-#include "../error.hpp"
+#include "../core/backend.hpp"
+#include "../core/error.hpp"
 
 namespace repshift {
 

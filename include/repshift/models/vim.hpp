@@ -1,5 +1,5 @@
 #pragma once
-// Vision Mamba (Vim) built from Block<SsmScan, Block, Metric, Prune,
+// Vision Mamba (Vim) built from Block<SsmScan, Block, Importance, Prune,
 // PreNorm>, one model for every executor (f32): patch embedding (im2col +
 // GEMM), a class token inserted at `cls_position` (Vim puts it in the
 // middle of the patch sequence), position embedding, `depth`
@@ -29,7 +29,7 @@
 #include "../blocks/ssm_block.hpp"
 #include "../blocks/workspace.hpp"
 #include "../io/safetensors.hpp"
-#include "../params/patch.hpp"
+#include "../params/patch_embed.hpp"
 #include "../params/rms_norm.hpp"
 #include "forward_args.hpp"
 #include "patch_embed.hpp"
@@ -247,7 +247,7 @@ class VimModelWeights {
 // model owns its scratch. reserve(batch) allocates everything a forward of
 // up to `batch` images needs; the CPU model also grows on demand, the CUDA
 // one refuses a larger batch.
-template <class Exec, class T = float, class Metric = policies::L2>
+template <class Exec, class T = float, class Importance = policies::L2>
 class BasicVisionMamba {
   static_assert(std::is_same_v<T, float>, "VisionMamba: the SsmScan path runs in f32");
   using B = Backend<Exec>;
@@ -255,7 +255,7 @@ class BasicVisionMamba {
   using Buffer = typename B::template Buffer<U>;
 
  public:
-  using BlockType = Block<policies::SsmScan, policies::Block, Metric, policies::Prune, policies::PreNorm>;
+  using BlockType = Block<policies::SsmScan, policies::BlockOutput, Importance, policies::Prune, policies::PreNorm>;
   using ModelWeights = VimModelWeights<Exec, T>;
   using Context = typename B::Context;
 
@@ -351,8 +351,8 @@ class BasicVisionMamba {
   int reserved_ = 0;
 };
 
-// The CPU model (the CUDA one: rs::cuda::VisionMamba<Metric>).
-template <class Metric = policies::L2>
-using VisionMamba = BasicVisionMamba<Host, float, Metric>;
+// The CPU model (the CUDA one: rs::cuda::VisionMamba<Importance>).
+template <class Importance = policies::L2>
+using VisionMamba = BasicVisionMamba<Host, float, Importance>;
 
 }  // namespace repshift

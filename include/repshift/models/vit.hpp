@@ -1,5 +1,5 @@
 #pragma once
-// ViT / DeiT built from Block<Transformer, Site, Metric, Compress, PreNorm>,
+// ViT / DeiT built from Block<Transformer, Site, Importance, Compress, PreNorm>,
 // one model for every executor: patch embedding (im2col + GEMM), CLS
 // token, position embedding, `depth` blocks pruning per a PruneSchedule,
 // final LayerNorm on the CLS token, classification head. Weights are random
@@ -27,7 +27,7 @@
 #include "../blocks/workspace.hpp"
 #include "../io/safetensors.hpp"
 #include "forward_args.hpp"
-#include "../params/patch.hpp"
+#include "../params/patch_embed.hpp"
 #include "tensor_store.hpp"
 #include "prune_schedule.hpp"
 #include "weights_init.hpp"
@@ -211,7 +211,7 @@ class ViTModelWeights {
 // thread-safe: the model owns its scratch. reserve(batch) allocates
 // everything a forward of up to `batch` images needs; the CPU model also
 // grows on demand, the CUDA one refuses a larger batch.
-template <class Exec, class T, class Site = policies::Mlp, class Metric = policies::L2,
+template <class Exec, class T, class Site = policies::Mlp, class Importance = policies::L2,
           class Compress = policies::Prune>
 class BasicVisionTransformer {
   using B = Backend<Exec>;
@@ -219,7 +219,7 @@ class BasicVisionTransformer {
   using Buffer = typename B::template Buffer<U>;
 
  public:
-  using BlockType = Block<policies::Transformer, Site, Metric, Compress, policies::PreNorm>;
+  using BlockType = Block<policies::Transformer, Site, Importance, Compress, policies::PreNorm>;
   using ModelWeights = ViTModelWeights<Exec, T>;
   using Context = typename B::Context;
 
@@ -340,7 +340,7 @@ class BasicVisionTransformer {
 };
 
 // The CPU model, f32 (the CUDA one: rs::cuda::VisionTransformer<T, ...>).
-template <class Site = policies::Mlp, class Metric = policies::L2, class Compress = policies::Prune>
-using VisionTransformer = BasicVisionTransformer<Host, float, Site, Metric, Compress>;
+template <class Site = policies::Mlp, class Importance = policies::L2, class Compress = policies::Prune>
+using VisionTransformer = BasicVisionTransformer<Host, float, Site, Importance, Compress>;
 
 }  // namespace repshift

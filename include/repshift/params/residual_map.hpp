@@ -7,7 +7,7 @@
 
 #include <cstdint>
 
-#include "../conv_params.hpp"
+#include "conv2d.hpp"
 
 namespace repshift {
 

@@ -5,9 +5,9 @@
 // on valid_combination_v, with_policies reports why_not, the Blocks
 // static_assert on it.
 //   Transformer: every site and compress; ClsAttention only at Site = Attention.
-//   SsmScan:     Site = Block (no attention / MLP sub-layer), Compress =
+//   SsmScan:     Site = BlockOutput (no attention / MLP sub-layer), Compress =
 //                Prune (the scan needs token order), no ClsAttention.
-//   CnnRows:     Site = Block, Compress = Prune, a shift metric or Norm
+//   CnnRows:     Site = BlockOutput, Compress = Prune, a shift metric or TokenNorm
 //                (per-pixel scores; Random and ClsAttention have no pixels).
 
 #include <type_traits>
@@ -34,7 +34,7 @@ struct CombinationRule<Transformer, S, I, C> {
 template <class S, class I, class C>
 struct CombinationRule<SsmScan, S, I, C> {
   static constexpr const char* why_not =
-      std::is_same_v<S, Block> && std::is_same_v<C, Prune> && !needs_attention_map_v<I>
+      std::is_same_v<S, BlockOutput> && std::is_same_v<C, Prune> && !needs_attention_map_v<I>
           ? nullptr
           : "backbone = 'ssm_scan' takes site = 'block', compress = 'prune' and no attention-map importance";
 };
@@ -42,7 +42,7 @@ struct CombinationRule<SsmScan, S, I, C> {
 template <class S, class I, class C>
 struct CombinationRule<CnnRows, S, I, C> {
   static constexpr const char* why_not =
-      std::is_same_v<S, Block> && std::is_same_v<C, Prune> && is_metric_v<I>
+      std::is_same_v<S, BlockOutput> && std::is_same_v<C, Prune> && is_metric_v<I>
           ? nullptr
           : "backbone = 'cnn_rows' takes site = 'block', compress = 'prune' and a per-pixel metric (or norm)";
 };

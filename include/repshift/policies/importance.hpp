@@ -3,7 +3,7 @@
 // (policies/metric.hpp) or one of the baselines below, usable wherever a
 // Metric is (Block, models, the ablation sweep).
 //
-//   Norm          ||after||: the token's L2 norm at the site. Written as a
+//   TokenNorm     ||after||: the token's L2 norm at the site. Written as a
 //                 Metric that ignores `before`, so every kernel (CPU lanes,
 //                 CUDA warps, fused epilogues) runs it unchanged.
 //   Random        uniform in [0, 1) from a seeded hash of (seed, token):
@@ -19,14 +19,14 @@
 #include <cstdint>
 #include <type_traits>
 
-#include "../config.hpp"
+#include "../core/config.hpp"
 #include "metric.hpp"
 #include "site.hpp"
 
 namespace repshift {
 namespace policies {
 
-struct Norm {
+struct TokenNorm {
   struct Accum { float sq; };
   static constexpr const char* name = "norm";
   static REPSHIFT_HD Accum init() { return {0.0f}; }

@@ -15,7 +15,7 @@
 #include <cmath>
 #include <type_traits>
 
-#include "../config.hpp"
+#include "../core/config.hpp"
 
 namespace repshift {
 namespace policies {

@@ -1,7 +1,7 @@
 #pragma once
 // The one list of policies. Everything that enumerates them derives from
-// these type lists: the runtime name table (dispatch.hpp: with_policies and
-// its "is not one of" messages), the sweeps (sweep.hpp), and the
+// these type lists: the runtime name table (api/dispatch.hpp: with_policies and
+// its "is not one of" messages), the sweeps (api/sweep.hpp), and the
 // valid-combination rule with its explanation (combination.hpp). A new
 // policy is added here and nowhere else.
 
@@ -25,10 +25,10 @@ namespace policies {
 
 using Backbones = TypeList<Transformer, SsmScan, CnnRows>;
 using TokenBackbones = TypeList<Transformer, SsmScan>;  // the token models with_policies builds
-using Sites = TypeList<Attention, Mlp, Block, Update<Attention>, Update<Mlp>>;
-using MeasuredSites = TypeList<Attention, Mlp, Block>;  // one per measured layer F: the sweeps' sites
+using Sites = TypeList<Attention, Mlp, BlockOutput, Update<Attention>, Update<Mlp>>;
+using MeasuredSites = TypeList<Attention, Mlp, BlockOutput>;  // one per measured layer F: the sweeps' sites
 using Metrics = TypeList<L1, L2, Cosine>;               // the shift metrics (the entry points' Metric)
-using Importances = TypeList<L2, L1, Cosine, Norm, Random, ClsAttention>;
+using Importances = TypeList<L2, L1, Cosine, TokenNorm, Random, ClsAttention>;
 using Compressions = TypeList<Prune, Fuse, Merge>;
 
 // "a, b, c": the names of a list, for messages.

@@ -16,8 +16,8 @@
 #include <cstdint>
 #include <cstring>
 
-#include "../config.hpp"
-#include "../error.hpp"
+#include "../core/config.hpp"
+#include "../core/error.hpp"
 
 namespace repshift {
 namespace policies {

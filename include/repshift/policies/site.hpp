@@ -4,7 +4,7 @@
 //   x' = x + Attn(LN1 x),   y = x' + MLP(LN2 x')
 //   Attention: D(Attn(LN1 x), x)     F = the attention branch
 //   Mlp:       D(MLP(LN2 x'), x')    F = the MLP branch: the paper's default and best
-//   Block:     D(y, x)               F = the whole block
+//   BlockOutput: D(y, x)             F = the whole block
 // "after" is a branch output taken before its residual add: the paper's
 // equation read literally, s = || MLP(LN2 x') - x' ||.
 //
@@ -26,7 +26,7 @@ enum class ScoreOperands {
   None,                // no score
   BranchVsResidual,    // D(branch, residual): Attention and Mlp sites
   SumVsResidual,       // D(residual + branch, residual): Update<Attention | Mlp>
-  OutputVsBlockInput   // D(out, block_input): Block site
+  OutputVsBlockInput   // D(out, block_input): BlockOutput site
 };
 
 namespace policies {
@@ -41,7 +41,7 @@ struct Mlp {
   static constexpr bool scores_attention = false;
   static constexpr ScoreOperands operands = ScoreOperands::BranchVsResidual;
 };
-struct Block {
+struct BlockOutput {
   static constexpr const char* name = "block";
   static constexpr bool scores_attention = false;
   static constexpr ScoreOperands operands = ScoreOperands::OutputVsBlockInput;
@@ -58,7 +58,7 @@ struct Update {
 
 template <class S>
 inline constexpr bool is_site_v = std::is_same_v<S, Attention> || std::is_same_v<S, Mlp> ||
-                                  std::is_same_v<S, Block> || std::is_same_v<S, Update<Attention>> ||
+                                  std::is_same_v<S, BlockOutput> || std::is_same_v<S, Update<Attention>> ||
                                   std::is_same_v<S, Update<Mlp>>;
 
 }  // namespace policies

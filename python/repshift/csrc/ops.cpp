@@ -21,7 +21,7 @@
 #include <vector>
 
 #include <repshift/blocks/transformer_block.hpp>
-#include <repshift/dispatch.hpp>
+#include <repshift/api/dispatch.hpp>
 #include <repshift/repshift.hpp>
 
 namespace rs = repshift;

@@ -5,7 +5,7 @@
 #include <cstdint>
 #include <string>
 
-#include "error.hpp"
+#include "../core/error.hpp"
 
 namespace repshift {
 

@@ -9,8 +9,8 @@
 //   rs::for_each_combination(rs::AllSites{}, rs::AllImportances{}, rs::AllCompressions{},
 //                            [](auto site, auto importance, auto compress) { ... });  // Transformer
 
-#include "policies/combination.hpp"
-#include "policies/registry.hpp"
+#include "../policies/combination.hpp"
+#include "../policies/registry.hpp"
 
 namespace repshift {
 

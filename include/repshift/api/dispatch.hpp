@@ -19,9 +19,9 @@
 #include <string_view>
 #include <type_traits>
 
-#include "error.hpp"
-#include "policies/combination.hpp"
-#include "policies/registry.hpp"
+#include "../core/error.hpp"
+#include "../policies/combination.hpp"
+#include "../policies/registry.hpp"
 
 namespace repshift {
 namespace detail {

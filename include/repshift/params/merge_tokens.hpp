@@ -7,10 +7,10 @@
 #include <cstdint>
 #include <string>
 
-#include "config.hpp"
-#include "error.hpp"
-#include "policies/compress.hpp"
-#include "varlen.hpp"
+#include "../core/config.hpp"
+#include "../core/error.hpp"
+#include "../policies/compress.hpp"
+#include "../core/varlen.hpp"
 
 namespace repshift {
 

@@ -3,7 +3,7 @@
 // patches, each flattened as PyTorch's Conv2d weight [dim, C, p, p] reads
 // it: cols[b * P + p, (c * ps + ky) * ps + kx].
 
-#include "../config.hpp"
+#include "../core/config.hpp"
 
 namespace repshift {
 

@@ -1,5 +1,5 @@
 #pragma once
-// Compress = Fuse's extra row (cpu/fuse_tokens.hpp, cuda/token_compress.cuh):
+// Compress = Fuse's extra row (cpu/fuse_tokens.hpp, cuda/fuse_tokens.cuh):
 // for each sample that dropped tokens, the mean of its dropped rows of src
 // weighted by their scores (uniform when those do not sum to > 0), written
 // right after its kept rows in out.

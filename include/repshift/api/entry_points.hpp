@@ -5,17 +5,51 @@
 // names the argument and value) and hands it to Backend<Exec>.
 
 #include <cstdint>
+#include <string>
 #include <type_traits>
 
-#include "backend.hpp"
-#include "exec.hpp"
-#include "params.hpp"
-#include "policies/metric.hpp"
-#include "tensor_view.hpp"
-#include "varlen.hpp"
+#include "../core/backend.hpp"
+#include "../core/exec.hpp"
+#include "../core/tensor_view.hpp"
+#include "../core/varlen.hpp"
+#include "../params/gather_tokens.hpp"
+#include "../params/select_top.hpp"
+#include "../params/shift_score.hpp"
+#include "../policies/metric.hpp"
 
 namespace repshift {
 namespace detail {
+
+// Shape and stride checks shared by the tensor-view overloads.
+template <class View>
+void require_dim(const char* where, const char* name, const View& v, int dim,
+                 std::int64_t expected, const char* expected_name) {
+  if (v.shape[dim] != expected) {
+    fail(where, std::string(name) + ".shape[" + std::to_string(dim) + "] = " +
+                    std::to_string(v.shape[dim]) + " must equal " + expected_name + " = " +
+                    std::to_string(expected));
+  }
+}
+
+template <class View>
+void require_unit_inner_stride(const char* where, const char* name, const View& v) {
+  constexpr int last = View::rank - 1;
+  if (v.stride[last] != 1) {
+    fail(where, std::string(name) + ".stride[" + std::to_string(last) + "] = " +
+                    std::to_string(v.stride[last]) + " must be 1 (innermost dimension contiguous)");
+  }
+}
+
+template <class View>
+void require_non_negative_strides(const char* where, const char* name, const View& v) {
+  for (int d = 0; d < View::rank; ++d) {
+    if (v.stride[d] < 0) {
+      fail(where, std::string(name) + ".stride[" + std::to_string(d) + "] = " +
+                      std::to_string(v.stride[d]) + " must be >= 0");
+    }
+  }
+}
+
 
 // Compile-time checks shared by both shift_score forms.
 template <class Metric, class Exec, class T>
@@ -93,7 +127,7 @@ void gather_tokens(Exec exec, const T* x, const int* keep_idx, T* out, int batch
   Backend<Exec>::gather_tokens(exec, p);
 }
 
-// ---- packed (varlen) forms: FlashAttention's layout (varlen.hpp) ----
+// ---- packed (varlen) forms: FlashAttention's layout (core/varlen.hpp) ----
 // Sample b's tokens are rows [cu_seqlens[b], cu_seqlens[b + 1]) of a
 // contiguous [total, channels] array; its kept indices (local to the
 // sample, ascending) are rows [kept_cu_seqlens[b], kept_cu_seqlens[b + 1])

@@ -8,7 +8,7 @@
 #include <cstdint>
 #include <string>
 
-#include "cpu/parallel.hpp"
+#include "../cpu/parallel.hpp"
 #include "dtype.hpp"
 #include "error.hpp"
 

@@ -7,9 +7,9 @@
 #include <cstdint>
 #include <string>
 
-#include "config.hpp"
-#include "error.hpp"
-#include "varlen.hpp"
+#include "../core/config.hpp"
+#include "../core/error.hpp"
+#include "../core/varlen.hpp"
 
 namespace repshift {
 

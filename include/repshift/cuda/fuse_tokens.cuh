@@ -1,0 +1,67 @@
+#pragma once
+// Compress = Fuse's extra token on the GPU (params/fuse_tokens.hpp has the
+// contract, cpu/fuse_tokens.hpp the CPU twin): the dropped rows' mean
+// weighted by their scores (uniform when the scores do not sum to > 0),
+// EViT's token fusion. One CTA per sample.
+
+#include <cstdint>
+
+#include "../core/varlen.hpp"
+#include "../params/fuse_tokens.hpp"
+#include "dtype.cuh"
+#include "error.cuh"
+#include "exec.cuh"
+#include "shared_memory.cuh"
+#include "warp_reduce.cuh"
+
+namespace repshift {
+namespace cuda_detail {
+
+// Dynamic shared memory: one byte per token, next to kFuseStaticFloats of
+// block_reduce scratch.
+constexpr int kFuseStaticFloats = 32;
+constexpr int kFuseThreads = 256;
+
+template <class T>
+__global__ void __launch_bounds__(kFuseThreads)
+    fuse_dropped_kernel(FuseParams<T> p) {
+  unsigned char* kept = dynamic_smem();
+  __shared__ float scratch[kFuseStaticFloats];
+  const std::int64_t b = blockIdx.x;
+  const std::int64_t n = seq_length(p.cu_seqlens, b, p.tokens), k_b = seq_length(p.kept_cu_seqlens, b, p.keep);
+  if (k_b >= n) return;  // uniform for the CTA: nothing dropped, no fused row
+  const std::int64_t in = seq_begin(p.cu_seqlens, b, p.tokens);
+  const int* idx = p.keep_idx + seq_begin(p.kept_cu_seqlens, b, p.keep);
+  for (std::int64_t t = threadIdx.x; t < n; t += blockDim.x) kept[t] = 0;
+  __syncthreads();
+  for (std::int64_t k = threadIdx.x; k < k_b; k += blockDim.x) kept[idx[k]] = 1;
+  __syncthreads();
+  const float* s = p.scores + in;
+  float local = 0.0f;
+  for (std::int64_t t = threadIdx.x; t < n; t += blockDim.x) local += kept[t] ? 0.0f : s[t];
+  const float total = block_reduce<false>(local, scratch);
+  const float uniform = 1.0f / float(n - k_b);
+  T* fused = p.out + (seq_begin(p.out_cu_seqlens, b, p.keep + 1) + k_b) * p.channels;
+  for (std::int64_t c = threadIdx.x; c < p.channels; c += blockDim.x) {
+    float acc = 0.0f;
+    for (std::int64_t t = 0; t < n; ++t) {
+      if (kept[t]) continue;
+      const float w = total > 0.0f ? s[t] / total : uniform;
+      acc += w * to_float(p.src[(in + t) * p.channels + c]);
+    }
+    fused[c] = from_float<T>(acc);
+  }
+}
+
+template <class T>
+void fuse_dropped(const Cuda& exec, const FuseParams<T>& p) {
+  detail::require_at_most("fuse_dropped", "batch", p.batch, "2^31 - 1 (CUDA grid x)", 0x7fffffff);
+  // The default 48 KiB per block holds the static scratch and the flags.
+  constexpr std::int64_t kMaxTokens = 48 * 1024 - kFuseStaticFloats * std::int64_t(sizeof(float));
+  detail::require_at_most("fuse_dropped", "tokens", p.tokens, "48 KiB less the static reduce scratch", kMaxTokens);
+  fuse_dropped_kernel<T><<<unsigned(p.batch), kFuseThreads, std::size_t(p.tokens), exec.stream>>>(p);
+  check_launch("fuse_dropped_kernel");
+}
+
+}  // namespace cuda_detail
+}  // namespace repshift

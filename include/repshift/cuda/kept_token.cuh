@@ -1,0 +1,59 @@
+#pragma once
+// SsmScan's always-kept token (Vim's class token) on the GPU, as
+// cpu/kept_token.hpp has it on the CPU:
+//   rank_kept_token:     scores copied with +inf at keep_token[b]; an index
+//                        outside [0, tokens) is recorded in exec.status
+//                        (code 4) and left unranked
+//   relocate_kept_token: keep_token[b] = its position among the kept
+
+#include <cstdint>
+
+#include "elementwise.cuh"
+#include "error.cuh"
+#include "exec.cuh"
+
+namespace repshift {
+namespace cuda_detail {
+
+__global__ void rank_kept_token_kernel(const float* scores, const int* keep_token, std::int64_t batch,
+                                       std::int64_t tokens, float* ranked, int* status) {
+  const std::int64_t i = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= batch * tokens) return;
+  const std::int64_t b = i / tokens, t = i % tokens;
+  const int k = keep_token[b];
+  if ((k < 0 || k >= tokens) && t == 0 && status && atomicCAS(status, 0, 4) == 0) {
+    status[1] = int(b);
+    status[2] = k;
+  }
+  ranked[i] = t == k ? INFINITY : scores[i];
+}
+
+inline void rank_kept_token(const Cuda& exec, const float* scores, const int* keep_token, std::int64_t batch,
+                            std::int64_t tokens, float* ranked) {
+  rank_kept_token_kernel<<<elementwise_grid("rank_kept_token", batch * tokens), kElementwiseThreads, 0, exec.stream>>>(
+      scores, keep_token, batch, tokens, ranked, exec.status);
+  check_launch("rank_kept_token_kernel");
+}
+
+// keep_idx rows are ascending: a binary search finds the kept token.
+__global__ void relocate_kept_token_kernel(const int* keep_idx, std::int64_t batch, std::int64_t keep, int* keep_token) {
+  const std::int64_t b = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (b >= batch) return;
+  const int* idx = keep_idx + b * keep;
+  std::int64_t lo = 0, hi = keep;
+  while (lo < hi) {
+    const std::int64_t mid = (lo + hi) / 2;
+    if (idx[mid] < keep_token[b]) lo = mid + 1; else hi = mid;
+  }
+  keep_token[b] = int(lo);
+}
+
+inline void relocate_kept_token(const Cuda& exec, const int* keep_idx, std::int64_t batch, std::int64_t keep,
+                                int* keep_token) {
+  relocate_kept_token_kernel<<<elementwise_grid("relocate_kept_token", batch), kElementwiseThreads, 0, exec.stream>>>(
+      keep_idx, batch, keep, keep_token);
+  check_launch("relocate_kept_token_kernel");
+}
+
+}  // namespace cuda_detail
+}  // namespace repshift

@@ -1,0 +1,45 @@
+#pragma once
+// Arguments of gather_tokens. Filled once at the API edge from raw pointers or tensor views, checked
+// there, and passed by value to the kernels of every Exec
+// (FlashAttention's Flash_fwd_params pattern). Offsets are 64-bit, strides
+// in elements.
+
+#include <climits>
+#include <cstdint>
+
+#include "../core/error.hpp"
+#include "../core/varlen.hpp"
+
+namespace repshift {
+
+// out[b, k, :] = x[b, keep_idx[b, k], :]; packed: out's rows start at
+// out_cu_seqlens[b] (null: kept_cu_seqlens[b], like keep_idx's).
+template <class T>
+struct GatherParams : PackedRows {
+  const T* x = nullptr;
+  const int* keep_idx = nullptr;
+  T* out = nullptr;
+  const int* out_cu_seqlens = nullptr;
+  std::int64_t batch = 0, tokens = 0, keep = 0, channels = 0;
+  std::int64_t x_batch_stride = 0, x_token_stride = 0;
+  std::int64_t keep_batch_stride = 0, keep_token_stride = 0;
+  std::int64_t out_batch_stride = 0, out_token_stride = 0;
+
+  void check(const char* where) const {
+    check_pointers(where);
+    if (out_cu_seqlens) detail::require_pointer(where, "cu_seqlens", cu_seqlens);
+    detail::require_pointer(where, "x", x);
+    detail::require_pointer(where, "keep_idx", keep_idx);
+    detail::require_pointer(where, "out", out);
+    detail::require_positive(where, "batch", batch);
+    detail::require_positive(where, "tokens", tokens);
+    detail::require_positive(where, "keep", keep);
+    detail::require_positive(where, "channels", channels);
+    detail::require_at_most(where, "tokens", tokens, "INT_MAX", INT_MAX);
+    detail::require_at_most(where, "keep", keep, "tokens", tokens);
+    detail::checked_extent(where, "x", batch, tokens, channels, sizeof(T));
+    detail::checked_extent(where, "out", batch, keep, channels, sizeof(T));
+  }
+};
+
+}  // namespace repshift

@@ -1,0 +1,40 @@
+#pragma once
+// Arguments of select_top. Filled once at the API edge from raw pointers or tensor views, checked
+// there, and passed by value to the kernels of every Exec
+// (FlashAttention's Flash_fwd_params pattern). Offsets are 64-bit, strides
+// in elements.
+
+#include <climits>
+#include <cstdint>
+
+#include "../core/error.hpp"
+#include "../core/varlen.hpp"
+
+namespace repshift {
+
+// keep_idx[b, 0..keep) = the kept token indices of sample b, ascending.
+struct SelectParams : PackedRows {
+  const float* scores = nullptr;
+  int* keep_idx = nullptr;
+  std::int64_t batch = 0, tokens = 0, keep = 0, protect = 0;
+  std::int64_t scores_batch_stride = 0, scores_token_stride = 0;
+  std::int64_t keep_batch_stride = 0, keep_token_stride = 0;
+
+  void check(const char* where) const {
+    check_pointers(where);
+    detail::require_pointer(where, "scores", scores);
+    detail::require_pointer(where, "keep_idx", keep_idx);
+    detail::require_positive(where, "batch", batch);
+    detail::require_positive(where, "tokens", tokens);
+    detail::require_positive(where, "keep", keep);
+    detail::require_non_negative(where, "protect", protect);
+    // Indices are written as int: the token count must fit.
+    detail::require_at_most(where, "tokens", tokens, "INT_MAX", INT_MAX);
+    detail::require_at_most(where, "keep", keep, "tokens", tokens);
+    detail::require_at_most(where, "protect", protect, "tokens", tokens);
+    detail::require_at_most(where, "protect", protect, "keep", keep);
+    detail::checked_extent(where, "scores", batch, tokens, 1, sizeof(float));
+  }
+};
+
+}  // namespace repshift
