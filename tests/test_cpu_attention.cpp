@@ -56,7 +56,10 @@ TEST_P(Attention, FlashAndPlainMatchNaiveSoftmax) {
 INSTANTIATE_TEST_SUITE_P(TokenCounts, Attention,
                          ::testing::Values(Case{2, 1, 2, 64}, Case{2, 7, 3, 64}, Case{2, 197, 6, 64},
                                            Case{1, 577, 2, 64}, Case{1, 1025, 1, 64}, Case{1, 50, 2, 40},
-                                           Case{1, 33, 1, 3}),
+                                           Case{1, 33, 1, 3},
+                                           // Video lengths (UMT-B, 12 frames: 2352; one past a
+                                           // power of two): many key tiles, a ragged last one.
+                                           Case{1, 2352, 1, 32}, Case{1, 4097, 1, 8}),
                          [](const auto& info) {
                            return "N" + std::to_string(info.param.tokens) + "_H" + std::to_string(info.param.heads) +
                                   "_D" + std::to_string(info.param.head_dim);

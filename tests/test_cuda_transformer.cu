@@ -479,6 +479,39 @@ TEST(CudaVisionTransformer, MergeMatchesHostModel) {
   expect_close(dlogits.download(want.size()), want, 1e-4, "logits");
 }
 
+// The video encoder (tubelet patches, no class token, token-mean head)
+// under the paper's video schedules, kept indices included.
+TEST(CudaVideoTransformer, MatchesHostModelWithTheSameKeptTokens) {
+  REQUIRE_DEVICE();
+  auto cfg = rs::ViTConfig::umt_base(4, 2);
+  cfg.image_size = 16;
+  cfg.patch_size = 4;
+  cfg.dim = 32;
+  cfg.depth = 3;
+  cfg.heads = 2;
+  cfg.mlp_hidden = 64;
+  cfg.num_classes = 5;
+  auto w = lively_vit(cfg, 7);
+  w.pos_embed = rs::ViTWeights::random(cfg, 7).pos_embed;
+  const int batch = 3;
+  const auto clips = ref::random_floats(std::size_t(batch) * 3 * 4 * 16 * 16, 8);
+  rs::cuda::Blas blas;
+  rs::cuda::VideoTransformer<float> dmodel(w, blas);
+  dmodel.reserve(batch);
+  rs::VideoTransformer<> hmodel(w);
+  auto dclips = to_device<float>(clips);
+  rs::cuda::DeviceBuffer<float> dlogits(std::size_t(batch) * cfg.num_classes);
+  for (const auto& schedule : {rs::PruneSchedule::none(0), rs::PruneSchedule::video_retrieval(),
+                               rs::PruneSchedule::video_qa(3)}) {
+    std::vector<float> want(std::size_t(batch) * cfg.num_classes);
+    rs::ViTTrace htrace, dtrace;
+    hmodel.forward(rs::Host{}, clips.data(), batch, want.data(), schedule, &htrace);
+    dmodel.forward(rs::Cuda{}, dclips.data(), batch, dlogits.data(), schedule, &dtrace);
+    expect_close(dlogits.download(want.size()), want, 1e-4, "logits");
+    EXPECT_EQ(dtrace.keep_idx, htrace.keep_idx);
+  }
+}
+
 // The digits ViT trained in PyTorch (data/digits_vit): f16 and bf16 keep
 // the predictions of the f32 CPU model on nearly every held-out image.
 TYPED_TEST(CudaTyped, DigitsViTKeepsThePredictions) {

@@ -112,6 +112,12 @@ struct Backend<Host> {
                               float* x) {
     cpu::assemble_tokens(host, proj, cls, pos, batch, tokens, dim, cls_index, x);
   }
+  // out[b, :] = mean of x[b, n, :] over n (a mean-pooled head): [B, N, C] is
+  // an NHWC map of N pixels.
+  static void mean_tokens(const Host& host, const float* x, std::int64_t batch, std::int64_t tokens,
+                          std::int64_t dim, float* out) {
+    cpu::global_avg_pool_nhwc(host, x, batch, tokens, dim, out);
+  }
 
   // ---- state-space scan (SsmScan: Mamba / Vim) ------------------------------
   // y [rows, n] = x [rows, k] . W^T (+ bias), x's rows ldx apart: dt_proj

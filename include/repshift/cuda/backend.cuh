@@ -140,6 +140,11 @@ struct Backend<Cuda> {
                               std::int64_t tokens, std::int64_t dim, std::int64_t cls_index, T* x) {
     cuda_detail::assemble_tokens(exec, proj, cls, pos, batch, tokens, dim, cls_index, x);
   }
+  template <class T>
+  static void mean_tokens(const Cuda& exec, const T* x, std::int64_t batch, std::int64_t tokens, std::int64_t dim,
+                          T* out) {
+    cuda_detail::mean_tokens(exec, x, batch, tokens, dim, out);
+  }
 
   // ---- state-space scan (SsmScan: Mamba / Vim) ------------------------------
   // y [rows, n] = x [rows, k] . W^T (+ bias), x's rows ldx apart: dt_proj

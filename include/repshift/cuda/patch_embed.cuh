@@ -18,16 +18,18 @@ namespace cuda_detail {
 
 using repshift::PatchGeometry;
 
-// cols[b * P + p, (c * ps + ky) * ps + kx] = images[b, c, py * ps + ky, px * ps + kx]
+// cols[b * P + p, ((c * tubelet + dt) * ps + ky) * ps + kx]
+//   = images[b, c, tube * tubelet + dt, py * ps + ky, px * ps + kx]
 template <class T>
 __global__ void patchify_kernel(const T* images, std::int64_t batch, PatchGeometry g, T* cols) {
-  const std::int64_t K = g.patch_dim(), P = g.patches();
+  const std::int64_t K = g.patch_dim(), P = g.patches(), area = std::int64_t(g.grid()) * g.grid();
   const std::int64_t i = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= batch * P * K) return;
   const std::int64_t k = i % K, bp = i / K, p = bp % P, b = bp / P;
-  const int ps = g.patch_size, kx = int(k % ps), ky = int(k / ps % ps), c = int(k / (ps * ps));
-  const std::int64_t y = p / g.grid() * ps + ky, x = p % g.grid() * ps + kx;
-  cols[i] = images[((b * g.in_chans + c) * g.image_size + y) * g.image_size + x];
+  const int ps = g.patch_size, kx = int(k % ps), ky = int(k / ps % ps), dt = int(k / (ps * ps) % g.tubelet),
+            c = int(k / (std::int64_t(ps) * ps * g.tubelet));
+  const std::int64_t frame = p / area * g.tubelet + dt, y = p % area / g.grid() * ps + ky, x = p % g.grid() * ps + kx;
+  cols[i] = images[(((b * g.in_chans + c) * g.frames + frame) * g.image_size + y) * g.image_size + x];
 }
 
 template <class T>
@@ -37,14 +39,16 @@ void patchify(const Cuda& exec, const T* images, std::int64_t batch, const Patch
   check_launch("patchify_kernel");
 }
 
+// cls null: no class token, every row a patch.
 template <class T>
 __global__ void assemble_tokens_kernel(const T* proj, const T* cls, const T* pos, std::int64_t batch,
                                        std::int64_t tokens, std::int64_t dim, std::int64_t cls_index, T* x) {
   const std::int64_t i = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= batch * tokens * dim) return;
   const std::int64_t c = i % dim, n = i / dim % tokens, b = i / (dim * tokens);
-  const std::int64_t patch = n < cls_index ? n : n - 1;
-  const float v = n == cls_index ? to_float(cls[c]) : to_float(proj[(b * (tokens - 1) + patch) * dim + c]);
+  if (!cls) cls_index = tokens;
+  const std::int64_t patch = n < cls_index ? n : n - 1, patches = cls ? tokens - 1 : tokens;
+  const float v = n == cls_index ? to_float(cls[c]) : to_float(proj[(b * patches + patch) * dim + c]);
   x[i] = from_float<T>(v + to_float(pos[n * dim + c]));
 }
 
@@ -54,6 +58,25 @@ void assemble_tokens(const Cuda& exec, const T* proj, const T* cls, const T* pos
   assemble_tokens_kernel<T><<<elementwise_grid("assemble_tokens", batch * tokens * dim), kElementwiseThreads, 0,
                               exec.stream>>>(proj, cls, pos, batch, tokens, dim, cls_index, x);
   check_launch("assemble_tokens_kernel");
+}
+
+// out[b, c] = mean over n of x[b, n, c]: one thread per (b, c), adjacent
+// threads on adjacent channels; the sum runs in token order in f32.
+template <class T>
+__global__ void mean_tokens_kernel(const T* x, std::int64_t batch, std::int64_t tokens, std::int64_t dim, T* out) {
+  const std::int64_t i = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= batch * dim) return;
+  const std::int64_t b = i / dim, c = i % dim;
+  float sum = 0.0f;
+  for (std::int64_t n = 0; n < tokens; ++n) sum += to_float(x[(b * tokens + n) * dim + c]);
+  out[i] = from_float<T>(sum / float(tokens));
+}
+
+template <class T>
+void mean_tokens(const Cuda& exec, const T* x, std::int64_t batch, std::int64_t tokens, std::int64_t dim, T* out) {
+  mean_tokens_kernel<T><<<elementwise_grid("mean_tokens", batch * dim), kElementwiseThreads, 0, exec.stream>>>(
+      x, batch, tokens, dim, out);
+  check_launch("mean_tokens_kernel");
 }
 
 __global__ void fill_ints_kernel(int* dst, std::int64_t n, int value) {

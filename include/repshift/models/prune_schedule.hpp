@@ -9,8 +9,11 @@
 //                            "layers 1, 4, 7" count from 1): DeiT's 197 tokens
 //                            enter block 0, 158 enter blocks 1-3, 127 enter
 //                            4-6 and 102 enter 7-11.
-//   video_retrieval()        r = 0.2 at blocks 0, 1, 2 (UMT retrieval).
-//   every_layer(0.1, depth)  r = 0.1 at every block (UMT video QA).
+//   video_retrieval()        r = 0.2 at blocks 0, 1, 2 (UMT retrieval; UMT
+//                            has no class token, so nothing is protected):
+//                            2352 tokens of 12 frames -> 1882 -> 1506 -> 1205.
+//   video_qa(depth)          r = 0.1 at every block (UMT video QA), unprotected.
+//   every_layer(r, depth)    r at every block.
 //   counts({{l, k}, ...})    the count form: a sample keeps min(k, N) tokens.
 //
 // Protected leading tokens (CLS) are never dropped. A rule that would leave
@@ -57,8 +60,10 @@ class PruneSchedule {
   }
   // The paper's DeiT setting: r = 0.2 at blocks 0, 3 and 6 (197 -> 158 -> 127 -> 102).
   static PruneSchedule paper() { return paper_layers(0.2); }
-  // The paper's video retrieval setting (UMT): r = 0.2 at blocks 0, 1 and 2.
-  static PruneSchedule video_retrieval(int protect = 1) { return drop({{0, 0.2}, {1, 0.2}, {2, 0.2}}, protect); }
+  // The paper's video settings (UMT, no class token: protect 0): retrieval
+  // r = 0.2 at blocks 0, 1 and 2; QA r = 0.1 at every block.
+  static PruneSchedule video_retrieval(int protect = 0) { return drop({{0, 0.2}, {1, 0.2}, {2, 0.2}}, protect); }
+  static PruneSchedule video_qa(int depth = 12, int protect = 0) { return every_layer(0.1, depth, protect); }
   // r at every one of `depth` blocks (the paper's video QA: r = 0.1).
   static PruneSchedule every_layer(double drop_ratio, int depth, int protect = 1) {
     std::vector<std::pair<int, double>> steps;

@@ -7,6 +7,12 @@
 // file with timm's DeiT tensor names (patch_embed.proj.weight,
 // blocks.{i}.attn.qkv.weight, ...).
 //
+// The same model is the video encoder (models/video.hpp): with frames > 1
+// the patch embedding cuts tubelets of `tubelet` frames, Pool::Mean drops
+// the class token and pools the token mean through fc_norm, and UMT's
+// fixed sinusoid positions and q/v-only attention biases are config
+// choices.
+//
 //   rs::VisionTransformer<> deit(rs::ViTWeights::random(rs::ViTConfig::deit_small(), 0));   // CPU, f32
 //   deit.forward(rs::Host{}, images, 8, logits, rs::PruneSchedule::paper());
 //
@@ -35,9 +41,28 @@
 namespace repshift {
 
 struct ViTConfig {
+  // Cls: a class token, logits from its row through `norm` (DeiT). Mean: no
+  // class token, logits from the token mean through `fc_norm` (UMT, timm's
+  // global_pool='avg').
+  enum class Pool { Cls, Mean };
+  // Learned: `pos_embed` is a tensor of the file. Sinusoid: VideoMAE's fixed
+  // table, computed (UMT keeps it out of its state dict).
+  enum class Positions { Learned, Sinusoid };
+  // Fused: `attn.qkv.bias` [3 dim] (timm). QV: `attn.q_bias` and
+  // `attn.v_bias` [dim], no k bias (VideoMAE, UMT).
+  enum class QkvBias { Fused, QV };
+
   int image_size = 224, patch_size = 16, in_chans = 3;
   int dim = 384, depth = 12, heads = 6, mlp_hidden = 1536, num_classes = 1000;
   float ln_eps = 1e-6f;
+  // Video: input [batch, in_chans, frames, image, image]; a token per
+  // tubelet x patch x patch cube (Conv3d's weight [dim, in_chans, tubelet,
+  // p, p] when conv3d_patch).
+  int frames = 1, tubelet = 1;
+  Pool pool = Pool::Cls;
+  Positions positions = Positions::Learned;
+  QkvBias qkv_bias = QkvBias::Fused;
+  bool conv3d_patch = false;
 
   static ViTConfig deit_tiny() { return {224, 16, 3, 192, 12, 3, 768, 1000, 1e-6f}; }
   static ViTConfig deit_small() { return {224, 16, 3, 384, 12, 6, 1536, 1000, 1e-6f}; }
@@ -45,11 +70,18 @@ struct ViTConfig {
   // The small ViT trained on scikit-learn's 8x8 digits (data/digits_vit/,
   // bench/fidelity/train_digits_vit.py): 16 patches + CLS = 17 tokens.
   static ViTConfig digits() { return {8, 2, 1, 64, 6, 4, 128, 10, 1e-6f}; }
+  // UMT-B / UMT-L (ViT-B/16, ViT-L/16 over `frames` 224x224 frames; 400
+  // Kinetics classes): 12 frames, tubelet 1 = 2352 tokens.
+  static ViTConfig umt_base(int frames, int tubelet = 1) { return umt(768, 12, 12, 3072, frames, tubelet); }
+  static ViTConfig umt_large(int frames, int tubelet = 1) { return umt(1024, 24, 16, 4096, frames, tubelet); }
 
+  bool class_token() const { return pool == Pool::Cls; }
   int grid() const { return image_size / patch_size; }
-  int num_patches() const { return grid() * grid(); }
-  int tokens() const { return 1 + num_patches(); }
-  int patch_dim() const { return in_chans * patch_size * patch_size; }
+  int num_patches() const { return frames / tubelet * grid() * grid(); }
+  int tokens() const { return (class_token() ? 1 : 0) + num_patches(); }
+  int patch_dim() const { return in_chans * tubelet * patch_size * patch_size; }
+  PatchGeometry geometry() const { return {image_size, patch_size, in_chans, frames, tubelet}; }
+  std::string head_norm() const { return class_token() ? "norm" : "fc_norm"; }
 
   void check(const char* where) const {
     detail::require_positive(where, "config.image_size", image_size);
@@ -62,6 +94,24 @@ struct ViTConfig {
     detail::require_positive(where, "config.num_classes", num_classes);
     detail::require_multiple(where, "config.image_size", image_size, "config.patch_size", patch_size);
     detail::require_multiple(where, "config.dim", dim, "config.heads", heads);
+    detail::require_positive(where, "config.frames", frames);
+    detail::require_positive(where, "config.tubelet", tubelet);
+    detail::require_multiple(where, "config.frames", frames, "config.tubelet", tubelet);
+    if (!conv3d_patch && tubelet != 1) {
+      detail::fail(where, "config.tubelet = " + std::to_string(tubelet) + " needs config.conv3d_patch (a Conv3d weight)");
+    }
+  }
+
+ private:
+  static ViTConfig umt(int dim, int depth, int heads, int mlp, int frames, int tubelet) {
+    ViTConfig c{224, 16, 3, dim, depth, heads, mlp, 400, 1e-6f};
+    c.frames = frames;
+    c.tubelet = tubelet;
+    c.pool = Pool::Mean;
+    c.positions = Positions::Sinusoid;
+    c.qkv_bias = QkvBias::QV;
+    c.conv3d_patch = true;
+    return c;
   }
 };
 
@@ -84,28 +134,32 @@ struct ViTWeights {
   static void visit(Self& w, Fn& fn) {
     const ViTConfig& config = w.config;
     const std::int64_t C = config.dim, H = config.mlp_hidden;
-    fn("patch_embed.proj.weight", std::vector<std::int64_t>{C, config.in_chans, config.patch_size, config.patch_size}, w.patch_w);
+    const std::int64_t p = config.patch_size;
+    fn("patch_embed.proj.weight",
+       config.conv3d_patch ? std::vector<std::int64_t>{C, config.in_chans, config.tubelet, p, p}
+                           : std::vector<std::int64_t>{C, config.in_chans, p, p},
+       w.patch_w);
     fn("patch_embed.proj.bias", std::vector<std::int64_t>{C}, w.patch_b);
-    fn("cls_token", std::vector<std::int64_t>{1, 1, C}, w.cls_token);
+    if (config.class_token()) fn("cls_token", std::vector<std::int64_t>{1, 1, C}, w.cls_token);
     fn("pos_embed", std::vector<std::int64_t>{1, config.tokens(), C}, w.pos_embed);
     for (int i = 0; i < config.depth; ++i) {
-      const std::string p = "blocks." + std::to_string(i) + ".";
+      const std::string b_ = "blocks." + std::to_string(i) + ".";
       auto& b = w.blocks[std::size_t(i)];
-      fn(p + "norm1.weight", std::vector<std::int64_t>{C}, b.norm1_w);
-      fn(p + "norm1.bias", std::vector<std::int64_t>{C}, b.norm1_b);
-      fn(p + "attn.qkv.weight", std::vector<std::int64_t>{3 * C, C}, b.qkv_w);
-      fn(p + "attn.qkv.bias", std::vector<std::int64_t>{3 * C}, b.qkv_b);
-      fn(p + "attn.proj.weight", std::vector<std::int64_t>{C, C}, b.proj_w);
-      fn(p + "attn.proj.bias", std::vector<std::int64_t>{C}, b.proj_b);
-      fn(p + "norm2.weight", std::vector<std::int64_t>{C}, b.norm2_w);
-      fn(p + "norm2.bias", std::vector<std::int64_t>{C}, b.norm2_b);
-      fn(p + "mlp.fc1.weight", std::vector<std::int64_t>{H, C}, b.fc1_w);
-      fn(p + "mlp.fc1.bias", std::vector<std::int64_t>{H}, b.fc1_b);
-      fn(p + "mlp.fc2.weight", std::vector<std::int64_t>{C, H}, b.fc2_w);
-      fn(p + "mlp.fc2.bias", std::vector<std::int64_t>{C}, b.fc2_b);
+      fn(b_ + "norm1.weight", std::vector<std::int64_t>{C}, b.norm1_w);
+      fn(b_ + "norm1.bias", std::vector<std::int64_t>{C}, b.norm1_b);
+      fn(b_ + "attn.qkv.weight", std::vector<std::int64_t>{3 * C, C}, b.qkv_w);
+      fn(b_ + "attn.qkv.bias", std::vector<std::int64_t>{3 * C}, b.qkv_b);
+      fn(b_ + "attn.proj.weight", std::vector<std::int64_t>{C, C}, b.proj_w);
+      fn(b_ + "attn.proj.bias", std::vector<std::int64_t>{C}, b.proj_b);
+      fn(b_ + "norm2.weight", std::vector<std::int64_t>{C}, b.norm2_w);
+      fn(b_ + "norm2.bias", std::vector<std::int64_t>{C}, b.norm2_b);
+      fn(b_ + "mlp.fc1.weight", std::vector<std::int64_t>{H, C}, b.fc1_w);
+      fn(b_ + "mlp.fc1.bias", std::vector<std::int64_t>{H}, b.fc1_b);
+      fn(b_ + "mlp.fc2.weight", std::vector<std::int64_t>{C, H}, b.fc2_w);
+      fn(b_ + "mlp.fc2.bias", std::vector<std::int64_t>{C}, b.fc2_b);
     }
-    fn("norm.weight", std::vector<std::int64_t>{C}, w.norm_w);
-    fn("norm.bias", std::vector<std::int64_t>{C}, w.norm_b);
+    fn(config.head_norm() + ".weight", std::vector<std::int64_t>{C}, w.norm_w);
+    fn(config.head_norm() + ".bias", std::vector<std::int64_t>{C}, w.norm_b);
     fn("head.weight", std::vector<std::int64_t>{config.num_classes, C}, w.head_w);
     fn("head.bias", std::vector<std::int64_t>{config.num_classes}, w.head_b);
   }
@@ -132,19 +186,57 @@ struct ViTWeights {
         init::trunc_normal(v, gen);
       }
     });
+    if (cfg.positions == ViTConfig::Positions::Sinusoid) w.pos_embed = init::sinusoid_table(cfg.tokens(), cfg.dim);
     return w;
   }
 
+  // Reads the tensors under the config's names: a Sinusoid table is
+  // computed, not read; QV biases become the fused [q, 0, v].
   static ViTWeights load(const ViTConfig& cfg, const io::SafeTensorsFile& file) {
     cfg.check("ViTWeights::load");
     ViTWeights w;
     w.config = cfg;
     w.blocks.resize(std::size_t(cfg.depth));
-    io::load_tensors(w, file);
+    const std::int64_t C = cfg.dim;
+    w.for_each_tensor([&](const std::string& name, const std::vector<std::int64_t>& shape, std::vector<float>& v) {
+      if (name == "pos_embed" && cfg.positions == ViTConfig::Positions::Sinusoid) {
+        v = init::sinusoid_table(cfg.tokens(), cfg.dim);
+      } else if (cfg.qkv_bias == ViTConfig::QkvBias::QV && init::ends_with(name, "qkv.bias")) {
+        const std::string attn = name.substr(0, name.size() - std::string("qkv.bias").size());
+        const auto q = file.load_f32(attn + "q_bias", {C}), vb = file.load_f32(attn + "v_bias", {C});
+        v.assign(std::size_t(3 * C), 0.0f);
+        std::copy(q.begin(), q.end(), v.begin());
+        std::copy(vb.begin(), vb.end(), v.begin() + 2 * C);
+      } else {
+        v = file.load_f32(name, shape);
+      }
+    });
     return w;
   }
 
-  void save(const std::string& path) const { io::save_tensors(*this, path); }
+  // Writes the tensors under the config's names (load's inverse). A QV file
+  // has no k bias: a nonzero one is refused, naming the tensor.
+  void save(const std::string& path) const {
+    const std::int64_t C = config.dim;
+    std::vector<io::NamedTensor> list;
+    for_each_tensor([&](const std::string& name, const std::vector<std::int64_t>& shape, const std::vector<float>& v) {
+      if (name == "pos_embed" && config.positions == ViTConfig::Positions::Sinusoid) return;
+      if (config.qkv_bias == ViTConfig::QkvBias::QV && init::ends_with(name, "qkv.bias")) {
+        for (std::int64_t c = C; c < 2 * C; ++c) {
+          if (v[std::size_t(c)] != 0.0f) {
+            detail::fail("ViTWeights::save", name + "[" + std::to_string(c) + "] = " + std::to_string(v[std::size_t(c)]) +
+                                                 ": a k bias, which config.qkv_bias = QV files cannot hold");
+          }
+        }
+        const std::string attn = name.substr(0, name.size() - std::string("qkv.bias").size());
+        list.push_back({attn + "q_bias", {C}, v.data()});
+        list.push_back({attn + "v_bias", {C}, v.data() + 2 * C});
+        return;
+      }
+      list.push_back({name, shape, v.data()});
+    });
+    io::save_safetensors(path, list);
+  }
 
   TransformerBlockWeights block(int i) const {
     return blocks.at(std::size_t(i)).view(config.dim, config.heads, config.mlp_hidden, config.ln_eps);
@@ -265,15 +357,21 @@ class BasicVisionTransformer {
     schedule.check(where, cfg.depth);
     schedule.check_sample(where, 0, cfg.tokens(), cfg.depth);
     detail::require_at_most(where, "schedule.protect", schedule.protect, "tokens", cfg.tokens());
+    if (!cfg.class_token() && schedule.protect > 0) {
+      detail::fail(where, "schedule.protect = " + std::to_string(schedule.protect) +
+                              " would always keep the first patches: this model has no class token (Pool::Mean); "
+                              "use protect = 0 (PruneSchedule::video_retrieval(), every_layer(r, depth, 0))");
+    }
     const std::int64_t N = cfg.tokens(), C = cfg.dim;
     const ModelWeights& w = *weights_;
 
     // x[b, 0] = cls + pos[0]; x[b, 1 + p] = W . patch_p + bias + pos[1 + p]
-    B::patchify(exec, images, batch, PatchGeometry{cfg.image_size, cfg.patch_size, cfg.in_chans}, cols_.data());
+    // (no class token: x[b, p] = W . patch_p + bias + pos[p])
+    B::patchify(exec, images, batch, cfg.geometry(), cols_.data());
     B::linear(exec, ws_.context(), static_cast<const T*>(cols_.data()), std::int64_t(batch) * cfg.num_patches(),
               cfg.patch_dim(), w["patch_embed.proj.weight"], w["patch_embed.proj.bias"], C, proj_.data());
-    B::assemble_tokens(exec, static_cast<const T*>(proj_.data()), w["cls_token"], w["pos_embed"], batch, N, C, 0,
-                       ping_.data());
+    B::assemble_tokens(exec, static_cast<const T*>(proj_.data()), cfg.class_token() ? w["cls_token"] : nullptr,
+                       w["pos_embed"], batch, N, C, 0, ping_.data());
     if (trace) *trace = ViTTrace{{int(N)}, {}, {}, {}};
 
     int tokens = int(N);
@@ -309,16 +407,24 @@ class BasicVisionTransformer {
       std::swap(x, y);
       if (trace) trace->tokens.push_back(tokens);
     }
-    // logits = head(LN(x[:, 0]))
-    B::layer_norm_rows(exec, static_cast<const T*>(x), std::int64_t(tokens) * C, cls_.data(), C, batch, C,
-                       LayerNormParams<T>{w["norm.weight"], w["norm.bias"], cfg.ln_eps});
+    // logits = head(norm(x[:, 0])), or head(fc_norm(mean over n of x[:, n]))
+    const T* pooled = x;
+    std::int64_t pooled_stride = std::int64_t(tokens) * C;
+    if (!cfg.class_token()) {
+      B::mean_tokens(exec, static_cast<const T*>(x), batch, tokens, C, y);
+      pooled = y;
+      pooled_stride = C;
+    }
+    B::layer_norm_rows(exec, pooled, pooled_stride, cls_.data(), C, batch, C,
+                       LayerNormParams<T>{w[cfg.head_norm() + ".weight"], w[cfg.head_norm() + ".bias"], cfg.ln_eps});
     B::linear(exec, ws_.context(), static_cast<const T*>(cls_.data()), batch, C, w["head.weight"], w["head.bias"],
               cfg.num_classes, logits);
   }
 
  private:
   // Composes this layer's kept indices with the previous layers' so the
-  // trace names original positions (CLS 0, patch p at 1 + p).
+  // trace names original positions (CLS 0, patch p at 1 + p; without a
+  // class token patch p at p).
   static void record_source(ViTTrace& t, int batch, int tokens, int keep, int out) {
     const std::vector<int>& idx = t.keep_idx.back();
     std::vector<int> src(std::size_t(batch) * out, -1);  // rows past keep: fused tokens
