@@ -192,11 +192,12 @@ inline Mat gather_rows(const Mat& x, int batch, int tokens, int c, const std::ve
 // A block on x [B*N, C]; prunes with the given kept indices (keep_idx
 // empty: no pruning) at the site's pruning point.
 // cls_attention (optional): receives mean over heads of the attention
-// map's CLS row, [B * N].
+// map's CLS row, [B * N]; attention_received (optional): the mean over heads
+// and queries of each key's column.
 inline BlockResult block(const Mat& x, int batch, int tokens, const BlockWeights& w, bool post_norm, Site site,
                          Metric metric, const std::vector<int>& keep_idx, int keep,
                          std::vector<double>* cls_attention = nullptr, bool fuse = false,
-                         MergeSpec* merge_spec = nullptr) {
+                         MergeSpec* merge_spec = nullptr, std::vector<double>* attention_received = nullptr) {
   const int c = w.dim, rows = batch * tokens;
   BlockResult res;
   res.scores.resize(rows);
@@ -226,6 +227,15 @@ inline BlockResult block(const Mat& x, int batch, int tokens, const BlockWeights
         for (int t = 0; t < tokens; ++t)
           (*cls_attention)[std::size_t(b) * tokens + t] +=
               probs[((std::size_t(b) * w.heads + h) * tokens + 0) * tokens + t] / w.heads;
+  }
+  if (attention_received) {
+    attention_received->assign(std::size_t(rows), 0.0);
+    for (int b = 0; b < batch; ++b)
+      for (int h = 0; h < w.heads; ++h)
+        for (int q = 0; q < tokens; ++q)
+          for (int t = 0; t < tokens; ++t)
+            (*attention_received)[std::size_t(b) * tokens + t] +=
+                probs[((std::size_t(b) * w.heads + h) * tokens + q) * tokens + t] / (double(w.heads) * tokens);
   }
   Mat x1(x.size());
   for (std::size_t i = 0; i < x.size(); ++i) x1[i] = x[i] + a[i];

@@ -138,6 +138,7 @@ using Policies = ::testing::Types<
     Policy<P::Mlp, P::L2, P::Prune>, Policy<P::Attention, P::L1, P::Prune>, Policy<P::BlockOutput, P::Cosine, P::Prune>,
     Policy<P::Update<P::Mlp>, P::L2, P::Prune>, Policy<P::Mlp, P::TokenNorm, P::Prune, P::PostNorm>,
     Policy<P::Mlp, P::Random, P::Prune>, Policy<P::Attention, P::ClsAttention, P::Prune>,
+    Policy<P::Attention, P::AttentionReceived, P::Prune>,
     Policy<P::Mlp, P::L2, P::Fuse>, Policy<P::Attention, P::L2, P::Fuse, P::PostNorm>,
     Policy<P::Mlp, P::L2, P::Merge>, Policy<P::Attention, P::L2, P::Merge, P::PostNorm>>;
 

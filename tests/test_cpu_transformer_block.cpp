@@ -137,7 +137,7 @@ TEST(TransformerBlockErrors, RefusedArguments) {
   }
 }
 
-TEST(TransformerBlockImportance, ClsAttentionAndRandomScores) {
+TEST(TransformerBlockImportance, MapAndRandomScores) {
   const int batch = 2, tokens = 23, dim = 32, heads = 4, keep = 15;
   const RandomBlockWeights w(dim, heads, 64, 12);
   const auto x = ref::random_floats(std::size_t(batch) * tokens * dim, 13);
@@ -159,6 +159,18 @@ TEST(TransformerBlockImportance, ClsAttentionAndRandomScores) {
                                keep_idx, keep);
   EXPECT_LT(ref::max_rel_error(y, want.y), 5e-5);
   EXPECT_EQ(keep_idx, ref::select(scores, batch, tokens, keep, 1));
+
+  // AttentionReceived: the mean over heads and queries of each key's column.
+  rs::Block<P::Transformer, P::Attention, P::AttentionReceived>::forward(rs::Host{}, w.view(), a, ws);
+  std::vector<double> received;
+  ref::block(xd, batch, tokens, w.reference(), false, ref::Site::Attention, ref::Metric::L2, {}, tokens, nullptr, false,
+             nullptr, &received);
+  EXPECT_LT(ref::max_rel_error(scores, received), 1e-5);
+  EXPECT_EQ(keep_idx, ref::select(scores, batch, tokens, keep, 1));
+  EXPECT_LT(ref::max_rel_error(y, ref::block(xd, batch, tokens, w.reference(), false, ref::Site::Attention,
+                                             ref::Metric::L2, keep_idx, keep)
+                                      .y),
+            5e-5);
 
   // Random: a pure function of (seed, token), the same for every sample (so
   // batch-invariant); the seed changes it.

@@ -190,7 +190,8 @@ using BlockCases = ::testing::Types<
     BlockCase<P::Mlp, P::L2, P::Prune, P::PreNorm>, BlockCase<P::Attention, P::L2, P::Prune, P::PreNorm>,
     BlockCase<P::BlockOutput, P::L1, P::Prune, P::PreNorm>, BlockCase<P::Mlp, P::Cosine, P::Prune, P::PreNorm>,
     BlockCase<P::Mlp, P::TokenNorm, P::Prune, P::PreNorm>, BlockCase<P::Mlp, P::Random, P::Prune, P::PreNorm>,
-    BlockCase<P::Attention, P::ClsAttention, P::Prune, P::PreNorm>, BlockCase<P::Mlp, P::L2, P::Fuse, P::PreNorm>,
+    BlockCase<P::Attention, P::ClsAttention, P::Prune, P::PreNorm>,
+    BlockCase<P::Attention, P::AttentionReceived, P::Prune, P::PreNorm>, BlockCase<P::Mlp, P::L2, P::Fuse, P::PreNorm>,
     BlockCase<P::Attention, P::L2, P::Fuse, P::PreNorm>, BlockCase<P::Mlp, P::L2, P::Prune, P::PostNorm>,
     BlockCase<P::Attention, P::Cosine, P::Prune, P::PostNorm>, BlockCase<P::Mlp, P::L2, P::Merge, P::PreNorm>,
     BlockCase<P::Attention, P::L2, P::Merge, P::PreNorm>, BlockCase<P::BlockOutput, P::Cosine, P::Merge, P::PostNorm>>;

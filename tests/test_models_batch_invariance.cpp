@@ -51,8 +51,8 @@ using ViTPolicies = ::testing::Types<
     ViTPolicy<P::Mlp, P::L2, P::Prune>, ViTPolicy<P::Attention, P::L1, P::Prune>,
     ViTPolicy<P::BlockOutput, P::Cosine, P::Prune>, ViTPolicy<P::Update<P::Mlp>, P::L2, P::Prune>,
     ViTPolicy<P::Mlp, P::TokenNorm, P::Prune>, ViTPolicy<P::Mlp, P::Random, P::Prune>,
-    ViTPolicy<P::Attention, P::ClsAttention, P::Prune>, ViTPolicy<P::Mlp, P::L2, P::Fuse>,
-    ViTPolicy<P::Mlp, P::L2, P::Merge>>;
+    ViTPolicy<P::Attention, P::ClsAttention, P::Prune>, ViTPolicy<P::Attention, P::AttentionReceived, P::Prune>,
+    ViTPolicy<P::Mlp, P::L2, P::Fuse>, ViTPolicy<P::Mlp, P::L2, P::Merge>>;
 
 struct ViTPolicyNames {
   template <class C>
@@ -65,24 +65,38 @@ template <class C>
 class ViTBatchInvariance : public ::testing::Test {};
 TYPED_TEST_SUITE(ViTBatchInvariance, ViTPolicies, ViTPolicyNames);
 
+// The image ViT (class token) and the video ViT (tubelets, no class token,
+// token-mean head) are one model: both configs, every policy.
 TYPED_TEST(ViTBatchInvariance, EachImageAloneEqualsItInTheBatch) {
   using C = TypeParam;
-  const auto cfg = tiny_vit();
-  rs::VisionTransformer<typename C::Site, typename C::Importance, typename C::Compress> model(lively_vit(cfg, 21));
-  const std::size_t pixels = std::size_t(3) * 32 * 32;
-  const auto images = ref::random_floats(kImages * pixels, 22);
-  const auto schedule = rs::PruneSchedule::drop({{0, 0.2}, {2, 0.3}});
-  std::vector<float> logits(std::size_t(kImages) * cfg.num_classes);
-  rs::ViTTrace trace;
-  model.forward(rs::Host{}, images.data(), kImages, logits.data(), schedule, &trace);
-  ASSERT_EQ(trace.keep_idx.size(), 2u);
-  for (int b = 0; b < kImages; ++b) {
-    std::vector<float> one(std::size_t(cfg.num_classes));
-    rs::ViTTrace alone;
-    model.forward(rs::Host{}, images.data() + b * pixels, 1, one.data(), schedule, &alone);
-    EXPECT_LT(rel(row(logits, std::size_t(b), std::size_t(cfg.num_classes)), one), 1e-5) << "image " << b;
-    for (std::size_t l = 0; l < trace.keep_idx.size(); ++l) {
-      EXPECT_EQ(kept_of(trace.keep_idx[l], kImages, b), alone.keep_idx[l]) << "image " << b << ", pruning layer " << l;
+  auto video = rs::ViTConfig::umt_base(4, 2);
+  video.image_size = 32;
+  video.patch_size = 8;
+  video.dim = 48;
+  video.depth = 4;
+  video.heads = 3;
+  video.mlp_hidden = 96;
+  video.num_classes = 10;
+  for (const auto& cfg : {tiny_vit(), video}) {
+    const int protect = cfg.class_token() ? 1 : 0;
+    rs::VisionTransformer<typename C::Site, typename C::Importance, typename C::Compress> model(lively_vit(cfg, 21));
+    const std::size_t pixels = std::size_t(3) * cfg.frames * 32 * 32;
+    const auto images = ref::random_floats(kImages * pixels, 22);
+    const auto schedule = rs::PruneSchedule::drop({{0, 0.2}, {2, 0.3}}, protect);
+    std::vector<float> logits(std::size_t(kImages) * cfg.num_classes);
+    rs::ViTTrace trace;
+    model.forward(rs::Host{}, images.data(), kImages, logits.data(), schedule, &trace);
+    ASSERT_EQ(trace.keep_idx.size(), 2u);
+    for (int b = 0; b < kImages; ++b) {
+      std::vector<float> one(std::size_t(cfg.num_classes));
+      rs::ViTTrace alone;
+      model.forward(rs::Host{}, images.data() + b * pixels, 1, one.data(), schedule, &alone);
+      EXPECT_LT(rel(row(logits, std::size_t(b), std::size_t(cfg.num_classes)), one), 1e-5)
+          << "frames " << cfg.frames << ", image " << b;
+      for (std::size_t l = 0; l < trace.keep_idx.size(); ++l) {
+        EXPECT_EQ(kept_of(trace.keep_idx[l], kImages, b), alone.keep_idx[l])
+            << "frames " << cfg.frames << ", image " << b << ", pruning layer " << l;
+      }
     }
   }
 }

@@ -112,8 +112,8 @@ TEST(Sweep, ExpandsExactlyTheValidCombinations) {
                                ++transformer;
                              }
                            });
-  EXPECT_EQ(transformer, 3 * 6 * 3 - 2 * 3);  // ClsAttention only at the attention site
-  EXPECT_EQ(ssm, 5);                          // Block site, Prune, every importance but ClsAttention
+  EXPECT_EQ(transformer, 3 * 7 * 3 - 2 * 2 * 3);  // ClsAttention, AttentionReceived only at the attention site
+  EXPECT_EQ(ssm, 5);  // BlockOutput site, Prune, every importance but the two read off the attention map
   int three_lists = 0;
   rs::for_each_combination(rs::AllSites{}, rs::AllImportances{}, rs::AllCompressions{}, [&](auto, auto, auto) { ++three_lists; });
   EXPECT_EQ(three_lists, transformer);

@@ -1,16 +1,21 @@
 // Fidelity of pruning on a trained model, no fine-tuning: test accuracy of
-// the digits ViT (data/digits_vit/, trained by train_digits_vit.py) with
-// tokens pruned by every (Site x Importance) at several keep rates.
-//   fidelity_digits DATA_DIR
+// the digits ViT (data/digits_vit/, trained by train_digits_vit.py) or of
+// the video transformer on digit clips (data/digit_clips/,
+// train_digit_clips.py) with tokens pruned by every (Site x Importance) at
+// several keep rates.
+//   fidelity_digits DATA_DIR [--clips]
 // Prints one Markdown row per configuration: accuracy, and agreement of the
 // predictions with the unpruned model's.
-// Pruning: keep rate r at layers 1 and 3 (of 6), CLS protected; every
-// (Site x Importance) prunes, then MLP-site L2 also fuses and merges.
+// Pruning: keep rate r at layers 1 and 3 (of 6), the class token protected
+// (the clip model has none: nothing protected, and CLS attention does not
+// apply); every (Site x Importance) prunes, then MLP-site L2 also fuses and
+// merges.
 
 #include <algorithm>
 #include <cstdio>
 #include <memory>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include <repshift/models/vit.hpp>
@@ -33,7 +38,9 @@ TestSet load_test_set(const std::string& path, const rs::ViTConfig& cfg) {
   const rs::io::SafeTensorsFile file(path);
   TestSet t;
   t.count = int(file.info("labels").shape.at(0));
-  t.images = file.load_f32("images", {t.count, cfg.in_chans, cfg.image_size, cfg.image_size});
+  t.images = cfg.frames > 1
+                 ? file.load_f32("clips", {t.count, cfg.in_chans, cfg.frames, cfg.image_size, cfg.image_size})
+                 : file.load_f32("images", {t.count, cfg.in_chans, cfg.image_size, cfg.image_size});
   for (float l : file.load_f32("labels", {t.count})) t.labels.push_back(int(l));
   return t;
 }
@@ -43,7 +50,9 @@ using Weights = std::shared_ptr<const rs::ViTWeights>;
 template <class Site, class Importance, class Compress = P::Prune>
 std::vector<int> predict(const Weights& w, const TestSet& t, double keep) {
   rs::VisionTransformer<Site, Importance, Compress> model(w);
-  const auto schedule = keep < 1.0 ? rs::PruneSchedule::drop({{1, 1.0 - keep}, {3, 1.0 - keep}}) : rs::PruneSchedule::none();
+  const int protect = w->config.class_token() ? 1 : 0;
+  const auto schedule = keep < 1.0 ? rs::PruneSchedule::drop({{1, 1.0 - keep}, {3, 1.0 - keep}}, protect)
+                                   : rs::PruneSchedule::none(protect);
   const int classes = w->config.num_classes;
   std::vector<float> logits(std::size_t(t.count) * classes);
   model.forward(rs::Host{}, t.images.data(), t.count, logits.data(), schedule);
@@ -70,13 +79,14 @@ void row(const char* site, const char* importance, double keep, const std::vecto
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc != 2) {
-    std::fprintf(stderr, "usage: %s DATA_DIR   (data/digits_vit)\n", argv[0]);
+  const bool clips = argc == 3 && std::string(argv[2]) == "--clips";
+  if (argc != 2 && !clips) {
+    std::fprintf(stderr, "usage: %s DATA_DIR [--clips]   (data/digits_vit, or data/digit_clips --clips)\n", argv[0]);
     return 2;
   }
   try {
     const std::string dir = argv[1];
-    const rs::ViTConfig cfg = rs::ViTConfig::digits();
+    const rs::ViTConfig cfg = clips ? rs::ViTConfig::digit_clips() : rs::ViTConfig::digits();
     const Weights w = std::make_shared<const rs::ViTWeights>(
         rs::ViTWeights::load(cfg, rs::io::SafeTensorsFile(dir + "/model.safetensors")));
     const TestSet t = load_test_set(dir + "/test_set.safetensors", cfg);
@@ -87,6 +97,7 @@ int main(int argc, char** argv) {
     rs::for_each_combination(rs::AllSites{}, rs::AllImportances{}, rs::TypeList<P::Prune>{}, [&](auto s, auto i, auto) {
       using Site = decltype(s);
       using Importance = decltype(i);
+      if (!cfg.class_token() && std::is_same_v<Importance, P::ClsAttention>) return;  // no class token to read
       for (double keep : kKeepRates) row(Site::name, Importance::name, keep, predict<Site, Importance>(w, t, keep), t, full);
     });
     // The paper's control: keep the top 50% by MLP-site L2 shift vs the bottom 50%.
@@ -102,7 +113,8 @@ int main(int argc, char** argv) {
     // The other compress policies, same importance (Merge halves the free tokens at most per layer).
     for (double keep : kKeepRates) {
       row("mlp", "l2, fuse", keep, predict<P::Mlp, P::L2, P::Fuse>(w, t, keep), t, full);
-      if (rs::PruneSchedule::drop({{1, 1.0 - keep}, {3, 1.0 - keep}}).reachable<P::Merge>(cfg.tokens(), cfg.depth))
+      const int protect = cfg.class_token() ? 1 : 0;
+      if (rs::PruneSchedule::drop({{1, 1.0 - keep}, {3, 1.0 - keep}}, protect).reachable<P::Merge>(cfg.tokens(), cfg.depth))
         row("mlp", "l2, merge", keep, predict<P::Mlp, P::L2, P::Merge>(w, t, keep), t, full);
     }
     return 0;

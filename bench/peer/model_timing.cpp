@@ -4,10 +4,20 @@
 //   model_timing deit_s|deit_b BATCH pruned|unpruned SECONDS
 //   model_timing minilm BATCH pruned|unpruned SECONDS SEQ_LEN MODEL.safetensors
 //   model_timing resnet50 BATCH pruned|unpruned SECONDS
+//   model_timing umt_b BATCH flash|map|pruned|attn_pruned SECONDS FRAMES
+//   model_timing attention_rss TOKENS flash|map
 // Prints the median rate over forward passes run for about SECONDS.
 // Pruned: DeiT = the paper's schedule (drop 0.2 at blocks 0, 3, 6: 197 ->
 // 158 -> 127 -> 102); MiniLM = drop 0.3 at layers 1 and 3; MLP-site L2 for
 // both, CLS protected.
+// UMT-B (models/video.hpp, FRAMES x 196 tokens, random weights): flash =
+// unpruned; map = unpruned on the plain attention path that writes the
+// N x N map (the paper's non-flash baseline, via AttentionReceived with
+// nothing pruned); pruned = the paper's video retrieval schedule (r = 0.2
+// at blocks 0, 1, 2, MLP-site L2); attn_pruned = the same schedule ranked by
+// attention received (mean over heads and queries) on the map path.
+// attention_rss: one UMT-B attention (12 heads x 64) over TOKENS tokens on
+// the flash or the map path, run once; prints the process's peak RSS in MiB.
 // ResNet-50 = LinePruneSchedule::paper() (8 + 8 lines after stage 1, 4 + 4
 // after stage 2, L2 shift of the stage's last block), default layout
 // (NHWC where the build has oneDNN).
@@ -23,7 +33,10 @@
 
 #include <repshift/models/bert.hpp>
 #include <repshift/models/resnet.hpp>
+#include <repshift/models/video.hpp>
 #include <repshift/models/vit.hpp>
+
+#include <sys/resource.h>
 
 namespace rs = repshift;
 
@@ -78,23 +91,75 @@ double resnet50(int batch, bool pruned, double budget) {
   return median_rate(batch, budget, [&] { model.forward(rs::Host{}, images.data(), batch, logits.data(), schedule); });
 }
 
+template <class Model>
+double umt_rate(int batch, int frames, const rs::PruneSchedule& schedule, double budget) {
+  const rs::ViTConfig cfg = rs::ViTConfig::umt_base(frames);
+  Model model(rs::ViTWeights::random(cfg, 0));
+  std::vector<float> clips(std::size_t(batch) * 3 * frames * 224 * 224), logits(std::size_t(batch) * cfg.num_classes);
+  std::mt19937 gen(1);
+  std::normal_distribution<float> normal;
+  for (auto& p : clips) p = normal(gen);
+  return median_rate(batch, budget, [&] { model.forward(rs::Host{}, clips.data(), batch, logits.data(), schedule); });
+}
+
+double umt_b(int batch, const std::string& variant, double budget, int frames) {
+  namespace P = rs::policies;
+  using ShiftModel = rs::VideoTransformer<>;
+  using MapModel = rs::VideoTransformer<P::Attention, P::AttentionReceived>;
+  if (variant == "flash") return umt_rate<ShiftModel>(batch, frames, rs::PruneSchedule::none(0), budget);
+  if (variant == "pruned") return umt_rate<ShiftModel>(batch, frames, rs::PruneSchedule::video_retrieval(), budget);
+  if (variant == "map") return umt_rate<MapModel>(batch, frames, rs::PruneSchedule::none(0), budget);
+  if (variant == "attn_pruned") return umt_rate<MapModel>(batch, frames, rs::PruneSchedule::video_retrieval(), budget);
+  throw rs::InvalidArgument("model_timing: umt_b variant '" + variant + "' is not flash, map, pruned or attn_pruned");
+}
+
+double attention_rss_mib(int tokens, bool map) {
+  const int heads = 12, head_dim = 64, dim = heads * head_dim;
+  std::vector<float> qkv(std::size_t(tokens) * 3 * dim), out(std::size_t(tokens) * dim);
+  std::mt19937 gen(1);
+  std::normal_distribution<float> normal;
+  for (auto& v : qkv) v = normal(gen);
+  auto p = rs::AttentionParams::contiguous(qkv.data(), nullptr, out.data(), 1, tokens, heads, head_dim);
+  if (map) {
+    std::vector<float> probs(std::size_t(heads) * tokens * tokens);
+    rs::Backend<rs::Host>::attention_with_map(rs::Host{}, p, probs.data());
+  } else {
+    rs::Backend<rs::Host>::flash_attention(rs::Host{}, p);
+  }
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return double(usage.ru_maxrss) / 1024.0;  // Linux: KiB
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   const std::string name = argc > 1 ? argv[1] : "";
   if (!((argc == 5 && (name == "deit_s" || name == "deit_b" || name == "resnet50")) ||
-        (argc == 7 && name == "minilm"))) {
+        (argc == 7 && name == "minilm") || (argc == 6 && name == "umt_b") || (argc == 4 && name == "attention_rss"))) {
     std::fprintf(stderr,
                  "usage: %s deit_s|deit_b|resnet50 BATCH pruned|unpruned SECONDS\n"
-                 "       %s minilm BATCH pruned|unpruned SECONDS SEQ_LEN MODEL.safetensors\n",
-                 argv[0], argv[0]);
+                 "       %s minilm BATCH pruned|unpruned SECONDS SEQ_LEN MODEL.safetensors\n"
+                 "       %s umt_b BATCH flash|map|pruned|attn_pruned SECONDS FRAMES\n"
+                 "       %s attention_rss TOKENS flash|map\n",
+                 argv[0], argv[0], argv[0], argv[0]);
     return 2;
+  }
+  if (name == "attention_rss") {
+    try {
+      std::printf("%.1f\n", attention_rss_mib(std::atoi(argv[2]), std::string(argv[3]) == "map"));
+      return 0;
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "model_timing: %s\n", e.what());
+      return 1;
+    }
   }
   const int batch = std::atoi(argv[2]);
   const bool pruned = std::string(argv[3]) == "pruned";
   const double budget = std::atof(argv[4]);
   try {
-    const double rate = name == "minilm"     ? minilm(batch, pruned, budget, std::atoi(argv[5]), argv[6])
+    const double rate = name == "umt_b"      ? umt_b(batch, argv[3], budget, std::atoi(argv[5]))
+                        : name == "minilm"   ? minilm(batch, pruned, budget, std::atoi(argv[5]), argv[6])
                         : name == "resnet50" ? resnet50(batch, pruned, budget)
                                              : deit(name, batch, pruned, budget);
     std::printf("%.4f\n", rate);

@@ -5,7 +5,7 @@
 // (backbone ssm_scan: site block, compress prune).
 //
 //   ablation_demo [--model deit_t|deit_s|deit_b|vim_t] [--site attn|mlp|block]
-//                 [--importance l1|l2|cosine|norm|random|cls_attn] [--compress prune|fuse|merge]
+//                 [--importance l1|l2|cosine|norm|random|cls_attn|attn_received] [--compress prune|fuse|merge]
 //                 [--keep 0.7] [--batch 4]
 
 #include <chrono>

@@ -103,7 +103,7 @@ struct CnnBlockArgs {
 template <class Site, class Importance, class Compress, class Norm>
 struct Block<policies::CnnRows, Site, Importance, Compress, Norm> {
   static_assert(std::is_same_v<Site, policies::BlockOutput>,
-                "Block<CnnRows>: Site must be Block (the shift of the whole bottleneck, per pixel)");
+                "Block<CnnRows>: Site must be BlockOutput (the shift of the whole bottleneck, per pixel)");
   static_assert(std::is_same_v<Compress, policies::Prune>,
                 "Block<CnnRows>: Compress must be Prune (whole rows and columns are removed)");
   static_assert(policies::is_metric_v<Importance>, "Block<CnnRows>: Importance must be a shift metric or TokenNorm");

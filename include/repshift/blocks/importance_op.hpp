@@ -3,7 +3,8 @@
 // tokens on any executor, where the block's Site scores.
 //   A shift metric (and the token norm) is fused: the residual epilogue
 //   computes it on rows it reads anyway, so its op does nothing here.
-//   Random and ClsAttention write their scores with the executor's ops.
+//   Random, ClsAttention and AttentionReceived write their scores with the
+//   executor's ops.
 
 #include <cstdint>
 
@@ -14,7 +15,8 @@ namespace repshift {
 
 // What an importance op may read: the layer's tokens (padded: `tokens`
 // each; packed: cu_seqlens in the executor's memory, `tokens` the longest),
-// its seed and, for ClsAttention, the [batch, heads, tokens, tokens] map.
+// its seed and, for the map importances, the [batch, heads, tokens, tokens]
+// map.
 struct ImportanceInputs {
   std::int64_t batch = 0, tokens = 0, heads = 0;
   const int* cu_seqlens = nullptr;
@@ -48,6 +50,17 @@ struct ImportanceOp<policies::ClsAttention> {
   template <class Exec>
   static void score(const Exec& exec, const ImportanceInputs& in, float* scores) {
     Backend<Exec>::cls_attention_scores(exec, in.attention_map, in.batch, in.heads, in.tokens, scores, in.cu_seqlens);
+  }
+};
+
+template <>
+struct ImportanceOp<policies::AttentionReceived> {
+  static constexpr bool fused = false;
+  static constexpr bool needs_map = true;
+  template <class Exec>
+  static void score(const Exec& exec, const ImportanceInputs& in, float* scores) {
+    Backend<Exec>::attention_received_scores(exec, in.attention_map, in.batch, in.heads, in.tokens, scores,
+                                             in.cu_seqlens);
   }
 };
 

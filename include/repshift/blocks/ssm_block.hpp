@@ -65,7 +65,7 @@ struct Block<policies::SsmScan, Site, Importance, Compress, Norm> {
   // pair it forms is D(y, x); the scan needs the survivors alone (no fused
   // or merged rows) and in order; Vim / Mamba normalise before the mixer.
   static_assert(Site::operands == ScoreOperands::OutputVsBlockInput,
-                "Block<SsmScan>: Site must be Block (a Mamba mixer has no attention or MLP sub-layer to measure)");
+                "Block<SsmScan>: Site must be BlockOutput (a Mamba mixer has no attention or MLP sub-layer to measure)");
   static_assert(Compress::extra_tokens == 0 && !Compress::tracks_sizes,
                 "Block<SsmScan>: Compress must be Prune (the scan needs the surviving tokens in order)");
   static_assert(!Norm::post_norm, "Block<SsmScan>: Norm must be PreNorm (Vim / Mamba)");

@@ -104,13 +104,13 @@ using TransformerBlockArgs = BasicTransformerBlockArgs<float>;
 // importance (policies/importance.hpp), computed where the site scores.
 template <class Site, class Importance, class Compress, class Norm>
 struct Block<policies::Transformer, Site, Importance, Compress, Norm> {
-  static_assert(policies::is_site_v<Site>, "Block: Site must be Attention, Mlp, Block or Update<Attention | Mlp>");
+  static_assert(policies::is_site_v<Site>, "Block: Site must be Attention, Mlp, BlockOutput or Update<Attention | Mlp>");
   static_assert(policies::is_importance_v<Importance>,
-                "Block: Importance must meet the metric contract or be Random / ClsAttention");
+                "Block: Importance must meet the metric contract or be Random / ClsAttention / AttentionReceived");
   static_assert(policies::is_norm_v<Norm>, "Block: Norm must be PreNorm or PostNorm");
   static_assert(policies::is_compress_v<Compress>, "Block<Transformer>: Compress must be Prune, Fuse or Merge");
   static_assert(policies::valid_site_importance_v<Site, Importance>,
-                "Block: ClsAttention importance is read off the attention map, so it needs Site = Attention");
+                "Block: ClsAttention and AttentionReceived are read off the attention map, so they need Site = Attention");
 
   using site = Site;
   using importance = Importance;

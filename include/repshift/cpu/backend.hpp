@@ -89,6 +89,10 @@ struct Backend<Host> {
                                    std::int64_t tokens, float* scores, const int* cu_seqlens) {
     cpu::cls_attention_scores(host, map, batch, heads, tokens, scores, cu_seqlens);
   }
+  static void attention_received_scores(const Host& host, const float* map, std::int64_t batch, std::int64_t heads,
+                                        std::int64_t tokens, float* scores, const int* cu_seqlens) {
+    cpu::attention_received_scores(host, map, batch, heads, tokens, scores, cu_seqlens);
+  }
   static void log_sizes(const Host& host, const float* sizes, std::int64_t n, float* out) {
     cpu::log_sizes(host, sizes, n, out);
   }

@@ -40,6 +40,24 @@ inline void cls_attention_scores(const Host&, const float* map, std::int64_t bat
   }
 }
 
+// Mean over heads and sample b's n queries of P[b, h, :, t]: the attention
+// token t receives. Rows are summed whole (unit stride), in a fixed order.
+inline void attention_received_scores(const Host&, const float* map, std::int64_t batch, std::int64_t heads,
+                                      std::int64_t tokens, float* scores, const int* cu_seqlens) {
+  for (std::int64_t b = 0; b < batch; ++b) {
+    const std::int64_t n = seq_length(cu_seqlens, b, tokens);
+    float* s = scores + seq_begin(cu_seqlens, b, tokens);
+    for (std::int64_t t = 0; t < n; ++t) s[t] = 0.0f;
+    for (std::int64_t h = 0; h < heads; ++h)
+      for (std::int64_t q = 0; q < n; ++q) {
+        const float* row = map + ((b * heads + h) * tokens + q) * tokens;
+        for (std::int64_t t = 0; t < n; ++t) s[t] += row[t];
+      }
+    const float inv = 1.0f / float(heads * n);
+    for (std::int64_t t = 0; t < n; ++t) s[t] *= inv;
+  }
+}
+
 // out = log(sizes); sizes must be finite and > 0.
 inline void log_sizes(const Host&, const float* sizes, std::int64_t n, float* out) {
   for (std::int64_t i = 0; i < n; ++i) {

@@ -108,6 +108,10 @@ struct Backend<Cuda> {
                                    std::int64_t tokens, float* scores, const int* cu_seqlens) {
     cuda_detail::cls_attention(exec, map, batch, heads, tokens, scores, cu_seqlens);
   }
+  static void attention_received_scores(const Cuda& exec, const float* map, std::int64_t batch, std::int64_t heads,
+                                        std::int64_t tokens, float* scores, const int* cu_seqlens) {
+    cuda_detail::attention_received(exec, map, batch, heads, tokens, scores, cu_seqlens);
+  }
   static void log_sizes(const Cuda& exec, const float* sizes, std::int64_t n, float* out) {
     cuda_detail::log_sizes(exec, sizes, n, out);
   }

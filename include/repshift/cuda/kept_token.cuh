@@ -15,8 +15,10 @@
 namespace repshift {
 namespace cuda_detail {
 
-__global__ void rank_kept_token_kernel(const float* scores, const int* keep_token, std::int64_t batch,
-                                       std::int64_t tokens, float* ranked, int* status) {
+template <int Threads>
+__global__ void __launch_bounds__(Threads)
+    rank_kept_token_kernel(const float* scores, const int* keep_token, std::int64_t batch,
+                           std::int64_t tokens, float* ranked, int* status) {
   const std::int64_t i = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= batch * tokens) return;
   const std::int64_t b = i / tokens, t = i % tokens;
@@ -30,13 +32,16 @@ __global__ void rank_kept_token_kernel(const float* scores, const int* keep_toke
 
 inline void rank_kept_token(const Cuda& exec, const float* scores, const int* keep_token, std::int64_t batch,
                             std::int64_t tokens, float* ranked) {
-  rank_kept_token_kernel<<<elementwise_grid("rank_kept_token", batch * tokens), kElementwiseThreads, 0, exec.stream>>>(
-      scores, keep_token, batch, tokens, ranked, exec.status);
+  rank_kept_token_kernel<kElementwiseThreads>
+      <<<elementwise_grid("rank_kept_token", batch * tokens), kElementwiseThreads, 0, exec.stream>>>(
+          scores, keep_token, batch, tokens, ranked, exec.status);
   check_launch("rank_kept_token_kernel");
 }
 
 // keep_idx rows are ascending: a binary search finds the kept token.
-__global__ void relocate_kept_token_kernel(const int* keep_idx, std::int64_t batch, std::int64_t keep, int* keep_token) {
+template <int Threads>
+__global__ void __launch_bounds__(Threads)
+    relocate_kept_token_kernel(const int* keep_idx, std::int64_t batch, std::int64_t keep, int* keep_token) {
   const std::int64_t b = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (b >= batch) return;
   const int* idx = keep_idx + b * keep;
@@ -50,8 +55,9 @@ __global__ void relocate_kept_token_kernel(const int* keep_idx, std::int64_t bat
 
 inline void relocate_kept_token(const Cuda& exec, const int* keep_idx, std::int64_t batch, std::int64_t keep,
                                 int* keep_token) {
-  relocate_kept_token_kernel<<<elementwise_grid("relocate_kept_token", batch), kElementwiseThreads, 0, exec.stream>>>(
-      keep_idx, batch, keep, keep_token);
+  relocate_kept_token_kernel<kElementwiseThreads>
+      <<<elementwise_grid("relocate_kept_token", batch), kElementwiseThreads, 0, exec.stream>>>(
+          keep_idx, batch, keep, keep_token);
   check_launch("relocate_kept_token_kernel");
 }
 

@@ -17,7 +17,9 @@
 namespace repshift {
 namespace cuda_detail {
 
-__global__ void line_means_kernel(LineScoreParams p) {
+template <int Threads>
+__global__ void __launch_bounds__(Threads)
+    line_means_kernel(LineScoreParams p) {
   // Threads [0, B H): row means; [B H, B H + B W): column means.
   const std::int64_t i = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   const std::int64_t hw = p.height * p.width;
@@ -36,7 +38,9 @@ __global__ void line_means_kernel(LineScoreParams p) {
 
 // An index out of range is never read through: the element is zeroed and
 // the first such index recorded in status (code 2) for throw_if_status.
-__global__ void remove_lines_kernel(RemoveLinesParams p, int* status) {
+template <int Threads>
+__global__ void __launch_bounds__(Threads)
+    remove_lines_kernel(RemoveLinesParams p, int* status) {
   const std::int64_t i = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= p.batch * p.channels * p.rows * p.cols) return;
   const std::int64_t j = i % p.cols, r = (i / p.cols) % p.rows, bc = i / (p.cols * p.rows), b = bc / p.channels;
@@ -58,8 +62,9 @@ __global__ void remove_lines_kernel(RemoveLinesParams p, int* status) {
 // by a fused epilogue such as the bottleneck's).
 inline void line_means(const Cuda& exec, const LineScoreParams& p) {
   constexpr int kThreads = 256;
-  line_means_kernel<<<cuda_tiling::grid_blocks("line_means", "lines", p.batch * (p.height + p.width), kThreads), kThreads,
-                      0, exec.stream>>>(p);
+  line_means_kernel<kThreads>
+      <<<cuda_tiling::grid_blocks("line_means", "lines", p.batch * (p.height + p.width), kThreads), kThreads, 0,
+         exec.stream>>>(p);
   check_launch("line_means_kernel");
 }
 
@@ -97,8 +102,9 @@ inline void remove_lines(const Cuda& exec, const RemoveLinesParams& p) {
   constexpr const char* where = "remove_lines";
   p.check_shape(where);
   constexpr int kThreads = 256;
-  cuda_detail::remove_lines_kernel<<<cuda_tiling::grid_blocks(where, "output elements", p.batch * p.channels * p.rows * p.cols, kThreads),
-                                     kThreads, 0, exec.stream>>>(p, exec.status);
+  cuda_detail::remove_lines_kernel<kThreads>
+      <<<cuda_tiling::grid_blocks(where, "output elements", p.batch * p.channels * p.rows * p.cols, kThreads),
+         kThreads, 0, exec.stream>>>(p, exec.status);
   cuda_detail::check_launch("remove_lines_kernel");
 }
 

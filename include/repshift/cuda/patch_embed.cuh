@@ -79,7 +79,9 @@ void mean_tokens(const Cuda& exec, const T* x, std::int64_t batch, std::int64_t 
   check_launch("mean_tokens_kernel");
 }
 
-__global__ void fill_ints_kernel(int* dst, std::int64_t n, int value) {
+template <int Threads>
+__global__ void __launch_bounds__(Threads)
+    fill_ints_kernel(int* dst, std::int64_t n, int value) {
   const std::int64_t i = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i < n) dst[i] = value;
 }
@@ -87,7 +89,8 @@ __global__ void fill_ints_kernel(int* dst, std::int64_t n, int value) {
 // dst[0, n) = value, enqueued (a host-to-device copy from pageable memory
 // would synchronise).
 inline void fill_ints(const Cuda& exec, int* dst, std::int64_t n, int value) {
-  fill_ints_kernel<<<elementwise_grid("fill_ints", n), kElementwiseThreads, 0, exec.stream>>>(dst, n, value);
+  fill_ints_kernel<kElementwiseThreads>
+      <<<elementwise_grid("fill_ints", n), kElementwiseThreads, 0, exec.stream>>>(dst, n, value);
   check_launch("fill_ints_kernel");
 }
 

@@ -3,6 +3,8 @@
 // cpu/token_scores.hpp has them on the CPU:
 //   random_scores: policies::Random's seeded hash, on the device
 //   cls_attention: scores[b, t] = mean over heads of map[b, h, 0, t]
+//   attention_received: scores[b, t] = mean over heads and queries of
+//                  map[b, h, :, t]
 //   log_sizes:     Compress = Merge's attention bias log(size); a size that
 //                  is not finite and > 0 is recorded in exec.status (code 3)
 //                  for rs::cuda::throw_if_status
@@ -22,7 +24,9 @@ namespace cuda_detail {
 // Sample b's tokens: cu_seqlens null: `tokens` each at b * tokens; else
 // packed (device memory). The grid's y is the sample, x its tokens up to
 // the longest.
-__global__ void random_scores_kernel(std::uint64_t seed, const int* cu_seqlens, std::int64_t tokens, float* scores) {
+template <int Threads>
+__global__ void __launch_bounds__(Threads)
+    random_scores_kernel(std::uint64_t seed, const int* cu_seqlens, std::int64_t tokens, float* scores) {
   const std::int64_t b = blockIdx.y, t = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (t >= seq_length(cu_seqlens, b, tokens)) return;
   scores[seq_begin(cu_seqlens, b, tokens) + t] = policies::Random::score(seed, std::uint64_t(t));
@@ -30,14 +34,17 @@ __global__ void random_scores_kernel(std::uint64_t seed, const int* cu_seqlens, 
 
 inline void random_scores(const Cuda& exec, std::uint64_t seed, std::int64_t batch, std::int64_t tokens, float* scores,
                           const int* cu_seqlens = nullptr) {
-  random_scores_kernel<<<sample_grid("random_scores", batch, tokens), kElementwiseThreads, 0, exec.stream>>>(
-      seed, cu_seqlens, tokens, scores);
+  random_scores_kernel<kElementwiseThreads>
+      <<<sample_grid("random_scores", batch, tokens), kElementwiseThreads, 0, exec.stream>>>(
+          seed, cu_seqlens, tokens, scores);
   check_launch("random_scores_kernel");
 }
 
 // map: [B, H, tokens, tokens] (tokens = the longest sample when packed).
-__global__ void cls_attention_kernel(const float* map, const int* cu_seqlens, std::int64_t heads, std::int64_t tokens,
-                                     float* scores) {
+template <int Threads>
+__global__ void __launch_bounds__(Threads)
+    cls_attention_kernel(const float* map, const int* cu_seqlens, std::int64_t heads, std::int64_t tokens,
+                         float* scores) {
   const std::int64_t b = blockIdx.y, t = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (t >= seq_length(cu_seqlens, b, tokens)) return;
   float sum = 0.0f;
@@ -47,12 +54,38 @@ __global__ void cls_attention_kernel(const float* map, const int* cu_seqlens, st
 
 inline void cls_attention(const Cuda& exec, const float* map, std::int64_t batch, std::int64_t heads,
                           std::int64_t tokens, float* scores, const int* cu_seqlens = nullptr) {
-  cls_attention_kernel<<<sample_grid("cls_attention", batch, tokens), kElementwiseThreads, 0, exec.stream>>>(
-      map, cu_seqlens, heads, tokens, scores);
+  cls_attention_kernel<kElementwiseThreads>
+      <<<sample_grid("cls_attention", batch, tokens), kElementwiseThreads, 0, exec.stream>>>(
+          map, cu_seqlens, heads, tokens, scores);
   check_launch("cls_attention_kernel");
 }
 
-__global__ void log_sizes_kernel(const float* sizes, std::int64_t n, float* out, int* status) {
+// One thread per key t: the sum over heads and queries of map[b, h, q, t]
+// (adjacent threads read adjacent columns of a row).
+template <int Threads>
+__global__ void __launch_bounds__(Threads)
+    attention_received_kernel(const float* map, const int* cu_seqlens, std::int64_t heads,
+                              std::int64_t tokens, float* scores) {
+  const std::int64_t b = blockIdx.y, t = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  const std::int64_t n = seq_length(cu_seqlens, b, tokens);
+  if (t >= n) return;
+  float sum = 0.0f;
+  for (std::int64_t h = 0; h < heads; ++h)
+    for (std::int64_t q = 0; q < n; ++q) sum += map[((b * heads + h) * tokens + q) * tokens + t];
+  scores[seq_begin(cu_seqlens, b, tokens) + t] = sum / float(heads * n);
+}
+
+inline void attention_received(const Cuda& exec, const float* map, std::int64_t batch, std::int64_t heads,
+                               std::int64_t tokens, float* scores, const int* cu_seqlens = nullptr) {
+  attention_received_kernel<kElementwiseThreads>
+      <<<sample_grid("attention_received", batch, tokens), kElementwiseThreads, 0, exec.stream>>>(
+          map, cu_seqlens, heads, tokens, scores);
+  check_launch("attention_received_kernel");
+}
+
+template <int Threads>
+__global__ void __launch_bounds__(Threads)
+    log_sizes_kernel(const float* sizes, std::int64_t n, float* out, int* status) {
   const std::int64_t i = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= n) return;
   const float s = sizes[i];
@@ -66,7 +99,8 @@ __global__ void log_sizes_kernel(const float* sizes, std::int64_t n, float* out,
 }
 
 inline void log_sizes(const Cuda& exec, const float* sizes, std::int64_t n, float* out) {
-  log_sizes_kernel<<<elementwise_grid("log_sizes", n), kElementwiseThreads, 0, exec.stream>>>(sizes, n, out, exec.status);
+  log_sizes_kernel<kElementwiseThreads>
+      <<<elementwise_grid("log_sizes", n), kElementwiseThreads, 0, exec.stream>>>(sizes, n, out, exec.status);
   check_launch("log_sizes_kernel");
 }
 

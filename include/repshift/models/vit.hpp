@@ -74,6 +74,17 @@ struct ViTConfig {
   // Kinetics classes): 12 frames, tubelet 1 = 2352 tokens.
   static ViTConfig umt_base(int frames, int tubelet = 1) { return umt(768, 12, 12, 3072, frames, tubelet); }
   static ViTConfig umt_large(int frames, int tubelet = 1) { return umt(1024, 24, 16, 4096, frames, tubelet); }
+  // The small video transformer trained on clips of the digits moving over
+  // 8 frames of a 16x16 canvas (data/digit_clips/,
+  // bench/fidelity/train_digit_clips.py): tubelet 2, patch 4 = 64 tokens.
+  static ViTConfig digit_clips() {
+    ViTConfig c = umt(64, 6, 4, 128, 8, 2);
+    c.image_size = 16;
+    c.patch_size = 4;
+    c.in_chans = 1;
+    c.num_classes = 10;
+    return c;
+  }
 
   bool class_token() const { return pool == Pool::Cls; }
   int grid() const { return image_size / patch_size; }

@@ -4,11 +4,11 @@
 // is null for a valid combination and the reason otherwise. Sweeps filter
 // on valid_combination_v, with_policies reports why_not, the Blocks
 // static_assert on it.
-//   Transformer: every site and compress; ClsAttention only at Site = Attention.
+//   Transformer: every site and compress; ClsAttention and AttentionReceived only at Site = Attention.
 //   SsmScan:     Site = BlockOutput (no attention / MLP sub-layer), Compress =
-//                Prune (the scan needs token order), no ClsAttention.
+//                Prune (the scan needs token order), no map importance.
 //   CnnRows:     Site = BlockOutput, Compress = Prune, a shift metric or TokenNorm
-//                (per-pixel scores; Random and ClsAttention have no pixels).
+//                (per-pixel scores; Random and the map importances have no pixels).
 
 #include <type_traits>
 

@@ -14,6 +14,10 @@
 //                 EViT-style baseline. It needs the N x N map, which flash
 //                 attention never forms, so a block using it runs the plain
 //                 attention path: that cost is part of what it measures.
+//   AttentionReceived  mean over heads and queries of each key's column of
+//                 the attention map: the attention a token receives, the
+//                 baseline for models without a class token (the paper's
+//                 video baseline). Plain attention path, like ClsAttention.
 
 #include <cmath>
 #include <cstdint>
@@ -69,15 +73,19 @@ struct ClsAttention {
   static constexpr const char* name = "cls_attn";
 };
 
-template <class I>
-inline constexpr bool is_importance_v =
-    is_metric_v<I> || std::is_same_v<I, Random> || std::is_same_v<I, ClsAttention>;
+struct AttentionReceived {
+  static constexpr const char* name = "attn_received";
+};
 
 template <class I>
-inline constexpr bool needs_attention_map_v = std::is_same_v<I, ClsAttention>;
+inline constexpr bool needs_attention_map_v = std::is_same_v<I, ClsAttention> || std::is_same_v<I, AttentionReceived>;
 
-// ClsAttention is read off the attention map, so it can only rank tokens
-// where the map exists: in the attention sub-layer.
+template <class I>
+inline constexpr bool is_importance_v = is_metric_v<I> || std::is_same_v<I, Random> || needs_attention_map_v<I>;
+
+// ClsAttention and AttentionReceived are read off the attention map, so
+// they can only rank tokens where the map exists: in the attention
+// sub-layer.
 template <class S, class I>
 inline constexpr bool valid_site_importance_v = !needs_attention_map_v<I> || std::is_same_v<S, Attention>;
 

@@ -28,7 +28,7 @@ using TokenBackbones = TypeList<Transformer, SsmScan>;  // the token models with
 using Sites = TypeList<Attention, Mlp, BlockOutput, Update<Attention>, Update<Mlp>>;
 using MeasuredSites = TypeList<Attention, Mlp, BlockOutput>;  // one per measured layer F: the sweeps' sites
 using Metrics = TypeList<L1, L2, Cosine>;               // the shift metrics (the entry points' Metric)
-using Importances = TypeList<L2, L1, Cosine, TokenNorm, Random, ClsAttention>;
+using Importances = TypeList<L2, L1, Cosine, TokenNorm, Random, ClsAttention, AttentionReceived>;
 using Compressions = TypeList<Prune, Fuse, Merge>;
 
 // "a, b, c": the names of a list, for messages.

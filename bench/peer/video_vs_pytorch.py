@@ -1,0 +1,193 @@
+#!/usr/bin/env python3
+"""The paper's video headline on this CPU: UMT-B (ViT-B/16 over T frames of
+224x224, tubelet 1: T x 196 tokens, random weights), repshift's variants and
+PyTorch side by side, interleaved rounds, one invocation:
+
+    python3 bench/peer/video_vs_pytorch.py build/release/bench/model_timing [OUT.md]
+        [--frames 8,12,16] [--batches 1,2] [--rounds 3] [--seconds 2] [--rss 1024,2048,4096,8192,16384] [--plot OUT.png]
+
+Variants (repshift, model_timing umt_b): (a) unpruned, flash attention;
+(a') unpruned on the plain attention path that writes the N x N map (the
+paper's non-flash baseline); (b) the paper's pruning: r = 0.2 at blocks 0,
+1, 2 by the MLP-site L2 shift; (c) the paper's baseline: the same schedule
+ranked by attention received (mean over heads and queries) on the map path.
+(d) PyTorch: the same UMT-B written with F.scaled_dot_product_attention,
+unpruned and with (b)'s pruning written the obvious PyTorch way (score,
+torch.topk, sort, gather). Reports (b)/(a), (b)/(a'), (b)/(c), (b)/(d
+pruned) and (b)/(d unpruned); with --rss, the peak RSS of one UMT-B
+attention (12 heads x 64) on the flash and the map path from 1k to 16k
+tokens, each in a fresh process, as a table and a PNG.
+"""
+import datetime
+import math
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import peer_venv  # noqa: E402
+
+THREADS = 2
+DROPS = {0: 0.2, 1: 0.2, 2: 0.2}  # the paper's UMT retrieval setting
+
+
+def option(name, default):
+    for a in sys.argv[1:]:
+        if a.startswith(f"--{name}="):
+            return a.split("=", 1)[1]
+    if f"--{name}" in sys.argv:
+        return sys.argv[sys.argv.index(f"--{name}") + 1]
+    return default
+
+
+def build_umt(torch, frames, dim=768, depth=12, heads=12, mlp=3072, classes=400):
+    """UMT-B in plain PyTorch: Conv3d tubelet-1 patches, sinusoid positions,
+    pre-norm blocks with SDPA, token-mean fc_norm head."""
+    F = torch.nn.functional
+    tokens = frames * 196
+    pos = torch.arange(tokens, dtype=torch.float64)[:, None]
+    j = torch.arange(dim)[None, :]
+    angle = pos / torch.pow(10000.0, 2 * (j // 2) / dim)
+    pos_embed = torch.where(j % 2 == 0, torch.sin(angle), torch.cos(angle)).float()
+
+    class Block(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.norm1, self.norm2 = torch.nn.LayerNorm(dim, eps=1e-6), torch.nn.LayerNorm(dim, eps=1e-6)
+            self.qkv, self.proj = torch.nn.Linear(dim, 3 * dim), torch.nn.Linear(dim, dim)
+            self.fc1, self.fc2 = torch.nn.Linear(dim, mlp), torch.nn.Linear(mlp, dim)
+
+        def attention(self, x):
+            b, n, c = x.shape
+            q, k, v = self.qkv(x).reshape(b, n, 3, heads, c // heads).permute(2, 0, 3, 1, 4)
+            return self.proj(F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, n, c))
+
+        def forward(self, x):
+            x1 = x + self.attention(self.norm1(x))
+            m = self.fc2(F.gelu(self.fc1(self.norm2(x1))))
+            return x1 + m, (m - x1).norm(dim=-1)
+
+    class UMT(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.patch = torch.nn.Conv3d(3, dim, (1, 16, 16), (1, 16, 16))
+            self.blocks = torch.nn.ModuleList(Block() for _ in range(depth))
+            self.fc_norm, self.head = torch.nn.LayerNorm(dim, eps=1e-6), torch.nn.Linear(dim, classes)
+
+        def forward(self, video, drops=None):
+            x = self.patch(video).flatten(2).transpose(1, 2) + pos_embed
+            for i, blk in enumerate(self.blocks):
+                x, score = blk(x)
+                if drops and i in drops:
+                    keep = x.shape[1] - math.floor(drops[i] * x.shape[1])
+                    idx = torch.topk(score, keep, dim=1).indices.sort(dim=1).values
+                    x = torch.gather(x, 1, idx.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+            return self.head(self.fc_norm(x.mean(1)))
+
+    return UMT().eval()
+
+
+def rate(torch, forward, inputs, seconds):
+    with torch.inference_mode():
+        forward(inputs)
+        rates, start = [], time.perf_counter()
+        while len(rates) < 3 or time.perf_counter() - start < seconds:
+            t0 = time.perf_counter()
+            forward(inputs)
+            rates.append(inputs.shape[0] / (time.perf_counter() - t0))
+    return statistics.median(rates)
+
+
+def main():
+    if len(sys.argv) < 2 or sys.argv[1].startswith("--"):
+        sys.exit(__doc__)
+    peer_venv.ensure("torch", "matplotlib")
+    import torch
+    torch.set_num_threads(THREADS)
+    binary = sys.argv[1]
+    out_md = sys.argv[2] if len(sys.argv) > 2 and not sys.argv[2].startswith("--") else None
+    frames_list = [int(v) for v in option("frames", "8,12,16").split(",")]
+    batches = [int(v) for v in option("batches", "1,2").split(",")]
+    rounds, seconds = int(option("rounds", "3")), float(option("seconds", "2"))
+    rss_tokens = [int(v) for v in option("rss", "").split(",") if v]
+    plot = option("plot", None)
+    env = dict(os.environ, OMP_NUM_THREADS=str(THREADS))
+
+    def ours(variant, batch, frames):
+        out = subprocess.run([binary, "umt_b", str(batch), variant, str(seconds), str(frames)], check=True,
+                             capture_output=True, text=True, env=env)
+        return float(out.stdout)
+
+    results = {}
+    gen = torch.Generator().manual_seed(0)
+    for r in range(rounds):
+        for frames in frames_list:
+            model = build_umt(torch, frames)
+            for batch in batches:
+                video = torch.randn(batch, 3, frames, 224, 224, generator=gen)
+                row = {v: ours(v, batch, frames) for v in ("flash", "map", "pruned", "attn_pruned")}
+                row["torch"] = rate(torch, model, video, seconds)
+                row["torch_pruned"] = rate(torch, lambda v: model(v, DROPS), video, seconds)
+                for k, v in row.items():
+                    results.setdefault((frames, batch, k), []).append(v)
+                print(f"round {r + 1}/{rounds} T={frames} b{batch}: " +
+                      ", ".join(f"{k} {v:.3f}/s" for k, v in row.items()), flush=True)
+
+    med = {k: statistics.median(v) for k, v in results.items()}
+    lines = [f"UMT-B video encoder (ViT-B/16, T frames x 196 tokens, random weights), repshift vs PyTorch "
+             f"{torch.__version__} (SDPA), CPU, {THREADS} threads, {datetime.date.today()}; clips/s, medians of "
+             f"{rounds} interleaved rounds, each a median over ~{seconds:.0f} s of forward passes. Pruned: r = 0.2 at "
+             f"blocks 0, 1, 2 (the paper's UMT retrieval setting; 2352 -> 1882 -> 1506 -> 1205 tokens at T = 12). "
+             f"Regenerate: `python3 bench/peer/video_vs_pytorch.py build/release/bench/model_timing`.", "",
+             "| T | tokens | batch | (a) flash | (a') map | (b) pruned | (c) attn-received pruned | (d) PyTorch | "
+             "(d) PyTorch pruned | (b)/(a) | (b)/(a') | (b)/(c) | (b)/(d pruned) | (b)/(d) |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for frames in frames_list:
+        for batch in batches:
+            g = lambda k: med[(frames, batch, k)]
+            b = g("pruned")
+            lines.append(f"| {frames} | {frames * 196} | {batch} | {g('flash'):.3f} | {g('map'):.3f} | {b:.3f} | "
+                         f"{g('attn_pruned'):.3f} | {g('torch'):.3f} | {g('torch_pruned'):.3f} | "
+                         f"{b / g('flash'):.2f}x | {b / g('map'):.2f}x | {b / g('attn_pruned'):.2f}x | "
+                         f"{b / g('torch_pruned'):.2f}x | {b / g('torch'):.2f}x |")
+
+    if rss_tokens:
+        rss = {}
+        for n in rss_tokens:
+            for path in ("flash", "map"):
+                out = subprocess.run([binary, "attention_rss", str(n), path], capture_output=True, text=True, env=env)
+                rss[(n, path)] = float(out.stdout) if out.returncode == 0 else float("nan")
+                print(f"rss {n} {path}: {rss[(n, path)]:.0f} MiB", flush=True)
+        lines += ["", "Peak RSS of one UMT-B attention (12 heads x 64, batch 1, f32), each in a fresh process "
+                  "(`model_timing attention_rss TOKENS flash|map`); the map path holds the 12 x N x N "
+                  "probabilities the attention-based baselines read.", "",
+                  "| tokens | flash MiB | map MiB | map / flash |", "|---:|---:|---:|---:|"]
+        for n in rss_tokens:
+            f_, m_ = rss[(n, "flash")], rss[(n, "map")]
+            lines.append(f"| {n} | {f_:.0f} | {m_:.0f} | {m_ / f_:.1f}x |")
+        if plot:
+            import matplotlib
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+            fig, ax = plt.subplots(figsize=(5.5, 3.6))
+            ax.plot(rss_tokens, [rss[(n, "flash")] for n in rss_tokens], "o-", label="flash (repshift)")
+            ax.plot(rss_tokens, [rss[(n, "map")] for n in rss_tokens], "s-", label="plain, writes the N x N map")
+            ax.set_xscale("log", base=2)
+            ax.set_yscale("log")
+            ax.set_xlabel("tokens")
+            ax.set_ylabel("peak RSS (MiB)")
+            ax.set_title("One UMT-B attention layer, CPU")
+            ax.legend()
+            ax.grid(alpha=0.3)
+            fig.tight_layout()
+            fig.savefig(plot, dpi=120)
+    print("\n".join(lines))
+    if out_md:
+        with open(out_md, "w") as f:
+            f.write("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
