@@ -29,6 +29,20 @@ inline rs::ViTConfig tiny_vit() {
   return c;
 }
 
+// The video config (models/video.hpp) at test size: 4 frames of 16x16,
+// tubelet 2, patch 4: 2 tubes x 16 = 32 tokens, no class token.
+inline rs::ViTConfig tiny_video() {
+  rs::ViTConfig c = rs::ViTConfig::umt_base(4, 2);
+  c.image_size = 16;
+  c.patch_size = 4;
+  c.dim = 32;
+  c.depth = 3;
+  c.heads = 2;
+  c.mlp_hidden = 64;
+  c.num_classes = 5;
+  return c;
+}
+
 inline rs::ViTWeights lively_vit(const rs::ViTConfig& cfg, std::uint32_t seed) {
   rs::ViTWeights w = rs::ViTWeights::random(cfg, seed);
   std::mt19937 gen(seed);

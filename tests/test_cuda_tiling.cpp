@@ -10,7 +10,7 @@
 
 #include "test_support.hpp"
 
-namespace T = repshift::cuda_tiling;
+namespace T = repshift::cuda_detail;
 
 TEST(CudaTiling, SelectItemsCoverTheTokens) {
   EXPECT_EQ(T::select_items_per_thread(1), 1);
@@ -198,7 +198,7 @@ TEST(CudaAttentionTiling, SharedMemoryPlanMeetsWmmaRules) {
 // channels in all), stay within kMaxChunks, and only split where the
 // pixel tiles alone would leave the GPU idle.
 TEST(CudaTiling, PixelReductionChunks) {
-  using T = rs::cuda_tiling::PixelTiling;
+  using T = rs::cuda_detail::PixelTiling;
   for (std::int64_t pixels : {1, 49, 392, 3136, 25088, 200704}) {
     for (std::int64_t channels : {3, 64, 256, 300, 1024, 2048}) {
       const std::int64_t chunks = T::chunks(pixels, channels), per = T::chunk_channels(pixels, channels);

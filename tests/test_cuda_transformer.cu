@@ -484,14 +484,7 @@ TEST(CudaVisionTransformer, MergeMatchesHostModel) {
 // under the paper's video schedules, kept indices included.
 TEST(CudaVideoTransformer, MatchesHostModelWithTheSameKeptTokens) {
   REQUIRE_DEVICE();
-  auto cfg = rs::ViTConfig::umt_base(4, 2);
-  cfg.image_size = 16;
-  cfg.patch_size = 4;
-  cfg.dim = 32;
-  cfg.depth = 3;
-  cfg.heads = 2;
-  cfg.mlp_hidden = 64;
-  cfg.num_classes = 5;
+  const auto cfg = fixtures::tiny_video();
   auto w = lively_vit(cfg, 7);
   w.pos_embed = rs::ViTWeights::random(cfg, 7).pos_embed;
   const int batch = 3;

@@ -69,18 +69,10 @@ TYPED_TEST_SUITE(ViTBatchInvariance, ViTPolicies, ViTPolicyNames);
 // token-mean head) are one model: both configs, every policy.
 TYPED_TEST(ViTBatchInvariance, EachImageAloneEqualsItInTheBatch) {
   using C = TypeParam;
-  auto video = rs::ViTConfig::umt_base(4, 2);
-  video.image_size = 32;
-  video.patch_size = 8;
-  video.dim = 48;
-  video.depth = 4;
-  video.heads = 3;
-  video.mlp_hidden = 96;
-  video.num_classes = 10;
-  for (const auto& cfg : {tiny_vit(), video}) {
+  for (const auto& cfg : {tiny_vit(), fixtures::tiny_video()}) {
     const int protect = cfg.class_token() ? 1 : 0;
     rs::VisionTransformer<typename C::Site, typename C::Importance, typename C::Compress> model(lively_vit(cfg, 21));
-    const std::size_t pixels = std::size_t(3) * cfg.frames * 32 * 32;
+    const std::size_t pixels = std::size_t(3) * cfg.frames * cfg.image_size * cfg.image_size;
     const auto images = ref::random_floats(kImages * pixels, 22);
     const auto schedule = rs::PruneSchedule::drop({{0, 0.2}, {2, 0.3}}, protect);
     std::vector<float> logits(std::size_t(kImages) * cfg.num_classes);

@@ -20,18 +20,7 @@ namespace P = rs::policies;
 
 namespace {
 
-// 4 frames of 16x16, tubelet 2, patch 4: 2 x 16 = 32 tokens, no class token.
-rs::ViTConfig tiny_video() {
-  rs::ViTConfig c = rs::ViTConfig::umt_base(4, 2);
-  c.image_size = 16;
-  c.patch_size = 4;
-  c.dim = 32;
-  c.depth = 3;
-  c.heads = 2;
-  c.mlp_hidden = 64;
-  c.num_classes = 5;
-  return c;
-}
+using fixtures::tiny_video;
 
 // Random weights with spread (fixtures::lively_vit), the position table
 // left as the model computes it, and no k bias (UMT has none).

@@ -26,6 +26,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <functional>
 #include <random>
 #include <string>
@@ -36,7 +37,6 @@
 #include <repshift/models/video.hpp>
 #include <repshift/models/vit.hpp>
 
-#include <sys/resource.h>
 
 namespace rs = repshift;
 
@@ -126,9 +126,14 @@ double attention_rss_mib(int tokens, bool map) {
   } else {
     rs::Backend<rs::Host>::flash_attention(rs::Host{}, p);
   }
-  rusage usage{};
-  getrusage(RUSAGE_SELF, &usage);
-  return double(usage.ru_maxrss) / 1024.0;  // Linux: KiB
+  // VmHWM, not getrusage's ru_maxrss: the latter keeps the high-water mark
+  // of the process this one was forked from (the Python driver holding
+  // PyTorch), while exec starts a new address space and a new VmHWM.
+  std::ifstream status("/proc/self/status");
+  for (std::string line; std::getline(status, line);) {
+    if (line.rfind("VmHWM:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;  // kB
+  }
+  throw rs::InvalidArgument("model_timing: no VmHWM in /proc/self/status");
 }
 
 }  // namespace
@@ -145,19 +150,14 @@ int main(int argc, char** argv) {
                  argv[0], argv[0], argv[0], argv[0]);
     return 2;
   }
-  if (name == "attention_rss") {
-    try {
+  try {
+    if (name == "attention_rss") {
       std::printf("%.1f\n", attention_rss_mib(std::atoi(argv[2]), std::string(argv[3]) == "map"));
       return 0;
-    } catch (const std::exception& e) {
-      std::fprintf(stderr, "model_timing: %s\n", e.what());
-      return 1;
     }
-  }
-  const int batch = std::atoi(argv[2]);
-  const bool pruned = std::string(argv[3]) == "pruned";
-  const double budget = std::atof(argv[4]);
-  try {
+    const int batch = std::atoi(argv[2]);
+    const bool pruned = std::string(argv[3]) == "pruned";
+    const double budget = std::atof(argv[4]);
     const double rate = name == "umt_b"      ? umt_b(batch, argv[3], budget, std::atoi(argv[5]))
                         : name == "minilm"   ? minilm(batch, pruned, budget, std::atoi(argv[5]), argv[6])
                         : name == "resnet50" ? resnet50(batch, pruned, budget)

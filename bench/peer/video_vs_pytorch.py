@@ -24,10 +24,10 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import peer_venv  # noqa: E402
+from vs_pytorch import rate  # noqa: E402  (same timing loop as the image peers)
 
 THREADS = 2
 DROPS = {0: 0.2, 1: 0.2, 2: 0.2}  # the paper's UMT retrieval setting
@@ -87,17 +87,6 @@ def build_umt(torch, frames, dim=768, depth=12, heads=12, mlp=3072, classes=400)
             return self.head(self.fc_norm(x.mean(1)))
 
     return UMT().eval()
-
-
-def rate(torch, forward, inputs, seconds):
-    with torch.inference_mode():
-        forward(inputs)
-        rates, start = [], time.perf_counter()
-        while len(rates) < 3 or time.perf_counter() - start < seconds:
-            t0 = time.perf_counter()
-            forward(inputs)
-            rates.append(inputs.shape[0] / (time.perf_counter() - t0))
-    return statistics.median(rates)
 
 
 def main():
@@ -160,9 +149,9 @@ def main():
                 out = subprocess.run([binary, "attention_rss", str(n), path], capture_output=True, text=True, env=env)
                 rss[(n, path)] = float(out.stdout) if out.returncode == 0 else float("nan")
                 print(f"rss {n} {path}: {rss[(n, path)]:.0f} MiB", flush=True)
-        lines += ["", "Peak RSS of one UMT-B attention (12 heads x 64, batch 1, f32), each in a fresh process "
-                  "(`model_timing attention_rss TOKENS flash|map`); the map path holds the 12 x N x N "
-                  "probabilities the attention-based baselines read.", "",
+        lines += ["", "Peak RSS (VmHWM) of one UMT-B attention (12 heads x 64, batch 1, f32), each in a fresh "
+                  "process (`model_timing attention_rss TOKENS flash|map`); inputs and output included; the map "
+                  "path holds the 12 x N x N probabilities the attention-based baselines read.", "",
                   "| tokens | flash MiB | map MiB | map / flash |", "|---:|---:|---:|---:|"]
         for n in rss_tokens:
             f_, m_ = rss[(n, "flash")], rss[(n, "map")]

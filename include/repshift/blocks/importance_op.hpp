@@ -43,25 +43,22 @@ struct ImportanceOp<policies::Random> {
   }
 };
 
-template <>
-struct ImportanceOp<policies::ClsAttention> {
-  static constexpr bool fused = false;
-  static constexpr bool needs_map = true;  // the block runs the plain attention path
-  template <class Exec>
-  static void score(const Exec& exec, const ImportanceInputs& in, float* scores) {
-    Backend<Exec>::cls_attention_scores(exec, in.attention_map, in.batch, in.heads, in.tokens, scores, in.cu_seqlens);
-  }
-};
-
-template <>
-struct ImportanceOp<policies::AttentionReceived> {
+// ClsAttention and AttentionReceived: column means of the attention map
+// (the block runs the plain, map-writing attention path for them).
+template <class MapImportance>
+struct AttentionMapScores {
   static constexpr bool fused = false;
   static constexpr bool needs_map = true;
   template <class Exec>
   static void score(const Exec& exec, const ImportanceInputs& in, float* scores) {
-    Backend<Exec>::attention_received_scores(exec, in.attention_map, in.batch, in.heads, in.tokens, scores,
-                                             in.cu_seqlens);
+    Backend<Exec>::template attention_column_means<MapImportance::all_queries>(
+        exec, in.attention_map, in.batch, in.heads, in.tokens, scores, in.cu_seqlens);
   }
 };
+
+template <>
+struct ImportanceOp<policies::ClsAttention> : AttentionMapScores<policies::ClsAttention> {};
+template <>
+struct ImportanceOp<policies::AttentionReceived> : AttentionMapScores<policies::AttentionReceived> {};
 
 }  // namespace repshift

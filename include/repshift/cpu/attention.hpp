@@ -47,7 +47,7 @@ namespace cpu {
 constexpr int kBlockQ = 32;
 constexpr int kBlockK = 64;
 
-namespace detail_attention {
+namespace detail {
 
 // Scratch for one (sample, head) task: K^T and V of the whole sequence
 // (bias added, prepared once and reused by every query block) and one
@@ -250,17 +250,17 @@ void flash_attention_impl(const Host& host, const AttentionParams& p) {
   }
 }
 
-}  // namespace detail_attention
+}  // namespace detail
 
 inline void flash_attention(const Host& host, const AttentionParams& p) {
   p.check("flash_attention");
   // The one runtime -> compile-time switch: common head sizes get the
   // register-blocked path.
   switch (p.head_dim) {
-    case 32: return detail_attention::flash_attention_impl<32>(host, p);
-    case 64: return detail_attention::flash_attention_impl<64>(host, p);
-    case 128: return detail_attention::flash_attention_impl<128>(host, p);
-    default: return detail_attention::flash_attention_impl<0>(host, p);
+    case 32: return detail::flash_attention_impl<32>(host, p);
+    case 64: return detail::flash_attention_impl<64>(host, p);
+    case 128: return detail::flash_attention_impl<128>(host, p);
+    default: return detail::flash_attention_impl<0>(host, p);
   }
 }
 
@@ -285,8 +285,8 @@ inline void attention_with_map(const Host& host, const AttentionParams& p, float
     if (t >= p.queries(b)) continue;
     for (int which = 0; which < 3; ++which) {
       for (std::int64_t h = 0; h < p.heads; ++h) {
-        const float* src = detail_attention::qkv_row(p, b, t, which, h);
-        const float* bias = detail_attention::qkv_bias_row(p, which, h);
+        const float* src = detail::qkv_row(p, b, t, which, h);
+        const float* bias = detail::qkv_bias_row(p, which, h);
         float* dst = plane(which, b, h) + t * dh;
         for (std::int64_t d = 0; d < dh; ++d) dst[d] = src[d] + (bias ? bias[d] : 0.0f);
       }

@@ -85,13 +85,12 @@ struct Backend<Host> {
                             float* scores, const int* cu_seqlens) {
     cpu::random_scores(host, seed, batch, tokens, scores, cu_seqlens);
   }
-  static void cls_attention_scores(const Host& host, const float* map, std::int64_t batch, std::int64_t heads,
-                                   std::int64_t tokens, float* scores, const int* cu_seqlens) {
-    cpu::cls_attention_scores(host, map, batch, heads, tokens, scores, cu_seqlens);
-  }
-  static void attention_received_scores(const Host& host, const float* map, std::int64_t batch, std::int64_t heads,
-                                        std::int64_t tokens, float* scores, const int* cu_seqlens) {
-    cpu::attention_received_scores(host, map, batch, heads, tokens, scores, cu_seqlens);
+  // The map importances' scores: column means of the attention map over
+  // heads and the class token's row (AllQueries = false) or every query.
+  template <bool AllQueries>
+  static void attention_column_means(const Host& host, const float* map, std::int64_t batch, std::int64_t heads,
+                                     std::int64_t tokens, float* scores, const int* cu_seqlens) {
+    cpu::attention_column_means<AllQueries>(host, map, batch, heads, tokens, scores, cu_seqlens);
   }
   static void log_sizes(const Host& host, const float* sizes, std::int64_t n, float* out) {
     cpu::log_sizes(host, sizes, n, out);

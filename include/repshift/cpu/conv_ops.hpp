@@ -42,7 +42,7 @@ struct ConvOps<Host> {
 
   static void check_layout(const char* where, MapLayout layout) {
     if (layout == MapLayout::Nhwc && default_layout != MapLayout::Nhwc) {
-      detail::fail(where, "layout = NHWC needs oneDNN: this build has no libdnnl-dev (REPSHIFT_HAS_ONEDNN is off)");
+      repshift::detail::fail(where, "layout = NHWC needs oneDNN: this build has no libdnnl-dev (REPSHIFT_HAS_ONEDNN is off)");
     }
   }
 

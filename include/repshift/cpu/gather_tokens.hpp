@@ -23,7 +23,7 @@ void check_keep_indices(const char* where, const Params& p) {
     for (std::int64_t k = 0; k < p.keep_of(b, p.keep); ++k) {
       const int i = idx[k * p.keep_token_stride];
       if (i < 0 || i >= tokens) {
-        detail::fail(where, "keep_idx[" + std::to_string(b) + ", " + std::to_string(k) + "] = " +
+        repshift::detail::fail(where, "keep_idx[" + std::to_string(b) + ", " + std::to_string(k) + "] = " +
                                 std::to_string(i) + " is outside [0, tokens = " + std::to_string(tokens) + ")");
       }
     }

@@ -21,7 +21,7 @@ namespace cpu {
 inline void check_kept_token(const int* keep_token, std::int64_t batch, std::int64_t tokens) {
   for (std::int64_t b = 0; b < batch; ++b) {
     if (keep_token[b] < 0 || keep_token[b] >= tokens) {
-      detail::fail("Block<SsmScan>::forward", "keep_token[" + std::to_string(b) + "] = " +
+      repshift::detail::fail("Block<SsmScan>::forward", "keep_token[" + std::to_string(b) + "] = " +
                                                   std::to_string(keep_token[b]) + " is outside [0, tokens = " +
                                                   std::to_string(tokens) + ")");
     }

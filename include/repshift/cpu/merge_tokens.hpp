@@ -32,7 +32,7 @@ namespace repshift {
 
 namespace cpu {
 
-namespace detail_merge {
+namespace detail {
 
 // Per-sample scratch: unit match features of every token and the merge plan.
 struct MergeScratch {
@@ -108,7 +108,7 @@ inline void merge_sample(const MergeParams& p, std::int64_t b, MergeScratch& s) 
   }
 }
 
-}  // namespace detail_merge
+}  // namespace detail
 
 // One task per sample; O(|A| x |B| x key_channels) matching per sample.
 inline void merge_tokens(const Host& host, const MergeParams& p) {
@@ -121,9 +121,9 @@ inline void merge_tokens(const Host& host, const MergeParams& p) {
   if (p.sizes) MergeParams::check_sizes("merge_tokens", p.sizes, rows);
 #pragma omp parallel num_threads(thread_count(host))
   {
-    detail_merge::MergeScratch scratch;
+    detail::MergeScratch scratch;
 #pragma omp for schedule(dynamic, 1)
-    for (std::int64_t b = 0; b < p.batch; ++b) detail_merge::merge_sample(p, b, scratch);
+    for (std::int64_t b = 0; b < p.batch; ++b) detail::merge_sample(p, b, scratch);
   }
 }
 

@@ -83,7 +83,7 @@ class OneDnnConv {
     auto plan = std::make_unique<Plan>(Plan{pd.src_desc(), pd.dst_desc(), bias, pd.weights_desc(),
                                             dnnl::convolution_forward(pd), {}});
     if (plan->src != src || plan->dst != dst) {
-      detail::fail("cpu::OneDnnConv", "oneDNN picked a non-NHWC activation layout for a " + std::to_string(s.kernel) +
+      repshift::detail::fail("cpu::OneDnnConv", "oneDNN picked a non-NHWC activation layout for a " + std::to_string(s.kernel) +
                                           "x" + std::to_string(s.kernel) + " conv");
     }
     return *plans_.emplace(key, std::move(plan)).first->second;

@@ -34,7 +34,7 @@ namespace repshift {
 
 namespace cpu {
 
-namespace detail_scan {
+namespace detail {
 
 template <class V>
 inline V load_lanes(const float* p) {
@@ -107,7 +107,7 @@ inline void conv_lanes(const CausalConvParams& p, const float* wt, std::int64_t 
   store_lanes<V>(p.out + (b * p.length + t) * p.out_stride + d, silu(acc));
 }
 
-}  // namespace detail_scan
+}  // namespace detail
 
 // out = SiLU(depthwise causal conv1d(x) + bias), per direction.
 template <ScanDirection Dir>
@@ -121,8 +121,8 @@ void causal_conv1d_silu(const Host& host, const CausalConvParams& p) {
   for (std::int64_t row = 0; row < p.batch * p.length; ++row) {
     const std::int64_t b = row / p.length, t = row % p.length;
     std::int64_t d = 0;
-    for (; d + kVec <= D; d += kVec) detail_scan::conv_lanes<Dir, vfloat>(p, wt.data(), b, t, d);
-    for (; d < D; ++d) detail_scan::conv_lanes<Dir, float>(p, wt.data(), b, t, d);
+    for (; d + kVec <= D; d += kVec) detail::conv_lanes<Dir, vfloat>(p, wt.data(), b, t, d);
+    for (; d < D; ++d) detail::conv_lanes<Dir, float>(p, wt.data(), b, t, d);
   }
 }
 
@@ -132,8 +132,8 @@ void selective_scan(const Host& host, const SelectiveScanParams& p) {
   p.check("selective_scan");
   // The one runtime -> compile-time switch: Mamba's usual state size gets
   // its loop unrolled with the state in registers.
-  if (p.state == 16) return detail_scan::scan_impl<Dir, Accumulate, 16>(host, p);
-  detail_scan::scan_impl<Dir, Accumulate, 0>(host, p);
+  if (p.state == 16) return detail::scan_impl<Dir, Accumulate, 16>(host, p);
+  detail::scan_impl<Dir, Accumulate, 0>(host, p);
 }
 
 }  // namespace cpu

@@ -24,37 +24,25 @@ inline void random_scores(const Host&, std::uint64_t seed, std::int64_t batch, s
   }
 }
 
-// Mean over heads of P[b, h, 0, :]; map [batch, heads, tokens, tokens]
-// with sample b's n x n map in its top-left corner.
-inline void cls_attention_scores(const Host&, const float* map, std::int64_t batch, std::int64_t heads,
-                                 std::int64_t tokens, float* scores, const int* cu_seqlens) {
+// The map importances: the mean over heads, and over the first `queries`
+// query rows, of the map's column t. ClsAttention reads the class token's
+// row (AllQueries = false); AttentionReceived every query of the sample
+// (true): the attention token t receives. map [batch, heads, tokens, tokens]
+// with sample b's n x n map in its top-left corner; rows are summed whole
+// (unit stride), in a fixed order.
+template <bool AllQueries>
+void attention_column_means(const Host&, const float* map, std::int64_t batch, std::int64_t heads,
+                            std::int64_t tokens, float* scores, const int* cu_seqlens) {
   for (std::int64_t b = 0; b < batch; ++b) {
-    const std::int64_t n = seq_length(cu_seqlens, b, tokens);
-    float* s = scores + seq_begin(cu_seqlens, b, tokens);
-    for (std::int64_t t = 0; t < n; ++t) s[t] = 0.0f;
-    for (std::int64_t h = 0; h < heads; ++h) {
-      const float* cls_row = map + ((b * heads + h) * tokens) * tokens;
-      for (std::int64_t t = 0; t < n; ++t) s[t] += cls_row[t];
-    }
-    for (std::int64_t t = 0; t < n; ++t) s[t] /= float(heads);
-  }
-}
-
-// Mean over heads and sample b's n queries of P[b, h, :, t]: the attention
-// token t receives. Rows are summed whole (unit stride), in a fixed order.
-inline void attention_received_scores(const Host&, const float* map, std::int64_t batch, std::int64_t heads,
-                                      std::int64_t tokens, float* scores, const int* cu_seqlens) {
-  for (std::int64_t b = 0; b < batch; ++b) {
-    const std::int64_t n = seq_length(cu_seqlens, b, tokens);
+    const std::int64_t n = seq_length(cu_seqlens, b, tokens), queries = AllQueries ? n : 1;
     float* s = scores + seq_begin(cu_seqlens, b, tokens);
     for (std::int64_t t = 0; t < n; ++t) s[t] = 0.0f;
     for (std::int64_t h = 0; h < heads; ++h)
-      for (std::int64_t q = 0; q < n; ++q) {
+      for (std::int64_t q = 0; q < queries; ++q) {
         const float* row = map + ((b * heads + h) * tokens + q) * tokens;
         for (std::int64_t t = 0; t < n; ++t) s[t] += row[t];
       }
-    const float inv = 1.0f / float(heads * n);
-    for (std::int64_t t = 0; t < n; ++t) s[t] *= inv;
+    for (std::int64_t t = 0; t < n; ++t) s[t] /= float(heads * queries);
   }
 }
 
@@ -62,7 +50,7 @@ inline void attention_received_scores(const Host&, const float* map, std::int64_
 inline void log_sizes(const Host&, const float* sizes, std::int64_t n, float* out) {
   for (std::int64_t i = 0; i < n; ++i) {
     if (!(sizes[i] > 0.0f) || !std::isfinite(sizes[i])) {
-      detail::fail("log_sizes", "sizes[" + std::to_string(i) + "] = " + std::to_string(sizes[i]) +
+      repshift::detail::fail("log_sizes", "sizes[" + std::to_string(i) + "] = " + std::to_string(sizes[i]) +
                                     " must be finite and > 0");
     }
     out[i] = std::log(sizes[i]);

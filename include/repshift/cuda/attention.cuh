@@ -40,7 +40,7 @@ namespace repshift {
 namespace cuda_detail {
 
 template <class T, int HeadDim, bool Tensor>
-using FlashTiling = cuda_tiling::AttentionTiling<HeadDim, int(sizeof(T)), Tensor>;
+using FlashTiling = cuda_detail::AttentionTiling<HeadDim, int(sizeof(T)), Tensor>;
 
 template <class T, int HeadDim, bool Tensor>
 __global__ void __launch_bounds__((FlashTiling<T, HeadDim, Tensor>::kThreads))
@@ -52,7 +52,7 @@ __global__ void __launch_bounds__((FlashTiling<T, HeadDim, Tensor>::kThreads))
   Tile* Qs = reinterpret_cast<Tile*>(smem + Tl::kQOffset);
   Tile* Ks = reinterpret_cast<Tile*>(smem + Tl::kKOffset);
   Tile* Vs = reinterpret_cast<Tile*>(smem + Tl::kVOffset);
-  const int warp = threadIdx.x / cuda_tiling::kWarp, lane = threadIdx.x % cuda_tiling::kWarp;
+  const int warp = threadIdx.x / cuda_detail::kWarp, lane = threadIdx.x % cuda_detail::kWarp;
   float* S = reinterpret_cast<float*>(smem + Tl::kSOffset) + warp * kRows * Tl::kLdS;
   T* P = reinterpret_cast<T*>(smem + Tl::kPOffset) + warp * kRows * Tl::kLdP;  // Tensor only
   float* O = reinterpret_cast<float*>(smem + Tl::kOOffset) + warp * kRows * Tl::kLdO;
@@ -84,11 +84,11 @@ __global__ void __launch_bounds__((FlashTiling<T, HeadDim, Tensor>::kThreads))
   };
 
   load_tile(Qs, q0, 0);
-  for (int i = lane; i < kRows * Tl::kLdO; i += cuda_tiling::kWarp) O[i] = 0.0f;
+  for (int i = lane; i < kRows * Tl::kLdO; i += cuda_detail::kWarp) O[i] = 0.0f;
   // Lane pairs own a query row: `half` picks 32 of the 64 keys (softmax)
   // or half of the head dim (output).
   const int row = lane / 2, half = lane % 2;
-  cuda_tiling::OnlineSoftmax softmax;
+  cuda_detail::OnlineSoftmax softmax;
 
   for (std::int64_t k0 = 0; k0 < N; k0 += kKeys) {
     __syncthreads();  // every warp is done with the previous K, V
@@ -199,7 +199,7 @@ void launch_flash_attention(const Cuda& exec, const BasicAttentionParams<T>& p) 
   using Tl = FlashTiling<T, HeadDim, kTensor>;
   auto* kernel = &flash_attention_kernel<T, HeadDim, kTensor>;
   allow_dynamic_smem(kernel, Tl::kSharedBytes, "cudaFuncSetAttribute(flash_attention_kernel, MaxDynamicSharedMemorySize)");
-  const dim3 grid(cuda_tiling::grid_blocks("cuda::flash_attention", "tokens", p.tokens, Tl::kBlockQ), unsigned(p.heads),
+  const dim3 grid(cuda_detail::grid_blocks("cuda::flash_attention", "tokens", p.tokens, Tl::kBlockQ), unsigned(p.heads),
                   unsigned(p.batch));
   kernel<<<grid, Tl::kThreads, Tl::kSharedBytes, exec.stream>>>(p);
   check_launch("flash_attention_kernel");
@@ -264,7 +264,7 @@ void check_device_attention(const char* where, const BasicAttentionParams<T>& p)
   if (p.key_lengths) detail::fail(where, "key_lengths (padded batches) are CPU-only: pack the batch (cu_seqlens)");
   detail::require_at_most(where, "batch", p.batch, "65535 (CUDA grid z)", 65535);
   detail::require_at_most(where, "heads", p.heads, "65535 (CUDA grid y)", 65535);
-  if (cuda_tiling::attention_head_bucket(p.head_dim) == 0) {
+  if (cuda_detail::attention_head_bucket(p.head_dim) == 0) {
     detail::fail(where, "head_dim = " + std::to_string(p.head_dim) + " is not supported on CUDA (at most 128)");
   }
 }
@@ -273,7 +273,7 @@ template <class T>
 void flash_attention(const Cuda& exec, const BasicAttentionParams<T>& p) {
   check_device_attention("cuda::flash_attention", p);
   // The one runtime -> template switch: the head-dim bucket.
-  switch (cuda_tiling::attention_head_bucket(p.head_dim)) {
+  switch (cuda_detail::attention_head_bucket(p.head_dim)) {
     case 32: return cuda_detail::launch_flash_attention<T, 32>(exec, p);
     case 64: return cuda_detail::launch_flash_attention<T, 64>(exec, p);
     default: return cuda_detail::launch_flash_attention<T, 128>(exec, p);

@@ -11,7 +11,7 @@
 #include "tiling.hpp"
 
 namespace repshift {
-namespace cuda_tiling {
+namespace cuda_detail {
 
 // Running softmax of one query row over key blocks: max m and sum l of
 // exp(logit - m). fold() takes a block's max and returns the factor that
@@ -90,5 +90,5 @@ struct AttentionTiling {
 
 inline std::int64_t attention_query_blocks(std::int64_t tokens, int block_q) { return blocks_needed(tokens, block_q); }
 
-}  // namespace cuda_tiling
+}  // namespace cuda_detail
 }  // namespace repshift

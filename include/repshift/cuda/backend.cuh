@@ -104,13 +104,10 @@ struct Backend<Cuda> {
                             float* scores, const int* cu_seqlens) {
     cuda_detail::random_scores(exec, seed, batch, tokens, scores, cu_seqlens);
   }
-  static void cls_attention_scores(const Cuda& exec, const float* map, std::int64_t batch, std::int64_t heads,
-                                   std::int64_t tokens, float* scores, const int* cu_seqlens) {
-    cuda_detail::cls_attention(exec, map, batch, heads, tokens, scores, cu_seqlens);
-  }
-  static void attention_received_scores(const Cuda& exec, const float* map, std::int64_t batch, std::int64_t heads,
-                                        std::int64_t tokens, float* scores, const int* cu_seqlens) {
-    cuda_detail::attention_received(exec, map, batch, heads, tokens, scores, cu_seqlens);
+  template <bool AllQueries>
+  static void attention_column_means(const Cuda& exec, const float* map, std::int64_t batch, std::int64_t heads,
+                                     std::int64_t tokens, float* scores, const int* cu_seqlens) {
+    cuda_detail::attention_column_means<AllQueries>(exec, map, batch, heads, tokens, scores, cu_seqlens);
   }
   static void log_sizes(const Cuda& exec, const float* sizes, std::int64_t n, float* out) {
     cuda_detail::log_sizes(exec, sizes, n, out);

@@ -48,10 +48,10 @@ void bias_gelu(const Cuda& exec, T* h, std::int64_t rows, std::int64_t cols, con
 using repshift::ResidualRows;
 
 template <class Metric, ScoreOperands Score, bool PostLN, class T>
-__global__ void __launch_bounds__(cuda_tiling::ScoreTiling::kThreads) residual_kernel(ResidualRows<T> e) {
-  const std::int64_t row = std::int64_t(blockIdx.x) * cuda_tiling::ScoreTiling::kWarps + threadIdx.x / cuda_tiling::kWarp;
+__global__ void __launch_bounds__(cuda_detail::ScoreTiling::kThreads) residual_kernel(ResidualRows<T> e) {
+  const std::int64_t row = std::int64_t(blockIdx.x) * cuda_detail::ScoreTiling::kWarps + threadIdx.x / cuda_detail::kWarp;
   if (row >= e.rows) return;
-  const int lane = threadIdx.x % cuda_tiling::kWarp;
+  const int lane = threadIdx.x % cuda_detail::kWarp;
   const std::int64_t C = e.channels;
   const T* branch_row = e.branch + row * C;
   const auto branch = [&](std::int64_t c) { return to_float(branch_row[c]) + (e.bias ? to_float(e.bias[c]) : 0.0f); };
@@ -64,7 +64,7 @@ __global__ void __launch_bounds__(cuda_tiling::ScoreTiling::kThreads) residual_k
     // may alias res.
     const float2 stats = warp_row_stats([&](std::int64_t c) { return to_float(res[c]) + branch(c); }, C,
                                         e.ln_post.eps);
-    for (std::int64_t c = lane; c < C; c += cuda_tiling::kWarp) {
+    for (std::int64_t c = lane; c < C; c += cuda_detail::kWarp) {
       const float b = branch(c), r = to_float(res[c]);
       if constexpr (Score == ScoreOperands::BranchVsResidual) Metric::accumulate(acc, b, r);
       if constexpr (Score == ScoreOperands::SumVsResidual) Metric::accumulate(acc, r + b, r);
@@ -75,7 +75,7 @@ __global__ void __launch_bounds__(cuda_tiling::ScoreTiling::kThreads) residual_k
       }
     }
   } else {
-    for (std::int64_t c = lane; c < C; c += cuda_tiling::kWarp) {
+    for (std::int64_t c = lane; c < C; c += cuda_detail::kWarp) {
       const float b = branch(c), r = to_float(res[c]);
       if constexpr (Score == ScoreOperands::BranchVsResidual) Metric::accumulate(acc, b, r);
       if constexpr (Score == ScoreOperands::SumVsResidual) Metric::accumulate(acc, r + b, r);
@@ -89,7 +89,7 @@ __global__ void __launch_bounds__(cuda_tiling::ScoreTiling::kThreads) residual_k
       // Each lane re-reads only the elements it wrote: no fence needed.
       const float2 stats = warp_row_stats([&](std::int64_t c) { return to_float(out[c]); }, C, e.ln_next.eps);
       T* ln = e.ln_out + row * C;
-      for (std::int64_t c = lane; c < C; c += cuda_tiling::kWarp) {
+      for (std::int64_t c = lane; c < C; c += cuda_detail::kWarp) {
         ln[c] = from_float<T>((to_float(out[c]) - stats.x) * stats.y * to_float(e.ln_next.gamma[c]) +
                               to_float(e.ln_next.beta[c]));
       }
@@ -105,7 +105,7 @@ template <class Metric, ScoreOperands Score, bool PostLN, class T>
 void residual_epilogue(const Cuda& exec, const ResidualRows<T>& e) {
   if (e.rows == 0) return;
   residual_kernel<Metric, Score, PostLN, T>
-      <<<cuda_tiling::row_grid("residual_epilogue", e.rows), cuda_tiling::ScoreTiling::kThreads, 0, exec.stream>>>(e);
+      <<<cuda_detail::row_grid("residual_epilogue", e.rows), cuda_detail::ScoreTiling::kThreads, 0, exec.stream>>>(e);
   check_launch("residual_kernel");
 }
 

@@ -17,11 +17,11 @@ namespace repshift {
 namespace cuda_detail {
 
 template <class T, bool Vector>
-__global__ void __launch_bounds__(cuda_tiling::ScoreTiling::kThreads)
+__global__ void __launch_bounds__(cuda_detail::ScoreTiling::kThreads)
     gather_tokens_kernel(GatherParams<T> p, int* status) {
-  using Tiling = cuda_tiling::ScoreTiling;
-  const int lane = threadIdx.x % cuda_tiling::kWarp;
-  const std::int64_t row = std::int64_t(blockIdx.x) * Tiling::kWarps + threadIdx.x / cuda_tiling::kWarp;
+  using Tiling = cuda_detail::ScoreTiling;
+  const int lane = threadIdx.x % cuda_detail::kWarp;
+  const std::int64_t row = std::int64_t(blockIdx.x) * Tiling::kWarps + threadIdx.x / cuda_detail::kWarp;
   if (row >= p.batch * p.keep) return;
   // Rows enumerate (sample, kept slot) up to the longest keep; a packed
   // sample keeping fewer has nothing past its own count.
@@ -42,19 +42,19 @@ __global__ void __launch_bounds__(cuda_tiling::ScoreTiling::kThreads)
     const std::int64_t vecs = p.channels * std::int64_t(sizeof(T)) / 16;
     const auto* s4 = reinterpret_cast<const uint4*>(src);
     auto* d4 = reinterpret_cast<uint4*>(dst);
-    for (std::int64_t i = lane; i < vecs; i += cuda_tiling::kWarp) d4[i] = valid ? s4[i] : make_uint4(0, 0, 0, 0);
+    for (std::int64_t i = lane; i < vecs; i += cuda_detail::kWarp) d4[i] = valid ? s4[i] : make_uint4(0, 0, 0, 0);
   } else {
-    for (std::int64_t c = lane; c < p.channels; c += cuda_tiling::kWarp) dst[c] = valid ? src[c] : T{};
+    for (std::int64_t c = lane; c < p.channels; c += cuda_detail::kWarp) dst[c] = valid ? src[c] : T{};
   }
 }
 
 template <class T>
 void gather_tokens(const Cuda& exec, const GatherParams<T>& p) {
-  using Tiling = cuda_tiling::ScoreTiling;
-  const unsigned grid = cuda_tiling::grid_blocks("gather_tokens", "batch * keep", p.batch * p.keep, Tiling::kWarps);
+  using Tiling = cuda_detail::ScoreTiling;
+  const unsigned grid = cuda_detail::grid_blocks("gather_tokens", "batch * keep", p.batch * p.keep, Tiling::kWarps);
   const auto base = reinterpret_cast<std::uintptr_t>(p.x) | reinterpret_cast<std::uintptr_t>(p.out);
   const std::int64_t strides = p.x_batch_stride | p.x_token_stride | p.out_batch_stride | p.out_token_stride;
-  if (cuda_tiling::rows_vectorisable<T>(base, p.channels, strides, strides)) {
+  if (cuda_detail::rows_vectorisable<T>(base, p.channels, strides, strides)) {
     gather_tokens_kernel<T, true><<<grid, Tiling::kThreads, 0, exec.stream>>>(p, exec.status);
   } else {
     gather_tokens_kernel<T, false><<<grid, Tiling::kThreads, 0, exec.stream>>>(p, exec.status);

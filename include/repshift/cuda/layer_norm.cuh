@@ -23,12 +23,12 @@ using repshift::LayerNormParams;
 // lane of the warp taking part (and getting the result).
 template <class Value>
 __device__ __forceinline__ float2 warp_row_stats(Value&& value, std::int64_t channels, float eps) {
-  const int lane = threadIdx.x % cuda_tiling::kWarp;
+  const int lane = threadIdx.x % cuda_detail::kWarp;
   float sum = 0.0f;
-  for (std::int64_t c = lane; c < channels; c += cuda_tiling::kWarp) sum += value(c);
+  for (std::int64_t c = lane; c < channels; c += cuda_detail::kWarp) sum += value(c);
   const float mean = warp_sum(sum) / float(channels);
   float sq = 0.0f;
-  for (std::int64_t c = lane; c < channels; c += cuda_tiling::kWarp) {
+  for (std::int64_t c = lane; c < channels; c += cuda_detail::kWarp) {
     const float d = value(c) - mean;
     sq += d * d;
   }
@@ -37,16 +37,16 @@ __device__ __forceinline__ float2 warp_row_stats(Value&& value, std::int64_t cha
 }
 
 template <class T>
-__global__ void __launch_bounds__(cuda_tiling::ScoreTiling::kThreads)
+__global__ void __launch_bounds__(cuda_detail::ScoreTiling::kThreads)
     layer_norm_rows_kernel(const T* src, std::int64_t src_stride, T* dst, std::int64_t dst_stride, std::int64_t rows,
                            std::int64_t channels, LayerNormParams<T> w) {
-  const std::int64_t row = std::int64_t(blockIdx.x) * cuda_tiling::ScoreTiling::kWarps + threadIdx.x / cuda_tiling::kWarp;
+  const std::int64_t row = std::int64_t(blockIdx.x) * cuda_detail::ScoreTiling::kWarps + threadIdx.x / cuda_detail::kWarp;
   if (row >= rows) return;
-  const int lane = threadIdx.x % cuda_tiling::kWarp;
+  const int lane = threadIdx.x % cuda_detail::kWarp;
   const T* x = src + row * src_stride;
   T* y = dst + row * dst_stride;
   const float2 stats = warp_row_stats([&](std::int64_t c) { return to_float(x[c]); }, channels, w.eps);
-  for (std::int64_t c = lane; c < channels; c += cuda_tiling::kWarp) {
+  for (std::int64_t c = lane; c < channels; c += cuda_detail::kWarp) {
     y[c] = from_float<T>((to_float(x[c]) - stats.x) * stats.y * to_float(w.gamma[c]) + to_float(w.beta[c]));
   }
 }
@@ -56,7 +56,7 @@ template <class T>
 void layer_norm_rows(const Cuda& exec, const T* src, std::int64_t src_stride, T* dst, std::int64_t dst_stride,
                      std::int64_t rows, std::int64_t channels, const LayerNormParams<T>& w) {
   if (rows == 0) return;
-  layer_norm_rows_kernel<T><<<cuda_tiling::row_grid("layer_norm_rows", rows), cuda_tiling::ScoreTiling::kThreads, 0, exec.stream>>>(
+  layer_norm_rows_kernel<T><<<cuda_detail::row_grid("layer_norm_rows", rows), cuda_detail::ScoreTiling::kThreads, 0, exec.stream>>>(
       src, src_stride, dst, dst_stride, rows, channels, w);
   check_launch("layer_norm_rows_kernel");
 }
@@ -65,26 +65,26 @@ void layer_norm_rows(const Cuda& exec, const T* src, std::int64_t src_stride, T*
 // src_row(r) = src + (r * tokens + (token ? token[r] : 0)) * channels when
 // tokens > 0 (one row per sample), else src + r * channels.
 template <class T>
-__global__ void __launch_bounds__(cuda_tiling::ScoreTiling::kThreads)
+__global__ void __launch_bounds__(cuda_detail::ScoreTiling::kThreads)
     rms_norm_rows_kernel(const T* src, const int* token, std::int64_t tokens, T* dst, std::int64_t rows,
                          std::int64_t channels, const T* weight, float eps) {
-  const std::int64_t row = std::int64_t(blockIdx.x) * cuda_tiling::ScoreTiling::kWarps + threadIdx.x / cuda_tiling::kWarp;
+  const std::int64_t row = std::int64_t(blockIdx.x) * cuda_detail::ScoreTiling::kWarps + threadIdx.x / cuda_detail::kWarp;
   if (row >= rows) return;
-  const int lane = threadIdx.x % cuda_tiling::kWarp;
+  const int lane = threadIdx.x % cuda_detail::kWarp;
   const std::int64_t src_row = tokens > 0 ? row * tokens + (token ? token[row] : 0) : row;
   const T* x = src + src_row * channels;
   T* y = dst + row * channels;
   float sq = 0.0f;
-  for (std::int64_t c = lane; c < channels; c += cuda_tiling::kWarp) sq += to_float(x[c]) * to_float(x[c]);
+  for (std::int64_t c = lane; c < channels; c += cuda_detail::kWarp) sq += to_float(x[c]) * to_float(x[c]);
   const float inv = rsqrtf(warp_sum(sq) / float(channels) + eps);
-  for (std::int64_t c = lane; c < channels; c += cuda_tiling::kWarp) y[c] = from_float<T>(to_float(x[c]) * inv * to_float(weight[c]));
+  for (std::int64_t c = lane; c < channels; c += cuda_detail::kWarp) y[c] = from_float<T>(to_float(x[c]) * inv * to_float(weight[c]));
 }
 
 template <class T>
 void rms_norm_rows(const Cuda& exec, const T* src, T* dst, std::int64_t rows, std::int64_t channels, const T* weight,
                    float eps, const int* token = nullptr, std::int64_t tokens = 0) {
   if (rows == 0) return;
-  rms_norm_rows_kernel<T><<<cuda_tiling::row_grid("rms_norm_rows", rows), cuda_tiling::ScoreTiling::kThreads, 0, exec.stream>>>(
+  rms_norm_rows_kernel<T><<<cuda_detail::row_grid("rms_norm_rows", rows), cuda_detail::ScoreTiling::kThreads, 0, exec.stream>>>(
       src, token, tokens, dst, rows, channels, weight, eps);
   check_launch("rms_norm_rows_kernel");
 }

@@ -63,7 +63,7 @@ __global__ void __launch_bounds__(Threads)
 inline void line_means(const Cuda& exec, const LineScoreParams& p) {
   constexpr int kThreads = 256;
   line_means_kernel<kThreads>
-      <<<cuda_tiling::grid_blocks("line_means", "lines", p.batch * (p.height + p.width), kThreads), kThreads, 0,
+      <<<cuda_detail::grid_blocks("line_means", "lines", p.batch * (p.height + p.width), kThreads), kThreads, 0,
          exec.stream>>>(p);
   check_launch("line_means_kernel");
 }
@@ -103,7 +103,7 @@ inline void remove_lines(const Cuda& exec, const RemoveLinesParams& p) {
   p.check_shape(where);
   constexpr int kThreads = 256;
   cuda_detail::remove_lines_kernel<kThreads>
-      <<<cuda_tiling::grid_blocks(where, "output elements", p.batch * p.channels * p.rows * p.cols, kThreads),
+      <<<cuda_detail::grid_blocks(where, "output elements", p.batch * p.channels * p.rows * p.cols, kThreads),
          kThreads, 0, exec.stream>>>(p, exec.status);
   cuda_detail::check_launch("remove_lines_kernel");
 }

@@ -30,7 +30,7 @@ namespace repshift {
 namespace cuda_detail {
 
 constexpr int kMergeThreads = 256;
-constexpr int kMergeWarps = kMergeThreads / cuda_tiling::kWarp;
+constexpr int kMergeWarps = kMergeThreads / cuda_detail::kWarp;
 constexpr int kMergeBytesPerToken = 4 /*inv_norm*/ + 8 /*rank*/ + 4 * 4 /*target, slot, head, next*/;
 
 template <class T>
@@ -47,7 +47,7 @@ __global__ void __launch_bounds__(kMergeThreads) merge_tokens_kernel(BasicMergeP
   int* slot = target + n;
   int* head = slot + n;
   int* next = head + n;
-  const int warp = threadIdx.x / cuda_tiling::kWarp, lane = threadIdx.x % cuda_tiling::kWarp;
+  const int warp = threadIdx.x / cuda_detail::kWarp, lane = threadIdx.x % cuda_detail::kWarp;
   const float* scores = p.scores + in;
   const float* sizes = p.sizes ? p.sizes + in : nullptr;
   auto key = [&](std::int64_t t, std::int64_t i) {
@@ -57,7 +57,7 @@ __global__ void __launch_bounds__(kMergeThreads) merge_tokens_kernel(BasicMergeP
   // 1. inverse key norms; every token starts as its own target
   for (std::int64_t t = warp; t < n; t += kMergeWarps) {
     float sq = 0.0f;
-    for (std::int64_t i = lane; i < ck; i += cuda_tiling::kWarp) sq += key(t, i) * key(t, i);
+    for (std::int64_t i = lane; i < ck; i += cuda_detail::kWarp) sq += key(t, i) * key(t, i);
     sq = warp_sum(sq);
     if (lane == 0) inv_norm[t] = sq > 0.0f ? rsqrtf(sq) : 0.0f;
   }
@@ -72,14 +72,14 @@ __global__ void __launch_bounds__(kMergeThreads) merge_tokens_kernel(BasicMergeP
   const std::int64_t r = n - keep;
   for (std::int64_t a = protect + 2 * warp; a < n && r > 0; a += 2 * kMergeWarps) {
     std::int64_t below = 0;
-    for (std::int64_t j = protect + 2 * lane; j < n; j += 2 * cuda_tiling::kWarp) below += rank[j] < rank[a];
+    for (std::int64_t j = protect + 2 * lane; j < n; j += 2 * cuda_detail::kWarp) below += rank[j] < rank[a];
     below = std::int64_t(warp_sum(float(below)) + 0.5f);  // exact: counts stay far below 2^24
     if (below >= r) continue;
     std::int64_t best = protect + 1;
     float best_sim = -INFINITY;
     for (std::int64_t bt = protect + 1; bt < n; bt += 2) {
       float dot = 0.0f;
-      for (std::int64_t i = lane; i < ck; i += cuda_tiling::kWarp) dot += key(a, i) * key(bt, i);
+      for (std::int64_t i = lane; i < ck; i += cuda_detail::kWarp) dot += key(a, i) * key(bt, i);
       const float sim = warp_sum(dot) * inv_norm[a] * inv_norm[bt];
       if (sim > best_sim) best_sim = sim, best = bt;  // every lane holds the same sums
     }
@@ -112,7 +112,7 @@ __global__ void __launch_bounds__(kMergeThreads) merge_tokens_kernel(BasicMergeP
     for (int m = head[s]; m >= 0; m = next[m]) weight += sizes ? sizes[m] : 1.0f;
     const float inv = 1.0f / weight;
     T* dst = p.out + (out + o) * c;
-    for (std::int64_t i = lane; i < c; i += cuda_tiling::kWarp) {
+    for (std::int64_t i = lane; i < c; i += cuda_detail::kWarp) {
       float acc = (sizes ? sizes[s] : 1.0f) * to_float(p.x[(in + s) * c + i]);
       for (int m = head[s]; m >= 0; m = next[m]) acc += (sizes ? sizes[m] : 1.0f) * to_float(p.x[(in + m) * c + i]);
       dst[i] = from_float<T>(acc * inv);

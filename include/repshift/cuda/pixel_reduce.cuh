@@ -2,7 +2,7 @@
 // Per-pixel Metric reductions over the channels of NCHW maps, for the
 // CnnRows backbone: the bottleneck's residual epilogue (out = ReLU(branch +
 // bias[c] + shortcut), scored against the block input) and the plain pixel
-// shift of rs::cuda::line_scores. Geometry in cuda_tiling::PixelTiling: a
+// shift of rs::cuda::line_scores. Geometry in cuda_detail::PixelTiling: a
 // 2-D grid of (32-pixel tiles) x (channel chunks); inside a CTA, 8 slices
 // of threads walk a chunk's channels with reads coalesced across pixels,
 // their partial sums combine in shared memory, and with more than one
@@ -31,8 +31,6 @@ struct PixelReduceParams {
   std::int64_t batch = 0, channels = 0, pixels = 0;  // pixels per sample: n = H * W
   std::int64_t chunks = 1, chunk_channels = 0;
 };
-
-using cuda_tiling::PixelTiling;
 
 template <class Metric, bool Residual, bool Score>
 __global__ void __launch_bounds__(PixelTiling::kThreads) pixel_reduce_kernel(PixelReduceParams p) {
@@ -107,15 +105,15 @@ void pixel_reduce(const Cuda& exec, PixelReduceParams p, const char* where) {
   // Without a score there is nothing to combine, so chunks are free; with
   // one, chunks need the caller's scratch for their partials.
   p.chunks = (!Score || p.partials) ? PixelTiling::chunks(total, p.channels) : 1;
-  p.chunk_channels = cuda_tiling::blocks_needed(p.channels, p.chunks);
-  const dim3 grid(cuda_tiling::grid_blocks(where, "pixels", total, PixelTiling::kPixels), unsigned(p.chunks));
+  p.chunk_channels = cuda_detail::blocks_needed(p.channels, p.chunks);
+  const dim3 grid(cuda_detail::grid_blocks(where, "pixels", total, PixelTiling::kPixels), unsigned(p.chunks));
   const dim3 block(PixelTiling::kPixels, PixelTiling::kSlices);
   pixel_reduce_kernel<Metric, Residual, Score><<<grid, block, 0, exec.stream>>>(p);
   check_launch("pixel_reduce_kernel");
   if (Score && p.chunks > 1) {
     constexpr int kThreads = 256;
     combine_pixel_partials_kernel<Metric>
-        <<<cuda_tiling::grid_blocks(where, "pixels", total, kThreads), kThreads, 0, exec.stream>>>(p);
+        <<<cuda_detail::grid_blocks(where, "pixels", total, kThreads), kThreads, 0, exec.stream>>>(p);
     check_launch("combine_pixel_partials_kernel");
   }
 }

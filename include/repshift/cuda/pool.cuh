@@ -35,27 +35,27 @@ template <class T>
 void max_pool_3x3s2(const Cuda& exec, const T* x, std::int64_t planes, std::int64_t H, std::int64_t W, T* out) {
   constexpr int kThreads = 256;
   const std::int64_t n = planes * ((H + 2 - 3) / 2 + 1) * ((W + 2 - 3) / 2 + 1);
-  max_pool_3x3s2_kernel<T><<<cuda_tiling::grid_blocks("max_pool_3x3s2", "output elements", n, kThreads), kThreads, 0,
+  max_pool_3x3s2_kernel<T><<<cuda_detail::grid_blocks("max_pool_3x3s2", "output elements", n, kThreads), kThreads, 0,
                               exec.stream>>>(x, planes, H, W, out);
   check_launch("max_pool_3x3s2_kernel");
 }
 
 // out[p] = mean of plane p: one warp per plane.
 template <class T>
-__global__ void __launch_bounds__(cuda_tiling::ScoreTiling::kThreads)
+__global__ void __launch_bounds__(cuda_detail::ScoreTiling::kThreads)
     global_avg_pool_kernel(const T* x, std::int64_t planes, std::int64_t hw, T* out) {
-  const std::int64_t p = std::int64_t(blockIdx.x) * cuda_tiling::ScoreTiling::kWarps + threadIdx.x / cuda_tiling::kWarp;
+  const std::int64_t p = std::int64_t(blockIdx.x) * cuda_detail::ScoreTiling::kWarps + threadIdx.x / cuda_detail::kWarp;
   if (p >= planes) return;
-  const int lane = threadIdx.x % cuda_tiling::kWarp;
+  const int lane = threadIdx.x % cuda_detail::kWarp;
   float s = 0.0f;
-  for (std::int64_t i = lane; i < hw; i += cuda_tiling::kWarp) s += to_float(x[p * hw + i]);
+  for (std::int64_t i = lane; i < hw; i += cuda_detail::kWarp) s += to_float(x[p * hw + i]);
   s = warp_sum(s);
   if (lane == 0) out[p] = from_float<T>(s / float(hw));
 }
 
 template <class T>
 void global_avg_pool(const Cuda& exec, const T* x, std::int64_t planes, std::int64_t hw, T* out) {
-  global_avg_pool_kernel<T><<<cuda_tiling::row_grid("global_avg_pool", planes), cuda_tiling::ScoreTiling::kThreads, 0,
+  global_avg_pool_kernel<T><<<cuda_detail::row_grid("global_avg_pool", planes), cuda_detail::ScoreTiling::kThreads, 0,
                               exec.stream>>>(x, planes, hw, out);
   check_launch("global_avg_pool_kernel");
 }

@@ -25,7 +25,7 @@ namespace cuda_detail {
 
 template <int Items>
 struct BlockSelect {
-  static constexpr int kThreads = cuda_tiling::SelectTiling::kThreads;
+  static constexpr int kThreads = cuda_detail::SelectTiling::kThreads;
   static constexpr int kTile = kThreads * Items;
   using Sort = cub::BlockRadixSort<std::uint64_t, kThreads, Items>;
   using Scan = cub::BlockScan<int, kThreads>;
@@ -78,13 +78,13 @@ struct BlockSelect {
 };
 
 template <int Items>
-__global__ void __launch_bounds__(cuda_tiling::SelectTiling::kThreads) select_top_kernel(SelectParams p) {
+__global__ void __launch_bounds__(cuda_detail::SelectTiling::kThreads) select_top_kernel(SelectParams p) {
   __shared__ typename BlockSelect<Items>::TempStorage smem;
   BlockSelect<Items>::run(smem, p, blockIdx.x);
 }
 
 inline void select_top(const Cuda& exec, const SelectParams& p) {
-  using Tiling = cuda_tiling::SelectTiling;
+  using Tiling = cuda_detail::SelectTiling;
   if (p.tokens > Tiling::kMaxTokens) {
     detail::fail("select_top", "tokens = " + std::to_string(p.tokens) + " exceeds the CUDA path's " +
                                    std::to_string(Tiling::kMaxTokens) + " tokens per sample");
@@ -92,7 +92,7 @@ inline void select_top(const Cuda& exec, const SelectParams& p) {
   if (p.batch > 0x7fffffff) detail::fail("select_top", "batch = " + std::to_string(p.batch) + " exceeds one CUDA grid");
   const unsigned grid = unsigned(p.batch);
   // The one runtime -> template switch: tile size from the token count.
-  switch (cuda_tiling::select_items_per_thread(p.tokens)) {
+  switch (cuda_detail::select_items_per_thread(p.tokens)) {
     case 1: select_top_kernel<1><<<grid, Tiling::kThreads, 0, exec.stream>>>(p); break;
     case 2: select_top_kernel<2><<<grid, Tiling::kThreads, 0, exec.stream>>>(p); break;
     case 4: select_top_kernel<4><<<grid, Tiling::kThreads, 0, exec.stream>>>(p); break;

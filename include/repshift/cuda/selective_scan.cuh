@@ -112,7 +112,7 @@ void causal_conv1d_silu(const Cuda& exec, const CausalConvParams& p) {
   p.check("causal_conv1d_silu");
   constexpr int kThreads = 256;
   const unsigned grid =
-      cuda_tiling::grid_blocks("causal_conv1d_silu", "batch * length * channels", p.batch * p.length * p.channels, kThreads);
+      cuda_detail::grid_blocks("causal_conv1d_silu", "batch * length * channels", p.batch * p.length * p.channels, kThreads);
   cuda_detail::causal_conv1d_silu_kernel<Dir><<<grid, kThreads, 0, exec.stream>>>(p);
   cuda_detail::check_launch("causal_conv1d_silu_kernel");
 }

@@ -22,12 +22,12 @@ struct alignas(16) Pack {
 };
 
 template <class Metric, class T, bool EvenC>
-__global__ void __launch_bounds__(cuda_tiling::ScoreTiling::kThreads)
+__global__ void __launch_bounds__(cuda_detail::ScoreTiling::kThreads)
     shift_score_kernel(ShiftParams<T> p) {
-  using Tiling = cuda_tiling::ScoreTiling;
-  constexpr int kV = cuda_tiling::kVectorElems<T>;
-  const int lane = threadIdx.x % cuda_tiling::kWarp;
-  const std::int64_t row = std::int64_t(blockIdx.x) * Tiling::kWarps + threadIdx.x / cuda_tiling::kWarp;
+  using Tiling = cuda_detail::ScoreTiling;
+  constexpr int kV = cuda_detail::kVectorElems<T>;
+  const int lane = threadIdx.x % cuda_detail::kWarp;
+  const std::int64_t row = std::int64_t(blockIdx.x) * Tiling::kWarps + threadIdx.x / cuda_detail::kWarp;
   if (row >= p.batch * p.tokens) return;  // whole warps exit together
   const std::int64_t b = row / p.tokens, n = row % p.tokens;
   const T* before = p.before + b * p.before_batch_stride + n * p.before_token_stride;
@@ -37,13 +37,13 @@ __global__ void __launch_bounds__(cuda_tiling::ScoreTiling::kThreads)
   if constexpr (EvenC) {
     const auto* a4 = reinterpret_cast<const Pack<T, kV>*>(after);
     const auto* b4 = reinterpret_cast<const Pack<T, kV>*>(before);
-    for (std::int64_t i = lane; i < p.channels / kV; i += cuda_tiling::kWarp) {
+    for (std::int64_t i = lane; i < p.channels / kV; i += cuda_detail::kWarp) {
       const Pack<T, kV> av = a4[i], bv = b4[i];
 #pragma unroll
       for (int e = 0; e < kV; ++e) Metric::accumulate(acc, to_float(av.v[e]), to_float(bv.v[e]));
     }
   } else {
-    for (std::int64_t c = lane; c < p.channels; c += cuda_tiling::kWarp) {
+    for (std::int64_t c = lane; c < p.channels; c += cuda_detail::kWarp) {
       Metric::accumulate(acc, to_float(after[c]), to_float(before[c]));
     }
   }
@@ -53,12 +53,12 @@ __global__ void __launch_bounds__(cuda_tiling::ScoreTiling::kThreads)
 
 template <class Metric, class T>
 void shift_score(const Cuda& exec, const ShiftParams<T>& p) {
-  using Tiling = cuda_tiling::ScoreTiling;
-  const unsigned grid = cuda_tiling::grid_blocks("shift_score", "batch * tokens", p.batch * p.tokens, Tiling::kWarps);
+  using Tiling = cuda_detail::ScoreTiling;
+  const unsigned grid = cuda_detail::grid_blocks("shift_score", "batch * tokens", p.batch * p.tokens, Tiling::kWarps);
   // OR-ing addresses and strides tests both at once: the vector width is a
   // power of two, so a | b is a multiple of it iff a and b are.
   const auto base = reinterpret_cast<std::uintptr_t>(p.before) | reinterpret_cast<std::uintptr_t>(p.after);
-  const bool even = cuda_tiling::rows_vectorisable<T>(base, p.channels, p.before_batch_stride | p.after_batch_stride,
+  const bool even = cuda_detail::rows_vectorisable<T>(base, p.channels, p.before_batch_stride | p.after_batch_stride,
                                                       p.before_token_stride | p.after_token_stride);
   // The one runtime -> template switch: vector path or scalar path.
   if (even) {

@@ -11,7 +11,7 @@
 #include "../core/error.hpp"
 
 namespace repshift {
-namespace cuda_tiling {
+namespace cuda_detail {
 
 constexpr int kWarp = 32;
 
@@ -108,5 +108,5 @@ REPSHIFT_HD typename Metric::Accum butterfly_combine(typename Metric::Accum acc,
   return acc;
 }
 
-}  // namespace cuda_tiling
+}  // namespace cuda_detail
 }  // namespace repshift

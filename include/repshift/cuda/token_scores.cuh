@@ -2,9 +2,10 @@
 // The baseline importances and Merge's attention bias on the GPU, as
 // cpu/token_scores.hpp has them on the CPU:
 //   random_scores: policies::Random's seeded hash, on the device
-//   cls_attention: scores[b, t] = mean over heads of map[b, h, 0, t]
-//   attention_received: scores[b, t] = mean over heads and queries of
-//                  map[b, h, :, t]
+//   attention_column_means<false>: ClsAttention, scores[b, t] = mean over
+//                  heads of map[b, h, 0, t]
+//   attention_column_means<true>: AttentionReceived, the mean over heads
+//                  and the sample's queries of map[b, h, :, t]
 //   log_sizes:     Compress = Merge's attention bias log(size); a size that
 //                  is not finite and > 0 is recorded in exec.status (code 3)
 //                  for rs::cuda::throw_if_status
@@ -40,47 +41,31 @@ inline void random_scores(const Cuda& exec, std::uint64_t seed, std::int64_t bat
   check_launch("random_scores_kernel");
 }
 
-// map: [B, H, tokens, tokens] (tokens = the longest sample when packed).
-template <int Threads>
+// The map importances (cpu/token_scores.hpp has the contract): one thread
+// per key t sums column t over heads and the first `queries` query rows
+// (AllQueries: the sample's n; else the class token's row); adjacent
+// threads read adjacent columns of a row. map: [B, H, tokens, tokens]
+// (tokens = the longest sample when packed).
+template <int Threads, bool AllQueries>
 __global__ void __launch_bounds__(Threads)
-    cls_attention_kernel(const float* map, const int* cu_seqlens, std::int64_t heads, std::int64_t tokens,
-                         float* scores) {
+    attention_column_means_kernel(const float* map, const int* cu_seqlens, std::int64_t heads, std::int64_t tokens,
+                                  float* scores) {
   const std::int64_t b = blockIdx.y, t = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (t >= seq_length(cu_seqlens, b, tokens)) return;
-  float sum = 0.0f;
-  for (std::int64_t h = 0; h < heads; ++h) sum += map[((b * heads + h) * tokens) * tokens + t];
-  scores[seq_begin(cu_seqlens, b, tokens) + t] = sum / float(heads);
-}
-
-inline void cls_attention(const Cuda& exec, const float* map, std::int64_t batch, std::int64_t heads,
-                          std::int64_t tokens, float* scores, const int* cu_seqlens = nullptr) {
-  cls_attention_kernel<kElementwiseThreads>
-      <<<sample_grid("cls_attention", batch, tokens), kElementwiseThreads, 0, exec.stream>>>(
-          map, cu_seqlens, heads, tokens, scores);
-  check_launch("cls_attention_kernel");
-}
-
-// One thread per key t: the sum over heads and queries of map[b, h, q, t]
-// (adjacent threads read adjacent columns of a row).
-template <int Threads>
-__global__ void __launch_bounds__(Threads)
-    attention_received_kernel(const float* map, const int* cu_seqlens, std::int64_t heads,
-                              std::int64_t tokens, float* scores) {
-  const std::int64_t b = blockIdx.y, t = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  const std::int64_t n = seq_length(cu_seqlens, b, tokens);
+  const std::int64_t n = seq_length(cu_seqlens, b, tokens), queries = AllQueries ? n : 1;
   if (t >= n) return;
   float sum = 0.0f;
   for (std::int64_t h = 0; h < heads; ++h)
-    for (std::int64_t q = 0; q < n; ++q) sum += map[((b * heads + h) * tokens + q) * tokens + t];
-  scores[seq_begin(cu_seqlens, b, tokens) + t] = sum / float(heads * n);
+    for (std::int64_t q = 0; q < queries; ++q) sum += map[((b * heads + h) * tokens + q) * tokens + t];
+  scores[seq_begin(cu_seqlens, b, tokens) + t] = sum / float(heads * queries);
 }
 
-inline void attention_received(const Cuda& exec, const float* map, std::int64_t batch, std::int64_t heads,
-                               std::int64_t tokens, float* scores, const int* cu_seqlens = nullptr) {
-  attention_received_kernel<kElementwiseThreads>
-      <<<sample_grid("attention_received", batch, tokens), kElementwiseThreads, 0, exec.stream>>>(
+template <bool AllQueries>
+void attention_column_means(const Cuda& exec, const float* map, std::int64_t batch, std::int64_t heads,
+                            std::int64_t tokens, float* scores, const int* cu_seqlens) {
+  attention_column_means_kernel<kElementwiseThreads, AllQueries>
+      <<<sample_grid("attention_column_means", batch, tokens), kElementwiseThreads, 0, exec.stream>>>(
           map, cu_seqlens, heads, tokens, scores);
-  check_launch("attention_received_kernel");
+  check_launch("attention_column_means_kernel");
 }
 
 template <int Threads>

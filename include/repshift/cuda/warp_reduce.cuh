@@ -27,16 +27,16 @@ __device__ __forceinline__ typename Metric::Accum warp_combine(typename Metric::
     memcpy(&out, f, sizeof out);
     return out;
   };
-  return cuda_tiling::butterfly_combine<Metric>(acc, shuffle);
+  return cuda_detail::butterfly_combine<Metric>(acc, shuffle);
 }
 
 __device__ __forceinline__ float warp_sum(float v) {
-  for (int offset = cuda_tiling::kWarp / 2; offset > 0; offset /= 2) v += __shfl_xor_sync(0xffffffffu, v, offset);
+  for (int offset = cuda_detail::kWarp / 2; offset > 0; offset /= 2) v += __shfl_xor_sync(0xffffffffu, v, offset);
   return v;
 }
 
 __device__ __forceinline__ float warp_max(float v) {
-  for (int offset = cuda_tiling::kWarp / 2; offset > 0; offset /= 2) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, offset));
+  for (int offset = cuda_detail::kWarp / 2; offset > 0; offset /= 2) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, offset));
   return v;
 }
 
@@ -44,12 +44,12 @@ __device__ __forceinline__ float warp_max(float v) {
 // 32, at most 1024); every thread gets the result.
 template <bool Max>
 __device__ float block_reduce(float v, float* scratch /* [32] */) {
-  const int warp = threadIdx.x / cuda_tiling::kWarp, lane = threadIdx.x % cuda_tiling::kWarp;
+  const int warp = threadIdx.x / cuda_detail::kWarp, lane = threadIdx.x % cuda_detail::kWarp;
   v = Max ? warp_max(v) : warp_sum(v);
   __syncthreads();  // scratch may still be read by a previous reduction
   if (lane == 0) scratch[warp] = v;
   __syncthreads();
-  const int warps = int(blockDim.x) / cuda_tiling::kWarp;
+  const int warps = int(blockDim.x) / cuda_detail::kWarp;
   float r = lane < warps ? scratch[lane] : (Max ? -INFINITY : 0.0f);
   return Max ? warp_max(r) : warp_sum(r);
 }

@@ -69,12 +69,16 @@ struct Random {
   }
 };
 
+// Both read column means of the attention map: over the class token's row,
+// or over every query.
 struct ClsAttention {
   static constexpr const char* name = "cls_attn";
+  static constexpr bool all_queries = false;
 };
 
 struct AttentionReceived {
   static constexpr const char* name = "attn_received";
+  static constexpr bool all_queries = true;
 };
 
 template <class I>
