@@ -141,33 +141,41 @@ struct ViTWeights {
   void for_each_tensor(Fn&& fn) const { visit(*this, fn); }
 
  private:
+  // With QkvBias::QV, the attention prefix ("blocks.{i}.attn.") of a fused
+  // qkv bias tensor, whose file form is q_bias + v_bias; else empty.
+  std::string qv_bias_prefix(const std::string& name) const {
+    const std::string fused = "qkv.bias";
+    if (config.qkv_bias != ViTConfig::QkvBias::QV || !init::ends_with(name, fused)) return {};
+    return name.substr(0, name.size() - fused.size());
+  }
+
   template <class Self, class Fn>
   static void visit(Self& w, Fn& fn) {
     const ViTConfig& config = w.config;
     const std::int64_t C = config.dim, H = config.mlp_hidden;
-    const std::int64_t p = config.patch_size;
+    const std::int64_t ps = config.patch_size;
     fn("patch_embed.proj.weight",
-       config.conv3d_patch ? std::vector<std::int64_t>{C, config.in_chans, config.tubelet, p, p}
-                           : std::vector<std::int64_t>{C, config.in_chans, p, p},
+       config.conv3d_patch ? std::vector<std::int64_t>{C, config.in_chans, config.tubelet, ps, ps}
+                           : std::vector<std::int64_t>{C, config.in_chans, ps, ps},
        w.patch_w);
     fn("patch_embed.proj.bias", std::vector<std::int64_t>{C}, w.patch_b);
     if (config.class_token()) fn("cls_token", std::vector<std::int64_t>{1, 1, C}, w.cls_token);
     fn("pos_embed", std::vector<std::int64_t>{1, config.tokens(), C}, w.pos_embed);
     for (int i = 0; i < config.depth; ++i) {
-      const std::string b_ = "blocks." + std::to_string(i) + ".";
+      const std::string p = "blocks." + std::to_string(i) + ".";
       auto& b = w.blocks[std::size_t(i)];
-      fn(b_ + "norm1.weight", std::vector<std::int64_t>{C}, b.norm1_w);
-      fn(b_ + "norm1.bias", std::vector<std::int64_t>{C}, b.norm1_b);
-      fn(b_ + "attn.qkv.weight", std::vector<std::int64_t>{3 * C, C}, b.qkv_w);
-      fn(b_ + "attn.qkv.bias", std::vector<std::int64_t>{3 * C}, b.qkv_b);
-      fn(b_ + "attn.proj.weight", std::vector<std::int64_t>{C, C}, b.proj_w);
-      fn(b_ + "attn.proj.bias", std::vector<std::int64_t>{C}, b.proj_b);
-      fn(b_ + "norm2.weight", std::vector<std::int64_t>{C}, b.norm2_w);
-      fn(b_ + "norm2.bias", std::vector<std::int64_t>{C}, b.norm2_b);
-      fn(b_ + "mlp.fc1.weight", std::vector<std::int64_t>{H, C}, b.fc1_w);
-      fn(b_ + "mlp.fc1.bias", std::vector<std::int64_t>{H}, b.fc1_b);
-      fn(b_ + "mlp.fc2.weight", std::vector<std::int64_t>{C, H}, b.fc2_w);
-      fn(b_ + "mlp.fc2.bias", std::vector<std::int64_t>{C}, b.fc2_b);
+      fn(p + "norm1.weight", std::vector<std::int64_t>{C}, b.norm1_w);
+      fn(p + "norm1.bias", std::vector<std::int64_t>{C}, b.norm1_b);
+      fn(p + "attn.qkv.weight", std::vector<std::int64_t>{3 * C, C}, b.qkv_w);
+      fn(p + "attn.qkv.bias", std::vector<std::int64_t>{3 * C}, b.qkv_b);
+      fn(p + "attn.proj.weight", std::vector<std::int64_t>{C, C}, b.proj_w);
+      fn(p + "attn.proj.bias", std::vector<std::int64_t>{C}, b.proj_b);
+      fn(p + "norm2.weight", std::vector<std::int64_t>{C}, b.norm2_w);
+      fn(p + "norm2.bias", std::vector<std::int64_t>{C}, b.norm2_b);
+      fn(p + "mlp.fc1.weight", std::vector<std::int64_t>{H, C}, b.fc1_w);
+      fn(p + "mlp.fc1.bias", std::vector<std::int64_t>{H}, b.fc1_b);
+      fn(p + "mlp.fc2.weight", std::vector<std::int64_t>{C, H}, b.fc2_w);
+      fn(p + "mlp.fc2.bias", std::vector<std::int64_t>{C}, b.fc2_b);
     }
     fn(config.head_norm() + ".weight", std::vector<std::int64_t>{C}, w.norm_w);
     fn(config.head_norm() + ".bias", std::vector<std::int64_t>{C}, w.norm_b);
@@ -212,8 +220,7 @@ struct ViTWeights {
     w.for_each_tensor([&](const std::string& name, const std::vector<std::int64_t>& shape, std::vector<float>& v) {
       if (name == "pos_embed" && cfg.positions == ViTConfig::Positions::Sinusoid) {
         v = init::sinusoid_table(cfg.tokens(), cfg.dim);
-      } else if (cfg.qkv_bias == ViTConfig::QkvBias::QV && init::ends_with(name, "qkv.bias")) {
-        const std::string attn = name.substr(0, name.size() - std::string("qkv.bias").size());
+      } else if (const std::string attn = w.qv_bias_prefix(name); !attn.empty()) {
         const auto q = file.load_f32(attn + "q_bias", {C}), vb = file.load_f32(attn + "v_bias", {C});
         v.assign(std::size_t(3 * C), 0.0f);
         std::copy(q.begin(), q.end(), v.begin());
@@ -232,14 +239,13 @@ struct ViTWeights {
     std::vector<io::NamedTensor> list;
     for_each_tensor([&](const std::string& name, const std::vector<std::int64_t>& shape, const std::vector<float>& v) {
       if (name == "pos_embed" && config.positions == ViTConfig::Positions::Sinusoid) return;
-      if (config.qkv_bias == ViTConfig::QkvBias::QV && init::ends_with(name, "qkv.bias")) {
+      if (const std::string attn = qv_bias_prefix(name); !attn.empty()) {
         for (std::int64_t c = C; c < 2 * C; ++c) {
           if (v[std::size_t(c)] != 0.0f) {
             detail::fail("ViTWeights::save", name + "[" + std::to_string(c) + "] = " + std::to_string(v[std::size_t(c)]) +
                                                  ": a k bias, which config.qkv_bias = QV files cannot hold");
           }
         }
-        const std::string attn = name.substr(0, name.size() - std::string("qkv.bias").size());
         list.push_back({attn + "q_bias", {C}, v.data()});
         list.push_back({attn + "v_bias", {C}, v.data() + 2 * C});
         return;
