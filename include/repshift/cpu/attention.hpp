@@ -6,9 +6,10 @@
 // of kBlockK through an online softmax (running max m, running sum l,
 // output rescaled by exp(m_old - m_new)). Memory is O(N x head_dim) per
 // thread (the head's K^T and V, prepared once): the N x N score matrix is
-// never formed. Q K^T runs against transposed keys so both inner loops are
-// unit-stride; for head_dim 32/64/128 a register-blocked micro-kernel keeps
-// several query rows' scores and outputs in vector registers.
+// never formed. Each key block's K^T is packed contiguous, so Q K^T and
+// P V are both small GEMMs on register tiles (gemm_tile.hpp) for any
+// head_dim, and a power-of-two sequence length cannot alias the rows of a
+// block onto the same cache sets.
 //
 // attention_with_map: the plain path, materialising softmax(Q K^T) as
 // [B, H, N, N] probabilities for attention-based baselines (CLS attention),
@@ -37,6 +38,7 @@
 #include "../params/attention.hpp"
 #include "../core/error.hpp"
 #include "../core/exec.hpp"
+#include "gemm_tile.hpp"
 #include "math.hpp"
 #include "parallel.hpp"
 
@@ -44,8 +46,13 @@ namespace repshift {
 
 namespace cpu {
 
-constexpr int kBlockQ = 32;
+// Queries per block (whole register tiles) and keys per block: one key
+// block's K^T (64 x Dh floats, 16 KiB at Dh = 64) stays in L1 while every
+// query tile of the block streams past it, and so does its V.
+constexpr int kBlockQ = 16 * detail::kTileRows;
+static_assert(kBlockQ % kVec == 0, "the softmax's per-row state is whole vectors");
 constexpr int kBlockK = 64;
+static_assert(kBlockK % (detail::kTileVecs * kVec) == 0, "key block must be whole register tiles");
 
 namespace detail {
 
@@ -53,26 +60,32 @@ namespace detail {
 // (bias added, prepared once and reused by every query block) and one
 // query block's state. O(N x head_dim) floats, never N x N.
 struct FlashScratch {
-  std::int64_t head_dim, keys_padded;
-  float* kt;  // [Dh][keys_padded], transposed keys, zero past N
-  float* v;   // [N][Dh]
-  float* q;   // [kBlockQ][Dh], pre-scaled
-  float* o;   // [kBlockQ][Dh]
-  float* m;   // [kBlockQ]
-  float* l;   // [kBlockQ]
-  float* bias;  // [keys_padded] key_bias of the sample, zero past N
-  static std::int64_t padded(std::int64_t n) { return (n + kBlockK - 1) / kBlockK * kBlockK; }
+  std::int64_t head_dim, head_dim_padded;
+  float* kt;     // [key blocks][Dh][kBlockK]: each key block's K^T contiguous, zero past N
+  float* v;      // [N][Dh padded to whole vectors], zero past Dh
+  float* q;      // [kBlockQ][Dh], pre-scaled
+  float* o;      // [kBlockQ][Dh padded]
+  float* s;      // [kBlockQ][kBlockK]: scores, then probabilities
+  float* m;      // [kBlockQ] running max
+  float* l;      // [kBlockQ][kVec] running sum, in partial lanes
+  float* alpha;  // [kBlockQ] rescale of o at this key block
+  float* bias;   // [key blocks * kBlockK] key_bias of the sample, zero past N
+  static std::int64_t keys_padded(std::int64_t n) { return (n + kBlockK - 1) / kBlockK * kBlockK; }
+  static std::int64_t vectors(std::int64_t dh) { return (dh + kVec - 1) / kVec; }
   static std::int64_t floats(std::int64_t n, std::int64_t dh) {
-    return dh * padded(n) + n * dh + 2 * kBlockQ * dh + 2 * kBlockQ + padded(n);
+    const std::int64_t dp = vectors(dh) * kVec;
+    return dh * keys_padded(n) + n * dp + kBlockQ * (dh + dp + kBlockK + kVec + 2) + keys_padded(n);
   }
-  FlashScratch(float* base, std::int64_t n, std::int64_t dh) : head_dim(dh), keys_padded(padded(n)) {
+  FlashScratch(float* base, std::int64_t n, std::int64_t dh) : head_dim(dh), head_dim_padded(vectors(dh) * kVec) {
     kt = base;
-    v = kt + dh * keys_padded;
-    q = v + n * dh;
+    v = kt + dh * keys_padded(n);
+    q = v + n * head_dim_padded;
     o = q + kBlockQ * dh;
-    m = o + kBlockQ * dh;
+    s = o + kBlockQ * head_dim_padded;
+    m = s + kBlockQ * kBlockK;
     l = m + kBlockQ;
-    bias = l + kBlockQ;
+    alpha = l + kBlockQ * kVec;
+    bias = alpha + kBlockQ;
   }
 };
 
@@ -88,111 +101,75 @@ inline const float* qkv_bias_row(const AttentionParams& p, int which, std::int64
 
 static_assert(kBlockK % kVec == 0, "key block must be whole vectors");
 
-// Online-softmax update of the running (m, l) of one query row from its
-// raw scores s[0..kBlockK) (only the first `cols` are real) plus the keys'
-// bias (null: none): turns s into probabilities (0 past cols) and returns
-// the factor by which the row's output must be rescaled. Max, exp and sum
-// all run on vector lanes.
-inline float online_softmax_row(float* s, const float* bias, int cols, float& m, float& l) {
-  if (bias) {
-    for (int c = 0; c < kBlockK; c += kVec) storev(s + c, loadv(s + c) + loadv(bias + c));
-  }
-  vfloat mx = broadcast<vfloat>(-INFINITY);
-  for (int c = 0; c < kBlockK; c += kVec) mx = maxv(mx, iotav(float(c)) < float(cols) ? loadv(s + c) : broadcast<vfloat>(-INFINITY));
-  const float m_new = std::max(m, hmax(mx));
-  const float alpha = exp_approx(m - m_new);  // ~0 on the first block, where l and o are 0
-  vfloat sum{};
-  for (int c = 0; c < kBlockK; c += kVec) {
-    const vfloat e = iotav(float(c)) < float(cols) ? exp_approx(loadv(s + c) - m_new) : vfloat{};
-    storev(s + c, e);
-    sum += e;
-  }
-  l = l * alpha + hsum(sum);
-  m = m_new;
-  return alpha;
-}
-
-// Rows query rows against one key/value block, head_dim fixed at compile
-// time: the Rows x kBlockK scores and the Rows x Dh outputs live in vector
-// registers, and every key/value vector loaded is used Rows times.
-template <int Dh, int Rows>
-inline void flash_rows_fixed(const float* q, const float* kt, std::int64_t ldk, const float* v, const float* bias,
-                             int cols, float* m, float* l, float* o) {
-  static_assert(Dh % kVec == 0, "fixed path needs whole vectors per head");
-  constexpr int kKV = kBlockK / kVec, kDV = Dh / kVec;
-  vfloat s[Rows][kKV];
-  for (int i = 0; i < Rows; ++i)
-    for (int j = 0; j < kKV; ++j) s[i][j] = vfloat{};
-  for (int d = 0; d < Dh; ++d) {
-    vfloat k[kKV];
-    for (int j = 0; j < kKV; ++j) k[j] = loadv(kt + d * ldk + j * kVec);
-    for (int i = 0; i < Rows; ++i) {
-      const float qd = q[i * Dh + d];
-      for (int j = 0; j < kKV; ++j) s[i][j] += qd * k[j];
+// One online-softmax step for `rows` query rows over one key block.
+// s[r][0..kBlockK): raw scores, the first `cols` real; bias: the keys'
+// bias (null: none). Afterwards s holds the block's unnormalised
+// probabilities exp(s - m_new) (~0 past cols: at most 1.2e-38, which the
+// P V product skips and l cannot register), m the new running max, alpha
+// exp(m_old - m_new), by which o must be rescaled, and l_lanes the running
+// sum of each row, kept as kVec partial lanes so that the horizontal sum
+// runs once per query block and not once per key block. alpha's exp runs
+// across rows, vector by vector.
+inline void online_softmax_block(float* s, int rows, const float* bias, int cols, float* m, float* l_lanes,
+                                 float* alpha) {
+  for (int r = 0; r < rows; ++r) {
+    float* row = s + r * kBlockK;
+    vfloat mx = broadcast<vfloat>(-INFINITY);
+    for (int c = 0; c < kBlockK; c += kVec) {
+      vfloat x = loadv(row + c);
+      if (bias) x += loadv(bias + c);
+      if (cols < kBlockK) x = iotav(float(c)) < float(cols) ? x : broadcast<vfloat>(-INFINITY);
+      storev(row + c, x);
+      mx = maxv(mx, x);
     }
+    alpha[r] = std::max(m[r], hmax(mx));  // m_new, for now
   }
-  float p[Rows][kBlockK];
-  float alpha[Rows];
-  for (int i = 0; i < Rows; ++i) {
-    for (int j = 0; j < kKV; ++j) storev(p[i] + j * kVec, s[i][j]);
-    alpha[i] = online_softmax_row(p[i], bias, cols, m[i], l[i]);
+  for (int r = 0; r < rows; r += kVec) {  // m and alpha hold kBlockQ, a whole number of vectors
+    const vfloat m_new = loadv(alpha + r);
+    storev(alpha + r, exp_approx(loadv(m + r) - m_new));  // ~0 on the first block, where o is overwritten
+    storev(m + r, m_new);
   }
-  vfloat acc[Rows][kDV];
-  for (int i = 0; i < Rows; ++i)
-    for (int j = 0; j < kDV; ++j) acc[i][j] = loadv(o + i * Dh + j * kVec) * alpha[i];
-  for (int c = 0; c < cols; ++c) {
-    vfloat vv[kDV];
-    for (int j = 0; j < kDV; ++j) vv[j] = loadv(v + c * Dh + j * kVec);
-    for (int i = 0; i < Rows; ++i)
-      for (int j = 0; j < kDV; ++j) acc[i][j] += p[i][c] * vv[j];
-  }
-  for (int i = 0; i < Rows; ++i)
-    for (int j = 0; j < kDV; ++j) storev(o + i * Dh + j * kVec, acc[i][j]);
-}
-
-// Any head_dim: one row at a time, loops over the runtime dh.
-inline void flash_row_generic(const float* q, const float* kt, std::int64_t ldk, const float* v, const float* bias,
-                              int cols, std::int64_t dh, float& m, float& l, float* o) {
-  float s[kBlockK];
-  for (int c = 0; c < kBlockK; ++c) s[c] = 0.0f;
-  for (std::int64_t d = 0; d < dh; ++d) {
-    const float qd = q[d];
-    const float* k = kt + d * ldk;
-    for (int c = 0; c < kBlockK; ++c) s[c] += qd * k[c];
-  }
-  const float alpha = online_softmax_row(s, bias, cols, m, l);
-  for (std::int64_t d = 0; d < dh; ++d) o[d] *= alpha;
-  for (int c = 0; c < cols; ++c) {
-    const float pc = s[c];
-    const float* vc = v + c * dh;
-    for (std::int64_t d = 0; d < dh; ++d) o[d] += pc * vc[d];
+  for (int r = 0; r < rows; ++r) {
+    float* row = s + r * kBlockK;
+    const vfloat m_new = broadcast<vfloat>(m[r]);
+    vfloat sum{};
+    for (int c = 0; c < kBlockK; c += kVec) {
+      const vfloat e = exp_approx(loadv(row + c) - m_new);
+      storev(row + c, e);
+      sum += e;
+    }
+    storev(l_lanes + r * kVec, loadv(l_lanes + r * kVec) * alpha[r] + sum);
   }
 }
 
 // One (sample, head): prepare K^T and V once, then stream every block of
-// kBlockQ queries over the key blocks. Dh > 0: the fixed path for that
-// head_dim; Dh == 0: the generic path.
-template <int Dh>
+// kBlockQ queries over the key blocks: S = Q K^T, the online softmax, and
+// O = alpha O + P V, both products on register tiles (gemm_tile.hpp).
 inline void flash_head(const AttentionParams& p, std::int64_t b, std::int64_t h, FlashScratch& w) {
-  const std::int64_t dh = w.head_dim, ldk = w.keys_padded, keys = p.keys(b);
+  const std::int64_t dh = w.head_dim, dp = w.head_dim_padded, keys = p.keys(b);
   const float* qb = qkv_bias_row(p, 0, h);
   const float* kb = qkv_bias_row(p, 1, h);
   const float* vb = qkv_bias_row(p, 2, h);
   for (std::int64_t n = 0; n < keys; ++n) {
     const float* ks = qkv_row(p, b, n, 1, h);
     const float* vs = qkv_row(p, b, n, 2, h);
-    float* vd = w.v + n * dh;
+    float* kt = w.kt + (n / kBlockK) * dh * kBlockK + n % kBlockK;
+    float* vd = w.v + n * dp;
     for (std::int64_t d = 0; d < dh; ++d) {
-      w.kt[d * ldk + n] = ks[d] + (kb ? kb[d] : 0.0f);
+      kt[d * kBlockK] = ks[d] + (kb ? kb[d] : 0.0f);
       vd[d] = vs[d] + (vb ? vb[d] : 0.0f);
     }
+    std::fill(vd + dh, vd + dp, 0.0f);
   }
-  // Zero padding keeps the full-width score loops free of garbage.
-  for (std::int64_t d = 0; d < dh; ++d) std::fill(w.kt + d * ldk + keys, w.kt + (d + 1) * ldk, 0.0f);
+  // Zero padding keeps the last block's score columns free of garbage.
+  if (const std::int64_t tail = keys % kBlockK) {
+    float* kt = w.kt + (keys / kBlockK) * dh * kBlockK;
+    for (std::int64_t d = 0; d < dh; ++d) std::fill(kt + d * kBlockK + tail, kt + (d + 1) * kBlockK, 0.0f);
+  }
   if (p.key_bias) {
     const float* bias = p.key_bias + p.key_bias_offset(b);
     std::copy(bias, bias + keys, w.bias);
-    std::fill(w.bias + keys, w.bias + ldk, 0.0f);
+    std::fill(w.bias + keys, w.bias + FlashScratch::keys_padded(keys), 0.0f);
   }
 
   const std::int64_t queries = p.queries(b);
@@ -203,50 +180,23 @@ inline void flash_head(const AttentionParams& p, std::int64_t b, std::int64_t h,
       float* dst = w.q + r * dh;
       for (std::int64_t d = 0; d < dh; ++d) dst[d] = (src[d] + (qb ? qb[d] : 0.0f)) * p.scale;
       w.m[r] = -INFINITY;
-      w.l[r] = 0.0f;
+      storev(w.l + r * kVec, vfloat{});
     }
-    std::fill(w.o, w.o + kBlockQ * dh, 0.0f);
-
     for (std::int64_t k0 = 0; k0 < keys; k0 += kBlockK) {
       const int cols = int(std::min<std::int64_t>(kBlockK, keys - k0));
-      const float* kt = w.kt + k0;
-      const float* v = w.v + k0 * dh;
+      // Score columns past the last key are skipped, whole vectors at a time.
+      gemm_tiled(rows, FlashScratch::vectors(cols), dh, w.q, dh, w.kt + k0 * dh, kBlockK, w.s, kBlockK, nullptr);
       const float* bias = p.key_bias ? w.bias + k0 : nullptr;
-      if constexpr (Dh > 0) {
-        // Rows rows of scores (or outputs) plus one row of keys (or values)
-        // must fit the vector register file.
-        constexpr int kWidth = (kBlockK > Dh ? kBlockK : Dh) / kVec;
-        constexpr int kFit = (kVecRegisters - kWidth) / kWidth;
-        constexpr int kRows = kFit < 1 ? 1 : (kFit > 4 ? 4 : kFit);
-        int r = 0;
-        for (; r + kRows <= rows; r += kRows)
-          flash_rows_fixed<Dh, kRows>(w.q + r * Dh, kt, ldk, v, bias, cols, w.m + r, w.l + r, w.o + r * Dh);
-        for (; r < rows; ++r)
-          flash_rows_fixed<Dh, 1>(w.q + r * Dh, kt, ldk, v, bias, cols, w.m + r, w.l + r, w.o + r * Dh);
-      } else {
-        for (int r = 0; r < rows; ++r)
-          flash_row_generic(w.q + r * dh, kt, ldk, v, bias, cols, dh, w.m[r], w.l[r], w.o + r * dh);
-      }
+      online_softmax_block(w.s, rows, bias, cols, w.m, w.l, w.alpha);
+      // The first block overwrites o, so it needs no zeroing.
+      gemm_tiled(rows, dp / kVec, cols, w.s, kBlockK, w.v + k0 * dp, dp, w.o, dp, k0 == 0 ? nullptr : w.alpha);
     }
-
     for (int r = 0; r < rows; ++r) {
-      const float inv = 1.0f / w.l[r];
+      const float inv = 1.0f / hsum(loadv(w.l + r * kVec));
       float* dst = p.out + p.out_offset(b) + (q0 + r) * p.out_token_stride + h * dh;
-      const float* o = w.o + r * dh;
+      const float* o = w.o + r * dp;
       for (std::int64_t d = 0; d < dh; ++d) dst[d] = o[d] * inv;
     }
-  }
-}
-
-template <int Dh>
-void flash_attention_impl(const Host& host, const AttentionParams& p) {
-  const int threads = thread_count(host);
-  const std::int64_t per_thread = FlashScratch::floats(p.tokens, p.head_dim);
-  std::vector<float> scratch(std::size_t(threads) * std::size_t(per_thread));
-#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
-  for (std::int64_t bh = 0; bh < p.batch * p.heads; ++bh) {
-    FlashScratch w(scratch.data() + std::int64_t(thread_index()) * per_thread, p.tokens, p.head_dim);
-    flash_head<Dh>(p, bh / p.heads, bh % p.heads, w);
   }
 }
 
@@ -254,13 +204,13 @@ void flash_attention_impl(const Host& host, const AttentionParams& p) {
 
 inline void flash_attention(const Host& host, const AttentionParams& p) {
   p.check("flash_attention");
-  // The one runtime -> compile-time switch: common head sizes get the
-  // register-blocked path.
-  switch (p.head_dim) {
-    case 32: return detail::flash_attention_impl<32>(host, p);
-    case 64: return detail::flash_attention_impl<64>(host, p);
-    case 128: return detail::flash_attention_impl<128>(host, p);
-    default: return detail::flash_attention_impl<0>(host, p);
+  const int threads = thread_count(host);
+  const std::int64_t per_thread = detail::FlashScratch::floats(p.tokens, p.head_dim);
+  std::vector<float> scratch(std::size_t(threads) * std::size_t(per_thread));
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
+  for (std::int64_t bh = 0; bh < p.batch * p.heads; ++bh) {
+    detail::FlashScratch w(scratch.data() + std::int64_t(thread_index()) * per_thread, p.tokens, p.head_dim);
+    detail::flash_head(p, bh / p.heads, bh % p.heads, w);
   }
 }
 

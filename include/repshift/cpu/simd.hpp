@@ -60,15 +60,31 @@ inline vfloat split_exponent(vfloat x, vfloat& m) {
   return __builtin_convertvector(((bits >> 23) & 0xff) - 127, vfloat);
 }
 
+namespace detail {
+template <int W>
+struct FloatLanes {
+  typedef float type __attribute__((vector_size(W * sizeof(float))));
+};
+// Folds the upper half of v onto the lower half, log2(W) times: a short
+// tree instead of a W-long chain of dependent scalar ops.
+template <int W, class Op>
+inline float fold_lanes(typename FloatLanes<W>::type v, Op op) {
+  if constexpr (W == 1) {
+    return v[0];
+  } else {
+    typename FloatLanes<W / 2>::type lo, hi;
+    __builtin_memcpy(&lo, &v, sizeof lo);
+    __builtin_memcpy(&hi, reinterpret_cast<const char*>(&v) + sizeof lo, sizeof hi);
+    return fold_lanes<W / 2>(op(lo, hi), op);
+  }
+}
+}  // namespace detail
+
 inline float hmax(vfloat v) {
-  float m = v[0];
-  for (int i = 1; i < kVec; ++i) m = m > v[i] ? m : v[i];
-  return m;
+  return detail::fold_lanes<kVec>(v, [](auto a, auto b) { return a > b ? a : b; });
 }
 inline float hsum(vfloat v) {
-  float s = 0.0f;
-  for (int i = 0; i < kVec; ++i) s += v[i];
-  return s;
+  return detail::fold_lanes<kVec>(v, [](auto a, auto b) { return a + b; });
 }
 
 // Lane i holds first + i.

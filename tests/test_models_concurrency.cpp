@@ -1,0 +1,94 @@
+// Several threads, one set of weights: each thread owns a model (its
+// scratch) built on one shared_ptr to the weights and runs forwards at the
+// same time as the others. Every result must equal the same forward run
+// alone, bit for bit: the weights are read-only, nothing else is shared.
+
+#include <gtest/gtest.h>
+
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include <repshift/models/vim.hpp>
+#include <repshift/models/vit.hpp>
+
+#include "model_fixtures.hpp"
+#include "reference.hpp"
+
+namespace rs = repshift;
+namespace P = rs::policies;
+
+namespace {
+
+constexpr int kThreads = 4, kRounds = 3;
+
+struct Result {
+  std::vector<float> logits;
+  std::vector<std::vector<int>> keep_idx;
+  bool operator==(const Result& o) const { return logits == o.logits && keep_idx == o.keep_idx; }
+};
+
+// Runs job(thread, round) for every thread and round, first one after the
+// other, then with all threads at once, and expects the same results.
+template <class Job>
+void expect_concurrent_equals_sequential(Job job) {
+  std::vector<std::vector<Result>> alone(kThreads), together(kThreads);
+  for (int t = 0; t < kThreads; ++t)
+    for (int r = 0; r < kRounds; ++r) alone[std::size_t(t)].push_back(job(t, r));
+  std::vector<std::thread> pool;
+  for (int t = 0; t < kThreads; ++t)
+    pool.emplace_back([&, t] {
+      for (int r = 0; r < kRounds; ++r) together[std::size_t(t)].push_back(job(t, r));
+    });
+  for (auto& th : pool) th.join();
+  for (int t = 0; t < kThreads; ++t)
+    for (int r = 0; r < kRounds; ++r)
+      EXPECT_TRUE(together[std::size_t(t)][std::size_t(r)] == alone[std::size_t(t)][std::size_t(r)])
+          << "thread " << t << ", round " << r;
+}
+
+template <class Compress>
+void vit_threads_share_weights() {
+  const auto cfg = fixtures::tiny_vit();
+  auto weights = std::make_shared<const rs::ViTModelWeights<rs::Host, float>>(
+      std::make_shared<const rs::ViTWeights>(fixtures::lively_vit(cfg, 41)));
+  const auto schedule = rs::PruneSchedule::drop({{0, 0.2}, {2, 0.3}});
+  // One model per thread (the sequential pass uses the same ones).
+  std::vector<std::unique_ptr<rs::VisionTransformer<P::Mlp, P::L2, Compress>>> models;
+  for (int t = 0; t < kThreads; ++t)
+    models.push_back(std::make_unique<rs::VisionTransformer<P::Mlp, P::L2, Compress>>(weights));
+  expect_concurrent_equals_sequential([&](int t, int r) {
+    const int batch = 1 + (t + r) % 3;
+    const auto images = ref::random_floats(std::size_t(batch) * 3 * 32 * 32, std::uint32_t(100 + 10 * t + r));
+    Result run;
+    run.logits.resize(std::size_t(batch) * cfg.num_classes);
+    rs::ViTTrace trace;
+    models[std::size_t(t)]->forward(rs::Host{}, images.data(), batch, run.logits.data(), schedule, &trace);
+    run.keep_idx = trace.keep_idx;
+    return run;
+  });
+}
+
+}  // namespace
+
+TEST(Concurrency, VisionTransformerPruneThreadsShareWeights) { vit_threads_share_weights<P::Prune>(); }
+TEST(Concurrency, VisionTransformerMergeThreadsShareWeights) { vit_threads_share_weights<P::Merge>(); }
+
+TEST(Concurrency, VisionMambaThreadsShareWeights) {
+  const auto cfg = fixtures::tiny_vim();
+  auto weights = std::make_shared<const rs::VimWeights>(fixtures::lively_vim(cfg, 43));
+  std::vector<std::unique_ptr<rs::VisionMamba<>>> models;
+  for (int t = 0; t < kThreads; ++t) models.push_back(std::make_unique<rs::VisionMamba<>>(weights));
+  const auto schedule = rs::PruneSchedule::drop({{1, 0.25}});
+  expect_concurrent_equals_sequential([&](int t, int r) {
+    const int batch = 1 + (t + r) % 2;
+    const auto images = ref::random_floats(std::size_t(batch) * 3 * cfg.image_size * cfg.image_size,
+                                           std::uint32_t(200 + 10 * t + r));
+    Result run;
+    run.logits.resize(std::size_t(batch) * cfg.num_classes);
+    rs::VimTrace trace;
+    models[std::size_t(t)]->forward(rs::Host{}, images.data(), batch, run.logits.data(), schedule, &trace);
+    run.keep_idx = trace.keep_idx;
+    return run;
+  });
+}
