@@ -84,7 +84,9 @@ class Workspace {
   T* values() const { return values_.data(); }
   float* floats() const { return floats_.data(); }
   int* ints() const { return ints_.data(); }
-  Context context() const { return ctx_; }
+  // What the ops get: CUDA's handles as made; on the CPU, state this
+  // workspace keeps (oneDNN's packed weights: cpu/onednn_linear.hpp).
+  Context context() { return B::context(ctx_, *this); }
 
   // What an executor's ops keep between calls besides the arenas (the CPU
   // convolutions' im2col buffer and oneDNN primitives: ConvOps<Exec>::State),

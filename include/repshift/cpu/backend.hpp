@@ -1,6 +1,7 @@
 #pragma once
 // Backend<Host>: every op a Block, a model or an entry point runs, on the
-// CPU (OpenMP threads, OpenBLAS GEMMs). The blocks and models are written
+// CPU (OpenMP threads; dense layers on oneDNN with prepacked weights where
+// the build has it, else OpenBLAS). The blocks and models are written
 // once against this vocabulary (cuda/backend.cuh is the GPU's).
 //
 // Where the executors differ, a trait says so:
@@ -28,6 +29,9 @@
 #include "kept_token.hpp"
 #include "layer_norm.hpp"
 #include "line_prune.hpp"
+#if defined(REPSHIFT_HAS_ONEDNN)
+#include "onednn_linear.hpp"
+#endif
 #include "merge_tokens.hpp"
 #include "patch_embed.hpp"
 #include "residual_map.hpp"
@@ -45,15 +49,35 @@ struct Backend<Host> {
   static constexpr bool supports_v = is_host_storage_v<T>;
   template <class T>
   using Buffer = cpu::HostBuffer<T>;
-  struct Context {};  // nothing: OpenBLAS keeps its own state
+  // The dense layers' packed weights and primitives (oneDNN builds), kept
+  // by the workspace; null (or no oneDNN): OpenBLAS, which keeps its own.
+  struct Context {
+#if defined(REPSHIFT_HAS_ONEDNN)
+    cpu::DenseLayers* dense = nullptr;
+#endif
+  };
+  template <class Ws>
+  static Context context(Context, Ws& ws) {
+#if defined(REPSHIFT_HAS_ONEDNN)
+    return Context{&ws.template kept<cpu::DenseLayers>()};
+#else
+    (void)ws;
+    return {};
+#endif
+  }
 
   static constexpr bool gemm_adds_bias = false;
   static constexpr bool grows_on_demand = true;
 
   // ---- dense layers and row epilogues --------------------------------------
   // y [rows, n] = x [rows, k] . W^T (+ bias when not null).
-  static void linear(const Host& host, Context, const float* x, std::int64_t rows, std::int64_t k, const float* w,
+  static void linear(const Host& host, Context ctx, const float* x, std::int64_t rows, std::int64_t k, const float* w,
                      const float* bias, std::int64_t n, float* y) {
+#if defined(REPSHIFT_HAS_ONEDNN)
+    if (ctx.dense) return ctx.dense->linear(x, k, rows, k, w, bias, n, y);
+#else
+    (void)ctx;
+#endif
     if (bias) return cpu::linear_bias(host, x, rows, k, w, bias, n, y);
     cpu::linear(x, rows, k, w, n, y, k, n);
   }
@@ -125,8 +149,13 @@ struct Backend<Host> {
   // ---- state-space scan (SsmScan: Mamba / Vim) ------------------------------
   // y [rows, n] = x [rows, k] . W^T (+ bias), x's rows ldx apart: dt_proj
   // reads the leading dt_rank columns of x_proj's wider rows, no copy.
-  static void linear_strided(const Host& host, Context, const float* x, std::int64_t ldx, std::int64_t rows,
+  static void linear_strided(const Host& host, Context ctx, const float* x, std::int64_t ldx, std::int64_t rows,
                              std::int64_t k, const float* w, const float* bias, std::int64_t n, float* y) {
+#if defined(REPSHIFT_HAS_ONEDNN)
+    if (ctx.dense) return ctx.dense->linear(x, ldx, rows, k, w, bias, n, y);
+#else
+    (void)ctx;
+#endif
     cpu::linear(x, rows, k, w, n, y, ldx, n);
     if (!bias) return;
 #pragma omp parallel for schedule(static) num_threads(cpu::thread_count(host))

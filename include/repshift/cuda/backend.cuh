@@ -60,6 +60,10 @@ struct Backend<Cuda> {
     Context(cuda::Dnn& d) : dnn(&d) {}    // NOLINT: a CNN block's workspace from a Dnn
     Context(cuda::Blas& b, cuda::Dnn& d) : blas(&b), dnn(&d) {}
   };
+  template <class Ws>
+  static Context context(Context ctx, Ws&) {
+    return ctx;
+  }
 
   static constexpr bool gemm_adds_bias = true;
   static constexpr bool grows_on_demand = false;

@@ -1,0 +1,105 @@
+// Which CPU GEMM the transformer's dense layers should use, per shape:
+// OpenBLAS's sgemm (y = x W^T, W as stored, packed on every call, C zeroed
+// first) against a oneDNN matmul whose weights were reordered once into
+// the layout it wants (format any), with and without the bias fused.
+// DeiT-S / DeiT-B layer shapes at batch 1 and 8, unpruned (197 tokens per
+// image) and at the paper schedule's smallest count (102). Run with
+//   --benchmark_repetitions=5 --benchmark_enable_random_interleaving=true
+
+#include <benchmark/benchmark.h>
+
+#include <oneapi/dnnl/dnnl.hpp>
+
+#include <cblas.h>
+
+#include <random>
+#include <vector>
+
+namespace {
+
+struct Shape {
+  int rows, in, out;
+};
+
+std::vector<float> random_floats(std::size_t n, unsigned seed) {
+  std::mt19937 gen(seed);
+  std::uniform_real_distribution<float> d(-1.0f, 1.0f);
+  std::vector<float> v(n);
+  for (auto& x : v) x = d(gen);
+  return v;
+}
+
+Shape shape_of(const benchmark::State& state) {
+  return {int(state.range(0)), int(state.range(1)), int(state.range(2))};
+}
+
+void report(benchmark::State& state, const Shape& s) {
+  state.counters["GFLOP/s"] = benchmark::Counter(2.0 * s.rows * s.in * s.out * double(state.iterations()) * 1e-9,
+                                                 benchmark::Counter::kIsRate);
+}
+
+void BM_OpenBlas(benchmark::State& state) {
+  const Shape s = shape_of(state);
+  const auto x = random_floats(std::size_t(s.rows) * s.in, 1), w = random_floats(std::size_t(s.out) * s.in, 2);
+  std::vector<float> y(std::size_t(s.rows) * s.out);
+  for (auto _ : state) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, s.rows, s.out, s.in, 1.0f, x.data(), s.in, w.data(), s.in,
+                0.0f, y.data(), s.out);
+    benchmark::DoNotOptimize(y.data());
+  }
+  report(state, s);
+}
+
+void onednn(benchmark::State& state, bool with_bias) {
+  using dnnl::memory;
+  using tag = memory::format_tag;
+  const Shape s = shape_of(state);
+  const auto x = random_floats(std::size_t(s.rows) * s.in, 1), w = random_floats(std::size_t(s.out) * s.in, 2);
+  const auto bias = random_floats(std::size_t(s.out), 3);
+  std::vector<float> y(std::size_t(s.rows) * s.out);
+  dnnl::engine engine(dnnl::engine::kind::cpu, 0);
+  dnnl::stream stream(engine);
+  const memory::desc src({s.rows, s.in}, memory::data_type::f32, tag::ab);
+  const memory::desc dst({s.rows, s.out}, memory::data_type::f32, tag::ab);
+  const memory::desc weights_as_stored({s.in, s.out}, memory::data_type::f32, tag::ba);  // W [out, in] = W^T in "ba"
+  const memory::desc weights_any({s.in, s.out}, memory::data_type::f32, tag::any);
+  const memory::desc bias_md({1, s.out}, memory::data_type::f32, tag::ab);
+  const dnnl::matmul::primitive_desc pd(
+      dnnl::matmul::desc(src, weights_any, with_bias ? bias_md : memory::desc(), dst), engine);
+  memory stored(weights_as_stored, engine, const_cast<float*>(w.data()));
+  memory packed(pd.weights_desc(), engine);
+  dnnl::reorder(stored, packed).execute(stream, stored, packed);  // once, as at model load
+  stream.wait();
+  dnnl::matmul mm(pd);
+  memory xm(src, engine, const_cast<float*>(x.data())), ym(dst, engine, y.data());
+  std::unordered_map<int, memory> args{{DNNL_ARG_SRC, xm}, {DNNL_ARG_WEIGHTS, packed}, {DNNL_ARG_DST, ym}};
+  if (with_bias) args.emplace(DNNL_ARG_BIAS, memory(bias_md, engine, const_cast<float*>(bias.data())));
+  for (auto _ : state) {
+    mm.execute(stream, args);
+    stream.wait();
+    benchmark::DoNotOptimize(y.data());
+  }
+  report(state, s);
+}
+
+void BM_OneDnnPacked(benchmark::State& state) { onednn(state, false); }
+void BM_OneDnnPackedBias(benchmark::State& state) { onednn(state, true); }
+
+void shapes(benchmark::internal::Benchmark* b) {
+  for (int dim : {384, 768}) {
+    for (int rows : {197, 102, 8 * 197, 8 * 102}) {
+      b->Args({rows, dim, 3 * dim});  // qkv
+      b->Args({rows, dim, dim});      // proj
+      b->Args({rows, dim, 4 * dim});  // fc1
+      b->Args({rows, 4 * dim, dim});  // fc2
+    }
+  }
+  b->ArgNames({"rows", "in", "out"})->Unit(benchmark::kMicrosecond)->UseRealTime();
+}
+
+}  // namespace
+
+BENCHMARK(BM_OpenBlas)->Apply(shapes);
+BENCHMARK(BM_OneDnnPacked)->Apply(shapes);
+BENCHMARK(BM_OneDnnPackedBias)->Apply(shapes);
+BENCHMARK_MAIN();
