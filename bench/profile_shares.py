@@ -34,7 +34,7 @@ BUCKETS = [
     ("select / gather", r"select|gather|top|kept|token_scores|merge|fuse"),
     ("patch embedding, head, other", r".*"),
 ]
-LINE = re.compile(r"^\s*([\d.]+)%\s+(\S+)\s+\[(.)\]\s+(.*)$")
+LINE = re.compile(r"^\s*([\d.]+)%\s+(.*?)\s+\[(.)\]\s+(.*)$")  # the DSO may hold spaces ("[JIT] tid 42")
 
 
 def option(name, default):
@@ -103,6 +103,8 @@ def main():
         "|---|" + "---:|" * len(columns),
     ]
     for name, _ in BUCKETS:
+        if all(c[1][name] == 0.0 for c in columns):
+            continue  # e.g. OpenBLAS's rows where oneDNN runs the dense layers
         lines.append(f"| {name} | " + " | ".join(f"{c[1][name]:.1f}" for c in columns) + " |")
     text = "\n".join(lines) + "\n"
     print(text)
