@@ -1,12 +1,14 @@
 // model_timing: images (or sequences) per second of repshift's models on the
 // CPU, for the peer script (bench/peer/vs_pytorch.py), which interleaves it
 // with PyTorch runs.
-//   model_timing deit_s|deit_b BATCH pruned|unpruned SECONDS
+//   model_timing deit_s|deit_b BATCH pruned|unpruned[_bf16] SECONDS
 //   model_timing minilm BATCH pruned|unpruned SECONDS SEQ_LEN MODEL.safetensors
 //   model_timing resnet50 BATCH pruned|unpruned SECONDS
 //   model_timing umt_b BATCH flash|map|pruned|attn_pruned SECONDS FRAMES
 //   model_timing attention_rss TOKENS flash|map
 // Prints the median rate over forward passes run for about SECONDS.
+// _bf16: the dense layers in bfloat16 with f32 accumulation
+// (rs::DenseMath::Bf16; needs AVX512-BF16 or AMX).
 // Pruned: DeiT = the paper's schedule (drop 0.2 at blocks 0, 3, 6: 197 ->
 // 158 -> 127 -> 102); MiniLM = drop 0.3 at layers 1 and 3; MLP-site L2 for
 // both, CLS protected.
@@ -55,7 +57,7 @@ double median_rate(int batch, double budget, const std::function<void()>& forwar
   return rates[rates.size() / 2];
 }
 
-double deit(const std::string& name, int batch, bool pruned, double budget) {
+double deit(const std::string& name, int batch, bool pruned, double budget, rs::DenseMath math) {
   const rs::ViTConfig cfg = name == "deit_b" ? rs::ViTConfig::deit_base() : rs::ViTConfig::deit_small();
   rs::VisionTransformer<> model(rs::ViTWeights::random(cfg, 0));
   std::vector<float> images(std::size_t(batch) * 3 * 224 * 224), logits(std::size_t(batch) * 1000);
@@ -63,7 +65,8 @@ double deit(const std::string& name, int batch, bool pruned, double budget) {
   std::normal_distribution<float> normal;
   for (auto& p : images) p = normal(gen);
   const auto schedule = pruned ? rs::PruneSchedule::paper() : rs::PruneSchedule::none();
-  return median_rate(batch, budget, [&] { model.forward(rs::Host{}, images.data(), batch, logits.data(), schedule); });
+  return median_rate(batch, budget,
+                     [&] { model.forward(rs::Host{0, math}, images.data(), batch, logits.data(), schedule); });
 }
 
 double minilm(int batch, bool pruned, double budget, int seq, const char* weights) {
@@ -143,7 +146,7 @@ int main(int argc, char** argv) {
   if (!((argc == 5 && (name == "deit_s" || name == "deit_b" || name == "resnet50")) ||
         (argc == 7 && name == "minilm") || (argc == 6 && name == "umt_b") || (argc == 4 && name == "attention_rss"))) {
     std::fprintf(stderr,
-                 "usage: %s deit_s|deit_b|resnet50 BATCH pruned|unpruned SECONDS\n"
+                 "usage: %s deit_s|deit_b|resnet50 BATCH pruned|unpruned SECONDS (deit: also pruned_bf16|unpruned_bf16)\n"
                  "       %s minilm BATCH pruned|unpruned SECONDS SEQ_LEN MODEL.safetensors\n"
                  "       %s umt_b BATCH flash|map|pruned|attn_pruned SECONDS FRAMES\n"
                  "       %s attention_rss TOKENS flash|map\n",
@@ -156,12 +159,14 @@ int main(int argc, char** argv) {
       return 0;
     }
     const int batch = std::atoi(argv[2]);
-    const bool pruned = std::string(argv[3]) == "pruned";
+    const std::string mode = argv[3];
+    const bool pruned = mode == "pruned" || mode == "pruned_bf16";
+    const auto math = mode.size() > 5 && mode.substr(mode.size() - 5) == "_bf16" ? rs::DenseMath::Bf16 : rs::DenseMath::F32;
     const double budget = std::atof(argv[4]);
     const double rate = name == "umt_b"      ? umt_b(batch, argv[3], budget, std::atoi(argv[5]))
                         : name == "minilm"   ? minilm(batch, pruned, budget, std::atoi(argv[5]), argv[6])
                         : name == "resnet50" ? resnet50(batch, pruned, budget)
-                                             : deit(name, batch, pruned, budget);
+                                             : deit(name, batch, pruned, budget, math);
     std::printf("%.4f\n", rate);
     return 0;
   } catch (const std::exception& e) {

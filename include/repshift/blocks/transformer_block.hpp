@@ -302,8 +302,7 @@ struct Block<policies::Transformer, Site, Importance, Compress, Norm> {
     }
 
     // ---- MLP sub-layer --------------------------------------------------------
-    B::linear(exec, ws.context(), mlp_in, mlp_rows, dim, w.fc1_weight, in_gemm(w.fc1_bias), w.mlp_hidden, s.hidden);
-    B::bias_gelu(exec, s.hidden, mlp_rows, w.mlp_hidden, deferred(w.fc1_bias));
+    B::linear_gelu(exec, ws.context(), mlp_in, mlp_rows, dim, w.fc1_weight, w.fc1_bias, w.mlp_hidden, s.hidden);
     B::linear(exec, ws.context(), static_cast<const T*>(s.hidden), mlp_rows, w.mlp_hidden, w.fc2_weight,
               in_gemm(w.fc2_bias), dim, s.branch);
 

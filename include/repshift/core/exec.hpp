@@ -7,9 +7,16 @@
 
 namespace repshift {
 
+// How the CPU's dense layers multiply. F32: in float. Bf16: weights and
+// activations rounded to bfloat16, products accumulated and written in
+// float (oneDNN, on CPUs with AVX512-BF16 or AMX; refused by name
+// elsewhere). Attention, norms, epilogues and the shift score stay float.
+enum class DenseMath { F32, Bf16 };
+
 // CPU execution. num_threads <= 0 keeps OpenMP's current setting.
 struct Host {
   int num_threads = 0;
+  DenseMath dense_math = DenseMath::F32;
 };
 
 template <class E>

@@ -6,8 +6,9 @@
 //
 // Where the executors differ, a trait says so:
 //   gemm_adds_bias = false: the GEMM writes raw products and the bias rides
-//     in the next row epilogue (the attention kernel, bias_gelu, the
-//     residual epilogue), one pass fewer over the activations;
+//     in the next row epilogue (the attention kernel, the residual
+//     epilogue), one pass fewer over the activations; linear_gelu takes its
+//     bias itself (oneDNN fuses bias and GELU into the matmul);
 //   grows_on_demand = true: a workspace that is too small grows (host
 //     allocation is cheap and never synchronises anything).
 
@@ -56,6 +57,15 @@ struct Backend<Host> {
     cpu::DenseLayers* dense = nullptr;
 #endif
   };
+  // Without oneDNN's state (no oneDNN, or a default Context) the dense
+  // layers are OpenBLAS's, float only.
+  static void require_f32_dense(const Host& host) {
+    if (host.dense_math != DenseMath::F32) {
+      repshift::detail::fail("Backend<Host>::linear",
+                             "dense_math = bf16 runs on oneDNN: this build has no libdnnl-dev (REPSHIFT_HAS_ONEDNN "
+                             "is off) or the call has no workspace context");
+    }
+  }
   template <class Ws>
   static Context context(Context, Ws& ws) {
 #if defined(REPSHIFT_HAS_ONEDNN)
@@ -74,20 +84,28 @@ struct Backend<Host> {
   static void linear(const Host& host, Context ctx, const float* x, std::int64_t rows, std::int64_t k, const float* w,
                      const float* bias, std::int64_t n, float* y) {
 #if defined(REPSHIFT_HAS_ONEDNN)
-    if (ctx.dense) return ctx.dense->linear(x, k, rows, k, w, bias, n, y);
+    if (ctx.dense) return ctx.dense->linear(host.dense_math, x, k, rows, k, w, bias, n, y);
 #else
     (void)ctx;
 #endif
+    require_f32_dense(host);
     if (bias) return cpu::linear_bias(host, x, rows, k, w, bias, n, y);
     cpu::linear(x, rows, k, w, n, y, k, n);
+  }
+  // y = GELU(x . W^T + bias): an MLP's first layer. oneDNN fuses both into
+  // the matmul; OpenBLAS is followed by one bias + GELU pass.
+  static void linear_gelu(const Host& host, Context ctx, const float* x, std::int64_t rows, std::int64_t k,
+                          const float* w, const float* bias, std::int64_t n, float* y) {
+#if defined(REPSHIFT_HAS_ONEDNN)
+    if (ctx.dense) return ctx.dense->linear(host.dense_math, x, k, rows, k, w, bias, n, y, /*gelu=*/true);
+#endif
+    linear(host, ctx, x, rows, k, w, nullptr, n, y);
+    cpu::bias_gelu(host, y, rows, n, bias);
   }
   static void layer_norm_rows(const Host& host, const float* src, std::int64_t src_stride, float* dst,
                               std::int64_t dst_stride, std::int64_t rows, std::int64_t channels,
                               const LayerNormParams<float>& norm) {
     cpu::layer_norm_rows(host, src, src_stride, dst, dst_stride, rows, channels, norm);
-  }
-  static void bias_gelu(const Host& host, float* h, std::int64_t rows, std::int64_t cols, const float* bias) {
-    cpu::bias_gelu(host, h, rows, cols, bias);
   }
   template <class Metric, ScoreOperands Operands, bool PostLN>
   static void residual_epilogue(const Host& host, const ResidualRows<float>& e) {
@@ -152,10 +170,11 @@ struct Backend<Host> {
   static void linear_strided(const Host& host, Context ctx, const float* x, std::int64_t ldx, std::int64_t rows,
                              std::int64_t k, const float* w, const float* bias, std::int64_t n, float* y) {
 #if defined(REPSHIFT_HAS_ONEDNN)
-    if (ctx.dense) return ctx.dense->linear(x, ldx, rows, k, w, bias, n, y);
+    if (ctx.dense) return ctx.dense->linear(host.dense_math, x, ldx, rows, k, w, bias, n, y);
 #else
     (void)ctx;
 #endif
+    require_f32_dense(host);
     cpu::linear(x, rows, k, w, n, y, ldx, n);
     if (!bias) return;
 #pragma omp parallel for schedule(static) num_threads(cpu::thread_count(host))

@@ -17,6 +17,12 @@
 // rewritten in place (or new ones at a freed address) are packed again.
 // Each plan has its own scratchpad (oneDNN's user mode), so workspaces on
 // different threads never share one.
+//
+// DenseMath::Bf16 (rs::Host::dense_math): the weights are packed as
+// bfloat16 and each call rounds x to bfloat16 (one reorder into a buffer
+// the plan keeps); the matmul accumulates and writes float. Refused on a
+// CPU without AVX512-BF16 or AMX, where oneDNN would emulate it slower
+// than float.
 
 #include <oneapi/dnnl/dnnl.hpp>
 
@@ -26,7 +32,11 @@
 #include <map>
 #include <tuple>
 #include <unordered_map>
+#include <string>
 #include <vector>
+
+#include "../core/error.hpp"
+#include "../core/exec.hpp"
 
 namespace repshift {
 namespace cpu {
@@ -37,14 +47,34 @@ class DenseLayers {
   DenseLayers(const DenseLayers&) = delete;
   DenseLayers& operator=(const DenseLayers&) = delete;
 
-  // x rows are ldx floats apart; bias may be null.
-  void linear(const float* x, std::int64_t ldx, std::int64_t rows, std::int64_t k, const float* w, const float* bias,
-              std::int64_t n, float* y) {
+  // Whether this CPU multiplies bfloat16 natively (oneDNN's ISA, which
+  // ONEDNN_MAX_CPU_ISA can lower).
+  static bool bf16_native() {
+    const auto isa = static_cast<unsigned>(dnnl::get_effective_cpu_isa());
+    const auto bf16 = static_cast<unsigned>(dnnl::cpu_isa::avx512_core_bf16);
+    return (isa & bf16) == bf16;
+  }
+
+  // x rows are ldx floats apart; bias may be null; gelu: y = GELU(x W^T +
+  // bias) (exact erf form), fused as the matmul's post-op.
+  void linear(DenseMath math, const float* x, std::int64_t ldx, std::int64_t rows, std::int64_t k, const float* w,
+              const float* bias, std::int64_t n, float* y, bool gelu = false) {
+    if (math == DenseMath::Bf16 && !bf16_native()) {
+      repshift::detail::fail("cpu::DenseLayers::linear",
+                             "dense_math = bf16 needs a CPU with AVX512-BF16 or AMX; oneDNN's ISA here (" +
+                                 std::to_string(static_cast<unsigned>(dnnl::get_effective_cpu_isa())) +
+                                 ") has neither: use DenseMath::F32");
+    }
     if (rows == 0) return;
-    Plan& plan = plan_for(rows, k, n, ldx, bias != nullptr);
+    Plan& plan = plan_for(math, rows, k, n, ldx, bias != nullptr, gelu);
     const dnnl::memory& weights = packed(plan, w, k, n);
+    dnnl::memory src(plan.src, engine_, const_cast<float*>(x));
+    if (plan.rounded) {  // x -> bfloat16, into the plan's buffer
+      plan.round.execute(stream_, src, plan.rounded);
+      src = plan.rounded;
+    }
     std::unordered_map<int, dnnl::memory> args{
-        {DNNL_ARG_SRC, dnnl::memory(plan.src, engine_, const_cast<float*>(x))},
+        {DNNL_ARG_SRC, src},
         {DNNL_ARG_WEIGHTS, weights},
         {DNNL_ARG_DST, dnnl::memory(plan.dst, engine_, y)},
         {DNNL_ARG_SCRATCHPAD, plan.scratchpad}};
@@ -61,6 +91,8 @@ class DenseLayers {
     dnnl::memory::desc src, dst, bias, weights;
     dnnl::matmul matmul;
     dnnl::memory scratchpad;
+    dnnl::reorder round;    // Bf16: x (float) -> rounded
+    dnnl::memory rounded;   // Bf16: x as bfloat16, [rows, k]; empty for F32
   };
   struct Packed {
     dnnl::memory::desc desc;
@@ -74,20 +106,33 @@ class DenseLayers {
     return p;
   }
 
-  Plan& plan_for(std::int64_t rows, std::int64_t k, std::int64_t n, std::int64_t ldx, bool with_bias) {
-    const auto key = std::make_tuple(rows, k, n, ldx, with_bias);
+  Plan& plan_for(DenseMath math, std::int64_t rows, std::int64_t k, std::int64_t n, std::int64_t ldx,
+                 bool with_bias, bool gelu) {
+    const auto key = std::make_tuple(int(math), rows, k, n, ldx, with_bias, gelu);
     auto found = plans_.find(key);
     if (found != plans_.end()) return found->second;
     using dnnl::memory;
+    const memory::data_type operands = math == DenseMath::Bf16 ? memory::data_type::bf16 : memory::data_type::f32;
     const memory::desc src({rows, k}, memory::data_type::f32, memory::dims{ldx, 1});
+    const memory::desc operand_src = math == DenseMath::Bf16 ? memory::desc({rows, k}, operands, memory::format_tag::ab)
+                                                             : src;
     const memory::desc dst({rows, n}, memory::data_type::f32, memory::format_tag::ab);
-    const memory::desc weights_any({k, n}, memory::data_type::f32, memory::format_tag::any);
+    const memory::desc weights_any({k, n}, operands, memory::format_tag::any);
     const memory::desc bias = with_bias ? memory::desc({1, n}, memory::data_type::f32, memory::format_tag::ab)
                                         : memory::desc();
     dnnl::primitive_attr attr;
     attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
-    const dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(src, weights_any, bias, dst), attr, engine_);
-    Plan plan{src, dst, bias, pd.weights_desc(), dnnl::matmul(pd), dnnl::memory(pd.scratchpad_desc(), engine_)};
+    if (gelu) {
+      dnnl::post_ops ops;
+      ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_gelu_erf, 0.0f, 0.0f);
+      attr.set_post_ops(ops);
+    }
+    const dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(operand_src, weights_any, bias, dst), attr, engine_);
+    Plan plan{src, dst, bias, pd.weights_desc(), dnnl::matmul(pd), dnnl::memory(pd.scratchpad_desc(), engine_), {}, {}};
+    if (math == DenseMath::Bf16) {
+      plan.rounded = dnnl::memory(operand_src, engine_);
+      plan.round = dnnl::reorder(dnnl::reorder::primitive_desc(engine_, src, engine_, operand_src));
+    }
     return plans_.emplace(key, std::move(plan)).first->second;
   }
 
@@ -112,7 +157,7 @@ class DenseLayers {
 
   dnnl::engine engine_;
   dnnl::stream stream_;
-  std::map<std::tuple<std::int64_t, std::int64_t, std::int64_t, std::int64_t, bool>, Plan> plans_;
+  std::map<std::tuple<int, std::int64_t, std::int64_t, std::int64_t, std::int64_t, bool, bool>, Plan> plans_;
   std::map<std::tuple<const float*, std::int64_t, std::int64_t>, std::vector<Packed>> packed_;
 };
 

@@ -80,9 +80,13 @@ struct Backend<Cuda> {
                               std::int64_t rows, std::int64_t channels, const LayerNormParams<T>& norm) {
     cuda_detail::layer_norm_rows(exec, src, src_stride, dst, dst_stride, rows, channels, norm);
   }
+  // y = GELU(x . W^T + bias): cuBLASLt adds the bias, one GELU pass follows
+  // (cuBLASLt's GELU epilogue is the tanh form, not erf).
   template <class T>
-  static void bias_gelu(const Cuda& exec, T* h, std::int64_t rows, std::int64_t cols, const T* bias) {
-    cuda_detail::bias_gelu(exec, h, rows, cols, bias);
+  static void linear_gelu(const Cuda& exec, Context ctx, const T* x, std::int64_t rows, std::int64_t k, const T* w,
+                          const T* bias, std::int64_t n, T* y) {
+    linear(exec, ctx, x, rows, k, w, bias, n, y);
+    cuda_detail::bias_gelu(exec, y, rows, n, static_cast<const T*>(nullptr));
   }
   template <class Metric, ScoreOperands Operands, bool PostLN, class T>
   static void residual_epilogue(const Cuda& exec, const ResidualRows<T>& e) {
