@@ -47,6 +47,19 @@ void expect_concurrent_equals_sequential(Job job) {
           << "thread " << t << ", round " << r;
 }
 
+// One forward of `model` on random images (seeded), with its trace.
+template <class Trace, class Model>
+Result forward_once(Model& model, int batch, int image_size, int classes, std::uint32_t seed,
+                    const rs::PruneSchedule& schedule) {
+  const auto images = ref::random_floats(std::size_t(batch) * 3 * image_size * image_size, seed);
+  Result run;
+  run.logits.resize(std::size_t(batch) * classes);
+  Trace trace;
+  model.forward(rs::Host{}, images.data(), batch, run.logits.data(), schedule, &trace);
+  run.keep_idx = trace.keep_idx;
+  return run;
+}
+
 template <class Compress>
 void vit_threads_share_weights() {
   const auto cfg = fixtures::tiny_vit();
@@ -58,14 +71,8 @@ void vit_threads_share_weights() {
   for (int t = 0; t < kThreads; ++t)
     models.push_back(std::make_unique<rs::VisionTransformer<P::Mlp, P::L2, Compress>>(weights));
   expect_concurrent_equals_sequential([&](int t, int r) {
-    const int batch = 1 + (t + r) % 3;
-    const auto images = ref::random_floats(std::size_t(batch) * 3 * 32 * 32, std::uint32_t(100 + 10 * t + r));
-    Result run;
-    run.logits.resize(std::size_t(batch) * cfg.num_classes);
-    rs::ViTTrace trace;
-    models[std::size_t(t)]->forward(rs::Host{}, images.data(), batch, run.logits.data(), schedule, &trace);
-    run.keep_idx = trace.keep_idx;
-    return run;
+    return forward_once<rs::ViTTrace>(*models[std::size_t(t)], 1 + (t + r) % 3, cfg.image_size, cfg.num_classes,
+                                      std::uint32_t(100 + 10 * t + r), schedule);
   });
 }
 
@@ -81,14 +88,7 @@ TEST(Concurrency, VisionMambaThreadsShareWeights) {
   for (int t = 0; t < kThreads; ++t) models.push_back(std::make_unique<rs::VisionMamba<>>(weights));
   const auto schedule = rs::PruneSchedule::drop({{1, 0.25}});
   expect_concurrent_equals_sequential([&](int t, int r) {
-    const int batch = 1 + (t + r) % 2;
-    const auto images = ref::random_floats(std::size_t(batch) * 3 * cfg.image_size * cfg.image_size,
-                                           std::uint32_t(200 + 10 * t + r));
-    Result run;
-    run.logits.resize(std::size_t(batch) * cfg.num_classes);
-    rs::VimTrace trace;
-    models[std::size_t(t)]->forward(rs::Host{}, images.data(), batch, run.logits.data(), schedule, &trace);
-    run.keep_idx = trace.keep_idx;
-    return run;
+    return forward_once<rs::VimTrace>(*models[std::size_t(t)], 1 + (t + r) % 2, cfg.image_size, cfg.num_classes,
+                                      std::uint32_t(200 + 10 * t + r), schedule);
   });
 }

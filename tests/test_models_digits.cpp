@@ -41,30 +41,45 @@ TestSet load_test_set(const std::string& dir, const rs::ViTConfig& cfg) {
   return t;
 }
 
+// Our logits against PyTorch's f32 ones over a whole test set.
+struct Agreement {
+  double max_err = 0, max_logit = 0;  // largest |ours - PyTorch| and largest |PyTorch logit|
+  int same = 0, correct = 0, torch_correct = 0;
+};
+
+Agreement compare(const TestSet& t, const std::vector<float>& logits, int classes) {
+  Agreement a;
+  for (int i = 0; i < t.count; ++i) {
+    const float* ours = logits.data() + std::size_t(i) * classes;
+    const float* ref = t.torch_logits.data() + std::size_t(i) * classes;
+    for (int k = 0; k < classes; ++k) {
+      a.max_err = std::max(a.max_err, std::abs(double(ours[k]) - ref[k]));
+      a.max_logit = std::max(a.max_logit, std::abs(double(ref[k])));
+    }
+    a.same += argmax(ours, classes) == argmax(ref, classes);
+    a.correct += argmax(ours, classes) == int(t.labels[std::size_t(i)]);
+    a.torch_correct += argmax(ref, classes) == int(t.labels[std::size_t(i)]);
+  }
+  return a;
+}
+
+std::vector<float> run(const std::string& dir, const rs::ViTConfig& cfg, const TestSet& t, rs::Host host) {
+  rs::VisionTransformer<> model(rs::ViTWeights::load(cfg, rs::io::SafeTensorsFile(dir + "model.safetensors")));
+  std::vector<float> logits(std::size_t(t.count) * cfg.num_classes);
+  model.forward(host, t.inputs.data(), t.count, logits.data(), rs::PruneSchedule::none(cfg.class_token() ? 1 : 0));
+  return logits;
+}
+
 void expect_pytorch_logits(const std::string& dir, const rs::ViTConfig& cfg) {
   const TestSet t = load_test_set(dir, cfg);
   ASSERT_GT(t.count, 300);
-  rs::VisionTransformer<> model(rs::ViTWeights::load(cfg, rs::io::SafeTensorsFile(dir + "model.safetensors")));
-  std::vector<float> logits(std::size_t(t.count) * cfg.num_classes);
-  model.forward(rs::Host{}, t.inputs.data(), t.count, logits.data(), rs::PruneSchedule::none(cfg.class_token() ? 1 : 0));
-  int ours_correct = 0, torch_correct = 0;
-  double max_err = 0, max_logit = 0;
-  for (int i = 0; i < t.count; ++i) {
-    const float* a = logits.data() + std::size_t(i) * cfg.num_classes;
-    const float* r = t.torch_logits.data() + std::size_t(i) * cfg.num_classes;
-    for (int k = 0; k < cfg.num_classes; ++k) {
-      max_err = std::max(max_err, std::abs(double(a[k]) - r[k]));
-      max_logit = std::max(max_logit, std::abs(double(r[k])));
-    }
-    EXPECT_EQ(argmax(a, cfg.num_classes), argmax(r, cfg.num_classes)) << "input " << i;
-    ours_correct += argmax(a, cfg.num_classes) == int(t.labels[std::size_t(i)]);
-    torch_correct += argmax(r, cfg.num_classes) == int(t.labels[std::size_t(i)]);
-  }
-  EXPECT_LE(max_err, 1e-4 * max_logit) << "largest |logit| " << max_logit;
-  EXPECT_EQ(ours_correct, torch_correct);
-  EXPECT_GT(double(ours_correct) / t.count, 0.85);  // a trained model, not noise
-  ::testing::Test::RecordProperty("accuracy", std::to_string(double(ours_correct) / t.count));
-  ::testing::Test::RecordProperty("max_abs_logit_error", std::to_string(max_err));
+  const Agreement a = compare(t, run(dir, cfg, t, rs::Host{}), cfg.num_classes);
+  EXPECT_EQ(a.same, t.count);
+  EXPECT_LE(a.max_err, 1e-4 * a.max_logit) << "largest |logit| " << a.max_logit;
+  EXPECT_EQ(a.correct, a.torch_correct);
+  EXPECT_GT(double(a.correct) / t.count, 0.85);  // a trained model, not noise
+  ::testing::Test::RecordProperty("accuracy", std::to_string(double(a.correct) / t.count));
+  ::testing::Test::RecordProperty("max_abs_logit_error", std::to_string(a.max_err));
 }
 
 }  // namespace
@@ -84,31 +99,15 @@ namespace {
 void expect_bf16_close_to_f32(const std::string& dir, const rs::ViTConfig& cfg) {
   if (!rs::cpu::DenseLayers::bf16_native()) GTEST_SKIP() << "this CPU has no AVX512-BF16 / AMX";
   const TestSet t = load_test_set(dir, cfg);
-  rs::VisionTransformer<> model(rs::ViTWeights::load(cfg, rs::io::SafeTensorsFile(dir + "model.safetensors")));
-  std::vector<float> logits(std::size_t(t.count) * cfg.num_classes);
-  model.forward(rs::Host{0, rs::DenseMath::Bf16}, t.inputs.data(), t.count, logits.data(),
-                rs::PruneSchedule::none(cfg.class_token() ? 1 : 0));
-  int correct = 0, torch_correct = 0, same = 0;
-  double max_err = 0, max_logit = 0;
-  for (int i = 0; i < t.count; ++i) {
-    const float* a = logits.data() + std::size_t(i) * cfg.num_classes;
-    const float* r = t.torch_logits.data() + std::size_t(i) * cfg.num_classes;
-    for (int k = 0; k < cfg.num_classes; ++k) {
-      max_err = std::max(max_err, std::abs(double(a[k]) - r[k]));
-      max_logit = std::max(max_logit, std::abs(double(r[k])));
-    }
-    same += argmax(a, cfg.num_classes) == argmax(r, cfg.num_classes);
-    correct += argmax(a, cfg.num_classes) == int(t.labels[std::size_t(i)]);
-    torch_correct += argmax(r, cfg.num_classes) == int(t.labels[std::size_t(i)]);
-  }
+  const Agreement a = compare(t, run(dir, cfg, t, rs::Host{0, rs::DenseMath::Bf16}), cfg.num_classes);
   std::printf("bf16 dense layers: max |logit - f32 logit| = %.3g (%.2f%% of max |logit| %.3g), %d of %d predictions "
               "as in f32, accuracy %.4f (f32 %.4f)\n",
-              max_err, 100 * max_err / max_logit, max_logit, same, t.count, double(correct) / t.count,
-              double(torch_correct) / t.count);
-  EXPECT_GT(max_err, 0.0);                   // bf16 really ran
-  EXPECT_LE(max_err, 0.05 * max_logit);      // 8-bit mantissas, f32 accumulation
-  EXPECT_GE(same, t.count * 97 / 100);
-  EXPECT_LE(std::abs(correct - torch_correct), t.count / 100);
+              a.max_err, 100 * a.max_err / a.max_logit, a.max_logit, a.same, t.count, double(a.correct) / t.count,
+              double(a.torch_correct) / t.count);
+  EXPECT_GT(a.max_err, 0.0);                 // bf16 really ran
+  EXPECT_LE(a.max_err, 0.05 * a.max_logit);  // 8-bit mantissas, f32 accumulation
+  EXPECT_GE(a.same, t.count * 97 / 100);
+  EXPECT_LE(std::abs(a.correct - a.torch_correct), t.count / 100);
 }
 
 }  // namespace

@@ -15,6 +15,8 @@
 // weights keyed by address. Weights must stay where they are while it
 // lives; a set of sampled values is compared on every call, so weights
 // rewritten in place (or new ones at a freed address) are packed again.
+// At most 1024 matrices are kept (then all are dropped and packed anew);
+// clear_packed() drops them at once.
 // Each plan has its own scratchpad (oneDNN's user mode), so workspaces on
 // different threads never share one.
 //
@@ -31,8 +33,9 @@
 #include <cstring>
 #include <map>
 #include <tuple>
-#include <unordered_map>
+#include <utility>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "../core/error.hpp"
@@ -54,6 +57,20 @@ class DenseLayers {
     const auto bf16 = static_cast<unsigned>(dnnl::cpu_isa::avx512_core_bf16);
     return (isa & bf16) == bf16;
   }
+  // The widest of oneDNN's x86 ISA levels that this CPU (and
+  // ONEDNN_MAX_CPU_ISA) lets it use, by name.
+  static std::string isa_name() {
+    const auto isa = static_cast<unsigned>(dnnl::get_effective_cpu_isa());
+    using I = dnnl::cpu_isa;
+    for (const auto& [level, name] : {std::pair{I::avx512_core_amx, "avx512_core_amx"},
+                                      std::pair{I::avx512_core_bf16, "avx512_core_bf16"},
+                                      std::pair{I::avx512_core_vnni, "avx512_core_vnni"},
+                                      std::pair{I::avx512_core, "avx512_core"}, std::pair{I::avx2_vnni, "avx2_vnni"},
+                                      std::pair{I::avx2, "avx2"}, std::pair{I::avx, "avx"}, std::pair{I::sse41, "sse41"}}) {
+      if ((isa & static_cast<unsigned>(level)) == static_cast<unsigned>(level)) return name;
+    }
+    return "below sse41";
+  }
 
   // x rows are ldx floats apart; bias may be null; gelu: y = GELU(x W^T +
   // bias) (exact erf form), fused as the matmul's post-op.
@@ -61,9 +78,8 @@ class DenseLayers {
               const float* bias, std::int64_t n, float* y, bool gelu = false) {
     if (math == DenseMath::Bf16 && !bf16_native()) {
       repshift::detail::fail("cpu::DenseLayers::linear",
-                             "dense_math = bf16 needs a CPU with AVX512-BF16 or AMX; oneDNN's ISA here (" +
-                                 std::to_string(static_cast<unsigned>(dnnl::get_effective_cpu_isa())) +
-                                 ") has neither: use DenseMath::F32");
+                             "dense_math = bf16 needs a CPU with AVX512-BF16 or AMX; oneDNN's ISA here is " +
+                                 isa_name() + ": use DenseMath::F32");
     }
     if (rows == 0) return;
     Plan& plan = plan_for(math, rows, k, n, ldx, bias != nullptr, gelu);
@@ -83,8 +99,12 @@ class DenseLayers {
     stream_.wait();
   }
 
+  // Drops every packed weight (for callers whose weights are temporaries).
+  void clear_packed() { packed_.clear(); }
+
  private:
   static constexpr int kProbes = 16;
+  static constexpr std::size_t kMaxPacked = 1024;  // weight matrices; ViT-H has 130
   using Probe = std::array<float, kProbes>;
 
   struct Plan {
@@ -141,6 +161,9 @@ class DenseLayers {
   // when the sampled values change.
   const dnnl::memory& packed(const Plan& plan, const float* w, std::int64_t k, std::int64_t n) {
     const Probe probe = probe_of(w, k * n);
+    // A safety net for callers that pass ever new weight buffers: the
+    // cache never holds more than kMaxPacked matrices.
+    if (packed_.size() >= kMaxPacked && packed_.find(std::make_tuple(w, k, n)) == packed_.end()) packed_.clear();
     std::vector<Packed>& layouts = packed_[std::make_tuple(w, k, n)];
     if (!layouts.empty() && std::memcmp(layouts.front().probe.data(), probe.data(), sizeof probe) != 0) layouts.clear();
     for (const Packed& p : layouts) {
