@@ -99,8 +99,6 @@ inline const float* qkv_bias_row(const AttentionParams& p, int which, std::int64
   return p.qkv_bias ? p.qkv_bias + (which * p.heads + h) * p.head_dim : nullptr;
 }
 
-static_assert(kBlockK % kVec == 0, "key block must be whole vectors");
-
 // One online-softmax step for `rows` query rows over one key block.
 // s[r][0..kBlockK): raw scores, the first `cols` real; bias: the keys'
 // bias (null: none). Afterwards s holds the block's unnormalised

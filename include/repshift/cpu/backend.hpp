@@ -83,14 +83,7 @@ struct Backend<Host> {
   // y [rows, n] = x [rows, k] . W^T (+ bias when not null).
   static void linear(const Host& host, Context ctx, const float* x, std::int64_t rows, std::int64_t k, const float* w,
                      const float* bias, std::int64_t n, float* y) {
-#if defined(REPSHIFT_HAS_ONEDNN)
-    if (ctx.dense) return ctx.dense->linear(host.dense_math, x, k, rows, k, w, bias, n, y);
-#else
-    (void)ctx;
-#endif
-    require_f32_dense(host);
-    if (bias) return cpu::linear_bias(host, x, rows, k, w, bias, n, y);
-    cpu::linear(x, rows, k, w, n, y, k, n);
+    linear_strided(host, ctx, x, k, rows, k, w, bias, n, y);
   }
   // y = GELU(x . W^T + bias): an MLP's first layer. oneDNN fuses both into
   // the matmul; OpenBLAS is followed by one bias + GELU pass.
@@ -175,11 +168,7 @@ struct Backend<Host> {
     (void)ctx;
 #endif
     require_f32_dense(host);
-    cpu::linear(x, rows, k, w, n, y, ldx, n);
-    if (!bias) return;
-#pragma omp parallel for schedule(static) num_threads(cpu::thread_count(host))
-    for (std::int64_t r = 0; r < rows; ++r)
-      for (std::int64_t o = 0; o < n; ++o) y[r * n + o] += bias[o];
+    cpu::linear_bias(host, x, ldx, rows, k, w, bias, n, y);
   }
   // tokens > 0: one row per sample, its token[r] (cpu/rms_norm.hpp).
   static void rms_norm_rows(const Host& host, const float* src, float* dst, std::int64_t rows, std::int64_t channels,

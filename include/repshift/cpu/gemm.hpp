@@ -78,11 +78,14 @@ inline void linear(const float* x, std::int64_t rows, std::int64_t in_features, 
   }
 }
 
-// y = x . W^T + bias in one call, for small dense layers that need no
-// fused epilogue (classification heads).
-inline void linear_bias(const Host& host, const float* x, std::int64_t rows, std::int64_t in_features,
-                        const float* weight, const float* bias, std::int64_t out_features, float* y) {
-  linear(x, rows, in_features, weight, out_features, y, in_features, out_features);
+// y = x . W^T (+ bias when not null), x's rows ldx apart, for dense layers
+// that need no fused epilogue (classification heads, the scan's
+// projections).
+inline void linear_bias(const Host& host, const float* x, std::int64_t ldx, std::int64_t rows,
+                        std::int64_t in_features, const float* weight, const float* bias, std::int64_t out_features,
+                        float* y) {
+  linear(x, rows, in_features, weight, out_features, y, ldx, out_features);
+  if (!bias) return;
 #pragma omp parallel for schedule(static) num_threads(thread_count(host))
   for (std::int64_t r = 0; r < rows; ++r)
     for (std::int64_t o = 0; o < out_features; ++o) y[r * out_features + o] += bias[o];
