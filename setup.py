@@ -2,7 +2,10 @@
  as torch 2.x headers require; the library itself is C++17)
 against the installed torch with torch.utils.cpp_extension, using this
 repository's headers (include/) in place. `pip install .` from the root.
-CPU kernels only: the CUDA ops are not part of this build yet."""
+CPU kernels only: the CUDA ops are not part of this build yet.
+fmt (the library's messages) is used header-only, as the CMake target does:
+torch's include path puts torch's own fmt ahead of the system's, and
+header-only use needs no libfmt of either version to link."""
 import os
 
 from setuptools import setup
@@ -17,6 +20,7 @@ setup(
             "repshift._C",
             [os.path.join("python", "repshift", "csrc", "ops.cpp")],
             include_dirs=[os.path.join(ROOT, "include"), "/usr/include/x86_64-linux-gnu/openblas-openmp"],
+            define_macros=[("FMT_HEADER_ONLY", "1")],
             extra_compile_args=["-O3", "-std=c++20", "-fopenmp", "-DNDEBUG", "-march=native"],
             # Debian's OpenMP build of OpenBLAS, by RUNPATH: it shares libgomp with torch and our
             # kernels (the pthread build, if the loader picked it, is detected and adapted to).

@@ -7,6 +7,7 @@
 
 #include <string>
 
+#include <fmt/format.h>
 #include <repshift/models/prune_schedule.hpp>
 #include <repshift/api/sweep.hpp>
 
@@ -14,13 +15,12 @@ namespace bench {
 
 inline constexpr double kKeepRates[] = {0.9, 0.7, 0.5};
 
-// "transformer/mlp/l2/prune/0.7", or "transformer/unpruned" for keep 1.
+// "transformer/mlp/l2/prune/0.7", or "transformer/unpruned" for keep 1
+// (the keep rate in its shortest form: 0.9, 0.7, 0.5).
 template <class Backbone, class Site, class Importance, class Compress>
 std::string ablation_label(double keep) {
-  return std::string(Backbone::name) + "/" +
-         (keep < 1.0 ? std::string(Site::name) + "/" + Importance::name + "/" + Compress::name + "/" +
-                           std::to_string(keep).substr(0, 3)
-                     : std::string("unpruned"));
+  if (keep >= 1.0) return fmt::format("{}/unpruned", Backbone::name);
+  return fmt::format("{}/{}/{}/{}/{}", Backbone::name, Site::name, Importance::name, Compress::name, keep);
 }
 
 // reg(backbone, site, importance, compress, keep) for every case, the

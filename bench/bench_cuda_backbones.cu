@@ -6,6 +6,7 @@
 //   bench_cuda_backbones --benchmark_repetitions=5 --benchmark_enable_random_interleaving=true
 
 #include <benchmark/benchmark.h>
+#include <fmt/format.h>
 
 #include <string>
 
@@ -35,7 +36,7 @@ void BM_CudaResNet50(benchmark::State& state) {
   const auto schedule = Pruned ? rs::LinePruneSchedule::paper() : rs::LinePruneSchedule::none();
   time_with_events(state, [&] { model.forward(rs::Cuda{}, images.as<float>(), batch, logits.as<float>(), schedule); });
   state.counters["img/s"] = benchmark::Counter(batch, benchmark::Counter::kIsIterationInvariantRate);
-  state.SetLabel(std::string(Pruned ? "paper" : "dense") + "/b" + std::to_string(batch) + "/f32");
+  state.SetLabel(fmt::format("{}/b{}/f32", Pruned ? "paper" : "dense", batch));
 }
 
 template <bool Pruned>
@@ -50,7 +51,7 @@ void BM_CudaVimTiny(benchmark::State& state) {
   const auto schedule = Pruned ? rs::vim_schedule(0.2) : rs::PruneSchedule::none();
   time_with_events(state, [&] { model.forward(rs::Cuda{}, images.as<float>(), batch, logits.as<float>(), schedule); });
   state.counters["img/s"] = benchmark::Counter(batch, benchmark::Counter::kIsIterationInvariantRate);
-  state.SetLabel(std::string(Pruned ? "vim_schedule0.2" : "dense") + "/b" + std::to_string(batch) + "/f32");
+  state.SetLabel(fmt::format("{}/b{}/f32", Pruned ? "vim_schedule0.2" : "dense", batch));
 }
 
 void batches(benchmark::internal::Benchmark* b) { b->Arg(8)->Arg(64)->UseManualTime()->Unit(benchmark::kMillisecond); }

@@ -6,6 +6,7 @@
 //   bench_cuda_primitives --benchmark_repetitions=10 --benchmark_enable_random_interleaving=true
 
 #include <benchmark/benchmark.h>
+#include <fmt/format.h>
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -38,7 +39,7 @@ void BM_CudaShiftScore(benchmark::State& state) {
     rs::shift_score<Metric>(rs::Cuda{}, before.as<T>(), after.as<T>(), scores.as<float>(), batch, kTokens, kChannels);
   });
   state.SetBytesProcessed(std::int64_t(2 * n * sizeof(T)) * state.iterations());
-  state.SetLabel(std::string("b") + std::to_string(batch) + "/" + dtype<T>());
+  state.SetLabel(fmt::format("b{}/{}", batch, dtype<T>()));
 }
 
 // The ceiling: copy the same number of bytes the score kernel reads.
@@ -51,7 +52,7 @@ void BM_CudaCopy(benchmark::State& state) {
   time_with_events(state, [&] { cudaMemcpyAsync(dst.ptr, src.ptr, bytes / 2, cudaMemcpyDeviceToDevice); });
   // A copy reads and writes bytes / 2 each: the same traffic as reading two arrays.
   state.SetBytesProcessed(std::int64_t(bytes) * state.iterations());
-  state.SetLabel(std::string("b") + std::to_string(batch) + "/" + dtype<T>());
+  state.SetLabel(fmt::format("b{}/{}", batch, dtype<T>()));
 }
 
 void BM_CudaSelectTop(benchmark::State& state) {
@@ -59,7 +60,7 @@ void BM_CudaSelectTop(benchmark::State& state) {
   const int batch = int(state.range(0)), keep = rs::policies::keep_count(kTokens, 0.8, 1);
   DeviceBytes scores(std::size_t(batch) * kTokens * 4), idx(std::size_t(batch) * keep * 4);
   time_with_events(state, [&] { rs::select_top(rs::Cuda{}, scores.as<float>(), idx.as<int>(), batch, kTokens, keep, 1); });
-  state.SetLabel("b" + std::to_string(batch));
+  state.SetLabel(fmt::format("b{}", batch));
 }
 
 template <class T>
@@ -72,7 +73,7 @@ void BM_CudaGather(benchmark::State& state) {
     rs::gather_tokens(rs::Cuda{}, x.as<T>(), idx.as<int>(), out.as<T>(), batch, kTokens, keep, kChannels);
   });
   state.SetBytesProcessed(std::int64_t(2 * std::size_t(batch) * keep * kChannels * sizeof(T)) * state.iterations());
-  state.SetLabel(std::string("b") + std::to_string(batch) + "/" + dtype<T>());
+  state.SetLabel(fmt::format("b{}/{}", batch, dtype<T>()));
 }
 
 void batches(benchmark::internal::Benchmark* b) { b->Arg(64)->Arg(256)->UseManualTime()->Unit(benchmark::kMicrosecond); }

@@ -6,6 +6,7 @@
 //   bench_cuda_transformer --benchmark_repetitions=5 --benchmark_enable_random_interleaving=true
 
 #include <benchmark/benchmark.h>
+#include <fmt/format.h>
 
 #include <memory>
 #include <string>
@@ -44,7 +45,7 @@ void BM_CudaAttention(benchmark::State& state) {
   });
   const double flops = 4.0 * batch * heads * double(tokens) * tokens * head_dim;
   state.counters["TFLOP/s"] = benchmark::Counter(flops * 1e-12, benchmark::Counter::kIsIterationInvariantRate);
-  state.SetLabel(std::string(path == Path::Flash ? "flash" : "map") + "/b" + std::to_string(batch) + "/" + dtype<T>());
+  state.SetLabel(fmt::format("{}/b{}/{}", path == Path::Flash ? "flash" : "map", batch, dtype<T>()));
 }
 
 // One DeiT-S block (Mlp site, L2), keeping 80% of the tokens or all.
@@ -65,7 +66,7 @@ void BM_CudaBlock(benchmark::State& state) {
   if (Pruned) a.keep = rs::policies::keep_count(tokens, 0.8, 1);
   time_with_events(state, [&] { B::forward(rs::Cuda{}, weights.block(0), a, ws); });
   state.counters["img/s"] = benchmark::Counter(batch, benchmark::Counter::kIsIterationInvariantRate);
-  state.SetLabel(std::string(Pruned ? "keep0.8" : "dense") + "/b" + std::to_string(batch) + "/" + dtype<T>());
+  state.SetLabel(fmt::format("{}/b{}/{}", Pruned ? "keep0.8" : "dense", batch, dtype<T>()));
 }
 
 // The whole model: the paper's schedule (drop 0.2 at blocks 0, 3, 6: 197 -> 158 -> 127 -> 102) or none.
@@ -81,8 +82,8 @@ void BM_CudaDeiT(benchmark::State& state) {
   const auto schedule = Pruned ? rs::PruneSchedule::paper() : rs::PruneSchedule::none();
   time_with_events(state, [&] { model.forward(rs::Cuda{}, images.as<T>(), batch, logits.as<T>(), schedule); });
   state.counters["img/s"] = benchmark::Counter(batch, benchmark::Counter::kIsIterationInvariantRate);
-  state.SetLabel(std::string(Base ? "deit_b" : "deit_s") + (Pruned ? "/paper" : "/dense") + "/b" +
-                 std::to_string(batch) + "/" + dtype<T>());
+  state.SetLabel(
+      fmt::format("{}/{}/b{}/{}", Base ? "deit_b" : "deit_s", Pruned ? "paper" : "dense", batch, dtype<T>()));
 }
 
 void batches(benchmark::internal::Benchmark* b) { b->Arg(64)->Arg(256)->UseManualTime()->Unit(benchmark::kMillisecond); }

@@ -4,6 +4,7 @@
 // and summarise with bench/summarize_deit.py (ratios from the same run).
 
 #include <benchmark/benchmark.h>
+#include <fmt/format.h>
 
 #include <map>
 #include <memory>
@@ -49,7 +50,7 @@ void BM_DeiT(benchmark::State& state) {
     benchmark::DoNotOptimize(logits.data());
   }
   state.counters["images_per_s"] = benchmark::Counter(double(batch), benchmark::Counter::kIsIterationInvariantRate);
-  state.SetLabel(std::string(name_of(id)) + "/b" + std::to_string(batch) + (pruned ? "/pruned" : "/unpruned"));
+  state.SetLabel(fmt::format("{}/b{}/{}", name_of(id), batch, pruned ? "pruned" : "unpruned"));
 }
 
 // One DeiT-S block, batch 8, 197 tokens, no pruning: with and without the

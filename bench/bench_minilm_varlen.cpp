@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include <fmt/format.h>
 #include <omp.h>
 
 #include <repshift/models/bert.hpp>
@@ -43,7 +44,7 @@ double median(std::vector<double> v) {
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    std::fprintf(stderr, "usage: %s MODEL.safetensors [BATCH=32] [ROUNDS=7] [JSON]\n", argv[0]);
+    fmt::print(stderr, "usage: {} MODEL.safetensors [BATCH=32] [ROUNDS=7] [JSON]\n", argv[0]);
     return 2;
   }
   try {
@@ -96,30 +97,31 @@ int main(int argc, char** argv) {
       }
     }
 
-    std::printf("all-MiniLM-L6-v2, batch %d, lengths 8-256 (log-uniform, seed 7): %ld real tokens, %ld padded "
-                "(%.2fx), %d OpenMP threads, medians of %d interleaved rounds\n",
-                batch, real_tokens, padded_tokens, double(padded_tokens) / real_tokens, omp_get_max_threads(), rounds);
-    std::printf("%-36s %12s %14s\n", "variant", "sentences/s", "vs padded");
+    fmt::print("all-MiniLM-L6-v2, batch {}, lengths 8-256 (log-uniform, seed 7): {} real tokens, {} padded "
+               "({:.2f}x), {} OpenMP threads, medians of {} interleaved rounds\n",
+               batch, real_tokens, padded_tokens, double(padded_tokens) / real_tokens, omp_get_max_threads(), rounds);
+    fmt::print("{:<36} {:>12} {:>14}\n", "variant", "sentences/s", "vs padded");
+    // The JSON's numbers in {:g}, as the ostream it replaced wrote them.
     std::ofstream json;
     if (argc > 4) {
       json.open(argv[4]);
-      json << "{\n  \"batch\": " << batch << ", \"real_tokens\": " << real_tokens << ", \"padded_tokens\": "
-           << padded_tokens << ", \"threads\": " << omp_get_max_threads() << ", \"rounds\": " << rounds
-           << ",\n  \"variants\": [\n";
+      json << fmt::format("{{\n  \"batch\": {}, \"real_tokens\": {}, \"padded_tokens\": {}, \"threads\": {}, "
+                          "\"rounds\": {},\n  \"variants\": [\n",
+                          batch, real_tokens, padded_tokens, omp_get_max_threads(), rounds);
     }
     for (std::size_t i = 0; i < variants.size(); ++i) {
       const double rate = batch / median(variants[i].seconds);
       const double base = batch / median(variants[i / 3 * 3].seconds);
-      std::printf("%-36s %12.1f %13.2fx\n", variants[i].name.c_str(), rate, rate / base);
+      fmt::print("{:<36} {:12.1f} {:13.2f}x\n", variants[i].name, rate, rate / base);
       if (json.is_open()) {
-        json << "    {\"name\": \"" << variants[i].name << "\", \"sentences_per_s\": " << rate << ", \"vs_padded\": "
-             << rate / base << "}" << (i + 1 < variants.size() ? "," : "") << "\n";
+        json << fmt::format("    {{\"name\": \"{}\", \"sentences_per_s\": {:g}, \"vs_padded\": {:g}}}{}\n",
+                            variants[i].name, rate, rate / base, i + 1 < variants.size() ? "," : "");
       }
     }
     if (json.is_open()) json << "  ]\n}\n";
     return 0;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "bench_minilm_varlen: %s\n", e.what());
+    fmt::print(stderr, "bench_minilm_varlen: {}\n", e.what());
     return 1;
   }
 }

@@ -5,6 +5,7 @@
 // and feed the JSON to bench/ratio_to_ceiling.py for the ratios.
 
 #include <benchmark/benchmark.h>
+#include <fmt/format.h>
 
 #include <cstdint>
 #include <random>
@@ -64,7 +65,7 @@ template <class T>
 void set_counters(benchmark::State& state, const Shape& s) {
   const double bytes = 2.0 * double(s.batch) * s.tokens * s.channels * sizeof(T);
   state.SetBytesProcessed(std::int64_t(bytes) * state.iterations());
-  state.SetLabel(std::string(s.name) + "/" + rs::dtype_name<T>());
+  state.SetLabel(fmt::format("{}/{}", s.name, rs::dtype_name<T>()));
 }
 
 template <class Metric, class T>

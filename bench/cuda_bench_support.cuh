@@ -3,6 +3,7 @@
 // CUDA-event timing (manual time per iteration, after one warm-up call).
 
 #include <benchmark/benchmark.h>
+#include <fmt/format.h>
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -22,7 +23,7 @@ namespace bench {
 inline bool have_device() {
   const repshift::cuda::DeviceStatus& s = repshift::cuda::device_status();
   if (s.kind == repshift::cuda::DeviceStatus::Unusable) {
-    std::fprintf(stderr, "%s\n", s.why.c_str());
+    fmt::print(stderr, "{}\n", s.why);
     std::exit(1);
   }
   return s.kind == repshift::cuda::DeviceStatus::Usable;

@@ -13,7 +13,7 @@
 # are resumable: a step that succeeded leaves a marker in build/gpu/done/
 # and is skipped when the phase runs again (FORCE=1 runs everything).
 # `build` installs nothing: it needs cmake, a C++ compiler, GoogleTest,
-# Google Benchmark, OpenBLAS and nlohmann-json on the machine (or a
+# Google Benchmark, OpenBLAS, nlohmann-json and fmt on the machine (or a
 # build/gpu made elsewhere for sm_90 and carried over), and finds nvcc on
 # PATH, in $CUDACXX or in /usr/local/cuda/bin. cuDNN targets are built and
 # run only where cuDNN was found.

@@ -3,7 +3,7 @@
 # when one is missing (apt-get update is slow; a ready machine skips it).
 # The CUDA toolkit is optional: CMake uses it when nvcc is on PATH.
 set -euo pipefail
-packages=(cmake make g++ clang libomp-dev python3 libgtest-dev libbenchmark-dev libopenblas-openmp-dev libopenblas0-pthread nlohmann-json3-dev libdnnl-dev)
+packages=(cmake make g++ clang libomp-dev python3 libgtest-dev libbenchmark-dev libopenblas-openmp-dev libopenblas0-pthread nlohmann-json3-dev libdnnl-dev libfmt-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -18,6 +18,7 @@
 #include <type_traits>
 #include <vector>
 
+#include <fmt/format.h>
 #include <repshift/models/vit.hpp>
 #include <repshift/api/sweep.hpp>
 
@@ -72,8 +73,8 @@ double agreement(const std::vector<int>& a, const std::vector<int>& b) {
 
 void row(const char* site, const char* importance, double keep, const std::vector<int>& pred,
          const TestSet& t, const std::vector<int>& full) {
-  std::printf("| %s | %s | %.1f | %.4f | %.4f |\n", site, importance, keep, agreement(pred, t.labels),
-              agreement(pred, full));
+  fmt::print("| {} | {} | {:.1f} | {:.4f} | {:.4f} |\n", site, importance, keep, agreement(pred, t.labels),
+             agreement(pred, full));
 }
 
 }  // namespace
@@ -81,7 +82,7 @@ void row(const char* site, const char* importance, double keep, const std::vecto
 int main(int argc, char** argv) {
   const bool clips = argc == 3 && std::string(argv[2]) == "--clips";
   if (argc != 2 && !clips) {
-    std::fprintf(stderr, "usage: %s DATA_DIR [--clips]   (data/digits_vit, or data/digit_clips --clips)\n", argv[0]);
+    fmt::print(stderr, "usage: {} DATA_DIR [--clips]   (data/digits_vit, or data/digit_clips --clips)\n", argv[0]);
     return 2;
   }
   try {
@@ -91,8 +92,8 @@ int main(int argc, char** argv) {
         rs::ViTWeights::load(cfg, rs::io::SafeTensorsFile(dir + "/model.safetensors")));
     const TestSet t = load_test_set(dir + "/test_set.safetensors", cfg);
     const std::vector<int> full = predict<P::Mlp, P::L2>(w, t, 1.0);
-    std::printf("| site | importance | keep rate at layers 1, 3 | test accuracy | agreement with unpruned |\n");
-    std::printf("|---|---|---:|---:|---:|\n");
+    fmt::print("| site | importance | keep rate at layers 1, 3 | test accuracy | agreement with unpruned |\n");
+    fmt::print("|---|---|---:|---:|---:|\n");
     row("-", "unpruned", 1.0, full, t, full);
     rs::for_each_combination(rs::AllSites{}, rs::AllImportances{}, rs::TypeList<P::Prune>{}, [&](auto s, auto i, auto) {
       using Site = decltype(s);
@@ -119,7 +120,7 @@ int main(int argc, char** argv) {
     }
     return 0;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "fidelity_digits: %s\n", e.what());
+    fmt::print(stderr, "fidelity_digits: {}\n", e.what());
     return 1;
   }
 }

@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include <fmt/format.h>
 #include <repshift/models/bert.hpp>
 #include <repshift/api/sweep.hpp>
 
@@ -43,7 +44,7 @@ Corpus read_ids(const char* path) {
     in.read(reinterpret_cast<char*>(ids.data()), std::streamsize(ids.size() * 4));
     c.sentences.push_back(std::move(ids));
   }
-  if (!in || int(c.sentences.size()) != count) throw rs::FormatError(std::string("bad ids file ") + path);
+  if (!in || int(c.sentences.size()) != count) throw rs::FormatError(fmt::format("bad ids file {}", path));
   return c;
 }
 
@@ -98,14 +99,15 @@ Fidelity compare(const Embeddings& pruned, const Embeddings& full) {
 }
 
 void row(const char* site, const char* importance, double keep, const Fidelity& f) {
-  std::printf("| %s | %s | %.1f | %.4f | %.3f | %.3f |\n", site, importance, keep, f.cosine, f.nn_agreement, f.paraphrase);
+  fmt::print("| {} | {} | {:.1f} | {:.4f} | {:.3f} | {:.3f} |\n", site, importance, keep, f.cosine, f.nn_agreement,
+             f.paraphrase);
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
   if (argc != 3) {
-    std::fprintf(stderr, "usage: %s MODEL.safetensors IDS.bin\n", argv[0]);
+    fmt::print(stderr, "usage: {} MODEL.safetensors IDS.bin\n", argv[0]);
     return 2;
   }
   try {
@@ -114,8 +116,9 @@ int main(int argc, char** argv) {
     const Corpus corpus = read_ids(argv[2]);
     const Embeddings full = embed<P::Mlp, P::L2>(w, corpus, 1.0);
     const Fidelity base = compare(full, full);
-    std::printf("| site | importance | keep rate at layers 1, 3 | cosine to unpruned | NN agreement | paraphrase retrieval |\n");
-    std::printf("|---|---|---:|---:|---:|---:|\n");
+    fmt::print("| site | importance | keep rate at layers 1, 3 | cosine to unpruned | NN agreement | "
+               "paraphrase retrieval |\n");
+    fmt::print("|---|---|---:|---:|---:|---:|\n");
     row("-", "unpruned", 1.0, base);
     // Pruning only: Fuse changes what is pooled, not which tokens rank high.
     rs::for_each_combination(rs::AllSites{}, rs::AllImportances{}, rs::TypeList<P::Prune>{}, [&](auto s, auto i, auto) {
@@ -136,7 +139,7 @@ int main(int argc, char** argv) {
     row("mlp_update", "l2, bottom 50%", 0.5, compare(embed<P::Update<P::Mlp>, P::Inverted<P::L2>>(w, corpus, 0.5), full));
     return 0;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "fidelity_minilm: %s\n", e.what());
+    fmt::print(stderr, "fidelity_minilm: {}\n", e.what());
     return 1;
   }
 }

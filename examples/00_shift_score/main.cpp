@@ -4,10 +4,11 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdio>
 #include <numeric>
 #include <random>
 #include <vector>
+
+#include <fmt/format.h>
 
 #include <repshift/repshift.hpp>
 
@@ -66,8 +67,8 @@ bool check(const std::vector<float>& before, const std::vector<float>& after) {
     }
   }
   ok &= worst < 1e-5;
-  std::printf("%-7s scores max rel err %.2e, selection + gather %s: %s\n", Metric::name, worst,
-              ok ? "identical" : "differ", ok ? "PASS" : "FAIL");
+  fmt::print("{:<7} scores max rel err {:.2e}, selection + gather {}: {}\n", Metric::name, worst,
+             ok ? "identical" : "differ", ok ? "PASS" : "FAIL");
   return ok;
 }
 

@@ -16,6 +16,7 @@
 #include <random>
 #include <vector>
 
+#include <fmt/format.h>
 #include <repshift/repshift.hpp>
 
 namespace rs = repshift;
@@ -56,22 +57,22 @@ void run(int batch, double keep_ratio, const std::vector<float>& before, const s
     for (int p = 0; p < kGrid * kGrid; ++p) object_total += on_object(b, p);
     for (int k = 1; k < keep; ++k) object_kept += on_object(b, keep_idx[std::size_t(b) * keep + k] - 1);
   }
-  std::printf("\n[%s] kept %d of %d tokens per image (CLS + %d patches); %d of %d object patches kept\n",
-              Metric::name, keep, kTokens, keep - 1, object_kept, object_total);
-  std::printf("  score %.3f ms (%.1f GB/s)   select %.3f ms   gather %.3f ms\n", t1 - t0,
-              2.0 * before.size() * sizeof(float) / ((t1 - t0) * 1e6), t2 - t1, t3 - t2);
+  fmt::print("\n[{}] kept {} of {} tokens per image (CLS + {} patches); {} of {} object patches kept\n",
+             Metric::name, keep, kTokens, keep - 1, object_kept, object_total);
+  fmt::print("  score {:.3f} ms ({:.1f} GB/s)   select {:.3f} ms   gather {:.3f} ms\n", t1 - t0,
+             2.0 * before.size() * sizeof(float) / ((t1 - t0) * 1e6), t2 - t1, t3 - t2);
 
   std::vector<char> map(kGrid * kGrid, '.');
   for (int k = 1; k < keep; ++k) map[keep_idx[k] - 1] = '#';
-  std::printf("  image 0: @ object kept, o object dropped, # background kept, . background dropped\n");
+  fmt::print("  image 0: @ object kept, o object dropped, # background kept, . background dropped\n");
   for (int y = 0; y < kGrid; ++y) {
-    std::printf("    ");
+    fmt::print("    ");
     for (int x = 0; x < kGrid; ++x) {
       const int p = y * kGrid + x;
       const bool kept_p = map[p] == '#', object = on_object(0, p);
-      std::printf("%c ", object ? (kept_p ? '@' : 'o') : (kept_p ? '#' : '.'));
+      fmt::print("{} ", object ? (kept_p ? '@' : 'o') : (kept_p ? '#' : '.'));
     }
-    std::printf("\n");
+    fmt::print("\n");
   }
 }
 
@@ -85,12 +86,12 @@ int main(int argc, char** argv) {
     rs::detail::require_positive("select_gather_demo", "batch", batch);
     rs::policies::keep_count(kTokens, keep_ratio, 1);
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "%s\nusage: %s [batch>0] [keep_ratio in (0,1]]\n", e.what(), argv[0]);
+    fmt::print(stderr, "{}\nusage: {} [batch>0] [keep_ratio in (0,1]]\n", e.what(), argv[0]);
     return 2;
   }
 
-  std::printf("repshift demo: score -> select -> gather on a DeiT-S-shaped batch [%d, %d, %d], keep %.0f%%\n",
-              batch, kTokens, kChannels, keep_ratio * 100);
+  fmt::print("repshift demo: score -> select -> gather on a DeiT-S-shaped batch [{}, {}, {}], keep {:.0f}%\n",
+             batch, kTokens, kChannels, keep_ratio * 100);
   std::mt19937 gen(7);
   std::normal_distribution<float> normal(0.0f, 1.0f);
   std::vector<float> before(std::size_t(batch) * kTokens * kChannels), after(before.size());

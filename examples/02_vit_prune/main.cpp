@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include <fmt/format.h>
 #include <repshift/models/vit.hpp>
 
 namespace rs = repshift;
@@ -28,9 +29,9 @@ double seconds_now() {
 
 void progress(int done, int total, const char* what) {
   const int width = 30, filled = width * done / total;
-  std::fprintf(stderr, "\r  [%.*s%*s] %d/%d %-24s", filled, "##############################", width - filled, "",
-               done, total, what);
-  if (done == total) std::fprintf(stderr, "\n");
+  fmt::print(stderr, "\r  [{}{}] {}/{} {:<24}", std::string(std::size_t(filled), '#'),
+             std::string(std::size_t(width - filled), ' '), done, total, what);
+  if (done == total) fmt::print(stderr, "\n");
 }
 
 }  // namespace
@@ -44,25 +45,25 @@ int main(int argc, char** argv) {
   else if (name == "deit_s") cfg = rs::ViTConfig::deit_small();
   else if (name == "deit_b") cfg = rs::ViTConfig::deit_base();
   else {
-    std::fprintf(stderr, "unknown model '%s'\nusage: %s [deit_t|deit_s|deit_b] [batch>0] [rounds>0]\n", name.c_str(), argv[0]);
+    fmt::print(stderr, "unknown model '{}'\nusage: {} [deit_t|deit_s|deit_b] [batch>0] [rounds>0]\n", name, argv[0]);
     return 2;
   }
   if (batch <= 0 || rounds <= 0) {
-    std::fprintf(stderr, "batch = %d and rounds = %d must be > 0\n", batch, rounds);
+    fmt::print(stderr, "batch = {} and rounds = {} must be > 0\n", batch, rounds);
     return 2;
   }
 
-  std::printf("repshift: %s (dim %d, %d heads, %d layers), batch %d, %d CPU threads, random weights\n", name.c_str(),
-              cfg.dim, cfg.heads, cfg.depth, batch, rs::cpu::thread_count(rs::Host{}));
+  fmt::print("repshift: {} (dim {}, {} heads, {} layers), batch {}, {} CPU threads, random weights\n", name, cfg.dim,
+             cfg.heads, cfg.depth, batch, rs::cpu::thread_count(rs::Host{}));
   const rs::PruneSchedule paper = rs::PruneSchedule::paper();
   const auto counts = paper.token_counts(cfg.tokens(), cfg.depth);
-  std::printf("\ntokens entering each layer\n  layer      ");
-  for (int l = 0; l < cfg.depth; ++l) std::printf("%4d", l);
-  std::printf("   out\n  unpruned   ");
-  for (int l = 0; l <= cfg.depth; ++l) std::printf("%4d%s", cfg.tokens(), l == cfg.depth - 1 ? "  " : "");
-  std::printf("\n  pruned     ");
-  for (int l = 0; l <= cfg.depth; ++l) std::printf("%4d%s", counts[std::size_t(l)], l == cfg.depth - 1 ? "  " : "");
-  std::printf("\n  (MLP-site L2 shift, keep n - floor(0.2 n) at blocks 0, 3, 6, CLS always kept)\n\n");
+  fmt::print("\ntokens entering each layer\n  layer      ");
+  for (int l = 0; l < cfg.depth; ++l) fmt::print("{:4}", l);
+  fmt::print("   out\n  unpruned   ");
+  for (int l = 0; l <= cfg.depth; ++l) fmt::print("{:4}{}", cfg.tokens(), l == cfg.depth - 1 ? "  " : "");
+  fmt::print("\n  pruned     ");
+  for (int l = 0; l <= cfg.depth; ++l) fmt::print("{:4}{}", counts[std::size_t(l)], l == cfg.depth - 1 ? "  " : "");
+  fmt::print("\n  (MLP-site L2 shift, keep n - floor(0.2 n) at blocks 0, 3, 6, CLS always kept)\n\n");
 
   rs::VisionTransformer<rs::policies::Mlp, rs::policies::L2> model(rs::ViTWeights::random(cfg, 0));
   std::vector<float> images(std::size_t(batch) * 3 * cfg.image_size * cfg.image_size);
@@ -92,19 +93,20 @@ int main(int argc, char** argv) {
   std::sort(pruned_s.begin(), pruned_s.end());
   const double u = batch / unpruned_s[unpruned_s.size() / 2], p = batch / pruned_s[pruned_s.size() / 2];
 
-  std::printf("\nkept tokens of image 0 after layer %d (patch grid %dx%d, # kept):\n", trace.pruned_layers.back(),
-              cfg.grid(), cfg.grid());
+  fmt::print("\nkept tokens of image 0 after layer {} (patch grid {}x{}, # kept):\n", trace.pruned_layers.back(),
+             cfg.grid(), cfg.grid());
   const auto& last = trace.source.back();
   const int keep = trace.tokens.back();
   std::vector<char> kept(std::size_t(cfg.num_patches()), '.');
   for (int k = 0; k < keep; ++k)
     if (last[std::size_t(k)] > 0) kept[std::size_t(last[std::size_t(k)] - 1)] = '#';
   for (int y = 0; y < cfg.grid(); ++y) {
-    std::printf("    ");
-    for (int x = 0; x < cfg.grid(); ++x) std::printf("%c ", kept[std::size_t(y * cfg.grid() + x)]);
-    std::printf("\n");
+    fmt::print("    ");
+    for (int x = 0; x < cfg.grid(); ++x) fmt::print("{} ", kept[std::size_t(y * cfg.grid() + x)]);
+    fmt::print("\n");
   }
-  std::printf("\nimages/s (median of %d interleaved rounds)\n  unpruned  %8.2f\n  pruned    %8.2f\n  speedup   %8.2fx\n",
-              rounds, u, p, p / u);
+  fmt::print("\nimages/s (median of {} interleaved rounds)\n"
+             "  unpruned  {:8.2f}\n  pruned    {:8.2f}\n  speedup   {:8.2f}x\n",
+             rounds, u, p, p / u);
   return 0;
 }

@@ -3,9 +3,9 @@
 // per-channel change, L-infinity, used exactly like the built-in ones.
 
 #include <cmath>
-#include <cstdio>
 #include <vector>
 
+#include <fmt/format.h>
 #include <repshift/repshift.hpp>
 
 namespace rs = repshift;
@@ -30,10 +30,10 @@ int main() {
   rs::shift_score<LInf>(rs::Host{}, before.data(), after.data(), scores.data(), batch, tokens, channels);
   std::vector<int> keep(2);
   rs::select_top(rs::Host{}, scores.data(), keep.data(), batch, tokens, 2);
-  std::printf("linf scores: %.1f %.1f %.1f %.1f, kept tokens %d %d\n", scores[0], scores[1], scores[2],
-              scores[3], keep[0], keep[1]);
+  fmt::print("linf scores: {:.1f} {:.1f} {:.1f} {:.1f}, kept tokens {} {}\n", scores[0], scores[1], scores[2],
+             scores[3], keep[0], keep[1]);
   const bool ok = scores[0] == 5 && scores[1] == 0.5f && scores[2] == 4 && scores[3] == 0 &&
                   keep[0] == 0 && keep[1] == 2;
-  std::printf("%s\n", ok ? "PASS" : "FAIL");
+  fmt::print("{}\n", ok ? "PASS" : "FAIL");
   return ok ? 0 : 1;
 }

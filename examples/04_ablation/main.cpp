@@ -18,6 +18,7 @@
 #include <type_traits>
 #include <vector>
 
+#include <fmt/format.h>
 #include <repshift/api/dispatch.hpp>
 #include <repshift/models/vim.hpp>
 #include <repshift/models/vit.hpp>
@@ -45,7 +46,7 @@ int main(int argc, char** argv) {
     else if (flag == "--model") model_name = value;
     else if (flag == "--batch") batch = std::atoi(value.c_str());
     else {
-      std::fprintf(stderr, "unknown flag %s\n", flag.c_str());
+      fmt::print(stderr, "unknown flag {}\n", flag);
       return 2;
     }
   }
@@ -69,10 +70,11 @@ int main(int argc, char** argv) {
       t0 = seconds_now();
       model.forward(rs::Host{}, images.data(), batch, logits.data(), schedule, &trace);
       const double pruned = seconds_now() - t0;
-      std::printf("tokens per layer:");
-      for (int n : trace.tokens) std::printf(" %d", n);
-      std::printf("\nimages/s: unpruned %.2f, pruned %.2f (%.2fx; one round each, see bench_ablation for medians)\n",
-                  batch / unpruned, batch / pruned, unpruned / pruned);
+      fmt::print("tokens per layer:");
+      for (int n : trace.tokens) fmt::print(" {}", n);
+      fmt::print("\nimages/s: unpruned {:.2f}, pruned {:.2f} ({:.2f}x; one round each, see bench_ablation for "
+                 "medians)\n",
+                 batch / unpruned, batch / pruned, unpruned / pruned);
     };
 
     rs::with_policies(vim ? "ssm_scan" : "transformer", site, importance, compress, [&](auto b, auto s, auto i, auto c) {
@@ -82,22 +84,22 @@ int main(int argc, char** argv) {
       using Compress = decltype(c);
       if constexpr (std::is_same_v<Backbone, rs::policies::SsmScan>) {
         const auto schedule = rs::vim_schedule(1.0 - keep);
-        std::printf("vim_t, batch %d: Block<SsmScan, %s, %s, %s, PreNorm>, drop %.2f at blocks 0, 6, 12\n", batch,
-                    Site::name, Importance::name, Compress::name, 1.0 - keep);
+        fmt::print("vim_t, batch {}: Block<SsmScan, {}, {}, {}, PreNorm>, drop {:.2f} at blocks 0, 6, 12\n", batch,
+                   Site::name, Importance::name, Compress::name, 1.0 - keep);
         rs::VisionMamba<Importance> model(rs::VimWeights::random(rs::VimConfig::vim_tiny(), 0));
         rs::VimTrace trace;
         compare(model, schedule, trace);
       } else {
         const auto schedule = rs::PruneSchedule::paper_layers(1.0 - keep);
-        std::printf("%s, batch %d: Block<Transformer, %s, %s, %s, PreNorm>, drop %.2f at blocks 0, 3, 6\n",
-                    model_name.c_str(), batch, Site::name, Importance::name, Compress::name, 1.0 - keep);
+        fmt::print("{}, batch {}: Block<Transformer, {}, {}, {}, PreNorm>, drop {:.2f} at blocks 0, 3, 6\n",
+                   model_name, batch, Site::name, Importance::name, Compress::name, 1.0 - keep);
         rs::VisionTransformer<Site, Importance, Compress> model(rs::ViTWeights::random(cfg, 0));
         rs::ViTTrace trace;
         compare(model, schedule, trace);
       }
     });
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "%s\n", e.what());
+    fmt::print(stderr, "{}\n", e.what());
     return 2;
   }
   return 0;

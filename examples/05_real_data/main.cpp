@@ -24,6 +24,7 @@
 #include <string>
 #include <vector>
 
+#include <fmt/format.h>
 #include <repshift/models/video.hpp>
 
 #include "../common/png_writer.hpp"
@@ -119,9 +120,9 @@ void clips_png(const std::string& path, const rs::ViTConfig& cfg, const Labelled
 }
 
 void print_tokens(const rs::ViTTrace& trace) {
-  std::printf("  tokens entering each layer:");
-  for (std::size_t l = 0; l + 1 < trace.tokens.size(); ++l) std::printf(" %d", trace.tokens[l]);
-  std::printf("\n");
+  fmt::print("  tokens entering each layer:");
+  for (std::size_t l = 0; l + 1 < trace.tokens.size(); ++l) fmt::print(" {}", trace.tokens[l]);
+  fmt::print("\n");
 }
 
 double seconds_now() {
@@ -144,11 +145,11 @@ int main(int argc, char** argv) {
       rs::ViTTrace trace;
       const double full = accuracy(model, t, rs::PruneSchedule::none(), nullptr);
       const double pruned = accuracy(model, t, schedule, &trace);
-      std::printf("digits ViT, %d held-out images: accuracy %.3f unpruned, %.3f pruned (drop 30%% at layers 1, 3)\n",
-                  t.count, full, pruned);
+      fmt::print("digits ViT, {} held-out images: accuracy {:.3f} unpruned, {:.3f} pruned (drop 30% at layers 1, 3)\n",
+                 t.count, full, pruned);
       print_tokens(trace);
       digits_png(out + "/digits_kept.png", cfg, t, trace, 12);
-      std::printf("  kept patches drawn over the digits (dropped: red): %s/digits_kept.png\n", out.c_str());
+      fmt::print("  kept patches drawn over the digits (dropped: red): {}/digits_kept.png\n", out);
     }
     // 2. The video transformer on digit clips, the paper's retrieval schedule.
     {
@@ -159,12 +160,12 @@ int main(int argc, char** argv) {
       rs::ViTTrace trace;
       const double full = accuracy(model, t, rs::PruneSchedule::none(0), nullptr);
       const double pruned = accuracy(model, t, schedule, &trace);
-      std::printf("video transformer, %d held-out digit clips (8 frames): accuracy %.3f unpruned, %.3f pruned "
-                  "(drop 20%% at blocks 0, 1, 2)\n",
-                  t.count, full, pruned);
+      fmt::print("video transformer, {} held-out digit clips (8 frames): accuracy {:.3f} unpruned, {:.3f} pruned "
+                 "(drop 20% at blocks 0, 1, 2)\n",
+                 t.count, full, pruned);
       print_tokens(trace);
       clips_png(out + "/clips_kept.png", cfg, t, trace, 6);
-      std::printf("  surviving space-time patches, frame by frame: %s/clips_kept.png\n", out.c_str());
+      fmt::print("  surviving space-time patches, frame by frame: {}/clips_kept.png\n", out);
     }
     // 3. UMT-B on 8 frames: the speed of the same schedule at 1568 tokens.
     {
@@ -187,13 +188,13 @@ int main(int argc, char** argv) {
         }
       for (auto& t : times) std::sort(t.begin(), t.end());
       const double unpruned = times[0][times[0].size() / 2], pruned = times[1][times[1].size() / 2];
-      std::printf("UMT-B, 8 frames x 196 = %d tokens, batch 1, CPU: %.2f s unpruned, %.2f s pruned: %.2fx\n",
-                  cfg.tokens(), unpruned, pruned, unpruned / pruned);
+      fmt::print("UMT-B, 8 frames x 196 = {} tokens, batch 1, CPU: {:.2f} s unpruned, {:.2f} s pruned: {:.2f}x\n",
+                 cfg.tokens(), unpruned, pruned, unpruned / pruned);
       print_tokens(trace);
     }
     return 0;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "prune_demo: %s\n", e.what());
+    fmt::print(stderr, "prune_demo: {}\n", e.what());
     return 1;
   }
 }

@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include <fmt/format.h>
+
 namespace demo {
 
 struct RgbImage {
@@ -81,7 +83,7 @@ inline void write_png(const std::string& path, const RgbImage& img) {
   detail::put32(z, (b << 16) | a);
 
   std::ofstream f(path, std::ios::binary);
-  if (!f) throw std::runtime_error("cannot write " + path);
+  if (!f) throw std::runtime_error(fmt::format("cannot write {}", path));
   const std::uint8_t signature[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
   f.write(reinterpret_cast<const char*>(signature), 8);
   std::vector<std::uint8_t> header;
@@ -91,7 +93,7 @@ inline void write_png(const std::string& path, const RgbImage& img) {
   detail::chunk(f, "IHDR", header);
   detail::chunk(f, "IDAT", z);
   detail::chunk(f, "IEND", {});
-  if (!f) throw std::runtime_error("failed writing " + path);
+  if (!f) throw std::runtime_error(fmt::format("failed writing {}", path));
 }
 
 }  // namespace demo

@@ -17,7 +17,7 @@ fi
 work=build/fuzz
 mkdir -p "$work/corpus"
 "$cxx" -std=c++17 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
-  -Iinclude -fopenmp tests/fuzz/fuzz_safetensors.cpp -o "$work/fuzz_safetensors" -lopenblas
+  -Iinclude -DFMT_HEADER_ONLY -fopenmp tests/fuzz/fuzz_safetensors.cpp -o "$work/fuzz_safetensors" -lopenblas
 seeds=tests/fuzz/corpus
 [ -n "$(ls -A "$seeds" 2>/dev/null)" ] || python3 tests/fuzz/make_corpus.py "$seeds"
 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ASAN_OPTIONS=detect_leaks=1 \

@@ -15,7 +15,6 @@
 // accepts (policies::CombinationRule says why), throws InvalidArgument
 // naming it; such a combination is never instantiated.
 
-#include <string>
 #include <string_view>
 #include <type_traits>
 
@@ -34,7 +33,7 @@ decltype(auto) with_named(const char* where, const char* kind, std::string_view 
   if constexpr (sizeof...(Rest) > 0) {
     return with_named<All>(where, kind, name, f, TypeList<Rest...>{});
   } else {
-    fail(where, std::string(kind) + " = '" + std::string(name) + "' is not one of " + policies::names_of(All{}));
+    fail(where, "{} = '{}' is not one of {}", kind, name, policies::names_of(All{}));
   }
 }
 
@@ -79,9 +78,10 @@ void with_policies(std::string_view backbone, std::string_view site, std::string
           if constexpr (Rule::why_not == nullptr) {
             f(Backbone{}, Site{}, Importance{}, Compress{});
           } else {
-            detail::fail("with_policies", "backbone = '" + std::string(backbone) + "', site = '" + std::string(site) +
-                                              "', importance = '" + std::string(importance) + "', compress = '" +
-                                              std::string(compress) + "' is not a valid combination: " + Rule::why_not);
+            detail::fail("with_policies",
+                         "backbone = '{}', site = '{}', importance = '{}', compress = '{}' is not a valid "
+                         "combination: {}",
+                         backbone, site, importance, compress, Rule::why_not);
           }
         });
       });

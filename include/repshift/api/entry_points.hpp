@@ -5,7 +5,6 @@
 // names the argument and value) and hands it to Backend<Exec>.
 
 #include <cstdint>
-#include <string>
 #include <type_traits>
 
 #include "../core/backend.hpp"
@@ -25,9 +24,7 @@ template <class View>
 void require_dim(const char* where, const char* name, const View& v, int dim,
                  std::int64_t expected, const char* expected_name) {
   if (v.shape[dim] != expected) {
-    fail(where, std::string(name) + ".shape[" + std::to_string(dim) + "] = " +
-                    std::to_string(v.shape[dim]) + " must equal " + expected_name + " = " +
-                    std::to_string(expected));
+    fail(where, "{}.shape[{}] = {} must equal {} = {}", name, dim, v.shape[dim], expected_name, expected);
   }
 }
 
@@ -35,8 +32,7 @@ template <class View>
 void require_unit_inner_stride(const char* where, const char* name, const View& v) {
   constexpr int last = View::rank - 1;
   if (v.stride[last] != 1) {
-    fail(where, std::string(name) + ".stride[" + std::to_string(last) + "] = " +
-                    std::to_string(v.stride[last]) + " must be 1 (innermost dimension contiguous)");
+    fail(where, "{}.stride[{}] = {} must be 1 (innermost dimension contiguous)", name, last, v.stride[last]);
   }
 }
 
@@ -44,8 +40,7 @@ template <class View>
 void require_non_negative_strides(const char* where, const char* name, const View& v) {
   for (int d = 0; d < View::rank; ++d) {
     if (v.stride[d] < 0) {
-      fail(where, std::string(name) + ".stride[" + std::to_string(d) + "] = " +
-                      std::to_string(v.stride[d]) + " must be >= 0");
+      fail(where, "{}.stride[{}] = {} must be >= 0", name, d, v.stride[d]);
     }
   }
 }

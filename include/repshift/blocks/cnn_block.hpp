@@ -20,7 +20,6 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <string>
 #include <type_traits>
 
 #include "../core/backend.hpp"
@@ -68,9 +67,9 @@ struct BottleneckWeights {
     detail::require_pointer(where, "weights.conv3_weight", conv3_weight);
     detail::require_pointer(where, "weights.conv3_bias", conv3_bias);
     if (!has_projection() && (stride != 1 || in_channels != out_channels)) {
-      detail::fail(where, "an identity shortcut needs stride 1 and in_channels == out_channels (" +
-                              std::to_string(in_channels) + " vs " + std::to_string(out_channels) +
-                              "): pass down_weight");
+      detail::fail(where,
+                   "an identity shortcut needs stride 1 and in_channels == out_channels ({} vs {}): pass down_weight",
+                   in_channels, out_channels);
     }
     if (has_projection()) detail::require_pointer(where, "weights.down_bias", down_bias);
   }
@@ -132,9 +131,10 @@ struct Block<policies::CnnRows, Site, Importance, Compress, Norm> {
     p.prune = p.keep_rows < p.out_height || p.keep_cols < p.out_width;
     p.score = p.prune || a.row_scores || a.col_scores;
     if (p.score && w.has_projection()) {
-      detail::fail(where, "the shift needs x and y of one shape; this block projects its shortcut (" +
-                              std::to_string(w.in_channels) + " -> " + std::to_string(w.out_channels) +
-                              " channels, stride " + std::to_string(w.stride) + ")");
+      detail::fail(where,
+                   "the shift needs x and y of one shape; this block projects its shortcut ({} -> {} channels, "
+                   "stride {})",
+                   w.in_channels, w.out_channels, w.stride);
     }
     if (static_cast<const void*>(a.x) == static_cast<const void*>(a.y)) detail::fail(where, "y must not alias x");
     detail::checked_extent(where, "activations", a.batch, std::max(w.mid_channels, w.out_channels) * 4,
@@ -180,8 +180,7 @@ struct Block<policies::CnnRows, Site, Importance, Compress, Norm> {
     const Plan p = plan(where, w, a);
     Conv::check_layout(where, a.layout);
     const std::int64_t batch = a.batch, H = a.height, W = a.width, Ho = p.out_height, Wo = p.out_width, n = Ho * Wo;
-    ws.require(where, workspace_extent<Exec>(w, batch, H, W, p.prune),
-               "batch " + std::to_string(batch) + " of " + std::to_string(H) + "x" + std::to_string(W) + " maps");
+    ws.require(where, workspace_extent<Exec>(w, batch, H, W, p.prune), "batch {} of {}x{} maps", batch, H, W);
     const Scratch s = Scratch::template carve<Exec>(ws, w, batch, H, W);
     auto& conv = ws.template kept<typename Conv::State>();
 

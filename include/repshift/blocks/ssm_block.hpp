@@ -17,7 +17,6 @@
 
 #include <climits>
 #include <cstdint>
-#include <string>
 #include <type_traits>
 
 #include "../core/backend.hpp"
@@ -119,8 +118,7 @@ struct Block<policies::SsmScan, Site, Importance, Compress, Norm> {
     check(w, a);
     if (a.keep_token) B::check_kept_token(exec, a.keep_token, a.batch, a.tokens);
     const std::int64_t rows = std::int64_t(a.batch) * a.tokens, dim = w.dim, inner = w.inner;
-    ws.require(where, workspace_extent(w, rows),
-               std::to_string(rows) + " rows of dim " + std::to_string(dim) + " / inner " + std::to_string(inner));
+    ws.require(where, workspace_extent(w, rows), "{} rows of dim {} / inner {}", rows, dim, inner);
     const Scratch s = Scratch::carve(ws, w, rows);
     const bool prune = a.keep < a.tokens;
     const bool score = prune || a.scores != nullptr;

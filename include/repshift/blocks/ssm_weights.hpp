@@ -25,10 +25,14 @@ struct ScanBranchWeights {
 
   bool present() const { return A_log != nullptr; }
   void check(const char* where, const std::string& prefix) const {
-    detail::require_pointer(where, (prefix + "conv_weight").c_str(), conv_weight);
-    detail::require_pointer(where, (prefix + "x_proj_weight").c_str(), x_proj_weight);
-    detail::require_pointer(where, (prefix + "dt_proj_weight").c_str(), dt_proj_weight);
-    detail::require_pointer(where, (prefix + "A_log").c_str(), A_log);
+    // require_pointer's message with the prefix, built only on failure.
+    auto require = [&](const char* name, const float* ptr) {
+      if (ptr == nullptr) detail::fail(where, "{}{} is a null pointer", prefix, name);
+    };
+    require("conv_weight", conv_weight);
+    require("x_proj_weight", x_proj_weight);
+    require("dt_proj_weight", dt_proj_weight);
+    require("A_log", A_log);
   }
 };
 
@@ -50,7 +54,7 @@ struct SsmBlockWeights {
     detail::require_positive(where, "weights.state", state);
     detail::require_positive(where, "weights.dt_rank", dt_rank);
     detail::require_positive(where, "weights.conv_kernel", conv_kernel);
-    if (!(norm_eps > 0.0f)) detail::fail(where, "weights.norm_eps = " + std::to_string(norm_eps) + " must be > 0");
+    if (!(norm_eps > 0.0f)) detail::fail(where, "weights.norm_eps = {} must be > 0", norm_eps);
     detail::require_pointer(where, "weights.norm_weight", norm_weight);
     detail::require_pointer(where, "weights.in_proj_weight", in_proj_weight);
     detail::require_pointer(where, "weights.out_proj_weight", out_proj_weight);

@@ -30,7 +30,6 @@
 #include <algorithm>
 #include <climits>
 #include <cstdint>
-#include <string>
 #include <type_traits>
 #include <vector>
 
@@ -170,7 +169,7 @@ struct Block<policies::Transformer, Site, Importance, Compress, Norm> {
       Compression::check_reachable(where, n, k, a.protect);
     }
     if (!kMerge && (a.sizes || a.kept_sizes)) {
-      detail::fail(where, std::string("sizes / kept_sizes belong to Compress = Merge, not ") + Compress::name);
+      detail::fail(where, "sizes / kept_sizes belong to Compress = Merge, not {}", Compress::name);
     }
     if (static_cast<const void*>(a.x) == static_cast<const void*>(a.y)) {
       detail::fail(where, "y must not alias x (the Block site reads x after y is written)");
@@ -200,8 +199,8 @@ struct Block<policies::Transformer, Site, Importance, Compress, Norm> {
     plan.plan(a.batch, a.tokens, a.keep, a.cu_seqlens, a.kept_cu_seqlens, kExtra);
     const std::int64_t dim = w.dim, rows = plan.in_rows(), longest = plan.max_in;
     ws.require("Block<Transformer>::forward", workspace_extent(w, a.batch, rows, longest),
-               std::to_string(rows) + " rows of dim " + std::to_string(dim) + " / mlp_hidden " +
-                   std::to_string(w.mlp_hidden) + (ScoreOp::needs_map ? " with the attention map" : ""));
+               "{} rows of dim {} / mlp_hidden {}{}", rows, dim, w.mlp_hidden,
+               ScoreOp::needs_map ? " with the attention map" : "");
     const Scratch<T> s = Scratch<T>::carve(ws, rows, dim, w.mlp_hidden);
     const PlanOffsets offsets = ws.stage_plan(exec, packed);
     const bool prune = plan.drops;

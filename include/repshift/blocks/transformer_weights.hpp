@@ -6,7 +6,6 @@
 // the CUDA executor.
 
 #include <cstdint>
-#include <string>
 #include <vector>
 
 #include "../core/error.hpp"
@@ -40,7 +39,7 @@ struct BasicTransformerBlockWeights {
     detail::require_positive(where, "weights.heads", heads);
     detail::require_positive(where, "weights.mlp_hidden", mlp_hidden);
     detail::require_multiple(where, "weights.dim", dim, "weights.heads", heads);
-    if (!(ln_eps > 0.0f)) detail::fail(where, "weights.ln_eps = " + std::to_string(ln_eps) + " must be > 0");
+    if (!(ln_eps > 0.0f)) detail::fail(where, "weights.ln_eps = {} must be > 0", ln_eps);
     detail::require_pointer(where, "weights.norm1_weight", norm1_weight);
     detail::require_pointer(where, "weights.norm1_bias", norm1_bias);
     detail::require_pointer(where, "weights.qkv_weight", qkv_weight);

@@ -19,6 +19,8 @@
 #include <utility>
 #include <vector>
 
+#include <fmt/format.h>
+
 #include "../core/backend.hpp"
 #include "../core/error.hpp"
 #include "../core/varlen.hpp"
@@ -71,13 +73,16 @@ class Workspace {
   }
 
   // The forward path's check: grows (CPU) or refuses (CUDA) a workspace
-  // smaller than `e`; `what` names the call's size in the message.
-  void require(const char* where, const WorkspaceExtent& e, const std::string& what) {
+  // smaller than `e`; `what` and its arguments name the call's size in the
+  // message, formatted only when it is refused (not on every forward).
+  template <class... Args>
+  void require(const char* where, const WorkspaceExtent& e, fmt::format_string<Args...> what, Args&&... args) {
     if (e.fits_in(held())) return;
     if constexpr (B::grows_on_demand) {
       reserve(e);
     } else {
-      detail::fail(where, "the workspace is smaller than " + what + " needs: call reserve() first");
+      detail::fail(where, "the workspace is smaller than {} needs: call reserve() first",
+                   fmt::format(what, std::forward<Args>(args)...));
     }
   }
 

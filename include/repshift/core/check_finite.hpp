@@ -6,7 +6,6 @@
 
 #include <cmath>
 #include <cstdint>
-#include <string>
 
 #include "../cpu/parallel.hpp"
 #include "dtype.hpp"
@@ -26,8 +25,7 @@ void check_finite(Host host, const T* data, std::int64_t count, const char* name
     if (!std::isfinite(to_float(data[i])) && i < first) first = i;
   }
   if (first < count) {
-    detail::fail("check_finite", std::string(name) + "[" + std::to_string(first) + "] = " +
-                                     std::to_string(to_float(data[first])) + " is not finite");
+    detail::fail("check_finite", "{}[{}] = {} is not finite", name, first, to_float(data[first]));
   }
 }
 

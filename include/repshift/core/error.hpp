@@ -6,6 +6,9 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <utility>
+
+#include <fmt/format.h>
 
 namespace repshift {
 
@@ -26,39 +29,37 @@ class FormatError : public std::runtime_error {
 
 namespace detail {
 
-[[noreturn]] inline void fail(const char* where, const std::string& what) {
-  throw InvalidArgument(std::string("repshift::") + where + ": " + what);
+// Every message is a literal fmt format string: a runtime value (a tensor
+// name, a file path) goes in as an argument, so a brace in it is printed,
+// never parsed.
+template <class... Args>
+[[noreturn]] void fail(const char* where, fmt::format_string<Args...> what, Args&&... args) {
+  throw InvalidArgument(fmt::format("repshift::{}: {}", where, fmt::format(what, std::forward<Args>(args)...)));
 }
 
 template <class P>
 void require_pointer(const char* where, const char* name, P* ptr) {
-  if (ptr == nullptr) fail(where, std::string(name) + " is a null pointer");
+  if (ptr == nullptr) fail(where, "{} is a null pointer", name);
 }
 
 inline void require_positive(const char* where, const char* name, std::int64_t value) {
-  if (value <= 0) fail(where, std::string(name) + " = " + std::to_string(value) + " must be > 0");
+  if (value <= 0) fail(where, "{} = {} must be > 0", name, value);
 }
 
 inline void require_non_negative(const char* where, const char* name, std::int64_t value) {
-  if (value < 0) fail(where, std::string(name) + " = " + std::to_string(value) + " must be >= 0");
+  if (value < 0) fail(where, "{} = {} must be >= 0", name, value);
 }
 
 // a <= b, with both names in the message.
 inline void require_at_most(const char* where, const char* a_name, std::int64_t a,
                             const char* b_name, std::int64_t b) {
-  if (a > b) {
-    fail(where, std::string(a_name) + " = " + std::to_string(a) + " must be <= " + b_name + " = " +
-                    std::to_string(b));
-  }
+  if (a > b) fail(where, "{} = {} must be <= {} = {}", a_name, a, b_name, b);
 }
 
 // a is a multiple of b (b > 0), with both names in the message.
 inline void require_multiple(const char* where, const char* a_name, std::int64_t a, const char* b_name,
                              std::int64_t b) {
-  if (a % b != 0) {
-    fail(where, std::string(a_name) + " = " + std::to_string(a) + " is not a multiple of " + b_name + " = " +
-                    std::to_string(b));
-  }
+  if (a % b != 0) fail(where, "{} = {} is not a multiple of {} = {}", a_name, a, b_name, b);
 }
 
 // The element count of a [d0, d1, d2] array of `elem_bytes`-byte elements
@@ -69,8 +70,7 @@ inline std::int64_t checked_extent(const char* where, const char* what, std::int
   std::int64_t n01 = 0, n = 0, bytes = 0;
   if (__builtin_mul_overflow(d0, d1, &n01) || __builtin_mul_overflow(n01, d2, &n) ||
       __builtin_mul_overflow(n, elem_bytes, &bytes)) {
-    fail(where, std::string(what) + " size " + std::to_string(d0) + " x " + std::to_string(d1) +
-                    " x " + std::to_string(d2) + " overflows the 64-bit index type");
+    fail(where, "{} size {} x {} x {} overflows the 64-bit index type", what, d0, d1, d2);
   }
   return n;
 }

@@ -11,7 +11,6 @@
 // a sample keeps the same tokens alone or inside any batch.
 
 #include <cstdint>
-#include <string>
 #include <vector>
 
 #include "config.hpp"
@@ -38,18 +37,15 @@ inline void check_cu_seqlens(const char* where, const char* name, const int* cu_
   require_pointer(where, name, cu_seqlens);
   require_positive(where, "batch", batch);
   if (cu_seqlens[0] != 0) {
-    fail(where, std::string(name) + "[0] = " + std::to_string(cu_seqlens[0]) + " must be 0");
+    fail(where, "{}[0] = {} must be 0", name, cu_seqlens[0]);
   }
   for (std::int64_t b = 0; b < batch; ++b) {
     if (cu_seqlens[b + 1] < cu_seqlens[b]) {
-      fail(where, std::string(name) + " decreases: " + name + "[" + std::to_string(b + 1) + "] = " +
-                      std::to_string(cu_seqlens[b + 1]) + " < " + name + "[" + std::to_string(b) + "] = " +
-                      std::to_string(cu_seqlens[b]));
+      fail(where, "{0} decreases: {0}[{1}] = {2} < {0}[{3}] = {4}", name, b + 1, cu_seqlens[b + 1], b, cu_seqlens[b]);
     }
   }
   if (total >= 0 && cu_seqlens[batch] != total) {
-    fail(where, std::string(name) + "[batch = " + std::to_string(batch) + "] = " + std::to_string(cu_seqlens[batch]) +
-                    " must equal the total token count " + std::to_string(total));
+    fail(where, "{}[batch = {}] = {} must equal the total token count {}", name, batch, cu_seqlens[batch], total);
   }
 }
 
@@ -59,8 +55,7 @@ inline void check_min_seqlen(const char* where, const char* name, const int* cu_
   for (std::int64_t b = 0; b < batch; ++b) {
     const std::int64_t n = seq_length(cu_seqlens, b, 0);
     if (n < min_tokens) {
-      fail(where, "sample " + std::to_string(b) + " of " + name + " has " + std::to_string(n) + " tokens, fewer than " +
-                      min_name + " = " + std::to_string(min_tokens));
+      fail(where, "sample {} of {} has {} tokens, fewer than {} = {}", b, name, n, min_name, min_tokens);
     }
   }
 }
@@ -74,9 +69,8 @@ inline void check_kept_seqlens(const char* where, const int* cu_seqlens, const i
     const std::int64_t n = seq_length(cu_seqlens, b, 0), k = seq_length(kept_cu_seqlens, b, 0);
     const std::int64_t floor_keep = protect < n ? protect : n;
     if (k > n || k < floor_keep || (n > 0 && k < 1)) {
-      fail(where, "sample " + std::to_string(b) + " keeps " + std::to_string(k) + " of its " + std::to_string(n) +
-                      " tokens: must be in [max(1, min(protect = " + std::to_string(protect) + ", " +
-                      std::to_string(n) + ")), " + std::to_string(n) + "]");
+      fail(where, "sample {0} keeps {1} of its {2} tokens: must be in [max(1, min(protect = {3}, {2})), {2}]", b, k, n,
+           protect);
     }
   }
 }

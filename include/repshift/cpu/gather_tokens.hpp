@@ -5,7 +5,6 @@
 
 #include <cstdint>
 #include <cstring>
-#include <string>
 #include <type_traits>
 
 #include "../params/gather_tokens.hpp"
@@ -23,8 +22,7 @@ void check_keep_indices(const char* where, const Params& p) {
     for (std::int64_t k = 0; k < p.keep_of(b, p.keep); ++k) {
       const int i = idx[k * p.keep_token_stride];
       if (i < 0 || i >= tokens) {
-        repshift::detail::fail(where, "keep_idx[" + std::to_string(b) + ", " + std::to_string(k) + "] = " +
-                                std::to_string(i) + " is outside [0, tokens = " + std::to_string(tokens) + ")");
+        repshift::detail::fail(where, "keep_idx[{}, {}] = {} is outside [0, tokens = {})", b, k, i, tokens);
       }
     }
   }

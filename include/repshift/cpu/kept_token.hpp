@@ -10,7 +10,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <string>
 
 #include "../core/error.hpp"
 #include "../core/exec.hpp"
@@ -21,9 +20,8 @@ namespace cpu {
 inline void check_kept_token(const int* keep_token, std::int64_t batch, std::int64_t tokens) {
   for (std::int64_t b = 0; b < batch; ++b) {
     if (keep_token[b] < 0 || keep_token[b] >= tokens) {
-      repshift::detail::fail("Block<SsmScan>::forward", "keep_token[" + std::to_string(b) + "] = " +
-                                                  std::to_string(keep_token[b]) + " is outside [0, tokens = " +
-                                                  std::to_string(tokens) + ")");
+      repshift::detail::fail("Block<SsmScan>::forward", "keep_token[{}] = {} is outside [0, tokens = {})", b,
+                             keep_token[b], tokens);
     }
   }
 }

@@ -15,7 +15,6 @@
 #include <cstdint>
 #include <map>
 #include <memory>
-#include <string>
 #include <tuple>
 #include <unordered_map>
 
@@ -83,8 +82,8 @@ class OneDnnConv {
     auto plan = std::make_unique<Plan>(Plan{pd.src_desc(), pd.dst_desc(), bias, pd.weights_desc(),
                                             dnnl::convolution_forward(pd), {}});
     if (plan->src != src || plan->dst != dst) {
-      repshift::detail::fail("cpu::OneDnnConv", "oneDNN picked a non-NHWC activation layout for a " + std::to_string(s.kernel) +
-                                          "x" + std::to_string(s.kernel) + " conv");
+      repshift::detail::fail("cpu::OneDnnConv", "oneDNN picked a non-NHWC activation layout for a {}x{} conv", s.kernel,
+                             s.kernel);
     }
     return *plans_.emplace(key, std::move(plan)).first->second;
   }

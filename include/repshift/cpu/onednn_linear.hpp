@@ -78,8 +78,9 @@ class DenseLayers {
               const float* bias, std::int64_t n, float* y, bool gelu = false) {
     if (math == DenseMath::Bf16 && !bf16_native()) {
       repshift::detail::fail("cpu::DenseLayers::linear",
-                             "dense_math = bf16 needs a CPU with AVX512-BF16 or AMX; oneDNN's ISA here is " +
-                                 isa_name() + ": use DenseMath::F32");
+                             "dense_math = bf16 needs a CPU with AVX512-BF16 or AMX; oneDNN's ISA here is {}: "
+                             "use DenseMath::F32",
+                             isa_name());
     }
     if (rows == 0) return;
     Plan& plan = plan_for(math, rows, k, n, ldx, bias != nullptr, gelu);

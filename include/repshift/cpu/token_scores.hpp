@@ -6,7 +6,6 @@
 
 #include <cmath>
 #include <cstdint>
-#include <string>
 
 #include "../core/error.hpp"
 #include "../core/exec.hpp"
@@ -50,8 +49,7 @@ void attention_column_means(const Host&, const float* map, std::int64_t batch, s
 inline void log_sizes(const Host&, const float* sizes, std::int64_t n, float* out) {
   for (std::int64_t i = 0; i < n; ++i) {
     if (!(sizes[i] > 0.0f) || !std::isfinite(sizes[i])) {
-      repshift::detail::fail("log_sizes", "sizes[" + std::to_string(i) + "] = " + std::to_string(sizes[i]) +
-                                    " must be finite and > 0");
+      repshift::detail::fail("log_sizes", "sizes[{}] = {} must be finite and > 0", i, sizes[i]);
     }
     out[i] = std::log(sizes[i]);
   }

@@ -24,7 +24,6 @@
 
 #include <cmath>
 #include <cstdint>
-#include <string>
 #include <type_traits>
 
 #include "../params/attention.hpp"
@@ -265,7 +264,7 @@ void check_device_attention(const char* where, const BasicAttentionParams<T>& p)
   detail::require_at_most(where, "batch", p.batch, "65535 (CUDA grid z)", 65535);
   detail::require_at_most(where, "heads", p.heads, "65535 (CUDA grid y)", 65535);
   if (cuda_detail::attention_head_bucket(p.head_dim) == 0) {
-    detail::fail(where, "head_dim = " + std::to_string(p.head_dim) + " is not supported on CUDA (at most 128)");
+    detail::fail(where, "head_dim = {} is not supported on CUDA (at most 128)", p.head_dim);
   }
 }
 

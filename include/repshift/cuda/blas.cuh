@@ -25,6 +25,8 @@
 #include <tuple>
 #include <type_traits>
 
+#include <fmt/format.h>
+
 #include "../core/error.hpp"
 #include "error.cuh"
 #include "exec.cuh"
@@ -34,8 +36,8 @@ namespace repshift {
 class CublasError : public std::runtime_error {
  public:
   CublasError(const std::string& call, cublasStatus_t code)
-      : std::runtime_error("repshift: " + call + " failed: " + cublasLtGetStatusName(code) + " (" +
-                           cublasLtGetStatusString(code) + ")"),
+      : std::runtime_error(fmt::format("repshift: {} failed: {} ({})", call, cublasLtGetStatusName(code),
+                                       cublasLtGetStatusString(code))),
         code_(code) {}
   cublasStatus_t code() const { return code_; }
 
@@ -85,7 +87,7 @@ class Blas {
       const cudaError_t code = cudaMalloc(&workspace_, workspace_bytes_);
       if (code != cudaSuccess) {
         cublasLtDestroy(handle_);
-        throw CudaError("cudaMalloc(Blas workspace of " + std::to_string(workspace_bytes_) + " bytes)", code);
+        throw CudaError(fmt::format("cudaMalloc(Blas workspace of {} bytes)", workspace_bytes_), code);
       }
     }
     owns_workspace_ = true;
@@ -207,8 +209,8 @@ class Blas {
                                                            plan.c.get(), pref, 1, &result, &found_algos),
                             "cublasLtMatmulAlgoGetHeuristic");
     if (found_algos == 0) {
-      detail::fail("cuda::Blas::linear", "cuBLASLt has no algorithm for rows = " + std::to_string(s.rows) +
-                                             ", in = " + std::to_string(s.in) + ", out = " + std::to_string(s.out));
+      detail::fail("cuda::Blas::linear", "cuBLASLt has no algorithm for rows = {}, in = {}, out = {}", s.rows, s.in,
+                   s.out);
     }
     plan.algo = result.algo;
     return plans_.emplace(key, std::move(plan)).first->second;

@@ -23,6 +23,8 @@
 #include <tuple>
 #include <type_traits>
 
+#include <fmt/format.h>
+
 #include "../params/conv2d.hpp"
 #include "dtype.cuh"
 #include "error.cuh"
@@ -33,7 +35,7 @@ namespace repshift {
 class CudnnError : public std::runtime_error {
  public:
   CudnnError(const std::string& call, cudnnStatus_t code)
-      : std::runtime_error("repshift: " + call + " failed: " + cudnnGetErrorString(code)), code_(code) {}
+      : std::runtime_error(fmt::format("repshift: {} failed: {}", call, cudnnGetErrorString(code))), code_(code) {}
   cudnnStatus_t code() const { return code_; }
 
  private:
@@ -93,7 +95,7 @@ class Dnn {
       const cudaError_t code = cudaMalloc(&workspace_, workspace_bytes_);
       if (code != cudaSuccess) {
         cudnnDestroy(handle_);
-        throw CudaError("cudaMalloc(Dnn workspace of " + std::to_string(workspace_bytes_) + " bytes)", code);
+        throw CudaError(fmt::format("cudaMalloc(Dnn workspace of {} bytes)", workspace_bytes_), code);
       }
     }
   }
@@ -195,11 +197,9 @@ class Dnn {
       }
     }
     if (!chosen) {
-      detail::fail("cuda::Dnn::conv2d", "cuDNN offers no algorithm within the " + std::to_string(workspace_bytes_) +
-                                            "-byte workspace for a " + std::to_string(s.kernel) + "x" +
-                                            std::to_string(s.kernel) + " conv " + std::to_string(s.in_channels) +
-                                            " -> " + std::to_string(s.out_channels) + " on " + std::to_string(H) + "x" +
-                                            std::to_string(W));
+      detail::fail("cuda::Dnn::conv2d",
+                   "cuDNN offers no algorithm within the {}-byte workspace for a {}x{} conv {} -> {} on {}x{}",
+                   workspace_bytes_, s.kernel, s.kernel, s.in_channels, s.out_channels, H, W);
     }
     return *plans_.emplace(key, std::move(plan)).first->second;
   }

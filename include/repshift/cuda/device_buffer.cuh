@@ -13,6 +13,8 @@
 #include <utility>
 #include <vector>
 
+#include <fmt/format.h>
+
 #include "../core/error.hpp"
 #include "error.cuh"
 
@@ -62,8 +64,10 @@ class DeviceBuffer {
     cudaFree(ptr_);
     ptr_ = nullptr;
     size_ = 0;
-    cuda_detail::check(cudaMalloc(&ptr_, count * sizeof(T)),
-                       ("cudaMalloc(" + std::to_string(count * sizeof(T)) + " bytes)").c_str());
+    // The message is built only on failure.
+    if (const cudaError_t code = cudaMalloc(&ptr_, count * sizeof(T)); code != cudaSuccess) {
+      throw CudaError(fmt::format("cudaMalloc({} bytes)", count * sizeof(T)), code);
+    }
     size_ = count;
   }
   // Host values of the storage type itself, copied as they are; the
@@ -123,7 +127,7 @@ class DeviceTensorMap {
   }
   const T* operator[](const std::string& name) const {
     const auto it = tensors_.find(name);
-    if (it == tensors_.end()) detail::fail("cuda::DeviceTensorMap", "no tensor named " + name);
+    if (it == tensors_.end()) detail::fail("cuda::DeviceTensorMap", "no tensor named {}", name);
     return it->second.data();
   }
 

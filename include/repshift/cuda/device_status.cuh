@@ -12,6 +12,8 @@
 #include <string>
 #include <sys/stat.h>
 
+#include <fmt/format.h>
+
 namespace repshift {
 namespace cuda {
 
@@ -31,14 +33,15 @@ inline const DeviceStatus& device_status() {
     (void)cudaGetLastError();  // clear the error so later calls start clean
     struct stat st;
     const bool driver = stat("/dev/nvidiactl", &st) == 0 || stat("/proc/driver/nvidia/version", &st) == 0;
-    std::string why = err == cudaSuccess ? std::string("cudaGetDeviceCount found no device")
-                                         : std::string("cudaGetDeviceCount: ") + cudaGetErrorName(err) + ": " +
-                                               cudaGetErrorString(err);
+    const std::string why =
+        err == cudaSuccess ? std::string("cudaGetDeviceCount found no device")
+                           : fmt::format("cudaGetDeviceCount: {}: {}", cudaGetErrorName(err), cudaGetErrorString(err));
     if (driver) {
-      return DeviceStatus{DeviceStatus::Unusable,
-                          why + " (an NVIDIA driver is installed, so a GPU is expected: it cannot be used)"};
+      return DeviceStatus{
+          DeviceStatus::Unusable,
+          fmt::format("{} (an NVIDIA driver is installed, so a GPU is expected: it cannot be used)", why)};
     }
-    return DeviceStatus{DeviceStatus::Absent, why + " (no NVIDIA driver on this machine)"};
+    return DeviceStatus{DeviceStatus::Absent, fmt::format("{} (no NVIDIA driver on this machine)", why)};
   }();
   return status;
 }

@@ -6,13 +6,15 @@
 #include <stdexcept>
 #include <string>
 
+#include <fmt/format.h>
+
 namespace repshift {
 
 class CudaError : public std::runtime_error {
  public:
   CudaError(const std::string& call, cudaError_t code)
-      : std::runtime_error("repshift: " + call + " failed: " + cudaGetErrorName(code) + " (" +
-                           cudaGetErrorString(code) + ")"),
+      : std::runtime_error(
+            fmt::format("repshift: {} failed: {} ({})", call, cudaGetErrorName(code), cudaGetErrorString(code))),
         code_(code) {}
   cudaError_t code() const { return code_; }
 
@@ -29,7 +31,7 @@ inline void check(cudaError_t code, const char* call) {
 // After a launch: configuration errors surface here, without a sync.
 inline void check_launch(const char* kernel) {
   const cudaError_t code = cudaGetLastError();
-  if (code != cudaSuccess) throw CudaError(std::string(kernel) + " launch", code);
+  if (code != cudaSuccess) throw CudaError(fmt::format("{} launch", kernel), code);
 }
 
 }  // namespace cuda_detail

@@ -6,7 +6,6 @@
 
 #include <cstdint>
 #include <cstring>
-#include <string>
 
 #include "../params/gather_tokens.hpp"
 #include "error.cuh"
@@ -75,22 +74,19 @@ inline void throw_if_status(const Cuda& exec) {
                      "cudaMemcpyAsync(status)");
   cuda_detail::check(cudaStreamSynchronize(exec.stream), "cudaStreamSynchronize");
   if (host[0] == 1) {
-    detail::fail("gather_tokens", "keep_idx[" + std::to_string(host[1]) + ", " + std::to_string(host[2]) +
-                                      "] = " + std::to_string(host[3]) + " is outside [0, tokens)");
+    detail::fail("gather_tokens", "keep_idx[{}, {}] = {} is outside [0, tokens)", host[1], host[2], host[3]);
   }
   if (host[0] == 3) {  // cuda/token_scores.cuh: Merge's token sizes
     float size = 0.0f;
     std::memcpy(&size, &host[2], sizeof size);
-    detail::fail("Block<Transformer, ..., Merge>::forward", "sizes[" + std::to_string(host[1]) + "] = " +
-                                                              std::to_string(size) + " must be finite and > 0");
+    detail::fail("Block<Transformer, ..., Merge>::forward", "sizes[{}] = {} must be finite and > 0", host[1], size);
   }
   if (host[0] == 4) {  // cuda/kept_token.cuh: SsmScan's kept token
-    detail::fail("Block<SsmScan>::forward", "keep_token[" + std::to_string(host[1]) + "] = " + std::to_string(host[2]) +
-                                                " is outside [0, tokens)");
+    detail::fail("Block<SsmScan>::forward", "keep_token[{}] = {} is outside [0, tokens)", host[1], host[2]);
   }
   if (host[0] == 2) {  // cuda/line_prune.cuh
-    detail::fail("remove_lines", std::string(host[1] ? "keep_cols[" : "keep_rows[") + std::to_string(host[2]) +
-                                     "] = " + std::to_string(host[3]) + " is outside the map");
+    detail::fail("remove_lines", "{}[{}] = {} is outside the map", host[1] ? "keep_cols" : "keep_rows", host[2],
+                 host[3]);
   }
 }
 

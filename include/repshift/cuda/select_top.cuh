@@ -86,10 +86,10 @@ __global__ void __launch_bounds__(cuda_detail::SelectTiling::kThreads) select_to
 inline void select_top(const Cuda& exec, const SelectParams& p) {
   using Tiling = cuda_detail::SelectTiling;
   if (p.tokens > Tiling::kMaxTokens) {
-    detail::fail("select_top", "tokens = " + std::to_string(p.tokens) + " exceeds the CUDA path's " +
-                                   std::to_string(Tiling::kMaxTokens) + " tokens per sample");
+    detail::fail("select_top", "tokens = {} exceeds the CUDA path's {} tokens per sample", p.tokens,
+                 Tiling::kMaxTokens);
   }
-  if (p.batch > 0x7fffffff) detail::fail("select_top", "batch = " + std::to_string(p.batch) + " exceeds one CUDA grid");
+  if (p.batch > 0x7fffffff) detail::fail("select_top", "batch = {} exceeds one CUDA grid", p.batch);
   const unsigned grid = unsigned(p.batch);
   // The one runtime -> template switch: tile size from the token count.
   switch (cuda_detail::select_items_per_thread(p.tokens)) {

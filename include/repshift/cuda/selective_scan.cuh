@@ -96,7 +96,7 @@ namespace cuda {
 template <ScanDirection Dir, bool Accumulate = false>
 void selective_scan(const Cuda& exec, const SelectiveScanParams& p) {
   p.check("selective_scan");
-  if (p.batch > 65535) detail::fail("selective_scan", "batch = " + std::to_string(p.batch) + " exceeds 65535 (grid.y)");
+  if (p.batch > 65535) detail::fail("selective_scan", "batch = {} exceeds 65535 (grid.y)", p.batch);
   const dim3 grid(unsigned((p.channels + cuda_detail::kScanThreads - 1) / cuda_detail::kScanThreads), unsigned(p.batch));
   // The one runtime -> compile-time switch: Mamba's state 16 keeps h and A in registers.
   if (p.state == 16) {

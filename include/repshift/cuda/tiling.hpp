@@ -5,8 +5,6 @@
 
 #include <cstdint>
 
-#include <string>
-
 #include "../core/config.hpp"
 #include "../core/error.hpp"
 
@@ -44,7 +42,7 @@ inline std::int64_t blocks_needed(std::int64_t n, std::int64_t per_block) { retu
 inline unsigned grid_blocks(const char* where, const char* what, std::int64_t n, std::int64_t per_block) {
   const std::int64_t blocks = blocks_needed(n, per_block);
   if (blocks > 0x7fffffff) {
-    detail::fail(where, std::string(what) + " = " + std::to_string(n) + " needs more blocks than one CUDA grid holds");
+    detail::fail(where, "{} = {} needs more blocks than one CUDA grid holds", what, n);
   }
   return unsigned(blocks);
 }

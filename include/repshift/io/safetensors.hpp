@@ -16,8 +16,10 @@
 #include <cstdint>
 #include <cstring>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <fcntl.h>
@@ -27,6 +29,7 @@
 
 #include <memory>
 
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "../core/dtype.hpp"
@@ -49,7 +52,7 @@ struct TensorInfo {
 
 inline std::string shape_string(const std::vector<std::int64_t>& shape) {
   std::string s = "[";
-  for (std::size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  for (std::size_t i = 0; i < shape.size(); ++i) fmt::format_to(std::back_inserter(s), "{}{}", i ? ", " : "", shape[i]);
   return s + "]";
 }
 
@@ -69,18 +72,18 @@ class FileBytes {
   static std::shared_ptr<const FileBytes> map(const std::string& path) {
     auto bytes = std::shared_ptr<FileBytes>(new FileBytes());
     const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) throw FormatError("safetensors: cannot open '" + path + "'");
+    if (fd < 0) throw FormatError(fmt::format("safetensors: cannot open '{}'", path));
     struct stat st;
     if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
       ::close(fd);
-      throw FormatError("safetensors: '" + path + "' is not a regular file");
+      throw FormatError(fmt::format("safetensors: '{}' is not a regular file", path));
     }
     bytes->size_ = std::size_t(st.st_size);
     if (bytes->size_ > 0) {
       void* p = ::mmap(nullptr, bytes->size_, PROT_READ, MAP_PRIVATE, fd, 0);
       if (p == MAP_FAILED) {
         ::close(fd);
-        throw FormatError("safetensors: cannot map '" + path + "' (" + std::to_string(bytes->size_) + " bytes)");
+        throw FormatError(fmt::format("safetensors: cannot map '{}' ({} bytes)", path, bytes->size_));
       }
       bytes->map_ = p;
       bytes->data_ = static_cast<const unsigned char*>(p);
@@ -131,7 +134,7 @@ class SafeTensorsFile {
 
   const TensorInfo& info(const std::string& name) const {
     const auto it = tensors_.find(name);
-    if (it == tensors_.end()) fail("no tensor named '" + name + "'");
+    if (it == tensors_.end()) fail("no tensor named '{}'", name);
     return it->second;
   }
 
@@ -139,7 +142,7 @@ class SafeTensorsFile {
   std::vector<float> load_f32(const std::string& name, const std::vector<std::int64_t>& expected) const {
     const TensorInfo& t = info(name);
     if (t.shape != expected) {
-      fail("tensor '" + name + "' has shape " + shape_string(t.shape) + ", expected " + shape_string(expected));
+      fail("tensor '{}' has shape {}, expected {}", name, shape_string(t.shape), shape_string(expected));
     }
     std::vector<float> out(std::size_t(t.numel()));
     const unsigned char* src = bytes_->data() + data_offset_ + t.begin;
@@ -154,7 +157,7 @@ class SafeTensorsFile {
         out[i] = is_half ? half::to_float(b) : bf16::to_float(b);
       }
     } else {
-      fail("tensor '" + name + "' has dtype " + t.dtype + "; only F32, F16 and BF16 load as float");
+      fail("tensor '{}' has dtype {}; only F32, F16 and BF16 load as float", name, t.dtype);
     }
     return out;
   }
@@ -164,13 +167,12 @@ class SafeTensorsFile {
       : path_(std::move(path)), bytes_(std::move(bytes)) {
     const std::uint64_t size = bytes_->size();
     const unsigned char* data = bytes_->data();
-    if (size < 8) fail("file is " + std::to_string(size) + " bytes, shorter than the 8-byte header length");
+    if (size < 8) fail("file is {} bytes, shorter than the 8-byte header length", size);
 
     std::uint64_t header_len = 0;
     for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | data[i];
     if (header_len > size - 8) {
-      fail("header length " + std::to_string(header_len) + " exceeds the " + std::to_string(size - 8) +
-           " bytes after it (truncated file?)");
+      fail("header length {} exceeds the {} bytes after it (truncated file?)", header_len, size - 8);
     }
     data_offset_ = 8 + header_len;
     const std::uint64_t data_size = size - data_offset_;
@@ -179,7 +181,7 @@ class SafeTensorsFile {
     try {
       header = nlohmann::json::parse(data + 8, data + data_offset_);
     } catch (const nlohmann::json::exception& e) {
-      fail(std::string("header is not valid JSON: ") + e.what());
+      fail("header is not valid JSON: {}", e.what());
     }
     if (!header.is_object()) fail("header is not a JSON object");
 
@@ -195,41 +197,44 @@ class SafeTensorsFile {
     }
   }
 
-  [[noreturn]] void fail(const std::string& what) const {
-    throw FormatError("safetensors '" + path_ + "': " + what);
+  // A literal format string, as detail::fail: names and paths from the file
+  // go in as arguments.
+  template <class... Args>
+  [[noreturn]] void fail(fmt::format_string<Args...> what, Args&&... args) const {
+    throw FormatError(fmt::format("safetensors '{}': {}", path_, fmt::format(what, std::forward<Args>(args)...)));
   }
 
   TensorInfo parse_entry(const std::string& name, const nlohmann::json& e, std::uint64_t data_size) const {
-    const std::string where = "tensor '" + name + "': ";
     if (!e.is_object() || !e.contains("dtype") || !e.contains("shape") || !e.contains("data_offsets")) {
-      fail(where + "entry needs dtype, shape and data_offsets");
+      fail("tensor '{}': entry needs dtype, shape and data_offsets", name);
     }
     TensorInfo t;
-    if (!e["dtype"].is_string()) fail(where + "dtype is not a string");
+    if (!e["dtype"].is_string()) fail("tensor '{}': dtype is not a string", name);
     t.dtype = e["dtype"].get<std::string>();
     const std::int64_t elem = dtype_bytes(t.dtype);
-    if (elem == 0) fail(where + "unknown dtype " + t.dtype);
-    if (!e["shape"].is_array()) fail(where + "shape is not an array");
+    if (elem == 0) fail("tensor '{}': unknown dtype {}", name, t.dtype);
+    if (!e["shape"].is_array()) fail("tensor '{}': shape is not an array", name);
     std::int64_t count = 1;
     for (const auto& d : e["shape"]) {
-      if (!d.is_number_integer() || d.get<std::int64_t>() < 0) fail(where + "shape has a non-integer or negative extent");
+      if (!d.is_number_integer() || d.get<std::int64_t>() < 0) {
+        fail("tensor '{}': shape has a non-integer or negative extent", name);
+      }
       t.shape.push_back(d.get<std::int64_t>());
-      if (__builtin_mul_overflow(count, t.shape.back(), &count)) fail(where + "shape overflows");
+      if (__builtin_mul_overflow(count, t.shape.back(), &count)) fail("tensor '{}': shape overflows", name);
     }
     const auto& off = e["data_offsets"];
     if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() || !off[1].is_number_unsigned()) {
-      fail(where + "data_offsets must be two non-negative integers");
+      fail("tensor '{}': data_offsets must be two non-negative integers", name);
     }
     t.begin = off[0].get<std::uint64_t>();
     t.end = off[1].get<std::uint64_t>();
     if (t.begin > t.end || t.end > data_size) {
-      fail(where + "data_offsets [" + std::to_string(t.begin) + ", " + std::to_string(t.end) +
-           "] fall outside the " + std::to_string(data_size) + "-byte data section");
+      fail("tensor '{}': data_offsets [{}, {}] fall outside the {}-byte data section", name, t.begin, t.end, data_size);
     }
     std::int64_t bytes = 0;
     if (__builtin_mul_overflow(count, elem, &bytes) || std::uint64_t(bytes) != t.end - t.begin) {
-      fail(where + "holds " + std::to_string(t.end - t.begin) + " bytes but shape " + shape_string(t.shape) +
-           " x " + t.dtype + " needs " + std::to_string(count * elem));
+      fail("tensor '{}': holds {} bytes but shape {} x {} needs {}", name, t.end - t.begin, shape_string(t.shape),
+           t.dtype, count * elem);
     }
     return t;
   }
@@ -259,7 +264,7 @@ inline void save_safetensors(const std::string& path, const std::vector<NamedTen
   std::string text = header.dump();
   text.append((8 - text.size() % 8) % 8, ' ');  // align the data section, as the reference writer does
   std::ofstream out(path, std::ios::binary);
-  if (!out) throw FormatError("safetensors: cannot write '" + path + "'");
+  if (!out) throw FormatError(fmt::format("safetensors: cannot write '{}'", path));
   unsigned char len[8];
   for (int i = 0; i < 8; ++i) len[i] = static_cast<unsigned char>((std::uint64_t(text.size()) >> (8 * i)) & 0xff);
   out.write(reinterpret_cast<const char*>(len), 8);
@@ -269,7 +274,7 @@ inline void save_safetensors(const std::string& path, const std::vector<NamedTen
     for (auto d : t.shape) n *= d;
     if (n > 0) out.write(reinterpret_cast<const char*>(t.data), std::streamsize(n * 4));
   }
-  if (!out) throw FormatError("safetensors: write error on '" + path + "'");
+  if (!out) throw FormatError(fmt::format("safetensors: write error on '{}'", path));
 }
 
 // Weights types that list their tensors through for_each_tensor(fn), fn

@@ -17,6 +17,8 @@
 #include <utility>
 #include <vector>
 
+#include <fmt/format.h>
+
 #include "../blocks/transformer_block.hpp"
 #include "../io/safetensors.hpp"
 #include "prune_schedule.hpp"
@@ -58,12 +60,12 @@ struct BertWeights {
     w.emb_norm_w = f.load_f32("embeddings.LayerNorm.weight", {C});
     w.emb_norm_b = f.load_f32("embeddings.LayerNorm.bias", {C});
     for (int i = 0; i < cfg.depth; ++i) {
-      const std::string p = "encoder.layer." + std::to_string(i) + ".";
+      const std::string p = fmt::format("encoder.layer.{}.", i);
       Layer l;
       // Rows [q; k; v]: the [3][heads][head_dim] layout the attention kernel reads.
       for (const char* part : {"query", "key", "value"}) {
-        const auto wq = f.load_f32(p + "attention.self." + part + ".weight", {C, C});
-        const auto bq = f.load_f32(p + "attention.self." + part + ".bias", {C});
+        const auto wq = f.load_f32(fmt::format("{}attention.self.{}.weight", p, part), {C, C});
+        const auto bq = f.load_f32(fmt::format("{}attention.self.{}.bias", p, part), {C});
         l.qkv_w.insert(l.qkv_w.end(), wq.begin(), wq.end());
         l.qkv_b.insert(l.qkv_b.end(), bq.begin(), bq.end());
       }
@@ -137,17 +139,15 @@ class BertEncoder {
     for (int b = 0; b < batch; ++b) {
       const int n = cu_seqlens[b + 1] - cu_seqlens[b];
       if (n < 1 || n > cfg.max_positions) {
-        detail::fail(where, "sentence " + std::to_string(b) + " has " + std::to_string(n) +
-                                " tokens (cu_seqlens): must be in [1, config.max_positions = " +
-                                std::to_string(cfg.max_positions) + "]");
+        detail::fail(where, "sentence {} has {} tokens (cu_seqlens): must be in [1, config.max_positions = {}]", b, n,
+                     cfg.max_positions);
       }
       schedule.check_sample(where, b, n, cfg.depth);
     }
     const std::int64_t total = cu_seqlens[batch];
     for (std::int64_t i = 0; i < total; ++i) {
       if (ids[i] < 0 || ids[i] >= cfg.vocab_size) {
-        detail::fail(where, "ids[" + std::to_string(i) + "] = " + std::to_string(ids[i]) +
-                                " is outside [0, vocab_size = " + std::to_string(cfg.vocab_size) + ")");
+        detail::fail(where, "ids[{}] = {} is outside [0, vocab_size = {})", i, ids[i], cfg.vocab_size);
       }
     }
     const std::int64_t C = cfg.dim;
@@ -210,8 +210,7 @@ class BertEncoder {
     detail::require_at_most(where, "tokens", tokens, "config.max_positions", weights_->config.max_positions);
     for (int b = 0; b < batch; ++b) {
       if (lengths[b] < 1 || lengths[b] > tokens) {
-        detail::fail(where, "lengths[" + std::to_string(b) + "] = " + std::to_string(lengths[b]) +
-                                " is outside [1, tokens = " + std::to_string(tokens) + "]");
+        detail::fail(where, "lengths[{}] = {} is outside [1, tokens = {}]", b, lengths[b], tokens);
       }
     }
     const std::vector<int> cu = cu_seqlens_of(lengths, batch);

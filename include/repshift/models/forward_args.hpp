@@ -2,7 +2,6 @@
 // What every vision model's forward checks first, CPU and CUDA alike.
 
 #include <climits>
-#include <string>
 
 #include "../core/error.hpp"
 
@@ -17,8 +16,7 @@ inline void check_model_forward(const char* where, const void* images, const voi
   require_pointer(where, "logits", logits);
   require_positive(where, "batch", batch);
   if (batch > reserved) {
-    fail(where, "batch = " + std::to_string(batch) + " exceeds the reserved " + std::to_string(reserved) +
-                    ": call reserve(batch) first");
+    fail(where, "batch = {} exceeds the reserved {}: call reserve(batch) first", batch, reserved);
   }
 }
 

@@ -20,7 +20,6 @@
 // a sample with no token throws, naming the layer and the sample's length.
 
 #include <algorithm>
-#include <string>
 #include <utility>
 #include <vector>
 
@@ -88,17 +87,14 @@ class PruneSchedule {
     detail::require_non_negative(where, "schedule.protect", protect);
     for (const Step& s : steps_) {
       if (s.layer < 0 || s.layer >= depth) {
-        detail::fail(where, "schedule layer " + std::to_string(s.layer) + " is outside [0, depth = " +
-                                std::to_string(depth) + ")");
+        detail::fail(where, "schedule layer {} is outside [0, depth = {})", s.layer, depth);
       }
       if (s.keep >= 0) {
         if (s.keep == 0 && protect == 0) {
-          detail::fail(where, "schedule keep count 0 at layer " + std::to_string(s.layer) +
-                                  " would leave every sample with 0 tokens");
+          detail::fail(where, "schedule keep count 0 at layer {} would leave every sample with 0 tokens", s.layer);
         }
       } else if (!(s.drop_ratio >= 0.0 && s.drop_ratio <= 1.0)) {
-        detail::fail(where, "schedule drop ratio " + std::to_string(s.drop_ratio) + " at layer " +
-                                std::to_string(s.layer) + " must be in [0, 1]");
+        detail::fail(where, "schedule drop ratio {} at layer {} must be in [0, 1]", s.drop_ratio, s.layer);
       }
     }
   }
@@ -107,15 +103,14 @@ class PruneSchedule {
   // protected prefix, and no layer may leave it empty.
   void check_sample(const char* where, int sample, int tokens, int depth) const {
     if (tokens < protect) {
-      detail::fail(where, "sample " + std::to_string(sample) + " has " + std::to_string(tokens) +
-                              " tokens, fewer than schedule.protect = " + std::to_string(protect));
+      detail::fail(where, "sample {} has {} tokens, fewer than schedule.protect = {}", sample, tokens, protect);
     }
     int n = tokens;
     for (int l = 0; l < depth; ++l) {
       const int keep = keep_at(l, n);
       if (keep < 1) {
-        detail::fail(where, "the schedule leaves sample " + std::to_string(sample) + " with 0 tokens at layer " +
-                                std::to_string(l) + " (it enters with " + std::to_string(n) + ")");
+        detail::fail(where, "the schedule leaves sample {} with 0 tokens at layer {} (it enters with {})", sample, l,
+                     n);
       }
       n = keep;
     }

@@ -28,6 +28,8 @@
 #include <utility>
 #include <vector>
 
+#include <fmt/format.h>
+
 #include "../blocks/cnn_block.hpp"
 #include "../blocks/workspace.hpp"
 #include "../io/safetensors.hpp"
@@ -77,7 +79,7 @@ struct ResNetConfig {
       detail::require_positive(where, "config.blocks[stage]", blocks[std::size_t(s)]);
       detail::require_positive(where, "config.widths[stage]", widths[std::size_t(s)]);
     }
-    if (image_size < 32) detail::fail(where, "config.image_size = " + std::to_string(image_size) + " is below 32");
+    if (image_size < 32) detail::fail(where, "config.image_size = {} is below 32", image_size);
   }
 };
 
@@ -102,8 +104,8 @@ struct LinePruneSchedule {
   void check(const char* where) const {
     for (const auto& s : steps) {
       if (s.stage < 1 || s.stage > 4 || s.rows < 0 || s.cols < 0) {
-        detail::fail(where, "schedule step (stage " + std::to_string(s.stage) + ", rows " + std::to_string(s.rows) +
-                                ", cols " + std::to_string(s.cols) + ") needs stage in [1, 4] and counts >= 0");
+        detail::fail(where, "schedule step (stage {}, rows {}, cols {}) needs stage in [1, 4] and counts >= 0", s.stage,
+                     s.rows, s.cols);
       }
     }
   }
@@ -114,13 +116,11 @@ struct LinePruneSchedule {
     const Step* step = at(stage);
     if (!step) return out_size;
     if (step->rows != step->cols) {
-      detail::fail(where, "schedule step at stage " + std::to_string(stage) +
-                              ": rows and cols must match (the model keeps square maps)");
+      detail::fail(where, "schedule step at stage {}: rows and cols must match (the model keeps square maps)", stage);
     }
     const int kept = out_size - step->rows;
     if (kept < 1) {
-      detail::fail(where, "schedule removes " + std::to_string(step->rows) + " of " + std::to_string(out_size) +
-                              " lines after stage " + std::to_string(stage));
+      detail::fail(where, "schedule removes {} of {} lines after stage {}", step->rows, out_size, stage);
     }
     return kept;
   }
@@ -168,7 +168,7 @@ struct ResNetWeights {
     for (int s = 0; s < 4; ++s)
       for (int i = 0; i < c.blocks[std::size_t(s)]; ++i) {
         auto& t = w.stages[std::size_t(s)][std::size_t(i)];
-        const std::string p = "layer" + std::to_string(s + 1) + "." + std::to_string(i) + ".";
+        const std::string p = fmt::format("layer{}.{}.", s + 1, i);
         const int mid = c.widths[std::size_t(s)], out = c.out_channels(s), in = c.in_channels(s, i);
         fn(p + "conv1", p + "bn1", mid, in, 1, t.conv1);
         fn(p + "conv2", p + "bn2", mid, mid, 3, t.conv2);
@@ -282,7 +282,7 @@ class ResNetModelWeights {
     return host;
   }
   BottleneckWeights make_block(const ResNetWeights& host, int s, int i) const {
-    const std::string p = "layer" + std::to_string(s + 1) + "." + std::to_string(i) + ".";
+    const std::string p = fmt::format("layer{}.{}.", s + 1, i);
     BottleneckWeights w = host.block(s, i);  // the shapes; the pointers follow
     w.conv1_weight = tensors_[p + "conv1.weight"];
     w.conv1_bias = tensors_[p + "conv1.bias"];

@@ -30,7 +30,7 @@ class TensorStore {
   }
   const T* operator[](const std::string& name) const {
     const auto it = pointers_.find(name);
-    if (it == pointers_.end()) detail::fail("TensorStore", "no tensor named " + name);
+    if (it == pointers_.end()) detail::fail("TensorStore", "no tensor named {}", name);
     return it->second;
   }
 

@@ -26,6 +26,8 @@
 #include <utility>
 #include <vector>
 
+#include <fmt/format.h>
+
 #include "../blocks/ssm_block.hpp"
 #include "../blocks/workspace.hpp"
 #include "../io/safetensors.hpp"
@@ -70,8 +72,7 @@ struct VimConfig {
     detail::require_at_most(where, "config.state", state, "SelectiveScanParams::kMaxState",
                             SelectiveScanParams::kMaxState);
     if (cls_position < -1 || cls_position > num_patches()) {
-      detail::fail(where, "config.cls_position = " + std::to_string(cls_position) + " is outside [-1, num_patches = " +
-                              std::to_string(num_patches()) + "]");
+      detail::fail(where, "config.cls_position = {} is outside [-1, num_patches = {}]", cls_position, num_patches());
     }
   }
 };
@@ -104,7 +105,7 @@ struct VimWeights {
     fn("cls_token", Shape{1, 1, C}, w.cls_token);
     fn("pos_embed", Shape{1, c.tokens(), C}, w.pos_embed);
     for (int i = 0; i < c.depth; ++i) {
-      const std::string p = "layers." + std::to_string(i) + ".";
+      const std::string p = fmt::format("layers.{}.", i);
       auto& l = w.layers[std::size_t(i)];
       fn(p + "norm.weight", Shape{C}, l.norm_w);
       fn(p + "mixer.in_proj.weight", Shape{2 * I, C}, l.in_proj_w);
@@ -209,7 +210,7 @@ class VimModelWeights {
   }
   SsmBlockWeights make_block(int i) const {
     const VimConfig& c = config_;
-    const std::string p = "layers." + std::to_string(i) + ".";
+    const std::string p = fmt::format("layers.{}.", i);
     SsmBlockWeights w;
     w.dim = c.dim;
     w.inner = c.inner();

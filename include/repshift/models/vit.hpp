@@ -29,6 +29,8 @@
 #include <utility>
 #include <vector>
 
+#include <fmt/format.h>
+
 #include "../blocks/transformer_block.hpp"
 #include "../blocks/workspace.hpp"
 #include "../io/safetensors.hpp"
@@ -109,7 +111,7 @@ struct ViTConfig {
     detail::require_positive(where, "config.tubelet", tubelet);
     detail::require_multiple(where, "config.frames", frames, "config.tubelet", tubelet);
     if (!conv3d_patch && tubelet != 1) {
-      detail::fail(where, "config.tubelet = " + std::to_string(tubelet) + " needs config.conv3d_patch (a Conv3d weight)");
+      detail::fail(where, "config.tubelet = {} needs config.conv3d_patch (a Conv3d weight)", tubelet);
     }
   }
 
@@ -162,7 +164,7 @@ struct ViTWeights {
     if (config.class_token()) fn("cls_token", std::vector<std::int64_t>{1, 1, C}, w.cls_token);
     fn("pos_embed", std::vector<std::int64_t>{1, config.tokens(), C}, w.pos_embed);
     for (int i = 0; i < config.depth; ++i) {
-      const std::string p = "blocks." + std::to_string(i) + ".";
+      const std::string p = fmt::format("blocks.{}.", i);
       auto& b = w.blocks[std::size_t(i)];
       fn(p + "norm1.weight", std::vector<std::int64_t>{C}, b.norm1_w);
       fn(p + "norm1.bias", std::vector<std::int64_t>{C}, b.norm1_b);
@@ -242,8 +244,8 @@ struct ViTWeights {
       if (const std::string attn = qv_bias_prefix(name); !attn.empty()) {
         for (std::int64_t c = C; c < 2 * C; ++c) {
           if (v[std::size_t(c)] != 0.0f) {
-            detail::fail("ViTWeights::save", name + "[" + std::to_string(c) + "] = " + std::to_string(v[std::size_t(c)]) +
-                                                 ": a k bias, which config.qkv_bias = QV files cannot hold");
+            detail::fail("ViTWeights::save", "{}[{}] = {}: a k bias, which config.qkv_bias = QV files cannot hold",
+                         name, c, v[std::size_t(c)]);
           }
         }
         list.push_back({attn + "q_bias", {C}, v.data()});
@@ -289,7 +291,7 @@ class ViTModelWeights {
     return host;
   }
   BasicTransformerBlockWeights<T> make_block(int i) const {
-    const std::string p = "blocks." + std::to_string(i) + ".";
+    const std::string p = fmt::format("blocks.{}.", i);
     BasicTransformerBlockWeights<T> w;
     w.dim = config_.dim;
     w.heads = config_.heads;
@@ -375,9 +377,10 @@ class BasicVisionTransformer {
     schedule.check_sample(where, 0, cfg.tokens(), cfg.depth);
     detail::require_at_most(where, "schedule.protect", schedule.protect, "tokens", cfg.tokens());
     if (!cfg.class_token() && schedule.protect > 0) {
-      detail::fail(where, "schedule.protect = " + std::to_string(schedule.protect) +
-                              " would always keep the first patches: this model has no class token (Pool::Mean); "
-                              "use protect = 0 (PruneSchedule::video_retrieval(), every_layer(r, depth, 0))");
+      detail::fail(where,
+                   "schedule.protect = {} would always keep the first patches: this model has no class token "
+                   "(Pool::Mean); use protect = 0 (PruneSchedule::video_retrieval(), every_layer(r, depth, 0))",
+                   schedule.protect);
     }
     const std::int64_t N = cfg.tokens(), C = cfg.dim;
     const ModelWeights& w = *weights_;

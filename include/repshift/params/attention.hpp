@@ -5,7 +5,6 @@
 
 #include <cmath>
 #include <cstdint>
-#include <string>
 
 #include "../core/config.hpp"
 #include "../core/error.hpp"
@@ -59,7 +58,7 @@ struct BasicAttentionParams {
     detail::require_positive(where, "head_dim", head_dim);
     detail::checked_extent(where, "qkv", batch, tokens, 3 * heads * head_dim, sizeof(T));
     if (!(scale > 0.0f) || !std::isfinite(scale)) {
-      detail::fail(where, "scale = " + std::to_string(scale) + " must be finite and > 0");
+      detail::fail(where, "scale = {} must be finite and > 0", scale);
     }
   }
 
@@ -76,8 +75,7 @@ struct BasicAttentionParams {
     if (key_lengths) {
       for (std::int64_t b = 0; b < batch; ++b) {
         if (key_lengths[b] < 1 || key_lengths[b] > tokens) {
-          detail::fail(where, "key_lengths[" + std::to_string(b) + "] = " + std::to_string(key_lengths[b]) +
-                                  " is outside [1, tokens = " + std::to_string(tokens) + "]");
+          detail::fail(where, "key_lengths[{}] = {} is outside [1, tokens = {}]", b, key_lengths[b], tokens);
         }
       }
     }

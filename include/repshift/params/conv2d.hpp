@@ -4,7 +4,6 @@
 // (cuda/cudnn_conv.cuh, cuDNN) convolutions.
 
 #include <cstdint>
-#include <string>
 
 #include "../core/error.hpp"
 
@@ -25,9 +24,8 @@ struct Conv2dShape {
     detail::require_positive(where, "height", height);
     detail::require_positive(where, "width", width);
     if (height + 2 * pad < kernel || width + 2 * pad < kernel) {
-      detail::fail(where, "a " + std::to_string(height) + "x" + std::to_string(width) + " map padded by " +
-                              std::to_string(pad) + " is smaller than the " + std::to_string(kernel) + "x" +
-                              std::to_string(kernel) + " kernel");
+      detail::fail(where, "a {}x{} map padded by {} is smaller than the {}x{} kernel", height, width, pad, kernel,
+                   kernel);
     }
     detail::checked_extent(where, "im2col", patch(), out_size(height), out_size(width), sizeof(float));
   }

@@ -3,7 +3,6 @@
 // (cpu/line_prune.hpp) and CUDA (cuda/line_prune.cuh) paths.
 
 #include <cstdint>
-#include <string>
 
 #include "../core/error.hpp"
 
@@ -61,8 +60,7 @@ struct RemoveLinesParams {
     auto check_index = [&](const int* idx, std::int64_t n, std::int64_t limit, const char* name) {
       for (std::int64_t i = 0; i < batch * n; ++i) {
         if (idx[i] < 0 || idx[i] >= limit) {
-          detail::fail(where, std::string(name) + "[" + std::to_string(i) + "] = " + std::to_string(idx[i]) +
-                                  " is outside [0, " + std::to_string(limit) + ")");
+          detail::fail(where, "{}[{}] = {} is outside [0, {})", name, i, idx[i], limit);
         }
       }
     };

@@ -5,7 +5,6 @@
 
 #include <cmath>
 #include <cstdint>
-#include <string>
 
 #include "../core/config.hpp"
 #include "../core/error.hpp"
@@ -41,7 +40,7 @@ struct BasicMergeParams : PackedRows {
   static void check_sizes(const char* where, const float* sizes, std::int64_t count) {
     for (std::int64_t i = 0; i < count; ++i) {
       if (!(sizes[i] > 0.0f) || !std::isfinite(sizes[i])) {
-        detail::fail(where, "sizes[" + std::to_string(i) + "] = " + std::to_string(sizes[i]) + " must be finite and > 0");
+        detail::fail(where, "sizes[{}] = {} must be finite and > 0", i, sizes[i]);
       }
     }
   }
@@ -49,9 +48,10 @@ struct BasicMergeParams : PackedRows {
   // Merge can remove at most |A| tokens of a sample of `tokens`.
   static void check_reachable(const char* where, std::int64_t tokens, std::int64_t keep, std::int64_t protect) {
     if (keep < tokens && keep < min_keep(tokens, protect)) {
-      detail::fail(where, "keep = " + std::to_string(keep) + " merges more tokens than set A holds: with tokens = " +
-                              std::to_string(tokens) + " and protect = " + std::to_string(protect) +
-                              ", Merge needs keep >= " + std::to_string(min_keep(tokens, protect)));
+      detail::fail(where,
+                   "keep = {} merges more tokens than set A holds: with tokens = {} and protect = {}, "
+                   "Merge needs keep >= {}",
+                   keep, tokens, protect, min_keep(tokens, protect));
     }
   }
 
@@ -71,8 +71,7 @@ struct BasicMergeParams : PackedRows {
     detail::require_at_most(where, "keep", keep, "tokens", tokens);
     detail::require_at_most(where, "protect", protect, "keep", keep);
     if (keys_token_stride != 0 && keys_token_stride < key_channels) {
-      detail::fail(where, "keys_token_stride = " + std::to_string(keys_token_stride) + " is smaller than key_channels = " +
-                              std::to_string(key_channels));
+      detail::fail(where, "keys_token_stride = {} is smaller than key_channels = {}", keys_token_stride, key_channels);
     }
     if (!packed()) check_reachable(where, tokens, keep, protect);
     detail::checked_extent(where, "x", batch, tokens, channels, sizeof(T));

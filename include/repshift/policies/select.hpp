@@ -54,7 +54,7 @@ inline int keep_count(int tokens, double keep_ratio, int protect = 0) {
   detail::require_non_negative("keep_count", "protect", protect);
   detail::require_at_most("keep_count", "protect", protect, "tokens", tokens);
   if (!(keep_ratio > 0.0 && keep_ratio <= 1.0)) {
-    detail::fail("keep_count", "keep_ratio = " + std::to_string(keep_ratio) + " must be in (0, 1]");
+    detail::fail("keep_count", "keep_ratio = {} must be in (0, 1]", keep_ratio);
   }
   // The epsilon keeps 0.8 * 200 from flooring to 159 through rounding.
   int keep = int(std::floor(keep_ratio * double(tokens) + 1e-9));
@@ -70,7 +70,7 @@ inline int keep_after_drop(int tokens, double drop_ratio, int protect = 0) {
   detail::require_non_negative("keep_after_drop", "tokens", tokens);
   detail::require_non_negative("keep_after_drop", "protect", protect);
   if (!(drop_ratio >= 0.0 && drop_ratio <= 1.0)) {
-    detail::fail("keep_after_drop", "drop_ratio = " + std::to_string(drop_ratio) + " must be in [0, 1]");
+    detail::fail("keep_after_drop", "drop_ratio = {} must be in [0, 1]", drop_ratio);
   }
   // The epsilon keeps 0.2 * 200 from flooring to 39 through rounding.
   const int drop = int(std::floor(drop_ratio * double(tokens) + 1e-9));
