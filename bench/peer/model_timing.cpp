@@ -6,7 +6,8 @@
 //   model_timing resnet50 BATCH pruned|unpruned SECONDS
 //   model_timing umt_b BATCH flash|map|pruned|attn_pruned SECONDS FRAMES
 //   model_timing attention_rss TOKENS flash|map
-// Prints the median rate over forward passes run for about SECONDS.
+// Prints the median rate over forward passes run for about SECONDS, after
+// 1.5 s of untimed ones (MODEL_TIMING_TRACE=1 adds the rate per half second).
 // _bf16: the dense layers in bfloat16 with f32 accumulation
 // (rs::DenseMath::Bf16; needs AVX512-BF16 or AMX).
 // Pruned: DeiT = the paper's schedule (drop 0.2 at blocks 0, 3, 6: 197 ->
@@ -34,6 +35,8 @@
 #include <string>
 #include <vector>
 
+#include <sys/resource.h>
+
 #include <repshift/models/bert.hpp>
 #include <repshift/models/resnet.hpp>
 #include <repshift/models/video.hpp>
@@ -44,14 +47,65 @@ namespace rs = repshift;
 
 namespace {
 
+// Forwards run for this long before any is timed. Besides scratch allocation,
+// page faults and oneDNN's first-call JIT, it skips most of a slow start of
+// this VM: in some processes (about 1 in 10 here) the two busy threads
+// deliver one thread's throughput from the start for 0.5-4 s, at full CPU
+// time (docs/performance.md, "Noise"; MODEL_TIMING_TRACE=1 shows it). The
+// Python side (vs_pytorch.py's rate) warms up for the same time.
+constexpr double kWarmupSeconds = 1.5;
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+double cpu_seconds() {
+  rusage r{};
+  getrusage(RUSAGE_SELF, &r);
+  return double(r.ru_utime.tv_sec + r.ru_stime.tv_sec) + 1e-6 * double(r.ru_utime.tv_usec + r.ru_stime.tv_usec);
+}
+
+// MODEL_TIMING_TRACE=1: the rate and the process's CPU use (cores busy) in
+// each half second of the run, warm-up included, on stderr.
+struct RateTrace {
+  struct Window { double rate, cores; };
+  bool on = std::getenv("MODEL_TIMING_TRACE") != nullptr;
+  Clock::time_point start = Clock::now(), window_start = start;
+  double window_cpu = cpu_seconds();
+  int window_forwards = 0;
+  std::vector<Window> windows;
+
+  void forward_done(int batch) {
+    if (!on) return;
+    ++window_forwards;
+    const double wall = seconds_since(window_start);
+    if (wall < 0.5) return;
+    const double cpu = cpu_seconds();
+    windows.push_back({batch * window_forwards / wall, (cpu - window_cpu) / wall});
+    window_start = Clock::now(), window_cpu = cpu, window_forwards = 0;
+  }
+  ~RateTrace() {
+    for (std::size_t i = 0; i < windows.size(); ++i) {
+      std::fprintf(stderr, "window %zu (to %.1f s): %.2f /s, %.2f cores busy\n", i, 0.5 * double(i + 1),
+                   windows[i].rate, windows[i].cores);
+    }
+  }
+};
+
 double median_rate(int batch, double budget, const std::function<void()>& forward) {
-  forward();  // warm-up: scratch allocation, page faults
-  std::vector<double> rates;
-  const auto start = std::chrono::steady_clock::now();
-  while (rates.size() < 3 || std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() < budget) {
-    const auto t0 = std::chrono::steady_clock::now();
+  RateTrace trace;
+  const auto warmup = Clock::now();
+  do {
     forward();
-    rates.push_back(batch / std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    trace.forward_done(batch);
+  } while (seconds_since(warmup) < kWarmupSeconds);
+  std::vector<double> rates;
+  const auto start = Clock::now();
+  while (rates.size() < 3 || seconds_since(start) < budget) {
+    const auto t0 = Clock::now();
+    forward();
+    rates.push_back(batch / seconds_since(t0));
+    trace.forward_done(batch);
   }
   std::sort(rates.begin(), rates.end());
   return rates[rates.size() / 2];

