@@ -17,7 +17,9 @@
 #include <cstdint>
 #include <exception>
 #include <string>
+#include <initializer_list>
 #include <tuple>
+#include <unordered_map>
 #include <vector>
 
 #include <repshift/blocks/transformer_block.hpp>
@@ -218,6 +220,43 @@ BlockTensors float_block(const at::Tensor& norm1_w, const at::Tensor& norm1_b, c
            f32(fc2_w, "fc2_w"), f32(fc2_b, "fc2_b")}};
 }
 
+// One thread's block workspace. With oneDNN it keeps packed copies of the
+// dense weights, keyed by address and checked by sampled values
+// (cpu/onednn_linear.hpp). Torch can tell more: an in-place update (an
+// optimizer step, masked rows) bumps a tensor's version counter, so a change
+// of version at a known address drops every packed copy. Weights converted
+// to float32 for the call are fresh copies each time: they are never kept.
+class BlockWorkspace {
+ public:
+  // w: the call's float32 weights; dense: the caller's qkv, proj, fc1 and
+  // fc2 weight tensors, as passed.
+  rs::Workspace<rs::Host>& for_weights(const BlockTensors& w, std::initializer_list<const at::Tensor*> dense) {
+#if defined(REPSHIFT_HAS_ONEDNN)
+    constexpr int kDense[] = {2, 4, 8, 10};  // qkv, proj, fc1, fc2 in BlockTensors
+    bool converted = false, updated = false;
+    int i = 0;
+    for (const at::Tensor* passed : dense) {
+      const at::Tensor& t = w.t[kDense[i++]];
+      converted = converted || !t.is_same(*passed);
+      if (t.is_inference()) continue;  // no version counter: the sampled values are the check
+      const auto [it, added] = versions_.try_emplace(t.data_ptr(), t._version());
+      updated = updated || (!added && it->second != t._version());
+      it->second = t._version();
+    }
+    if (converted || updated) ws_.kept<rs::cpu::DenseLayers>().clear_packed();
+    if (converted || versions_.size() > kMaxTracked) versions_.clear();
+#else
+    (void)w, (void)dense;
+#endif
+    return ws_;
+  }
+
+ private:
+  static constexpr std::size_t kMaxTracked = 4096;
+  rs::Workspace<rs::Host> ws_;
+  std::unordered_map<const void*, std::uint32_t> versions_;  // weight address -> its version when last used
+};
+
 // Views of the twelve float32 tensors of a block (qkv bias may be
 // undefined), shapes checked against C and fc1's hidden width.
 rs::TransformerBlockWeights block_weights(const at::Tensor (&w)[12], int64_t C, int64_t heads, double eps,
@@ -290,7 +329,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> block_forward(
   at::Tensor keep_idx = at::empty({B, keep}, xf.options().dtype(at::kInt));
   at::Tensor out, kept_sizes = at::empty({0}, xf.options());
   at::Tensor sizes_f = sizes && sizes->defined() ? f32(*sizes, "sizes") : at::Tensor();
-  thread_local rs::Workspace<rs::Host> ws;
+  thread_local BlockWorkspace workspaces;
+  auto& ws = workspaces.for_weights(w, {&qkv_w, &proj_w, &fc1_w, &fc2_w});
   refusing([&] {
     with_block(site, importance, compress, post_norm, [&](auto block) {
       using Block = decltype(block);
@@ -346,7 +386,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> block_forward_varlen(
   at::Tensor keep_idx = at::empty({kcu[batch].item<int64_t>()}, xf.options().dtype(at::kInt));
   at::Tensor out_cu = at::empty({batch + 1}, cu.options());
   at::Tensor out = at::empty({total + batch, C}, xf.options());  // room for Fuse's one extra row per sample
-  thread_local rs::Workspace<rs::Host> ws;
+  thread_local BlockWorkspace workspaces;
+  auto& ws = workspaces.for_weights(w, {&qkv_w, &proj_w, &fc1_w, &fc2_w});
   refusing([&] {
     with_block(site, importance, compress, post_norm, [&](auto block) {
       using Block = decltype(block);
