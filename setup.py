@@ -12,7 +12,9 @@ in its include folder, which would shadow Debian's (3.x dropped the 2.x
 operation descriptors the library uses), so a folder holding only a link to
 /usr/include/oneapi goes first on the include path. torch's own oneDNN is
 linked into libtorch_cpu with hidden symbols, so the two never meet."""
+import atexit
 import os
+import shutil
 import tempfile
 
 from setuptools import setup
@@ -29,6 +31,7 @@ def onednn_include_dirs():
     if not HAS_ONEDNN:
         return []
     shim = tempfile.mkdtemp(prefix="repshift-onednn-include-")
+    atexit.register(shutil.rmtree, shim, ignore_errors=True)  # after the build, which runs inside setup()
     os.symlink(ONEDNN_HEADERS, os.path.join(shim, "oneapi"))
     return [shim]
 
