@@ -16,8 +16,8 @@
 
 #include <cstdint>
 #include <exception>
-#include <string>
 #include <initializer_list>
+#include <string>
 #include <tuple>
 #include <unordered_map>
 #include <vector>
