@@ -1,7 +1,10 @@
 // Which CPU GEMM the transformer's dense layers should use, per shape:
 // OpenBLAS's sgemm (y = x W^T, W as stored, packed on every call, C zeroed
 // first) against a oneDNN matmul whose weights were reordered once into
-// the layout it wants (format any), with and without the bias fused.
+// the layout it wants (format any), with and without the bias fused, and
+// a oneDNN matmul reading W as stored ("ba", no reorder): what
+// rs::cpu::DenseLayers runs where oneDNN's matmul is its plain sgemm
+// (below AVX-512; ONEDNN_MAX_CPU_ISA=AVX2 shows it).
 // DeiT-S / DeiT-B layer shapes at batch 1 and 8, unpruned (197 tokens per
 // image) and at the paper schedule's smallest count (102). Run with
 //   --benchmark_repetitions=5 --benchmark_enable_random_interleaving=true
@@ -50,7 +53,7 @@ void BM_OpenBlas(benchmark::State& state) {
   report(state, s);
 }
 
-void onednn(benchmark::State& state, bool with_bias) {
+void onednn(benchmark::State& state, bool with_bias, bool stored_layout = false) {
   using dnnl::memory;
   using tag = memory::format_tag;
   const Shape s = shape_of(state);
@@ -64,8 +67,9 @@ void onednn(benchmark::State& state, bool with_bias) {
   const memory::desc weights_as_stored({s.in, s.out}, memory::data_type::f32, tag::ba);  // W [out, in] = W^T in "ba"
   const memory::desc weights_any({s.in, s.out}, memory::data_type::f32, tag::any);
   const memory::desc bias_md({1, s.out}, memory::data_type::f32, tag::ab);
-  const dnnl::matmul::primitive_desc pd(
-      dnnl::matmul::desc(src, weights_any, with_bias ? bias_md : memory::desc(), dst), engine);
+  const dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(src, stored_layout ? weights_as_stored : weights_any,
+                                                           with_bias ? bias_md : memory::desc(), dst),
+                                        engine);
   memory stored(weights_as_stored, engine, const_cast<float*>(w.data()));
   memory packed(pd.weights_desc(), engine);
   dnnl::reorder(stored, packed).execute(stream, stored, packed);  // once, as at model load
@@ -84,6 +88,7 @@ void onednn(benchmark::State& state, bool with_bias) {
 
 void BM_OneDnnPacked(benchmark::State& state) { onednn(state, false); }
 void BM_OneDnnPackedBias(benchmark::State& state) { onednn(state, true); }
+void BM_OneDnnStored(benchmark::State& state) { onednn(state, false, true); }
 
 void shapes(benchmark::internal::Benchmark* b) {
   for (int dim : {384, 768}) {
@@ -102,4 +107,5 @@ void shapes(benchmark::internal::Benchmark* b) {
 BENCHMARK(BM_OpenBlas)->Apply(shapes);
 BENCHMARK(BM_OneDnnPacked)->Apply(shapes);
 BENCHMARK(BM_OneDnnPackedBias)->Apply(shapes);
+BENCHMARK(BM_OneDnnStored)->Apply(shapes);
 BENCHMARK_MAIN();

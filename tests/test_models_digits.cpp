@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -131,6 +132,73 @@ TEST(DenseMathBf16, RefusedWithoutNativeSupport) {
   } catch (const rs::InvalidArgument& e) {
     EXPECT_NE(std::string(e.what()).find("dense_math = bf16 needs a CPU with AVX512-BF16 or AMX"), std::string::npos)
         << e.what();
+  }
+}
+#endif
+
+#if defined(REPSHIFT_HAS_ONEDNN)
+namespace {
+
+double gelu_erf(double v) { return 0.5 * v * (1.0 + std::erf(v / std::sqrt(2.0))); }
+
+// y = [GELU](x W^T + bias) in double, x's rows ldx apart, W [n, k].
+std::vector<double> linear_reference(const std::vector<float>& x, std::int64_t ldx, std::int64_t rows, std::int64_t k,
+                                     const std::vector<float>& w, const float* bias, std::int64_t n, bool gelu) {
+  std::vector<double> y(std::size_t(rows * n));
+  for (std::int64_t r = 0; r < rows; ++r) {
+    for (std::int64_t o = 0; o < n; ++o) {
+      double acc = bias ? bias[o] : 0.0;
+      for (std::int64_t i = 0; i < k; ++i) acc += double(x[std::size_t(r * ldx + i)]) * w[std::size_t(o * k + i)];
+      y[std::size_t(r * n + o)] = gelu ? gelu_erf(acc) : acc;
+    }
+  }
+  return y;
+}
+
+std::vector<float> uniform(std::size_t count, unsigned seed) {
+  std::vector<float> v(count);
+  std::uint32_t state = seed * 2654435761u + 1;
+  for (auto& e : v) {
+    state = state * 1664525u + 1013904223u;
+    e = float(state >> 8) / float(1u << 24) - 0.5f;
+  }
+  return v;
+}
+
+}  // namespace
+
+// Whatever layout oneDNN's matmul reads the weights in (packed on
+// AVX-512; W as stored where its matmul is the plain sgemm: ctest runs
+// this again under ONEDNN_MAX_CPU_ISA=AVX2), the dense layers match a
+// double reference, with and without bias and GELU, for strided rows, and
+// follow weights rewritten in place.
+TEST(DenseLayers, MatchDoubleReferenceInEveryLayout) {
+  struct Shape {
+    std::int64_t rows, k, n, ldx;
+  };
+  rs::cpu::DenseLayers dense;
+  for (const Shape s : {Shape{1, 7, 5, 7}, Shape{33, 64, 48, 80}, Shape{197, 384, 1536, 384}, Shape{102, 96, 24, 100}}) {
+    const auto x = uniform(std::size_t(s.rows * s.ldx), 1);
+    auto w = uniform(std::size_t(s.n * s.k), 2);
+    const auto bias = uniform(std::size_t(s.n), 3);
+    std::vector<float> y(std::size_t(s.rows * s.n));
+    for (int pass = 0; pass < 2; ++pass) {
+      if (pass == 1) {
+        for (auto& e : w) e = 0.5f - e;  // in place: the next calls must see it
+      }
+      for (const bool with_bias : {false, true}) {
+        for (const bool gelu : {false, true}) {
+          const float* b = with_bias ? bias.data() : nullptr;
+          dense.linear(rs::DenseMath::F32, x.data(), s.ldx, s.rows, s.k, w.data(), b, s.n, y.data(), gelu);
+          const auto ref = linear_reference(x, s.ldx, s.rows, s.k, w, b, s.n, gelu);
+          double worst = 0;
+          for (std::size_t i = 0; i < y.size(); ++i) worst = std::max(worst, std::abs(y[i] - ref[i]));
+          EXPECT_LE(worst, 2e-6 * std::sqrt(double(s.k)))
+              << "rows " << s.rows << " k " << s.k << " n " << s.n << " bias " << with_bias << " gelu " << gelu
+              << " pass " << pass << " (oneDNN ISA " << rs::cpu::DenseLayers::isa_name() << ")";
+        }
+      }
+    }
   }
 }
 #endif

@@ -101,9 +101,9 @@ struct CnnBlockArgs {
 
 template <class Site, class Importance, class Compress, class Norm>
 struct Block<policies::CnnRows, Site, Importance, Compress, Norm> {
-  static_assert(std::is_same_v<Site, policies::BlockOutput>,
+  static_assert(Site::operands == ScoreOperands::OutputVsBlockInput,
                 "Block<CnnRows>: Site must be BlockOutput (the shift of the whole bottleneck, per pixel)");
-  static_assert(std::is_same_v<Compress, policies::Prune>,
+  static_assert(Compress::extra_tokens == 0 && !Compress::tracks_sizes,
                 "Block<CnnRows>: Compress must be Prune (whole rows and columns are removed)");
   static_assert(policies::is_metric_v<Importance>, "Block<CnnRows>: Importance must be a shift metric or TokenNorm");
 

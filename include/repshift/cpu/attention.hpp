@@ -56,14 +56,14 @@ static_assert(kBlockK % (detail::kTileVecs * kVec) == 0, "key block must be whol
 
 namespace detail {
 
-// Scratch for one (sample, head) task: K^T and V of the whole sequence
-// (bias added, prepared once and reused by every query block) and one
+// Scratch for one (sample, head) task: Q, K^T and V of the whole sequence
+// (bias added, prepared in one pass and reused by every block) and one
 // query block's state. O(N x head_dim) floats, never N x N.
 struct FlashScratch {
   std::int64_t head_dim, head_dim_padded;
   float* kt;     // [key blocks][Dh][kBlockK]: each key block's K^T contiguous, zero past N
   float* v;      // [N][Dh padded to whole vectors], zero past Dh
-  float* q;      // [kBlockQ][Dh], pre-scaled
+  float* q;      // [N][Dh], pre-scaled
   float* o;      // [kBlockQ][Dh padded]
   float* s;      // [kBlockQ][kBlockK]: scores, then probabilities
   float* m;      // [kBlockQ] running max
@@ -74,13 +74,13 @@ struct FlashScratch {
   static std::int64_t vectors(std::int64_t dh) { return (dh + kVec - 1) / kVec; }
   static std::int64_t floats(std::int64_t n, std::int64_t dh) {
     const std::int64_t dp = vectors(dh) * kVec;
-    return dh * keys_padded(n) + n * dp + kBlockQ * (dh + dp + kBlockK + kVec + 2) + keys_padded(n);
+    return dh * keys_padded(n) + n * (dp + dh) + kBlockQ * (dp + kBlockK + kVec + 2) + keys_padded(n);
   }
   FlashScratch(float* base, std::int64_t n, std::int64_t dh) : head_dim(dh), head_dim_padded(vectors(dh) * kVec) {
     kt = base;
     v = kt + dh * keys_padded(n);
     q = v + n * head_dim_padded;
-    o = q + kBlockQ * dh;
+    o = q + n * dh;
     s = o + kBlockQ * head_dim_padded;
     m = s + kBlockQ * kBlockK;
     l = m + kBlockQ;
@@ -148,7 +148,35 @@ inline void flash_head(const AttentionParams& p, std::int64_t b, std::int64_t h,
   const float* qb = qkv_bias_row(p, 0, h);
   const float* kb = qkv_bias_row(p, 1, h);
   const float* vb = qkv_bias_row(p, 2, h);
-  for (std::int64_t n = 0; n < keys; ++n) {
+  // One pass over the sample's tokens. A token's q/k/v rows lie 3 x heads x
+  // head_dim floats apart, more than a page at DeiT-S's 1152, so the
+  // hardware prefetchers do not follow them: the rows a few tokens ahead
+  // are prefetched here (measured 1.1x on the whole kernel, AVX2).
+  const std::int64_t queries = p.queries(b), tokens = std::max(queries, keys);
+  const std::int64_t row_bytes = dh * std::int64_t(sizeof(float));
+  auto prefetch = [&](const float* row, bool for_write = false) {
+    for (std::int64_t off = 0; off < row_bytes; off += 64) {
+      const char* line = reinterpret_cast<const char*>(row) + off;
+      if (for_write) {
+        __builtin_prefetch(line, 1);
+      } else {
+        __builtin_prefetch(line);
+      }
+    }
+  };
+  constexpr std::int64_t kAhead = 4;
+  for (std::int64_t n = 0; n < tokens; ++n) {
+    if (n + kAhead < queries) prefetch(qkv_row(p, b, n + kAhead, 0, h));
+    if (n + kAhead < keys) {
+      prefetch(qkv_row(p, b, n + kAhead, 1, h));
+      prefetch(qkv_row(p, b, n + kAhead, 2, h));
+    }
+    if (n < queries) {
+      const float* qs = qkv_row(p, b, n, 0, h);
+      float* qd = w.q + n * dh;
+      for (std::int64_t d = 0; d < dh; ++d) qd[d] = (qs[d] + (qb ? qb[d] : 0.0f)) * p.scale;
+    }
+    if (n >= keys) continue;
     const float* ks = qkv_row(p, b, n, 1, h);
     const float* vs = qkv_row(p, b, n, 2, h);
     float* kt = w.kt + (n / kBlockK) * dh * kBlockK + n % kBlockK;
@@ -170,28 +198,27 @@ inline void flash_head(const AttentionParams& p, std::int64_t b, std::int64_t h,
     std::fill(w.bias + keys, w.bias + FlashScratch::keys_padded(keys), 0.0f);
   }
 
-  const std::int64_t queries = p.queries(b);
   for (std::int64_t q0 = 0; q0 < queries; q0 += kBlockQ) {
     const int rows = int(std::min<std::int64_t>(kBlockQ, queries - q0));
+    const float* q = w.q + q0 * dh;
     for (int r = 0; r < rows; ++r) {
-      const float* src = qkv_row(p, b, q0 + r, 0, h);
-      float* dst = w.q + r * dh;
-      for (std::int64_t d = 0; d < dh; ++d) dst[d] = (src[d] + (qb ? qb[d] : 0.0f)) * p.scale;
       w.m[r] = -INFINITY;
       storev(w.l + r * kVec, vfloat{});
     }
     for (std::int64_t k0 = 0; k0 < keys; k0 += kBlockK) {
       const int cols = int(std::min<std::int64_t>(kBlockK, keys - k0));
       // Score columns past the last key are skipped, whole vectors at a time.
-      gemm_tiled(rows, FlashScratch::vectors(cols), dh, w.q, dh, w.kt + k0 * dh, kBlockK, w.s, kBlockK, nullptr);
+      gemm_tiled(rows, FlashScratch::vectors(cols), dh, q, dh, w.kt + k0 * dh, kBlockK, w.s, kBlockK, nullptr);
       const float* bias = p.key_bias ? w.bias + k0 : nullptr;
       online_softmax_block(w.s, rows, bias, cols, w.m, w.l, w.alpha);
       // The first block overwrites o, so it needs no zeroing.
       gemm_tiled(rows, dp / kVec, cols, w.s, kBlockK, w.v + k0 * dp, dp, w.o, dp, k0 == 0 ? nullptr : w.alpha);
     }
+    float* out = p.out + p.out_offset(b) + q0 * p.out_token_stride + h * dh;
     for (int r = 0; r < rows; ++r) {
+      if (r + kAhead < rows) prefetch(out + (r + kAhead) * p.out_token_stride, /*for_write=*/true);
       const float inv = 1.0f / hsum(loadv(w.l + r * kVec));
-      float* dst = p.out + p.out_offset(b) + (q0 + r) * p.out_token_stride + h * dh;
+      float* dst = out + r * p.out_token_stride;
       const float* o = w.o + r * dp;
       for (std::int64_t d = 0; d < dh; ++d) dst[d] = o[d] * inv;
     }

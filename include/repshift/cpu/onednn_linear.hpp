@@ -8,7 +8,9 @@
 // and kept, and the bias rides in the matmul. Measured side by side at
 // every DeiT-S/B layer shape (bench/bench_linear_onednn.cpp, 2 threads,
 // AVX-512): 196-223 GFLOP/s against OpenBLAS's 106-191, 1.1-1.9x, most at
-// batch 1 and on pruned row counts.
+// batch 1 and on pruned row counts. Below AVX-512 oneDNN's matmul packs
+// nothing and reads W as stored (plan_for): 0.95-1.56x OpenBLAS, faster at
+// 29 of the 32 shapes (AVX2).
 //
 // rs::cpu::DenseLayers is one workspace's state (a Workspace keeps one:
 // Backend<Host>::Context points to it): primitives per shape, packed
@@ -84,7 +86,7 @@ class DenseLayers {
     }
     if (rows == 0) return;
     Plan& plan = plan_for(math, rows, k, n, ldx, bias != nullptr, gelu);
-    const dnnl::memory& weights = packed(plan, w, k, n);
+    const dnnl::memory weights = weights_for(plan, w, k, n);
     dnnl::memory src(plan.src, engine_, const_cast<float*>(x));
     if (plan.rounded) {  // x -> bfloat16, into the plan's buffer
       plan.round.execute(stream_, src, plan.rounded);
@@ -148,7 +150,16 @@ class DenseLayers {
       ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_gelu_erf, 0.0f, 0.0f);
       attr.set_post_ops(ops);
     }
-    const dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(operand_src, weights_any, bias, dst), attr, engine_);
+    dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(operand_src, weights_any, bias, dst), attr, engine_);
+    // Below AVX-512, oneDNN's matmul is its plain sgemm ("gemm:jit"), which
+    // packs nothing ahead and picks W^T row-major for "any": there W as
+    // stored ([n, k], i.e. W^T in "ba") runs 0.94-1.98x as fast at the DeiT
+    // shapes, 1.1x in the geometric mean, and needs no copy
+    // (bench_linear_onednn under ONEDNN_MAX_CPU_ISA=AVX2).
+    if (math == DenseMath::F32 && std::string(pd.impl_info_str()).rfind("gemm", 0) == 0) {
+      pd = dnnl::matmul::primitive_desc(dnnl::matmul::desc(operand_src, stored_weights(k, n), bias, dst), attr,
+                                        engine_);
+    }
     Plan plan{src, dst, bias, pd.weights_desc(), dnnl::matmul(pd), dnnl::memory(pd.scratchpad_desc(), engine_), {}, {}};
     if (math == DenseMath::Bf16) {
       plan.rounded = dnnl::memory(operand_src, engine_);
@@ -157,9 +168,19 @@ class DenseLayers {
     return plans_.emplace(key, std::move(plan)).first->second;
   }
 
-  // W [n, k] row-major is W^T [k, n] in "ba" order: one reorder per
-  // layout a plan wants (row counts may pick different ones), all dropped
-  // when the sampled values change.
+  // W [n, k] row-major is W^T [k, n] in "ba" order.
+  static dnnl::memory::desc stored_weights(std::int64_t k, std::int64_t n) {
+    return dnnl::memory::desc({k, n}, dnnl::memory::data_type::f32, dnnl::memory::format_tag::ba);
+  }
+
+  // The weights in the layout the plan wants: W itself where that is the
+  // stored layout, else one reorder per layout (row counts may pick
+  // different ones), all dropped when the sampled values change.
+  dnnl::memory weights_for(const Plan& plan, const float* w, std::int64_t k, std::int64_t n) {
+    const dnnl::memory::desc stored = stored_weights(k, n);
+    if (plan.weights == stored) return dnnl::memory(stored, engine_, const_cast<float*>(w));
+    return packed(plan, w, k, n);
+  }
   const dnnl::memory& packed(const Plan& plan, const float* w, std::int64_t k, std::int64_t n) {
     const Probe probe = probe_of(w, k * n);
     // A safety net for callers that pass ever new weight buffers: the
@@ -170,8 +191,7 @@ class DenseLayers {
     for (const Packed& p : layouts) {
       if (p.desc == plan.weights) return p.memory;
     }
-    const dnnl::memory::desc stored({k, n}, dnnl::memory::data_type::f32, dnnl::memory::format_tag::ba);
-    dnnl::memory source(stored, engine_, const_cast<float*>(w));
+    dnnl::memory source(stored_weights(k, n), engine_, const_cast<float*>(w));
     dnnl::memory target(plan.weights, engine_);
     dnnl::reorder(source, target).execute(stream_, source, target);
     stream_.wait();
