@@ -2,7 +2,7 @@
 """repshift vs PyTorch on the same CPU, same threads, interleaved rounds, one
 invocation:
 
-    python3 bench/peer/vs_pytorch.py build/release/bench/model_timing [OUT.md] [--models=deit_s,resnet50,...] [--bf16] [--avx2] [--rounds=3]
+    python3 bench/peer/vs_pytorch.py build/release/bench/model_timing [OUT.md] [--models=deit_s,resnet50,...] [--batches=1,8] [--bf16] [--avx2] [--rounds=3]
 
 DeiT-S/B: timm's deit_small/base_patch16_224 (random weights, no download),
 batch 1, 8, 64. MiniLM: Hugging Face transformers' BertModel with SDPA
@@ -152,7 +152,8 @@ def main():
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
     bf16 = "--bf16" in sys.argv
     only = next((a.split("=", 1)[1].split(",") for a in sys.argv[1:] if a.startswith("--models=")), None)
-    configs = [c for c in CONFIGS if only is None or c[0] in only]
+    batches = next((a.split("=", 1)[1].split(",") for a in sys.argv[1:] if a.startswith("--batches=")), None)
+    configs = [c for c in CONFIGS if (only is None or c[0] in only) and (batches is None or str(c[1]) in batches)]
     rounds = next((int(a.split("=", 1)[1]) for a in sys.argv[1:] if a.startswith("--rounds=")), ROUNDS)
     binary, out_md = args[0], (args[1] if len(args) > 1 else None)
     mdir = minilm_dir()
