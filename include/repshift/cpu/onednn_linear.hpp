@@ -9,8 +9,8 @@
 // every DeiT-S/B layer shape (bench/bench_linear_onednn.cpp, 2 threads,
 // AVX-512): 196-223 GFLOP/s against OpenBLAS's 106-191, 1.1-1.9x, most at
 // batch 1 and on pruned row counts. Below AVX-512 oneDNN's matmul packs
-// nothing and reads W as stored (plan_for): 0.95-1.56x OpenBLAS, faster at
-// 29 of the 32 shapes (AVX2).
+// nothing and reads W as stored (plan_for): 1.00-1.50x OpenBLAS at the
+// same 32 shapes (AVX2).
 //
 // rs::cpu::DenseLayers is one workspace's state (a Workspace keeps one:
 // Backend<Host>::Context points to it): primitives per shape, packed
@@ -153,9 +153,9 @@ class DenseLayers {
     dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(operand_src, weights_any, bias, dst), attr, engine_);
     // Below AVX-512, oneDNN's matmul is its plain sgemm ("gemm:jit"), which
     // packs nothing ahead and picks W^T row-major for "any": there W as
-    // stored ([n, k], i.e. W^T in "ba") runs 0.94-1.98x as fast at the DeiT
-    // shapes, 1.1x in the geometric mean, and needs no copy
-    // (bench_linear_onednn under ONEDNN_MAX_CPU_ISA=AVX2).
+    // stored ([n, k], i.e. W^T in "ba") runs 0.92-1.73x as fast at the DeiT
+    // shapes, 1.13x in the geometric mean, and needs no copy
+    // (bench/results/cpu_linear_onednn_avx2_2026-12-03.json).
     if (math == DenseMath::F32 && std::string(pd.impl_info_str()).rfind("gemm", 0) == 0) {
       pd = dnnl::matmul::primitive_desc(dnnl::matmul::desc(operand_src, stored_weights(k, n), bias, dst), attr,
                                         engine_);
