@@ -16,6 +16,8 @@
 
 #include <repshift/models/vit.hpp>
 
+#include "reference_transformer.hpp"
+
 namespace rs = repshift;
 
 namespace {
@@ -139,8 +141,6 @@ TEST(DenseMathBf16, RefusedWithoutNativeSupport) {
 #if defined(REPSHIFT_HAS_ONEDNN)
 namespace {
 
-double gelu_erf(double v) { return 0.5 * v * (1.0 + std::erf(v / std::sqrt(2.0))); }
-
 // y = [GELU](x W^T + bias) in double, x's rows ldx apart, W [n, k].
 std::vector<double> linear_reference(const std::vector<float>& x, std::int64_t ldx, std::int64_t rows, std::int64_t k,
                                      const std::vector<float>& w, const float* bias, std::int64_t n, bool gelu) {
@@ -149,20 +149,10 @@ std::vector<double> linear_reference(const std::vector<float>& x, std::int64_t l
     for (std::int64_t o = 0; o < n; ++o) {
       double acc = bias ? bias[o] : 0.0;
       for (std::int64_t i = 0; i < k; ++i) acc += double(x[std::size_t(r * ldx + i)]) * w[std::size_t(o * k + i)];
-      y[std::size_t(r * n + o)] = gelu ? gelu_erf(acc) : acc;
+      y[std::size_t(r * n + o)] = gelu ? ref::gelu(acc) : acc;
     }
   }
   return y;
-}
-
-std::vector<float> uniform(std::size_t count, unsigned seed) {
-  std::vector<float> v(count);
-  std::uint32_t state = seed * 2654435761u + 1;
-  for (auto& e : v) {
-    state = state * 1664525u + 1013904223u;
-    e = float(state >> 8) / float(1u << 24) - 0.5f;
-  }
-  return v;
 }
 
 }  // namespace
@@ -178,9 +168,9 @@ TEST(DenseLayers, MatchDoubleReferenceInEveryLayout) {
   };
   rs::cpu::DenseLayers dense;
   for (const Shape s : {Shape{1, 7, 5, 7}, Shape{33, 64, 48, 80}, Shape{197, 384, 1536, 384}, Shape{102, 96, 24, 100}}) {
-    const auto x = uniform(std::size_t(s.rows * s.ldx), 1);
-    auto w = uniform(std::size_t(s.n * s.k), 2);
-    const auto bias = uniform(std::size_t(s.n), 3);
+    const auto x = ref::random_floats(std::size_t(s.rows * s.ldx), 1, -0.5f, 0.5f);
+    auto w = ref::random_floats(std::size_t(s.n * s.k), 2, -0.5f, 0.5f);
+    const auto bias = ref::random_floats(std::size_t(s.n), 3, -0.5f, 0.5f);
     std::vector<float> y(std::size_t(s.rows * s.n));
     for (int pass = 0; pass < 2; ++pass) {
       if (pass == 1) {
