@@ -7,15 +7,19 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include <array>
+#include <cmath>
 #include <cstring>
 #include <limits>
 #include <random>
 #include <vector>
 
 #include <repshift/cuda.hpp>
+#include <repshift/cuda/epilogue.cuh>
 
 #include "cuda_test_support.cuh"
 #include "reference.hpp"
+#include "reference_transformer.hpp"
 #include "test_support.hpp"
 
 namespace rs = repshift;
@@ -173,4 +177,182 @@ TEST(CudaGatherTokens, BitIdenticalToHostAndReportsBadIndices) {
   rs::Cuda exec{nullptr, status.data()};
   rs::gather_tokens(exec, dx.data(), di.data(), dout.data(), 2, 4, 2, 8);
   expect_refused([&] { rs::cuda::throw_if_status(exec); }, {"keep_idx[0, 1] = 7"});
+}
+
+// ---- row kernels: register rows and scalar rows ------------------------------
+// The residual epilogue, LayerNorm, RMSNorm and bias+GELU against double
+// references on the same (storage-rounded) inputs. The channel counts and
+// a one-element pointer offset send each kernel down both paths: register
+// rows (16-byte aligned, whole vectors, <= 1024 channels, the last lane
+// partly empty at 40 or 1000) and scalar rows (misaligned, 20 halves, 1100).
+
+namespace {
+
+template <class T>
+class CudaRowKernels : public ::testing::Test {};
+using RowTypes = ::testing::Types<float, __half, __nv_bfloat16>;
+struct RowTypeNames {
+  template <class T>
+  static std::string GetName(int) { return type_name<T>(); }
+};
+TYPED_TEST_SUITE(CudaRowKernels, RowTypes, RowTypeNames);
+
+template <class T>
+constexpr double row_tolerance() {
+  if constexpr (std::is_same_v<T, float>) return 1e-5;
+  if constexpr (std::is_same_v<T, __half>) return 4e-3;
+  return 3e-2;
+}
+
+template <class T>
+double round_to(double x) {
+  return rs::cuda::storage_to_float(rs::cuda::storage_from_float<T>(float(x)));
+}
+
+// A device operand `offset` elements into its buffer (offset 1: misaligned).
+template <class T>
+struct Operand {
+  std::vector<float> host;  // rounded to T
+  rs::cuda::DeviceBuffer<T> device;
+  int offset;
+  Operand(std::size_t n, std::uint32_t seed, int off) : host(rounded<T>(ref::random_floats(n, seed))), offset(off) {
+    std::vector<float> padded(std::size_t(off), 0.0f);
+    padded.insert(padded.end(), host.begin(), host.end());
+    device.upload(padded);
+  }
+  T* data() { return device.data() + offset; }
+  std::vector<float> download() const {
+    const auto all = device.download(host.size() + std::size_t(offset));
+    return {all.begin() + offset, all.end()};
+  }
+};
+
+std::vector<double> layer_norm_row(const double* x, int C, const float* g, const float* b, double eps) {
+  double mean = 0, var = 0;
+  for (int c = 0; c < C; ++c) mean += x[c];
+  mean /= C;
+  for (int c = 0; c < C; ++c) var += (x[c] - mean) * (x[c] - mean);
+  const double inv = 1.0 / std::sqrt(var / C + eps);
+  std::vector<double> y(static_cast<std::size_t>(C));
+  for (int c = 0; c < C; ++c) y[std::size_t(c)] = (x[c] - mean) * inv * g[c] + b[c];
+  return y;
+}
+
+constexpr int kRows = 37;  // not a whole number of CTAs
+const std::vector<std::array<int, 2>> kRowCases = {  // {channels, pointer offset}
+    {8, 0}, {40, 0}, {384, 0}, {1000, 0}, {1024, 0}, {20, 0}, {1100, 0}, {384, 1}};
+
+template <class M, rs::ScoreOperands Score, bool PostLN, class T>
+void check_residual(ref::Metric metric, bool ln_out, bool bias) {
+  for (auto [C, off] : kRowCases) {
+    SCOPED_TRACE("channels " + std::to_string(C) + " offset " + std::to_string(off));
+    const std::size_t n = std::size_t(kRows) * C;
+    Operand<T> branch(n, 1, off), residual(n, 2, off), block_input(n, 3, off), out(n, 4, off), ln(n, 5, off);
+    Operand<T> b(std::size_t(C), 6, off), gamma(std::size_t(C), 7, off), beta(std::size_t(C), 8, off);
+    rs::cuda::DeviceBuffer<float> scores(kRows);
+    rs::ResidualRows<T> e;
+    e.branch = branch.data();
+    e.bias = bias ? b.data() : nullptr;
+    e.residual = residual.data();
+    e.out = out.data();
+    e.block_input = block_input.data();
+    e.ln_out = ln_out ? ln.data() : nullptr;
+    e.ln_next = e.ln_post = {gamma.data(), beta.data(), 1e-6f};
+    e.scores = scores.data();
+    e.rows = kRows;
+    e.channels = C;
+    rs::cuda_detail::residual_epilogue<M, Score, PostLN, T>(rs::Cuda{}, e);
+
+    std::vector<float> want_out(n), want_ln(n), want_scores(kRows);
+    for (int r = 0; r < kRows; ++r) {
+      const auto row_len = static_cast<std::size_t>(C);
+      std::vector<double> br(row_len), res(row_len), sum(row_len), y(row_len);
+      for (int c = 0; c < C; ++c) {
+        const std::size_t i = std::size_t(r) * C + c;
+        br[std::size_t(c)] = double(branch.host[i]) + (bias ? b.host[std::size_t(c)] : 0.0);
+        res[std::size_t(c)] = residual.host[i];
+        sum[std::size_t(c)] = res[std::size_t(c)] + br[std::size_t(c)];
+      }
+      if (PostLN) {
+        y = layer_norm_row(sum.data(), C, gamma.host.data(), beta.host.data(), 1e-6);
+        for (auto& v : y) v = round_to<T>(v);
+      } else {
+        for (int c = 0; c < C; ++c) y[std::size_t(c)] = round_to<T>(sum[std::size_t(c)]);
+        const auto l = layer_norm_row(y.data(), C, gamma.host.data(), beta.host.data(), 1e-6);
+        for (int c = 0; c < C; ++c) want_ln[std::size_t(r) * C + c] = float(l[std::size_t(c)]);
+      }
+      for (int c = 0; c < C; ++c) want_out[std::size_t(r) * C + c] = float(y[std::size_t(c)]);
+      std::vector<double> input(block_input.host.begin() + std::ptrdiff_t(r) * C,
+                                block_input.host.begin() + std::ptrdiff_t(r + 1) * C);
+      if (Score == rs::ScoreOperands::BranchVsResidual) want_scores[std::size_t(r)] = float(ref::score(metric, br.data(), res.data(), C));
+      if (Score == rs::ScoreOperands::SumVsResidual) want_scores[std::size_t(r)] = float(ref::score(metric, sum.data(), res.data(), C));
+      if (Score == rs::ScoreOperands::OutputVsBlockInput) want_scores[std::size_t(r)] = float(ref::score(metric, y.data(), input.data(), C));
+    }
+    expect_close(out.download(), want_out, row_tolerance<T>(), "out");
+    if (ln_out) expect_close(ln.download(), want_ln, row_tolerance<T>(), "ln_out");
+    if (Score != rs::ScoreOperands::None) expect_close(scores.download(kRows), want_scores, row_tolerance<T>(), "scores");
+  }
+}
+
+}  // namespace
+
+TYPED_TEST(CudaRowKernels, ResidualEpilogueMatchesDoubleReference) {
+  REQUIRE_DEVICE();
+  using T = TypeParam;
+  namespace Pol = rs::policies;
+  using S = rs::ScoreOperands;
+  check_residual<Pol::L2, S::BranchVsResidual, false, T>(ref::Metric::L2, true, false);
+  check_residual<Pol::L1, S::SumVsResidual, false, T>(ref::Metric::L1, false, true);
+  check_residual<Pol::Cosine, S::OutputVsBlockInput, true, T>(ref::Metric::Cosine, false, true);
+  check_residual<Pol::L2, S::OutputVsBlockInput, false, T>(ref::Metric::L2, true, false);
+  check_residual<Pol::L2, S::None, true, T>(ref::Metric::L2, false, false);
+}
+
+TYPED_TEST(CudaRowKernels, NormsAndGeluMatchDoubleReference) {
+  REQUIRE_DEVICE();
+  using T = TypeParam;
+  for (auto [C, off] : kRowCases) {
+    SCOPED_TRACE("channels " + std::to_string(C) + " offset " + std::to_string(off));
+    const std::size_t n = std::size_t(kRows) * C;
+    // LayerNorm of every third row of a [3 kRows, C] buffer, in place.
+    Operand<T> x(3 * n, 1, off), gamma(std::size_t(C), 2, off), beta(std::size_t(C), 3, off);
+    rs::cuda_detail::layer_norm_rows<T>(rs::Cuda{}, x.data(), 3 * C, x.data(), 3 * C, kRows, C,
+                                        {gamma.data(), beta.data(), 1e-5f});
+    std::vector<float> want = x.host;
+    for (int r = 0; r < kRows; ++r) {
+      std::vector<double> row(x.host.begin() + std::ptrdiff_t(r) * 3 * C, x.host.begin() + std::ptrdiff_t(r) * 3 * C + C);
+      const auto y = layer_norm_row(row.data(), C, gamma.host.data(), beta.host.data(), 1e-5);
+      for (int c = 0; c < C; ++c) want[std::size_t(r) * 3 * C + c] = float(y[std::size_t(c)]);
+    }
+    expect_close(x.download(), want, row_tolerance<T>(), "layer_norm_rows");
+
+    // RMSNorm of one picked token per sample of [kRows, 5, C].
+    const int tokens = 5;
+    Operand<T> src(n * tokens, 4, off), dst(n, 5, off);
+    std::vector<int> pick(kRows);
+    for (int r = 0; r < kRows; ++r) pick[std::size_t(r)] = (r * 3) % tokens;
+    auto dpick = device_copy(pick);
+    rs::cuda_detail::rms_norm_rows<T>(rs::Cuda{}, src.data(), dst.data(), kRows, C, gamma.data(), 1e-5f, dpick.data(),
+                                      tokens);
+    std::vector<float> want_rms(n);
+    for (int r = 0; r < kRows; ++r) {
+      const float* row = src.host.data() + (std::size_t(r) * tokens + std::size_t(pick[std::size_t(r)])) * C;
+      double sq = 0;
+      for (int c = 0; c < C; ++c) sq += double(row[c]) * row[c];
+      const double inv = 1.0 / std::sqrt(sq / C + 1e-5);
+      for (int c = 0; c < C; ++c) want_rms[std::size_t(r) * C + c] = float(row[c] * inv * gamma.host[std::size_t(c)]);
+    }
+    expect_close(dst.download(), want_rms, row_tolerance<T>(), "rms_norm_rows");
+
+    // GELU(h + bias), with and without the bias.
+    for (bool with_bias : {true, false}) {
+      Operand<T> h(n, 6, off), bias(std::size_t(C), 7, off);
+      rs::cuda_detail::bias_gelu<T>(rs::Cuda{}, h.data(), kRows, C, with_bias ? bias.data() : nullptr);
+      std::vector<float> want_h(n);
+      for (std::size_t i = 0; i < n; ++i) {
+        want_h[i] = float(ref::gelu(double(h.host[i]) + (with_bias ? bias.host[i % std::size_t(C)] : 0.0)));
+      }
+      expect_close(h.download(), want_h, row_tolerance<T>(), with_bias ? "bias_gelu" : "gelu");
+    }
+  }
 }

@@ -41,6 +41,25 @@ TEST(CudaTiling, LaunchGridsAndVectorEligibility) {
   EXPECT_FALSE(T::rows_vectorisable<repshift::bf16>(0, 12, 24, 12));
 }
 
+// The register-row kernels: aligned rows of whole vectors, at most 1024
+// channels, in every storage type; 32 floats a lane.
+TEST(CudaTiling, WarpRowEligibility) {
+  EXPECT_EQ(T::kWarpRowSlots<float> * T::kVectorElems<float>, T::kWarpRowFloats);
+  EXPECT_EQ(T::kWarpRowSlots<repshift::half> * T::kVectorElems<repshift::half>, T::kWarpRowFloats);
+  for (std::int64_t c : {4, 192, 384, 768, 1024}) EXPECT_TRUE(T::warp_row_fits<float>(c, 256, c)) << c;
+  for (std::int64_t c : {8, 384, 1024}) EXPECT_TRUE(T::warp_row_fits<repshift::bf16>(c, 512, c)) << c;
+  EXPECT_FALSE(T::warp_row_fits<float>(1028, 256, 1028));               // wider than a warp holds
+  EXPECT_FALSE(T::warp_row_fits<float>(0, 256, 0));                     // nothing to hold
+  EXPECT_FALSE(T::warp_row_fits<float>(383, 256, 383));                 // not whole vectors
+  EXPECT_FALSE(T::warp_row_fits<repshift::half>(388, 256, 388));        // 388 % 8
+  EXPECT_FALSE(T::warp_row_fits<float>(384, 256 | 8, 384));             // one operand 8-byte aligned
+  EXPECT_FALSE(T::warp_row_fits<float>(384, 256, 384 | 2));             // a stride breaks alignment
+  int x[8];
+  const std::uintptr_t a = T::address_bits(&x[0]), b = T::address_bits(&x[1]);
+  EXPECT_EQ(T::address_bits(nullptr), 0u);
+  EXPECT_EQ((a | b) % 8 == 0, a % 8 == 0 && b % 8 == 0);
+}
+
 template <class M>
 class CudaButterfly : public ::testing::Test {};
 using Metrics = ::testing::Types<rs::policies::L1, rs::policies::L2, rs::policies::Cosine>;
@@ -83,8 +102,10 @@ TYPED_TEST(CudaButterfly, EveryLaneEndsWithTheFullCombination) {
 
 // The kernel's per-row recurrence (fold a block max, rescale the output,
 // add exp-weighted values) over random block splits equals softmax . v
-// computed directly in double, with masked keys and huge logit ranges.
-TEST(CudaAttentionTiling, OnlineSoftmaxFoldEqualsDirectSoftmax) {
+// computed directly in double, with masked keys and huge logit ranges; in
+// natural units (f32 kernel) and in log2 units with exp2 (tensor cores).
+template <class Softmax>
+void check_online_softmax(float unit) {
   std::mt19937 gen(1);
   std::uniform_real_distribution<float> u(-1.0f, 1.0f);
   for (float range : {1.0f, 30.0f, 3000.0f}) {
@@ -106,17 +127,17 @@ TEST(CudaAttentionTiling, OnlineSoftmaxFoldEqualsDirectSoftmax) {
         den += e;
       }
       // Fold in random block sizes, leading all-masked blocks included.
-      T::OnlineSoftmax s;
+      Softmax s;
       float out = 0.0f;
       int pos = 0;
       while (pos < n) {
         const int len = 1 + int(gen() % 64);
         const int end = std::min(n, pos + len);
         float block_max = -INFINITY;
-        for (int i = pos; i < end; ++i) block_max = std::max(block_max, logit[std::size_t(i)]);
+        for (int i = pos; i < end; ++i) block_max = std::max(block_max, logit[std::size_t(i)] * unit);
         out *= s.fold(block_max);
         for (int i = pos; i < end; ++i) {
-          const float w = s.weight(logit[std::size_t(i)]);
+          const float w = s.weight(logit[std::size_t(i)] * unit);
           out += w * value[std::size_t(i)];
           s.sum += w;
         }
@@ -127,10 +148,15 @@ TEST(CudaAttentionTiling, OnlineSoftmaxFoldEqualsDirectSoftmax) {
     }
   }
   // Only masked keys so far: nothing accumulated, no NaN.
-  T::OnlineSoftmax s;
+  Softmax s;
   EXPECT_EQ(s.fold(-INFINITY), 0.0f);
   EXPECT_EQ(s.weight(-INFINITY), 0.0f);
   EXPECT_EQ(s.sum, 0.0f);
+}
+
+TEST(CudaAttentionTiling, OnlineSoftmaxFoldEqualsDirectSoftmax) {
+  check_online_softmax<T::OnlineSoftmax>(1.0f);
+  check_online_softmax<T::BasicOnlineSoftmax<true>>(T::kLog2e);
 }
 
 TEST(CudaAttentionTiling, HeadDimBuckets) {
@@ -152,45 +178,184 @@ TEST(CudaAttentionTiling, HeadDimBuckets) {
 
 namespace {
 
-// WMMA's rules: leading dims a multiple of 16 bytes (8 halves, 4 floats),
-// every fragment pointer 32-byte aligned; shared memory within an A100's
-// 163 KiB opt-in limit (H100: 227 KiB).
-template <int D, int Bytes, bool Tensor>
-void check_plan() {
-  using A = T::AttentionTiling<D, Bytes, Tensor>;
-  SCOPED_TRACE("head dim " + std::to_string(D) + (Tensor ? " tensor" : " simt"));
+// The f32 kernel's plan: segments 128-byte aligned and large enough, rows
+// of 16-byte multiples; shared memory within an A100's 163 KiB opt-in
+// limit (H100: 227 KiB).
+template <int D>
+void check_simt_plan() {
+  using A = T::SimtAttentionTiling<D>;
+  SCOPED_TRACE("f32, head dim " + std::to_string(D));
   EXPECT_LE(A::kSharedBytes, 163 * 1024);
-  for (int offset : {A::kQOffset, A::kKOffset, A::kVOffset, A::kSOffset, A::kPOffset, A::kOOffset})
-    EXPECT_EQ(offset % 128, 0);
-  EXPECT_GE(A::kKOffset - A::kQOffset, A::kBlockQ * A::kLdQkv * A::kQkvBytes);
-  EXPECT_GE(A::kVOffset - A::kKOffset, A::kBlockK * A::kLdQkv * A::kQkvBytes);
-  EXPECT_GE(A::kPOffset - A::kSOffset, A::kWarps * A::kRowsPerWarp * A::kLdS * 4);
+  for (int offset : {A::kQOffset, A::kKOffset, A::kVOffset, A::kSOffset, A::kOOffset}) EXPECT_EQ(offset % 128, 0);
+  EXPECT_GE(A::kKOffset - A::kQOffset, A::kBlockQ * A::kLdQkv * 4);
+  EXPECT_GE(A::kVOffset - A::kKOffset, A::kBlockK * A::kLdQkv * 4);
+  EXPECT_GE(A::kOOffset - A::kSOffset, A::kWarps * A::kRowsPerWarp * A::kLdS * 4);
   EXPECT_GE(A::kSharedBytes - A::kOOffset, A::kWarps * A::kRowsPerWarp * A::kLdO * 4);
-  EXPECT_EQ(A::kLdS * 4 % 16, 0);
-  EXPECT_EQ(A::kLdO * 4 % 16, 0);
   EXPECT_EQ(A::kBlockQ, A::kBlockK);  // load_tile fills Q with the K/V loop
-  if (Tensor) {
-    EXPECT_EQ(A::kLdQkv * Bytes % 16, 0);
-    EXPECT_EQ(A::kLdP * Bytes % 16, 0);
-    EXPECT_GE(A::kOOffset - A::kPOffset, A::kWarps * A::kRowsPerWarp * A::kLdP * Bytes);
-    // fragment origins: row groups of 16 and column groups of 16
-    EXPECT_EQ(16 * A::kLdQkv * Bytes % 32, 0);
-    EXPECT_EQ(16 * Bytes % 32, 0);
-    EXPECT_EQ(16 * A::kLdP * Bytes % 32, 0);
-    EXPECT_EQ(16 * A::kLdS * 4 % 32, 0);
-    EXPECT_EQ(16 * A::kLdO * 4 % 32, 0);
+}
+
+// The tensor-core plan: cp.async and ldmatrix need 16-byte aligned rows;
+// the 8 rows one ldmatrix phase reads must fall in 8 different 16-byte
+// bank groups (no conflict); Q, both K and both V stages fit.
+template <int D>
+void check_mma_plan() {
+  using A = T::MmaAttentionTiling<D>;
+  SCOPED_TRACE("tensor cores, head dim " + std::to_string(D));
+  EXPECT_LE(A::kSharedBytes, 163 * 1024);
+  EXPECT_EQ(A::kLd * A::kElemBytes % 16, 0);
+  EXPECT_EQ(A::kKOffset * A::kElemBytes % 128, 0);
+  EXPECT_EQ(A::kVOffset * A::kElemBytes % 128, 0);
+  EXPECT_GE(A::kKOffset - A::kQOffset, A::kBlockQ * A::kLd);
+  EXPECT_EQ(A::kSharedBytes, (A::kBlockQ + 2 * A::kStages * A::kBlockK) * A::kLd * A::kElemBytes);
+  EXPECT_EQ(A::kVectorsPerRow * A::kVector, D);
+  for (int first = 0; first < A::kBlockK; first += 8) {
+    std::array<bool, 8> group{};
+    for (int r = first; r < first + 8; ++r) {
+      const int g = (r * A::kLd * A::kElemBytes) % 128 / 16;
+      EXPECT_FALSE(group[std::size_t(g)]) << "rows " << first << ".." << first + 7 << " share bank group " << g;
+      group[std::size_t(g)] = true;
+    }
   }
 }
 
 }  // namespace
 
-TEST(CudaAttentionTiling, SharedMemoryPlanMeetsWmmaRules) {
-  check_plan<32, 2, true>();
-  check_plan<64, 2, true>();
-  check_plan<128, 2, true>();
-  check_plan<32, 4, false>();
-  check_plan<64, 4, false>();
-  check_plan<128, 4, false>();
+TEST(CudaAttentionTiling, SharedMemoryPlans) {
+  check_simt_plan<32>();
+  check_simt_plan<64>();
+  check_simt_plan<128>();
+  check_mma_plan<32>();
+  check_mma_plan<64>();
+  check_mma_plan<128>();
+}
+
+namespace {
+
+// mma.sync m16n8k16 and ldmatrix.x4 emulated for one warp, as the PTX ISA
+// specifies them. A "register" holds two 16-bit values (low, high); values
+// are small multiples of 1/8, so every product and sum below is exact.
+using Reg = std::array<double, 2>;
+template <int N>
+using WarpRegs = std::array<std::array<Reg, N>, 32>;  // [lane][register]
+using Acc = std::array<std::array<double, 4>, 32>;     // [lane][element] of a 16 x 8 f32 tile
+using L = T::MmaLayout;
+
+// Shared memory as rows of `ld` elements. Lane l addresses row l % 8 of
+// matrix l / 8 at (row(l), col(l)); lane l receives, in register m, row
+// l / 4, columns 2 (l % 4) and +1 of matrix m (transposed: rows 2 (l % 4)
+// and +1, column l / 4).
+template <class RowOf, class ColOf>
+WarpRegs<4> ldmatrix_x4(const std::vector<double>& smem, int ld, RowOf row_of, ColOf col_of, bool trans) {
+  WarpRegs<4> out{};
+  for (int l = 0; l < 32; ++l)
+    for (int m = 0; m < 4; ++m)
+      for (int h = 0; h < 2; ++h) {
+        const int r = trans ? 2 * (l % 4) + h : l / 4, c = trans ? l / 4 : 2 * (l % 4) + h;
+        const int addressing_lane = 8 * m + r;
+        out[std::size_t(l)][std::size_t(m)][std::size_t(h)] =
+            smem[std::size_t(row_of(addressing_lane) * ld + col_of(addressing_lane) + c)];
+      }
+  return out;
+}
+
+// d += a b, the fragments placed by the PTX ISA's layout (MmaLayout's
+// a_/b_/c_ functions, themselves checked to be bijections below).
+void mma(Acc& d, const WarpRegs<4>& a, const std::array<std::array<Reg, 2>, 32>& b) {
+  double A[16][16], B[16][8];
+  for (int l = 0; l < 32; ++l)
+    for (int h = 0; h < 2; ++h) {
+      for (int r = 0; r < 4; ++r) A[L::a_row(l, r)][L::a_col(l, r, h)] = a[std::size_t(l)][std::size_t(r)][std::size_t(h)];
+      for (int r = 0; r < 2; ++r) B[L::b_k(l, r, h)][L::b_n(l)] = b[std::size_t(l)][std::size_t(r)][std::size_t(h)];
+    }
+  for (int l = 0; l < 32; ++l)
+    for (int i = 0; i < 4; ++i)
+      for (int k = 0; k < 16; ++k) d[std::size_t(l)][std::size_t(i)] += A[L::c_row(l, i)][k] * B[k][L::c_col(l, i)];
+}
+
+std::array<std::array<Reg, 2>, 32> pick(const WarpRegs<4>& r, int first) {
+  std::array<std::array<Reg, 2>, 32> b{};
+  for (int l = 0; l < 32; ++l) b[std::size_t(l)] = {r[std::size_t(l)][std::size_t(first)], r[std::size_t(l)][std::size_t(first + 1)]};
+  return b;
+}
+
+}  // namespace
+
+// The fragment layouts cover each tile exactly once.
+TEST(CudaAttentionTiling, MmaLayoutsAreBijections) {
+  std::array<int, 256> a{};
+  std::array<int, 128> b{}, c{};
+  for (int l = 0; l < 32; ++l)
+    for (int h = 0; h < 2; ++h) {
+      for (int r = 0; r < 4; ++r) ++a[std::size_t(L::a_row(l, r) * 16 + L::a_col(l, r, h))];
+      for (int r = 0; r < 2; ++r) ++b[std::size_t(L::b_k(l, r, h) * 8 + L::b_n(l))];
+      for (int i = 2 * h; i < 2 * h + 2; ++i) ++c[std::size_t(L::c_row(l, i) * 8 + L::c_col(l, i))];
+    }
+  for (int v : a) EXPECT_EQ(v, 1);
+  for (int v : b) EXPECT_EQ(v, 1);
+  for (int v : c) EXPECT_EQ(v, 1);
+}
+
+// The tensor-core kernel's fragment plumbing for one warp, emulated: Q
+// fragments by ldmatrix, S = Q K^T with K fragments by ldmatrix, P taken
+// from S's accumulators, O = P V with V fragments by ldmatrix.trans, the
+// kernel's own index functions throughout. Equals the plain products.
+TEST(CudaAttentionTiling, MmaFragmentPlumbingComputesQKtAndPV) {
+  constexpr int D = 32, kKeys = 64, ld = D + 8;
+  std::mt19937 gen(3);
+  auto fill = [&](int rows) {
+    std::vector<double> m(std::size_t(rows * ld), 99.0);  // the pad must never be read: 99 would show
+    for (int r = 0; r < rows; ++r)
+      for (int c = 0; c < D; ++c) m[std::size_t(r * ld + c)] = double(int(gen() % 17) - 8) / 8.0;
+    return m;
+  };
+  const auto Q = fill(16), K = fill(kKeys), V = fill(kKeys);
+
+  WarpRegs<4> q_frag[D / 16];
+  for (int k = 0; k < D / 16; ++k)
+    q_frag[k] = ldmatrix_x4(Q, ld, L::ldsm_a_row, [&](int l) { return k * 16 + L::ldsm_a_col(l); }, false);
+  Acc s[kKeys / 8] = {};
+  for (int j = 0; j < kKeys / 16; ++j)
+    for (int k = 0; k < D / 16; ++k) {
+      const auto kf = ldmatrix_x4(K, ld, [&](int l) { return j * 16 + L::ldsm_k_key(l); },
+                                  [&](int l) { return k * 16 + L::ldsm_k_dim(l); }, false);
+      mma(s[2 * j], q_frag[k], pick(kf, 0));
+      mma(s[2 * j + 1], q_frag[k], pick(kf, 2));
+    }
+  for (int l = 0; l < 32; ++l)
+    for (int j = 0; j < kKeys / 8; ++j)
+      for (int i = 0; i < 4; ++i) {
+        const int row = L::c_row(l, i), key = j * 8 + L::c_col(l, i);
+        double want = 0;
+        for (int c = 0; c < D; ++c) want += Q[std::size_t(row * ld + c)] * K[std::size_t(key * ld + c)];
+        ASSERT_EQ(s[j][std::size_t(l)][std::size_t(i)], want) << "S row " << row << " key " << key;
+      }
+
+  Acc o[D / 8] = {};
+  for (int kk = 0; kk < kKeys / 16; ++kk) {
+    WarpRegs<4> pa{};
+    for (int l = 0; l < 32; ++l)
+      for (int r = 0; r < 4; ++r)
+        for (int h = 0; h < 2; ++h)
+          pa[std::size_t(l)][std::size_t(r)][std::size_t(h)] = s[L::p_tile(kk, r)][std::size_t(l)][std::size_t(L::p_elem(r, h))];
+    for (int d = 0; d < D / 16; ++d) {
+      const auto vf = ldmatrix_x4(V, ld, [&](int l) { return kk * 16 + L::ldsm_v_key(l); },
+                                  [&](int l) { return d * 16 + L::ldsm_v_dim(l); }, true);
+      mma(o[2 * d], pa, pick(vf, 0));
+      mma(o[2 * d + 1], pa, pick(vf, 2));
+    }
+  }
+  for (int l = 0; l < 32; ++l)
+    for (int d = 0; d < D / 8; ++d)
+      for (int i = 0; i < 4; ++i) {
+        const int row = L::c_row(l, i), c = d * 8 + L::c_col(l, i);
+        double want = 0;
+        for (int key = 0; key < kKeys; ++key) {
+          double p = 0;
+          for (int e = 0; e < D; ++e) p += Q[std::size_t(row * ld + e)] * K[std::size_t(key * ld + e)];
+          want += p * V[std::size_t(key * ld + c)];
+        }
+        ASSERT_EQ(o[d][std::size_t(l)][std::size_t(i)], want) << "O row " << row << " dim " << c;
+      }
 }
 
 // The CnnRows pixel reduction: chunks cover the channels with no empty

@@ -1,14 +1,15 @@
 #pragma once
 // Multi-head self-attention on the GPU.
 //
-// flash_attention: FlashAttention's schedule. One CTA per (64 queries,
-// head, sample), four warps of 16 query rows; K and V stream through
-// shared memory 64 keys at a time and an online softmax (running max and
-// sum per row, cuda/attention_tiling.hpp) rescales the output rows, so the
-// N x N matrix is never formed. f16 / bf16 multiply on tensor cores (WMMA
-// 16x16x16, f32 accumulation): S = Q K^T and O += P V; f32 runs the same
-// schedule with FMA loops (exact f32, as the CPU path). head_dim runs in a
-// compiled bucket of 32, 64 or 128, zero padded (attention_head_bucket).
+// flash_attention: FlashAttention's schedule, so the N x N matrix is
+// never formed. f16 / bf16 run on tensor cores (cuda/flash_attention_mma.cuh:
+// mma.sync with Q and O in registers, K/V by cp.async, double-buffered).
+// f32 runs the kernel below with FMA loops (exact f32, as the CPU path):
+// one CTA per (64 queries, head, sample), four warps of 16 query rows; K
+// and V stream through shared memory 64 keys at a time and an online
+// softmax (running max and sum per row, cuda/attention_tiling.hpp)
+// rescales the output rows. head_dim runs in a compiled bucket of 32, 64
+// or 128, zero padded (attention_head_bucket).
 //
 // attention_with_map: the plain path for attention-based baselines
 // (ClsAttention): one CTA per query row writes its softmax row to a
@@ -20,8 +21,6 @@
 // key_bias (optional, f32 [B, N]) is added to every logit of key n after
 // scaling: log(token size) gives ToMe's proportional attention.
 
-#include <mma.h>
-
 #include <cmath>
 #include <cstdint>
 #include <type_traits>
@@ -32,28 +31,24 @@
 #include "dtype.cuh"
 #include "error.cuh"
 #include "exec.cuh"
+#include "flash_attention_mma.cuh"
 #include "shared_memory.cuh"
 #include "warp_reduce.cuh"
 
 namespace repshift {
 namespace cuda_detail {
 
-template <class T, int HeadDim, bool Tensor>
-using FlashTiling = cuda_detail::AttentionTiling<HeadDim, int(sizeof(T)), Tensor>;
-
-template <class T, int HeadDim, bool Tensor>
-__global__ void __launch_bounds__((FlashTiling<T, HeadDim, Tensor>::kThreads))
-    flash_attention_kernel(BasicAttentionParams<T> p) {
-  using Tl = FlashTiling<T, HeadDim, Tensor>;
-  using Tile = std::conditional_t<Tensor, T, float>;  // Q, K, V as stored in shared memory
+template <int HeadDim>
+__global__ void __launch_bounds__(SimtAttentionTiling<HeadDim>::kThreads)
+    flash_attention_f32_kernel(BasicAttentionParams<float> p) {
+  using Tl = SimtAttentionTiling<HeadDim>;
   constexpr int D = HeadDim, kKeys = Tl::kBlockK, kRows = Tl::kRowsPerWarp;
   unsigned char* smem = dynamic_smem();
-  Tile* Qs = reinterpret_cast<Tile*>(smem + Tl::kQOffset);
-  Tile* Ks = reinterpret_cast<Tile*>(smem + Tl::kKOffset);
-  Tile* Vs = reinterpret_cast<Tile*>(smem + Tl::kVOffset);
+  float* Qs = reinterpret_cast<float*>(smem + Tl::kQOffset);
+  float* Ks = reinterpret_cast<float*>(smem + Tl::kKOffset);
+  float* Vs = reinterpret_cast<float*>(smem + Tl::kVOffset);
   const int warp = threadIdx.x / cuda_detail::kWarp, lane = threadIdx.x % cuda_detail::kWarp;
   float* S = reinterpret_cast<float*>(smem + Tl::kSOffset) + warp * kRows * Tl::kLdS;
-  T* P = reinterpret_cast<T*>(smem + Tl::kPOffset) + warp * kRows * Tl::kLdP;  // Tensor only
   float* O = reinterpret_cast<float*>(smem + Tl::kOOffset) + warp * kRows * Tl::kLdO;
 
   const std::int64_t b = blockIdx.z, h = blockIdx.y, q0 = std::int64_t(blockIdx.x) * Tl::kBlockQ;
@@ -61,24 +56,16 @@ __global__ void __launch_bounds__((FlashTiling<T, HeadDim, Tensor>::kThreads))
   // CTA past it has nothing to do, uniformly for all its threads.
   const std::int64_t N = p.queries(b), dim = p.heads * p.head_dim;
   if (q0 >= N) return;
-  const T* base = p.qkv + p.qkv_offset(b) + h * p.head_dim;
+  const float* base = p.qkv + p.qkv_offset(b) + h * p.head_dim;
   const float* key_bias = p.key_bias ? p.key_bias + p.key_bias_offset(b) : nullptr;
 
   // rows [r0, r0 + 64) of the part at column offset `col` (0: Q, dim: K,
   // 2 dim: V), zero past the sequence and past head_dim.
-  auto load_tile = [&](Tile* dst, std::int64_t r0, std::int64_t col) {
+  auto load_tile = [&](float* dst, std::int64_t r0, std::int64_t col) {
     for (int i = threadIdx.x; i < kKeys * D; i += Tl::kThreads) {
       const int r = i / D, c = i % D;
       const std::int64_t n = r0 + r;
-      Tile v{};
-      if (n < N && c < p.head_dim) {
-        if constexpr (Tensor) {
-          v = base[n * p.qkv_token_stride + col + c];
-        } else {
-          v = to_float(base[n * p.qkv_token_stride + col + c]);
-        }
-      }
-      dst[r * Tl::kLdQkv + c] = v;
+      dst[r * Tl::kLdQkv + c] = n < N && c < p.head_dim ? base[n * p.qkv_token_stride + col + c] : 0.0f;
     }
   };
 
@@ -96,23 +83,8 @@ __global__ void __launch_bounds__((FlashTiling<T, HeadDim, Tensor>::kThreads))
     __syncthreads();
 
     // ---- S = Q K^T for this warp's 16 rows --------------------------------
-    if constexpr (Tensor) {
-      using namespace nvcuda;
-      for (int j = 0; j < kKeys / 16; ++j) {
-        wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
-        wmma::fill_fragment(acc, 0.0f);
-#pragma unroll
-        for (int k = 0; k < D / 16; ++k) {
-          wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> qa;
-          wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::col_major> kb;  // K^T
-          wmma::load_matrix_sync(qa, Qs + (warp * kRows) * Tl::kLdQkv + k * 16, Tl::kLdQkv);
-          wmma::load_matrix_sync(kb, Ks + (j * 16) * Tl::kLdQkv + k * 16, Tl::kLdQkv);
-          wmma::mma_sync(acc, qa, kb, acc);
-        }
-        wmma::store_matrix_sync(S + j * 16, acc, Tl::kLdS, wmma::mem_row_major);
-      }
-    } else {
-      const Tile* q = Qs + (warp * kRows + row) * Tl::kLdQkv;
+    {
+      const float* q = Qs + (warp * kRows + row) * Tl::kLdQkv;
       float s[32] = {};
       for (int c = 0; c < D; ++c) {
         const float qc = q[c];
@@ -145,40 +117,19 @@ __global__ void __launch_bounds__((FlashTiling<T, HeadDim, Tensor>::kThreads))
     for (int i = 0; i < 32; ++i) {
       const float w = softmax.weight(logit[i]);
       row_sum += w;
-      if constexpr (Tensor) {
-        P[row * Tl::kLdP + half * 32 + i] = from_float<T>(w);
-      } else {
-        S[row * Tl::kLdS + half * 32 + i] = w;
-      }
+      S[row * Tl::kLdS + half * 32 + i] = w;
     }
     softmax.sum += row_sum + __shfl_xor_sync(0xffffffffu, row_sum, 1);
     for (int c = half * (D / 2); c < (half + 1) * (D / 2); ++c) O[row * Tl::kLdO + c] *= factor;
     __syncwarp();
 
     // ---- O += P V ----------------------------------------------------------
-    if constexpr (Tensor) {
-      using namespace nvcuda;
-      for (int d = 0; d < D / 16; ++d) {
-        wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
-        wmma::load_matrix_sync(acc, O + d * 16, Tl::kLdO, wmma::mem_row_major);
-#pragma unroll
-        for (int k = 0; k < kKeys / 16; ++k) {
-          wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> pa;
-          wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::row_major> vb;
-          wmma::load_matrix_sync(pa, P + k * 16, Tl::kLdP);
-          wmma::load_matrix_sync(vb, Vs + (k * 16) * Tl::kLdQkv + d * 16, Tl::kLdQkv);
-          wmma::mma_sync(acc, pa, vb, acc);
-        }
-        wmma::store_matrix_sync(O + d * 16, acc, Tl::kLdO, wmma::mem_row_major);
-      }
-    } else {
-      const float* pr = S + row * Tl::kLdS;
-      for (int c = half * (D / 2); c < (half + 1) * (D / 2); ++c) {
-        float acc = O[row * Tl::kLdO + c];
+    const float* pr = S + row * Tl::kLdS;
+    for (int c = half * (D / 2); c < (half + 1) * (D / 2); ++c) {
+      float acc = O[row * Tl::kLdO + c];
 #pragma unroll 8
-        for (int j = 0; j < kKeys; ++j) acc += pr[j] * Vs[j * Tl::kLdQkv + c];
-        O[row * Tl::kLdO + c] = acc;
-      }
+      for (int j = 0; j < kKeys; ++j) acc += pr[j] * Vs[j * Tl::kLdQkv + c];
+      O[row * Tl::kLdO + c] = acc;
     }
     __syncwarp();
   }
@@ -186,22 +137,34 @@ __global__ void __launch_bounds__((FlashTiling<T, HeadDim, Tensor>::kThreads))
   const std::int64_t n = q0 + warp * kRows + row;
   if (n >= N) return;
   const float inv = 1.0f / softmax.sum;
-  T* out = p.out + p.out_offset(b) + n * p.out_token_stride + h * p.head_dim;
-  for (int c = half * (D / 2); c < (half + 1) * (D / 2) && c < p.head_dim; ++c) {
-    out[c] = from_float<T>(O[row * Tl::kLdO + c] * inv);
-  }
+  float* out = p.out + p.out_offset(b) + n * p.out_token_stride + h * p.head_dim;
+  for (int c = half * (D / 2); c < (half + 1) * (D / 2) && c < p.head_dim; ++c) out[c] = O[row * Tl::kLdO + c] * inv;
 }
 
+// f32: the FMA kernel; f16 / bf16: the tensor-core kernel, its 16-byte
+// cp.async loads where qkv allows them.
 template <class T, int HeadDim>
 void launch_flash_attention(const Cuda& exec, const BasicAttentionParams<T>& p) {
-  constexpr bool kTensor = !std::is_same_v<T, float>;
-  using Tl = FlashTiling<T, HeadDim, kTensor>;
-  auto* kernel = &flash_attention_kernel<T, HeadDim, kTensor>;
-  allow_dynamic_smem(kernel, Tl::kSharedBytes, "cudaFuncSetAttribute(flash_attention_kernel, MaxDynamicSharedMemorySize)");
-  const dim3 grid(cuda_detail::grid_blocks("cuda::flash_attention", "tokens", p.tokens, Tl::kBlockQ), unsigned(p.heads),
-                  unsigned(p.batch));
-  kernel<<<grid, Tl::kThreads, Tl::kSharedBytes, exec.stream>>>(p);
-  check_launch("flash_attention_kernel");
+  // One CTA per (block_q queries, head, sample).
+  auto launch = [&](auto* kernel, int block_q, int threads, int shared_bytes) {
+    const dim3 grid(cuda_detail::grid_blocks("cuda::flash_attention", "tokens", p.tokens, block_q), unsigned(p.heads),
+                    unsigned(p.batch));
+    allow_dynamic_smem(kernel, shared_bytes, "cudaFuncSetAttribute(flash_attention, MaxDynamicSharedMemorySize)");
+    kernel<<<grid, threads, shared_bytes, exec.stream>>>(p);
+    check_launch("flash_attention");
+  };
+  if constexpr (std::is_same_v<T, float>) {
+    using Tl = SimtAttentionTiling<HeadDim>;
+    launch(&flash_attention_f32_kernel<HeadDim>, Tl::kBlockQ, Tl::kThreads, Tl::kSharedBytes);
+  } else {
+    using Tl = MmaAttentionTiling<HeadDim>;
+    // The one runtime -> template switch: 16-byte async loads or element loads.
+    if (rows_vectorisable<T>(address_bits(p.qkv), p.head_dim, p.qkv_batch_stride, p.qkv_token_stride)) {
+      launch(&flash_attention_mma_kernel<T, HeadDim, true>, Tl::kBlockQ, Tl::kThreads, Tl::kSharedBytes);
+    } else {
+      launch(&flash_attention_mma_kernel<T, HeadDim, false>, Tl::kBlockQ, Tl::kThreads, Tl::kSharedBytes);
+    }
+  }
 }
 
 constexpr int kMapThreads = 128;

@@ -1,8 +1,9 @@
 #pragma once
-// The flash-attention kernel's arithmetic that needs no GPU, as plain
+// The flash-attention kernels' arithmetic that needs no GPU, as plain
 // REPSHIFT_HD / constexpr code (tested on the host in
 // tests/test_cuda_tiling.cpp): the online-softmax update, the head-dim
-// bucket a runtime head_dim runs in, and the shared-memory plan.
+// bucket a runtime head_dim runs in, the shared-memory plans of the f32
+// and the tensor-core kernel, and the tensor-core fragment layouts.
 
 #include <cmath>
 #include <cstdint>
@@ -17,21 +18,28 @@ namespace cuda_detail {
 // exp(logit - m). fold() takes a block's max and returns the factor that
 // rescales what was accumulated before (output rows, l). A row that has
 // seen only masked keys (-inf) keeps m = -inf; exp() is then taken
-// against 0 so no inf - inf NaN appears.
-struct OnlineSoftmax {
+// against 0 so no inf - inf NaN appears. Base2: logits come in log2 units
+// (scaled by log2 e) and exp2 replaces exp: one instruction on the GPU
+// (the tensor-core kernel, where exp is the scarce unit).
+template <bool Base2>
+struct BasicOnlineSoftmax {
   float max = -INFINITY;
   float sum = 0.0f;
 
+  REPSHIFT_HD static float exp(float x) { return Base2 ? exp2f(x) : expf(x); }
   REPSHIFT_HD float fold(float block_max) {
     const float next = fmaxf(max, block_max);
-    const float factor = max == -INFINITY ? 0.0f : expf(max - next);
+    const float factor = max == -INFINITY ? 0.0f : exp(max - next);
     max = next;
     sum *= factor;
     return factor;
   }
   // exp(logit - max), 0 for a masked logit.
-  REPSHIFT_HD float weight(float logit) const { return expf(logit - (max == -INFINITY ? 0.0f : max)); }
+  REPSHIFT_HD float weight(float logit) const { return exp(logit - (max == -INFINITY ? 0.0f : max)); }
 };
+using OnlineSoftmax = BasicOnlineSoftmax<false>;
+
+constexpr float kLog2e = 1.4426950408889634f;
 
 // Head dims run in three compiled buckets; a smaller head_dim is zero
 // padded up to its bucket (zeros add nothing to Q.K and V columns past
@@ -44,48 +52,111 @@ inline int attention_head_bucket(std::int64_t head_dim) {
   return 0;
 }
 
-// One CTA: kBlockQ queries of one (sample, head), kWarps warps of
-// kRowsPerWarp query rows, streaming kBlockK keys per step. Each warp
-// pairs lanes per query row: lane / 2 is the row, lane % 2 the half of the
-// key block (for softmax) or of the head dim (for the output).
-// Shared memory, each segment 128-byte aligned:
-//   Q, K, V   [kBlock][HeadDim + pad] storage type (Tensor) or float (SIMT)
-//   S         per warp [kRowsPerWarp][kBlockK + 4] float: logits, then
-//             probabilities on the SIMT path
-//   P         per warp [kRowsPerWarp][kBlockK + 8] storage type (Tensor only)
+// The f32 kernel (FMA, exact f32). One CTA: kBlockQ queries of one
+// (sample, head), kWarps warps of kRowsPerWarp query rows, streaming
+// kBlockK keys per step. Each warp pairs lanes per query row: lane / 2 is
+// the row, lane % 2 the half of the key block (for softmax) or of the head
+// dim (for the output). Shared memory, each segment 128-byte aligned:
+//   Q, K, V   [kBlock][HeadDim + 4] float
+//   S         per warp [kRowsPerWarp][kBlockK + 4] float: logits, then probabilities
 //   O         per warp [kRowsPerWarp][HeadDim + 4] float: output accumulators
-template <int HeadDim, int ElemBytes, bool Tensor>
-struct AttentionTiling {
+template <int HeadDim>
+struct SimtAttentionTiling {
   static constexpr int kWarps = 4;
   static constexpr int kThreads = kWarps * 32;
   static constexpr int kRowsPerWarp = 16;
   static constexpr int kBlockQ = kWarps * kRowsPerWarp;
   static constexpr int kBlockK = 64;
-  static constexpr int kHeadDim = HeadDim;
-  // Leading dims in elements. WMMA needs multiples of 16 bytes; the pads
-  // also shift consecutive rows across banks.
-  static constexpr int kLdQkv = HeadDim + (Tensor ? 16 / ElemBytes : 4);
-  static constexpr int kQkvBytes = Tensor ? ElemBytes : 4;
+  // Leading dims in floats; the pads shift consecutive rows across banks.
+  static constexpr int kLdQkv = HeadDim + 4;
   static constexpr int kLdS = kBlockK + 4;
-  static constexpr int kLdP = kBlockK + 16 / ElemBytes;
   static constexpr int kLdO = HeadDim + 4;
 
   static constexpr int align(int bytes) { return (bytes + 127) / 128 * 128; }
-  static constexpr int kTileBytes = align(kBlockQ * kLdQkv * kQkvBytes);  // Q, and each of K, V
+  static constexpr int kTileBytes = align(kBlockQ * kLdQkv * 4);  // Q, and each of K, V
   static constexpr int kSBytes = align(kWarps * kRowsPerWarp * kLdS * 4);
-  static constexpr int kPBytes = Tensor ? align(kWarps * kRowsPerWarp * kLdP * ElemBytes) : 0;
   static constexpr int kOBytes = align(kWarps * kRowsPerWarp * kLdO * 4);
 
   static constexpr int kQOffset = 0;
   static constexpr int kKOffset = kQOffset + kTileBytes;
   static constexpr int kVOffset = kKOffset + kTileBytes;
   static constexpr int kSOffset = kVOffset + kTileBytes;
-  static constexpr int kPOffset = kSOffset + kSBytes;
-  static constexpr int kOOffset = kPOffset + kPBytes;
+  static constexpr int kOOffset = kSOffset + kSBytes;
   static constexpr int kSharedBytes = kOOffset + kOBytes;
 
   static_assert(HeadDim % 32 == 0, "head-dim buckets are multiples of 32");
   static_assert(kBlockK == 64 && kRowsPerWarp == 16, "the lane pairing assumes 16 rows x 64 keys per warp");
+};
+
+// The f16 / bf16 kernel (cuda/flash_attention_mma.cuh), FlashAttention-2's
+// schedule: one CTA of kWarps warps takes kBlockQ queries of one (sample,
+// head), each warp 16 rows whose Q fragments and O accumulators stay in
+// registers for the whole key loop; K and V tiles of kBlockK keys arrive
+// by cp.async into kStages buffers, the next block loading while this one
+// computes. Shared memory, storage type, rows kLd = HeadDim + 8 elements
+// apart: the 16-byte pad puts the 8 rows of every ldmatrix phase in 8
+// different bank groups (row r starts at 16 r mod 128 bytes).
+//   Q [kBlockQ][kLd], then K[stage], V[stage] [kBlockK][kLd] each.
+template <int HeadDim>
+struct MmaAttentionTiling {
+  static constexpr int kWarps = 4;
+  static constexpr int kThreads = kWarps * 32;
+  static constexpr int kRowsPerWarp = 16;  // one mma M
+  static constexpr int kBlockQ = kWarps * kRowsPerWarp;
+  static constexpr int kBlockK = 64;
+  static constexpr int kStages = 2;
+  static constexpr int kElemBytes = 2;
+  static constexpr int kVector = 16 / kElemBytes;  // elements a cp.async moves
+  static constexpr int kLd = HeadDim + kVector;
+  static constexpr int kVectorsPerRow = HeadDim / kVector;
+  static constexpr int kTileElems = kBlockK * kLd;
+  static constexpr int kQOffset = 0;  // elements
+  static constexpr int kKOffset = kBlockQ * kLd;
+  static constexpr int kVOffset = kKOffset + kStages * kTileElems;
+  static constexpr int kSharedBytes = (kVOffset + kStages * kTileElems) * kElemBytes;
+
+  static_assert(HeadDim % 32 == 0, "head-dim buckets are multiples of 32");
+  static_assert(kBlockQ == kBlockK, "Q and K/V tiles share one loader");
+};
+
+// Where each lane's elements sit in the fragments of mma.sync
+// m16n8k16 (f16 / bf16 in, f32 accumulate) and of ldmatrix.x4, as the PTX
+// ISA defines them (groups g = lane / 4, t = lane % 4). Host-tested by an
+// emulation of both instructions (tests/test_cuda_tiling.cpp), so the
+// kernel's fragment plumbing is checked without a GPU.
+struct MmaLayout {
+  // A, 16 x 16 row major: register r (0..3) holds two adjacent columns.
+  REPSHIFT_HD static int a_row(int lane, int r) { return lane / 4 + (r % 2) * 8; }
+  REPSHIFT_HD static int a_col(int lane, int r, int half) { return (lane % 4) * 2 + half + (r / 2) * 8; }
+  // B, 16 x 8 (k x n), "col": register r (0..1) holds two adjacent k.
+  REPSHIFT_HD static int b_k(int lane, int r, int half) { return (lane % 4) * 2 + half + r * 8; }
+  REPSHIFT_HD static int b_n(int lane) { return lane / 4; }
+  // C / D, 16 x 8 f32: element i (0..3).
+  REPSHIFT_HD static int c_row(int lane, int i) { return lane / 4 + (i / 2) * 8; }
+  REPSHIFT_HD static int c_col(int lane, int i) { return (lane % 4) * 2 + i % 2; }
+
+  // ldmatrix.x4: lane l gives the address of row l % 8 of 8 x 8 matrix
+  // l / 8 and receives register m of matrix m. Which row and column block
+  // each lane addresses, per operand:
+  //  A (Q, 16 x 16 at a row and k offset): matrices (rows 0-7, k 0-7),
+  //    (rows 8-15, k 0-7), (rows 0-7, k 8-15), (rows 8-15, k 8-15) = a0..a3.
+  REPSHIFT_HD static int ldsm_a_row(int lane) { return lane % 8 + ((lane / 8) % 2) * 8; }
+  REPSHIFT_HD static int ldsm_a_col(int lane) { return (lane / 16) * 8; }
+  //  B of S = Q K^T from K [key][dim] (not transposed): two 8-key n tiles,
+  //    matrices (keys 0-7, dims 0-7), (keys 0-7, dims 8-15) = tile 0's b0,
+  //    b1, then keys 8-15 = tile 1's.
+  REPSHIFT_HD static int ldsm_k_key(int lane) { return lane % 8 + (lane / 16) * 8; }
+  REPSHIFT_HD static int ldsm_k_dim(int lane) { return ((lane / 8) % 2) * 8; }
+  //  B of O = P V from V [key][dim] (ldmatrix .trans): two 8-dim n tiles,
+  //    matrices (keys 0-7, dims 0-7), (keys 8-15, dims 0-7) = tile 0's b0,
+  //    b1, then dims 8-15 = tile 1's.
+  REPSHIFT_HD static int ldsm_v_key(int lane) { return lane % 8 + ((lane / 8) % 2) * 8; }
+  REPSHIFT_HD static int ldsm_v_dim(int lane) { return (lane / 16) * 8; }
+  //  P as the A of O = P V, straight from the accumulators of S: k step kk
+  //    (keys 16 kk ..) register r is S tile 2 kk + r / 2, elements
+  //    2 (r % 2) and 2 (r % 2) + 1.
+  REPSHIFT_HD static int p_tile(int kk, int r) { return 2 * kk + r / 2; }
+  REPSHIFT_HD static int p_elem(int r, int half) { return 2 * (r % 2) + half; }
 };
 
 inline std::int64_t attention_query_blocks(std::int64_t tokens, int block_q) { return blocks_needed(tokens, block_q); }

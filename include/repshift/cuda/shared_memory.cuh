@@ -5,7 +5,7 @@
 // __shared__` arrays of one name in a translation unit to agree on their
 // alignment (warning #1886-D, an error under --Werror all-warnings), so
 // kernels never declare their own: they take this 128-byte-aligned one
-// (what the flash kernel's WMMA fragments need; stricter than any other).
+// (stricter than any kernel needs: cp.async and ldmatrix want 16 bytes).
 //
 // allow_dynamic_smem(kernel, bytes): raises a kernel's opt-in limit past
 // 48 KiB. cudaFuncSetAttribute costs a driver call, so it runs only when a

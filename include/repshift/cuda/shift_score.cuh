@@ -16,11 +16,6 @@
 namespace repshift {
 namespace cuda_detail {
 
-template <class T, int N>
-struct alignas(16) Pack {
-  T v[N];
-};
-
 template <class Metric, class T, bool EvenC>
 __global__ void __launch_bounds__(cuda_detail::ScoreTiling::kThreads)
     shift_score_kernel(ShiftParams<T> p) {
@@ -57,7 +52,7 @@ void shift_score(const Cuda& exec, const ShiftParams<T>& p) {
   const unsigned grid = cuda_detail::grid_blocks("shift_score", "batch * tokens", p.batch * p.tokens, Tiling::kWarps);
   // OR-ing addresses and strides tests both at once: the vector width is a
   // power of two, so a | b is a multiple of it iff a and b are.
-  const auto base = reinterpret_cast<std::uintptr_t>(p.before) | reinterpret_cast<std::uintptr_t>(p.after);
+  const auto base = cuda_detail::address_bits(p.before) | cuda_detail::address_bits(p.after);
   const bool even = cuda_detail::rows_vectorisable<T>(base, p.channels, p.before_batch_stride | p.after_batch_stride,
                                                       p.before_token_stride | p.after_token_stride);
   // The one runtime -> template switch: vector path or scalar path.

@@ -24,6 +24,10 @@ struct ScoreTiling {
 template <class T>
 inline constexpr int kVectorElems = ScoreTiling::kLoadBytes / int(sizeof(T));
 
+// A pointer's address, to OR with others: the OR is a multiple of a power
+// of two iff every address is (null adds nothing).
+inline std::uintptr_t address_bits(const void* p) { return reinterpret_cast<std::uintptr_t>(p); }
+
 // True when rows of `channels` elements starting at base + row * stride are
 // all 16-byte aligned: the vector path then needs no tail or peel.
 template <class T>
@@ -32,6 +36,28 @@ inline bool rows_vectorisable(std::uintptr_t base_address, std::int64_t channels
   constexpr std::int64_t v = kVectorElems<T>;
   return base_address % ScoreTiling::kLoadBytes == 0 && channels % v == 0 && batch_stride % v == 0 &&
          token_stride % v == 0;
+}
+
+// Row kernels that hold a whole row in registers (cuda/warp_row.cuh): one
+// warp per row, lane l keeping the row's 16-byte vectors l, l + 32, ...
+// widened to f32, at most kWarpRowFloats floats a lane: rows of up to 1024
+// channels in every storage type (DeiT-T/S/B, ViT-L, UMT-L; Vim). Wider or
+// unaligned rows take the scalar kernels.
+constexpr int kWarpRowFloats = 32;
+
+template <class T>
+inline constexpr int kWarpRowSlots = kWarpRowFloats / kVectorElems<T>;  // vectors a lane holds
+
+constexpr std::int64_t kWarpRowMaxChannels = std::int64_t(kWarp) * kWarpRowFloats;
+
+// Whether rows of `channels` fit the register-row kernels, every operand
+// given as (address | stride in elements) OR-ed together as for
+// rows_vectorisable: all 16-byte aligned and channels a whole number of
+// vectors.
+template <class T>
+inline bool warp_row_fits(std::int64_t channels, std::uintptr_t addresses, std::int64_t strides) {
+  return channels > 0 && channels <= kWarpRowMaxChannels &&
+         rows_vectorisable<T>(addresses, channels, 0, strides);
 }
 
 // Blocks of per_block items that cover n.
