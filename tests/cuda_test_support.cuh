@@ -15,6 +15,7 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <string>
 #include <vector>
 
 #include <repshift/cuda/device_buffer.cuh>
@@ -71,3 +72,10 @@ constexpr const char* type_name() {
   if constexpr (std::is_same_v<T, __nv_bfloat16>) return "bf16";
   return "f32";
 }
+
+// The device storage types, for typed test suites named f32 / f16 / bf16.
+using DeviceStorageTypes = ::testing::Types<float, __half, __nv_bfloat16>;
+struct StorageTypeNames {
+  template <class T>
+  static std::string GetName(int) { return type_name<T>(); }
+};

@@ -190,12 +190,7 @@ namespace {
 
 template <class T>
 class CudaRowKernels : public ::testing::Test {};
-using RowTypes = ::testing::Types<float, __half, __nv_bfloat16>;
-struct RowTypeNames {
-  template <class T>
-  static std::string GetName(int) { return type_name<T>(); }
-};
-TYPED_TEST_SUITE(CudaRowKernels, RowTypes, RowTypeNames);
+TYPED_TEST_SUITE(CudaRowKernels, DeviceStorageTypes, StorageTypeNames);
 
 template <class T>
 constexpr double row_tolerance() {

@@ -35,12 +35,7 @@ constexpr double tolerance() {
 
 template <class T>
 class CudaTyped : public ::testing::Test {};
-using StorageTypes = ::testing::Types<float, __half, __nv_bfloat16>;
-struct TypeNames {
-  template <class T>
-  static std::string GetName(int) { return type_name<T>(); }
-};
-TYPED_TEST_SUITE(CudaTyped, StorageTypes, TypeNames);
+TYPED_TEST_SUITE(CudaTyped, DeviceStorageTypes, StorageTypeNames);
 
 }  // namespace
 

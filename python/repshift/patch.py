@@ -121,6 +121,14 @@ def timm(model, schedule, site="mlp", metric="l2", compress="prune"):
 
 # ---- Hugging Face BERT ----------------------------------------------------------
 
+def _bert_layer_weights(layer):
+    """The twelve tensors of block_forward_varlen for one BertLayer (post-norm)."""
+    a, o = layer.attention, layer.output
+    return (a.output.LayerNorm.weight, a.output.LayerNorm.bias, layer._repshift_qkv_w, layer._repshift_qkv_b,
+            a.output.dense.weight, a.output.dense.bias, o.LayerNorm.weight, o.LayerNorm.bias,
+            layer.intermediate.dense.weight, layer.intermediate.dense.bias, o.dense.weight, o.dense.bias)
+
+
 def _bert_forward(model, input_ids=None, attention_mask=None, token_type_ids=None, **kwargs):
     from transformers.modeling_outputs import BaseModelOutputWithPoolingAndCrossAttentions
 
@@ -133,7 +141,7 @@ def _bert_forward(model, input_ids=None, attention_mask=None, token_type_ids=Non
     hidden = model.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)
     # Pack the valid tokens (FlashAttention's varlen layout): no work for padding,
     # and each sentence keeps its own count at every pruning layer.
-    lengths = mask.sum(1).to(torch.int32)
+    lengths = mask.sum(1).to(torch.int32).cpu()  # the host plans the packed layout
     cu = torch.zeros(lengths.numel() + 1, dtype=torch.int32)
     cu[1:] = torch.cumsum(lengths, 0)
     x = hidden[mask]
@@ -145,12 +153,12 @@ def _bert_forward(model, input_ids=None, attention_mask=None, token_type_ids=Non
         for n in lens:
             kept.append(kept[-1] + (keep_count(n, ratio, 1) if ratio is not None else n))
         kept_cu = torch.tensor(kept, dtype=torch.int32)
-        w = layer._repshift_weights
+        w = _bert_layer_weights(layer)
         x, idx, _, out_cu = torch.ops.repshift.block_forward_varlen(
             x, cu, kept_cu, *w, cfg["heads"], cfg["eps"], cfg["site"], cfg["metric"], cfg["compress"], 1, True, i)
         if ratio is not None and kept[-1] < cu[-1].item():
             if positions is None:
-                positions = [torch.arange(n) for n in lens]
+                positions = [torch.arange(n, device=x.device) for n in lens]
             kept_positions = [positions[b][idx[kept[b]:kept[b + 1]]] for b in range(len(lens))]
             source.append((kept_cu, torch.cat(kept_positions)))
             # Fuse appends a token (position -1) to each sentence that dropped some.
@@ -160,7 +168,7 @@ def _bert_forward(model, input_ids=None, attention_mask=None, token_type_ids=Non
     lens = (cu[1:] - cu[:-1]).tolist()
     width = max(lens)
     out = x.new_zeros((len(lens), width, x.shape[1]))
-    new_mask = torch.zeros((len(lens), width), dtype=attention_mask.dtype)
+    new_mask = torch.zeros((len(lens), width), dtype=attention_mask.dtype, device=attention_mask.device)
     for b, n in enumerate(lens):
         out[b, :n] = x[cu[b]:cu[b + 1]]
         new_mask[b, :n] = 1
@@ -187,15 +195,13 @@ def hf_bert(model, schedule, site="mlp", metric="l2", compress="prune"):
     layers = list(model.encoder.layer)
     ratios = _ratios(schedule, len(layers))
     for layer in layers:
-        a, o = layer.attention, layer.output
-        s = a.self
+        s = layer.attention.self
         with torch.no_grad():
-            qkv_w = torch.cat([s.query.weight, s.key.weight, s.value.weight]).detach().contiguous()
-            qkv_b = torch.cat([s.query.bias, s.key.bias, s.value.bias]).detach().contiguous()
-        layer._repshift_weights = (
-            a.output.LayerNorm.weight, a.output.LayerNorm.bias, qkv_w, qkv_b, a.output.dense.weight, a.output.dense.bias,
-            o.LayerNorm.weight, o.LayerNorm.bias, layer.intermediate.dense.weight, layer.intermediate.dense.bias,
-            o.dense.weight, o.dense.bias)
+            # Buffers (not saved): model.to(device / dtype) moves them with the weights.
+            layer.register_buffer("_repshift_qkv_w", torch.cat([s.query.weight, s.key.weight, s.value.weight]),
+                                  persistent=False)
+            layer.register_buffer("_repshift_qkv_b", torch.cat([s.query.bias, s.key.bias, s.value.bias]),
+                                  persistent=False)
     model._repshift = {"kind": "hf_bert", "ratios": ratios, "site": site, "metric": metric, "compress": compress,
                        "heads": model.config.num_attention_heads, "eps": model.config.layer_norm_eps}
     model.forward = types.MethodType(_bert_forward, model)
@@ -214,7 +220,7 @@ def unpatch(model):
         del model._repshift_source
     else:
         for layer in model.encoder.layer:
-            del layer._repshift_weights
+            del layer._repshift_qkv_w, layer._repshift_qkv_b
         for name in ("_repshift_source", "_repshift_attention_mask"):
             if hasattr(model, name):
                 delattr(model, name)

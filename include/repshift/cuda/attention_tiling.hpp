@@ -95,7 +95,8 @@ struct SimtAttentionTiling {
 // by cp.async into kStages buffers, the next block loading while this one
 // computes. Shared memory, storage type, rows kLd = HeadDim + 8 elements
 // apart: the 16-byte pad puts the 8 rows of every ldmatrix phase in 8
-// different bank groups (row r starts at 16 r mod 128 bytes).
+// different 16-byte bank groups (rows 2 (HeadDim + 8) bytes apart, an odd
+// multiple of 16; checked on the host for every bucket).
 //   Q [kBlockQ][kLd], then K[stage], V[stage] [kBlockK][kLd] each.
 template <int HeadDim>
 struct MmaAttentionTiling {

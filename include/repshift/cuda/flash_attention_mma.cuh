@@ -27,6 +27,31 @@
 namespace repshift {
 namespace cuda_detail {
 
+// One flash CTA's share, for both flash kernels: (query block, head,
+// sample) from the grid, the sample's length N (packed samples differ; the
+// grid covers the longest), its Q rows (K at + dim, V at + 2 dim), its
+// key_bias and its output rows.
+template <class T>
+struct FlashCta {
+  std::int64_t b, h, q0, N, dim;
+  const T* qkv;
+  const float* key_bias;  // or null
+
+  __device__ FlashCta(const BasicAttentionParams<T>& p, int block_q)
+      : b(blockIdx.z),
+        h(blockIdx.y),
+        q0(std::int64_t(blockIdx.x) * block_q),
+        N(p.queries(b)),
+        dim(p.heads * p.head_dim),
+        qkv(p.qkv + p.qkv_offset(b) + h * p.head_dim),
+        key_bias(p.key_bias ? p.key_bias + p.key_bias_offset(b) : nullptr) {}
+  // Past its sample: nothing to do, uniformly for all the CTA's threads.
+  __device__ bool idle() const { return q0 >= N; }
+  __device__ T* out_row(const BasicAttentionParams<T>& p, std::int64_t n) const {
+    return p.out + p.out_offset(b) + n * p.out_token_stride + h * p.head_dim;
+  }
+};
+
 template <class T, int HeadDim, bool Async>
 __global__ void __launch_bounds__(MmaAttentionTiling<HeadDim>::kThreads)
     flash_attention_mma_kernel(BasicAttentionParams<T> p) {
@@ -38,13 +63,11 @@ __global__ void __launch_bounds__(MmaAttentionTiling<HeadDim>::kThreads)
   T* const Qs = smem + Tl::kQOffset;
   const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
 
-  const std::int64_t b = blockIdx.z, h = blockIdx.y, q0 = std::int64_t(blockIdx.x) * Tl::kBlockQ;
-  // Packed samples: this sample's length (the grid covers the longest); a
-  // CTA past it has nothing to do, uniformly for all its threads.
-  const std::int64_t N = p.queries(b), dim = p.heads * p.head_dim;
-  if (q0 >= N) return;
-  const T* base = p.qkv + p.qkv_offset(b) + h * p.head_dim;
-  const float* key_bias = p.key_bias ? p.key_bias + p.key_bias_offset(b) : nullptr;
+  const FlashCta<T> cta(p, Tl::kBlockQ);
+  if (cta.idle()) return;
+  const std::int64_t N = cta.N, q0 = cta.q0, dim = cta.dim;
+  const T* const base = cta.qkv;
+  const float* const key_bias = cta.key_bias;
 
   // Rows [r0, r0 + 64) of the part at column `col` (0: Q, dim: K, 2 dim:
   // V) into a tile; zeros past the sequence and past head_dim (V rows past
@@ -176,7 +199,7 @@ __global__ void __launch_bounds__(MmaAttentionTiling<HeadDim>::kThreads)
     const std::int64_t n = q0 + warp * 16 + L::c_row(lane, 2 * rr);
     if (n >= N) continue;
     const float inv = 1.0f / sum;
-    T* out = p.out + p.out_offset(b) + n * p.out_token_stride + h * p.head_dim;
+    T* out = cta.out_row(p, n);
 #pragma unroll
     for (int d = 0; d < kDimTiles; ++d) {
 #pragma unroll

@@ -9,6 +9,9 @@
 //                 zero-filling what the source does not supply; completion
 //                 by commit / wait groups
 //   pack2         two floats rounded into one register of two 16-bit values
+// They exist from sm_80 (Ampere) on. Compiled for an older architecture,
+// each traps instead of failing the consumer's build; launches check the
+// device first (require_sm80) and refuse with a message.
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -16,8 +19,25 @@
 #include <cstring>
 #include <type_traits>
 
+#include "../core/error.hpp"
+#include "error.cuh"
+
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
+#define REPSHIFT_SM80_ASM(...) __trap()
+#else
+#define REPSHIFT_SM80_ASM(...) asm volatile(__VA_ARGS__)
+#endif
+
 namespace repshift {
 namespace cuda_detail {
+
+// Refuses, naming `where`, on a current device older than sm_80.
+inline void require_sm80(const char* where) {
+  int device = 0, major = 0;
+  check(cudaGetDevice(&device), "cudaGetDevice");
+  check(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device), "cudaDeviceGetAttribute");
+  if (major < 8) detail::fail(where, "needs an sm_80 (Ampere) or newer GPU; device {} is sm_{}x", device, major);
+}
 
 __device__ __forceinline__ unsigned shared_address(const void* p) {
   return static_cast<unsigned>(__cvta_generic_to_shared(p));
@@ -26,23 +46,23 @@ __device__ __forceinline__ unsigned shared_address(const void* p) {
 // `bytes` (0 or 16) read from global, the rest of the 16 zero; global must
 // be a valid address even when nothing is read.
 __device__ __forceinline__ void cp_async_16(void* shared, const void* global, int bytes) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(shared_address(shared)), "l"(global),
+  REPSHIFT_SM80_ASM("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(shared_address(shared)), "l"(global),
                "r"(bytes));
 }
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+__device__ __forceinline__ void cp_async_commit() { REPSHIFT_SM80_ASM("cp.async.commit_group;\n" ::: "memory"); }
 // Wait until at most `Pending` of this thread's committed groups are in flight.
 template <int Pending>
 __device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(Pending) : "memory");
+  REPSHIFT_SM80_ASM("cp.async.wait_group %0;\n" ::"n"(Pending) : "memory");
 }
 
 __device__ __forceinline__ void ldmatrix_x4(unsigned (&r)[4], const void* row) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+  REPSHIFT_SM80_ASM("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
                : "r"(shared_address(row)));
 }
 __device__ __forceinline__ void ldmatrix_x4_trans(unsigned (&r)[4], const void* row) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+  REPSHIFT_SM80_ASM("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
                : "r"(shared_address(row)));
 }
@@ -51,13 +71,13 @@ template <class T>
 __device__ __forceinline__ void mma_16816(float (&d)[4], const unsigned (&a)[4], unsigned b0, unsigned b1) {
   static_assert(std::is_same_v<T, __half> || std::is_same_v<T, __nv_bfloat16>, "f16 or bf16 operands");
   if constexpr (std::is_same_v<T, __half>) {
-    asm volatile(
+    REPSHIFT_SM80_ASM(
         "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
         "{%0, %1, %2, %3};\n"
         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
   } else {
-    asm volatile(
+    REPSHIFT_SM80_ASM(
         "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
         "{%0, %1, %2, %3};\n"
         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
@@ -81,3 +101,5 @@ __device__ __forceinline__ unsigned pack2(float lo, float hi) {
 
 }  // namespace cuda_detail
 }  // namespace repshift
+
+#undef REPSHIFT_SM80_ASM

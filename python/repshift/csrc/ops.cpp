@@ -7,6 +7,8 @@
 // The runtime names (metric, site, importance, compress) reach templates
 // through rs::with_metric / rs::with_policies, the library's one table.
 // A refused argument raises ValueError carrying the library's message.
+// The checks and the block's plumbing that the CUDA ops (ops_cuda.cu)
+// share live in op_support.hpp.
 
 #include <Python.h>
 
@@ -22,35 +24,21 @@
 #include <unordered_map>
 #include <vector>
 
-#include <repshift/blocks/transformer_block.hpp>
-#include <repshift/api/dispatch.hpp>
 #include <repshift/repshift.hpp>
+
+#include "op_support.hpp"
 
 namespace rs = repshift;
 
 namespace {
 
-rs::Host host() { return rs::Host{at::get_num_threads()}; }
+using namespace repshift_ops;
 
-// Runs f, turning the library's refusals into Python ValueErrors.
-template <class F>
-auto refusing(F&& f) -> decltype(f()) {
-  try {
-    return f();
-  } catch (const rs::InvalidArgument& e) {
-    TORCH_CHECK_VALUE(false, e.what());
-  }
-  throw std::logic_error("unreachable");
-}
+rs::Host host() { return rs::Host{at::get_num_threads()}; }
 
 void require_cpu(const at::Tensor& t, const char* op, const char* name) {
   TORCH_CHECK_VALUE(t.device().is_cpu(), "repshift::", op, ": ", name, " is on ", t.device(),
                     "; this build has CPU kernels only");
-}
-
-void require_dim(const at::Tensor& t, const char* op, const char* name, int64_t dim) {
-  TORCH_CHECK_VALUE(t.dim() == dim, "repshift::", op, ": ", name, " must have ", dim, " dimensions, got shape ",
-                    t.sizes());
 }
 
 // f(ptr) with the storage type of a float32 / bfloat16 / float16 tensor.
@@ -64,38 +52,16 @@ void with_storage(const at::Tensor& t, const char* op, F&& f) {
   }
 }
 
-at::Tensor int32_indices(const at::Tensor& idx, const char* op, const char* name) {
-  TORCH_CHECK_VALUE(idx.scalar_type() == at::kLong || idx.scalar_type() == at::kInt, "repshift::", op, ": ", name,
-                    " must be int64 or int32, got ", idx.scalar_type());
-  return idx.to(at::kInt).contiguous();
-}
-
 // ---- shift_score, select_top, gather_tokens --------------------------------
 
 at::Tensor shift_score(const at::Tensor& before, const at::Tensor& after, c10::string_view metric) {
   constexpr const char* op = "shift_score";
   require_cpu(before, op, "before");
   require_cpu(after, op, "after");
-  require_dim(before, op, "before", 3);
-  TORCH_CHECK_VALUE(after.sizes() == before.sizes(), "repshift::shift_score: after has shape ", after.sizes(),
-                    ", before ", before.sizes());
-  TORCH_CHECK_VALUE(after.scalar_type() == before.scalar_type(), "repshift::shift_score: after is ", after.scalar_type(),
-                    ", before ", before.scalar_type());
-  const auto b = before.contiguous(), a = after.contiguous();
-  auto scores = at::empty({b.size(0), b.size(1)}, b.options().dtype(at::kFloat));
-  if (b.numel() == 0) return scores.zero_();
-  refusing([&] {
-    rs::with_metric(std::string_view(metric.data(), metric.size()), [&](auto m) {
-      using Metric = decltype(m);
-      with_storage(b, op, [&](auto* bp) {
-        using T = std::remove_pointer_t<decltype(bp)>;
-        rs::shift_score<Metric>(host(), static_cast<const T*>(bp), reinterpret_cast<const T*>(a.data_ptr()),
-                                scores.data_ptr<float>(), int(b.size(0)), int(b.size(1)), int(b.size(2)));
-      });
-    });
-    return 0;
+  check_score_inputs(before, after);
+  return shift_score_on(host(), before, after, metric, [](const at::Tensor& t, const char* op, auto&& f) {
+    with_storage(t, op, f);
   });
-  return scores;
 }
 
 at::Tensor select_top(const at::Tensor& scores, int64_t keep, int64_t protect) {
@@ -115,9 +81,7 @@ at::Tensor select_top(const at::Tensor& scores, int64_t keep, int64_t protect) {
 at::Tensor gather_tokens(const at::Tensor& x, const at::Tensor& idx) {
   constexpr const char* op = "gather_tokens";
   require_cpu(x, op, "x");
-  require_dim(x, op, "x", 3);
-  require_dim(idx, op, "idx", 2);
-  TORCH_CHECK_VALUE(idx.size(0) == x.size(0), "repshift::gather_tokens: idx has ", idx.size(0), " rows, x ", x.size(0));
+  check_gather_inputs(x, idx);
   const auto xc = x.contiguous();
   const auto ic = int32_indices(idx, op, "idx");
   auto out = at::empty({x.size(0), idx.size(1), x.size(2)}, x.options());
@@ -134,34 +98,19 @@ at::Tensor gather_tokens(const at::Tensor& x, const at::Tensor& idx) {
 
 // ---- packed (varlen) forms ---------------------------------------------------
 
-at::Tensor cu_seqlens_host(const at::Tensor& cu, const char* op, const char* name) {
-  require_cpu(cu, op, name);
-  require_dim(cu, op, name, 1);
-  TORCH_CHECK_VALUE(cu.size(0) >= 2, "repshift::", op, ": ", name, " needs batch + 1 >= 2 entries");
-  return int32_indices(cu, op, name);
-}
-
-// cu_seqlens and kept_cu_seqlens as int32, of one batch size.
-std::pair<at::Tensor, at::Tensor> cu_pair(const at::Tensor& cu_seqlens, const at::Tensor& kept_cu_seqlens,
-                                          const char* op) {
-  auto cu = cu_seqlens_host(cu_seqlens, op, "cu_seqlens");
-  auto kcu = cu_seqlens_host(kept_cu_seqlens, op, "kept_cu_seqlens");
-  TORCH_CHECK_VALUE(kcu.size(0) == cu.size(0), "repshift::", op, ": kept_cu_seqlens has ", kcu.size(0),
-                    " entries, cu_seqlens ", cu.size(0));
-  return {cu, kcu};
-}
-
+// cu_seqlens / kept_cu_seqlens: CPU int32 or int64 (the op's tensors are on the CPU).
 at::Tensor select_top_varlen(const at::Tensor& scores, const at::Tensor& cu_seqlens, const at::Tensor& kept_cu_seqlens,
                              int64_t protect) {
   constexpr const char* op = "select_top_varlen";
   require_cpu(scores, op, "scores");
-  require_dim(scores, op, "scores", 1);
+  require_cpu(cu_seqlens, op, "cu_seqlens");
+  require_cpu(kept_cu_seqlens, op, "kept_cu_seqlens");
   const auto [cu, kcu] = cu_pair(cu_seqlens, kept_cu_seqlens, op);
+  check_select_varlen(scores, cu, kcu, protect);
   const int batch = int(cu.size(0) - 1);
   const auto s = scores.to(at::kFloat).contiguous();
-  auto idx = at::empty({kcu[batch].item<int>()}, s.options().dtype(at::kInt));
+  auto idx = at::empty({last(kcu)}, s.options().dtype(at::kInt));
   refusing([&] {
-    rs::detail::check_cu_seqlens(op, "cu_seqlens", cu.data_ptr<int>(), batch, s.size(0));
     rs::select_top_varlen(host(), s.data_ptr<float>(), cu.data_ptr<int>(), kcu.data_ptr<int>(), idx.data_ptr<int>(),
                           batch, rs::max_seqlen(cu.data_ptr<int>(), batch), rs::max_seqlen(kcu.data_ptr<int>(), batch),
                           int(protect));
@@ -174,18 +123,15 @@ at::Tensor gather_tokens_varlen(const at::Tensor& x, const at::Tensor& cu_seqlen
                                 const at::Tensor& kept_cu_seqlens) {
   constexpr const char* op = "gather_tokens_varlen";
   require_cpu(x, op, "x");
-  require_dim(x, op, "x", 2);
-  require_dim(idx, op, "idx", 1);
+  require_cpu(cu_seqlens, op, "cu_seqlens");
+  require_cpu(kept_cu_seqlens, op, "kept_cu_seqlens");
   const auto [cu, kcu] = cu_pair(cu_seqlens, kept_cu_seqlens, op);
+  check_gather_varlen(x, idx, cu, kcu);
   const int batch = int(cu.size(0) - 1);
-  TORCH_CHECK_VALUE(kcu[batch].item<int64_t>() == idx.size(0),
-                    "repshift::gather_tokens_varlen: kept_cu_seqlens must have batch + 1 entries ending at idx's ",
-                    idx.size(0));
   const auto xc = x.contiguous();
   const auto ic = int32_indices(idx, op, "idx");
   auto out = at::empty({idx.size(0), x.size(1)}, x.options());
   refusing([&] {
-    rs::detail::check_cu_seqlens(op, "cu_seqlens", cu.data_ptr<int>(), batch, x.size(0));
     with_storage(xc, op, [&](auto* xp) {
       using T = std::remove_pointer_t<decltype(xp)>;
       rs::gather_tokens_varlen(host(), static_cast<const T*>(xp), cu.data_ptr<int>(), ic.data_ptr<int>(),
@@ -200,24 +146,18 @@ at::Tensor gather_tokens_varlen(const at::Tensor& x, const at::Tensor& cu_seqlen
 
 // ---- the fused timm ViT block ------------------------------------------------
 
-at::Tensor f32(const at::Tensor& t, const char* name) {
-  require_cpu(t, "block_forward", name);
-  return t.to(at::kFloat).contiguous();
-}
-
-// The twelve tensors of a block as contiguous float32 (qkv bias may be absent).
-struct BlockTensors {
-  at::Tensor t[12];
-};
-
+// The block's twelve tensors as contiguous float32 on the CPU.
 BlockTensors float_block(const at::Tensor& norm1_w, const at::Tensor& norm1_b, const at::Tensor& qkv_w,
                          const c10::optional<at::Tensor>& qkv_b, const at::Tensor& proj_w, const at::Tensor& proj_b,
                          const at::Tensor& norm2_w, const at::Tensor& norm2_b, const at::Tensor& fc1_w,
                          const at::Tensor& fc1_b, const at::Tensor& fc2_w, const at::Tensor& fc2_b) {
-  return {{f32(norm1_w, "norm1_w"), f32(norm1_b, "norm1_b"), f32(qkv_w, "qkv_w"),
-           qkv_b ? f32(*qkv_b, "qkv_b") : at::Tensor(), f32(proj_w, "proj_w"), f32(proj_b, "proj_b"),
-           f32(norm2_w, "norm2_w"), f32(norm2_b, "norm2_b"), f32(fc1_w, "fc1_w"), f32(fc1_b, "fc1_b"),
-           f32(fc2_w, "fc2_w"), f32(fc2_b, "fc2_b")}};
+  return block_tensors(at::TensorOptions().dtype(at::kFloat).device(at::kCPU), norm1_w, norm1_b, qkv_w, qkv_b, proj_w,
+                       proj_b, norm2_w, norm2_b, fc1_w, fc1_b, fc2_w, fc2_b);
+}
+
+at::Tensor f32(const at::Tensor& t, const char* name) {
+  require_cpu(t, "block_forward", name);
+  return t.to(at::kFloat).contiguous();
 }
 
 // One thread's block workspace. With oneDNN it keeps packed copies of the
@@ -232,11 +172,10 @@ class BlockWorkspace {
   // fc2 weight tensors, as passed.
   rs::Workspace<rs::Host>& for_weights(const BlockTensors& w, std::initializer_list<const at::Tensor*> dense) {
 #if defined(REPSHIFT_HAS_ONEDNN)
-    constexpr int kDense[] = {2, 4, 8, 10};  // qkv, proj, fc1, fc2 in BlockTensors
     bool converted = false, updated = false;
     int i = 0;
     for (const at::Tensor* passed : dense) {
-      const at::Tensor& t = w.t[kDense[i++]];
+      const at::Tensor& t = w.t[BlockTensors::kDense[i++]];
       converted = converted || !t.is_same(*passed);
       if (t.is_inference()) continue;  // no version counter: the sampled values are the check
       const auto [it, added] = versions_.try_emplace(t.data_ptr(), t._version());
@@ -256,53 +195,6 @@ class BlockWorkspace {
   rs::Workspace<rs::Host> ws_;
   std::unordered_map<const void*, std::uint32_t> versions_;  // weight address -> its version when last used
 };
-
-// Views of the twelve float32 tensors of a block (qkv bias may be
-// undefined), shapes checked against C and fc1's hidden width.
-rs::TransformerBlockWeights block_weights(const at::Tensor (&w)[12], int64_t C, int64_t heads, double eps,
-                                          const char* op) {
-  TORCH_CHECK_VALUE(w[2].dim() == 2 && w[2].size(0) == 3 * C && w[2].size(1) == C, "repshift::", op,
-                    ": qkv_w must be [3 C, C] = [", 3 * C, ", ", C, "], got ", w[2].sizes());
-  TORCH_CHECK_VALUE(w[8].dim() == 2 && w[8].size(1) == C, "repshift::", op, ": fc1_w must be [hidden, ", C, "], got ",
-                    w[8].sizes());
-  const int64_t hidden = w[8].size(0);
-  const char* names[12] = {"norm1_w", "norm1_b", "qkv_w", "qkv_b", "proj_w", "proj_b",
-                           "norm2_w", "norm2_b", "fc1_w", "fc1_b", "fc2_w", "fc2_b"};
-  const std::vector<int64_t> shapes[12] = {{C}, {C}, {3 * C, C}, {3 * C}, {C, C}, {C}, {C}, {C}, {hidden, C}, {hidden},
-                                           {C, hidden}, {C}};
-  for (int i = 0; i < 12; ++i) {
-    if (i == 3 && !w[i].defined()) continue;
-    TORCH_CHECK_VALUE(w[i].sizes() == c10::IntArrayRef(shapes[i]), "repshift::", op, ": ", names[i], " has shape ",
-                      w[i].sizes(), ", expected ", c10::IntArrayRef(shapes[i]));
-  }
-  auto ptr = [](const at::Tensor& t) -> const float* { return t.defined() ? t.data_ptr<float>() : nullptr; };
-  rs::TransformerBlockWeights v;
-  v.dim = C;
-  v.heads = heads;
-  v.mlp_hidden = hidden;
-  v.ln_eps = float(eps);
-  v.norm1_weight = ptr(w[0]), v.norm1_bias = ptr(w[1]), v.qkv_weight = ptr(w[2]), v.qkv_bias = ptr(w[3]);
-  v.proj_weight = ptr(w[4]), v.proj_bias = ptr(w[5]), v.norm2_weight = ptr(w[6]), v.norm2_bias = ptr(w[7]);
-  v.fc1_weight = ptr(w[8]), v.fc1_bias = ptr(w[9]), v.fc2_weight = ptr(w[10]), v.fc2_bias = ptr(w[11]);
-  return v;
-}
-
-// f(Block{}) for the Block the names select (the library's one table), in
-// pre-norm (timm) or post-norm (BERT) placement.
-template <class F>
-void with_block(c10::string_view site, c10::string_view importance, c10::string_view compress, bool post_norm, F&& f) {
-  rs::with_policies(std::string_view(site.data(), site.size()), std::string_view(importance.data(), importance.size()),
-                    std::string_view(compress.data(), compress.size()), [&](auto s, auto i, auto c) {
-    using S = decltype(s);
-    using I = decltype(i);
-    using C = decltype(c);
-    if (post_norm) {
-      f(rs::Block<rs::policies::Transformer, S, I, C, rs::policies::PostNorm>{});
-    } else {
-      f(rs::Block<rs::policies::Transformer, S, I, C, rs::policies::PreNorm>{});
-    }
-  });
-}
 
 // One pre-norm (timm) or post-norm (BERT) transformer block with the shift
 // measured at `site` by `importance`, keeping `keep` tokens (== tokens: no
@@ -324,7 +216,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> block_forward(
   const auto xf = f32(x, "x");
   const BlockTensors w = float_block(norm1_w, norm1_b, qkv_w, qkv_b, proj_w, proj_b, norm2_w, norm2_b, fc1_w, fc1_b,
                                      fc2_w, fc2_b);
-  const auto weights = block_weights(w.t, C, heads, eps, op);
+  const auto weights = block_weights<float>(w.t, C, heads, eps, op);
   at::Tensor scores = at::empty({B, N}, xf.options());
   at::Tensor keep_idx = at::empty({B, keep}, xf.options().dtype(at::kInt));
   at::Tensor out, kept_sizes = at::empty({0}, xf.options());
@@ -336,12 +228,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> block_forward(
       using Block = decltype(block);
       const int64_t out_tokens = Block::output_tokens(int(N), int(keep));
       out = at::empty({B, out_tokens, C}, xf.options());
-      auto a = rs::TransformerBlockArgs::dense(xf.data_ptr<float>(), out.data_ptr<float>(), int(B), int(N));
-      a.keep = int(keep);
-      a.protect = int(protect);
-      a.seed = std::uint64_t(seed);
-      a.scores = scores.data_ptr<float>();
-      a.keep_idx = keep_idx.data_ptr<int>();
+      auto a = dense_block_args<float>(xf, out, keep, protect, seed, scores, keep_idx);
       if constexpr (Block::kMerge) {
         a.sizes = sizes_f.defined() ? sizes_f.data_ptr<float>() : nullptr;
         if (keep < N) {
@@ -372,6 +259,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> block_forward_varlen(
     int64_t seed) {
   constexpr const char* op = "block_forward_varlen";
   require_cpu(x, op, "x");
+  require_cpu(cu_seqlens, op, "cu_seqlens");
+  require_cpu(kept_cu_seqlens, op, "kept_cu_seqlens");
   require_dim(x, op, "x", 2);
   const auto [cu, kcu] = cu_pair(cu_seqlens, kept_cu_seqlens, op);
   const int batch = int(cu.size(0) - 1);
@@ -381,7 +270,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> block_forward_varlen(
   const auto xf = f32(x, "x");
   const BlockTensors w = float_block(norm1_w, norm1_b, qkv_w, qkv_b, proj_w, proj_b, norm2_w, norm2_b, fc1_w, fc1_b,
                                      fc2_w, fc2_b);
-  const auto weights = block_weights(w.t, C, heads, eps, op);
+  const auto weights = block_weights<float>(w.t, C, heads, eps, op);
   at::Tensor scores = at::empty({total}, xf.options());
   at::Tensor keep_idx = at::empty({kcu[batch].item<int64_t>()}, xf.options().dtype(at::kInt));
   at::Tensor out_cu = at::empty({batch + 1}, cu.options());
@@ -391,17 +280,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> block_forward_varlen(
   refusing([&] {
     with_block(site, importance, compress, post_norm, [&](auto block) {
       using Block = decltype(block);
-      rs::TransformerBlockArgs a;
-      a.x = xf.data_ptr<float>();
-      a.y = out.data_ptr<float>();
-      a.batch = batch;
-      a.protect = int(protect);
-      a.seed = std::uint64_t(seed);
-      a.cu_seqlens = cu.data_ptr<int>();
-      a.kept_cu_seqlens = kcu.data_ptr<int>();
-      a.out_cu_seqlens = out_cu.data_ptr<int>();
-      a.scores = scores.data_ptr<float>();
-      a.keep_idx = keep_idx.data_ptr<int>();
+      auto a = packed_block_args<float>(xf, out, cu, kcu, out_cu, protect, seed, scores, keep_idx);
       TORCH_CHECK_VALUE(!Block::kMerge, "repshift::block_forward_varlen: compress = 'merge' is not offered packed here");
       Block::forward(host(), weights, a, ws);
     });

@@ -1,0 +1,250 @@
+#pragma once
+// What the CPU ops (ops.cpp) and the CUDA ops (ops_cuda.cu) share: the
+// argument checks that do not depend on the device, the packed layout's
+// host-side validation, the block's weight views and the one runtime ->
+// Block table. Each op file adds its device's storage types and executor.
+
+#include <torch/types.h>
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include <repshift/api/dispatch.hpp>
+#include <repshift/api/entry_points.hpp>
+#include <repshift/blocks/transformer_block.hpp>
+#include <repshift/core/varlen.hpp>
+
+namespace repshift_ops {
+
+namespace rs = repshift;
+
+// Runs f, turning the library's refusals into Python ValueErrors (other
+// exceptions, e.g. CUDA errors, reach Python as RuntimeError).
+template <class F>
+auto refusing(F&& f) -> decltype(f()) {
+  try {
+    return f();
+  } catch (const rs::InvalidArgument& e) {
+    TORCH_CHECK_VALUE(false, e.what());
+  }
+  throw std::logic_error("unreachable");
+}
+
+inline void require_dim(const at::Tensor& t, const char* op, const char* name, int64_t dim) {
+  TORCH_CHECK_VALUE(t.dim() == dim, "repshift::", op, ": ", name, " must have ", dim, " dimensions, got shape ",
+                    t.sizes());
+}
+
+// `t` on `device` (the op's first tensor decides where it runs).
+inline void require_device(const at::Tensor& t, const at::Device& device, const char* op, const char* name) {
+  TORCH_CHECK_VALUE(t.device() == device, "repshift::", op, ": ", name, " is on ", t.device(), ", expected ", device);
+}
+
+inline at::Tensor int32_indices(const at::Tensor& idx, const char* op, const char* name) {
+  TORCH_CHECK_VALUE(idx.scalar_type() == at::kLong || idx.scalar_type() == at::kInt, "repshift::", op, ": ", name,
+                    " must be int64 or int32, got ", idx.scalar_type());
+  return idx.to(at::kInt).contiguous();
+}
+
+inline void check_score_inputs(const at::Tensor& before, const at::Tensor& after) {
+  require_dim(before, "shift_score", "before", 3);
+  TORCH_CHECK_VALUE(after.sizes() == before.sizes(), "repshift::shift_score: after has shape ", after.sizes(),
+                    ", before ", before.sizes());
+  TORCH_CHECK_VALUE(after.scalar_type() == before.scalar_type(), "repshift::shift_score: after is ", after.scalar_type(),
+                    ", before ", before.scalar_type());
+}
+
+inline void check_gather_inputs(const at::Tensor& x, const at::Tensor& idx) {
+  require_dim(x, "gather_tokens", "x", 3);
+  require_dim(idx, "gather_tokens", "idx", 2);
+  TORCH_CHECK_VALUE(idx.size(0) == x.size(0), "repshift::gather_tokens: idx has ", idx.size(0), " rows, x ", x.size(0));
+}
+
+// scores [B, N] float32 = Metric(after, before) on `exec`; with_storage(t,
+// op, f) calls f with t's data as the device's storage type.
+template <class Exec, class WithStorage>
+at::Tensor shift_score_on(Exec exec, const at::Tensor& before, const at::Tensor& after, c10::string_view metric,
+                          WithStorage&& with_storage) {
+  const auto b = before.contiguous(), a = after.contiguous();
+  auto scores = at::empty({b.size(0), b.size(1)}, b.options().dtype(at::kFloat));
+  if (b.numel() == 0) return scores.zero_();
+  refusing([&] {
+    rs::with_metric(std::string_view(metric.data(), metric.size()), [&](auto m) {
+      using Metric = decltype(m);
+      with_storage(b, "shift_score", [&](auto* bp) {
+        using T = std::remove_pointer_t<decltype(bp)>;
+        rs::shift_score<Metric>(exec, static_cast<const T*>(bp), static_cast<const T*>(a.data_ptr()),
+                                scores.data_ptr<float>(), int(b.size(0)), int(b.size(1)), int(b.size(2)));
+      });
+    });
+    return 0;
+  });
+  return scores;
+}
+
+// ---- packed (varlen) layout ----------------------------------------------------
+
+// cu_seqlens as int32 in host memory (a copy when it lives on a device):
+// the host validates it and plans with it.
+inline at::Tensor host_cu_seqlens(const at::Tensor& cu, const char* op, const char* name) {
+  require_dim(cu, op, name, 1);
+  TORCH_CHECK_VALUE(cu.size(0) >= 2, "repshift::", op, ": ", name, " needs batch + 1 >= 2 entries");
+  return int32_indices(cu, op, name).to(at::kCPU);
+}
+
+// cu_seqlens and kept_cu_seqlens (host int32) of one batch size.
+inline std::pair<at::Tensor, at::Tensor> cu_pair(const at::Tensor& cu_seqlens, const at::Tensor& kept_cu_seqlens,
+                                                 const char* op) {
+  auto cu = host_cu_seqlens(cu_seqlens, op, "cu_seqlens");
+  auto kcu = host_cu_seqlens(kept_cu_seqlens, op, "kept_cu_seqlens");
+  TORCH_CHECK_VALUE(kcu.size(0) == cu.size(0), "repshift::", op, ": kept_cu_seqlens has ", kcu.size(0),
+                    " entries, cu_seqlens ", cu.size(0));
+  return {cu, kcu};
+}
+
+inline int last(const at::Tensor& host_cu) { return host_cu.data_ptr<int>()[host_cu.size(0) - 1]; }
+
+// select_top_varlen's checks on the host copies: the layout of both
+// arrays, scores' length, and every sample's keep count.
+inline void check_select_varlen(const at::Tensor& scores, const at::Tensor& cu, const at::Tensor& kcu, int64_t protect) {
+  require_dim(scores, "select_top_varlen", "scores", 1);
+  const int batch = int(cu.size(0) - 1);
+  refusing([&] {
+    rs::detail::check_cu_seqlens("select_top_varlen", "cu_seqlens", cu.data_ptr<int>(), batch, scores.size(0));
+    rs::detail::check_kept_seqlens("select_top_varlen", cu.data_ptr<int>(), kcu.data_ptr<int>(), batch, protect);
+    return 0;
+  });
+}
+
+inline void check_gather_varlen(const at::Tensor& x, const at::Tensor& idx, const at::Tensor& cu, const at::Tensor& kcu) {
+  require_dim(x, "gather_tokens_varlen", "x", 2);
+  require_dim(idx, "gather_tokens_varlen", "idx", 1);
+  TORCH_CHECK_VALUE(last(kcu) == idx.size(0),
+                    "repshift::gather_tokens_varlen: kept_cu_seqlens must have batch + 1 entries ending at idx's ",
+                    idx.size(0));
+  refusing([&] {
+    const int batch = int(cu.size(0) - 1);
+    rs::detail::check_cu_seqlens("gather_tokens_varlen", "cu_seqlens", cu.data_ptr<int>(), batch, x.size(0));
+    rs::detail::check_cu_seqlens("gather_tokens_varlen", "kept_cu_seqlens", kcu.data_ptr<int>(), batch);
+    return 0;
+  });
+}
+
+// ---- the fused timm ViT block --------------------------------------------------
+
+// The twelve tensors of a block (qkv bias may be absent), each converted to
+// `options` (dtype and device) and made contiguous; a tensor already so is
+// the caller's own.
+struct BlockTensors {
+  at::Tensor t[12];
+  static constexpr int kDense[4] = {2, 4, 8, 10};  // qkv, proj, fc1, fc2
+};
+
+inline BlockTensors block_tensors(const at::TensorOptions& options, const at::Tensor& norm1_w, const at::Tensor& norm1_b,
+                                  const at::Tensor& qkv_w, const c10::optional<at::Tensor>& qkv_b,
+                                  const at::Tensor& proj_w, const at::Tensor& proj_b, const at::Tensor& norm2_w,
+                                  const at::Tensor& norm2_b, const at::Tensor& fc1_w, const at::Tensor& fc1_b,
+                                  const at::Tensor& fc2_w, const at::Tensor& fc2_b) {
+  const at::Tensor* passed[12] = {&norm1_w, &norm1_b, &qkv_w, qkv_b ? &*qkv_b : nullptr, &proj_w, &proj_b,
+                                  &norm2_w, &norm2_b, &fc1_w, &fc1_b, &fc2_w, &fc2_b};
+  const char* names[12] = {"norm1_w", "norm1_b", "qkv_w", "qkv_b", "proj_w", "proj_b",
+                           "norm2_w", "norm2_b", "fc1_w", "fc1_b", "fc2_w", "fc2_b"};
+  BlockTensors w;
+  for (int i = 0; i < 12; ++i) {
+    if (!passed[i] || !passed[i]->defined()) continue;
+    TORCH_CHECK_VALUE(passed[i]->device().type() == options.device().type(), "repshift::block_forward: ", names[i],
+                      " is on ", passed[i]->device(), ", x on ", options.device());
+    w.t[i] = passed[i]->to(options).contiguous();
+  }
+  return w;
+}
+
+// Views of the twelve tensors (storage type T) of a block, shapes checked
+// against C and fc1's hidden width.
+template <class T>
+rs::BasicTransformerBlockWeights<T> block_weights(const at::Tensor (&w)[12], int64_t C, int64_t heads, double eps,
+                                                  const char* op) {
+  TORCH_CHECK_VALUE(w[2].dim() == 2 && w[2].size(0) == 3 * C && w[2].size(1) == C, "repshift::", op,
+                    ": qkv_w must be [3 C, C] = [", 3 * C, ", ", C, "], got ", w[2].sizes());
+  TORCH_CHECK_VALUE(w[8].dim() == 2 && w[8].size(1) == C, "repshift::", op, ": fc1_w must be [hidden, ", C, "], got ",
+                    w[8].sizes());
+  const int64_t hidden = w[8].size(0);
+  const char* names[12] = {"norm1_w", "norm1_b", "qkv_w", "qkv_b", "proj_w", "proj_b",
+                           "norm2_w", "norm2_b", "fc1_w", "fc1_b", "fc2_w", "fc2_b"};
+  const std::vector<int64_t> shapes[12] = {{C}, {C}, {3 * C, C}, {3 * C}, {C, C}, {C}, {C}, {C}, {hidden, C}, {hidden},
+                                           {C, hidden}, {C}};
+  for (int i = 0; i < 12; ++i) {
+    if (i == 3 && !w[i].defined()) continue;
+    TORCH_CHECK_VALUE(w[i].sizes() == c10::IntArrayRef(shapes[i]), "repshift::", op, ": ", names[i], " has shape ",
+                      w[i].sizes(), ", expected ", c10::IntArrayRef(shapes[i]));
+  }
+  auto ptr = [](const at::Tensor& t) { return t.defined() ? static_cast<const T*>(t.data_ptr()) : nullptr; };
+  rs::BasicTransformerBlockWeights<T> v;
+  v.dim = C;
+  v.heads = heads;
+  v.mlp_hidden = hidden;
+  v.ln_eps = float(eps);
+  v.norm1_weight = ptr(w[0]), v.norm1_bias = ptr(w[1]), v.qkv_weight = ptr(w[2]), v.qkv_bias = ptr(w[3]);
+  v.proj_weight = ptr(w[4]), v.proj_bias = ptr(w[5]), v.norm2_weight = ptr(w[6]), v.norm2_bias = ptr(w[7]);
+  v.fc1_weight = ptr(w[8]), v.fc1_bias = ptr(w[9]), v.fc2_weight = ptr(w[10]), v.fc2_bias = ptr(w[11]);
+  return v;
+}
+
+// The block's arguments over dense [B, N, C] tokens: x in, out, and the
+// scores [B, N] float32 and kept indices [B, keep] int32 it writes.
+template <class T>
+rs::BasicTransformerBlockArgs<T> dense_block_args(const at::Tensor& x, at::Tensor& out, int64_t keep, int64_t protect,
+                                                  int64_t seed, at::Tensor& scores, at::Tensor& keep_idx) {
+  auto a = rs::BasicTransformerBlockArgs<T>::dense(static_cast<const T*>(x.data_ptr()), static_cast<T*>(out.data_ptr()),
+                                                   int(x.size(0)), int(x.size(1)));
+  a.keep = int(keep);
+  a.protect = int(protect);
+  a.seed = std::uint64_t(seed);
+  a.scores = scores.data_ptr<float>();
+  a.keep_idx = keep_idx.data_ptr<int>();
+  return a;
+}
+
+// ... over packed tokens [total, C]: cu, kcu, out_cu host int32 [B + 1]
+// (the block plans on the host), out_cu written.
+template <class T>
+rs::BasicTransformerBlockArgs<T> packed_block_args(const at::Tensor& x, at::Tensor& out, const at::Tensor& cu,
+                                                   const at::Tensor& kcu, at::Tensor& out_cu, int64_t protect,
+                                                   int64_t seed, at::Tensor& scores, at::Tensor& keep_idx) {
+  rs::BasicTransformerBlockArgs<T> a;
+  a.x = static_cast<const T*>(x.data_ptr());
+  a.y = static_cast<T*>(out.data_ptr());
+  a.batch = int(cu.size(0) - 1);
+  a.protect = int(protect);
+  a.seed = std::uint64_t(seed);
+  a.cu_seqlens = cu.data_ptr<int>();
+  a.kept_cu_seqlens = kcu.data_ptr<int>();
+  a.out_cu_seqlens = out_cu.data_ptr<int>();
+  a.scores = scores.data_ptr<float>();
+  a.keep_idx = keep_idx.data_ptr<int>();
+  return a;
+}
+
+// f(Block{}) for the Block the names select (the library's one table), in
+// pre-norm (timm) or post-norm (BERT) placement.
+template <class F>
+void with_block(c10::string_view site, c10::string_view importance, c10::string_view compress, bool post_norm, F&& f) {
+  rs::with_policies(std::string_view(site.data(), site.size()), std::string_view(importance.data(), importance.size()),
+                    std::string_view(compress.data(), compress.size()), [&](auto s, auto i, auto c) {
+    using S = decltype(s);
+    using I = decltype(i);
+    using C = decltype(c);
+    if (post_norm) {
+      f(rs::Block<rs::policies::Transformer, S, I, C, rs::policies::PostNorm>{});
+    } else {
+      f(rs::Block<rs::policies::Transformer, S, I, C, rs::policies::PreNorm>{});
+    }
+  });
+}
+
+}  // namespace repshift_ops
