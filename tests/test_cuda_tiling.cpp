@@ -104,8 +104,11 @@ TYPED_TEST(CudaButterfly, EveryLaneEndsWithTheFullCombination) {
 // add exp-weighted values) over random block splits equals softmax . v
 // computed directly in double, with masked keys and huge logit ranges; in
 // natural units (f32 kernel) and in log2 units with exp2 (tensor cores).
+// The logits are converted to the softmax's units in float first, as the
+// kernels do; the reference is the exact softmax of those floats (unit_log:
+// the log of the exponent's base, 1 for e, ln 2 for 2).
 template <class Softmax>
-void check_online_softmax(float unit) {
+void check_online_softmax(float unit, double unit_log) {
   std::mt19937 gen(1);
   std::uniform_real_distribution<float> u(-1.0f, 1.0f);
   for (float range : {1.0f, 30.0f, 3000.0f}) {
@@ -118,11 +121,12 @@ void check_online_softmax(float unit) {
         if (gen() % 7 == 0) logit[std::size_t(i)] = -INFINITY;  // masked key
       }
       logit[std::size_t(gen() % std::uint32_t(n))] = range * u(gen);  // at least one key is live
+      for (float& l : logit) l *= unit;
       double m = -INFINITY;
       for (float l : logit) m = std::max(m, double(l));
       double num = 0, den = 0;
       for (int i = 0; i < n; ++i) {
-        const double e = std::exp(double(logit[std::size_t(i)]) - m);
+        const double e = std::exp((double(logit[std::size_t(i)]) - m) * unit_log);
         num += e * value[std::size_t(i)];
         den += e;
       }
@@ -134,10 +138,10 @@ void check_online_softmax(float unit) {
         const int len = 1 + int(gen() % 64);
         const int end = std::min(n, pos + len);
         float block_max = -INFINITY;
-        for (int i = pos; i < end; ++i) block_max = std::max(block_max, logit[std::size_t(i)] * unit);
+        for (int i = pos; i < end; ++i) block_max = std::max(block_max, logit[std::size_t(i)]);
         out *= s.fold(block_max);
         for (int i = pos; i < end; ++i) {
-          const float w = s.weight(logit[std::size_t(i)] * unit);
+          const float w = s.weight(logit[std::size_t(i)]);
           out += w * value[std::size_t(i)];
           s.sum += w;
         }
@@ -155,8 +159,8 @@ void check_online_softmax(float unit) {
 }
 
 TEST(CudaAttentionTiling, OnlineSoftmaxFoldEqualsDirectSoftmax) {
-  check_online_softmax<T::OnlineSoftmax>(1.0f);
-  check_online_softmax<T::BasicOnlineSoftmax<true>>(T::kLog2e);
+  check_online_softmax<T::OnlineSoftmax>(1.0f, 1.0);
+  check_online_softmax<T::BasicOnlineSoftmax<true>>(T::kLog2e, std::log(2.0));
 }
 
 TEST(CudaAttentionTiling, HeadDimBuckets) {
