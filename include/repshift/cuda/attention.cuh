@@ -159,11 +159,9 @@ void launch_flash_attention(const Cuda& exec, const BasicAttentionParams<T>& p) 
     // The one runtime -> template switch: 16-byte async loads or element loads.
     // Packed batches place samples by cu_seqlens: their batch stride is unused.
     const std::int64_t batch_stride = p.cu_seqlens ? 0 : p.qkv_batch_stride;
-    if (rows_vectorisable<T>(address_bits(p.qkv), p.head_dim, batch_stride, p.qkv_token_stride)) {
-      launch(&flash_attention_mma_kernel<T, HeadDim, true>, Tl::kBlockQ, Tl::kThreads, Tl::kSharedBytes);
-    } else {
-      launch(&flash_attention_mma_kernel<T, HeadDim, false>, Tl::kBlockQ, Tl::kThreads, Tl::kSharedBytes);
-    }
+    const bool async = rows_vectorisable<T>(address_bits(p.qkv), p.head_dim, batch_stride, p.qkv_token_stride);
+    launch(async ? &flash_attention_mma_kernel<T, HeadDim, true> : &flash_attention_mma_kernel<T, HeadDim, false>,
+           Tl::kBlockQ, Tl::kThreads, Tl::kSharedBytes);
   }
 }
 

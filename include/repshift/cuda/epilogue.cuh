@@ -64,11 +64,8 @@ void bias_gelu(const Cuda& exec, T* h, std::int64_t rows, std::int64_t cols, con
   const std::int64_t blocks = (threads + kThreads - 1) / kThreads;
   const unsigned grid = unsigned(blocks < 65536 ? blocks : 65536);  // grid-stride beyond that
   // The one runtime -> template switch: vector or scalar elements.
-  if (vector) {
-    bias_gelu_vector_kernel<T><<<grid, kThreads, 0, exec.stream>>>(h, n, bias, cols);
-  } else {
-    bias_gelu_kernel<T><<<grid, kThreads, 0, exec.stream>>>(h, n, bias, cols);
-  }
+  auto* kernel = vector ? &bias_gelu_vector_kernel<T> : &bias_gelu_kernel<T>;
+  kernel<<<grid, kThreads, 0, exec.stream>>>(h, n, bias, cols);
   check_launch("bias_gelu_kernel");
 }
 
@@ -203,11 +200,9 @@ void residual_epilogue(const Cuda& exec, const ResidualRows<T>& e) {
                                    address_bits(e.out) | address_bits(e.block_input) | address_bits(e.ln_out) |
                                    (ln_used ? address_bits(ln.gamma) | address_bits(ln.beta) : 0);
   // The one runtime -> template switch: register rows or scalar rows.
-  if (warp_row_fits<T>(e.channels, addresses, e.channels)) {
-    residual_vector_kernel<Metric, Score, PostLN, T><<<grid, cuda_detail::ScoreTiling::kThreads, 0, exec.stream>>>(e);
-  } else {
-    residual_kernel<Metric, Score, PostLN, T><<<grid, cuda_detail::ScoreTiling::kThreads, 0, exec.stream>>>(e);
-  }
+  auto* kernel = warp_row_fits<T>(e.channels, addresses, e.channels) ? &residual_vector_kernel<Metric, Score, PostLN, T>
+                                                                     : &residual_kernel<Metric, Score, PostLN, T>;
+  kernel<<<grid, cuda_detail::ScoreTiling::kThreads, 0, exec.stream>>>(e);
   check_launch("residual_kernel");
 }
 

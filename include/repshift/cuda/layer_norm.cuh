@@ -3,9 +3,10 @@
 // in f32 (LayerNorm: mean, then centred variance, no cancellation),
 // storage type in and out. Aligned rows of up to 1024 channels are held in
 // registers and moved 16 bytes at a time (cuda/warp_row.cuh); others take
-// the scalar kernels, which re-read the row per pass. Rows may be strided (the ViT head normalises
-// only the CLS rows of [B, N, C]) or picked per sample (the Vim head
-// normalises the class token wherever pruning has moved it).
+// the scalar kernels, which re-read the row per pass. Rows may be strided
+// (the ViT head normalises only the CLS rows of [B, N, C]) or picked per
+// sample (the Vim head normalises the class token wherever pruning has
+// moved it).
 
 #include <cstdint>
 
@@ -74,13 +75,10 @@ void layer_norm_rows(const Cuda& exec, const T* src, std::int64_t src_stride, T*
   const unsigned grid = cuda_detail::row_grid("layer_norm_rows", rows);
   const std::uintptr_t addresses = address_bits(src) | address_bits(dst) | address_bits(w.gamma) | address_bits(w.beta);
   // The one runtime -> template switch: register rows or scalar rows.
-  if (warp_row_fits<T>(channels, addresses, src_stride | dst_stride)) {
-    layer_norm_rows_vector_kernel<T><<<grid, cuda_detail::ScoreTiling::kThreads, 0, exec.stream>>>(
-        src, src_stride, dst, dst_stride, rows, channels, w);
-  } else {
-    layer_norm_rows_kernel<T><<<grid, cuda_detail::ScoreTiling::kThreads, 0, exec.stream>>>(
-        src, src_stride, dst, dst_stride, rows, channels, w);
-  }
+  auto* kernel = warp_row_fits<T>(channels, addresses, src_stride | dst_stride) ? &layer_norm_rows_vector_kernel<T>
+                                                                                : &layer_norm_rows_kernel<T>;
+  kernel<<<grid, cuda_detail::ScoreTiling::kThreads, 0, exec.stream>>>(src, src_stride, dst, dst_stride, rows, channels,
+                                                                       w);
   check_launch("layer_norm_rows_kernel");
 }
 
@@ -136,13 +134,10 @@ void rms_norm_rows(const Cuda& exec, const T* src, T* dst, std::int64_t rows, st
                    float eps, const int* token = nullptr, std::int64_t tokens = 0) {
   if (rows == 0) return;
   const unsigned grid = cuda_detail::row_grid("rms_norm_rows", rows);
-  if (warp_row_fits<T>(channels, address_bits(src) | address_bits(dst) | address_bits(weight), channels)) {
-    rms_norm_rows_vector_kernel<T><<<grid, cuda_detail::ScoreTiling::kThreads, 0, exec.stream>>>(
-        src, token, tokens, dst, rows, channels, weight, eps);
-  } else {
-    rms_norm_rows_kernel<T><<<grid, cuda_detail::ScoreTiling::kThreads, 0, exec.stream>>>(src, token, tokens, dst, rows,
-                                                                                           channels, weight, eps);
-  }
+  const bool fits = warp_row_fits<T>(channels, address_bits(src) | address_bits(dst) | address_bits(weight), channels);
+  auto* kernel = fits ? &rms_norm_rows_vector_kernel<T> : &rms_norm_rows_kernel<T>;
+  kernel<<<grid, cuda_detail::ScoreTiling::kThreads, 0, exec.stream>>>(src, token, tokens, dst, rows, channels, weight,
+                                                                       eps);
   check_launch("rms_norm_rows_kernel");
 }
 

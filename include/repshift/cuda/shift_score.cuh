@@ -56,11 +56,8 @@ void shift_score(const Cuda& exec, const ShiftParams<T>& p) {
   const bool even = cuda_detail::rows_vectorisable<T>(base, p.channels, p.before_batch_stride | p.after_batch_stride,
                                                       p.before_token_stride | p.after_token_stride);
   // The one runtime -> template switch: vector path or scalar path.
-  if (even) {
-    shift_score_kernel<Metric, T, true><<<grid, Tiling::kThreads, 0, exec.stream>>>(p);
-  } else {
-    shift_score_kernel<Metric, T, false><<<grid, Tiling::kThreads, 0, exec.stream>>>(p);
-  }
+  auto* kernel = even ? &shift_score_kernel<Metric, T, true> : &shift_score_kernel<Metric, T, false>;
+  kernel<<<grid, Tiling::kThreads, 0, exec.stream>>>(p);
   check_launch("shift_score_kernel");
 }
 

@@ -47,7 +47,7 @@ BlockOutputs cuda_block_forward(const at::Tensor& x, const BlockTensors& w, int6
   at::Tensor scores = at::empty({B, N}, f32);
   at::Tensor keep_idx = at::empty({B, keep}, x.options().dtype(at::kInt));
   at::Tensor out, kept_sizes = at::empty({0}, f32);
-  at::Tensor status = at::zeros({4}, x.options().dtype(at::kInt));
+  at::Tensor status;  // allocated only where the device must report: Merge's sizes
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream().stream();
   rs::Cuda exec{stream};
   auto& context = cuda_block_context<T>(int(x.device().index()), stream);
@@ -59,7 +59,8 @@ BlockOutputs cuda_block_forward(const at::Tensor& x, const BlockTensors& w, int6
       if constexpr (Block::kMerge) {
         if (sizes.defined()) {
           a.sizes = sizes.data_ptr<float>();
-          exec.status = status.data_ptr<int>();  // only the device sees a bad size
+          status = at::zeros({4}, x.options().dtype(at::kInt));  // only the device sees a bad size
+          exec.status = status.data_ptr<int>();
         }
         if (keep < N) {
           kept_sizes = at::empty({B, keep}, f32);
