@@ -1,10 +1,13 @@
-// CPU attention at video lengths: one UMT-B attention (12 heads x 64, batch
-// 1) from 1568 to 16384 tokens, flash vs the plain path that writes the
-// N x N map, with GFLOP/s (4 N^2 d per head: QK^T and PV) so "stays fast"
-// reads as a flat line. Run with
+// CPU attention, GFLOP/s (4 N^2 d per head: QK^T and PV):
+// - at video lengths: one UMT-B attention (12 heads x 64, batch 1) from
+//   1568 to 16384 tokens, flash vs the plain path that writes the N x N
+//   map, so "stays fast" reads as a flat line. The map path stops at 8192
+//   tokens (its map alone is 12 x 8192^2 floats = 3 GiB); model_timing
+//   attention_rss measures both up to 16k.
+// - at DeiT-S's shapes (6 heads x 64, batch 1 and 8): the token counts of
+//   the paper's schedule, 197 / 158 / 127 / 102.
+// Run with
 //   --benchmark_repetitions=3 --benchmark_enable_random_interleaving=true
-// The map path stops at 8192 tokens (its map alone is 12 x 8192^2 floats =
-// 3 GiB); model_timing attention_rss measures both up to 16k.
 
 #include <benchmark/benchmark.h>
 
@@ -17,44 +20,51 @@ namespace rs = repshift;
 
 namespace {
 
-constexpr int kHeads = 12, kHeadDim = 64;
+constexpr int kHeads = 12, kDeitHeads = 6, kHeadDim = 64;
 
 struct Inputs {
   std::vector<float> qkv, out;
-  explicit Inputs(int tokens) : qkv(std::size_t(tokens) * 3 * kHeads * kHeadDim), out(std::size_t(tokens) * kHeads * kHeadDim) {
+  Inputs(int batch, int tokens, int heads)
+      : qkv(std::size_t(batch) * tokens * 3 * heads * kHeadDim), out(std::size_t(batch) * tokens * heads * kHeadDim) {
     std::mt19937 gen(1);
     std::normal_distribution<float> normal;
     for (auto& v : qkv) v = normal(gen);
   }
 };
 
-void report(benchmark::State& state, int tokens) {
-  const double flops = 4.0 * double(tokens) * tokens * kHeadDim * kHeads;
+void report(benchmark::State& state, int batch, int tokens, int heads) {
+  const double flops = 4.0 * batch * double(tokens) * tokens * kHeadDim * heads;
   state.counters["GFLOP/s"] = benchmark::Counter(flops * double(state.iterations()) * 1e-9, benchmark::Counter::kIsRate);
   state.counters["tokens"] = tokens;
 }
 
-void BM_FlashAttention(benchmark::State& state) {
-  const int tokens = int(state.range(0));
-  Inputs in(tokens);
-  auto p = rs::AttentionParams::contiguous(in.qkv.data(), nullptr, in.out.data(), 1, tokens, kHeads, kHeadDim);
+void time_flash(benchmark::State& state, int batch, int tokens, int heads) {
+  Inputs in(batch, tokens, heads);
+  auto p = rs::AttentionParams::contiguous(in.qkv.data(), nullptr, in.out.data(), batch, tokens, heads, kHeadDim);
   for (auto _ : state) {
     rs::Backend<rs::Host>::flash_attention(rs::Host{}, p);
     benchmark::DoNotOptimize(in.out.data());
   }
-  report(state, tokens);
+  report(state, batch, tokens, heads);
+}
+
+void BM_FlashAttention(benchmark::State& state) { time_flash(state, 1, int(state.range(0)), kHeads); }
+
+// args: batch, tokens
+void BM_FlashAttentionDeiT(benchmark::State& state) {
+  time_flash(state, int(state.range(0)), int(state.range(1)), kDeitHeads);
 }
 
 void BM_MapAttention(benchmark::State& state) {
   const int tokens = int(state.range(0));
-  Inputs in(tokens);
+  Inputs in(1, tokens, kHeads);
   std::vector<float> map(std::size_t(kHeads) * tokens * tokens);
   auto p = rs::AttentionParams::contiguous(in.qkv.data(), nullptr, in.out.data(), 1, tokens, kHeads, kHeadDim);
   for (auto _ : state) {
     rs::Backend<rs::Host>::attention_with_map(rs::Host{}, p, map.data());
     benchmark::DoNotOptimize(in.out.data());
   }
-  report(state, tokens);
+  report(state, 1, tokens, kHeads);
 }
 
 }  // namespace
@@ -63,4 +73,6 @@ BENCHMARK(BM_FlashAttention)->Arg(1568)->Arg(2352)->Arg(3136)->Arg(4096)->Arg(81
     ->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_MapAttention)->Arg(1568)->Arg(2352)->Arg(3136)->Arg(4096)->Arg(8192)
     ->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_FlashAttentionDeiT)->ArgsProduct({{1, 8}, {197, 158, 127, 102}})
+    ->Unit(benchmark::kMicrosecond)->UseRealTime();
 BENCHMARK_MAIN();

@@ -7,10 +7,11 @@ epilogues, select/gather, thread synchronisation and the rest.
         [--model deit_s] [--batches 1,8] [--seconds 6]
 
 Runs `model_timing MODEL BATCH unpruned|pruned SECONDS` under `perf record`
-for every batch, both ways, once on this machine's native build and once
-on model_timing_avx2 (x86-64-v3) with OPENBLAS_CORETYPE=Haswell, so that
-our kernels and OpenBLAS's both run their AVX2 code: the profile of an
-AVX2-only machine of this kind, taken on this one. Needs `perf` (Debian's
+for every batch, both ways, once on this machine's native build and, where
+the machine has AVX-512, once on model_timing_avx2 (x86-64-v3) with
+OPENBLAS_CORETYPE=Haswell, so that our kernels and OpenBLAS's both run
+their AVX2 code: the profile of an AVX2-only machine of this kind, taken
+on this one. Needs `perf` (Debian's
 linux-perf) and permission to sample (perf_event_paranoid <= 2, or root).
 """
 import datetime
@@ -77,10 +78,11 @@ def main():
     model = option("model", "deit_s")
     batches = [int(b) for b in option("batches", "1,8").split(",")]
     seconds = option("seconds", "6")
-    native = "AVX-512" if "avx512f" in open("/proc/cpuinfo").read() else "native"
+    has_avx512 = "avx512f" in open("/proc/cpuinfo").read()
+    native = "AVX-512" if has_avx512 else "AVX2-only machine"
     isas = [(native, os.path.join(bench_dir, "model_timing"), {})]
     avx2 = os.path.join(bench_dir, "model_timing_avx2")
-    if os.path.exists(avx2):
+    if has_avx512 and os.path.exists(avx2):  # an AVX2-only machine's native build is the AVX2 profile
         isas.append(("AVX2", avx2, {"OPENBLAS_CORETYPE": "Haswell", "ONEDNN_MAX_CPU_ISA": "AVX2"}))
     columns = []
     for isa, binary, extra in isas:
@@ -92,10 +94,12 @@ def main():
                 print(columns[-1][0], {k: round(v, 1) for k, v in shares.items()}, flush=True)
     cpu = subprocess.run(["sh", "-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"], capture_output=True,
                          text=True).stdout.strip()
+    where = (f"AVX2: model_timing_avx2 (x86-64-v3) with OPENBLAS_CORETYPE=Haswell and ONEDNN_MAX_CPU_ISA=AVX2, "
+             f"what an AVX2-only machine runs." if len(isas) > 1 else
+             "A machine without AVX-512: the native build is the AVX2 code." if not has_avx512 else "")
     lines = [
         f"Share of samples (%), `perf record -F 2000` of `model_timing {model} BATCH unpruned|pruned {seconds}`, "
-        f"2 OpenMP threads, {cpu}, {datetime.date.today()}. AVX2: model_timing_avx2 (x86-64-v3) with "
-        f"OPENBLAS_CORETYPE=Haswell and ONEDNN_MAX_CPU_ISA=AVX2, what an AVX2-only machine runs. The random weight set-up before "
+        f"2 OpenMP threads, {cpu}, {datetime.date.today()}. {where} The random weight set-up before "
         f"the timed forwards is left out and the rest scaled to 100. "
         f"Regenerate: `python3 bench/profile_shares.py build/release/bench`.",
         "",

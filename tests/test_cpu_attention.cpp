@@ -57,6 +57,8 @@ INSTANTIATE_TEST_SUITE_P(TokenCounts, Attention,
                          ::testing::Values(Case{2, 1, 2, 64}, Case{2, 7, 3, 64}, Case{2, 197, 6, 64},
                                            Case{1, 577, 2, 64}, Case{1, 1025, 1, 64}, Case{1, 50, 2, 40},
                                            Case{1, 33, 1, 3},
+                                           // The largest sequence taken as one key block, and one past it.
+                                           Case{1, 256, 2, 64}, Case{1, 257, 2, 64},
                                            // Video lengths (UMT-B, 12 frames: 2352; one past a
                                            // power of two): many key tiles, a ragged last one.
                                            Case{1, 2352, 1, 32}, Case{1, 4097, 1, 8}),

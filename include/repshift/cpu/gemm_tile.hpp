@@ -39,15 +39,21 @@ inline void keep_in_register(vfloat& v) {
 template <int Rows, int Vecs>
 inline void gemm_tile(std::int64_t k, const float* a, std::int64_t lda, const float* b, std::int64_t ldb, float* c,
                       std::int64_t ldc, const float* row_scale) {
+  static_assert(Vecs >= 1 && Vecs <= 4, "one to four vectors of B per row");
   vfloat acc[Rows][Vecs];
   for (int i = 0; i < Rows; ++i)
     for (int j = 0; j < Vecs; ++j) acc[i][j] = row_scale ? loadv(c + i * ldc + j * kVec) * row_scale[i] : vfloat{};
   for (std::int64_t kk = 0; kk < k; ++kk) {
-    vfloat bv[Vecs];
-    for (int j = 0; j < Vecs; ++j) {
-      bv[j] = loadv(b + kk * ldb + j * kVec);
-      keep_in_register(bv[j]);
-    }
+    // Loaded into named locals, not straight into the array: the asm on an
+    // array element kept the whole array in memory, one dead store per
+    // vector of B per k.
+    const float* brow = b + kk * ldb;
+    vfloat b0 = loadv(brow), b1{}, b2{}, b3{};
+    keep_in_register(b0);
+    if constexpr (Vecs > 1) { b1 = loadv(brow + kVec); keep_in_register(b1); }
+    if constexpr (Vecs > 2) { b2 = loadv(brow + 2 * kVec); keep_in_register(b2); }
+    if constexpr (Vecs > 3) { b3 = loadv(brow + 3 * kVec); keep_in_register(b3); }
+    const vfloat bv[4] = {b0, b1, b2, b3};
     for (int i = 0; i < Rows; ++i) {
       const vfloat ai = broadcast<vfloat>(a[i * lda + kk]);
       for (int j = 0; j < Vecs; ++j) acc[i][j] += ai * bv[j];

@@ -30,9 +30,11 @@ inline vfloat loadv(const float* p) {
   return v;
 }
 inline void storev(float* p, vfloat v) { __builtin_memcpy(p, &v, sizeof v); }
-// c in every lane of a V (vfloat), or c itself (V = float).
+// c in every lane of a V (vfloat), or c itself (V = float). c - 0 folds
+// to c (V{} + c would not: -0 + 0 is +0), so this is one broadcast, which
+// the register tiles (gemm_tile.hpp) take straight from memory.
 template <class V>
-inline V broadcast(float c) { return V{} + c; }
+inline V broadcast(float c) { return c - V{}; }
 
 // 2^n for integral-valued n in [-126, 127], per lane.
 inline vfloat pow2i(vfloat n) {
