@@ -251,8 +251,9 @@ inline void flash_head(const AttentionParams& p, std::int64_t b, std::int64_t h,
       gemm_tiled(rows, dp / kVec, cols, w.s, bk, w.v + k0 * w.ld_v, w.ld_v, w.o, dp, k0 == 0 ? nullptr : w.alpha);
     }
     float* out = p.out + p.out_offset(b) + q0 * p.out_token_stride + h * dh;
+    constexpr int kOutAhead = 4;  // output rows prefetched for write ahead of the one being stored
     for (int r = 0; r < rows; ++r) {
-      if (r + 4 < rows) prefetch(out + (r + 4) * p.out_token_stride, /*for_write=*/true);
+      if (r + kOutAhead < rows) prefetch(out + (r + kOutAhead) * p.out_token_stride, /*for_write=*/true);
       const float inv = 1.0f / hsum(loadv(w.l + r * kVec));
       float* dst = out + r * p.out_token_stride;
       const float* o = w.o + r * dp;
