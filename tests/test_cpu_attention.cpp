@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include <repshift/cpu/attention.hpp>
 
 #include "reference_transformer.hpp"
@@ -24,6 +26,24 @@ void expect_close(const std::vector<float>& got, const ref::Mat& want, double to
 }
 
 }  // namespace
+
+// The flash softmax's base-2 exponential against libm: relative error over
+// the float steps of [-126, 0], 2^-126 below (and at -inf), NaN kept, and
+// the vector lanes equal to the scalar form.
+TEST(AttentionMath, Exp2NonpositiveMatchesLibm) {
+  double worst = 0;
+  for (float x = -126.0f; x <= 0.0f; x += 0.0137f) {
+    const double want = std::exp2(double(x));
+    worst = std::max(worst, std::abs(rs::cpu::exp2_nonpositive(x) - want) / want);
+    ASSERT_EQ(rs::cpu::exp2_nonpositive(rs::cpu::broadcast<rs::cpu::vfloat>(x))[0], rs::cpu::exp2_nonpositive(x));
+  }
+  EXPECT_LT(worst, 3e-7);
+  EXPECT_EQ(rs::cpu::exp2_nonpositive(0.0f), 1.0f);
+  EXPECT_EQ(rs::cpu::exp2_nonpositive(-1.0f), 0.5f);
+  EXPECT_EQ(rs::cpu::exp2_nonpositive(-200.0f), std::ldexp(1.0f, -126));
+  EXPECT_EQ(rs::cpu::exp2_nonpositive(-INFINITY), std::ldexp(1.0f, -126));
+  EXPECT_TRUE(std::isnan(rs::cpu::exp2_nonpositive(NAN)));
+}
 
 class Attention : public ::testing::TestWithParam<Case> {};
 
