@@ -6,7 +6,10 @@
 // rs::cpu::DenseLayers runs where oneDNN's matmul is its plain sgemm
 // (below AVX-512; ONEDNN_MAX_CPU_ISA=AVX2 shows it).
 // DeiT-S / DeiT-B layer shapes at batch 1 and 8, unpruned (197 tokens per
-// image) and at the paper schedule's smallest count (102). Run with
+// image) and at the paper schedule's smallest count (102), and UMT-B's at
+// T = 12 (2352 tokens, and 1205 after video_retrieval()).
+// bench/peer/kernels_vs_pytorch.py runs BM_OneDnnStored against PyTorch's
+// F.linear. Run with
 //   --benchmark_repetitions=5 --benchmark_enable_random_interleaving=true
 
 #include <benchmark/benchmark.h>
@@ -90,15 +93,18 @@ void BM_OneDnnPacked(benchmark::State& state) { onednn(state, false); }
 void BM_OneDnnPackedBias(benchmark::State& state) { onednn(state, true); }
 void BM_OneDnnStored(benchmark::State& state) { onednn(state, false, true); }
 
+void layer_shapes(benchmark::internal::Benchmark* b, int rows, int dim) {
+  b->Args({rows, dim, 3 * dim});  // qkv
+  b->Args({rows, dim, dim});      // proj
+  b->Args({rows, dim, 4 * dim});  // fc1
+  b->Args({rows, 4 * dim, dim});  // fc2
+}
+
 void shapes(benchmark::internal::Benchmark* b) {
   for (int dim : {384, 768}) {
-    for (int rows : {197, 102, 8 * 197, 8 * 102}) {
-      b->Args({rows, dim, 3 * dim});  // qkv
-      b->Args({rows, dim, dim});      // proj
-      b->Args({rows, dim, 4 * dim});  // fc1
-      b->Args({rows, 4 * dim, dim});  // fc2
-    }
+    for (int rows : {197, 102, 8 * 197, 8 * 102}) layer_shapes(b, rows, dim);
   }
+  for (int rows : {2352, 1205}) layer_shapes(b, rows, 768);  // UMT-B, T = 12: unpruned, and after video_retrieval()
   b->ArgNames({"rows", "in", "out"})->Unit(benchmark::kMicrosecond)->UseRealTime();
 }
 

@@ -1,0 +1,120 @@
+#!/usr/bin/env python3
+"""The two kernels a transformer forward spends its time in, repshift's
+against PyTorch's, alone and side by side, f32, 2 threads, interleaved
+rounds, one invocation:
+
+    python3 bench/peer/kernels_vs_pytorch.py build/release/bench [OUT.md]
+        [--tokens 1205,2352] [--linear 1205x768x3072,...] [--rounds 6]
+
+- Attention (12 heads x 64, batch 1, UMT-B's): BM_FlashAttention/<tokens>
+  of bench_attention_long against F.scaled_dot_product_attention. Both
+  count 4 N^2 d flops per head (Q K^T and P V). Of a UMT-B at T = 12 under
+  video_retrieval(), 9 of the 12 layers attend over 1205 tokens.
+- Dense layers (y = x W^T, W [out, in] as stored): BM_OneDnnStored/<rows,
+  in, out> of bench_linear_onednn, the matmul rs::cpu::DenseLayers runs
+  below AVX-512, against F.linear without bias. 2 rows in out flops.
+
+Ours: Google Benchmark, --benchmark_min_time=0.3. PyTorch: the median of 7
+timed calls after one untimed. Says how much of a model's lead over
+PyTorch each kernel can give on this machine.
+"""
+import datetime
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import peer_venv  # noqa: E402
+from video_vs_pytorch import option  # noqa: E402
+
+THREADS = 2
+HEADS, HEAD_DIM = 12, 64
+UMT_B_LINEAR = "1205x768x2304,1205x768x768,1205x768x3072,1205x3072x768"
+
+
+def google_benchmark(binary, name):
+    out = subprocess.run([binary, f"--benchmark_filter=^{name}$", "--benchmark_min_time=0.3"],
+                         capture_output=True, text=True, check=True,
+                         env=dict(os.environ, OMP_NUM_THREADS=str(THREADS))).stdout
+    found = re.search(r"GFLOP/s=([0-9.]+)", out)
+    if not found:
+        sys.exit(f"{binary} printed no GFLOP/s for {name} (is it one of its benchmarks?)")
+    return float(found.group(1))
+
+
+def torch_rate(call, flops):
+    call()
+    times = []
+    for _ in range(7):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return flops / statistics.median(times) / 1e9
+
+
+def cases(torch, bench_dir):
+    """(label, ours, theirs) for every case asked for: two callables giving GFLOP/s."""
+    F = torch.nn.functional
+    out = []
+    for n in (int(t) for t in option("tokens", "1205,2352").split(",") if t):
+        q, k, v = (torch.randn(1, HEADS, n, HEAD_DIM) for _ in range(3))
+        out.append((f"attention, {n} tokens",
+                    lambda n=n: google_benchmark(os.path.join(bench_dir, "bench_attention_long"),
+                                                 f"BM_FlashAttention/{n}/real_time"),
+                    lambda n=n, q=q, k=k, v=v: torch_rate(lambda: F.scaled_dot_product_attention(q, k, v),
+                                                          4.0 * HEADS * n * n * HEAD_DIM)))
+    for shape in (s for s in option("linear", UMT_B_LINEAR).split(",") if s):
+        rows, k_in, n_out = (int(x) for x in shape.split("x"))
+        x, w = torch.randn(rows, k_in), torch.randn(n_out, k_in)
+        out.append((f"linear, {rows} x {k_in} -> {n_out}",
+                    lambda r=rows, i=k_in, o=n_out: google_benchmark(
+                        os.path.join(bench_dir, "bench_linear_onednn"),
+                        f"BM_OneDnnStored/rows:{r}/in:{i}/out:{o}/real_time"),
+                    lambda x=x, w=w, r=rows, i=k_in, o=n_out: torch_rate(lambda: F.linear(x, w), 2.0 * r * i * o)))
+    return out
+
+
+def main():
+    if len(sys.argv) < 2 or sys.argv[1].startswith("--"):
+        sys.exit(__doc__)
+    peer_venv.ensure("torch")
+    import torch
+    torch.set_num_threads(THREADS)
+    bench_dir = sys.argv[1]
+    out_path = sys.argv[2] if len(sys.argv) > 2 and not sys.argv[2].startswith("--") else None
+    rounds = int(option("rounds", "6"))
+
+    todo = cases(torch, bench_dir)
+    rates = {label: ([], []) for label, _, _ in todo}
+    with torch.inference_mode():
+        for r in range(rounds):  # alternate who goes first, so drift hits both
+            for label, ours, theirs in todo:
+                first, second = (ours, theirs) if r % 2 == 0 else (theirs, ours)
+                a, b = first(), second()
+                rates[label][0].append(a if r % 2 == 0 else b)
+                rates[label][1].append(b if r % 2 == 0 else a)
+            print(f"round {r + 1}/{rounds} done", file=sys.stderr)
+
+    lines = [f"# CPU kernels alone: repshift vs PyTorch ({datetime.date.today()})", "",
+             f"`python3 bench/peer/kernels_vs_pytorch.py {' '.join(sys.argv[1:])}`", "",
+             f"f32, {THREADS} threads, {rounds} interleaved rounds; torch {torch.__version__} "
+             f"({torch.backends.cpu.get_cpu_capability()}). GFLOP/s, medians. Attention: {HEADS} heads x "
+             f"{HEAD_DIM}, batch 1, flash vs SDPA. Linear: y = x W^T, oneDNN matmul on W as stored vs F.linear.", "",
+             "| case | ours | PyTorch | ours / PyTorch | per round |", "|---|---:|---:|---:|---|"]
+    for label, _, _ in todo:
+        a, b = rates[label]
+        ratios = [x / y for x, y in zip(a, b)]
+        lines.append(f"| {label} | {statistics.median(a):.1f} | {statistics.median(b):.1f} | "
+                     f"{statistics.median(ratios):.2f}x | {' '.join(f'{x:.2f}' for x in ratios)} |")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if out_path:
+        with open(out_path, "w") as f:
+            f.write(text)
+
+
+if __name__ == "__main__":
+    main()
