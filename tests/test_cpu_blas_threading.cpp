@@ -29,7 +29,7 @@ TEST(BlasThreading, DetectedModelAndLinearMatchTheReference) {
     const auto x = ref::random_floats(std::size_t(rows) * in, 1);
     const auto w = ref::random_floats(std::size_t(out) * in, 2);
     std::vector<float> y(std::size_t(rows) * out, NAN);
-    rs::cpu::linear(x.data(), rows, in, w.data(), out, y.data(), in, out);
+    rs::cpu::linear(rs::Host{}, x.data(), rows, in, w.data(), out, y.data(), in, out);
     std::vector<double> want(y.size());
     for (int r = 0; r < rows; ++r)
       for (int o = 0; o < out; ++o) {

@@ -179,7 +179,7 @@ TEST(DenseLayers, MatchDoubleReferenceInEveryLayout) {
       for (const bool with_bias : {false, true}) {
         for (const bool gelu : {false, true}) {
           const float* b = with_bias ? bias.data() : nullptr;
-          dense.linear(rs::DenseMath::F32, x.data(), s.ldx, s.rows, s.k, w.data(), b, s.n, y.data(), gelu);
+          dense.linear(rs::Host{}, x.data(), s.ldx, s.rows, s.k, w.data(), b, s.n, y.data(), gelu);
           const auto ref = linear_reference(x, s.ldx, s.rows, s.k, w, b, s.n, gelu);
           double worst = 0;
           for (std::size_t i = 0; i < y.size(); ++i) worst = std::max(worst, std::abs(y[i] - ref[i]));

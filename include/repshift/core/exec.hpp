@@ -13,7 +13,8 @@ namespace repshift {
 // elsewhere). Attention, norms, epilogues and the shift score stay float.
 enum class DenseMath { F32, Bf16 };
 
-// CPU execution. num_threads <= 0 keeps OpenMP's current setting.
+// CPU execution on num_threads OpenMP threads (<= 0: OpenMP's current
+// count), the regions oneDNN and OpenBLAS open for a call included.
 struct Host {
   int num_threads = 0;
   DenseMath dense_math = DenseMath::F32;

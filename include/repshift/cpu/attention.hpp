@@ -311,7 +311,8 @@ inline void attention_with_map(const Host& host, const AttentionParams& p, float
   auto plane = [&](int which, std::int64_t b, std::int64_t h) {
     return qkv.data() + (((which * p.batch + b) * p.heads + h) * n) * dh;
   };
-  const int threads = thread_count(host);
+  const LibraryThreads threads_scope(host);  // OpenBLAS's GEMMs below
+  const int threads = threads_scope.count();
 #pragma omp parallel for num_threads(threads)
   for (std::int64_t bn = 0; bn < p.batch * n; ++bn) {
     const std::int64_t b = bn / n, t = bn % n;

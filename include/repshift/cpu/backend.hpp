@@ -90,7 +90,7 @@ struct Backend<Host> {
   static void linear_gelu(const Host& host, Context ctx, const float* x, std::int64_t rows, std::int64_t k,
                           const float* w, const float* bias, std::int64_t n, float* y) {
 #if defined(REPSHIFT_HAS_ONEDNN)
-    if (ctx.dense) return ctx.dense->linear(host.dense_math, x, k, rows, k, w, bias, n, y, /*gelu=*/true);
+    if (ctx.dense) return ctx.dense->linear(host, x, k, rows, k, w, bias, n, y, /*gelu=*/true);
 #endif
     linear(host, ctx, x, rows, k, w, nullptr, n, y);
     cpu::bias_gelu(host, y, rows, n, bias);
@@ -163,7 +163,7 @@ struct Backend<Host> {
   static void linear_strided(const Host& host, Context ctx, const float* x, std::int64_t ldx, std::int64_t rows,
                              std::int64_t k, const float* w, const float* bias, std::int64_t n, float* y) {
 #if defined(REPSHIFT_HAS_ONEDNN)
-    if (ctx.dense) return ctx.dense->linear(host.dense_math, x, ldx, rows, k, w, bias, n, y);
+    if (ctx.dense) return ctx.dense->linear(host, x, ldx, rows, k, w, bias, n, y);
 #else
     (void)ctx;
 #endif

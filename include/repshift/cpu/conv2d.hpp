@@ -54,6 +54,7 @@ void conv2d(const Host& host, const Conv2dShape& s, const float* x, std::int64_t
   s.check_call("conv2d", batch, H, W, x, weight, bias, Epilogue != ConvEpilogue::None, "out", out);
   const std::int64_t Ho = s.out_size(H), Wo = s.out_size(W), n = Ho * Wo, K = s.patch();
   if (!s.is_pointwise() && std::int64_t(cols.size()) < K * n) cols.resize(std::size_t(K * n));
+  const LibraryThreads threads(host);  // OpenBLAS's GEMM below
   for (std::int64_t b = 0; b < batch; ++b) {
     const float* xb = x + b * s.in_channels * H * W;
     const float* src = xb;

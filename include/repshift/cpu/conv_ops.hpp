@@ -58,7 +58,7 @@ struct ConvOps<Host> {
     check_layout("ConvOps<Host>::conv2d", layout);
 #if defined(REPSHIFT_HAS_ONEDNN)
     if (!state.onednn) state.onednn = std::make_unique<cpu::OneDnnConv>();
-    state.onednn->conv2d_nhwc<Epilogue>(s, x, batch, H, W, weight, bias, y);
+    state.onednn->conv2d_nhwc<Epilogue>(host, s, x, batch, H, W, weight, bias, y);
 #endif
   }
 };

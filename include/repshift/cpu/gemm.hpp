@@ -16,9 +16,11 @@
 
 #include <cblas.h>
 
+#include <climits>
 #include <cstdint>
 #include <mutex>
 
+#include "../core/error.hpp"
 #include "../core/exec.hpp"
 #include "parallel.hpp"
 
@@ -56,15 +58,17 @@ inline BlasThreading blas_threading() {
   return model;
 }
 
-inline void linear(const float* x, std::int64_t rows, std::int64_t in_features, const float* weight,
+inline void linear(const Host& host, const float* x, std::int64_t rows, std::int64_t in_features, const float* weight,
                    std::int64_t out_features, float* y, std::int64_t ldx, std::int64_t ldy) {
-  // CBLAS takes int extents; the model layer checks they fit
-  // (models/vit.hpp: check_gemm_extents).
+  // CBLAS takes int extents: the feature counts and strides are a layer's
+  // widths, the rows (batch x tokens) the one extent a caller can push past.
+  repshift::detail::require_at_most("cpu::linear", "rows", rows, "INT_MAX (CBLAS's extent type)", INT_MAX);
   auto gemm = [&](std::int64_t r0, std::int64_t r1) {
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(r1 - r0), int(out_features), int(in_features), 1.0f,
                 x + r0 * ldx, int(ldx), weight, int(in_features), 0.0f, y + r0 * ldy, int(ldy));
   };
-  const int threads = thread_count(Host{});
+  const LibraryThreads scope(host);  // the OpenMP build's own threads
+  const int threads = scope.count();
   if (blas_threading() != BlasThreading::Pthreads || threads == 1 || rows < 2 * threads) return gemm(0, rows);
   static std::once_flag single;  // the pthread pool stays idle from now on
   std::call_once(single, [] {
@@ -84,7 +88,7 @@ inline void linear(const float* x, std::int64_t rows, std::int64_t in_features, 
 inline void linear_bias(const Host& host, const float* x, std::int64_t ldx, std::int64_t rows,
                         std::int64_t in_features, const float* weight, const float* bias, std::int64_t out_features,
                         float* y) {
-  linear(x, rows, in_features, weight, out_features, y, ldx, out_features);
+  linear(host, x, rows, in_features, weight, out_features, y, ldx, out_features);
   if (!bias) return;
 #pragma omp parallel for schedule(static) num_threads(thread_count(host))
   for (std::int64_t r = 0; r < rows; ++r)

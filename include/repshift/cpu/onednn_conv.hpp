@@ -9,6 +9,8 @@
 // reordered once into the layout the primitive wants, keyed by the
 // weights' address: weights must not change while it lives (call clear()
 // if they do). ReLU is a fused post-op; the bias is the primitive's own.
+// A primitive runs on the thread count it was made for (LibraryThreads:
+// Host's), so plans are kept per thread count too.
 
 #include <oneapi/dnnl/dnnl.hpp>
 
@@ -20,6 +22,8 @@
 
 #include "../params/conv2d.hpp"
 #include "../core/error.hpp"
+#include "../core/exec.hpp"
+#include "parallel.hpp"
 
 namespace repshift {
 namespace cpu {
@@ -31,10 +35,11 @@ class OneDnnConv {
   // y [B, Ho, Wo, out_channels] = conv(x [B, H, W, in_channels]) (+ bias, ReLU);
   // weight is PyTorch's [out, in, k, k].
   template <ConvEpilogue Epilogue>
-  void conv2d_nhwc(const Conv2dShape& s, const float* x, std::int64_t batch, std::int64_t H, std::int64_t W,
-                   const float* weight, const float* bias, float* y) {
+  void conv2d_nhwc(const Host& host, const Conv2dShape& s, const float* x, std::int64_t batch, std::int64_t H,
+                   std::int64_t W, const float* weight, const float* bias, float* y) {
     s.check_call("cpu::OneDnnConv::conv2d_nhwc", batch, H, W, x, weight, bias, Epilogue != ConvEpilogue::None, "y", y);
-    Plan& plan = plan_for(s, batch, H, W, Epilogue);
+    const LibraryThreads threads(host);
+    Plan& plan = plan_for(s, batch, H, W, Epilogue, threads.count());
     const dnnl::memory& weights = packed_weights(plan, s, weight);
     dnnl::memory src(plan.src, engine_, const_cast<float*>(x));
     dnnl::memory dst(plan.dst, engine_, y);
@@ -55,10 +60,11 @@ class OneDnnConv {
     std::map<const float*, dnnl::memory> packed;  // reordered weights by source address
   };
   using Key = std::tuple<std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t,
-                         std::int64_t, std::int64_t, int>;
+                         std::int64_t, std::int64_t, int, int>;
 
-  Plan& plan_for(const Conv2dShape& s, std::int64_t B, std::int64_t H, std::int64_t W, ConvEpilogue epilogue) {
-    const Key key{s.in_channels, s.out_channels, s.kernel, s.stride, s.pad, B, H, W, int(epilogue)};
+  Plan& plan_for(const Conv2dShape& s, std::int64_t B, std::int64_t H, std::int64_t W, ConvEpilogue epilogue,
+                 int threads) {
+    const Key key{s.in_channels, s.out_channels, s.kernel, s.stride, s.pad, B, H, W, int(epilogue), threads};
     auto found = plans_.find(key);
     if (found != plans_.end()) return *found->second;
     using dnnl::memory;

@@ -20,7 +20,9 @@
 // At most 1024 matrices are kept (then all are dropped and packed anew);
 // clear_packed() drops them at once.
 // Each plan has its own scratchpad (oneDNN's user mode), so workspaces on
-// different threads never share one.
+// different threads never share one. A primitive runs on the thread count
+// it was made for (LibraryThreads: the Host's), so plans are kept per
+// thread count too.
 //
 // DenseMath::Bf16 (rs::Host::dense_math): the weights are packed as
 // bfloat16 and each call rounds x to bfloat16 (one reorder into a buffer
@@ -42,6 +44,7 @@
 
 #include "../core/error.hpp"
 #include "../core/exec.hpp"
+#include "parallel.hpp"
 
 namespace repshift {
 namespace cpu {
@@ -75,9 +78,11 @@ class DenseLayers {
   }
 
   // x rows are ldx floats apart; bias may be null; gelu: y = GELU(x W^T +
-  // bias) (exact erf form), fused as the matmul's post-op.
-  void linear(DenseMath math, const float* x, std::int64_t ldx, std::int64_t rows, std::int64_t k, const float* w,
+  // bias) (exact erf form), fused as the matmul's post-op. Runs on host's
+  // threads, multiplying as host.dense_math says.
+  void linear(const Host& host, const float* x, std::int64_t ldx, std::int64_t rows, std::int64_t k, const float* w,
               const float* bias, std::int64_t n, float* y, bool gelu = false) {
+    const DenseMath math = host.dense_math;
     if (math == DenseMath::Bf16 && !bf16_native()) {
       repshift::detail::fail("cpu::DenseLayers::linear",
                              "dense_math = bf16 needs a CPU with AVX512-BF16 or AMX; oneDNN's ISA here is {}: "
@@ -85,7 +90,8 @@ class DenseLayers {
                              isa_name());
     }
     if (rows == 0) return;
-    Plan& plan = plan_for(math, rows, k, n, ldx, bias != nullptr, gelu);
+    const LibraryThreads threads(host);
+    Plan& plan = plan_for(math, rows, k, n, ldx, bias != nullptr, gelu, threads.count());
     const dnnl::memory weights = weights_for(plan, w, k, n);
     dnnl::memory src(plan.src, engine_, const_cast<float*>(x));
     if (plan.rounded) {  // x -> bfloat16, into the plan's buffer
@@ -130,8 +136,8 @@ class DenseLayers {
   }
 
   Plan& plan_for(DenseMath math, std::int64_t rows, std::int64_t k, std::int64_t n, std::int64_t ldx,
-                 bool with_bias, bool gelu) {
-    const auto key = std::make_tuple(int(math), rows, k, n, ldx, with_bias, gelu);
+                 bool with_bias, bool gelu, int threads) {
+    const auto key = std::make_tuple(int(math), rows, k, n, ldx, with_bias, gelu, threads);
     auto found = plans_.find(key);
     if (found != plans_.end()) return found->second;
     using dnnl::memory;
@@ -201,7 +207,7 @@ class DenseLayers {
 
   dnnl::engine engine_;
   dnnl::stream stream_;
-  std::map<std::tuple<int, std::int64_t, std::int64_t, std::int64_t, std::int64_t, bool, bool>, Plan> plans_;
+  std::map<std::tuple<int, std::int64_t, std::int64_t, std::int64_t, std::int64_t, bool, bool, int>, Plan> plans_;
   std::map<std::tuple<const float*, std::int64_t, std::int64_t>, std::vector<Packed>> packed_;
 };
 

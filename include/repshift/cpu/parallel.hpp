@@ -1,6 +1,8 @@
 #pragma once
 // The one place the CPU kernels meet OpenMP: how many threads a Host asks
-// for, and which thread this is. Builds without OpenMP run serially.
+// for, which thread this is, and the thread count the libraries we call
+// (OpenBLAS, oneDNN) run their own OpenMP regions on. Builds without
+// OpenMP run serially.
 
 #if defined(_OPENMP)
 #include <omp.h>
@@ -27,6 +29,34 @@ inline int thread_index() {
   return 0;
 #endif
 }
+
+// For its lifetime, the OpenMP regions that OpenBLAS and oneDNN open from
+// this thread use Host's thread count: both read the calling thread's
+// nthreads ICV (omp_get_max_threads), not our num_threads clauses, so
+// without it rs::Host{1} ran every GEMM and convolution on all threads
+// (two forwards on two threads each asking for 1 then used 2 x OMP's
+// count). The ICV is per thread: other threads' calls are untouched.
+class LibraryThreads {
+ public:
+  explicit LibraryThreads(const Host& host) : count_(thread_count(host)) {
+#if defined(_OPENMP)
+    saved_ = omp_get_max_threads();
+    if (count_ != saved_) omp_set_num_threads(count_);
+#endif
+  }
+  ~LibraryThreads() {
+#if defined(_OPENMP)
+    if (count_ != saved_) omp_set_num_threads(saved_);
+#endif
+  }
+  LibraryThreads(const LibraryThreads&) = delete;
+  LibraryThreads& operator=(const LibraryThreads&) = delete;
+  int count() const { return count_; }
+
+ private:
+  int count_;
+  int saved_ = 1;
+};
 
 }  // namespace cpu
 }  // namespace repshift

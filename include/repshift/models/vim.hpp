@@ -34,7 +34,6 @@
 #include "../params/patch_embed.hpp"
 #include "../params/rms_norm.hpp"
 #include "forward_args.hpp"
-#include "patch_embed.hpp"
 #include "prune_schedule.hpp"
 #include "tensor_store.hpp"
 #include "weights_init.hpp"
@@ -55,7 +54,6 @@ struct VimConfig {
   int tokens() const { return num_patches() + 1; }
   int inner() const { return expand * dim; }
   int cls_index() const { return cls_position < 0 ? num_patches() / 2 : cls_position; }
-  PatchEmbedShape patch_shape() const { return {image_size, patch_size, in_chans, dim}; }
 
   void check(const char* where) const {
     detail::require_positive(where, "config.image_size", image_size);
