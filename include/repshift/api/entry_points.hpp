@@ -85,17 +85,7 @@ void shift_score(Exec exec, const T* before, const T* after, float* scores, int 
 template <class Exec>
 void select_top(Exec exec, const float* scores, int* keep_idx, int batch, int tokens, int keep,
                 int protect = 0) {
-  SelectParams p;
-  p.scores = scores;
-  p.keep_idx = keep_idx;
-  p.batch = batch;
-  p.tokens = tokens;
-  p.keep = keep;
-  p.protect = protect;
-  p.scores_token_stride = 1;
-  p.scores_batch_stride = tokens;
-  p.keep_token_stride = 1;
-  p.keep_batch_stride = keep;
+  const auto p = SelectParams::contiguous(scores, keep_idx, batch, tokens, keep, protect);
   p.check("select_top");
   Backend<Exec>::select_top(exec, p);
 }
@@ -105,19 +95,7 @@ void select_top(Exec exec, const float* scores, int* keep_idx, int batch, int to
 template <class Exec, class T>
 void gather_tokens(Exec exec, const T* x, const int* keep_idx, T* out, int batch, int tokens,
                    int keep, int channels) {
-  GatherParams<T> p;
-  p.x = x;
-  p.keep_idx = keep_idx;
-  p.out = out;
-  p.batch = batch;
-  p.tokens = tokens;
-  p.keep = keep;
-  p.channels = channels;
-  p.x_token_stride = p.out_token_stride = channels;
-  p.x_batch_stride = std::int64_t(tokens) * channels;
-  p.out_batch_stride = std::int64_t(keep) * channels;
-  p.keep_token_stride = 1;
-  p.keep_batch_stride = keep;
+  const auto p = GatherParams<T>::contiguous(x, keep_idx, out, batch, tokens, keep, channels, keep);
   p.check("gather_tokens");
   Backend<Exec>::gather_tokens(exec, p);
 }
@@ -144,16 +122,8 @@ void shift_score_varlen(Exec exec, const T* before, const T* after, float* score
 template <class Exec>
 void select_top_varlen(Exec exec, const float* scores, const int* cu_seqlens, const int* kept_cu_seqlens, int* keep_idx,
                        int batch, int max_seqlen, int max_keep, int protect = 0) {
-  SelectParams p;
-  p.cu_seqlens = cu_seqlens;
-  p.kept_cu_seqlens = kept_cu_seqlens;
-  p.scores = scores;
-  p.keep_idx = keep_idx;
-  p.batch = batch;
-  p.tokens = max_seqlen;
-  p.keep = max_keep;
-  p.protect = protect;
-  p.scores_token_stride = p.keep_token_stride = 1;
+  const auto p = SelectParams::contiguous(scores, keep_idx, batch, max_seqlen, max_keep, protect,
+                                          PackedRows{cu_seqlens, kept_cu_seqlens});
   p.check("select_top_varlen");
   Backend<Exec>::select_top(exec, p);
 }
@@ -165,19 +135,8 @@ template <class Exec, class T>
 void gather_tokens_varlen(Exec exec, const T* x, const int* cu_seqlens, const int* keep_idx, const int* kept_cu_seqlens,
                           T* out, int batch, int max_seqlen, int max_keep, int channels,
                           const int* out_cu_seqlens = nullptr) {
-  GatherParams<T> p;
-  p.cu_seqlens = cu_seqlens;
-  p.kept_cu_seqlens = kept_cu_seqlens;
-  p.out_cu_seqlens = out_cu_seqlens;
-  p.x = x;
-  p.keep_idx = keep_idx;
-  p.out = out;
-  p.batch = batch;
-  p.tokens = max_seqlen;
-  p.keep = max_keep;
-  p.channels = channels;
-  p.x_token_stride = p.out_token_stride = channels;
-  p.keep_token_stride = 1;
+  const auto p = GatherParams<T>::contiguous(x, keep_idx, out, batch, max_seqlen, max_keep, channels, max_keep,
+                                             PackedRows{cu_seqlens, kept_cu_seqlens}, out_cu_seqlens);
   p.check("gather_tokens_varlen");
   Backend<Exec>::gather_tokens(exec, p);
 }

@@ -49,39 +49,12 @@ namespace detail {
 // sample's kept ones in dst).
 template <int Extra, class Exec, class T>
 void select_and_gather(const Exec& exec, const CompressInputs<T>& c) {
-  SelectParams s;
-  s.cu_seqlens = c.offsets.in;
-  s.kept_cu_seqlens = c.offsets.kept;
-  s.scores = c.scores;
-  s.keep_idx = c.keep_idx;
-  s.batch = c.batch;
-  s.tokens = c.tokens;
-  s.keep = c.keep;
-  s.protect = c.protect;
-  s.scores_batch_stride = c.tokens;
-  s.scores_token_stride = 1;
-  s.keep_batch_stride = c.keep;
-  s.keep_token_stride = 1;
-  Backend<Exec>::select_top(exec, s);
-
-  GatherParams<T> g;
-  g.cu_seqlens = c.offsets.in;
-  g.kept_cu_seqlens = c.offsets.kept;
-  g.out_cu_seqlens = c.offsets.out;
-  g.x = c.src;
-  g.keep_idx = c.keep_idx;
-  g.out = c.dst;
-  g.batch = c.batch;
-  g.tokens = c.tokens;
-  g.keep = c.keep;
-  g.channels = c.channels;
-  g.x_batch_stride = c.tokens * c.channels;
-  g.x_token_stride = c.channels;
-  g.keep_batch_stride = c.keep;
-  g.keep_token_stride = 1;
-  g.out_batch_stride = (c.keep + Extra) * c.channels;
-  g.out_token_stride = c.channels;
-  Backend<Exec>::gather_tokens(exec, g);
+  const PackedRows rows{c.offsets.in, c.offsets.kept};
+  const auto select = SelectParams::contiguous(c.scores, c.keep_idx, c.batch, c.tokens, c.keep, c.protect, rows);
+  Backend<Exec>::select_top(exec, select);
+  const auto gather = GatherParams<T>::contiguous(c.src, c.keep_idx, c.dst, c.batch, c.tokens, c.keep, c.channels,
+                                                  c.keep + Extra, rows, c.offsets.out);
+  Backend<Exec>::gather_tokens(exec, gather);
 }
 
 }  // namespace detail

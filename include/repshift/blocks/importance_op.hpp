@@ -7,8 +7,10 @@
 //   executor's ops.
 
 #include <cstdint>
+#include <type_traits>
 
 #include "../core/backend.hpp"
+#include "../params/residual_rows.hpp"
 #include "../policies/importance.hpp"
 
 namespace repshift {
@@ -60,5 +62,18 @@ template <>
 struct ImportanceOp<policies::ClsAttention> : AttentionMapScores<policies::ClsAttention> {};
 template <>
 struct ImportanceOp<policies::AttentionReceived> : AttentionMapScores<policies::AttentionReceived> {};
+
+// The one runtime -> template switch of the residual epilogues: score or
+// not. Importances without a fused score run the plain epilogue
+// (instantiated with L2, whose score code it never uses).
+template <class Importance, ScoreOperands Operands, bool PostNorm, class Exec, class T>
+void residual_with_score(const Exec& exec, const ResidualRows<T>& e, bool score) {
+  constexpr bool fused = ImportanceOp<Importance>::fused;
+  using Fused = std::conditional_t<fused, Importance, policies::L2>;
+  if constexpr (fused && Operands != ScoreOperands::None) {
+    if (score) return Backend<Exec>::template residual_epilogue<Fused, Operands, PostNorm>(exec, e);
+  }
+  Backend<Exec>::template residual_epilogue<Fused, ScoreOperands::None, PostNorm>(exec, e);
+}
 
 }  // namespace repshift

@@ -76,7 +76,6 @@ struct Block<policies::SsmScan, Site, Importance, Compress, Norm> {
   using norm = Norm;
   using ScoreOp = ImportanceOp<Importance>;
   using Compression = CompressOp<Compress>;
-  static constexpr bool kFusedScore = ScoreOp::fused;
   static constexpr int output_tokens(int tokens, int keep) { return keep < tokens ? keep : tokens; }
 
   // The workspace of a forward over `rows` = batch * tokens token rows.
@@ -139,7 +138,7 @@ struct Block<policies::SsmScan, Site, Importance, Compress, Norm> {
     e.rows = rows;
     e.channels = dim;
     e.scores = scores;
-    run_residual(exec, e, score);
+    residual_with_score<Importance, Site::operands, false>(exec, e, score);
     if (score) {
       ImportanceInputs in;
       in.batch = a.batch;
@@ -245,18 +244,6 @@ struct Block<policies::SsmScan, Site, Importance, Compress, Norm> {
     scan.channels = inner;
     scan.state = w.state;
     B::template selective_scan<Dir, Accumulate>(exec, scan);
-  }
-
-  // The one runtime -> template switch of the epilogue: score or not.
-  // Baseline importances have no fused score: they run the plain epilogue
-  // (instantiated with L2, whose score code it never uses).
-  template <class Exec>
-  static void run_residual(const Exec& exec, const ResidualRows<float>& e, bool score) {
-    using Fused = std::conditional_t<kFusedScore, Importance, policies::L2>;
-    if constexpr (kFusedScore) {
-      if (score) return Backend<Exec>::template residual_epilogue<Fused, Site::operands, false>(exec, e);
-    }
-    Backend<Exec>::template residual_epilogue<Fused, ScoreOperands::None, false>(exec, e);
   }
 };
 

@@ -61,10 +61,6 @@ struct BasicTransformerBlockArgs {
   int protect = 1;           // leading tokens always kept (CLS)
   float* scores = nullptr;   // optional [batch, tokens]: the Site's shift, written when set
   int* keep_idx = nullptr;   // optional [batch, keep]: kept indices (per sample, ascending), written when pruning
-  // Padding (BERT-style batches of unequal length): sample b's tokens
-  // [lengths[b], tokens) are padding. They are masked out as attention keys,
-  // score NaN (so pruning drops them first), and after pruning sample b has
-  // kept_lengths[b] = min(lengths[b], keep) valid tokens, padding last.
   // Packed batches (FlashAttention's varlen layout): with cu_seqlens set, x
   // holds cu_seqlens[batch] rows, sample b's at [cu_seqlens[b],
   // cu_seqlens[b + 1]), and `tokens` / `keep` are unused. Sample b keeps
@@ -117,7 +113,6 @@ struct Block<policies::Transformer, Site, Importance, Compress, Norm> {
   using ScoreOp = ImportanceOp<Importance>;
   using Compression = CompressOp<Compress>;
   static constexpr bool kPostNorm = Norm::post_norm;
-  static constexpr bool kFusedScore = ScoreOp::fused;
   static constexpr int kExtra = Compression::extra_tokens;
   static constexpr bool kMerge = Compression::tracks_sizes;
 
@@ -255,7 +250,8 @@ struct Block<policies::Transformer, Site, Importance, Compress, Norm> {
       e1.ln_out = s.ln;  // LN2(x') feeds the MLP
       e1.ln_next = w.norm2();
     }
-    run_residual<kScoreAttention ? Site::operands : ScoreOperands::None>(exec, e1, kScoreAttention && score);
+    residual_with_score<Importance, kScoreAttention ? Site::operands : ScoreOperands::None, kPostNorm>(
+        exec, e1, kScoreAttention && score);
     if (kScoreAttention && score) ScoreOp::score(exec, importance, scores);
 
     // Compresses src (the plan's input rows) to dst (its output rows).
@@ -318,7 +314,8 @@ struct Block<policies::Transformer, Site, Importance, Compress, Norm> {
     e3.channels = dim;
     e3.scores = scores;
     if constexpr (kPostNorm) e3.ln_post = w.norm2();
-    run_residual<kScoreEnd ? Site::operands : ScoreOperands::None>(exec, e3, kScoreEnd && score);
+    residual_with_score<Importance, kScoreEnd ? Site::operands : ScoreOperands::None, kPostNorm>(
+        exec, e3, kScoreEnd && score);
     if (kScoreEnd && score) ScoreOp::score(exec, importance, scores);
     if (gather_output) compress(s.x1, a.y);
     if (a.out_cu_seqlens) {
@@ -352,18 +349,6 @@ struct Block<policies::Transformer, Site, Importance, Compress, Norm> {
       return s;
     }
   };
-
-  // The one runtime -> template switch of the epilogues: score or not.
-  // Baseline importances have no fused score: they run the plain epilogue
-  // (instantiated with L2, whose score code it never uses).
-  template <ScoreOperands Operands, class Exec, class T>
-  static void run_residual(const Exec& exec, const ResidualRows<T>& e, bool score) {
-    using Fused = std::conditional_t<kFusedScore, Importance, policies::L2>;
-    if constexpr (kFusedScore && Operands != ScoreOperands::None) {
-      if (score) return Backend<Exec>::template residual_epilogue<Fused, Operands, kPostNorm>(exec, e);
-    }
-    Backend<Exec>::template residual_epilogue<Fused, ScoreOperands::None, kPostNorm>(exec, e);
-  }
 };
 
 }  // namespace repshift

@@ -154,8 +154,6 @@ struct TokenPlan {
   std::int64_t in_rows() const { return in.back(); }
   std::int64_t kept_rows() const { return kept.back(); }
   std::int64_t out_rows() const { return out.back(); }
-  int length(int b) const { return in[std::size_t(b) + 1] - in[std::size_t(b)]; }
-  int kept_length(int b) const { return kept[std::size_t(b) + 1] - kept[std::size_t(b)]; }
 
   // extra = rows a compress appends to a sample that drops tokens (Fuse: 1).
   // cu_seqlens null: `batch` samples of `tokens`, each keeping `keep`;

@@ -49,10 +49,6 @@ inline void layer_norm_rows(const Host& host, const float* src, std::int64_t src
 #pragma omp parallel for schedule(static) num_threads(thread_count(host))
   for (std::int64_t r = 0; r < rows; ++r) layer_norm_row(src + r * src_stride, dst + r * dst_stride, channels, w);
 }
-inline void layer_norm_rows(const Host& host, const float* src, float* dst, std::int64_t rows, std::int64_t channels,
-                            const LayerNormWeights& w) {
-  layer_norm_rows(host, src, channels, dst, channels, rows, channels, w);
-}
 
 }  // namespace cpu
 }  // namespace repshift

@@ -3,14 +3,10 @@
 // has oneDNN (REPSHIFT_HAS_ONEDNN): y [rows, n] = x [rows, k] . W^T + bias,
 // W stored [n, k] as in PyTorch checkpoints.
 //
-// OpenBLAS packs W into its panel layout on every call and zeroes C before
-// each product; here W is reordered once into the layout the matmul wants
-// and kept, and the bias rides in the matmul. Measured side by side at
-// every DeiT-S/B layer shape (bench/bench_linear_onednn.cpp, 2 threads,
-// AVX-512): 196-223 GFLOP/s against OpenBLAS's 106-191, 1.1-1.9x, most at
-// batch 1 and on pruned row counts. Below AVX-512 oneDNN's matmul packs
-// nothing and reads W as stored (plan_for): 1.00-1.50x OpenBLAS at the
-// same 32 shapes (AVX2).
+// OpenBLAS packs W on every call and zeroes C before each product; here W
+// is reordered once into the matmul's layout and the bias rides in the
+// matmul: 1.1-1.9x OpenBLAS at the DeiT layer shapes on AVX-512, 1.00-1.50x
+// on AVX2, where W is read as stored (plan_for; docs/performance.md).
 //
 // rs::cpu::DenseLayers is one workspace's state (a Workspace keeps one:
 // Backend<Host>::Context points to it): primitives per shape, packed

@@ -88,12 +88,9 @@ struct SimtAttentionTiling {
   static_assert(kBlockK == 64 && kRowsPerWarp == 16, "the lane pairing assumes 16 rows x 64 keys per warp");
 };
 
-// The f16 / bf16 kernel (cuda/flash_attention_mma.cuh), FlashAttention-2's
-// schedule: one CTA of kWarps warps takes kBlockQ queries of one (sample,
-// head), each warp 16 rows whose Q fragments and O accumulators stay in
-// registers for the whole key loop; K and V tiles of kBlockK keys arrive
-// by cp.async into kStages buffers, the next block loading while this one
-// computes. Shared memory, storage type, rows kLd = HeadDim + 8 elements
+// The f16 / bf16 kernel's plan (its schedule: cuda/flash_attention_mma.cuh):
+// kBlockQ queries per CTA, kStages buffers of kBlockK keys. Shared memory,
+// storage type, rows kLd = HeadDim + 8 elements
 // apart: the 16-byte pad puts the 8 rows of every ldmatrix phase in 8
 // different 16-byte bank groups (rows 2 (HeadDim + 8) bytes apart, an odd
 // multiple of 16; checked on the host for every bucket).

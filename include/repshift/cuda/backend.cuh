@@ -73,7 +73,7 @@ struct Backend<Cuda> {
   static void linear(const Cuda& exec, Context ctx, const T* x, std::int64_t rows, std::int64_t k, const T* w,
                      const T* bias, std::int64_t n, T* y) {
     if (!ctx.blas) detail::fail("Backend<Cuda>::linear", "no cuda::Blas: make the workspace or model with one");
-    cuda_detail::dense(exec, *ctx.blas, x, rows, k, w, bias, n, y);
+    ctx.blas->linear(exec, cuda::LinearShape{rows, k, n, k, n}, x, w, bias, y);
   }
   template <class T>
   static void layer_norm_rows(const Cuda& exec, const T* src, std::int64_t src_stride, T* dst, std::int64_t dst_stride,

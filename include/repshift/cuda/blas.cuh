@@ -224,21 +224,4 @@ class Blas {
 };
 
 }  // namespace cuda
-
-namespace cuda_detail {
-
-template <class T>
-struct NonDeduced {
-  using type = T;
-};
-
-// y = x W^T (+ bias) for contiguous rows; T comes from x and w, so the
-// bias may be a plain nullptr.
-template <class T>
-void dense(const Cuda& exec, cuda::Blas& blas, const T* x, std::int64_t rows, std::int64_t in, const T* w,
-           const typename NonDeduced<T>::type* bias, std::int64_t out, T* y) {
-  blas.linear(exec, cuda::LinearShape{rows, in, out, in, out}, x, w, bias, y);
-}
-
-}  // namespace cuda_detail
 }  // namespace repshift

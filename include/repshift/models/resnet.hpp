@@ -261,7 +261,7 @@ class ResNetModelWeights {
 
  public:
   explicit ResNetModelWeights(std::shared_ptr<const ResNetWeights> host)
-      : config_(checked(host)->config), tensors_(host) {
+      : config_(detail::checked_weights("ResNetModelWeights", host)->config), tensors_(host) {
     for (int s = 0; s < 4; ++s) {
       blocks_.emplace_back();
       for (int i = 0; i < config_.blocks[std::size_t(s)]; ++i) blocks_.back().push_back(make_block(*host, s, i));
@@ -276,11 +276,6 @@ class ResNetModelWeights {
   }
 
  private:
-  static const std::shared_ptr<const ResNetWeights>& checked(const std::shared_ptr<const ResNetWeights>& host) {
-    detail::require_pointer("ResNetModelWeights", "weights", host.get());
-    host->config.check("ResNetModelWeights");
-    return host;
-  }
   BottleneckWeights make_block(const ResNetWeights& host, int s, int i) const {
     const std::string p = fmt::format("layer{}.{}.", s + 1, i);
     BottleneckWeights w = host.block(s, i);  // the shapes; the pointers follow

@@ -15,6 +15,19 @@
 
 namespace repshift {
 
+namespace detail {
+
+// A model's host weights, checked before its store is made from them.
+template <class HostWeights>
+const std::shared_ptr<const HostWeights>& checked_weights(const char* where,
+                                                          const std::shared_ptr<const HostWeights>& host) {
+  require_pointer(where, "weights", host.get());
+  host->config.check(where);
+  return host;
+}
+
+}  // namespace detail
+
 template <class Exec, class T>
 class TensorStore {
   using B = Backend<Exec>;

@@ -192,7 +192,8 @@ class VimModelWeights {
   static_assert(std::is_same_v<T, float>, "VimModelWeights: the SsmScan path runs in f32");
 
  public:
-  explicit VimModelWeights(std::shared_ptr<const VimWeights> host) : config_(checked(host)->config), tensors_(host) {
+  explicit VimModelWeights(std::shared_ptr<const VimWeights> host)
+      : config_(detail::checked_weights("VisionMamba", host)->config), tensors_(host) {
     for (int i = 0; i < config_.depth; ++i) layers_.push_back(make_block(i));
   }
   explicit VimModelWeights(const VimWeights& host) : VimModelWeights(std::make_shared<const VimWeights>(host)) {}
@@ -201,11 +202,6 @@ class VimModelWeights {
   const SsmBlockWeights& block(int i) const { return layers_.at(std::size_t(i)); }
 
  private:
-  static const std::shared_ptr<const VimWeights>& checked(const std::shared_ptr<const VimWeights>& host) {
-    detail::require_pointer("VisionMamba", "weights", host.get());
-    host->config.check("VisionMamba");
-    return host;
-  }
   SsmBlockWeights make_block(int i) const {
     const VimConfig& c = config_;
     const std::string p = fmt::format("layers.{}.", i);

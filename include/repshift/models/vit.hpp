@@ -276,7 +276,8 @@ struct ViTTrace {
 template <class Exec, class T>
 class ViTModelWeights {
  public:
-  explicit ViTModelWeights(std::shared_ptr<const ViTWeights> host) : config_(checked(host)->config), tensors_(host) {
+  explicit ViTModelWeights(std::shared_ptr<const ViTWeights> host)
+      : config_(detail::checked_weights("ViTModelWeights", host)->config), tensors_(host) {
     for (int i = 0; i < config_.depth; ++i) blocks_.push_back(make_block(i));
   }
   explicit ViTModelWeights(const ViTWeights& host) : ViTModelWeights(std::make_shared<const ViTWeights>(host)) {}
@@ -285,11 +286,6 @@ class ViTModelWeights {
   const BasicTransformerBlockWeights<T>& block(int i) const { return blocks_.at(std::size_t(i)); }
 
  private:
-  static const std::shared_ptr<const ViTWeights>& checked(const std::shared_ptr<const ViTWeights>& host) {
-    detail::require_pointer("ViTModelWeights", "weights", host.get());
-    host->config.check("ViTModelWeights");
-    return host;
-  }
   BasicTransformerBlockWeights<T> make_block(int i) const {
     const std::string p = fmt::format("blocks.{}.", i);
     BasicTransformerBlockWeights<T> w;

@@ -25,6 +25,30 @@ struct GatherParams : PackedRows {
   std::int64_t keep_batch_stride = 0, keep_token_stride = 0;
   std::int64_t out_batch_stride = 0, out_token_stride = 0;
 
+  // Contiguous [batch, tokens, channels] x, [batch, keep] indices and
+  // [batch, out_rows, channels] out (out_rows >= keep leaves room after
+  // each sample's kept rows); packed when `rows` has cu_seqlens.
+  static GatherParams contiguous(const T* x, const int* keep_idx, T* out, std::int64_t batch, std::int64_t tokens,
+                                 std::int64_t keep, std::int64_t channels, std::int64_t out_rows,
+                                 const PackedRows& rows = {}, const int* out_cu_seqlens = nullptr) {
+    GatherParams p;
+    static_cast<PackedRows&>(p) = rows;
+    p.out_cu_seqlens = out_cu_seqlens;
+    p.x = x;
+    p.keep_idx = keep_idx;
+    p.out = out;
+    p.batch = batch;
+    p.tokens = tokens;
+    p.keep = keep;
+    p.channels = channels;
+    p.x_batch_stride = tokens * channels;
+    p.keep_batch_stride = keep;
+    p.out_batch_stride = out_rows * channels;
+    p.x_token_stride = p.out_token_stride = channels;
+    p.keep_token_stride = 1;
+    return p;
+  }
+
   void check(const char* where) const {
     check_pointers(where);
     if (out_cu_seqlens) detail::require_pointer(where, "cu_seqlens", cu_seqlens);

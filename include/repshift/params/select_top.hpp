@@ -20,6 +20,25 @@ struct SelectParams : PackedRows {
   std::int64_t scores_batch_stride = 0, scores_token_stride = 0;
   std::int64_t keep_batch_stride = 0, keep_token_stride = 0;
 
+  // Dense [batch, tokens] scores and [batch, keep] indices; packed when
+  // `rows` has cu_seqlens (tokens and keep then bound the samples' counts,
+  // and the batch strides go unused).
+  static SelectParams contiguous(const float* scores, int* keep_idx, std::int64_t batch, std::int64_t tokens,
+                                 std::int64_t keep, std::int64_t protect, const PackedRows& rows = {}) {
+    SelectParams p;
+    static_cast<PackedRows&>(p) = rows;
+    p.scores = scores;
+    p.keep_idx = keep_idx;
+    p.batch = batch;
+    p.tokens = tokens;
+    p.keep = keep;
+    p.protect = protect;
+    p.scores_batch_stride = tokens;
+    p.keep_batch_stride = keep;
+    p.scores_token_stride = p.keep_token_stride = 1;
+    return p;
+  }
+
   void check(const char* where) const {
     check_pointers(where);
     detail::require_pointer(where, "scores", scores);
