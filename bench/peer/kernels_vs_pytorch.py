@@ -4,15 +4,18 @@ against PyTorch's, alone and side by side, f32, 2 threads, interleaved
 rounds, one invocation:
 
     python3 bench/peer/kernels_vs_pytorch.py build/release/bench [OUT.md]
-        [--tokens 1205,2352] [--linear 1205x768x3072,...] [--rounds 6]
+        [--tokens 1205,2352] [--linear 1205x768x3072,...] [--weights packed|stored] [--rounds 6]
 
 - Attention (12 heads x 64, batch 1, UMT-B's): BM_FlashAttention/<tokens>
   of bench_attention_long against F.scaled_dot_product_attention. Both
   count 4 N^2 d flops per head (Q K^T and P V). Of a UMT-B at T = 12 under
   video_retrieval(), 9 of the 12 layers attend over 1205 tokens.
-- Dense layers (y = x W^T, W [out, in] as stored): BM_OneDnnStored/<rows,
-  in, out> of bench_linear_onednn, the matmul rs::cpu::DenseLayers runs
-  below AVX-512, against F.linear without bias. 2 rows in out flops.
+- Dense layers (y = x W^T, W [out, in]): the oneDNN matmul that
+  rs::cpu::DenseLayers runs on this CPU, from bench_linear_onednn, against
+  F.linear without bias. 2 rows in out flops. With AVX-512 that is
+  BM_OneDnnPacked (W reordered once into oneDNN's blocked format, brgemm),
+  below it BM_OneDnnStored (W read as stored, oneDNN's sgemm); --weights
+  packed|stored overrides the choice.
 
 Ours: Google Benchmark, --benchmark_min_time=0.3. PyTorch: the median of 7
 timed calls after one untimed. Says how much of a model's lead over
@@ -33,6 +36,18 @@ from video_vs_pytorch import option  # noqa: E402
 THREADS = 2
 HEADS, HEAD_DIM = 12, 64
 UMT_B_LINEAR = "1205x768x2304,1205x768x768,1205x768x3072,1205x3072x768"
+
+
+def dense_weights():
+    """Which of bench_linear_onednn's matmuls DenseLayers runs here: packed
+    brgemm weights with AVX-512, W as stored below it (cpu/onednn_linear.hpp)."""
+    chosen = option("weights", None)
+    if chosen is None:
+        with open("/proc/cpuinfo") as f:
+            chosen = "packed" if " avx512f" in f.read() else "stored"
+    if chosen not in ("packed", "stored"):
+        sys.exit(f"--weights must be packed or stored, got {chosen!r}")
+    return chosen
 
 
 def google_benchmark(binary, name):
@@ -66,13 +81,14 @@ def cases(torch, bench_dir):
                                                  f"BM_FlashAttention/{n}/real_time"),
                     lambda n=n, q=q, k=k, v=v: torch_rate(lambda: F.scaled_dot_product_attention(q, k, v),
                                                           4.0 * HEADS * n * n * HEAD_DIM)))
+    dense = {"packed": "BM_OneDnnPacked", "stored": "BM_OneDnnStored"}[dense_weights()]
     for shape in (s for s in option("linear", UMT_B_LINEAR).split(",") if s):
         rows, k_in, n_out = (int(x) for x in shape.split("x"))
         x, w = torch.randn(rows, k_in), torch.randn(n_out, k_in)
         out.append((f"linear, {rows} x {k_in} -> {n_out}",
                     lambda r=rows, i=k_in, o=n_out: google_benchmark(
                         os.path.join(bench_dir, "bench_linear_onednn"),
-                        f"BM_OneDnnStored/rows:{r}/in:{i}/out:{o}/real_time"),
+                        f"{dense}/rows:{r}/in:{i}/out:{o}/real_time"),
                     lambda x=x, w=w, r=rows, i=k_in, o=n_out: torch_rate(lambda: F.linear(x, w), 2.0 * r * i * o)))
     return out
 
@@ -102,7 +118,8 @@ def main():
              f"`python3 bench/peer/kernels_vs_pytorch.py {' '.join(sys.argv[1:])}`", "",
              f"f32, {THREADS} threads, {rounds} interleaved rounds; torch {torch.__version__} "
              f"({torch.backends.cpu.get_cpu_capability()}). GFLOP/s, medians. Attention: {HEADS} heads x "
-             f"{HEAD_DIM}, batch 1, flash vs SDPA. Linear: y = x W^T, oneDNN matmul on W as stored vs F.linear.", "",
+             f"{HEAD_DIM}, batch 1, flash vs SDPA. Linear: y = x W^T, oneDNN matmul ({dense_weights()} "
+             "weights) vs F.linear.", "",
              "| case | ours | PyTorch | ours / PyTorch | per round |", "|---|---:|---:|---:|---|"]
     for label, _, _ in todo:
         a, b = rates[label]
