@@ -14,7 +14,9 @@ ranked by attention received (mean over heads and queries) on the map path.
 (d) PyTorch: the same UMT-B written with F.scaled_dot_product_attention,
 unpruned and with (b)'s pruning written the obvious PyTorch way (score,
 torch.topk, sort, gather). Reports (b)/(a), (b)/(a'), (b)/(c), (b)/(d
-pruned) and (b)/(d unpruned); with --rss, the peak RSS of one UMT-B
+pruned) and (b)/(d unpruned). (a') and (c) run their GEMMs on OpenBLAS
+at its best: an OPENBLAS_CORETYPE that pins an AVX2 core on an AVX-512
+CPU is dropped for our process (openblas_core()). With --rss, the peak RSS of one UMT-B
 attention (12 heads x 64) on the flash and the map path from 1k to 16k
 tokens, each in a fresh process, as a table and a PNG.
 """
@@ -40,6 +42,28 @@ def option(name, default):
     if f"--{name}" in sys.argv:
         return sys.argv[sys.argv.index(f"--{name}") + 1]
     return default
+
+
+def openblas_core():
+    """(env, note): the OpenBLAS kernels the map-path variants (a') and (c)
+    run on, at their best. An environment may pin OPENBLAS_CORETYPE to an
+    AVX2 core (this workplace's sessions inherit OPENBLAS_CORETYPE=Haswell);
+    on a CPU with AVX-512 that runs the baselines' GEMMs on the AVX2 kernels
+    (on the Zen 5 machine, 177-213 GFLOP/s at sgemm instead of 320-387, and
+    the map attention 1.2-1.3x slower) and flatters (b). There the variable
+    is dropped for our process and OpenBLAS picks its own core."""
+    with open("/proc/cpuinfo") as f:
+        flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    avx512 = all(f in flags for f in ("avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512cd"))
+    pinned = os.environ.get("OPENBLAS_CORETYPE")
+    drop = avx512 and pinned is not None and pinned.lower() in ("haswell", "zen", "sandybridge", "nehalem")
+    code = "import ctypes; l = ctypes.CDLL('libopenblas.so.0'); l.openblas_get_corename.restype = ctypes.c_char_p; " \
+           "print(l.openblas_get_corename().decode())"
+    env = {k: v for k, v in os.environ.items() if not (drop and k == "OPENBLAS_CORETYPE")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    core = out.stdout.strip() if out.returncode == 0 else "unknown"
+    note = f"OpenBLAS core {core}" + (f" (OPENBLAS_CORETYPE={pinned} dropped on this AVX-512 CPU)" if drop else "")
+    return env, note
 
 
 def build_umt(torch, frames, dim=768, depth=12, heads=12, mlp=3072, classes=400):
@@ -102,7 +126,8 @@ def main():
     rounds, seconds = int(option("rounds", "3")), float(option("seconds", "2"))
     rss_tokens = [int(v) for v in option("rss", "").split(",") if v]
     plot = option("plot", None)
-    env = dict(os.environ, OMP_NUM_THREADS=str(THREADS))
+    blas_env, blas_note = openblas_core()
+    env = dict(blas_env, OMP_NUM_THREADS=str(THREADS))
 
     def ours(variant, batch, frames):
         out = subprocess.run([binary, "umt_b", str(batch), variant, str(seconds), str(frames)], check=True,
@@ -129,6 +154,7 @@ def main():
              f"{torch.__version__} (SDPA), CPU, {THREADS} threads, {datetime.date.today()}; clips/s, medians of "
              f"{rounds} interleaved rounds, each a median over ~{seconds:.0f} s of forward passes. Pruned: r = 0.2 at "
              f"blocks 0, 1, 2 (the paper's UMT retrieval setting; 2352 -> 1882 -> 1506 -> 1205 tokens at T = 12). "
+             f"(a') and (c) multiply through OpenBLAS: {blas_note}. "
              f"Regenerate: `python3 bench/peer/video_vs_pytorch.py build/release/bench/model_timing`.", "",
              "| T | tokens | batch | (a) flash | (a') map | (b) pruned | (c) attn-received pruned | (d) PyTorch | "
              "(d) PyTorch pruned | (b)/(a) | (b)/(a') | (b)/(c) | (b)/(d pruned) | (b)/(d) |",
