@@ -31,7 +31,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import peer_venv  # noqa: E402
-from video_vs_pytorch import option  # noqa: E402
+from video_vs_pytorch import cpu_flags, option  # noqa: E402
 
 THREADS = 2
 HEADS, HEAD_DIM = 12, 64
@@ -43,8 +43,7 @@ def dense_weights():
     brgemm weights with AVX-512, W as stored below it (cpu/onednn_linear.hpp)."""
     chosen = option("weights", None)
     if chosen is None:
-        with open("/proc/cpuinfo") as f:
-            chosen = "packed" if " avx512f" in f.read() else "stored"
+        chosen = "packed" if "avx512f" in cpu_flags() else "stored"
     if chosen not in ("packed", "stored"):
         sys.exit(f"--weights must be packed or stored, got {chosen!r}")
     return chosen

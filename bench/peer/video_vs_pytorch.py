@@ -44,6 +44,12 @@ def option(name, default):
     return default
 
 
+def cpu_flags():
+    """The CPU's feature flags, as /proc/cpuinfo lists them."""
+    with open("/proc/cpuinfo") as f:
+        return next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+
+
 def openblas_core():
     """(env, note): the OpenBLAS kernels the map-path variants (a') and (c)
     run on, at their best. An environment may pin OPENBLAS_CORETYPE to an
@@ -52,9 +58,7 @@ def openblas_core():
     (on the Zen 5 machine, 177-213 GFLOP/s at sgemm instead of 320-387, and
     the map attention 1.2-1.3x slower) and flatters (b). There the variable
     is dropped for our process and OpenBLAS picks its own core."""
-    with open("/proc/cpuinfo") as f:
-        flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
-    avx512 = all(f in flags for f in ("avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512cd"))
+    avx512 = all(f in cpu_flags() for f in ("avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512cd"))
     pinned = os.environ.get("OPENBLAS_CORETYPE")
     drop = avx512 and pinned is not None and pinned.lower() in ("haswell", "zen", "sandybridge", "nehalem")
     code = "import ctypes; l = ctypes.CDLL('libopenblas.so.0'); l.openblas_get_corename.restype = ctypes.c_char_p; " \
