@@ -69,7 +69,7 @@ def torch_rate(call, flops):
     return flops / statistics.median(times) / 1e9
 
 
-def cases(torch, bench_dir):
+def cases(torch, bench_dir, weights):
     """(label, ours, theirs) for every case asked for: two callables giving GFLOP/s."""
     F = torch.nn.functional
     out = []
@@ -80,7 +80,7 @@ def cases(torch, bench_dir):
                                                  f"BM_FlashAttention/{n}/real_time"),
                     lambda n=n, q=q, k=k, v=v: torch_rate(lambda: F.scaled_dot_product_attention(q, k, v),
                                                           4.0 * HEADS * n * n * HEAD_DIM)))
-    dense = {"packed": "BM_OneDnnPacked", "stored": "BM_OneDnnStored"}[dense_weights()]
+    dense = {"packed": "BM_OneDnnPacked", "stored": "BM_OneDnnStored"}[weights]
     for shape in (s for s in option("linear", UMT_B_LINEAR).split(",") if s):
         rows, k_in, n_out = (int(x) for x in shape.split("x"))
         x, w = torch.randn(rows, k_in), torch.randn(n_out, k_in)
@@ -102,7 +102,8 @@ def main():
     out_path = sys.argv[2] if len(sys.argv) > 2 and not sys.argv[2].startswith("--") else None
     rounds = int(option("rounds", "6"))
 
-    todo = cases(torch, bench_dir)
+    weights = dense_weights()
+    todo = cases(torch, bench_dir, weights)
     rates = {label: ([], []) for label, _, _ in todo}
     with torch.inference_mode():
         for r in range(rounds):  # alternate who goes first, so drift hits both
@@ -117,7 +118,7 @@ def main():
              f"`python3 bench/peer/kernels_vs_pytorch.py {' '.join(sys.argv[1:])}`", "",
              f"f32, {THREADS} threads, {rounds} interleaved rounds; torch {torch.__version__} "
              f"({torch.backends.cpu.get_cpu_capability()}). GFLOP/s, medians. Attention: {HEADS} heads x "
-             f"{HEAD_DIM}, batch 1, flash vs SDPA. Linear: y = x W^T, oneDNN matmul ({dense_weights()} "
+             f"{HEAD_DIM}, batch 1, flash vs SDPA. Linear: y = x W^T, oneDNN matmul ({weights} "
              "weights) vs F.linear.", "",
              "| case | ours | PyTorch | ours / PyTorch | per round |", "|---|---:|---:|---:|---|"]
     for label, _, _ in todo:
