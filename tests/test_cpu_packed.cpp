@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <numeric>
 
 #include <repshift/api/entry_points.hpp>
@@ -223,6 +224,54 @@ TYPED_TEST(PackedBlock, EverySampleMatchesItsRunAlone) {
       if constexpr (merge) {
         EXPECT_EQ(slice(kept_sizes, kept_cu[std::size_t(b)], k), ks) << "sample " << b;
       }
+    }
+  }
+}
+
+// first_token_only, packed and padded, gives each sample's first row of the
+// block's full output (Merge: under the same proportional attention).
+TYPED_TEST(PackedBlock, FirstTokenOnlyIsTheFullOutputsFirstRow) {
+  using C = TypeParam;
+  using B = rs::Block<P::Transformer, typename C::Site, typename C::Importance, typename C::Compress, typename C::Norm>;
+  const int batch = int(kLengths.size()), dim = 32;
+  const RandomBlockWeights w(dim, 2, 64, 51);
+  const auto cu = cu_of(kLengths);
+  const int total = cu.back(), longest = *std::max_element(kLengths.begin(), kLengths.end());
+  const auto x = ref::random_floats(std::size_t(total) * dim, 52);
+  const auto sizes = ref::random_floats(std::size_t(total), 53, 1.0f, 4.0f);
+  rs::Workspace<rs::Host> ws;
+
+  for (const bool packed : {true, false}) {
+    // Padded: `batch` samples of the longest length.
+    const int n_pad = longest;
+    const std::vector<float> padded = ref::random_floats(std::size_t(batch) * n_pad * dim, 54);
+    const std::vector<float>& in = packed ? x : padded;
+    const int rows = packed ? total : batch * n_pad;
+    const std::vector<float> sz = packed ? sizes : ref::random_floats(std::size_t(rows), 55, 1.0f, 4.0f);
+    auto run = [&](bool first_only, std::vector<float>& y, std::vector<int>& out_cu) {
+      auto a = rs::TransformerBlockArgs::dense(in.data(), y.data(), batch, n_pad);
+      if (packed) {
+        a.cu_seqlens = cu.data();
+        a.out_cu_seqlens = out_cu.data();
+      }
+      a.seed = 5;
+      if constexpr (C::Compress::tracks_sizes) a.sizes = sz.data();
+      a.first_token_only = first_only;
+      B::forward(rs::Host{}, w.view(), a, ws);
+    };
+    std::vector<float> full(std::size_t(rows) * dim, NAN), first(std::size_t(batch) * dim, NAN);
+    std::vector<int> full_cu(std::size_t(batch) + 1, -1), first_cu(std::size_t(batch) + 1, -1);
+    run(false, full, full_cu);
+    run(true, first, first_cu);
+    if (packed) {
+      EXPECT_EQ(full_cu, cu);
+      for (int b = 0; b <= batch; ++b) EXPECT_EQ(first_cu[std::size_t(b)], b);
+    }
+    for (int b = 0; b < batch; ++b) {
+      const int row = packed ? cu[std::size_t(b)] : b * n_pad;
+      const auto want = slice(full, row, 1, dim);
+      EXPECT_LT(ref::max_rel_error(slice(first, b, 1, dim), std::vector<double>(want.begin(), want.end())), 1e-5)
+          << "sample " << b << (packed ? " (packed)" : " (padded)");
     }
   }
 }

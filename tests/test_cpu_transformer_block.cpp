@@ -73,6 +73,18 @@ TYPED_TEST(TransformerBlock, MatchesNaiveReference) {
   EXPECT_LT(ref::max_rel_error(y, full.y), 5e-5);
   EXPECT_LT(ref::max_rel_error(scores, full.scores), 5e-5);
 
+  // The first token of each sample alone (a class-token head's last block).
+  std::vector<float> first(std::size_t(batch) * dim);
+  auto head = rs::TransformerBlockArgs::dense(x.data(), first.data(), batch, tokens);
+  head.first_token_only = true;
+  B::forward(rs::Host{}, w.view(), head, ws);
+  std::vector<double> want_first;
+  for (int b = 0; b < batch; ++b) {
+    const auto row = full.y.begin() + std::ptrdiff_t(b) * tokens * dim;
+    want_first.insert(want_first.end(), row, row + dim);
+  }
+  EXPECT_LT(ref::max_rel_error(first, want_first), 5e-5);
+
   // Pruned to 29 of 41 tokens, CLS protected.
   const int keep = 29;
   std::vector<float> yp(std::size_t(batch) * keep * dim);
@@ -126,6 +138,16 @@ TEST(TransformerBlockErrors, RefusedArguments) {
   args.y = const_cast<float*>(args.x);
   EXPECT_THROW(B::forward(rs::Host{}, w.view(), args, ws), rs::InvalidArgument);
   args.y = y.data();
+  args.first_token_only = true;
+  args.keep = 4;
+  expect_refused([&] { B::forward(rs::Host{}, w.view(), args, ws); },
+                 {"first_token_only compresses nothing", "keep = 4 must equal tokens = 5"});
+  args.keep = 5;
+  std::vector<float> scores(10);
+  args.scores = scores.data();
+  expect_refused([&] { B::forward(rs::Host{}, w.view(), args, ws); }, {"first_token_only computes no scores"});
+  args.scores = nullptr;
+  args.first_token_only = false;
   auto bad = w.view();
   bad.heads = 3;  // 16 % 3 != 0
   try {

@@ -79,6 +79,12 @@ struct BasicTransformerBlockArgs {
   // logits (proportional attention). Null: all 1.
   const float* sizes = nullptr;  // optional [batch, tokens]
   float* kept_sizes = nullptr;   // optional [batch, keep]: sizes after merging, for the next layer
+  // y gets each sample's first token only ([batch, 1, dim]; packed:
+  // out_cu_seqlens = 0, 1, ..., batch). Attention still runs over every
+  // token; the projection, the residuals and the MLP run on the first rows
+  // alone. For the last block before a class-token head, which reads
+  // nothing else. Compresses nothing and writes no scores.
+  bool first_token_only = false;
 
   // x -> y over all tokens, no pruning; set keep (and the optional
   // outputs) on the result to prune.
@@ -163,6 +169,15 @@ struct Block<policies::Transformer, Site, Importance, Compress, Norm> {
       const int k = a.cu_seqlens ? (a.kept_cu_seqlens ? a.kept_cu_seqlens[b + 1] - a.kept_cu_seqlens[b] : n) : a.keep;
       Compression::check_reachable(where, n, k, a.protect);
     }
+    if (a.first_token_only) {
+      if (a.kept_cu_seqlens) detail::fail(where, "first_token_only compresses nothing: kept_cu_seqlens must be null");
+      if (!a.cu_seqlens && a.keep != a.tokens) {
+        detail::fail(where, "first_token_only compresses nothing: keep = {} must equal tokens = {}", a.keep, a.tokens);
+      }
+      if (a.scores || a.keep_idx || a.kept_sizes) {
+        detail::fail(where, "first_token_only computes no scores: scores, keep_idx and kept_sizes must be null");
+      }
+    }
     if (!kMerge && (a.sizes || a.kept_sizes)) {
       detail::fail(where, "sizes / kept_sizes belong to Compress = Merge, not {}", Compress::name);
     }
@@ -192,6 +207,7 @@ struct Block<policies::Transformer, Site, Importance, Compress, Norm> {
     const bool packed = a.cu_seqlens != nullptr;
     TokenPlan& plan = ws.plan();
     plan.plan(a.batch, a.tokens, a.keep, a.cu_seqlens, a.kept_cu_seqlens, kExtra);
+    if (a.first_token_only) plan.first_token_only();
     const std::int64_t dim = w.dim, rows = plan.in_rows(), longest = plan.max_in;
     ws.require("Block<Transformer>::forward", workspace_extent(w, a.batch, rows, longest),
                "{} rows of dim {} / mlp_hidden {}{}", rows, dim, w.mlp_hidden,
@@ -232,16 +248,32 @@ struct Block<policies::Transformer, Site, Importance, Compress, Norm> {
     } else {
       B::flash_attention(exec, attention);
     }
-    B::linear(exec, ws.context(), static_cast<const T*>(s.attn), rows, dim, w.proj_weight, in_gemm(w.proj_bias), dim,
-              s.branch);
+    // first_token_only: the rest of the block runs on each sample's first
+    // row of attn and x, gathered into qkv (free once attention has read it).
+    std::int64_t tail_rows = rows;
+    const T* attn_out = s.attn;
+    const T* x = a.x;
+    if (a.first_token_only) {
+      tail_rows = a.batch;
+      T* first_rows = s.qkv;
+      B::fill_ints(exec, keep_idx, a.batch, 0);
+      for (const T* src : {attn_out, x}) {
+        B::gather_tokens(exec, GatherParams<T>::contiguous(src, keep_idx, first_rows, a.batch, plan.max_in, 1, dim, 1,
+                                                           PackedRows{offsets.in, offsets.kept}, offsets.out));
+        first_rows += tail_rows * dim;
+      }
+      attn_out = s.qkv;
+      x = s.qkv + tail_rows * dim;
+    }
+    B::linear(exec, ws.context(), attn_out, tail_rows, dim, w.proj_weight, in_gemm(w.proj_bias), dim, s.branch);
 
     constexpr bool kScoreAttention = Site::scores_attention;
     ResidualRows<T> e1;
     e1.branch = s.branch;
     e1.bias = deferred(w.proj_bias);
-    e1.residual = a.x;
+    e1.residual = x;
     e1.out = s.x1;
-    e1.rows = rows;
+    e1.rows = tail_rows;
     e1.channels = dim;
     e1.scores = scores;
     if constexpr (kPostNorm) {
@@ -278,7 +310,7 @@ struct Block<policies::Transformer, Site, Importance, Compress, Norm> {
     };
 
     // ---- compress between the sub-layers (Attention site) -------------------
-    std::int64_t mlp_rows = rows;
+    std::int64_t mlp_rows = tail_rows;
     const T* x1 = s.x1;
     const T* mlp_in = kPostNorm ? s.x1 : s.ln;
     if constexpr (kScoreAttention) {
@@ -309,7 +341,7 @@ struct Block<policies::Transformer, Site, Importance, Compress, Norm> {
     e3.residual = x1;
     // x' is dead once read row by row, so the full output may overwrite it.
     e3.out = gather_output ? s.x1 : a.y;
-    e3.block_input = a.x;
+    e3.block_input = x;
     e3.rows = mlp_rows;
     e3.channels = dim;
     e3.scores = scores;
@@ -318,10 +350,7 @@ struct Block<policies::Transformer, Site, Importance, Compress, Norm> {
         exec, e3, kScoreEnd && score);
     if (kScoreEnd && score) ScoreOp::score(exec, importance, scores);
     if (gather_output) compress(s.x1, a.y);
-    if (a.out_cu_seqlens) {
-      const std::vector<int>& out_cu = prune ? plan.out : plan.in;
-      std::copy(out_cu.begin(), out_cu.end(), a.out_cu_seqlens);
-    }
+    if (a.out_cu_seqlens) std::copy(plan.out.begin(), plan.out.end(), a.out_cu_seqlens);
   }
 
  private:

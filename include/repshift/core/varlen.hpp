@@ -178,6 +178,13 @@ struct TokenPlan {
       drops = drops || k < n;
     }
   }
+
+  // Every sample goes on with its first token alone, nothing compressed
+  // (the rows a class-token head reads after the last block).
+  void first_token_only() {
+    for (int b = 0; b <= batch; ++b) kept[std::size_t(b)] = out[std::size_t(b)] = b;
+    max_kept = max_out = batch > 0 ? 1 : 0;
+  }
 };
 
 }  // namespace repshift

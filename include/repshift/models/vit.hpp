@@ -391,6 +391,7 @@ class BasicVisionTransformer {
     if (trace) *trace = ViTTrace{{int(N)}, {}, {}, {}};
 
     int tokens = int(N);
+    bool first_rows_only = false;  // x holds row 0 of each sample alone (after a first_token_only block)
     T* x = ping_.data();
     T* y = pong_.data();
     const float* sizes = nullptr;  // Merge: token sizes once a layer has merged (all 1 before)
@@ -406,6 +407,9 @@ class BasicVisionTransformer {
         if (a.keep < tokens) a.kept_sizes = sizes_out;
       }
       const bool pruned = a.keep < tokens;
+      // The class-token head reads row 0 alone: a last block that compresses
+      // nothing computes no other row past attention.
+      a.first_token_only = cfg.class_token() && l == cfg.depth - 1 && !pruned;
       if (trace && pruned) a.keep_idx = keep_idx_.data();
       BlockType::forward(exec, w.block(l), a, ws_);
       if (a.kept_sizes) {
@@ -422,10 +426,11 @@ class BasicVisionTransformer {
       tokens = out;
       std::swap(x, y);
       if (trace) trace->tokens.push_back(tokens);
+      first_rows_only = a.first_token_only;
     }
     // logits = head(norm(x[:, 0])), or head(fc_norm(mean over n of x[:, n]))
     const T* pooled = x;
-    std::int64_t pooled_stride = std::int64_t(tokens) * C;
+    std::int64_t pooled_stride = (first_rows_only ? 1 : std::int64_t(tokens)) * C;
     if (!cfg.class_token()) {
       B::mean_tokens(exec, static_cast<const T*>(x), batch, tokens, C, y);
       pooled = y;
