@@ -239,17 +239,17 @@ TYPED_TEST(PackedBlock, FirstTokenOnlyIsTheFullOutputsFirstRow) {
   const int total = cu.back(), longest = *std::max_element(kLengths.begin(), kLengths.end());
   const auto x = ref::random_floats(std::size_t(total) * dim, 52);
   const auto sizes = ref::random_floats(std::size_t(total), 53, 1.0f, 4.0f);
+  // Padded: `batch` samples of the longest length.
+  const auto padded = ref::random_floats(std::size_t(batch) * longest * dim, 54);
+  const auto padded_sizes = ref::random_floats(std::size_t(batch) * longest, 55, 1.0f, 4.0f);
   rs::Workspace<rs::Host> ws;
 
   for (const bool packed : {true, false}) {
-    // Padded: `batch` samples of the longest length.
-    const int n_pad = longest;
-    const std::vector<float> padded = ref::random_floats(std::size_t(batch) * n_pad * dim, 54);
     const std::vector<float>& in = packed ? x : padded;
-    const int rows = packed ? total : batch * n_pad;
-    const std::vector<float> sz = packed ? sizes : ref::random_floats(std::size_t(rows), 55, 1.0f, 4.0f);
+    const std::vector<float>& sz = packed ? sizes : padded_sizes;
+    const int rows = packed ? total : batch * longest;
     auto run = [&](bool first_only, std::vector<float>& y, std::vector<int>& out_cu) {
-      auto a = rs::TransformerBlockArgs::dense(in.data(), y.data(), batch, n_pad);
+      auto a = rs::TransformerBlockArgs::dense(in.data(), y.data(), batch, longest);
       if (packed) {
         a.cu_seqlens = cu.data();
         a.out_cu_seqlens = out_cu.data();
@@ -268,7 +268,7 @@ TYPED_TEST(PackedBlock, FirstTokenOnlyIsTheFullOutputsFirstRow) {
       for (int b = 0; b <= batch; ++b) EXPECT_EQ(first_cu[std::size_t(b)], b);
     }
     for (int b = 0; b < batch; ++b) {
-      const int row = packed ? cu[std::size_t(b)] : b * n_pad;
+      const int row = packed ? cu[std::size_t(b)] : b * longest;
       const auto want = slice(full, row, 1, dim);
       EXPECT_LT(ref::max_rel_error(slice(first, b, 1, dim), std::vector<double>(want.begin(), want.end())), 1e-5)
           << "sample " << b << (packed ? " (packed)" : " (padded)");
