@@ -58,7 +58,8 @@ def openblas_core():
     (on the Zen 5 machine, 177-213 GFLOP/s at sgemm instead of 320-387, and
     the map attention 1.2-1.3x slower) and flatters (b). There the variable
     is dropped for our process and OpenBLAS picks its own core."""
-    avx512 = all(f in cpu_flags() for f in ("avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512cd"))
+    flags = set(cpu_flags())
+    avx512 = flags.issuperset(("avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512cd"))
     pinned = os.environ.get("OPENBLAS_CORETYPE")
     drop = avx512 and pinned is not None and pinned.lower() in ("haswell", "zen", "sandybridge", "nehalem")
     code = "import ctypes; l = ctypes.CDLL('libopenblas.so.0'); l.openblas_get_corename.restype = ctypes.c_char_p; " \
