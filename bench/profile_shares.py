@@ -9,7 +9,8 @@ epilogues, select/gather, thread synchronisation and the rest.
 Runs `model_timing MODEL BATCH unpruned|pruned SECONDS` under `perf record`
 for every batch, both ways, once on this machine's native build and, where
 the machine has AVX-512, once on model_timing_avx2 (x86-64-v3) with
-OPENBLAS_CORETYPE=Haswell, so that our kernels and OpenBLAS's both run
+OPENBLAS_CORETYPE=Haswell and REPSHIFT_MAX_CPU_ISA=avx2 (and oneDNN's
+ONEDNN_MAX_CPU_ISA=AVX2), so that our kernels and the libraries' all run
 their AVX2 code: the profile of an AVX2-only machine of this kind, taken
 on this one. Needs `perf` (Debian's
 linux-perf) and permission to sample (perf_event_paranoid <= 2, or root).
@@ -83,7 +84,8 @@ def main():
     isas = [(native, os.path.join(bench_dir, "model_timing"), {})]
     avx2 = os.path.join(bench_dir, "model_timing_avx2")
     if has_avx512 and os.path.exists(avx2):  # an AVX2-only machine's native build is the AVX2 profile
-        isas.append(("AVX2", avx2, {"OPENBLAS_CORETYPE": "Haswell", "ONEDNN_MAX_CPU_ISA": "AVX2"}))
+        isas.append(("AVX2", avx2, {"OPENBLAS_CORETYPE": "Haswell", "ONEDNN_MAX_CPU_ISA": "AVX2",
+                                      "REPSHIFT_MAX_CPU_ISA": "avx2"}))
     columns = []
     for isa, binary, extra in isas:
         for batch in batches:
@@ -94,7 +96,8 @@ def main():
                 print(columns[-1][0], {k: round(v, 1) for k, v in shares.items()}, flush=True)
     cpu = subprocess.run(["sh", "-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"], capture_output=True,
                          text=True).stdout.strip()
-    where = (f"AVX2: model_timing_avx2 (x86-64-v3) with OPENBLAS_CORETYPE=Haswell and ONEDNN_MAX_CPU_ISA=AVX2, "
+    where = (f"AVX2: model_timing_avx2 (x86-64-v3) with OPENBLAS_CORETYPE=Haswell, ONEDNN_MAX_CPU_ISA=AVX2 "
+             f"and REPSHIFT_MAX_CPU_ISA=avx2, "
              f"what an AVX2-only machine runs." if len(isas) > 1 else
              "A machine without AVX-512: the native build is the AVX2 code." if not has_avx512 else "")
     lines = [

@@ -1,13 +1,17 @@
 // Flash attention and the map-returning plain path against a naive
-// double-precision softmax attention.
+// double-precision softmax attention. Flash runs once per vector copy
+// this binary has and this CPU runs (cpu_targets(), test_support.hpp).
 
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
+#include <string>
 
 #include <repshift/cpu/attention.hpp>
 
 #include "reference_transformer.hpp"
+#include "test_support.hpp"
 
 namespace rs = repshift;
 
@@ -63,8 +67,11 @@ TEST_P(Attention, FlashAndPlainMatchNaiveSoftmax) {
   std::vector<float> probs(std::size_t(c.batch) * c.heads * c.tokens * c.tokens);
   auto p = rs::AttentionParams::contiguous(qkv.data(), bias.data(), flash.data(), c.batch, c.tokens, c.heads,
                                            c.head_dim);
-  rs::cpu::flash_attention(rs::Host{}, p);
-  expect_close(flash, want, 2e-5, "flash");
+  for (const auto isa : cpu_targets()) {
+    std::fill(flash.begin(), flash.end(), NAN);
+    rs::cpu::flash_attention(rs::Host{}, p, isa);
+    expect_close(flash, want, 2e-5, rs::cpu::to_string(isa));
+  }
 
   p.out = plain.data();
   rs::cpu::attention_with_map(rs::Host{}, p, probs.data());
@@ -104,8 +111,11 @@ TEST(AttentionKeyBias, AddsToTheLogitsOfEachKey) {
     auto p = rs::AttentionParams::contiguous(qkv.data(), nullptr, flash.data(), c.batch, c.tokens, c.heads,
                                              c.head_dim);
     p.key_bias = key_bias.data();
-    rs::cpu::flash_attention(rs::Host{}, p);
-    expect_close(flash, want, 2e-5, "flash");
+    for (const auto isa : cpu_targets()) {
+      std::fill(flash.begin(), flash.end(), NAN);
+      rs::cpu::flash_attention(rs::Host{}, p, isa);
+      expect_close(flash, want, 2e-5, rs::cpu::to_string(isa));
+    }
     p.out = plain.data();
     rs::cpu::attention_with_map(rs::Host{}, p, probs.data());
     expect_close(plain, want, 2e-5, "plain");
@@ -138,18 +148,22 @@ TEST(AttentionPadding, MaskedKeysEqualTheTruncatedSequence) {
   std::vector<float> probs(std::size_t(2) * heads * tokens * tokens);
   auto p = rs::AttentionParams::contiguous(qkv.data(), nullptr, out.data(), 2, tokens, heads, head_dim);
   p.key_lengths = lengths;
-  rs::cpu::flash_attention(rs::Host{}, p);
   p.out = plain.data();
   rs::cpu::attention_with_map(rs::Host{}, p, probs.data());
 
   const float* sample1 = qkv.data() + std::size_t(tokens) * 3 * dim;
   const ref::Mat truncated(sample1, sample1 + std::size_t(valid) * 3 * dim);
   const ref::Mat want = ref::attention(truncated, 1, valid, heads, head_dim);
-  const std::vector<float> got(out.begin() + std::ptrdiff_t(tokens) * dim, out.begin() + std::ptrdiff_t(tokens + valid) * dim);
-  const std::vector<float> got_plain(plain.begin() + std::ptrdiff_t(tokens) * dim,
-                                     plain.begin() + std::ptrdiff_t(tokens + valid) * dim);
-  EXPECT_LT(ref::max_rel_error(got, want), 2e-5);
-  EXPECT_LT(ref::max_rel_error(got_plain, want), 2e-5);
+  auto sample1_rows = [&](const std::vector<float>& all) {
+    return std::vector<float>(all.begin() + std::ptrdiff_t(tokens) * dim, all.begin() + std::ptrdiff_t(tokens + valid) * dim);
+  };
+  EXPECT_LT(ref::max_rel_error(sample1_rows(plain), want), 2e-5);
+  p.out = out.data();
+  for (const auto isa : cpu_targets()) {
+    std::fill(out.begin(), out.end(), NAN);
+    rs::cpu::flash_attention(rs::Host{}, p, isa);
+    EXPECT_LT(ref::max_rel_error(sample1_rows(out), want), 2e-5) << rs::cpu::to_string(isa);
+  }
   for (int h = 0; h < heads; ++h)
     for (int i = 0; i < tokens; ++i)
       for (int j = valid; j < tokens; ++j)
@@ -158,4 +172,56 @@ TEST(AttentionPadding, MaskedKeysEqualTheTruncatedSequence) {
   int bad[2] = {tokens, 0};
   p.key_lengths = bad;
   EXPECT_THROW(rs::cpu::flash_attention(rs::Host{}, p), rs::InvalidArgument);
+}
+
+// Packed samples (cu_seqlens), one longer than a single key block: every
+// target gives each sample its attention alone, against the reference.
+TEST(AttentionPacked, EveryTargetMatchesEachSampleAlone) {
+  const std::vector<int> lengths = {23, 5, 300, 1};
+  const int heads = 2, head_dim = 24, dim = heads * head_dim;
+  std::vector<int> cu = {0};
+  for (int n : lengths) cu.push_back(cu.back() + n);
+  const auto qkv = ref::random_floats(std::size_t(cu.back()) * 3 * dim, 17, -3.0f, 3.0f);
+  std::vector<float> out(std::size_t(cu.back()) * dim);
+  auto p = rs::AttentionParams::contiguous(qkv.data(), nullptr, out.data(), int(lengths.size()), 300, heads, head_dim);
+  p.cu_seqlens = cu.data();
+  for (const auto isa : cpu_targets()) {
+    std::fill(out.begin(), out.end(), NAN);
+    rs::cpu::flash_attention(rs::Host{}, p, isa);
+    for (std::size_t b = 0; b < lengths.size(); ++b) {
+      const float* first = qkv.data() + std::size_t(cu[b]) * 3 * dim;
+      const ref::Mat want = ref::attention(ref::Mat(first, first + std::size_t(lengths[b]) * 3 * dim), 1, lengths[b],
+                                           heads, head_dim);
+      const std::vector<float> got(out.begin() + std::ptrdiff_t(cu[b]) * dim, out.begin() + std::ptrdiff_t(cu[b + 1]) * dim);
+      EXPECT_LT(ref::max_rel_error(got, want), 2e-5) << rs::cpu::to_string(isa) << " sample " << b;
+    }
+  }
+}
+
+// REPSHIFT_MAX_CPU_ISA caps the target flash_attention runs, never below
+// what the binary was compiled for nor above what the CPU runs; a value
+// that names no target is refused by name.
+TEST(CpuIsa, MaxCpuIsaCapsTheTarget) {
+  using rs::cpu::CpuIsa;
+  const CpuIsa detected = rs::cpu::detected_cpu_isa(), floor = rs::cpu::compiled_cpu_isa();
+  for (const auto isa : {CpuIsa::Baseline, CpuIsa::Avx2, CpuIsa::Avx512}) {
+    const CpuIsa runs = rs::cpu::runnable_cpu_isa(isa);
+    EXPECT_EQ(runs, std::max(floor, std::min(isa, detected))) << rs::cpu::to_string(isa);
+    ASSERT_EQ(setenv("REPSHIFT_MAX_CPU_ISA", rs::cpu::to_string(isa), 1), 0);
+    EXPECT_EQ(rs::cpu::active_cpu_isa(), runs);
+  }
+  ASSERT_EQ(setenv("REPSHIFT_MAX_CPU_ISA", "AVX2", 1), 0);  // case does not matter, as for ONEDNN_MAX_CPU_ISA
+  EXPECT_EQ(rs::cpu::active_cpu_isa(), rs::cpu::runnable_cpu_isa(CpuIsa::Avx2));
+  ASSERT_EQ(setenv("REPSHIFT_MAX_CPU_ISA", "avx", 1), 0);
+  std::vector<float> qkv(3 * 8), out(8);
+  const auto p = rs::AttentionParams::contiguous(qkv.data(), nullptr, out.data(), 1, 1, 1, 8);
+  try {
+    rs::cpu::flash_attention(rs::Host{}, p);
+    ADD_FAILURE() << "an unknown target ran";
+  } catch (const rs::InvalidArgument& e) {
+    EXPECT_NE(std::string(e.what()).find("REPSHIFT_MAX_CPU_ISA: 'avx' is not baseline, avx2 or avx512"),
+              std::string::npos) << e.what();
+  }
+  ASSERT_EQ(unsetenv("REPSHIFT_MAX_CPU_ISA"), 0);
+  EXPECT_EQ(rs::cpu::active_cpu_isa(), rs::cpu::runnable_cpu_isa(CpuIsa::Avx512));
 }

@@ -1,6 +1,6 @@
 // The SsmScan backbone against the naive double Mamba / Vim
 // (reference_ssm.hpp): math approximations, causal conv, selective scan in
-// both directions, the block for every metric (unpruned, pruned with a
+// both directions (on every vector copy, cpu_targets()), the block for every metric (unpruned, pruned with a
 // middle class token), the Vim model, weights round trip, and errors.
 
 #include <gtest/gtest.h>
@@ -114,18 +114,25 @@ TEST_P(SelectiveScan, BothDirectionsMatchTheSequentialReference) {
   p.length = k.length;
   p.channels = d;
   p.state = n;
-  rs::cpu::selective_scan<rs::ScanDirection::Forward>(rs::Host{}, p);
-  EXPECT_LT(ref::max_rel_error(out, fwd), 2e-5);
-
-  // Backward, ungated, accumulated onto what is there and scaled.
-  p.z = nullptr;
-  p.out_scale = 0.5f;
-  std::vector<float> acc(rows * d, 1.0f);
-  p.out = acc.data();
-  rs::cpu::selective_scan<rs::ScanDirection::Backward, true>(rs::Host{}, p);
   ref::Mat want(rows * d);
   for (std::size_t i = 0; i < want.size(); ++i) want[i] = 1.0 + 0.5 * bwd[i];
-  EXPECT_LT(ref::max_rel_error(acc, want), 2e-5);
+  for (const auto isa : cpu_targets()) {
+    SCOPED_TRACE(rs::cpu::to_string(isa));
+    p.z = uz.data() + d;
+    p.out_scale = 1.0f;
+    std::fill(out.begin(), out.end(), NAN);
+    p.out = out.data();
+    rs::cpu::selective_scan<rs::ScanDirection::Forward>(rs::Host{}, p, isa);
+    EXPECT_LT(ref::max_rel_error(out, fwd), 2e-5);
+
+    // Backward, ungated, accumulated onto what is there and scaled.
+    p.z = nullptr;
+    p.out_scale = 0.5f;
+    std::vector<float> acc(rows * d, 1.0f);
+    p.out = acc.data();
+    rs::cpu::selective_scan<rs::ScanDirection::Backward, true>(rs::Host{}, p, isa);
+    EXPECT_LT(ref::max_rel_error(acc, want), 2e-5);
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, SelectiveScan,
@@ -152,17 +159,21 @@ TEST(CausalConv, ForwardIsCausalAndBackwardMirrorsIt) {
   p.channels = d;
   p.kernel = k;
   p.out_stride = d;
-  std::vector<float> fwd(x.size()), bwd(x.size());
-  p.out = fwd.data();
-  rs::cpu::causal_conv1d_silu<rs::ScanDirection::Forward>(rs::Host{}, p);
-  p.out = bwd.data();
-  rs::cpu::causal_conv1d_silu<rs::ScanDirection::Backward>(rs::Host{}, p);
   const ref::Mat xd(x.begin(), x.end());
-  EXPECT_LT(ref::max_rel_error(fwd, ref::conv_silu(xd, batch, length, d, w.data(), bias.data(), k)), 1e-6);
-  const ref::Mat flipped = ref::flip(xd, batch, length, d);
-  EXPECT_LT(ref::max_rel_error(bwd, ref::flip(ref::conv_silu(flipped, batch, length, d, w.data(), bias.data(), k),
-                                              batch, length, d)),
-            1e-6);
+  const ref::Mat want_fwd = ref::conv_silu(xd, batch, length, d, w.data(), bias.data(), k);
+  const ref::Mat want_bwd =
+      ref::flip(ref::conv_silu(ref::flip(xd, batch, length, d), batch, length, d, w.data(), bias.data(), k), batch,
+                length, d);
+  for (const auto isa : cpu_targets()) {
+    SCOPED_TRACE(rs::cpu::to_string(isa));
+    std::vector<float> fwd(x.size(), NAN), bwd(x.size(), NAN);
+    p.out = fwd.data();
+    rs::cpu::causal_conv1d_silu<rs::ScanDirection::Forward>(rs::Host{}, p, isa);
+    p.out = bwd.data();
+    rs::cpu::causal_conv1d_silu<rs::ScanDirection::Backward>(rs::Host{}, p, isa);
+    EXPECT_LT(ref::max_rel_error(fwd, want_fwd), 1e-6);
+    EXPECT_LT(ref::max_rel_error(bwd, want_bwd), 1e-6);
+  }
 }
 
 template <class M>

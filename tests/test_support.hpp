@@ -1,6 +1,6 @@
 #pragma once
-// Typed-test plumbing: the (Metric, dtype) product and conversions between
-// the storage types and float.
+// Typed-test plumbing: the (Metric, dtype) product, conversions between
+// the storage types and float, and the CPU kernels' vector targets.
 
 #include <gtest/gtest.h>
 
@@ -14,6 +14,18 @@
 #include "reference.hpp"
 
 namespace rs = repshift;
+
+// Each distinct vector copy (cpu/cpu_isa.hpp) a kernel called with a CpuIsa
+// can run here: one in a native build, up to three (baseline, AVX2,
+// AVX-512) in the baseline build of the kernel tests (tests/CMakeLists.txt).
+inline std::vector<rs::cpu::CpuIsa> cpu_targets() {
+  std::vector<rs::cpu::CpuIsa> targets;
+  for (auto isa : {rs::cpu::CpuIsa::Baseline, rs::cpu::CpuIsa::Avx2, rs::cpu::CpuIsa::Avx512}) {
+    const auto runs = rs::cpu::runnable_cpu_isa(isa);
+    if (targets.empty() || targets.back() != runs) targets.push_back(runs);
+  }
+  return targets;
+}
 
 template <class M>
 constexpr ref::Metric ref_metric() {

@@ -12,7 +12,8 @@ torchvision's resnet50 (random weights) in channels_last, PyTorch's fast CPU
 layout (oneDNN), batch 8 and 64.
 With --avx2, both sides run what an AVX2-only machine of this kind runs:
 ours is the x86-64-v3 build (pass build/release/bench/model_timing_avx2)
-with OPENBLAS_CORETYPE=Haswell and ONEDNN_MAX_CPU_ISA=AVX2; PyTorch gets
+with OPENBLAS_CORETYPE=Haswell, ONEDNN_MAX_CPU_ISA=AVX2 and
+REPSHIFT_MAX_CPU_ISA=avx2 (our dispatched kernels); PyTorch gets
 ATEN_CPU_CAPABILITY=avx2, ONEDNN_MAX_CPU_ISA=AVX2 and
 MKL_ENABLE_INSTRUCTIONS=AVX2 before it is imported.
 With --bf16, DeiT also runs in bfloat16 on both sides: our dense layers in
@@ -44,7 +45,7 @@ CONFIGS = [("deit_s", 1, 224), ("deit_s", 8, 224), ("deit_s", 64, 224), ("deit_b
 ROUNDS, SECONDS, THREADS = 3, 2.0, 2
 WARMUP_SECONDS = 1.5  # the same untimed warm-up as model_timing's kWarmupSeconds
 PRUNE = {"deit_s": ((0, 3, 6), 0.2), "deit_b": ((0, 3, 6), 0.2), "minilm": ((1, 3), 0.3)}  # (layers, drop ratio)
-AVX2_OURS = {"OPENBLAS_CORETYPE": "Haswell", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+AVX2_OURS = {"OPENBLAS_CORETYPE": "Haswell", "ONEDNN_MAX_CPU_ISA": "AVX2", "REPSHIFT_MAX_CPU_ISA": "avx2"}
 AVX2_TORCH = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
 RESNET_LINES = {1: 8, 2: 4}  # stage -> rows (= columns) removed after its last block
 

@@ -6,95 +6,15 @@
 // intrinsics per instruction set. Loops whose body has a select (exp's
 // range clamp, math.hpp) are written with it too: GCC if-converts such
 // selects only when AVX-512 masks exist, so a scalar loop would stay
-// scalar on AVX2.
+// scalar on AVX2. "The target" is the translation unit's; simd_targets.hpp
+// compiles the same vocabulary again for AVX2 and AVX-512.
 
 #include <cstdint>
-
 
 namespace repshift {
 namespace cpu {
 
-#if defined(__AVX512F__)
-constexpr int kVec = 16, kVecRegisters = 32;
-#elif defined(__AVX__)
-constexpr int kVec = 8, kVecRegisters = 16;
-#else
-constexpr int kVec = 4, kVecRegisters = 16;
-#endif
-using vfloat = float __attribute__((vector_size(kVec * sizeof(float))));
-using vint = std::int32_t __attribute__((vector_size(kVec * sizeof(std::int32_t))));
-
-inline vfloat loadv(const float* p) {
-  vfloat v;
-  __builtin_memcpy(&v, p, sizeof v);
-  return v;
-}
-inline void storev(float* p, vfloat v) { __builtin_memcpy(p, &v, sizeof v); }
-// c in every lane of a V (vfloat), or c itself (V = float). c - 0 folds
-// to c (V{} + c would not: -0 + 0 is +0), so this is one broadcast, which
-// the register tiles (gemm_tile.hpp) take straight from memory.
-template <class V>
-inline V broadcast(float c) { return c - V{}; }
-
-// 2^n for integral-valued n in [-126, 127], per lane.
-inline vfloat pow2i(vfloat n) {
-  const vint bits = (__builtin_convertvector(n, vint) + 127) << 23;
-  vfloat scale;
-  __builtin_memcpy(&scale, &bits, sizeof scale);
-  return scale;
-}
-inline vfloat maxv(vfloat a, vfloat b) { return a > b ? a : b; }
-
-// x = m 2^e with m in [1, 2) for positive normal x, per lane: returns e
-// (as a float) and stores m.
-inline float split_exponent(float x, float& m) {
-  std::int32_t bits;
-  __builtin_memcpy(&bits, &x, sizeof bits);
-  const std::int32_t mbits = (bits & 0x007fffff) | 0x3f800000;
-  __builtin_memcpy(&m, &mbits, sizeof m);
-  return float(((bits >> 23) & 0xff) - 127);
-}
-inline vfloat split_exponent(vfloat x, vfloat& m) {
-  vint bits;
-  __builtin_memcpy(&bits, &x, sizeof bits);
-  const vint mbits = (bits & 0x007fffff) | 0x3f800000;
-  __builtin_memcpy(&m, &mbits, sizeof m);
-  return __builtin_convertvector(((bits >> 23) & 0xff) - 127, vfloat);
-}
-
-namespace detail {
-template <int W>
-struct FloatLanes {
-  typedef float type __attribute__((vector_size(W * sizeof(float))));
-};
-// Folds the upper half of v onto the lower half, log2(W) times: a short
-// tree instead of a W-long chain of dependent scalar ops.
-template <int W, class Op>
-inline float fold_lanes(typename FloatLanes<W>::type v, Op op) {
-  if constexpr (W == 1) {
-    return v[0];
-  } else {
-    typename FloatLanes<W / 2>::type lo, hi;
-    __builtin_memcpy(&lo, &v, sizeof lo);
-    __builtin_memcpy(&hi, reinterpret_cast<const char*>(&v) + sizeof lo, sizeof hi);
-    return fold_lanes<W / 2>(op(lo, hi), op);
-  }
-}
-}  // namespace detail
-
-inline float hmax(vfloat v) {
-  return detail::fold_lanes<kVec>(v, [](auto a, auto b) { return a > b ? a : b; });
-}
-inline float hsum(vfloat v) {
-  return detail::fold_lanes<kVec>(v, [](auto a, auto b) { return a + b; });
-}
-
-// Lane i holds first + i.
-inline vfloat iotav(float first) {
-  vfloat v;
-  for (int i = 0; i < kVec; ++i) v[i] = first + float(i);
-  return v;
-}
+#include "target/simd.inl"
 
 }  // namespace cpu
 }  // namespace repshift
