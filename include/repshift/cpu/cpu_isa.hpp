@@ -74,7 +74,7 @@ inline CpuIsa cpu_isa_limit() {
     while (*a && std::tolower(static_cast<unsigned char>(*a)) == *b) ++a, ++b;
     if (!*a && !*b) return isa;
   }
-  detail::fail("REPSHIFT_MAX_CPU_ISA", "'{}' is not baseline, avx2 or avx512", value);
+  repshift::detail::fail("REPSHIFT_MAX_CPU_ISA", "'{}' is not baseline, avx2 or avx512", value);
 }
 
 // The best target at most `wanted` that this CPU runs, never below the
