@@ -77,20 +77,17 @@ inline float* flash_scratch(std::int64_t floats) {
 
 }  // namespace detail
 
-// Runs the copy for `isa`, capped at what this CPU runs: tests compare
-// every target against the reference on one machine.
-inline void flash_attention(const Host& host, const AttentionParams& p, CpuIsa isa) {
+// isa: the vector copy to run, capped at what this CPU runs (default: the
+// best, within REPSHIFT_MAX_CPU_ISA); tests compare every copy against the
+// reference on one machine.
+inline void flash_attention(const Host& host, const AttentionParams& p, CpuIsa isa = active_cpu_isa()) {
   p.check("flash_attention");
-  with_cpu_target(runnable_cpu_isa(isa), [&](auto target) {
+  with_cpu_target(isa, [&](auto target) {
     const int threads = thread_count(host);
     const std::int64_t per_thread = flash_scratch_floats(target, p);
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
     for (std::int64_t bh = 0; bh < p.batch * p.heads; ++bh) flash_task(target, p, bh, detail::flash_scratch(per_thread));
   });
-}
-
-inline void flash_attention(const Host& host, const AttentionParams& p) {
-  flash_attention(host, p, active_cpu_isa());
 }
 
 // probs: [B, H, N, N] softmax(scale Q K^T) rows, written and returned.

@@ -46,7 +46,7 @@ void scan_impl(const Host& host, const SelectiveScanParams& p, CpuIsa isa) {
   std::vector<float> At(std::size_t(p.state * D));
   for (std::int64_t d = 0; d < D; ++d)
     for (std::int64_t n = 0; n < p.state; ++n) At[std::size_t(n * D + d)] = -std::exp(p.A_log[d * p.state + n]);
-  with_cpu_target(runnable_cpu_isa(isa), [&](auto target) {
+  with_cpu_target(isa, [&](auto target) {
     const std::int64_t lanes = decltype(target)::kLanes, blocks = (D + lanes - 1) / lanes;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(thread_count(host))
     for (std::int64_t task = 0; task < p.batch * blocks; ++task)
@@ -65,7 +65,7 @@ void causal_conv1d_silu(const Host& host, const CausalConvParams& p, CpuIsa isa 
   std::vector<float> wt(std::size_t(p.kernel * D));  // [K][D]: taps contiguous across channels
   for (std::int64_t d = 0; d < D; ++d)
     for (std::int64_t k = 0; k < p.kernel; ++k) wt[std::size_t(k * D + d)] = p.weight[d * p.kernel + k];
-  with_cpu_target(runnable_cpu_isa(isa), [&](auto target) {
+  with_cpu_target(isa, [&](auto target) {
 #pragma omp parallel for schedule(static) num_threads(cpu::thread_count(host))
     for (std::int64_t row = 0; row < p.batch * p.length; ++row) conv_row<Dir>(target, p, wt.data(), row);
   });

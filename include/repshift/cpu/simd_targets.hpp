@@ -73,11 +73,11 @@ namespace avx512 {
 namespace repshift {
 namespace cpu {
 
-// f(tag) for the best copy at most `isa` that this translation unit has
-// (the compiled one at least); pass runnable_cpu_isa's answer, never more
-// than this CPU runs.
+// f(tag) for the best copy at most `wanted` that this CPU runs and this
+// translation unit has (the compiled one at least).
 template <class F>
-decltype(auto) with_cpu_target(CpuIsa isa, F&& f) {
+decltype(auto) with_cpu_target(CpuIsa wanted, F&& f) {
+  const CpuIsa isa = runnable_cpu_isa(wanted);
 #if defined(REPSHIFT_AVX512_TARGET)
   if (isa >= CpuIsa::Avx512) return f(avx512::SimdTarget{});
 #endif
