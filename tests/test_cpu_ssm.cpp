@@ -244,6 +244,15 @@ TEST(VisionMamba, UnprunedAndPrunedMatchTheReference) {
   for (const auto& per_layer : want_cls)
     for (int pos : per_layer) EXPECT_GE(pos, 0) << "the class token was dropped";
   EXPECT_LT(ref::max_rel_error(logits, want), 1e-4);
+
+  // Left at its default (kModelPrefix), protect is 0 for Vim: the class
+  // token is followed wherever it is, and the first patch gets no pass.
+  std::vector<float> by_default(logits.size());
+  rs::VimTrace default_trace;
+  model.forward(rs::Host{}, images.data(), batch, by_default.data(), rs::PruneSchedule::drop({{1, 0.3}, {2, 0.25}}),
+                &default_trace);
+  EXPECT_EQ(by_default, logits);
+  EXPECT_EQ(default_trace.keep_idx, trace.keep_idx);
 }
 
 TEST(VisionMamba, WeightsRoundTripThroughSafetensors) {

@@ -85,6 +85,40 @@ TEST(VideoTransformer, UnprunedMatchesReference) {
   EXPECT_LT(ref::max_rel_error(logits, want.logits), 1e-4);
 }
 
+// A schedule left at its default protect (PruneSchedule::kModelPrefix)
+// protects nothing here, as the model has no class token: the plain calls
+// run as the explicit protect = 0 ones, kept tokens and logits alike.
+TEST(VideoTransformer, DefaultScheduleProtectsNothing) {
+  const auto cfg = tiny_video();
+  const auto w = lively_video(cfg, 7);
+  const int batch = 2;
+  const auto clips = ref::random_floats(clip_floats(cfg, batch), 8);
+  rs::VideoTransformer<> model(w);
+  const auto run = [&](const rs::PruneSchedule* schedule) {
+    std::pair<std::vector<float>, rs::ViTTrace> out{std::vector<float>(std::size_t(batch) * cfg.num_classes), {}};
+    if (schedule) {
+      model.forward(rs::Host{}, clips.data(), batch, out.first.data(), *schedule, &out.second);
+    } else {
+      model.forward(rs::Host{}, clips.data(), batch, out.first.data());  // the default: PruneSchedule::none()
+    }
+    return out;
+  };
+  const auto none0 = rs::PruneSchedule::none(0);
+  const auto plain = run(nullptr), explicit_none = run(&none0);
+  EXPECT_EQ(plain.first, explicit_none.first);
+  const auto by_default = rs::PruneSchedule::drop({{0, 0.5}, {2, 0.5}});
+  const auto unprotected = rs::PruneSchedule::drop({{0, 0.5}, {2, 0.5}}, 0);
+  const auto got = run(&by_default), want = run(&unprotected);
+  EXPECT_EQ(got.first, want.first);
+  EXPECT_EQ(got.second.keep_idx, want.second.keep_idx);
+  EXPECT_EQ(got.second.tokens, (std::vector<int>{32, 16, 16, 8}));
+  // Nothing is kept by rule: r = 1 leaves no token (a DeiT keeps its class token).
+  std::vector<float> logits(std::size_t(batch) * cfg.num_classes);
+  const auto drop_all = rs::PruneSchedule::drop({{1, 1.0}});
+  expect_refused([&] { model.forward(rs::Host{}, clips.data(), batch, logits.data(), drop_all); },
+                 "leaves sample 0 with 0 tokens at layer 1");
+}
+
 TEST(VideoTransformer, PaperVideoSchedulesMatchReferenceWithTheSameKeptTokens) {
   const auto cfg = tiny_video();
   const auto w = lively_video(cfg, 5);
@@ -177,8 +211,9 @@ TEST(VideoTransformer, RefusedArguments) {
   rs::VideoTransformer<> model(rs::ViTWeights::random(cfg, 0));
   const auto clips = ref::random_floats(clip_floats(cfg, 1), 1);
   std::vector<float> logits(std::size_t(cfg.num_classes));
-  // protect = 1 would keep the first patch: the model has no class token.
-  expect_refused([&] { model.forward(rs::Host{}, clips.data(), 1, logits.data(), rs::PruneSchedule::drop({{0, 0.2}})); },
+  // protect = 1, set by hand, would keep the first patch: the model has no class token.
+  const auto protect_one = rs::PruneSchedule::drop({{0, 0.2}}, 1);
+  expect_refused([&] { model.forward(rs::Host{}, clips.data(), 1, logits.data(), protect_one); },
                  "schedule.protect = 1");
   auto w = lively_video(cfg, 2);
   w.blocks[1].qkv_b[std::size_t(cfg.dim)] = 0.5f;  // a k bias UMT's files cannot hold

@@ -117,6 +117,27 @@ TEST(VisionTransformer, PaperScheduleTokenCounts) {
   EXPECT_EQ(rs::PruneSchedule::drop({{0, 0.9}}, 4).token_counts(6, 1), (std::vector<int>{6, 4}));
 }
 
+// protect left at kModelPrefix is the model's to set; a number set by hand stays.
+TEST(VisionTransformer, ScheduleProtectDefaultsToTheModelsPrefix) {
+  const auto by_default = rs::PruneSchedule::paper();
+  EXPECT_EQ(by_default.protect, rs::PruneSchedule::kModelPrefix);
+  EXPECT_EQ(by_default.protected_tokens(), 1);  // on its own: a class token
+  EXPECT_EQ(by_default.for_model(0).protect, 0);
+  EXPECT_EQ(by_default.for_model(1).protect, 1);
+  EXPECT_EQ(rs::PruneSchedule::paper_layers(0.2, 2).for_model(0).protect, 2);
+  EXPECT_EQ(rs::PruneSchedule::drop({{0, 1.0}}).for_model(0).keep_at(0, 5), 0);
+  EXPECT_EQ(rs::PruneSchedule::drop({{0, 1.0}}).for_model(1).keep_at(0, 5), 1);
+  expect_refused([] { rs::PruneSchedule::none(-2).check("test", 2); }, {"schedule.protect = -2"});
+  // DeiT: the class token is protected by default, so even r = 1 keeps it.
+  const auto cfg = tiny_vit();
+  rs::VisionTransformer<> model(rs::ViTWeights::random(cfg, 2));
+  const auto images = ref::random_floats(std::size_t(2) * cfg.in_chans * cfg.image_size * cfg.image_size, 3);
+  std::vector<float> logits(std::size_t(2) * cfg.num_classes);
+  rs::ViTTrace trace;
+  model.forward(rs::Host{}, images.data(), 2, logits.data(), rs::PruneSchedule::drop({{1, 1.0}}), &trace);
+  EXPECT_EQ(trace.keep_idx, (std::vector<std::vector<int>>{{0, 0}}));
+}
+
 TEST(VisionTransformer, ScheduleRefusesEmptySamples) {
   expect_refused([] { rs::PruneSchedule::drop({{0, 1.0}}, 0).check_sample("test", 3, 5, 2); },
                  {"sample 3", "0 tokens", "layer 0"});

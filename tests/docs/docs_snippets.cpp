@@ -37,9 +37,14 @@ deit.forward(rs::Host{}, images, batch, logits, rs::PruneSchedule::paper());
 // [snippet]
 // UMT-B over 12 frames of 224x224: 12 x 196 = 2352 space-time tokens.
 rs::VideoTransformer<> umt(rs::ViTWeights::random(rs::ViTConfig::umt_base(12), 0));
+// rs::ViTWeights::load(rs::ViTConfig::umt_base(12), rs::io::SafeTensorsFile("umt_b.safetensors"))
 std::vector<float> clips(2 * 3 * 12 * 224 * 224), logits(2 * 400);      // [B, 3, T, H, W]
-umt.forward(rs::Host{}, clips.data(), 2, logits.data(), rs::PruneSchedule::video_retrieval());
-// 2352 tokens enter block 0, 1882 block 1, 1506 block 2, 1205 blocks 3-11.
+umt.forward(rs::Host{}, clips.data(), 2, logits.data());                  // unpruned
+rs::ViTTrace trace;
+umt.forward(rs::Host{}, clips.data(), 2, logits.data(), rs::PruneSchedule::video_retrieval(), &trace);
+// 2352 tokens enter block 0, 1882 block 1, 1506 block 2, 1205 blocks 3-11:
+// trace.tokens; trace.keep_idx[k] [B, kept] indexes the input of block
+// trace.pruned_layers[k], trace.source[k] the same tokens' original positions.
 // [/snippet]
 }
 

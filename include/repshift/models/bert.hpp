@@ -128,10 +128,11 @@ class BertEncoder {
   // is spent on padding: a sentence's embedding is the same alone or in
   // any batch. Not thread-safe: the encoder owns its scratch.
   void forward_packed(const Host& host, const int* ids, const int* cu_seqlens, int batch, float* pooled,
-                      const PruneSchedule& schedule = PruneSchedule::none(), bool normalize = true,
+                      const PruneSchedule& requested = PruneSchedule::none(), bool normalize = true,
                       BertTrace* trace = nullptr) {
     constexpr const char* where = "BertEncoder::forward_packed";
     const BertConfig& cfg = weights_->config;
+    const PruneSchedule schedule = requested.for_model(1);  // [CLS]
     detail::require_pointer(where, "ids", ids);
     detail::require_pointer(where, "pooled", pooled);
     detail::check_cu_seqlens(where, "cu_seqlens", cu_seqlens, batch);

@@ -9,15 +9,17 @@
 //                            "layers 1, 4, 7" count from 1): DeiT's 197 tokens
 //                            enter block 0, 158 enter blocks 1-3, 127 enter
 //                            4-6 and 102 enter 7-11.
-//   video_retrieval()        r = 0.2 at blocks 0, 1, 2 (UMT retrieval; UMT
-//                            has no class token, so nothing is protected):
+//   video_retrieval()        r = 0.2 at blocks 0, 1, 2 (UMT retrieval):
 //                            2352 tokens of 12 frames -> 1882 -> 1506 -> 1205.
-//   video_qa(depth)          r = 0.1 at every block (UMT video QA), unprotected.
+//   video_qa(depth)          r = 0.1 at every block (UMT video QA).
 //   every_layer(r, depth)    r at every block.
 //   counts({{l, k}, ...})    the count form: a sample keeps min(k, N) tokens.
 //
-// Protected leading tokens (CLS) are never dropped. A rule that would leave
-// a sample with no token throws, naming the layer and the sample's length.
+// Protected leading tokens are never dropped. By default (kModelPrefix) the
+// model says which: its class token where one leads the sequence (DeiT,
+// BERT), none where there is none (UMT's mean-pooled encoder) or where the
+// class token is kept wherever it sits (Vim). A rule that would leave a
+// sample with no token throws, naming the layer and the sample's length.
 
 #include <algorithm>
 #include <utility>
@@ -37,34 +39,42 @@ class PruneSchedule {
     int keep = -1;            // count form (>= 0): keep min(keep, N) tokens
   };
 
-  int protect = 1;  // leading tokens always kept (CLS)
+  // Leading tokens no layer drops. kModelPrefix, the default, leaves the
+  // count to the model, which applies for_model() before using the schedule;
+  // on its own (keep_at, token_counts) it counts as one token, a class token.
+  static constexpr int kModelPrefix = -1;
+  int protect = kModelPrefix;
 
   PruneSchedule() = default;
-  static PruneSchedule none(int protect = 1) { return PruneSchedule({}, protect); }
+  static PruneSchedule none(int protect = kModelPrefix) { return PruneSchedule({}, protect); }
   // (layer, drop ratio) pairs, layers 0-based.
-  static PruneSchedule drop(const std::vector<std::pair<int, double>>& layer_ratios, int protect = 1) {
+  static PruneSchedule drop(const std::vector<std::pair<int, double>>& layer_ratios, int protect = kModelPrefix) {
     std::vector<Step> steps;
     for (const auto& [layer, ratio] : layer_ratios) steps.push_back({layer, ratio, -1});
     return PruneSchedule(std::move(steps), protect);
   }
   // (layer, keep count) pairs: every sample keeps min(count, its tokens).
-  static PruneSchedule counts(const std::vector<std::pair<int, int>>& layer_counts, int protect = 1) {
+  static PruneSchedule counts(const std::vector<std::pair<int, int>>& layer_counts, int protect = kModelPrefix) {
     std::vector<Step> steps;
     for (const auto& [layer, count] : layer_counts) steps.push_back({layer, 0.0, count});
     return PruneSchedule(std::move(steps), protect);
   }
   // The paper's DeiT blocks (0, 3, 6) at any drop ratio.
-  static PruneSchedule paper_layers(double drop_ratio, int protect = 1) {
+  static PruneSchedule paper_layers(double drop_ratio, int protect = kModelPrefix) {
     return drop({{0, drop_ratio}, {3, drop_ratio}, {6, drop_ratio}}, protect);
   }
   // The paper's DeiT setting: r = 0.2 at blocks 0, 3 and 6 (197 -> 158 -> 127 -> 102).
   static PruneSchedule paper() { return paper_layers(0.2); }
-  // The paper's video settings (UMT, no class token: protect 0): retrieval
-  // r = 0.2 at blocks 0, 1 and 2; QA r = 0.1 at every block.
-  static PruneSchedule video_retrieval(int protect = 0) { return drop({{0, 0.2}, {1, 0.2}, {2, 0.2}}, protect); }
-  static PruneSchedule video_qa(int depth = 12, int protect = 0) { return every_layer(0.1, depth, protect); }
+  // The paper's video settings (UMT): retrieval r = 0.2 at blocks 0, 1 and
+  // 2; QA r = 0.1 at every block.
+  static PruneSchedule video_retrieval(int protect = kModelPrefix) {
+    return drop({{0, 0.2}, {1, 0.2}, {2, 0.2}}, protect);
+  }
+  static PruneSchedule video_qa(int depth = 12, int protect = kModelPrefix) {
+    return every_layer(0.1, depth, protect);
+  }
   // r at every one of `depth` blocks (the paper's video QA: r = 0.1).
-  static PruneSchedule every_layer(double drop_ratio, int depth, int protect = 1) {
+  static PruneSchedule every_layer(double drop_ratio, int depth, int protect = kModelPrefix) {
     std::vector<std::pair<int, double>> steps;
     for (int l = 0; l < depth; ++l) steps.emplace_back(l, drop_ratio);
     return drop(steps, protect);
@@ -73,24 +83,38 @@ class PruneSchedule {
   const std::vector<Step>& steps() const { return steps_; }
   bool empty() const { return steps_.empty(); }
 
+  // This schedule as a model with `model_prefix` leading tokens to keep
+  // runs it: kModelPrefix becomes that count, a number set by hand stays.
+  PruneSchedule for_model(int model_prefix) const {
+    PruneSchedule s = *this;
+    if (s.protect == kModelPrefix) s.protect = model_prefix;
+    return s;
+  }
+  // The protected count these rules use: kModelPrefix counts as one.
+  int protected_tokens() const { return protect == kModelPrefix ? 1 : protect; }
+
   // Tokens layer `layer` keeps of a sample that enters it with `tokens`.
   int keep_at(int layer, int tokens) const {
     for (const Step& s : steps_) {
       if (s.layer != layer) continue;
-      if (s.keep >= 0) return std::max(std::min(s.keep, tokens), std::min(protect, tokens));
-      return policies::keep_after_drop(tokens, s.drop_ratio, protect);
+      const int prefix = protected_tokens();
+      if (s.keep >= 0) return std::max(std::min(s.keep, tokens), std::min(prefix, tokens));
+      return policies::keep_after_drop(tokens, s.drop_ratio, prefix);
     }
     return tokens;
   }
 
   void check(const char* where, int depth) const {
-    detail::require_non_negative(where, "schedule.protect", protect);
+    if (protect < 0 && protect != kModelPrefix) {
+      detail::fail(where, "schedule.protect = {} must be >= 0 or PruneSchedule::kModelPrefix ({})", protect,
+                   kModelPrefix);
+    }
     for (const Step& s : steps_) {
       if (s.layer < 0 || s.layer >= depth) {
         detail::fail(where, "schedule layer {} is outside [0, depth = {})", s.layer, depth);
       }
       if (s.keep >= 0) {
-        if (s.keep == 0 && protect == 0) {
+        if (s.keep == 0 && protected_tokens() == 0) {
           detail::fail(where, "schedule keep count 0 at layer {} would leave every sample with 0 tokens", s.layer);
         }
       } else if (!(s.drop_ratio >= 0.0 && s.drop_ratio <= 1.0)) {
@@ -102,8 +126,9 @@ class PruneSchedule {
   // Checks one sample's token count against the schedule: at least the
   // protected prefix, and no layer may leave it empty.
   void check_sample(const char* where, int sample, int tokens, int depth) const {
-    if (tokens < protect) {
-      detail::fail(where, "sample {} has {} tokens, fewer than schedule.protect = {}", sample, tokens, protect);
+    if (tokens < protected_tokens()) {
+      detail::fail(where, "sample {} has {} tokens, fewer than schedule.protect = {}", sample, tokens,
+                   protected_tokens());
     }
     int n = tokens;
     for (int l = 0; l < depth; ++l) {
@@ -124,7 +149,8 @@ class PruneSchedule {
     for (int l = 0; l < depth; ++l) {
       const int keep = keep_at(l, counts[std::size_t(l)]);
       if constexpr (Compress::tracks_sizes) {
-        if (keep < counts[std::size_t(l)] && keep < policies::Merge::min_keep(counts[std::size_t(l)], protect)) return false;
+        const int n = counts[std::size_t(l)];
+        if (keep < n && keep < policies::Merge::min_keep(n, protected_tokens())) return false;
       }
     }
     return true;

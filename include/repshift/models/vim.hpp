@@ -285,9 +285,11 @@ class BasicVisionMamba {
   // trace (optional): what the forward did, in host memory (on CUDA it is
   // copied back, which waits for the stream).
   void forward(const Exec& exec, const T* images, int batch, T* logits,
-               const PruneSchedule& schedule = PruneSchedule::none(), VimTrace* trace = nullptr) {
+               const PruneSchedule& requested = PruneSchedule::none(), VimTrace* trace = nullptr) {
     constexpr const char* where = "VisionMamba::forward";
     const VimConfig& cfg = config();
+    // No prefix by default: the class token is kept wherever it sits (keep_token).
+    const PruneSchedule schedule = requested.for_model(0);
     if (B::grows_on_demand && images && logits && batch > reserved_) reserve(batch);
     detail::check_model_forward(where, images, logits, batch, reserved_);
     schedule.check(where, cfg.depth);

@@ -364,20 +364,21 @@ class BasicVisionTransformer {
   // trace (optional): what the forward did, in host memory (on CUDA its
   // kept indices are copied back, which waits for the stream).
   void forward(const Exec& exec, const T* images, int batch, T* logits,
-               const PruneSchedule& schedule = PruneSchedule::none(), ViTTrace* trace = nullptr) {
+               const PruneSchedule& requested = PruneSchedule::none(), ViTTrace* trace = nullptr) {
     constexpr const char* where = "VisionTransformer::forward";
     const ViTConfig& cfg = config();
     if (B::grows_on_demand && images && logits && batch > reserved_) reserve(batch);
     detail::check_model_forward(where, images, logits, batch, reserved_);
+    if (!cfg.class_token() && requested.protect > 0) {
+      detail::fail(where,
+                   "schedule.protect = {} would always keep the first patches: this model has no class token "
+                   "(Pool::Mean); leave protect at PruneSchedule::kModelPrefix (the default) or set 0",
+                   requested.protect);
+    }
+    const PruneSchedule schedule = requested.for_model(cfg.class_token() ? 1 : 0);
     schedule.check(where, cfg.depth);
     schedule.check_sample(where, 0, cfg.tokens(), cfg.depth);
     detail::require_at_most(where, "schedule.protect", schedule.protect, "tokens", cfg.tokens());
-    if (!cfg.class_token() && schedule.protect > 0) {
-      detail::fail(where,
-                   "schedule.protect = {} would always keep the first patches: this model has no class token "
-                   "(Pool::Mean); use protect = 0 (PruneSchedule::video_retrieval(), every_layer(r, depth, 0))",
-                   schedule.protect);
-    }
     const std::int64_t N = cfg.tokens(), C = cfg.dim;
     const ModelWeights& w = *weights_;
 
