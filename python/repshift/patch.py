@@ -16,9 +16,6 @@ import torch
 
 from .schedule import keep_count
 
-_SITES = ("attn", "mlp", "block", "attn_update", "mlp_update")
-
-
 def _ratios(schedule, depth):
     ratios = {}
     for layer, ratio in schedule:
@@ -31,10 +28,8 @@ def _ratios(schedule, depth):
 
 
 def _check_names(site, metric, compress):
-    if site not in _SITES:
-        raise ValueError(f"site = {site!r} is not one of {', '.join(_SITES)}")
-    if compress not in ("prune", "fuse", "merge"):
-        raise ValueError(f"compress = {compress!r} is not one of prune, fuse, merge")
+    """The library's own table decides (ValueError with its message)."""
+    torch.ops.repshift.check_policies(site, metric, compress)
 
 
 # ---- timm -------------------------------------------------------------------
@@ -129,16 +124,22 @@ def _bert_layer_weights(layer):
             layer.intermediate.dense.weight, layer.intermediate.dense.bias, o.dense.weight, o.dense.bias)
 
 
-def _bert_forward(model, input_ids=None, attention_mask=None, token_type_ids=None, **kwargs):
+def _bert_forward(model, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
+                  return_dict=None, **kwargs):
     from transformers.modeling_outputs import BaseModelOutputWithPoolingAndCrossAttentions
 
     cfg = model._repshift
     if input_ids is None:
         raise ValueError("repshift.patch.hf_bert: the patched model takes input_ids")
+    # No attention maps, hidden states of every layer, cache or cross-attention
+    # come out of the fused blocks: asking for one is refused, not ignored.
+    asked = sorted(name for name, value in kwargs.items() if value is not None and value is not False)
+    if asked:
+        raise ValueError(f"repshift.patch.hf_bert: the patched model does not take {', '.join(asked)}")
     if attention_mask is None:
         attention_mask = torch.ones_like(input_ids)
     mask = attention_mask.bool()
-    hidden = model.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)
+    hidden = model.embeddings(input_ids=input_ids, token_type_ids=token_type_ids, position_ids=position_ids)
     # Pack the valid tokens (FlashAttention's varlen layout): no work for padding,
     # and each sentence keeps its own count at every pruning layer.
     lengths = mask.sum(1).to(torch.int32).cpu()  # the host plans the packed layout
@@ -175,6 +176,10 @@ def _bert_forward(model, input_ids=None, attention_mask=None, token_type_ids=Non
     model._repshift_attention_mask = new_mask
     model._repshift_source = source
     pooled = model.pooler(out) if model.pooler is not None else None
+    if return_dict is None:
+        return_dict = getattr(model.config, "return_dict", True) is not False
+    if not return_dict:
+        return (out, pooled) if pooled is not None else (out,)
     return BaseModelOutputWithPoolingAndCrossAttentions(last_hidden_state=out, pooler_output=pooled)
 
 

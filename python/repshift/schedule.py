@@ -10,11 +10,18 @@ def paper_schedule():
 
 
 def keep_count(tokens: int, drop_ratio: float, protect: int = 1) -> int:
-    """N - floor(r N), never fewer than the protected prefix (nor more than N)."""
+    """N - floor(r N), never fewer than the protected prefix (nor more than N).
+    A rule that leaves a sample no token is refused."""
     if not 0.0 <= drop_ratio <= 1.0:
         raise ValueError(f"drop ratio {drop_ratio} must be in [0, 1]")
-    keep = tokens - math.floor(drop_ratio * tokens + 1e-9)
-    return max(keep, min(protect, tokens))
+    if protect < 0:
+        raise ValueError(f"protect = {protect} must be >= 0")
+    if tokens < 1:
+        raise ValueError(f"tokens = {tokens} must be >= 1")
+    keep = max(tokens - math.floor(drop_ratio * tokens + 1e-9), min(protect, tokens))
+    if keep < 1:
+        raise ValueError(f"drop ratio {drop_ratio} with protect = {protect} leaves a sample of {tokens} tokens none")
+    return keep
 
 
 def kept_cu_seqlens(cu_seqlens: torch.Tensor, drop_ratio: float, protect: int = 1) -> torch.Tensor:

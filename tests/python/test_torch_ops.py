@@ -197,6 +197,27 @@ def test_every_policy_runs_patched(site, metric, compress):
     assert [s.shape[1] for s in model._repshift_source] == [158, 128 if compress == "fuse" else 127]
 
 
+@torch.no_grad()
+def test_block_forward_varlen_matches_each_sample_alone_and_returns_indices_when_nothing_is_dropped():
+    blk = timm.models.vision_transformer.Block(64, 4, qkv_bias=True).eval()
+    lengths = [13, 5, 20, 1]
+    cu = torch.tensor([0, 13, 18, 38, 39], dtype=torch.int32)
+    x = torch.randn(int(cu[-1]), 64)
+    for drop in (0.3, 0.0):
+        kept_cu = repshift.kept_cu_seqlens(cu, drop, 1)
+        out, idx, scores, out_cu = OPS.block_forward_varlen(x, cu, kept_cu, *block_params(blk), 4, blk.norm1.eps,
+                                                            "mlp", "l2", "prune", 1)
+        assert torch.equal(out_cu, kept_cu)
+        for b, n in enumerate(lengths):
+            keep = int(kept_cu[b + 1] - kept_cu[b])
+            want, want_idx, want_scores = plain_block(blk, x[cu[b]:cu[b + 1]].unsqueeze(0), keep)
+            got_idx = idx[kept_cu[b]:kept_cu[b + 1]]
+            # keep == n: the plain block selects nothing, and the op's indices are 0..n-1
+            assert torch.equal(got_idx, want_idx[0] if want_idx is not None else torch.arange(n))
+            torch.testing.assert_close(out[kept_cu[b]:kept_cu[b + 1]], want[0], rtol=1e-4, atol=1e-4)
+            torch.testing.assert_close(scores[cu[b]:cu[b + 1]], want_scores[0], rtol=1e-4, atol=1e-4)
+
+
 # ---- errors ------------------------------------------------------------------------------------
 
 def test_bad_arguments_raise_with_the_library_message():
@@ -215,6 +236,46 @@ def test_bad_arguments_raise_with_the_library_message():
     model = timm.create_model("deit_tiny_patch16_224", pretrained=False, depth=2)
     with pytest.raises(ValueError, match="schedule layer 5 is outside"):
         repshift.patch.timm(model, [(5, 0.2)])
+    # Names are checked by the library's table when patching, not at the first forward.
+    with pytest.raises(ValueError, match="importance = 'l3' is not one of"):
+        repshift.patch.timm(model, [(0, 0.2)], metric="l3")
+    with pytest.raises(ValueError, match="site = 'mpl' is not one of"):
+        repshift.patch.timm(model, [(0, 0.2)], site="mpl")
+    assert not hasattr(model, "_repshift")
+
+
+@torch.no_grad()
+def test_block_forward_refuses_keep_dtype_and_sizes_by_name():
+    blk = timm.models.vision_transformer.Block(16, 2, qkv_bias=True).eval()
+    x = torch.randn(2, 10, 16)
+
+    def run(x, keep, compress="prune", sizes=None):
+        return OPS.block_forward(x, *block_params(blk), 2, 1e-6, "mlp", "l2", compress, keep, 1, False, 0, sizes)
+
+    for keep in (0, -1):
+        with pytest.raises(ValueError, match=f"block_forward: keep = {keep} must be >= 1"):
+            run(x, keep)
+        with pytest.raises(ValueError, match=f"select_top: keep = {keep} must be >= 1"):
+            OPS.select_top(torch.randn(2, 10), keep, 0)
+    with pytest.raises(ValueError, match="block_forward: x is Int, not float32, bfloat16 or float16"):
+        run(x.int(), 8)
+    with pytest.raises(ValueError, match="select_top: scores is Double"):
+        OPS.select_top(torch.randn(2, 10).double(), 5, 0)
+    with pytest.raises(ValueError, match=r"sizes has shape \[2, 9\], expected \[2, 10\]"):
+        run(x, 8, "merge", torch.ones(2, 9))
+    with pytest.raises(ValueError, match=r"sizes has shape \[3, 10\]"):
+        run(x, 8, "merge", torch.ones(3, 10))
+    out, _, _, sizes = run(x, 8, "merge", torch.ones(2, 10))
+    assert out.shape == (2, 8, 16) and float(sizes.sum()) == pytest.approx(20.0)
+
+
+def test_keep_count_refuses_rules_that_leave_nothing():
+    assert repshift.keep_count(197, 0.2, 1) == 158
+    assert repshift.keep_count(5, 1.0, 1) == 1
+    with pytest.raises(ValueError, match="leaves a sample of 5 tokens none"):
+        repshift.keep_count(5, 1.0, 0)
+    with pytest.raises(ValueError, match="protect = -1 must be >= 0"):
+        repshift.keep_count(10, 0.2, -1)
 
 
 # ---- CUDA: the same ops on the device, against the CPU ops above -------------------------------
@@ -342,6 +403,25 @@ def test_patched_minilm_matches_unpatched_and_is_batch_invariant():
     n = int(enc["attention_mask"][3].sum())
     kept_cu, _ = source[0]
     assert int(kept_cu[4] - kept_cu[3]) == n - math.floor(0.3 * n + 1e-9)
+    repshift.patch.unpatch(model)
+
+
+@torch.no_grad()
+def test_patched_minilm_takes_position_ids_and_return_dict_and_refuses_what_it_cannot_give():
+    tok, model = load_minilm()
+    enc = tok(["A man is playing a guitar.", "Paris"], padding=True, return_tensors="pt")
+    positions = torch.arange(enc["input_ids"].shape[1]).flip(0).expand_as(enc["input_ids"]).contiguous()
+    want = model(**enc, position_ids=positions)
+    repshift.patch.hf_bert(model, schedule=[])
+    got = model(**enc, position_ids=positions)
+    mask = enc["attention_mask"].unsqueeze(-1).bool()
+    torch.testing.assert_close(got.last_hidden_state * mask, want.last_hidden_state * mask, rtol=1e-5, atol=1e-5)
+    as_tuple = model(**enc, return_dict=False)
+    assert isinstance(as_tuple, tuple)
+    torch.testing.assert_close(as_tuple[0], model(**enc).last_hidden_state)
+    for name in ("output_attentions", "output_hidden_states"):
+        with pytest.raises(ValueError, match=f"does not take {name}"):
+            model(**enc, **{name: True})
     repshift.patch.unpatch(model)
 
 

@@ -13,6 +13,7 @@
 // reads a buffer the same way (tests, fuzzing, weights held in memory).
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdint>
 #include <cstring>
 #include <fstream>
@@ -72,7 +73,7 @@ class FileBytes {
   static std::shared_ptr<const FileBytes> map(const std::string& path) {
     auto bytes = std::shared_ptr<FileBytes>(new FileBytes());
     const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) throw FormatError(fmt::format("safetensors: cannot open '{}'", path));
+    if (fd < 0) throw FormatError(fmt::format("safetensors: cannot open '{}': {}", path, std::strerror(errno)));
     struct stat st;
     if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
       ::close(fd);

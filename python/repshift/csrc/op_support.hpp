@@ -45,6 +45,28 @@ inline void require_device(const at::Tensor& t, const at::Device& device, const 
   TORCH_CHECK_VALUE(t.device() == device, "repshift::", op, ": ", name, " is on ", t.device(), ", expected ", device);
 }
 
+// The storage types the kernels take. Anything else is refused rather than
+// converted: an integer x would come back truncated.
+inline void require_float_storage(const at::Tensor& t, const char* op, const char* name) {
+  const auto type = t.scalar_type();
+  TORCH_CHECK_VALUE(type == at::kFloat || type == at::kBFloat16 || type == at::kHalf, "repshift::", op, ": ", name,
+                    " is ", type, ", not float32, bfloat16 or float16");
+}
+
+// Every sample keeps at least one token (the library refuses keep > tokens
+// and keep < protect itself).
+inline void require_keep(int64_t keep, const char* op) {
+  TORCH_CHECK_VALUE(keep >= 1, "repshift::", op, ": keep = ", keep, " must be >= 1");
+}
+
+// Merge's token sizes: one per token of x [B, N, C].
+inline void check_sizes(const at::Tensor& sizes, const at::Tensor& x, const char* op) {
+  TORCH_CHECK_VALUE(sizes.dim() == 2 && sizes.size(0) == x.size(0) && sizes.size(1) == x.size(1), "repshift::", op,
+                    ": sizes has shape ", sizes.sizes(), ", expected [", x.size(0), ", ", x.size(1),
+                    "] (x's batch and tokens)");
+  require_float_storage(sizes, op, "sizes");
+}
+
 inline at::Tensor int32_indices(const at::Tensor& idx, const char* op, const char* name) {
   TORCH_CHECK_VALUE(idx.scalar_type() == at::kLong || idx.scalar_type() == at::kInt, "repshift::", op, ": ", name,
                     " must be int64 or int32, got ", idx.scalar_type());
@@ -57,6 +79,12 @@ inline void check_score_inputs(const at::Tensor& before, const at::Tensor& after
                     ", before ", before.sizes());
   TORCH_CHECK_VALUE(after.scalar_type() == before.scalar_type(), "repshift::shift_score: after is ", after.scalar_type(),
                     ", before ", before.scalar_type());
+}
+
+inline void check_select_inputs(const at::Tensor& scores, int64_t keep) {
+  require_dim(scores, "select_top", "scores", 2);
+  require_float_storage(scores, "select_top", "scores");
+  require_keep(keep, "select_top");
 }
 
 inline void check_gather_inputs(const at::Tensor& x, const at::Tensor& idx) {
@@ -109,10 +137,19 @@ inline std::pair<at::Tensor, at::Tensor> cu_pair(const at::Tensor& cu_seqlens, c
 
 inline int last(const at::Tensor& host_cu) { return host_cu.data_ptr<int>()[host_cu.size(0) - 1]; }
 
+// A block whose samples all keep every token selects nothing and writes no
+// indices: each sample's own 0..n-1, packed (host int32, like cu).
+inline at::Tensor all_kept_indices(const at::Tensor& cu) {
+  const int64_t batch = cu.size(0) - 1;
+  const auto starts = cu.narrow(0, 0, batch).to(at::kLong), lengths = cu.narrow(0, 1, batch).to(at::kLong) - starts;
+  return (at::arange(last(cu), starts.options()) - at::repeat_interleave(starts, lengths)).to(at::kInt);
+}
+
 // select_top_varlen's checks on the host copies: the layout of both
 // arrays, scores' length, and every sample's keep count.
 inline void check_select_varlen(const at::Tensor& scores, const at::Tensor& cu, const at::Tensor& kcu, int64_t protect) {
   require_dim(scores, "select_top_varlen", "scores", 1);
+  require_float_storage(scores, "select_top_varlen", "scores");
   const int batch = int(cu.size(0) - 1);
   refusing([&] {
     rs::detail::check_cu_seqlens("select_top_varlen", "cu_seqlens", cu.data_ptr<int>(), batch, scores.size(0));

@@ -67,7 +67,7 @@ at::Tensor shift_score(const at::Tensor& before, const at::Tensor& after, c10::s
 at::Tensor select_top(const at::Tensor& scores, int64_t keep, int64_t protect) {
   constexpr const char* op = "select_top";
   require_cpu(scores, op, "scores");
-  require_dim(scores, op, "scores", 2);
+  check_select_inputs(scores, keep);
   const auto s = scores.to(at::kFloat).contiguous();
   auto idx = at::empty({s.size(0), keep}, s.options().dtype(at::kInt));
   refusing([&] {
@@ -212,6 +212,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> block_forward(
   constexpr const char* op = "block_forward";
   require_cpu(x, op, "x");
   require_dim(x, op, "x", 3);
+  require_float_storage(x, op, "x");
+  require_keep(keep, op);
+  if (sizes && sizes->defined()) check_sizes(*sizes, x, op);
   const int64_t B = x.size(0), N = x.size(1), C = x.size(2);
   const auto xf = f32(x, "x");
   const BlockTensors w = float_block(norm1_w, norm1_b, qkv_w, qkv_b, proj_w, proj_b, norm2_w, norm2_b, fc1_w, fc1_b,
@@ -262,6 +265,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> block_forward_varlen(
   require_cpu(cu_seqlens, op, "cu_seqlens");
   require_cpu(kept_cu_seqlens, op, "kept_cu_seqlens");
   require_dim(x, op, "x", 2);
+  require_float_storage(x, op, "x");
   const auto [cu, kcu] = cu_pair(cu_seqlens, kept_cu_seqlens, op);
   const int batch = int(cu.size(0) - 1);
   const int64_t total = x.size(0), C = x.size(1);
@@ -287,12 +291,23 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> block_forward_varlen(
     return 0;
   });
   out = out.narrow(0, 0, out_cu[batch].item<int64_t>());
+  if (at::equal(cu, kcu)) keep_idx = all_kept_indices(cu);
   return {out.to(x.scalar_type()), keep_idx.to(at::kLong), scores, out_cu};
+}
+
+// Refuses names, or a combination of them, that select no Block (the
+// library's table): the patches ask before they touch a model.
+void check_policies(c10::string_view site, c10::string_view importance, c10::string_view compress) {
+  refusing([&] {
+    with_block(site, importance, compress, false, [](auto) {});
+    return 0;
+  });
 }
 
 }  // namespace
 
 TORCH_LIBRARY(repshift, m) {
+  m.def("check_policies(str site, str importance, str compress) -> ()", &check_policies);
   m.def("shift_score(Tensor before, Tensor after, str metric) -> Tensor");
   m.def("select_top(Tensor scores, int keep, int protect=0) -> Tensor");
   m.def("gather_tokens(Tensor x, Tensor idx) -> Tensor");

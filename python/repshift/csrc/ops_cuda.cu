@@ -75,7 +75,7 @@ at::Tensor shift_score(const at::Tensor& before, const at::Tensor& after, c10::s
 }
 
 at::Tensor select_top(const at::Tensor& scores, int64_t keep, int64_t protect) {
-  require_dim(scores, "select_top", "scores", 2);
+  check_select_inputs(scores, keep);
   const c10::cuda::CUDAGuard guard(scores.device());
   const auto s = scores.to(at::kFloat).contiguous();
   auto idx = at::empty({s.size(0), keep}, s.options().dtype(at::kInt));
@@ -179,6 +179,7 @@ BlockOutputs block_forward(const at::Tensor& x, const at::Tensor& norm1_w, const
                            bool post_norm, int64_t seed, const c10::optional<at::Tensor>& sizes) {
   constexpr const char* op = "block_forward";
   require_dim(x, op, "x", 3);
+  require_keep(keep, op);
   const c10::cuda::CUDAGuard guard(x.device());
   const auto xc = x.contiguous();
   const BlockTensors w = block_tensors(x.options(), norm1_w, norm1_b, qkv_w, qkv_b, proj_w, proj_b, norm2_w, norm2_b,
@@ -186,6 +187,7 @@ BlockOutputs block_forward(const at::Tensor& x, const at::Tensor& norm1_w, const
   at::Tensor sizes_f;
   if (sizes && sizes->defined()) {
     require_device(*sizes, x.device(), op, "sizes");
+    check_sizes(*sizes, x, op);
     sizes_f = sizes->to(at::kFloat).contiguous();
   }
   auto [out, keep_idx, scores, kept_sizes] = with_block_storage(xc, op, [&](auto t) {
@@ -224,6 +226,7 @@ BlockOutputs block_forward_varlen(const at::Tensor& x, const at::Tensor& cu_seql
     return cuda_block_forward_varlen<T>(xc, cu, kcu, w, heads, eps, site, importance, compress, protect, post_norm,
                                         seed);
   });
+  if (at::equal(cu, kcu)) keep_idx = all_kept_indices(cu).to(keep_idx.device());
   return {out, keep_idx.to(at::kLong), scores, out_cu};
 }
 
