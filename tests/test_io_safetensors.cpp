@@ -89,7 +89,8 @@ TEST(Safetensors, MalformedFilesAreRefusedWithReasons) {
   } catch (const rs::FormatError& e) {
     EXPECT_NE(std::string(e.what()).find("dtype I32"), std::string::npos) << e.what();
   }
-  expect_format_error("/nonexistent/x.safetensors", "cannot open '/nonexistent/x.safetensors': No such file or directory");
+  expect_format_error("/nonexistent/x.safetensors",
+                      "cannot open '/nonexistent/x.safetensors': No such file or directory");
 }
 
 // Empty tensors load as empty vectors (no memcpy from or to a null
