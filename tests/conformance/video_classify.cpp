@@ -9,12 +9,13 @@
 // token indices into that layer's input, as f32).
 
 #include <cstdio>
-#include <cstdlib>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include <repshift/models/video.hpp>
+
+#include "cli_args.hpp"
 
 namespace rs = repshift;
 
@@ -36,13 +37,14 @@ int main(int argc, char** argv) {
       if (flag == "--drop") {
         const auto colon = value.find(':');
         if (colon == std::string::npos) throw rs::InvalidArgument("video_classify: --drop " + value + " is not LAYER:RATIO");
-        drops.emplace_back(std::stoi(value.substr(0, colon)), std::stod(value.substr(colon + 1)));
+        drops.emplace_back(cli::int_arg("--drop layer", value.substr(0, colon)),
+                           cli::real_arg("--drop ratio", value.substr(colon + 1)));
       } else if (flag == "--frames") {
-        frames = std::stoi(value);
+        frames = cli::int_arg(flag, value);
       } else if (flag == "--tubelet") {
-        tubelet = std::stoi(value);
+        tubelet = cli::int_arg(flag, value);
       } else {
-        sizes.emplace_back(flag, std::stoi(value));
+        sizes.emplace_back(flag, cli::int_arg(flag, value));
       }
     }
     rs::ViTConfig cfg = rs::ViTConfig::umt_base(frames, tubelet);
@@ -66,7 +68,7 @@ int main(int argc, char** argv) {
     rs::VideoTransformer<> model(rs::ViTWeights::load(cfg, rs::io::SafeTensorsFile(argv[1])));
     std::vector<float> logits(std::size_t(batch) * cfg.num_classes);
     rs::ViTTrace trace;
-    model.forward(rs::Host{}, clips.data(), batch, logits.data(), rs::PruneSchedule::drop(drops, 0), &trace);
+    model.forward(rs::Host{}, clips.data(), batch, logits.data(), rs::PruneSchedule::drop(drops), &trace);
 
     std::vector<std::vector<float>> kept;
     std::vector<rs::io::NamedTensor> out{{"logits", {batch, cfg.num_classes}, logits.data()}};
