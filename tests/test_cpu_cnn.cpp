@@ -239,4 +239,18 @@ TEST_P(ResNetLayouts, LinePrunedForwardMatchesTheReference) {
                rs::InvalidArgument);  // removes every line
   EXPECT_THROW(model.forward(rs::Host{}, images.data(), batch, logits.data(), rs::LinePruneSchedule{{{5, 1, 1}}}),
                rs::InvalidArgument);
+  // Refused before any work: the trace is left as it was.
+  const auto refused = [&](const rs::LinePruneSchedule& bad, const std::string& part) {
+    rs::ResNetTrace untouched;
+    untouched.sizes = {42};
+    try {
+      model.forward(rs::Host{}, images.data(), batch, logits.data(), bad, &untouched);
+      ADD_FAILURE() << "no exception; expected one naming " << part;
+    } catch (const rs::InvalidArgument& e) {
+      EXPECT_NE(std::string(e.what()).find(part), std::string::npos) << e.what();
+    }
+    EXPECT_EQ(untouched.sizes, std::vector<int>{42});
+  };
+  refused(rs::LinePruneSchedule{{{1, 2, 2}, {1, 1, 1}}}, "two steps for stage 1");
+  refused(rs::LinePruneSchedule{{{1, 2, 2}, {4, 1, 1}}}, "removes 1 of 1 lines after stage 4");
 }

@@ -107,6 +107,7 @@ struct LinePruneSchedule {
         detail::fail(where, "schedule step (stage {}, rows {}, cols {}) needs stage in [1, 4] and counts >= 0", s.stage,
                      s.rows, s.cols);
       }
+      if (at(s.stage) != &s) detail::fail(where, "schedule has two steps for stage {}", s.stage);
     }
   }
 
@@ -368,6 +369,11 @@ class BasicResNet {
     detail::check_model_forward(where, images, logits, batch, reserved_);
     schedule.check(where);
     const ModelWeights& w = *weights_;
+    // Every step against the map it prunes, before any work (a stage's
+    // first block sets its size).
+    for (int s = 0, size = cfg.stage0_size(); s < 4; ++s) {
+      size = schedule.kept(where, s + 1, int(w.block(s, 0).conv2().out_size(size)));
+    }
     auto& conv = ws_.template kept<typename Conv::State>();
 
     // Stem: 7x7 stride-2 conv + ReLU, 3x3 stride-2 max pool.
