@@ -253,6 +253,12 @@ TEST(VisionMamba, UnprunedAndPrunedMatchTheReference) {
                 &default_trace);
   EXPECT_EQ(by_default, logits);
   EXPECT_EQ(default_trace.keep_idx, trace.keep_idx);
+  // ... which is not protect = 1: that keeps token 0 at both layers, where
+  // the unprotected run drops it in some sample.
+  rs::VimTrace protected_trace;
+  model.forward(rs::Host{}, images.data(), batch, by_default.data(), rs::PruneSchedule::drop({{1, 0.3}, {2, 0.25}}, 1),
+                &protected_trace);
+  EXPECT_NE(protected_trace.keep_idx, trace.keep_idx);
 }
 
 TEST(VisionMamba, WeightsRoundTripThroughSafetensors) {

@@ -55,7 +55,7 @@ TEST(VideoTransformer, ConfigCountsSpaceTimeTokens) {
   EXPECT_EQ(rs::ViTConfig::umt_base(16, 2).tokens(), 1568);
   EXPECT_EQ(rs::ViTConfig::umt_base(16, 2).patch_dim(), 3 * 2 * 16 * 16);
   // The paper's retrieval setting on 12 frames: r = 0.2 at blocks 0, 1, 2.
-  EXPECT_EQ(rs::PruneSchedule::video_retrieval().token_counts(2352, 4),
+  EXPECT_EQ(rs::PruneSchedule::video_retrieval().for_model(0).token_counts(2352, 4),
             (std::vector<int>{2352, 1882, 1506, 1205, 1205}));
 }
 
@@ -129,7 +129,7 @@ TEST(VideoTransformer, PaperVideoSchedulesMatchReferenceWithTheSameKeptTokens) {
     std::vector<float> logits(std::size_t(batch) * cfg.num_classes);
     rs::ViTTrace trace;
     model.forward(rs::Host{}, clips.data(), batch, logits.data(), schedule, &trace);
-    EXPECT_EQ(trace.tokens, schedule.token_counts(32, 3));
+    EXPECT_EQ(trace.tokens, schedule.for_model(0).token_counts(32, 3));
     ASSERT_EQ(trace.pruned_layers, (std::vector<int>{0, 1, 2}));
     const auto want = ref::vit(w, clips, batch, trace.pruned_layers, trace.keep_idx, trace.tokens);
     EXPECT_LT(ref::max_rel_error(logits, want.logits), 1e-4);

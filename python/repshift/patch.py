@@ -133,6 +133,9 @@ def _bert_forward(model, input_ids=None, attention_mask=None, token_type_ids=Non
         raise ValueError("repshift.patch.hf_bert: the patched model takes input_ids")
     # No attention maps, hidden states of every layer, cache or cross-attention
     # come out of the fused blocks: asking for one is refused, not ignored.
+    # use_cache is not a request: an encoder has no cache (HF's BertModel
+    # turns it off for encoders itself).
+    kwargs.pop("use_cache", None)
     asked = sorted(name for name, value in kwargs.items() if value is not None and value is not False)
     if asked:
         raise ValueError(f"repshift.patch.hf_bert: the patched model does not take {', '.join(asked)}")

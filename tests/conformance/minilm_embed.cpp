@@ -42,7 +42,8 @@ Sentences read_ids(const std::string& path) {
   s.batch = shape[0];
   s.tokens = shape[1];
   if (s.batch <= 0 || s.tokens <= 0) {
-    throw rs::FormatError(fmt::format("ids file '{}': batch = {} and tokens = {} must be > 0", path, s.batch, s.tokens));
+    throw rs::FormatError(
+        fmt::format("ids file '{}': batch = {} and tokens = {} must be > 0", path, s.batch, s.tokens));
   }
   const std::int64_t want = 4 * (2 + std::int64_t(s.batch) * s.tokens + s.batch);
   if (bytes != want) {
@@ -84,7 +85,7 @@ int main(int argc, char** argv) {
                   /*normalize=*/false);
     std::ofstream out(argv[3], std::ios::binary);
     out.write(reinterpret_cast<const char*>(pooled.data()), std::streamsize(pooled.size() * 4));
-    if (!out) throw rs::FormatError(fmt::format("cannot write '{}': {}", argv[3], std::strerror(errno)));
+    if (!out) throw rs::FormatError(fmt::format("writing '{}' failed", argv[3]));
     return 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "minilm_embed: %s\n", e.what());

@@ -37,7 +37,9 @@ int main(int argc, char** argv) {
       if (flag == "--image") {
         cfg.image_size = cli::int_arg(flag, value);
       } else if (flag == "--layout") {
-        if (value != "nchw" && value != "nhwc") throw rs::InvalidArgument("--layout = '" + value + "' is not nchw or nhwc");
+        if (value != "nchw" && value != "nhwc") {
+          throw rs::InvalidArgument("--layout = '" + value + "' is not nchw or nhwc");
+        }
         layout = value == "nhwc" ? rs::MapLayout::Nhwc : rs::MapLayout::Nchw;
       } else if (flag == "--lines") {
         const auto colon = value.find(':');

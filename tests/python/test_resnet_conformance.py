@@ -90,12 +90,12 @@ def test_resnet50_matches_torchvision(tmp_path, resnet, layout, schedule):
     try:
         got = run_library(tmp_path, model_path, images, layout, lines)
     except subprocess.CalledProcessError as e:
-        if b"oneDNN" in e.stderr:
+        if layout == "nhwc" and b"needs oneDNN" in e.stderr:  # a build without libdnnl-dev
             pytest.skip(e.stderr.decode().strip())
         raise
     err = ((got["logits"].double() - want).abs().max() / want.abs().max()).item()
     assert err < 1e-4, err
-    assert len(want_kept) == len(lines)
+    assert set(got) == {"logits", *(f"{side}.{k}" for k in range(len(lines)) for side in ("rows", "cols"))}
     for k, (rows, cols) in enumerate(want_kept):
         assert torch.equal(got[f"rows.{k}"].long(), rows)
         assert torch.equal(got[f"cols.{k}"].long(), cols)

@@ -257,10 +257,14 @@ def test_block_forward_refuses_keep_dtype_and_sizes_by_name():
             run(x, keep)
         with pytest.raises(ValueError, match=f"select_top: keep = {keep} must be >= 1"):
             OPS.select_top(torch.randn(2, 10), keep, 0)
-    with pytest.raises(ValueError, match="block_forward: x is Int, not float32, bfloat16 or float16"):
+    with pytest.raises(ValueError, match="block_forward: x is Int, not a floating-point type"):
         run(x.int(), 8)
-    with pytest.raises(ValueError, match="select_top: scores is Double"):
-        OPS.select_top(torch.randn(2, 10).double(), 5, 0)
+    with pytest.raises(ValueError, match="select_top: scores is Long, not a floating-point type"):
+        OPS.select_top(torch.arange(20).view(2, 10), 5, 0)
+    # float64 runs in float32 and comes back as float64, as before
+    out64, _, _, _ = run(x.double(), 8)
+    assert out64.dtype == torch.float64
+    torch.testing.assert_close(out64.float(), run(x, 8)[0], rtol=0, atol=0)
     with pytest.raises(ValueError, match=r"sizes has shape \[2, 9\], expected \[2, 10\]"):
         run(x, 8, "merge", torch.ones(2, 9))
     with pytest.raises(ValueError, match=r"sizes has shape \[3, 10\]"):
@@ -340,6 +344,16 @@ def test_cuda_block_forward_matches_the_cpu_block():
                                            41, 1)
         assert out.dtype == dtype and idx.shape == (3, 41)
         torch.testing.assert_close(out.float().cpu(), want_unpruned, rtol=tol, atol=tol)
+    # Packed, nothing dropped: each sample's own 0..n-1, as on the CPU.
+    cu = torch.tensor([0, 13, 18, 38], dtype=torch.int32)
+    packed = torch.randn(38, 64)
+    want_idx = OPS.block_forward_varlen(packed, cu, cu, *block_params(blk.cpu()), 4, blk.norm1.eps, "mlp", "l2",
+                                        "prune", 1)[1]
+    blk = blk.cuda()
+    got_idx = OPS.block_forward_varlen(packed.cuda(), cu, cu, *block_params(blk), 4, blk.norm1.eps, "mlp", "l2",
+                                       "prune", 1)[1]
+    assert torch.equal(want_idx, torch.cat([torch.arange(13), torch.arange(5), torch.arange(20)]))
+    assert torch.equal(got_idx.cpu(), want_idx)
 
 
 @CUDA

@@ -369,10 +369,11 @@ class BasicResNet {
     detail::check_model_forward(where, images, logits, batch, reserved_);
     schedule.check(where);
     const ModelWeights& w = *weights_;
-    // Every step against the map it prunes, before any work (a stage's
-    // first block sets its size).
+    // Each stage's map after its last block, every step checked against the
+    // map it prunes before any work (a stage's first block sets its size).
+    std::array<int, 4> stage_out{};
     for (int s = 0, size = cfg.stage0_size(); s < 4; ++s) {
-      size = schedule.kept(where, s + 1, int(w.block(s, 0).conv2().out_size(size)));
+      size = stage_out[std::size_t(s)] = schedule.kept(where, s + 1, int(w.block(s, 0).conv2().out_size(size)));
     }
     auto& conv = ws_.template kept<typename Conv::State>();
 
@@ -398,7 +399,7 @@ class BasicResNet {
         auto args = CnnBlockArgs::dense(x, y, batch, size, size);
         args.layout = layout_;
         const bool last = i + 1 == cfg.blocks[std::size_t(s)];
-        const int kept = last ? schedule.kept(where, s + 1, out_size) : out_size;
+        const int kept = last ? stage_out[std::size_t(s)] : out_size;
         const bool pruned = kept < out_size;
         if (pruned) {
           args.keep_rows = args.keep_cols = kept;

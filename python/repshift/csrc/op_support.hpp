@@ -45,12 +45,11 @@ inline void require_device(const at::Tensor& t, const at::Device& device, const 
   TORCH_CHECK_VALUE(t.device() == device, "repshift::", op, ": ", name, " is on ", t.device(), ", expected ", device);
 }
 
-// The storage types the kernels take. Anything else is refused rather than
-// converted: an integer x would come back truncated.
-inline void require_float_storage(const at::Tensor& t, const char* op, const char* name) {
-  const auto type = t.scalar_type();
-  TORCH_CHECK_VALUE(type == at::kFloat || type == at::kBFloat16 || type == at::kHalf, "repshift::", op, ": ", name,
-                    " is ", type, ", not float32, bfloat16 or float16");
+// Values the ops convert to their float storage: floating types only. An
+// integer x would come back truncated, so it is refused, not converted.
+inline void require_floating(const at::Tensor& t, const char* op, const char* name) {
+  TORCH_CHECK_VALUE(at::isFloatingType(t.scalar_type()), "repshift::", op, ": ", name, " is ", t.scalar_type(),
+                    ", not a floating-point type");
 }
 
 // Every sample keeps at least one token (the library refuses keep > tokens
@@ -64,7 +63,7 @@ inline void check_sizes(const at::Tensor& sizes, const at::Tensor& x, const char
   TORCH_CHECK_VALUE(sizes.dim() == 2 && sizes.size(0) == x.size(0) && sizes.size(1) == x.size(1), "repshift::", op,
                     ": sizes has shape ", sizes.sizes(), ", expected [", x.size(0), ", ", x.size(1),
                     "] (x's batch and tokens)");
-  require_float_storage(sizes, op, "sizes");
+  require_floating(sizes, op, "sizes");
 }
 
 inline at::Tensor int32_indices(const at::Tensor& idx, const char* op, const char* name) {
@@ -83,7 +82,7 @@ inline void check_score_inputs(const at::Tensor& before, const at::Tensor& after
 
 inline void check_select_inputs(const at::Tensor& scores, int64_t keep) {
   require_dim(scores, "select_top", "scores", 2);
-  require_float_storage(scores, "select_top", "scores");
+  require_floating(scores, "select_top", "scores");
   require_keep(keep, "select_top");
 }
 
@@ -149,7 +148,7 @@ inline at::Tensor all_kept_indices(const at::Tensor& cu) {
 // arrays, scores' length, and every sample's keep count.
 inline void check_select_varlen(const at::Tensor& scores, const at::Tensor& cu, const at::Tensor& kcu, int64_t protect) {
   require_dim(scores, "select_top_varlen", "scores", 1);
-  require_float_storage(scores, "select_top_varlen", "scores");
+  require_floating(scores, "select_top_varlen", "scores");
   const int batch = int(cu.size(0) - 1);
   refusing([&] {
     rs::detail::check_cu_seqlens("select_top_varlen", "cu_seqlens", cu.data_ptr<int>(), batch, scores.size(0));
