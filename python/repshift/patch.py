@@ -14,7 +14,7 @@ import types
 
 import torch
 
-from .schedule import keep_count
+from .schedule import keep_count, kept_cu_seqlens
 
 def _ratios(schedule, depth):
     ratios = {}
@@ -153,10 +153,8 @@ def _bert_forward(model, input_ids=None, attention_mask=None, token_type_ids=Non
     for i, layer in enumerate(model.encoder.layer):
         ratio = cfg["ratios"].get(i)
         lens = (cu[1:] - cu[:-1]).tolist()
-        kept = [0]
-        for n in lens:
-            kept.append(kept[-1] + (keep_count(n, ratio, 1) if ratio is not None else n))
-        kept_cu = torch.tensor(kept, dtype=torch.int32)
+        kept_cu = kept_cu_seqlens(cu, ratio, 1) if ratio is not None else cu.clone()
+        kept = kept_cu.tolist()
         w = _bert_layer_weights(layer)
         x, idx, _, out_cu = torch.ops.repshift.block_forward_varlen(
             x, cu, kept_cu, *w, cfg["heads"], cfg["eps"], cfg["site"], cfg["metric"], cfg["compress"], 1, True, i)

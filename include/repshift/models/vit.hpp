@@ -377,8 +377,7 @@ class BasicVisionTransformer {
     }
     const PruneSchedule schedule = requested.for_model(cfg.class_token() ? 1 : 0);
     schedule.check(where, cfg.depth);
-    schedule.check_sample(where, 0, cfg.tokens(), cfg.depth);
-    detail::require_at_most(where, "schedule.protect", schedule.protect, "tokens", cfg.tokens());
+    schedule.check_sample(where, 0, cfg.tokens(), cfg.depth);  // protect <= tokens among the rest
     const std::int64_t N = cfg.tokens(), C = cfg.dim;
     const ModelWeights& w = *weights_;
 
