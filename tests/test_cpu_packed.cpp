@@ -90,6 +90,20 @@ TEST(PackedEntryPoints, BadCuSeqlensAreRefusedByName) {
                  {"kept_cu_seqlens"});
 }
 
+// docs/backbones.md: a sample shorter than protect keeps all of its tokens
+// (the kept-count floor is min(protect, N)); keeping fewer is refused.
+TEST(PackedEntryPoints, SampleShorterThanProtectKeepsAllItsTokens) {
+  const int cu[3] = {0, 2, 7}, kept[3] = {0, 2, 6}, protect = 3;
+  const std::vector<float> scores{0.5f, 0.9f, 0.1f, 0.2f, 0.8f, 0.3f, 0.7f};
+  std::vector<int> idx(6, -1);
+  rs::select_top_varlen(rs::Host{}, scores.data(), cu, kept, idx.data(), 2, 5, 4, protect);
+  // Sample 0: both tokens. Sample 1: its protected 0..2 and the best other (local 2, score 0.8).
+  EXPECT_EQ(idx, (std::vector<int>{0, 1, 0, 1, 2, 4}));
+  const int keeps_one[3] = {0, 1, 5};
+  expect_refused([&] { rs::select_top_varlen(rs::Host{}, scores.data(), cu, keeps_one, idx.data(), 2, 5, 4, protect); },
+                 {"sample 0 keeps 1 of its 2 tokens", "protect = 3"});
+}
+
 TEST(PackedAttention, EachSampleSeesOnlyItsOwnKeys) {
   const int batch = int(kLengths.size()), heads = 2, head_dim = 32, dim = heads * head_dim;
   const auto cu = cu_of(kLengths);

@@ -65,6 +65,23 @@ TEST(Metric, NonFiniteInputsPropagate) {
   EXPECT_TRUE(std::isnan(metric_of<L2>({inf}, {inf})));  // inf - inf
 }
 
+// The float range of docs/policies.md: squares past FLT_MAX, and squares
+// that underflow to 0.
+TEST(Metric, FloatRangeEdgesHaveDefinedValues) {
+  // |a - b| = 2e19: its square overflows, so L2 is inf, not a rounded number.
+  EXPECT_EQ(metric_of<L2>({2e19f}, {0}), std::numeric_limits<float>::infinity());
+  EXPECT_FLOAT_EQ(metric_of<L2>({1e18f, 0}, {0, 1e18f}), std::sqrt(2.0f) * 1e18f);  // below the edge
+  // A norm above ~1.8e19 leaves no trustworthy ratio: NaN, never the
+  // plausible 1 that 1 - dot / inf would give (or the NaN of inf / inf).
+  EXPECT_TRUE(std::isnan(metric_of<Cosine>({1e20f, 1e20f}, {1, 1})));
+  EXPECT_TRUE(std::isnan(metric_of<Cosine>({1e20f}, {2e19f})));
+  EXPECT_NEAR(metric_of<Cosine>({1e18f, 2e18f}, {2, 4}), 0.0f, 1e-6f);  // large but in range: parallel
+  // Every channel below ~1e-23: the squares underflow and the vector counts as zero.
+  EXPECT_EQ(metric_of<Cosine>({1e-25f, 1e-25f}, {1, 1}), 1.0f);
+  EXPECT_EQ(metric_of<Cosine>({1e-25f}, {1e-25f}), 0.0f);
+  EXPECT_NEAR(metric_of<Cosine>({1e-15f, 1e-15f}, {1, 1}), 0.0f, 1e-6f);  // small but in range
+}
+
 struct NotAMetric {};
 static_assert(rs::policies::is_metric_v<L1> && rs::policies::is_metric_v<L2> &&
               rs::policies::is_metric_v<Cosine>);

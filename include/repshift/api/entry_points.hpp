@@ -46,14 +46,22 @@ void require_non_negative_strides(const char* where, const char* name, const Vie
 }
 
 
-// Compile-time checks shared by both shift_score forms.
+// Compile-time checks shared by the shift_score forms. They return whether
+// the backend call may be instantiated: skipping it for a wrong Metric or T
+// (a wrong Exec: backend_checked_v) leaves the static_assert as the only
+// error the user reads.
 template <class Metric, class Exec, class T>
-constexpr void assert_score_types() {
+constexpr bool score_types_ok() {
   static_assert(policies::is_metric_v<Metric>,
                 "shift_score<Metric>: Metric must provide Accum, init, accumulate, combine, "
                 "finalize (see policies/metric.hpp)");
-  static_assert(Backend<Exec>::template supports_v<T>,
-                "shift_score: this Exec does not support the element type T");
+  if constexpr (is_backend_v<Exec>) {
+    static_assert(Backend<Exec>::template supports_v<T>,
+                  "shift_score: this Exec does not support the element type T");
+    return policies::is_metric_v<Metric> && Backend<Exec>::template supports_v<T>;
+  } else {
+    return false;
+  }
 }
 
 }  // namespace detail
@@ -63,7 +71,7 @@ constexpr void assert_score_types() {
 template <class Metric, class Exec, class T>
 void shift_score(Exec exec, const T* before, const T* after, float* scores, int batch, int tokens,
                  int channels) {
-  detail::assert_score_types<Metric, Exec, T>();
+  constexpr bool types_ok = backend_checked_v<Exec> && detail::score_types_ok<Metric, Exec, T>();
   ShiftParams<T> p;
   p.before = before;
   p.after = after;
@@ -76,7 +84,7 @@ void shift_score(Exec exec, const T* before, const T* after, float* scores, int 
   p.scores_token_stride = 1;
   p.scores_batch_stride = tokens;
   p.check("shift_score");
-  Backend<Exec>::template shift_score<Metric>(exec, p);
+  if constexpr (types_ok) Backend<Exec>::template shift_score<Metric>(exec, p);
 }
 
 // keep_idx[b, 0..keep) = the `keep` highest-scoring tokens of sample b,
@@ -87,7 +95,7 @@ void select_top(Exec exec, const float* scores, int* keep_idx, int batch, int to
                 int protect = 0) {
   const auto p = SelectParams::contiguous(scores, keep_idx, batch, tokens, keep, protect);
   p.check("select_top");
-  Backend<Exec>::select_top(exec, p);
+  if constexpr (backend_checked_v<Exec>) Backend<Exec>::select_top(exec, p);
 }
 
 // out[b, k, :] = x[b, keep_idx[b, k], :]; on the CPU an index outside
@@ -97,7 +105,7 @@ void gather_tokens(Exec exec, const T* x, const int* keep_idx, T* out, int batch
                    int keep, int channels) {
   const auto p = GatherParams<T>::contiguous(x, keep_idx, out, batch, tokens, keep, channels, keep);
   p.check("gather_tokens");
-  Backend<Exec>::gather_tokens(exec, p);
+  if constexpr (backend_checked_v<Exec>) Backend<Exec>::gather_tokens(exec, p);
 }
 
 // ---- packed (varlen) forms: FlashAttention's layout (core/varlen.hpp) ----
@@ -113,7 +121,6 @@ void gather_tokens(Exec exec, const T* x, const int* keep_idx, T* out, int batch
 template <class Metric, class Exec, class T>
 void shift_score_varlen(Exec exec, const T* before, const T* after, float* scores, const int* cu_seqlens, int batch,
                         int total, int channels) {
-  detail::assert_score_types<Metric, Exec, T>();
   if constexpr (std::is_same_v<Exec, Host>) detail::check_cu_seqlens("shift_score_varlen", "cu_seqlens", cu_seqlens, batch, total);
   // A token's score does not depend on its sample: one run over every row.
   shift_score<Metric>(exec, before, after, scores, 1, total, channels);
@@ -125,7 +132,7 @@ void select_top_varlen(Exec exec, const float* scores, const int* cu_seqlens, co
   const auto p = SelectParams::contiguous(scores, keep_idx, batch, max_seqlen, max_keep, protect,
                                           PackedRows{cu_seqlens, kept_cu_seqlens});
   p.check("select_top_varlen");
-  Backend<Exec>::select_top(exec, p);
+  if constexpr (backend_checked_v<Exec>) Backend<Exec>::select_top(exec, p);
 }
 
 // out rows [kept_cu_seqlens[b], ...) = x rows cu_seqlens[b] + keep_idx;
@@ -138,7 +145,7 @@ void gather_tokens_varlen(Exec exec, const T* x, const int* cu_seqlens, const in
   const auto p = GatherParams<T>::contiguous(x, keep_idx, out, batch, max_seqlen, max_keep, channels, max_keep,
                                              PackedRows{cu_seqlens, kept_cu_seqlens}, out_cu_seqlens);
   p.check("gather_tokens_varlen");
-  Backend<Exec>::gather_tokens(exec, p);
+  if constexpr (backend_checked_v<Exec>) Backend<Exec>::gather_tokens(exec, p);
 }
 
 // ---- tensor-view forms: any batch/token strides, contiguous channels ----
@@ -150,7 +157,7 @@ void shift_score(Exec exec, TensorView<TB, 3> before, TensorView<TA, 3> after,
   using T = std::remove_const_t<TB>;
   static_assert(std::is_same_v<T, std::remove_const_t<TA>>,
                 "shift_score: before and after must have the same element type");
-  detail::assert_score_types<Metric, Exec, T>();
+  constexpr bool types_ok = backend_checked_v<Exec> && detail::score_types_ok<Metric, Exec, T>();
   constexpr const char* where = "shift_score";
   detail::require_dim(where, "after", after, 0, before.shape[0], "before.shape[0]");
   detail::require_dim(where, "after", after, 1, before.shape[1], "before.shape[1]");
@@ -176,7 +183,7 @@ void shift_score(Exec exec, TensorView<TB, 3> before, TensorView<TA, 3> after,
   p.scores_batch_stride = scores.stride[0];
   p.scores_token_stride = scores.stride[1];
   p.check(where);
-  Backend<Exec>::template shift_score<Metric>(exec, p);
+  if constexpr (types_ok) Backend<Exec>::template shift_score<Metric>(exec, p);
 }
 
 // scores: [B, N]; keep_idx: [B, keep] (keep is its second extent).
@@ -199,7 +206,7 @@ void select_top(Exec exec, TensorView<TS, 2> scores, TensorView<int, 2> keep_idx
   p.keep_batch_stride = keep_idx.stride[0];
   p.keep_token_stride = keep_idx.stride[1];
   p.check(where);
-  Backend<Exec>::select_top(exec, p);
+  if constexpr (backend_checked_v<Exec>) Backend<Exec>::select_top(exec, p);
 }
 
 // x: [B, N, C]; keep_idx: [B, K]; out: [B, K, C].
@@ -235,7 +242,7 @@ void gather_tokens(Exec exec, TensorView<TX, 3> x, TensorView<TI, 2> keep_idx,
   p.out_batch_stride = out.stride[0];
   p.out_token_stride = out.stride[1];
   p.check(where);
-  Backend<Exec>::gather_tokens(exec, p);
+  if constexpr (backend_checked_v<Exec>) Backend<Exec>::gather_tokens(exec, p);
 }
 
 }  // namespace repshift

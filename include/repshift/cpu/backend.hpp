@@ -45,6 +45,9 @@
 namespace repshift {
 
 template <>
+inline constexpr bool is_backend_v<Host> = true;
+
+template <>
 struct Backend<Host> {
   template <class T>
   static constexpr bool supports_v = is_host_storage_v<T>;

@@ -45,6 +45,9 @@ class Dnn;  // cuda/cudnn_conv.cuh: only the CNN's ConvOps<Cuda> (cuda/cudnn_con
 }  // namespace cuda
 
 template <>
+inline constexpr bool is_backend_v<Cuda> = true;
+
+template <>
 struct Backend<Cuda> {
   template <class T>
   static constexpr bool supports_v = cuda_detail::is_device_storage_v<T>;

@@ -12,6 +12,7 @@
 // combines them, so a new metric is just another struct (see
 // examples/03_custom_metric). Larger score = larger shift = more important.
 
+#include <cfloat>
 #include <cmath>
 #include <type_traits>
 
@@ -47,6 +48,10 @@ struct L2 {
 // Zero vectors have no direction, so the ratio is undefined; we define:
 //   both zero            -> 0  (the token did not change: no shift)
 //   exactly one is zero  -> 1  (similarity taken as 0, as for orthogonal vectors)
+// The squares are summed in float, as the other metrics: a vector whose sum
+// underflows to 0 (every |channel| below ~1e-23) counts as zero, and one whose
+// sum overflows (norm above ~1.8e19) scores NaN, as an inf input does,
+// instead of a plausible ratio of an infinite norm.
 // The result is clamped to [0, 2] so rounding never yields a tiny negative.
 struct Cosine {
   struct Accum { float dot, aa, bb; };
@@ -63,6 +68,7 @@ struct Cosine {
   static REPSHIFT_HD float finalize(Accum acc) {
     const bool a_zero = acc.aa == 0.0f, b_zero = acc.bb == 0.0f;
     if (a_zero || b_zero) return (a_zero && b_zero) ? 0.0f : 1.0f;
+    if (acc.aa > FLT_MAX || acc.bb > FLT_MAX) return NAN;
     const float d = 1.0f - acc.dot / (std::sqrt(acc.aa) * std::sqrt(acc.bb));
     // fmin/fmax would swallow a NaN; keep it so callers see bad input.
     return d < 0.0f ? 0.0f : (d > 2.0f ? 2.0f : d);
