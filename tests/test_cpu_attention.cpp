@@ -4,7 +4,9 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstdlib>
 #include <string>
 
@@ -123,6 +125,40 @@ TEST(AttentionKeyBias, AddsToTheLogitsOfEachKey) {
   }
 }
 
+// A -inf key_bias masks keys. Sample 0 masks its first 100 of 300 keys:
+// whole leading key blocks where the running max stays -inf (no inf - inf
+// NaN may appear); sample 1 masks every key, so no query has a softmax:
+// NaN on both paths.
+TEST(AttentionKeyBias, MinusInfinityMasksKeysOnBothPaths) {
+  const int batch = 2, tokens = 300, heads = 2, head_dim = 32, dim = heads * head_dim, masked = 100;
+  const std::size_t rows = std::size_t(batch) * tokens;
+  const auto qkv = ref::random_floats(rows * 3 * dim, 43, -2.0f, 2.0f);
+  auto key_bias = ref::random_floats(rows, 44, -1.0f, 1.0f);
+  std::fill(key_bias.begin(), key_bias.begin() + masked, -INFINITY);
+  std::fill(key_bias.begin() + tokens, key_bias.end(), -INFINITY);
+  // The reference on sample 0 alone (its max is finite).
+  const ref::Mat sample0(qkv.begin(), qkv.begin() + std::ptrdiff_t(tokens) * 3 * dim);
+  const std::vector<double> bias0(key_bias.begin(), key_bias.begin() + tokens);
+  const ref::Mat want = ref::attention(sample0, 1, tokens, heads, head_dim, nullptr, &bias0);
+  auto check = [&](const std::vector<float>& out, const std::string& what) {
+    EXPECT_LT(ref::max_rel_error(std::vector<float>(out.begin(), out.begin() + std::ptrdiff_t(tokens) * dim), want),
+              2e-5) << what;
+    EXPECT_TRUE(std::all_of(out.begin() + std::ptrdiff_t(tokens) * dim, out.end(), [](float x) { return std::isnan(x); }))
+        << what << ": a query with every key masked";
+  };
+  std::vector<float> out(rows * dim), probs(std::size_t(batch) * heads * tokens * tokens);
+  auto p = rs::AttentionParams::contiguous(qkv.data(), nullptr, out.data(), batch, tokens, heads, head_dim);
+  p.key_bias = key_bias.data();
+  for (const auto isa : cpu_targets()) {
+    std::fill(out.begin(), out.end(), 0.0f);
+    rs::cpu::flash_attention(rs::Host{}, p, isa);
+    check(out, rs::cpu::to_string(isa));
+  }
+  std::fill(out.begin(), out.end(), 0.0f);
+  rs::cpu::attention_with_map(rs::Host{}, p, probs.data());
+  check(out, "plain");
+}
+
 TEST(AttentionErrors, NamesTheArgument) {
   std::vector<float> buf(3 * 64), out(64);
   auto p = rs::AttentionParams::contiguous(buf.data(), nullptr, out.data(), 1, 1, 1, 64);
@@ -136,6 +172,31 @@ TEST(AttentionErrors, NamesTheArgument) {
   } catch (const rs::InvalidArgument& e) {
     EXPECT_NE(std::string(e.what()).find("qkv is a null pointer"), std::string::npos) << e.what();
   }
+}
+
+// Strides that overlap rows, and sizes whose products wrap, are refused
+// before a kernel runs, not written through.
+TEST(AttentionErrors, OverlappingStridesAndWrappingSizes) {
+  const int batch = 2, tokens = 3, heads = 2, head_dim = 8, dim = heads * head_dim;
+  std::vector<float> qkv(std::size_t(batch) * tokens * 3 * dim), out(std::size_t(batch) * tokens * dim);
+  const auto good = rs::AttentionParams::contiguous(qkv.data(), nullptr, out.data(), batch, tokens, heads, head_dim);
+  auto refused = [&](auto change, std::initializer_list<const char*> words) {
+    auto p = good;
+    change(p);
+    expect_refused([&] { rs::cpu::flash_attention(rs::Host{}, p); }, words);
+    std::vector<float> probs(std::size_t(batch) * heads * tokens * tokens);
+    expect_refused([&] { rs::cpu::attention_with_map(rs::Host{}, p, probs.data()); }, words);
+  };
+  refused([](auto& p) { p.qkv_token_stride = 5; }, {"3 x heads x head_dim = 48", "qkv_token_stride = 5"});
+  refused([](auto& p) { p.out_token_stride = -16; }, {"heads x head_dim = 16", "out_token_stride = -16"});
+  refused([](auto& p) { p.out_batch_stride = 40; }, {"output span", "= 48", "out_batch_stride = 40"});
+  refused([](auto& p) { p.qkv_batch_stride = -1; }, {"qkv_batch_stride = -1"});
+  // 3 x heads x head_dim wraps to 2 in 64-bit arithmetic.
+  refused([](auto& p) { p.heads = 6148914691236517206; p.head_dim = 1; }, {"qkv row", "overflows"});
+  refused([](auto& p) { p.qkv_token_stride = std::int64_t(1) << 62; }, {"qkv", "overflow"});
+  auto p = rs::AttentionParams::contiguous(qkv.data(), nullptr, out.data(), batch, tokens, std::int64_t(1) << 40,
+                                           std::int64_t(1) << 24);
+  expect_refused([&] { rs::cpu::flash_attention(rs::Host{}, p); }, {"qkv row", "overflows"});
 }
 
 TEST(AttentionPadding, MaskedKeysEqualTheTruncatedSequence) {

@@ -75,5 +75,17 @@ inline std::int64_t checked_extent(const char* where, const char* what, std::int
   return n;
 }
 
+// The element span of `count` rows of `row` elements, `stride` apart:
+// (count - 1) x stride + row, addressable as for checked_extent.
+inline std::int64_t checked_span(const char* where, const char* what, std::int64_t count, std::int64_t stride,
+                                 std::int64_t row, std::int64_t elem_bytes) {
+  std::int64_t span = 0, bytes = 0;
+  if (__builtin_mul_overflow(count - 1, stride, &span) || __builtin_add_overflow(span, row, &span) ||
+      __builtin_mul_overflow(span, elem_bytes, &bytes)) {
+    fail(where, "{}: {} rows of {} elements, {} apart, overflow the 64-bit index type", what, count, row, stride);
+  }
+  return span;
+}
+
 }  // namespace detail
 }  // namespace repshift

@@ -18,12 +18,17 @@ struct BasicAttentionParams {
   const T* qkv_bias = nullptr;      // [3, H, Dh] or null (CPU only: on CUDA the QKV GEMM adds it)
   T* out = nullptr;                 // [B, N, H*Dh]
   const int* key_lengths = nullptr; // [B] or null: keys n >= key_lengths[b] are padding, masked out (CPU only)
-  const float* key_bias = nullptr;  // [B, N] (packed: [total]) or null: added to the logits of key n (after scaling)
+  // [B, N] (packed: [total]) or null: added to the logits of key n (after
+  // scaling); -inf masks the key, and a query whose keys are all masked gets NaN.
+  const float* key_bias = nullptr;
   // Packed (varlen): sample b's tokens are qkv / out rows [cu_seqlens[b],
   // cu_seqlens[b + 1]) (token strides apply, batch strides do not); its
   // queries see only its own keys, and `tokens` is the longest sample.
   const int* cu_seqlens = nullptr;  // [B + 1] or null, in the executor's memory
   std::int64_t batch = 0, tokens = 0, heads = 0, head_dim = 0;
+  // Rows may be apart more than their width, never less: token strides
+  // >= 3 x heads x head_dim (qkv) and heads x head_dim (out), batch
+  // strides >= 0 and, for out, past the previous sample's last row.
   std::int64_t qkv_batch_stride = 0, qkv_token_stride = 0;
   std::int64_t out_batch_stride = 0, out_token_stride = 0;
   float scale = 0.0f;  // usually 1/sqrt(head_dim)
@@ -39,11 +44,18 @@ struct BasicAttentionParams {
     p.tokens = tokens;
     p.heads = heads;
     p.head_dim = head_dim;
-    const std::int64_t dim = heads * head_dim;
-    p.qkv_token_stride = 3 * dim;
-    p.qkv_batch_stride = tokens * 3 * dim;
+    // Wrapping products: check_shape refuses sizes that overflow before a
+    // stride is used, and computing them here must not be UB meanwhile.
+    const auto wrapping_mul = [](std::int64_t a, std::int64_t b) {
+      std::int64_t product = 0;
+      __builtin_mul_overflow(a, b, &product);
+      return product;
+    };
+    const std::int64_t dim = wrapping_mul(heads, head_dim);
+    p.qkv_token_stride = wrapping_mul(3, dim);
+    p.qkv_batch_stride = wrapping_mul(tokens, p.qkv_token_stride);
     p.out_token_stride = dim;
-    p.out_batch_stride = tokens * dim;
+    p.out_batch_stride = wrapping_mul(tokens, dim);
     p.scale = 1.0f / std::sqrt(float(head_dim));
     return p;
   }
@@ -56,7 +68,24 @@ struct BasicAttentionParams {
     detail::require_positive(where, "tokens", tokens);
     detail::require_positive(where, "heads", heads);
     detail::require_positive(where, "head_dim", head_dim);
-    detail::checked_extent(where, "qkv", batch, tokens, 3 * heads * head_dim, sizeof(T));
+    const std::int64_t qkv_row = detail::checked_extent(where, "qkv row (3 x heads x head_dim)", 3, heads, head_dim, sizeof(T));
+    const std::int64_t out_row = qkv_row / 3;
+    detail::checked_extent(where, "qkv", batch, tokens, qkv_row, sizeof(T));
+    // A token's q, k and v rows, and its output row, must not overlap the
+    // next token's; samples' outputs must not overlap either (a data race).
+    detail::require_at_most(where, "3 x heads x head_dim", qkv_row, "qkv_token_stride", qkv_token_stride);
+    detail::require_at_most(where, "heads x head_dim", out_row, "out_token_stride", out_token_stride);
+    // Packed samples are rows of one sequence, at most batch x tokens of them.
+    const std::int64_t rows = cu_seqlens ? batch * tokens : tokens;
+    const std::int64_t qkv_sample = detail::checked_span(where, "qkv", rows, qkv_token_stride, qkv_row, sizeof(T));
+    const std::int64_t out_sample = detail::checked_span(where, "out", rows, out_token_stride, out_row, sizeof(T));
+    if (!cu_seqlens && batch > 1) {
+      detail::require_non_negative(where, "qkv_batch_stride", qkv_batch_stride);
+      detail::require_at_most(where, "a sample's output span (tokens - 1) x out_token_stride + heads x head_dim",
+                              out_sample, "out_batch_stride", out_batch_stride);
+      detail::checked_span(where, "qkv", batch, qkv_batch_stride, qkv_sample, sizeof(T));
+      detail::checked_span(where, "out", batch, out_batch_stride, out_sample, sizeof(T));
+    }
     if (!(scale > 0.0f) || !std::isfinite(scale)) {
       detail::fail(where, "scale = {} must be finite and > 0", scale);
     }

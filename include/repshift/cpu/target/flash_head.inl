@@ -93,17 +93,20 @@ inline void online_softmax_block(float* s, std::int64_t ld, int rows, const floa
     }
     alpha[r] = std::max(m[r], hmax(mx));  // m_new, for now
   }
+  // A row that has seen only masked keys (-inf bias) keeps m = -inf; its
+  // exponents are then taken against 0, so no inf - inf NaN appears.
   for (int r = 0; r < rows; r += kVec) {  // m and alpha hold kBlockQ, a whole number of vectors
     const vfloat m_new = loadv(alpha + r);
-    storev(alpha + r, exp2_nonpositive(loadv(m + r) - m_new));  // ~0 on the first block, where o is overwritten
+    const vfloat m_ref = m_new == broadcast<vfloat>(-INFINITY) ? vfloat{} : m_new;
+    storev(alpha + r, exp2_nonpositive(loadv(m + r) - m_ref));  // ~0 on the first block, where o is overwritten
     storev(m + r, m_new);
   }
   for (int r = 0; r < rows; ++r) {
     float* row = s + r * ld;
-    const vfloat m_new = broadcast<vfloat>(m[r]);
+    const vfloat m_ref = broadcast<vfloat>(m[r] == -INFINITY ? 0.0f : m[r]);
     vfloat sum{};
     for (int c = 0; c < width; c += kVec) {
-      const vfloat e = exp2_nonpositive(loadv(row + c) - m_new);
+      const vfloat e = exp2_nonpositive(loadv(row + c) - m_ref);
       storev(row + c, e);
       sum += e;
     }
@@ -200,7 +203,8 @@ inline void flash_head(const AttentionParams& p, std::int64_t b, std::int64_t h,
     constexpr int kOutAhead = 4;  // output rows prefetched for write ahead of the one being stored
     for (int r = 0; r < rows; ++r) {
       if (r + kOutAhead < rows) prefetch(out + (r + kOutAhead) * p.out_token_stride, /*for_write=*/true);
-      const float inv = 1.0f / hsum(loadv(w.l + r * kVec));
+      // A query whose keys are all masked has no softmax: NaN, as on the map path.
+      const float inv = w.m[r] == -INFINITY ? NAN : 1.0f / hsum(loadv(w.l + r * kVec));
       float* dst = out + r * p.out_token_stride;
       const float* o = w.o + r * dp;
       for (std::int64_t d = 0; d < dh; ++d) dst[d] = o[d] * inv;
