@@ -66,6 +66,12 @@ TEST(Safetensors, MalformedFilesAreRefusedWithReasons) {
     expect_format_error(p, "shorter than the 8-byte header length");
   }
   expect_format_error(write_file("trunc.safetensors", "{}", "", 100), "exceeds");
+  {  // a 100 MB + 1 header (of spaces) is over the format's cap, before any parsing
+    const std::string big(100'000'001, ' ');
+    const auto p = write_file("huge_header.safetensors", big, "");
+    expect_format_error(p, "header length 100000001 exceeds the format's limit of 100000000 bytes");
+    std::remove(p.c_str());
+  }
   expect_format_error(write_file("json.safetensors", "{\"a\":", ""), "not valid JSON");
   expect_format_error(write_file("fields.safetensors", R"({"a":{"dtype":"F32"}})", ""), "needs dtype, shape and data_offsets");
   expect_format_error(write_file("dtype.safetensors", R"({"a":{"dtype":"F8","shape":[1],"data_offsets":[0,1]}})", "x"),
@@ -80,7 +86,31 @@ TEST(Safetensors, MalformedFilesAreRefusedWithReasons) {
                                  "123456"),
                       "overlap");
   expect_format_error(write_file("neg.safetensors", R"({"a":{"dtype":"F32","shape":[-1],"data_offsets":[0,0]}})", ""),
-                      "negative");
+                      "tensor 'a': shape extent -1 is not an integer in [0, 2^63)");
+  expect_format_error(write_file("offsets.safetensors", R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,-4]}})", ""),
+                      "data_offsets [0,-4] must be two non-negative integers");
+  // shape x dtype overflows 64 bits: refused as such (computing the byte
+  // count for the message must not overflow either).
+  expect_format_error(write_file("bytes.safetensors",
+                                 R"({"t":{"dtype":"F32","shape":[4611686018427387904],"data_offsets":[0,0]}})", ""),
+                      "shape [4611686018427387904] x F32 overflows a 64-bit byte count");
+  // The reference implementation's layout rules: one entry per name, and
+  // tensors that tile the data section from its first byte to its last.
+  expect_format_error(write_file("twice.safetensors",
+                                 R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})",
+                                 "12345678"),
+                      "tensor 'a' is named twice");
+  expect_format_error(write_file("gap.safetensors",
+                                 R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[6,10]}})",
+                                 "1234567890"),
+                      "tensor 'b' begins at byte 6, but 'a' ends at byte 4: tensors must not leave gaps");
+  expect_format_error(write_file("late.safetensors", R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[2,6]}})", "123456"),
+                      "tensor 'a' begins at byte 2: the first tensor must begin at byte 0");
+  expect_format_error(write_file("tail.safetensors", R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})", "123456"),
+                      "the tensors end at byte 4 of the 6-byte data section");
+  expect_format_error(write_file("meta.safetensors", R"({"__metadata__":[1,2]})", ""), "__metadata__ must be a map of strings, not a JSON array");
+  expect_format_error(write_file("meta2.safetensors", R"({"__metadata__":{"format":3}})", ""),
+                      "__metadata__['format'] must be a string, not a JSON number");
   const auto ints = write_file("int.safetensors", R"({"a":{"dtype":"I32","shape":[1],"data_offsets":[0,4]}})", "1234");
   rs::io::SafeTensorsFile f(ints);
   try {

@@ -164,6 +164,15 @@ TEST(VisionTransformer, SafetensorsRoundTripGivesIdenticalLogits) {
   m1.forward(rs::Host{}, images.data(), batch, a.data(), schedule);
   m2.forward(rs::Host{}, images.data(), batch, b.data(), schedule);
   EXPECT_EQ(a, b);
+  // A shallower config would drop blocks 2 and 3 without a word: refused.
+  auto shallow = cfg;
+  shallow.depth = 2;
+  try {
+    (void)rs::ViTWeights::load(shallow, file);
+    ADD_FAILURE() << "a depth-4 file loaded into a depth-2 model";
+  } catch (const rs::FormatError& e) {
+    EXPECT_NE(std::string(e.what()).find("is layer 2 of 'blocks.', but config.depth = 2"), std::string::npos) << e.what();
+  }
   std::remove(path.c_str());
 }
 
@@ -203,5 +212,12 @@ TEST(ViT, MergeFollowsTheScheduleAndRefusesImpossibleRates) {
   EXPECT_GT(ref::max_rel_error(logits, std::vector<double>(pruned_logits.begin(), pruned_logits.end())), 1e-4);
   // dropping 0.6 of 17 tokens (keep 7) cannot be reached by one merge
   expect_refused([&] { model.forward(rs::Host{}, images.data(), 2, logits.data(), rs::PruneSchedule::drop({{0, 0.6}})); },
-                 {"Merge needs keep >= 9"});
+                 {"keeps 7 of sample 0's 17 tokens at layer 0", "keep >= 9"});
+  // A later layer's impossible rate is refused before the first layer runs
+  // (the trace is never started).
+  trace.tokens = {-1};
+  expect_refused([&] {
+    model.forward(rs::Host{}, images.data(), 2, logits.data(), rs::PruneSchedule::drop({{0, 0.1}, {2, 0.9}}), &trace);
+  }, {"at layer 2", "Merge removes at most half"});
+  EXPECT_EQ(trace.tokens, std::vector<int>{-1});
 }

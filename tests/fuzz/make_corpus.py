@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Writes the fuzzer's seed corpus: valid safetensors images (F32/F16/BF16,
-empty tensors, metadata, a whole tiny ViT under timm's names) and a few
-near-misses. Deterministic; run by tests/fuzz/run_fuzz.sh when the corpus
+empty tensors, metadata, a whole tiny ViT under timm's names), a few
+near-misses, and some of them in the target's header form (header text,
+NUL, data). Deterministic; run by tests/fuzz/run_fuzz.sh when the corpus
 folder is empty.
 
     python3 tests/fuzz/make_corpus.py OUT_DIR
@@ -13,6 +14,17 @@ import sys
 
 
 def image(tensors, metadata=None):
+    text, data = header_and_data(tensors, metadata)
+    return struct.pack("<Q", len(text)) + text + data
+
+
+def header_form(tensors, metadata=None):
+    """The fuzz target's second reading: header text, a NUL, then the data."""
+    text, data = header_and_data(tensors, metadata)
+    return text + b"\0" + data
+
+
+def header_and_data(tensors, metadata):
     header, data = {}, b""
     for name, (dtype, shape, raw) in tensors.items():
         header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [len(data), len(data) + len(raw)]}
@@ -21,7 +33,7 @@ def image(tensors, metadata=None):
         header["__metadata__"] = metadata
     text = json.dumps(header, separators=(",", ":")).encode()
     text += b" " * ((8 - len(text) % 8) % 8)
-    return struct.pack("<Q", len(text)) + text + data
+    return text, data
 
 
 def f32(values):
@@ -57,6 +69,11 @@ def main():
         "vit": image(vit_tensors()),
         "overlap": image({"a": ("F32", [1], f32([1.0]))})[:-2],
         "bad_json": struct.pack("<Q", 5) + b"{\"a\":",
+        "header_f32": header_form({"a": ("F32", [2], f32([1.5, -2.0]))}, {"format": "pt"}),
+        "header_empty": header_form({"e": ("F32", [0, 3], b""), "x": ("BF16", [1], b"\x40\x40")}),
+        "header_vit": header_form(vit_tensors()),
+        # A byte count that overflows 64 bits (once undefined behaviour in the message).
+        "header_overflow": b'{"t":{"dtype":"F32","shape":[4611686018427387904],"data_offsets":[0,0]}}\0',
     }
     for name, blob in seeds.items():
         with open(os.path.join(out, name), "wb") as f:

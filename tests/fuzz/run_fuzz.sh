@@ -16,10 +16,11 @@ if [ -z "$cxx" ]; then
 fi
 work=build/fuzz
 mkdir -p "$work/corpus"
-"$cxx" -std=c++17 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+"$cxx" -std=c++17 -O1 -g -fsanitize=fuzzer,address,undefined,nullability -fno-sanitize-recover=all \
   -Iinclude -DFMT_HEADER_ONLY -fopenmp tests/fuzz/fuzz_safetensors.cpp -o "$work/fuzz_safetensors" -lopenblas
 seeds=tests/fuzz/corpus
 [ -n "$(ls -A "$seeds" 2>/dev/null)" ] || python3 tests/fuzz/make_corpus.py "$seeds"
 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ASAN_OPTIONS=detect_leaks=1 \
   "$work/fuzz_safetensors" -max_total_time="$seconds" -runs="$runs" -max_len=4096 -print_final_stats=1 \
+  -dict=tests/fuzz/safetensors.dict \
   "$work/corpus" "$seeds" 2>&1 | tail -25

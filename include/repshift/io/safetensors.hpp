@@ -3,9 +3,12 @@
 // format): 8-byte little-endian header length, a JSON header
 //   {"name": {"dtype": "F32", "shape": [..], "data_offsets": [begin, end]}, ...,
 //    "__metadata__": {...}}
-// and the tensor bytes. Every inconsistency (truncated file, bad JSON,
-// offsets outside the data, a byte count that does not match shape x dtype,
-// overlapping tensors) throws FormatError naming the file and the tensor.
+// and the tensor bytes. Every inconsistency (truncated file, bad JSON, a
+// name given twice, offsets outside the data, a byte count that does not
+// match shape x dtype, tensors that overlap or leave a gap, bytes past the
+// last tensor, a __metadata__ that is not a map of strings, a header over
+// 100 MB) throws FormatError naming the file and the tensor: the reference
+// implementation's rules, so a file it refuses is refused here too.
 // F32, F16 and BF16 tensors load as float.
 //
 // The file is memory-mapped read-only, not copied: opening a model costs
@@ -18,7 +21,9 @@
 #include <cstring>
 #include <fstream>
 #include <iterator>
+#include <limits>
 #include <map>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -139,6 +144,26 @@ class SafeTensorsFile {
     return it->second;
   }
 
+  // Refuses a tensor named prefix + i + "..." with i >= count (e.g.
+  // "blocks.12.norm1.weight" against a 12-block config): a file of a deeper
+  // model would otherwise load with its last layers silently dropped. Other
+  // names a model does not read (BatchNorm's num_batches_tracked, a
+  // pooler) are ignored, as a checkpoint may carry them.
+  void require_no_layer_past(const std::string& prefix, std::int64_t count, const char* count_name) const {
+    for (const auto& [name, info] : tensors_) {
+      (void)info;
+      if (name.compare(0, prefix.size(), prefix) != 0) continue;
+      std::size_t end = prefix.size();
+      std::int64_t index = 0;  // capped at count: no overflow on a long run of digits
+      for (; end < name.size() && name[end] >= '0' && name[end] <= '9'; ++end) {
+        index = std::min<std::int64_t>(index * 10 + (name[end] - '0'), count);
+      }
+      if (end == prefix.size() || end == name.size() || name[end] != '.' || index < count) continue;
+      fail("tensor '{}' is layer {} of '{}', but {} = {}: the file holds a deeper model", name,
+           name.substr(prefix.size(), end - prefix.size()), prefix, count_name, count);
+    }
+  }
+
   // Loads `name` as float, checking its shape against `expected`.
   std::vector<float> load_f32(const std::string& name, const std::vector<std::int64_t>& expected) const {
     const TensorInfo& t = info(name);
@@ -175,27 +200,73 @@ class SafeTensorsFile {
     if (header_len > size - 8) {
       fail("header length {} exceeds the {} bytes after it (truncated file?)", header_len, size - 8);
     }
+    // The reference implementation's cap: a header is a few KB per
+    // thousand tensors, and no file should make us parse 100 MB of JSON.
+    constexpr std::uint64_t kMaxHeader = 100'000'000;
+    if (header_len > kMaxHeader) fail("header length {} exceeds the format's limit of {} bytes", header_len, kMaxHeader);
     data_offset_ = 8 + header_len;
     const std::uint64_t data_size = size - data_offset_;
 
     nlohmann::json header;
+    std::set<std::string> top_keys;  // a JSON object would keep only the last of two equal names
+    const auto refuse_duplicates = [&](int depth, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
+      if (depth == 1 && event == nlohmann::json::parse_event_t::key && parsed.is_string() &&
+          !top_keys.insert(parsed.get<std::string>()).second) {
+        fail("tensor '{}' is named twice in the header", parsed.get<std::string>());
+      }
+      return true;
+    };
     try {
-      header = nlohmann::json::parse(data + 8, data + data_offset_);
+      header = nlohmann::json::parse(data + 8, data + data_offset_, refuse_duplicates);
     } catch (const nlohmann::json::exception& e) {
       fail("header is not valid JSON: {}", e.what());
     }
     if (!header.is_object()) fail("header is not a JSON object");
 
-    std::vector<std::pair<std::uint64_t, std::uint64_t>> spans;
+    struct Span {
+      std::uint64_t begin, end;
+      const std::string* name;
+      bool operator<(const Span& o) const { return begin != o.begin ? begin < o.begin : end < o.end; }
+    };
+    std::vector<Span> spans;
     for (auto it = header.begin(); it != header.end(); ++it) {
-      if (it.key() == "__metadata__") continue;
-      tensors_[it.key()] = parse_entry(it.key(), it.value(), data_size);
-      spans.emplace_back(tensors_[it.key()].begin, tensors_[it.key()].end);
+      if (it.key() == "__metadata__") {
+        check_metadata(it.value());
+        continue;
+      }
+      const auto entry = tensors_.emplace(it.key(), parse_entry(it.key(), it.value(), data_size)).first;
+      spans.push_back({entry->second.begin, entry->second.end, &entry->first});
     }
+    // The tensors tile the data section: in offset order, each begins where
+    // the one before ends, the first at 0 and the last at the section's end.
     std::sort(spans.begin(), spans.end());
-    for (std::size_t i = 1; i < spans.size(); ++i) {
-      if (spans[i].first < spans[i - 1].second) fail("tensor data ranges overlap");
+    std::uint64_t at = 0;
+    const std::string* previous = nullptr;
+    for (const Span& span : spans) {
+      if (span.begin != at && !previous) {
+        fail("tensor '{}' begins at byte {}: the first tensor must begin at byte 0", *span.name, span.begin);
+      }
+      if (span.begin != at) {
+        fail("tensor '{}' begins at byte {}, but '{}' ends at byte {}: tensors must not {}", *span.name, span.begin,
+             *previous, at, span.begin < at ? "overlap" : "leave gaps");
+      }
+      at = span.end;
+      previous = span.name;
     }
+    if (at != data_size) fail("the tensors end at byte {} of the {}-byte data section: the rest is unused", at, data_size);
+  }
+
+  void check_metadata(const nlohmann::json& m) const {
+    if (!m.is_object()) fail("__metadata__ must be a map of strings, not a JSON {}", m.type_name());
+    for (auto it = m.begin(); it != m.end(); ++it) {
+      if (!it.value().is_string()) fail("__metadata__['{}'] must be a string, not a JSON {}", it.key(), it.value().type_name());
+    }
+  }
+
+  // A JSON value for a message, cut short: the file may hold anything there.
+  static std::string excerpt(const nlohmann::json& v) {
+    std::string text = v.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    return text.size() <= 64 ? text : text.substr(0, 61) + "...";
   }
 
   // A literal format string, as detail::fail: names and paths from the file
@@ -217,15 +288,17 @@ class SafeTensorsFile {
     if (!e["shape"].is_array()) fail("tensor '{}': shape is not an array", name);
     std::int64_t count = 1;
     for (const auto& d : e["shape"]) {
-      if (!d.is_number_integer() || d.get<std::int64_t>() < 0) {
-        fail("tensor '{}': shape has a non-integer or negative extent", name);
+      if (!d.is_number_unsigned() || d.get<std::uint64_t>() > std::uint64_t(std::numeric_limits<std::int64_t>::max())) {
+        fail("tensor '{}': shape extent {} is not an integer in [0, 2^63)", name, excerpt(d));
       }
       t.shape.push_back(d.get<std::int64_t>());
-      if (__builtin_mul_overflow(count, t.shape.back(), &count)) fail("tensor '{}': shape overflows", name);
+      if (__builtin_mul_overflow(count, t.shape.back(), &count)) {
+        fail("tensor '{}': shape {} overflows a 64-bit element count", name, excerpt(e["shape"]));
+      }
     }
     const auto& off = e["data_offsets"];
     if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() || !off[1].is_number_unsigned()) {
-      fail("tensor '{}': data_offsets must be two non-negative integers", name);
+      fail("tensor '{}': data_offsets {} must be two non-negative integers", name, excerpt(off));
     }
     t.begin = off[0].get<std::uint64_t>();
     t.end = off[1].get<std::uint64_t>();
@@ -233,9 +306,12 @@ class SafeTensorsFile {
       fail("tensor '{}': data_offsets [{}, {}] fall outside the {}-byte data section", name, t.begin, t.end, data_size);
     }
     std::int64_t bytes = 0;
-    if (__builtin_mul_overflow(count, elem, &bytes) || std::uint64_t(bytes) != t.end - t.begin) {
+    if (__builtin_mul_overflow(count, elem, &bytes)) {
+      fail("tensor '{}': shape {} x {} overflows a 64-bit byte count", name, shape_string(t.shape), t.dtype);
+    }
+    if (std::uint64_t(bytes) != t.end - t.begin) {
       fail("tensor '{}': holds {} bytes but shape {} x {} needs {}", name, t.end - t.begin, shape_string(t.shape),
-           t.dtype, count * elem);
+           t.dtype, bytes);
     }
     return t;
   }

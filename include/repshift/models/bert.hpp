@@ -51,6 +51,7 @@ struct BertWeights {
 
   static BertWeights load(const BertConfig& cfg, const io::SafeTensorsFile& f) {
     cfg.check("BertWeights::load");
+    f.require_no_layer_past("encoder.layer.", cfg.depth, "config.depth");
     const std::int64_t C = cfg.dim, H = cfg.mlp_hidden;
     BertWeights w;
     w.config = cfg;
@@ -144,6 +145,7 @@ class BertEncoder {
                      cfg.max_positions);
       }
       schedule.check_sample(where, b, n, cfg.depth);
+      schedule.check_reachable<Compress>(where, b, n, cfg.depth);
     }
     const std::int64_t total = cu_seqlens[batch];
     for (std::int64_t i = 0; i < total; ++i) {

@@ -145,15 +145,20 @@ class PruneSchedule {
   // at most half of the unprotected tokens per layer; the others any).
   template <class Compress>
   bool reachable(int tokens, int depth) const {
-    const std::vector<int> counts = token_counts(tokens, depth, Compress::extra_tokens);
-    for (int l = 0; l < depth; ++l) {
-      const int keep = keep_at(l, counts[std::size_t(l)]);
-      if constexpr (Compress::tracks_sizes) {
-        const int n = counts[std::size_t(l)];
-        if (keep < n && keep < policies::Merge::min_keep(n, protected_tokens())) return false;
-      }
-    }
-    return true;
+    return first_unreachable_layer<Compress>(tokens, depth) < 0;
+  }
+
+  // Throws, naming the layer, unless reachable: the models call it before
+  // their first layer runs.
+  template <class Compress>
+  void check_reachable(const char* where, int sample, int tokens, int depth) const {
+    const int l = first_unreachable_layer<Compress>(tokens, depth);
+    if (l < 0) return;
+    const int n = token_counts(tokens, depth, Compress::extra_tokens)[std::size_t(l)];
+    detail::fail(where,
+                 "the schedule keeps {} of sample {}'s {} tokens at layer {}, but Merge removes at most half of "
+                 "the unprotected ones per layer: keep >= {}",
+                 keep_at(l, n), sample, n, l, policies::Merge::min_keep(n, protected_tokens()));
   }
 
   // Input token count of every layer, then the final count, for a sample
@@ -170,6 +175,19 @@ class PruneSchedule {
 
  private:
   PruneSchedule(std::vector<Step> steps, int protect_) : protect(protect_), steps_(std::move(steps)) {}
+
+  template <class Compress>
+  int first_unreachable_layer(int tokens, int depth) const {
+    if constexpr (Compress::tracks_sizes) {
+      const std::vector<int> counts = token_counts(tokens, depth, Compress::extra_tokens);
+      for (int l = 0; l < depth; ++l) {
+        const int n = counts[std::size_t(l)], keep = keep_at(l, n);
+        if (keep < n && keep < policies::Merge::min_keep(n, protected_tokens())) return l;
+      }
+    }
+    return -1;
+  }
+
   std::vector<Step> steps_;
 };
 

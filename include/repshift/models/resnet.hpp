@@ -218,6 +218,10 @@ struct ResNetWeights {
   // w' = w gamma / sqrt(var + eps), b' = beta - mean gamma / sqrt(var + eps).
   static ResNetWeights load(const ResNetConfig& cfg, const io::SafeTensorsFile& f) {
     cfg.check("ResNetWeights::load");
+    for (int s = 0; s < 4; ++s) {
+      f.require_no_layer_past(fmt::format("layer{}.", s + 1), cfg.blocks[std::size_t(s)],
+                              fmt::format("config.blocks[{}]", s).c_str());
+    }
     ResNetWeights w = empty(cfg);
     for_each_conv(w, [&](const std::string& conv, const std::string& bn, int out, int in, int k, ConvTensors& t) {
       t.weight = f.load_f32(conv + ".weight", {out, in, k, k});

@@ -164,6 +164,7 @@ struct VimWeights {
 
   static VimWeights load(const VimConfig& cfg, const io::SafeTensorsFile& file) {
     cfg.check("VimWeights::load");
+    file.require_no_layer_past("layers.", cfg.depth, "config.depth");
     VimWeights w;
     w.config = cfg;
     w.layers.resize(std::size_t(cfg.depth));

@@ -215,6 +215,7 @@ struct ViTWeights {
   // computed, not read; QV biases become the fused [q, 0, v].
   static ViTWeights load(const ViTConfig& cfg, const io::SafeTensorsFile& file) {
     cfg.check("ViTWeights::load");
+    file.require_no_layer_past("blocks.", cfg.depth, "config.depth");
     ViTWeights w;
     w.config = cfg;
     w.blocks.resize(std::size_t(cfg.depth));
@@ -378,6 +379,7 @@ class BasicVisionTransformer {
     const PruneSchedule schedule = requested.for_model(cfg.class_token() ? 1 : 0);
     schedule.check(where, cfg.depth);
     schedule.check_sample(where, 0, cfg.tokens(), cfg.depth);  // protect <= tokens among the rest
+    schedule.check_reachable<Compress>(where, 0, cfg.tokens(), cfg.depth);
     const std::int64_t N = cfg.tokens(), C = cfg.dim;
     const ModelWeights& w = *weights_;
 
