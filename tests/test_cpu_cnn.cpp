@@ -253,4 +253,20 @@ TEST_P(ResNetLayouts, LinePrunedForwardMatchesTheReference) {
   };
   refused(rs::LinePruneSchedule{{{1, 2, 2}, {1, 1, 1}}}, "two steps for stage 1");
   refused(rs::LinePruneSchedule{{{1, 2, 2}, {4, 1, 1}}}, "removes 1 of 1 lines after stage 4");
+  // tiny_resnet's stage 3 is one bottleneck that projects its shortcut.
+  refused(rs::LinePruneSchedule{{{3, 1, 1}}}, "the step after stage 3 prunes, but that stage's last block projects");
+}
+
+// A NaN pixel reaches the logits unpruned, as in torchvision (ReLU and the
+// max pool keep NaN). The NHWC path runs oneDNN's ReLU and pooling, which
+// do not promise NaN propagation, so only the NCHW path is held to it.
+TEST(ResNetNaN, PropagatesToTheLogitsOnTheNchwPath) {
+  const rs::ResNetConfig cfg = tiny_resnet();
+  rs::ResNet<> model(rs::ResNetWeights::random(cfg, 5));
+  model.set_layout(rs::MapLayout::Nchw);
+  auto images = ref::random_floats(std::size_t(3) * 32 * 32, 6);
+  images[5 * 32 + 7] = NAN;
+  std::vector<float> logits(10);
+  model.forward(rs::Host{}, images.data(), 1, logits.data());
+  for (float l : logits) EXPECT_TRUE(std::isnan(l)) << l;
 }

@@ -259,6 +259,14 @@ TEST(VisionMamba, UnprunedAndPrunedMatchTheReference) {
   model.forward(rs::Host{}, images.data(), batch, by_default.data(), rs::PruneSchedule::drop({{1, 0.3}, {2, 0.25}}, 1),
                 &protected_trace);
   EXPECT_NE(protected_trace.keep_idx, trace.keep_idx);
+  // A layer that cannot keep the class token and the protected prefix is
+  // refused before any layer runs (the trace is never started).
+  rs::VimTrace untouched;
+  untouched.tokens = {-1};
+  expect_refused([&] {
+    model.forward(rs::Host{}, images.data(), batch, logits.data(), rs::PruneSchedule::counts({{2, 5}}, 5), &untouched);
+  }, {"keeps 5 tokens at layer 2", "schedule.protect = 5"});
+  EXPECT_EQ(untouched.tokens, std::vector<int>{-1});
 }
 
 TEST(VisionMamba, WeightsRoundTripThroughSafetensors) {

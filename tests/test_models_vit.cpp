@@ -145,6 +145,38 @@ TEST(VisionTransformer, ScheduleRefusesEmptySamples) {
                  {"sample 1", "fewer than schedule.protect = 2"});
   expect_refused([] { rs::PruneSchedule::drop({{0, -0.1}}).check("test", 2); }, {"drop ratio", "[0, 1]"});
   EXPECT_NO_THROW(rs::PruneSchedule::drop({{0, 1.0}}, 1).check_sample("test", 0, 5, 2));  // CLS survives
+  // Mistakes that used to run as something else: a negative count (read as
+  // ratio 0), a second step for one layer (ignored), negative sizes.
+  expect_refused([] { rs::PruneSchedule::counts({{0, -5}}); }, {"keep count -5 at layer 0", ">= 0"});
+  expect_refused([] { rs::PruneSchedule::drop({{0, 0.2}, {0, 0.9}}).check("test", 2); }, {"two steps for layer 0"});
+  expect_refused([] { rs::PruneSchedule::counts({{1, 10}, {1, 3}}).check("test", 2); }, {"two steps for layer 1"});
+  expect_refused([] { rs::PruneSchedule::every_layer(0.2, -3); }, {"depth = -3"});
+  expect_refused([] { rs::PruneSchedule::paper().token_counts(-5, 3); }, {"tokens = -5"});
+}
+
+// Weights are public fields: a model refuses ones that no longer match
+// their config, naming the tensor, instead of reading past them.
+TEST(VisionTransformer, WeightsThatDisagreeWithTheConfigAreRefused) {
+  auto edited = [](auto change) {
+    auto w = rs::ViTWeights::random(tiny_vit(), 1);
+    change(w);
+    return w;
+  };
+  expect_refused([&] { rs::VisionTransformer<> m(edited([](auto& w) { w.head_w.resize(5); })); },
+                 {"weights tensor 'head.weight' holds 5 values", "[10, 48]"});
+  expect_refused([&] { rs::VisionTransformer<> m(edited([](auto& w) { w.blocks.pop_back(); })); },
+                 {"blocks holds 3 blocks, but config.depth = 4"});
+  expect_refused([&] { rs::VisionTransformer<> m(edited([](auto& w) { w.config.num_classes = 12; })); },
+                 {"weights tensor 'head.weight'", "[12, 48]"});
+  // Sizes the model keeps as int are bounded, not wrapped.
+  auto huge = tiny_vit();
+  huge.image_size = 65536;
+  huge.patch_size = 1;
+  expect_refused([&] { rs::ViTWeights::random(huge, 1); }, {"the patches", "exceeds 2^29"});
+  // More threads than could help: refused by name, not left to OpenMP's allocator.
+  rs::VisionTransformer<> model(rs::ViTWeights::random(tiny_vit(), 1));
+  std::vector<float> images(3 * 32 * 32), logits(10);
+  expect_refused([&] { model.forward(rs::Host{1 << 30}, images.data(), 1, logits.data()); }, {"num_threads = 1073741824"});
 }
 
 TEST(VisionTransformer, SafetensorsRoundTripGivesIdenticalLogits) {

@@ -4,6 +4,7 @@
 //   "repshift::select_top: keep = 300 must be <= tokens = 197".
 
 #include <cstdint>
+#include <initializer_list>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -73,6 +74,21 @@ inline std::int64_t checked_extent(const char* where, const char* what, std::int
     fail(where, "{} size {} x {} x {} overflows the 64-bit index type", what, d0, d1, d2);
   }
   return n;
+}
+
+// Sizes a model keeps as int (token counts, row widths, one sample's map):
+// the product of `factors` stays within 2^29, which leaves room for the
+// small multiples taken of it (a class token, 3 x dim for qkv).
+inline void require_int_size(const char* where, const char* what, std::initializer_list<std::int64_t> factors) {
+  constexpr std::int64_t kLimit = std::int64_t(1) << 29;
+  std::int64_t n = 1;
+  std::string text;
+  bool over = false;
+  for (const std::int64_t f : factors) {
+    over = over || __builtin_mul_overflow(n, f, &n) || n > kLimit;
+    text += (text.empty() ? "" : " x ") + std::to_string(f);
+  }
+  if (over) fail(where, "{} = {} exceeds 2^29", what, text);
 }
 
 // The element span of `count` rows of `row` elements, `stride` apart:

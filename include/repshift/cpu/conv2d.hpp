@@ -72,7 +72,7 @@ void conv2d(const Host& host, const Conv2dShape& s, const float* x, std::int64_t
         const float bc = bias[c];
         for (std::int64_t i = 0; i < n; ++i) {
           const float v = plane[i] + bc;
-          plane[i] = Epilogue == ConvEpilogue::BiasRelu ? (v > 0.0f ? v : 0.0f) : v;
+          plane[i] = Epilogue == ConvEpilogue::BiasRelu ? (v < 0.0f ? 0.0f : v) : v;  // NaN stays NaN, as torch.relu
         }
       }
     }
@@ -92,7 +92,9 @@ inline void max_pool_3x3s2(const Host& host, const float* x, std::int64_t planes
         for (std::int64_t ky = 0; ky < 3; ++ky)
           for (std::int64_t kx = 0; kx < 3; ++kx) {
             const std::int64_t iy = oy * 2 - 1 + ky, ix = ox * 2 - 1 + kx;
-            if (iy >= 0 && iy < H && ix >= 0 && ix < W) m = std::max(m, plane[iy * W + ix]);
+            if (iy < 0 || iy >= H || ix < 0 || ix >= W) continue;
+            const float v = plane[iy * W + ix];
+            m = (v > m || v != v) ? v : m;  // a NaN wins and stays, as in torch's max_pool2d
           }
         out[(p * Ho + oy) * Wo + ox] = m;
       }

@@ -10,9 +10,10 @@
 //
 // rs::cpu::DenseLayers is one workspace's state (a Workspace keeps one:
 // Backend<Host>::Context points to it): primitives per shape, packed
-// weights keyed by address. Weights must stay where they are while it
-// lives; a set of sampled values is compared on every call, so weights
-// rewritten in place (or new ones at a freed address) are packed again.
+// weights keyed by address. Weights must stay where they are, unchanged,
+// while it lives; 16 sampled values are compared on every call, so new
+// weights at a freed address are packed again (an edit that misses the
+// samples is not seen: the models hold their weights const).
 // At most 1024 matrices are kept (then all are dropped and packed anew);
 // clear_packed() drops them at once.
 // Each plan has its own scratchpad (oneDNN's user mode), so workspaces on

@@ -8,14 +8,26 @@
 #include <omp.h>
 #endif
 
+#include <algorithm>
+
+#include "../core/error.hpp"
 #include "../core/exec.hpp"
 
 namespace repshift {
 namespace cpu {
 
+// Host{n} with n <= 0 takes OpenMP's count. More than 4 threads per core
+// (at least 256) is refused: it cannot help, and a huge n makes the OpenMP
+// runtime exhaust memory starting its team instead of throwing.
 inline int thread_count(const Host& host) {
 #if defined(_OPENMP)
-  return host.num_threads > 0 ? host.num_threads : omp_get_max_threads();
+  if (host.num_threads <= 0) return omp_get_max_threads();
+  const int limit = std::max(256, 4 * omp_get_num_procs());
+  if (host.num_threads > limit) {
+    repshift::detail::fail("Host", "num_threads = {} exceeds {} (4 per core of {}, at least 256)", host.num_threads,
+                           limit, omp_get_num_procs());
+  }
+  return host.num_threads;
 #else
   (void)host;
   return 1;

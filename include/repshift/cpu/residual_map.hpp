@@ -33,7 +33,7 @@ void residual_map_nchw(const Host& host, const ResidualMap& r) {
       const float bias = r.bias[c];
       for (std::int64_t i = 0; i < len; ++i) {
         const float v = r.branch[off + i] + bias + r.shortcut[off + i];
-        r.out[off + i] = v > 0.0f ? v : 0.0f;
+        r.out[off + i] = v < 0.0f ? 0.0f : v;  // NaN stays NaN, as torch.relu
         if constexpr (Score) Metric::accumulate(acc[i], r.out[off + i], r.before[off + i]);
       }
     }

@@ -21,6 +21,7 @@
 
 #include "../blocks/transformer_block.hpp"
 #include "../io/safetensors.hpp"
+#include "tensor_store.hpp"
 #include "prune_schedule.hpp"
 
 namespace repshift {
@@ -35,11 +36,14 @@ struct BertConfig {
   void check(const char* where) const {
     detail::require_positive(where, "config.vocab_size", vocab_size);
     detail::require_positive(where, "config.max_positions", max_positions);
+    detail::require_positive(where, "config.type_vocab_size", type_vocab_size);  // token type 0 is always read
     detail::require_positive(where, "config.dim", dim);
     detail::require_positive(where, "config.depth", depth);
     detail::require_positive(where, "config.heads", heads);
     detail::require_positive(where, "config.mlp_hidden", mlp_hidden);
     detail::require_multiple(where, "config.dim", dim, "config.heads", heads);
+    detail::require_int_size(where, "config.dim", {dim});
+    detail::require_int_size(where, "config.mlp_hidden", {mlp_hidden});
   }
 };
 
@@ -88,6 +92,38 @@ struct BertWeights {
   TransformerBlockWeights block(int i) const {
     return layers.at(std::size_t(i)).view(config.dim, config.heads, config.mlp_hidden, config.ln_eps);
   }
+
+  // Every tensor as (name, shape, storage), query/key/value fused as the
+  // model holds them ("...attention.self.qkv.*"): what the encoder checks.
+  template <class Fn>
+  void for_each_tensor(Fn&& fn) const {
+    using Shape = std::vector<std::int64_t>;
+    const std::int64_t C = config.dim, H = config.mlp_hidden;
+    if (layers.size() != std::size_t(config.depth)) {
+      detail::fail("BertWeights", "layers holds {} layers, but config.depth = {}", layers.size(), config.depth);
+    }
+    fn("embeddings.word_embeddings.weight", Shape{config.vocab_size, C}, word);
+    fn("embeddings.position_embeddings.weight", Shape{config.max_positions, C}, position);
+    fn("embeddings.token_type_embeddings.weight", Shape{config.type_vocab_size, C}, token_type);
+    fn("embeddings.LayerNorm.weight", Shape{C}, emb_norm_w);
+    fn("embeddings.LayerNorm.bias", Shape{C}, emb_norm_b);
+    for (int i = 0; i < config.depth; ++i) {
+      const std::string p = fmt::format("encoder.layer.{}.", i);
+      const Layer& l = layers[std::size_t(i)];
+      fn(p + "attention.self.qkv.weight", Shape{3 * C, C}, l.qkv_w);
+      fn(p + "attention.self.qkv.bias", Shape{3 * C}, l.qkv_b);
+      fn(p + "attention.output.dense.weight", Shape{C, C}, l.proj_w);
+      fn(p + "attention.output.dense.bias", Shape{C}, l.proj_b);
+      fn(p + "attention.output.LayerNorm.weight", Shape{C}, l.norm1_w);
+      fn(p + "attention.output.LayerNorm.bias", Shape{C}, l.norm1_b);
+      fn(p + "intermediate.dense.weight", Shape{H, C}, l.fc1_w);
+      fn(p + "intermediate.dense.bias", Shape{H}, l.fc1_b);
+      fn(p + "output.dense.weight", Shape{C, H}, l.fc2_w);
+      fn(p + "output.dense.bias", Shape{C}, l.fc2_b);
+      fn(p + "output.LayerNorm.weight", Shape{C}, l.norm2_w);
+      fn(p + "output.LayerNorm.bias", Shape{C}, l.norm2_b);
+    }
+  }
 };
 
 // What a forward pass did, per layer, for tests and demos: the packed
@@ -116,8 +152,7 @@ class BertEncoder {
   explicit BertEncoder(BertWeights weights) : BertEncoder(std::make_shared<const BertWeights>(std::move(weights))) {}
   // Encoders of different policies can share one set of weights (ablations).
   explicit BertEncoder(std::shared_ptr<const BertWeights> weights) : weights_(std::move(weights)) {
-    detail::require_pointer("BertEncoder", "weights", weights_.get());
-    weights_->config.check("BertEncoder");
+    detail::checked_weights("BertEncoder", weights_);
   }
   const BertConfig& config() const { return weights_->config; }
 

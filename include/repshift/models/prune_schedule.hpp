@@ -56,7 +56,11 @@ class PruneSchedule {
   // (layer, keep count) pairs: every sample keeps min(count, its tokens).
   static PruneSchedule counts(const std::vector<std::pair<int, int>>& layer_counts, int protect = kModelPrefix) {
     std::vector<Step> steps;
-    for (const auto& [layer, count] : layer_counts) steps.push_back({layer, 0.0, count});
+    for (const auto& [layer, count] : layer_counts) {
+      // A negative count would read as the ratio form with r = 0: no pruning, silently.
+      if (count < 0) detail::fail("PruneSchedule::counts", "keep count {} at layer {} must be >= 0", count, layer);
+      steps.push_back({layer, 0.0, count});
+    }
     return PruneSchedule(std::move(steps), protect);
   }
   // The paper's DeiT blocks (0, 3, 6) at any drop ratio.
@@ -75,6 +79,7 @@ class PruneSchedule {
   }
   // r at every one of `depth` blocks (the paper's video QA: r = 0.1).
   static PruneSchedule every_layer(double drop_ratio, int depth, int protect = kModelPrefix) {
+    detail::require_non_negative("PruneSchedule::every_layer", "depth", depth);
     std::vector<std::pair<int, double>> steps;
     for (int l = 0; l < depth; ++l) steps.emplace_back(l, drop_ratio);
     return drop(steps, protect);
@@ -112,6 +117,10 @@ class PruneSchedule {
     for (const Step& s : steps_) {
       if (s.layer < 0 || s.layer >= depth) {
         detail::fail(where, "schedule layer {} is outside [0, depth = {})", s.layer, depth);
+      }
+      // keep_at reads the first step of a layer: a second one would be ignored.
+      if (std::count_if(steps_.begin(), steps_.end(), [&](const Step& o) { return o.layer == s.layer; }) > 1) {
+        detail::fail(where, "schedule has two steps for layer {}", s.layer);
       }
       if (s.keep >= 0) {
         if (s.keep == 0 && protected_tokens() == 0) {
@@ -165,6 +174,8 @@ class PruneSchedule {
   // of `tokens`; extra_tokens = Compress::extra_tokens (1 for Fuse) per
   // pruning layer.
   std::vector<int> token_counts(int tokens, int depth, int extra_tokens = 0) const {
+    detail::require_non_negative("PruneSchedule::token_counts", "tokens", tokens);
+    detail::require_non_negative("PruneSchedule::token_counts", "depth", depth);
     std::vector<int> counts{tokens};
     for (int l = 0; l < depth; ++l) {
       const int keep = keep_at(l, counts.back());

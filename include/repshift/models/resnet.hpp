@@ -80,6 +80,13 @@ struct ResNetConfig {
       detail::require_positive(where, "config.widths[stage]", widths[std::size_t(s)]);
     }
     if (image_size < 32) detail::fail(where, "config.image_size = {} is below 32", image_size);
+    detail::require_int_size(where, "config.image_size", {image_size});
+    detail::require_int_size(where, "the stem's map (stem_channels x stem size^2)",
+                             {stem_channels, stem_size(), stem_size()});
+    for (int s = 0; s < 4; ++s) {
+      detail::require_int_size(where, "a stage's map (widths[stage] x expansion x its size^2)",
+                               {widths[std::size_t(s)], expansion, stage_size(s), stage_size(s)});
+    }
   }
 };
 
@@ -165,6 +172,13 @@ struct ResNetWeights {
   template <class Self, class Fn>
   static void for_each_conv(Self& w, Fn&& fn) {
     const ResNetConfig& c = w.config;
+    if (w.stages.size() != 4) detail::fail("ResNetWeights", "stages holds {} stages, not 4", w.stages.size());
+    for (int s = 0; s < 4; ++s) {
+      if (w.stages[std::size_t(s)].size() != std::size_t(c.blocks[std::size_t(s)])) {
+        detail::fail("ResNetWeights", "stages[{}] holds {} blocks, but config.blocks[{}] = {}", s,
+                     w.stages[std::size_t(s)].size(), s, c.blocks[std::size_t(s)]);
+      }
+    }
     fn(std::string("conv1"), std::string("bn1"), c.stem_channels, c.in_chans, 7, w.stem);
     for (int s = 0; s < 4; ++s)
       for (int i = 0; i < c.blocks[std::size_t(s)]; ++i) {
@@ -377,7 +391,16 @@ class BasicResNet {
     // map it prunes before any work (a stage's first block sets its size).
     std::array<int, 4> stage_out{};
     for (int s = 0, size = cfg.stage0_size(); s < 4; ++s) {
-      size = stage_out[std::size_t(s)] = schedule.kept(where, s + 1, int(w.block(s, 0).conv2().out_size(size)));
+      const int out = int(w.block(s, 0).conv2().out_size(size));
+      size = stage_out[std::size_t(s)] = schedule.kept(where, s + 1, out);
+      const int last = cfg.blocks[std::size_t(s)] - 1;
+      if (size < out && w.block(s, last).has_projection()) {
+        detail::fail(where,
+                     "the step after stage {} prunes, but that stage's last block projects its shortcut "
+                     "(config.blocks[{}] = {}): the shift is measured on a block whose input and output have one "
+                     "shape",
+                     s + 1, s, cfg.blocks[std::size_t(s)]);
+      }
     }
     auto& conv = ws_.template kept<typename Conv::State>();
 

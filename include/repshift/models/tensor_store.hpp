@@ -8,6 +8,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <cstdint>
 #include <vector>
 
 #include "../core/backend.hpp"
@@ -17,12 +18,27 @@ namespace repshift {
 
 namespace detail {
 
-// A model's host weights, checked before its store is made from them.
+// A model's host weights, checked before its store is made from them: the
+// config, then every tensor's size against the shape the config gives it
+// (the tensors are public fields, which a caller may have edited).
 template <class HostWeights>
 const std::shared_ptr<const HostWeights>& checked_weights(const char* where,
                                                           const std::shared_ptr<const HostWeights>& host) {
   require_pointer(where, "weights", host.get());
   host->config.check(where);
+  host->for_each_tensor([&](const std::string& name, const std::vector<std::int64_t>& shape,
+                            const std::vector<float>& v) {
+    std::int64_t n = 1;
+    std::string dims;
+    for (const std::int64_t d : shape) {
+      if (__builtin_mul_overflow(n, d, &n)) fail(where, "weights tensor '{}': its shape overflows 64 bits", name);
+      dims += (dims.empty() ? "" : ", ") + std::to_string(d);
+    }
+    if (std::int64_t(v.size()) != n) {
+      fail(where, "weights tensor '{}' holds {} values, but the config gives it shape [{}]: {} values", name, v.size(),
+           dims, n);
+    }
+  });
   return host;
 }
 

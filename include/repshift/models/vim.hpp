@@ -67,6 +67,10 @@ struct VimConfig {
     detail::require_positive(where, "config.dt_rank", dt_rank);
     detail::require_positive(where, "config.num_classes", num_classes);
     detail::require_multiple(where, "config.image_size", image_size, "config.patch_size", patch_size);
+    detail::require_int_size(where, "the patches (grid x grid)", {grid(), grid()});
+    detail::require_int_size(where, "the patch vector (in_chans x patch_size^2)", {in_chans, patch_size, patch_size});
+    detail::require_int_size(where, "the inner width (expand x dim)", {expand, dim});
+    detail::require_int_size(where, "config.dt_rank", {dt_rank});
     detail::require_at_most(where, "config.state", state, "SelectiveScanParams::kMaxState",
                             SelectiveScanParams::kMaxState);
     if (cls_position < -1 || cls_position > num_patches()) {
@@ -96,6 +100,9 @@ struct VimWeights {
   template <class Self, class Fn>
   static void visit(Self& w, Fn& fn) {
     const VimConfig& c = w.config;
+    if (w.layers.size() != std::size_t(c.depth)) {
+      detail::fail("VimWeights", "layers holds {} layers, but config.depth = {}", w.layers.size(), c.depth);
+    }
     using Shape = std::vector<std::int64_t>;
     const std::int64_t C = c.dim, I = c.inner(), S = c.state, R = c.dt_rank, K = c.conv_kernel;
     fn("patch_embed.proj.weight", Shape{C, c.in_chans, c.patch_size, c.patch_size}, w.patch_w);
@@ -295,6 +302,17 @@ class BasicVisionMamba {
     detail::check_model_forward(where, images, logits, batch, reserved_);
     schedule.check(where, cfg.depth);
     schedule.check_sample(where, 0, cfg.tokens(), cfg.depth);
+    // Every layer keeps the class token besides the protected prefix.
+    const std::vector<int> counts = schedule.token_counts(cfg.tokens(), cfg.depth);
+    for (int l = 0; l < cfg.depth; ++l) {
+      const int keep = schedule.keep_at(l, counts[std::size_t(l)]);
+      if (keep < schedule.protect + 1) {
+        detail::fail(where,
+                     "the schedule keeps {} tokens at layer {}, fewer than the class token and schedule.protect = "
+                     "{} leading tokens",
+                     keep, l, schedule.protect);
+      }
+    }
     const std::int64_t N = cfg.tokens(), C = cfg.dim;
     const ModelWeights& w = *weights_;
 

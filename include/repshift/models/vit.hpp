@@ -110,6 +110,11 @@ struct ViTConfig {
     detail::require_positive(where, "config.frames", frames);
     detail::require_positive(where, "config.tubelet", tubelet);
     detail::require_multiple(where, "config.frames", frames, "config.tubelet", tubelet);
+    detail::require_int_size(where, "the patches (frames / tubelet x grid x grid)", {frames / tubelet, grid(), grid()});
+    detail::require_int_size(where, "the patch vector (in_chans x tubelet x patch_size^2)",
+                             {in_chans, tubelet, patch_size, patch_size});
+    detail::require_int_size(where, "config.dim", {dim});
+    detail::require_int_size(where, "config.mlp_hidden", {mlp_hidden});
     if (!conv3d_patch && tubelet != 1) {
       detail::fail(where, "config.tubelet = {} needs config.conv3d_patch (a Conv3d weight)", tubelet);
     }
@@ -154,6 +159,9 @@ struct ViTWeights {
   template <class Self, class Fn>
   static void visit(Self& w, Fn& fn) {
     const ViTConfig& config = w.config;
+    if (w.blocks.size() != std::size_t(config.depth)) {
+      detail::fail("ViTWeights", "blocks holds {} blocks, but config.depth = {}", w.blocks.size(), config.depth);
+    }
     const std::int64_t C = config.dim, H = config.mlp_hidden;
     const std::int64_t ps = config.patch_size;
     fn("patch_embed.proj.weight",
