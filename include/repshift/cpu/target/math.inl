@@ -2,9 +2,11 @@
 // and again per extra target (simd_targets.hpp), after target/simd.inl.
 // No include guard and no #include: the includer provides <cstring>.
 
-// 2^n for integral-valued n in [-126, 127].
+// 2^n for integral-valued n in [-126, 127]; a NaN n (from a NaN input,
+// which the caller's polynomial already carries) gives 1, as converting
+// NaN to an integer is undefined.
 inline float pow2i(float n) {
-  const std::int32_t bits = (std::int32_t(n) + 127) << 23;
+  const std::int32_t bits = ((n == n ? std::int32_t(n) : 0) + 127) << 23;
   float scale;
   std::memcpy(&scale, &bits, sizeof scale);
   return scale;
