@@ -82,13 +82,12 @@ inline std::int64_t checked_extent(const char* where, const char* what, std::int
 inline void require_int_size(const char* where, const char* what, std::initializer_list<std::int64_t> factors) {
   constexpr std::int64_t kLimit = std::int64_t(1) << 29;
   std::int64_t n = 1;
-  std::string text;
   bool over = false;
-  for (const std::int64_t f : factors) {
-    over = over || __builtin_mul_overflow(n, f, &n) || n > kLimit;
-    text += (text.empty() ? "" : " x ") + std::to_string(f);
-  }
-  if (over) fail(where, "{} = {} exceeds 2^29", what, text);
+  for (const std::int64_t f : factors) over = over || __builtin_mul_overflow(n, f, &n) || n > kLimit;
+  if (!over) return;
+  std::string text;
+  for (const std::int64_t f : factors) text += (text.empty() ? "" : " x ") + std::to_string(f);
+  fail(where, "{} = {} exceeds 2^29", what, text);
 }
 
 // The element span of `count` rows of `row` elements, `stride` apart:

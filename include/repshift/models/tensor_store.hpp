@@ -5,14 +5,15 @@
 // once. An empty host tensor (an absent optional one) is a null pointer.
 // HostWeights is anything with for_each_tensor(name, shape, vector<float>).
 
+#include <cstdint>
 #include <map>
 #include <memory>
 #include <string>
-#include <cstdint>
 #include <vector>
 
 #include "../core/backend.hpp"
 #include "../core/error.hpp"
+#include "../io/safetensors.hpp"
 
 namespace repshift {
 
@@ -29,14 +30,12 @@ const std::shared_ptr<const HostWeights>& checked_weights(const char* where,
   host->for_each_tensor([&](const std::string& name, const std::vector<std::int64_t>& shape,
                             const std::vector<float>& v) {
     std::int64_t n = 1;
-    std::string dims;
     for (const std::int64_t d : shape) {
       if (__builtin_mul_overflow(n, d, &n)) fail(where, "weights tensor '{}': its shape overflows 64 bits", name);
-      dims += (dims.empty() ? "" : ", ") + std::to_string(d);
     }
     if (std::int64_t(v.size()) != n) {
-      fail(where, "weights tensor '{}' holds {} values, but the config gives it shape [{}]: {} values", name, v.size(),
-           dims, n);
+      fail(where, "weights tensor '{}' holds {} values, but the config gives it shape {}: {} values", name, v.size(),
+           io::shape_string(shape), n);
     }
   });
   return host;
