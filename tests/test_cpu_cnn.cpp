@@ -252,6 +252,9 @@ TEST_P(ResNetLayouts, LinePrunedForwardMatchesTheReference) {
     EXPECT_EQ(untouched.sizes, std::vector<int>{42});
   };
   refused(rs::LinePruneSchedule{{{1, 2, 2}, {1, 1, 1}}}, "two steps for stage 1");
+  // An integer cast to MapLayout names no layout: refused, not run as NCHW.
+  expect_refused([&] { model.set_layout(static_cast<rs::MapLayout>(7)); },
+                 {"ResNet::set_layout", "layout = 7 is neither MapLayout::Nchw nor MapLayout::Nhwc"});
   refused(rs::LinePruneSchedule{{{1, 2, 2}, {4, 1, 1}}}, "removes 1 of 1 lines after stage 4");
   // tiny_resnet's stage 3 is one bottleneck that projects its shortcut.
   refused(rs::LinePruneSchedule{{{3, 1, 1}}}, "the step after stage 3 prunes, but that stage's last block projects");

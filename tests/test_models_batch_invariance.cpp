@@ -223,3 +223,17 @@ TEST(BertPacked, NamedErrors) {
   expect_refused([&] { model.forward_packed(rs::Host{}, ids, cu, 2, pooled.data(), rs::PruneSchedule::drop({{0, 1.0}}, 0)); },
                  {"leaves sample 0 with 0 tokens at layer 0"});
 }
+
+// The padded call names itself and indexes ids as the caller laid them out
+// ([batch, tokens]), not as the packed call it runs.
+TEST(BertPadded, NamedErrors) {
+  rs::BertEncoder<> model(random_bert(33));
+  std::vector<float> pooled(2 * 32);
+  const int lengths[2] = {2, 3};
+  const int bad_id[8] = {1, 2, 0, 0, 3, 4, -7, 0};  // sentence 1's third token
+  expect_refused([&] { model.forward(rs::Host{}, bad_id, lengths, 2, 4, pooled.data()); },
+                 {"BertEncoder::forward:", "ids[6] = -7"});
+  const int ids[8] = {1, 2, 0, 0, 3, 4, 5, 0};
+  expect_refused([&] { model.forward(rs::Host{}, ids, lengths, 2, 4, pooled.data(), rs::PruneSchedule::none(3)); },
+                 {"BertEncoder::forward:", "sample 0 has 2 tokens, fewer than schedule.protect = 3"});
+}

@@ -177,6 +177,9 @@ TEST(VisionTransformer, WeightsThatDisagreeWithTheConfigAreRefused) {
   rs::VisionTransformer<> model(rs::ViTWeights::random(tiny_vit(), 1));
   std::vector<float> images(3 * 32 * 32), logits(10);
   expect_refused([&] { model.forward(rs::Host{1 << 30}, images.data(), 1, logits.data()); }, {"num_threads = 1073741824"});
+  // An integer cast to DenseMath names no mode: refused, not run as f32.
+  expect_refused([&] { model.forward(rs::Host{1, static_cast<rs::DenseMath>(42)}, images.data(), 1, logits.data()); },
+                 {"dense_math = 42 is neither DenseMath::F32 nor DenseMath::Bf16"});
 }
 
 TEST(VisionTransformer, SafetensorsRoundTripGivesIdenticalLogits) {

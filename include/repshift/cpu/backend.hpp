@@ -34,6 +34,7 @@
 #include "onednn_linear.hpp"
 #endif
 #include "merge_tokens.hpp"
+#include "parallel.hpp"
 #include "patch_embed.hpp"
 #include "residual_map.hpp"
 #include "rms_norm.hpp"
@@ -63,7 +64,7 @@ struct Backend<Host> {
   // Without oneDNN's state (no oneDNN, or a default Context) the dense
   // layers are OpenBLAS's, float only.
   static void require_f32_dense(const Host& host) {
-    if (host.dense_math != DenseMath::F32) {
+    if (cpu::dense_math(host, "Backend<Host>::linear") != DenseMath::F32) {
       repshift::detail::fail("Backend<Host>::linear",
                              "dense_math = bf16 runs on oneDNN: this build has no libdnnl-dev (REPSHIFT_HAS_ONEDNN "
                              "is off) or the call has no workspace context");

@@ -41,6 +41,7 @@ struct ConvOps<Host> {
 #endif
 
   static void check_layout(const char* where, MapLayout layout) {
+    require_known_layout(where, layout);
     if (layout == MapLayout::Nhwc && default_layout != MapLayout::Nhwc) {
       repshift::detail::fail(where, "layout = NHWC needs oneDNN: this build has no libdnnl-dev (REPSHIFT_HAS_ONEDNN is off)");
     }

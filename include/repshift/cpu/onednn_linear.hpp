@@ -79,9 +79,10 @@ class DenseLayers {
   // threads, multiplying as host.dense_math says.
   void linear(const Host& host, const float* x, std::int64_t ldx, std::int64_t rows, std::int64_t k, const float* w,
               const float* bias, std::int64_t n, float* y, bool gelu = false) {
-    const DenseMath math = host.dense_math;
+    constexpr const char* where = "cpu::DenseLayers::linear";
+    const DenseMath math = dense_math(host, where);
     if (math == DenseMath::Bf16 && !bf16_native()) {
-      repshift::detail::fail("cpu::DenseLayers::linear",
+      repshift::detail::fail(where,
                              "dense_math = bf16 needs a CPU with AVX512-BF16 or AMX; oneDNN's ISA here is {}: "
                              "use DenseMath::F32",
                              isa_name());

@@ -34,6 +34,15 @@ inline int thread_count(const Host& host) {
 #endif
 }
 
+// Host::dense_math, refused when a cast integer names no DenseMath.
+inline DenseMath dense_math(const Host& host, const char* where) {
+  if (host.dense_math != DenseMath::F32 && host.dense_math != DenseMath::Bf16) {
+    repshift::detail::fail(where, "dense_math = {} is neither DenseMath::F32 nor DenseMath::Bf16",
+                           static_cast<int>(host.dense_math));
+  }
+  return host.dense_math;
+}
+
 inline int thread_index() {
 #if defined(_OPENMP)
   return omp_get_thread_num();

@@ -23,6 +23,7 @@ struct ConvOps<Cuda> {
   static constexpr MapLayout default_layout = MapLayout::Nchw;
 
   static void check_layout(const char* where, MapLayout layout) {
+    require_known_layout(where, layout);
     if (layout != MapLayout::Nchw) detail::fail(where, "layout = NHWC is CPU-only (cuDNN runs NCHW here)");
   }
 

@@ -80,6 +80,9 @@ class DeviceBuffer {
     cuda_detail::check(cudaDeviceSynchronize(), "cudaDeviceSynchronize(DeviceBuffer::assign)");
     cuda_detail::check(cudaMemcpy(data(), host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice),
                        "cudaMemcpy(DeviceBuffer::assign)");
+    // From pageable memory cudaMemcpy may return once the values are staged,
+    // before they land: kernels on a non-blocking stream must not see that.
+    cuda_detail::check(cudaDeviceSynchronize(), "cudaDeviceSynchronize(DeviceBuffer::assign)");
   }
   std::vector<T> to_host() const { return to_host(size()); }
   std::vector<T> to_host(std::size_t count) const {

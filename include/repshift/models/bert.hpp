@@ -172,22 +172,9 @@ class BertEncoder {
     detail::require_pointer(where, "ids", ids);
     detail::require_pointer(where, "pooled", pooled);
     detail::check_cu_seqlens(where, "cu_seqlens", cu_seqlens, batch);
-    schedule.check(where, cfg.depth);
-    for (int b = 0; b < batch; ++b) {
-      const int n = cu_seqlens[b + 1] - cu_seqlens[b];
-      if (n < 1 || n > cfg.max_positions) {
-        detail::fail(where, "sentence {} has {} tokens (cu_seqlens): must be in [1, config.max_positions = {}]", b, n,
-                     cfg.max_positions);
-      }
-      schedule.check_sample(where, b, n, cfg.depth);
-      schedule.check_reachable<Compress>(where, b, n, cfg.depth);
-    }
+    check_sentences(where, cu_seqlens, batch, schedule);
     const std::int64_t total = cu_seqlens[batch];
-    for (std::int64_t i = 0; i < total; ++i) {
-      if (ids[i] < 0 || ids[i] >= cfg.vocab_size) {
-        detail::fail(where, "ids[{}] = {} is outside [0, vocab_size = {})", i, ids[i], cfg.vocab_size);
-      }
-    }
+    for (std::int64_t i = 0; i < total; ++i) check_id(where, ids, i);
     const std::int64_t C = cfg.dim;
     ping_.resize(std::size_t(total * C));
     pong_.resize(ping_.size());
@@ -250,8 +237,11 @@ class BertEncoder {
       if (lengths[b] < 1 || lengths[b] > tokens) {
         detail::fail(where, "lengths[{}] = {} is outside [1, tokens = {}]", b, lengths[b], tokens);
       }
+      for (int t = 0; t < lengths[b]; ++t) check_id(where, ids, std::int64_t(b) * tokens + t);
     }
     const std::vector<int> cu = cu_seqlens_of(lengths, batch);
+    // Refused here, so that a message names this call and the padded layout.
+    check_sentences(where, cu.data(), batch, schedule.for_model(1));
     packed_ids_.resize(std::size_t(cu.back()));
     for (int b = 0; b < batch; ++b) {
       std::copy(ids + std::int64_t(b) * tokens, ids + std::int64_t(b) * tokens + lengths[b],
@@ -261,6 +251,28 @@ class BertEncoder {
   }
 
  private:
+  // Each sentence's length and the schedule's counts for it, refused before
+  // the first layer runs.
+  void check_sentences(const char* where, const int* cu_seqlens, int batch, const PruneSchedule& schedule) const {
+    const BertConfig& cfg = weights_->config;
+    schedule.check(where, cfg.depth);
+    for (int b = 0; b < batch; ++b) {
+      const int n = cu_seqlens[b + 1] - cu_seqlens[b];
+      if (n < 1 || n > cfg.max_positions) {
+        detail::fail(where, "sentence {} has {} tokens: must be in [1, config.max_positions = {}]", b, n,
+                     cfg.max_positions);
+      }
+      schedule.check_sample(where, b, n, cfg.depth);
+      schedule.check_reachable<Compress>(where, b, n, cfg.depth);
+    }
+  }
+
+  void check_id(const char* where, const int* ids, std::int64_t i) const {
+    if (ids[i] < 0 || ids[i] >= weights_->config.vocab_size) {
+      detail::fail(where, "ids[{}] = {} is outside [0, vocab_size = {})", i, ids[i], weights_->config.vocab_size);
+    }
+  }
+
   // x = LN(word[id] + position[t] + token_type[0]), t the position within
   // the sentence.
   void embed(const Host& host, const int* ids, int batch, float* x) {

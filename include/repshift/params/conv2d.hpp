@@ -50,4 +50,12 @@ enum class ConvEpilogue { None, Bias, BiasRelu };
 // where a pixel's channels, which the shift reduces over, are contiguous).
 enum class MapLayout { Nchw, Nhwc };
 
+// A layout cast from an integer names neither; every executor's
+// check_layout starts here.
+inline void require_known_layout(const char* where, MapLayout layout) {
+  if (layout != MapLayout::Nchw && layout != MapLayout::Nhwc) {
+    detail::fail(where, "layout = {} is neither MapLayout::Nchw nor MapLayout::Nhwc", static_cast<int>(layout));
+  }
+}
+
 }  // namespace repshift
