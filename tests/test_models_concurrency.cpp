@@ -5,10 +5,13 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <memory>
+#include <string>
 #include <thread>
 #include <vector>
 
+#include <repshift/models/resnet.hpp>
 #include <repshift/models/vim.hpp>
 #include <repshift/models/vit.hpp>
 
@@ -91,4 +94,67 @@ TEST(Concurrency, VisionMambaThreadsShareWeights) {
     return forward_once<rs::VimTrace>(*models[std::size_t(t)], 1 + (t + r) % 2, cfg.image_size, cfg.num_classes,
                                       std::uint32_t(200 + 10 * t + r), schedule);
   });
+}
+
+// ResNet on each layout this build has (NHWC: oneDNN's convolutions, one
+// scratchpad per plan), line-pruned, batch changing between rounds.
+TEST(Concurrency, ResNetThreadsShareWeights) {
+  const auto cfg = fixtures::tiny_resnet();
+  auto weights = std::make_shared<const rs::ResNetWeights>(rs::ResNetWeights::random(cfg, 45));
+  for (const rs::MapLayout layout : {rs::MapLayout::Nchw, rs::ResNet<>::default_layout()}) {
+    std::vector<std::unique_ptr<rs::ResNet<>>> models;
+    for (int t = 0; t < kThreads; ++t) {
+      models.push_back(std::make_unique<rs::ResNet<>>(weights));
+      models.back()->set_layout(layout);
+    }
+    expect_concurrent_equals_sequential([&](int t, int r) {
+      const int batch = 1 + (t + r) % 3;
+      const auto images = ref::random_floats(std::size_t(batch) * 3 * cfg.image_size * cfg.image_size,
+                                             std::uint32_t(300 + 10 * t + r));
+      Result run;
+      run.logits.resize(std::size_t(batch) * cfg.num_classes);
+      rs::ResNetTrace trace;
+      models[std::size_t(t)]->forward(rs::Host{}, images.data(), batch, run.logits.data(),
+                                      rs::LinePruneSchedule{{{1, 2, 2}, {2, 1, 1}}}, &trace);
+      run.keep_idx = trace.kept_rows;
+      run.keep_idx.insert(run.keep_idx.end(), trace.kept_cols.begin(), trace.kept_cols.end());
+      return run;
+    });
+  }
+}
+
+// Two threads on ONE model object, which the docs forbid: whichever enters
+// second while the other runs is refused by name, and every forward that
+// runs returns the right values (nothing raced on the model's scratch).
+// Each thread loops until both have seen a refusal or a forward through,
+// so the threads are bound to overlap.
+TEST(Concurrency, SecondThreadInOneModelIsRefused) {
+  const auto cfg = fixtures::tiny_vit();
+  rs::VisionTransformer<> model(fixtures::lively_vit(cfg, 47));
+  const auto schedule = rs::PruneSchedule::drop({{0, 0.2}});
+  const Result want = forward_once<rs::ViTTrace>(model, 2, cfg.image_size, cfg.num_classes, 400, schedule);
+  std::atomic<int> refusals{0}, wrong{0}, other_errors{0};
+  std::atomic<int> done[2] = {{0}, {0}};
+  std::string message;
+  const auto work = [&](int me) {
+    for (int i = 0; i < 200000 && (refusals.load() == 0 || done[0].load() == 0 || done[1].load() == 0); ++i) {
+      try {
+        if (!(forward_once<rs::ViTTrace>(model, 2, cfg.image_size, cfg.num_classes, 400, schedule) == want)) ++wrong;
+        ++done[me];
+      } catch (const rs::InvalidArgument& e) {
+        if (refusals++ == 0) message = e.what();
+      } catch (...) {
+        ++other_errors;
+      }
+    }
+  };
+  std::thread a(work, 0), b(work, 1);
+  a.join();
+  b.join();
+  EXPECT_GT(refusals.load(), 0);
+  EXPECT_GT(done[0].load() + done[1].load(), 0);
+  EXPECT_EQ(wrong.load(), 0);
+  EXPECT_EQ(other_errors.load(), 0);
+  EXPECT_NE(message.find("VisionTransformer::forward: another thread is running this model object"), std::string::npos)
+      << message;
 }

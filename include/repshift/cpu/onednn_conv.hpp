@@ -10,7 +10,10 @@
 // weights' address: weights must not change while it lives (call clear()
 // if they do). ReLU is a fused post-op; the bias is the primitive's own.
 // A primitive runs on the thread count it was made for (LibraryThreads:
-// Host's), so plans are kept per thread count too.
+// Host's), so plans are kept per thread count too. Each plan owns its
+// scratchpad (oneDNN's user mode): with the library's default mode, a
+// oneDNN built without DNNL_ENABLE_CONCURRENT_EXEC shares one per thread
+// and ties a primitive to the thread that made it.
 
 #include <oneapi/dnnl/dnnl.hpp>
 
@@ -43,7 +46,8 @@ class OneDnnConv {
     const dnnl::memory& weights = packed_weights(plan, s, weight);
     dnnl::memory src(plan.src, engine_, const_cast<float*>(x));
     dnnl::memory dst(plan.dst, engine_, y);
-    std::unordered_map<int, dnnl::memory> args{{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, weights}, {DNNL_ARG_DST, dst}};
+    std::unordered_map<int, dnnl::memory> args{
+        {DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, weights}, {DNNL_ARG_DST, dst}, {DNNL_ARG_SCRATCHPAD, plan.scratchpad}};
     if (Epilogue != ConvEpilogue::None) args.emplace(DNNL_ARG_BIAS, dnnl::memory(plan.bias, engine_, const_cast<float*>(bias)));
     plan.conv.execute(stream_, args);
     stream_.wait();
@@ -57,6 +61,7 @@ class OneDnnConv {
   struct Plan {
     dnnl::memory::desc src, dst, bias, weights;
     dnnl::convolution_forward conv;
+    dnnl::memory scratchpad;
     std::map<const float*, dnnl::memory> packed;  // reordered weights by source address
   };
   using Key = std::tuple<std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t,
@@ -75,6 +80,7 @@ class OneDnnConv {
     const memory::desc weights_any = md({s.out_channels, s.in_channels, s.kernel, s.kernel}, tag::any);
     const memory::desc bias = md({s.out_channels}, tag::x);
     dnnl::primitive_attr attr;
+    attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
     if (epilogue == ConvEpilogue::BiasRelu) {
       dnnl::post_ops ops;
       ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, 0.0f, 0.0f);
@@ -86,7 +92,8 @@ class OneDnnConv {
         {s.pad, s.pad});
     const dnnl::convolution_forward::primitive_desc pd(desc, attr, engine_);
     auto plan = std::make_unique<Plan>(Plan{pd.src_desc(), pd.dst_desc(), bias, pd.weights_desc(),
-                                            dnnl::convolution_forward(pd), {}});
+                                            dnnl::convolution_forward(pd),
+                                            dnnl::memory(pd.scratchpad_desc(), engine_), {}});
     if (plan->src != src || plan->dst != dst) {
       repshift::detail::fail("cpu::OneDnnConv", "oneDNN picked a non-NHWC activation layout for a {}x{} conv", s.kernel,
                              s.kernel);

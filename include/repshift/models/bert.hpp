@@ -21,6 +21,7 @@
 
 #include "../blocks/transformer_block.hpp"
 #include "../io/safetensors.hpp"
+#include "forward_args.hpp"
 #include "tensor_store.hpp"
 #include "prune_schedule.hpp"
 
@@ -162,11 +163,13 @@ class BertEncoder {
   // with Merge), L2-normalised when `normalize`. Every layer of the
   // schedule keeps each sentence's count from its own length, and no work
   // is spent on padding: a sentence's embedding is the same alone or in
-  // any batch. Not thread-safe: the encoder owns its scratch.
+  // any batch. One thread at a time (a second is refused): the encoder
+  // owns its scratch.
   void forward_packed(const Host& host, const int* ids, const int* cu_seqlens, int batch, float* pooled,
                       const PruneSchedule& requested = PruneSchedule::none(), bool normalize = true,
                       BertTrace* trace = nullptr) {
     constexpr const char* where = "BertEncoder::forward_packed";
+    const auto entered = caller_.enter(where);
     const BertConfig& cfg = weights_->config;
     const PruneSchedule schedule = requested.for_model(1);  // [CLS]
     detail::require_pointer(where, "ids", ids);
@@ -228,6 +231,7 @@ class BertEncoder {
                const PruneSchedule& schedule = PruneSchedule::none(), bool normalize = true,
                BertTrace* trace = nullptr) {
     constexpr const char* where = "BertEncoder::forward";
+    const auto entered = caller_.enter(where);
     detail::require_pointer(where, "ids", ids);
     detail::require_pointer(where, "lengths", lengths);
     detail::require_positive(where, "batch", batch);
@@ -320,6 +324,7 @@ class BertEncoder {
   Workspace<Host> ws_;
   std::vector<float> ping_, pong_, sizes_in_, sizes_out_;
   std::vector<int> packed_ids_, cu_in_, cu_out_, kept_cu_;
+  detail::OneCaller caller_;
 };
 
 }  // namespace repshift

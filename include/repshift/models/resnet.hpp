@@ -317,8 +317,8 @@ class ResNetModelWeights {
 };
 
 // images: [batch, in_chans, image_size, image_size] (NCHW, f32); logits:
-// [batch, num_classes]; on CUDA both are device pointers. Not thread-safe:
-// the model owns its scratch. reserve(batch) allocates everything a
+// [batch, num_classes]; on CUDA both are device pointers. One thread at a
+// time (a second is refused): the model owns its scratch. reserve(batch) allocates everything a
 // forward of up to `batch` images needs; the CPU model also grows on
 // demand, the CUDA one refuses a larger batch.
 template <class Exec, class T = float, class Importance = policies::L2>
@@ -350,7 +350,9 @@ class BasicResNet {
   // Input images are NCHW either way.
   static constexpr MapLayout default_layout() { return Conv::default_layout; }
   void set_layout(MapLayout layout) {
-    Conv::check_layout("ResNet::set_layout", layout);
+    constexpr const char* where = "ResNet::set_layout";
+    const auto entered = caller_.enter(where);
+    Conv::check_layout(where, layout);
     if (layout != layout_) reserved_ = 0;  // NHWC also holds the transposed images
     layout_ = layout;
   }
@@ -358,6 +360,7 @@ class BasicResNet {
 
   void reserve(int batch) {
     constexpr const char* where = "ResNet::reserve";
+    const auto entered = caller_.enter(where);
     detail::require_positive(where, "batch", batch);
     const ResNetConfig& cfg = config();
     const std::int64_t widest = detail::checked_extent(where, "activations", batch, cfg.widest_map(), 1, sizeof(T));
@@ -382,6 +385,7 @@ class BasicResNet {
   void forward(const Exec& exec, const T* images, int batch, T* logits,
                const LinePruneSchedule& schedule = LinePruneSchedule::none(), ResNetTrace* trace = nullptr) {
     constexpr const char* where = "ResNet::forward";
+    const auto entered = caller_.enter(where);
     const ResNetConfig& cfg = config();
     if (B::grows_on_demand && images && logits && batch > reserved_) reserve(batch);
     detail::check_model_forward(where, images, logits, batch, reserved_);
@@ -463,6 +467,7 @@ class BasicResNet {
   Buffer<int> kept_rows_, kept_cols_;
   MapLayout layout_ = default_layout();
   int reserved_ = 0;
+  detail::OneCaller caller_;
 };
 
 // The CPU model, f32 (the CUDA one: rs::cuda::ResNet<Importance>, cuda/cudnn_models.cuh).

@@ -246,8 +246,8 @@ class VimModelWeights {
 };
 
 // images: [batch, in_chans, image_size, image_size] (f32); logits: [batch,
-// num_classes]; on CUDA both are device pointers. Not thread-safe: the
-// model owns its scratch. reserve(batch) allocates everything a forward of
+// num_classes]; on CUDA both are device pointers. One thread at a time (a
+// second is refused): the model owns its scratch. reserve(batch) allocates everything a forward of
 // up to `batch` images needs; the CPU model also grows on demand, the CUDA
 // one refuses a larger batch.
 template <class Exec, class T = float, class Importance = policies::L2>
@@ -275,6 +275,7 @@ class BasicVisionMamba {
 
   void reserve(int batch) {
     constexpr const char* where = "VisionMamba::reserve";
+    const auto entered = caller_.enter(where);
     detail::require_positive(where, "batch", batch);
     const VimConfig& cfg = config();
     const std::int64_t N = cfg.tokens(), C = cfg.dim, P = cfg.num_patches();
@@ -295,6 +296,7 @@ class BasicVisionMamba {
   void forward(const Exec& exec, const T* images, int batch, T* logits,
                const PruneSchedule& requested = PruneSchedule::none(), VimTrace* trace = nullptr) {
     constexpr const char* where = "VisionMamba::forward";
+    const auto entered = caller_.enter(where);
     const VimConfig& cfg = config();
     // No prefix by default: the class token is kept wherever it sits (keep_token).
     const PruneSchedule schedule = requested.for_model(0);
@@ -365,6 +367,7 @@ class BasicVisionMamba {
   Buffer<T> ping_, pong_, cols_, proj_, pooled_;
   Buffer<int> cls_, keep_idx_;
   int reserved_ = 0;
+  detail::OneCaller caller_;
 };
 
 // The CPU model (the CUDA one: rs::cuda::VisionMamba<Importance>).

@@ -323,8 +323,9 @@ class ViTModelWeights {
 };
 
 // images: [batch, in_chans, image_size, image_size] (NCHW, T); logits:
-// [batch, num_classes] (T); on CUDA both are device pointers. Not
-// thread-safe: the model owns its scratch. reserve(batch) allocates
+// [batch, num_classes] (T); on CUDA both are device pointers. One thread
+// at a time (a second is refused): the model owns its scratch; threads
+// share weights, not models. reserve(batch) allocates
 // everything a forward of up to `batch` images needs; the CPU model also
 // grows on demand, the CUDA one refuses a larger batch.
 template <class Exec, class T, class Site = policies::Mlp, class Importance = policies::L2,
@@ -351,10 +352,12 @@ class BasicVisionTransformer {
   const ViTConfig& config() const { return weights_->config(); }
 
   void reserve(int batch) {
-    detail::require_positive("VisionTransformer::reserve", "batch", batch);
+    constexpr const char* where = "VisionTransformer::reserve";
+    const auto entered = caller_.enter(where);
+    detail::require_positive(where, "batch", batch);
     const ViTConfig& cfg = config();
     const std::int64_t N = cfg.tokens(), C = cfg.dim, P = cfg.num_patches();
-    detail::checked_extent("VisionTransformer::reserve", "activations", batch, N,
+    detail::checked_extent(where, "activations", batch, N,
                            std::max<std::int64_t>(3 * C, cfg.mlp_hidden), sizeof(T));
     BlockType::reserve(ws_, weights_->block(0), batch, N);
     ping_.resize(std::size_t(batch * N * C));
@@ -375,6 +378,7 @@ class BasicVisionTransformer {
   void forward(const Exec& exec, const T* images, int batch, T* logits,
                const PruneSchedule& requested = PruneSchedule::none(), ViTTrace* trace = nullptr) {
     constexpr const char* where = "VisionTransformer::forward";
+    const auto entered = caller_.enter(where);
     const ViTConfig& cfg = config();
     if (B::grows_on_demand && images && logits && batch > reserved_) reserve(batch);
     detail::check_model_forward(where, images, logits, batch, reserved_);
@@ -474,6 +478,7 @@ class BasicVisionTransformer {
   Buffer<float> sizes_in_, sizes_out_;
   Buffer<int> keep_idx_;
   int reserved_ = 0;
+  detail::OneCaller caller_;
 };
 
 // The CPU model, f32 (the CUDA one: rs::cuda::VisionTransformer<T, ...>).
