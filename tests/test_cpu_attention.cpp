@@ -199,6 +199,21 @@ TEST(AttentionErrors, OverlappingStridesAndWrappingSizes) {
   expect_refused([&] { rs::cpu::flash_attention(rs::Host{}, p); }, {"qkv row", "overflows"});
 }
 
+// Packed, `tokens` only bounds the samples: a loose bound (2^36 for two
+// samples of 3 and 2) sizes no scratch and gives the tight call's output.
+TEST(AttentionPacked, LooseTokenBoundSizesScratchByTheLongestSample) {
+  const int heads = 2, head_dim = 8, dim = heads * head_dim, cu[3] = {0, 3, 5};
+  const auto qkv = ref::random_floats(std::size_t(5) * 3 * dim, 60);
+  std::vector<float> tight(std::size_t(5) * dim), loose(tight.size(), NAN);
+  auto p = rs::AttentionParams::contiguous(qkv.data(), nullptr, tight.data(), 2, 3, heads, head_dim);
+  p.cu_seqlens = cu;
+  rs::cpu::flash_attention(rs::Host{}, p);
+  p.tokens = std::int64_t(1) << 36;
+  p.out = loose.data();
+  rs::cpu::flash_attention(rs::Host{}, p);
+  EXPECT_EQ(loose, tight);
+}
+
 TEST(AttentionPadding, MaskedKeysEqualTheTruncatedSequence) {
   // Sample 1 has 37 valid tokens of 70: its valid query rows must equal
   // attention over just those 37 tokens, in both paths.

@@ -159,6 +159,15 @@ TEST(CnnBlock, ProjectionShortcutAndItsLimits) {
   RandomBottleneck no_down(in, 4, out, 1, false, 22);
   a.keep_rows = 0;
   EXPECT_THROW(B::forward(rs::Host{}, no_down.w, a, ws), rs::InvalidArgument);  // 8 -> 16 channels needs a projection
+  // Channel counts bounded before any product of them is taken.
+  auto huge = bw.w;
+  huge.mid_channels = INT64_C(1) << 62;
+  expect_refused([&] { B::forward(rs::Host{}, huge, a, ws); }, {"weights.mid_channels = 4611686018427387904 exceeds 2^29"});
+  // y must not overlap x: an identity block with y one float into x.
+  const RandomBottleneck same(in, 4, in, 1, false, 23);
+  std::vector<float> xy(x.size() + 1);
+  expect_refused([&] { B::forward(rs::Host{}, same.w, rs::CnnBlockArgs::dense(xy.data(), xy.data() + 1, batch, h, w), ws); },
+                 {"y must not alias x", "(y - x = 4 bytes)"});
 }
 
 // reserve() holds all a forward of that size asks for (CUDA refuses more).
@@ -206,6 +215,12 @@ TEST(LineScores, StandaloneKernelAndRemoveLinesErrors) {
   std::vector<float> out(std::size_t(batch) * c * 2 * 2);
   rs::RemoveLinesParams r{before.data(), kr.data(), kc.data(), out.data(), batch, c, h, w, 2, 2};
   expect_refused([&] { rs::cpu::remove_lines(rs::Host{}, r); }, {"keep_cols[5] = 4 is outside [0, 4)"});
+  // batch x channels overflows before the map's extent is taken.
+  rs::LineScoreParams huge = p;
+  huge.batch = INT64_C(1) << 33;
+  huge.channels = INT64_C(1) << 31;
+  huge.height = INT64_C(1) << 31;
+  expect_refused([&] { rs::cpu::line_scores<P::L2>(rs::Host{}, huge); }, {"feature map", "overflows"});
 }
 
 using fixtures::tiny_resnet;

@@ -298,6 +298,25 @@ TEST(SsmErrors, NameTheArgument) {
   expect_message(a, "keep_token[0] = 10 is outside [0, tokens = 10)");
   a = rs::SsmBlockArgs::dense(x.data(), const_cast<float*>(x.data()), 1, 10);
   expect_message(a, "y must not alias x");
+  // Any overlap, not only y == x: y one row into x.
+  std::vector<float> xy(std::size_t(11) * 8);
+  a = rs::SsmBlockArgs::dense(xy.data(), xy.data() + 8, 1, 10);
+  expect_message(a, "y must not alias x: y's 320 bytes overlap x's 320 bytes (y - x = 32 bytes)");
+  a = rs::SsmBlockArgs::dense(x.data(), y.data(), 1, 10);
+  // The second (Vim) branch's weights are checked like the first's.
+  auto missing = w.view();
+  missing.backward.x_proj_weight = nullptr;
+  expect_refused([&] { rs::Block<P::SsmScan, P::BlockOutput, P::L2>::forward(rs::Host{}, missing, a, ws); },
+                 {"weights.backward.x_proj_weight is a null pointer"});
+  // Sizes are bounded before any product of them is taken.
+  auto huge = w.view();
+  huge.inner = INT64_C(1) << 62;
+  expect_refused([&] { rs::Block<P::SsmScan, P::BlockOutput, P::L2>::forward(rs::Host{}, huge, a, ws); },
+                 {"weights.inner = 4611686018427387904 exceeds 2^29"});
+  huge = w.view();
+  huge.state = 65;
+  expect_refused([&] { rs::Block<P::SsmScan, P::BlockOutput, P::L2>::forward(rs::Host{}, huge, a, ws); },
+                 {"weights.state = 65 must be <= SelectiveScanParams::kMaxState = 64"});
   a = rs::SsmBlockArgs::dense(x.data(), y.data(), 1, 10);
   a.keep = 11;
   expect_message(a, "keep");

@@ -157,6 +157,23 @@ TEST(TransformerBlockErrors, RefusedArguments) {
     EXPECT_NE(std::string(e.what()).find("weights.dim = 16 is not a multiple of weights.heads = 3"),
               std::string::npos) << e.what();
   }
+  // Sizes bounded before 3 x dim is taken, in forward and in reserve.
+  auto huge = w.view();
+  huge.dim = INT64_C(1) << 62;
+  expect_refused([&] { B::forward(rs::Host{}, huge, args, ws); },
+                 {"weights.dim = 4611686018427387904 must be <= INT_MAX / 3"});
+  expect_refused([&] { B::reserve(ws, huge, 1, 1); }, {"reserve", "weights.dim = 4611686018427387904"});
+  expect_refused([&] { B::reserve(ws, w.view(), INT64_MAX / 2, INT64_MAX / 2); }, {"batch x tokens", "overflows"});
+  // y must not overlap x at all, not only start where x does: y one row in.
+  std::vector<float> xy(std::size_t(11) * 16);
+  auto shifted = rs::TransformerBlockArgs::dense(xy.data(), xy.data() + 16, 2, 5);
+  expect_refused([&] { B::forward(rs::Host{}, w.view(), shifted, ws); },
+                 {"y must not alias x: y's 640 bytes overlap x's 640 bytes (y - x = 64 bytes)"});
+  // y right after x is fine.
+  auto adjacent = rs::TransformerBlockArgs::dense(xy.data(), xy.data() + 10 * 16, 1, 5);
+  adjacent.keep = 1;
+  adjacent.protect = 1;
+  B::forward(rs::Host{}, w.view(), adjacent, ws);
 }
 
 TEST(TransformerBlockImportance, MapAndRandomScores) {

@@ -2,7 +2,10 @@
 // so a std::exception) whose message names the argument and its value.
 
 #include <climits>
+#include <cmath>
+#include <numeric>
 #include <string>
+#include <vector>
 
 #include "test_support.hpp"
 
@@ -47,8 +50,16 @@ TEST(Errors, SizesThatOverflowTheIndexType) {
                  {"gather_tokens", "overflows"});
   // A view whose extents are int64 overflows as well.
   rs::TensorView<const float, 3> huge{m.a.data(), {INT64_C(1) << 40, INT64_C(1) << 20, 1 << 10}, {0, 0, 1}};
-  rs::TensorView<float, 2> sv{m.s.data(), {INT64_C(1) << 40, INT64_C(1) << 20}, {0, 0}};
+  rs::TensorView<float, 2> sv{m.s.data(), {INT64_C(1) << 40, INT64_C(1) << 20}, {INT64_C(1) << 20, 1}};
   expect_refused([&] { rs::shift_score<L2>(rs::Host{}, huge, huge, sv); }, {"overflows"});
+  // So does a stride whose product with its extent does (refused before the
+  // kernel adds it up).
+  auto a = rs::make_view(static_cast<const float*>(m.a.data()), {3, 2, 4});
+  auto s = rs::make_view(m.s.data(), {3, 2});
+  auto far = a;
+  far.stride[0] = INT64_C(1) << 62;
+  expect_refused([&] { rs::shift_score<L2>(rs::Host{}, far, a, s); },
+                 {"before.shape[0] = 3 at stride 4611686018427387904 overflows"});
 }
 
 TEST(Errors, SelectTopArguments) {
@@ -113,6 +124,57 @@ TEST(Errors, ViewShapesAndStrides) {
   auto idx_ok = rs::make_view(m.idx.data(), {2, 2});
   auto out_bad = rs::make_view(m.s.data(), {2, 3, 8});
   expect_refused([&] { rs::gather_tokens(rs::Host{}, a, idx_ok, out_bad); }, {"out.shape[1] = 3", "keep_idx.shape[1] = 2"});
+
+  // Output views whose elements share addresses (two threads would write
+  // one): refused, inputs may repeat rows (a broadcast).
+  auto s_shared = s;
+  s_shared.stride = {0, 0};
+  expect_refused([&] { rs::shift_score<L2>(rs::Host{}, a, b, s_shared); },
+                 {"scores.stride[", "] = 0", "share an address"});
+  auto s_rows_overlap = s;
+  s_rows_overlap.stride = {2, 1};  // row b + 1 starts inside row b (4 tokens)
+  expect_refused([&] { rs::shift_score<L2>(rs::Host{}, a, b, s_rows_overlap); }, {"scores.stride[0] = 2"});
+  auto idx_shared = idx_ok;
+  idx_shared.stride = {0, 1};
+  expect_refused([&] { rs::select_top(rs::Host{}, rs::TensorView<const float, 2>(s), idx_shared); },
+                 {"keep_idx.stride[0] = 0"});
+  auto out_overlap = rs::make_view(m.s.data(), {2, 2, 8});
+  out_overlap.stride = {1, 1, 1};
+  expect_refused([&] { rs::gather_tokens(rs::Host{}, a, idx_ok, out_overlap); }, {"out.stride"});
+  auto broadcast = a;  // one sample read for both: fine
+  broadcast.stride[0] = 0;
+  std::vector<float> scores(8, -1.0f);
+  rs::shift_score<L2>(rs::Host{}, broadcast, broadcast, rs::make_view(scores.data(), {2, 4}));
+  for (float v : scores) EXPECT_EQ(v, 0.0f);
+  // Transposed scores ([B, N] stored token-major) write each element once: fine.
+  std::vector<float> transposed(8, -1.0f);
+  rs::TensorView<float, 2> st{transposed.data(), {2, 4}, {1, 2}};
+  rs::shift_score<L2>(rs::Host{}, a, b, st);
+  for (float v : transposed) EXPECT_NEAR(v, std::sqrt(8.0f), 1e-5f);  // |2 - 1| over 8 channels
+}
+
+// gather_tokens_varlen's out_cu_seqlens: from 0, room for each sample's
+// kept rows, so no sample writes over another or outside out.
+TEST(Errors, GatherVarlenOutputOffsets) {
+  const int cu[3] = {0, 3, 6}, kept_cu[3] = {0, 2, 4}, keep[4] = {0, 1, 0, 1};
+  std::vector<float> x(6 * 4), out(5 * 4, -1.0f);
+  std::iota(x.begin(), x.end(), 0.0f);
+  const auto gather = [&](const int* out_cu) {
+    rs::gather_tokens_varlen(rs::Host{}, x.data(), cu, keep, kept_cu, out.data(), 2, 3, 2, 4, out_cu);
+  };
+  const int negative[3] = {0, -1000, 4}, past_zero[3] = {5, 5, 5}, no_room[3] = {0, 0, 0}, short_room[3] = {0, 2, 3};
+  expect_refused([&] { gather(negative); }, {"out_cu_seqlens decreases"});
+  expect_refused([&] { gather(past_zero); }, {"out_cu_seqlens[0] = 5"});
+  expect_refused([&] { gather(no_room); }, {"out_cu_seqlens gives sample 0 0 rows for its 2 kept tokens"});
+  expect_refused([&] { gather(short_room); }, {"gives sample 1 1 rows for its 2 kept tokens"});
+  const int room[3] = {0, 3, 5};  // a spare row after sample 0
+  gather(room);
+  // Sample 0's tokens 0, 1 at rows 0, 1; row 2 untouched; sample 1's (x rows 3, 4) at rows 3, 4.
+  const std::vector<int> x_row = {0, 1, -1, 3, 4};
+  for (int r = 0; r < 5; ++r)
+    for (int c = 0; c < 4; ++c)
+      EXPECT_EQ(out[std::size_t(r * 4 + c)], x_row[std::size_t(r)] < 0 ? -1.0f : float(x_row[std::size_t(r)] * 4 + c))
+          << "row " << r;
 }
 
 TEST(Errors, CheckFiniteNamesTheArgument) {

@@ -4,7 +4,10 @@
 // Each fills its params struct, checks it (throwing InvalidArgument that
 // names the argument and value) and hands it to Backend<Exec>.
 
+#include <algorithm>
+#include <array>
 #include <cstdint>
+#include <numeric>
 #include <type_traits>
 
 #include "../core/backend.hpp"
@@ -36,12 +39,45 @@ void require_unit_inner_stride(const char* where, const char* name, const View& 
   }
 }
 
+// Strides >= 0, and the view's last element addressable in bytes (the
+// kernels add up extents times strides).
 template <class View>
 void require_non_negative_strides(const char* where, const char* name, const View& v) {
+  std::int64_t last = 0, step = 0, count = 0, bytes = 0;
   for (int d = 0; d < View::rank; ++d) {
     if (v.stride[d] < 0) {
       fail(where, "{}.stride[{}] = {} must be >= 0", name, d, v.stride[d]);
     }
+    if (v.shape[d] > 0 && (__builtin_mul_overflow(v.shape[d] - 1, v.stride[d], &step) ||
+                           __builtin_add_overflow(last, step, &last))) {
+      fail(where, "{}.shape[{}] = {} at stride {} overflows the 64-bit index type", name, d, v.shape[d], v.stride[d]);
+    }
+  }
+  if (__builtin_add_overflow(last, 1, &count) ||
+      __builtin_mul_overflow(count, std::int64_t(sizeof(typename View::value_type)), &bytes)) {
+    fail(where, "{} spans {} elements: overflows the 64-bit index type", name, last);
+  }
+}
+
+// An output view writes each element at its own address: taken by
+// increasing stride (extents of 1 aside), each stride reaches past the
+// span of the dimensions before it. Sufficient, as PyTorch's check for
+// internal overlap; a view it refuses would have two threads write one
+// address. After require_non_negative_strides (no overflow left).
+template <class View>
+void require_no_overlap(const char* where, const char* name, const View& v) {
+  std::array<int, View::rank> order;
+  std::iota(order.begin(), order.end(), 0);
+  std::sort(order.begin(), order.end(), [&](int a, int b) { return v.stride[a] < v.stride[b]; });
+  std::int64_t span = 1;
+  for (const int d : order) {
+    if (v.shape[d] <= 1) continue;
+    if (v.stride[d] < span) {
+      fail(where, "{}.stride[{}] = {} is below the {} elements its inner dimensions span: two elements of {} would "
+                  "share an address",
+           name, d, v.stride[d], span, name);
+    }
+    span += (v.shape[d] - 1) * v.stride[d];
   }
 }
 
@@ -169,6 +205,7 @@ void shift_score(Exec exec, TensorView<TB, 3> before, TensorView<TA, 3> after,
   detail::require_non_negative_strides(where, "before", before);
   detail::require_non_negative_strides(where, "after", after);
   detail::require_non_negative_strides(where, "scores", scores);
+  detail::require_no_overlap(where, "scores", scores);
   ShiftParams<T> p;
   p.before = before.data;
   p.after = after.data;
@@ -194,6 +231,7 @@ void select_top(Exec exec, TensorView<TS, 2> scores, TensorView<int, 2> keep_idx
   detail::require_dim(where, "keep_idx", keep_idx, 0, scores.shape[0], "scores.shape[0]");
   detail::require_non_negative_strides(where, "scores", scores);
   detail::require_non_negative_strides(where, "keep_idx", keep_idx);
+  detail::require_no_overlap(where, "keep_idx", keep_idx);
   SelectParams p;
   p.scores = scores.data;
   p.keep_idx = keep_idx.data;
@@ -227,6 +265,7 @@ void gather_tokens(Exec exec, TensorView<TX, 3> x, TensorView<TI, 2> keep_idx,
   detail::require_non_negative_strides(where, "x", x);
   detail::require_non_negative_strides(where, "keep_idx", keep_idx);
   detail::require_non_negative_strides(where, "out", out);
+  detail::require_no_overlap(where, "out", out);
   GatherParams<T> p;
   p.x = x.data;
   p.keep_idx = keep_idx.data;

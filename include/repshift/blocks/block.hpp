@@ -5,12 +5,26 @@
 // refuses; each supported backbone specialises it (blocks/transformer_block.hpp,
 // blocks/ssm_block.hpp, blocks/cnn_block.hpp).
 
+#include <cstdint>
+
 #include "../core/error.hpp"
 #include "../policies/compress.hpp"
 #include "../policies/norm_placement.hpp"
 
 namespace repshift {
 namespace detail {
+
+// x and y, spans in bytes, must not share a byte: a block reads x after it
+// has written y (the residual, the score), so any overlap, not only x ==
+// y, would give wrong values silently.
+inline void require_y_apart_from_x(const char* where, const void* x, std::int64_t x_bytes, const void* y,
+                                   std::int64_t y_bytes) {
+  const auto xs = reinterpret_cast<std::uintptr_t>(x), ys = reinterpret_cast<std::uintptr_t>(y);
+  if (xs < ys + std::uint64_t(y_bytes) && ys < xs + std::uint64_t(x_bytes)) {
+    fail(where, "y must not alias x: y's {} bytes overlap x's {} bytes (y - x = {} bytes)", y_bytes, x_bytes,
+         static_cast<std::int64_t>(ys - xs));
+  }
+}
 
 // What every token Block checks first: x [batch, tokens, ...] -> y with
 // `keep` tokens, the first `protect` always kept.

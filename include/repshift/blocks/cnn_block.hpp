@@ -60,6 +60,10 @@ struct BottleneckWeights {
     detail::require_positive(where, "weights.mid_channels", mid_channels);
     detail::require_positive(where, "weights.out_channels", out_channels);
     detail::require_positive(where, "weights.stride", stride);
+    detail::require_int_size(where, "weights.in_channels", {in_channels});
+    detail::require_int_size(where, "weights.mid_channels", {mid_channels});
+    detail::require_int_size(where, "weights.out_channels", {out_channels});
+    detail::require_int_size(where, "weights.stride", {stride});
     detail::require_pointer(where, "weights.conv1_weight", conv1_weight);
     detail::require_pointer(where, "weights.conv1_bias", conv1_bias);
     detail::require_pointer(where, "weights.conv2_weight", conv2_weight);
@@ -136,9 +140,14 @@ struct Block<policies::CnnRows, Site, Importance, Compress, Norm> {
                    "stride {})",
                    w.in_channels, w.out_channels, w.stride);
     }
-    if (static_cast<const void*>(a.x) == static_cast<const void*>(a.y)) detail::fail(where, "y must not alias x");
     detail::checked_extent(where, "activations", a.batch, std::max(w.mid_channels, w.out_channels) * 4,
                            std::int64_t(a.height) * a.width, sizeof(float));
+    const std::int64_t x_values = detail::checked_extent(where, "x", a.batch, w.in_channels,
+                                                         std::int64_t(a.height) * a.width, sizeof(float));
+    const std::int64_t y_values = detail::checked_extent(where, "y", a.batch, w.out_channels,
+                                                         p.keep_rows * p.keep_cols, sizeof(float));
+    detail::require_y_apart_from_x(where, a.x, x_values * std::int64_t(sizeof(float)), a.y,
+                                   y_values * std::int64_t(sizeof(float)));
     return p;
   }
 

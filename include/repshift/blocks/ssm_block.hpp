@@ -99,11 +99,11 @@ struct Block<policies::SsmScan, Site, Importance, Compress, Norm> {
     w.check(where);
     detail::check_token_block_args(where, a.x, a.y, a.batch, a.tokens, a.keep, a.protect);
     if (a.keep_token) detail::require_at_most(where, "protect + 1 (keep_token)", a.protect + 1, "keep", a.keep);
-    if (static_cast<const void*>(a.x) == static_cast<const void*>(a.y)) {
-      detail::fail(where, "y must not alias x (the score reads x after y is written)");
-    }
     detail::checked_extent(where, "activations", a.batch, a.tokens, 2 * w.inner, sizeof(float));
     detail::require_at_most(where, "batch * tokens", std::int64_t(a.batch) * a.tokens, "INT_MAX", INT_MAX);
+    const std::int64_t row_bytes = w.dim * std::int64_t(sizeof(float));
+    detail::require_y_apart_from_x(where, a.x, row_bytes * a.batch * a.tokens, a.y,
+                                   row_bytes * a.batch * output_tokens(a.tokens, a.keep));
   }
 
   // x -> y on Exec: rs::Host{} or rs::Cuda{stream} (after including

@@ -10,6 +10,7 @@
 
 #include "../core/error.hpp"
 #include "../params/rms_norm.hpp"
+#include "../params/selective_scan.hpp"
 
 namespace repshift {
 
@@ -54,11 +55,19 @@ struct SsmBlockWeights {
     detail::require_positive(where, "weights.state", state);
     detail::require_positive(where, "weights.dt_rank", dt_rank);
     detail::require_positive(where, "weights.conv_kernel", conv_kernel);
+    // Bounded before any product of them is taken (workspace rows, proj_width).
+    detail::require_int_size(where, "weights.dim", {dim});
+    detail::require_int_size(where, "weights.inner", {inner});
+    detail::require_int_size(where, "weights.dt_rank", {dt_rank});
+    detail::require_int_size(where, "weights.conv_kernel", {conv_kernel});
+    detail::require_at_most(where, "weights.state", state, "SelectiveScanParams::kMaxState",
+                            SelectiveScanParams::kMaxState);
     if (!(norm_eps > 0.0f)) detail::fail(where, "weights.norm_eps = {} must be > 0", norm_eps);
     detail::require_pointer(where, "weights.norm_weight", norm_weight);
     detail::require_pointer(where, "weights.in_proj_weight", in_proj_weight);
     detail::require_pointer(where, "weights.out_proj_weight", out_proj_weight);
     forward.check(where, "weights.forward.");
+    if (backward.present()) backward.check(where, "weights.backward.");
   }
 };
 

@@ -131,6 +131,7 @@ struct Block<policies::Transformer, Site, Importance, Compress, Norm> {
   static WorkspaceExtent workspace_extent(const BasicTransformerBlockWeights<T>& w, std::int64_t batch,
                                           std::int64_t rows, std::int64_t longest) {
     constexpr const char* where = "Block<Transformer>::workspace_extent";
+    w.check_sizes(where);
     const std::int64_t map =
         ScoreOp::needs_map ? detail::checked_extent(where, "attention map", batch * w.heads, longest, longest,
                                                        sizeof(float))
@@ -143,9 +144,11 @@ struct Block<policies::Transformer, Site, Importance, Compress, Norm> {
   template <class Exec, class T>
   static void reserve(Workspace<Exec, T>& ws, const BasicTransformerBlockWeights<T>& w, std::int64_t batch,
                       std::int64_t tokens) {
-    detail::require_positive("Block<Transformer>::reserve", "batch", batch);
-    detail::require_positive("Block<Transformer>::reserve", "tokens", tokens);
-    ws.reserve(workspace_extent(w, batch, batch * tokens, tokens));
+    constexpr const char* where = "Block<Transformer>::reserve";
+    detail::require_positive(where, "batch", batch);
+    detail::require_positive(where, "tokens", tokens);
+    w.check_sizes(where);
+    ws.reserve(workspace_extent(w, batch, detail::checked_extent(where, "batch x tokens", batch, tokens, 1, 1), tokens));
   }
 
   template <class T>
@@ -164,10 +167,12 @@ struct Block<policies::Transformer, Site, Importance, Compress, Norm> {
       detail::check_token_block_args(where, a.x, a.y, a.batch, a.tokens, a.keep, a.protect);
       if (a.kept_cu_seqlens) detail::fail(where, "kept_cu_seqlens belongs to packed batches: set cu_seqlens too");
     }
+    std::int64_t out_rows = 0;
     for (int b = 0; b < a.batch; ++b) {
       const int n = a.cu_seqlens ? a.cu_seqlens[b + 1] - a.cu_seqlens[b] : a.tokens;
       const int k = a.cu_seqlens ? (a.kept_cu_seqlens ? a.kept_cu_seqlens[b + 1] - a.kept_cu_seqlens[b] : n) : a.keep;
       Compression::check_reachable(where, n, k, a.protect);
+      out_rows += a.first_token_only ? 1 : output_tokens(n, k);
     }
     if (a.first_token_only) {
       if (a.kept_cu_seqlens) detail::fail(where, "first_token_only compresses nothing: kept_cu_seqlens must be null");
@@ -181,16 +186,13 @@ struct Block<policies::Transformer, Site, Importance, Compress, Norm> {
     if (!kMerge && (a.sizes || a.kept_sizes)) {
       detail::fail(where, "sizes / kept_sizes belong to Compress = Merge, not {}", Compress::name);
     }
-    if (static_cast<const void*>(a.x) == static_cast<const void*>(a.y)) {
-      detail::fail(where, "y must not alias x (the Block site reads x after y is written)");
-    }
     // GEMM extents are int: rows and every leading dimension must fit.
     const std::int64_t rows = a.cu_seqlens ? std::int64_t(a.cu_seqlens[a.batch]) : std::int64_t(a.batch) * a.tokens;
     const std::int64_t widest = std::max<std::int64_t>(3 * w.dim, w.mlp_hidden);
     detail::checked_extent(where, "activations", 1, rows, widest, sizeof(T));
     detail::require_at_most(where, "batch * tokens", rows, "INT_MAX", INT_MAX);
-    detail::require_at_most(where, "weights.mlp_hidden", w.mlp_hidden, "INT_MAX / 3", INT_MAX / 3);
-    detail::require_at_most(where, "weights.dim", w.dim, "INT_MAX / 3", INT_MAX / 3);
+    const std::int64_t row_bytes = w.dim * std::int64_t(sizeof(T));
+    detail::require_y_apart_from_x(where, a.x, rows * row_bytes, a.y, out_rows * row_bytes);
   }
 
   // x -> y on Exec: rs::Host{} with T = float, or rs::Cuda{stream} (after

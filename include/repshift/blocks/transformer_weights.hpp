@@ -5,6 +5,7 @@
 // float on the CPU; float, __half or __nv_bfloat16 device pointers for
 // the CUDA executor.
 
+#include <climits>
 #include <cstdint>
 #include <vector>
 
@@ -34,11 +35,18 @@ struct BasicTransformerBlockWeights {
   LayerNormParams<T> norm1() const { return {norm1_weight, norm1_bias, ln_eps}; }
   LayerNormParams<T> norm2() const { return {norm2_weight, norm2_bias, ln_eps}; }
 
-  void check(const char* where) const {
+  // The sizes alone, bounded before any product of them is taken (GEMM
+  // extents are int, and qkv is 3 x dim wide).
+  void check_sizes(const char* where) const {
     detail::require_positive(where, "weights.dim", dim);
     detail::require_positive(where, "weights.heads", heads);
     detail::require_positive(where, "weights.mlp_hidden", mlp_hidden);
+    detail::require_at_most(where, "weights.dim", dim, "INT_MAX / 3", INT_MAX / 3);
+    detail::require_at_most(where, "weights.mlp_hidden", mlp_hidden, "INT_MAX / 3", INT_MAX / 3);
     detail::require_multiple(where, "weights.dim", dim, "weights.heads", heads);
+  }
+  void check(const char* where) const {
+    check_sizes(where);
     if (!(ln_eps > 0.0f)) detail::fail(where, "weights.ln_eps = {} must be > 0", ln_eps);
     detail::require_pointer(where, "weights.norm1_weight", norm1_weight);
     detail::require_pointer(where, "weights.norm1_bias", norm1_bias);

@@ -41,6 +41,7 @@
 #include <cmath>
 #include <cstdint>
 #include <memory>
+#include <new>
 #include <vector>
 
 #include <cblas.h>
@@ -82,12 +83,25 @@ inline float* flash_scratch(std::int64_t floats) {
 // reference on one machine.
 inline void flash_attention(const Host& host, const AttentionParams& p, CpuIsa isa = active_cpu_isa()) {
   p.check("flash_attention");
+  // Packed, `tokens` only bounds the samples: the scratch takes the longest.
+  const std::int64_t longest = p.cu_seqlens ? max_seqlen(p.cu_seqlens, int(p.batch)) : p.tokens;
+  bool out_of_memory = false;
   with_cpu_target(isa, [&](auto target) {
     const int threads = thread_count(host);
-    const std::int64_t per_thread = flash_scratch_floats(target, p);
+    const std::int64_t per_thread = flash_scratch_floats(target, longest, p.head_dim);
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
-    for (std::int64_t bh = 0; bh < p.batch * p.heads; ++bh) flash_task(target, p, bh, detail::flash_scratch(per_thread));
+    for (std::int64_t bh = 0; bh < p.batch * p.heads; ++bh) {
+      float* scratch = nullptr;
+      try {  // an exception must not leave the OpenMP region: it would terminate the process
+        scratch = detail::flash_scratch(per_thread);
+      } catch (const std::bad_alloc&) {
+#pragma omp atomic write
+        out_of_memory = true;
+      }
+      if (scratch) flash_task(target, p, longest, bh, scratch);
+    }
   });
+  if (out_of_memory) throw std::bad_alloc();
 }
 
 // probs: [B, H, N, N] softmax(scale Q K^T) rows, written and returned.

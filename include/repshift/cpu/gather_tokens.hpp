@@ -32,6 +32,7 @@ template <class T>
 void gather_tokens([[maybe_unused]] const Host& host, const GatherParams<T>& p) {
   static_assert(std::is_trivially_copyable_v<T>, "gather_tokens copies rows bytewise");
   p.check_host("gather_tokens", p.batch, p.tokens, p.keep, 0);
+  p.check_out_rows_host("gather_tokens");
   check_keep_indices("gather_tokens", p);
   const std::size_t row_bytes = std::size_t(p.channels) * sizeof(T);
 #pragma omp parallel for schedule(static) num_threads(thread_count(host))

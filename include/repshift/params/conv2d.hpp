@@ -4,6 +4,7 @@
 // (cuda/cudnn_conv.cuh, cuDNN) convolutions.
 
 #include <cstdint>
+#include <utility>
 
 #include "../core/error.hpp"
 
@@ -23,6 +24,12 @@ struct Conv2dShape {
     detail::require_non_negative(where, "pad", pad);
     detail::require_positive(where, "height", height);
     detail::require_positive(where, "width", width);
+    // Bounded before the products below (im2col, out_size) are taken.
+    for (const auto& [name, value] : {std::pair<const char*, std::int64_t>{"in_channels", in_channels},
+                                      {"out_channels", out_channels}, {"kernel", kernel}, {"stride", stride},
+                                      {"pad", pad}, {"height", height}, {"width", width}}) {
+      detail::require_int_size(where, name, {value});
+    }
     if (height + 2 * pad < kernel || width + 2 * pad < kernel) {
       detail::fail(where, "a {}x{} map padded by {} is smaller than the {}x{} kernel", height, width, pad, kernel,
                    kernel);

@@ -64,6 +64,19 @@ struct GatherParams : PackedRows {
     detail::checked_extent(where, "x", batch, tokens, channels, sizeof(T));
     detail::checked_extent(where, "out", batch, keep, channels, sizeof(T));
   }
+
+  // out_cu_seqlens' contents (host memory): from 0, and room in each
+  // sample's output rows for its kept tokens, so samples never overlap.
+  void check_out_rows_host(const char* where) const {
+    if (!out_cu_seqlens) return;
+    detail::check_cu_seqlens(where, "out_cu_seqlens", out_cu_seqlens, batch);
+    for (std::int64_t b = 0; b < batch; ++b) {
+      const std::int64_t rows = seq_length(out_cu_seqlens, b, 0), kept = keep_of(b, keep);
+      if (rows < kept) {
+        detail::fail(where, "out_cu_seqlens gives sample {} {} rows for its {} kept tokens", b, rows, kept);
+      }
+    }
+  }
 };
 
 }  // namespace repshift

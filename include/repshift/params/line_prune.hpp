@@ -26,7 +26,8 @@ struct LineScoreParams {
     detail::require_positive(where, "channels", channels);
     detail::require_positive(where, "height", height);
     detail::require_positive(where, "width", width);
-    detail::checked_extent(where, "feature map", batch * channels, height, width, sizeof(float));
+    detail::checked_extent(where, "feature map", detail::checked_extent(where, "feature map", batch, channels, 1, 1),
+                           height, width, sizeof(float));
   }
 };
 
@@ -51,7 +52,8 @@ struct RemoveLinesParams {
     detail::require_positive(where, "cols", cols);
     detail::require_at_most(where, "rows", rows, "height", height);
     detail::require_at_most(where, "cols", cols, "width", width);
-    detail::checked_extent(where, "x", batch * channels, height, width, sizeof(float));
+    detail::checked_extent(where, "x", detail::checked_extent(where, "x", batch, channels, 1, 1), height, width,
+                           sizeof(float));
   }
 
   // check_shape, then every index (host memory only).

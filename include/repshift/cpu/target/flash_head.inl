@@ -216,10 +216,11 @@ inline void flash_head(const AttentionParams& p, std::int64_t b, std::int64_t h,
 
 // This copy's entries for flash_attention (attention.hpp), found through
 // its SimdTarget: the scratch one task needs, and one (sample, head) task.
-inline std::int64_t flash_scratch_floats(SimdTarget, const AttentionParams& p) {
-  return detail::FlashScratch::floats(p.tokens, p.head_dim);
+// tokens: the longest sample's, which sizes the scratch.
+inline std::int64_t flash_scratch_floats(SimdTarget, std::int64_t tokens, std::int64_t head_dim) {
+  return detail::FlashScratch::floats(tokens, head_dim);
 }
-inline void flash_task(SimdTarget, const AttentionParams& p, std::int64_t bh, float* scratch) {
-  detail::FlashScratch w(scratch, p.tokens, p.head_dim);
+inline void flash_task(SimdTarget, const AttentionParams& p, std::int64_t tokens, std::int64_t bh, float* scratch) {
+  detail::FlashScratch w(scratch, tokens, p.head_dim);
   detail::flash_head(p, bh / p.heads, bh % p.heads, w);
 }
