@@ -47,9 +47,9 @@ def main():
             policies.append((imp, comp))
         keeps.add(keep)
     keeps = sorted(keeps, reverse=True)
-    # Interleaved runs arrive shuffled: list in the sweep's own order.
-    order = ["transformer", "ssm_scan", "attn", "mlp", "block", "l2", "l1", "cosine", "norm", "random", "cls_attn",
-             "prune", "fuse", "merge"]
+    # Interleaved runs arrive shuffled: list in the registry's order, which
+    # bench_ablation writes into the context (older files: order of arrival).
+    order = [n for n in ctx.get("policy_order", "").split(", ") if n]
     rank = lambda name: order.index(name) if name in order else len(order)
     panels.sort(key=lambda p: (rank(p[0]), rank(p[1])))
     policies.sort(key=lambda p: (rank(p[0]), rank(p[1])))

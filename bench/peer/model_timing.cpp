@@ -37,6 +37,8 @@
 
 #include <sys/resource.h>
 
+#include <fmt/format.h>
+
 #include <repshift/models/bert.hpp>
 #include <repshift/models/resnet.hpp>
 #include <repshift/models/video.hpp>
@@ -86,8 +88,8 @@ struct RateTrace {
   }
   ~RateTrace() {
     for (std::size_t i = 0; i < windows.size(); ++i) {
-      std::fprintf(stderr, "window %zu (to %.1f s): %.2f /s, %.2f cores busy\n", i, 0.5 * double(i + 1),
-                   windows[i].rate, windows[i].cores);
+      fmt::print(stderr, "window {} (to {:.1f} s): {:.2f} /s, {:.2f} cores busy\n", i, 0.5 * double(i + 1),
+                 windows[i].rate, windows[i].cores);
     }
   }
 };
@@ -167,7 +169,7 @@ double umt_b(int batch, const std::string& variant, double budget, int frames) {
   if (variant == "pruned") return umt_rate<ShiftModel>(batch, frames, rs::PruneSchedule::video_retrieval(), budget);
   if (variant == "map") return umt_rate<MapModel>(batch, frames, rs::PruneSchedule::none(0), budget);
   if (variant == "attn_pruned") return umt_rate<MapModel>(batch, frames, rs::PruneSchedule::video_retrieval(), budget);
-  throw rs::InvalidArgument("model_timing: umt_b variant '" + variant + "' is not flash, map, pruned or attn_pruned");
+  throw rs::InvalidArgument(fmt::format("model_timing: umt_b variant '{}' is not flash, map, pruned or attn_pruned", variant));
 }
 
 double attention_rss_mib(int tokens, bool map) {
@@ -199,17 +201,17 @@ int main(int argc, char** argv) {
   const std::string name = argc > 1 ? argv[1] : "";
   if (!((argc == 5 && (name == "deit_s" || name == "deit_b" || name == "resnet50")) ||
         (argc == 7 && name == "minilm") || (argc == 6 && name == "umt_b") || (argc == 4 && name == "attention_rss"))) {
-    std::fprintf(stderr,
-                 "usage: %s deit_s|deit_b|resnet50 BATCH pruned|unpruned SECONDS (deit: also pruned_bf16|unpruned_bf16)\n"
-                 "       %s minilm BATCH pruned|unpruned SECONDS SEQ_LEN MODEL.safetensors\n"
-                 "       %s umt_b BATCH flash|map|pruned|attn_pruned SECONDS FRAMES\n"
-                 "       %s attention_rss TOKENS flash|map\n",
-                 argv[0], argv[0], argv[0], argv[0]);
+    fmt::print(stderr,
+               "usage: {0} deit_s|deit_b|resnet50 BATCH pruned|unpruned SECONDS (deit: also pruned_bf16|unpruned_bf16)\n"
+               "       {0} minilm BATCH pruned|unpruned SECONDS SEQ_LEN MODEL.safetensors\n"
+               "       {0} umt_b BATCH flash|map|pruned|attn_pruned SECONDS FRAMES\n"
+               "       {0} attention_rss TOKENS flash|map\n",
+               argv[0]);
     return 2;
   }
   try {
     if (name == "attention_rss") {
-      std::printf("%.1f\n", attention_rss_mib(std::atoi(argv[2]), std::string(argv[3]) == "map"));
+      fmt::print("{:.1f}\n", attention_rss_mib(std::atoi(argv[2]), std::string(argv[3]) == "map"));
       return 0;
     }
     const int batch = std::atoi(argv[2]);
@@ -221,10 +223,10 @@ int main(int argc, char** argv) {
                         : name == "minilm"   ? minilm(batch, pruned, budget, std::atoi(argv[5]), argv[6])
                         : name == "resnet50" ? resnet50(batch, pruned, budget)
                                              : deit(name, batch, pruned, budget, math);
-    std::printf("%.4f\n", rate);
+    fmt::print("{:.4f}\n", rate);
     return 0;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "model_timing: %s\n", e.what());
+    fmt::print(stderr, "model_timing: {}\n", e.what());
     return 1;
   }
 }

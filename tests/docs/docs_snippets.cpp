@@ -54,7 +54,7 @@ umt.forward(rs::Host{}, clips.data(), 2, logits.data(), rs::PruneSchedule::video
 // One bidirectional Mamba block (Vim): y = x + out_proj(mix(RMSNorm x)), the
 // shift D(y, x) scored in the residual epilogue that forms y; pruning keeps
 // token order (the next scan needs it) and the class token wherever it is.
-using B = rs::Block<P::SsmScan, P::BlockOutput, P::L2>;           // Site = Block, Prune, PreNorm
+using B = rs::Block<P::SsmScan, P::BlockOutput, P::L2>;           // Site = BlockOutput, Prune, PreNorm
 auto args = rs::SsmBlockArgs::dense(x, y, /*batch=*/8, /*tokens=*/197);
 args.keep = 158;
 args.keep_token = cls_position;   // int[batch]: the class token's index in, its index after pruning out

@@ -157,7 +157,7 @@ void gather_tokens(Exec exec, const T* x, const int* keep_idx, T* out, int batch
 template <class Metric, class Exec, class T>
 void shift_score_varlen(Exec exec, const T* before, const T* after, float* scores, const int* cu_seqlens, int batch,
                         int total, int channels) {
-  if constexpr (std::is_same_v<Exec, Host>) detail::check_cu_seqlens("shift_score_varlen", "cu_seqlens", cu_seqlens, batch, total);
+  if constexpr (is_host_v<Exec>) detail::check_cu_seqlens("shift_score_varlen", "cu_seqlens", cu_seqlens, batch, total);
   // A token's score does not depend on its sample: one run over every row.
   shift_score<Metric>(exec, before, after, scores, 1, total, channels);
 }

@@ -31,6 +31,7 @@
 #include "../params/line_prune.hpp"
 #include "../params/residual_map.hpp"
 #include "../policies/backbone.hpp"
+#include "../policies/combination.hpp"
 #include "../policies/metric.hpp"
 #include "../policies/site.hpp"
 #include "block.hpp"
@@ -105,11 +106,10 @@ struct CnnBlockArgs {
 
 template <class Site, class Importance, class Compress, class Norm>
 struct Block<policies::CnnRows, Site, Importance, Compress, Norm> {
-  static_assert(Site::operands == ScoreOperands::OutputVsBlockInput,
-                "Block<CnnRows>: Site must be BlockOutput (the shift of the whole bottleneck, per pixel)");
-  static_assert(Compress::extra_tokens == 0 && !Compress::tracks_sizes,
-                "Block<CnnRows>: Compress must be Prune (whole rows and columns are removed)");
-  static_assert(policies::is_metric_v<Importance>, "Block<CnnRows>: Importance must be a shift metric or TokenNorm");
+  using Rule = policies::CombinationRule<policies::CnnRows, Site, Importance, Compress>;
+  static_assert(Rule::site_ok, "Block<CnnRows>: Site must be BlockOutput (the shift of the whole bottleneck, per pixel)");
+  static_assert(Rule::compress_ok, "Block<CnnRows>: Compress must be Prune (whole rows and columns are removed)");
+  static_assert(Rule::importance_ok, "Block<CnnRows>: Importance must be a shift metric or TokenNorm");
 
   // What a forward of these arguments does, after checking them.
   struct Plan {

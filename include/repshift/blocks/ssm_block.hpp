@@ -8,7 +8,7 @@
 //           u = SiLU(causal depthwise conv(x_in)); [dt, B, C] = x_proj u;
 //           y_dir = selective_scan(u, dt_proj dt, A, B, C, D, gate z)
 //           and mix = y_fwd (Mamba) or (y_fwd + y_bwd) / 2 (Vim, bidirectional).
-// The shift is D(y, x) (Site = Block: the mixer has no attention or MLP
+// The shift is D(y, x) (Site = BlockOutput: the mixer has no attention or MLP
 // sub-layer to measure), computed in the residual epilogue that forms y.
 // Pruning keeps token order (the next scan depends on it): CompressOp<Prune>
 // selects ascending indices, then gathers. A per-sample `keep_token` (Vim's
@@ -23,6 +23,7 @@
 #include "../cpu/backend.hpp"  // the CPU executor is always there; CUDA: repshift/cuda.hpp
 #include "../params/residual_rows.hpp"
 #include "../policies/backbone.hpp"
+#include "../policies/combination.hpp"
 #include "../policies/importance.hpp"
 #include "../policies/metric.hpp"
 #include "../policies/site.hpp"
@@ -63,12 +64,12 @@ struct Block<policies::SsmScan, Site, Importance, Compress, Norm> {
   // What the block can do, asked of the policies' own traits: the one score
   // pair it forms is D(y, x); the scan needs the survivors alone (no fused
   // or merged rows) and in order; Vim / Mamba normalise before the mixer.
-  static_assert(Site::operands == ScoreOperands::OutputVsBlockInput,
+  using Rule = policies::CombinationRule<policies::SsmScan, Site, Importance, Compress>;
+  static_assert(Rule::site_ok,
                 "Block<SsmScan>: Site must be BlockOutput (a Mamba mixer has no attention or MLP sub-layer to measure)");
-  static_assert(Compress::extra_tokens == 0 && !Compress::tracks_sizes,
-                "Block<SsmScan>: Compress must be Prune (the scan needs the surviving tokens in order)");
+  static_assert(Rule::compress_ok, "Block<SsmScan>: Compress must be Prune (the scan needs the surviving tokens in order)");
   static_assert(!Norm::post_norm, "Block<SsmScan>: Norm must be PreNorm (Vim / Mamba)");
-  static_assert(policies::is_importance_v<Importance> && !policies::needs_attention_map_v<Importance>,
+  static_assert(policies::is_importance_v<Importance> && Rule::importance_ok,
                 "Block<SsmScan>: Importance must be a shift metric, TokenNorm or Random (there is no attention map)");
 
   using site = Site;

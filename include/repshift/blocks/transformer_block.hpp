@@ -23,7 +23,7 @@
 // the least important tokens into their most similar ones (size-weighted,
 // cpu/merge_tokens.hpp) and the next layer biases attention by log(size).
 // Site Attention prunes in the middle of the block, so the MLP runs on the
-// kept tokens only; sites Mlp and Block prune the block's output. Since
+// kept tokens only; sites Mlp and BlockOutput prune the block's output. Since
 // y = x' + MLP(.) row by row, gathering y equals the paper's "gather x' and
 // the MLP output, then add".
 
@@ -38,6 +38,7 @@
 #include "../cpu/backend.hpp"  // the CPU executor is always there; CUDA: repshift/cuda.hpp
 #include "../params/residual_rows.hpp"
 #include "../policies/backbone.hpp"
+#include "../policies/combination.hpp"
 #include "../policies/importance.hpp"
 #include "../policies/metric.hpp"
 #include "../policies/site.hpp"
@@ -110,7 +111,7 @@ struct Block<policies::Transformer, Site, Importance, Compress, Norm> {
                 "Block: Importance must meet the metric contract or be Random / ClsAttention / AttentionReceived");
   static_assert(policies::is_norm_v<Norm>, "Block: Norm must be PreNorm or PostNorm");
   static_assert(policies::is_compress_v<Compress>, "Block<Transformer>: Compress must be Prune, Fuse or Merge");
-  static_assert(policies::valid_site_importance_v<Site, Importance>,
+  static_assert(policies::CombinationRule<policies::Transformer, Site, Importance, Compress>::importance_ok,
                 "Block: ClsAttention and AttentionReceived are read off the attention map, so they need Site = Attention");
 
   using site = Site;

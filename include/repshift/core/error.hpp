@@ -85,9 +85,7 @@ inline void require_int_size(const char* where, const char* what, std::initializ
   bool over = false;
   for (const std::int64_t f : factors) over = over || __builtin_mul_overflow(n, f, &n) || n > kLimit;
   if (!over) return;
-  std::string text;
-  for (const std::int64_t f : factors) text += (text.empty() ? "" : " x ") + std::to_string(f);
-  fail(where, "{} = {} exceeds 2^29", what, text);
+  fail(where, "{} = {} exceeds 2^29", what, fmt::join(factors, " x "));
 }
 
 // The element span of `count` rows of `row` elements, `stride` apart:

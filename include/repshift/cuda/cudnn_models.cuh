@@ -16,8 +16,8 @@
 namespace repshift {
 namespace cuda {
 
-template <class Metric = policies::L2>
-using ResNet = BasicResNet<Cuda, float, Metric>;
+template <class Importance = policies::L2>
+using ResNet = BasicResNet<Cuda, float, Importance>;
 using ResNetDeviceWeights = ResNetModelWeights<Cuda, float>;
 
 }  // namespace cuda
