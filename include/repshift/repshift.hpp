@@ -25,6 +25,6 @@
 #include "cpu/line_prune.hpp"
 #include "cpu/merge_tokens.hpp"
 #include "api/entry_points.hpp"
-#include "core/check_finite.hpp"
+#include "cpu/check_finite.hpp"
 #include "api/dispatch.hpp"
 #include "api/sweep.hpp"

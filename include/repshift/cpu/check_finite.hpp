@@ -1,15 +1,16 @@
 #pragma once
 // check_finite: an opt-in scan for NaN/Inf at an API edge (model inputs,
-// loaded weights). The kernels themselves propagate non-finite values
-// (policies/metric.hpp, policies/select.hpp document how) because a scan
-// per call would double the memory traffic of the score kernel.
+// loaded weights), on the CPU's threads. The kernels themselves propagate
+// non-finite values (policies/metric.hpp, policies/select.hpp document
+// how) because a scan per call would double the memory traffic of the
+// score kernel.
 
 #include <cmath>
 #include <cstdint>
 
-#include "../cpu/parallel.hpp"
-#include "dtype.hpp"
-#include "error.hpp"
+#include "../core/dtype.hpp"
+#include "../core/error.hpp"
+#include "parallel.hpp"
 
 namespace repshift {
 
