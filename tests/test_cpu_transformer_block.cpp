@@ -169,11 +169,13 @@ TEST(TransformerBlockErrors, RefusedArguments) {
   auto shifted = rs::TransformerBlockArgs::dense(xy.data(), xy.data() + 16, 2, 5);
   expect_refused([&] { B::forward(rs::Host{}, w.view(), shifted, ws); },
                  {"y must not alias x: y's 640 bytes overlap x's 640 bytes (y - x = 64 bytes)"});
-  // y right after x is fine.
-  auto adjacent = rs::TransformerBlockArgs::dense(xy.data(), xy.data() + 10 * 16, 1, 5);
-  adjacent.keep = 1;
-  adjacent.protect = 1;
+  // y right after x is fine (x: 5 rows, y: its 2 kept rows), and one row
+  // earlier is refused.
+  auto adjacent = rs::TransformerBlockArgs::dense(xy.data(), xy.data() + 5 * 16, 1, 5);
+  adjacent.keep = 2;
   B::forward(rs::Host{}, w.view(), adjacent, ws);
+  adjacent.y = xy.data() + 4 * 16;
+  expect_refused([&] { B::forward(rs::Host{}, w.view(), adjacent, ws); }, {"(y - x = 256 bytes)"});
 }
 
 TEST(TransformerBlockImportance, MapAndRandomScores) {

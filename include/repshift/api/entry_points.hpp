@@ -61,9 +61,10 @@ void require_non_negative_strides(const char* where, const char* name, const Vie
 
 // An output view writes each element at its own address: taken by
 // increasing stride (extents of 1 aside), each stride reaches past the
-// span of the dimensions before it. Sufficient, as PyTorch's check for
-// internal overlap; a view it refuses would have two threads write one
-// address. After require_non_negative_strides (no overflow left).
+// span of the dimensions before it. Conservative, as AttentionParams'
+// stride rule: it also refuses the rare interleaved views whose elements
+// happen to stay apart (e.g. strides {4C, 3C, 1} on [2, 3, C]), never a
+// nested one. After require_non_negative_strides (no overflow left).
 template <class View>
 void require_no_overlap(const char* where, const char* name, const View& v) {
   std::array<int, View::rank> order;
@@ -73,8 +74,8 @@ void require_no_overlap(const char* where, const char* name, const View& v) {
   for (const int d : order) {
     if (v.shape[d] <= 1) continue;
     if (v.stride[d] < span) {
-      fail(where, "{}.stride[{}] = {} is below the {} elements its inner dimensions span: two elements of {} would "
-                  "share an address",
+      fail(where, "{}.stride[{}] = {} is below the {} elements its inner dimensions span: elements of {} may "
+                  "share an address (outputs must nest their dimensions)",
            name, d, v.stride[d], span, name);
     }
     span += (v.shape[d] - 1) * v.stride[d];

@@ -134,8 +134,9 @@ struct Block<policies::Transformer, Site, Importance, Compress, Norm> {
     constexpr const char* where = "Block<Transformer>::workspace_extent";
     w.check_sizes(where);
     const std::int64_t map =
-        ScoreOp::needs_map ? detail::checked_extent(where, "attention map", batch * w.heads, longest, longest,
-                                                       sizeof(float))
+        ScoreOp::needs_map ? detail::checked_extent(where, "attention map",
+                                                    detail::checked_extent(where, "attention map", batch, w.heads, 1, 1),
+                                                    longest, longest, sizeof(float))
                               : 0;
     return {detail::checked_extent(where, "activations", 1, rows, 7 * w.dim + w.mlp_hidden, sizeof(T)),
             2 * rows + map, rows};

@@ -70,6 +70,7 @@ inline float* flash_scratch(std::int64_t floats) {
   thread_local std::int64_t capacity = 0;
   if (capacity < floats) {
     buffer.reset();  // the old one first: peak memory one buffer, not two
+    capacity = 0;    // and none held if the next line throws
     buffer.reset(new float[std::size_t(floats)]);
     capacity = floats;
   }
@@ -84,7 +85,8 @@ inline float* flash_scratch(std::int64_t floats) {
 inline void flash_attention(const Host& host, const AttentionParams& p, CpuIsa isa = active_cpu_isa()) {
   p.check("flash_attention");
   // Packed, `tokens` only bounds the samples: the scratch takes the longest.
-  const std::int64_t longest = p.cu_seqlens ? max_seqlen(p.cu_seqlens, int(p.batch)) : p.tokens;
+  std::int64_t longest = p.cu_seqlens ? 0 : p.tokens;
+  for (std::int64_t b = 0; p.cu_seqlens && b < p.batch; ++b) longest = std::max(longest, seq_length(p.cu_seqlens, b, 0));
   bool out_of_memory = false;
   with_cpu_target(isa, [&](auto target) {
     const int threads = thread_count(host);
@@ -95,10 +97,14 @@ inline void flash_attention(const Host& host, const AttentionParams& p, CpuIsa i
       try {  // an exception must not leave the OpenMP region: it would terminate the process
         scratch = detail::flash_scratch(per_thread);
       } catch (const std::bad_alloc&) {
+        scratch = nullptr;
+      }
+      if (scratch) {
+        flash_task(target, p, longest, bh, scratch);
+      } else {
 #pragma omp atomic write
         out_of_memory = true;
       }
-      if (scratch) flash_task(target, p, longest, bh, scratch);
     }
   });
   if (out_of_memory) throw std::bad_alloc();
