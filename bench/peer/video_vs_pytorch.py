@@ -5,6 +5,7 @@ PyTorch side by side, interleaved rounds, one invocation:
 
     python3 bench/peer/video_vs_pytorch.py build/release/bench/model_timing [OUT.md]
         [--frames 8,12,16] [--batches 1,2] [--rounds 3] [--seconds 2] [--rss 1024,2048,4096,8192,16384] [--plot OUT.png]
+        [--variants flash,map,pruned,attn_pruned] [--avx2]
 
 Variants (repshift, model_timing umt_b): (a) unpruned, flash attention;
 (a') unpruned on the plain attention path that writes the N x N map (the
@@ -18,7 +19,10 @@ pruned) and (b)/(d unpruned). (a') and (c) run their GEMMs on OpenBLAS
 at its best: an OPENBLAS_CORETYPE that pins an AVX2 core on an AVX-512
 CPU is dropped for our process (openblas_core()). With --rss, the peak RSS of one UMT-B
 attention (12 heads x 64) on the flash and the map path from 1k to 16k
-tokens, each in a fresh process, as a table and a PNG.
+tokens, each in a fresh process, as a table and a PNG. --variants runs
+a subset of ours (PyTorch's two always run). --avx2 holds both sides to
+what an AVX2-only machine runs, as bench/peer/vs_pytorch.py --avx2 does
+(pass build/release/bench/model_timing_avx2).
 """
 import datetime
 import math
@@ -29,7 +33,7 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import peer_venv  # noqa: E402
-from vs_pytorch import rate  # noqa: E402  (same timing loop as the image peers)
+from vs_pytorch import AVX2_OURS, AVX2_TORCH, rate  # noqa: E402  (same timing loop as the image peers)
 
 THREADS = 2
 DROPS = {0: 0.2, 1: 0.2, 2: 0.2}  # the paper's UMT retrieval setting
@@ -122,6 +126,9 @@ def main():
     if len(sys.argv) < 2 or sys.argv[1].startswith("--"):
         sys.exit(__doc__)
     peer_venv.ensure("torch", "matplotlib")
+    avx2 = "--avx2" in sys.argv
+    if avx2:
+        os.environ.update(AVX2_TORCH)  # read when torch loads and at its first GEMM
     import torch
     torch.set_num_threads(THREADS)
     binary = sys.argv[1]
@@ -131,8 +138,11 @@ def main():
     rounds, seconds = int(option("rounds", "3")), float(option("seconds", "2"))
     rss_tokens = [int(v) for v in option("rss", "").split(",") if v]
     plot = option("plot", None)
+    variants = option("variants", "flash,map,pruned,attn_pruned").split(",")
     blas_env, blas_note = openblas_core()
-    env = dict(blas_env, OMP_NUM_THREADS=str(THREADS))
+    env = dict(blas_env, OMP_NUM_THREADS=str(THREADS), **(AVX2_OURS if avx2 else {}))
+    if avx2:
+        blas_note = "OpenBLAS core Haswell (--avx2: both sides held to AVX2)"
 
     def ours(variant, batch, frames):
         out = subprocess.run([binary, "umt_b", str(batch), variant, str(seconds), str(frames)], check=True,
@@ -146,7 +156,7 @@ def main():
             model = build_umt(torch, frames)
             for batch in batches:
                 video = torch.randn(batch, 3, frames, 224, 224, generator=gen)
-                row = {v: ours(v, batch, frames) for v in ("flash", "map", "pruned", "attn_pruned")}
+                row = {v: ours(v, batch, frames) for v in variants}
                 row["torch"] = rate(torch, model, video, seconds)
                 row["torch_pruned"] = rate(torch, lambda v: model(v, DROPS), video, seconds)
                 for k, v in row.items():
@@ -166,12 +176,14 @@ def main():
              "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for frames in frames_list:
         for batch in batches:
-            g = lambda k: med[(frames, batch, k)]
+            g = lambda k: med.get((frames, batch, k), math.nan)  # nan: a variant --variants left out
+            rate_of = lambda k: "-" if math.isnan(g(k)) else f"{g(k):.3f}"
             b = g("pruned")
-            lines.append(f"| {frames} | {frames * 196} | {batch} | {g('flash'):.3f} | {g('map'):.3f} | {b:.3f} | "
-                         f"{g('attn_pruned'):.3f} | {g('torch'):.3f} | {g('torch_pruned'):.3f} | "
-                         f"{b / g('flash'):.2f}x | {b / g('map'):.2f}x | {b / g('attn_pruned'):.2f}x | "
-                         f"{b / g('torch_pruned'):.2f}x | {b / g('torch'):.2f}x |")
+            ratio = lambda k: "-" if math.isnan(b) or math.isnan(g(k)) else f"{b / g(k):.2f}x"
+            lines.append(f"| {frames} | {frames * 196} | {batch} | " +
+                         " | ".join(rate_of(k) for k in ("flash", "map", "pruned", "attn_pruned", "torch",
+                                                         "torch_pruned")) + " | " +
+                         " | ".join(ratio(k) for k in ("flash", "map", "attn_pruned", "torch_pruned", "torch")) + " |")
 
     if rss_tokens:
         rss = {}
