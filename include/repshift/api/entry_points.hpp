@@ -174,7 +174,10 @@ void select_top_varlen(Exec exec, const float* scores, const int* cu_seqlens, co
 
 // out rows [kept_cu_seqlens[b], ...) = x rows cu_seqlens[b] + keep_idx;
 // out_cu_seqlens, when set, places sample b's rows at out_cu_seqlens[b]
-// instead (room after them for rows of the caller's, e.g. Fuse's token).
+// instead (room after them for rows of the caller's, e.g. Fuse's token);
+// it must start at 0 and leave each sample room for its kept rows
+// (checked), and out must hold out_cu_seqlens[batch] rows (a raw pointer
+// carries no size to check).
 template <class Exec, class T>
 void gather_tokens_varlen(Exec exec, const T* x, const int* cu_seqlens, const int* keep_idx, const int* kept_cu_seqlens,
                           T* out, int batch, int max_seqlen, int max_keep, int channels,
