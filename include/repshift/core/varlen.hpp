@@ -116,9 +116,9 @@ struct PackedRows {
 };
 
 // Longest sample of cu_seqlens (host memory).
-inline int max_seqlen(const int* cu_seqlens, int batch) {
+inline int max_seqlen(const int* cu_seqlens, std::int64_t batch) {
   int longest = 0;
-  for (int b = 0; b < batch; ++b) {
+  for (std::int64_t b = 0; b < batch; ++b) {
     const int n = cu_seqlens[b + 1] - cu_seqlens[b];
     longest = n > longest ? n : longest;
   }

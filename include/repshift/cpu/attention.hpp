@@ -85,8 +85,7 @@ inline float* flash_scratch(std::int64_t floats) {
 inline void flash_attention(const Host& host, const AttentionParams& p, CpuIsa isa = active_cpu_isa()) {
   p.check("flash_attention");
   // Packed, `tokens` only bounds the samples: the scratch takes the longest.
-  std::int64_t longest = p.cu_seqlens ? 0 : p.tokens;
-  for (std::int64_t b = 0; p.cu_seqlens && b < p.batch; ++b) longest = std::max(longest, seq_length(p.cu_seqlens, b, 0));
+  const std::int64_t longest = p.cu_seqlens ? max_seqlen(p.cu_seqlens, p.batch) : p.tokens;
   bool out_of_memory = false;
   with_cpu_target(isa, [&](auto target) {
     const int threads = thread_count(host);
@@ -96,8 +95,7 @@ inline void flash_attention(const Host& host, const AttentionParams& p, CpuIsa i
       float* scratch = nullptr;
       try {  // an exception must not leave the OpenMP region: it would terminate the process
         scratch = detail::flash_scratch(per_thread);
-      } catch (const std::bad_alloc&) {
-        scratch = nullptr;
+      } catch (const std::bad_alloc&) {  // scratch stays null: reported after the region
       }
       if (scratch) {
         flash_task(target, p, longest, bh, scratch);

@@ -170,14 +170,53 @@ class BertEncoder {
                       BertTrace* trace = nullptr) {
     constexpr const char* where = "BertEncoder::forward_packed";
     const auto entered = caller_.enter(where);
-    const BertConfig& cfg = weights_->config;
     const PruneSchedule schedule = requested.for_model(1);  // [CLS]
     detail::require_pointer(where, "ids", ids);
     detail::require_pointer(where, "pooled", pooled);
     detail::check_cu_seqlens(where, "cu_seqlens", cu_seqlens, batch);
     check_sentences(where, cu_seqlens, batch, schedule);
+    for (std::int64_t i = 0; i < cu_seqlens[batch]; ++i) check_id(where, ids, i);
+    run_packed(host, ids, cu_seqlens, batch, pooled, schedule, normalize, trace);
+  }
+
+  // Padded sentences: ids [batch, tokens] (token type 0), sentence b valid
+  // in [0, lengths[b]) and padded after. Checks them as laid out, packs the
+  // valid tokens and runs what forward_packed runs, so it gives the same
+  // result as the packed call.
+  void forward(const Host& host, const int* ids, const int* lengths, int batch, int tokens, float* pooled,
+               const PruneSchedule& requested = PruneSchedule::none(), bool normalize = true,
+               BertTrace* trace = nullptr) {
+    constexpr const char* where = "BertEncoder::forward";
+    const auto entered = caller_.enter(where);
+    const PruneSchedule schedule = requested.for_model(1);  // [CLS]
+    detail::require_pointer(where, "ids", ids);
+    detail::require_pointer(where, "lengths", lengths);
+    detail::require_pointer(where, "pooled", pooled);
+    detail::require_positive(where, "batch", batch);
+    detail::require_positive(where, "tokens", tokens);
+    detail::require_at_most(where, "tokens", tokens, "config.max_positions", weights_->config.max_positions);
+    for (int b = 0; b < batch; ++b) {
+      if (lengths[b] < 1 || lengths[b] > tokens) {
+        detail::fail(where, "lengths[{}] = {} is outside [1, tokens = {}]", b, lengths[b], tokens);
+      }
+      for (int t = 0; t < lengths[b]; ++t) check_id(where, ids, std::int64_t(b) * tokens + t);
+    }
+    const std::vector<int> cu = cu_seqlens_of(lengths, batch);
+    check_sentences(where, cu.data(), batch, schedule);
+    packed_ids_.resize(std::size_t(cu.back()));
+    for (int b = 0; b < batch; ++b) {
+      std::copy(ids + std::int64_t(b) * tokens, ids + std::int64_t(b) * tokens + lengths[b],
+                packed_ids_.begin() + cu[std::size_t(b)]);
+    }
+    run_packed(host, packed_ids_.data(), cu.data(), batch, pooled, schedule, normalize, trace);
+  }
+
+ private:
+  // Both forwards after their checks; schedule resolved for the model.
+  void run_packed(const Host& host, const int* ids, const int* cu_seqlens, int batch, float* pooled,
+                  const PruneSchedule& schedule, bool normalize, BertTrace* trace) {
+    const BertConfig& cfg = weights_->config;
     const std::int64_t total = cu_seqlens[batch];
-    for (std::int64_t i = 0; i < total; ++i) check_id(where, ids, i);
     const std::int64_t C = cfg.dim;
     ping_.resize(std::size_t(total * C));
     pong_.resize(ping_.size());
@@ -224,37 +263,6 @@ class BertEncoder {
     mean_pool(x, batch, pooled, normalize);
   }
 
-  // Padded sentences: ids [batch, tokens] (token type 0), sentence b valid
-  // in [0, lengths[b]) and padded after. Packs the valid tokens and runs
-  // forward_packed, so it gives the same result as the packed call.
-  void forward(const Host& host, const int* ids, const int* lengths, int batch, int tokens, float* pooled,
-               const PruneSchedule& schedule = PruneSchedule::none(), bool normalize = true,
-               BertTrace* trace = nullptr) {
-    constexpr const char* where = "BertEncoder::forward";
-    const auto entered = caller_.enter(where);
-    detail::require_pointer(where, "ids", ids);
-    detail::require_pointer(where, "lengths", lengths);
-    detail::require_positive(where, "batch", batch);
-    detail::require_positive(where, "tokens", tokens);
-    detail::require_at_most(where, "tokens", tokens, "config.max_positions", weights_->config.max_positions);
-    for (int b = 0; b < batch; ++b) {
-      if (lengths[b] < 1 || lengths[b] > tokens) {
-        detail::fail(where, "lengths[{}] = {} is outside [1, tokens = {}]", b, lengths[b], tokens);
-      }
-      for (int t = 0; t < lengths[b]; ++t) check_id(where, ids, std::int64_t(b) * tokens + t);
-    }
-    const std::vector<int> cu = cu_seqlens_of(lengths, batch);
-    // Refused here, so that a message names this call and the padded layout.
-    check_sentences(where, cu.data(), batch, schedule.for_model(1));
-    packed_ids_.resize(std::size_t(cu.back()));
-    for (int b = 0; b < batch; ++b) {
-      std::copy(ids + std::int64_t(b) * tokens, ids + std::int64_t(b) * tokens + lengths[b],
-                packed_ids_.begin() + cu[std::size_t(b)]);
-    }
-    forward_packed(host, packed_ids_.data(), cu.data(), batch, pooled, schedule, normalize, trace);
-  }
-
- private:
   // Each sentence's length and the schedule's counts for it, refused before
   // the first layer runs.
   void check_sentences(const char* where, const int* cu_seqlens, int batch, const PruneSchedule& schedule) const {

@@ -26,9 +26,9 @@ inline void check_model_forward(const char* where, const void* images, const voi
 // A model object holds its scratch, so two threads in one model at once
 // would race on it and return wrong values silently. Each forward (and
 // reserve) enters the model's OneCaller, which refuses a second thread by
-// name; the thread already inside may enter again (a padded forward runs
-// the packed one). One atomic exchange per call. Copies of a model start
-// free, as a copy has its own scratch.
+// name; the thread already inside may enter again (a forward that grows
+// the scratch calls reserve). One atomic exchange per call. Copies of a
+// model start free, as a copy has its own scratch.
 class OneCaller {
  public:
   OneCaller() = default;
