@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <numeric>
 
 #include <repshift/api/entry_points.hpp>
@@ -316,4 +317,96 @@ TEST(PackedBlock, RefusesBadLayouts) {
   a.kept_cu_seqlens = kept;
   EXPECT_NO_THROW(B::forward(rs::Host{}, w.view(), a, ws));
   EXPECT_EQ(std::vector<int>(out_cu, out_cu + 3), (std::vector<int>{0, 1, 10}));
+}
+
+// ---- the text models' input and the mean-pooled heads ------------------------
+
+// Hand-computed: sample 0 = rows (1, 2) and (3, 6) with sizes 1 and 3, so
+// its mean is (1 * (1, 2) + 3 * (3, 6)) / 4 = (2.5, 5), of norm sqrt(31.25);
+// sample 1 is one zero row, which stays zero when normalised.
+TEST(PackedPool, SizeWeightedMeanAndNormAreHandComputed) {
+  const std::vector<float> x = {1, 2, 3, 6, 0, 0}, sizes = {1, 3, 2};
+  const int cu[3] = {0, 2, 3};
+  std::vector<float> out(4, -1.0f);
+  rs::PoolParams<float> p;
+  p.x = x.data();
+  p.cu_seqlens = cu;
+  p.sizes = sizes.data();
+  p.batch = 2;
+  p.channels = 2;
+  p.out = out.data();
+  rs::Backend<rs::Host>::pool_tokens(rs::Host{}, p);
+  EXPECT_EQ(out, (std::vector<float>{2.5f, 5.0f, 0.0f, 0.0f}));
+  p.normalize = true;
+  rs::Backend<rs::Host>::pool_tokens(rs::Host{}, p);
+  EXPECT_NEAR(out[0], 2.5 / std::sqrt(31.25), 1e-7);
+  EXPECT_NEAR(out[1], 5.0 / std::sqrt(31.25), 1e-7);
+  EXPECT_EQ(out[2], 0.0f);
+  EXPECT_EQ(out[3], 0.0f);
+  // Padded, unweighted, wider than one channel chunk: the plain token mean.
+  const int tokens = 3, channels = 300;
+  const auto wide = ref::random_floats(std::size_t(2) * tokens * channels, 5);
+  std::vector<float> mean(std::size_t(2) * channels);
+  rs::PoolParams<float> q;
+  q.x = wide.data();
+  q.batch = 2;
+  q.tokens = tokens;
+  q.channels = channels;
+  q.out = mean.data();
+  rs::Backend<rs::Host>::pool_tokens(rs::Host{}, q);
+  for (int b = 0; b < 2; ++b)
+    for (int c = 0; c < channels; ++c) {
+      double want = 0;
+      for (int t = 0; t < tokens; ++t) want += wide[(std::size_t(b) * tokens + t) * channels + c];
+      EXPECT_NEAR(mean[std::size_t(b) * channels + c], want / tokens, 1e-6) << b << ", " << c;
+    }
+}
+
+// Against a double LayerNorm of word + position + type, for packed ids and
+// the same ids padded; an id outside the vocabulary is refused by name
+// before anything is written.
+TEST(PackedEmbed, MatchesADoubleReferenceAndRefusesBadIds) {
+  const int vocab = 7, positions = 5, dim = 20;
+  const auto word = ref::random_floats(std::size_t(vocab) * dim, 1), position = ref::random_floats(std::size_t(positions) * dim, 2),
+             type = ref::random_floats(std::size_t(dim), 3), gamma = ref::random_floats(std::size_t(dim), 4, 0.5f, 1.5f),
+             beta = ref::random_floats(std::size_t(dim), 5);
+  const std::vector<int> ids = {3, 0, 6, 2, 5};  // sentences of 3 and 2 tokens
+  const std::vector<int> padded = {3, 0, 6, -1, 2, 5, -1, -1};  // the same, [2, 4]; the padding is never read
+  const int cu[3] = {0, 3, 5};
+  rs::EmbedParams<float> p;
+  p.cu_seqlens = cu;
+  p.batch = 2;
+  p.rows = 5;
+  p.dim = dim;
+  p.vocab = vocab;
+  p.word = word.data();
+  p.position = position.data();
+  p.token_type = type.data();
+  p.norm = {gamma.data(), beta.data(), 1e-12f};
+  std::vector<double> want(std::size_t(5) * dim);
+  for (int i = 0; i < 5; ++i) {
+    const int t = i < 3 ? i : i - 3;
+    std::vector<double> v(dim);
+    double mean = 0, var = 0;
+    for (int c = 0; c < dim; ++c) mean += v[c] = double(word[ids[i] * dim + c]) + position[t * dim + c] + type[c];
+    mean /= dim;
+    for (int c = 0; c < dim; ++c) var += (v[c] - mean) * (v[c] - mean);
+    const double inv = 1.0 / std::sqrt(var / dim + 1e-12);
+    for (int c = 0; c < dim; ++c) want[std::size_t(i) * dim + c] = (v[c] - mean) * inv * gamma[c] + beta[c];
+  }
+  for (const bool pad : {false, true}) {
+    std::vector<float> out(std::size_t(5) * dim);
+    p.ids = pad ? padded.data() : ids.data();
+    p.ids_stride = pad ? 4 : 0;
+    p.out = out.data();
+    rs::Backend<rs::Host>::embed_tokens(rs::Host{}, p);
+    EXPECT_LT(ref::max_rel_error(out, want), 1e-5) << (pad ? "padded" : "packed");
+  }
+  const std::vector<int> bad = {3, 0, 6, 2, 7};
+  std::vector<float> untouched(std::size_t(5) * dim, 9.0f);
+  p.ids = bad.data();
+  p.ids_stride = 0;
+  p.out = untouched.data();
+  expect_refused([&] { rs::Backend<rs::Host>::embed_tokens(rs::Host{}, p); }, {"ids[4] = 7", "vocab_size = 7"});
+  EXPECT_EQ(untouched, std::vector<float>(untouched.size(), 9.0f));
 }

@@ -1,7 +1,8 @@
 // The CUDA transformer path against the CPU path (itself tested against the
 // naive double reference): cuBLASLt linear, flash attention and the map
-// path, the Block for every site / importance / compress / norm, and the
-// DeiT-shaped model, in f32 (tight) and f16 / bf16 (storage rounding).
+// path, the Block for every site / importance / compress / norm, the
+// DeiT-shaped model, the video encoder and the BERT sentence encoder, in
+// f32 (tight) and f16 / bf16 (storage rounding).
 // Argument checks that fire before any device work run everywhere; the
 // rest skip without a GPU.
 
@@ -9,11 +10,13 @@
 
 #include <algorithm>
 #include <cmath>
+#include <random>
 #include <vector>
 
 #include <repshift/cuda.hpp>
 #include <repshift/cuda/models.cuh>
 
+#include "bert_fixture.hpp"
 #include "cuda_test_support.cuh"
 #include "model_fixtures.hpp"
 #include "reference.hpp"
@@ -502,6 +505,152 @@ TEST(CudaVideoTransformer, MatchesHostModelWithTheSameKeptTokens) {
     expect_close(dlogits.download(want.size()), want, 1e-4, "logits");
     EXPECT_EQ(dtrace.keep_idx, htrace.keep_idx);
   }
+}
+
+// The text embedding and the token-mean pooling in each storage type
+// against the CPU ops on the same (rounded) values: packed and padded ids,
+// sizes, normalisation, widths past one CTA's threads.
+TYPED_TEST(CudaTyped, EmbedAndPoolMatchTheHostOps) {
+  REQUIRE_DEVICE();
+  using T = TypeParam;
+  const int vocab = 11, positions = 40, dim = 300, batch = 3;
+  const std::vector<int> lengths = {17, 1, 33};
+  const auto cu = rs::cu_seqlens_of(lengths.data(), batch);
+  const int rows = cu.back();
+  const auto word = rounded<T>(ref::random_floats(std::size_t(vocab) * dim, 1));
+  const auto position = rounded<T>(ref::random_floats(std::size_t(positions) * dim, 2));
+  const auto type = rounded<T>(ref::random_floats(std::size_t(dim), 3));
+  const auto gamma = rounded<T>(ref::random_floats(std::size_t(dim), 4, 0.5f, 1.5f));
+  const auto beta = rounded<T>(ref::random_floats(std::size_t(dim), 5));
+  std::vector<int> ids(static_cast<std::size_t>(rows));
+  for (int i = 0; i < rows; ++i) ids[std::size_t(i)] = (i * 7 + 3) % vocab;
+  rs::EmbedParams<float> h;
+  h.ids = ids.data();
+  h.cu_seqlens = cu.data();
+  h.batch = batch;
+  h.rows = rows;
+  h.dim = dim;
+  h.vocab = vocab;
+  h.word = word.data();
+  h.position = position.data();
+  h.token_type = type.data();
+  h.norm = {gamma.data(), beta.data(), 1e-12f};
+  std::vector<float> want(std::size_t(rows) * dim);
+  h.out = want.data();
+  rs::Backend<rs::Host>::embed_tokens(rs::Host{}, h);
+
+  auto dword = to_device<T>(word), dpos = to_device<T>(position), dtype = to_device<T>(type),
+       dgamma = to_device<T>(gamma), dbeta = to_device<T>(beta);
+  auto dids = device_copy(ids), dcu = device_copy(std::vector<int>(cu.begin(), cu.end()));
+  rs::cuda::DeviceBuffer<T> dx(std::size_t(rows) * dim);
+  rs::EmbedParams<T> d;
+  d.ids = dids.data();
+  d.cu_seqlens = dcu.data();
+  d.batch = batch;
+  d.rows = rows;
+  d.dim = dim;
+  d.vocab = vocab;
+  d.word = dword.data();
+  d.position = dpos.data();
+  d.token_type = dtype.data();
+  d.norm = {dgamma.data(), dbeta.data(), 1e-12f};
+  d.out = dx.data();
+  rs::Backend<rs::Cuda>::embed_tokens(rs::Cuda{}, d);
+  expect_close(dx.download(want.size()), want, tolerance<T>(), "embed_tokens");
+
+  // Pooling the CPU's embedding (rounded to T), weighted by sizes, normalised.
+  const auto x = rounded<T>(want);
+  const auto sizes = ref::random_floats(std::size_t(rows), 6, 1.0f, 4.0f);
+  auto dxr = to_device<T>(x);
+  auto dsizes = to_device<float>(sizes);
+  for (const bool normalize : {false, true}) {
+    std::vector<float> pooled(std::size_t(batch) * dim);
+    rs::PoolParams<float> hp;
+    hp.x = x.data();
+    hp.cu_seqlens = cu.data();
+    hp.sizes = sizes.data();
+    hp.batch = batch;
+    hp.channels = dim;
+    hp.normalize = normalize;
+    hp.out = pooled.data();
+    rs::Backend<rs::Host>::pool_tokens(rs::Host{}, hp);
+    rs::cuda::DeviceBuffer<T> dpooled(pooled.size());
+    rs::PoolParams<T> dp;
+    dp.x = dxr.data();
+    dp.cu_seqlens = dcu.data();
+    dp.sizes = dsizes.data();
+    dp.batch = batch;
+    dp.channels = dim;
+    dp.normalize = normalize;
+    dp.out = dpooled.data();
+    rs::Backend<rs::Cuda>::pool_tokens(rs::Cuda{}, dp);
+    expect_close(dpooled.download(pooled.size()), pooled, tolerance<T>(), normalize ? "pool, normalised" : "pool");
+  }
+}
+
+// The sentence encoder on packed and padded sentences of unequal lengths,
+// unpruned and pruned, against the CPU encoder, kept indices included;
+// Merge carries its token sizes into the pooled mean.
+template <class Compress>
+void expect_bert_matches_host(const std::vector<rs::PruneSchedule>& schedules) {
+  const auto w = random_bert(41);
+  const std::vector<int> lengths = {7, 30, 2, 19};
+  const int batch = int(lengths.size()), tokens = 30, dim = w.config.dim;
+  const auto cu = rs::cu_seqlens_of(lengths.data(), batch);
+  std::vector<int> padded(std::size_t(batch) * tokens, 0), packed(std::size_t(cu.back()));
+  std::mt19937 gen(42);
+  std::uniform_int_distribution<int> id(1, w.config.vocab_size - 1);
+  for (int b = 0; b < batch; ++b)
+    for (int t = 0; t < lengths[std::size_t(b)]; ++t)
+      packed[std::size_t(cu[std::size_t(b)] + t)] = padded[std::size_t(b) * tokens + std::size_t(t)] = id(gen);
+  rs::cuda::Blas blas;
+  rs::cuda::BertEncoder<float, P::Mlp, P::L2, Compress> dmodel(w, blas);
+  dmodel.reserve(batch, tokens);
+  rs::BertEncoder<P::Mlp, P::L2, Compress> hmodel(w);
+  auto dpacked = device_copy(packed), dpadded = device_copy(padded);
+  rs::cuda::DeviceBuffer<float> dpooled(std::size_t(batch) * dim);
+  for (const auto& schedule : schedules) {
+    std::vector<float> want(std::size_t(batch) * dim);
+    rs::BertTrace htrace, dtrace;
+    hmodel.forward_packed(rs::Host{}, packed.data(), cu.data(), batch, want.data(), schedule, true, &htrace);
+    dmodel.forward_packed(rs::Cuda{}, dpacked.data(), cu.data(), batch, dpooled.data(), schedule, true, &dtrace);
+    expect_close(dpooled.download(want.size()), want, 1e-4, "packed");
+    EXPECT_EQ(dtrace.keep_idx, htrace.keep_idx);
+    EXPECT_EQ(dtrace.cu_seqlens, htrace.cu_seqlens);
+    dmodel.forward(rs::Cuda{}, dpadded.data(), lengths.data(), batch, tokens, dpooled.data(), schedule);
+    expect_close(dpooled.download(want.size()), want, 1e-4, "padded");
+  }
+  auto more = cu;  // a fifth sentence: past what was reserved, refused before any launch
+  more.push_back(more.back() + 3);
+  expect_refused([&] { dmodel.forward_packed(rs::Cuda{}, dpacked.data(), more.data(), batch + 1, dpooled.data()); },
+                 {"reserve(batch, tokens)"});
+}
+
+TEST(CudaBertEncoder, MatchesHostEncoderPackedAndPadded) {
+  REQUIRE_DEVICE();
+  expect_bert_matches_host<P::Prune>({rs::PruneSchedule::none(), rs::PruneSchedule::drop({{0, 0.3}, {1, 0.25}})});
+}
+
+TEST(CudaBertEncoder, MergeMatchesHostEncoder) {
+  REQUIRE_DEVICE();
+  expect_bert_matches_host<P::Merge>({rs::PruneSchedule::drop({{0, 0.3}, {2, 0.2}})});
+}
+
+// An id outside the vocabulary cannot be checked on the host: its row is
+// zeroed and the id reaches exec.status.
+TEST(CudaBertEncoder, BadIdIsReportedThroughStatus) {
+  REQUIRE_DEVICE();
+  const auto w = random_bert(43);
+  rs::cuda::Blas blas;
+  rs::cuda::BertEncoder<float> dmodel(w, blas);
+  dmodel.reserve(2, 4);
+  auto dids = device_copy(std::vector<int>{1, 2, 3, 4, 5, -3});
+  const int cu[3] = {0, 4, 6};
+  auto status = device_copy(std::vector<int>(4, 0));
+  rs::cuda::DeviceBuffer<float> dpooled(std::size_t(2) * w.config.dim);
+  const rs::Cuda exec{nullptr, status.data()};
+  dmodel.forward_packed(exec, dids.data(), cu, 2, dpooled.data());
+  expect_refused([&] { rs::cuda::throw_if_status(exec); }, {"ids[5] = -3"});
 }
 
 // The digits ViT trained in PyTorch (data/digits_vit): f16 and bf16 keep

@@ -7,6 +7,7 @@
 
 #include <repshift/models/bert.hpp>
 
+#include "bert_fixture.hpp"
 #include "model_fixtures.hpp"
 #include "test_support.hpp"
 #include "transformer_fixture.hpp"
@@ -138,29 +139,6 @@ TEST(ResNetBatchInvariance, EachImageAloneEqualsItInTheBatch) {
 }
 
 // ---- BERT: sentences of different lengths, padded, packed and alone --------
-
-namespace {
-
-rs::BertWeights random_bert(std::uint32_t seed) {
-  rs::BertConfig cfg;
-  cfg.vocab_size = 50;
-  cfg.max_positions = 64;
-  cfg.dim = 32;
-  cfg.depth = 3;
-  cfg.heads = 2;
-  cfg.mlp_hidden = 64;
-  rs::BertWeights w;
-  w.config = cfg;
-  w.word = ref::random_floats(std::size_t(cfg.vocab_size) * cfg.dim, seed, -1.0f, 1.0f);
-  w.position = ref::random_floats(std::size_t(cfg.max_positions) * cfg.dim, seed + 1, -0.5f, 0.5f);
-  w.token_type = ref::random_floats(std::size_t(cfg.type_vocab_size) * cfg.dim, seed + 2, -0.1f, 0.1f);
-  w.emb_norm_w.assign(std::size_t(cfg.dim), 1.0f);
-  w.emb_norm_b.assign(std::size_t(cfg.dim), 0.0f);
-  for (int l = 0; l < cfg.depth; ++l) w.layers.push_back(RandomBlockWeights(cfg.dim, cfg.heads, cfg.mlp_hidden, seed + 10 + l).t);
-  return w;
-}
-
-}  // namespace
 
 template <class C>
 class BertBatchInvariance : public ::testing::Test {};

@@ -2,6 +2,8 @@
 so torch.compile(fullgraph=True) traces models that call the ops."""
 import torch
 
+from ._policies import EXTRA_TOKENS, TRACKS_SIZES
+
 
 @torch.library.register_fake("repshift::shift_score")
 def _(before, after, metric):
@@ -33,7 +35,8 @@ def _(x, cu_seqlens, idx, kept_cu_seqlens):
 def _(x, norm1_w, norm1_b, qkv_w, qkv_b, proj_w, proj_b, norm2_w, norm2_b, fc1_w, fc1_b, fc2_w, fc2_b, heads, eps,
       site, importance, compress, keep, protect=1, post_norm=False, seed=0, sizes=None):
     b, n, c = x.shape
-    out_tokens = keep + 1 if (compress == "fuse" and keep < n) else keep
-    kept_sizes = x.new_empty((b, keep) if compress == "merge" and keep < n else (0,), dtype=torch.float32)
+    # An unknown name gets the shapes of prune here; the op itself refuses it.
+    out_tokens = keep + EXTRA_TOKENS.get(compress, 0) if keep < n else keep
+    kept_sizes = x.new_empty((b, keep) if TRACKS_SIZES.get(compress, False) and keep < n else (0,), dtype=torch.float32)
     return (x.new_empty((b, out_tokens, c)), x.new_empty((b, keep), dtype=torch.int64),
             x.new_empty((b, n), dtype=torch.float32), kept_sizes)

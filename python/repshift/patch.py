@@ -14,6 +14,7 @@ import types
 
 import torch
 
+from ._policies import EXTRA_TOKENS, TRACKS_SIZES
 from .schedule import keep_count, kept_cu_seqlens
 
 def _ratios(schedule, depth):
@@ -69,17 +70,18 @@ def _timm_block_forward(self, x, attn_mask=None, is_causal=False):
         x, self.norm1.weight, self.norm1.bias, attn.qkv.weight, attn.qkv.bias, attn.proj.weight, attn.proj.bias,
         self.norm2.weight, self.norm2.bias, mlp.fc1.weight, mlp.fc1.bias, mlp.fc2.weight, mlp.fc2.bias,
         attn.num_heads, self.norm1.eps, cfg["site"], cfg["metric"], cfg["compress"], keep, cfg["protect"], False,
-        cfg["layer"], info["sizes"] if cfg["compress"] == "merge" else None)
+        cfg["layer"], info["sizes"] if TRACKS_SIZES[cfg["compress"]] else None)
     if keep < n:
         positions = info["positions"]
         if positions is None:
             positions = torch.arange(n, device=x.device).expand(x.shape[0], n)
         kept = torch.gather(positions, 1, idx)
         info["source"].append(kept)
-        if cfg["compress"] == "fuse":  # the fused token stands for no single position
-            kept = torch.cat([kept, kept.new_full((kept.shape[0], 1), -1)], dim=1)
+        extra = EXTRA_TOKENS[cfg["compress"]]
+        if extra:  # a fused token stands for no single position
+            kept = torch.cat([kept, kept.new_full((kept.shape[0], extra), -1)], dim=1)
         info["positions"] = kept
-        if cfg["compress"] == "merge":
+        if TRACKS_SIZES[cfg["compress"]]:
             info["sizes"] = sizes
     return out
 
@@ -164,7 +166,8 @@ def _bert_forward(model, input_ids=None, attention_mask=None, token_type_ids=Non
             kept_positions = [positions[b][idx[kept[b]:kept[b + 1]]] for b in range(len(lens))]
             source.append((kept_cu, torch.cat(kept_positions)))
             # Fuse appends a token (position -1) to each sentence that dropped some.
-            positions = [torch.cat([p, p.new_full((1,), -1)]) if cfg["compress"] == "fuse" and len(p) < lens[b] else p
+            extra = EXTRA_TOKENS[cfg["compress"]]
+            positions = [torch.cat([p, p.new_full((extra,), -1)]) if extra and len(p) < lens[b] else p
                          for b, p in enumerate(kept_positions)]
         cu = out_cu
     lens = (cu[1:] - cu[:-1]).tolist()
@@ -196,8 +199,10 @@ def hf_bert(model, schedule, site="mlp", metric="l2", compress="prune"):
     if hasattr(model, "_repshift"):
         unpatch(model)
     _check_names(site, metric, compress)
-    if compress == "merge":
-        raise ValueError("repshift.patch.hf_bert: compress = 'merge' is not offered for packed sentences")
+    if TRACKS_SIZES[compress]:
+        offered = ", ".join(name for name, sizes in TRACKS_SIZES.items() if not sizes)
+        raise ValueError(f"repshift.patch.hf_bert: compress = '{compress}' carries token sizes, which the packed "
+                         f"sentences do not (offered: {offered})")
     layers = list(model.encoder.layer)
     ratios = _ratios(schedule, len(layers))
     for layer in layers:

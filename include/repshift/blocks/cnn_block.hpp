@@ -27,8 +27,8 @@
 #include "../params/conv2d.hpp"
 #include "../cpu/backend.hpp"  // the CPU executor is always there; CUDA: cuda/cudnn_conv_ops.cuh
 #include "../cpu/conv_ops.hpp"
-#include "../api/entry_points.hpp"
 #include "../params/line_prune.hpp"
+#include "../params/select_top.hpp"
 #include "../params/residual_map.hpp"
 #include "../policies/backbone.hpp"
 #include "../policies/combination.hpp"
@@ -236,8 +236,8 @@ struct Block<policies::CnnRows, Site, Importance, Compress, Norm> {
 
     int* rows = a.kept_rows ? a.kept_rows : s.row_idx;
     int* cols = a.kept_cols ? a.kept_cols : s.col_idx;
-    select_top(exec, static_cast<const float*>(lines.row_scores), rows, int(batch), int(Ho), int(p.keep_rows), 0);
-    select_top(exec, static_cast<const float*>(lines.col_scores), cols, int(batch), int(Wo), int(p.keep_cols), 0);
+    B::select_top(exec, SelectParams::contiguous(lines.row_scores, rows, batch, Ho, p.keep_rows, 0));
+    B::select_top(exec, SelectParams::contiguous(lines.col_scores, cols, batch, Wo, p.keep_cols, 0));
     B::remove_lines(exec, a.layout, line_removal(w, a, p, out, rows, cols));
   }
 

@@ -86,7 +86,7 @@ inline void require_int_size(const char* where, const char* what, std::initializ
   bool over = false;
   for (const std::int64_t f : factors) over = over || __builtin_mul_overflow(n, f, &n) || n > kLimit;
   if (!over) return;
-  fail(where, "{} = {} exceeds 2^29", what, fmt::join(factors, " x "));
+  fail(where, "{} = {} exceeds 2^29", what, fmt::join(factors.begin(), factors.end(), " x "));
 }
 
 // The element span of `count` rows of `row` elements, `stride` apart:

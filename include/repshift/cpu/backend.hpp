@@ -22,6 +22,7 @@
 #include "../params/fuse_tokens.hpp"
 #include "attention.hpp"
 #include "conv2d.hpp"
+#include "embed_tokens.hpp"
 #include "epilogue.hpp"
 #include "fuse_tokens.hpp"
 #include "gather_tokens.hpp"
@@ -36,6 +37,7 @@
 #include "merge_tokens.hpp"
 #include "parallel.hpp"
 #include "patch_embed.hpp"
+#include "pool_tokens.hpp"
 #include "residual_map.hpp"
 #include "rms_norm.hpp"
 #include "select_top.hpp"
@@ -144,7 +146,7 @@ struct Backend<Host> {
   static void fuse_dropped(const Host& host, const FuseParams<float>& p) { cpu::fuse_dropped(host, p); }
   static void merge_tokens(const Host& host, const MergeParams& p) { cpu::merge_tokens(host, p); }
 
-  // ---- token assembly (patch models) -----------------------------------------
+  // ---- token assembly and pooling --------------------------------------------
   static void patchify(const Host& host, const float* images, std::int64_t batch, const PatchGeometry& g,
                        float* cols) {
     cpu::patchify(host, images, batch, g, cols);
@@ -154,12 +156,9 @@ struct Backend<Host> {
                               float* x) {
     cpu::assemble_tokens(host, proj, cls, pos, batch, tokens, dim, cls_index, x);
   }
-  // out[b, :] = mean of x[b, n, :] over n (a mean-pooled head): [B, N, C] is
-  // an NHWC map of N pixels.
-  static void mean_tokens(const Host& host, const float* x, std::int64_t batch, std::int64_t tokens,
-                          std::int64_t dim, float* out) {
-    cpu::global_avg_pool_nhwc(host, x, batch, tokens, dim, out);
-  }
+  // Text models' input and the mean-pooled heads.
+  static void embed_tokens(const Host& host, const EmbedParams<float>& p) { cpu::embed_tokens(host, p); }
+  static void pool_tokens(const Host& host, const PoolParams<float>& p) { cpu::pool_tokens(host, p); }
 
   // ---- state-space scan (SsmScan: Mamba / Vim) ------------------------------
   // y [rows, n] = x [rows, k] . W^T (+ bias), x's rows ldx apart: dt_proj

@@ -22,6 +22,7 @@
 #include "blas.cuh"
 #include "device_buffer.cuh"
 #include "dtype.cuh"
+#include "embed_tokens.cuh"
 #include "epilogue.cuh"
 #include "error.cuh"
 #include "exec.cuh"
@@ -32,6 +33,7 @@
 #include "patch_embed.cuh"
 #include "pixel_reduce.cuh"
 #include "pool.cuh"
+#include "pool_tokens.cuh"
 #include "select_top.cuh"
 #include "selective_scan.cuh"
 #include "shift_score.cuh"
@@ -142,7 +144,7 @@ struct Backend<Cuda> {
     cuda::merge_tokens(exec, p);
   }
 
-  // ---- token assembly (patch models) -----------------------------------------
+  // ---- token assembly and pooling --------------------------------------------
   template <class T>
   static void patchify(const Cuda& exec, const T* images, std::int64_t batch, const PatchGeometry& g, T* cols) {
     cuda_detail::patchify(exec, images, batch, g, cols);
@@ -152,10 +154,14 @@ struct Backend<Cuda> {
                               std::int64_t tokens, std::int64_t dim, std::int64_t cls_index, T* x) {
     cuda_detail::assemble_tokens(exec, proj, cls, pos, batch, tokens, dim, cls_index, x);
   }
+  // Text models' input (a bad id: exec.status code 5) and the mean-pooled heads.
   template <class T>
-  static void mean_tokens(const Cuda& exec, const T* x, std::int64_t batch, std::int64_t tokens, std::int64_t dim,
-                          T* out) {
-    cuda_detail::mean_tokens(exec, x, batch, tokens, dim, out);
+  static void embed_tokens(const Cuda& exec, const EmbedParams<T>& p) {
+    cuda_detail::embed_tokens(exec, p);
+  }
+  template <class T>
+  static void pool_tokens(const Cuda& exec, const PoolParams<T>& p) {
+    cuda_detail::pool_tokens(exec, p);
   }
 
   // ---- state-space scan (SsmScan: Mamba / Vim) ------------------------------

@@ -5,7 +5,8 @@
 // is a caller-owned device array of 4 ints (zeroed by the caller) where
 // kernels record the first bad value their input held that only the
 // device can see (gather_tokens / remove_lines: an index out of range;
-// Merge: a token size; SsmScan: the kept token's index);
+// Merge: a token size; SsmScan: the kept token's index; embed_tokens: a
+// token id);
 // rs::cuda::throw_if_status(exec) reads it (that one call synchronises)
 // and throws naming the value.
 

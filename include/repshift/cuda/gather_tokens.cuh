@@ -65,8 +65,8 @@ void gather_tokens(const Cuda& exec, const GatherParams<T>& p) {
 
 namespace cuda {
 
-// Synchronises exec.stream and throws InvalidArgument naming the first
-// out-of-range index a gather (or a line removal) met, if any.
+// Synchronises exec.stream and throws InvalidArgument naming the first bad
+// value a kernel recorded (exec.status), if any.
 inline void throw_if_status(const Cuda& exec) {
   if (!exec.status) return;
   int host[4] = {};
@@ -83,6 +83,9 @@ inline void throw_if_status(const Cuda& exec) {
   }
   if (host[0] == 4) {  // cuda/kept_token.cuh: SsmScan's kept token
     detail::fail("Block<SsmScan>::forward", "keep_token[{}] = {} is outside [0, tokens)", host[1], host[2]);
+  }
+  if (host[0] == 5) {  // cuda/embed_tokens.cuh: a text token id
+    detail::fail("embed_tokens", "ids[{}] = {} is outside [0, vocab_size)", host[1], host[2]);
   }
   if (host[0] == 2) {  // cuda/line_prune.cuh
     detail::fail("remove_lines", "{}[{}] = {} is outside the map", host[1] ? "keep_cols" : "keep_rows", host[2],

@@ -3,6 +3,7 @@
 // template (models/*.hpp) with Exec = Cuda and a storage type T (float,
 // __half, __nv_bfloat16 where the model allows it).
 
+#include "../models/bert.hpp"
 #include "../models/video.hpp"
 #include "../models/vim.hpp"
 #include "../models/vit.hpp"
@@ -18,6 +19,11 @@ template <class T, class Site = policies::Mlp, class Importance = policies::L2, 
 using VideoTransformer = BasicVisionTransformer<Cuda, T, Site, Importance, Compress>;
 template <class T>
 using ViTDeviceWeights = ViTModelWeights<Cuda, T>;
+
+template <class T, class Site = policies::Mlp, class Importance = policies::L2, class Compress = policies::Prune>
+using BertEncoder = BasicBertEncoder<Cuda, T, Site, Importance, Compress>;
+template <class T>
+using BertDeviceWeights = BertModelWeights<Cuda, T>;
 
 // Vision Mamba runs in f32 (the scan's state stays f32).
 template <class Importance = policies::L2>

@@ -60,25 +60,6 @@ void assemble_tokens(const Cuda& exec, const T* proj, const T* cls, const T* pos
   check_launch("assemble_tokens_kernel");
 }
 
-// out[b, c] = mean over n of x[b, n, c]: one thread per (b, c), adjacent
-// threads on adjacent channels; the sum runs in token order in f32.
-template <class T>
-__global__ void mean_tokens_kernel(const T* x, std::int64_t batch, std::int64_t tokens, std::int64_t dim, T* out) {
-  const std::int64_t i = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (i >= batch * dim) return;
-  const std::int64_t b = i / dim, c = i % dim;
-  float sum = 0.0f;
-  for (std::int64_t n = 0; n < tokens; ++n) sum += to_float(x[(b * tokens + n) * dim + c]);
-  out[i] = from_float<T>(sum / float(tokens));
-}
-
-template <class T>
-void mean_tokens(const Cuda& exec, const T* x, std::int64_t batch, std::int64_t tokens, std::int64_t dim, T* out) {
-  mean_tokens_kernel<T><<<elementwise_grid("mean_tokens", batch * dim), kElementwiseThreads, 0, exec.stream>>>(
-      x, batch, tokens, dim, out);
-  check_launch("mean_tokens_kernel");
-}
-
 template <int Threads>
 __global__ void __launch_bounds__(Threads)
     fill_ints_kernel(int* dst, std::int64_t n, int value) {

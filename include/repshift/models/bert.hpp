@@ -1,16 +1,22 @@
 #pragma once
 // BERT-style sentence encoder from Block<Transformer, Site, Importance,
-// Compress, PostNorm>: word + position + token-type embeddings and
-// LayerNorm, `depth` post-LN blocks over packed sentences (no padding, no
-// mask: each sentence attends to itself only), mean pooling over each
-// sentence's tokens (optionally L2-normalised, as sentence-transformers'
-// Normalize does). Padded input with lengths is packed first.
+// Compress, PostNorm>, one model for every executor: word + position +
+// token-type embeddings and LayerNorm, `depth` post-LN blocks over packed
+// sentences (no padding, no mask: each sentence attends to itself only),
+// mean pooling over each sentence's tokens (optionally L2-normalised, as
+// sentence-transformers' Normalize does). Padded input is read in place.
 // Weights load from a safetensors file with Hugging Face BERT names
 // (embeddings.word_embeddings.weight, encoder.layer.{i}.attention.self.query.weight, ...),
 // e.g. all-MiniLM-L6-v2; query/key/value are fused into one QKV at load.
+//
+//   rs::BertEncoder<> minilm(rs::BertWeights::load(rs::BertConfig::minilm_l6(), file));   // CPU, f32
+//   minilm.forward_packed(rs::Host{}, ids, cu_seqlens, batch, pooled, rs::PruneSchedule::paper());
+//
+//   rs::cuda::BertEncoder<__half> gpu(weights, blas);                      // after repshift/cuda.hpp
+//   gpu.reserve(64, 128);            // 64 sentences of up to 128 tokens: every allocation, up front
+//   gpu.forward_packed(rs::Cuda{stream}, d_ids, cu_seqlens, 64, d_pooled);  // cu_seqlens in host memory
 
 #include <algorithm>
-#include <cmath>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -20,9 +26,13 @@
 #include <fmt/format.h>
 
 #include "../blocks/transformer_block.hpp"
+#include "../blocks/workspace.hpp"
+#include "../params/embed_tokens.hpp"
+#include "../params/pool_tokens.hpp"
 #include "../io/safetensors.hpp"
 #include "forward_args.hpp"
 #include "tensor_store.hpp"
+#include "transformer_model_weights.hpp"
 #include "prune_schedule.hpp"
 
 namespace repshift {
@@ -66,7 +76,7 @@ struct BertWeights {
     w.emb_norm_w = f.load_f32("embeddings.LayerNorm.weight", {C});
     w.emb_norm_b = f.load_f32("embeddings.LayerNorm.bias", {C});
     for (int i = 0; i < cfg.depth; ++i) {
-      const std::string p = fmt::format("encoder.layer.{}.", i);
+      const std::string p = block_prefix(i);
       Layer l;
       // Rows [q; k; v]: the [3][heads][head_dim] layout the attention kernel reads.
       for (const char* part : {"query", "key", "value"}) {
@@ -75,27 +85,36 @@ struct BertWeights {
         l.qkv_w.insert(l.qkv_w.end(), wq.begin(), wq.end());
         l.qkv_b.insert(l.qkv_b.end(), bq.begin(), bq.end());
       }
-      l.proj_w = f.load_f32(p + "attention.output.dense.weight", {C, C});
-      l.proj_b = f.load_f32(p + "attention.output.dense.bias", {C});
-      l.norm1_w = f.load_f32(p + "attention.output.LayerNorm.weight", {C});
-      l.norm1_b = f.load_f32(p + "attention.output.LayerNorm.bias", {C});
-      l.fc1_w = f.load_f32(p + "intermediate.dense.weight", {H, C});
-      l.fc1_b = f.load_f32(p + "intermediate.dense.bias", {H});
-      l.fc2_w = f.load_f32(p + "output.dense.weight", {C, H});
-      l.fc2_b = f.load_f32(p + "output.dense.bias", {C});
-      l.norm2_w = f.load_f32(p + "output.LayerNorm.weight", {C});
-      l.norm2_b = f.load_f32(p + "output.LayerNorm.bias", {C});
+      // The rest under the names the model keeps (the fused qkv is filled).
+      const auto load = [&](const std::string& name, const std::vector<std::int64_t>& shape, std::vector<float>& v) {
+        if (v.empty()) v = f.load_f32(name, shape);
+      };
+      for_each_block_tensor(p, kBlockTensors, C, H, l, load);
       w.layers.push_back(std::move(l));
     }
     return w;
   }
 
-  TransformerBlockWeights block(int i) const {
-    return layers.at(std::size_t(i)).view(config.dim, config.heads, config.mlp_hidden, config.ln_eps);
-  }
+  // Layer i's tensors: block_prefix(i) + the names of kBlockTensors, with
+  // query/key/value fused as the model holds them ("attention.self.qkv.*").
+  static std::string block_prefix(int i) { return fmt::format("encoder.layer.{}.", i); }
+  static constexpr BlockTensorNames kBlockTensors = {
+      "attention.output.LayerNorm.weight",  // post-norm: norm1 follows attention
+      "attention.output.LayerNorm.bias",
+      "attention.self.qkv.weight",
+      "attention.self.qkv.bias",
+      "attention.output.dense.weight",
+      "attention.output.dense.bias",
+      "output.LayerNorm.weight",
+      "output.LayerNorm.bias",
+      "intermediate.dense.weight",
+      "intermediate.dense.bias",
+      "output.dense.weight",
+      "output.dense.bias"};
+  static constexpr const char* kModelWeights = "BertModelWeights";
 
-  // Every tensor as (name, shape, storage), query/key/value fused as the
-  // model holds them ("...attention.self.qkv.*"): what the encoder checks.
+  // Every tensor as (name, shape, storage), query/key/value fused: what the
+  // encoder checks.
   template <class Fn>
   void for_each_tensor(Fn&& fn) const {
     using Shape = std::vector<std::int64_t>;
@@ -109,20 +128,7 @@ struct BertWeights {
     fn("embeddings.LayerNorm.weight", Shape{C}, emb_norm_w);
     fn("embeddings.LayerNorm.bias", Shape{C}, emb_norm_b);
     for (int i = 0; i < config.depth; ++i) {
-      const std::string p = fmt::format("encoder.layer.{}.", i);
-      const Layer& l = layers[std::size_t(i)];
-      fn(p + "attention.self.qkv.weight", Shape{3 * C, C}, l.qkv_w);
-      fn(p + "attention.self.qkv.bias", Shape{3 * C}, l.qkv_b);
-      fn(p + "attention.output.dense.weight", Shape{C, C}, l.proj_w);
-      fn(p + "attention.output.dense.bias", Shape{C}, l.proj_b);
-      fn(p + "attention.output.LayerNorm.weight", Shape{C}, l.norm1_w);
-      fn(p + "attention.output.LayerNorm.bias", Shape{C}, l.norm1_b);
-      fn(p + "intermediate.dense.weight", Shape{H, C}, l.fc1_w);
-      fn(p + "intermediate.dense.bias", Shape{H}, l.fc1_b);
-      fn(p + "output.dense.weight", Shape{C, H}, l.fc2_w);
-      fn(p + "output.dense.bias", Shape{C}, l.fc2_b);
-      fn(p + "output.LayerNorm.weight", Shape{C}, l.norm2_w);
-      fn(p + "output.LayerNorm.bias", Shape{C}, l.norm2_b);
+      for_each_block_tensor(block_prefix(i), kBlockTensors, C, H, layers[std::size_t(i)], fn);
     }
   }
 };
@@ -145,17 +151,52 @@ struct BertTrace {
   }
 };
 
-template <class Site = policies::Mlp, class Importance = policies::L2, class Compress = policies::Prune>
-class BertEncoder {
+// Every BERT tensor where Exec's kernels read it, in storage type T, and
+// the per-layer views the Block takes.
+template <class Exec, class T>
+using BertModelWeights = TransformerModelWeights<Exec, T, BertWeights>;
+
+// ids and pooled live where Exec's kernels read them (device pointers on
+// CUDA); cu_seqlens and lengths are host memory, as the schedule is planned
+// on the host. One thread at a time (a second is refused): the encoder owns
+// its scratch; threads share weights, not encoders. reserve(batch, tokens)
+// allocates everything a forward of up to `batch` sentences of up to
+// `tokens` tokens needs; the CPU encoder also grows on demand, the CUDA one
+// refuses a larger forward. On CUDA an id outside the vocabulary zeroes its
+// row and is recorded in exec.status (rs::cuda::throw_if_status names it);
+// the CPU refuses it before anything runs.
+template <class Exec, class T, class Site = policies::Mlp, class Importance = policies::L2,
+          class Compress = policies::Prune>
+class BasicBertEncoder {
+  using B = Backend<Exec>;
+  template <class U>
+  using Buffer = typename B::template Buffer<U>;
+
  public:
   using BlockType = Block<policies::Transformer, Site, Importance, Compress, policies::PostNorm>;
+  using ModelWeights = BertModelWeights<Exec, T>;
+  using Context = typename B::Context;
 
-  explicit BertEncoder(BertWeights weights) : BertEncoder(std::make_shared<const BertWeights>(std::move(weights))) {}
   // Encoders of different policies can share one set of weights (ablations).
-  explicit BertEncoder(std::shared_ptr<const BertWeights> weights) : weights_(std::move(weights)) {
-    detail::checked_weights("BertEncoder", weights_);
+  explicit BasicBertEncoder(std::shared_ptr<const ModelWeights> weights, Context ctx = {})
+      : weights_(std::move(weights)), ws_(ctx) {
+    detail::require_pointer("BertEncoder", "weights", weights_.get());
   }
-  const BertConfig& config() const { return weights_->config; }
+  explicit BasicBertEncoder(std::shared_ptr<const BertWeights> weights, Context ctx = {})
+      : BasicBertEncoder(std::make_shared<const ModelWeights>(std::move(weights)), ctx) {}
+  explicit BasicBertEncoder(BertWeights weights, Context ctx = {})
+      : BasicBertEncoder(std::make_shared<const BertWeights>(std::move(weights)), ctx) {}
+  const BertConfig& config() const { return weights_->config(); }
+
+  // Room for `batch` sentences of up to `tokens` tokens each.
+  void reserve(int batch, int tokens) {
+    constexpr const char* where = "BertEncoder::reserve";
+    const auto entered = caller_.enter(where);
+    detail::require_positive(where, "batch", batch);
+    detail::require_positive(where, "tokens", tokens);
+    detail::require_at_most(where, "tokens", tokens, "config.max_positions", config().max_positions);
+    grow({batch, detail::checked_extent(where, "batch x tokens", batch, tokens, 1, 1), tokens});
+  }
 
   // Packed sentences (FlashAttention's varlen layout): ids [total] token
   // ids (token type 0), sentence b's at [cu_seqlens[b], cu_seqlens[b + 1]);
@@ -163,9 +204,8 @@ class BertEncoder {
   // with Merge), L2-normalised when `normalize`. Every layer of the
   // schedule keeps each sentence's count from its own length, and no work
   // is spent on padding: a sentence's embedding is the same alone or in
-  // any batch. One thread at a time (a second is refused): the encoder
-  // owns its scratch.
-  void forward_packed(const Host& host, const int* ids, const int* cu_seqlens, int batch, float* pooled,
+  // any batch.
+  void forward_packed(const Exec& exec, const int* ids, const int* cu_seqlens, int batch, T* pooled,
                       const PruneSchedule& requested = PruneSchedule::none(), bool normalize = true,
                       BertTrace* trace = nullptr) {
     constexpr const char* where = "BertEncoder::forward_packed";
@@ -175,15 +215,16 @@ class BertEncoder {
     detail::require_pointer(where, "pooled", pooled);
     detail::check_cu_seqlens(where, "cu_seqlens", cu_seqlens, batch);
     check_sentences(where, cu_seqlens, batch, schedule);
-    for (std::int64_t i = 0; i < cu_seqlens[batch]; ++i) check_id(where, ids, i);
-    run_packed(host, ids, cu_seqlens, batch, pooled, schedule, normalize, trace);
+    if constexpr (is_host_v<Exec>) {
+      for (std::int64_t i = 0; i < cu_seqlens[batch]; ++i) check_id(where, ids, i);
+    }
+    run(where, exec, ids, 0, cu_seqlens, batch, pooled, schedule, normalize, trace);
   }
 
   // Padded sentences: ids [batch, tokens] (token type 0), sentence b valid
-  // in [0, lengths[b]) and padded after. Checks them as laid out, packs the
-  // valid tokens and runs what forward_packed runs, so it gives the same
-  // result as the packed call.
-  void forward(const Host& host, const int* ids, const int* lengths, int batch, int tokens, float* pooled,
+  // in [0, lengths[b]) and padded after. Read in place (the padding is
+  // never touched): the same result as the packed call.
+  void forward(const Exec& exec, const int* ids, const int* lengths, int batch, int tokens, T* pooled,
                const PruneSchedule& requested = PruneSchedule::none(), bool normalize = true,
                BertTrace* trace = nullptr) {
     constexpr const char* where = "BertEncoder::forward";
@@ -194,45 +235,90 @@ class BertEncoder {
     detail::require_pointer(where, "pooled", pooled);
     detail::require_positive(where, "batch", batch);
     detail::require_positive(where, "tokens", tokens);
-    detail::require_at_most(where, "tokens", tokens, "config.max_positions", weights_->config.max_positions);
+    detail::require_at_most(where, "tokens", tokens, "config.max_positions", config().max_positions);
     for (int b = 0; b < batch; ++b) {
       if (lengths[b] < 1 || lengths[b] > tokens) {
         detail::fail(where, "lengths[{}] = {} is outside [1, tokens = {}]", b, lengths[b], tokens);
       }
-      for (int t = 0; t < lengths[b]; ++t) check_id(where, ids, std::int64_t(b) * tokens + t);
+      if constexpr (is_host_v<Exec>) {
+        for (int t = 0; t < lengths[b]; ++t) check_id(where, ids, std::int64_t(b) * tokens + t);
+      }
     }
     const std::vector<int> cu = cu_seqlens_of(lengths, batch);
     check_sentences(where, cu.data(), batch, schedule);
-    packed_ids_.resize(std::size_t(cu.back()));
-    for (int b = 0; b < batch; ++b) {
-      std::copy(ids + std::int64_t(b) * tokens, ids + std::int64_t(b) * tokens + lengths[b],
-                packed_ids_.begin() + cu[std::size_t(b)]);
-    }
-    run_packed(host, packed_ids_.data(), cu.data(), batch, pooled, schedule, normalize, trace);
+    run(where, exec, ids, tokens, cu.data(), batch, pooled, schedule, normalize, trace);
   }
 
  private:
-  // Both forwards after their checks; schedule resolved for the model.
-  void run_packed(const Host& host, const int* ids, const int* cu_seqlens, int batch, float* pooled,
-                  const PruneSchedule& schedule, bool normalize, BertTrace* trace) {
-    const BertConfig& cfg = weights_->config;
-    const std::int64_t total = cu_seqlens[batch];
+  // What the scratch holds room for: sentences, rows in all, the longest.
+  struct Extent {
+    std::int64_t batch = 0, rows = 0, longest = 0;
+    bool fits_in(const Extent& o) const { return batch <= o.batch && rows <= o.rows && longest <= o.longest; }
+  };
+
+  void grow(const Extent& want) {
+    const Extent e{std::max(want.batch, held_.batch), std::max(want.rows, held_.rows),
+                   std::max(want.longest, held_.longest)};
+    const std::int64_t C = config().dim;
+    detail::checked_extent("BertEncoder::reserve", "activations", 1, e.rows,
+                           std::max<std::int64_t>(3 * C, config().mlp_hidden), sizeof(T));
+    ws_.reserve(BlockType::workspace_extent(weights_->block(0), e.batch, e.rows, e.longest));
+    ping_.resize(std::size_t(e.rows * C));
+    pong_.resize(std::size_t(e.rows * C));
+    keep_idx_.resize(std::size_t(e.rows));
+    cu_staged_.resize(std::size_t(e.batch + 1));
+    if constexpr (BlockType::kMerge) {
+      sizes_in_.resize(std::size_t(e.rows));
+      sizes_out_.resize(std::size_t(e.rows));
+    }
+    held_ = e;
+  }
+
+  // Both forwards after their checks, ids packed (ids_stride 0) or padded
+  // [batch, ids_stride]; schedule resolved for the model.
+  void run(const char* where, const Exec& exec, const int* ids, int ids_stride, const int* cu_seqlens, int batch,
+           T* pooled, const PruneSchedule& schedule, bool normalize, BertTrace* trace) {
+    const BertConfig& cfg = config();
+    const ModelWeights& w = *weights_;
     const std::int64_t C = cfg.dim;
-    ping_.resize(std::size_t(total * C));
-    pong_.resize(ping_.size());
+    Extent need{batch, cu_seqlens[batch], 0};
+    for (int b = 0; b < batch; ++b) need.longest = std::max<std::int64_t>(need.longest, cu_seqlens[b + 1] - cu_seqlens[b]);
+    if (!need.fits_in(held_)) {
+      if (!B::grows_on_demand) {
+        detail::fail(where,
+                     "{} sentences of {} tokens in all (the longest {}) exceed the reserved {} sentences of up to "
+                     "{} tokens: call reserve(batch, tokens) first",
+                     need.batch, need.rows, need.longest, held_.batch, held_.longest);
+      }
+      grow(need);
+    }
     cu_in_.assign(cu_seqlens, cu_seqlens + batch + 1);
     cu_out_.resize(cu_in_.size());
-    embed(host, ids, batch, ping_.data());
-    if (trace) *trace = BertTrace{{cu_in_}, {}, {}};
-    if constexpr (BlockType::kMerge) {
-      sizes_in_.assign(std::size_t(total), 1.0f);
-      sizes_out_.resize(std::size_t(total));
-    }
 
-    float* x = ping_.data();
-    float* y = pong_.data();
+    // x = LN(word[id] + position[t] + token_type[0]), t the position within the sentence.
+    EmbedParams<T> embed;
+    embed.ids = ids;
+    embed.ids_stride = ids_stride;
+    embed.cu_seqlens = B::stage_ints(exec, cu_in_, cu_staged_);
+    embed.batch = batch;
+    embed.rows = need.rows;
+    embed.dim = C;
+    embed.vocab = cfg.vocab_size;
+    embed.word = w["embeddings.word_embeddings.weight"];
+    embed.position = w["embeddings.position_embeddings.weight"];
+    embed.token_type = w["embeddings.token_type_embeddings.weight"];
+    embed.norm = {w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"], cfg.ln_eps};
+    embed.out = ping_.data();
+    B::embed_tokens(exec, embed);
+    if (trace) *trace = BertTrace{{cu_in_}, {}, {}};
+
+    T* x = ping_.data();
+    T* y = pong_.data();
+    const float* sizes = nullptr;  // Merge: token sizes once a layer has merged (all 1 before)
+    float* sizes_in = sizes_in_.data();
+    float* sizes_out = sizes_out_.data();
     for (int l = 0; l < cfg.depth; ++l) {
-      TransformerBlockArgs a;
+      BasicTransformerBlockArgs<T> a;
       a.x = x;
       a.y = y;
       a.batch = batch;
@@ -243,30 +329,41 @@ class BertEncoder {
       const bool drops = kept_cu_.back() < cu_in_.back();
       a.kept_cu_seqlens = kept_cu_.data();
       a.out_cu_seqlens = cu_out_.data();
+      if (trace && drops) a.keep_idx = keep_idx_.data();
+      if constexpr (BlockType::kMerge) {
+        a.sizes = sizes;
+        if (drops) a.kept_sizes = sizes_out;
+      }
+      BlockType::forward(exec, w.block(l), a, ws_);
       if (trace) {
         trace->kept_cu_seqlens.push_back(kept_cu_);
         trace->keep_idx.emplace_back(drops ? std::size_t(kept_cu_.back()) : 0);
-        if (drops) a.keep_idx = trace->keep_idx.back().data();
+        if (drops) B::copy_to_host(exec, keep_idx_.data(), kept_cu_.back(), trace->keep_idx.back().data());
       }
-      if constexpr (BlockType::kMerge) {
-        a.sizes = sizes_in_.data();
-        a.kept_sizes = sizes_out_.data();
-      }
-      BlockType::forward(host, weights_->block(l), a, ws_);
-      if constexpr (BlockType::kMerge) {
-        if (drops) std::swap(sizes_in_, sizes_out_);
+      if (a.kept_sizes) {
+        std::swap(sizes_in, sizes_out);
+        sizes = sizes_in;
       }
       std::swap(cu_in_, cu_out_);
       std::swap(x, y);
       if (trace) trace->cu_seqlens.push_back(cu_in_);
     }
-    mean_pool(x, batch, pooled, normalize);
+
+    PoolParams<T> pool;
+    pool.x = x;
+    pool.cu_seqlens = B::stage_ints(exec, cu_in_, cu_staged_);
+    pool.sizes = sizes;
+    pool.batch = batch;
+    pool.channels = C;
+    pool.normalize = normalize;
+    pool.out = pooled;
+    B::pool_tokens(exec, pool);
   }
 
   // Each sentence's length and the schedule's counts for it, refused before
   // the first layer runs.
   void check_sentences(const char* where, const int* cu_seqlens, int batch, const PruneSchedule& schedule) const {
-    const BertConfig& cfg = weights_->config;
+    const BertConfig& cfg = config();
     schedule.check(where, cfg.depth);
     for (int b = 0; b < batch; ++b) {
       const int n = cu_seqlens[b + 1] - cu_seqlens[b];
@@ -280,59 +377,23 @@ class BertEncoder {
   }
 
   void check_id(const char* where, const int* ids, std::int64_t i) const {
-    if (ids[i] < 0 || ids[i] >= weights_->config.vocab_size) {
-      detail::fail(where, "ids[{}] = {} is outside [0, vocab_size = {})", i, ids[i], weights_->config.vocab_size);
+    if (ids[i] < 0 || ids[i] >= config().vocab_size) {
+      detail::fail(where, "ids[{}] = {} is outside [0, vocab_size = {})", i, ids[i], config().vocab_size);
     }
   }
 
-  // x = LN(word[id] + position[t] + token_type[0]), t the position within
-  // the sentence.
-  void embed(const Host& host, const int* ids, int batch, float* x) {
-    const BertConfig& cfg = weights_->config;
-    const std::int64_t C = cfg.dim;
-    const cpu::LayerNormWeights ln{weights_->emb_norm_w.data(), weights_->emb_norm_b.data(), cfg.ln_eps};
-#pragma omp parallel for schedule(static) num_threads(cpu::thread_count(host))
-    for (int b = 0; b < batch; ++b) {
-      for (int i = cu_in_[std::size_t(b)]; i < cu_in_[std::size_t(b) + 1]; ++i) {
-        const std::int64_t t = i - cu_in_[std::size_t(b)];
-        float* row = x + std::int64_t(i) * C;
-        const float* we = weights_->word.data() + std::int64_t(ids[i]) * C;
-        const float* pe = weights_->position.data() + t * C;
-        const float* te = weights_->token_type.data();
-        for (std::int64_t c = 0; c < C; ++c) row[c] = we[c] + pe[c] + te[c];
-        cpu::layer_norm_row(row, row, C, ln);
-      }
-    }
-  }
-
-  void mean_pool(const float* x, int batch, float* pooled, bool normalize) const {
-    const std::int64_t C = weights_->config.dim;
-    for (int b = 0; b < batch; ++b) {
-      float* out = pooled + std::int64_t(b) * C;
-      std::fill(out, out + C, 0.0f);
-      double weight = 0.0;
-      for (int i = cu_in_[std::size_t(b)]; i < cu_in_[std::size_t(b) + 1]; ++i) {
-        float w = 1.0f;
-        if constexpr (BlockType::kMerge) w = sizes_in_[std::size_t(i)];
-        const float* row = x + std::int64_t(i) * C;
-        for (std::int64_t c = 0; c < C; ++c) out[c] += w * row[c];
-        weight += w;
-      }
-      for (std::int64_t c = 0; c < C; ++c) out[c] = float(out[c] / weight);
-      if (normalize) {
-        double sq = 0;
-        for (std::int64_t c = 0; c < C; ++c) sq += double(out[c]) * out[c];
-        const float inv = float(1.0 / std::max(std::sqrt(sq), 1e-12));
-        for (std::int64_t c = 0; c < C; ++c) out[c] *= inv;
-      }
-    }
-  }
-
-  std::shared_ptr<const BertWeights> weights_;
-  Workspace<Host> ws_;
-  std::vector<float> ping_, pong_, sizes_in_, sizes_out_;
-  std::vector<int> packed_ids_, cu_in_, cu_out_, kept_cu_;
+  std::shared_ptr<const ModelWeights> weights_;
+  Workspace<Exec, T> ws_;
+  Buffer<T> ping_, pong_;
+  Buffer<float> sizes_in_, sizes_out_;
+  Buffer<int> keep_idx_, cu_staged_;
+  std::vector<int> cu_in_, cu_out_, kept_cu_;  // host: the plan
+  Extent held_;
   detail::OneCaller caller_;
 };
+
+// The CPU encoder, f32 (the CUDA one: rs::cuda::BertEncoder<T, ...>).
+template <class Site = policies::Mlp, class Importance = policies::L2, class Compress = policies::Prune>
+using BertEncoder = BasicBertEncoder<Host, float, Site, Importance, Compress>;
 
 }  // namespace repshift

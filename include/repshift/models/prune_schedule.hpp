@@ -26,7 +26,6 @@
 #include <vector>
 
 #include "../core/error.hpp"
-#include "../policies/compress.hpp"
 #include "../policies/select.hpp"
 
 namespace repshift {
@@ -150,8 +149,9 @@ class PruneSchedule {
     }
   }
 
-  // True when Compress can realise every layer's keep count (Merge removes
-  // at most half of the unprotected tokens per layer; the others any).
+  // True when Compress can realise every layer's keep count
+  // (Compress::min_keep: Merge removes at most half of the unprotected
+  // tokens per layer; Prune and Fuse any).
   template <class Compress>
   bool reachable(int tokens, int depth) const {
     return first_unreachable_layer<Compress>(tokens, depth) < 0;
@@ -164,10 +164,8 @@ class PruneSchedule {
     const int l = first_unreachable_layer<Compress>(tokens, depth);
     if (l < 0) return;
     const int n = token_counts(tokens, depth, Compress::extra_tokens)[std::size_t(l)];
-    detail::fail(where,
-                 "the schedule keeps {} of sample {}'s {} tokens at layer {}, but Merge removes at most half of "
-                 "the unprotected ones per layer: keep >= {}",
-                 keep_at(l, n), sample, n, l, policies::Merge::min_keep(n, protected_tokens()));
+    detail::fail(where, "the schedule keeps {} of sample {}'s {} tokens at layer {}, but {}: keep >= {}", keep_at(l, n),
+                 sample, n, l, Compress::min_keep_reason, Compress::min_keep(n, protected_tokens()));
   }
 
   // Input token count of every layer, then the final count, for a sample
@@ -189,12 +187,10 @@ class PruneSchedule {
 
   template <class Compress>
   int first_unreachable_layer(int tokens, int depth) const {
-    if constexpr (Compress::tracks_sizes) {
-      const std::vector<int> counts = token_counts(tokens, depth, Compress::extra_tokens);
-      for (int l = 0; l < depth; ++l) {
-        const int n = counts[std::size_t(l)], keep = keep_at(l, n);
-        if (keep < n && keep < policies::Merge::min_keep(n, protected_tokens())) return l;
-      }
+    const std::vector<int> counts = token_counts(tokens, depth, Compress::extra_tokens);
+    for (int l = 0; l < depth; ++l) {
+      const int n = counts[std::size_t(l)], keep = keep_at(l, n);
+      if (keep < n && keep < Compress::min_keep(n, protected_tokens())) return l;
     }
     return -1;
   }

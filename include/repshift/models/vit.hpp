@@ -36,7 +36,9 @@
 #include "../io/safetensors.hpp"
 #include "forward_args.hpp"
 #include "../params/patch_embed.hpp"
+#include "../params/pool_tokens.hpp"
 #include "tensor_store.hpp"
+#include "transformer_model_weights.hpp"
 #include "prune_schedule.hpp"
 #include "weights_init.hpp"
 
@@ -147,6 +149,13 @@ struct ViTWeights {
   template <class Fn>
   void for_each_tensor(Fn&& fn) const { visit(*this, fn); }
 
+  // Block i's tensors: block_prefix(i) + the names of kBlockTensors.
+  static std::string block_prefix(int i) { return fmt::format("blocks.{}.", i); }
+  static constexpr BlockTensorNames kBlockTensors = {
+      "norm1.weight", "norm1.bias", "attn.qkv.weight", "attn.qkv.bias", "attn.proj.weight", "attn.proj.bias",
+      "norm2.weight", "norm2.bias", "mlp.fc1.weight",  "mlp.fc1.bias",  "mlp.fc2.weight",   "mlp.fc2.bias"};
+  static constexpr const char* kModelWeights = "ViTModelWeights";
+
  private:
   // With QkvBias::QV, the attention prefix ("blocks.{i}.attn.") of a fused
   // qkv bias tensor, whose file form is q_bias + v_bias; else empty.
@@ -162,7 +171,7 @@ struct ViTWeights {
     if (w.blocks.size() != std::size_t(config.depth)) {
       detail::fail("ViTWeights", "blocks holds {} blocks, but config.depth = {}", w.blocks.size(), config.depth);
     }
-    const std::int64_t C = config.dim, H = config.mlp_hidden;
+    const std::int64_t C = config.dim;
     const std::int64_t ps = config.patch_size;
     fn("patch_embed.proj.weight",
        config.conv3d_patch ? std::vector<std::int64_t>{C, config.in_chans, config.tubelet, ps, ps}
@@ -172,20 +181,7 @@ struct ViTWeights {
     if (config.class_token()) fn("cls_token", std::vector<std::int64_t>{1, 1, C}, w.cls_token);
     fn("pos_embed", std::vector<std::int64_t>{1, config.tokens(), C}, w.pos_embed);
     for (int i = 0; i < config.depth; ++i) {
-      const std::string p = fmt::format("blocks.{}.", i);
-      auto& b = w.blocks[std::size_t(i)];
-      fn(p + "norm1.weight", std::vector<std::int64_t>{C}, b.norm1_w);
-      fn(p + "norm1.bias", std::vector<std::int64_t>{C}, b.norm1_b);
-      fn(p + "attn.qkv.weight", std::vector<std::int64_t>{3 * C, C}, b.qkv_w);
-      fn(p + "attn.qkv.bias", std::vector<std::int64_t>{3 * C}, b.qkv_b);
-      fn(p + "attn.proj.weight", std::vector<std::int64_t>{C, C}, b.proj_w);
-      fn(p + "attn.proj.bias", std::vector<std::int64_t>{C}, b.proj_b);
-      fn(p + "norm2.weight", std::vector<std::int64_t>{C}, b.norm2_w);
-      fn(p + "norm2.bias", std::vector<std::int64_t>{C}, b.norm2_b);
-      fn(p + "mlp.fc1.weight", std::vector<std::int64_t>{H, C}, b.fc1_w);
-      fn(p + "mlp.fc1.bias", std::vector<std::int64_t>{H}, b.fc1_b);
-      fn(p + "mlp.fc2.weight", std::vector<std::int64_t>{C, H}, b.fc2_w);
-      fn(p + "mlp.fc2.bias", std::vector<std::int64_t>{C}, b.fc2_b);
+      for_each_block_tensor(block_prefix(i), kBlockTensors, C, config.mlp_hidden, w.blocks[std::size_t(i)], fn);
     }
     fn(config.head_norm() + ".weight", std::vector<std::int64_t>{C}, w.norm_w);
     fn(config.head_norm() + ".bias", std::vector<std::int64_t>{C}, w.norm_b);
@@ -283,44 +279,7 @@ struct ViTTrace {
 // Every ViT tensor where Exec's kernels read it, in storage type T, and the
 // per-block views the Block takes.
 template <class Exec, class T>
-class ViTModelWeights {
- public:
-  explicit ViTModelWeights(std::shared_ptr<const ViTWeights> host)
-      : config_(detail::checked_weights("ViTModelWeights", host)->config), tensors_(host) {
-    for (int i = 0; i < config_.depth; ++i) blocks_.push_back(make_block(i));
-  }
-  explicit ViTModelWeights(const ViTWeights& host) : ViTModelWeights(std::make_shared<const ViTWeights>(host)) {}
-  const ViTConfig& config() const { return config_; }
-  const T* operator[](const std::string& name) const { return tensors_[name]; }
-  const BasicTransformerBlockWeights<T>& block(int i) const { return blocks_.at(std::size_t(i)); }
-
- private:
-  BasicTransformerBlockWeights<T> make_block(int i) const {
-    const std::string p = fmt::format("blocks.{}.", i);
-    BasicTransformerBlockWeights<T> w;
-    w.dim = config_.dim;
-    w.heads = config_.heads;
-    w.mlp_hidden = config_.mlp_hidden;
-    w.ln_eps = config_.ln_eps;
-    w.norm1_weight = tensors_[p + "norm1.weight"];
-    w.norm1_bias = tensors_[p + "norm1.bias"];
-    w.qkv_weight = tensors_[p + "attn.qkv.weight"];
-    w.qkv_bias = tensors_[p + "attn.qkv.bias"];
-    w.proj_weight = tensors_[p + "attn.proj.weight"];
-    w.proj_bias = tensors_[p + "attn.proj.bias"];
-    w.norm2_weight = tensors_[p + "norm2.weight"];
-    w.norm2_bias = tensors_[p + "norm2.bias"];
-    w.fc1_weight = tensors_[p + "mlp.fc1.weight"];
-    w.fc1_bias = tensors_[p + "mlp.fc1.bias"];
-    w.fc2_weight = tensors_[p + "mlp.fc2.weight"];
-    w.fc2_bias = tensors_[p + "mlp.fc2.bias"];
-    return w;
-  }
-
-  ViTConfig config_;
-  TensorStore<Exec, T> tensors_;
-  std::vector<BasicTransformerBlockWeights<T>> blocks_;
-};
+using ViTModelWeights = TransformerModelWeights<Exec, T, ViTWeights>;
 
 // images: [batch, in_chans, image_size, image_size] (NCHW, T); logits:
 // [batch, num_classes] (T); on CUDA both are device pointers. One thread
@@ -446,7 +405,13 @@ class BasicVisionTransformer {
     const T* pooled = x;
     std::int64_t pooled_stride = (first_rows_only ? 1 : std::int64_t(tokens)) * C;
     if (!cfg.class_token()) {
-      B::mean_tokens(exec, static_cast<const T*>(x), batch, tokens, C, y);
+      PoolParams<T> pool;
+      pool.x = x;
+      pool.batch = batch;
+      pool.tokens = tokens;
+      pool.channels = C;
+      pool.out = y;
+      B::pool_tokens(exec, pool);
       pooled = y;
       pooled_stride = C;
     }

@@ -13,6 +13,9 @@
 //          (cosine of the layer's keys), weighted by token size; sizes are
 //          tracked and biased into attention (log size per key, ToMe's
 //          proportional attention). A layer keeping k tokens outputs k.
+//
+// Each says what a schedule may ask of it: min_keep(tokens, protect), the
+// fewest tokens one layer can leave of `tokens`, and why (min_keep_reason).
 
 #include <cstdint>
 #include <type_traits>
@@ -24,12 +27,21 @@ struct Prune {
   static constexpr const char* name = "prune";
   static constexpr int extra_tokens = 0;
   static constexpr bool tracks_sizes = false;
+  // Any unprotected token can go.
+  static constexpr const char* min_keep_reason = "a layer keeps its protected tokens";
+  static constexpr std::int64_t min_keep(std::int64_t tokens, std::int64_t protect) {
+    return protect < tokens ? protect : tokens;
+  }
 };
 
 struct Fuse {
   static constexpr const char* name = "fuse";
   static constexpr int extra_tokens = 1;
   static constexpr bool tracks_sizes = false;
+  static constexpr const char* min_keep_reason = Prune::min_keep_reason;
+  static constexpr std::int64_t min_keep(std::int64_t tokens, std::int64_t protect) {
+    return Prune::min_keep(tokens, protect);
+  }
 };
 
 struct Merge {
@@ -38,6 +50,7 @@ struct Merge {
   static constexpr bool tracks_sizes = true;
   // Fewest tokens one merge can leave: every set-A token merged, i.e. at
   // most half of the unprotected tokens (none when no B token exists).
+  static constexpr const char* min_keep_reason = "Merge removes at most half of the unprotected ones per layer";
   static constexpr std::int64_t min_keep(std::int64_t tokens, std::int64_t protect) {
     return tokens - protect < 2 ? tokens : tokens - (tokens - protect + 1) / 2;
   }

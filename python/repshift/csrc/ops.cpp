@@ -304,10 +304,31 @@ void check_policies(c10::string_view site, c10::string_view importance, c10::str
   });
 }
 
+// Every compress policy of the registry (policies/registry.hpp) and what it
+// does to a block's output: the tokens it appends to a sample that dropped
+// some, and whether it carries token sizes. The fake kernels and the
+// patches read this table rather than knowing policies by name.
+template <class... Compress>
+std::tuple<c10::List<std::string>, c10::List<int64_t>, c10::List<bool>> compress_table(
+    rs::TypeList<Compress...>) {
+  c10::List<std::string> names;
+  c10::List<int64_t> extra_tokens;
+  c10::List<bool> tracks_sizes;
+  (names.push_back(Compress::name), ...);
+  (extra_tokens.push_back(Compress::extra_tokens), ...);
+  (tracks_sizes.push_back(Compress::tracks_sizes), ...);
+  return {names, extra_tokens, tracks_sizes};
+}
+
+std::tuple<c10::List<std::string>, c10::List<int64_t>, c10::List<bool>> compress_policies() {
+  return compress_table(rs::policies::Compressions{});
+}
+
 }  // namespace
 
 TORCH_LIBRARY(repshift, m) {
   m.def("check_policies(str site, str importance, str compress) -> ()", &check_policies);
+  m.def("compress_policies() -> (str[], int[], bool[])", &compress_policies);
   m.def("shift_score(Tensor before, Tensor after, str metric) -> Tensor");
   m.def("select_top(Tensor scores, int keep, int protect=0) -> Tensor");
   m.def("gather_tokens(Tensor x, Tensor idx) -> Tensor");
