@@ -509,21 +509,27 @@ TEST(CudaVideoTransformer, MatchesHostModelWithTheSameKeptTokens) {
 
 // The text embedding and the token-mean pooling in each storage type
 // against the CPU ops on the same (rounded) values: packed and padded ids,
-// sizes, normalisation, widths past one CTA's threads.
+// an empty sample, sizes, normalisation, widths past one CTA's threads.
 TYPED_TEST(CudaTyped, EmbedAndPoolMatchTheHostOps) {
   REQUIRE_DEVICE();
   using T = TypeParam;
-  const int vocab = 11, positions = 40, dim = 300, batch = 3;
-  const std::vector<int> lengths = {17, 1, 33};
+  // An empty sample among them (the row -> sample search skips it); the
+  // pooling, which needs rows, takes the same rows as three samples.
+  const int vocab = 11, positions = 40, dim = 300, batch = 4, longest = 33;
+  const std::vector<int> lengths = {17, 0, 1, 33};
   const auto cu = rs::cu_seqlens_of(lengths.data(), batch);
+  const std::vector<int> pool_cu = {0, 17, 18, 51};
   const int rows = cu.back();
   const auto word = rounded<T>(ref::random_floats(std::size_t(vocab) * dim, 1));
   const auto position = rounded<T>(ref::random_floats(std::size_t(positions) * dim, 2));
   const auto type = rounded<T>(ref::random_floats(std::size_t(dim), 3));
   const auto gamma = rounded<T>(ref::random_floats(std::size_t(dim), 4, 0.5f, 1.5f));
   const auto beta = rounded<T>(ref::random_floats(std::size_t(dim), 5));
-  std::vector<int> ids(static_cast<std::size_t>(rows));
+  std::vector<int> ids(static_cast<std::size_t>(rows)), padded(std::size_t(batch) * longest, -1);
   for (int i = 0; i < rows; ++i) ids[std::size_t(i)] = (i * 7 + 3) % vocab;
+  for (int b = 0; b < batch; ++b)
+    for (int t = 0; t < lengths[std::size_t(b)]; ++t)
+      padded[std::size_t(b) * longest + std::size_t(t)] = ids[std::size_t(cu[std::size_t(b)] + t)];
   rs::EmbedParams<float> h;
   h.ids = ids.data();
   h.cu_seqlens = cu.data();
@@ -541,10 +547,10 @@ TYPED_TEST(CudaTyped, EmbedAndPoolMatchTheHostOps) {
 
   auto dword = to_device<T>(word), dpos = to_device<T>(position), dtype = to_device<T>(type),
        dgamma = to_device<T>(gamma), dbeta = to_device<T>(beta);
-  auto dids = device_copy(ids), dcu = device_copy(std::vector<int>(cu.begin(), cu.end()));
+  auto dids = device_copy(ids), dpadded = device_copy(padded);
+  auto dcu = device_copy(std::vector<int>(cu.begin(), cu.end())), dpool_cu = device_copy(pool_cu);
   rs::cuda::DeviceBuffer<T> dx(std::size_t(rows) * dim);
   rs::EmbedParams<T> d;
-  d.ids = dids.data();
   d.cu_seqlens = dcu.data();
   d.batch = batch;
   d.rows = rows;
@@ -555,8 +561,12 @@ TYPED_TEST(CudaTyped, EmbedAndPoolMatchTheHostOps) {
   d.token_type = dtype.data();
   d.norm = {dgamma.data(), dbeta.data(), 1e-12f};
   d.out = dx.data();
-  rs::Backend<rs::Cuda>::embed_tokens(rs::Cuda{}, d);
-  expect_close(dx.download(want.size()), want, tolerance<T>(), "embed_tokens");
+  for (const bool pad : {false, true}) {
+    d.ids = pad ? dpadded.data() : dids.data();
+    d.ids_stride = pad ? longest : 0;
+    rs::Backend<rs::Cuda>::embed_tokens(rs::Cuda{}, d);
+    expect_close(dx.download(want.size()), want, tolerance<T>(), pad ? "embed_tokens, padded ids" : "embed_tokens");
+  }
 
   // Pooling the CPU's embedding (rounded to T), weighted by sizes, normalised.
   const auto x = rounded<T>(want);
@@ -564,12 +574,12 @@ TYPED_TEST(CudaTyped, EmbedAndPoolMatchTheHostOps) {
   auto dxr = to_device<T>(x);
   auto dsizes = to_device<float>(sizes);
   for (const bool normalize : {false, true}) {
-    std::vector<float> pooled(std::size_t(batch) * dim);
+    std::vector<float> pooled(std::size_t(3) * dim);
     rs::PoolParams<float> hp;
     hp.x = x.data();
-    hp.cu_seqlens = cu.data();
+    hp.cu_seqlens = pool_cu.data();
     hp.sizes = sizes.data();
-    hp.batch = batch;
+    hp.batch = 3;
     hp.channels = dim;
     hp.normalize = normalize;
     hp.out = pooled.data();
@@ -577,9 +587,9 @@ TYPED_TEST(CudaTyped, EmbedAndPoolMatchTheHostOps) {
     rs::cuda::DeviceBuffer<T> dpooled(pooled.size());
     rs::PoolParams<T> dp;
     dp.x = dxr.data();
-    dp.cu_seqlens = dcu.data();
+    dp.cu_seqlens = dpool_cu.data();
     dp.sizes = dsizes.data();
-    dp.batch = batch;
+    dp.batch = 3;
     dp.channels = dim;
     dp.normalize = normalize;
     dp.out = dpooled.data();

@@ -439,6 +439,17 @@ def test_patched_minilm_takes_position_ids_and_return_dict_and_refuses_what_it_c
     repshift.patch.unpatch(model)
 
 
+def test_compress_policies_come_from_the_library_and_merge_is_refused_packed():
+    names, extra_tokens, tracks_sizes = torch.ops.repshift.compress_policies()
+    # What policies/compress.hpp says of each: fuse appends its fused token, merge carries token sizes.
+    assert dict(zip(names, extra_tokens)) == {"prune": 0, "fuse": 1, "merge": 0}
+    assert dict(zip(names, tracks_sizes)) == {"prune": False, "fuse": False, "merge": True}
+    _, model = load_minilm()
+    with pytest.raises(ValueError, match="compress = 'merge' carries token sizes.*offered: prune, fuse"):
+        repshift.patch.hf_bert(model, schedule=[(1, 0.3)], compress="merge")
+    assert not hasattr(model, "_repshift")
+
+
 @CUDA
 @torch.no_grad()
 def test_cuda_patched_minilm_matches_the_cpu_patch():

@@ -139,7 +139,7 @@ struct Block<policies::Transformer, Site, Importance, Compress, Norm> {
                                                     longest, longest, sizeof(float))
                               : 0;
     return {detail::checked_extent(where, "activations", 1, rows, 7 * w.dim + w.mlp_hidden, sizeof(T)),
-            2 * rows + map, rows};
+            2 * rows + map, rows, 3 * (batch + 1)};
   }
   // Room for `batch` samples of up to `tokens` tokens: after this, a
   // forward of that size allocates nothing (and on CUDA is allowed to run).

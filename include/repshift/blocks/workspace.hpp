@@ -27,11 +27,12 @@
 
 namespace repshift {
 
-// Elements a forward needs in each arena.
+// Elements a forward needs in each arena, and the int32 offsets a packed
+// layer's plan stages for its kernels (3 x (batch + 1): in, kept, out).
 struct WorkspaceExtent {
-  std::int64_t values = 0, floats = 0, ints = 0;
+  std::int64_t values = 0, floats = 0, ints = 0, offsets = 0;
   bool fits_in(const WorkspaceExtent& held) const {
-    return values <= held.values && floats <= held.floats && ints <= held.ints;
+    return values <= held.values && floats <= held.floats && ints <= held.ints && offsets <= held.offsets;
   }
 };
 
@@ -62,14 +63,17 @@ class Workspace {
     detail::require_non_negative(where, "values", e.values);
     detail::require_non_negative(where, "floats", e.floats);
     detail::require_non_negative(where, "ints", e.ints);
+    detail::require_non_negative(where, "offsets", e.offsets);
     detail::checked_extent(where, "values", 1, 1, e.values, sizeof(T));
     detail::checked_extent(where, "floats", 1, 1, e.floats, sizeof(float));
     values_.resize(std::size_t(e.values));
     floats_.resize(std::size_t(e.floats));
     ints_.resize(std::size_t(e.ints));
+    plan_ints_.resize(std::size_t(e.offsets));
   }
   WorkspaceExtent held() const {
-    return {std::int64_t(values_.size()), std::int64_t(floats_.size()), std::int64_t(ints_.size())};
+    return {std::int64_t(values_.size()), std::int64_t(floats_.size()), std::int64_t(ints_.size()),
+            std::int64_t(plan_ints_.size())};
   }
 
   // The forward path's check: grows (CPU) or refuses (CUDA) a workspace

@@ -195,7 +195,7 @@ class BasicBertEncoder {
     detail::require_positive(where, "batch", batch);
     detail::require_positive(where, "tokens", tokens);
     detail::require_at_most(where, "tokens", tokens, "config.max_positions", config().max_positions);
-    grow({batch, detail::checked_extent(where, "batch x tokens", batch, tokens, 1, 1), tokens});
+    grow(where, {batch, detail::checked_extent(where, "batch x tokens", batch, tokens, 1, 1), tokens});
   }
 
   // Packed sentences (FlashAttention's varlen layout): ids [total] token
@@ -256,11 +256,11 @@ class BasicBertEncoder {
     bool fits_in(const Extent& o) const { return batch <= o.batch && rows <= o.rows && longest <= o.longest; }
   };
 
-  void grow(const Extent& want) {
+  void grow(const char* where, const Extent& want) {
     const Extent e{std::max(want.batch, held_.batch), std::max(want.rows, held_.rows),
                    std::max(want.longest, held_.longest)};
     const std::int64_t C = config().dim;
-    detail::checked_extent("BertEncoder::reserve", "activations", 1, e.rows,
+    detail::checked_extent(where, "activations", 1, e.rows,
                            std::max<std::int64_t>(3 * C, config().mlp_hidden), sizeof(T));
     ws_.reserve(BlockType::workspace_extent(weights_->block(0), e.batch, e.rows, e.longest));
     ping_.resize(std::size_t(e.rows * C));
@@ -286,11 +286,11 @@ class BasicBertEncoder {
     if (!need.fits_in(held_)) {
       if (!B::grows_on_demand) {
         detail::fail(where,
-                     "{} sentences of {} tokens in all (the longest {}) exceed the reserved {} sentences of up to "
-                     "{} tokens: call reserve(batch, tokens) first",
-                     need.batch, need.rows, need.longest, held_.batch, held_.longest);
+                     "{} sentences of {} tokens in all, the longest {}, exceed what reserve() holds: {} sentences, "
+                     "{} tokens in all, the longest {}: call reserve(batch, tokens) first",
+                     need.batch, need.rows, need.longest, held_.batch, held_.rows, held_.longest);
       }
-      grow(need);
+      grow(where, need);
     }
     cu_in_.assign(cu_seqlens, cu_seqlens + batch + 1);
     cu_out_.resize(cu_in_.size());
