@@ -34,6 +34,7 @@
 #include "pixel_reduce.cuh"
 #include "pool.cuh"
 #include "pool_tokens.cuh"
+#include "rms_norm.cuh"
 #include "select_top.cuh"
 #include "selective_scan.cuh"
 #include "shift_score.cuh"
@@ -173,7 +174,7 @@ struct Backend<Cuda> {
     if (!ctx.blas) detail::fail("Backend<Cuda>::linear_strided", "no cuda::Blas: make the workspace or model with one");
     ctx.blas->linear(exec, cuda::LinearShape{rows, k, n, ldx, n}, x, w, bias, y);
   }
-  // tokens > 0: one row per sample, its token[r] (cuda/layer_norm.cuh).
+  // tokens > 0: one row per sample, its token[r] (cuda/rms_norm.cuh).
   template <class T>
   static void rms_norm_rows(const Cuda& exec, const T* src, T* dst, std::int64_t rows, std::int64_t channels,
                             const RmsNormParams<T>& norm, const int* token = nullptr, std::int64_t tokens = 0) {
