@@ -32,7 +32,7 @@ __global__ void __launch_bounds__(ScoreTiling::kThreads) embed_tokens_kernel(Emb
   if (row >= p.rows) return;
   const int lane = threadIdx.x % kWarp;
   const std::int64_t b = sample_of_row(p.cu_seqlens, p.batch, row), t = row - p.cu_seqlens[b];
-  const std::int64_t at = p.ids_stride ? b * p.ids_stride + t : row;
+  const std::int64_t at = p.id_at(b, t);
   const int id = p.ids[at];
   T* out = p.out + row * p.dim;
   if (id < 0 || id >= p.vocab) {

@@ -215,9 +215,6 @@ class BasicBertEncoder {
     detail::require_pointer(where, "pooled", pooled);
     detail::check_cu_seqlens(where, "cu_seqlens", cu_seqlens, batch);
     check_sentences(where, cu_seqlens, batch, schedule);
-    if constexpr (is_host_v<Exec>) {
-      for (std::int64_t i = 0; i < cu_seqlens[batch]; ++i) check_id(where, ids, i);
-    }
     run(where, exec, ids, 0, cu_seqlens, batch, pooled, schedule, normalize, trace);
   }
 
@@ -239,9 +236,6 @@ class BasicBertEncoder {
     for (int b = 0; b < batch; ++b) {
       if (lengths[b] < 1 || lengths[b] > tokens) {
         detail::fail(where, "lengths[{}] = {} is outside [1, tokens = {}]", b, lengths[b], tokens);
-      }
-      if constexpr (is_host_v<Exec>) {
-        for (int t = 0; t < lengths[b]; ++t) check_id(where, ids, std::int64_t(b) * tokens + t);
       }
     }
     const std::vector<int> cu = cu_seqlens_of(lengths, batch);
@@ -281,8 +275,17 @@ class BasicBertEncoder {
     const BertConfig& cfg = config();
     const ModelWeights& w = *weights_;
     const std::int64_t C = cfg.dim;
-    Extent need{batch, cu_seqlens[batch], 0};
-    for (int b = 0; b < batch; ++b) need.longest = std::max<std::int64_t>(need.longest, cu_seqlens[b + 1] - cu_seqlens[b]);
+    // x = LN(word[id] + position[t] + token_type[0]), t the position within the sentence.
+    EmbedParams<T> embed;
+    embed.ids = ids;
+    embed.ids_stride = ids_stride;
+    embed.cu_seqlens = cu_seqlens;  // host memory here; staged for the kernel below
+    embed.batch = batch;
+    embed.rows = cu_seqlens[batch];
+    embed.vocab = cfg.vocab_size;
+    // The CPU refuses a bad id before anything runs; CUDA's kernel reports it (exec.status).
+    if constexpr (is_host_v<Exec>) embed.check_ids_host(where);
+    const Extent need{batch, embed.rows, max_seqlen(cu_seqlens, batch)};
     if (!need.fits_in(held_)) {
       if (!B::grows_on_demand) {
         detail::fail(where,
@@ -295,15 +298,8 @@ class BasicBertEncoder {
     cu_in_.assign(cu_seqlens, cu_seqlens + batch + 1);
     cu_out_.resize(cu_in_.size());
 
-    // x = LN(word[id] + position[t] + token_type[0]), t the position within the sentence.
-    EmbedParams<T> embed;
-    embed.ids = ids;
-    embed.ids_stride = ids_stride;
     embed.cu_seqlens = B::stage_ints(exec, cu_in_, cu_staged_);
-    embed.batch = batch;
-    embed.rows = need.rows;
     embed.dim = C;
-    embed.vocab = cfg.vocab_size;
     embed.word = w["embeddings.word_embeddings.weight"];
     embed.position = w["embeddings.position_embeddings.weight"];
     embed.token_type = w["embeddings.token_type_embeddings.weight"];
@@ -373,12 +369,6 @@ class BasicBertEncoder {
       }
       schedule.check_sample(where, b, n, cfg.depth);
       schedule.check_reachable<Compress>(where, b, n, cfg.depth);
-    }
-  }
-
-  void check_id(const char* where, const int* ids, std::int64_t i) const {
-    if (ids[i] < 0 || ids[i] >= config().vocab_size) {
-      detail::fail(where, "ids[{}] = {} is outside [0, vocab_size = {})", i, ids[i], config().vocab_size);
     }
   }
 
