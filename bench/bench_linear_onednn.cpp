@@ -9,7 +9,10 @@
 // image) and at the paper schedule's smallest count (102), and UMT-B's at
 // T = 12 (2352 tokens, and 1205 after video_retrieval()).
 // bench/peer/kernels_vs_pytorch.py runs BM_OneDnnStored against PyTorch's
-// F.linear. Run with
+// F.linear. BM_Sgemm* time rs::cpu::sgemm, the GEMM of the map attention
+// and the NCHW convolution, through each library at the map attention's
+// shapes (Q K^T and P V of one head, DeiT-S and UMT-B at T = 12): the
+// figures behind its choice (cpu/gemm.hpp). Run with
 //   --benchmark_repetitions=5 --benchmark_enable_random_interleaving=true
 
 #include <benchmark/benchmark.h>
@@ -17,6 +20,8 @@
 #include <oneapi/dnnl/dnnl.hpp>
 
 #include <cblas.h>
+
+#include <repshift/cpu/gemm.hpp>
 
 #include <random>
 #include <vector>
@@ -93,6 +98,36 @@ void BM_OneDnnPacked(benchmark::State& state) { onednn(state, false); }
 void BM_OneDnnPackedBias(benchmark::State& state) { onednn(state, true); }
 void BM_OneDnnStored(benchmark::State& state) { onednn(state, false, true); }
 
+// One head of the map attention: Q K^T (rows x rows x 64, B transposed),
+// then P V (rows x 64 x rows).
+void sgemm(benchmark::State& state, repshift::cpu::SgemmLibrary library) {
+  const int n = int(state.range(0)), dh = 64;
+  const bool scores = state.range(1) == 0;
+  const auto a = random_floats(std::size_t(n) * (scores ? dh : n), 1), b = random_floats(std::size_t(n) * dh, 2);
+  std::vector<float> c(std::size_t(n) * (scores ? n : dh));
+  const repshift::Host host{};
+  const repshift::cpu::LibraryThreads threads(host);
+  for (auto _ : state) {
+    if (scores) {
+      repshift::cpu::sgemm(library, true, n, n, dh, 0.125f, a.data(), dh, b.data(), dh, 0.0f, c.data(), n);
+    } else {
+      repshift::cpu::sgemm(library, false, n, dh, n, 1.0f, a.data(), n, b.data(), dh, 0.0f, c.data(), dh);
+    }
+    benchmark::DoNotOptimize(c.data());
+  }
+  state.counters["GFLOP/s"] =
+      benchmark::Counter(2.0 * n * n * dh * double(state.iterations()) * 1e-9, benchmark::Counter::kIsRate);
+}
+void BM_SgemmOpenBlas(benchmark::State& state) { sgemm(state, repshift::cpu::SgemmLibrary::Blas); }
+void BM_SgemmOneDnn(benchmark::State& state) { sgemm(state, repshift::cpu::SgemmLibrary::OneDnn); }
+
+void attention_shapes(benchmark::internal::Benchmark* b) {
+  for (int n : {197, 2352}) {
+    for (int product : {0, 1}) b->Args({n, product});
+  }
+  b->ArgNames({"tokens", "pv"})->Unit(benchmark::kMicrosecond)->UseRealTime();
+}
+
 void layer_shapes(benchmark::internal::Benchmark* b, int rows, int dim) {
   b->Args({rows, dim, 3 * dim});  // qkv
   b->Args({rows, dim, dim});      // proj
@@ -114,4 +149,6 @@ BENCHMARK(BM_OpenBlas)->Apply(shapes);
 BENCHMARK(BM_OneDnnPacked)->Apply(shapes);
 BENCHMARK(BM_OneDnnPackedBias)->Apply(shapes);
 BENCHMARK(BM_OneDnnStored)->Apply(shapes);
+BENCHMARK(BM_SgemmOpenBlas)->Apply(attention_shapes);
+BENCHMARK(BM_SgemmOneDnn)->Apply(attention_shapes);
 BENCHMARK_MAIN();

@@ -12,6 +12,7 @@
 #include <cstring>
 #include <limits>
 #include <random>
+#include <string>
 #include <vector>
 
 #include <repshift/cuda.hpp>
@@ -145,6 +146,74 @@ TEST(CudaPacked, SelectAndGatherBitIdenticalToHost) {
   rs::gather_tokens_varlen(rs::Cuda{}, dx.data(), dcu.data(), di.data(), dkcu.data(), dout.data(), batch, max_n, max_k,
                            channels);
   EXPECT_EQ(dout.to_host(), want);
+}
+
+// Packed scores: every row scored as on the CPU, whatever sample it is in.
+TEST(CudaPacked, ShiftScoreMatchesHost) {
+  REQUIRE_DEVICE();
+  const std::vector<int> lengths = {7, 1, 130};
+  const int batch = int(lengths.size()), channels = 96;
+  const auto cu = rs::cu_seqlens_of(lengths.data(), batch);
+  const int total = cu.back();
+  const auto before = ref::random_floats(std::size_t(total) * channels, 31);
+  const auto after = ref::random_floats(before.size(), 32);
+  std::vector<float> want(static_cast<std::size_t>(total));
+  rs::shift_score_varlen<rs::policies::Cosine>(rs::Host{}, before.data(), after.data(), want.data(), cu.data(), batch,
+                                               total, channels);
+  auto db = device_copy(before), da = device_copy(after);
+  auto dcu = device_copy(cu);
+  rs::cuda::DeviceBuffer<float> ds(want.size());
+  rs::shift_score_varlen<rs::policies::Cosine>(rs::Cuda{}, db.data(), da.data(), ds.data(), dcu.data(), batch, total,
+                                               channels);
+  const auto got = ds.to_host();
+  for (std::size_t i = 0; i < got.size(); ++i) EXPECT_NEAR(got[i], want[i], 1e-5f) << "row " << i;
+}
+
+// Strided views (scores a column of a wider array, indices and rows with
+// padded strides): the same indices and rows as the CPU path.
+TEST(CudaTensorViews, StridedSelectAndGatherBitIdenticalToHost) {
+  REQUIRE_DEVICE();
+  using View2 = rs::TensorView<const float, 2>;
+  using View3 = rs::TensorView<const float, 3>;
+  const int batch = 3, tokens = 57, keep = 40, channels = 24;
+  const int score_stride = 2, idx_row = keep + 5, x_row = channels + 8, out_row = channels + 4;
+  const auto scores = ref::random_floats(std::size_t(batch) * tokens * score_stride, 41);
+  const auto x = ref::random_floats(std::size_t(batch) * tokens * x_row, 42);
+  const std::array<std::int64_t, 2> score_strides{tokens * score_stride, score_stride}, idx_strides{idx_row, 1};
+  const std::array<std::int64_t, 3> x_strides{tokens * x_row, x_row, 1}, out_strides{keep * out_row, out_row, 1};
+  std::vector<int> want_idx(std::size_t(batch) * idx_row, -7);
+  rs::select_top(rs::Host{}, View2{scores.data(), {batch, tokens}, score_strides},
+                 rs::TensorView<int, 2>{want_idx.data(), {batch, keep}, idx_strides}, 1);
+  std::vector<float> want(std::size_t(batch) * keep * out_row, -1.0f);
+  rs::gather_tokens(rs::Host{}, View3{x.data(), {batch, tokens, channels}, x_strides},
+                    rs::TensorView<const int, 2>{want_idx.data(), {batch, keep}, idx_strides},
+                    rs::TensorView<float, 3>{want.data(), {batch, keep, channels}, out_strides});
+
+  auto ds = device_copy(scores), dx = device_copy(x);
+  auto di = device_copy(std::vector<int>(want_idx.size(), -7));
+  auto dout = device_copy(std::vector<float>(want.size(), -1.0f));
+  rs::select_top(rs::Cuda{}, View2{ds.data(), {batch, tokens}, score_strides},
+                 rs::TensorView<int, 2>{di.data(), {batch, keep}, idx_strides}, 1);
+  ASSERT_EQ(di.to_host(), want_idx);  // the padding between rows untouched too
+  rs::gather_tokens(rs::Cuda{}, View3{dx.data(), {batch, tokens, channels}, x_strides},
+                    rs::TensorView<const int, 2>{di.data(), {batch, keep}, idx_strides},
+                    rs::TensorView<float, 3>{dout.data(), {batch, keep, channels}, out_strides});
+  EXPECT_EQ(dout.to_host(), want);
+}
+
+// A failed runtime call becomes a CudaError that names the call and the code.
+TEST(CudaErrors, AFailedCallThrowsCudaErrorNamingIt) {
+  REQUIRE_DEVICE();
+  void* p = nullptr;
+  try {
+    rs::cuda_detail::check(cudaMalloc(&p, std::size_t(1) << 62), "cudaMalloc(4 EiB)");
+    FAIL() << "a 4 EiB cudaMalloc succeeded";
+  } catch (const rs::CudaError& e) {
+    EXPECT_EQ(e.code(), cudaErrorMemoryAllocation);
+    EXPECT_NE(std::string(e.what()).find("cudaMalloc(4 EiB) failed: cudaErrorMemoryAllocation"), std::string::npos)
+        << e.what();
+  }
+  (void)cudaGetLastError();  // not sticky: clear it for the tests after
 }
 
 TEST(CudaSelectTop, RefusesMoreTokensThanOneTile) {

@@ -97,6 +97,25 @@ TEST(Dispatch, UnknownNamesAndInvalidPairsThrowNamingThem) {
                  {"compress = 'tome' is not one of prune, fuse, merge"});
 }
 
+// with_metric: the three shift metrics the entry points take, each selecting
+// the type whose score it computes; the baselines are not metrics.
+TEST(Dispatch, WithMetricSelectsTheShiftMetricsAlone) {
+  const float after[2] = {3.0f, -1.0f}, before[2] = {1.0f, 1.0f};  // difference (2, -2)
+  auto score = [&](const char* name) {
+    return rs::with_metric(name, [&](auto m) {
+      using M = decltype(m);
+      auto acc = M::init();
+      for (int c = 0; c < 2; ++c) M::accumulate(acc, after[c], before[c]);
+      return M::finalize(acc);
+    });
+  };
+  EXPECT_FLOAT_EQ(score("l1"), 4.0f);
+  EXPECT_FLOAT_EQ(score("l2"), std::sqrt(8.0f));
+  EXPECT_FLOAT_EQ(score("cosine"), 1.0f - 2.0f / (std::sqrt(10.0f) * std::sqrt(2.0f)));
+  expect_refused([&] { score("norm"); }, {"metric = 'norm' is not one of l1, l2, cosine"});
+  expect_refused([&] { score("random"); }, {"metric = 'random' is not one of l1, l2, cosine"});
+}
+
 // The backbone dimension of the sweep: every combination a Block accepts,
 // none it refuses.
 TEST(Sweep, ExpandsExactlyTheValidCombinations) {

@@ -40,3 +40,14 @@ def _(x, norm1_w, norm1_b, qkv_w, qkv_b, proj_w, proj_b, norm2_w, norm2_b, fc1_w
     kept_sizes = x.new_empty((b, keep) if TRACKS_SIZES.get(compress, False) and keep < n else (0,), dtype=torch.float32)
     return (x.new_empty((b, out_tokens, c)), x.new_empty((b, keep), dtype=torch.int64),
             x.new_empty((b, n), dtype=torch.float32), kept_sizes)
+
+
+@torch.library.register_fake("repshift::block_forward_varlen")
+def _(x, cu_seqlens, kept_cu_seqlens, norm1_w, norm1_b, qkv_w, qkv_b, proj_w, proj_b, norm2_w, norm2_b, fc1_w, fc1_b,
+      fc2_w, fc2_b, heads, eps, site, importance, compress, protect=1, post_norm=False, seed=0):
+    # Data-dependent: the kept rows (kept_cu_seqlens[-1]) and the output rows
+    # (those plus the compress policy's extra token per sample that dropped some).
+    ctx = torch.library.get_ctx()
+    out_rows, kept = ctx.new_dynamic_size(), ctx.new_dynamic_size()
+    return (x.new_empty((out_rows, x.shape[1])), x.new_empty((kept,), dtype=torch.int64),
+            x.new_empty((x.shape[0],), dtype=torch.float32), cu_seqlens.new_empty(cu_seqlens.shape))

@@ -218,6 +218,95 @@ def test_block_forward_varlen_matches_each_sample_alone_and_returns_indices_when
             torch.testing.assert_close(scores[cu[b]:cu[b + 1]], want_scores[0], rtol=1e-4, atol=1e-4)
 
 
+def splitmix_score(seed, token):
+    """policies::Random::score, in Python integers (mod 2^64)."""
+    m = (1 << 64) - 1
+    z = (seed * 0x9E3779B97F4A7C15 + token * 0x94D049BB133111EB + 0xBF58476D1CE4E5B9) & m
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & m
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & m
+    z ^= z >> 31
+    return (z >> 40) / 16777216.0
+
+
+def plain_policy_block(blk, x, site, importance, keep, seed):
+    """A timm block in plain PyTorch, scored at `site` by `importance`, pruned to `keep` (CLS protected):
+    (out, idx, scores). Attention-site scores prune before the MLP."""
+    h = blk.norm1(x)
+    b, n, c = x.shape
+    heads = blk.attn.num_heads
+    q, k, v = blk.attn.qkv(h).reshape(b, n, 3, heads, c // heads).permute(2, 0, 3, 1, 4)
+    probs = ((q @ k.transpose(-2, -1)) * blk.attn.scale).softmax(-1)  # [b, heads, n, n]
+    a = blk.attn.proj((probs @ v).transpose(1, 2).reshape(b, n, c))
+    x1 = x + a
+    m = blk.mlp(blk.norm2(x1))
+    y = x1 + m
+    after, before = {"attn": (a, x), "mlp": (m, x1), "block": (y, x), "attn_update": (x1, x),
+                     "mlp_update": (y, x1)}[site]
+    if importance in ("l1", "l2", "cosine"):
+        scores = ref_score(before, after, importance).float()
+    elif importance == "norm":
+        scores = after.norm(dim=-1)
+    elif importance == "random":
+        scores = torch.tensor([[splitmix_score(seed, t) for t in range(n)]] * b)
+    elif importance == "cls_attn":
+        scores = probs[:, :, 0, :].mean(1)
+    else:  # attn_received
+        scores = probs.mean((1, 2))
+    idx = ref_select(scores.double(), keep, 1)
+    gather = lambda t: torch.gather(t, 1, idx.unsqueeze(-1).expand(-1, -1, c))  # noqa: E731
+    if site in ("attn", "attn_update"):
+        x1k = gather(x1)
+        return x1k + blk.mlp(blk.norm2(x1k)), idx, scores
+    return gather(y), idx, scores
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("site", ["attn", "mlp", "block", "attn_update", "mlp_update"])
+@pytest.mark.parametrize("importance", ["l1", "l2", "cosine", "norm", "random", "cls_attn", "attn_received"])
+def test_block_forward_scores_and_keeps_like_plain_pytorch_for_every_site_and_importance(site, importance):
+    if importance in ("cls_attn", "attn_received") and site != "attn":
+        with pytest.raises(ValueError, match="attention map"):
+            OPS.check_policies(site, importance, "prune")
+        return
+    blk = timm.models.vision_transformer.Block(48, 4, qkv_bias=True).eval()
+    x = torch.randn(2, 29, 48)
+    seed = 7
+    want, want_idx, want_scores = plain_policy_block(blk, x, site, importance, 20, seed)
+    out, idx, scores, _ = OPS.block_forward(x, *block_params(blk), 4, blk.norm1.eps, site, importance, "prune", 20, 1,
+                                            False, seed)
+    torch.testing.assert_close(scores, want_scores.float(), rtol=1e-4, atol=1e-5)
+    assert torch.equal(idx, want_idx)
+    torch.testing.assert_close(out, want, rtol=1e-4, atol=1e-4)
+    if importance == "random":  # another seed, another ranking
+        other = OPS.block_forward(x, *block_params(blk), 4, blk.norm1.eps, site, importance, "prune", 20, 1, False,
+                                  seed + 1)[2]
+        assert not torch.equal(other, scores)
+
+
+@torch.no_grad()
+def test_block_forward_varlen_compiles_with_fullgraph():
+    """The fake kernels of the packed ops give data-dependent row counts (kept_cu_seqlens[-1])."""
+    blk = timm.models.vision_transformer.Block(32, 2, qkv_bias=True).eval()
+    cu = torch.tensor([0, 9, 12, 30], dtype=torch.int32)
+    kept_cu = repshift.kept_cu_seqlens(cu, 0.3, 1)
+    x = torch.randn(30, 32)
+    w = block_params(blk)
+
+    def layer(x, cu, kept_cu):
+        out, idx, scores, out_cu = OPS.block_forward_varlen(x, cu, kept_cu, *w, 2, blk.norm1.eps, "mlp", "l2",
+                                                            "fuse", 1)
+        return out * 2, idx, scores, out_cu
+
+    eager = layer(x, cu, kept_cu)
+    torch._dynamo.reset()
+    with torch._dynamo.config.patch(capture_dynamic_output_shape_ops=True):
+        compiled = torch.compile(layer, fullgraph=True, backend="aot_eager")(x, cu, kept_cu)
+    for got, want in zip(compiled, eager):
+        assert torch.equal(got, want)
+    dropped = int(((kept_cu[1:] - kept_cu[:-1]) < (cu[1:] - cu[:-1])).sum())  # the 3-token sample keeps all
+    assert dropped == 2 and compiled[0].shape[0] == int(kept_cu[-1]) + dropped  # Fuse: one row per sample that dropped
+
+
 # ---- errors ------------------------------------------------------------------------------------
 
 def test_bad_arguments_raise_with_the_library_message():

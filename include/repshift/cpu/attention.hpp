@@ -18,7 +18,7 @@
 //
 // attention_with_map: the plain path, materialising softmax(Q K^T) as
 // [B, H, N, N] probabilities for attention-based baselines (CLS attention),
-// then O = P V; both products go through BLAS.
+// then O = P V; both products go through cpu::sgemm (OpenBLAS or oneDNN).
 //
 // key_lengths (optional, per sample) masks padding keys, as a BERT
 // attention mask does; padded query rows are still computed (over the
@@ -44,12 +44,11 @@
 #include <new>
 #include <vector>
 
-#include <cblas.h>
-
 #include "../params/attention.hpp"
 #include "../core/error.hpp"
 #include "../core/exec.hpp"
 #include "cpu_isa.hpp"
+#include "gemm.hpp"
 #include "math.hpp"
 #include "parallel.hpp"
 #include "simd_targets.hpp"
@@ -122,7 +121,8 @@ inline void attention_with_map(const Host& host, const AttentionParams& p, float
   auto plane = [&](int which, std::int64_t b, std::int64_t h) {
     return qkv.data() + (((which * p.batch + b) * p.heads + h) * n) * dh;
   };
-  const LibraryThreads threads_scope(host);  // OpenBLAS's GEMMs below
+  const LibraryThreads threads_scope(host);  // the GEMMs below (OpenBLAS's or oneDNN's)
+  const SgemmLibrary library = sgemm_library();
   const int threads = threads_scope.count();
 #pragma omp parallel for num_threads(threads)
   for (std::int64_t bn = 0; bn < p.batch * n; ++bn) {
@@ -143,8 +143,8 @@ inline void attention_with_map(const Host& host, const AttentionParams& p, float
       float* s = probs + (b * p.heads + h) * n * n;
       if (rows < n) std::fill(s, s + n * n, 0.0f);
       if (rows == 0) continue;
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(rows), int(rows), int(dh), p.scale,
-                  plane(0, b, h), int(dh), plane(1, b, h), int(dh), 0.0f, s, int(n));
+      sgemm(library, true, int(rows), int(rows), int(dh), p.scale, plane(0, b, h), int(dh), plane(1, b, h), int(dh),
+            0.0f, s, int(n));
     }
   }
 #pragma omp parallel for num_threads(threads)
@@ -177,9 +177,8 @@ inline void attention_with_map(const Host& host, const AttentionParams& p, float
     const std::int64_t rows = p.queries(b);
     if (rows == 0) continue;
     for (std::int64_t h = 0; h < p.heads; ++h) {
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(rows), int(dh), int(rows), 1.0f,
-                  probs + (b * p.heads + h) * n * n, int(n), plane(2, b, h), int(dh), 0.0f,
-                  p.out + p.out_offset(b) + h * dh, int(p.out_token_stride));
+      sgemm(library, false, int(rows), int(dh), int(rows), 1.0f, probs + (b * p.heads + h) * n * n, int(n),
+            plane(2, b, h), int(dh), 0.0f, p.out + p.out_offset(b) + h * dh, int(p.out_token_stride));
     }
   }
 }

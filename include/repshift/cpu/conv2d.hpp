@@ -1,12 +1,10 @@
 #pragma once
-// 2-D convolution on NCHW maps as im2col + one BLAS SGEMM per sample
+// 2-D convolution on NCHW maps as im2col + one SGEMM per sample (cpu/gemm.hpp)
 // (out[b] = W[Cout, Cin k k] . cols[Cin k k, Ho Wo]); a 1x1 stride-1 conv
 // reads the map itself as cols. Bias and ReLU are applied in the pass that
 // follows the GEMM; the bottleneck's last conv instead hands its raw
 // product to the residual epilogue (cpu/residual_map.hpp). Max and global
 // average pooling for the ResNet stem and head.
-
-#include <cblas.h>
 
 #include <algorithm>
 #include <cmath>
@@ -17,6 +15,7 @@
 #include "../params/conv2d.hpp"
 #include "../core/error.hpp"
 #include "../core/exec.hpp"
+#include "gemm.hpp"
 #include "parallel.hpp"
 
 namespace repshift {
@@ -54,7 +53,8 @@ void conv2d(const Host& host, const Conv2dShape& s, const float* x, std::int64_t
   s.check_call("conv2d", batch, H, W, x, weight, bias, Epilogue != ConvEpilogue::None, "out", out);
   const std::int64_t Ho = s.out_size(H), Wo = s.out_size(W), n = Ho * Wo, K = s.patch();
   if (!s.is_pointwise() && std::int64_t(cols.size()) < K * n) cols.resize(std::size_t(K * n));
-  const LibraryThreads threads(host);  // OpenBLAS's GEMM below
+  const LibraryThreads threads(host);  // the GEMM below (OpenBLAS's or oneDNN's)
+  const SgemmLibrary library = sgemm_library();
   for (std::int64_t b = 0; b < batch; ++b) {
     const float* xb = x + b * s.in_channels * H * W;
     const float* src = xb;
@@ -63,8 +63,7 @@ void conv2d(const Host& host, const Conv2dShape& s, const float* x, std::int64_t
       src = cols.data();
     }
     float* ob = out + b * s.out_channels * n;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(s.out_channels), int(n), int(K), 1.0f, weight, int(K),
-                src, int(n), 0.0f, ob, int(n));
+    sgemm(library, false, int(s.out_channels), int(n), int(K), 1.0f, weight, int(K), src, int(n), 0.0f, ob, int(n));
     if constexpr (Epilogue != ConvEpilogue::None) {
 #pragma omp parallel for schedule(static) num_threads(thread_count(host))
       for (std::int64_t c = 0; c < s.out_channels; ++c) {

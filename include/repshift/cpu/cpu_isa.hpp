@@ -64,15 +64,20 @@ inline CpuIsa detected_cpu_isa() {
   return CpuIsa::Baseline;
 }
 
+// Whether `name` spells `lower` (lower case) in any case: the environment
+// variables' values and OpenBLAS's core names.
+inline bool same_name(const char* name, const char* lower) {
+  while (*name && std::tolower(static_cast<unsigned char>(*name)) == *lower) ++name, ++lower;
+  return !*name && !*lower;
+}
+
 // REPSHIFT_MAX_CPU_ISA, read at each call (a test may set it between runs);
 // unset: no cap.
 inline CpuIsa cpu_isa_limit() {
   const char* value = std::getenv("REPSHIFT_MAX_CPU_ISA");
   if (!value || !*value) return CpuIsa::Avx512;
   for (CpuIsa isa : {CpuIsa::Baseline, CpuIsa::Avx2, CpuIsa::Avx512}) {
-    const char *a = value, *b = to_string(isa);
-    while (*a && std::tolower(static_cast<unsigned char>(*a)) == *b) ++a, ++b;
-    if (!*a && !*b) return isa;
+    if (same_name(value, to_string(isa))) return isa;
   }
   repshift::detail::fail("REPSHIFT_MAX_CPU_ISA", "'{}' is not baseline, avx2 or avx512", value);
 }
