@@ -200,16 +200,23 @@ double attention_rss_mib(int tokens, bool map) {
 int main(int argc, char** argv) {
   const std::string name = argc > 1 ? argv[1] : "";
   if (!((argc == 5 && (name == "deit_s" || name == "deit_b" || name == "resnet50")) ||
-        (argc == 7 && name == "minilm") || (argc == 6 && name == "umt_b") || (argc == 4 && name == "attention_rss"))) {
+        (argc == 7 && name == "minilm") || (argc == 6 && name == "umt_b") || (argc == 4 && name == "attention_rss") ||
+        (argc == 2 && name == "sgemm"))) {
     fmt::print(stderr,
                "usage: {0} deit_s|deit_b|resnet50 BATCH pruned|unpruned SECONDS (deit: also pruned_bf16|unpruned_bf16)\n"
                "       {0} minilm BATCH pruned|unpruned SECONDS SEQ_LEN MODEL.safetensors\n"
                "       {0} umt_b BATCH flash|map|pruned|attn_pruned SECONDS FRAMES\n"
-               "       {0} attention_rss TOKENS flash|map\n",
+               "       {0} attention_rss TOKENS flash|map\n"
+               "       {0} sgemm   (whose sgemm the map attention and NCHW convolution call here)\n",
                argv[0]);
     return 2;
   }
   try {
+    if (name == "sgemm") {
+      const char* core = rs::cpu::blas_core();
+      fmt::print("{} (OpenBLAS core {})\n", rs::cpu::name(rs::cpu::sgemm_library()), *core ? core : "unknown");
+      return 0;
+    }
     if (name == "attention_rss") {
       fmt::print("{:.1f}\n", attention_rss_mib(std::atoi(argv[2]), std::string(argv[3]) == "map"));
       return 0;

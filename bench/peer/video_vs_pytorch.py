@@ -15,8 +15,9 @@ ranked by attention received (mean over heads and queries) on the map path.
 (d) PyTorch: the same UMT-B written with F.scaled_dot_product_attention,
 unpruned and with (b)'s pruning written the obvious PyTorch way (score,
 torch.topk, sort, gather). Reports (b)/(a), (b)/(a'), (b)/(c), (b)/(d
-pruned) and (b)/(d unpruned). (a') and (c) run their GEMMs on OpenBLAS
-at its best: an OPENBLAS_CORETYPE that pins an AVX2 core on an AVX-512
+pruned) and (b)/(d unpruned). (a') and (c) run their GEMMs through
+cpu::sgemm (OpenBLAS, or oneDNN's sgemm where OpenBLAS's core is generic
+for the CPU), OpenBLAS at its best: an OPENBLAS_CORETYPE that pins an AVX2 core on an AVX-512
 CPU is dropped for our process (openblas_core()). With --rss, the peak RSS of one UMT-B
 attention (12 heads x 64) on the flash and the map path from 1k to 16k
 tokens, each in a fresh process, as a table and a PNG. --variants runs
@@ -143,6 +144,8 @@ def main():
     env = dict(blas_env, OMP_NUM_THREADS=str(THREADS), **(AVX2_OURS if avx2 else {}))
     if avx2:
         blas_note = "OpenBLAS core Haswell (--avx2: both sides held to AVX2)"
+    # Whose sgemm cpu::sgemm takes under that environment (oneDNN's where OpenBLAS's core is generic here).
+    sgemm = subprocess.run([binary, "sgemm"], capture_output=True, text=True, env=env).stdout.strip() or "unknown"
 
     def ours(variant, batch, frames):
         out = subprocess.run([binary, "umt_b", str(batch), variant, str(seconds), str(frames)], check=True,
@@ -169,7 +172,7 @@ def main():
              f"{torch.__version__} (SDPA), CPU, {THREADS} threads, {datetime.date.today()}; clips/s, medians of "
              f"{rounds} interleaved rounds, each a median over ~{seconds:.0f} s of forward passes. Pruned: r = 0.2 at "
              f"blocks 0, 1, 2 (the paper's UMT retrieval setting; 2352 -> 1882 -> 1506 -> 1205 tokens at T = 12). "
-             f"(a') and (c) multiply through OpenBLAS: {blas_note}. "
+             f"(a') and (c) multiply through cpu::sgemm: {sgemm}; {blas_note}. "
              f"Regenerate: `python3 bench/peer/video_vs_pytorch.py build/release/bench/model_timing`.", "",
              "| T | tokens | batch | (a) flash | (a') map | (b) pruned | (c) attn-received pruned | (d) PyTorch | "
              "(d) PyTorch pruned | (b)/(a) | (b)/(a') | (b)/(c) | (b)/(d pruned) | (b)/(d) |",
