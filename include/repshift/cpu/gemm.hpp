@@ -18,8 +18,8 @@
 // Which kernels OpenBLAS runs is its own run-time pick, and a CPU newer
 // than the release falls to its generic SSE3 core: Debian's 0.3.21 calls
 // an Emerald Rapids Xeon (family 6, model 207) "Prescott" and multiplies
-// at 34-58 GFLOP/s on 2 cores where oneDNN's sgemm runs 190-300
-// (docs/performance.md). So every float GEMM of the CPU kernels goes
+// the map attention's products at 48-61 GFLOP/s on 2 cores, where oneDNN's
+// sgemm runs 270-343 (docs/performance.md). So every float GEMM of the CPU kernels goes
 // through sgemm() below, which takes oneDNN's (builds with oneDNN) when
 // OpenBLAS's core has no AVX2 kernels on a CPU that has AVX2 + FMA.
 // REPSHIFT_SGEMM=blas|onednn overrides that choice (tests, benchmarks).
@@ -122,9 +122,10 @@ inline SgemmLibrary sgemm_library() {
 
 // C[M, N] = alpha A[M, K] . op(B) + beta C, row-major; op(B) = B[N, K]^T
 // when trans_b, else B[K, N]. The one float GEMM of the CPU kernels, called
-// outside OpenMP regions: each library threads it on the calling thread's
-// OpenMP thread count (LibraryThreads). Callers read sgemm_library() once
-// per operation and pass it.
+// outside OpenMP regions (but for linear()'s row split under a pthread
+// BLAS): each library threads it on the calling thread's OpenMP thread
+// count (LibraryThreads). Callers read sgemm_library() once per operation
+// and pass it.
 inline void sgemm(SgemmLibrary library, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda,
                   const float* B, int ldb, float beta, float* C, int ldc) {
   if (M == 0 || N == 0) return;  // oneDNN refuses the null pointers of empty operands; nothing to do
