@@ -27,15 +27,13 @@ inline void rms_norm_row(const float* x, float* out, std::int64_t channels, cons
   for (c = 0; c < channels; ++c) out[c] = x[c] * inv * w.weight[c];
 }
 
-// dst row r = RMSNorm of src row r or, when tokens > 0, of one row per
-// sample: src + (r * tokens + (token ? token[r] : 0)) * channels (Vim's
-// class token, wherever pruning has moved it), as on CUDA.
+// dst row r = RMSNorm of src row rms_norm_source_row(r, token, tokens)
+// (params/rms_norm.hpp): row r, or one row per sample, as on CUDA.
 inline void rms_norm_rows(const Host& host, const float* src, float* dst, std::int64_t rows, std::int64_t channels,
                           const RmsNormWeights& w, const int* token = nullptr, std::int64_t tokens = 0) {
 #pragma omp parallel for schedule(static) num_threads(thread_count(host))
   for (std::int64_t r = 0; r < rows; ++r) {
-    const std::int64_t src_row = tokens > 0 ? r * tokens + (token ? token[r] : 0) : r;
-    rms_norm_row(src + src_row * channels, dst + r * channels, channels, w);
+    rms_norm_row(src + rms_norm_source_row(r, token, tokens) * channels, dst + r * channels, channels, w);
   }
 }
 

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 
+#include "../params/rms_norm.hpp"
 #include "dtype.cuh"
 #include "error.cuh"
 #include "exec.cuh"
@@ -17,9 +18,8 @@
 namespace repshift {
 namespace cuda_detail {
 
-// out[r] = src_row(r) / sqrt(mean(src_row^2) + eps) * weight, where
-// src_row(r) = src + (r * tokens + (token ? token[r] : 0)) * channels when
-// tokens > 0 (one row per sample), else src + r * channels.
+// out[r] = x / sqrt(mean(x^2) + eps) * weight, x the source row
+// rms_norm_source_row(r, token, tokens) (params/rms_norm.hpp).
 template <class T>
 __global__ void __launch_bounds__(cuda_detail::ScoreTiling::kThreads)
     rms_norm_rows_kernel(const T* src, const int* token, std::int64_t tokens, T* dst, std::int64_t rows,
@@ -27,8 +27,7 @@ __global__ void __launch_bounds__(cuda_detail::ScoreTiling::kThreads)
   const std::int64_t row = std::int64_t(blockIdx.x) * cuda_detail::ScoreTiling::kWarps + threadIdx.x / cuda_detail::kWarp;
   if (row >= rows) return;
   const int lane = threadIdx.x % cuda_detail::kWarp;
-  const std::int64_t src_row = tokens > 0 ? row * tokens + (token ? token[row] : 0) : row;
-  const T* x = src + src_row * channels;
+  const T* x = src + rms_norm_source_row(row, token, tokens) * channels;
   T* y = dst + row * channels;
   float sq = 0.0f;
   for (std::int64_t c = lane; c < channels; c += cuda_detail::kWarp) sq += to_float(x[c]) * to_float(x[c]);
@@ -42,11 +41,10 @@ __global__ void __launch_bounds__(cuda_detail::ScoreTiling::kThreads)
                                 std::int64_t channels, const T* weight, float eps) {
   const std::int64_t row = std::int64_t(blockIdx.x) * cuda_detail::ScoreTiling::kWarps + threadIdx.x / cuda_detail::kWarp;
   if (row >= rows) return;
-  const std::int64_t src_row = tokens > 0 ? row * tokens + (token ? token[row] : 0) : row;
   using Row = WarpRow<T>;
   const Row line(channels);
   typename Row::Values x;
-  line.load(src + src_row * channels, x);
+  line.load(src + rms_norm_source_row(row, token, tokens) * channels, x);
   float sq = 0.0f;
 #pragma unroll
   for (int s = 0; s < Row::kSlots; ++s)
