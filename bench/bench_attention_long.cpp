@@ -9,6 +9,9 @@
 //   PyTorch's SDPA.
 // - at DeiT-S's shapes (6 heads x 64, batch 1 and 8): the token counts of
 //   the paper's schedule, 197 / 158 / 127 / 102.
+// - *Bf16: the same under DenseMath::Bf16, whose products run on AMX tiles
+//   in bfloat16 where the CPU has AMX (cpu/flash_attention_amx.hpp);
+//   skipped elsewhere.
 // Run with
 //   --benchmark_repetitions=3 --benchmark_enable_random_interleaving=true
 
@@ -41,21 +44,32 @@ void report(benchmark::State& state, int batch, int tokens, int heads) {
   state.counters["tokens"] = tokens;
 }
 
-void time_flash(benchmark::State& state, int batch, int tokens, int heads) {
+void time_flash(benchmark::State& state, int batch, int tokens, int heads,
+                rs::DenseMath math = rs::DenseMath::F32) {
+  if (math == rs::DenseMath::Bf16 && !rs::cpu::amx_bf16_usable()) {
+    state.SkipWithError("this CPU runs no AMX bf16 tiles");
+    return;
+  }
   Inputs in(batch, tokens, heads);
   auto p = rs::AttentionParams::contiguous(in.qkv.data(), nullptr, in.out.data(), batch, tokens, heads, kHeadDim);
   for (auto _ : state) {
-    rs::Backend<rs::Host>::flash_attention(rs::Host{}, p);
+    rs::Backend<rs::Host>::flash_attention(rs::Host{0, math}, p);
     benchmark::DoNotOptimize(in.out.data());
   }
   report(state, batch, tokens, heads);
 }
 
 void BM_FlashAttention(benchmark::State& state) { time_flash(state, 1, int(state.range(0)), kHeads); }
+void BM_FlashAttentionBf16(benchmark::State& state) {
+  time_flash(state, 1, int(state.range(0)), kHeads, rs::DenseMath::Bf16);
+}
 
 // args: batch, tokens
 void BM_FlashAttentionDeiT(benchmark::State& state) {
   time_flash(state, int(state.range(0)), int(state.range(1)), kDeitHeads);
+}
+void BM_FlashAttentionDeiTBf16(benchmark::State& state) {
+  time_flash(state, int(state.range(0)), int(state.range(1)), kDeitHeads, rs::DenseMath::Bf16);
 }
 
 void BM_MapAttention(benchmark::State& state) {
@@ -78,5 +92,8 @@ BENCHMARK(BM_FlashAttention)
 BENCHMARK(BM_MapAttention)->Arg(1568)->Arg(2352)->Arg(3136)->Arg(4096)->Arg(8192)
     ->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_FlashAttentionDeiT)->ArgsProduct({{1, 8}, {197, 158, 127, 102}})
+    ->Unit(benchmark::kMicrosecond)->UseRealTime();
+BENCHMARK(BM_FlashAttentionBf16)->Arg(1205)->Arg(2352)->Arg(4096)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_FlashAttentionDeiTBf16)->ArgsProduct({{1, 8}, {197, 102}})
     ->Unit(benchmark::kMicrosecond)->UseRealTime();
 BENCHMARK_MAIN();

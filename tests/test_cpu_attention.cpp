@@ -301,3 +301,157 @@ TEST(CpuIsa, MaxCpuIsaCapsTheTarget) {
   ASSERT_EQ(unsetenv("REPSHIFT_MAX_CPU_ISA"), 0);
   EXPECT_EQ(rs::cpu::active_cpu_isa(), rs::cpu::runnable_cpu_isa(CpuIsa::Avx512));
 }
+
+// DenseMath::Bf16 on a CPU with AMX: the products on tiles in bfloat16
+// (cpu/flash_attention_amx.hpp). Against the double reference on the
+// operands the kernel rounds (q after scale x log2 e, k and v after their
+// bias), what is left is P's rounding to bfloat16 (2^-9 relative) and the
+// float softmax; against the reference on the float operands, the cost of
+// bf16 (printed). Head dims the kernel does not take (40) keep the float
+// kernel, exactly.
+namespace {
+
+double bf16_round(double x) { return rs::to_float(rs::bf16(float(x))); }
+
+// qkv [rows, 3 C] as the AMX kernel rounds it, biases added.
+ref::Mat amx_operands(const std::vector<float>& qkv, const std::vector<float>& bias, std::size_t rows, int dim,
+                      int head_dim) {
+  const double to_log2 = 1.4426950408889634 / std::sqrt(double(head_dim));
+  const float scale = float(1.0 / std::sqrt(double(head_dim))) * 1.44269504088896341f;  // as the kernel forms it
+  ref::Mat out(qkv.size());
+  for (std::size_t r = 0; r < rows; ++r) {
+    for (int c = 0; c < 3 * dim; ++c) {
+      const std::size_t i = r * 3 * dim + std::size_t(c);
+      const float biased = qkv[i] + (bias.empty() ? 0.0f : bias[std::size_t(c)]);
+      out[i] = c < dim ? bf16_round(double(biased * scale)) / to_log2 : bf16_round(biased);
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+class AttentionAmx : public ::testing::TestWithParam<Case> {};
+
+TEST_P(AttentionAmx, Bf16TilesMatchTheReferenceOnRoundedOperands) {
+  if (!rs::cpu::amx_bf16_usable()) GTEST_SKIP() << "this CPU runs no AMX bf16 tiles";
+  const Case c = GetParam();
+  const int dim = c.heads * c.head_dim;
+  const std::size_t rows = std::size_t(c.batch) * c.tokens;
+  const auto qkv = ref::random_floats(rows * 3 * dim, 51 + c.tokens, -2.0f, 2.0f);
+  const auto bias = ref::random_floats(3 * dim, 52, -0.5f, 0.5f);
+  const auto key_bias = ref::random_floats(rows, 53, -1.0f, 1.0f);
+  ref::Mat biased(qkv.size());
+  for (std::size_t i = 0; i < qkv.size(); ++i) biased[i] = double(qkv[i]) + bias[i % (3 * dim)];
+  const ref::Mat operands = amx_operands(qkv, bias, rows, dim, c.head_dim);
+  // Without a key bias (a ViT's attention) and with one (ToMe's log size).
+  for (const bool with_key_bias : {false, true}) {
+    const std::vector<double> key_bias_d(key_bias.begin(), key_bias.end());
+    const std::vector<double>* kb = with_key_bias ? &key_bias_d : nullptr;
+    const ref::Mat want = ref::attention(operands, c.batch, c.tokens, c.heads, c.head_dim, nullptr, kb);
+    const ref::Mat want_f32 = ref::attention(biased, c.batch, c.tokens, c.heads, c.head_dim, nullptr, kb);
+    std::vector<float> out(rows * dim, NAN);
+    auto p = rs::AttentionParams::contiguous(qkv.data(), bias.data(), out.data(), c.batch, c.tokens, c.heads,
+                                             c.head_dim);
+    p.key_bias = with_key_bias ? key_bias.data() : nullptr;
+    rs::cpu::flash_attention(rs::Host{0, rs::DenseMath::Bf16}, p);
+    if (!rs::cpu::amx_attention_supports(c.head_dim)) {
+      expect_close(out, want_f32, 2e-5, "head dim the tiles do not take: the float kernel");
+      continue;
+    }
+    const double rounded = ref::max_rel_error(out, want), vs_f32 = ref::max_rel_error(out, want_f32);
+    std::printf("AMX bf16 attention, N %d Dh %d%s: error %.2g against the rounded operands, %.2g against float\n",
+                c.tokens, c.head_dim, with_key_bias ? ", key bias" : "", rounded, vs_f32);
+    EXPECT_LT(rounded, 4e-3) << "key bias " << with_key_bias;
+    EXPECT_LT(vs_f32, 3e-2) << "key bias " << with_key_bias;
+    EXPECT_GT(vs_f32, 1e-5) << "key bias " << with_key_bias;  // bf16 really ran
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(TokenCounts, AttentionAmx,
+                         ::testing::Values(Case{2, 197, 6, 64}, Case{2, 1, 2, 64}, Case{3, 33, 1, 32},
+                                           Case{1, 50, 2, 96}, Case{1, 130, 1, 128}, Case{2, 17, 4, 16},
+                                           Case{1, 90, 2, 48}, Case{1, 70, 2, 40},
+                                           // One block up to 512 keys; past it, blocks of 256 and a ragged last one.
+                                           Case{1, 512, 1, 64}, Case{1, 600, 2, 128}, Case{1, 1300, 1, 64}),
+                         [](const auto& info) {
+                           return "N" + std::to_string(info.param.tokens) + "_H" + std::to_string(info.param.heads) +
+                                  "_D" + std::to_string(info.param.head_dim);
+                         });
+
+// Masked keys (-inf key bias, whole leading blocks of them; a sample with
+// every key masked gets NaN) and packed samples, on the tiles.
+TEST(AttentionAmx, MasksAndPackedSamples) {
+  if (!rs::cpu::amx_bf16_usable()) GTEST_SKIP() << "this CPU runs no AMX bf16 tiles";
+  const std::vector<int> lengths = {23, 5, 700, 1, 300};
+  const int heads = 2, head_dim = 64, dim = heads * head_dim;
+  std::vector<int> cu = {0};
+  for (int n : lengths) cu.push_back(cu.back() + n);
+  const std::size_t rows = std::size_t(cu.back());
+  const auto qkv = ref::random_floats(rows * 3 * dim, 54, -2.0f, 2.0f);
+  auto key_bias = ref::random_floats(rows, 55, -1.0f, 1.0f);
+  std::fill(key_bias.begin() + cu[2], key_bias.begin() + cu[2] + 300, -INFINITY);  // sample 2: its first 300 keys
+  std::fill(key_bias.begin() + cu[4], key_bias.begin() + cu[5], -INFINITY);        // sample 4: every key
+  std::vector<float> out(rows * dim, 0.0f);
+  auto p = rs::AttentionParams::contiguous(qkv.data(), nullptr, out.data(), int(lengths.size()), 700, heads, head_dim);
+  p.cu_seqlens = cu.data();
+  p.key_bias = key_bias.data();
+  rs::cpu::flash_attention(rs::Host{0, rs::DenseMath::Bf16}, p);
+  const ref::Mat operands = amx_operands(qkv, {}, rows, dim, head_dim);
+  for (std::size_t b = 0; b < lengths.size(); ++b) {
+    const std::vector<float> got(out.begin() + std::ptrdiff_t(cu[b]) * dim,
+                                 out.begin() + std::ptrdiff_t(cu[b + 1]) * dim);
+    if (b == 4) {
+      EXPECT_TRUE(std::all_of(got.begin(), got.end(), [](float x) { return std::isnan(x); })) << "every key masked";
+      continue;
+    }
+    const ref::Mat sample(operands.begin() + std::ptrdiff_t(cu[b]) * 3 * dim,
+                          operands.begin() + std::ptrdiff_t(cu[b + 1]) * 3 * dim);
+    const std::vector<double> bias(key_bias.begin() + cu[b], key_bias.begin() + cu[b + 1]);
+    EXPECT_LT(ref::max_rel_error(got, ref::attention(sample, 1, lengths[b], heads, head_dim, nullptr, &bias)), 4e-3)
+        << "sample " << b;
+  }
+}
+
+// Padded samples (key_lengths: every query row computed over the valid
+// keys), output rows wider than heads x head_dim, and a NaN in one key:
+// every query of that sample and head gets NaN, as on the float kernel.
+TEST(AttentionAmx, PaddingStridesAndNaN) {
+  if (!rs::cpu::amx_bf16_usable()) GTEST_SKIP() << "this CPU runs no AMX bf16 tiles";
+  const int batch = 2, tokens = 150, heads = 2, head_dim = 64, dim = heads * head_dim, out_stride = dim + 24;
+  const std::vector<int> valid = {150, 97};
+  auto qkv = ref::random_floats(std::size_t(batch) * tokens * 3 * dim, 56, -2.0f, 2.0f);
+  std::vector<float> out(std::size_t(batch) * tokens * out_stride, 0.0f);
+  auto p = rs::AttentionParams::contiguous(qkv.data(), nullptr, out.data(), batch, tokens, heads, head_dim);
+  p.key_lengths = valid.data();
+  p.out_token_stride = out_stride;
+  p.out_batch_stride = std::int64_t(tokens) * out_stride;
+  rs::cpu::flash_attention(rs::Host{0, rs::DenseMath::Bf16}, p);
+  const ref::Mat operands = amx_operands(qkv, {}, std::size_t(batch) * tokens, dim, head_dim);
+  for (int b = 0; b < batch; ++b) {
+    // Every query against the sample's first valid[b] keys: the truncated sequence's keys, all queries.
+    ref::Mat sample(operands.begin() + std::ptrdiff_t(b) * tokens * 3 * dim,
+                    operands.begin() + std::ptrdiff_t(b + 1) * tokens * 3 * dim);
+    for (int n = 0; n < tokens; ++n) {
+      const ref::Mat one_query = [&] {
+        ref::Mat m(sample.begin(), sample.begin() + std::ptrdiff_t(valid[b]) * 3 * dim);
+        std::copy(sample.begin() + std::ptrdiff_t(n) * 3 * dim, sample.begin() + std::ptrdiff_t(n) * 3 * dim + dim,
+                  m.begin());  // query n in row 0's q
+        return m;
+      }();
+      const ref::Mat want = ref::attention(one_query, 1, valid[b], heads, head_dim);
+      const float* got = out.data() + (std::size_t(b) * tokens + n) * out_stride;
+      EXPECT_LT(ref::max_rel_error(std::vector<float>(got, got + dim), ref::Mat(want.begin(), want.begin() + dim)),
+                4e-3)
+          << "sample " << b << " query " << n;
+    }
+    // The padding between output rows is left alone.
+    EXPECT_EQ(out[(std::size_t(b) * tokens + 3) * out_stride + dim], 0.0f);
+  }
+  qkv[std::size_t(40) * 3 * dim + dim + 5] = NAN;  // sample 0, key 40, head 0
+  rs::cpu::flash_attention(rs::Host{0, rs::DenseMath::Bf16}, p);
+  for (int n = 0; n < tokens; ++n) {
+    EXPECT_TRUE(std::isnan(out[std::size_t(n) * out_stride])) << "query " << n << ", head 0";
+    EXPECT_FALSE(std::isnan(out[std::size_t(n) * out_stride + head_dim])) << "query " << n << ", head 1";
+  }
+}

@@ -96,17 +96,19 @@ TEST(DigitClipsVideoTransformer, LogitsAndAccuracyMatchPyTorch) {
 #if defined(REPSHIFT_HAS_ONEDNN)
 namespace {
 
-// The same trained models with the dense layers in bfloat16 (f32
-// accumulation) against PyTorch's f32 logits: the error bf16 costs, and
+// The same trained models in DenseMath::Bf16 (the dense layers in
+// bfloat16 with f32 accumulation, and on a CPU with AMX the attention's
+// products too) against PyTorch's f32 logits: the error bf16 costs, and
 // accuracy within one point of f32.
 void expect_bf16_close_to_f32(const std::string& dir, const rs::ViTConfig& cfg) {
   if (!rs::cpu::DenseLayers::bf16_native()) GTEST_SKIP() << "this CPU has no AVX512-BF16 / AMX";
   const TestSet t = load_test_set(dir, cfg);
   const Agreement a = compare(t, run(dir, cfg, t, rs::Host{0, rs::DenseMath::Bf16}), cfg.num_classes);
-  std::printf("bf16 dense layers: max |logit - f32 logit| = %.3g (%.2f%% of max |logit| %.3g), %d of %d predictions "
-              "as in f32, accuracy %.4f (f32 %.4f)\n",
-              a.max_err, 100 * a.max_err / a.max_logit, a.max_logit, a.same, t.count, double(a.correct) / t.count,
-              double(a.torch_correct) / t.count);
+  std::printf(
+      "bf16 (attention on AMX tiles: %s): max |logit - f32 logit| = %.3g (%.2f%% of max |logit| %.3g), %d of %d "
+      "predictions as in f32, accuracy %.4f (f32 %.4f)\n",
+      rs::cpu::amx_bf16_usable() ? "yes" : "no", a.max_err, 100 * a.max_err / a.max_logit, a.max_logit, a.same, t.count,
+      double(a.correct) / t.count, double(a.torch_correct) / t.count);
   EXPECT_GT(a.max_err, 0.0);                 // bf16 really ran
   EXPECT_LE(a.max_err, 0.05 * a.max_logit);  // 8-bit mantissas, f32 accumulation
   EXPECT_GE(a.same, t.count * 97 / 100);
@@ -118,6 +120,40 @@ void expect_bf16_close_to_f32(const std::string& dir, const rs::ViTConfig& cfg) 
 TEST(DenseMathBf16, DigitsViTCloseToF32) { expect_bf16_close_to_f32(kData + "digits_vit/", rs::ViTConfig::digits()); }
 TEST(DenseMathBf16, DigitClipsCloseToF32) {
   expect_bf16_close_to_f32(kData + "digit_clips/", rs::ViTConfig::digit_clips());
+}
+
+// Batch invariance in bf16: 16 clips of 64 tokens are 1024 rows, which
+// the dense layers run as row bands on 2 threads (onednn_linear.hpp); one
+// clip alone, 64 rows, runs on oneDNN's own split. Same logits, same kept
+// tokens, under the paper's retrieval schedule.
+TEST(DenseMathBf16, DigitClipsBatchInvariant) {
+  if (!rs::cpu::DenseLayers::bf16_native()) GTEST_SKIP() << "this CPU has no AVX512-BF16 / AMX";
+  const auto cfg = rs::ViTConfig::digit_clips();
+  const TestSet t = load_test_set(kData + "digit_clips/", cfg);
+  constexpr int kClips = 16;
+  ASSERT_GE(t.count, kClips);
+  rs::VisionTransformer<> model(
+      rs::ViTWeights::load(cfg, rs::io::SafeTensorsFile(kData + "digit_clips/model.safetensors")));
+  const rs::Host host{2, rs::DenseMath::Bf16};
+  const auto schedule = rs::PruneSchedule::drop({{0, 0.2}, {1, 0.2}, {2, 0.2}}, 0);
+  const std::size_t pixels = t.inputs.size() / std::size_t(t.count), classes = std::size_t(cfg.num_classes);
+  std::vector<float> logits(kClips * classes);
+  rs::ViTTrace trace;
+  model.forward(host, t.inputs.data(), kClips, logits.data(), schedule, &trace);
+  ASSERT_EQ(trace.keep_idx.size(), 3u);
+  for (int b = 0; b < kClips; ++b) {
+    std::vector<float> one(classes);
+    rs::ViTTrace alone;
+    model.forward(host, t.inputs.data() + b * pixels, 1, one.data(), schedule, &alone);
+    const std::vector<float> in_batch(logits.begin() + b * classes, logits.begin() + (b + 1) * classes);
+    EXPECT_LT(ref::max_rel_error(in_batch, std::vector<double>(one.begin(), one.end())), 1e-5) << "clip " << b;
+    for (std::size_t l = 0; l < trace.keep_idx.size(); ++l) {
+      const std::size_t keep = trace.keep_idx[l].size() / kClips;
+      EXPECT_EQ(std::vector<int>(trace.keep_idx[l].begin() + b * keep, trace.keep_idx[l].begin() + (b + 1) * keep),
+                alone.keep_idx[l])
+          << "clip " << b << ", pruning layer " << l;
+    }
+  }
 }
 
 // Where the CPU lacks bf16 (ctest runs this again under
@@ -188,6 +224,47 @@ TEST(DenseLayers, MatchDoubleReferenceInEveryLayout) {
               << " pass " << pass << " (oneDNN ISA " << rs::cpu::DenseLayers::isa_name() << ")";
         }
       }
+    }
+  }
+}
+
+// DenseMath::Bf16 from 256 rows per thread runs as bands, one
+// single-threaded matmul per thread (onednn_linear.hpp). Each row must come
+// out as it does from one thread over all rows and from a call of only its
+// own sample's rows (batch invariance), and match a double reference on
+// the bfloat16-rounded operands; for odd row counts and strided x too.
+TEST(DenseLayers, Bf16BandsAreExactAndBatchInvariant) {
+  if (!rs::cpu::DenseLayers::bf16_native()) GTEST_SKIP() << "this CPU has no AVX512-BF16 / AMX";
+  struct Shape {
+    std::int64_t rows, k, n, ldx;
+  };
+  const auto rounded = [](std::vector<float> v) {
+    for (auto& e : v) e = rs::to_float(rs::bf16(e));
+    return v;
+  };
+  for (const Shape s : {Shape{1576, 384, 160, 384}, Shape{1061, 96, 72, 100}}) {
+    const auto x = ref::random_floats(std::size_t(s.rows * s.ldx), 4, -0.5f, 0.5f);
+    const auto w = ref::random_floats(std::size_t(s.n * s.k), 5, -0.5f, 0.5f);
+    const auto bias = ref::random_floats(std::size_t(s.n), 6, -0.5f, 0.5f);
+    for (const bool gelu : {false, true}) {
+      rs::cpu::DenseLayers dense;
+      std::vector<float> banded(std::size_t(s.rows * s.n)), one_thread(banded.size());
+      dense.linear(rs::Host{2, rs::DenseMath::Bf16}, x.data(), s.ldx, s.rows, s.k, w.data(), bias.data(), s.n,
+                   banded.data(), gelu);
+      dense.linear(rs::Host{1, rs::DenseMath::Bf16}, x.data(), s.ldx, s.rows, s.k, w.data(), bias.data(), s.n,
+                   one_thread.data(), gelu);
+      EXPECT_EQ(banded, one_thread) << "rows " << s.rows << " gelu " << gelu;
+      // The last sample's 197 rows alone: below the band threshold, oneDNN's own split.
+      const std::int64_t first = s.rows - 197;
+      std::vector<float> alone(std::size_t(197 * s.n));
+      dense.linear(rs::Host{2, rs::DenseMath::Bf16}, x.data() + first * s.ldx, s.ldx, 197, s.k, w.data(), bias.data(),
+                   s.n, alone.data(), gelu);
+      EXPECT_TRUE(std::equal(alone.begin(), alone.end(), banded.begin() + first * s.n))
+          << "rows " << s.rows << " gelu " << gelu;
+      const auto ref = linear_reference(rounded(x), s.ldx, s.rows, s.k, rounded(w), bias.data(), s.n, gelu);
+      double worst = 0;
+      for (std::size_t i = 0; i < banded.size(); ++i) worst = std::max(worst, std::abs(banded[i] - ref[i]));
+      EXPECT_LE(worst, 2e-6 * std::sqrt(double(s.k))) << "rows " << s.rows << " gelu " << gelu;
     }
   }
 }

@@ -10,7 +10,11 @@ namespace repshift {
 // How the CPU's dense layers multiply. F32: in float. Bf16: weights and
 // activations rounded to bfloat16, products accumulated and written in
 // float (oneDNN, on CPUs with AVX512-BF16 or AMX; refused by name
-// elsewhere). Attention, norms, epilogues and the shift score stay float.
+// elsewhere). On a CPU with AMX (Linux, REPSHIFT_MAX_CPU_ISA at least
+// avx512), flash attention's Q K^T and P V also run in bfloat16 on AMX
+// tiles for head dims that are multiples of 16 up to 128, its softmax in
+// float (cpu/flash_attention_amx.hpp). Norms, epilogues and the shift
+// score stay float.
 enum class DenseMath { F32, Bf16 };
 
 // CPU execution on num_threads OpenMP threads (<= 0: OpenMP's current

@@ -48,6 +48,7 @@
 #include "../core/error.hpp"
 #include "../core/exec.hpp"
 #include "cpu_isa.hpp"
+#include "flash_attention_amx.hpp"
 #include "gemm.hpp"
 #include "math.hpp"
 #include "parallel.hpp"
@@ -81,28 +82,43 @@ inline float* flash_scratch(std::int64_t floats) {
 // isa: the vector copy to run, capped at what this CPU runs (default: the
 // best, within REPSHIFT_MAX_CPU_ISA); tests compare every copy against the
 // reference on one machine.
+// With host.dense_math = Bf16 on a CPU with AMX (and isa AVX-512), the
+// products run on AMX tiles in bfloat16 (flash_attention_amx.hpp).
 inline void flash_attention(const Host& host, const AttentionParams& p, CpuIsa isa = active_cpu_isa()) {
   p.check("flash_attention");
   // Packed, `tokens` only bounds the samples: the scratch takes the longest.
   const std::int64_t longest = p.cu_seqlens ? max_seqlen(p.cu_seqlens, p.batch) : p.tokens;
+  const int threads = thread_count(host);
   bool out_of_memory = false;
-  with_cpu_target(isa, [&](auto target) {
-    const int threads = thread_count(host);
-    const std::int64_t per_thread = flash_scratch_floats(target, longest, p.head_dim);
+  // Every (sample, head) task on the host's threads, each with its thread's scratch.
+  auto run_tasks = [&](std::int64_t scratch_floats, auto task) {
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
     for (std::int64_t bh = 0; bh < p.batch * p.heads; ++bh) {
       float* scratch = nullptr;
       try {  // an exception must not leave the OpenMP region: it would terminate the process
-        scratch = detail::flash_scratch(per_thread);
+        scratch = detail::flash_scratch(scratch_floats);
       } catch (const std::bad_alloc&) {  // scratch stays null: reported after the region
       }
       if (scratch) {
-        flash_task(target, p, longest, bh, scratch);
+        task(bh, scratch);
       } else {
 #pragma omp atomic write
         out_of_memory = true;
       }
     }
+  };
+#if REPSHIFT_AMX_KERNELS
+  if (dense_math(host, "flash_attention") == DenseMath::Bf16 && isa == CpuIsa::Avx512 &&
+      amx_attention_supports(p.head_dim) && amx_bf16_usable()) {
+    run_tasks((amx_flash_scratch_bytes(longest, p.head_dim) + 3) / 4,
+              [&](std::int64_t bh, float* scratch) { amx_flash_task(p, longest, bh, scratch); });
+    if (out_of_memory) throw std::bad_alloc();
+    return;
+  }
+#endif
+  with_cpu_target(isa, [&](auto target) {
+    run_tasks(flash_scratch_floats(target, longest, p.head_dim),
+              [&](std::int64_t bh, float* scratch) { flash_task(target, p, longest, bh, scratch); });
   });
   if (out_of_memory) throw std::bad_alloc();
 }

@@ -25,13 +25,27 @@
 // bfloat16 and each call rounds x to bfloat16 (one reorder into a buffer
 // the plan keeps); the matmul accumulates and writes float. Refused on a
 // CPU without AVX512-BF16 or AMX, where oneDNN would emulate it slower
-// than float.
+// than float. From kMinBandRows rows per thread, a Bf16 call runs as
+// bands: each thread one single-threaded matmul over its own rows, in one
+// OpenMP region. In a forward, where each layer's weights come cold from
+// L3, oneDNN 2.6's own 2-thread split of the AMX matmul left one thread
+// waiting a fifth of the time (perf, Emerald Rapids); bands run DeiT-S at
+// batch 8 in bf16 1.13x (unpruned) and 1.21x (pruned) as fast there
+// (bench/results/ab_bf16_bands_emr_2026-12-05.md). Float gained nothing
+// (0.98-1.00x per layer) and keeps oneDNN's split. With one weight matrix
+// hot in L2 (bench_linear_onednn's BM_DenseLayersBf16 against
+// BM_OneDnnPackedBiasBf16) oneDNN's split is the faster: the bands are
+// tuned for the forward. Rows are independent, so a row's result depends
+// on its band only if oneDNN sums K in another order for another row
+// count; oneDNN 2.6 on AMX does not (a test checks it bit for bit, and the
+// models' batch invariance in bf16).
 
 #include <oneapi/dnnl/dnnl.hpp>
 
 #include <array>
 #include <cstdint>
 #include <cstring>
+#include <exception>
 #include <map>
 #include <tuple>
 #include <utility>
@@ -89,21 +103,12 @@ class DenseLayers {
     }
     if (rows == 0) return;
     const LibraryThreads threads(host);
-    Plan& plan = plan_for(math, rows, k, n, ldx, bias != nullptr, gelu, threads.count());
-    const dnnl::memory weights = weights_for(plan, w, k, n);
-    dnnl::memory src(plan.src, engine_, const_cast<float*>(x));
-    if (plan.rounded) {  // x -> bfloat16, into the plan's buffer
-      plan.round.execute(stream_, src, plan.rounded);
-      src = plan.rounded;
+    if (math == DenseMath::Bf16 && threads.count() > 1 && rows >= kMinBandRows * threads.count()) {
+      linear_in_bands(math, threads.count(), x, ldx, rows, k, w, bias, n, y, gelu);
+      return;
     }
-    std::unordered_map<int, dnnl::memory> args{
-        {DNNL_ARG_SRC, src},
-        {DNNL_ARG_WEIGHTS, weights},
-        {DNNL_ARG_DST, dnnl::memory(plan.dst, engine_, y)},
-        {DNNL_ARG_SCRATCHPAD, plan.scratchpad}};
-    if (bias) args.emplace(DNNL_ARG_BIAS, dnnl::memory(plan.bias, engine_, const_cast<float*>(bias)));
-    plan.matmul.execute(stream_, args);
-    stream_.wait();
+    Plan& plan = plan_for(math, rows, k, n, ldx, bias != nullptr, gelu, threads.count(), 0);
+    run(plan, weights_for(plan, w, k, n), x, bias, y, stream_);
   }
 
   // Drops every packed weight (for callers whose weights are temporaries).
@@ -112,6 +117,11 @@ class DenseLayers {
  private:
   static constexpr int kProbes = 16;
   static constexpr std::size_t kMaxPacked = 1024;  // weight matrices; ViT-H has 130
+  // Bands from this many rows per thread (a 197-row layer, DeiT-S at
+  // batch 1, ran 0.95-1.01x as bands), aligned to the AMX matmul's 32-row
+  // blocks.
+  static constexpr std::int64_t kMinBandRows = 256;
+  static constexpr std::int64_t kBandAlign = 32;
   using Probe = std::array<float, kProbes>;
 
   struct Plan {
@@ -133,9 +143,65 @@ class DenseLayers {
     return p;
   }
 
+  // y = x W^T (+ bias, GELU) with the plan's matmul on `stream`, x rounded
+  // to bfloat16 first where the plan says so.
+  void run(Plan& plan, const dnnl::memory& weights, const float* x, const float* bias, float* y,
+           dnnl::stream& stream) {
+    dnnl::memory src(plan.src, engine_, const_cast<float*>(x));
+    if (plan.rounded) {  // x -> bfloat16, into the plan's buffer
+      plan.round.execute(stream, src, plan.rounded);
+      src = plan.rounded;
+    }
+    std::unordered_map<int, dnnl::memory> args{
+        {DNNL_ARG_SRC, src},
+        {DNNL_ARG_WEIGHTS, weights},
+        {DNNL_ARG_DST, dnnl::memory(plan.dst, engine_, y)},
+        {DNNL_ARG_SCRATCHPAD, plan.scratchpad}};
+    if (bias) args.emplace(DNNL_ARG_BIAS, dnnl::memory(plan.bias, engine_, const_cast<float*>(bias)));
+    plan.matmul.execute(stream, args);
+    stream.wait();
+  }
+
+  // The banded call (see the top): band b's plan is its own (key `band`),
+  // so no two threads share a scratchpad or a rounding buffer. Plans,
+  // packed weights and streams are made before the region; inside it each
+  // thread only executes, and oneDNN, inside an OpenMP region, runs on the
+  // calling thread alone.
+  void linear_in_bands(DenseMath math, int bands, const float* x, std::int64_t ldx, std::int64_t rows,
+                       std::int64_t k, const float* w, const float* bias, std::int64_t n, float* y, bool gelu) {
+    const std::int64_t band_rows = (rows + bands - 1) / bands;
+    const std::int64_t per_band = (band_rows + kBandAlign - 1) / kBandAlign * kBandAlign;
+    struct Band {
+      std::int64_t begin, end;
+      Plan* plan;
+      dnnl::memory weights;
+    };
+    std::vector<Band> work;
+    {
+      const LibraryThreads one(Host{1});  // oneDNN sizes a primitive's split when it is made
+      for (int b = 0; b < bands && b * per_band < rows; ++b) {
+        const std::int64_t begin = b * per_band, end = std::min(rows, begin + per_band);
+        Plan& plan = plan_for(math, end - begin, k, n, ldx, bias != nullptr, gelu, 1, b);
+        work.push_back({begin, end, &plan, weights_for(plan, w, k, n)});
+      }
+    }
+    while (band_streams_.size() < work.size()) band_streams_.emplace_back(engine_);
+    std::exception_ptr failed;
+#pragma omp parallel for schedule(static, 1) num_threads(int(work.size()))
+    for (std::size_t b = 0; b < work.size(); ++b) {
+      try {  // an exception must not leave the OpenMP region: it would terminate the process
+        run(*work[b].plan, work[b].weights, x + work[b].begin * ldx, bias, y + work[b].begin * n, band_streams_[b]);
+      } catch (...) {
+#pragma omp critical(repshift_dense_bands)
+        if (!failed) failed = std::current_exception();
+      }
+    }
+    if (failed) std::rethrow_exception(failed);
+  }
+
   Plan& plan_for(DenseMath math, std::int64_t rows, std::int64_t k, std::int64_t n, std::int64_t ldx,
-                 bool with_bias, bool gelu, int threads) {
-    const auto key = std::make_tuple(int(math), rows, k, n, ldx, with_bias, gelu, threads);
+                 bool with_bias, bool gelu, int threads, int band) {
+    const auto key = std::make_tuple(int(math), rows, k, n, ldx, with_bias, gelu, threads, band);
     auto found = plans_.find(key);
     if (found != plans_.end()) return found->second;
     using dnnl::memory;
@@ -205,7 +271,9 @@ class DenseLayers {
 
   dnnl::engine engine_;
   dnnl::stream stream_;
-  std::map<std::tuple<int, std::int64_t, std::int64_t, std::int64_t, std::int64_t, bool, bool, int>, Plan> plans_;
+  std::vector<dnnl::stream> band_streams_;  // one per band of a banded call
+  // (math, rows, k, n, ldx, bias, GELU, threads, band) -> plan
+  std::map<std::tuple<int, std::int64_t, std::int64_t, std::int64_t, std::int64_t, bool, bool, int, int>, Plan> plans_;
   std::map<std::tuple<const float*, std::int64_t, std::int64_t>, std::vector<Packed>> packed_;
 };
 

@@ -49,13 +49,8 @@ inline V exp2_nonpositive(V x) {
   constexpr float kRoundShifter = 12582912.0f;  // 1.5 * 2^23, as in exp_approx
   const V n = (x + kRoundShifter) - kRoundShifter;
   const V r = x - n;
-  V p = broadcast<V>(1.535336188319500e-4f);
-  p = p * r + 1.339887440266574e-3f;
-  p = p * r + 9.618437357674640e-3f;
-  p = p * r + 5.550332471162809e-2f;
-  p = p * r + 2.402264791363012e-1f;
-  p = p * r + 6.931472028550421e-1f;
-  p = p * r + 1.0f;
+  V p = broadcast<V>(kExp2Poly[0]);
+  for (int i = 1; i < 7; ++i) p = p * r + kExp2Poly[i];
   return p * pow2i(n);
 }
 
