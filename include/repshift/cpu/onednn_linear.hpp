@@ -32,10 +32,11 @@
 // waiting a fifth of the time (perf, Emerald Rapids); bands run DeiT-S at
 // batch 8 in bf16 1.13x (unpruned) and 1.21x (pruned) as fast there
 // (bench/results/ab_bf16_bands_emr_2026-12-05.md). Float gained nothing
-// (0.98-1.00x per layer) and keeps oneDNN's split. With one weight matrix
-// hot in L2 (bench_linear_onednn's BM_DenseLayersBf16 against
-// BM_OneDnnPackedBiasBf16) oneDNN's split is the faster: the bands are
-// tuned for the forward. Rows are independent, so a row's result depends
+// (0.98-1.00x per layer) and keeps oneDNN's split. One layer alone, its
+// weights hot in L2 (bench_linear_onednn's BM_DenseLayersBf16 against
+// BM_OneDnnPackedBiasBf16), read 1.04-1.55x at 1576 rows in a quiet run
+// and below 1x in a noisy one: the bands were judged on whole forwards.
+// Rows are independent, so a row's result depends
 // on its band only if oneDNN sums K in another order for another row
 // count; oneDNN 2.6 on AMX does not (a test checks it bit for bit, and the
 // models' batch invariance in bf16).
