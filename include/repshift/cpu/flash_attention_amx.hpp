@@ -99,17 +99,18 @@ struct AmxScratch {
   float* alpha;       // [16] rescale of o at this key block
   float* bias;        // [keys]: key_bias x log2 e, 0 past the last key
 
+  std::int64_t bytes_used = 0;  // the whole layout's size
+
   static std::int64_t keys_padded(std::int64_t n) { return round_up(std::max<std::int64_t>(n, 1), 32); }
   static std::int64_t block_of(std::int64_t n) {
     return keys_padded(n) <= kAmxWholeKeys ? keys_padded(n) : std::int64_t(kAmxBlockK);
   }
-  static std::int64_t bytes(std::int64_t n, std::int64_t dh) {
-    const std::int64_t keys = round_up(keys_padded(n), block_of(n)), bk = block_of(n);
-    const std::int64_t dq = round_up(dh, 32);
-    return 2 * (round_up(n, 16) * dq + keys * (dq + dh) + 16 * bk) + 4 * (16 * bk + 16 * dh + 3 * 16 + keys) + 64;
-  }
+  // The bytes one task needs: the layout below, measured without memory.
+  static std::int64_t bytes(std::int64_t n, std::int64_t dh) { return AmxScratch(nullptr, n, dh).bytes_used; }
+
+  // base null: only bytes_used is set.
   AmxScratch(void* base, std::int64_t n, std::int64_t dh) : head_dim(dh), block_k(block_of(n)) {
-    const std::int64_t keys = round_up(keys_padded(n), block_k);
+    const std::int64_t keys = round_up(keys_padded(n), block_k), dq = round_up(dh, 32);
     auto* at = static_cast<unsigned char*>(base);
     s = take<float>(at, 16 * block_k);
     o = take<float>(at, 16 * dh);
@@ -117,15 +118,17 @@ struct AmxScratch {
     l = take<float>(at, 16);
     alpha = take<float>(at, 16);
     bias = take<float>(at, keys);
-    q = take<std::uint16_t>(at, round_up(n, 16) * round_up(dh, 32));
-    kt = take<std::uint16_t>(at, keys * round_up(dh, 32));
+    q = take<std::uint16_t>(at, round_up(n, 16) * dq);
+    kt = take<std::uint16_t>(at, keys * dq);
     v = take<std::uint16_t>(at, keys * dh);
     p = take<std::uint16_t>(at, 16 * block_k);
   }
+
+ private:
   template <class T>
-  static T* take(unsigned char*& at, std::int64_t count) {
-    T* here = reinterpret_cast<T*>(at);
-    at += count * std::int64_t(sizeof(T));
+  T* take(unsigned char* base, std::int64_t count) {
+    T* here = base ? reinterpret_cast<T*>(base + bytes_used) : nullptr;
+    bytes_used += count * std::int64_t(sizeof(T));
     return here;
   }
 };
@@ -387,9 +390,9 @@ REPSHIFT_AMX_TARGET inline void amx_flash_head(const AttentionParams& p, std::in
           _tile_zero(3);
         } else {
           _tile_loadd(0, o, ldo);
-          _tile_loadd(1, o + (tiles > 1 ? 16 : 0), ldo);
-          _tile_loadd(2, o + (tiles > 2 ? 32 : 0), ldo);
-          _tile_loadd(3, o + (tiles > 3 ? 48 : 0), ldo);
+          if (tiles > 1) _tile_loadd(1, o + 16, ldo);
+          if (tiles > 2) _tile_loadd(2, o + 32, ldo);
+          if (tiles > 3) _tile_loadd(3, o + 48, ldo);
         }
         // The Q tiles 4-7 are reloaded after this block: 4 and 5 carry P and V here.
         for (std::int64_t t = 0; t < width / 32; ++t) {

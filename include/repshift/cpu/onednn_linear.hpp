@@ -36,10 +36,10 @@
 // weights hot in L2 (bench_linear_onednn's BM_DenseLayersBf16 against
 // BM_OneDnnPackedBiasBf16), read 1.04-1.55x at 1576 rows in a quiet run
 // and below 1x in a noisy one: the bands were judged on whole forwards.
-// Rows are independent, so a row's result depends
-// on its band only if oneDNN sums K in another order for another row
-// count; oneDNN 2.6 on AMX does not (a test checks it bit for bit, and the
-// models' batch invariance in bf16).
+// Rows are independent, so a row's result depends on its band only if
+// oneDNN sums K in another order for another row count; oneDNN 2.6 on AMX
+// does not (a test checks it bit for bit, and the models' batch
+// invariance in bf16).
 
 #include <oneapi/dnnl/dnnl.hpp>
 
