@@ -243,6 +243,11 @@ void deit_s_shapes(benchmark::internal::Benchmark* b) {
   for (int rows : {197, 8 * 197}) layer_shapes(b, rows, 384);
   b->ArgNames({"rows", "in", "out"})->Unit(benchmark::kMicrosecond)->UseRealTime();
 }
+// DeiT-S's, and UMT-B's at T = 12 unpruned and after video_retrieval().
+void model_shapes(benchmark::internal::Benchmark* b) {
+  deit_s_shapes(b);
+  for (int rows : {2352, 1205}) layer_shapes(b, rows, 768);
+}
 
 }  // namespace
 
@@ -253,7 +258,7 @@ BENCHMARK(BM_OneDnnStored)->Apply(shapes);
 BENCHMARK(BM_SgemmOpenBlas)->Apply(attention_shapes);
 BENCHMARK(BM_SgemmOneDnn)->Apply(attention_shapes);
 BENCHMARK(BM_OneDnnPackedBiasBf16)->Apply(deit_s_shapes);
-BENCHMARK(BM_DenseLayersF32)->Apply(deit_s_shapes);
-BENCHMARK(BM_DenseLayersBf16)->Apply(deit_s_shapes);
+BENCHMARK(BM_DenseLayersF32)->Apply(model_shapes);
+BENCHMARK(BM_DenseLayersBf16)->Apply(model_shapes);
 BENCHMARK(BM_FmaPeak)->UseRealTime();
 BENCHMARK_MAIN();

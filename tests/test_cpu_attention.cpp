@@ -368,6 +368,9 @@ TEST_P(AttentionAmx, Bf16TilesMatchTheReferenceOnRoundedOperands) {
   }
 }
 
+// Query counts take each of the kernel's block shapes: whole 32-query
+// blocks (512), a last block of 17-31 queries (17, 50, 61, 90, 600, 1300:
+// two row tiles, padded) and one of 1-16 (1, 33, 45, 130, 197: one tile).
 INSTANTIATE_TEST_SUITE_P(TokenCounts, AttentionAmx,
                          ::testing::Values(Case{2, 197, 6, 64}, Case{2, 1, 2, 64}, Case{3, 33, 1, 32},
                                            Case{1, 50, 2, 96}, Case{1, 130, 1, 128}, Case{2, 17, 4, 16},

@@ -61,12 +61,7 @@ class SgemmVariable {
   bool had_ = false;
 };
 
-constexpr bool kHaveOneDnn =
-#if defined(REPSHIFT_HAS_ONEDNN)
-    true;
-#else
-    false;
-#endif
+using rs::cpu::kHaveOneDnn;
 
 // Every shape of call the CPU kernels make (B transposed or not, strided
 // rows, alpha, beta 0 over a C of NaN and beta != 0), through each library

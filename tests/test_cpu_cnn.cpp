@@ -64,11 +64,7 @@ std::vector<float> to_nchw(const std::vector<float>& x, int batch, int c, int h,
   return out;
 }
 
-#if defined(REPSHIFT_HAS_ONEDNN)
-constexpr bool kHaveOneDnn = true;
-#else
-constexpr bool kHaveOneDnn = false;
-#endif
+using rs::cpu::kHaveOneDnn;
 
 // Identity shortcut, in either layout: output, row / column scores from the
 // fused epilogue, and the pruned map (kept lines = the best by the block's

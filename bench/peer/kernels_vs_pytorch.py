@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """The two kernels a transformer forward spends its time in, repshift's
-against PyTorch's, alone and side by side, f32, 2 threads, interleaved
-rounds, one invocation:
+against PyTorch's, alone and side by side, f32 (or bf16), 2 threads,
+interleaved rounds, one invocation:
 
     python3 bench/peer/kernels_vs_pytorch.py build/release/bench [OUT.md]
-        [--tokens 1205,2352] [--linear 1205x768x3072,...] [--weights packed|stored] [--rounds 6]
+        [--tokens 1205,2352] [--linear 1205x768x3072,...] [--weights packed|stored] [--rounds 6] [--bf16]
 
 - Attention (12 heads x 64, batch 1, UMT-B's): BM_FlashAttention/<tokens>
   of bench_attention_long against F.scaled_dot_product_attention. Both
@@ -16,6 +16,13 @@ rounds, one invocation:
   BM_OneDnnPacked (W reordered once into oneDNN's blocked format, brgemm),
   below it BM_OneDnnStored (W read as stored, oneDNN's sgemm); --weights
   packed|stored overrides the choice.
+
+- --bf16 (CPUs with AVX512-BF16 or AMX): BM_FlashAttentionBf16 (AMX
+  tiles where the CPU has them) against SDPA on bf16 q, k, v; and
+  BM_DenseLayersBf16 (rs::cpu::DenseLayers under DenseMath::Bf16: f32 x
+  rounded in the call, bias, f32 out; --linear shapes of DeiT-S at 197 and
+  1576 rows or UMT-B at 1205 and 2352) against F.linear with bias on x, W
+  already in bf16, as autocast runs it minus the cast of x.
 
 Ours: Google Benchmark, --benchmark_min_time=0.3. PyTorch: the median of 7
 timed calls after one untimed. Says how much of a model's lead over
@@ -53,10 +60,10 @@ def google_benchmark(binary, name):
     out = subprocess.run([binary, f"--benchmark_filter=^{name}$", "--benchmark_min_time=0.3"],
                          capture_output=True, text=True, check=True,
                          env=dict(os.environ, OMP_NUM_THREADS=str(THREADS))).stdout
-    found = re.search(r"GFLOP/s=([0-9.]+)", out)
+    found = re.search(r"GFLOP/s=([0-9.]+)([kM]?)", out)  # Google Benchmark writes 1.2k for 1200
     if not found:
         sys.exit(f"{binary} printed no GFLOP/s for {name} (is it one of its benchmarks?)")
-    return float(found.group(1))
+    return float(found.group(1)) * {"": 1.0, "k": 1e3, "M": 1e6}[found.group(2)]
 
 
 def torch_rate(call, flops):
@@ -69,26 +76,30 @@ def torch_rate(call, flops):
     return flops / statistics.median(times) / 1e9
 
 
-def cases(torch, bench_dir, weights):
+def cases(torch, bench_dir, weights, bf16):
     """(label, ours, theirs) for every case asked for: two callables giving GFLOP/s."""
     F = torch.nn.functional
+    dtype = torch.bfloat16 if bf16 else torch.float32
+    attention = "BM_FlashAttentionBf16" if bf16 else "BM_FlashAttention"
     out = []
     for n in (int(t) for t in option("tokens", "1205,2352").split(",") if t):
-        q, k, v = (torch.randn(1, HEADS, n, HEAD_DIM) for _ in range(3))
+        q, k, v = (torch.randn(1, HEADS, n, HEAD_DIM, dtype=dtype) for _ in range(3))
         out.append((f"attention, {n} tokens",
                     lambda n=n: google_benchmark(os.path.join(bench_dir, "bench_attention_long"),
-                                                 f"BM_FlashAttention/{n}/real_time"),
+                                                 f"{attention}/{n}/real_time"),
                     lambda n=n, q=q, k=k, v=v: torch_rate(lambda: F.scaled_dot_product_attention(q, k, v),
                                                           4.0 * HEADS * n * n * HEAD_DIM)))
-    dense = {"packed": "BM_OneDnnPacked", "stored": "BM_OneDnnStored"}[weights]
+    dense = "BM_DenseLayersBf16" if bf16 else {"packed": "BM_OneDnnPacked", "stored": "BM_OneDnnStored"}[weights]
     for shape in (s for s in option("linear", UMT_B_LINEAR).split(",") if s):
         rows, k_in, n_out = (int(x) for x in shape.split("x"))
-        x, w = torch.randn(rows, k_in), torch.randn(n_out, k_in)
+        x, w = torch.randn(rows, k_in, dtype=dtype), torch.randn(n_out, k_in, dtype=dtype)
+        bias = torch.randn(n_out, dtype=dtype) if bf16 else None  # DenseLayers adds one; the f32 rows have none
         out.append((f"linear, {rows} x {k_in} -> {n_out}",
                     lambda r=rows, i=k_in, o=n_out: google_benchmark(
                         os.path.join(bench_dir, "bench_linear_onednn"),
                         f"{dense}/rows:{r}/in:{i}/out:{o}/real_time"),
-                    lambda x=x, w=w, r=rows, i=k_in, o=n_out: torch_rate(lambda: F.linear(x, w), 2.0 * r * i * o)))
+                    lambda x=x, w=w, b=bias, r=rows, i=k_in, o=n_out: torch_rate(lambda: F.linear(x, w, b),
+                                                                                 2.0 * r * i * o)))
     return out
 
 
@@ -103,7 +114,8 @@ def main():
     rounds = int(option("rounds", "6"))
 
     weights = dense_weights()
-    todo = cases(torch, bench_dir, weights)
+    bf16 = "--bf16" in sys.argv
+    todo = cases(torch, bench_dir, weights, bf16)
     rates = {label: ([], []) for label, _, _ in todo}
     with torch.inference_mode():
         for r in range(rounds):  # alternate who goes first, so drift hits both
@@ -116,10 +128,11 @@ def main():
 
     lines = [f"# CPU kernels alone: repshift vs PyTorch ({datetime.date.today()})", "",
              f"`python3 bench/peer/kernels_vs_pytorch.py {' '.join(sys.argv[1:])}`", "",
-             f"f32, {THREADS} threads, {rounds} interleaved rounds; torch {torch.__version__} "
-             f"({torch.backends.cpu.get_cpu_capability()}). GFLOP/s, medians. Attention: {HEADS} heads x "
-             f"{HEAD_DIM}, batch 1, flash vs SDPA. Linear: y = x W^T, oneDNN matmul ({weights} "
-             "weights) vs F.linear.", "",
+             f"{'bf16' if bf16 else 'f32'}, {THREADS} threads, {rounds} interleaved rounds; torch "
+             f"{torch.__version__} ({torch.backends.cpu.get_cpu_capability()}). GFLOP/s, medians. Attention: "
+             f"{HEADS} heads x {HEAD_DIM}, batch 1, flash vs SDPA. Linear: y = x W^T, " +
+             ("rs::cpu::DenseLayers (bf16, bias) vs F.linear on bf16 x, W and bias." if bf16 else
+              f"oneDNN matmul ({weights} weights) vs F.linear."), "",
              "| case | ours | PyTorch | ours / PyTorch | per round |", "|---|---:|---:|---:|---|"]
     for label, _, _ in todo:
         a, b = rates[label]

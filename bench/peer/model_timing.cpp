@@ -151,14 +151,16 @@ double resnet50(int batch, bool pruned, double budget) {
 }
 
 template <class Model>
-double umt_rate(int batch, int frames, const rs::PruneSchedule& schedule, double budget) {
+double umt_rate(int batch, int frames, const rs::PruneSchedule& schedule, double budget,
+                rs::DenseMath math = rs::DenseMath::F32) {
   const rs::ViTConfig cfg = rs::ViTConfig::umt_base(frames);
   Model model(rs::ViTWeights::random(cfg, 0));
   std::vector<float> clips(std::size_t(batch) * 3 * frames * 224 * 224), logits(std::size_t(batch) * cfg.num_classes);
   std::mt19937 gen(1);
   std::normal_distribution<float> normal;
   for (auto& p : clips) p = normal(gen);
-  return median_rate(batch, budget, [&] { model.forward(rs::Host{}, clips.data(), batch, logits.data(), schedule); });
+  return median_rate(batch, budget,
+                     [&] { model.forward(rs::Host{0, math}, clips.data(), batch, logits.data(), schedule); });
 }
 
 double umt_b(int batch, const std::string& variant, double budget, int frames) {
@@ -169,7 +171,13 @@ double umt_b(int batch, const std::string& variant, double budget, int frames) {
   if (variant == "pruned") return umt_rate<ShiftModel>(batch, frames, rs::PruneSchedule::video_retrieval(), budget);
   if (variant == "map") return umt_rate<MapModel>(batch, frames, rs::PruneSchedule::none(0), budget);
   if (variant == "attn_pruned") return umt_rate<MapModel>(batch, frames, rs::PruneSchedule::video_retrieval(), budget);
-  throw rs::InvalidArgument(fmt::format("model_timing: umt_b variant '{}' is not flash, map, pruned or attn_pruned", variant));
+  constexpr auto bf16 = rs::DenseMath::Bf16;
+  if (variant == "flash_bf16") return umt_rate<ShiftModel>(batch, frames, rs::PruneSchedule::none(0), budget, bf16);
+  if (variant == "pruned_bf16") {
+    return umt_rate<ShiftModel>(batch, frames, rs::PruneSchedule::video_retrieval(), budget, bf16);
+  }
+  throw rs::InvalidArgument(fmt::format(
+      "model_timing: umt_b variant '{}' is not flash, map, pruned, attn_pruned, flash_bf16 or pruned_bf16", variant));
 }
 
 double attention_rss_mib(int tokens, bool map) {
@@ -205,7 +213,7 @@ int main(int argc, char** argv) {
     fmt::print(stderr,
                "usage: {0} deit_s|deit_b|resnet50 BATCH pruned|unpruned SECONDS (deit: also pruned_bf16|unpruned_bf16)\n"
                "       {0} minilm BATCH pruned|unpruned SECONDS SEQ_LEN MODEL.safetensors\n"
-               "       {0} umt_b BATCH flash|map|pruned|attn_pruned SECONDS FRAMES\n"
+               "       {0} umt_b BATCH flash|map|pruned|attn_pruned|flash_bf16|pruned_bf16 SECONDS FRAMES\n"
                "       {0} attention_rss TOKENS flash|map\n"
                "       {0} sgemm   (whose sgemm the map attention and NCHW convolution call here)\n",
                argv[0]);

@@ -5,7 +5,7 @@ PyTorch side by side, interleaved rounds, one invocation:
 
     python3 bench/peer/video_vs_pytorch.py build/release/bench/model_timing [OUT.md]
         [--frames 8,12,16] [--batches 1,2] [--rounds 3] [--seconds 2] [--rss 1024,2048,4096,8192,16384] [--plot OUT.png]
-        [--variants flash,map,pruned,attn_pruned] [--avx2]
+        [--variants flash,map,pruned,attn_pruned] [--avx2] [--bf16]
 
 Variants (repshift, model_timing umt_b): (a) unpruned, flash attention;
 (a') unpruned on the plain attention path that writes the N x N map (the
@@ -23,7 +23,11 @@ attention (12 heads x 64) on the flash and the map path from 1k to 16k
 tokens, each in a fresh process, as a table and a PNG. --variants runs
 a subset of ours (PyTorch's two always run). --avx2 holds both sides to
 what an AVX2-only machine runs, as bench/peer/vs_pytorch.py --avx2 does
-(pass build/release/bench/model_timing_avx2).
+(pass build/release/bench/model_timing_avx2). --bf16 (CPUs with
+AVX512-BF16 or AMX) adds (a) and (b) in bfloat16 (rs::DenseMath::Bf16:
+bf16 dense layers, and attention on AMX tiles where the CPU has AMX, f32
+accumulation) against (d) under torch.autocast("cpu", torch.bfloat16),
+in a second table.
 """
 import datetime
 import math
@@ -34,7 +38,7 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import peer_venv  # noqa: E402
-from vs_pytorch import AVX2_OURS, AVX2_TORCH, rate  # noqa: E402  (same timing loop as the image peers)
+from vs_pytorch import AVX2_OURS, AVX2_TORCH, autocast_bf16, rate  # noqa: E402  (the image peers' timing loop)
 
 THREADS = 2
 DROPS = {0: 0.2, 1: 0.2, 2: 0.2}  # the paper's UMT retrieval setting
@@ -140,6 +144,9 @@ def main():
     rss_tokens = [int(v) for v in option("rss", "").split(",") if v]
     plot = option("plot", None)
     variants = option("variants", "flash,map,pruned,attn_pruned").split(",")
+    bf16 = "--bf16" in sys.argv
+    if bf16:
+        variants += ["flash_bf16", "pruned_bf16"]
     blas_env, blas_note = openblas_core()
     env = dict(blas_env, OMP_NUM_THREADS=str(THREADS), **(AVX2_OURS if avx2 else {}))
     if avx2:
@@ -162,6 +169,10 @@ def main():
                 row = {v: ours(v, batch, frames) for v in variants}
                 row["torch"] = rate(torch, model, video, seconds)
                 row["torch_pruned"] = rate(torch, lambda v: model(v, DROPS), video, seconds)
+                if bf16:
+                    row["torch_bf16"] = rate(torch, autocast_bf16(torch, model), video, seconds)
+                    row["torch_pruned_bf16"] = rate(torch, autocast_bf16(torch, lambda v: model(v, DROPS)), video,
+                                                    seconds)
                 for k, v in row.items():
                     results.setdefault((frames, batch, k), []).append(v)
                 print(f"round {r + 1}/{rounds} T={frames} b{batch}: " +
@@ -187,6 +198,21 @@ def main():
                          " | ".join(rate_of(k) for k in ("flash", "map", "pruned", "attn_pruned", "torch",
                                                          "torch_pruned")) + " | " +
                          " | ".join(ratio(k) for k in ("flash", "map", "attn_pruned", "torch_pruned", "torch")) + " |")
+
+    if bf16:
+        lines += ["", "bfloat16 (ours: rs::DenseMath::Bf16, f32 accumulation; PyTorch: torch.autocast(\"cpu\", "
+                  "torch.bfloat16)), the same rounds:", "",
+                  "| T | tokens | batch | (a) flash bf16 | (b) pruned bf16 | (d) PyTorch bf16 | (d) PyTorch pruned bf16 "
+                  "| (b)/(a) | (b)/(d pruned) | (b)/(d) |", "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for frames in frames_list:
+            for batch in batches:
+                g = lambda k: med[(frames, batch, k)]
+                b = g("pruned_bf16")
+                lines.append(f"| {frames} | {frames * 196} | {batch} | " +
+                             " | ".join(f"{g(k):.3f}" for k in ("flash_bf16", "pruned_bf16", "torch_bf16",
+                                                                "torch_pruned_bf16")) + " | " +
+                             " | ".join(f"{b / g(k):.2f}x" for k in ("flash_bf16", "torch_pruned_bf16", "torch_bf16"))
+                             + " |")
 
     if rss_tokens:
         rss = {}

@@ -6,7 +6,7 @@
 // attention in bf16 too.
 //
 // The schedule is flash_attention's (attention.hpp): one task per (sample,
-// head), blocks of 16 queries (one tile's rows) over blocks of keys
+// head), blocks of 32 queries (two tiles' rows) over blocks of keys
 // through an online softmax, memory O(N x head_dim). Q (scaled by
 // scale x log2 e), K and V are rounded to bfloat16 as they are prepared;
 // S = Q K^T and O += P V run as TDPBF16PS on 16 x 16 float tiles; the
@@ -88,15 +88,15 @@ namespace detail {
 // One task's scratch (bytes), laid out for the longest sample's `tokens`.
 struct AmxScratch {
   std::int64_t head_dim, block_k;
-  std::uint16_t* q;   // [tokens, rounded up to 16][Dh, rounded up to 32], scaled by scale x log2 e
+  std::uint16_t* q;   // [tokens, rounded up to 32][Dh, rounded up to 32], scaled by scale x log2 e
   std::uint16_t* kt;  // [keys / 16][Dh / 32, rounded up] tiles of [16 channel pairs][16 keys][2]
   std::uint16_t* v;   // [keys / 32][Dh / 16] tiles of [16 key pairs][16 channels][2]
-  std::uint16_t* p;   // [16][block_k]: probabilities, rounded
-  float* s;           // [16][block_k]: scores
-  float* o;           // [16][Dh]
-  float* m;           // [16] running max
-  float* l;           // [16] running sum
-  float* alpha;       // [16] rescale of o at this key block
+  std::uint16_t* p;   // [32][block_k]: probabilities, rounded
+  float* s;           // [32][block_k]: scores
+  float* o;           // [32][Dh]
+  float* m;           // [32] running max
+  float* l;           // [32] running sum
+  float* alpha;       // [32] rescale of o at this key block
   float* bias;        // [keys]: key_bias x log2 e, 0 past the last key
 
   std::int64_t bytes_used = 0;  // the whole layout's size
@@ -112,16 +112,16 @@ struct AmxScratch {
   AmxScratch(void* base, std::int64_t n, std::int64_t dh) : head_dim(dh), block_k(block_of(n)) {
     const std::int64_t keys = round_up(keys_padded(n), block_k), dq = round_up(dh, 32);
     auto* at = static_cast<unsigned char*>(base);
-    s = take<float>(at, 16 * block_k);
-    o = take<float>(at, 16 * dh);
-    m = take<float>(at, 16);
-    l = take<float>(at, 16);
-    alpha = take<float>(at, 16);
+    s = take<float>(at, 32 * block_k);
+    o = take<float>(at, 32 * dh);
+    m = take<float>(at, 32);
+    l = take<float>(at, 32);
+    alpha = take<float>(at, 32);
     bias = take<float>(at, keys);
-    q = take<std::uint16_t>(at, round_up(n, 16) * dq);
+    q = take<std::uint16_t>(at, round_up(n, 32) * dq);
     kt = take<std::uint16_t>(at, keys * dq);
     v = take<std::uint16_t>(at, keys * dh);
-    p = take<std::uint16_t>(at, 16 * block_k);
+    p = take<std::uint16_t>(at, 32 * block_k);
   }
 
  private:
@@ -177,15 +177,20 @@ REPSHIFT_AMX_TARGET inline __m512 amx_widen(__m256i x) {
   return _mm512_castsi512_ps(_mm512_maskz_slli_epi32(kAll, _mm512_maskz_cvtepu16_epi32(kAll, x), 16));
 }
 
-// 2^x for x <= 0: exp2_nonpositive's polynomial (kExp2Poly), the exponent
-// applied by vscalefps; NaN stays NaN (vmaxps returns its second operand
-// when either is NaN).
-REPSHIFT_AMX_TARGET inline __m512 amx_exp2(__m512 x) {
+// 2^x for x <= 0 with `poly` on the fraction (highest degree first), the
+// exponent applied by vscalefps; NaN stays NaN (vmaxps returns its second
+// operand when either is NaN). P is rounded to bfloat16 (relative step
+// 2^-8), so its exponents take kExp2PolyBf16, degree 3 (relative error
+// 7.5e-5, fitted here); alpha, which rescales float O, takes
+// exp2_nonpositive's kExp2Poly, degree 6.
+constexpr float kExp2PolyBf16[] = {5.51716685e-2f, 2.42611155e-1f, 6.93260968e-1f, 9.99928057e-1f};
+template <std::size_t N>
+REPSHIFT_AMX_TARGET inline __m512 amx_exp2(__m512 x, const float (&poly)[N]) {
   x = _mm512_maskz_max_ps(kAll, _mm512_set1_ps(-126.0f), x);
   const __m512 n = _mm512_maskz_roundscale_ps(kAll, x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   const __m512 r = _mm512_sub_ps(x, n);
-  __m512 y = _mm512_set1_ps(kExp2Poly[0]);
-  for (int i = 1; i < 7; ++i) y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(kExp2Poly[i]));
+  __m512 y = _mm512_set1_ps(poly[0]);
+  for (std::size_t i = 1; i < N; ++i) y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(poly[i]));
   return _mm512_maskz_scalef_ps(kAll, y, n);
 }
 
@@ -197,6 +202,22 @@ REPSHIFT_AMX_TARGET inline __m512 amx_logits(const float* row, const float* bias
 }
 inline __mmask16 amx_valid(std::int64_t c, std::int64_t cols) {
   return c >= cols ? 0 : c + 16 <= cols ? 0xffff : __mmask16((1u << (cols - c)) - 1);
+}
+// acc, raised to the logits c..c+15 that are keys.
+REPSHIFT_AMX_TARGET inline __m512 amx_max_logits(__m512 acc, const float* row, const float* bias, std::int64_t c,
+                                                 std::int64_t cols) {
+  return _mm512_mask_max_ps(acc, amx_valid(c, cols), acc, amx_logits(row, bias, c));
+}
+// P's c..c+15 of a row, 2^(logit - shift) rounded to bfloat16, stored at
+// p_row + c; returned widened back to float, as l sums them. -inf (a
+// masked key's bias) and columns past the last key give 0; NaN stays NaN.
+REPSHIFT_AMX_TARGET inline __m512 amx_probabilities(const float* row, const float* bias, std::int64_t c,
+                                                    std::int64_t cols, __m512 shift, std::uint16_t* p_row) {
+  const __m512 x = amx_logits(row, bias, c);
+  const __mmask16 keep = amx_valid(c, cols) & _mm512_cmp_ps_mask(x, _mm512_set1_ps(-INFINITY), _CMP_NEQ_UQ);
+  const __m256i e = amx_round(_mm512_maskz_mov_ps(keep, amx_exp2(_mm512_sub_ps(x, shift), kExp2PolyBf16)));
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(p_row + c), e);
+  return amx_widen(e);
 }
 
 // Token n's part (q, k or v) of head h plus its bias, times `scale`, as
@@ -210,33 +231,173 @@ REPSHIFT_AMX_TARGET inline void amx_round_row(const float* src, const float* bia
   }
 }
 
-// One Q chunk's products into the score tiles, chunk's Q in tile `q_tile`:
-// 4 key tiles (C in 0-3, K^T through 6 and 7) or 2 (C in 0-1, K^T in 2-3).
-// Macros because GCC's tile intrinsics take tile numbers as literal tokens.
-#define REPSHIFT_AMX_SCORES_X4(chunk, q_tile)      \
-  do {                                             \
-    _tile_loadd(6, kt_tile(tile, chunk), 64);      \
-    _tile_dpbf16ps(0, q_tile, 6);                  \
-    _tile_loadd(7, kt_tile(tile + 1, chunk), 64);  \
-    _tile_dpbf16ps(1, q_tile, 7);                  \
-    _tile_loadd(6, kt_tile(tile + 2, chunk), 64);  \
-    _tile_dpbf16ps(2, q_tile, 6);                  \
-    _tile_loadd(7, kt_tile(tile + 3, chunk), 64);  \
-    _tile_dpbf16ps(3, q_tile, 7);                  \
-  } while (0)
-#define REPSHIFT_AMX_SCORES_X2(chunk, q_tile)      \
-  do {                                             \
-    _tile_loadd(2, kt_tile(tile, chunk), 64);      \
-    _tile_loadd(3, kt_tile(tile + 1, chunk), 64);  \
-    _tile_dpbf16ps(0, q_tile, 2);                  \
-    _tile_dpbf16ps(1, q_tile, 3);                  \
-  } while (0)
+// One (sample, head)'s packed operands, as the query blocks read them.
+struct AmxHead {
+  std::int64_t b, h, dh, dq, chunks, keys, keys_padded;  // dq: Dh rounded up to 32; chunks = dq / 32
+  const std::uint16_t* kt;
+  const std::uint16_t* v;
+  // K^T tile (16 keys, 32 channels) of key tile `key_tile`, channel chunk `chunk`.
+  const std::uint16_t* kt_tile(std::int64_t key_tile, std::int64_t chunk) const {
+    return kt + (key_tile * chunks + chunk) * 512;
+  }
+  // V tile (32 keys, 16 channels) of key pair tile `pair_tile`, channel tile `channels`.
+  const std::uint16_t* v_tile(std::int64_t pair_tile, std::int64_t channels) const {
+    return v + (pair_tile * (dh / 16) + channels) * 512;
+  }
+};
+
+// One block of 16 x RowTiles queries (rows q0.. of the packed Q) over
+// every key block: S = Q K^T, the online softmax, O = alpha O + P V; then
+// its `rows` outputs. Tiles: C (float) in 0-3, A in 4-5, B in 6-7. Each
+// product step is 2 x 2 tiles (32 queries x 32 keys, or x 32 channels):
+// every B tile (K^T or V, streamed from L2) feeds two products and every
+// A tile two. A last block of at most 16 queries takes RowTiles = 1.
+template <int RowTiles>
+REPSHIFT_AMX_TARGET inline void amx_query_block(const AttentionParams& p, const AmxHead& head, AmxScratch& w,
+                                                std::int64_t q0, int rows) {
+  constexpr int kRows = 16 * RowTiles;
+  const std::int64_t dh = head.dh, dq = head.dq, bk = w.block_k, keys = head.keys;
+  const std::int64_t ldq = dq * 2, lds = bk * 4, ldp = bk * 2, ldo = dh * 4;
+  const std::uint16_t* q = w.q + q0 * dq;
+  for (int r = 0; r < kRows; ++r) {
+    w.m[r] = -INFINITY;
+    w.l[r] = 0.0f;
+  }
+  for (std::int64_t k0 = 0; k0 < head.keys_padded; k0 += bk) {
+    const std::int64_t width = std::min(bk, head.keys_padded - k0), cols = std::min(bk, keys - k0);
+    // S = Q K^T, 32 keys at a time over Q's 32-channel chunks.
+    for (std::int64_t t = 0; t < width / 32; ++t) {
+      const std::int64_t tile = k0 / 16 + 2 * t;
+      _tile_zero(0);
+      _tile_zero(1);
+      if constexpr (RowTiles == 2) {
+        _tile_zero(2);
+        _tile_zero(3);
+      }
+      for (std::int64_t c = 0; c < head.chunks; ++c) {
+        _tile_loadd(4, q + c * 32, ldq);
+        _tile_loadd(6, head.kt_tile(tile, c), 64);
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_loadd(7, head.kt_tile(tile + 1, c), 64);
+        _tile_dpbf16ps(1, 4, 7);
+        if constexpr (RowTiles == 2) {
+          _tile_loadd(5, q + 16 * dq + c * 32, ldq);
+          _tile_dpbf16ps(2, 5, 6);
+          _tile_dpbf16ps(3, 5, 7);
+        }
+      }
+      _tile_stored(0, w.s + t * 32, lds);
+      _tile_stored(1, w.s + t * 32 + 16, lds);
+      if constexpr (RowTiles == 2) {
+        _tile_stored(2, w.s + 16 * bk + t * 32, lds);
+        _tile_stored(3, w.s + 16 * bk + t * 32 + 16, lds);
+      }
+    }
+    // The online softmax over this block; keys past the last get probability 0. The scores plus key
+    // bias are formed twice (for the max, then the exponent) rather than stored. A row's max runs on
+    // four accumulators and its sum on two (no long vmaxps / vaddps chain), and the running max and
+    // alpha are updated 16 rows at a time, between the two passes.
+    const float* bias = p.key_bias ? w.bias + k0 : nullptr;
+    for (int r = 0; r < kRows; ++r) {  // width is whole 32s
+      const float* srow = w.s + r * bk;
+      const __m512 none = _mm512_set1_ps(-INFINITY);
+      __m512 m0 = none, m1 = none, m2 = none, m3 = none;
+      std::int64_t c = 0;
+      for (; c + 64 <= width; c += 64) {
+        m0 = amx_max_logits(m0, srow, bias, c, cols);
+        m1 = amx_max_logits(m1, srow, bias, c + 16, cols);
+        m2 = amx_max_logits(m2, srow, bias, c + 32, cols);
+        m3 = amx_max_logits(m3, srow, bias, c + 48, cols);
+      }
+      if (c < width) {
+        m0 = amx_max_logits(m0, srow, bias, c, cols);
+        m1 = amx_max_logits(m1, srow, bias, c + 16, cols);
+      }
+      w.alpha[r] = amx_hmax(_mm512_maskz_max_ps(kAll, _mm512_maskz_max_ps(kAll, m0, m1), _mm512_maskz_max_ps(kAll, m2, m3)));  // the block's max
+    }
+    for (int r = 0; r < kRows; r += 16) {
+      const __m512 none = _mm512_set1_ps(-INFINITY), m_old = _mm512_loadu_ps(w.m + r);
+      const __m512 m_new = _mm512_maskz_max_ps(kAll, m_old, _mm512_loadu_ps(w.alpha + r));
+      // A row that has seen only masked keys keeps m = -inf: its exponents are taken against 0, and
+      // its alpha (like the first block's) is 0.
+      const __m512 m_ref = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(m_new, none, _CMP_NEQ_UQ), m_new);
+      const __mmask16 seen = k0 == 0 ? 0 : _mm512_cmp_ps_mask(m_old, none, _CMP_NEQ_UQ);
+      _mm512_storeu_ps(w.alpha + r, _mm512_maskz_mov_ps(seen, amx_exp2(_mm512_sub_ps(m_old, m_ref), kExp2Poly)));
+      _mm512_storeu_ps(w.m + r, m_new);
+    }
+    for (int r = 0; r < kRows; ++r) {
+      const float* srow = w.s + r * bk;
+      const __m512 shift = _mm512_set1_ps(w.m[r] == -INFINITY ? 0.0f : w.m[r]);
+      __m512 sum0 = _mm512_setzero_ps(), sum1 = _mm512_setzero_ps();
+      for (std::int64_t c = 0; c < width; c += 32) {
+        sum0 = _mm512_add_ps(sum0, amx_probabilities(srow, bias, c, cols, shift, w.p + r * bk));
+        sum1 = _mm512_add_ps(sum1, amx_probabilities(srow, bias, c + 16, cols, shift, w.p + r * bk));
+      }
+      w.l[r] = w.l[r] * w.alpha[r] + amx_hsum(_mm512_add_ps(sum0, sum1));
+      if (k0 > 0) {
+        for (std::int64_t d = 0; d < dh; d += 16) {
+          _mm512_storeu_ps(w.o + r * dh + d,
+                           _mm512_mul_ps(_mm512_loadu_ps(w.o + r * dh + d), _mm512_set1_ps(w.alpha[r])));
+        }
+      }
+    }
+    amx_memory_barrier();  // P and the rescaled O are written
+    // O += P V, 32 channels (two V tiles) at a time; the first block starts from zero.
+    for (std::int64_t c0 = 0; c0 < dh; c0 += 32) {
+      const bool pair = c0 + 16 < dh;  // a second 16-channel tile
+      float* o = w.o + c0;
+      if (k0 == 0) {
+        _tile_zero(0);
+        _tile_zero(1);
+        _tile_zero(2);
+        _tile_zero(3);
+      } else {
+        _tile_loadd(0, o, ldo);
+        if (pair) _tile_loadd(1, o + 16, ldo);
+        if constexpr (RowTiles == 2) {
+          _tile_loadd(2, o + 16 * dh, ldo);
+          if (pair) _tile_loadd(3, o + 16 * dh + 16, ldo);
+        }
+      }
+      for (std::int64_t t = 0; t < width / 32; ++t) {
+        const std::int64_t pair_tile = k0 / 32 + t, channels = c0 / 16;
+        _tile_loadd(4, w.p + t * 32, ldp);
+        _tile_loadd(6, head.v_tile(pair_tile, channels), 64);
+        _tile_dpbf16ps(0, 4, 6);
+        if (pair) {
+          _tile_loadd(7, head.v_tile(pair_tile, channels + 1), 64);
+          _tile_dpbf16ps(1, 4, 7);
+        }
+        if constexpr (RowTiles == 2) {
+          _tile_loadd(5, w.p + 16 * bk + t * 32, ldp);
+          _tile_dpbf16ps(2, 5, 6);
+          if (pair) _tile_dpbf16ps(3, 5, 7);
+        }
+      }
+      _tile_stored(0, o, ldo);
+      if (pair) _tile_stored(1, o + 16, ldo);
+      if constexpr (RowTiles == 2) {
+        _tile_stored(2, o + 16 * dh, ldo);
+        if (pair) _tile_stored(3, o + 16 * dh + 16, ldo);
+      }
+    }
+  }
+  float* out = p.out + p.out_offset(head.b) + q0 * p.out_token_stride + head.h * dh;
+  for (int r = 0; r < rows; ++r) {
+    // A query whose keys are all masked has no softmax: NaN, as on the map path.
+    const float inv = w.m[r] == -INFINITY ? NAN : 1.0f / w.l[r];
+    for (std::int64_t d = 0; d < dh; d += 16) {
+      _mm512_storeu_ps(out + r * p.out_token_stride + d,
+                       _mm512_mul_ps(_mm512_loadu_ps(w.o + r * dh + d), _mm512_set1_ps(inv)));
+    }
+  }
+}
 
 // One sample and head: Q, K^T and V rounded and packed, then every block of
-// 16 queries over the key blocks.
+// 32 queries (a last one of up to 16: 16) over the key blocks.
 REPSHIFT_AMX_TARGET inline void amx_flash_head(const AttentionParams& p, std::int64_t b, std::int64_t h,
                                                AmxScratch& w) {
-  const std::int64_t dh = w.head_dim, bk = w.block_k, queries = p.queries(b), keys = p.keys(b);
+  const std::int64_t dh = w.head_dim, queries = p.queries(b), keys = p.keys(b);
   // Q and K^T in whole 32-channel chunks (zero past Dh), V in 16-channel tiles.
   const std::int64_t keys_padded = AmxScratch::keys_padded(keys), dq = round_up(dh, 32), chunks = dq / 32;
   const float* qb = qkv_bias_row(p, 0, h);
@@ -252,7 +413,7 @@ REPSHIFT_AMX_TARGET inline void amx_flash_head(const AttentionParams& p, std::in
     amx_round_row(qkv_row(p, b, n, 0, h), qb, p.scale * kLog2e, dh, w.q + n * dq);
     std::fill(w.q + n * dq + dh, w.q + (n + 1) * dq, std::uint16_t(0));
   }
-  std::fill(w.q + queries * dq, w.q + round_up(queries, 16) * dq, std::uint16_t(0));
+  std::fill(w.q + queries * dq, w.q + round_up(queries, 32) * dq, std::uint16_t(0));
   // 32 keys at a time, rounded into `staged` (zero past the last key), then
   // packed: K^T tile (key tile t, chunk c) row j holds channel pair 16 c + j
   // of its 16 keys, gathered; V tile (pair tile, channels c..c+15) row i
@@ -301,141 +462,13 @@ REPSHIFT_AMX_TARGET inline void amx_flash_head(const AttentionParams& p, std::in
 
   _tile_loadconfig(kAmxTileConfig.bytes);
   amx_memory_barrier();  // Q, K^T and V are packed
-
-  const std::int64_t ldq = dq * 2, lds = bk * 4, ldp = bk * 2, ldo = dh * 4;
-  auto kt_tile = [&](std::int64_t key_tile, std::int64_t chunk) { return w.kt + (key_tile * chunks + chunk) * 512; };
-  auto v_tile = [&](std::int64_t pair_tile, std::int64_t channels) {
-    return w.v + (pair_tile * (dh / 16) + channels) * 512;
-  };
-  for (std::int64_t q0 = 0; q0 < queries; q0 += 16) {
-    const int rows = int(std::min<std::int64_t>(16, queries - q0));
-    const std::uint16_t* q = w.q + q0 * dq;
-    _mm512_storeu_ps(w.m, _mm512_set1_ps(-INFINITY));
-    _mm512_storeu_ps(w.l, _mm512_setzero_ps());
-    // Q's chunks stay in tiles 4-7 for every key block.
-    _tile_loadd(4, q, ldq);
-    if (chunks > 1) _tile_loadd(5, q + 32, ldq);
-    if (chunks > 2) _tile_loadd(6, q + 64, ldq);
-    if (chunks > 3) _tile_loadd(7, q + 96, ldq);
-    for (std::int64_t k0 = 0; k0 < keys_padded; k0 += bk) {
-      const std::int64_t width = std::min(bk, keys_padded - k0), cols = std::min(bk, keys - k0);
-      // S = Q K^T. Up to 64 channels, 64 keys (four C tiles, B in tiles 6
-      // and 7) at a time: four independent accumulations, where two would
-      // wait on each other; then, and for wider heads, 32 keys.
-      std::int64_t t = 0;
-      for (; chunks <= 2 && t + 4 <= width / 16; t += 4) {
-        const std::int64_t tile = k0 / 16 + t;
-        _tile_zero(0);
-        _tile_zero(1);
-        _tile_zero(2);
-        _tile_zero(3);
-        REPSHIFT_AMX_SCORES_X4(0, 4);
-        if (chunks > 1) REPSHIFT_AMX_SCORES_X4(1, 5);
-        _tile_stored(0, w.s + t * 16, lds);
-        _tile_stored(1, w.s + t * 16 + 16, lds);
-        _tile_stored(2, w.s + t * 16 + 32, lds);
-        _tile_stored(3, w.s + t * 16 + 48, lds);
-      }
-      for (; t < width / 16; t += 2) {
-        const std::int64_t tile = k0 / 16 + t;
-        _tile_zero(0);
-        _tile_zero(1);
-        REPSHIFT_AMX_SCORES_X2(0, 4);
-        if (chunks > 1) REPSHIFT_AMX_SCORES_X2(1, 5);
-        if (chunks > 2) REPSHIFT_AMX_SCORES_X2(2, 6);
-        if (chunks > 3) REPSHIFT_AMX_SCORES_X2(3, 7);
-        _tile_stored(0, w.s + t * 16, lds);
-        _tile_stored(1, w.s + t * 16 + 16, lds);
-      }
-      // The online softmax over this block, row by row; keys past the last get probability 0. The
-      // scores plus key bias are formed twice (for the max, then the exponent) rather than stored.
-      const float* bias = p.key_bias ? w.bias + k0 : nullptr;
-      for (int r = 0; r < 16; ++r) {
-        const float* srow = w.s + r * bk;
-        __m512 mx = _mm512_set1_ps(-INFINITY);
-        for (std::int64_t c = 0; c < width; c += 16)
-          mx = _mm512_mask_max_ps(mx, amx_valid(c, cols), mx, amx_logits(srow, bias, c));
-        const float m_new = std::max(w.m[r], amx_hmax(mx));
-        // A row that has seen only masked keys keeps m = -inf: its exponents are taken against 0.
-        const float m_ref = m_new == -INFINITY ? 0.0f : m_new;
-        w.alpha[r] = k0 == 0 ? 0.0f : std::exp2(w.m[r] - m_ref);
-        w.m[r] = m_new;
-        const __m512 shift = _mm512_set1_ps(m_ref);
-        __m512 sum = _mm512_setzero_ps();
-        for (std::int64_t c = 0; c < width; c += 16) {
-          const __m512 x = amx_logits(srow, bias, c);
-          // -inf (a masked key's bias) and columns past the last key: 0; NaN stays NaN.
-          const __mmask16 keep = amx_valid(c, cols) & _mm512_cmp_ps_mask(x, _mm512_set1_ps(-INFINITY), _CMP_NEQ_UQ);
-          const __m256i e = amx_round(_mm512_maskz_mov_ps(keep, amx_exp2(_mm512_sub_ps(x, shift))));
-          _mm256_storeu_si256(reinterpret_cast<__m256i*>(w.p + r * bk + c), e);
-          sum = _mm512_add_ps(sum, amx_widen(e));
-        }
-        w.l[r] = w.l[r] * w.alpha[r] + amx_hsum(sum);
-        if (k0 > 0) {
-          for (std::int64_t d = 0; d < dh; d += 16) {
-            _mm512_storeu_ps(w.o + r * dh + d,
-                             _mm512_mul_ps(_mm512_loadu_ps(w.o + r * dh + d), _mm512_set1_ps(w.alpha[r])));
-          }
-        }
-      }
-      amx_memory_barrier();  // P and the rescaled O are written
-      // O += P V, 64 channels (four C tiles) at a time; the first block starts from zero.
-      for (std::int64_t c0 = 0; c0 < dh; c0 += 64) {
-        const std::int64_t tiles = std::min<std::int64_t>(4, (dh - c0) / 16);
-        float* o = w.o + c0;
-        if (k0 == 0) {
-          _tile_zero(0);
-          _tile_zero(1);
-          _tile_zero(2);
-          _tile_zero(3);
-        } else {
-          _tile_loadd(0, o, ldo);
-          if (tiles > 1) _tile_loadd(1, o + 16, ldo);
-          if (tiles > 2) _tile_loadd(2, o + 32, ldo);
-          if (tiles > 3) _tile_loadd(3, o + 48, ldo);
-        }
-        // The Q tiles 4-7 are reloaded after this block: 4 and 5 carry P and V here.
-        for (std::int64_t t = 0; t < width / 32; ++t) {
-          const std::int64_t pair_tile = k0 / 32 + t, channels = c0 / 16;
-          _tile_loadd(4, w.p + t * 32, ldp);
-          _tile_loadd(5, v_tile(pair_tile, channels), 64);
-          _tile_dpbf16ps(0, 4, 5);
-          if (tiles > 1) {
-            _tile_loadd(5, v_tile(pair_tile, channels + 1), 64);
-            _tile_dpbf16ps(1, 4, 5);
-          }
-          if (tiles > 2) {
-            _tile_loadd(5, v_tile(pair_tile, channels + 2), 64);
-            _tile_dpbf16ps(2, 4, 5);
-          }
-          if (tiles > 3) {
-            _tile_loadd(5, v_tile(pair_tile, channels + 3), 64);
-            _tile_dpbf16ps(3, 4, 5);
-          }
-        }
-        _tile_stored(0, o, ldo);
-        if (tiles > 1) _tile_stored(1, o + 16, ldo);
-        if (tiles > 2) _tile_stored(2, o + 32, ldo);
-        if (tiles > 3) _tile_stored(3, o + 48, ldo);
-      }
-      _tile_loadd(4, q, ldq);
-      if (chunks > 1) _tile_loadd(5, q + 32, ldq);
-    }
-    float* out = p.out + p.out_offset(b) + q0 * p.out_token_stride + h * dh;
-    for (int r = 0; r < rows; ++r) {
-      // A query whose keys are all masked has no softmax: NaN, as on the map path.
-      const float inv = w.m[r] == -INFINITY ? NAN : 1.0f / w.l[r];
-      for (std::int64_t d = 0; d < dh; d += 16) {
-        _mm512_storeu_ps(out + r * p.out_token_stride + d,
-                         _mm512_mul_ps(_mm512_loadu_ps(w.o + r * dh + d), _mm512_set1_ps(inv)));
-      }
-    }
-  }
+  const AmxHead head{b, h, dh, dq, chunks, keys, keys_padded, w.kt, w.v};
+  std::int64_t q0 = 0;
+  for (; q0 + 16 < queries; q0 += 32) amx_query_block<2>(p, head, w, q0, int(std::min<std::int64_t>(32, queries - q0)));
+  if (q0 < queries) amx_query_block<1>(p, head, w, q0, int(queries - q0));
   _tile_release();
 }
 
-#undef REPSHIFT_AMX_SCORES_X4
-#undef REPSHIFT_AMX_SCORES_X2
 #undef REPSHIFT_AMX_TARGET
 
 }  // namespace detail

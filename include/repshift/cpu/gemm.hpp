@@ -95,29 +95,31 @@ inline bool blas_core_is_generic(const char* core, CpuIsa cpu) {
 
 enum class SgemmLibrary { Blas, OneDnn };
 
+// Whether this build has oneDNN (REPSHIFT_HAS_ONEDNN: libdnnl-dev found).
+inline constexpr bool kHaveOneDnn =
+#if defined(REPSHIFT_HAS_ONEDNN)
+    true;
+#else
+    false;
+#endif
+
 inline const char* name(SgemmLibrary l) { return l == SgemmLibrary::OneDnn ? "onednn" : "blas"; }
 
 // Whose sgemm the CPU kernels call: REPSHIFT_SGEMM (read at each call, so a
 // test may set it between runs), else oneDNN's where OpenBLAS's core is
 // generic for this CPU and the build has oneDNN, else the BLAS.
 inline SgemmLibrary sgemm_library() {
-  constexpr bool have_onednn =
-#if defined(REPSHIFT_HAS_ONEDNN)
-      true;
-#else
-      false;
-#endif
   const char* value = std::getenv("REPSHIFT_SGEMM");
   if (value && *value) {
     if (same_name(value, "blas")) return SgemmLibrary::Blas;
     if (!same_name(value, "onednn")) repshift::detail::fail("REPSHIFT_SGEMM", "'{}' is not blas or onednn", value);
-    if (!have_onednn) {
+    if (!kHaveOneDnn) {
       repshift::detail::fail("REPSHIFT_SGEMM", "'onednn' needs a build with oneDNN (REPSHIFT_HAS_ONEDNN is off)");
     }
     return SgemmLibrary::OneDnn;
   }
   static const bool generic = blas_core_is_generic(blas_core(), detected_cpu_isa());
-  return have_onednn && generic ? SgemmLibrary::OneDnn : SgemmLibrary::Blas;
+  return kHaveOneDnn && generic ? SgemmLibrary::OneDnn : SgemmLibrary::Blas;
 }
 
 // C[M, N] = alpha A[M, K] . op(B) + beta C, row-major; op(B) = B[N, K]^T

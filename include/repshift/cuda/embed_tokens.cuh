@@ -12,6 +12,7 @@
 #include "exec.cuh"
 #include "layer_norm.cuh"
 #include "tiling.hpp"
+#include "warp_reduce.cuh"
 
 namespace repshift {
 namespace cuda_detail {
@@ -28,7 +29,7 @@ __device__ inline std::int64_t sample_of_row(const int* cu_seqlens, std::int64_t
 
 template <class T>
 __global__ void __launch_bounds__(ScoreTiling::kThreads) embed_tokens_kernel(EmbedParams<T> p, int* status) {
-  const std::int64_t row = std::int64_t(blockIdx.x) * ScoreTiling::kWarps + threadIdx.x / kWarp;
+  const std::int64_t row = warp_row_index();
   if (row >= p.rows) return;
   const int lane = threadIdx.x % kWarp;
   const std::int64_t b = sample_of_row(p.cu_seqlens, p.batch, row), t = row - p.cu_seqlens[b];

@@ -73,7 +73,7 @@ using repshift::ResidualRows;
 
 template <class Metric, ScoreOperands Score, bool PostLN, class T>
 __global__ void __launch_bounds__(cuda_detail::ScoreTiling::kThreads) residual_kernel(ResidualRows<T> e) {
-  const std::int64_t row = std::int64_t(blockIdx.x) * cuda_detail::ScoreTiling::kWarps + threadIdx.x / cuda_detail::kWarp;
+  const std::int64_t row = cuda_detail::warp_row_index();
   if (row >= e.rows) return;
   const int lane = threadIdx.x % cuda_detail::kWarp;
   const std::int64_t C = e.channels;
@@ -127,7 +127,7 @@ __global__ void __launch_bounds__(cuda_detail::ScoreTiling::kThreads) residual_k
 
 template <class Metric, ScoreOperands Score, bool PostLN, class T>
 __global__ void __launch_bounds__(cuda_detail::ScoreTiling::kThreads) residual_vector_kernel(ResidualRows<T> e) {
-  const std::int64_t row = std::int64_t(blockIdx.x) * cuda_detail::ScoreTiling::kWarps + threadIdx.x / cuda_detail::kWarp;
+  const std::int64_t row = cuda_detail::warp_row_index();
   if (row >= e.rows) return;
   using Row = WarpRow<T>;
   constexpr int kW = Row::kWidth;

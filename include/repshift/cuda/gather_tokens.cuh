@@ -11,6 +11,7 @@
 #include "error.cuh"
 #include "exec.cuh"
 #include "tiling.hpp"
+#include "warp_reduce.cuh"
 
 namespace repshift {
 namespace cuda_detail {
@@ -18,9 +19,8 @@ namespace cuda_detail {
 template <class T, bool Vector>
 __global__ void __launch_bounds__(cuda_detail::ScoreTiling::kThreads)
     gather_tokens_kernel(GatherParams<T> p, int* status) {
-  using Tiling = cuda_detail::ScoreTiling;
   const int lane = threadIdx.x % cuda_detail::kWarp;
-  const std::int64_t row = std::int64_t(blockIdx.x) * Tiling::kWarps + threadIdx.x / cuda_detail::kWarp;
+  const std::int64_t row = cuda_detail::warp_row_index();
   if (row >= p.batch * p.keep) return;
   // Rows enumerate (sample, kept slot) up to the longest keep; a packed
   // sample keeping fewer has nothing past its own count.

@@ -42,7 +42,7 @@ template <class T>
 __global__ void __launch_bounds__(cuda_detail::ScoreTiling::kThreads)
     layer_norm_rows_kernel(const T* src, std::int64_t src_stride, T* dst, std::int64_t dst_stride, std::int64_t rows,
                            std::int64_t channels, LayerNormParams<T> w) {
-  const std::int64_t row = std::int64_t(blockIdx.x) * cuda_detail::ScoreTiling::kWarps + threadIdx.x / cuda_detail::kWarp;
+  const std::int64_t row = cuda_detail::warp_row_index();
   if (row >= rows) return;
   const int lane = threadIdx.x % cuda_detail::kWarp;
   const T* x = src + row * src_stride;
@@ -57,7 +57,7 @@ template <class T>
 __global__ void __launch_bounds__(cuda_detail::ScoreTiling::kThreads)
     layer_norm_rows_vector_kernel(const T* src, std::int64_t src_stride, T* dst, std::int64_t dst_stride,
                                   std::int64_t rows, std::int64_t channels, LayerNormParams<T> w) {
-  const std::int64_t row = std::int64_t(blockIdx.x) * cuda_detail::ScoreTiling::kWarps + threadIdx.x / cuda_detail::kWarp;
+  const std::int64_t row = cuda_detail::warp_row_index();
   if (row >= rows) return;
   const WarpRow<T> line(channels);
   typename WarpRow<T>::Values x;

@@ -44,7 +44,7 @@ void max_pool_3x3s2(const Cuda& exec, const T* x, std::int64_t planes, std::int6
 template <class T>
 __global__ void __launch_bounds__(cuda_detail::ScoreTiling::kThreads)
     global_avg_pool_kernel(const T* x, std::int64_t planes, std::int64_t hw, T* out) {
-  const std::int64_t p = std::int64_t(blockIdx.x) * cuda_detail::ScoreTiling::kWarps + threadIdx.x / cuda_detail::kWarp;
+  const std::int64_t p = cuda_detail::warp_row_index();
   if (p >= planes) return;
   const int lane = threadIdx.x % cuda_detail::kWarp;
   float s = 0.0f;

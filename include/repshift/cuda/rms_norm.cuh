@@ -24,7 +24,7 @@ template <class T>
 __global__ void __launch_bounds__(cuda_detail::ScoreTiling::kThreads)
     rms_norm_rows_kernel(const T* src, const int* token, std::int64_t tokens, T* dst, std::int64_t rows,
                          std::int64_t channels, const T* weight, float eps) {
-  const std::int64_t row = std::int64_t(blockIdx.x) * cuda_detail::ScoreTiling::kWarps + threadIdx.x / cuda_detail::kWarp;
+  const std::int64_t row = cuda_detail::warp_row_index();
   if (row >= rows) return;
   const int lane = threadIdx.x % cuda_detail::kWarp;
   const T* x = src + rms_norm_source_row(row, token, tokens) * channels;
@@ -39,7 +39,7 @@ template <class T>
 __global__ void __launch_bounds__(cuda_detail::ScoreTiling::kThreads)
     rms_norm_rows_vector_kernel(const T* src, const int* token, std::int64_t tokens, T* dst, std::int64_t rows,
                                 std::int64_t channels, const T* weight, float eps) {
-  const std::int64_t row = std::int64_t(blockIdx.x) * cuda_detail::ScoreTiling::kWarps + threadIdx.x / cuda_detail::kWarp;
+  const std::int64_t row = cuda_detail::warp_row_index();
   if (row >= rows) return;
   using Row = WarpRow<T>;
   const Row line(channels);

@@ -19,10 +19,9 @@ namespace cuda_detail {
 template <class Metric, class T, bool EvenC>
 __global__ void __launch_bounds__(cuda_detail::ScoreTiling::kThreads)
     shift_score_kernel(ShiftParams<T> p) {
-  using Tiling = cuda_detail::ScoreTiling;
   constexpr int kV = cuda_detail::kVectorElems<T>;
   const int lane = threadIdx.x % cuda_detail::kWarp;
-  const std::int64_t row = std::int64_t(blockIdx.x) * Tiling::kWarps + threadIdx.x / cuda_detail::kWarp;
+  const std::int64_t row = cuda_detail::warp_row_index();
   if (row >= p.batch * p.tokens) return;  // whole warps exit together
   const std::int64_t b = row / p.tokens, n = row % p.tokens;
   const T* before = p.before + b * p.before_batch_stride + n * p.before_token_stride;

@@ -3,8 +3,10 @@
 // warp_combine<Metric>: all 32 lanes' Accums combined through the butterfly
 // in cuda/tiling.hpp (tested on the host); an Accum made only of floats is
 // shuffled field by field. warp_sum / warp_max / block_reduce: one float.
+// warp_row_index: the row a warp of a ScoreTiling block takes.
 
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <type_traits>
 
@@ -12,6 +14,12 @@
 
 namespace repshift {
 namespace cuda_detail {
+
+// Row kernels launched in ScoreTiling blocks give each warp one row: warp
+// w of block b takes row b * kWarps + w.
+__device__ __forceinline__ std::int64_t warp_row_index() {
+  return std::int64_t(blockIdx.x) * ScoreTiling::kWarps + threadIdx.x / kWarp;
+}
 
 template <class Metric>
 __device__ __forceinline__ typename Metric::Accum warp_combine(typename Metric::Accum acc) {
