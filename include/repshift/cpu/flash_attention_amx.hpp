@@ -183,7 +183,7 @@ REPSHIFT_AMX_TARGET inline __m512 amx_widen(__m256i x) {
 // 2^-8), so its exponents take kExp2PolyBf16, degree 3 (relative error
 // 7.5e-5, fitted here); alpha, which rescales float O, takes
 // exp2_nonpositive's kExp2Poly, degree 6.
-constexpr float kExp2PolyBf16[] = {5.51716685e-2f, 2.42611155e-1f, 6.93260968e-1f, 9.99928057e-1f};
+inline constexpr float kExp2PolyBf16[] = {5.51716685e-2f, 2.42611155e-1f, 6.93260968e-1f, 9.99928057e-1f};
 template <std::size_t N>
 REPSHIFT_AMX_TARGET inline __m512 amx_exp2(__m512 x, const float (&poly)[N]) {
   x = _mm512_maskz_max_ps(kAll, _mm512_set1_ps(-126.0f), x);
@@ -250,8 +250,10 @@ struct AmxHead {
 // every key block: S = Q K^T, the online softmax, O = alpha O + P V; then
 // its `rows` outputs. Tiles: C (float) in 0-3, A in 4-5, B in 6-7. Each
 // product step is 2 x 2 tiles (32 queries x 32 keys, or x 32 channels):
-// every B tile (K^T or V, streamed from L2) feeds two products and every
-// A tile two. A last block of at most 16 queries takes RowTiles = 1.
+// each B tile (K^T or V, streamed from L2) feeds two products and each A
+// tile two. A last block of at most 16 queries takes RowTiles = 1 (one
+// product per B tile), as do a head's last 16 channels when Dh / 16 is odd
+// (one per A tile).
 template <int RowTiles>
 REPSHIFT_AMX_TARGET inline void amx_query_block(const AttentionParams& p, const AmxHead& head, AmxScratch& w,
                                                 std::int64_t q0, int rows) {
@@ -313,7 +315,9 @@ REPSHIFT_AMX_TARGET inline void amx_query_block(const AttentionParams& p, const 
         m0 = amx_max_logits(m0, srow, bias, c, cols);
         m1 = amx_max_logits(m1, srow, bias, c + 16, cols);
       }
-      w.alpha[r] = amx_hmax(_mm512_maskz_max_ps(kAll, _mm512_maskz_max_ps(kAll, m0, m1), _mm512_maskz_max_ps(kAll, m2, m3)));  // the block's max
+      // The block's max, for now.
+      w.alpha[r] = amx_hmax(
+          _mm512_maskz_max_ps(kAll, _mm512_maskz_max_ps(kAll, m0, m1), _mm512_maskz_max_ps(kAll, m2, m3)));
     }
     for (int r = 0; r < kRows; r += 16) {
       const __m512 none = _mm512_set1_ps(-INFINITY), m_old = _mm512_loadu_ps(w.m + r);
@@ -407,7 +411,7 @@ REPSHIFT_AMX_TARGET inline void amx_flash_head(const AttentionParams& p, std::in
   // Rows kAhead tokens on are prefetched (prefetch_row).
   constexpr std::int64_t kAhead = 8;
   auto prefetch = [&](std::int64_t n, int part) { prefetch_row(qkv_row(p, b, n, part, h), dh * 4); };
-  // Q rows, then zero rows up to a whole tile.
+  // Q rows, then zero rows up to a whole 32-query block.
   for (std::int64_t n = 0; n < queries; ++n) {
     if (n + kAhead < queries) prefetch(n + kAhead, 0);
     amx_round_row(qkv_row(p, b, n, 0, h), qb, p.scale * kLog2e, dh, w.q + n * dq);

@@ -17,9 +17,9 @@ namespace repshift {
 namespace cpu {
 
 // 2^r on [-1/2, 1/2], highest power first: exp2_nonpositive's polynomial,
-// also evaluated by the AMX attention's softmax (flash_attention_amx.hpp).
-constexpr float kExp2Poly[] = {1.535336188319500e-4f, 1.339887440266574e-3f, 9.618437357674640e-3f,
-                               5.550332471162809e-2f, 2.402264791363012e-1f, 6.931472028550421e-1f, 1.0f};
+// also alpha's in the AMX attention's softmax (flash_attention_amx.hpp).
+inline constexpr float kExp2Poly[] = {1.535336188319500e-4f, 1.339887440266574e-3f, 9.618437357674640e-3f,
+                                      5.550332471162809e-2f, 2.402264791363012e-1f, 6.931472028550421e-1f, 1.0f};
 
 #include "target/math.inl"
 
