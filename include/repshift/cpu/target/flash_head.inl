@@ -135,9 +135,11 @@ inline void flash_head(const AttentionParams& p, std::int64_t b, std::int64_t h,
     cpu::detail::prefetch_row(row, row_bytes, for_write);
   };
   auto biased = [dh](const float* src, const float* bias, float scale, float* dst) {
-    if (bias) {
+    if (bias) {  // omp simd: vectorised at -O2 too (see layer_norm_row)
+#pragma omp simd
       for (std::int64_t d = 0; d < dh; ++d) dst[d] = (src[d] + bias[d]) * scale;
     } else {
+#pragma omp simd
       for (std::int64_t d = 0; d < dh; ++d) dst[d] = src[d] * scale;
     }
   };
@@ -199,6 +201,7 @@ inline void flash_head(const AttentionParams& p, std::int64_t b, std::int64_t h,
       const float inv = w.m[r] == -INFINITY ? NAN : 1.0f / hsum(loadv(w.l + r * kVec));
       float* dst = out + r * p.out_token_stride;
       const float* o = w.o + r * dp;
+#pragma omp simd
       for (std::int64_t d = 0; d < dh; ++d) dst[d] = o[d] * inv;
     }
   }

@@ -24,8 +24,8 @@ inline void gemm_tile(std::int64_t k, const float* a, std::int64_t lda, const fl
                       std::int64_t ldc, const float* row_scale) {
   static_assert(Vecs >= 1 && Vecs <= 4, "one to four vectors of B per row");
   vfloat acc[Rows][Vecs];
-  for (int i = 0; i < Rows; ++i)
-    for (int j = 0; j < Vecs; ++j) acc[i][j] = row_scale ? loadv(c + i * ldc + j * kVec) * row_scale[i] : vfloat{};
+  REPSHIFT_UNROLL for (int i = 0; i < Rows; ++i)
+    REPSHIFT_UNROLL for (int j = 0; j < Vecs; ++j) acc[i][j] = row_scale ? loadv(c + i * ldc + j * kVec) * row_scale[i] : vfloat{};
   for (std::int64_t kk = 0; kk < k; ++kk) {
     // Loaded into named locals, not straight into the array: the asm on an
     // array element kept the whole array in memory, one dead store per
@@ -37,13 +37,13 @@ inline void gemm_tile(std::int64_t k, const float* a, std::int64_t lda, const fl
     if constexpr (Vecs > 2) { b2 = loadv(brow + 2 * kVec); keep_in_register(b2); }
     if constexpr (Vecs > 3) { b3 = loadv(brow + 3 * kVec); keep_in_register(b3); }
     const vfloat bv[4] = {b0, b1, b2, b3};
-    for (int i = 0; i < Rows; ++i) {
+    REPSHIFT_UNROLL for (int i = 0; i < Rows; ++i) {
       const vfloat ai = broadcast<vfloat>(a[i * lda + kk]);
-      for (int j = 0; j < Vecs; ++j) acc[i][j] += ai * bv[j];
+      REPSHIFT_UNROLL for (int j = 0; j < Vecs; ++j) acc[i][j] += ai * bv[j];
     }
   }
-  for (int i = 0; i < Rows; ++i)
-    for (int j = 0; j < Vecs; ++j) storev(c + i * ldc + j * kVec, acc[i][j]);
+  REPSHIFT_UNROLL for (int i = 0; i < Rows; ++i)
+    REPSHIFT_UNROLL for (int j = 0; j < Vecs; ++j) storev(c + i * ldc + j * kVec, acc[i][j]);
 }
 
 // The last rows < kTileRows of a panel: the tile of exactly that height.

@@ -23,7 +23,7 @@ template <ScanDirection Dir, bool Accumulate, int State, class V>
 inline void scan_lanes(const SelectiveScanParams& p, const float* At, std::int64_t b, std::int64_t d0) {
   const int S = State > 0 ? State : int(p.state);
   V h[State > 0 ? State : SelectiveScanParams::kMaxState];
-  for (int n = 0; n < S; ++n) h[n] = broadcast<V>(0.0f);
+  REPSHIFT_UNROLL for (int n = 0; n < S; ++n) h[n] = broadcast<V>(0.0f);
   const V bias = p.dt_bias ? load_lanes<V>(p.dt_bias + d0) : broadcast<V>(0.0f);
   const V skip = p.D ? load_lanes<V>(p.D + d0) : broadcast<V>(0.0f);
   for (std::int64_t i = 0; i < p.length; ++i) {
@@ -35,7 +35,7 @@ inline void scan_lanes(const SelectiveScanParams& p, const float* At, std::int64
     const float* Bt = p.B + row * p.bc_stride;
     const float* Ct = p.C + row * p.bc_stride;
     V y = skip * u;
-    for (int n = 0; n < S; ++n) {
+    REPSHIFT_UNROLL for (int n = 0; n < S; ++n) {
       h[n] = exp_approx(delta * load_lanes<V>(At + n * p.channels + d0)) * h[n] + du * Bt[n];
       y += h[n] * Ct[n];
     }
