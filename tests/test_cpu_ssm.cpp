@@ -56,10 +56,12 @@ TEST(SsmMath, LogSoftplusSiluMatchTheLibm) {
     worst_log = std::max(worst_log, std::abs(rs::cpu::log_approx(pos) - std::log(double(pos))) / (1 + std::abs(std::log(double(pos)))));
     worst_softplus = std::max(worst_softplus, std::abs(rs::cpu::softplus(x) - ref::softplus(x)) / (1e-30 + ref::softplus(x)));
     worst_silu = std::max(worst_silu, std::abs(rs::cpu::silu(x) - ref::silu(x)) / (1 + std::abs(ref::silu(x))));
+#if !defined(__ASSOCIATIVE_MATH__)  // reassociation may order the two forms differently (the fast_math test binary)
     // The vector forms run the same arithmetic lane by lane.
     const rs::cpu::vfloat xv = rs::cpu::broadcast<rs::cpu::vfloat>(x);
     ASSERT_EQ(rs::cpu::softplus(xv)[0], rs::cpu::softplus(x));
     ASSERT_EQ(rs::cpu::log_approx(rs::cpu::broadcast<rs::cpu::vfloat>(pos))[0], rs::cpu::log_approx(pos));
+#endif
   }
   EXPECT_LT(worst_log, 3e-7);
   EXPECT_LT(worst_softplus, 2e-6);  // relative, down to softplus(-30) ~ 1e-13

@@ -1,8 +1,18 @@
 #pragma once
-// Build-wide switches. The only macro the library defines for code is
+// Build-wide switches, and the one build flag the library refuses.
+
+// The CPU code needs infinities and NaN: -inf marks masked keys and rows
+// with no key yet, and inputs are refused when they hold NaN or Inf.
+// -ffinite-math-only (part of -ffast-math) lets the compiler assume
+// neither exists and compile both away. The rest of -ffast-math is
+// supported (-ffast-math -fno-finite-math-only: test_cpu_attention_fast_math),
+// and so is nvcc's --use_fast_math, which touches device code only.
+#if defined(__FINITE_MATH_ONLY__) && __FINITE_MATH_ONLY__
+#error "repshift needs IEEE infinities and NaN: compile the files that include it without -ffinite-math-only (add -fno-finite-math-only after -ffast-math)"
+#endif
+
 // REPSHIFT_HD: one spelling of __host__ __device__ that a plain C++17
 // compiler reads as nothing, so policies compile with and without nvcc.
-
 #if defined(__CUDACC__) || defined(__HIPCC__)
 #define REPSHIFT_HD __host__ __device__ __forceinline__
 #else

@@ -12,6 +12,8 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>  // fmt::join (fmt 11 moved it here)
 
+#include "config.hpp"
+
 namespace repshift {
 
 // Thrown for every argument the library refuses (shape, count, pointer,

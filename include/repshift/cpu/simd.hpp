@@ -11,6 +11,8 @@
 
 #include <cstdint>
 
+#include "../core/config.hpp"
+
 // Unrolls a loop over a register tile's fixed extent completely. GCC
 // unrolls such loops by itself only at -O3: at -O2 (CMake's
 // RelWithDebInfo) a tile's accumulators stayed in memory and flash

@@ -9,16 +9,6 @@ constexpr int kTileRows = 6;
 constexpr int kTileVecs = kVecRegisters >= 32 ? 4 : 2;
 static_assert(kTileRows * kTileVecs + kTileVecs + 1 <= kVecRegisters, "tile must fit the vector registers");
 
-// Keeps v in a register: without it GCC folds the B loads into every FMA
-// that uses them, one load per FMA instead of one per row of B.
-inline void keep_in_register(vfloat& v) {
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
-  asm("" : "+v"(v));
-#else
-  (void)v;
-#endif
-}
-
 template <int Rows, int Vecs>
 inline void gemm_tile(std::int64_t k, const float* a, std::int64_t lda, const float* b, std::int64_t ldb, float* c,
                       std::int64_t ldc, const float* row_scale) {
@@ -27,15 +17,17 @@ inline void gemm_tile(std::int64_t k, const float* a, std::int64_t lda, const fl
   REPSHIFT_UNROLL for (int i = 0; i < Rows; ++i)
     REPSHIFT_UNROLL for (int j = 0; j < Vecs; ++j) acc[i][j] = row_scale ? loadv(c + i * ldc + j * kVec) * row_scale[i] : vfloat{};
   for (std::int64_t kk = 0; kk < k; ++kk) {
-    // Loaded into named locals, not straight into the array: the asm on an
+    // make_opaque keeps each B vector in a register: without it GCC folds
+    // the B loads into every FMA that uses them, one load per FMA instead
+    // of one per row of B. Named locals, not the array: the asm on an
     // array element kept the whole array in memory, one dead store per
     // vector of B per k.
     const float* brow = b + kk * ldb;
     vfloat b0 = loadv(brow), b1{}, b2{}, b3{};
-    keep_in_register(b0);
-    if constexpr (Vecs > 1) { b1 = loadv(brow + kVec); keep_in_register(b1); }
-    if constexpr (Vecs > 2) { b2 = loadv(brow + 2 * kVec); keep_in_register(b2); }
-    if constexpr (Vecs > 3) { b3 = loadv(brow + 3 * kVec); keep_in_register(b3); }
+    make_opaque(b0);
+    if constexpr (Vecs > 1) { b1 = loadv(brow + kVec); make_opaque(b1); }
+    if constexpr (Vecs > 2) { b2 = loadv(brow + 2 * kVec); make_opaque(b2); }
+    if constexpr (Vecs > 3) { b3 = loadv(brow + 3 * kVec); make_opaque(b3); }
     const vfloat bv[4] = {b0, b1, b2, b3};
     REPSHIFT_UNROLL for (int i = 0; i < Rows; ++i) {
       const vfloat ai = broadcast<vfloat>(a[i * lda + kk]);

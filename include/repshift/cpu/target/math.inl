@@ -19,11 +19,7 @@ inline V exp_approx(V x) {
   // anyway. NaN propagates through the comparisons as x stays NaN.
   x = x < -87.3f ? broadcast<V>(-87.3f) : x;
   x = x > 88.0f ? broadcast<V>(88.0f) : x;
-  // n = round(x / ln2). Adding and subtracting 1.5 * 2^23 rounds to an
-  // integer in plain arithmetic; a floor() call would keep GCC from
-  // vectorising the caller's loop.
-  constexpr float kRoundShifter = 12582912.0f;
-  const V n = (x * 1.44269504088896341f + kRoundShifter) - kRoundShifter;
+  const V n = round_to_integer(x * 1.44269504088896341f);  // round(x / ln2)
   V r = x - n * 0.693359375f;  // ln2 split: hi part is exact in float
   r = r - n * -2.12194440e-4f;
   // e^r on [-ln2/2, ln2/2]
@@ -46,8 +42,7 @@ inline V exp_approx(V x) {
 template <class V>
 inline V exp2_nonpositive(V x) {
   x = x < -126.0f ? broadcast<V>(-126.0f) : x;
-  constexpr float kRoundShifter = 12582912.0f;  // 1.5 * 2^23, as in exp_approx
-  const V n = (x + kRoundShifter) - kRoundShifter;
+  const V n = round_to_integer(x);
   const V r = x - n;
   V p = broadcast<V>(kExp2Poly[0]);
   for (int i = 1; i < 7; ++i) p = p * r + kExp2Poly[i];
@@ -99,7 +94,8 @@ template <class V>
 inline V softplus(V x) {
   const V ax = x < 0.0f ? -x : x;
   const V y = exp_approx(-ax);  // in (0, 1]
-  const V u = 1.0f + y;
+  V u = 1.0f + y;
+  make_opaque(u);  // or -fassociative-math folds d to y, and tiny softplus to 0
   const V d = u - 1.0f;
   const V log1p = d == 0.0f ? y : log_approx(u) * (y / (d == 0.0f ? broadcast<V>(1.0f) : d));
   return (x > 0.0f ? x : broadcast<V>(0.0f)) + log1p;

@@ -42,6 +42,34 @@ inline vfloat pow2i(vfloat n) {
 }
 inline vfloat maxv(vfloat a, vfloat b) { return a > b ? a : b; }
 
+// Hides v's value from the optimiser (an empty asm that claims to change
+// it) at no cost in instructions. The register tiles (gemm_tile.hpp) keep
+// a row of B in registers with it, and round_to_integer stops
+// reassociation (-fassociative-math) from folding its arithmetic away.
+template <class V>
+inline void make_opaque(V& v) {
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+  asm("" : "+v"(v));
+#else
+  (void)v;
+#endif
+}
+
+// x rounded to the nearest integer (ties to even), |x| <= 2^22, per lane
+// or scalar: adding and subtracting 1.5 * 2^23 rounds in plain
+// arithmetic, where a floor() call would keep GCC from vectorising the
+// caller's loop. Both steps are opaque: under -fassociative-math GCC
+// folded (x + c) - c to x, and x - round(x) to 0.
+template <class V>
+inline V round_to_integer(V x) {
+  constexpr float kRoundShifter = 12582912.0f;
+  V shifted = x + kRoundShifter;
+  make_opaque(shifted);
+  V rounded = shifted - kRoundShifter;
+  make_opaque(rounded);
+  return rounded;
+}
+
 // x = m 2^e with m in [1, 2) for positive normal x, per lane: returns e
 // (as a float) and stores m.
 inline float split_exponent(float x, float& m) {
