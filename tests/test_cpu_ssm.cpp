@@ -10,6 +10,7 @@
 #include <random>
 #include <string>
 #include <vector>
+#include <unistd.h>  // getpid
 
 #include <repshift/models/vim.hpp>
 
@@ -56,7 +57,7 @@ TEST(SsmMath, LogSoftplusSiluMatchTheLibm) {
     worst_log = std::max(worst_log, std::abs(rs::cpu::log_approx(pos) - std::log(double(pos))) / (1 + std::abs(std::log(double(pos)))));
     worst_softplus = std::max(worst_softplus, std::abs(rs::cpu::softplus(x) - ref::softplus(x)) / (1e-30 + ref::softplus(x)));
     worst_silu = std::max(worst_silu, std::abs(rs::cpu::silu(x) - ref::silu(x)) / (1 + std::abs(ref::silu(x))));
-#if !defined(__ASSOCIATIVE_MATH__)  // reassociation may order the two forms differently (the fast_math test binary)
+#if !defined(REPSHIFT_TEST_FAST_MATH)  // reassociation may order the two forms differently
     // The vector forms run the same arithmetic lane by lane.
     const rs::cpu::vfloat xv = rs::cpu::broadcast<rs::cpu::vfloat>(x);
     ASSERT_EQ(rs::cpu::softplus(xv)[0], rs::cpu::softplus(x));
@@ -274,7 +275,9 @@ TEST(VisionMamba, UnprunedAndPrunedMatchTheReference) {
 TEST(VisionMamba, WeightsRoundTripThroughSafetensors) {
   const rs::VimConfig cfg = tiny_vim();
   const rs::VimWeights w = rs::VimWeights::random(cfg, 9);
-  const std::string path = testing::TempDir() + "vim_tiny_test.safetensors";
+  // One file per process: this test runs in four binaries (test_cpu_ssm and the
+  // baseline, avx2 and fast_math variants) that ctest -j may run at once.
+  const std::string path = testing::TempDir() + "vim_tiny_test_" + std::to_string(getpid()) + ".safetensors";
   w.save(path);
   const rs::VimWeights back = rs::VimWeights::load(cfg, rs::io::SafeTensorsFile(path));
   std::remove(path.c_str());

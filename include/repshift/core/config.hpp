@@ -5,8 +5,9 @@
 // with no key yet, and inputs are refused when they hold NaN or Inf.
 // -ffinite-math-only (part of -ffast-math) lets the compiler assume
 // neither exists and compile both away. The rest of -ffast-math is
-// supported (-ffast-math -fno-finite-math-only: test_cpu_attention_fast_math),
-// and so is nvcc's --use_fast_math, which touches device code only.
+// supported on x86-64 and AArch64 (-ffast-math -fno-finite-math-only:
+// test_cpu_attention_fast_math), and so is nvcc's --use_fast_math, which
+// touches device code only.
 #if defined(__FINITE_MATH_ONLY__) && __FINITE_MATH_ONLY__
 #error "repshift needs IEEE infinities and NaN: compile the files that include it without -ffinite-math-only (add -fno-finite-math-only after -ffast-math)"
 #endif

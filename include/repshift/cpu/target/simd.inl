@@ -42,31 +42,42 @@ inline vfloat pow2i(vfloat n) {
 }
 inline vfloat maxv(vfloat a, vfloat b) { return a > b ? a : b; }
 
-// Hides v's value from the optimiser (an empty asm that claims to change
-// it) at no cost in instructions. The register tiles (gemm_tile.hpp) keep
-// a row of B in registers with it, and round_to_integer stops
-// reassociation (-fassociative-math) from folding its arithmetic away.
+// Hides v's value from the optimiser: an empty asm that claims to change
+// it, no instruction of its own (though GCC does not auto-vectorise a loop
+// that holds one). The register tiles (gemm_tile.hpp) keep a row of B in
+// registers with it.
 template <class V>
 inline void make_opaque(V& v) {
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#if defined(__GNUC__) && defined(__SSE__) && (defined(__x86_64__) || defined(__i386__))
   asm("" : "+v"(v));
+#elif defined(__GNUC__) && defined(__aarch64__)
+  asm("" : "+w"(v));
 #else
   (void)v;
 #endif
 }
 
+// Whether the compiler may reassociate float arithmetic (-fassociative-math,
+// part of -ffast-math): GCC says so by a macro; clang does not, so there it
+// is assumed. Then the steps below that only work as written are made opaque.
+#if defined(__ASSOCIATIVE_MATH__) || defined(__clang__)
+inline constexpr bool kMayReassociate = true;
+#else
+inline constexpr bool kMayReassociate = false;
+#endif
+
 // x rounded to the nearest integer (ties to even), |x| <= 2^22, per lane
 // or scalar: adding and subtracting 1.5 * 2^23 rounds in plain
 // arithmetic, where a floor() call would keep GCC from vectorising the
-// caller's loop. Both steps are opaque: under -fassociative-math GCC
-// folded (x + c) - c to x, and x - round(x) to 0.
+// caller's loop. Reassociation folded (x + c) - c to x and x - round(x)
+// to 0 (flash attention came out up to 63% off under -ffast-math).
 template <class V>
 inline V round_to_integer(V x) {
   constexpr float kRoundShifter = 12582912.0f;
   V shifted = x + kRoundShifter;
-  make_opaque(shifted);
+  if constexpr (kMayReassociate) make_opaque(shifted);
   V rounded = shifted - kRoundShifter;
-  make_opaque(rounded);
+  if constexpr (kMayReassociate) make_opaque(rounded);
   return rounded;
 }
 
