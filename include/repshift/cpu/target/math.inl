@@ -95,7 +95,7 @@ inline V softplus(V x) {
   const V ax = x < 0.0f ? -x : x;
   const V y = exp_approx(-ax);  // in (0, 1]
   V u = 1.0f + y;
-  if constexpr (kMayReassociate) make_opaque(u);  // else d folds to y, and a tiny softplus to 0
+  keep_as_written(u);  // else d folds to y, and a tiny softplus to 0
   const V d = u - 1.0f;
   const V log1p = d == 0.0f ? y : log_approx(u) * (y / (d == 0.0f ? broadcast<V>(1.0f) : d));
   return (x > 0.0f ? x : broadcast<V>(0.0f)) + log1p;

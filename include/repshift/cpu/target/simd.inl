@@ -59,12 +59,21 @@ inline void make_opaque(V& v) {
 
 // Whether the compiler may reassociate float arithmetic (-fassociative-math,
 // part of -ffast-math): GCC says so by a macro; clang does not, so there it
-// is assumed. Then the steps below that only work as written are made opaque.
+// is assumed.
 #if defined(__ASSOCIATIVE_MATH__) || defined(__clang__)
 inline constexpr bool kMayReassociate = true;
 #else
 inline constexpr bool kMayReassociate = false;
 #endif
+
+// For a step that is only right as written (a rounding trick, a
+// cancellation): v made opaque where the compiler may reassociate, so
+// that it cannot fold the step away; elsewhere nothing, which keeps
+// scalar loops around it auto-vectorisable.
+template <class V>
+inline void keep_as_written(V& v) {
+  if constexpr (kMayReassociate) make_opaque(v);
+}
 
 // x rounded to the nearest integer (ties to even), |x| <= 2^22, per lane
 // or scalar: adding and subtracting 1.5 * 2^23 rounds in plain
@@ -75,9 +84,9 @@ template <class V>
 inline V round_to_integer(V x) {
   constexpr float kRoundShifter = 12582912.0f;
   V shifted = x + kRoundShifter;
-  if constexpr (kMayReassociate) make_opaque(shifted);
+  keep_as_written(shifted);
   V rounded = shifted - kRoundShifter;
-  if constexpr (kMayReassociate) make_opaque(rounded);
+  keep_as_written(rounded);
   return rounded;
 }
 
