@@ -10,7 +10,7 @@
 
 #include <benchmark/benchmark.h>
 
-#include <oneapi/dnnl/dnnl.hpp>
+#include <repshift/cpu/onednn_compat.hpp>  // oneDNN 2.x or 3.x
 
 #include <random>
 #include <vector>
@@ -70,14 +70,10 @@ void run_onednn(benchmark::State& state, Layout layout) {
   auto md = [&](const memory::dims& d, tag t) { return memory::desc(d, memory::data_type::f32, t); };
   const tag act = layout == Layout::Blocked ? tag::any : layout == Layout::Nhwc ? tag::nhwc : tag::nchw;
   const tag wt = layout == Layout::Nchw ? tag::oihw : tag::any;
-  post_ops relu;
-  relu.append_eltwise(1.0f, algorithm::eltwise_relu, 0.0f, 0.0f);  // oneDNN 2.x signature
   primitive_attr attr;
-  attr.set_post_ops(relu);
-  const convolution_forward::desc desc(prop_kind::forward_inference, algorithm::convolution_direct, md(src_d, act),
-                                      md(w_d, wt), md(b_d, tag::x), md(dst_d, act), {s.stride, s.stride}, {pad, pad},
-                                      {pad, pad});
-  const convolution_forward::primitive_desc pd(desc, attr, eng);
+  attr.set_post_ops(repshift::cpu::onednn::eltwise_post_op(algorithm::eltwise_relu));
+  const convolution_forward::primitive_desc pd = repshift::cpu::onednn::conv_pd(
+      eng, md(src_d, act), md(w_d, wt), md(b_d, tag::x), md(dst_d, act), s.stride, pad, attr);
   // Inputs in the primitive's own layouts (random contents; reorders are not timed).
   auto filled = [&](const memory::desc& d, unsigned seed) {
     memory m(d, eng);

@@ -102,9 +102,9 @@ void onednn(benchmark::State& state, bool with_bias, bool stored_layout = false,
   const memory::desc weights_as_stored({s.in, s.out}, memory::data_type::f32, tag::ba);  // W [out, in] = W^T in "ba"
   const memory::desc weights_any({s.in, s.out}, operands, tag::any);
   const memory::desc bias_md({1, s.out}, memory::data_type::f32, tag::ab);
-  const dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(operand_src, stored_layout ? weights_as_stored : weights_any,
-                                                           with_bias ? bias_md : memory::desc(), dst),
-                                        engine);
+  const dnnl::matmul::primitive_desc pd = repshift::cpu::onednn::matmul_pd(
+      engine, operand_src, stored_layout ? weights_as_stored : weights_any, with_bias ? bias_md : memory::desc(), dst,
+      dnnl::primitive_attr());
   memory stored(weights_as_stored, engine, const_cast<float*>(w.data()));
   memory packed(pd.weights_desc(), engine);
   dnnl::reorder(stored, packed).execute(stream, stored, packed);  // once, as at model load

@@ -3,7 +3,8 @@
 # runs the tests twice, optimised and under AddressSanitizer +
 # UndefinedBehaviorSanitizer, then fuzzes the safetensors reader and the
 # ViT loader for a fixed short time (libFuzzer; longer on demand with
-# `bash tests/fuzz/run_fuzz.sh SECONDS`), then builds the torch package
+# `bash tests/fuzz/run_fuzz.sh SECONDS`), runs the oneDNN tests again
+# against oneDNN 3.2, then builds the torch package
 # and runs its pytest suite. CUDA tests build when nvcc exists and skip
 # themselves where no GPU (and no NVIDIA driver) does.
 set -euo pipefail
@@ -22,6 +23,19 @@ LSAN_OPTIONS="suppressions=$PWD/tests/lsan.supp" \
   ctest --test-dir build/sanitize --output-on-failure -j "$jobs"
 
 bash tests/fuzz/run_fuzz.sh "${REPSHIFT_FUZZ_SECONDS:-20}"
+
+# oneDNN 3.x: the dense layers and NHWC convolutions also build against it
+# (cpu/onednn_compat.hpp). PyPI's oneDNN 3.2 (GNU OpenMP), and the test
+# programs that reach oneDNN, run as the release build runs them.
+bash cmake/install_onednn3.sh build/onednn-3.2
+cmake -S . -B build/onednn3 -DCMAKE_BUILD_TYPE=Release -DREPSHIFT_ENABLE_CUDA=OFF -DREPSHIFT_BUILD_BENCH=OFF \
+      -DREPSHIFT_BUILD_EXAMPLES=OFF -Ddnnl_DIR="$PWD/build/onednn-3.2/lib/cmake/dnnl"
+cmake --build build/onednn3 -j "$jobs" --target test_models test_cpu_cnn test_cpu_transformer
+ldd build/onednn3/tests/test_models | grep -q 'libdnnl.so.3 => .*onednn-3.2' ||
+  { echo "build/onednn3: the tests did not link oneDNN 3.2"; exit 1; }
+for t in test_models test_cpu_cnn test_cpu_transformer; do
+  (cd build/onednn3/tests && ./"$t" --gtest_brief=1)
+done
 
 # The torch package: one venv (build/peer-venv, shared with the peer
 # benchmarks) with torch, timm and transformers; `pip install .` builds the

@@ -2,8 +2,8 @@
 // Channels-last (NHWC) convolutions on the CPU through oneDNN, for the
 // CnnRows backbone's NHWC path: on this project's machine oneDNN's NHWC
 // kernels run the ResNet-50 convolutions 1.4-2x faster than im2col + BLAS
-// on NCHW (bench/bench_conv_onednn.cpp). Needs Debian's libdnnl-dev
-// (REPSHIFT_HAS_ONEDNN, set by CMake where it is found).
+// on NCHW (bench/bench_conv_onednn.cpp). Needs oneDNN 2.x (Debian's
+// libdnnl-dev) or 3.x (REPSHIFT_HAS_ONEDNN, set by CMake where it is found).
 //
 // rs::cpu::OneDnnConv keeps one primitive per shape and the weights
 // reordered once into the layout the primitive wants, keyed by the
@@ -15,8 +15,6 @@
 // oneDNN built without DNNL_ENABLE_CONCURRENT_EXEC shares one per thread
 // and ties a primitive to the thread that made it.
 
-#include <oneapi/dnnl/dnnl.hpp>
-
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -26,6 +24,7 @@
 #include "../params/conv2d.hpp"
 #include "../core/error.hpp"
 #include "../core/exec.hpp"
+#include "onednn_compat.hpp"
 #include "parallel.hpp"
 
 namespace repshift {
@@ -81,16 +80,9 @@ class OneDnnConv {
     const memory::desc bias = md({s.out_channels}, tag::x);
     dnnl::primitive_attr attr;
     attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
-    if (epilogue == ConvEpilogue::BiasRelu) {
-      dnnl::post_ops ops;
-      ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, 0.0f, 0.0f);
-      attr.set_post_ops(ops);
-    }
-    const dnnl::convolution_forward::desc desc(
-        dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, src, weights_any,
-        epilogue == ConvEpilogue::None ? memory::desc() : bias, dst, {s.stride, s.stride}, {s.pad, s.pad},
-        {s.pad, s.pad});
-    const dnnl::convolution_forward::primitive_desc pd(desc, attr, engine_);
+    if (epilogue == ConvEpilogue::BiasRelu) attr.set_post_ops(onednn::eltwise_post_op(dnnl::algorithm::eltwise_relu));
+    const dnnl::convolution_forward::primitive_desc pd = onednn::conv_pd(
+        engine_, src, weights_any, epilogue == ConvEpilogue::None ? memory::desc() : bias, dst, s.stride, s.pad, attr);
     auto plan = std::make_unique<Plan>(Plan{pd.src_desc(), pd.dst_desc(), bias, pd.weights_desc(),
                                             dnnl::convolution_forward(pd),
                                             dnnl::memory(pd.scratchpad_desc(), engine_), {}});

@@ -41,8 +41,6 @@
 // does not (a test checks it bit for bit, and the models' batch
 // invariance in bf16).
 
-#include <oneapi/dnnl/dnnl.hpp>
-
 #include <array>
 #include <cstdint>
 #include <cstring>
@@ -56,6 +54,7 @@
 
 #include "../core/error.hpp"
 #include "../core/exec.hpp"
+#include "onednn_compat.hpp"
 #include "parallel.hpp"
 
 namespace repshift {
@@ -216,20 +215,15 @@ class DenseLayers {
                                         : memory::desc();
     dnnl::primitive_attr attr;
     attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
-    if (gelu) {
-      dnnl::post_ops ops;
-      ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_gelu_erf, 0.0f, 0.0f);
-      attr.set_post_ops(ops);
-    }
-    dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(operand_src, weights_any, bias, dst), attr, engine_);
+    if (gelu) attr.set_post_ops(onednn::eltwise_post_op(dnnl::algorithm::eltwise_gelu_erf));
+    dnnl::matmul::primitive_desc pd = onednn::matmul_pd(engine_, operand_src, weights_any, bias, dst, attr);
     // Below AVX-512, oneDNN's matmul is its plain sgemm ("gemm:jit"), which
     // packs nothing ahead and picks W^T row-major for "any": there W as
     // stored ([n, k], i.e. W^T in "ba") runs 0.92-1.73x as fast at the DeiT
     // shapes, 1.13x in the geometric mean, and needs no copy
     // (bench/results/cpu_linear_onednn_avx2_2026-12-03.json).
     if (math == DenseMath::F32 && std::string(pd.impl_info_str()).rfind("gemm", 0) == 0) {
-      pd = dnnl::matmul::primitive_desc(dnnl::matmul::desc(operand_src, stored_weights(k, n), bias, dst), attr,
-                                        engine_);
+      pd = onednn::matmul_pd(engine_, operand_src, stored_weights(k, n), bias, dst, attr);
     }
     Plan plan{src, dst, bias, pd.weights_desc(), dnnl::matmul(pd), dnnl::memory(pd.scratchpad_desc(), engine_), {}, {}};
     if (math == DenseMath::Bf16) {
