@@ -12,8 +12,8 @@ torch's include path puts torch's own fmt ahead of the system's, and
 header-only use needs no libfmt of either version to link.
 The dense layers run on Debian's oneDNN 2.x with prepacked weights where
 libdnnl-dev is installed, as in the C++ build. torch ships oneDNN 3.x headers
-in its include folder, which would shadow Debian's (3.x dropped the 2.x
-operation descriptors the library uses), so a folder holding only a link to
+in its include folder, which would shadow Debian's (the headers must match
+the libdnnl the extension links), so a folder holding only a link to
 /usr/include/oneapi goes first on the include path. torch's own oneDNN is
 linked into libtorch_cpu with hidden symbols, so the two never meet."""
 import atexit

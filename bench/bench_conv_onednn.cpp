@@ -1,12 +1,12 @@
 // Which CPU convolution the CnnRows path should use: repshift's im2col +
-// OpenBLAS SGEMM (cpu/conv2d.hpp) against oneDNN (Debian's libdnnl), on the
+// OpenBLAS SGEMM (cpu/conv2d.hpp) against oneDNN (2.x or 3.x), on the
 // ResNet-50 convolutions line pruning shrinks, batch 8, f32, same threads.
 // oneDNN runs three times: on plain NCHW / OIHW memory (what the rest of
 // the path uses), on NHWC activations (channels last, weights in its own
 // layout), and on its own blocked layouts chosen with format_tag::any, the
 // reorders left out (its best case, as if the whole network were blocked).
 //   bench_conv_onednn --benchmark_repetitions=5 --benchmark_enable_random_interleaving=true
-// Built only when libdnnl-dev is installed (it is not a dependency).
+// Built only where CMake finds oneDNN (REPSHIFT_HAS_ONEDNN).
 
 #include <benchmark/benchmark.h>
 

@@ -20,7 +20,7 @@
 
 #include <benchmark/benchmark.h>
 
-#include <oneapi/dnnl/dnnl.hpp>
+#include <repshift/cpu/onednn_compat.hpp>  // oneDNN 2.x or 3.x
 
 #include <cblas.h>
 
@@ -103,8 +103,7 @@ void onednn(benchmark::State& state, bool with_bias, bool stored_layout = false,
   const memory::desc weights_any({s.in, s.out}, operands, tag::any);
   const memory::desc bias_md({1, s.out}, memory::data_type::f32, tag::ab);
   const dnnl::matmul::primitive_desc pd = repshift::cpu::onednn::matmul_pd(
-      engine, operand_src, stored_layout ? weights_as_stored : weights_any, with_bias ? bias_md : memory::desc(), dst,
-      dnnl::primitive_attr());
+      engine, operand_src, stored_layout ? weights_as_stored : weights_any, with_bias ? bias_md : memory::desc(), dst);
   memory stored(weights_as_stored, engine, const_cast<float*>(w.data()));
   memory packed(pd.weights_desc(), engine);
   dnnl::reorder(stored, packed).execute(stream, stored, packed);  // once, as at model load

@@ -4,10 +4,10 @@
 # is missing. The project's default is Debian's oneDNN 2.x (libdnnl-dev,
 # cmake/install_deps.sh); the dense layers and NHWC convolutions also build
 # against 3.x (cpu/onednn_compat.hpp):
-#   bash cmake/install_onednn3.sh [PREFIX=build/onednn-3.2]
-#   cmake -S . -B build/onednn3 -Ddnnl_DIR=$PWD/PREFIX/lib/cmake/dnnl ...
+#   bash cmake/install_onednn3.sh [PREFIX]   (default: build/onednn-3.2 of this checkout)
+#   cmake -S . -B build/onednn3 -Ddnnl_DIR=<PREFIX, absolute>/lib/cmake/dnnl ...
 set -euo pipefail
-prefix=${1:-build/onednn-3.2}
+prefix=${1:-$(cd "$(dirname "$0")/.." && pwd)/build/onednn-3.2}
 if [ ! -f "$prefix/lib/cmake/dnnl/dnnl-config.cmake" ] || [ ! -e "$prefix/lib/libdnnl.so.3" ]; then
   echo "installing oneDNN 3.2 (PyPI onednn-cpu-gomp 2023.2.0) into $prefix"
   python3 -m pip install -q --root-user-action=ignore --no-deps --prefix "$prefix" \

@@ -6,11 +6,7 @@
 // op descriptors are gone) and dropped the eltwise post-op's scale.
 
 #include <oneapi/dnnl/dnnl.hpp>
-#include <oneapi/dnnl/dnnl_version.h>
-
-#if !defined(DNNL_VERSION_MAJOR) || DNNL_VERSION_MAJOR < 2
-#error "repshift needs oneDNN 2.x or 3.x"
-#endif
+#include <oneapi/dnnl/dnnl_version.h>  // DNNL_VERSION_MAJOR
 
 namespace repshift {
 namespace cpu {
@@ -19,7 +15,8 @@ namespace onednn {
 // A zero desc (memory::desc()) for bias means none.
 inline dnnl::matmul::primitive_desc matmul_pd(const dnnl::engine& engine, const dnnl::memory::desc& src,
                                               const dnnl::memory::desc& weights, const dnnl::memory::desc& bias,
-                                              const dnnl::memory::desc& dst, const dnnl::primitive_attr& attr) {
+                                              const dnnl::memory::desc& dst,
+                                              const dnnl::primitive_attr& attr = dnnl::primitive_attr()) {
 #if DNNL_VERSION_MAJOR >= 3
   if (bias.is_zero()) return dnnl::matmul::primitive_desc(engine, src, weights, dst, attr);
   return dnnl::matmul::primitive_desc(engine, src, weights, bias, dst, attr);
@@ -28,12 +25,13 @@ inline dnnl::matmul::primitive_desc matmul_pd(const dnnl::engine& engine, const 
 #endif
 }
 
-// Forward-inference direct convolution, square stride and symmetric padding.
+// Forward-inference direct 2-D convolution, the same stride and padding on
+// both axes and sides.
 inline dnnl::convolution_forward::primitive_desc conv_pd(const dnnl::engine& engine, const dnnl::memory::desc& src,
                                                          const dnnl::memory::desc& weights,
                                                          const dnnl::memory::desc& bias, const dnnl::memory::desc& dst,
                                                          dnnl::memory::dim stride, dnnl::memory::dim pad,
-                                                         const dnnl::primitive_attr& attr) {
+                                                         const dnnl::primitive_attr& attr = dnnl::primitive_attr()) {
   const auto prop = dnnl::prop_kind::forward_inference;
   const auto alg = dnnl::algorithm::convolution_direct;
 #if DNNL_VERSION_MAJOR >= 3
