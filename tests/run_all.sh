@@ -25,10 +25,9 @@ LSAN_OPTIONS="suppressions=$PWD/tests/lsan.supp" \
 bash tests/fuzz/run_fuzz.sh "${REPSHIFT_FUZZ_SECONDS:-20}"
 
 # oneDNN 3.x: the dense layers and NHWC convolutions also build against it
-# (cpu/onednn_compat.hpp). PyPI's oneDNN 3.2 (GNU OpenMP), and the test
-# programs that reach oneDNN, run whole and with the environments the
-# release ctest adds: oneDNN held to AVX2 (W read as stored, bf16 refused)
-# and oneDNN's sgemm for the map attention and the NCHW convolution.
+# (cpu/onednn_compat.hpp). PyPI's oneDNN 3.2 (GNU OpenMP); the tests
+# labelled onednn (tests/CMakeLists.txt: the programs that reach oneDNN,
+# and their runs under other ISAs and sgemm libraries) run against it.
 bash cmake/install_onednn3.sh build/onednn-3.2
 build3=build/onednn3-tests
 cmake -S . -B "$build3" -DCMAKE_BUILD_TYPE=Release -DREPSHIFT_ENABLE_CUDA=OFF -DREPSHIFT_BUILD_BENCH=OFF \
@@ -38,15 +37,7 @@ if ! ldd "$build3/tests/test_models" | grep -q 'libdnnl.so.3 => .*onednn-3.2'; t
   echo "$build3: the tests did not link oneDNN 3.2" >&2
   exit 1
 fi
-(
-  cd "$build3/tests"
-  for t in test_models test_cpu_cnn test_cpu_transformer; do ./"$t" --gtest_brief=1; done
-  ONEDNN_MAX_CPU_ISA=AVX2 ./test_models --gtest_brief=1 \
-    --gtest_filter='DenseLayers.*:DigitsViT.*:VisionTransformer.*MatchesReference*:DenseMathBf16.*'
-  REPSHIFT_SGEMM=onednn ./test_cpu_transformer --gtest_brief=1 \
-    --gtest_filter='BlasThreading.*:Sgemm.*:*Attention*:PackedBlock/*:TransformerBlockImportance.*'
-  REPSHIFT_SGEMM=onednn ./test_cpu_cnn --gtest_brief=1 --gtest_filter='*ResNetLayouts*:CnnBlock*'
-)
+ctest --test-dir "$build3" -L onednn --output-on-failure -j "$jobs"
 
 # The torch package: one venv (build/peer-venv, shared with the peer
 # benchmarks) with torch, timm and transformers; `pip install .` builds the
