@@ -148,6 +148,32 @@ TEST(CudaPacked, SelectAndGatherBitIdenticalToHost) {
   EXPECT_EQ(dout.to_host(), want);
 }
 
+// Packed counts live on the device, where only the kernel sees them: a
+// sample keeping more than it has, or longer than `tokens`, is skipped
+// (nothing written past its rows) and named by throw_if_status.
+TEST(CudaPacked, SelectReportsCountsTheHostCannotSee) {
+  REQUIRE_DEVICE();
+  struct Case {
+    std::vector<int> cu, kept_cu;
+    int tokens, keep;
+    const char* named;
+  };
+  for (const Case& c : {Case{{0, 4, 9}, {0, 3, 10}, 8, 7, "sample 1 has 5 tokens and keeps 7"},
+                        Case{{0, 4, 16}, {0, 3, 6}, 8, 7, "sample 1 has 12 tokens and keeps 3"}}) {
+    const int batch = 2;
+    auto ds = device_copy(ref::random_floats(std::size_t(c.cu.back()), 23));
+    auto dcu = device_copy(c.cu), dkcu = device_copy(c.kept_cu);
+    const int sentinel = -7;
+    auto di = device_copy(std::vector<int>(std::size_t(c.kept_cu.back()) + 8, sentinel));
+    auto status = device_copy(std::vector<int>(4, 0));
+    const rs::Cuda exec{nullptr, status.data()};
+    rs::select_top_varlen(exec, ds.data(), dcu.data(), dkcu.data(), di.data(), batch, c.tokens, c.keep, 0);
+    expect_refused([&] { rs::cuda::throw_if_status(exec); }, {c.named});
+    const auto idx = di.to_host();
+    for (std::size_t i = std::size_t(c.kept_cu[1]); i < idx.size(); ++i) EXPECT_EQ(idx[i], sentinel) << "slot " << i;
+  }
+}
+
 // Packed scores: every row scored as on the CPU, whatever sample it is in.
 TEST(CudaPacked, ShiftScoreMatchesHost) {
   REQUIRE_DEVICE();
@@ -213,7 +239,8 @@ TEST(CudaErrors, AFailedCallThrowsCudaErrorNamingIt) {
     EXPECT_NE(std::string(e.what()).find("cudaMalloc(4 EiB) failed: cudaErrorMemoryAllocation"), std::string::npos)
         << e.what();
   }
-  (void)cudaGetLastError();  // not sticky: clear it for the tests after
+  // Reported once: the next launch check must not read it as its own.
+  EXPECT_EQ(cudaGetLastError(), cudaSuccess);
 }
 
 TEST(CudaSelectTop, RefusesMoreTokensThanOneTile) {
@@ -246,6 +273,9 @@ TEST(CudaGatherTokens, BitIdenticalToHostAndReportsBadIndices) {
   rs::Cuda exec{nullptr, status.data()};
   rs::gather_tokens(exec, dx.data(), di.data(), dout.data(), 2, 4, 2, 8);
   expect_refused([&] { rs::cuda::throw_if_status(exec); }, {"keep_idx[0, 1] = 7"});
+  // Reported once: the status is zeroed for the next forward.
+  EXPECT_EQ(status.to_host(4), std::vector<int>(4, 0));
+  EXPECT_NO_THROW(rs::cuda::throw_if_status(exec));
 }
 
 // ---- row kernels: register rows and scalar rows ------------------------------

@@ -387,3 +387,21 @@ TEST(CudaTiling, PixelReductionChunks) {
   EXPECT_EQ(T::chunks(8 * 49, 2048), 16);
   EXPECT_EQ(T::chunks(64 * 56 * 56, 256), 1);
 }
+
+// The partials' scratch is sized once, by reserve(), for the largest map:
+// its bound must hold the partials of every smaller map, and grow with
+// the map (a 47x47 map's reservation serves a 46x46 forward).
+TEST(CudaTiling, PixelPartialsBoundServesEverySmallerMap) {
+  using T = rs::cuda_detail::PixelTiling;
+  for (std::int64_t channels : {3, 64, 127, 128, 300, 1024, 2048}) {
+    std::int64_t previous = 0;
+    for (std::int64_t pixels = 1; pixels <= 2 * T::kTargetBlocks * T::kPixels + 100; ++pixels) {
+      const std::int64_t bound = T::partials_bound(pixels, channels), chunks = T::chunks(pixels, channels);
+      ASSERT_GE(bound, chunks > 1 ? chunks * pixels : 0) << pixels << " px, " << channels << " ch";
+      ASSERT_GE(bound, previous) << pixels << " px, " << channels << " ch: the bound shrank";
+      previous = bound;
+    }
+  }
+  // One chunk is all 64 channels allow: no scratch.
+  EXPECT_EQ(T::partials_bound(1000, 127), 0);
+}

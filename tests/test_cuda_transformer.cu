@@ -156,6 +156,32 @@ TYPED_TEST(CudaTyped, PackedAttentionMatchesHost) {
   }
 }
 
+// cu_seqlens lives on the device, so a sample longer than `tokens` is
+// found by the kernels: cut to `tokens` (the map stays inside its
+// [B, H, tokens, tokens]) and reported through exec.status.
+TYPED_TEST(CudaTyped, PackedAttentionReportsASampleLongerThanTokens) {
+  REQUIRE_DEVICE();
+  using T = TypeParam;
+  const std::vector<int> cu = {0, 23, 123};
+  const int batch = 2, tokens = 64, heads = 2, head_dim = 32, dim = heads * head_dim;
+  auto dqkv = to_device<T>(rounded<T>(ref::random_floats(std::size_t(cu.back()) * 3 * dim, 33)));
+  auto dcu = device_copy(cu);
+  for (bool map : {false, true}) {
+    rs::cuda::DeviceBuffer<T> dout(std::size_t(cu.back()) * dim);
+    rs::cuda::DeviceBuffer<float> dmap(std::size_t(batch) * heads * tokens * tokens);
+    auto status = device_copy(std::vector<int>(4, 0));
+    const rs::Cuda exec{nullptr, status.data()};
+    auto p = rs::BasicAttentionParams<T>::contiguous(dqkv.data(), nullptr, dout.data(), batch, tokens, heads, head_dim);
+    p.cu_seqlens = dcu.data();
+    if (map) {
+      rs::cuda::attention_with_map(exec, p, dmap.data());
+    } else {
+      rs::cuda::flash_attention(exec, p);
+    }
+    expect_refused([&] { rs::cuda::throw_if_status(exec); }, {"sample 1 has 100 tokens", "tokens = 64"});
+  }
+}
+
 TYPED_TEST(CudaTyped, AttentionWithMapMatchesHostMapPath) {
   REQUIRE_DEVICE();
   using T = TypeParam;

@@ -20,6 +20,9 @@
 // epilogue), per token [3][heads][head_dim]; output [B, N, heads*head_dim].
 // key_bias (optional, f32 [B, N]) is added to every logit of key n after
 // scaling: log(token size) gives ToMe's proportional attention.
+// Packed batches: cu_seqlens is device memory and `tokens` must be the
+// longest sample; a longer one is cut to `tokens` (no access outside the
+// buffers) and recorded in exec.status (code 6, rs::cuda::throw_if_status).
 
 #include <cmath>
 #include <cstdint>
@@ -40,7 +43,7 @@ namespace cuda_detail {
 
 template <int HeadDim>
 __global__ void __launch_bounds__(SimtAttentionTiling<HeadDim>::kThreads)
-    flash_attention_f32_kernel(BasicAttentionParams<float> p) {
+    flash_attention_f32_kernel(BasicAttentionParams<float> p, int* status) {
   using Tl = SimtAttentionTiling<HeadDim>;
   constexpr int D = HeadDim, kKeys = Tl::kBlockK, kRows = Tl::kRowsPerWarp;
   unsigned char* smem = dynamic_smem();
@@ -51,7 +54,7 @@ __global__ void __launch_bounds__(SimtAttentionTiling<HeadDim>::kThreads)
   float* S = reinterpret_cast<float*>(smem + Tl::kSOffset) + warp * kRows * Tl::kLdS;
   float* O = reinterpret_cast<float*>(smem + Tl::kOOffset) + warp * kRows * Tl::kLdO;
 
-  const FlashCta<float> cta(p, Tl::kBlockQ);
+  const FlashCta<float> cta(p, Tl::kBlockQ, status);
   if (cta.idle()) return;
   const std::int64_t N = cta.N, q0 = cta.q0, dim = cta.dim;
   const float* const base = cta.qkv;
@@ -148,7 +151,7 @@ void launch_flash_attention(const Cuda& exec, const BasicAttentionParams<T>& p) 
     const dim3 grid(cuda_detail::grid_blocks("cuda::flash_attention", "tokens", p.tokens, block_q), unsigned(p.heads),
                     unsigned(p.batch));
     allow_dynamic_smem(kernel, shared_bytes, "cudaFuncSetAttribute(flash_attention, MaxDynamicSharedMemorySize)");
-    kernel<<<grid, threads, shared_bytes, exec.stream>>>(p);
+    kernel<<<grid, threads, shared_bytes, exec.stream>>>(p, exec.status);
     check_launch("flash_attention");
   };
   if constexpr (std::is_same_v<T, float>) {
@@ -171,11 +174,11 @@ constexpr int kMapThreads = 128;
 // out row = map row . V. The map is [B, H, T, T] with T = p.tokens; a
 // packed sample of N < T tokens fills its N x N top-left, the rest 0.
 template <class T>
-__global__ void __launch_bounds__(kMapThreads) attention_with_map_kernel(BasicAttentionParams<T> p, float* map) {
+__global__ void __launch_bounds__(kMapThreads) attention_with_map_kernel(BasicAttentionParams<T> p, float* map, int* status) {
   __shared__ float q[128];
   __shared__ float scratch[32];
   const std::int64_t n = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
-  const std::int64_t N = p.queries(b), ld = p.tokens, dim = p.heads * p.head_dim, Dh = p.head_dim;
+  const std::int64_t N = checked_queries(p, b, status), ld = p.tokens, dim = p.heads * p.head_dim, Dh = p.head_dim;
   float* row = map + ((b * p.heads + h) * ld + n) * ld;
   for (std::int64_t j = (n < N ? N : 0) + threadIdx.x; j < ld; j += kMapThreads) row[j] = 0.0f;
   if (n >= N) return;  // uniform for the CTA
@@ -248,7 +251,7 @@ void attention_with_map(const Cuda& exec, const BasicAttentionParams<T>& p, floa
   detail::require_pointer("cuda::attention_with_map", "map", map);
   detail::require_at_most("cuda::attention_with_map", "tokens", p.tokens, "2^31 - 1 (CUDA grid x)", 0x7fffffff);
   const dim3 grid(unsigned(p.tokens), unsigned(p.heads), unsigned(p.batch));
-  cuda_detail::attention_with_map_kernel<T><<<grid, cuda_detail::kMapThreads, 0, exec.stream>>>(p, map);
+  cuda_detail::attention_with_map_kernel<T><<<grid, cuda_detail::kMapThreads, 0, exec.stream>>>(p, map, exec.status);
   cuda_detail::check_launch("attention_with_map_kernel");
 }
 

@@ -145,7 +145,8 @@ class Blas {
     Layout a, b, c;
     cublasLtMatmulAlgo_t algo{};
   };
-  using Key = std::tuple<int, std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t, bool,
+  // Bias alignment 0: no bias.
+  using Key = std::tuple<int, std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::uint32_t,
                          std::uint32_t, std::uint32_t, std::uint32_t>;
 
   static Layout layout(cudaDataType_t type, std::int64_t rows, std::int64_t cols, std::int64_t ld) {
@@ -159,10 +160,14 @@ class Blas {
   const Plan& plan_for(const LinearShape& s, const T* x, const T* w, const T* bias, T* y) {
     constexpr cudaDataType_t type = cuda_detail::blas_type<T>();
     const std::uint32_t align_w = cuda_detail::pointer_alignment(w), align_x = cuda_detail::pointer_alignment(x),
-                        align_y = cuda_detail::pointer_alignment(y);
-    const Key key{int(type), s.rows, s.in, s.out, s.ldx, s.ldy, bias != nullptr, align_w, align_x, align_y};
+                        align_y = cuda_detail::pointer_alignment(y),
+                        align_bias = bias ? cuda_detail::pointer_alignment(bias) : 0;
+    const Key key{int(type), s.rows, s.in, s.out, s.ldx, s.ldy, align_bias, align_w, align_x, align_y};
     auto found = plans_.find(key);
     if (found != plans_.end()) return found->second;
+    // Keyed by rows, so packed batches of ever new lengths would grow it
+    // without end: past kMaxPlans it starts again (a few heuristic calls).
+    if (plans_.size() >= kMaxPlans) plans_.clear();
 
     Plan plan;
     cublasLtMatmulDesc_t op = nullptr;
@@ -179,6 +184,11 @@ class Blas {
     if (bias) {
       cuda_detail::check_blas(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &type, sizeof type),
                               "cublasLtMatmulDescSetAttribute(BIAS_DATA_TYPE)");
+      // The heuristic reads the bias pointer's value for its alignment
+      // (cublasLt.h); linear() sets each call's own, of the same alignment
+      // (the plan's key).
+      cuda_detail::check_blas(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias),
+                              "cublasLtMatmulDescSetAttribute(BIAS_POINTER)");
     }
     plan.a = layout(type, s.in, s.out, s.in);    // W^T in column-major: [in, out], ld in
     plan.b = layout(type, s.in, s.rows, s.ldx);  // x^T: [in, rows], ld ldx
@@ -203,6 +213,12 @@ class Blas {
       cuda_detail::check_blas(cublasLtMatmulPreferenceSetAttribute(pref, attribute, &value, sizeof value),
                               "cublasLtMatmulPreferenceSetAttribute(MIN_ALIGNMENT)");
     }
+    // Split-K partial sums in f32 or none: the INPLACE and OUTPUT_TYPE
+    // schemes would round them to f16 / bf16 between the splits.
+    const std::uint32_t reductions = CUBLASLT_REDUCTION_SCHEME_NONE | CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE;
+    cuda_detail::check_blas(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK,
+                                                                 &reductions, sizeof reductions),
+                            "cublasLtMatmulPreferenceSetAttribute(REDUCTION_SCHEME_MASK)");
     cublasLtMatmulHeuristicResult_t result{};
     int found_algos = 0;
     cuda_detail::check_blas(cublasLtMatmulAlgoGetHeuristic(handle_, op, plan.a.get(), plan.b.get(), plan.c.get(),
@@ -220,6 +236,7 @@ class Blas {
   void* workspace_ = nullptr;
   std::size_t workspace_bytes_ = 0;
   bool owns_workspace_ = false;
+  static constexpr std::size_t kMaxPlans = 1024;
   std::map<Key, Plan> plans_;
 };
 

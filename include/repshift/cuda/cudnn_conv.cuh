@@ -3,7 +3,9 @@
 // y = conv(x, W) with the epilogue the block needs (ConvEpilogue): none
 // (the bottleneck's last conv hands its raw product to the fused residual
 // + shift epilogue), bias, or bias + ReLU fused by
-// cudnnConvolutionBiasActivationForward. f32 runs with CUDNN_FMA_MATH, so
+// cudnnConvolutionBiasActivationForward (where cuDNN answers NOT_SUPPORTED
+// for a plan's algorithm, that plan runs conv, bias add and ReLU as three
+// calls). f32 runs with CUDNN_FMA_MATH, so
 // results match the CPU path to float rounding (no TF32); f16 / bf16 may
 // use tensor cores.
 //
@@ -115,25 +117,36 @@ class Dnn {
     s.check_call(where, batch, H, W, x, weight, bias, Epilogue != ConvEpilogue::None, "y", y);
     for (std::int64_t v : {batch, s.in_channels, s.out_channels, H, W})
       detail::require_at_most(where, "a map extent", v, "INT_MAX (cuDNN descriptors are int)", 0x7fffffff);
-    const Plan& plan = plan_for<Epilogue, T>(s, batch, H, W);
+    Plan& plan = plan_for<Epilogue, T>(s, batch, H, W);
     cuda_detail::check_dnn(cudnnSetStream(handle_, exec.stream), "cudnnSetStream");
     const float one = 1.0f, zero = 0.0f;
     if constexpr (Epilogue == ConvEpilogue::BiasRelu) {
-      // z = y with alpha2 = 0: cuDNN reads nothing from it.
-      cuda_detail::check_dnn(
-          cudnnConvolutionBiasActivationForward(handle_, &one, plan.x.get(), x, plan.w.get(), weight, plan.conv.get(),
-                                                plan.algo, workspace_, workspace_bytes_, &zero, plan.y.get(), y,
-                                                plan.bias.get(), bias, plan.act.get(), plan.y.get(), y),
-          "cudnnConvolutionBiasActivationForward");
-    } else {
-      cuda_detail::check_dnn(cudnnConvolutionForward(handle_, &one, plan.x.get(), x, plan.w.get(), weight,
-                                                     plan.conv.get(), plan.algo, workspace_, workspace_bytes_, &zero,
-                                                     plan.y.get(), y),
-                             "cudnnConvolutionForward");
-      if constexpr (Epilogue == ConvEpilogue::Bias) {
-        cuda_detail::check_dnn(cudnnAddTensor(handle_, &one, plan.bias.get(), bias, &one, plan.y.get(), y),
-                               "cudnnAddTensor(bias)");
+      if (plan.fused) {
+        // z = y with alpha2 = 0: cuDNN reads nothing from it.
+        const cudnnStatus_t status = cudnnConvolutionBiasActivationForward(
+            handle_, &one, plan.x.get(), x, plan.w.get(), weight, plan.conv.get(), plan.algo, workspace_,
+            workspace_bytes_, &zero, plan.y.get(), y, plan.bias.get(), bias, plan.act.get(), plan.y.get(), y);
+        if (status != CUDNN_STATUS_NOT_SUPPORTED) {
+          cuda_detail::check_dnn(status, "cudnnConvolutionBiasActivationForward");
+          return;
+        }
+        // No fused kernel for this algorithm and these types (cuDNN 9
+        // keeps the call as legacy): the three steps from now on.
+        plan.fused = false;
       }
+    }
+    cuda_detail::check_dnn(cudnnConvolutionForward(handle_, &one, plan.x.get(), x, plan.w.get(), weight,
+                                                   plan.conv.get(), plan.algo, workspace_, workspace_bytes_, &zero,
+                                                   plan.y.get(), y),
+                           "cudnnConvolutionForward");
+    if constexpr (Epilogue != ConvEpilogue::None) {
+      cuda_detail::check_dnn(cudnnAddTensor(handle_, &one, plan.bias.get(), bias, &one, plan.y.get(), y),
+                             "cudnnAddTensor(bias)");
+    }
+    if constexpr (Epilogue == ConvEpilogue::BiasRelu) {
+      cuda_detail::check_dnn(cudnnActivationForward(handle_, plan.act.get(), &one, plan.y.get(), y, &zero,
+                                                    plan.y.get(), y),
+                             "cudnnActivationForward(relu)");
     }
   }
 
@@ -144,16 +157,18 @@ class Dnn {
     cuda_detail::ConvDesc conv;
     cuda_detail::ActivationDesc act;
     cudnnConvolutionFwdAlgo_t algo{};
+    bool fused = true;  // BiasRelu: cudnnConvolutionBiasActivationForward serves this plan
   };
   using Key = std::tuple<int, int, std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t,
                          std::int64_t, std::int64_t>;
 
   template <ConvEpilogue Epilogue, class T>
-  const Plan& plan_for(const Conv2dShape& s, std::int64_t B, std::int64_t H, std::int64_t W) {
+  Plan& plan_for(const Conv2dShape& s, std::int64_t B, std::int64_t H, std::int64_t W) {
     constexpr cudnnDataType_t type = cuda_detail::dnn_type<T>();
     const Key key{int(type), int(Epilogue), s.in_channels, s.out_channels, s.kernel, s.stride, s.pad, B, H, W};
     auto found = plans_.find(key);
     if (found != plans_.end()) return *found->second;
+    if (plans_.size() >= kMaxPlans) plans_.clear();  // keyed by map size and batch: bounded, as Blas's
 
     auto plan = std::make_unique<Plan>();
     using cuda_detail::check_dnn;
@@ -207,6 +222,7 @@ class Dnn {
   cudnnHandle_t handle_ = nullptr;
   void* workspace_ = nullptr;
   std::size_t workspace_bytes_ = 0;
+  static constexpr std::size_t kMaxPlans = 1024;
   std::map<Key, std::unique_ptr<Plan>> plans_;
 };
 

@@ -11,12 +11,14 @@
 #include <thrust/system_error.h>
 
 #include <cstddef>
+#include <cstdint>
 #include <new>
 #include <type_traits>
 #include <vector>
 
 #include <fmt/format.h>
 
+#include "../core/error.hpp"
 #include "error.cuh"
 
 namespace repshift {
@@ -86,6 +88,7 @@ class DeviceBuffer {
   }
   std::vector<T> to_host() const { return to_host(size()); }
   std::vector<T> to_host(std::size_t count) const {
+    detail::require_at_most("DeviceBuffer::to_host", "count", std::int64_t(count), "size()", std::int64_t(size()));
     std::vector<T> host(count);
     // Waits for the work of every stream, non-blocking ones included, that
     // may still write the buffer (cudaMemcpy alone would not).

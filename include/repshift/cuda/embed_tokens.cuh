@@ -10,6 +10,7 @@
 #include "dtype.cuh"
 #include "error.cuh"
 #include "exec.cuh"
+#include "status.cuh"
 #include "layer_norm.cuh"
 #include "tiling.hpp"
 #include "warp_reduce.cuh"
@@ -37,10 +38,7 @@ __global__ void __launch_bounds__(ScoreTiling::kThreads) embed_tokens_kernel(Emb
   const int id = p.ids[at];
   T* out = p.out + row * p.dim;
   if (id < 0 || id >= p.vocab) {
-    if (lane == 0 && status && atomicCAS(status, 0, 5) == 0) {
-      status[1] = int(at);
-      status[2] = id;
-    }
+    if (lane == 0) record_status(status, kStatusTokenId, int(at), id);
     for (std::int64_t c = lane; c < p.dim; c += kWarp) out[c] = T{};
     return;
   }

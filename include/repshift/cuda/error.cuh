@@ -10,12 +10,17 @@
 
 namespace repshift {
 
+// A failed call also leaves the runtime's last error set, which the next
+// launch check would read as its own: the error is taken off it here, once
+// reported (a sticky one, which spoils the context, stays, rightly).
 class CudaError : public std::runtime_error {
  public:
   CudaError(const std::string& call, cudaError_t code)
       : std::runtime_error(
             fmt::format("repshift: {} failed: {} ({})", call, cudaGetErrorName(code), cudaGetErrorString(code))),
-        code_(code) {}
+        code_(code) {
+    (void)cudaGetLastError();
+  }
   cudaError_t code() const { return code_; }
 
  private:

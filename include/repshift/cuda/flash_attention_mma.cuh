@@ -23,9 +23,23 @@
 #include "dtype.cuh"
 #include "mma.cuh"
 #include "shared_memory.cuh"
+#include "status.cuh"
 
 namespace repshift {
 namespace cuda_detail {
+
+// Sample b's length, at most p.tokens. cu_seqlens is device memory, so the
+// host cannot check that `tokens` is the longest sample (the CPU does): a
+// longer one is cut to `tokens`, which keeps every read and write inside
+// the buffers, and is recorded in status (code 6) for
+// rs::cuda::throw_if_status.
+template <class T>
+__device__ std::int64_t checked_queries(const BasicAttentionParams<T>& p, std::int64_t b, int* status) {
+  const std::int64_t n = p.queries(b);
+  if (n <= p.tokens) return n;
+  if (threadIdx.x == 0) record_status(status, kStatusSampleLength, int(b), int(n), int(p.tokens));
+  return p.tokens;
+}
 
 // One flash CTA's share, for both flash kernels: (query block, head,
 // sample) from the grid, the sample's length N (packed samples differ; the
@@ -37,11 +51,11 @@ struct FlashCta {
   const T* qkv;
   const float* key_bias;  // or null
 
-  __device__ FlashCta(const BasicAttentionParams<T>& p, int block_q)
+  __device__ FlashCta(const BasicAttentionParams<T>& p, int block_q, int* status)
       : b(blockIdx.z),
         h(blockIdx.y),
         q0(std::int64_t(blockIdx.x) * block_q),
-        N(p.queries(b)),
+        N(checked_queries(p, b, status)),
         dim(p.heads * p.head_dim),
         qkv(p.qkv + p.qkv_offset(b) + h * p.head_dim),
         key_bias(p.key_bias ? p.key_bias + p.key_bias_offset(b) : nullptr) {}
@@ -54,7 +68,7 @@ struct FlashCta {
 
 template <class T, int HeadDim, bool Async>
 __global__ void __launch_bounds__(MmaAttentionTiling<HeadDim>::kThreads)
-    flash_attention_mma_kernel(BasicAttentionParams<T> p) {
+    flash_attention_mma_kernel(BasicAttentionParams<T> p, int* status) {
   using Tl = MmaAttentionTiling<HeadDim>;
   using L = MmaLayout;
   constexpr int D = HeadDim, kLd = Tl::kLd, kKeys = Tl::kBlockK;
@@ -63,7 +77,7 @@ __global__ void __launch_bounds__(MmaAttentionTiling<HeadDim>::kThreads)
   T* const Qs = smem + Tl::kQOffset;
   const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
 
-  const FlashCta<T> cta(p, Tl::kBlockQ);
+  const FlashCta<T> cta(p, Tl::kBlockQ, status);
   if (cta.idle()) return;
   const std::int64_t N = cta.N, q0 = cta.q0, dim = cta.dim;
   const T* const base = cta.qkv;

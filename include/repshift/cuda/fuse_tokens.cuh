@@ -12,6 +12,7 @@
 #include "error.cuh"
 #include "exec.cuh"
 #include "shared_memory.cuh"
+#include "status.cuh"
 #include "warp_reduce.cuh"
 
 namespace repshift {
@@ -24,17 +25,22 @@ constexpr int kFuseThreads = 256;
 
 template <class T>
 __global__ void __launch_bounds__(kFuseThreads)
-    fuse_dropped_kernel(FuseParams<T> p) {
+    fuse_dropped_kernel(FuseParams<T> p, int* status) {
   unsigned char* kept = dynamic_smem();
   __shared__ float scratch[kFuseStaticFloats];
   const std::int64_t b = blockIdx.x;
   const std::int64_t n = seq_length(p.cu_seqlens, b, p.tokens), k_b = seq_length(p.kept_cu_seqlens, b, p.keep);
+  if (!sample_fits(b, n, k_b, p.tokens, p.keep, 0, status)) return;  // uniform for the CTA
   if (k_b >= n) return;  // uniform for the CTA: nothing dropped, no fused row
   const std::int64_t in = seq_begin(p.cu_seqlens, b, p.tokens);
   const int* idx = p.keep_idx + seq_begin(p.kept_cu_seqlens, b, p.keep);
   for (std::int64_t t = threadIdx.x; t < n; t += blockDim.x) kept[t] = 0;
   __syncthreads();
-  for (std::int64_t k = threadIdx.x; k < k_b; k += blockDim.x) kept[idx[k]] = 1;
+  // keep_idx is select_top's output: an index outside the sample cannot
+  // come from it, and is skipped rather than written through.
+  for (std::int64_t k = threadIdx.x; k < k_b; k += blockDim.x) {
+    if (unsigned(idx[k]) < unsigned(n)) kept[idx[k]] = 1;
+  }
   __syncthreads();
   const float* s = p.scores + in;
   float local = 0.0f;
@@ -59,7 +65,7 @@ void fuse_dropped(const Cuda& exec, const FuseParams<T>& p) {
   // The default 48 KiB per block holds the static scratch and the flags.
   constexpr std::int64_t kMaxTokens = 48 * 1024 - kFuseStaticFloats * std::int64_t(sizeof(float));
   detail::require_at_most("fuse_dropped", "tokens", p.tokens, "48 KiB less the static reduce scratch", kMaxTokens);
-  fuse_dropped_kernel<T><<<unsigned(p.batch), kFuseThreads, std::size_t(p.tokens), exec.stream>>>(p);
+  fuse_dropped_kernel<T><<<unsigned(p.batch), kFuseThreads, std::size_t(p.tokens), exec.stream>>>(p, exec.status);
   check_launch("fuse_dropped_kernel");
 }
 

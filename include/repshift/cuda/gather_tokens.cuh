@@ -5,11 +5,11 @@
 // is recorded there for rs::cuda::throw_if_status.
 
 #include <cstdint>
-#include <cstring>
 
 #include "../params/gather_tokens.hpp"
 #include "error.cuh"
 #include "exec.cuh"
+#include "status.cuh"
 #include "tiling.hpp"
 #include "warp_reduce.cuh"
 
@@ -31,11 +31,7 @@ __global__ void __launch_bounds__(cuda_detail::ScoreTiling::kThreads)
                                      : p.keep_offset(b, p.out_batch_stride, p.out_token_stride)) +
            k * p.out_token_stride;
   const bool valid = n >= 0 && n < p.tokens_of(b, p.tokens);
-  if (!valid && lane == 0 && status && atomicCAS(status, 0, 1) == 0) {
-    status[1] = int(b);
-    status[2] = int(k);
-    status[3] = n;
-  }
+  if (!valid && lane == 0) record_status(status, kStatusGatherIndex, int(b), int(k), n);
   const T* src = p.x + p.token_offset(b, p.x_batch_stride, p.x_token_stride) + std::int64_t(valid ? n : 0) * p.x_token_stride;
   if constexpr (Vector) {
     const std::int64_t vecs = p.channels * std::int64_t(sizeof(T)) / 16;
@@ -62,36 +58,4 @@ void gather_tokens(const Cuda& exec, const GatherParams<T>& p) {
 }
 
 }  // namespace cuda_detail
-
-namespace cuda {
-
-// Synchronises exec.stream and throws InvalidArgument naming the first bad
-// value a kernel recorded (exec.status), if any.
-inline void throw_if_status(const Cuda& exec) {
-  if (!exec.status) return;
-  int host[4] = {};
-  cuda_detail::check(cudaMemcpyAsync(host, exec.status, sizeof host, cudaMemcpyDeviceToHost, exec.stream),
-                     "cudaMemcpyAsync(status)");
-  cuda_detail::check(cudaStreamSynchronize(exec.stream), "cudaStreamSynchronize");
-  if (host[0] == 1) {
-    detail::fail("gather_tokens", "keep_idx[{}, {}] = {} is outside [0, tokens)", host[1], host[2], host[3]);
-  }
-  if (host[0] == 3) {  // cuda/token_scores.cuh: Merge's token sizes
-    float size = 0.0f;
-    std::memcpy(&size, &host[2], sizeof size);
-    detail::fail("Block<Transformer, ..., Merge>::forward", "sizes[{}] = {} must be finite and > 0", host[1], size);
-  }
-  if (host[0] == 4) {  // cuda/kept_token.cuh: SsmScan's kept token
-    detail::fail("Block<SsmScan>::forward", "keep_token[{}] = {} is outside [0, tokens)", host[1], host[2]);
-  }
-  if (host[0] == 5) {  // cuda/embed_tokens.cuh: a text token id
-    detail::fail("embed_tokens", "ids[{}] = {} is outside [0, vocab_size)", host[1], host[2]);
-  }
-  if (host[0] == 2) {  // cuda/line_prune.cuh
-    detail::fail("remove_lines", "{}[{}] = {} is outside the map", host[1] ? "keep_cols" : "keep_rows", host[2],
-                 host[3]);
-  }
-}
-
-}  // namespace cuda
 }  // namespace repshift

@@ -11,6 +11,7 @@
 #include "elementwise.cuh"
 #include "error.cuh"
 #include "exec.cuh"
+#include "status.cuh"
 
 namespace repshift {
 namespace cuda_detail {
@@ -23,10 +24,7 @@ __global__ void __launch_bounds__(Threads)
   if (i >= batch * tokens) return;
   const std::int64_t b = i / tokens, t = i % tokens;
   const int k = keep_token[b];
-  if ((k < 0 || k >= tokens) && t == 0 && status && atomicCAS(status, 0, 4) == 0) {
-    status[1] = int(b);
-    status[2] = k;
-  }
+  if ((k < 0 || k >= tokens) && t == 0) record_status(status, kStatusKeptToken, int(b), k);
   ranked[i] = t == k ? INFINITY : scores[i];
 }
 

@@ -12,6 +12,7 @@
 #include "../policies/metric.hpp"
 #include "error.cuh"
 #include "exec.cuh"
+#include "status.cuh"
 #include "pixel_reduce.cuh"
 
 namespace repshift {
@@ -47,11 +48,8 @@ __global__ void __launch_bounds__(Threads)
   const int row = p.keep_rows[b * p.rows + r], col = p.keep_cols[b * p.cols + j];
   const bool row_ok = row >= 0 && row < p.height, col_ok = col >= 0 && col < p.width;
   if (!(row_ok && col_ok)) {
-    if (status && atomicCAS(status, 0, 2) == 0) {
-      status[1] = row_ok ? 1 : 0;  // which list: 0 rows, 1 columns
-      status[2] = int(row_ok ? b * p.cols + j : b * p.rows + r);
-      status[3] = row_ok ? col : row;
-    }
+    record_status(status, kStatusLineIndex, row_ok ? 1 : 0, int(row_ok ? b * p.cols + j : b * p.rows + r),
+                  row_ok ? col : row);
     p.out[i] = 0.0f;
     return;
   }

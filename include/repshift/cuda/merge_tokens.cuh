@@ -23,6 +23,7 @@
 #include "error.cuh"
 #include "exec.cuh"
 #include "shared_memory.cuh"
+#include "status.cuh"
 #include "tiling.hpp"
 #include "warp_reduce.cuh"
 
@@ -34,10 +35,11 @@ constexpr int kMergeWarps = kMergeThreads / cuda_detail::kWarp;
 constexpr int kMergeBytesPerToken = 4 /*inv_norm*/ + 8 /*rank*/ + 4 * 4 /*target, slot, head, next*/;
 
 template <class T>
-__global__ void __launch_bounds__(kMergeThreads) merge_tokens_kernel(BasicMergeParams<T> p) {
+__global__ void __launch_bounds__(kMergeThreads) merge_tokens_kernel(BasicMergeParams<T> p, int* status) {
   unsigned char* smem = dynamic_smem();
   // Sample b: padded, or packed (PackedRows: its own length, keep count and rows).
   const std::int64_t b = blockIdx.x, n = p.tokens_of(b, p.tokens), keep = p.keep_of(b, p.keep);
+  if (!sample_fits(b, n, keep, p.tokens, p.keep, p.protect, status)) return;  // uniform for the CTA
   const std::int64_t in = seq_begin(p.cu_seqlens, b, p.tokens), out = seq_begin(p.kept_cu_seqlens, b, p.keep);
   const std::int64_t protect = p.protect < n ? p.protect : n;
   const std::int64_t ck = p.key_channels, c = p.channels, ks = p.key_stride();
@@ -87,13 +89,15 @@ __global__ void __launch_bounds__(kMergeThreads) merge_tokens_kernel(BasicMergeP
   }
   __syncthreads();
 
-  // 4. survivors in order; merged tokens pushed onto their target's list
+  // 4. survivors in order; merged tokens pushed onto their target's list.
+  // More survivors than keep (a packed sample below Merge's min_keep,
+  // which only the device sees) have no row: recorded, not written.
   if (threadIdx.x == 0) {
     int k = 0;
     for (std::int64_t t = 0; t < n; ++t) {
       if (target[t] == t) {
-        slot[t] = k;
-        p.keep_idx[out + k] = int(t);
+        slot[t] = k < keep ? k : -1;
+        if (k < keep) p.keep_idx[out + k] = int(t);
         ++k;
       } else {
         slot[t] = -1;
@@ -101,6 +105,7 @@ __global__ void __launch_bounds__(kMergeThreads) merge_tokens_kernel(BasicMergeP
         head[target[t]] = int(t);
       }
     }
+    if (k > keep) record_status(status, kStatusMergeReach, int(b), int(n), int(keep));
   }
   __syncthreads();
 
@@ -136,7 +141,7 @@ void merge_tokens(const Cuda& exec, const BasicMergeParams<T>& p) {
   const int bytes = int(p.tokens) * cuda_detail::kMergeBytesPerToken;
   auto* kernel = &cuda_detail::merge_tokens_kernel<T>;
   cuda_detail::allow_dynamic_smem(kernel, bytes, "cudaFuncSetAttribute(merge_tokens_kernel, MaxDynamicSharedMemorySize)");
-  kernel<<<unsigned(p.batch), cuda_detail::kMergeThreads, bytes, exec.stream>>>(p);
+  kernel<<<unsigned(p.batch), cuda_detail::kMergeThreads, bytes, exec.stream>>>(p, exec.status);
   cuda_detail::check_launch("merge_tokens_kernel");
 }
 

@@ -89,11 +89,11 @@ __global__ void combine_pixel_partials_kernel(PixelReduceParams p) {
 }
 
 // Scratch the chunked reduction needs for batch x pixels pixels of
-// `channels` (0 when one chunk suffices).
+// `channels`, or for any fewer (a bound: reserve() sizes it once for the
+// largest map); 0 when one chunk is all there can be.
 template <class Metric>
 std::size_t pixel_partials_bytes(std::int64_t batch, std::int64_t pixels, std::int64_t channels) {
-  const std::int64_t chunks = PixelTiling::chunks(batch * pixels, channels);
-  return chunks > 1 ? std::size_t(chunks * batch * pixels) * sizeof(typename Metric::Accum) : 0;
+  return std::size_t(PixelTiling::partials_bound(batch * pixels, channels)) * sizeof(typename Metric::Accum);
 }
 
 // Fills the chunking of p from its shape; without scratch (partials null)

@@ -18,6 +18,7 @@
 #include "../policies/select.hpp"
 #include "error.cuh"
 #include "exec.cuh"
+#include "status.cuh"
 #include "tiling.hpp"
 
 namespace repshift {
@@ -40,10 +41,12 @@ struct BlockSelect {
   };
 
   // Sample b, padded or packed (PackedRows: its own length and keep count).
-  __device__ static void run(TempStorage& smem, const SelectParams& p, std::int64_t b) {
+  __device__ static void run(TempStorage& smem, const SelectParams& p, std::int64_t b, int* status) {
+    const std::int64_t tokens_b = p.tokens_of(b, p.tokens), keep_b = p.keep_of(b, p.keep);
+    if (!sample_fits(b, tokens_b, keep_b, p.tokens, p.keep, p.protect, status)) return;  // uniform for the CTA
     const float* scores = p.scores + p.token_offset(b, p.scores_batch_stride, p.scores_token_stride);
     int* out = p.keep_idx + p.keep_offset(b, p.keep_batch_stride, p.keep_token_stride);
-    const int tokens = int(p.tokens_of(b, p.tokens)), keep = int(p.keep_of(b, p.keep));
+    const int tokens = int(tokens_b), keep = int(keep_b);
     const int protect = int(p.protect) < tokens ? int(p.protect) : tokens;
     const int first = int(threadIdx.x) * Items;
 
@@ -78,9 +81,9 @@ struct BlockSelect {
 };
 
 template <int Items>
-__global__ void __launch_bounds__(cuda_detail::SelectTiling::kThreads) select_top_kernel(SelectParams p) {
+__global__ void __launch_bounds__(cuda_detail::SelectTiling::kThreads) select_top_kernel(SelectParams p, int* status) {
   __shared__ typename BlockSelect<Items>::TempStorage smem;
-  BlockSelect<Items>::run(smem, p, blockIdx.x);
+  BlockSelect<Items>::run(smem, p, blockIdx.x, status);
 }
 
 inline void select_top(const Cuda& exec, const SelectParams& p) {
@@ -93,11 +96,11 @@ inline void select_top(const Cuda& exec, const SelectParams& p) {
   const unsigned grid = unsigned(p.batch);
   // The one runtime -> template switch: tile size from the token count.
   switch (cuda_detail::select_items_per_thread(p.tokens)) {
-    case 1: select_top_kernel<1><<<grid, Tiling::kThreads, 0, exec.stream>>>(p); break;
-    case 2: select_top_kernel<2><<<grid, Tiling::kThreads, 0, exec.stream>>>(p); break;
-    case 4: select_top_kernel<4><<<grid, Tiling::kThreads, 0, exec.stream>>>(p); break;
-    case 8: select_top_kernel<8><<<grid, Tiling::kThreads, 0, exec.stream>>>(p); break;
-    default: select_top_kernel<16><<<grid, Tiling::kThreads, 0, exec.stream>>>(p); break;
+    case 1: select_top_kernel<1><<<grid, Tiling::kThreads, 0, exec.stream>>>(p, exec.status); break;
+    case 2: select_top_kernel<2><<<grid, Tiling::kThreads, 0, exec.stream>>>(p, exec.status); break;
+    case 4: select_top_kernel<4><<<grid, Tiling::kThreads, 0, exec.stream>>>(p, exec.status); break;
+    case 8: select_top_kernel<8><<<grid, Tiling::kThreads, 0, exec.stream>>>(p, exec.status); break;
+    default: select_top_kernel<16><<<grid, Tiling::kThreads, 0, exec.stream>>>(p, exec.status); break;
   }
   check_launch("select_top_kernel");
 }

@@ -8,8 +8,11 @@
 // (stricter than any kernel needs: cp.async and ldmatrix want 16 bytes).
 //
 // allow_dynamic_smem(kernel, bytes): raises a kernel's opt-in limit past
-// 48 KiB. cudaFuncSetAttribute costs a driver call, so it runs only when a
-// launch needs more than the kernel was last granted on this device.
+// 48 KiB, or refuses, naming both sizes, where the device has less (the
+// f32 attention at head_dim 128 needs 149 KiB: A100 and H100 have it,
+// sm_86 / sm_89 cards 99 KiB). cudaFuncSetAttribute costs a driver call,
+// so it runs only when a launch needs more than the kernel was last
+// granted on this device.
 
 #include <cuda_runtime.h>
 
@@ -17,6 +20,7 @@
 #include <mutex>
 #include <utility>
 
+#include "../core/error.hpp"
 #include "error.cuh"
 
 namespace repshift {
@@ -36,6 +40,13 @@ void allow_dynamic_smem(Kernel* kernel, int bytes, const char* call) {
   const std::lock_guard<std::mutex> hold(lock);
   int& have = granted[{reinterpret_cast<const void*>(kernel), device}];
   if (bytes <= have) return;
+  int limit = 0;
+  check(cudaDeviceGetAttribute(&limit, cudaDevAttrMaxSharedMemoryPerBlockOptin, device),
+        "cudaDeviceGetAttribute(MaxSharedMemoryPerBlockOptin)");
+  if (bytes > limit) {
+    detail::fail(call, "the kernel needs {} bytes of shared memory per block; device {} allows at most {}", bytes,
+                 device, limit);
+  }
   check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes), call);
   have = bytes;
 }

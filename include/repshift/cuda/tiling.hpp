@@ -104,6 +104,17 @@ struct PixelTiling {
     c = c < 1 ? 1 : (c > kMaxChunks ? kMaxChunks : c);
     return blocks_needed(channels, blocks_needed(channels, c));  // equal chunks, none empty
   }
+  // At least chunks(p, channels) * p for every p <= pixels, and growing
+  // with pixels, so scratch reserved for a map serves every smaller one.
+  // 0 where one chunk is all there can be. More than one chunk is wanted
+  // only below kTargetBlocks tiles, which holds the product under
+  // 2 kTargetBlocks kPixels.
+  static std::int64_t partials_bound(std::int64_t pixels, std::int64_t channels) {
+    const std::int64_t most = channels / kMinChunkChannels < kMaxChunks ? channels / kMinChunkChannels : kMaxChunks;
+    if (most <= 1) return 0;
+    const std::int64_t cap = 2 * kTargetBlocks * kPixels;
+    return most * pixels < cap ? most * pixels : cap;
+  }
   // Channels of one chunk (the last may hold fewer).
   static std::int64_t chunk_channels(std::int64_t pixels, std::int64_t channels) {
     return blocks_needed(channels, chunks(pixels, channels));

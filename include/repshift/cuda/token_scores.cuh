@@ -18,6 +18,7 @@
 #include "elementwise.cuh"
 #include "error.cuh"
 #include "exec.cuh"
+#include "status.cuh"
 
 namespace repshift {
 namespace cuda_detail {
@@ -75,10 +76,7 @@ __global__ void __launch_bounds__(Threads)
   if (i >= n) return;
   const float s = sizes[i];
   if (!(s > 0.0f) || !isfinite(s)) {
-    if (status && atomicCAS(status, 0, 3) == 0) {
-      status[1] = int(i);
-      status[2] = __float_as_int(s);
-    }
+    record_status(status, kStatusTokenSize, int(i), __float_as_int(s));
   }
   out[i] = logf(s);
 }

@@ -1,0 +1,108 @@
+#pragma once
+// Bad input that only the device can see. Some inputs of the CUDA ops live
+// in device memory (indices, token ids, token sizes, packed samples'
+// cu_seqlens), so the host cannot check them before a launch. A kernel
+// that meets a bad one never reads or writes through it (the row is zeroed
+// or the sample skipped) and, when the exec carries a status array (4
+// device ints, zeroed by the caller), records the first one there:
+// record_status. rs::cuda::throw_if_status(exec) reads it back (the only
+// call that synchronises), zeroes it for the next forward and throws
+// InvalidArgument naming the value.
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <cstring>
+
+#include "../core/error.hpp"
+#include "error.cuh"
+#include "exec.cuh"
+
+namespace repshift {
+namespace cuda_detail {
+
+// What status[0] says; status[1..3] are the values the code names.
+enum StatusCode : int {
+  kStatusGatherIndex = 1,    // gather_tokens: sample, slot, index
+  kStatusLineIndex = 2,      // remove_lines: which list (0 rows, 1 columns), position, index
+  kStatusTokenSize = 3,      // Merge's log sizes: position, size's float bits
+  kStatusKeptToken = 4,      // SsmScan: sample, kept token
+  kStatusTokenId = 5,        // embed_tokens: position, id
+  kStatusSampleLength = 6,   // attention: sample, its tokens, `tokens`
+  kStatusPackedCounts = 7,   // select / merge / fuse: sample, its tokens, its keep count
+  kStatusMergeReach = 8,     // merge: sample, its tokens, its keep count
+};
+
+// The first caller wins; later ones leave the record alone.
+__device__ inline void record_status(int* status, StatusCode code, int a, int b = 0, int c = 0) {
+  if (status && atomicCAS(status, 0, int(code)) == 0) {
+    status[1] = a;
+    status[2] = b;
+    status[3] = c;
+  }
+}
+
+// A packed sample's counts as read from device-side cu_seqlens /
+// kept_cu_seqlens, held to the rules the CPU checks on the host
+// (PackedRows::check_host): sample b has n <= tokens tokens and keeps k
+// in [max(1, min(protect, n)), min(n, keep)] (0 of 0); `tokens` and
+// `keep` are the longest sample's, which size the kernel's shared memory
+// and its output. False (and recorded) when they break them: the caller's
+// CTA then skips the sample. Padded batches were checked on the host.
+__device__ inline bool sample_fits(std::int64_t b, std::int64_t n, std::int64_t k, std::int64_t tokens,
+                                   std::int64_t keep, std::int64_t protect, int* status) {
+  const std::int64_t floor = n == 0 ? 0 : (protect < n ? (protect > 1 ? protect : 1) : n);
+  if (n >= 0 && n <= tokens && k >= floor && k <= n && k <= keep) return true;
+  if (threadIdx.x == 0) record_status(status, kStatusPackedCounts, int(b), int(n), int(k));
+  return false;
+}
+
+}  // namespace cuda_detail
+
+namespace cuda {
+
+inline void throw_if_status(const Cuda& exec) {
+  using namespace cuda_detail;
+  if (!exec.status) return;
+  int host[4] = {};
+  check(cudaMemcpyAsync(host, exec.status, sizeof host, cudaMemcpyDeviceToHost, exec.stream), "cudaMemcpyAsync(status)");
+  check(cudaStreamSynchronize(exec.stream), "cudaStreamSynchronize");
+  if (host[0] == 0) return;
+  // Cleared before throwing: an exec whose error was caught starts the
+  // next forward clean.
+  check(cudaMemsetAsync(exec.status, 0, sizeof host, exec.stream), "cudaMemsetAsync(status)");
+  switch (host[0]) {
+    case kStatusGatherIndex:
+      detail::fail("gather_tokens", "keep_idx[{}, {}] = {} is outside [0, tokens)", host[1], host[2], host[3]);
+    case kStatusLineIndex:
+      detail::fail("remove_lines", "{}[{}] = {} is outside the map", host[1] ? "keep_cols" : "keep_rows", host[2],
+                   host[3]);
+    case kStatusTokenSize: {
+      float size = 0.0f;
+      std::memcpy(&size, &host[2], sizeof size);
+      detail::fail("Block<Transformer, ..., Merge>::forward", "sizes[{}] = {} must be finite and > 0", host[1], size);
+    }
+    case kStatusKeptToken:
+      detail::fail("Block<SsmScan>::forward", "keep_token[{}] = {} is outside [0, tokens)", host[1], host[2]);
+    case kStatusTokenId:
+      detail::fail("embed_tokens", "ids[{}] = {} is outside [0, vocab_size)", host[1], host[2]);
+    case kStatusSampleLength:
+      detail::fail("attention", "cu_seqlens: sample {} has {} tokens, more than tokens = {} (the longest sample)",
+                   host[1], host[2], host[3]);
+    case kStatusPackedCounts:
+      detail::fail("select_top / merge_tokens / fuse",
+                   "cu_seqlens / kept_cu_seqlens: sample {} has {} tokens and keeps {}: a sample has at most `tokens` "
+                   "and keeps at most `keep` (the longest sample's), and keeps [max(1, min(protect, its tokens)), "
+                   "its tokens]",
+                   host[1], host[2], host[3]);
+    case kStatusMergeReach:
+      detail::fail("merge_tokens",
+                   "kept_cu_seqlens: sample {} of {} tokens keeps {}, more tokens than its set A can merge away",
+                   host[1], host[2], host[3]);
+    default:
+      detail::fail("throw_if_status", "status[0] = {} is no code a kernel writes (was the array zeroed?)", host[0]);
+  }
+}
+
+}  // namespace cuda
+}  // namespace repshift
