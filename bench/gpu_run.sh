@@ -13,17 +13,31 @@
 # are resumable: a step that succeeded leaves a marker in build/gpu/done/
 # and is skipped when the phase runs again (FORCE=1 runs everything).
 # `build` installs nothing: it needs cmake, a C++ compiler, GoogleTest,
-# Google Benchmark, OpenBLAS, nlohmann-json and fmt on the machine (or a
-# build/gpu made elsewhere for sm_90 and carried over), and finds nvcc on
-# PATH, in $CUDACXX or in /usr/local/cuda/bin. cuDNN targets are built and
-# run only where cuDNN was found.
+# Google Benchmark, OpenBLAS, nlohmann-json and fmt on the machine, and
+# finds nvcc on PATH, in $CUDACXX or in /usr/local/cuda/bin. The lent GPU
+# machines have none of Debian's libraries: there, skip `build` and carry
+# gpu-kit.tar.xz (bench/gpu_kit.sh builds it on the CPU machine); the
+# other phases unpack it and run its binaries wherever build/gpu has
+# none. cuDNN targets are built and run only where cuDNN was found.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 phase=${1:-}
-case "$phase" in build|test|sanitize|bench|sweep) ;; *) sed -n '2,19p' "$0"; exit 2 ;; esac
+case "$phase" in build|test|sanitize|bench|sweep) ;; *) sed -n '2,21p' "$0"; exit 2 ;; esac
 
 out=${OUT:-bench/results}
-mkdir -p "$out" build/gpu/done
+case $out in /*) ;; *) out=$PWD/$out ;; esac
+# The programs: build/gpu's (phase build made them here), else those of a
+# carried gpu-kit/, whose own markers let a new kit run again on a warm machine.
+kit=
+if [ "$phase" != build ] && [ ! -d build/gpu/tests ]; then
+  if [ -f gpu-kit.tar.xz ]; then  # unpacked afresh by every phase: a second
+    rm -rf gpu-kit
+    python3 -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall()' gpu-kit.tar.xz || tar -xJf gpu-kit.tar.xz
+  fi
+  [ -f gpu-kit/MANIFEST ] && kit=gpu-kit
+fi
+done_dir=build/gpu/done${kit:+/kit-$(cksum <gpu-kit/MANIFEST | cut -d' ' -f1)}
+mkdir -p "$out" "$done_dir"
 device=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1 | tr -c 'A-Za-z0-9\n' '_' | tr -s _)
 device=${device:-unknown_gpu}
 stamp=$(date +%F)
@@ -31,9 +45,9 @@ log="$out/gpu_${phase}_${device}_${stamp}.log"
 status=0
 
 # step NAME COMMAND...: run once (skipped when its marker exists), log,
-# remember a failure.
+# remember a failure (and return it).
 step() {
-  local name=$1 marker="build/gpu/done/${phase}_${1//[^A-Za-z0-9_.-]/_}"
+  local name=$1 marker="$done_dir/${phase}_${1//[^A-Za-z0-9_.-]/_}"
   shift
   if [ -f "$marker" ] && [ -z "${FORCE:-}" ]; then
     echo "==== $name: done earlier (FORCE=1 to rerun)" | tee -a "$log"
@@ -45,12 +59,28 @@ step() {
   else
     echo "==== FAILED: $name" | tee -a "$log"
     status=1
+    return 1
   fi
 }
 
-# Targets of the configured build, so a build without cuDNN (or a step
-# that needs a missing one) is left out rather than failing.
-have_target() { [ -x "build/gpu/$1" ]; }
+# A target's program; one that does not exist (a build without cuDNN) is
+# left out rather than failing.
+target() { if [ -n "$kit" ]; then echo "$kit/bin/${1##*/}"; else echo "build/gpu/$1"; fi; }
+have_target() { [ -x "$(target "$1")" ]; }
+if [ -n "$kit" ]; then
+  # The kit's libraries, then CUDA's: the toolkit's, or PyTorch's wheels'
+  # (cuBLASLt, cuDNN) where the toolkit has none.
+  dirs=("$PWD/$kit/lib")
+  for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib; do [ -d "$d" ] && dirs+=("$d"); done
+  while read -r wheels; do
+    for d in "$wheels"/*/lib; do [ -d "$d" ] && dirs+=("$d"); done
+  done < <(python3 -c 'import nvidia; print(*nvidia.__path__, sep="\n")' 2>/dev/null || true)
+  LD_LIBRARY_PATH=$(IFS=:; echo "${dirs[*]}")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+  export LD_LIBRARY_PATH
+  { head -1 "$kit/MANIFEST"; echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"; } >>"$log"
+fi
+# The data the tests read (data/digits_vit), wherever this checkout is.
+export REPSHIFT_SOURCE_DIR=$PWD
 
 if [ -z "${CUDACXX:-}" ] && ! command -v nvcc >/dev/null && [ -x /usr/local/cuda/bin/nvcc ]; then
   export CUDACXX=/usr/local/cuda/bin/nvcc
@@ -76,8 +106,13 @@ build)
   ;;
 test)
   export REPSHIFT_REQUIRE_GPU=1
-  step ctest ctest --test-dir build/gpu -R "Cuda|consumer" --output-on-failure -j 4 \
-    --output-junit "$PWD/$out/gpu_test_${device}_${stamp}.xml"
+  for t in test_cuda_primitives test_cuda_backbones test_cuda_transformer test_cuda_cnn; do
+    have_target "tests/$t" || continue
+    step "loader $t" bash -c '! ldd "$1" 2>&1 | grep "not found"' _ "$(target "tests/$t")" || continue
+    step "$t" "$(target "tests/$t")" --gtest_output="xml:$out/gpu_${t}_${device}_${stamp}.xml"
+  done
+  # The installed package built into an outside program: needs build/gpu.
+  [ -f build/gpu/CTestTestfile.cmake ] && step consumer ctest --test-dir build/gpu -R consumer --output-on-failure
   ;;
 sanitize)
   sanitizer=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
@@ -86,9 +121,10 @@ sanitize)
     exit 1
   fi
   # Only our kernels (namespace repshift): cuBLASLt's and cuDNN's are not ours to check.
-  ours=(--kernel-name-base demangled --kernel-name kns=repshift --error-exitcode 1)
+  # API errors are not counted: tests fail calls on purpose (a 4 EiB cudaMalloc).
+  ours=(--kernel-name-base demangled --kernel-name kns=repshift --report-api-errors no --error-exitcode 1)
   for t in test_cuda_primitives test_cuda_backbones test_cuda_transformer test_cuda_cnn; do
-    have_target "tests/$t" && step "memcheck $t" "$sanitizer" --tool memcheck "${ours[@]}" "build/gpu/tests/$t"
+    have_target "tests/$t" && step "memcheck $t" "$sanitizer" --tool memcheck "${ours[@]}" "$(target "tests/$t")"
   done
   # The kernels that share memory between threads, by test binary.
   declare -A shared=([test_cuda_transformer]="CudaTyped/*Attention*:CudaTyped/*Merge*:CudaBlock/*"
@@ -96,7 +132,7 @@ sanitize)
                      [test_cuda_backbones]="*SelectiveScan*:CudaSsmBlock*")
   for tool in racecheck synccheck; do
     for t in "${!shared[@]}"; do
-      step "$tool $t" "$sanitizer" --tool "$tool" "${ours[@]}" "build/gpu/tests/$t" --gtest_filter="${shared[$t]}"
+      have_target "tests/$t" && step "$tool $t" "$sanitizer" --tool "$tool" "${ours[@]}" "$(target "tests/$t")" --gtest_filter="${shared[$t]}"
     done
   done
   ;;
@@ -105,7 +141,7 @@ bench)
   # pruned vs unpruned at batch 64 / 256, attention; then the rest.
   run_bench() {  # run_bench NAME FILTER
     have_target "bench/$1" || return 0
-    step "$1 $2" "build/gpu/bench/$1" --benchmark_filter="$2" --benchmark_repetitions=5 \
+    step "$1 $2" "$(target "bench/$1")" --benchmark_filter="$2" --benchmark_repetitions=5 \
       --benchmark_enable_random_interleaving=true \
       --benchmark_out="$out/gpu_${1#bench_}_${2//[^A-Za-z0-9]/_}_${device}_${stamp}.json" --benchmark_out_format=json
   }
@@ -119,7 +155,7 @@ bench)
 sweep)
   if have_target bench/bench_cuda_ablation; then
     json="$out/gpu_cuda_ablation_${device}_${stamp}.json"
-    step sweep build/gpu/bench/bench_cuda_ablation --benchmark_repetitions=3 \
+    step sweep "$(target bench/bench_cuda_ablation)" --benchmark_repetitions=3 \
       --benchmark_enable_random_interleaving=true --benchmark_out="$json" --benchmark_out_format=json
     [ -f "$json" ] && step "plot sweep" python3 bench/plot_ablation.py "$json" "$out" "gpu_${device}_${stamp}"
   fi

@@ -10,7 +10,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <random>
+#include <string>
 #include <vector>
 
 #include <repshift/cuda.hpp>
@@ -390,6 +392,33 @@ TYPED_TEST(CudaTyped, MergeTokensMatchesHostMerge) {
   }
 }
 
+// Packed Merge counts live on the device: a sample keeping fewer tokens
+// than its set A can remove (the host's check_reachable refuses that for
+// a padded batch) is skipped and named; the other sample merges as usual.
+TEST(CudaPackedMerge, ReportsAKeepSetACannotReach) {
+  REQUIRE_DEVICE();
+  const std::vector<int> cu = {0, 6, 9}, kept_cu = {0, 4, 6};  // sample 1: 3 tokens, protect 2, keep 2
+  const int batch = 2, channels = 8, sentinel = -7;
+  auto dx = device_copy(ref::random_floats(std::size_t(cu.back()) * channels, 24));
+  auto dscores = device_copy(ref::random_floats(std::size_t(cu.back()), 25));
+  auto dcu = device_copy(cu), dkcu = device_copy(kept_cu);
+  rs::cuda::DeviceBuffer<float> dout(std::size_t(kept_cu.back()) * channels);
+  auto didx = device_copy(std::vector<int>(std::size_t(kept_cu.back()), sentinel));
+  auto status = device_copy(std::vector<int>(4, 0));
+  const rs::Cuda exec{nullptr, status.data()};
+  rs::MergeParams p;
+  p.x = dx.data(), p.keys = dx.data(), p.scores = dscores.data(), p.out = dout.data(), p.keep_idx = didx.data();
+  p.batch = batch, p.tokens = 6, p.keep = 4, p.channels = channels, p.key_channels = channels, p.protect = 2;
+  p.cu_seqlens = dcu.data(), p.kept_cu_seqlens = dkcu.data();
+  rs::cuda::merge_tokens(exec, p);
+  expect_refused([&] { rs::cuda::throw_if_status(exec); }, {"sample 1 of 3 tokens keeps 2"});
+  const auto idx = didx.to_host();
+  EXPECT_EQ(idx[0], 0) << "sample 0 keeps its protected tokens";
+  EXPECT_EQ(idx[1], 1);
+  EXPECT_EQ(idx[4], sentinel) << "sample 1 wrote nothing";
+  EXPECT_EQ(idx[5], sentinel);
+}
+
 // f16 / bf16 unpruned (selection could differ where rounding reorders
 // near-equal scores): outputs within the storage type's rounding of the
 // CPU block run on the rounded weights and input.
@@ -694,7 +723,10 @@ TEST(CudaBertEncoder, BadIdIsReportedThroughStatus) {
 TYPED_TEST(CudaTyped, DigitsViTKeepsThePredictions) {
   REQUIRE_DEVICE();
   using T = TypeParam;
-  const std::string dir = std::string(REPSHIFT_SOURCE_DIR) + "/data/digits_vit/";
+  // The checkout's path as built, unless the binary runs from a copy
+  // elsewhere (bench/gpu_kit.sh: built here, run on a GPU machine).
+  const char* moved = std::getenv("REPSHIFT_SOURCE_DIR");
+  const std::string dir = std::string(moved ? moved : REPSHIFT_SOURCE_DIR) + "/data/digits_vit/";
   const auto cfg = rs::ViTConfig::digits();
   const auto weights = rs::ViTWeights::load(cfg, rs::io::SafeTensorsFile(dir + "model.safetensors"));
   const rs::io::SafeTensorsFile test_set(dir + "test_set.safetensors");

@@ -3,9 +3,9 @@
 // y = conv(x, W) with the epilogue the block needs (ConvEpilogue): none
 // (the bottleneck's last conv hands its raw product to the fused residual
 // + shift epilogue), bias, or bias + ReLU fused by
-// cudnnConvolutionBiasActivationForward (where cuDNN answers NOT_SUPPORTED
-// for a plan's algorithm, that plan runs conv, bias add and ReLU as three
-// calls). f32 runs with CUDNN_FMA_MATH, so
+// cudnnConvolutionBiasActivationForward (where cuDNN answers "not
+// supported" for a plan's algorithm, that plan runs conv, bias add and
+// ReLU as three calls). f32 runs with CUDNN_FMA_MATH, so
 // results match the CPU path to float rounding (no TF32); f16 / bf16 may
 // use tensor cores.
 //
@@ -48,6 +48,16 @@ namespace cuda_detail {
 
 inline void check_dnn(cudnnStatus_t code, const char* call) {
   if (code != CUDNN_STATUS_SUCCESS) throw CudnnError(call, code);
+}
+
+// cuDNN 9 splits "not supported" into a family (3000-3014: shape, data
+// type, layout, ...); earlier versions have the one code.
+inline bool not_supported(cudnnStatus_t code) {
+#ifdef CUDNN_STATUS_CATEGORY
+  return CUDNN_STATUS_CATEGORY(code) == CUDNN_STATUS_NOT_SUPPORTED;
+#else
+  return code == CUDNN_STATUS_NOT_SUPPORTED;
+#endif
 }
 
 template <class T>
@@ -126,7 +136,7 @@ class Dnn {
         const cudnnStatus_t status = cudnnConvolutionBiasActivationForward(
             handle_, &one, plan.x.get(), x, plan.w.get(), weight, plan.conv.get(), plan.algo, workspace_,
             workspace_bytes_, &zero, plan.y.get(), y, plan.bias.get(), bias, plan.act.get(), plan.y.get(), y);
-        if (status != CUDNN_STATUS_NOT_SUPPORTED) {
+        if (!cuda_detail::not_supported(status)) {
           cuda_detail::check_dnn(status, "cudnnConvolutionBiasActivationForward");
           return;
         }
@@ -189,7 +199,8 @@ class Dnn {
     // f32 stays exact f32 (no TF32); 16-bit types may use tensor cores.
     const cudnnMathType_t math = std::is_same_v<T, float> ? CUDNN_FMA_MATH : CUDNN_TENSOR_OP_MATH;
     check_dnn(cudnnSetConvolutionMathType(plan->conv.get(), math), "cudnnSetConvolutionMathType");
-    check_dnn(cudnnSetActivationDescriptor(plan->act.get(), CUDNN_ACTIVATION_RELU, CUDNN_NOT_PROPAGATE_NAN, 0.0),
+    // NaN stays NaN through the ReLU, as on the CPU path and in torch.relu.
+    check_dnn(cudnnSetActivationDescriptor(plan->act.get(), CUDNN_ACTIVATION_RELU, CUDNN_PROPAGATE_NAN, 0.0),
               "cudnnSetActivationDescriptor");
 
     cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];

@@ -18,6 +18,7 @@
 #include <string>
 
 #include "../params/merge_tokens.hpp"
+#include "../policies/compress.hpp"
 #include "../policies/select.hpp"
 #include "dtype.cuh"
 #include "error.cuh"
@@ -40,6 +41,12 @@ __global__ void __launch_bounds__(kMergeThreads) merge_tokens_kernel(BasicMergeP
   // Sample b: padded, or packed (PackedRows: its own length, keep count and rows).
   const std::int64_t b = blockIdx.x, n = p.tokens_of(b, p.tokens), keep = p.keep_of(b, p.keep);
   if (!sample_fits(b, n, keep, p.tokens, p.keep, p.protect, status)) return;  // uniform for the CTA
+  // Merge can remove at most |A| tokens (the host's check_reachable, which
+  // a packed batch's device-side counts escape).
+  if (keep < n && keep < policies::Merge::min_keep(n, p.protect)) {
+    if (threadIdx.x == 0) record_status(status, kStatusMergeReach, int(b), int(n), int(keep));
+    return;
+  }
   const std::int64_t in = seq_begin(p.cu_seqlens, b, p.tokens), out = seq_begin(p.kept_cu_seqlens, b, p.keep);
   const std::int64_t protect = p.protect < n ? p.protect : n;
   const std::int64_t ck = p.key_channels, c = p.channels, ks = p.key_stride();
@@ -90,8 +97,8 @@ __global__ void __launch_bounds__(kMergeThreads) merge_tokens_kernel(BasicMergeP
   __syncthreads();
 
   // 4. survivors in order; merged tokens pushed onto their target's list.
-  // More survivors than keep (a packed sample below Merge's min_keep,
-  // which only the device sees) have no row: recorded, not written.
+  // Exactly keep survive once keep is reachable (checked above); the
+  // guard keeps the writes inside the sample's rows regardless.
   if (threadIdx.x == 0) {
     int k = 0;
     for (std::int64_t t = 0; t < n; ++t) {
@@ -105,7 +112,6 @@ __global__ void __launch_bounds__(kMergeThreads) merge_tokens_kernel(BasicMergeP
         head[target[t]] = int(t);
       }
     }
-    if (k > keep) record_status(status, kStatusMergeReach, int(b), int(n), int(keep));
   }
   __syncthreads();
 

@@ -97,7 +97,8 @@ inline void throw_if_status(const Cuda& exec) {
                    host[1], host[2], host[3]);
     case kStatusMergeReach:
       detail::fail("merge_tokens",
-                   "kept_cu_seqlens: sample {} of {} tokens keeps {}, more tokens than its set A can merge away",
+                   "kept_cu_seqlens: sample {} of {} tokens keeps {}, fewer than one merge can leave (it removes "
+                   "at most half of the unprotected tokens)",
                    host[1], host[2], host[3]);
     default:
       detail::fail("throw_if_status", "status[0] = {} is no code a kernel writes (was the array zeroed?)", host[0]);

@@ -20,6 +20,8 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "../core/config.hpp"
+
 namespace repshift {
 namespace policies {
 
@@ -51,7 +53,8 @@ struct Merge {
   // Fewest tokens one merge can leave: every set-A token merged, i.e. at
   // most half of the unprotected tokens (none when no B token exists).
   static constexpr const char* min_keep_reason = "Merge removes at most half of the unprotected ones per layer";
-  static constexpr std::int64_t min_keep(std::int64_t tokens, std::int64_t protect) {
+  // Also on the device: a packed sample's counts are checked there.
+  static constexpr REPSHIFT_HD std::int64_t min_keep(std::int64_t tokens, std::int64_t protect) {
     return tokens - protect < 2 ? tokens : tokens - (tokens - protect + 1) / 2;
   }
 };
