@@ -60,15 +60,26 @@ inline void check_min_seqlen(const char* where, const char* name, const int* cu_
   }
 }
 
-// kept (host memory) against cu_seqlens: 0 < kept length <= length and
-// kept length >= min(protect, length) for every sample.
+}  // namespace detail
+
+// Whether a sample of n tokens may keep k: every protected one (up to n),
+// at least one of a non-empty sample, at most all. The one rule for packed
+// keep counts, held on the host (check_kept_seqlens) and, where the counts
+// live in device memory, by the CUDA kernels (cuda/status.cuh).
+REPSHIFT_HD bool kept_count_ok(std::int64_t n, std::int64_t k, std::int64_t protect) {
+  const std::int64_t floor_keep = protect < n ? protect : n;
+  return k <= n && k >= floor_keep && (n == 0 || k >= 1);
+}
+
+namespace detail {
+
+// kept (host memory) against cu_seqlens: kept_count_ok for every sample.
 inline void check_kept_seqlens(const char* where, const int* cu_seqlens, const int* kept_cu_seqlens,
                                std::int64_t batch, std::int64_t protect) {
   check_cu_seqlens(where, "kept_cu_seqlens", kept_cu_seqlens, batch);
   for (std::int64_t b = 0; b < batch; ++b) {
     const std::int64_t n = seq_length(cu_seqlens, b, 0), k = seq_length(kept_cu_seqlens, b, 0);
-    const std::int64_t floor_keep = protect < n ? protect : n;
-    if (k > n || k < floor_keep || (n > 0 && k < 1)) {
+    if (!kept_count_ok(n, k, protect)) {
       fail(where, "sample {0} keeps {1} of its {2} tokens: must be in [max(1, min(protect = {3}, {2})), {2}]", b, k, n,
            protect);
     }

@@ -96,15 +96,14 @@ __global__ void __launch_bounds__(kMergeThreads) merge_tokens_kernel(BasicMergeP
   }
   __syncthreads();
 
-  // 4. survivors in order; merged tokens pushed onto their target's list.
-  // Exactly keep survive once keep is reachable (checked above); the
-  // guard keeps the writes inside the sample's rows regardless.
+  // 4. survivors in order (exactly keep, as keep is reachable); merged
+  // tokens pushed onto their target's list
   if (threadIdx.x == 0) {
     int k = 0;
     for (std::int64_t t = 0; t < n; ++t) {
       if (target[t] == t) {
-        slot[t] = k < keep ? k : -1;
-        if (k < keep) p.keep_idx[out + k] = int(t);
+        slot[t] = k;
+        p.keep_idx[out + k] = int(t);
         ++k;
       } else {
         slot[t] = -1;

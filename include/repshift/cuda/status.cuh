@@ -15,6 +15,7 @@
 #include <cstring>
 
 #include "../core/error.hpp"
+#include "../core/varlen.hpp"
 #include "error.cuh"
 #include "exec.cuh"
 
@@ -45,14 +46,13 @@ __device__ inline void record_status(int* status, StatusCode code, int a, int b 
 // A packed sample's counts as read from device-side cu_seqlens /
 // kept_cu_seqlens, held to the rules the CPU checks on the host
 // (PackedRows::check_host): sample b has n <= tokens tokens and keeps k
-// in [max(1, min(protect, n)), min(n, keep)] (0 of 0); `tokens` and
-// `keep` are the longest sample's, which size the kernel's shared memory
-// and its output. False (and recorded) when they break them: the caller's
-// CTA then skips the sample. Padded batches were checked on the host.
+// (kept_count_ok) with k <= keep; `tokens` and `keep` are the longest
+// sample's, which size the kernel's shared memory and its output. False
+// (and recorded) when they break them: the caller's CTA then skips the
+// sample. Padded batches were checked on the host.
 __device__ inline bool sample_fits(std::int64_t b, std::int64_t n, std::int64_t k, std::int64_t tokens,
                                    std::int64_t keep, std::int64_t protect, int* status) {
-  const std::int64_t floor = n == 0 ? 0 : (protect < n ? (protect > 1 ? protect : 1) : n);
-  if (n >= 0 && n <= tokens && k >= floor && k <= n && k <= keep) return true;
+  if (n >= 0 && n <= tokens && k <= keep && kept_count_ok(n, k, protect)) return true;
   if (threadIdx.x == 0) record_status(status, kStatusPackedCounts, int(b), int(n), int(k));
   return false;
 }
