@@ -402,6 +402,6 @@ TEST(CudaTiling, PixelPartialsBoundServesEverySmallerMap) {
       previous = bound;
     }
   }
-  // One chunk is all 64 channels allow: no scratch.
+  // 127 channels make one chunk of at least 64 and no more: no scratch.
   EXPECT_EQ(T::partials_bound(1000, 127), 0);
 }
