@@ -243,6 +243,32 @@ TEST(CudaErrors, AFailedCallThrowsCudaErrorNamingIt) {
   EXPECT_EQ(cudaGetLastError(), cudaSuccess);
 }
 
+// A cuBLASLt handle belongs to the device it was made on: called with
+// another device current, linear() refuses, naming both, before cuBLASLt
+// could launch there on the first device's workspace. Needs two devices.
+TEST(CudaErrors, BlasRefusesAnotherCurrentDevice) {
+  REQUIRE_DEVICE();
+  int count = 0;
+  ASSERT_EQ(cudaGetDeviceCount(&count), cudaSuccess);
+  if (count < 2) GTEST_SKIP() << "needs two CUDA devices, found " << count;
+  ASSERT_EQ(cudaSetDevice(0), cudaSuccess);
+  rs::cuda::Blas blas(std::size_t(1) << 20);
+  rs::cuda::DeviceBuffer<float> x(4 * 8), w(8 * 8), y(4 * 8);
+  ASSERT_EQ(cudaSetDevice(1), cudaSuccess);
+  try {
+    blas.linear(rs::Cuda{}, rs::cuda::LinearShape{4, 8, 8, 8, 8}, x.data(), w.data(), static_cast<const float*>(nullptr),
+                y.data());
+    ADD_FAILURE() << "linear ran with device 1 current on a Blas made on device 0";
+  } catch (const rs::InvalidArgument& e) {
+    EXPECT_NE(std::string(e.what()).find("made on device 0, called with device 1 current"), std::string::npos)
+        << e.what();
+  }
+  ASSERT_EQ(cudaSetDevice(0), cudaSuccess);
+  blas.linear(rs::Cuda{}, rs::cuda::LinearShape{4, 8, 8, 8, 8}, x.data(), w.data(), static_cast<const float*>(nullptr),
+              y.data());
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+}
+
 TEST(CudaSelectTop, RefusesMoreTokensThanOneTile) {
   REQUIRE_DEVICE();
   rs::cuda::DeviceBuffer<float> ds(5000);

@@ -1,9 +1,11 @@
 // The CUDA path's device-independent logic, checked on the host: launch
-// geometry, vector eligibility, and the warp butterfly combine with a
-// simulated shuffle (same code the kernels run with __shfl_xor_sync).
+// geometry, vector eligibility, the warp butterfly combine with a
+// simulated shuffle (same code the kernels run with __shfl_xor_sync), and
+// the attention kernels' shared-memory plans and bank conflicts.
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <array>
 
 #include <repshift/cuda/tiling.hpp>
@@ -98,6 +100,7 @@ TYPED_TEST(CudaButterfly, EveryLaneEndsWithTheFullCombination) {
 #include <cmath>
 #include <limits>
 #include <random>
+#include <set>
 #include <vector>
 
 // The kernel's per-row recurrence (fold a block max, rescale the output,
@@ -182,9 +185,60 @@ TEST(CudaAttentionTiling, HeadDimBuckets) {
 
 namespace {
 
-// The f32 kernel's plan: segments 128-byte aligned and large enough, rows
-// of 16-byte multiples; shared memory within an A100's 163 KiB opt-in
-// limit (H100: 227 KiB).
+// Most distinct 4-byte words the 32 lanes of a warp touch in one of the 32
+// banks when lane l accesses word(l): 1 is conflict free (lanes reading one
+// word share a broadcast), k costs k shared-memory passes.
+template <class Word>
+int bank_ways(Word word) {
+  std::array<std::set<int>, 32> banks;
+  for (int lane = 0; lane < 32; ++lane) banks[std::size_t(word(lane) % 32)].insert(word(lane));
+  std::size_t ways = 0;
+  for (const auto& bank : banks) ways = std::max(ways, bank.size());
+  return int(ways);
+}
+
+// The f32 kernel's shared-memory accesses, from the *_word maps it indexes
+// with: each lane pair covers its row's keys and columns exactly once, and
+// no access of any step has a bank conflict.
+template <int D>
+void check_simt_banks() {
+  using A = T::SimtAttentionTiling<D>;
+  SCOPED_TRACE("f32 banks, head dim " + std::to_string(D));
+  for (int row = 0; row < A::kRowsPerWarp; ++row) {
+    std::vector<int> keys(A::kBlockK, 0), columns(D, 0);
+    for (int lane : {2 * row, 2 * row + 1}) {
+      EXPECT_EQ(A::pair_row(lane), row);
+      for (int i = 0; i < A::kKeysPerLane; ++i) ++keys.at(std::size_t(A::key_of(lane, i)));
+      for (int i = 0; i < A::kColumnsPerLane; ++i) ++columns.at(std::size_t(A::column_of(lane, i)));
+    }
+    EXPECT_EQ(std::count(keys.begin(), keys.end(), 1), A::kBlockK) << "row " << row;
+    EXPECT_EQ(std::count(columns.begin(), columns.end(), 1), D) << "row " << row;
+  }
+  int worst = 0;
+  auto check = [&](const char* what, int step, auto word) {
+    const int ways = bank_ways(word);
+    worst = std::max(worst, ways);
+    if (ways != 1) ADD_FAILURE() << what << " step " << step << ": " << ways << "-way bank conflict";
+  };
+  for (int c = 0; c < D; ++c) check("Q", c, [&](int l) { return A::q_word(l, c); });
+  for (int i = 0; i < A::kKeysPerLane; ++i) {
+    check("S", i, [&](int l) { return A::s_word(l, i); });
+    for (int c = 0; c < D; ++c) check("K", i * D + c, [&](int l) { return A::k_word(l, i, c); });
+  }
+  for (int key = 0; key < A::kBlockK; ++key) {
+    check("P", key, [&](int l) { return A::p_word(l, key); });
+    for (int i = 0; i < A::kColumnsPerLane; ++i) check("V", key * D + i, [&](int l) { return A::v_word(l, key, i); });
+  }
+  for (int i = 0; i < A::kColumnsPerLane; ++i) check("O", i, [&](int l) { return A::o_word(l, i); });
+  EXPECT_EQ(worst, 1);
+  // Every word stays inside its segment's rows.
+  EXPECT_LT(A::s_word(31, A::kKeysPerLane - 1), A::kRowsPerWarp * A::kLdS);
+  EXPECT_LT(A::o_word(31, A::kColumnsPerLane - 1), A::kRowsPerWarp * A::kLdO);
+  EXPECT_LT(A::k_word(31, A::kKeysPerLane - 1, D - 1), A::kBlockK * A::kLdQkv);
+}
+
+// The f32 kernel's plan: segments 128-byte aligned and large enough;
+// shared memory within an A100's 163 KiB opt-in limit (H100: 227 KiB).
 template <int D>
 void check_simt_plan() {
   using A = T::SimtAttentionTiling<D>;
@@ -228,6 +282,9 @@ TEST(CudaAttentionTiling, SharedMemoryPlans) {
   check_simt_plan<32>();
   check_simt_plan<64>();
   check_simt_plan<128>();
+  check_simt_banks<32>();
+  check_simt_banks<64>();
+  check_simt_banks<128>();
   check_mma_plan<32>();
   check_mma_plan<64>();
   check_mma_plan<128>();

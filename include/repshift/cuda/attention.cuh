@@ -72,9 +72,9 @@ __global__ void __launch_bounds__(SimtAttentionTiling<HeadDim>::kThreads)
 
   load_tile(Qs, q0, 0);
   for (int i = lane; i < kRows * Tl::kLdO; i += cuda_detail::kWarp) O[i] = 0.0f;
-  // Lane pairs own a query row: `half` picks 32 of the 64 keys (softmax)
-  // or half of the head dim (output).
-  const int row = lane / 2, half = lane % 2;
+  // Lane pairs own a query row, each lane every other key and column
+  // (attention_tiling.hpp: the *_word maps keep every access conflict free).
+  const float* const Qw = Qs + warp * kRows * Tl::kLdQkv;
   cuda_detail::OnlineSoftmax softmax;
 
   for (std::int64_t k0 = 0; k0 < N; k0 += kKeys) {
@@ -85,27 +85,26 @@ __global__ void __launch_bounds__(SimtAttentionTiling<HeadDim>::kThreads)
 
     // ---- S = Q K^T for this warp's 16 rows --------------------------------
     {
-      const float* q = Qs + (warp * kRows + row) * Tl::kLdQkv;
-      float s[32] = {};
+      float s[Tl::kKeysPerLane] = {};
       for (int c = 0; c < D; ++c) {
-        const float qc = q[c];
+        const float qc = Qw[Tl::q_word(lane, c)];
 #pragma unroll
-        for (int i = 0; i < 32; ++i) s[i] += qc * Ks[(half * 32 + i) * Tl::kLdQkv + c];
+        for (int i = 0; i < Tl::kKeysPerLane; ++i) s[i] += qc * Ks[Tl::k_word(lane, i, c)];
       }
 #pragma unroll
-      for (int i = 0; i < 32; ++i) S[row * Tl::kLdS + half * 32 + i] = s[i];
+      for (int i = 0; i < Tl::kKeysPerLane; ++i) S[Tl::s_word(lane, i)] = s[i];
     }
     __syncwarp();
 
     // ---- online softmax over this block's 64 keys -------------------------
-    float logit[32];
+    float logit[Tl::kKeysPerLane];
     float block_max = -INFINITY;
 #pragma unroll
-    for (int i = 0; i < 32; ++i) {
-      const std::int64_t key = k0 + half * 32 + i;
+    for (int i = 0; i < Tl::kKeysPerLane; ++i) {
+      const std::int64_t key = k0 + Tl::key_of(lane, i);
       float v = -INFINITY;
       if (key < N) {
-        v = S[row * Tl::kLdS + half * 32 + i] * p.scale;
+        v = S[Tl::s_word(lane, i)] * p.scale;
         if (key_bias) v += key_bias[key];
       }
       logit[i] = v;
@@ -115,31 +114,33 @@ __global__ void __launch_bounds__(SimtAttentionTiling<HeadDim>::kThreads)
     const float factor = softmax.fold(block_max);
     float row_sum = 0.0f;
 #pragma unroll
-    for (int i = 0; i < 32; ++i) {
+    for (int i = 0; i < Tl::kKeysPerLane; ++i) {
       const float w = softmax.weight(logit[i]);
       row_sum += w;
-      S[row * Tl::kLdS + half * 32 + i] = w;
+      S[Tl::s_word(lane, i)] = w;
     }
     softmax.sum += row_sum + __shfl_xor_sync(0xffffffffu, row_sum, 1);
-    for (int c = half * (D / 2); c < (half + 1) * (D / 2); ++c) O[row * Tl::kLdO + c] *= factor;
+    for (int i = 0; i < Tl::kColumnsPerLane; ++i) O[Tl::o_word(lane, i)] *= factor;
     __syncwarp();
 
     // ---- O += P V ----------------------------------------------------------
-    const float* pr = S + row * Tl::kLdS;
-    for (int c = half * (D / 2); c < (half + 1) * (D / 2); ++c) {
-      float acc = O[row * Tl::kLdO + c];
+    for (int i = 0; i < Tl::kColumnsPerLane; ++i) {
+      float acc = O[Tl::o_word(lane, i)];
 #pragma unroll 8
-      for (int j = 0; j < kKeys; ++j) acc += pr[j] * Vs[j * Tl::kLdQkv + c];
-      O[row * Tl::kLdO + c] = acc;
+      for (int j = 0; j < kKeys; ++j) acc += S[Tl::p_word(lane, j)] * Vs[Tl::v_word(lane, j, i)];
+      O[Tl::o_word(lane, i)] = acc;
     }
     __syncwarp();
   }
 
-  const std::int64_t n = q0 + warp * kRows + row;
+  const std::int64_t n = q0 + warp * kRows + Tl::pair_row(lane);
   if (n >= N) return;
   const float inv = 1.0f / softmax.sum;
   float* out = cta.out_row(p, n);
-  for (int c = half * (D / 2); c < (half + 1) * (D / 2) && c < p.head_dim; ++c) out[c] = O[row * Tl::kLdO + c] * inv;
+  for (int i = 0; i < Tl::kColumnsPerLane; ++i) {
+    const int c = Tl::column_of(lane, i);
+    if (c < p.head_dim) out[c] = O[Tl::o_word(lane, i)] * inv;
+  }
 }
 
 // f32: the FMA kernel; f16 / bf16: the tensor-core kernel, its 16-byte

@@ -55,11 +55,18 @@ inline int attention_head_bucket(std::int64_t head_dim) {
 // The f32 kernel (FMA, exact f32). One CTA: kBlockQ queries of one
 // (sample, head), kWarps warps of kRowsPerWarp query rows, streaming
 // kBlockK keys per step. Each warp pairs lanes per query row: lane / 2 is
-// the row, lane % 2 the half of the key block (for softmax) or of the head
-// dim (for the output). Shared memory, each segment 128-byte aligned:
-//   Q, K, V   [kBlock][HeadDim + 4] float
-//   S         per warp [kRowsPerWarp][kBlockK + 4] float: logits, then probabilities
-//   O         per warp [kRowsPerWarp][HeadDim + 4] float: output accumulators
+// the row; the pair's two lanes interleave, lane % 2 = h taking keys
+// 2i + h of the block (scores, softmax) and columns 2i + h of the head dim
+// (output). Shared memory, each segment 128-byte aligned:
+//   Q, K, V   [kBlock][HeadDim + 2] float
+//   S         per warp [kRowsPerWarp][kBlockK + 2] float: logits, then probabilities
+//   O         per warp [kRowsPerWarp][HeadDim + 2] float: output accumulators
+// Rows 2 words (mod 32) apart put a warp's 16 rows on 16 even banks and the
+// interleave puts a pair's lanes one bank apart: every access below is
+// free of bank conflicts (counted on the host, tests/test_cuda_tiling.cpp,
+// from the *_word maps the kernel indexes with). Rows 4 words apart with
+// each lane taking a contiguous half, as before, cost 2- to 4-way
+// conflicts on S, O, K and V.
 template <int HeadDim>
 struct SimtAttentionTiling {
   static constexpr int kWarps = 4;
@@ -67,10 +74,29 @@ struct SimtAttentionTiling {
   static constexpr int kRowsPerWarp = 16;
   static constexpr int kBlockQ = kWarps * kRowsPerWarp;
   static constexpr int kBlockK = 64;
-  // Leading dims in floats; the pads shift consecutive rows across banks.
-  static constexpr int kLdQkv = HeadDim + 4;
-  static constexpr int kLdS = kBlockK + 4;
-  static constexpr int kLdO = HeadDim + 4;
+  static constexpr int kKeysPerLane = kBlockK / 2;
+  static constexpr int kColumnsPerLane = HeadDim / 2;
+  // Leading dims in floats.
+  static constexpr int kLdQkv = HeadDim + 2;
+  static constexpr int kLdS = kBlockK + 2;
+  static constexpr int kLdO = HeadDim + 2;
+
+  // A lane's query row within its warp, and which of the pair it is.
+  REPSHIFT_HD static constexpr int pair_row(int lane) { return lane / 2; }
+  REPSHIFT_HD static constexpr int pair_half(int lane) { return lane % 2; }
+  // The block key (0..kBlockK) of a lane's i-th score, and the head-dim
+  // column of its i-th output.
+  REPSHIFT_HD static constexpr int key_of(int lane, int i) { return 2 * i + pair_half(lane); }
+  REPSHIFT_HD static constexpr int column_of(int lane, int i) { return 2 * i + pair_half(lane); }
+
+  // Word offsets of what a lane reads and writes: Q and S, O from the
+  // warp's own rows, K and V from the tile's first row.
+  REPSHIFT_HD static constexpr int q_word(int lane, int c) { return pair_row(lane) * kLdQkv + c; }
+  REPSHIFT_HD static constexpr int k_word(int lane, int i, int c) { return key_of(lane, i) * kLdQkv + c; }
+  REPSHIFT_HD static constexpr int s_word(int lane, int i) { return pair_row(lane) * kLdS + key_of(lane, i); }
+  REPSHIFT_HD static constexpr int p_word(int lane, int key) { return pair_row(lane) * kLdS + key; }
+  REPSHIFT_HD static constexpr int v_word(int lane, int key, int i) { return key * kLdQkv + column_of(lane, i); }
+  REPSHIFT_HD static constexpr int o_word(int lane, int i) { return pair_row(lane) * kLdO + column_of(lane, i); }
 
   static constexpr int align(int bytes) { return (bytes + 127) / 128 * 128; }
   static constexpr int kTileBytes = align(kBlockQ * kLdQkv * 4);  // Q, and each of K, V
@@ -86,6 +112,7 @@ struct SimtAttentionTiling {
 
   static_assert(HeadDim % 32 == 0, "head-dim buckets are multiples of 32");
   static_assert(kBlockK == 64 && kRowsPerWarp == 16, "the lane pairing assumes 16 rows x 64 keys per warp");
+  static_assert(kLdQkv % 32 == 2 && kLdS % 32 == 2 && kLdO % 32 == 2, "rows 2 banks apart");
 };
 
 // The f16 / bf16 kernel's plan (its schedule: cuda/flash_attention_mma.cuh):

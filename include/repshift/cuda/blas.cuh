@@ -28,6 +28,7 @@
 #include <fmt/format.h>
 
 #include "../core/error.hpp"
+#include "device_bound.cuh"
 #include "error.cuh"
 #include "exec.cuh"
 
@@ -80,7 +81,8 @@ struct LinearShape {
 class Blas {
  public:
   // Owns a workspace of `workspace_bytes` on the current device (32 MiB
-  // lets cuBLASLt use its split-K kernels on Hopper).
+  // lets cuBLASLt use its split-K kernels on Hopper). Every call must find
+  // that device current (refused otherwise).
   explicit Blas(std::size_t workspace_bytes = std::size_t(32) << 20) : workspace_bytes_(workspace_bytes) {
     cuda_detail::check_blas(cublasLtCreate(&handle_), "cublasLtCreate");
     if (workspace_bytes_ > 0) {
@@ -109,6 +111,7 @@ class Blas {
   template <class T>
   void linear(const Cuda& exec, const LinearShape& s, const T* x, const T* weight, const T* bias, T* y) {
     constexpr const char* where = "cuda::Blas::linear";
+    device_.require_current(where);
     detail::require_pointer(where, "x", x);
     detail::require_pointer(where, "weight", weight);
     detail::require_pointer(where, "y", y);
@@ -232,6 +235,7 @@ class Blas {
     return plans_.emplace(key, std::move(plan)).first->second;
   }
 
+  cuda_detail::DeviceBound device_;  // first: the handle and workspace are made on it
   cublasLtHandle_t handle_ = nullptr;
   void* workspace_ = nullptr;
   std::size_t workspace_bytes_ = 0;

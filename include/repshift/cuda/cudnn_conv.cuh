@@ -28,6 +28,7 @@
 #include <fmt/format.h>
 
 #include "../params/conv2d.hpp"
+#include "device_bound.cuh"
 #include "dtype.cuh"
 #include "error.cuh"
 #include "exec.cuh"
@@ -99,6 +100,8 @@ inline bool exact_f32_algorithm(cudnnConvolutionFwdAlgo_t algo) {
 
 namespace cuda {
 
+// A cuDNN handle, its workspace and plan cache, on the device current when
+// it is made; every call must find that device current (refused otherwise).
 class Dnn {
  public:
   explicit Dnn(std::size_t workspace_bytes = std::size_t(64) << 20) : workspace_bytes_(workspace_bytes) {
@@ -124,6 +127,7 @@ class Dnn {
   void conv2d(const Cuda& exec, const Conv2dShape& s, const T* x, std::int64_t batch, std::int64_t H, std::int64_t W,
               const T* weight, const T* bias, T* y) {
     constexpr const char* where = "cuda::Dnn::conv2d";
+    device_.require_current(where);
     s.check_call(where, batch, H, W, x, weight, bias, Epilogue != ConvEpilogue::None, "y", y);
     for (std::int64_t v : {batch, s.in_channels, s.out_channels, H, W})
       detail::require_at_most(where, "a map extent", v, "INT_MAX (cuDNN descriptors are int)", 0x7fffffff);
@@ -230,6 +234,7 @@ class Dnn {
     return *plans_.emplace(key, std::move(plan)).first->second;
   }
 
+  cuda_detail::DeviceBound device_;  // first: the handle and workspace are made on it
   cudnnHandle_t handle_ = nullptr;
   void* workspace_ = nullptr;
   std::size_t workspace_bytes_ = 0;

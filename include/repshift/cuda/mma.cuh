@@ -20,6 +20,7 @@
 #include <type_traits>
 
 #include "../core/error.hpp"
+#include "device_bound.cuh"
 #include "error.cuh"
 
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
@@ -33,8 +34,8 @@ namespace cuda_detail {
 
 // Refuses, naming `where`, on a current device older than sm_80.
 inline void require_sm80(const char* where) {
-  int device = 0, major = 0;
-  check(cudaGetDevice(&device), "cudaGetDevice");
+  const int device = current_device();
+  int major = 0;
   check(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device), "cudaDeviceGetAttribute");
   if (major < 8) detail::fail(where, "needs an sm_80 (Ampere) or newer GPU; device {} is sm_{}x", device, major);
 }

@@ -21,6 +21,7 @@
 #include <utility>
 
 #include "../core/error.hpp"
+#include "device_bound.cuh"
 #include "error.cuh"
 
 namespace repshift {
@@ -35,8 +36,7 @@ template <class Kernel>
 void allow_dynamic_smem(Kernel* kernel, int bytes, const char* call) {
   static std::mutex lock;
   static std::map<std::pair<const void*, int>, int> granted;  // (kernel, device) -> bytes
-  int device = 0;
-  check(cudaGetDevice(&device), "cudaGetDevice");
+  const int device = current_device();
   const std::lock_guard<std::mutex> hold(lock);
   int& have = granted[{reinterpret_cast<const void*>(kernel), device}];
   if (bytes <= have) return;
