@@ -293,8 +293,8 @@ TEST(CudaGatherTokens, BitIdenticalToHostAndReportsBadIndices) {
     EXPECT_EQ(dout.to_host(), want);
   }
   const std::vector<int> bad{0, 7, 2, 1};
-  auto dx = device_copy(std::vector<float>(4 * 8, 1.0f));
-  rs::cuda::DeviceBuffer<float> dout(4 * 8);
+  auto dx = device_copy(std::vector<float>(2 * 4 * 8, 1.0f));  // batch 2, tokens 4, channels 8
+  rs::cuda::DeviceBuffer<float> dout(2 * 2 * 8);
   auto di = device_copy(bad), status = device_copy(std::vector<int>(4, 0));
   rs::Cuda exec{nullptr, status.data()};
   rs::gather_tokens(exec, dx.data(), di.data(), dout.data(), 2, 4, 2, 8);
