@@ -90,6 +90,8 @@ int main(int argc, char** argv) {
   benchmark::AddCustomContext("policy_order", P::names_of(P::Backbones{}) + ", " + P::names_of(P::MeasuredSites{}) +
                                                   ", " + P::names_of(P::Importances{}) + ", " +
                                                   P::names_of(P::Compressions{}));
+  benchmark::AddCustomContext("batch", std::to_string(kBatch));
+  benchmark::AddCustomContext("executor", "CPU (f32)");
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   benchmark::RunSpecifiedBenchmarks();

@@ -27,10 +27,10 @@ template <bool Pruned>
 void BM_CudaResNet50(benchmark::State& state) {
   if (!have_device()) return state.SkipWithError("no CUDA device");
   const int batch = int(state.range(0));
-  const auto cfg = rs::ResNetConfig::resnet50();
+  static const rs::ResNetWeights weights = rs::ResNetWeights::random(rs::ResNetConfig::resnet50(), 1);  // drawn once
   rs::cuda::Dnn dnn;
   rs::cuda::Blas blas;
-  rs::cuda::ResNet<> model(rs::ResNetWeights::random(cfg, 1), {blas, dnn});
+  rs::cuda::ResNet<> model(weights, {blas, dnn});
   model.reserve(batch);
   DeviceBytes images(std::size_t(batch) * 3 * 224 * 224 * 4), logits(std::size_t(batch) * 1000 * 4);
   const auto schedule = Pruned ? rs::LinePruneSchedule::paper() : rs::LinePruneSchedule::none();
@@ -43,9 +43,9 @@ template <bool Pruned>
 void BM_CudaVimTiny(benchmark::State& state) {
   if (!have_device()) return state.SkipWithError("no CUDA device");
   const int batch = int(state.range(0));
-  const auto cfg = rs::VimConfig::vim_tiny();
+  static const rs::VimWeights weights = rs::VimWeights::random(rs::VimConfig::vim_tiny(), 1);  // drawn once
   rs::cuda::Blas blas;
-  rs::cuda::VisionMamba<> model(rs::VimWeights::random(cfg, 1), blas);
+  rs::cuda::VisionMamba<> model(weights, blas);
   model.reserve(batch);
   DeviceBytes images(std::size_t(batch) * 3 * 224 * 224 * 4), logits(std::size_t(batch) * 1000 * 4);
   const auto schedule = Pruned ? rs::vim_schedule(0.2) : rs::PruneSchedule::none();

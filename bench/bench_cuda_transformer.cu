@@ -69,14 +69,22 @@ void BM_CudaBlock(benchmark::State& state) {
   state.SetLabel(fmt::format("{}/b{}/{}", Pruned ? "keep0.8" : "dense", batch, dtype<T>()));
 }
 
+// Random host weights, drawn once per program: DeiT-B's 86M draws take
+// seconds, and Google Benchmark runs a case's body several times.
+const rs::ViTWeights& random_deit(bool base) {
+  static const rs::ViTWeights small = rs::ViTWeights::random(rs::ViTConfig::deit_small(), 1);
+  if (!base) return small;
+  static const rs::ViTWeights big = rs::ViTWeights::random(rs::ViTConfig::deit_base(), 1);
+  return big;
+}
+
 // The whole model: the paper's schedule (drop 0.2 at blocks 0, 3, 6: 197 -> 158 -> 127 -> 102) or none.
 template <class T, bool Base, bool Pruned>
 void BM_CudaDeiT(benchmark::State& state) {
   if (!have_device()) return state.SkipWithError("no CUDA device");
   const int batch = int(state.range(0));
-  const auto cfg = Base ? rs::ViTConfig::deit_base() : rs::ViTConfig::deit_small();
   rs::cuda::Blas blas;
-  rs::cuda::VisionTransformer<T> model(rs::ViTWeights::random(cfg, 1), blas);
+  rs::cuda::VisionTransformer<T> model(random_deit(Base), blas);
   model.reserve(batch);
   DeviceBytes images(std::size_t(batch) * 3 * 224 * 224 * sizeof(T)), logits(std::size_t(batch) * 1000 * sizeof(T));
   const auto schedule = Pruned ? rs::PruneSchedule::paper() : rs::PruneSchedule::none();

@@ -29,12 +29,17 @@ case $out in /*) ;; *) out=$PWD/$out ;; esac
 # The programs: build/gpu's (phase build made them here), else those of a
 # carried gpu-kit/, whose own markers let a new kit run again on a warm machine.
 kit=
-if [ "$phase" != build ] && [ ! -d build/gpu/tests ]; then
+if [ "$phase" != build ] && [ ! -x build/gpu/tests/test_cuda_primitives ]; then
   if [ -f gpu-kit.tar.xz ]; then  # unpacked afresh by every phase: a second
     rm -rf gpu-kit
     python3 -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall()' gpu-kit.tar.xz || tar -xJf gpu-kit.tar.xz
   fi
   [ -f gpu-kit/MANIFEST ] && kit=gpu-kit
+  # No programs at all would otherwise pass every phase having run nothing.
+  if [ -z "$kit" ]; then
+    echo "gpu_run $phase: no programs: build/gpu has none and gpu-kit.tar.xz was not carried (or did not unpack)" >&2
+    exit 1
+  fi
 fi
 done_dir=build/gpu/done${kit:+/kit-$(cksum <gpu-kit/MANIFEST | cut -d' ' -f1)}
 mkdir -p "$out" "$done_dir"
@@ -43,6 +48,10 @@ device=${device:-unknown_gpu}
 stamp=$(date +%F)
 log="$out/gpu_${phase}_${device}_${stamp}.log"
 status=0
+
+# Every program a step runs is bounded (seconds, STEP_SECONDS to change),
+# so that one hung or slow step cannot spend the machine's whole budget.
+bounded=(timeout --kill-after=10 "${STEP_SECONDS:-240}")
 
 # step NAME COMMAND...: run once (skipped when its marker exists), log,
 # remember a failure (and return it).
@@ -109,7 +118,7 @@ test)
   for t in test_cuda_primitives test_cuda_backbones test_cuda_transformer test_cuda_cnn; do
     have_target "tests/$t" || continue
     step "loader $t" bash -c '! ldd "$1" 2>&1 | grep "not found"' _ "$(target "tests/$t")" || continue
-    step "$t" "$(target "tests/$t")" --gtest_output="xml:$out/gpu_${t}_${device}_${stamp}.xml"
+    step "$t" "${bounded[@]}" "$(target "tests/$t")" --gtest_output="xml:$out/gpu_${t}_${device}_${stamp}.xml"
   done
   # The installed package built into an outside program: needs build/gpu.
   [ -f build/gpu/CTestTestfile.cmake ] && step consumer ctest --test-dir build/gpu -R consumer --output-on-failure
@@ -124,7 +133,7 @@ sanitize)
   # API errors are not counted: tests fail calls on purpose (a 4 EiB cudaMalloc).
   ours=(--kernel-name-base demangled --kernel-name kns=repshift --report-api-errors no --error-exitcode 1)
   for t in test_cuda_primitives test_cuda_backbones test_cuda_transformer test_cuda_cnn; do
-    have_target "tests/$t" && step "memcheck $t" "$sanitizer" --tool memcheck "${ours[@]}" "$(target "tests/$t")"
+    have_target "tests/$t" && step "memcheck $t" "${bounded[@]}" "$sanitizer" --tool memcheck "${ours[@]}" "$(target "tests/$t")"
   done
   # The kernels that share memory between threads, by test binary.
   declare -A shared=([test_cuda_transformer]="CudaTyped/*Attention*:CudaTyped/*Merge*:CudaBlock/*"
@@ -132,17 +141,19 @@ sanitize)
                      [test_cuda_backbones]="*SelectiveScan*:CudaSsmBlock*")
   for tool in racecheck synccheck; do
     for t in "${!shared[@]}"; do
-      have_target "tests/$t" && step "$tool $t" "$sanitizer" --tool "$tool" "${ours[@]}" "$(target "tests/$t")" --gtest_filter="${shared[$t]}"
+      have_target "tests/$t" && step "$tool $t" "${bounded[@]}" "$sanitizer" --tool "$tool" "${ours[@]}" "$(target "tests/$t")" --gtest_filter="${shared[$t]}"
     done
   done
   ;;
 bench)
   # The goals first: the score kernel against copy bandwidth, DeiT-S f16
-  # pruned vs unpruned at batch 64 / 256, attention; then the rest.
+  # pruned vs unpruned at batch 64 / 256, attention; then the rest. 0.1 s
+  # a run (Google Benchmark 1.7's plain seconds), 3 interleaved
+  # repetitions: about 2 minutes in all on an H100.
   run_bench() {  # run_bench NAME FILTER
     have_target "bench/$1" || return 0
-    step "$1 $2" "$(target "bench/$1")" --benchmark_filter="$2" --benchmark_repetitions=5 \
-      --benchmark_enable_random_interleaving=true \
+    step "$1 $2" "${bounded[@]}" "$(target "bench/$1")" --benchmark_filter="$2" --benchmark_min_time=0.1 \
+      --benchmark_repetitions=3 --benchmark_enable_random_interleaving=true \
       --benchmark_out="$out/gpu_${1#bench_}_${2//[^A-Za-z0-9]/_}_${device}_${stamp}.json" --benchmark_out_format=json
   }
   run_bench bench_cuda_primitives "CudaShiftScore|CudaCopy"
@@ -155,8 +166,9 @@ bench)
 sweep)
   if have_target bench/bench_cuda_ablation; then
     json="$out/gpu_cuda_ablation_${device}_${stamp}.json"
-    step sweep "$(target bench/bench_cuda_ablation)" --benchmark_repetitions=3 \
-      --benchmark_enable_random_interleaving=true --benchmark_out="$json" --benchmark_out_format=json
+    step sweep "${bounded[@]}" "$(target bench/bench_cuda_ablation)" --benchmark_min_time=0.1 \
+      --benchmark_repetitions=3 --benchmark_enable_random_interleaving=true --benchmark_out="$json" \
+      --benchmark_out_format=json
     [ -f "$json" ] && step "plot sweep" python3 bench/plot_ablation.py "$json" "$out" "gpu_${device}_${stamp}"
   fi
   ;;
