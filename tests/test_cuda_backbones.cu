@@ -83,7 +83,8 @@ TEST_P(CudaSelectiveScan, BothDirectionsMatchTheSequentialReference) {
 
 INSTANTIATE_TEST_SUITE_P(Shapes, CudaSelectiveScan,
                          ::testing::Values(ScanCase{2, 197, 384, 16}, ScanCase{1, 33, 37, 16}, ScanCase{3, 70, 5, 5},
-                                           ScanCase{1, 1, 130, 64}),
+                                           ScanCase{1, 1, 130, 64}, ScanCase{2, 41, 70, 12}, ScanCase{1, 29, 33, 24},
+                                           ScanCase{1, 20, 9, 8}),
                          [](const auto& info) {
                            const ScanCase& k = info.param;
                            return "B" + std::to_string(k.batch) + "L" + std::to_string(k.length) + "D" +

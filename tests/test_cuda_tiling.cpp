@@ -24,6 +24,21 @@ TEST(CudaTiling, SelectItemsCoverTheTokens) {
   for (int n : {1, 100, 513, 2000, 4096}) EXPECT_GE(T::select_items_per_thread(n) * T::SelectTiling::kThreads, n);
 }
 
+// The scan's register buckets: the smallest compiled one that holds the
+// state, every state the params accept (1..kMaxState) has one.
+TEST(CudaTiling, ScanStateBuckets) {
+  EXPECT_EQ(T::scan_state_bucket(0), 0);
+  EXPECT_EQ(T::scan_state_bucket(65), 0);
+  for (int state = 1; state <= 64; ++state) {
+    const int bucket = T::scan_state_bucket(state);
+    EXPECT_GE(bucket, state);
+    if (bucket > 8) {
+      EXPECT_LT(bucket / 2, state) << "state " << state << " fits a smaller bucket than " << bucket;
+    }
+  }
+  EXPECT_EQ(T::scan_state_bucket(16), 16);  // Mamba's state: exact, no per-slot guard
+}
+
 TEST(CudaTiling, LaunchGridsAndVectorEligibility) {
   EXPECT_EQ(T::row_grid("t", 1), 1u);
   EXPECT_EQ(T::row_grid("t", 8), 1u);

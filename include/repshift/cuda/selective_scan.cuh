@@ -3,7 +3,9 @@
 // the same contract as cpu/selective_scan.hpp (params/selective_scan.hpp).
 //
 // Scan: one thread per (sample, channel) runs the recurrence with its
-// states in registers; a CTA holds kScanThreads channels of one sample, so
+// states in registers (a compiled bucket of 8, 16, 32 or 64 slots,
+// scan_state_bucket; a state equal to its bucket, as Mamba's 16, runs
+// without per-slot guards); a CTA holds kScanThreads channels of one sample, so
 // the per-token B_t and C_t, shared by all channels, are staged through
 // shared memory kScanChunk tokens at a time (one coalesced load per chunk
 // instead of one per channel), while u, dt, z and the output are read and
@@ -21,23 +23,25 @@ namespace repshift {
 namespace cuda_detail {
 
 constexpr int kScanThreads = 128;
+static_assert(SelectiveScanParams::kMaxState == 64, "scan_state_bucket's largest bucket holds kMaxState");
 constexpr int kScanChunk = 32;
 
 __device__ inline float softplus_device(float x) { return x > 20.0f ? x : log1pf(expf(x)); }
 __device__ inline float silu_device(float x) { return x / (1.0f + expf(-x)); }
 
-template <ScanDirection Dir, bool Accumulate, int State>
+template <ScanDirection Dir, bool Accumulate, int Slots, bool Exact>
 __global__ void __launch_bounds__(kScanThreads) selective_scan_kernel(SelectiveScanParams p) {
-  constexpr int kSlots = State > 0 ? State : SelectiveScanParams::kMaxState;
-  __shared__ float bc[kScanChunk][2 * kSlots];
-  const int S = State > 0 ? State : int(p.state);
+  __shared__ float bc[kScanChunk][2 * Slots];
+  const int S = Exact ? Slots : int(p.state);  // <= Slots
   const std::int64_t b = blockIdx.y;
   const std::int64_t d = std::int64_t(blockIdx.x) * kScanThreads + threadIdx.x;
   const bool active = d < p.channels;
 
-  float A[kSlots], h[kSlots];
-  for (int n = 0; n < S; ++n) {
-    A[n] = active ? -expf(p.A_log[d * p.state + n]) : 0.0f;
+  // Indexed only by unrolled constants, so both stay in registers.
+  float A[Slots], h[Slots];
+#pragma unroll
+  for (int n = 0; n < Slots; ++n) {
+    A[n] = active && (Exact || n < S) ? -expf(p.A_log[d * S + n]) : 0.0f;
     h[n] = 0.0f;
   }
   const float bias = active && p.dt_bias ? p.dt_bias[d] : 0.0f;
@@ -62,16 +66,27 @@ __global__ void __launch_bounds__(kScanThreads) selective_scan_kernel(SelectiveS
       const float du = delta * u;
       float y = skip * u;
 #pragma unroll
-      for (int n = 0; n < kSlots; ++n) {
-        if (State == 0 && n >= S) break;
-        h[n] = __expf(delta * A[n]) * h[n] + du * bc[r][n];
-        y += h[n] * bc[r][S + n];
+      for (int n = 0; n < Slots; ++n) {
+        if (Exact || n < S) {
+          h[n] = __expf(delta * A[n]) * h[n] + du * bc[r][n];
+          y += h[n] * bc[r][S + n];
+        }
       }
       if (p.z) y *= silu_device(p.z[row * p.z_stride + d]);
       y *= p.out_scale;
       float* o = p.out + row * p.out_stride + d;
       *o = Accumulate ? *o + y : y;
     }
+  }
+}
+
+// A state equal to its bucket needs no per-slot guard.
+template <ScanDirection Dir, bool Accumulate, int Slots>
+void launch_selective_scan(const Cuda& exec, const SelectiveScanParams& p, dim3 grid) {
+  if (p.state == Slots) {
+    selective_scan_kernel<Dir, Accumulate, Slots, true><<<grid, kScanThreads, 0, exec.stream>>>(p);
+  } else {
+    selective_scan_kernel<Dir, Accumulate, Slots, false><<<grid, kScanThreads, 0, exec.stream>>>(p);
   }
 }
 
@@ -98,11 +113,12 @@ void selective_scan(const Cuda& exec, const SelectiveScanParams& p) {
   p.check("selective_scan");
   if (p.batch > 65535) detail::fail("selective_scan", "batch = {} exceeds 65535 (grid.y)", p.batch);
   const dim3 grid(unsigned((p.channels + cuda_detail::kScanThreads - 1) / cuda_detail::kScanThreads), unsigned(p.batch));
-  // The one runtime -> compile-time switch: Mamba's state 16 keeps h and A in registers.
-  if (p.state == 16) {
-    cuda_detail::selective_scan_kernel<Dir, Accumulate, 16><<<grid, cuda_detail::kScanThreads, 0, exec.stream>>>(p);
-  } else {
-    cuda_detail::selective_scan_kernel<Dir, Accumulate, 0><<<grid, cuda_detail::kScanThreads, 0, exec.stream>>>(p);
+  // The one runtime -> compile-time switch: the state's register bucket.
+  switch (cuda_detail::scan_state_bucket(p.state)) {
+    case 8: cuda_detail::launch_selective_scan<Dir, Accumulate, 8>(exec, p, grid); break;
+    case 16: cuda_detail::launch_selective_scan<Dir, Accumulate, 16>(exec, p, grid); break;
+    case 32: cuda_detail::launch_selective_scan<Dir, Accumulate, 32>(exec, p, grid); break;
+    default: cuda_detail::launch_selective_scan<Dir, Accumulate, 64>(exec, p, grid); break;
   }
   cuda_detail::check_launch("selective_scan_kernel");
 }

@@ -133,6 +133,17 @@ inline int select_items_per_thread(std::int64_t tokens) {
   return items;
 }
 
+// The selective scan keeps a channel's states in registers, which needs
+// their count at compile time: a runtime state runs in the smallest
+// compiled bucket that holds it (8, 16, 32, 64 = SelectiveScanParams::
+// kMaxState), the slots past it idle. 0: out of range.
+inline int scan_state_bucket(std::int64_t state) {
+  for (int bucket : {8, 16, 32, 64}) {
+    if (state >= 1 && state <= bucket) return bucket;
+  }
+  return 0;
+}
+
 // Butterfly (xor-shuffle) combination of 32 lane accumulators, the
 // pattern of the warp reduction, with the shuffle supplied by the caller:
 // on the device __shfl_xor_sync, on the host an array lookup. After it
