@@ -7,6 +7,7 @@
 
 #include <string>
 
+#include <benchmark/benchmark.h>
 #include <fmt/format.h>
 #include <repshift/models/prune_schedule.hpp>
 #include <repshift/api/sweep.hpp>
@@ -40,6 +41,17 @@ void for_each_ablation(Register&& reg) {
                                      reg(b, s, i, c, keep);
                                    }
                                  });
+}
+
+// What bench/plot_ablation.py reads from the JSON context: the registry's
+// order (interleaved runs arrive shuffled), the batch and the executor.
+inline void add_ablation_context(int batch, const std::string& executor) {
+  namespace P = repshift::policies;
+  benchmark::AddCustomContext("policy_order", P::names_of(P::Backbones{}) + ", " + P::names_of(P::MeasuredSites{}) +
+                                                  ", " + P::names_of(P::Importances{}) + ", " +
+                                                  P::names_of(P::Compressions{}));
+  benchmark::AddCustomContext("batch", std::to_string(batch));
+  benchmark::AddCustomContext("executor", executor);
 }
 
 }  // namespace bench

@@ -85,13 +85,7 @@ int main(int argc, char** argv) {
       run_model<Backbone, Site, Importance, Compress>(state, keep, label);
     })->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(1.0);
   });
-  // The registry's order, for bench/plot_ablation.py's tables (runs arrive
-  // interleaved).
-  benchmark::AddCustomContext("policy_order", P::names_of(P::Backbones{}) + ", " + P::names_of(P::MeasuredSites{}) +
-                                                  ", " + P::names_of(P::Importances{}) + ", " +
-                                                  P::names_of(P::Compressions{}));
-  benchmark::AddCustomContext("batch", std::to_string(kBatch));
-  benchmark::AddCustomContext("executor", "CPU (f32)");
+  bench::add_ablation_context(kBatch, "CPU (f32)");
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   benchmark::RunSpecifiedBenchmarks();

@@ -82,13 +82,7 @@ int main(int argc, char** argv) {
       run_model<Backbone, Site, Importance, Compress>(state, keep, label);
     })->Unit(benchmark::kMillisecond)->UseManualTime();
   });
-  // The registry's order (runs arrive interleaved) and the batch, for
-  // bench/plot_ablation.py, as bench_ablation.cpp writes them.
-  benchmark::AddCustomContext("policy_order", P::names_of(P::Backbones{}) + ", " + P::names_of(P::MeasuredSites{}) +
-                                                  ", " + P::names_of(P::Importances{}) + ", " +
-                                                  P::names_of(P::Compressions{}));
-  benchmark::AddCustomContext("batch", std::to_string(kBatch));
-  benchmark::AddCustomContext("executor", "CUDA (Transformer f16, SsmScan f32)");
+  bench::add_ablation_context(kBatch, "CUDA (Transformer f16, SsmScan f32)");
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   benchmark::RunSpecifiedBenchmarks();

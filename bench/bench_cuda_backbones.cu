@@ -8,6 +8,7 @@
 #include <benchmark/benchmark.h>
 #include <fmt/format.h>
 
+#include <memory>
 #include <string>
 
 #include <repshift/cuda/cudnn_models.cuh>
@@ -23,14 +24,23 @@ using bench::DeviceBytes;
 using bench::have_device;
 using bench::time_with_events;
 
+// Random host weights, drawn once per program (not per case call).
+std::shared_ptr<const rs::ResNetWeights> random_resnet50() {
+  static const auto w = std::make_shared<const rs::ResNetWeights>(rs::ResNetWeights::random(rs::ResNetConfig::resnet50(), 1));
+  return w;
+}
+std::shared_ptr<const rs::VimWeights> random_vim_tiny() {
+  static const auto w = std::make_shared<const rs::VimWeights>(rs::VimWeights::random(rs::VimConfig::vim_tiny(), 1));
+  return w;
+}
+
 template <bool Pruned>
 void BM_CudaResNet50(benchmark::State& state) {
   if (!have_device()) return state.SkipWithError("no CUDA device");
   const int batch = int(state.range(0));
-  static const rs::ResNetWeights weights = rs::ResNetWeights::random(rs::ResNetConfig::resnet50(), 1);  // drawn once
   rs::cuda::Dnn dnn;
   rs::cuda::Blas blas;
-  rs::cuda::ResNet<> model(weights, {blas, dnn});
+  rs::cuda::ResNet<> model(random_resnet50(), {blas, dnn});
   model.reserve(batch);
   DeviceBytes images(std::size_t(batch) * 3 * 224 * 224 * 4), logits(std::size_t(batch) * 1000 * 4);
   const auto schedule = Pruned ? rs::LinePruneSchedule::paper() : rs::LinePruneSchedule::none();
@@ -43,9 +53,8 @@ template <bool Pruned>
 void BM_CudaVimTiny(benchmark::State& state) {
   if (!have_device()) return state.SkipWithError("no CUDA device");
   const int batch = int(state.range(0));
-  static const rs::VimWeights weights = rs::VimWeights::random(rs::VimConfig::vim_tiny(), 1);  // drawn once
   rs::cuda::Blas blas;
-  rs::cuda::VisionMamba<> model(weights, blas);
+  rs::cuda::VisionMamba<> model(random_vim_tiny(), blas);
   model.reserve(batch);
   DeviceBytes images(std::size_t(batch) * 3 * 224 * 224 * 4), logits(std::size_t(batch) * 1000 * 4);
   const auto schedule = Pruned ? rs::vim_schedule(0.2) : rs::PruneSchedule::none();

@@ -69,12 +69,14 @@ void BM_CudaBlock(benchmark::State& state) {
   state.SetLabel(fmt::format("{}/b{}/{}", Pruned ? "keep0.8" : "dense", batch, dtype<T>()));
 }
 
-// Random host weights, drawn once per program: DeiT-B's 86M draws take
-// seconds, and Google Benchmark runs a case's body several times.
-const rs::ViTWeights& random_deit(bool base) {
-  static const rs::ViTWeights small = rs::ViTWeights::random(rs::ViTConfig::deit_small(), 1);
+// Random host weights, drawn once per program and shared, not copied, by
+// the models: DeiT-B's 86M draws take seconds, and Google Benchmark runs a
+// case's body several times.
+std::shared_ptr<const rs::ViTWeights> random_deit(bool base) {
+  static const auto small =
+      std::make_shared<const rs::ViTWeights>(rs::ViTWeights::random(rs::ViTConfig::deit_small(), 1));
   if (!base) return small;
-  static const rs::ViTWeights big = rs::ViTWeights::random(rs::ViTConfig::deit_base(), 1);
+  static const auto big = std::make_shared<const rs::ViTWeights>(rs::ViTWeights::random(rs::ViTConfig::deit_base(), 1));
   return big;
 }
 

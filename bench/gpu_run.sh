@@ -51,7 +51,10 @@ status=0
 
 # Every program a step runs is bounded (seconds, STEP_SECONDS to change),
 # so that one hung or slow step cannot spend the machine's whole budget.
-bounded=(timeout --kill-after=10 "${STEP_SECONDS:-240}")
+# --foreground keeps it in the script's process group, so that a timeout
+# around the whole phase ends the running step too.
+step_seconds=${STEP_SECONDS:-240}
+bounded=(timeout --foreground --kill-after=10 "$step_seconds")
 
 # step NAME COMMAND...: run once (skipped when its marker exists), log,
 # remember a failure (and return it).
@@ -63,13 +66,17 @@ step() {
     return
   fi
   echo "==== $name" | tee -a "$log"
-  if "$@" 2>&1 | tee -a "$log"; then
+  "$@" 2>&1 | tee -a "$log"
+  local rc=${PIPESTATUS[0]}
+  if [ "$rc" -eq 0 ]; then
     touch "$marker"
-  else
-    echo "==== FAILED: $name" | tee -a "$log"
-    status=1
-    return 1
+    return
   fi
+  local why="exit status $rc"
+  { [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; } && why="timed out after $step_seconds s (STEP_SECONDS)"
+  echo "==== FAILED ($why): $name" | tee -a "$log"
+  status=1
+  return 1
 }
 
 # A target's program; one that does not exist (a build without cuDNN) is
@@ -117,11 +124,11 @@ test)
   export REPSHIFT_REQUIRE_GPU=1
   for t in test_cuda_primitives test_cuda_backbones test_cuda_transformer test_cuda_cnn; do
     have_target "tests/$t" || continue
-    step "loader $t" bash -c '! ldd "$1" 2>&1 | grep "not found"' _ "$(target "tests/$t")" || continue
+    step "loader $t" "${bounded[@]}" bash -c '! ldd "$1" 2>&1 | grep "not found"' _ "$(target "tests/$t")" || continue
     step "$t" "${bounded[@]}" "$(target "tests/$t")" --gtest_output="xml:$out/gpu_${t}_${device}_${stamp}.xml"
   done
   # The installed package built into an outside program: needs build/gpu.
-  [ -f build/gpu/CTestTestfile.cmake ] && step consumer ctest --test-dir build/gpu -R consumer --output-on-failure
+  [ -f build/gpu/CTestTestfile.cmake ] && step consumer "${bounded[@]}" ctest --test-dir build/gpu -R consumer --output-on-failure
   ;;
 sanitize)
   sanitizer=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
@@ -169,7 +176,7 @@ sweep)
     step sweep "${bounded[@]}" "$(target bench/bench_cuda_ablation)" --benchmark_min_time=0.1 \
       --benchmark_repetitions=3 --benchmark_enable_random_interleaving=true --benchmark_out="$json" \
       --benchmark_out_format=json
-    [ -f "$json" ] && step "plot sweep" python3 bench/plot_ablation.py "$json" "$out" "gpu_${device}_${stamp}"
+    [ -f "$json" ] && step "plot sweep" "${bounded[@]}" python3 bench/plot_ablation.py "$json" "$out" "gpu_${device}_${stamp}"
   fi
   ;;
 esac

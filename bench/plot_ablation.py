@@ -81,8 +81,9 @@ def main():
         import matplotlib
     except ImportError:
         # A machine without network (the lent GPU ones) keeps the table.
-        if subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--root-user-action=ignore", "matplotlib"],
-                          check=False).returncode != 0:
+        pip = [sys.executable, "-m", "pip", "install", "-q", "--root-user-action=ignore", "--retries", "0",
+               "--timeout", "10", "matplotlib"]
+        if subprocess.run(pip, check=False).returncode != 0:
             print(f"\nwrote {md}; no plot: matplotlib is missing and could not be installed")
             return
         import matplotlib

@@ -1,6 +1,7 @@
 // The CUDA kernels of the SsmScan and CnnRows backbones: the selective scan
 // and causal conv against the double reference (reference_scan.hpp), both
-// directions, state 16 (registers) and other sizes, channel counts off the
+// directions, every register bucket of the state (8, 16, 32, 64; exact and
+// below its bucket), channel counts off the
 // CTA width, several shared-memory chunks; line scores and line removal
 // against the CPU path (itself tested against a double reference); the
 // SsmScan Block and the Vim model on CUDA against their CPU twins.
@@ -84,7 +85,7 @@ TEST_P(CudaSelectiveScan, BothDirectionsMatchTheSequentialReference) {
 INSTANTIATE_TEST_SUITE_P(Shapes, CudaSelectiveScan,
                          ::testing::Values(ScanCase{2, 197, 384, 16}, ScanCase{1, 33, 37, 16}, ScanCase{3, 70, 5, 5},
                                            ScanCase{1, 1, 130, 64}, ScanCase{2, 41, 70, 12}, ScanCase{1, 29, 33, 24},
-                                           ScanCase{1, 20, 9, 8}),
+                                           ScanCase{1, 20, 9, 8}, ScanCase{1, 9, 33, 32}, ScanCase{1, 37, 45, 40}),
                          [](const auto& info) {
                            const ScanCase& k = info.param;
                            return "B" + std::to_string(k.batch) + "L" + std::to_string(k.length) + "D" +
@@ -195,7 +196,7 @@ TEST(CudaLines, ScoresAndRemovalMatchTheHostPath) {
 
 namespace {
 
-rs::VimConfig tiny_vim() { return fixtures::tiny_vim(16); }  // state 16: the scan's register path
+rs::VimConfig tiny_vim() { return fixtures::tiny_vim(16); }  // state 16: Mamba's, the unguarded bucket
 using fixtures::lively_vim;
 
 template <class M>

@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <fmt/format.h>
+
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -251,6 +253,9 @@ TEST(CudaErrors, BlasRefusesAnotherCurrentDevice) {
   int count = 0;
   ASSERT_EQ(cudaGetDeviceCount(&count), cudaSuccess);
   if (count < 2) GTEST_SKIP() << "needs two CUDA devices, found " << count;
+  struct RestoreDevice {
+    ~RestoreDevice() { cudaSetDevice(0); }
+  } restore;
   ASSERT_EQ(cudaSetDevice(0), cudaSuccess);
   rs::cuda::Blas blas(std::size_t(1) << 20);
   rs::cuda::DeviceBuffer<float> x(4 * 8), w(8 * 8), y(4 * 8);
@@ -267,6 +272,23 @@ TEST(CudaErrors, BlasRefusesAnotherCurrentDevice) {
   blas.linear(rs::Cuda{}, rs::cuda::LinearShape{4, 8, 8, 8, 8}, x.data(), w.data(), static_cast<const float*>(nullptr),
               y.data());
   ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+}
+
+// The same rule on one device: an object bound to another device than the
+// current one refuses, and a workspace of the current device is accepted.
+TEST(CudaErrors, DeviceBoundRefusesWhenAnotherDeviceIsCurrent) {
+  REQUIRE_DEVICE();
+  const int current = rs::cuda_detail::current_device();
+  rs::cuda_detail::DeviceBound here, elsewhere(current + 1);
+  EXPECT_EQ(here.device(), current);
+  EXPECT_NO_THROW(here.require_current("here"));
+  const std::string message = fmt::format("made on device {}, called with device {} current", current + 1, current);
+  expect_refused([&] { elsewhere.require_current("elsewhere"); }, {"elsewhere", message.c_str()});
+  rs::cuda::DeviceBuffer<float> bytes(1024);
+  EXPECT_NO_THROW(here.require_on_device("here", "workspace", bytes.data()));
+  expect_refused([&] { elsewhere.require_on_device("elsewhere", "workspace", bytes.data()); },
+                 {"workspace is memory of device"});
+  EXPECT_NO_THROW(rs::cuda::Blas(bytes.data(), bytes.size() * sizeof(float)));
 }
 
 TEST(CudaSelectTop, RefusesMoreTokensThanOneTile) {

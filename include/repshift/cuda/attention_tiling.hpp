@@ -84,7 +84,7 @@ struct SimtAttentionTiling {
   // A lane's query row within its warp, and which of the pair it is.
   REPSHIFT_HD static constexpr int pair_row(int lane) { return lane / 2; }
   REPSHIFT_HD static constexpr int pair_half(int lane) { return lane % 2; }
-  // The block key (0..kBlockK) of a lane's i-th score, and the head-dim
+  // The block key, in [0, kBlockK), of a lane's i-th score, and the head-dim
   // column of its i-th output.
   REPSHIFT_HD static constexpr int key_of(int lane, int i) { return 2 * i + pair_half(lane); }
   REPSHIFT_HD static constexpr int column_of(int lane, int i) { return 2 * i + pair_half(lane); }

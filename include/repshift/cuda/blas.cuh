@@ -94,9 +94,12 @@ class Blas {
     }
     owns_workspace_ = true;
   }
-  // Uses the caller's device memory as the GEMM workspace.
+  // Uses the caller's memory of the current device as the GEMM workspace.
   Blas(void* workspace, std::size_t workspace_bytes) : workspace_(workspace), workspace_bytes_(workspace_bytes) {
-    if (workspace_bytes_ > 0) detail::require_pointer("cuda::Blas", "workspace", workspace);
+    if (workspace_bytes_ > 0) {
+      detail::require_pointer("cuda::Blas", "workspace", workspace);
+      device_.require_on_device("cuda::Blas", "workspace", workspace);
+    }
     cuda_detail::check_blas(cublasLtCreate(&handle_), "cublasLtCreate");
   }
   ~Blas() {

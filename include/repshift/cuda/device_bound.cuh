@@ -23,7 +23,19 @@ inline int current_device() {
 class DeviceBound {
  public:
   DeviceBound() : device_(current_device()) {}
+  explicit DeviceBound(int device) : device_(device) {}
   int device() const { return device_; }
+  // Refuses, naming `where` and `what`, device memory of another device
+  // (a pointer the runtime does not know as device memory is let through:
+  // host-registered and managed memory are the caller's business).
+  void require_on_device(const char* where, const char* what, const void* ptr) const {
+    cudaPointerAttributes attributes{};
+    check(cudaPointerGetAttributes(&attributes, ptr), "cudaPointerGetAttributes");
+    if (attributes.type == cudaMemoryTypeDevice && attributes.device != device_) {
+      detail::fail(where, "{} is memory of device {}, not of device {} this was made on", what, attributes.device,
+                   device_);
+    }
+  }
   // Refuses, naming `where` and both devices, when another device is current.
   void require_current(const char* where) const {
     const int current = current_device();

@@ -118,7 +118,8 @@ void selective_scan(const Cuda& exec, const SelectiveScanParams& p) {
     case 8: cuda_detail::launch_selective_scan<Dir, Accumulate, 8>(exec, p, grid); break;
     case 16: cuda_detail::launch_selective_scan<Dir, Accumulate, 16>(exec, p, grid); break;
     case 32: cuda_detail::launch_selective_scan<Dir, Accumulate, 32>(exec, p, grid); break;
-    default: cuda_detail::launch_selective_scan<Dir, Accumulate, 64>(exec, p, grid); break;
+    case 64: cuda_detail::launch_selective_scan<Dir, Accumulate, 64>(exec, p, grid); break;
+    default: detail::fail("selective_scan", "state = {} has no register bucket (1..64)", p.state);
   }
   cuda_detail::check_launch("selective_scan_kernel");
 }
