@@ -49,15 +49,14 @@ stamp=$(date +%F)
 log="$out/gpu_${phase}_${device}_${stamp}.log"
 status=0
 
-# Every program a step runs is bounded (seconds, STEP_SECONDS to change),
-# so that one hung or slow step cannot spend the machine's whole budget.
-# --foreground keeps it in the script's process group, so that a timeout
-# around the whole phase ends the running step too.
-step_seconds=${STEP_SECONDS:-240}
-bounded=(timeout --foreground --kill-after=10 "$step_seconds")
+# Every program a step runs is bounded (seconds, STEP_SECONDS to change;
+# 30 minutes for the build), so that one hung or slow step cannot spend the
+# machine's whole budget. --foreground keeps it in the script's process
+# group, so that a timeout around the whole phase ends the running step too.
+if [ "$phase" = build ]; then step_seconds=${STEP_SECONDS:-1800}; else step_seconds=${STEP_SECONDS:-240}; fi
 
-# step NAME COMMAND...: run once (skipped when its marker exists), log,
-# remember a failure (and return it).
+# step NAME COMMAND...: run once (skipped when its marker exists), bounded,
+# log, remember a failure (and return it).
 step() {
   local name=$1 marker="$done_dir/${phase}_${1//[^A-Za-z0-9_.-]/_}"
   shift
@@ -66,7 +65,7 @@ step() {
     return
   fi
   echo "==== $name" | tee -a "$log"
-  "$@" 2>&1 | tee -a "$log"
+  timeout --foreground --kill-after=10 "$step_seconds" "$@" 2>&1 | tee -a "$log"
   local rc=${PIPESTATUS[0]}
   if [ "$rc" -eq 0 ]; then
     touch "$marker"
@@ -124,11 +123,11 @@ test)
   export REPSHIFT_REQUIRE_GPU=1
   for t in test_cuda_primitives test_cuda_backbones test_cuda_transformer test_cuda_cnn; do
     have_target "tests/$t" || continue
-    step "loader $t" "${bounded[@]}" bash -c '! ldd "$1" 2>&1 | grep "not found"' _ "$(target "tests/$t")" || continue
-    step "$t" "${bounded[@]}" "$(target "tests/$t")" --gtest_output="xml:$out/gpu_${t}_${device}_${stamp}.xml"
+    step "loader $t" bash -c '! ldd "$1" 2>&1 | grep "not found"' _ "$(target "tests/$t")" || continue
+    step "$t" "$(target "tests/$t")" --gtest_output="xml:$out/gpu_${t}_${device}_${stamp}.xml"
   done
   # The installed package built into an outside program: needs build/gpu.
-  [ -f build/gpu/CTestTestfile.cmake ] && step consumer "${bounded[@]}" ctest --test-dir build/gpu -R consumer --output-on-failure
+  [ -f build/gpu/CTestTestfile.cmake ] && step consumer ctest --test-dir build/gpu -R consumer --output-on-failure
   ;;
 sanitize)
   sanitizer=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
@@ -140,7 +139,7 @@ sanitize)
   # API errors are not counted: tests fail calls on purpose (a 4 EiB cudaMalloc).
   ours=(--kernel-name-base demangled --kernel-name kns=repshift --report-api-errors no --error-exitcode 1)
   for t in test_cuda_primitives test_cuda_backbones test_cuda_transformer test_cuda_cnn; do
-    have_target "tests/$t" && step "memcheck $t" "${bounded[@]}" "$sanitizer" --tool memcheck "${ours[@]}" "$(target "tests/$t")"
+    have_target "tests/$t" && step "memcheck $t" "$sanitizer" --tool memcheck "${ours[@]}" "$(target "tests/$t")"
   done
   # The kernels that share memory between threads, by test binary.
   declare -A shared=([test_cuda_transformer]="CudaTyped/*Attention*:CudaTyped/*Merge*:CudaBlock/*"
@@ -148,7 +147,7 @@ sanitize)
                      [test_cuda_backbones]="*SelectiveScan*:CudaSsmBlock*")
   for tool in racecheck synccheck; do
     for t in "${!shared[@]}"; do
-      have_target "tests/$t" && step "$tool $t" "${bounded[@]}" "$sanitizer" --tool "$tool" "${ours[@]}" "$(target "tests/$t")" --gtest_filter="${shared[$t]}"
+      have_target "tests/$t" && step "$tool $t" "$sanitizer" --tool "$tool" "${ours[@]}" "$(target "tests/$t")" --gtest_filter="${shared[$t]}"
     done
   done
   ;;
@@ -159,7 +158,7 @@ bench)
   # repetitions: about 2 minutes in all on an H100.
   run_bench() {  # run_bench NAME FILTER
     have_target "bench/$1" || return 0
-    step "$1 $2" "${bounded[@]}" "$(target "bench/$1")" --benchmark_filter="$2" --benchmark_min_time=0.1 \
+    step "$1 $2" "$(target "bench/$1")" --benchmark_filter="$2" --benchmark_min_time=0.1 \
       --benchmark_repetitions=3 --benchmark_enable_random_interleaving=true \
       --benchmark_out="$out/gpu_${1#bench_}_${2//[^A-Za-z0-9]/_}_${device}_${stamp}.json" --benchmark_out_format=json
   }
@@ -173,10 +172,10 @@ bench)
 sweep)
   if have_target bench/bench_cuda_ablation; then
     json="$out/gpu_cuda_ablation_${device}_${stamp}.json"
-    step sweep "${bounded[@]}" "$(target bench/bench_cuda_ablation)" --benchmark_min_time=0.1 \
+    step sweep "$(target bench/bench_cuda_ablation)" --benchmark_min_time=0.1 \
       --benchmark_repetitions=3 --benchmark_enable_random_interleaving=true --benchmark_out="$json" \
       --benchmark_out_format=json
-    [ -f "$json" ] && step "plot sweep" "${bounded[@]}" python3 bench/plot_ablation.py "$json" "$out" "gpu_${device}_${stamp}"
+    [ -f "$json" ] && step "plot sweep" python3 bench/plot_ablation.py "$json" "$out" "gpu_${device}_${stamp}"
   fi
   ;;
 esac

@@ -44,13 +44,7 @@ constexpr float kLog2e = 1.4426950408889634f;
 // Head dims run in three compiled buckets; a smaller head_dim is zero
 // padded up to its bucket (zeros add nothing to Q.K and V columns past
 // head_dim are never written). 0: not supported.
-inline int attention_head_bucket(std::int64_t head_dim) {
-  if (head_dim <= 0) return 0;
-  if (head_dim <= 32) return 32;
-  if (head_dim <= 64) return 64;
-  if (head_dim <= 128) return 128;
-  return 0;
-}
+inline int attention_head_bucket(std::int64_t head_dim) { return compiled_bucket(head_dim, {32, 64, 128}); }
 
 // The f32 kernel (FMA, exact f32). One CTA: kBlockQ queries of one
 // (sample, head), kWarps warps of kRowsPerWarp query rows, streaming

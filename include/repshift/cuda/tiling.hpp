@@ -4,6 +4,7 @@
 // checks it on machines without a GPU (tests/test_cuda_tiling.cpp).
 
 #include <cstdint>
+#include <initializer_list>
 
 #include "../core/config.hpp"
 #include "../core/error.hpp"
@@ -133,16 +134,20 @@ inline int select_items_per_thread(std::int64_t tokens) {
   return items;
 }
 
+// The smallest of the ascending compiled sizes that holds a runtime size
+// of at least 1; 0 when none does.
+inline int compiled_bucket(std::int64_t size, std::initializer_list<int> buckets) {
+  for (int bucket : buckets) {
+    if (size >= 1 && size <= bucket) return bucket;
+  }
+  return 0;
+}
+
 // The selective scan keeps a channel's states in registers, which needs
 // their count at compile time: a runtime state runs in the smallest
 // compiled bucket that holds it (8, 16, 32, 64 = SelectiveScanParams::
 // kMaxState), the slots past it idle. 0: out of range.
-inline int scan_state_bucket(std::int64_t state) {
-  for (int bucket : {8, 16, 32, 64}) {
-    if (state >= 1 && state <= bucket) return bucket;
-  }
-  return 0;
-}
+inline int scan_state_bucket(std::int64_t state) { return compiled_bucket(state, {8, 16, 32, 64}); }
 
 // Butterfly (xor-shuffle) combination of 32 lane accumulators, the
 // pattern of the warp reduction, with the shuffle supplied by the caller:
