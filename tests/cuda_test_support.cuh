@@ -7,6 +7,10 @@
 // the GPU cannot be used, it fails with the runtime's message; with
 // REPSHIFT_REQUIRE_GPU=1 in the environment every skip is a failure too
 // (what a GPU run sets, so a missing GPU cannot pass as green).
+// A test that compares against the CPU path computes that side (fixtures,
+// schedules, the CPU forward) before REQUIRE_DEVICE(), so it runs in every
+// build, GPU or not: a fixture or schedule the CPU path refuses fails the
+// test here, not on the first GPU run.
 
 #include <gtest/gtest.h>
 

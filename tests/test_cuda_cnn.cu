@@ -2,7 +2,8 @@
 // itself tested against the double reference: convolutions for every
 // epilogue and the ResNet shapes' kernel / stride / padding, the bottleneck
 // Block (scores, kept rows and columns, output), and a small ResNet with a
-// line-pruning schedule. Skipped (ctest "Skipped") without a device.
+// line-pruning schedule. Without a device each test runs its CPU side, then
+// skips (ctest "Skipped").
 
 #include <gtest/gtest.h>
 
@@ -22,30 +23,41 @@ namespace P = rs::policies;
 
 namespace {
 
-// Host tensors of one bottleneck and their device copies, both as views.
+// Host tensors of one bottleneck as views (h); upload() adds their device
+// copies (d), so a test computes its CPU side before it needs a GPU.
 struct Bottleneck {
+  using Field = const float* rs::BottleneckWeights::*;
   std::vector<std::vector<float>> host;
+  std::vector<Field> fields;  // where each host tensor sits in h
   std::vector<rs::cuda::DeviceBuffer<float>> device;
   rs::BottleneckWeights h, d;
 
   Bottleneck(int in, int mid, int out, int stride, bool projection, std::uint32_t seed) {
-    auto add = [&](std::size_t n, float r) {
+    auto add = [&](Field f, std::size_t n, float r) {
       host.push_back(ref::random_floats(n, seed++, -r, r));
-      device.push_back(to_device<float>(host.back()));
-      return std::make_pair(host.back().data(), device.back().data());
+      fields.push_back(f);
     };
-    host.reserve(8);
-    device.reserve(8);
-    h = d = rs::BottleneckWeights{in, mid, out, stride};
-    std::tie(h.conv1_weight, d.conv1_weight) = add(std::size_t(mid) * in, 0.5f);
-    std::tie(h.conv1_bias, d.conv1_bias) = add(std::size_t(mid), 0.2f);
-    std::tie(h.conv2_weight, d.conv2_weight) = add(std::size_t(mid) * mid * 9, 0.3f);
-    std::tie(h.conv2_bias, d.conv2_bias) = add(std::size_t(mid), 0.2f);
-    std::tie(h.conv3_weight, d.conv3_weight) = add(std::size_t(out) * mid, 0.5f);
-    std::tie(h.conv3_bias, d.conv3_bias) = add(std::size_t(out), 0.2f);
+    using W = rs::BottleneckWeights;
+    add(&W::conv1_weight, std::size_t(mid) * in, 0.5f);
+    add(&W::conv1_bias, std::size_t(mid), 0.2f);
+    add(&W::conv2_weight, std::size_t(mid) * mid * 9, 0.3f);
+    add(&W::conv2_bias, std::size_t(mid), 0.2f);
+    add(&W::conv3_weight, std::size_t(out) * mid, 0.5f);
+    add(&W::conv3_bias, std::size_t(out), 0.2f);
     if (projection) {
-      std::tie(h.down_weight, d.down_weight) = add(std::size_t(out) * in, 0.5f);
-      std::tie(h.down_bias, d.down_bias) = add(std::size_t(out), 0.2f);
+      add(&W::down_weight, std::size_t(out) * in, 0.5f);
+      add(&W::down_bias, std::size_t(out), 0.2f);
+    }
+    h = d = rs::BottleneckWeights{in, mid, out, stride};
+    for (std::size_t i = 0; i < host.size(); ++i) h.*fields[i] = host[i].data();
+  }
+
+  void upload() {
+    device.clear();
+    device.reserve(host.size());
+    for (std::size_t i = 0; i < host.size(); ++i) {
+      device.push_back(to_device<float>(host[i]));
+      d.*fields[i] = device.back().data();
     }
   }
 };
@@ -53,34 +65,50 @@ struct Bottleneck {
 }  // namespace
 
 TEST(CudaDnnConv, MatchesHostConvolutions) {
-  REQUIRE_DEVICE();
-  rs::cuda::Dnn dnn;
-  struct Case {
+  struct Shape {
     rs::Conv2dShape s;
     int batch, h, w;
   };
-  for (const Case& c : {Case{{3, 16, 7, 2, 3}, 2, 32, 30}, Case{{16, 8, 1, 1, 0}, 3, 9, 11}, Case{{8, 8, 3, 1, 1}, 2, 9, 11},
-                        Case{{8, 12, 3, 2, 1}, 2, 10, 13}, Case{{8, 12, 1, 2, 0}, 2, 10, 13}}) {
-    const int Ho = int(c.s.out_size(c.h)), Wo = int(c.s.out_size(c.w));
-    const auto x = ref::random_floats(std::size_t(c.batch) * c.s.in_channels * c.h * c.w, 1);
-    const auto wt = ref::random_floats(std::size_t(c.s.out_channels * c.s.patch()), 2);
-    const auto bias = ref::random_floats(std::size_t(c.s.out_channels), 3);
-    auto dx = to_device<float>(x), dw = to_device<float>(wt), db = to_device<float>(bias);
-    const std::size_t n = std::size_t(c.batch) * c.s.out_channels * Ho * Wo;
-    rs::cuda::DeviceBuffer<float> dy(n);
-    std::vector<float> want(n), cols;
-    const std::string what = std::to_string(c.s.kernel) + "x" + std::to_string(c.s.kernel) + "/" + std::to_string(c.s.stride);
+  struct Case : Shape {
+    std::vector<float> x, wt, bias;
+    std::vector<float> want[3];  // no epilogue, bias, bias + ReLU
+  };
+  std::vector<Case> cases;
+  for (const Shape& shape : {Shape{{3, 16, 7, 2, 3}, 2, 32, 30}, Shape{{16, 8, 1, 1, 0}, 3, 9, 11},
+                             Shape{{8, 8, 3, 1, 1}, 2, 9, 11}, Shape{{8, 12, 3, 2, 1}, 2, 10, 13},
+                             Shape{{8, 12, 1, 2, 0}, 2, 10, 13}}) {
+    Case c;
+    static_cast<Shape&>(c) = shape;
+    const auto& s = c.s;
+    c.x = ref::random_floats(std::size_t(c.batch) * s.in_channels * c.h * c.w, 1);
+    c.wt = ref::random_floats(std::size_t(s.out_channels * s.patch()), 2);
+    c.bias = ref::random_floats(std::size_t(s.out_channels), 3);
+    const std::size_t n = std::size_t(c.batch) * s.out_channels * s.out_size(c.h) * s.out_size(c.w);
+    for (auto& v : c.want) v.resize(n);
+    std::vector<float> cols;
+    rs::cpu::conv2d<rs::ConvEpilogue::None>(rs::Host{}, s, c.x.data(), c.batch, c.h, c.w, c.wt.data(), nullptr,
+                                            c.want[0].data(), cols);
+    rs::cpu::conv2d<rs::ConvEpilogue::Bias>(rs::Host{}, s, c.x.data(), c.batch, c.h, c.w, c.wt.data(), c.bias.data(),
+                                            c.want[1].data(), cols);
+    rs::cpu::conv2d<rs::ConvEpilogue::BiasRelu>(rs::Host{}, s, c.x.data(), c.batch, c.h, c.w, c.wt.data(),
+                                                c.bias.data(), c.want[2].data(), cols);
+    cases.push_back(std::move(c));
+  }
 
-    rs::cpu::conv2d<rs::ConvEpilogue::None>(rs::Host{}, c.s, x.data(), c.batch, c.h, c.w, wt.data(), nullptr, want.data(), cols);
+  REQUIRE_DEVICE();
+  rs::cuda::Dnn dnn;
+  for (const Case& c : cases) {
+    auto dx = to_device<float>(c.x), dw = to_device<float>(c.wt), db = to_device<float>(c.bias);
+    const std::size_t n = c.want[0].size();
+    rs::cuda::DeviceBuffer<float> dy(n);
+    const std::string what = std::to_string(c.s.kernel) + "x" + std::to_string(c.s.kernel) + "/" + std::to_string(c.s.stride);
     dnn.conv2d<rs::ConvEpilogue::None>(rs::Cuda{}, c.s, dx.data(), c.batch, c.h, c.w, dw.data(),
                                        static_cast<const float*>(nullptr), dy.data());
-    expect_close(dy.download(n), want, 1e-5, what + " none");
-    rs::cpu::conv2d<rs::ConvEpilogue::Bias>(rs::Host{}, c.s, x.data(), c.batch, c.h, c.w, wt.data(), bias.data(), want.data(), cols);
+    expect_close(dy.download(n), c.want[0], 1e-5, what + " none");
     dnn.conv2d<rs::ConvEpilogue::Bias>(rs::Cuda{}, c.s, dx.data(), c.batch, c.h, c.w, dw.data(), db.data(), dy.data());
-    expect_close(dy.download(n), want, 1e-5, what + " bias");
-    rs::cpu::conv2d<rs::ConvEpilogue::BiasRelu>(rs::Host{}, c.s, x.data(), c.batch, c.h, c.w, wt.data(), bias.data(), want.data(), cols);
+    expect_close(dy.download(n), c.want[1], 1e-5, what + " bias");
     dnn.conv2d<rs::ConvEpilogue::BiasRelu>(rs::Cuda{}, c.s, dx.data(), c.batch, c.h, c.w, dw.data(), db.data(), dy.data());
-    expect_close(dy.download(n), want, 1e-5, what + " bias+relu");
+    expect_close(dy.download(n), c.want[2], 1e-5, what + " bias+relu");
   }
 }
 
@@ -90,10 +118,9 @@ using CnnMetrics = ::testing::Types<P::L1, P::L2, P::Cosine, P::TokenNorm>;
 TYPED_TEST_SUITE(CudaCnnBlock, CnnMetrics);
 
 TYPED_TEST(CudaCnnBlock, MatchesHostBlock) {
-  REQUIRE_DEVICE();
   using B = rs::Block<P::CnnRows, P::BlockOutput, TypeParam>;
   const int batch = 2, c = 16, h = 23, w = 29, keep_rows = 17, keep_cols = 20;
-  const Bottleneck bw(c, 4, c, 1, false, 10);
+  Bottleneck bw(c, 4, c, 1, false, 10);
   const auto x = ref::random_floats(std::size_t(batch) * c * h * w, 11);
   const std::size_t n_out = std::size_t(batch) * c * keep_rows * keep_cols;
 
@@ -105,6 +132,8 @@ TYPED_TEST(CudaCnnBlock, MatchesHostBlock) {
   ha.kept_rows = want_kr.data(), ha.kept_cols = want_kc.data();
   B::forward(rs::Host{}, bw.h, ha, hws);
 
+  REQUIRE_DEVICE();
+  bw.upload();
   rs::cuda::Dnn dnn;
   rs::Workspace<rs::Cuda> dws(dnn);
   B::reserve(dws, bw.d, batch, h, w);
@@ -129,15 +158,17 @@ TYPED_TEST(CudaCnnBlock, MatchesHostBlock) {
 }
 
 TEST(CudaCnnBlock, ProjectionShortcutUnpruned) {
-  REQUIRE_DEVICE();
   using B = rs::Block<P::CnnRows, P::BlockOutput, P::L2>;
   const int batch = 2, in = 8, out = 16, h = 14, w = 11;
-  const Bottleneck bw(in, 4, out, 2, true, 30);
+  Bottleneck bw(in, 4, out, 2, true, 30);
   const auto x = ref::random_floats(std::size_t(batch) * in * h * w, 31);
   const int ho = 7, wo = 6;
   std::vector<float> want(std::size_t(batch) * out * ho * wo);
   rs::Workspace<rs::Host> hws;
   B::forward(rs::Host{}, bw.h, rs::CnnBlockArgs::dense(x.data(), want.data(), batch, h, w), hws);
+
+  REQUIRE_DEVICE();
+  bw.upload();
   rs::cuda::Dnn dnn;
   rs::Workspace<rs::Cuda> dws(dnn);
   B::reserve(dws, bw.d, batch, h, w);
@@ -148,27 +179,34 @@ TEST(CudaCnnBlock, ProjectionShortcutUnpruned) {
 }
 
 TEST(CudaResNet, MatchesHostModelLinePrunedAndNot) {
-  REQUIRE_DEVICE();
   const rs::ResNetConfig cfg = fixtures::tiny_resnet();
   const auto w = rs::ResNetWeights::random(cfg, 5);
   const int batch = 3;
   const auto images = ref::random_floats(std::size_t(batch) * 3 * 32 * 32, 6);
+  const std::vector<rs::LinePruneSchedule> schedules = {rs::LinePruneSchedule::none(),
+                                                        rs::LinePruneSchedule{{{1, 2, 2}, {2, 1, 1}}}};
   rs::ResNet<> hmodel(w);
+  std::vector<std::vector<float>> want;
+  std::vector<rs::ResNetTrace> htrace(schedules.size());
+  for (std::size_t i = 0; i < schedules.size(); ++i) {
+    want.emplace_back(std::size_t(batch) * cfg.num_classes);
+    hmodel.forward(rs::Host{}, images.data(), batch, want.back().data(), schedules[i], &htrace[i]);
+  }
+
+  REQUIRE_DEVICE();
   rs::cuda::Dnn dnn;
   rs::cuda::Blas blas;
   rs::cuda::ResNet<> dmodel(w, {blas, dnn});
   dmodel.reserve(batch);
   auto dimages = to_device<float>(images);
   rs::cuda::DeviceBuffer<float> dlogits(std::size_t(batch) * cfg.num_classes);
-  for (const auto& schedule : {rs::LinePruneSchedule::none(), rs::LinePruneSchedule{{{1, 2, 2}, {2, 1, 1}}}}) {
-    std::vector<float> want(std::size_t(batch) * cfg.num_classes);
-    rs::ResNetTrace htrace, dtrace;
-    hmodel.forward(rs::Host{}, images.data(), batch, want.data(), schedule, &htrace);
-    dmodel.forward(rs::Cuda{}, dimages.data(), batch, dlogits.data(), schedule, &dtrace);
-    expect_close(dlogits.download(want.size()), want, 1e-4, "logits");
-    EXPECT_EQ(dtrace.sizes, htrace.sizes);
-    EXPECT_EQ(dtrace.kept_rows, htrace.kept_rows);
-    EXPECT_EQ(dtrace.kept_cols, htrace.kept_cols);
+  for (std::size_t i = 0; i < schedules.size(); ++i) {
+    rs::ResNetTrace dtrace;
+    dmodel.forward(rs::Cuda{}, dimages.data(), batch, dlogits.data(), schedules[i], &dtrace);
+    expect_close(dlogits.download(want[i].size()), want[i], 1e-4, "logits");
+    EXPECT_EQ(dtrace.sizes, htrace[i].sizes);
+    EXPECT_EQ(dtrace.kept_rows, htrace[i].kept_rows);
+    EXPECT_EQ(dtrace.kept_cols, htrace[i].kept_cols);
   }
   expect_refused([&] { dmodel.forward(rs::Cuda{}, dimages.data(), batch + 1, dlogits.data()); }, {"reserve"});
 }

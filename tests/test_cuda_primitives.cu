@@ -1,6 +1,7 @@
 // The CUDA entry points against the CPU path (itself tested against the
 // double reference): scores within float noise, selections and gathers
-// bit-identical. Skipped (GTEST_SKIP -> ctest "Skipped") without a device.
+// bit-identical. Without a device each test runs its CPU side, then skips
+// (GTEST_SKIP -> ctest "Skipped").
 
 #include <gtest/gtest.h>
 
@@ -58,39 +59,49 @@ TYPED_TEST_SUITE(CudaShiftScore, Combos);
 }  // namespace
 
 TYPED_TEST(CudaShiftScore, MatchesHostPath) {
-  REQUIRE_DEVICE();
   using M = typename TypeParam::Metric;
   using T = typename TypeParam::Type;
   using H = typename HostTwin<T>::type;
+  const int batch = 3;
+  struct Case {
+    int tokens, channels;
+    std::vector<H> before, after;
+    std::vector<float> want;
+  };
+  std::vector<Case> cases;
   std::uint32_t seed = 3;
   for (int tokens : {1, 197, 1025}) {
     for (int channels : {1, 3, 384, 1000}) {
-      const int batch = 3;
       const std::size_t n = std::size_t(batch) * tokens * channels;
-      std::vector<H> before, after;
-      for (float x : ref::random_floats(n, seed++)) before.push_back(H(x));
-      for (float x : ref::random_floats(n, seed++)) after.push_back(H(x));
-      std::vector<float> want(std::size_t(batch) * tokens);
-      rs::shift_score<M>(rs::Host{}, before.data(), after.data(), want.data(), batch, tokens, channels);
-
-      auto d_before = device_copy(as_device_type<T>(before)), d_after = device_copy(as_device_type<T>(after));
-      rs::cuda::DeviceBuffer<float> d_scores(want.size());
-      rs::shift_score<M>(rs::Cuda{}, d_before.data(), d_after.data(), d_scores.data(), batch, tokens, channels);
-      const auto got = d_scores.to_host();
-      for (std::size_t i = 0; i < got.size(); ++i)
-        ASSERT_NEAR(got[i], want[i], 2e-5 * (1 + std::abs(want[i]))) << "tokens " << tokens << " channels " << channels;
+      Case c{tokens, channels, {}, {}, std::vector<float>(std::size_t(batch) * tokens)};
+      for (float x : ref::random_floats(n, seed++)) c.before.push_back(H(x));
+      for (float x : ref::random_floats(n, seed++)) c.after.push_back(H(x));
+      rs::shift_score<M>(rs::Host{}, c.before.data(), c.after.data(), c.want.data(), batch, tokens, channels);
+      cases.push_back(std::move(c));
     }
+  }
+
+  REQUIRE_DEVICE();
+  for (const Case& c : cases) {
+    auto d_before = device_copy(as_device_type<T>(c.before)), d_after = device_copy(as_device_type<T>(c.after));
+    rs::cuda::DeviceBuffer<float> d_scores(c.want.size());
+    rs::shift_score<M>(rs::Cuda{}, d_before.data(), d_after.data(), d_scores.data(), batch, c.tokens, c.channels);
+    const auto got = d_scores.to_host();
+    for (std::size_t i = 0; i < got.size(); ++i)
+      ASSERT_NEAR(got[i], c.want[i], 2e-5 * (1 + std::abs(c.want[i])))
+          << "tokens " << c.tokens << " channels " << c.channels;
   }
 }
 
 TEST(CudaShiftScore, StridedViewTakesTheScalarPath) {
-  REQUIRE_DEVICE();
   const int batch = 2, tokens = 9, channels = 6;  // token stride 7: not vectorisable
   const auto wide = ref::random_floats(std::size_t(batch) * tokens * 7, 1), other = ref::random_floats(wide.size(), 2);
   rs::TensorView<const float, 3> hb{wide.data(), {batch, tokens, channels}, {tokens * 7, 7, 1}};
   rs::TensorView<const float, 3> ha{other.data(), {batch, tokens, channels}, {tokens * 7, 7, 1}};
   std::vector<float> want(batch * tokens);
   rs::shift_score<rs::policies::L2>(rs::Host{}, hb, ha, rs::make_view(want.data(), {batch, tokens}));
+
+  REQUIRE_DEVICE();
   auto db = device_copy(wide), da = device_copy(other);
   rs::cuda::DeviceBuffer<float> ds(want.size());
   rs::TensorView<const float, 3> vb{db.data(), hb.shape, hb.stride}, va{da.data(), ha.shape, ha.stride};
@@ -100,33 +111,43 @@ TEST(CudaShiftScore, StridedViewTakesTheScalarPath) {
 }
 
 TEST(CudaSelectTop, BitIdenticalToHost) {
-  REQUIRE_DEVICE();
+  const int batch = 4;
+  struct Case {
+    int tokens, keep, protect;
+    std::vector<float> scores;
+    std::vector<int> want;
+  };
+  std::vector<Case> cases;
   std::mt19937 gen(5);
   for (int tokens : {1, 2, 197, 256, 257, 1025, 4096}) {
     for (int protect : {0, 1}) {
       for (double ratio : {1.0, 0.7, 0.5, 0.01}) {
         for (int levels : {3, 1 << 20}) {
-          const int batch = 4, keep = rs::policies::keep_count(tokens, ratio, protect);
+          const int keep = rs::policies::keep_count(tokens, ratio, protect);
           std::uniform_int_distribution<int> dist(0, levels - 1);
-          std::vector<float> scores(std::size_t(batch) * tokens);
-          for (auto& s : scores) s = float(dist(gen)) * 0.25f;
-          if (tokens > 5) scores[3] = std::numeric_limits<float>::quiet_NaN(), scores[4] = -0.0f;
-          std::vector<int> want(std::size_t(batch) * keep);
-          rs::select_top(rs::Host{}, scores.data(), want.data(), batch, tokens, keep, protect);
-          auto ds = device_copy(scores);
-          rs::cuda::DeviceBuffer<int> di(want.size());
-          rs::select_top(rs::Cuda{}, ds.data(), di.data(), batch, tokens, keep, protect);
-          ASSERT_EQ(di.to_host(), want) << "tokens " << tokens << " keep " << keep << " protect " << protect;
+          Case c{tokens, keep, protect, std::vector<float>(std::size_t(batch) * tokens),
+                 std::vector<int>(std::size_t(batch) * keep)};
+          for (auto& s : c.scores) s = float(dist(gen)) * 0.25f;
+          if (tokens > 5) c.scores[3] = std::numeric_limits<float>::quiet_NaN(), c.scores[4] = -0.0f;
+          rs::select_top(rs::Host{}, c.scores.data(), c.want.data(), batch, tokens, keep, protect);
+          cases.push_back(std::move(c));
         }
       }
     }
+  }
+
+  REQUIRE_DEVICE();
+  for (const Case& c : cases) {
+    auto ds = device_copy(c.scores);
+    rs::cuda::DeviceBuffer<int> di(c.want.size());
+    rs::select_top(rs::Cuda{}, ds.data(), di.data(), batch, c.tokens, c.keep, c.protect);
+    ASSERT_EQ(di.to_host(), c.want) << "tokens " << c.tokens << " keep " << c.keep << " protect " << c.protect;
   }
 }
 
 // Packed (varlen) select and gather: the same indices and rows as the CPU
 // path, each sample with its own length and keep count (cu_seqlens on the device).
 TEST(CudaPacked, SelectAndGatherBitIdenticalToHost) {
-  REQUIRE_DEVICE();
   const std::vector<int> lengths = {23, 5, 300, 1, 197};
   const int batch = int(lengths.size()), channels = 384;
   const auto cu = rs::cu_seqlens_of(lengths.data(), batch);
@@ -139,6 +160,8 @@ TEST(CudaPacked, SelectAndGatherBitIdenticalToHost) {
   std::vector<float> want(std::size_t(kept_cu.back()) * channels);
   rs::gather_tokens_varlen(rs::Host{}, x.data(), cu.data(), want_idx.data(), kept_cu.data(), want.data(), batch, max_n,
                            max_k, channels);
+
+  REQUIRE_DEVICE();
   auto dcu = device_copy(cu), dkcu = device_copy(kept_cu);
   auto ds = device_copy(scores), dx = device_copy(x);
   rs::cuda::DeviceBuffer<int> di(want_idx.size());
@@ -178,7 +201,6 @@ TEST(CudaPacked, SelectReportsCountsTheHostCannotSee) {
 
 // Packed scores: every row scored as on the CPU, whatever sample it is in.
 TEST(CudaPacked, ShiftScoreMatchesHost) {
-  REQUIRE_DEVICE();
   const std::vector<int> lengths = {7, 1, 130};
   const int batch = int(lengths.size()), channels = 96;
   const auto cu = rs::cu_seqlens_of(lengths.data(), batch);
@@ -188,6 +210,8 @@ TEST(CudaPacked, ShiftScoreMatchesHost) {
   std::vector<float> want(static_cast<std::size_t>(total));
   rs::shift_score_varlen<rs::policies::Cosine>(rs::Host{}, before.data(), after.data(), want.data(), cu.data(), batch,
                                                total, channels);
+
+  REQUIRE_DEVICE();
   auto db = device_copy(before), da = device_copy(after);
   auto dcu = device_copy(cu);
   rs::cuda::DeviceBuffer<float> ds(want.size());
@@ -200,7 +224,6 @@ TEST(CudaPacked, ShiftScoreMatchesHost) {
 // Strided views (scores a column of a wider array, indices and rows with
 // padded strides): the same indices and rows as the CPU path.
 TEST(CudaTensorViews, StridedSelectAndGatherBitIdenticalToHost) {
-  REQUIRE_DEVICE();
   using View2 = rs::TensorView<const float, 2>;
   using View3 = rs::TensorView<const float, 3>;
   const int batch = 3, tokens = 57, keep = 40, channels = 24;
@@ -217,6 +240,7 @@ TEST(CudaTensorViews, StridedSelectAndGatherBitIdenticalToHost) {
                     rs::TensorView<const int, 2>{want_idx.data(), {batch, keep}, idx_strides},
                     rs::TensorView<float, 3>{want.data(), {batch, keep, channels}, out_strides});
 
+  REQUIRE_DEVICE();
   auto ds = device_copy(scores), dx = device_copy(x);
   auto di = device_copy(std::vector<int>(want_idx.size(), -7));
   auto dout = device_copy(std::vector<float>(want.size(), -1.0f));
@@ -295,20 +319,29 @@ TEST(CudaSelectTop, RefusesMoreTokensThanOneTile) {
 }
 
 TEST(CudaGatherTokens, BitIdenticalToHostAndReportsBadIndices) {
-  REQUIRE_DEVICE();
+  const int batch = 3, tokens = 197, keep = 157;
+  const auto scores = ref::random_floats(std::size_t(batch) * tokens, 10);
+  std::vector<int> idx(std::size_t(batch) * keep);
+  rs::select_top(rs::Host{}, scores.data(), idx.data(), batch, tokens, keep, 1);
+  struct Case {
+    int channels;
+    std::vector<float> x, want;
+  };
+  std::vector<Case> cases;
   for (int channels : {1, 3, 384}) {
-    const int batch = 3, tokens = 197, keep = 157;
-    const auto x = ref::random_floats(std::size_t(batch) * tokens * channels, 9);
-    const auto scores = ref::random_floats(std::size_t(batch) * tokens, 10);
-    std::vector<int> idx(std::size_t(batch) * keep);
-    rs::select_top(rs::Host{}, scores.data(), idx.data(), batch, tokens, keep, 1);
-    std::vector<float> want(std::size_t(batch) * keep * channels);
-    rs::gather_tokens(rs::Host{}, x.data(), idx.data(), want.data(), batch, tokens, keep, channels);
-    auto dx = device_copy(x);
-    rs::cuda::DeviceBuffer<float> dout(want.size());
-    auto di = device_copy(idx);
-    rs::gather_tokens(rs::Cuda{}, dx.data(), di.data(), dout.data(), batch, tokens, keep, channels);
-    EXPECT_EQ(dout.to_host(), want);
+    Case c{channels, ref::random_floats(std::size_t(batch) * tokens * channels, 9),
+           std::vector<float>(std::size_t(batch) * keep * channels)};
+    rs::gather_tokens(rs::Host{}, c.x.data(), idx.data(), c.want.data(), batch, tokens, keep, channels);
+    cases.push_back(std::move(c));
+  }
+
+  REQUIRE_DEVICE();
+  auto didx = device_copy(idx);
+  for (const Case& c : cases) {
+    auto dx = device_copy(c.x);
+    rs::cuda::DeviceBuffer<float> dout(c.want.size());
+    rs::gather_tokens(rs::Cuda{}, dx.data(), didx.data(), dout.data(), batch, tokens, keep, c.channels);
+    EXPECT_EQ(dout.to_host(), c.want) << "channels " << c.channels;
   }
   const std::vector<int> bad{0, 7, 2, 1};
   auto dx = device_copy(std::vector<float>(2 * 4 * 8, 1.0f));  // batch 2, tokens 4, channels 8

@@ -4,7 +4,7 @@
 // DeiT-shaped model, the video encoder and the BERT sentence encoder, in
 // f32 (tight) and f16 / bf16 (storage rounding).
 // Argument checks that fire before any device work run everywhere; the
-// rest skip without a GPU.
+// other tests run their CPU side everywhere, then skip without a GPU.
 
 #include <gtest/gtest.h>
 
@@ -67,65 +67,83 @@ TEST(CudaAttentionErrors, RefusedBeforeAnyLaunch) {
 // ---- cuBLASLt linear ---------------------------------------------------------
 
 TYPED_TEST(CudaTyped, LinearMatchesNaiveProduct) {
-  REQUIRE_DEVICE();
   using T = TypeParam;
-  rs::cuda::Blas blas;
+  struct Case {
+    rs::cuda::LinearShape shape;
+    std::vector<float> x, w, bias, want;
+  };
+  std::vector<Case> cases;
   for (auto [rows, in, out, ldx] : std::vector<std::array<int, 4>>{{197, 384, 1152, 384}, {5, 40, 7, 40}, {64, 96, 32, 288}}) {
-    const auto x = rounded<T>(ref::random_floats(std::size_t(rows) * ldx, 1));
-    const auto w = rounded<T>(ref::random_floats(std::size_t(out) * in, 2));
-    const auto bias = rounded<T>(ref::random_floats(std::size_t(out), 3));
-    auto dx = to_device<T>(x), dw = to_device<T>(w), db = to_device<T>(bias);
-    rs::cuda::DeviceBuffer<T> dy(std::size_t(rows) * out);
-    blas.linear(rs::Cuda{}, rs::cuda::LinearShape{rows, in, out, ldx, out}, dx.data(), dw.data(), db.data(), dy.data());
-    std::vector<float> want(std::size_t(rows) * out);
+    Case c{{rows, in, out, ldx, out},
+           rounded<T>(ref::random_floats(std::size_t(rows) * ldx, 1)),
+           rounded<T>(ref::random_floats(std::size_t(out) * in, 2)),
+           rounded<T>(ref::random_floats(std::size_t(out), 3)),
+           std::vector<float>(std::size_t(rows) * out)};
     for (int r = 0; r < rows; ++r)
       for (int o = 0; o < out; ++o) {
-        double s = bias[std::size_t(o)];
-        for (int i = 0; i < in; ++i) s += double(x[std::size_t(r) * ldx + i]) * w[std::size_t(o) * in + i];
-        want[std::size_t(r) * out + o] = float(s);
+        double s = c.bias[std::size_t(o)];
+        for (int i = 0; i < in; ++i) s += double(c.x[std::size_t(r) * ldx + i]) * c.w[std::size_t(o) * in + i];
+        c.want[std::size_t(r) * out + o] = float(s);
       }
-    expect_close(dy.download(want.size()), want, tolerance<T>() * 0.5, "linear " + std::to_string(rows));
+    cases.push_back(std::move(c));
+  }
+
+  REQUIRE_DEVICE();
+  rs::cuda::Blas blas;
+  for (const Case& c : cases) {
+    auto dx = to_device<T>(c.x), dw = to_device<T>(c.w), db = to_device<T>(c.bias);
+    rs::cuda::DeviceBuffer<T> dy(c.want.size());
+    blas.linear(rs::Cuda{}, c.shape, dx.data(), dw.data(), db.data(), dy.data());
+    expect_close(dy.download(c.want.size()), c.want, tolerance<T>() * 0.5, "linear " + std::to_string(c.shape.rows));
   }
 }
 
 // ---- attention ---------------------------------------------------------------
 
 TYPED_TEST(CudaTyped, FlashAttentionMatchesHostFlashAttention) {
-  REQUIRE_DEVICE();
   using T = TypeParam;
   const int batch = 2, heads = 3;
+  struct Case {
+    int head_dim, tokens;
+    bool bias;
+    std::vector<float> qkv, key_bias, want;
+  };
   // head_dim 20: 16-bit rows not whole 16-byte vectors, so the tensor-core
   // kernel loads element-wise; the others take cp.async. 300 tokens: five
   // key blocks through the two stages.
+  std::vector<Case> cases;
   for (int head_dim : {16, 20, 32, 40, 64, 128}) {
     for (int tokens : {1, 17, 64, 197, 300}) {
       for (bool bias : {false, true}) {
         const int dim = heads * head_dim;
-        const auto qkv = rounded<T>(ref::random_floats(std::size_t(batch) * tokens * 3 * dim, 7 + tokens));
-        auto key_bias = ref::random_floats(std::size_t(batch) * tokens, 9);
-        for (auto& b : key_bias) b = std::log(1.0f + std::abs(b) * 3.0f);
-        std::vector<float> want(std::size_t(batch) * tokens * dim);
-        auto hp = rs::AttentionParams::contiguous(qkv.data(), nullptr, want.data(), batch, tokens, heads, head_dim);
-        if (bias) hp.key_bias = key_bias.data();
+        Case c{head_dim, tokens, bias, rounded<T>(ref::random_floats(std::size_t(batch) * tokens * 3 * dim, 7 + tokens)),
+               ref::random_floats(std::size_t(batch) * tokens, 9), std::vector<float>(std::size_t(batch) * tokens * dim)};
+        for (auto& b : c.key_bias) b = std::log(1.0f + std::abs(b) * 3.0f);
+        auto hp = rs::AttentionParams::contiguous(c.qkv.data(), nullptr, c.want.data(), batch, tokens, heads, head_dim);
+        if (bias) hp.key_bias = c.key_bias.data();
         rs::cpu::flash_attention(rs::Host{}, hp);
-
-        auto dqkv = to_device<T>(qkv);
-        auto dbias = to_device<float>(key_bias);
-        rs::cuda::DeviceBuffer<T> dout(want.size());
-        auto p = rs::BasicAttentionParams<T>::contiguous(dqkv.data(), nullptr, dout.data(), batch, tokens, heads, head_dim);
-        if (bias) p.key_bias = dbias.data();
-        rs::cuda::flash_attention(rs::Cuda{}, p);
-        expect_close(dout.download(want.size()), want, tolerance<T>(),
-                     "head_dim " + std::to_string(head_dim) + " tokens " + std::to_string(tokens));
+        cases.push_back(std::move(c));
       }
     }
+  }
+
+  REQUIRE_DEVICE();
+  for (const Case& c : cases) {
+    auto dqkv = to_device<T>(c.qkv);
+    auto dbias = to_device<float>(c.key_bias);
+    rs::cuda::DeviceBuffer<T> dout(c.want.size());
+    auto p = rs::BasicAttentionParams<T>::contiguous(dqkv.data(), nullptr, dout.data(), batch, c.tokens, heads,
+                                                     c.head_dim);
+    if (c.bias) p.key_bias = dbias.data();
+    rs::cuda::flash_attention(rs::Cuda{}, p);
+    expect_close(dout.download(c.want.size()), c.want, tolerance<T>(),
+                 "head_dim " + std::to_string(c.head_dim) + " tokens " + std::to_string(c.tokens));
   }
 }
 
 // Packed (varlen) attention, flash and map: each sample's queries see only
 // its own keys, as on the CPU path; lengths not multiples of any tile.
 TYPED_TEST(CudaTyped, PackedAttentionMatchesHost) {
-  REQUIRE_DEVICE();
   using T = TypeParam;
   const std::vector<int> lengths = {23, 5, 130, 1, 64};
   const int batch = int(lengths.size()), heads = 2, head_dim = 64, dim = heads * head_dim;
@@ -133,28 +151,38 @@ TYPED_TEST(CudaTyped, PackedAttentionMatchesHost) {
   const int total = cu.back(), longest = rs::max_seqlen(cu.data(), batch);
   const auto qkv = rounded<T>(ref::random_floats(std::size_t(total) * 3 * dim, 31));
   const auto key_bias = ref::random_floats(std::size_t(total), 32, -1.0f, 1.0f);
+  // [0]: flash, [1]: the map path (its map too).
+  std::vector<float> want[2], want_map(std::size_t(batch) * heads * longest * longest);
+  for (bool map : {false, true}) {
+    want[map].resize(std::size_t(total) * dim);
+    auto hp = rs::AttentionParams::contiguous(qkv.data(), nullptr, want[map].data(), batch, longest, heads, head_dim);
+    hp.cu_seqlens = cu.data();
+    hp.key_bias = key_bias.data();
+    if (map) {
+      rs::cpu::attention_with_map(rs::Host{}, hp, want_map.data());
+    } else {
+      rs::cpu::flash_attention(rs::Host{}, hp);
+    }
+  }
+
+  REQUIRE_DEVICE();
   auto dqkv = to_device<T>(qkv);
   auto dbias = to_device<float>(key_bias);
   auto dcu = device_copy(cu);
   for (bool map : {false, true}) {
-    std::vector<float> want(std::size_t(total) * dim), want_map(std::size_t(batch) * heads * longest * longest);
-    auto hp = rs::AttentionParams::contiguous(qkv.data(), nullptr, want.data(), batch, longest, heads, head_dim);
-    hp.cu_seqlens = cu.data();
-    hp.key_bias = key_bias.data();
-    rs::cuda::DeviceBuffer<T> dout(want.size());
+    rs::cuda::DeviceBuffer<T> dout(want[map].size());
     rs::cuda::DeviceBuffer<float> dmap(want_map.size());
     auto p = rs::BasicAttentionParams<T>::contiguous(dqkv.data(), nullptr, dout.data(), batch, longest, heads, head_dim);
     p.cu_seqlens = dcu.data();
     p.key_bias = dbias.data();
     if (map) {
-      rs::cpu::attention_with_map(rs::Host{}, hp, want_map.data());
       rs::cuda::attention_with_map(rs::Cuda{}, p, dmap.data());
       expect_close(dmap.download(want_map.size()), want_map, tolerance<T>(), "packed map");
     } else {
-      rs::cpu::flash_attention(rs::Host{}, hp);
       rs::cuda::flash_attention(rs::Cuda{}, p);
     }
-    expect_close(dout.download(want.size()), want, tolerance<T>(), map ? "packed map output" : "packed flash output");
+    expect_close(dout.download(want[map].size()), want[map], tolerance<T>(),
+                 map ? "packed map output" : "packed flash output");
   }
 }
 
@@ -185,13 +213,14 @@ TYPED_TEST(CudaTyped, PackedAttentionReportsASampleLongerThanTokens) {
 }
 
 TYPED_TEST(CudaTyped, AttentionWithMapMatchesHostMapPath) {
-  REQUIRE_DEVICE();
   using T = TypeParam;
   const int batch = 2, heads = 4, head_dim = 32, tokens = 197, dim = heads * head_dim;
   const auto qkv = rounded<T>(ref::random_floats(std::size_t(batch) * tokens * 3 * dim, 11));
   std::vector<float> want(std::size_t(batch) * tokens * dim), want_map(std::size_t(batch) * heads * tokens * tokens);
   auto hp = rs::AttentionParams::contiguous(qkv.data(), nullptr, want.data(), batch, tokens, heads, head_dim);
   rs::cpu::attention_with_map(rs::Host{}, hp, want_map.data());
+
+  REQUIRE_DEVICE();
   auto dqkv = to_device<T>(qkv);
   rs::cuda::DeviceBuffer<T> dout(want.size());
   rs::cuda::DeviceBuffer<float> dmap(want_map.size());
@@ -231,14 +260,73 @@ TYPED_TEST_SUITE(CudaBlock, BlockCases);
 // f32: the same kept indices as the CPU block and outputs / scores within
 // float noise, pruned and unpruned.
 TYPED_TEST(CudaBlock, MatchesHostBlockInF32) {
-  REQUIRE_DEVICE();
   using C = TypeParam;
   using B = rs::Block<P::Transformer, typename C::site, typename C::importance, typename C::compress, typename C::norm>;
+  constexpr bool kMerge = std::is_same_v<typename C::compress, P::Merge>;
   const int dim = 96, heads = 3, hidden = 384, batch = 3, tokens = 50;
   const RandomBlockWeights rw(dim, heads, hidden, 5);
   const auto hw = rw.view();
   const auto x = ref::random_floats(std::size_t(batch) * tokens * dim, 6);
+  // Merge tracks token sizes: feed sizes in [1, 4) and compare the kept ones.
+  const auto sizes = ref::random_floats(std::size_t(batch) * tokens, 12, 1.0f, 4.0f);
 
+  // What the CPU block gives: dense at three keep counts, then packed.
+  struct Want {
+    int keep = 0;
+    std::vector<float> y, scores, kept_sizes;
+    std::vector<int> keep_idx, out_cu;
+  };
+  auto host_args = [&](Want& w, rs::TransformerBlockArgs& a) {
+    a.scores = w.scores.data();
+    a.keep_idx = w.keep_idx.data();
+    a.seed = 4;
+    if constexpr (kMerge) {
+      a.sizes = sizes.data();
+      if (!w.kept_sizes.empty()) a.kept_sizes = w.kept_sizes.data();
+    }
+  };
+  std::vector<Want> dense;
+  for (int keep : {tokens, 37, kMerge ? 26 : 20}) {
+    Want w{keep, std::vector<float>(std::size_t(batch) * B::output_tokens(tokens, keep) * dim),
+           std::vector<float>(std::size_t(batch) * tokens),
+           std::vector<float>(kMerge && keep < tokens ? std::size_t(batch) * keep : 0),
+           std::vector<int>(std::size_t(batch) * keep), {}};
+    auto ha = rs::TransformerBlockArgs::dense(x.data(), w.y.data(), batch, tokens);
+    ha.keep = keep;
+    host_args(w, ha);
+    rs::Workspace<rs::Host> hws;
+    B::forward(rs::Host{}, hw, ha, hws);
+    dense.push_back(std::move(w));
+  }
+  // Packed: samples of 50, 9 and 31 tokens (the rows of x), each keeping
+  // its own count; outputs, scores and kept indices as the CPU's packed block.
+  const std::vector<int> lengths = {50, 9, 31};
+  const auto cu = rs::cu_seqlens_of(lengths.data(), batch);
+  const auto kept_cu = rs::kept_cu_seqlens(cu.data(), batch, [](int n) {
+    const int k = rs::policies::keep_after_drop(n, 0.4, 1);
+    return kMerge ? std::max(k, int(P::Merge::min_keep(n, 1))) : k;
+  });
+  const int total = cu.back();
+  ASSERT_LT(kept_cu.back(), total) << "the packed case drops tokens, so its kept indices are compared";
+  Want packed{0, std::vector<float>(static_cast<std::size_t>(total + batch) * dim),
+              std::vector<float>(static_cast<std::size_t>(total)),
+              std::vector<float>(kMerge ? static_cast<std::size_t>(kept_cu.back()) : 0),
+              std::vector<int>(static_cast<std::size_t>(kept_cu.back())),
+              std::vector<int>(static_cast<std::size_t>(batch) + 1)};
+  {
+    rs::TransformerBlockArgs ha;
+    ha.x = x.data();
+    ha.y = packed.y.data();
+    ha.batch = batch;
+    ha.cu_seqlens = cu.data();
+    ha.kept_cu_seqlens = kept_cu.data();
+    ha.out_cu_seqlens = packed.out_cu.data();
+    host_args(packed, ha);
+    rs::Workspace<rs::Host> hws;
+    B::forward(rs::Host{}, hw, ha, hws);
+  }
+
+  REQUIRE_DEVICE();
   rs::cuda::Blas blas;
   rs::Workspace<rs::Cuda, float> dws(blas);
   std::vector<rs::cuda::DeviceBuffer<float>> held;
@@ -250,143 +338,102 @@ TYPED_TEST(CudaBlock, MatchesHostBlockInF32) {
   dw.norm2_weight = up(rw.t.norm2_w), dw.norm2_bias = up(rw.t.norm2_b), dw.fc1_weight = up(rw.t.fc1_w);
   dw.fc1_bias = up(rw.t.fc1_b), dw.fc2_weight = up(rw.t.fc2_w), dw.fc2_bias = up(rw.t.fc2_b);
   auto dx = to_device<float>(x);
-  B::reserve(dws, dw, batch, tokens);
-
-  constexpr bool kMerge = std::is_same_v<typename C::compress, P::Merge>;
-  // Merge tracks token sizes: feed sizes in [1, 4) and compare the kept ones.
-  const auto sizes = ref::random_floats(std::size_t(batch) * tokens, 12, 1.0f, 4.0f);
   auto dsizes = to_device<float>(sizes);
-  for (int keep : {tokens, 37, kMerge ? 26 : 20}) {
-    const int out_tokens = B::output_tokens(tokens, keep);
-    std::vector<float> want_sizes(std::size_t(batch) * keep);
-    rs::cuda::DeviceBuffer<float> dkept_sizes(want_sizes.size());
-    std::vector<float> want(std::size_t(batch) * out_tokens * dim), want_scores(std::size_t(batch) * tokens);
-    std::vector<int> want_idx(std::size_t(batch) * keep);
-    rs::Workspace<rs::Host> hws;
-    auto ha = rs::TransformerBlockArgs::dense(x.data(), want.data(), batch, tokens);
-    ha.keep = keep;
-    ha.scores = want_scores.data();
-    ha.keep_idx = want_idx.data();
-    ha.seed = 4;
+  B::reserve(dws, dw, batch, tokens);
+  // The device buffers of one call, shaped as `w`, and the args that point at them.
+  struct Got {
+    rs::cuda::DeviceBuffer<float> y, scores, kept_sizes;
+    rs::cuda::DeviceBuffer<int> keep_idx;
+  };
+  auto device_args = [&](const Want& w, Got& g, rs::BasicTransformerBlockArgs<float>& a) {
+    g.y.resize(w.y.size()), g.scores.resize(w.scores.size()), g.keep_idx.resize(w.keep_idx.size());
+    g.kept_sizes.resize(w.kept_sizes.size());
+    a.y = g.y.data();
+    a.scores = g.scores.data();
+    a.keep_idx = g.keep_idx.data();
+    a.seed = 4;
     if constexpr (kMerge) {
-      ha.sizes = sizes.data();
-      if (keep < tokens) ha.kept_sizes = want_sizes.data();
+      a.sizes = dsizes.data();
+      if (!w.kept_sizes.empty()) a.kept_sizes = g.kept_sizes.data();
     }
-    B::forward(rs::Host{}, hw, ha, hws);
-
-    rs::cuda::DeviceBuffer<float> dy(want.size()), dscores(want_scores.size());
-    rs::cuda::DeviceBuffer<int> didx(want_idx.size());
-    auto da = rs::BasicTransformerBlockArgs<float>::dense(dx.data(), dy.data(), batch, tokens);
-    da.keep = keep;
-    da.scores = dscores.data();
-    da.keep_idx = didx.data();
-    da.seed = 4;
-    if constexpr (kMerge) {
-      da.sizes = dsizes.data();
-      if (keep < tokens) da.kept_sizes = dkept_sizes.data();
-    }
+  };
+  auto expect_matches = [&](const Got& g, const Want& w, std::size_t out_rows, const std::string& what) {
+    expect_close(g.scores.download(w.scores.size()), w.scores, 2e-5, what + " scores");
+    // Kept indices where the block dropped tokens (all of them kept: any order).
+    if (w.keep_idx.size() < w.scores.size()) EXPECT_EQ(g.keep_idx.to_host(w.keep_idx.size()), w.keep_idx) << what;
+    expect_close(g.y.download(out_rows), std::vector<float>(w.y.begin(), w.y.begin() + std::ptrdiff_t(out_rows)), 5e-5,
+                 what + " output");
+    if (!w.kept_sizes.empty()) expect_close(g.kept_sizes.download(w.kept_sizes.size()), w.kept_sizes, 1e-6, what + " kept sizes");
+  };
+  for (const Want& w : dense) {
+    Got g;
+    auto da = rs::BasicTransformerBlockArgs<float>::dense(dx.data(), nullptr, batch, tokens);
+    da.keep = w.keep;
+    device_args(w, g, da);
     B::forward(rs::Cuda{}, dw, da, dws);
     rs::cuda_detail::check(cudaDeviceSynchronize(), "sync");
-
-    expect_close(dscores.download(want_scores.size()), want_scores, 2e-5, "scores");
-    if (keep < tokens) {
-      EXPECT_EQ(didx.to_host(want_idx.size()), want_idx) << "keep " << keep;
-    }
-    expect_close(dy.download(want.size()), want, 5e-5, "output keep " + std::to_string(keep));
-    if (kMerge && keep < tokens) expect_close(dkept_sizes.download(want_sizes.size()), want_sizes, 1e-6, "kept sizes");
+    expect_matches(g, w, w.y.size(), "keep " + std::to_string(w.keep));
   }
-
-  // Packed: samples of 50, 9 and 31 tokens (the rows of x), each keeping
-  // its own count; outputs, scores and kept indices as the CPU's packed block.
-  const std::vector<int> lengths = {50, 9, 31};
-  const auto cu = rs::cu_seqlens_of(lengths.data(), batch);
-  const auto kept_cu = rs::kept_cu_seqlens(cu.data(), batch, [](int n) {
-    const int k = rs::policies::keep_after_drop(n, 0.4, 1);
-    return kMerge ? std::max(k, int(P::Merge::min_keep(n, 1))) : k;
-  });
-  const int total = cu.back();
-  std::vector<float> want(static_cast<std::size_t>(total + batch) * dim), want_scores(static_cast<std::size_t>(total));
-  std::vector<float> want_sizes(static_cast<std::size_t>(kept_cu.back()));
-  std::vector<int> want_idx(static_cast<std::size_t>(kept_cu.back())), want_out_cu(static_cast<std::size_t>(batch) + 1);
-  std::vector<int> got_out_cu(want_out_cu.size());
-  rs::TransformerBlockArgs ha;
-  ha.x = x.data();
-  ha.y = want.data();
-  ha.batch = batch;
-  ha.seed = 4;
-  ha.cu_seqlens = cu.data();
-  ha.kept_cu_seqlens = kept_cu.data();
-  ha.out_cu_seqlens = want_out_cu.data();
-  ha.scores = want_scores.data();
-  ha.keep_idx = want_idx.data();
-  if constexpr (kMerge) {
-    ha.sizes = sizes.data();
-    ha.kept_sizes = want_sizes.data();
-  }
-  rs::Workspace<rs::Host> hws;
-  B::forward(rs::Host{}, hw, ha, hws);
-  rs::cuda::DeviceBuffer<float> dy(want.size()), dscores(want_scores.size()), dkept_sizes(want_sizes.size());
-  rs::cuda::DeviceBuffer<int> didx(want_idx.size());
+  Got g;
+  std::vector<int> got_out_cu(packed.out_cu.size());
   rs::BasicTransformerBlockArgs<float> da;
   da.x = dx.data();
-  da.y = dy.data();
   da.batch = batch;
-  da.seed = 4;
   da.cu_seqlens = cu.data();  // host memory, as on the CPU
   da.kept_cu_seqlens = kept_cu.data();
   da.out_cu_seqlens = got_out_cu.data();
-  da.scores = dscores.data();
-  da.keep_idx = didx.data();
-  if constexpr (kMerge) {
-    da.sizes = dsizes.data();
-    da.kept_sizes = dkept_sizes.data();
-  }
+  device_args(packed, g, da);
   B::forward(rs::Cuda{}, dw, da, dws);
-  EXPECT_EQ(got_out_cu, want_out_cu);
-  expect_close(dscores.download(want_scores.size()), want_scores, 2e-5, "packed scores");
-  EXPECT_EQ(didx.to_host(want_idx.size()), want_idx) << "packed kept indices";
-  const std::size_t out_rows = std::size_t(want_out_cu.back()) * dim;
-  expect_close(dy.download(out_rows), std::vector<float>(want.begin(), want.begin() + std::ptrdiff_t(out_rows)), 5e-5,
-               "packed output");
-  if (kMerge) expect_close(dkept_sizes.download(want_sizes.size()), want_sizes, 1e-6, "packed kept sizes");
+  EXPECT_EQ(got_out_cu, packed.out_cu);
+  expect_matches(g, packed, std::size_t(packed.out_cu.back()) * dim, "packed");
 }
 
 // merge_tokens alone against the CPU merge: same survivors, same means.
 TYPED_TEST(CudaTyped, MergeTokensMatchesHostMerge) {
-  REQUIRE_DEVICE();
   using T = TypeParam;
+  const int batch = 3, channels = 40, key_channels = 24;
+  struct Case {
+    int tokens, keep, protect;
+    std::vector<float> x, keys, scores, sizes, want, want_sizes;
+    std::vector<int> want_idx;
+  };
+  std::vector<Case> cases;
   for (auto [tokens, keep, protect] : std::vector<std::array<int, 3>>{{197, 157, 1}, {197, 99, 1}, {10, 7, 0}, {33, 20, 3}}) {
-    const int batch = 3, channels = 40, key_channels = 24;
-    const auto x = rounded<T>(ref::random_floats(std::size_t(batch) * tokens * channels, 20));
-    auto keys = rounded<T>(ref::random_floats(std::size_t(batch) * tokens * key_channels, 21));
-    for (int i = 0; i < key_channels; ++i) keys[std::size_t(protect + 1) * key_channels + i] = 0.0f;  // a zero key
-    auto scores = ref::random_floats(std::size_t(batch) * tokens, 22);
-    scores[std::size_t(protect + 2)] = NAN;  // merges first
-    const auto sizes = ref::random_floats(std::size_t(batch) * tokens, 23, 1.0f, 4.0f);
+    Case c{tokens, keep, protect,
+           rounded<T>(ref::random_floats(std::size_t(batch) * tokens * channels, 20)),
+           rounded<T>(ref::random_floats(std::size_t(batch) * tokens * key_channels, 21)),
+           ref::random_floats(std::size_t(batch) * tokens, 22),
+           ref::random_floats(std::size_t(batch) * tokens, 23, 1.0f, 4.0f),
+           std::vector<float>(std::size_t(batch) * keep * channels), std::vector<float>(std::size_t(batch) * keep),
+           std::vector<int>(std::size_t(batch) * keep)};
+    for (int i = 0; i < key_channels; ++i) c.keys[std::size_t(protect + 1) * key_channels + i] = 0.0f;  // a zero key
+    c.scores[std::size_t(protect + 2)] = NAN;  // merges first
     rs::MergeParams hp;
-    std::vector<float> want(std::size_t(batch) * keep * channels), want_sizes(std::size_t(batch) * keep);
-    std::vector<int> want_idx(std::size_t(batch) * keep);
-    hp.x = x.data(), hp.keys = keys.data(), hp.scores = scores.data(), hp.sizes = sizes.data();
-    hp.out = want.data(), hp.out_sizes = want_sizes.data(), hp.keep_idx = want_idx.data();
+    hp.x = c.x.data(), hp.keys = c.keys.data(), hp.scores = c.scores.data(), hp.sizes = c.sizes.data();
+    hp.out = c.want.data(), hp.out_sizes = c.want_sizes.data(), hp.keep_idx = c.want_idx.data();
     hp.batch = batch, hp.tokens = tokens, hp.keep = keep, hp.channels = channels, hp.key_channels = key_channels;
     hp.protect = protect;
     rs::cpu::merge_tokens(rs::Host{}, hp);
+    cases.push_back(std::move(c));
+  }
 
-    auto dx = to_device<T>(x), dkeys = to_device<T>(keys);
-    auto dscores = to_device<float>(scores), dsizes = to_device<float>(sizes);
-    rs::cuda::DeviceBuffer<T> dout(want.size());
-    rs::cuda::DeviceBuffer<float> dout_sizes(want_sizes.size());
-    rs::cuda::DeviceBuffer<int> didx(want_idx.size());
+  REQUIRE_DEVICE();
+  for (const Case& c : cases) {
+    auto dx = to_device<T>(c.x), dkeys = to_device<T>(c.keys);
+    auto dscores = to_device<float>(c.scores), dsizes = to_device<float>(c.sizes);
+    rs::cuda::DeviceBuffer<T> dout(c.want.size());
+    rs::cuda::DeviceBuffer<float> dout_sizes(c.want_sizes.size());
+    rs::cuda::DeviceBuffer<int> didx(c.want_idx.size());
     rs::BasicMergeParams<T> p;
     p.x = dx.data(), p.keys = dkeys.data(), p.scores = dscores.data(), p.sizes = dsizes.data();
     p.out = dout.data(), p.out_sizes = dout_sizes.data(), p.keep_idx = didx.data();
-    p.batch = batch, p.tokens = tokens, p.keep = keep, p.channels = channels, p.key_channels = key_channels;
-    p.protect = protect;
+    p.batch = batch, p.tokens = c.tokens, p.keep = c.keep, p.channels = channels, p.key_channels = key_channels;
+    p.protect = c.protect;
     rs::cuda::merge_tokens(rs::Cuda{}, p);
     // Keys are rounded alike on both sides and matched in f32: same plan.
-    ASSERT_EQ(didx.to_host(want_idx.size()), want_idx) << "tokens " << tokens << " keep " << keep;
-    expect_close(dout.download(want.size()), want, tolerance<T>(), "merged rows");
-    expect_close(dout_sizes.download(want_sizes.size()), want_sizes, 1e-6, "sizes");
+    ASSERT_EQ(didx.to_host(c.want_idx.size()), c.want_idx) << "tokens " << c.tokens << " keep " << c.keep;
+    expect_close(dout.download(c.want.size()), c.want, tolerance<T>(), "merged rows");
+    expect_close(dout_sizes.download(c.want_sizes.size()), c.want_sizes, 1e-6, "sizes");
   }
 }
 
@@ -421,7 +468,6 @@ TEST(CudaPackedMerge, ReportsAKeepSetACannotReach) {
 // near-equal scores): outputs within the storage type's rounding of the
 // CPU block run on the rounded weights and input.
 TYPED_TEST(CudaTyped, BlockMatchesHostBlockInStorageType) {
-  REQUIRE_DEVICE();
   using T = TypeParam;
   using B = rs::Block<P::Transformer, P::Mlp, P::L2>;
   const int dim = 384, heads = 6, hidden = 1536, batch = 2, tokens = 197;
@@ -436,6 +482,7 @@ TYPED_TEST(CudaTyped, BlockMatchesHostBlockInStorageType) {
   ha.scores = want_scores.data();
   B::forward(rs::Host{}, rw.view(), ha, hws);
 
+  REQUIRE_DEVICE();
   rs::cuda::Blas blas;
   rs::Workspace<rs::Cuda, T> dws(blas);
   std::vector<rs::cuda::DeviceBuffer<T>> held;
@@ -495,40 +542,47 @@ using fixtures::tiny_vit;
 // Lively weights (as the CPU model tests use): with timm's tiny init the
 // shift scores nearly tie, and float rounding could flip a kept index.
 TEST(CudaVisionTransformer, MatchesHostModelPrunedAndUnpruned) {
-  REQUIRE_DEVICE();
   const auto cfg = tiny_vit();
   const auto w = lively_vit(cfg, 3);
   const int batch = 4;
   const auto images = ref::random_floats(std::size_t(batch) * 3 * 32 * 32, 4);
+  // tiny_vit has 4 blocks: the paper's layers 0, 3, 6 would be refused.
+  const std::vector<rs::PruneSchedule> schedules = {rs::PruneSchedule::none(),
+                                                    rs::PruneSchedule::drop({{0, 0.5}, {3, 0.5}})};
+  rs::VisionTransformer<> hmodel(w);
+  std::vector<std::vector<float>> want;
+  for (const auto& schedule : schedules) {
+    want.emplace_back(std::size_t(batch) * cfg.num_classes);
+    hmodel.forward(rs::Host{}, images.data(), batch, want.back().data(), schedule);
+  }
+
+  REQUIRE_DEVICE();
   rs::cuda::Blas blas;
   rs::cuda::VisionTransformer<float> dmodel(w, blas);
   dmodel.reserve(batch);
-  rs::VisionTransformer<> hmodel(w);
   auto dimages = to_device<float>(images);
   rs::cuda::DeviceBuffer<float> dlogits(std::size_t(batch) * cfg.num_classes);
-  // tiny_vit has 4 blocks: the paper's layers 0, 3, 6 would be refused.
-  for (const auto& schedule : {rs::PruneSchedule::none(), rs::PruneSchedule::drop({{0, 0.5}, {3, 0.5}})}) {
-    std::vector<float> want(std::size_t(batch) * cfg.num_classes);
-    hmodel.forward(rs::Host{}, images.data(), batch, want.data(), schedule);
-    dmodel.forward(rs::Cuda{}, dimages.data(), batch, dlogits.data(), schedule);
-    expect_close(dlogits.download(want.size()), want, 1e-4, "logits");
+  for (std::size_t i = 0; i < schedules.size(); ++i) {
+    dmodel.forward(rs::Cuda{}, dimages.data(), batch, dlogits.data(), schedules[i]);
+    expect_close(dlogits.download(want[i].size()), want[i], 1e-4, "logits");
   }
   expect_refused([&] { dmodel.forward(rs::Cuda{}, dimages.data(), batch + 1, dlogits.data()); }, {"reserve"});
 }
 
 TEST(CudaVisionTransformer, MergeMatchesHostModel) {
-  REQUIRE_DEVICE();
   const auto cfg = tiny_vit();
   const auto w = lively_vit(cfg, 5);
   const int batch = 3;
   const auto images = ref::random_floats(std::size_t(batch) * 3 * 32 * 32, 6);
+  const auto schedule = rs::PruneSchedule::drop({{0, 0.2}, {3, 0.2}});  // 17 -> 14 -> 12 tokens, within Merge's reach
+  rs::VisionTransformer<P::Mlp, P::L2, P::Merge> hmodel(w);
+  std::vector<float> want(std::size_t(batch) * cfg.num_classes);
+  hmodel.forward(rs::Host{}, images.data(), batch, want.data(), schedule);
+
+  REQUIRE_DEVICE();
   rs::cuda::Blas blas;
   rs::cuda::VisionTransformer<float, P::Mlp, P::L2, P::Merge> dmodel(w, blas);
   dmodel.reserve(batch);
-  rs::VisionTransformer<P::Mlp, P::L2, P::Merge> hmodel(w);
-  const auto schedule = rs::PruneSchedule::drop({{0, 0.2}, {3, 0.2}});  // 17 -> 14 -> 12 tokens, within Merge's reach
-  std::vector<float> want(std::size_t(batch) * cfg.num_classes);
-  hmodel.forward(rs::Host{}, images.data(), batch, want.data(), schedule);
   auto dimages = to_device<float>(images);
   rs::cuda::DeviceBuffer<float> dlogits(want.size());
   dmodel.forward(rs::Cuda{}, dimages.data(), batch, dlogits.data(), schedule);
@@ -538,26 +592,33 @@ TEST(CudaVisionTransformer, MergeMatchesHostModel) {
 // The video encoder (tubelet patches, no class token, token-mean head)
 // under the paper's video schedules, kept indices included.
 TEST(CudaVideoTransformer, MatchesHostModelWithTheSameKeptTokens) {
-  REQUIRE_DEVICE();
   const auto cfg = fixtures::tiny_video();
   auto w = lively_vit(cfg, 7);
   w.pos_embed = rs::ViTWeights::random(cfg, 7).pos_embed;
   const int batch = 3;
   const auto clips = ref::random_floats(std::size_t(batch) * 3 * 4 * 16 * 16, 8);
+  const std::vector<rs::PruneSchedule> schedules = {rs::PruneSchedule::none(0), rs::PruneSchedule::video_retrieval(),
+                                                    rs::PruneSchedule::video_qa(3)};
+  rs::VideoTransformer<> hmodel(w);
+  std::vector<std::vector<float>> want;
+  std::vector<rs::ViTTrace> htrace(schedules.size());
+  for (std::size_t i = 0; i < schedules.size(); ++i) {
+    want.emplace_back(std::size_t(batch) * cfg.num_classes);
+    hmodel.forward(rs::Host{}, clips.data(), batch, want.back().data(), schedules[i], &htrace[i]);
+    EXPECT_EQ(htrace[i].keep_idx.empty(), i == 0) << "only the first schedule keeps every token";
+  }
+
+  REQUIRE_DEVICE();
   rs::cuda::Blas blas;
   rs::cuda::VideoTransformer<float> dmodel(w, blas);
   dmodel.reserve(batch);
-  rs::VideoTransformer<> hmodel(w);
   auto dclips = to_device<float>(clips);
   rs::cuda::DeviceBuffer<float> dlogits(std::size_t(batch) * cfg.num_classes);
-  for (const auto& schedule : {rs::PruneSchedule::none(0), rs::PruneSchedule::video_retrieval(),
-                               rs::PruneSchedule::video_qa(3)}) {
-    std::vector<float> want(std::size_t(batch) * cfg.num_classes);
-    rs::ViTTrace htrace, dtrace;
-    hmodel.forward(rs::Host{}, clips.data(), batch, want.data(), schedule, &htrace);
-    dmodel.forward(rs::Cuda{}, dclips.data(), batch, dlogits.data(), schedule, &dtrace);
-    expect_close(dlogits.download(want.size()), want, 1e-4, "logits");
-    EXPECT_EQ(dtrace.keep_idx, htrace.keep_idx);
+  for (std::size_t i = 0; i < schedules.size(); ++i) {
+    rs::ViTTrace dtrace;
+    dmodel.forward(rs::Cuda{}, dclips.data(), batch, dlogits.data(), schedules[i], &dtrace);
+    expect_close(dlogits.download(want[i].size()), want[i], 1e-4, "logits");
+    EXPECT_EQ(dtrace.keep_idx, htrace[i].keep_idx);
   }
 }
 
@@ -565,7 +626,6 @@ TEST(CudaVideoTransformer, MatchesHostModelWithTheSameKeptTokens) {
 // against the CPU ops on the same (rounded) values: packed and padded ids,
 // an empty sample, sizes, normalisation, widths past one CTA's threads.
 TYPED_TEST(CudaTyped, EmbedAndPoolMatchTheHostOps) {
-  REQUIRE_DEVICE();
   using T = TypeParam;
   // An empty sample among them (the row -> sample search skips it); the
   // pooling, which needs rows, takes the same rows as three samples.
@@ -598,7 +658,24 @@ TYPED_TEST(CudaTyped, EmbedAndPoolMatchTheHostOps) {
   std::vector<float> want(std::size_t(rows) * dim);
   h.out = want.data();
   rs::Backend<rs::Host>::embed_tokens(rs::Host{}, h);
+  // Pooling the CPU's embedding (rounded to T), weighted by sizes, plain and normalised.
+  const auto x = rounded<T>(want);
+  const auto sizes = ref::random_floats(std::size_t(rows), 6, 1.0f, 4.0f);
+  std::vector<float> want_pooled[2];
+  for (const bool normalize : {false, true}) {
+    want_pooled[normalize].resize(std::size_t(3) * dim);
+    rs::PoolParams<float> hp;
+    hp.x = x.data();
+    hp.cu_seqlens = pool_cu.data();
+    hp.sizes = sizes.data();
+    hp.batch = 3;
+    hp.channels = dim;
+    hp.normalize = normalize;
+    hp.out = want_pooled[normalize].data();
+    rs::Backend<rs::Host>::pool_tokens(rs::Host{}, hp);
+  }
 
+  REQUIRE_DEVICE();
   auto dword = to_device<T>(word), dpos = to_device<T>(position), dtype = to_device<T>(type),
        dgamma = to_device<T>(gamma), dbeta = to_device<T>(beta);
   auto dids = device_copy(ids), dpadded = device_copy(padded);
@@ -622,22 +699,10 @@ TYPED_TEST(CudaTyped, EmbedAndPoolMatchTheHostOps) {
     expect_close(dx.download(want.size()), want, tolerance<T>(), pad ? "embed_tokens, padded ids" : "embed_tokens");
   }
 
-  // Pooling the CPU's embedding (rounded to T), weighted by sizes, normalised.
-  const auto x = rounded<T>(want);
-  const auto sizes = ref::random_floats(std::size_t(rows), 6, 1.0f, 4.0f);
   auto dxr = to_device<T>(x);
   auto dsizes = to_device<float>(sizes);
   for (const bool normalize : {false, true}) {
-    std::vector<float> pooled(std::size_t(3) * dim);
-    rs::PoolParams<float> hp;
-    hp.x = x.data();
-    hp.cu_seqlens = pool_cu.data();
-    hp.sizes = sizes.data();
-    hp.batch = 3;
-    hp.channels = dim;
-    hp.normalize = normalize;
-    hp.out = pooled.data();
-    rs::Backend<rs::Host>::pool_tokens(rs::Host{}, hp);
+    const std::vector<float>& pooled = want_pooled[normalize];
     rs::cuda::DeviceBuffer<T> dpooled(pooled.size());
     rs::PoolParams<T> dp;
     dp.x = dxr.data();
@@ -667,22 +732,29 @@ void expect_bert_matches_host(const std::vector<rs::PruneSchedule>& schedules) {
   for (int b = 0; b < batch; ++b)
     for (int t = 0; t < lengths[std::size_t(b)]; ++t)
       packed[std::size_t(cu[std::size_t(b)] + t)] = padded[std::size_t(b) * tokens + std::size_t(t)] = id(gen);
+  rs::BertEncoder<P::Mlp, P::L2, Compress> hmodel(w);
+  std::vector<std::vector<float>> want;
+  std::vector<rs::BertTrace> htrace(schedules.size());
+  for (std::size_t i = 0; i < schedules.size(); ++i) {
+    want.emplace_back(std::size_t(batch) * dim);
+    hmodel.forward_packed(rs::Host{}, packed.data(), cu.data(), batch, want.back().data(), schedules[i], true,
+                          &htrace[i]);
+  }
+
+  REQUIRE_DEVICE();
   rs::cuda::Blas blas;
   rs::cuda::BertEncoder<float, P::Mlp, P::L2, Compress> dmodel(w, blas);
   dmodel.reserve(batch, tokens);
-  rs::BertEncoder<P::Mlp, P::L2, Compress> hmodel(w);
   auto dpacked = device_copy(packed), dpadded = device_copy(padded);
   rs::cuda::DeviceBuffer<float> dpooled(std::size_t(batch) * dim);
-  for (const auto& schedule : schedules) {
-    std::vector<float> want(std::size_t(batch) * dim);
-    rs::BertTrace htrace, dtrace;
-    hmodel.forward_packed(rs::Host{}, packed.data(), cu.data(), batch, want.data(), schedule, true, &htrace);
-    dmodel.forward_packed(rs::Cuda{}, dpacked.data(), cu.data(), batch, dpooled.data(), schedule, true, &dtrace);
-    expect_close(dpooled.download(want.size()), want, 1e-4, "packed");
-    EXPECT_EQ(dtrace.keep_idx, htrace.keep_idx);
-    EXPECT_EQ(dtrace.cu_seqlens, htrace.cu_seqlens);
-    dmodel.forward(rs::Cuda{}, dpadded.data(), lengths.data(), batch, tokens, dpooled.data(), schedule);
-    expect_close(dpooled.download(want.size()), want, 1e-4, "padded");
+  for (std::size_t i = 0; i < schedules.size(); ++i) {
+    rs::BertTrace dtrace;
+    dmodel.forward_packed(rs::Cuda{}, dpacked.data(), cu.data(), batch, dpooled.data(), schedules[i], true, &dtrace);
+    expect_close(dpooled.download(want[i].size()), want[i], 1e-4, "packed");
+    EXPECT_EQ(dtrace.keep_idx, htrace[i].keep_idx);
+    EXPECT_EQ(dtrace.cu_seqlens, htrace[i].cu_seqlens);
+    dmodel.forward(rs::Cuda{}, dpadded.data(), lengths.data(), batch, tokens, dpooled.data(), schedules[i]);
+    expect_close(dpooled.download(want[i].size()), want[i], 1e-4, "padded");
   }
   auto more = cu;  // a fifth sentence: past what was reserved, refused before any launch
   more.push_back(more.back() + 3);
@@ -691,12 +763,10 @@ void expect_bert_matches_host(const std::vector<rs::PruneSchedule>& schedules) {
 }
 
 TEST(CudaBertEncoder, MatchesHostEncoderPackedAndPadded) {
-  REQUIRE_DEVICE();
   expect_bert_matches_host<P::Prune>({rs::PruneSchedule::none(), rs::PruneSchedule::drop({{0, 0.3}, {1, 0.25}})});
 }
 
 TEST(CudaBertEncoder, MergeMatchesHostEncoder) {
-  REQUIRE_DEVICE();
   expect_bert_matches_host<P::Merge>({rs::PruneSchedule::drop({{0, 0.3}, {2, 0.2}})});
 }
 
@@ -720,7 +790,6 @@ TEST(CudaBertEncoder, BadIdIsReportedThroughStatus) {
 // The digits ViT trained in PyTorch (data/digits_vit): f16 and bf16 keep
 // the predictions of the f32 CPU model on nearly every held-out image.
 TYPED_TEST(CudaTyped, DigitsViTKeepsThePredictions) {
-  REQUIRE_DEVICE();
   using T = TypeParam;
   // The checkout's path as built, unless the binary runs from a copy
   // elsewhere (bench/gpu_kit.sh: built here, run on a GPU machine).
@@ -735,6 +804,7 @@ TYPED_TEST(CudaTyped, DigitsViTKeepsThePredictions) {
   rs::VisionTransformer<> hmodel(weights);
   hmodel.forward(rs::Host{}, images.data(), batch, want.data());
 
+  REQUIRE_DEVICE();
   rs::cuda::Blas blas;
   rs::cuda::VisionTransformer<T> dmodel(weights, blas);
   dmodel.reserve(batch);
