@@ -141,6 +141,31 @@ TYPED_TEST(CudaTyped, FlashAttentionMatchesHostFlashAttention) {
   }
 }
 
+// cudaDeviceReset drops every raised shared-memory limit: the f32 kernel
+// at head_dim 128 (149 KiB, past the default 48) must raise it again on its
+// next launch, which a limit remembered per process would skip. Tests run
+// after it in the same process (bench/gpu_run.sh) start on a fresh context:
+// neither the library nor these tests keep device state across tests.
+TEST(CudaSharedMemory, LimitIsRaisedAgainAfterDeviceReset) {
+  const int batch = 1, heads = 2, head_dim = 128, tokens = 70, dim = heads * head_dim;
+  const auto qkv = ref::random_floats(std::size_t(batch) * tokens * 3 * dim, 51);
+  std::vector<float> want(std::size_t(batch) * tokens * dim);
+  rs::cpu::flash_attention(rs::Host{},
+                           rs::AttentionParams::contiguous(qkv.data(), nullptr, want.data(), batch, tokens, heads, head_dim));
+
+  REQUIRE_DEVICE();
+  for (int round = 0; round < 2; ++round) {
+    {  // the buffers die before the reset
+      auto dqkv = to_device<float>(qkv);
+      rs::cuda::DeviceBuffer<float> dout(want.size());
+      rs::cuda::flash_attention(rs::Cuda{}, rs::BasicAttentionParams<float>::contiguous(dqkv.data(), nullptr, dout.data(),
+                                                                                        batch, tokens, heads, head_dim));
+      expect_close(dout.download(want.size()), want, tolerance<float>(), "round " + std::to_string(round));
+    }
+    if (round == 0) ASSERT_EQ(cudaDeviceReset(), cudaSuccess);
+  }
+}
+
 // Packed (varlen) attention, flash and map: each sample's queries see only
 // its own keys, as on the CPU path; lengths not multiples of any tile.
 TYPED_TEST(CudaTyped, PackedAttentionMatchesHost) {

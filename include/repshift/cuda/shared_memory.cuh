@@ -10,15 +10,15 @@
 // allow_dynamic_smem(kernel, bytes): raises a kernel's opt-in limit past
 // 48 KiB, or refuses, naming both sizes, where the device has less (the
 // f32 attention at head_dim 128 needs 149 KiB: A100 and H100 have it,
-// sm_86 / sm_89 cards 99 KiB). cudaFuncSetAttribute costs a driver call,
-// so it runs only when a launch needs more than the kernel was last
-// granted on this device.
+// sm_86 / sm_89 cards 99 KiB). The kernel's current limit is read each
+// time (cudaFuncGetAttributes: a host-side lookup), and
+// cudaFuncSetAttribute, which can wait on in-flight copies, runs only when
+// a launch needs more. Read, not remembered: cudaDeviceReset drops every
+// raised limit, and a limit cached per process would then fail the launch.
 
 #include <cuda_runtime.h>
 
-#include <map>
 #include <mutex>
-#include <utility>
 
 #include "../core/error.hpp"
 #include "device_bound.cuh"
@@ -34,12 +34,14 @@ __device__ __forceinline__ unsigned char* dynamic_smem() {
 
 template <class Kernel>
 void allow_dynamic_smem(Kernel* kernel, int bytes, const char* call) {
+  // Read and raise under one lock, so two threads raising to different
+  // sizes cannot leave the smaller one in place.
   static std::mutex lock;
-  static std::map<std::pair<const void*, int>, int> granted;  // (kernel, device) -> bytes
-  const int device = current_device();
   const std::lock_guard<std::mutex> hold(lock);
-  int& have = granted[{reinterpret_cast<const void*>(kernel), device}];
-  if (bytes <= have) return;
+  cudaFuncAttributes attributes{};
+  check(cudaFuncGetAttributes(&attributes, kernel), "cudaFuncGetAttributes");
+  if (bytes <= attributes.maxDynamicSharedSizeBytes) return;
+  const int device = current_device();
   int limit = 0;
   check(cudaDeviceGetAttribute(&limit, cudaDevAttrMaxSharedMemoryPerBlockOptin, device),
         "cudaDeviceGetAttribute(MaxSharedMemoryPerBlockOptin)");
@@ -48,7 +50,6 @@ void allow_dynamic_smem(Kernel* kernel, int bytes, const char* call) {
                  device, limit);
   }
   check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes), call);
-  have = bytes;
 }
 
 }  // namespace cuda_detail
