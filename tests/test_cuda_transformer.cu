@@ -669,19 +669,36 @@ TYPED_TEST(CudaTyped, EmbedAndPoolMatchTheHostOps) {
   for (int b = 0; b < batch; ++b)
     for (int t = 0; t < lengths[std::size_t(b)]; ++t)
       padded[std::size_t(b) * longest + std::size_t(t)] = ids[std::size_t(cu[std::size_t(b)] + t)];
-  rs::EmbedParams<float> h;
-  h.ids = ids.data();
-  h.cu_seqlens = cu.data();
-  h.batch = batch;
-  h.rows = rows;
-  h.dim = dim;
-  h.vocab = vocab;
-  h.word = word.data();
-  h.position = position.data();
-  h.token_type = type.data();
-  h.norm = {gamma.data(), beta.data(), 1e-12f};
+  // The ops' arguments, on host or device values alike (U: float or T).
+  auto embed_params = [&](auto* word_, auto* position_, auto* type_, auto* gamma_, auto* beta_, const int* cu_,
+                          auto* out) {
+    rs::EmbedParams<std::remove_pointer_t<decltype(out)>> e;
+    e.cu_seqlens = cu_;
+    e.batch = batch;
+    e.rows = rows;
+    e.dim = dim;
+    e.vocab = vocab;
+    e.word = word_;
+    e.position = position_;
+    e.token_type = type_;
+    e.norm = {gamma_, beta_, 1e-12f};
+    e.out = out;
+    return e;
+  };
+  auto pool_params = [&](auto* x, const int* cu_, const float* sizes, bool normalize, auto* out) {
+    rs::PoolParams<std::remove_pointer_t<decltype(out)>> p;
+    p.x = x;
+    p.cu_seqlens = cu_;
+    p.sizes = sizes;
+    p.batch = 3;
+    p.channels = dim;
+    p.normalize = normalize;
+    p.out = out;
+    return p;
+  };
   std::vector<float> want(std::size_t(rows) * dim);
-  h.out = want.data();
+  auto h = embed_params(word.data(), position.data(), type.data(), gamma.data(), beta.data(), cu.data(), want.data());
+  h.ids = ids.data();
   rs::Backend<rs::Host>::embed_tokens(rs::Host{}, h);
   // Pooling the CPU's embedding (rounded to T), weighted by sizes, plain and normalised.
   const auto x = rounded<T>(want);
@@ -689,15 +706,8 @@ TYPED_TEST(CudaTyped, EmbedAndPoolMatchTheHostOps) {
   std::vector<float> want_pooled[2];
   for (const bool normalize : {false, true}) {
     want_pooled[normalize].resize(std::size_t(3) * dim);
-    rs::PoolParams<float> hp;
-    hp.x = x.data();
-    hp.cu_seqlens = pool_cu.data();
-    hp.sizes = sizes.data();
-    hp.batch = 3;
-    hp.channels = dim;
-    hp.normalize = normalize;
-    hp.out = want_pooled[normalize].data();
-    rs::Backend<rs::Host>::pool_tokens(rs::Host{}, hp);
+    rs::Backend<rs::Host>::pool_tokens(
+        rs::Host{}, pool_params(x.data(), pool_cu.data(), sizes.data(), normalize, want_pooled[normalize].data()));
   }
 
   REQUIRE_DEVICE();
@@ -706,17 +716,7 @@ TYPED_TEST(CudaTyped, EmbedAndPoolMatchTheHostOps) {
   auto dids = device_copy(ids), dpadded = device_copy(padded);
   auto dcu = device_copy(std::vector<int>(cu.begin(), cu.end())), dpool_cu = device_copy(pool_cu);
   rs::cuda::DeviceBuffer<T> dx(std::size_t(rows) * dim);
-  rs::EmbedParams<T> d;
-  d.cu_seqlens = dcu.data();
-  d.batch = batch;
-  d.rows = rows;
-  d.dim = dim;
-  d.vocab = vocab;
-  d.word = dword.data();
-  d.position = dpos.data();
-  d.token_type = dtype.data();
-  d.norm = {dgamma.data(), dbeta.data(), 1e-12f};
-  d.out = dx.data();
+  auto d = embed_params(dword.data(), dpos.data(), dtype.data(), dgamma.data(), dbeta.data(), dcu.data(), dx.data());
   for (const bool pad : {false, true}) {
     d.ids = pad ? dpadded.data() : dids.data();
     d.ids_stride = pad ? longest : 0;
@@ -729,15 +729,8 @@ TYPED_TEST(CudaTyped, EmbedAndPoolMatchTheHostOps) {
   for (const bool normalize : {false, true}) {
     const std::vector<float>& pooled = want_pooled[normalize];
     rs::cuda::DeviceBuffer<T> dpooled(pooled.size());
-    rs::PoolParams<T> dp;
-    dp.x = dxr.data();
-    dp.cu_seqlens = dpool_cu.data();
-    dp.sizes = dsizes.data();
-    dp.batch = 3;
-    dp.channels = dim;
-    dp.normalize = normalize;
-    dp.out = dpooled.data();
-    rs::Backend<rs::Cuda>::pool_tokens(rs::Cuda{}, dp);
+    rs::Backend<rs::Cuda>::pool_tokens(
+        rs::Cuda{}, pool_params(dxr.data(), dpool_cu.data(), dsizes.data(), normalize, dpooled.data()));
     expect_close(dpooled.download(pooled.size()), pooled, tolerance<T>(), normalize ? "pool, normalised" : "pool");
   }
 }
