@@ -174,12 +174,20 @@ constexpr int kMapThreads = 128;
 // One CTA per (query n, head h, sample b): map row = softmax(q K^T), then
 // out row = map row . V. The map is [B, H, T, T] with T = p.tokens; a
 // packed sample of N < T tokens fills its N x N top-left, the rest 0.
+// Both products read K and V rows whole (coalesced): a warp per key, its
+// lanes across the channels, for the scores; thread groups of Dh threads,
+// each over every groups-th key, for P V.
 template <class T>
 __global__ void __launch_bounds__(kMapThreads) attention_with_map_kernel(BasicAttentionParams<T> p, float* map, int* status) {
+  static_assert(kMapThreads >= 128, "one thread per channel of the largest head (128)");
   __shared__ float q[128];
   __shared__ float scratch[32];
+  __shared__ float partial[kMapThreads];
+  constexpr int kWarps = kMapThreads / kWarp;
+  const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp;
   const std::int64_t n = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
-  const std::int64_t N = checked_queries(p, b, status), ld = p.tokens, dim = p.heads * p.head_dim, Dh = p.head_dim;
+  const std::int64_t N = checked_queries(p, b, status), ld = p.tokens, dim = p.heads * p.head_dim;
+  const int Dh = int(p.head_dim);  // at most 128 (check_device_attention)
   float* row = map + ((b * p.heads + h) * ld + n) * ld;
   for (std::int64_t j = (n < N ? N : 0) + threadIdx.x; j < ld; j += kMapThreads) row[j] = 0.0f;
   if (n >= N) return;  // uniform for the CTA
@@ -188,15 +196,16 @@ __global__ void __launch_bounds__(kMapThreads) attention_with_map_kernel(BasicAt
   for (int c = threadIdx.x; c < Dh; c += kMapThreads) q[c] = to_float(base[n * p.qkv_token_stride + c]) * p.scale;
   __syncthreads();
   float local_max = -INFINITY;
-  for (std::int64_t j = threadIdx.x; j < N; j += kMapThreads) {
+  for (std::int64_t j = warp; j < N; j += kWarps) {
     const T* k = base + j * p.qkv_token_stride + dim;
     float s = 0.0f;
-    for (int c = 0; c < Dh; ++c) s += q[c] * to_float(k[c]);
+    for (int c = lane; c < Dh; c += kWarp) s += q[c] * to_float(k[c]);
+    s = warp_sum(s);  // every lane holds the dot product
     if (key_bias) s += key_bias[j];
-    row[j] = s;
+    if (lane == 0) row[j] = s;
     local_max = fmaxf(local_max, s);
   }
-  const float max = block_reduce<true>(local_max, scratch);
+  const float max = block_reduce<true>(local_max, scratch);  // its barrier publishes row to every thread
   float local_sum = 0.0f;
   for (std::int64_t j = threadIdx.x; j < N; j += kMapThreads) {
     const float e = expf(row[j] - max);
@@ -206,11 +215,18 @@ __global__ void __launch_bounds__(kMapThreads) attention_with_map_kernel(BasicAt
   const float inv = 1.0f / block_reduce<false>(local_sum, scratch);
   for (std::int64_t j = threadIdx.x; j < N; j += kMapThreads) row[j] *= inv;
   __syncthreads();  // the whole row is normalised before any thread reads it
-  T* out = p.out + p.out_offset(b) + n * p.out_token_stride + h * Dh;
-  for (int c = threadIdx.x; c < Dh; c += kMapThreads) {
+  const int groups = kMapThreads / Dh, group = threadIdx.x / Dh, c = threadIdx.x % Dh;
+  if (group < groups) {
     float acc = 0.0f;
-    for (std::int64_t j = 0; j < N; ++j) acc += row[j] * to_float(base[j * p.qkv_token_stride + 2 * dim + c]);
-    out[c] = from_float<T>(acc);
+    for (std::int64_t j = group; j < N; j += groups) acc += row[j] * to_float(base[j * p.qkv_token_stride + 2 * dim + c]);
+    partial[threadIdx.x] = acc;
+  }
+  __syncthreads();
+  if (threadIdx.x < Dh) {
+    float acc = partial[threadIdx.x];
+    for (int g = 1; g < groups; ++g) acc += partial[g * Dh + threadIdx.x];
+    T* out = p.out + p.out_offset(b) + n * p.out_token_stride + h * Dh;
+    out[threadIdx.x] = from_float<T>(acc);
   }
 }
 
