@@ -237,22 +237,40 @@ TYPED_TEST(CudaTyped, PackedAttentionReportsASampleLongerThanTokens) {
   }
 }
 
+// Head dims 32 (four P V thread groups), 40 (three, eight threads idle)
+// and 128 (one); 197 keys, not a whole number of warps.
 TYPED_TEST(CudaTyped, AttentionWithMapMatchesHostMapPath) {
   using T = TypeParam;
-  const int batch = 2, heads = 4, head_dim = 32, tokens = 197, dim = heads * head_dim;
-  const auto qkv = rounded<T>(ref::random_floats(std::size_t(batch) * tokens * 3 * dim, 11));
-  std::vector<float> want(std::size_t(batch) * tokens * dim), want_map(std::size_t(batch) * heads * tokens * tokens);
-  auto hp = rs::AttentionParams::contiguous(qkv.data(), nullptr, want.data(), batch, tokens, heads, head_dim);
-  rs::cpu::attention_with_map(rs::Host{}, hp, want_map.data());
+  const int batch = 2, heads = 4, tokens = 197;
+  struct Case {
+    int head_dim;
+    std::vector<float> qkv, want, want_map;
+  };
+  std::vector<Case> cases;
+  for (int head_dim : {32, 40, 128}) {
+    const int dim = heads * head_dim;
+    Case c{head_dim, rounded<T>(ref::random_floats(std::size_t(batch) * tokens * 3 * dim, 11)),
+           std::vector<float>(std::size_t(batch) * tokens * dim),
+           std::vector<float>(std::size_t(batch) * heads * tokens * tokens)};
+    rs::cpu::attention_with_map(
+        rs::Host{}, rs::AttentionParams::contiguous(c.qkv.data(), nullptr, c.want.data(), batch, tokens, heads, head_dim),
+        c.want_map.data());
+    cases.push_back(std::move(c));
+  }
 
   REQUIRE_DEVICE();
-  auto dqkv = to_device<T>(qkv);
-  rs::cuda::DeviceBuffer<T> dout(want.size());
-  rs::cuda::DeviceBuffer<float> dmap(want_map.size());
-  auto p = rs::BasicAttentionParams<T>::contiguous(dqkv.data(), nullptr, dout.data(), batch, tokens, heads, head_dim);
-  rs::cuda::attention_with_map(rs::Cuda{}, p, dmap.data());
-  expect_close(dmap.download(want_map.size()), want_map, 1e-5, "map");
-  expect_close(dout.download(want.size()), want, tolerance<T>(), "output");
+  for (const Case& c : cases) {
+    auto dqkv = to_device<T>(c.qkv);
+    rs::cuda::DeviceBuffer<T> dout(c.want.size());
+    rs::cuda::DeviceBuffer<float> dmap(c.want_map.size());
+    rs::cuda::attention_with_map(
+        rs::Cuda{}, rs::BasicAttentionParams<T>::contiguous(dqkv.data(), nullptr, dout.data(), batch, tokens, heads,
+                                                            c.head_dim),
+        dmap.data());
+    const std::string what = "head_dim " + std::to_string(c.head_dim);
+    expect_close(dmap.download(c.want_map.size()), c.want_map, 1e-5, what + " map");
+    expect_close(dout.download(c.want.size()), c.want, tolerance<T>(), what + " output");
+  }
 }
 
 // ---- the Block ---------------------------------------------------------------
