@@ -12,7 +12,7 @@
 // f32 attention at head_dim 128 needs 149 KiB: A100 and H100 have it,
 // sm_86 / sm_89 cards 99 KiB). The kernel's current limit is read each
 // time (cudaFuncGetAttributes: a query that waits for nothing; an error an
-// earlier launch left behind is reported here, under its name), and
+// earlier launch left behind surfaces here, as this call's), and
 // cudaFuncSetAttribute, which can wait on in-flight copies, runs only when
 // a launch needs more. Read, not remembered: cudaDeviceReset drops every
 // raised limit, and a limit cached per process would then fail the launch.
