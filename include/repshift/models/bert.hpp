@@ -158,8 +158,8 @@ using BertModelWeights = TransformerModelWeights<Exec, T, BertWeights>;
 
 // ids and pooled live where Exec's kernels read them (device pointers on
 // CUDA); cu_seqlens and lengths are host memory, as the schedule is planned
-// on the host. One thread at a time (a second is refused): the encoder owns
-// its scratch; threads share weights, not encoders. reserve(batch, tokens)
+// on the host. One thread at a time (a second is refused), and on CUDA one
+// stream: the encoder owns its scratch; threads share weights, not encoders. reserve(batch, tokens)
 // allocates everything a forward of up to `batch` sentences of up to
 // `tokens` tokens needs; the CPU encoder also grows on demand, the CUDA one
 // refuses a larger forward. On CUDA an id outside the vocabulary zeroes its

@@ -247,9 +247,10 @@ class VimModelWeights {
 
 // images: [batch, in_chans, image_size, image_size] (f32); logits: [batch,
 // num_classes]; on CUDA both are device pointers. One thread at a time (a
-// second is refused): the model owns its scratch. reserve(batch)
-// allocates everything a forward of up to `batch` images needs; the CPU
-// model also grows on demand, the CUDA one refuses a larger batch.
+// second is refused), and on CUDA one stream: the model owns its scratch.
+// reserve(batch) allocates everything a forward of up to `batch` images
+// needs; the CPU model also grows on demand, the CUDA one refuses a larger
+// batch.
 template <class Exec, class T = float, class Importance = policies::L2>
 class BasicVisionMamba {
   static_assert(std::is_same_v<T, float>, "VisionMamba: the SsmScan path runs in f32");

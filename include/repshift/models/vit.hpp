@@ -283,10 +283,10 @@ using ViTModelWeights = TransformerModelWeights<Exec, T, ViTWeights>;
 
 // images: [batch, in_chans, image_size, image_size] (NCHW, T); logits:
 // [batch, num_classes] (T); on CUDA both are device pointers. One thread
-// at a time (a second is refused): the model owns its scratch; threads
-// share weights, not models. reserve(batch) allocates
-// everything a forward of up to `batch` images needs; the CPU model also
-// grows on demand, the CUDA one refuses a larger batch.
+// at a time (a second is refused), and on CUDA one stream: the model owns
+// its scratch; threads share weights, not models. reserve(batch)
+// allocates everything a forward of up to `batch` images needs; the CPU
+// model also grows on demand, the CUDA one refuses a larger batch.
 template <class Exec, class T, class Site = policies::Mlp, class Importance = policies::L2,
           class Compress = policies::Prune>
 class BasicVisionTransformer {
