@@ -11,10 +11,14 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
 #include <repshift/models/vit.hpp>
+#if defined(REPSHIFT_HAS_ONEDNN)
+#include <oneapi/dnnl/dnnl.h>  // dnnl_version
+#endif
 
 #include "reference_transformer.hpp"
 
@@ -175,6 +179,19 @@ TEST(DenseMathBf16, RefusedWithoutNativeSupport) {
 #endif
 
 #if defined(REPSHIFT_HAS_ONEDNN)
+// The oneDNN that runs is the one compiled against (an LD_LIBRARY_PATH can
+// put another in front of the RUNPATH), and the one the test command asks
+// for: tests/run_all.sh sets REPSHIFT_EXPECT_ONEDNN=3.2 for its 3.x stage.
+TEST(OneDnn, LoadedLibraryIsTheOneBuiltAgainst) {
+  const dnnl_version_t* loaded = dnnl_version();
+  const std::string version = std::to_string(loaded->major) + "." + std::to_string(loaded->minor);
+  EXPECT_EQ(loaded->major, DNNL_VERSION_MAJOR) << "loaded oneDNN " << version;
+  EXPECT_EQ(loaded->minor, DNNL_VERSION_MINOR) << "loaded oneDNN " << version;
+  if (const char* expected = std::getenv("REPSHIFT_EXPECT_ONEDNN")) {
+    EXPECT_EQ(version, expected) << "REPSHIFT_EXPECT_ONEDNN";
+  }
+}
+
 namespace {
 
 // y = [GELU](x W^T + bias) in double, x's rows ldx apart, W [n, k].
