@@ -46,6 +46,8 @@ TEST(CudaTiling, LaunchGridsAndVectorEligibility) {
   EXPECT_EQ(T::row_grid("t", 64 * 197), 1576u);  // 8 tokens per CTA, exact
   EXPECT_EQ(T::row_grid("t", 64 * 197 + 1), 1577u);
   EXPECT_EQ(T::grid_blocks("t", "n", 257, 256), 2u);
+  EXPECT_EQ(T::grid_blocks("t", "tokens", 197, 64), 4u);  // the flash kernel's query blocks at DeiT's 197
+  EXPECT_EQ(T::grid_blocks("t", "tokens", 64, 64), 1u);
   expect_refused([] { T::grid_blocks("gather_tokens", "batch * keep", std::int64_t(1) << 40, 8); },
                  {"gather_tokens", "batch * keep = 1099511627776", "one CUDA grid"});
   EXPECT_EQ(T::kVectorElems<float>, 4);
@@ -193,9 +195,6 @@ TEST(CudaAttentionTiling, HeadDimBuckets) {
   EXPECT_EQ(T::attention_head_bucket(80), 128);
   EXPECT_EQ(T::attention_head_bucket(128), 128);
   EXPECT_EQ(T::attention_head_bucket(129), 0);
-  EXPECT_EQ(T::attention_query_blocks(197, 64), 4);
-  EXPECT_EQ(T::attention_query_blocks(64, 64), 1);
-  EXPECT_EQ(T::attention_query_blocks(1, 64), 1);
 }
 
 namespace {

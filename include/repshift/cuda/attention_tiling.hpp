@@ -178,7 +178,5 @@ struct MmaLayout {
   REPSHIFT_HD static int p_elem(int r, int half) { return 2 * (r % 2) + half; }
 };
 
-inline std::int64_t attention_query_blocks(std::int64_t tokens, int block_q) { return blocks_needed(tokens, block_q); }
-
 }  // namespace cuda_detail
 }  // namespace repshift
