@@ -12,7 +12,7 @@ if [ ! -f "$prefix/lib/cmake/dnnl/dnnl-config.cmake" ] || [ ! -e "$prefix/lib/li
   echo "installing oneDNN 3.2 (PyPI onednn-cpu-gomp 2023.2.0) into $prefix"
   # --ignore-installed: with --prefix, pip still skips a package that the
   # running Python already has ("Requirement already satisfied"), leaving
-  # PREFIX empty and CMake to fall back to Debian's 2.x.
+  # PREFIX empty (and a build pointed at it without oneDNN).
   python3 -m pip install -q --root-user-action=ignore --no-deps --ignore-installed --prefix "$prefix" \
     onednn-cpu-gomp==2023.2.0 onednn-devel-cpu-gomp==2023.2.0
 fi
