@@ -8,17 +8,22 @@
 #   cmake -S . -B build/onednn3 -Ddnnl_DIR=<PREFIX, absolute>/lib/cmake/dnnl ...
 set -euo pipefail
 prefix=${1:-$(cd "$(dirname "$0")/.." && pwd)/build/onednn-3.2}
-if [ ! -f "$prefix/lib/cmake/dnnl/dnnl-config.cmake" ] || [ ! -e "$prefix/lib/libdnnl.so.3" ]; then
+# The first of the files a build needs that PREFIX lacks (empty: none).
+missing() {
+  for f in lib/cmake/dnnl/dnnl-config.cmake lib/libdnnl.so.3; do
+    [ -e "$prefix/$f" ] || { echo "$prefix/$f"; return; }
+  done
+}
+if [ -n "$(missing)" ]; then
   echo "installing oneDNN 3.2 (PyPI onednn-cpu-gomp 2023.2.0) into $prefix"
   # --ignore-installed: with --prefix, pip still skips a package that the
   # running Python already has ("Requirement already satisfied"), leaving
   # PREFIX empty (and a build pointed at it without oneDNN).
   python3 -m pip install -q --root-user-action=ignore --no-deps --ignore-installed --prefix "$prefix" \
     onednn-cpu-gomp==2023.2.0 onednn-devel-cpu-gomp==2023.2.0
-fi
-for f in lib/cmake/dnnl/dnnl-config.cmake lib/libdnnl.so.3; do
-  if [ ! -e "$prefix/$f" ]; then
-    echo "install_onednn3.sh: $prefix/$f is missing after pip install" >&2
+  lacking=$(missing)
+  if [ -n "$lacking" ]; then
+    echo "install_onednn3.sh: $lacking is missing after pip install" >&2
     exit 1
   fi
-done
+fi

@@ -28,15 +28,16 @@ bash tests/fuzz/run_fuzz.sh "${REPSHIFT_FUZZ_SECONDS:-20}"
 # (cpu/onednn_compat.hpp). PyPI's oneDNN 3.2 (GNU OpenMP); the tests
 # labelled onednn (tests/CMakeLists.txt: the programs that reach oneDNN,
 # and their runs under other ISAs and sgemm libraries) run against it.
-bash cmake/install_onednn3.sh build/onednn-3.2
+dnnl3=$PWD/build/onednn-3.2
+bash cmake/install_onednn3.sh "$dnnl3"
 build3=build/onednn3-tests
 cmake -S . -B "$build3" -DCMAKE_BUILD_TYPE=Release -DREPSHIFT_ENABLE_CUDA=OFF -DREPSHIFT_BUILD_BENCH=OFF \
-      -DREPSHIFT_BUILD_EXAMPLES=OFF -Ddnnl_DIR="$PWD/build/onednn-3.2/lib/cmake/dnnl"
+      -DREPSHIFT_BUILD_EXAMPLES=OFF -Ddnnl_DIR="$dnnl3/lib/cmake/dnnl"
 cmake --build "$build3" -j "$jobs" --target test_models test_cpu_cnn test_cpu_transformer
 # The tests run against 3.2: its lib/ leads the search path (an
 # LD_LIBRARY_PATH in the environment outranks the binaries' RUNPATH), and
 # OneDnn.LoadedLibraryIsTheOneBuiltAgainst checks the version that loaded.
-dnnl3_path="$PWD/build/onednn-3.2/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+dnnl3_path="$dnnl3/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 echo "$build3/tests/test_models: $(LD_LIBRARY_PATH=$dnnl3_path ldd "$build3/tests/test_models" 2>&1 | grep dnnl || true)"
 LD_LIBRARY_PATH=$dnnl3_path REPSHIFT_EXPECT_ONEDNN=3.2 \
   ctest --test-dir "$build3" -L onednn --output-on-failure -j "$jobs"
