@@ -263,6 +263,10 @@ TEST_P(ResNetLayouts, LinePrunedForwardMatchesTheReference) {
     EXPECT_EQ(untouched.sizes, std::vector<int>{42});
   };
   refused(rs::LinePruneSchedule{{{1, 2, 2}, {1, 1, 1}}}, "two steps for stage 1");
+  // BatchNorm folds scale = gamma / sqrt(var + eps): eps 0 would make a zero variance infinite.
+  auto no_eps = cfg;
+  no_eps.bn_eps = 0.0f;
+  expect_refused([&] { rs::ResNetWeights::random(no_eps, 1); }, {"config.bn_eps = 0 must be finite and > 0"});
   // An integer cast to MapLayout names no layout: refused, not run as NCHW.
   expect_refused([&] { model.set_layout(static_cast<rs::MapLayout>(7)); },
                  {"ResNet::set_layout", "layout = 7 is neither MapLayout::Nchw nor MapLayout::Nhwc"});

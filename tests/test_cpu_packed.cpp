@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <numeric>
 
 #include <repshift/api/entry_points.hpp>
@@ -89,6 +90,14 @@ TEST(PackedEntryPoints, BadCuSeqlensAreRefusedByName) {
                  {"sample 0 keeps 5 of its 4 tokens"});
   expect_refused([&] { rs::select_top_varlen(rs::Host{}, scores.data(), cu, nullptr, idx.data(), 2, 6, 2); },
                  {"kept_cu_seqlens"});
+}
+
+// Offsets are int (FlashAttention's varlen layout): lengths that add up past
+// INT_MAX are refused, not wrapped into negative offsets.
+TEST(PackedEntryPoints, CuSeqlensOfRefusesATotalPastIntMax) {
+  const int fits[2] = {std::numeric_limits<int>::max() - 5, 5}, past[3] = {1 << 30, 1 << 30, 1};
+  EXPECT_EQ(rs::cu_seqlens_of(fits, 2).back(), std::numeric_limits<int>::max());
+  expect_refused([&] { rs::cu_seqlens_of(past, 3); }, {"cu_seqlens_of", "samples 0..1 add up past INT_MAX"});
 }
 
 // docs/backbones.md: a sample shorter than protect keeps all of its tokens

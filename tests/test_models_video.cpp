@@ -203,6 +203,30 @@ TEST(VideoTransformer, SafetensorsUseUmtNamesAndRoundTrip) {
   std::remove(path.c_str());
 }
 
+// Merge: the mean-pooled head weighs a merged row by the tokens it holds
+// (as ToMe pools). A merge replaces rows by their size-weighted mean, so
+// after blocks that change nothing (attention and MLP outputs zeroed) the
+// weighted pool of the merged rows is the plain pool of the unmerged ones:
+// the logits match the unpruned model's. An unweighted pool would not.
+TEST(VideoTransformer, MergedRowsWeighTheirTokensInThePooledHead) {
+  const auto cfg = tiny_video();
+  auto w = lively_video(cfg, 5);
+  for (int l = 1; l < cfg.depth; ++l) {
+    auto& b = w.blocks[std::size_t(l)];
+    for (auto* v : {&b.proj_w, &b.proj_b, &b.fc2_w, &b.fc2_b}) std::fill(v->begin(), v->end(), 0.0f);
+  }
+  const int batch = 2;
+  const auto clips = ref::random_floats(clip_floats(cfg, batch), 6);
+  rs::VideoTransformer<P::Mlp, P::L2, P::Merge> model(w);
+  std::vector<float> merged(std::size_t(batch) * cfg.num_classes), unmerged(merged.size());
+  rs::ViTTrace trace;
+  model.forward(rs::Host{}, clips.data(), batch, merged.data(), rs::PruneSchedule::drop({{1, 0.25}, {2, 0.4}}),
+                &trace);
+  model.forward(rs::Host{}, clips.data(), batch, unmerged.data());
+  EXPECT_EQ(trace.tokens, (std::vector<int>{32, 32, 24, 15}));
+  EXPECT_LT(ref::max_rel_error(merged, std::vector<double>(unmerged.begin(), unmerged.end())), 1e-5);
+}
+
 TEST(VideoTransformer, RefusedArguments) {
   auto cfg = tiny_video();
   cfg.frames = 3;  // not a multiple of the tubelet

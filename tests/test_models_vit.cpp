@@ -150,6 +150,10 @@ TEST(VisionTransformer, ScheduleRefusesEmptySamples) {
   expect_refused([] { rs::PruneSchedule::counts({{0, -5}}); }, {"keep count -5 at layer 0", ">= 0"});
   expect_refused([] { rs::PruneSchedule::drop({{0, 0.2}, {0, 0.9}}).check("test", 2); }, {"two steps for layer 0"});
   expect_refused([] { rs::PruneSchedule::counts({{1, 10}, {1, 3}}).check("test", 2); }, {"two steps for layer 1"});
+  // A count below the protected prefix would be raised to it: refused instead.
+  expect_refused([] { rs::PruneSchedule::counts({{0, 1}}, 2).check("test", 2); },
+                 {"keep count 1 at layer 0 is below schedule.protect = 2"});
+  EXPECT_NO_THROW(rs::PruneSchedule::counts({{0, 2}}, 2).check("test", 2));
   expect_refused([] { rs::PruneSchedule::every_layer(0.2, -3); }, {"depth = -3"});
   expect_refused([] { rs::PruneSchedule::paper().token_counts(-5, 3); }, {"tokens = -5"});
 }
@@ -168,6 +172,9 @@ TEST(VisionTransformer, WeightsThatDisagreeWithTheConfigAreRefused) {
                  {"blocks holds 3 blocks, but config.depth = 4"});
   expect_refused([&] { rs::VisionTransformer<> m(edited([](auto& w) { w.config.num_classes = 12; })); },
                  {"weights tensor 'head.weight'", "[12, 48]"});
+  // save() reads every tensor by the config's shape: a short one is refused, not read past.
+  expect_refused([&] { edited([](auto& w) { w.head_w.clear(); }).save(::testing::TempDir() + "never_written.safetensors"); },
+                 {"ViTWeights::save", "weights tensor 'head.weight' holds 0 values"});
   // Sizes the model keeps as int are bounded, not wrapped.
   auto huge = tiny_vit();
   huge.image_size = 65536;
@@ -220,6 +227,9 @@ TEST(VisionTransformer, RefusedArguments) {
                rs::InvalidArgument);  // layer 4 of a depth-4 model
   EXPECT_THROW(model.forward(rs::Host{}, images.data(), 1, logits.data(), rs::PruneSchedule::drop({{1, 1.5}})),
                rs::InvalidArgument);
+  // protect = 0 by hand would let a layer drop the class token, whose row the head reads.
+  expect_refused([&] { model.forward(rs::Host{}, images.data(), 1, logits.data(), rs::PruneSchedule::counts({{0, 1}}, 0)); },
+                 {"schedule.protect = 0", "class token"});
   auto cfg = tiny_vit();
   cfg.image_size = 30;
   EXPECT_THROW(rs::ViTWeights::random(cfg, 1), rs::InvalidArgument);

@@ -50,4 +50,5 @@ def _(x, cu_seqlens, kept_cu_seqlens, norm1_w, norm1_b, qkv_w, qkv_b, proj_w, pr
     ctx = torch.library.get_ctx()
     out_rows, kept = ctx.new_dynamic_size(), ctx.new_dynamic_size()
     return (x.new_empty((out_rows, x.shape[1])), x.new_empty((kept,), dtype=torch.int64),
-            x.new_empty((x.shape[0],), dtype=torch.float32), cu_seqlens.new_empty(cu_seqlens.shape))
+            x.new_empty((x.shape[0],), dtype=torch.float32),
+            cu_seqlens.new_empty(cu_seqlens.shape, dtype=torch.int32, device="cpu"))  # as the ops return it

@@ -10,6 +10,7 @@ A schedule is a list of (0-based layer, drop ratio r): a layer that receives
 N tokens keeps N - floor(r N) of them (the paper's rule), never a
 protected prefix token (CLS, and any register tokens).
 """
+import operator
 import types
 
 import torch
@@ -20,10 +21,17 @@ from .schedule import keep_count, kept_cu_seqlens
 def _ratios(schedule, depth):
     ratios = {}
     for layer, ratio in schedule:
+        # 1.5 would pass the range test and match no block: nothing pruned, silently.
+        try:
+            layer = operator.index(layer)
+        except TypeError:
+            raise ValueError(f"schedule layer {layer!r} must be an integer, got {type(layer).__name__}") from None
         if not 0 <= layer < depth:
             raise ValueError(f"schedule layer {layer} is outside [0, depth = {depth})")
         if not 0.0 <= ratio <= 1.0:
             raise ValueError(f"schedule drop ratio {ratio} at layer {layer} must be in [0, 1]")
+        if layer in ratios:
+            raise ValueError(f"schedule has two steps for layer {layer}")
         ratios[layer] = ratio
     return ratios
 

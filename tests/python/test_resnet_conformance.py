@@ -99,3 +99,18 @@ def test_resnet50_matches_torchvision(tmp_path, resnet, layout, schedule):
     for k, (rows, cols) in enumerate(want_kept):
         assert torch.equal(got[f"rows.{k}"].long(), rows)
         assert torch.equal(got[f"cols.{k}"].long(), cols)
+
+
+@pytest.mark.skipif(not BINARY.exists(), reason="build/release/tests/conformance/resnet_classify is not built")
+def test_a_negative_running_variance_is_refused_by_name(tmp_path, resnet):
+    """Folded into the conv, a variance below zero would give NaN weights
+    (sqrt of a negative): the loader names the tensor and the entry."""
+    _, model_path = resnet
+    state = load_file(str(model_path))
+    state["layer2.1.bn2.running_var"][3] = -0.25
+    bad = tmp_path / "negative_var.safetensors"
+    save_file(state, str(bad))
+    images = torch.zeros(1, 3, 64, 64)
+    with pytest.raises(subprocess.CalledProcessError) as e:
+        run_library(tmp_path, bad, images, "nchw", {})
+    assert b"layer2.1.bn2.running_var[3] = -0.25 must be >= 0" in e.value.stderr

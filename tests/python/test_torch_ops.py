@@ -285,9 +285,11 @@ def test_block_forward_scores_and_keeps_like_plain_pytorch_for_every_site_and_im
 
 @torch.no_grad()
 def test_block_forward_varlen_compiles_with_fullgraph():
-    """The fake kernels of the packed ops give data-dependent row counts (kept_cu_seqlens[-1])."""
+    """The fake kernels of the packed ops give data-dependent row counts (kept_cu_seqlens[-1]), and outputs
+    of the real ops' dtypes and devices: out_cu_seqlens is int32 on the CPU whatever cu_seqlens was (int64
+    here), so a tensor made in the graph with its dtype matches eager's."""
     blk = timm.models.vision_transformer.Block(32, 2, qkv_bias=True).eval()
-    cu = torch.tensor([0, 9, 12, 30], dtype=torch.int32)
+    cu = torch.tensor([0, 9, 12, 30], dtype=torch.int64)
     kept_cu = repshift.kept_cu_seqlens(cu, 0.3, 1)
     x = torch.randn(30, 32)
     w = block_params(blk)
@@ -295,14 +297,16 @@ def test_block_forward_varlen_compiles_with_fullgraph():
     def layer(x, cu, kept_cu):
         out, idx, scores, out_cu = OPS.block_forward_varlen(x, cu, kept_cu, *w, 2, blk.norm1.eps, "mlp", "l2",
                                                             "fuse", 1)
-        return out * 2, idx, scores, out_cu
+        return out * 2, idx, scores, out_cu, torch.zeros(2, dtype=out_cu.dtype, device=out_cu.device)
 
     eager = layer(x, cu, kept_cu)
     torch._dynamo.reset()
     with torch._dynamo.config.patch(capture_dynamic_output_shape_ops=True):
         compiled = torch.compile(layer, fullgraph=True, backend="aot_eager")(x, cu, kept_cu)
     for got, want in zip(compiled, eager):
+        assert got.dtype == want.dtype and got.device == want.device
         assert torch.equal(got, want)
+    assert eager[3].dtype == torch.int32
     dropped = int(((kept_cu[1:] - kept_cu[:-1]) < (cu[1:] - cu[:-1])).sum())  # the 3-token sample keeps all
     assert dropped == 2 and compiled[0].shape[0] == int(kept_cu[-1]) + dropped  # Fuse: one row per sample that dropped
 
@@ -330,6 +334,44 @@ def test_bad_arguments_raise_with_the_library_message():
         repshift.patch.timm(model, [(0, 0.2)], metric="l3")
     with pytest.raises(ValueError, match="site = 'mpl' is not one of"):
         repshift.patch.timm(model, [(0, 0.2)], site="mpl")
+    assert not hasattr(model, "_repshift")
+
+
+@torch.no_grad()
+def test_arguments_are_refused_by_name_not_wrapped_or_rounded():
+    """int64 values the library takes as int, keep counts that size the outputs, float64 scores, empty inputs
+    and packed layouts: each refused with a message that names it, before anything is sized by it."""
+    x = torch.randn(1, 4, 8)
+    with pytest.raises(ValueError, match="gather_tokens: idx holds 4294967297, outside int32"):
+        OPS.gather_tokens(x, torch.tensor([[2**32 + 1]]))
+    with pytest.raises(ValueError, match="select_top_varlen: cu_seqlens holds 4294967299, outside int32"):
+        OPS.select_top_varlen(torch.randn(3), torch.tensor([0, 2**32 + 3]), torch.tensor([0, 2**32 + 1]))
+    with pytest.raises(ValueError, match="select_top: protect = 4294967296 is outside int's range"):
+        OPS.select_top(torch.tensor([[0.0, 5.0, 4.0]]), 1, 2**32)
+    with pytest.raises(ValueError, match="select_top: keep = 1000000000000 must be <= tokens = 10"):
+        OPS.select_top(torch.randn(2, 10), 10**12, 0)
+    with pytest.raises(ValueError, match="select_top: scores is Double"):  # 1 and 1 + 1e-12 tie in float32
+        OPS.select_top(torch.tensor([[1.0, 1.0 + 1e-12]], dtype=torch.float64), 1, 0)
+    with pytest.raises(ValueError, match="metric = 'l3' is not one of"):
+        OPS.shift_score(torch.empty(0, 4, 8), torch.empty(0, 4, 8), "l3")
+    with pytest.raises(ValueError, match="dtype Long is not float32"):
+        OPS.shift_score(torch.empty(2, 3, 0, dtype=torch.int64), torch.empty(2, 3, 0, dtype=torch.int64), "l2")
+    with pytest.raises(ValueError, match="sample 0 keeps 3 of its 2 tokens"):
+        OPS.gather_tokens_varlen(torch.randn(2, 8), torch.tensor([0, 2]), torch.tensor([0, 1, 1]),
+                                 torch.tensor([0, 3]))
+    blk = timm.models.vision_transformer.Block(16, 2, qkv_bias=True).eval()
+    with pytest.raises(ValueError, match="kept_cu_seqlens decreases"):
+        OPS.block_forward_varlen(torch.randn(5, 16), torch.tensor([0, 5]), torch.tensor([0, -1]),
+                                 *block_params(blk), 2, 1e-6, "mlp", "l2", "prune", 1)
+    with pytest.raises(ValueError, match="block_forward_varlen: protect = -4294967295 is outside int's range"):
+        OPS.block_forward_varlen(torch.randn(5, 16), torch.tensor([0, 5]), torch.tensor([0, 4]),
+                                 *block_params(blk), 2, 1e-6, "mlp", "l2", "prune", 1 - 2**32)
+    # A schedule's layer that is no integer would match no block: nothing pruned, silently.
+    model = timm.create_model("deit_tiny_patch16_224", pretrained=False, depth=2)
+    with pytest.raises(ValueError, match="schedule layer 1.5 must be an integer"):
+        repshift.patch.timm(model, [(1.5, 0.2)])
+    with pytest.raises(ValueError, match="schedule has two steps for layer 0"):
+        repshift.patch.timm(model, [(0, 0.2), (0, 0.3)])
     assert not hasattr(model, "_repshift")
 
 

@@ -11,6 +11,7 @@
 // a sample keeps the same tokens alone or inside any batch.
 
 #include <cstdint>
+#include <limits>
 #include <vector>
 
 #include "config.hpp"
@@ -136,10 +137,16 @@ inline int max_seqlen(const int* cu_seqlens, std::int64_t batch) {
   return longest;
 }
 
-// cu_seqlens of samples of `lengths` (host memory), [batch + 1].
+// cu_seqlens of samples of `lengths` (host memory), [batch + 1]. A total
+// past INT_MAX is refused: the offsets are int, as in FlashAttention's varlen.
 inline std::vector<int> cu_seqlens_of(const int* lengths, int batch) {
   std::vector<int> cu(std::size_t(batch) + 1, 0);
-  for (int b = 0; b < batch; ++b) cu[std::size_t(b) + 1] = cu[std::size_t(b)] + lengths[b];
+  for (int b = 0; b < batch; ++b) {
+    if (__builtin_add_overflow(cu[std::size_t(b)], lengths[b], &cu[std::size_t(b) + 1])) {
+      detail::fail("cu_seqlens_of", "the lengths of samples 0..{} add up past INT_MAX ({}), the int offsets' limit", b,
+                   std::numeric_limits<int>::max());
+    }
+  }
   return cu;
 }
 

@@ -73,7 +73,9 @@ class PruneSchedule {
   static PruneSchedule video_retrieval(int protect = kModelPrefix) {
     return drop({{0, 0.2}, {1, 0.2}, {2, 0.2}}, protect);
   }
-  static PruneSchedule video_qa(int depth = 12, int protect = kModelPrefix) {
+  // depth has no default: UMT-L is 24 blocks deep, and a default of 12
+  // would prune only its first half, without a word.
+  static PruneSchedule video_qa(int depth, int protect = kModelPrefix) {
     return every_layer(0.1, depth, protect);
   }
   // r at every one of `depth` blocks (the paper's video QA: r = 0.1).
@@ -124,6 +126,11 @@ class PruneSchedule {
       if (s.keep >= 0) {
         if (s.keep == 0 && protected_tokens() == 0) {
           detail::fail(where, "schedule keep count 0 at layer {} would leave every sample with 0 tokens", s.layer);
+        }
+        // keep_at would raise it to the prefix: a count the caller did not ask for.
+        if (s.keep < protected_tokens()) {
+          detail::fail(where, "schedule keep count {} at layer {} is below schedule.protect = {}: protected tokens "
+                       "are never dropped", s.keep, s.layer, protected_tokens());
         }
       } else if (!(s.drop_ratio >= 0.0 && s.drop_ratio <= 1.0)) {
         detail::fail(where, "schedule drop ratio {} at layer {} must be in [0, 1]", s.drop_ratio, s.layer);

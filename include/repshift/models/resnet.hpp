@@ -80,6 +80,8 @@ struct ResNetConfig {
       detail::require_positive(where, "config.widths[stage]", widths[std::size_t(s)]);
     }
     if (image_size < 32) detail::fail(where, "config.image_size = {} is below 32", image_size);
+    // Inf allowed would fold a zero running_var into an infinite scale.
+    if (!(bn_eps > 0.0f && bn_eps < INFINITY)) detail::fail(where, "config.bn_eps = {} must be finite and > 0", bn_eps);
     detail::require_int_size(where, "config.image_size", {image_size});
     detail::require_int_size(where, "the stem's map (stem_channels x stem size^2)",
                              {stem_channels, stem_size(), stem_size()});
@@ -246,6 +248,10 @@ struct ResNetWeights {
       t.bias.resize(std::size_t(out));
       const std::size_t per_out = std::size_t(in) * k * k;
       for (int o = 0; o < out; ++o) {
+        // A variance is never negative: one that is (or NaN) would fold into NaN weights.
+        if (!(var[std::size_t(o)] >= 0.0f)) {
+          detail::fail("ResNetWeights::load", "{}.running_var[{}] = {} must be >= 0", bn, o, var[std::size_t(o)]);
+        }
         const float scale = gamma[std::size_t(o)] / std::sqrt(var[std::size_t(o)] + cfg.bn_eps);
         for (std::size_t i = 0; i < per_out; ++i) t.weight[std::size_t(o) * per_out + i] *= scale;
         t.bias[std::size_t(o)] = beta[std::size_t(o)] - mean[std::size_t(o)] * scale;

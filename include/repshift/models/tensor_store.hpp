@@ -19,16 +19,15 @@ namespace repshift {
 
 namespace detail {
 
-// A model's host weights, checked before its store is made from them: the
-// config, then every tensor's size against the shape the config gives it
-// (the tensors are public fields, which a caller may have edited).
+// A model's host weights, checked before a store is made from them or they
+// are saved: the config, then every tensor's size against the shape the
+// config gives it (the tensors are public fields, which a caller may have
+// edited).
 template <class HostWeights>
-const std::shared_ptr<const HostWeights>& checked_weights(const char* where,
-                                                          const std::shared_ptr<const HostWeights>& host) {
-  require_pointer(where, "weights", host.get());
-  host->config.check(where);
-  host->for_each_tensor([&](const std::string& name, const std::vector<std::int64_t>& shape,
-                            const std::vector<float>& v) {
+void check_host_weights(const char* where, const HostWeights& host) {
+  host.config.check(where);
+  host.for_each_tensor([&](const std::string& name, const std::vector<std::int64_t>& shape,
+                           const std::vector<float>& v) {
     std::int64_t n = 1;
     for (const std::int64_t d : shape) {
       if (__builtin_mul_overflow(n, d, &n)) fail(where, "weights tensor '{}': its shape overflows 64 bits", name);
@@ -38,6 +37,13 @@ const std::shared_ptr<const HostWeights>& checked_weights(const char* where,
            io::shape_string(shape), n);
     }
   });
+}
+
+template <class HostWeights>
+const std::shared_ptr<const HostWeights>& checked_weights(const char* where,
+                                                          const std::shared_ptr<const HostWeights>& host) {
+  require_pointer(where, "weights", host.get());
+  check_host_weights(where, *host);
   return host;
 }
 

@@ -179,7 +179,10 @@ struct VimWeights {
     return w;
   }
 
-  void save(const std::string& path) const { io::save_tensors(*this, path); }
+  void save(const std::string& path) const {
+    detail::check_host_weights("VimWeights::save", *this);
+    io::save_tensors(*this, path);
+  }
 
   SsmBlockWeights block(int i) const {
     const VimConfig& c = config;

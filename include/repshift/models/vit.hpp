@@ -242,6 +242,7 @@ struct ViTWeights {
   // Writes the tensors under the config's names (load's inverse). A QV file
   // has no k bias: a nonzero one is refused, naming the tensor.
   void save(const std::string& path) const {
+    detail::check_host_weights("ViTWeights::save", *this);
     const std::int64_t C = config.dim;
     std::vector<io::NamedTensor> list;
     for_each_tensor([&](const std::string& name, const std::vector<std::int64_t>& shape, const std::vector<float>& v) {
@@ -347,6 +348,11 @@ class BasicVisionTransformer {
                    "(Pool::Mean); leave protect at PruneSchedule::kModelPrefix (the default) or set 0",
                    requested.protect);
     }
+    if (cfg.class_token() && requested.protect == 0) {
+      detail::fail(where,
+                   "schedule.protect = 0 would let a layer drop the class token, whose row the head reads "
+                   "(Pool::Cls); leave protect at PruneSchedule::kModelPrefix (the default) or set >= 1");
+    }
     const PruneSchedule schedule = requested.for_model(cfg.class_token() ? 1 : 0);
     schedule.check(where, cfg.depth);
     schedule.check_sample(where, 0, cfg.tokens(), cfg.depth);  // protect <= tokens among the rest
@@ -410,6 +416,7 @@ class BasicVisionTransformer {
       pool.batch = batch;
       pool.tokens = tokens;
       pool.channels = C;
+      pool.sizes = sizes;  // Merge: a merged row weighs as the tokens it holds, as in ToMe's pooling
       pool.out = y;
       B::pool_tokens(exec, pool);
       pooled = y;

@@ -7,6 +7,7 @@
 #include <torch/types.h>
 
 #include <cstdint>
+#include <limits>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
@@ -35,9 +36,24 @@ auto refusing(F&& f) -> decltype(f()) {
   throw std::logic_error("unreachable");
 }
 
+constexpr int64_t kIntMax = std::numeric_limits<int>::max();
+
+// The rank, and every size within int: the library indexes a sample's
+// tokens and channels as int, so a larger size is refused, not wrapped.
 inline void require_dim(const at::Tensor& t, const char* op, const char* name, int64_t dim) {
   TORCH_CHECK_VALUE(t.dim() == dim, "repshift::", op, ": ", name, " must have ", dim, " dimensions, got shape ",
                     t.sizes());
+  for (const int64_t d : t.sizes()) {
+    TORCH_CHECK_VALUE(d <= kIntMax, "repshift::", op, ": ", name, " has shape ", t.sizes(), ", a size past ", kIntMax);
+  }
+}
+
+// An int64 argument the library takes as int (protect): refused outside
+// int's range rather than wrapped into another value.
+inline int int_arg(int64_t v, const char* op, const char* name) {
+  TORCH_CHECK_VALUE(v >= std::numeric_limits<int>::min() && v <= kIntMax, "repshift::", op, ": ", name, " = ", v,
+                    " is outside int's range");
+  return int(v);
 }
 
 // `t` on `device` (the op's first tensor decides where it runs).
@@ -52,10 +68,19 @@ inline void require_floating(const at::Tensor& t, const char* op, const char* na
                     ", not a floating-point type");
 }
 
-// Every sample keeps at least one token (the library refuses keep > tokens
-// and keep < protect itself).
-inline void require_keep(int64_t keep, const char* op) {
+// Every sample keeps at least one token and at most its `tokens`, checked
+// before the outputs are sized by keep (the library refuses keep < protect).
+inline void require_keep(int64_t keep, int64_t tokens, const char* op) {
   TORCH_CHECK_VALUE(keep >= 1, "repshift::", op, ": keep = ", keep, " must be >= 1");
+  TORCH_CHECK_VALUE(keep <= tokens, "repshift::", op, ": keep = ", keep, " must be <= tokens = ", tokens);
+}
+
+// Scores the ops rank in float32: float64 ones would be rounded first,
+// which can reorder near ties, so they are refused.
+inline void require_score_type(const at::Tensor& t, const char* op, const char* name) {
+  require_floating(t, op, name);
+  TORCH_CHECK_VALUE(t.scalar_type() != at::kDouble, "repshift::", op, ": ", name,
+                    " is Double; pass float32 (or bfloat16 / float16): rounding float64 scores can reorder near ties");
 }
 
 // Merge's token sizes: one per token of x [B, N, C].
@@ -66,9 +91,21 @@ inline void check_sizes(const at::Tensor& sizes, const at::Tensor& x, const char
   require_floating(sizes, op, "sizes");
 }
 
+// Indices as int32, never wrapped: on the CPU an int64 value past int32 is
+// refused by name; on a device (where reading the values back would wait
+// for the stream) it becomes INT_MAX or -1, which no valid index is, so the
+// op refuses it as out of range.
 inline at::Tensor int32_indices(const at::Tensor& idx, const char* op, const char* name) {
   TORCH_CHECK_VALUE(idx.scalar_type() == at::kLong || idx.scalar_type() == at::kInt, "repshift::", op, ": ", name,
                     " must be int64 or int32, got ", idx.scalar_type());
+  if (idx.scalar_type() == at::kLong && idx.numel() > 0) {
+    if (!idx.device().is_cpu()) return idx.clamp(-1, kIntMax).to(at::kInt).contiguous();
+    const auto [lo, hi] = at::aminmax(idx);
+    for (const int64_t v : {lo.item<int64_t>(), hi.item<int64_t>()}) {
+      TORCH_CHECK_VALUE(v >= std::numeric_limits<int>::min() && v <= kIntMax, "repshift::", op, ": ", name,
+                        " holds ", v, ", outside int32");
+    }
+  }
   return idx.to(at::kInt).contiguous();
 }
 
@@ -82,14 +119,15 @@ inline void check_score_inputs(const at::Tensor& before, const at::Tensor& after
 
 inline void check_select_inputs(const at::Tensor& scores, int64_t keep) {
   require_dim(scores, "select_top", "scores", 2);
-  require_floating(scores, "select_top", "scores");
-  require_keep(keep, "select_top");
+  require_score_type(scores, "select_top", "scores");
+  require_keep(keep, scores.size(1), "select_top");
 }
 
 inline void check_gather_inputs(const at::Tensor& x, const at::Tensor& idx) {
   require_dim(x, "gather_tokens", "x", 3);
   require_dim(idx, "gather_tokens", "idx", 2);
   TORCH_CHECK_VALUE(idx.size(0) == x.size(0), "repshift::gather_tokens: idx has ", idx.size(0), " rows, x ", x.size(0));
+  require_floating(x, "gather_tokens", "x");
 }
 
 // scores [B, N] float32 = Metric(after, before) on `exec`; with_storage(t,
@@ -99,12 +137,15 @@ at::Tensor shift_score_on(Exec exec, const at::Tensor& before, const at::Tensor&
                           WithStorage&& with_storage) {
   const auto b = before.contiguous(), a = after.contiguous();
   auto scores = at::empty({b.size(0), b.size(1)}, b.options().dtype(at::kFloat));
-  if (b.numel() == 0) return scores.zero_();
   refusing([&] {
     rs::with_metric(std::string_view(metric.data(), metric.size()), [&](auto m) {
       using Metric = decltype(m);
       with_storage(b, "shift_score", [&](auto* bp) {
         using T = std::remove_pointer_t<decltype(bp)>;
+        if (b.numel() == 0) {  // names and dtype checked all the same
+          scores.zero_();
+          return;
+        }
         rs::shift_score<Metric>(exec, static_cast<const T*>(bp), static_cast<const T*>(a.data_ptr()),
                                 scores.data_ptr<float>(), int(b.size(0)), int(b.size(1)), int(b.size(2)));
       });
@@ -146,29 +187,31 @@ inline at::Tensor all_kept_indices(const at::Tensor& cu) {
 
 // select_top_varlen's checks on the host copies: the layout of both
 // arrays, scores' length, and every sample's keep count.
-inline void check_select_varlen(const at::Tensor& scores, const at::Tensor& cu, const at::Tensor& kcu, int64_t protect) {
-  require_dim(scores, "select_top_varlen", "scores", 1);
-  require_floating(scores, "select_top_varlen", "scores");
-  const int batch = int(cu.size(0) - 1);
+// Both layouts (host int32) before anything is sized by them: cu_seqlens
+// over `total` rows, and every sample's kept count within its length (at
+// least min(protect, n), and one).
+inline void check_layouts(const char* op, const at::Tensor& cu, const at::Tensor& kcu, int64_t total, int protect) {
   refusing([&] {
-    rs::detail::check_cu_seqlens("select_top_varlen", "cu_seqlens", cu.data_ptr<int>(), batch, scores.size(0));
-    rs::detail::check_kept_seqlens("select_top_varlen", cu.data_ptr<int>(), kcu.data_ptr<int>(), batch, protect);
+    const int batch = int(cu.size(0) - 1);
+    rs::detail::check_cu_seqlens(op, "cu_seqlens", cu.data_ptr<int>(), batch, total);
+    rs::detail::check_kept_seqlens(op, cu.data_ptr<int>(), kcu.data_ptr<int>(), batch, protect);
     return 0;
   });
+}
+
+inline void check_select_varlen(const at::Tensor& scores, const at::Tensor& cu, const at::Tensor& kcu, int64_t protect) {
+  require_dim(scores, "select_top_varlen", "scores", 1);
+  require_score_type(scores, "select_top_varlen", "scores");
+  check_layouts("select_top_varlen", cu, kcu, scores.size(0), int_arg(protect, "select_top_varlen", "protect"));
 }
 
 inline void check_gather_varlen(const at::Tensor& x, const at::Tensor& idx, const at::Tensor& cu, const at::Tensor& kcu) {
   require_dim(x, "gather_tokens_varlen", "x", 2);
   require_dim(idx, "gather_tokens_varlen", "idx", 1);
-  TORCH_CHECK_VALUE(last(kcu) == idx.size(0),
-                    "repshift::gather_tokens_varlen: kept_cu_seqlens must have batch + 1 entries ending at idx's ",
-                    idx.size(0));
-  refusing([&] {
-    const int batch = int(cu.size(0) - 1);
-    rs::detail::check_cu_seqlens("gather_tokens_varlen", "cu_seqlens", cu.data_ptr<int>(), batch, x.size(0));
-    rs::detail::check_cu_seqlens("gather_tokens_varlen", "kept_cu_seqlens", kcu.data_ptr<int>(), batch);
-    return 0;
-  });
+  require_floating(x, "gather_tokens_varlen", "x");
+  check_layouts("gather_tokens_varlen", cu, kcu, x.size(0), 0);
+  TORCH_CHECK_VALUE(last(kcu) == idx.size(0), "repshift::gather_tokens_varlen: kept_cu_seqlens[batch] = ", last(kcu),
+                    " must equal idx's ", idx.size(0), " entries");
 }
 
 // ---- the fused timm ViT block --------------------------------------------------
@@ -238,8 +281,8 @@ rs::BasicTransformerBlockArgs<T> dense_block_args(const at::Tensor& x, at::Tenso
                                                   int64_t seed, at::Tensor& scores, at::Tensor& keep_idx) {
   auto a = rs::BasicTransformerBlockArgs<T>::dense(static_cast<const T*>(x.data_ptr()), static_cast<T*>(out.data_ptr()),
                                                    int(x.size(0)), int(x.size(1)));
-  a.keep = int(keep);
-  a.protect = int(protect);
+  a.keep = int(keep);  // require_keep: within x's tokens
+  a.protect = int_arg(protect, "block_forward", "protect");
   a.seed = std::uint64_t(seed);
   a.scores = scores.data_ptr<float>();
   a.keep_idx = keep_idx.data_ptr<int>();
@@ -256,7 +299,7 @@ rs::BasicTransformerBlockArgs<T> packed_block_args(const at::Tensor& x, at::Tens
   a.x = static_cast<const T*>(x.data_ptr());
   a.y = static_cast<T*>(out.data_ptr());
   a.batch = int(cu.size(0) - 1);
-  a.protect = int(protect);
+  a.protect = int_arg(protect, "block_forward_varlen", "protect");
   a.seed = std::uint64_t(seed);
   a.cu_seqlens = cu.data_ptr<int>();
   a.kept_cu_seqlens = kcu.data_ptr<int>();

@@ -72,7 +72,7 @@ at::Tensor select_top(const at::Tensor& scores, int64_t keep, int64_t protect) {
   auto idx = at::empty({s.size(0), keep}, s.options().dtype(at::kInt));
   refusing([&] {
     rs::select_top(host(), s.data_ptr<float>(), idx.data_ptr<int>(), int(s.size(0)), int(s.size(1)), int(keep),
-                   int(protect));
+                   int_arg(protect, op, "protect"));
     return 0;
   });
   return idx.to(at::kLong);
@@ -113,7 +113,7 @@ at::Tensor select_top_varlen(const at::Tensor& scores, const at::Tensor& cu_seql
   refusing([&] {
     rs::select_top_varlen(host(), s.data_ptr<float>(), cu.data_ptr<int>(), kcu.data_ptr<int>(), idx.data_ptr<int>(),
                           batch, rs::max_seqlen(cu.data_ptr<int>(), batch), rs::max_seqlen(kcu.data_ptr<int>(), batch),
-                          int(protect));
+                          int_arg(protect, op, "protect"));
     return 0;
   });
   return idx.to(at::kLong);
@@ -213,7 +213,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> block_forward(
   require_cpu(x, op, "x");
   require_dim(x, op, "x", 3);
   require_floating(x, op, "x");
-  require_keep(keep, op);
+  require_keep(keep, x.size(1), op);
   if (sizes && sizes->defined()) check_sizes(*sizes, x, op);
   const int64_t B = x.size(0), N = x.size(1), C = x.size(2);
   const auto xf = f32(x, "x");
@@ -269,8 +269,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> block_forward_varlen(
   const auto [cu, kcu] = cu_pair(cu_seqlens, kept_cu_seqlens, op);
   const int batch = int(cu.size(0) - 1);
   const int64_t total = x.size(0), C = x.size(1);
-  TORCH_CHECK_VALUE(cu[batch].item<int64_t>() == total, "repshift::block_forward_varlen: cu_seqlens[batch] = ",
-                    cu[batch].item<int64_t>(), " must equal x's ", total, " rows");
+  check_layouts(op, cu, kcu, total, int_arg(protect, op, "protect"));
   const auto xf = f32(x, "x");
   const BlockTensors w = float_block(norm1_w, norm1_b, qkv_w, qkv_b, proj_w, proj_b, norm2_w, norm2_b, fc1_w, fc1_b,
                                      fc2_w, fc2_b);

@@ -33,6 +33,15 @@ using namespace repshift_ops;
 
 rs::Cuda current_stream() { return rs::Cuda{at::cuda::getCurrentCUDAStream().stream()}; }
 
+// The tensor that says where the op runs is on a CUDA device. Torch picks
+// these kernels when any argument is on CUDA (a device cu_seqlens, say);
+// the device guard would fail on a CPU tensor with a message naming no
+// argument.
+void require_cuda(const at::Tensor& t, const char* op, const char* name) {
+  TORCH_CHECK_VALUE(t.is_cuda(), "repshift::", op, ": ", name, " is on ", t.device(),
+                    " while another argument is on CUDA: put the tensors on one device");
+}
+
 // f(ptr) with the device storage type of a float32 / float16 / bfloat16 tensor.
 template <class F>
 decltype(auto) with_device_storage(const at::Tensor& t, const char* op, F&& f) {
@@ -66,6 +75,7 @@ struct CheckedStream {
 
 at::Tensor shift_score(const at::Tensor& before, const at::Tensor& after, c10::string_view metric) {
   constexpr const char* op = "shift_score";
+  require_cuda(before, op, "before");
   check_score_inputs(before, after);
   require_device(after, before.device(), op, "after");
   const c10::cuda::CUDAGuard guard(before.device());
@@ -75,13 +85,15 @@ at::Tensor shift_score(const at::Tensor& before, const at::Tensor& after, c10::s
 }
 
 at::Tensor select_top(const at::Tensor& scores, int64_t keep, int64_t protect) {
+  constexpr const char* op = "select_top";
+  require_cuda(scores, op, "scores");
   check_select_inputs(scores, keep);
   const c10::cuda::CUDAGuard guard(scores.device());
   const auto s = scores.to(at::kFloat).contiguous();
   auto idx = at::empty({s.size(0), keep}, s.options().dtype(at::kInt));
   refusing([&] {
     rs::select_top(current_stream(), s.data_ptr<float>(), idx.data_ptr<int>(), int(s.size(0)), int(s.size(1)),
-                   int(keep), int(protect));
+                   int(keep), int_arg(protect, op, "protect"));
     return 0;
   });
   return idx.to(at::kLong);
@@ -89,6 +101,7 @@ at::Tensor select_top(const at::Tensor& scores, int64_t keep, int64_t protect) {
 
 at::Tensor gather_tokens(const at::Tensor& x, const at::Tensor& idx) {
   constexpr const char* op = "gather_tokens";
+  require_cuda(x, op, "x");
   check_gather_inputs(x, idx);
   require_device(idx, x.device(), op, "idx");
   const c10::cuda::CUDAGuard guard(x.device());
@@ -113,6 +126,7 @@ at::Tensor gather_tokens(const at::Tensor& x, const at::Tensor& idx) {
 at::Tensor select_top_varlen(const at::Tensor& scores, const at::Tensor& cu_seqlens, const at::Tensor& kept_cu_seqlens,
                              int64_t protect) {
   constexpr const char* op = "select_top_varlen";
+  require_cuda(scores, op, "scores");
   const c10::cuda::CUDAGuard guard(scores.device());
   const auto [cu, kcu] = cu_pair(cu_seqlens, kept_cu_seqlens, op);
   check_select_varlen(scores, cu, kcu, protect);
@@ -123,7 +137,7 @@ at::Tensor select_top_varlen(const at::Tensor& scores, const at::Tensor& cu_seql
   refusing([&] {
     rs::select_top_varlen(current_stream(), s.data_ptr<float>(), dcu.data_ptr<int>(), dkcu.data_ptr<int>(),
                           idx.data_ptr<int>(), batch, rs::max_seqlen(cu.data_ptr<int>(), batch),
-                          rs::max_seqlen(kcu.data_ptr<int>(), batch), int(protect));
+                          rs::max_seqlen(kcu.data_ptr<int>(), batch), int_arg(protect, op, "protect"));
     return 0;
   });
   return idx.to(at::kLong);
@@ -132,6 +146,7 @@ at::Tensor select_top_varlen(const at::Tensor& scores, const at::Tensor& cu_seql
 at::Tensor gather_tokens_varlen(const at::Tensor& x, const at::Tensor& cu_seqlens, const at::Tensor& idx,
                                 const at::Tensor& kept_cu_seqlens) {
   constexpr const char* op = "gather_tokens_varlen";
+  require_cuda(x, op, "x");
   require_device(idx, x.device(), op, "idx");
   const c10::cuda::CUDAGuard guard(x.device());
   const auto [cu, kcu] = cu_pair(cu_seqlens, kept_cu_seqlens, op);
@@ -178,8 +193,9 @@ BlockOutputs block_forward(const at::Tensor& x, const at::Tensor& norm1_w, const
                            c10::string_view importance, c10::string_view compress, int64_t keep, int64_t protect,
                            bool post_norm, int64_t seed, const c10::optional<at::Tensor>& sizes) {
   constexpr const char* op = "block_forward";
+  require_cuda(x, op, "x");
   require_dim(x, op, "x", 3);
-  require_keep(keep, op);
+  require_keep(keep, x.size(1), op);
   const c10::cuda::CUDAGuard guard(x.device());
   const auto xc = x.contiguous();
   const BlockTensors w = block_tensors(x.options(), norm1_w, norm1_b, qkv_w, qkv_b, proj_w, proj_b, norm2_w, norm2_b,
@@ -208,16 +224,11 @@ BlockOutputs block_forward_varlen(const at::Tensor& x, const at::Tensor& cu_seql
                                   c10::string_view importance, c10::string_view compress, int64_t protect,
                                   bool post_norm, int64_t seed) {
   constexpr const char* op = "block_forward_varlen";
+  require_cuda(x, op, "x");
   require_dim(x, op, "x", 2);
   const c10::cuda::CUDAGuard guard(x.device());
   const auto [cu, kcu] = cu_pair(cu_seqlens, kept_cu_seqlens, op);
-  const int batch = int(cu.size(0) - 1);
-  TORCH_CHECK_VALUE(last(cu) == x.size(0), "repshift::block_forward_varlen: cu_seqlens[batch] = ", last(cu),
-                    " must equal x's ", x.size(0), " rows");
-  refusing([&] {
-    rs::detail::check_kept_seqlens(op, cu.data_ptr<int>(), kcu.data_ptr<int>(), batch, protect);
-    return 0;
-  });
+  check_layouts(op, cu, kcu, x.size(0), int_arg(protect, op, "protect"));
   const auto xc = x.contiguous();
   const BlockTensors w = block_tensors(x.options(), norm1_w, norm1_b, qkv_w, qkv_b, proj_w, proj_b, norm2_w, norm2_b,
                                        fc1_w, fc1_b, fc2_w, fc2_b);
