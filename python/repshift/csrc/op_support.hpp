@@ -185,8 +185,6 @@ inline at::Tensor all_kept_indices(const at::Tensor& cu) {
   return (at::arange(last(cu), starts.options()) - at::repeat_interleave(starts, lengths)).to(at::kInt);
 }
 
-// select_top_varlen's checks on the host copies: the layout of both
-// arrays, scores' length, and every sample's keep count.
 // Both layouts (host int32) before anything is sized by them: cu_seqlens
 // over `total` rows, and every sample's kept count within its length (at
 // least min(protect, n), and one).
@@ -199,6 +197,8 @@ inline void check_layouts(const char* op, const at::Tensor& cu, const at::Tensor
   });
 }
 
+// select_top_varlen's checks on the host copies: scores, the layout of
+// both arrays over scores' length, and every sample's keep count.
 inline void check_select_varlen(const at::Tensor& scores, const at::Tensor& cu, const at::Tensor& kcu, int64_t protect) {
   require_dim(scores, "select_top_varlen", "scores", 1);
   require_score_type(scores, "select_top_varlen", "scores");
