@@ -1,7 +1,7 @@
 // CUDA primitives, timed with CUDA events: the score kernel's bytes/s next
 // to a device-to-device copy of the same bytes (the bandwidth ceiling a
 // kernel that reads two arrays once can reach), plus select and gather, at
-// DeiT-S shapes, batch 64 and 256, f32/f16/bf16. Without a GPU every case
+// DeiT-S shapes, batch 64 and 256, f32/f16/bf16, and select at video lengths. Without a GPU every case
 // reports "no CUDA device" and the program exits 0.
 //   bench_cuda_primitives --benchmark_repetitions=10 --benchmark_enable_random_interleaving=true
 
@@ -63,6 +63,16 @@ void BM_CudaSelectTop(benchmark::State& state) {
   state.SetLabel(fmt::format("b{}", batch));
 }
 
+// Video lengths: one CTA sorts up to 4096 tokens, radix-selects past that
+// (cuda/select_top.cuh); keep 80%, as the video schedules' first layers.
+void BM_CudaSelectTopLong(benchmark::State& state) {
+  if (!have_device()) return state.SkipWithError("no CUDA device");
+  const int batch = int(state.range(0)), tokens = int(state.range(1)), keep = rs::policies::keep_count(tokens, 0.8, 0);
+  DeviceBytes scores(std::size_t(batch) * tokens * 4), idx(std::size_t(batch) * keep * 4);
+  time_with_events(state, [&] { rs::select_top(rs::Cuda{}, scores.as<float>(), idx.as<int>(), batch, tokens, keep, 0); });
+  state.SetLabel(fmt::format("b{}/n{}", batch, tokens));
+}
+
 template <class T>
 void BM_CudaGather(benchmark::State& state) {
   if (!have_device()) return state.SkipWithError("no CUDA device");
@@ -88,6 +98,10 @@ BENCHMARK(BM_CudaCopy<__half>)->Apply(batches);
 BENCHMARK(BM_CudaShiftScore<rs::policies::L2, __half>)->Apply(batches);
 BENCHMARK(BM_CudaShiftScore<rs::policies::L2, __nv_bfloat16>)->Apply(batches);
 BENCHMARK(BM_CudaSelectTop)->Apply(batches);
+BENCHMARK(BM_CudaSelectTopLong)
+    ->ArgsProduct({{1, 8}, {2352, 4096, 8192, 16384}})
+    ->UseManualTime()
+    ->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_CudaGather<float>)->Apply(batches);
 BENCHMARK(BM_CudaGather<__half>)->Apply(batches);
 

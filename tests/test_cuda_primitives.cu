@@ -10,6 +10,7 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstring>
@@ -110,6 +111,9 @@ TEST(CudaShiftScore, StridedViewTakesTheScalarPath) {
   for (std::size_t i = 0; i < got.size(); ++i) EXPECT_NEAR(got[i], want[i], 1e-5f);
 }
 
+// Up to 4096 tokens one CTA sorts its sample; past that it radix-selects
+// (cuda/select_top.cuh): both against the CPU, with ties (3 levels), NaN,
+// -0.0 and the protected prefix.
 TEST(CudaSelectTop, BitIdenticalToHost) {
   const int batch = 4;
   struct Case {
@@ -119,22 +123,25 @@ TEST(CudaSelectTop, BitIdenticalToHost) {
   };
   std::vector<Case> cases;
   std::mt19937 gen(5);
-  for (int tokens : {1, 2, 197, 256, 257, 1025, 4096}) {
+  auto add = [&](int tokens, int keep, int protect, int levels) {
+    std::uniform_int_distribution<int> dist(0, levels - 1);
+    Case c{tokens, keep, protect, std::vector<float>(std::size_t(batch) * tokens),
+           std::vector<int>(std::size_t(batch) * keep)};
+    for (auto& s : c.scores) s = float(dist(gen)) * 0.25f;
+    if (tokens > 5) c.scores[3] = std::numeric_limits<float>::quiet_NaN(), c.scores[4] = -0.0f;
+    rs::select_top(rs::Host{}, c.scores.data(), c.want.data(), batch, tokens, keep, protect);
+    cases.push_back(std::move(c));
+  };
+  for (int tokens : {1, 2, 197, 256, 257, 1025, 4096, 4097, 9409, 16387}) {
     for (int protect : {0, 1}) {
       for (double ratio : {1.0, 0.7, 0.5, 0.01}) {
-        for (int levels : {3, 1 << 20}) {
-          const int keep = rs::policies::keep_count(tokens, ratio, protect);
-          std::uniform_int_distribution<int> dist(0, levels - 1);
-          Case c{tokens, keep, protect, std::vector<float>(std::size_t(batch) * tokens),
-                 std::vector<int>(std::size_t(batch) * keep)};
-          for (auto& s : c.scores) s = float(dist(gen)) * 0.25f;
-          if (tokens > 5) c.scores[3] = std::numeric_limits<float>::quiet_NaN(), c.scores[4] = -0.0f;
-          rs::select_top(rs::Host{}, c.scores.data(), c.want.data(), batch, tokens, keep, protect);
-          cases.push_back(std::move(c));
-        }
+        for (int levels : {3, 1 << 20}) add(tokens, rs::policies::keep_count(tokens, ratio, protect), protect, levels);
       }
     }
   }
+  // Long samples keeping only their protected prefix, and a wider prefix.
+  for (int protect : {1, 3}) add(5000, protect, protect, 3);
+  add(4500, 700, 3, 3);
 
   REQUIRE_DEVICE();
   for (const Case& c : cases) {
@@ -147,8 +154,8 @@ TEST(CudaSelectTop, BitIdenticalToHost) {
 
 // Packed (varlen) select and gather: the same indices and rows as the CPU
 // path, each sample with its own length and keep count (cu_seqlens on the device).
-TEST(CudaPacked, SelectAndGatherBitIdenticalToHost) {
-  const std::vector<int> lengths = {23, 5, 300, 1, 197};
+static void check_packed_select_and_gather(const std::vector<int>& lengths) {
+  SCOPED_TRACE(testing::Message() << "first sample of " << lengths[0] << " tokens");
   const int batch = int(lengths.size()), channels = 384;
   const auto cu = rs::cu_seqlens_of(lengths.data(), batch);
   const auto kept_cu = rs::kept_cu_seqlens(cu.data(), batch, [](int n) { return rs::policies::keep_after_drop(n, 0.3, 1); });
@@ -171,6 +178,12 @@ TEST(CudaPacked, SelectAndGatherBitIdenticalToHost) {
   rs::gather_tokens_varlen(rs::Cuda{}, dx.data(), dcu.data(), di.data(), dkcu.data(), dout.data(), batch, max_n, max_k,
                            channels);
   EXPECT_EQ(dout.to_host(), want);
+}
+
+TEST(CudaPacked, SelectAndGatherBitIdenticalToHost) {
+  for (const std::vector<int>& lengths : {std::vector<int>{23, 5, 300, 1, 197}, std::vector<int>{4500, 7, 5001}}) {
+    check_packed_select_and_gather(lengths);
+  }
 }
 
 // Packed counts live on the device, where only the kernel sees them: a
@@ -197,6 +210,69 @@ TEST(CudaPacked, SelectReportsCountsTheHostCannotSee) {
     const auto idx = di.to_host();
     for (std::size_t i = std::size_t(c.kept_cu[1]); i < idx.size(); ++i) EXPECT_EQ(idx[i], sentinel) << "slot " << i;
   }
+}
+
+// The same for gather: a sample whose device-side counts break the rules
+// (more kept rows than `keep` would lose rows, fewer output rows than kept
+// ones would write into the next sample's) writes nothing and is named.
+TEST(CudaPacked, GatherReportsCountsTheHostCannotSee) {
+  REQUIRE_DEVICE();
+  struct Case {
+    std::vector<int> cu, kept_cu, out_cu;
+    int tokens, keep;
+    const char* named;
+  };
+  const int batch = 2, channels = 8;
+  for (const Case& c : {Case{{0, 4, 9}, {0, 3, 10}, {}, 8, 7, "sample 1 has 5 tokens and keeps 7"},
+                        Case{{0, 4, 9}, {0, 3, 6}, {0, 3, 5}, 8, 7, "sample 1 2 rows for its 3 kept tokens"}}) {
+    auto dx = device_copy(ref::random_floats(std::size_t(c.cu.back()) * channels, 24));
+    auto dcu = device_copy(c.cu), dkcu = device_copy(c.kept_cu);
+    auto di = device_copy(std::vector<int>(std::size_t(c.kept_cu.back()), 0));
+    auto dout_cu = device_copy(c.out_cu.empty() ? c.kept_cu : c.out_cu);
+    const float sentinel = -7.0f;
+    auto dout = device_copy(std::vector<float>((std::size_t(c.kept_cu.back()) + 4) * channels, sentinel));
+    auto status = device_copy(std::vector<int>(4, 0));
+    const rs::Cuda exec{nullptr, status.data()};
+    rs::gather_tokens_varlen(exec, dx.data(), dcu.data(), di.data(), dkcu.data(), dout.data(), batch, c.tokens, c.keep,
+                             channels, c.out_cu.empty() ? nullptr : dout_cu.data());
+    expect_refused([&] { rs::cuda::throw_if_status(exec); }, {c.named});
+    const auto out = dout.to_host();
+    for (std::size_t i = std::size_t(c.kept_cu[1]) * channels; i < out.size(); ++i) {
+      EXPECT_EQ(out[i], sentinel) << "element " << i;
+    }
+  }
+}
+
+// Fuse weighs the dropped rows by their scores over the scores' sum, taken
+// in double on both executors: a float warp sum of {1e8, -1e8, 1} adds
+// lanes 0 + 2 first (1e8 + 1 rounds to 1e8), then lane 1, and gets 0, so
+// the weights would fall back to uniform (row 2 / 3). Rows 0 and 1 are
+// zero, so the fused row is row 2 times 1 exactly.
+TEST(CudaFuse, ScoresOfBothSignsWeighAsOnTheHost) {
+  const int tokens = 4, keep = 1, channels = 40;
+  const auto row2 = ref::random_floats(channels, 25);
+  std::vector<float> src(std::size_t(tokens) * channels, 0.0f);
+  std::copy(row2.begin(), row2.end(), src.begin() + 2 * channels);
+  std::fill(src.begin() + 3 * channels, src.end(), 5.0f);  // the kept row
+  const std::vector<float> scores = {1e8f, -1e8f, 1.0f, 0.5f};
+  const std::vector<int> keep_idx = {3};
+  auto params = [&](const float* x, const float* s, const int* idx, float* out) {
+    rs::FuseParams<float> p;
+    p.src = x, p.scores = s, p.keep_idx = idx, p.out = out;
+    p.batch = 1, p.tokens = tokens, p.keep = keep, p.channels = channels;
+    return p;
+  };
+  std::vector<float> host_out(std::size_t(keep + 1) * channels, -1.0f);
+  rs::Backend<rs::Host>::fuse_dropped(rs::Host{}, params(src.data(), scores.data(), keep_idx.data(), host_out.data()));
+  EXPECT_EQ(std::vector<float>(host_out.begin() + keep * channels, host_out.end()), row2);
+
+  REQUIRE_DEVICE();
+  auto dsrc = device_copy(src), dscores = device_copy(scores);
+  auto didx = device_copy(keep_idx);
+  auto dout = device_copy(std::vector<float>(host_out.size(), -1.0f));
+  rs::Backend<rs::Cuda>::fuse_dropped(rs::Cuda{}, params(dsrc.data(), dscores.data(), didx.data(), dout.data()));
+  const auto got = dout.to_host();
+  EXPECT_EQ(std::vector<float>(got.begin() + keep * channels, got.end()), row2);
 }
 
 // Packed scores: every row scored as on the CPU, whatever sample it is in.
@@ -309,13 +385,6 @@ TEST(CudaErrors, DeviceBoundRefusesWhenAnotherDeviceIsCurrent) {
   expect_refused([&] { elsewhere.require_on_device("elsewhere", "workspace", bytes.data()); },
                  {"workspace is memory of device"});
   EXPECT_NO_THROW(rs::cuda::Blas(bytes.data(), bytes.size() * sizeof(float)));
-}
-
-TEST(CudaSelectTop, RefusesMoreTokensThanOneTile) {
-  REQUIRE_DEVICE();
-  rs::cuda::DeviceBuffer<float> ds(5000);
-  rs::cuda::DeviceBuffer<int> di(10);
-  EXPECT_THROW(rs::select_top(rs::Cuda{}, ds.data(), di.data(), 1, 5000, 10), rs::InvalidArgument);
 }
 
 TEST(CudaGatherTokens, BitIdenticalToHostAndReportsBadIndices) {

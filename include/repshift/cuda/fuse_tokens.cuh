@@ -18,16 +18,16 @@
 namespace repshift {
 namespace cuda_detail {
 
-// Dynamic shared memory: one byte per token, next to kFuseStaticFloats of
-// block_reduce scratch.
-constexpr int kFuseStaticFloats = 32;
+// Dynamic shared memory: one byte per token, next to the static
+// block_reduce scratch (32 doubles).
+constexpr int kFuseStaticBytes = 32 * int(sizeof(double));
 constexpr int kFuseThreads = 256;
 
 template <class T>
 __global__ void __launch_bounds__(kFuseThreads)
     fuse_dropped_kernel(FuseParams<T> p, int* status) {
   unsigned char* kept = dynamic_smem();
-  __shared__ float scratch[kFuseStaticFloats];
+  __shared__ double scratch[kFuseStaticBytes / sizeof(double)];
   const std::int64_t b = blockIdx.x;
   const std::int64_t n = seq_length(p.cu_seqlens, b, p.tokens), k_b = seq_length(p.kept_cu_seqlens, b, p.keep);
   if (!sample_fits(b, n, k_b, p.tokens, p.keep, 0, status)) return;  // uniform for the CTA
@@ -43,16 +43,18 @@ __global__ void __launch_bounds__(kFuseThreads)
   }
   __syncthreads();
   const float* s = p.scores + in;
-  float local = 0.0f;
-  for (std::int64_t t = threadIdx.x; t < n; t += blockDim.x) local += kept[t] ? 0.0f : s[t];
-  const float total = block_reduce<false>(local, scratch);
+  // In double, as the CPU sums: with scores of both signs a float total
+  // can cancel to 0 (uniform weights) where the CPU's does not.
+  double local = 0.0;
+  for (std::int64_t t = threadIdx.x; t < n; t += blockDim.x) local += kept[t] ? 0.0 : double(s[t]);
+  const double total = block_reduce<false>(local, scratch);
   const float uniform = 1.0f / float(n - k_b);
   T* fused = p.out + (seq_begin(p.out_cu_seqlens, b, p.keep + 1) + k_b) * p.channels;
   for (std::int64_t c = threadIdx.x; c < p.channels; c += blockDim.x) {
     float acc = 0.0f;
     for (std::int64_t t = 0; t < n; ++t) {
       if (kept[t]) continue;
-      const float w = total > 0.0f ? s[t] / total : uniform;
+      const float w = total > 0.0 ? float(s[t] / total) : uniform;
       acc += w * to_float(p.src[(in + t) * p.channels + c]);
     }
     fused[c] = from_float<T>(acc);
@@ -63,7 +65,7 @@ template <class T>
 void fuse_dropped(const Cuda& exec, const FuseParams<T>& p) {
   detail::require_at_most("fuse_dropped", "batch", p.batch, "2^31 - 1 (CUDA grid x)", 0x7fffffff);
   // The default 48 KiB per block holds the static scratch and the flags.
-  constexpr std::int64_t kMaxTokens = 48 * 1024 - kFuseStaticFloats * std::int64_t(sizeof(float));
+  constexpr std::int64_t kMaxTokens = 48 * 1024 - kFuseStaticBytes;
   detail::require_at_most("fuse_dropped", "tokens", p.tokens, "48 KiB less the static reduce scratch", kMaxTokens);
   fuse_dropped_kernel<T><<<unsigned(p.batch), kFuseThreads, std::size_t(p.tokens), exec.stream>>>(p, exec.status);
   check_launch("fuse_dropped_kernel");

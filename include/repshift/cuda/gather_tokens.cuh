@@ -25,7 +25,23 @@ __global__ void __launch_bounds__(cuda_detail::ScoreTiling::kThreads)
   // Rows enumerate (sample, kept slot) up to the longest keep; a packed
   // sample keeping fewer has nothing past its own count.
   const std::int64_t b = row / p.keep, k = row % p.keep;
-  if (k >= p.keep_of(b, p.keep)) return;
+  const std::int64_t kept = p.keep_of(b, p.keep);
+  if (p.cu_seqlens) {
+    // The counts live in device memory: held to the rules the CPU checks
+    // on the host (a sample keeping more than `keep` would lose rows, one
+    // with too few output rows would write into the next sample's).
+    const std::int64_t n = p.tokens_of(b, p.tokens);
+    const std::int64_t out_rows = p.out_cu_seqlens ? seq_length(p.out_cu_seqlens, b, 0) : kept;
+    const bool counts_ok = packed_counts_ok(n, kept, p.tokens, p.keep, 0);
+    if (!counts_ok || out_rows < kept) {
+      if (k == 0 && lane == 0) {
+        if (!counts_ok) record_status(status, kStatusPackedCounts, int(b), int(n), int(kept));
+        else record_status(status, kStatusOutRows, int(b), int(out_rows), int(kept));
+      }
+      return;
+    }
+  }
+  if (k >= kept) return;
   const int n = p.keep_idx[p.keep_offset(b, p.keep_batch_stride, p.keep_token_stride) + k * p.keep_token_stride];
   T* dst = p.out + (p.out_cu_seqlens ? std::int64_t(p.out_cu_seqlens[b]) * p.out_token_stride
                                      : p.keep_offset(b, p.out_batch_stride, p.out_token_stride)) +

@@ -65,10 +65,10 @@ __global__ void __launch_bounds__(kMergeThreads) merge_tokens_kernel(BasicMergeP
 
   // 1. inverse key norms; every token starts as its own target
   for (std::int64_t t = warp; t < n; t += kMergeWarps) {
-    float sq = 0.0f;
-    for (std::int64_t i = lane; i < ck; i += cuda_detail::kWarp) sq += key(t, i) * key(t, i);
+    double sq = 0.0;  // in double, as the CPU sums and rounds it
+    for (std::int64_t i = lane; i < ck; i += cuda_detail::kWarp) sq += double(key(t, i)) * key(t, i);
     sq = warp_sum(sq);
-    if (lane == 0) inv_norm[t] = sq > 0.0f ? rsqrtf(sq) : 0.0f;
+    if (lane == 0) inv_norm[t] = sq > 0.0 ? float(1.0 / sqrt(sq)) : 0.0f;
   }
   for (std::int64_t t = threadIdx.x; t < n; t += kMergeThreads) {
     target[t] = int(t);
@@ -87,9 +87,13 @@ __global__ void __launch_bounds__(kMergeThreads) merge_tokens_kernel(BasicMergeP
     std::int64_t best = protect + 1;
     float best_sim = -INFINITY;
     for (std::int64_t bt = protect + 1; bt < n; bt += 2) {
+      // Unit vectors rounded to float before the product, as the CPU
+      // forms them: only the summation order differs.
       float dot = 0.0f;
-      for (std::int64_t i = lane; i < ck; i += cuda_detail::kWarp) dot += key(a, i) * key(bt, i);
-      const float sim = warp_sum(dot) * inv_norm[a] * inv_norm[bt];
+      for (std::int64_t i = lane; i < ck; i += cuda_detail::kWarp) {
+        dot += (key(a, i) * inv_norm[a]) * (key(bt, i) * inv_norm[bt]);
+      }
+      const float sim = warp_sum(dot);
       if (sim > best_sim) best_sim = sim, best = bt;  // every lane holds the same sums
     }
     if (lane == 0) target[a] = int(best);

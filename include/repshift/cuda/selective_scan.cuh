@@ -68,7 +68,10 @@ __global__ void __launch_bounds__(kScanThreads) selective_scan_kernel(SelectiveS
 #pragma unroll
       for (int n = 0; n < Slots; ++n) {
         if (Exact || n < S) {
-          h[n] = __expf(delta * A[n]) * h[n] + du * bc[r][n];
+          // expf, not __expf: the approximate one's error grows with
+          // |delta A| and compounds along the sequence, and Vim's kept
+          // tokens are ranked by these outputs (the CPU's exp is ~1 ulp).
+          h[n] = expf(delta * A[n]) * h[n] + du * bc[r][n];
           y += h[n] * bc[r][S + n];
         }
       }

@@ -32,6 +32,7 @@ enum StatusCode : int {
   kStatusSampleLength = 6,   // attention: sample, its tokens, `tokens`
   kStatusPackedCounts = 7,   // select / merge / fuse: sample, its tokens, its keep count
   kStatusMergeReach = 8,     // merge: sample, its tokens, its keep count
+  kStatusOutRows = 9,        // gather: sample, its output rows, its keep count
 };
 
 // The first caller wins; later ones leave the record alone.
@@ -47,12 +48,17 @@ __device__ inline void record_status(int* status, StatusCode code, int a, int b 
 // kept_cu_seqlens, held to the rules the CPU checks on the host
 // (PackedRows::check_host): sample b has n <= tokens tokens and keeps k
 // (kept_count_ok) with k <= keep; `tokens` and `keep` are the longest
-// sample's, which size the kernel's shared memory and its output. False
-// (and recorded) when they break them: the caller's CTA then skips the
-// sample. Padded batches were checked on the host.
+// sample's, which size the kernel's shared memory and its output.
+// Padded batches were checked on the host.
+__device__ inline bool packed_counts_ok(std::int64_t n, std::int64_t k, std::int64_t tokens, std::int64_t keep,
+                                        std::int64_t protect) {
+  return n >= 0 && n <= tokens && k <= keep && kept_count_ok(n, k, protect);
+}
+// packed_counts_ok, recorded when false: the caller's CTA then skips the
+// sample.
 __device__ inline bool sample_fits(std::int64_t b, std::int64_t n, std::int64_t k, std::int64_t tokens,
                                    std::int64_t keep, std::int64_t protect, int* status) {
-  if (n >= 0 && n <= tokens && k <= keep && kept_count_ok(n, k, protect)) return true;
+  if (packed_counts_ok(n, k, tokens, keep, protect)) return true;
   if (threadIdx.x == 0) record_status(status, kStatusPackedCounts, int(b), int(n), int(k));
   return false;
 }
@@ -90,7 +96,7 @@ inline void throw_if_status(const Cuda& exec) {
       detail::fail("attention", "cu_seqlens: sample {} has {} tokens, more than tokens = {} (the longest sample)",
                    host[1], host[2], host[3]);
     case kStatusPackedCounts:
-      detail::fail("select_top / merge_tokens / fuse",
+      detail::fail("select_top / merge_tokens / fuse / gather_tokens",
                    "cu_seqlens / kept_cu_seqlens: sample {} has {} tokens and keeps {}: a sample has at most `tokens` "
                    "and keeps at most `keep` (the longest sample's), and keeps [max(1, min(protect, its tokens)), "
                    "its tokens]",
@@ -100,6 +106,9 @@ inline void throw_if_status(const Cuda& exec) {
                    "kept_cu_seqlens: sample {} of {} tokens keeps {}, fewer than one merge can leave (it removes "
                    "at most half of the unprotected tokens)",
                    host[1], host[2], host[3]);
+    case kStatusOutRows:
+      detail::fail("gather_tokens", "out_cu_seqlens gives sample {} {} rows for its {} kept tokens", host[1], host[2],
+                   host[3]);
     default:
       detail::fail("throw_if_status", "status[0] = {} is no code a kernel writes (was the array zeroed?)", host[0]);
   }

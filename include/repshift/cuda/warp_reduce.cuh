@@ -2,7 +2,8 @@
 // Warp and block reductions, the result in every lane / thread.
 // warp_combine<Metric>: all 32 lanes' Accums combined through the butterfly
 // in cuda/tiling.hpp (tested on the host); an Accum made only of floats is
-// shuffled field by field. warp_sum / warp_max / block_reduce: one float.
+// shuffled field by field. warp_sum / block_reduce: one float or double;
+// warp_max: one float.
 // warp_row_index: the row a warp of a ScoreTiling block takes.
 
 #include <cmath>
@@ -38,7 +39,9 @@ __device__ __forceinline__ typename Metric::Accum warp_combine(typename Metric::
   return cuda_detail::butterfly_combine<Metric>(acc, shuffle);
 }
 
-__device__ __forceinline__ float warp_sum(float v) {
+// float, or double where a sum must round as the CPU's double one does.
+template <class T>
+__device__ __forceinline__ T warp_sum(T v) {
   for (int offset = cuda_detail::kWarp / 2; offset > 0; offset /= 2) v += __shfl_xor_sync(0xffffffffu, v, offset);
   return v;
 }
@@ -48,18 +51,22 @@ __device__ __forceinline__ float warp_max(float v) {
   return v;
 }
 
-// Block-wide reduction of one float per thread (blockDim.x a multiple of
-// 32, at most 1024); every thread gets the result.
-template <bool Max>
-__device__ float block_reduce(float v, float* scratch /* [32] */) {
+// Block-wide reduction of one value per thread (blockDim.x a multiple of
+// 32, at most 1024); every thread gets the result. Max: float only.
+template <bool Max, class T>
+__device__ T block_reduce(T v, T* scratch /* [32] */) {
+  static_assert(!Max || std::is_same_v<T, float>, "block_reduce: the max is of floats");
   const int warp = threadIdx.x / cuda_detail::kWarp, lane = threadIdx.x % cuda_detail::kWarp;
-  v = Max ? warp_max(v) : warp_sum(v);
+  auto reduce = [](T x) {
+    if constexpr (Max) return warp_max(x);
+    else return warp_sum(x);
+  };
+  v = reduce(v);
   __syncthreads();  // scratch may still be read by a previous reduction
   if (lane == 0) scratch[warp] = v;
   __syncthreads();
   const int warps = int(blockDim.x) / cuda_detail::kWarp;
-  float r = lane < warps ? scratch[lane] : (Max ? -INFINITY : 0.0f);
-  return Max ? warp_max(r) : warp_sum(r);
+  return reduce(lane < warps ? scratch[lane] : (Max ? T(-INFINITY) : T(0)));
 }
 
 }  // namespace cuda_detail
