@@ -22,7 +22,7 @@ def rate(binary, args, env):
 
 
 def main():
-    if len(sys.argv) < 4:
+    if len(sys.argv) < 4 or sys.argv[1].startswith("-"):
         sys.exit(__doc__)
     out_path, rounds = sys.argv[1], int(sys.argv[2])
     cases = [c.split("|") for c in sys.argv[3:]]

@@ -139,7 +139,7 @@ def rate(torch, forward, inputs, seconds):
 
 
 def main():
-    if len(sys.argv) < 2:
+    if len(sys.argv) < 2 or sys.argv[1].startswith("-"):  # the binary first; --help too
         sys.exit(__doc__)
     peer_venv.ensure("torch", "timm", "transformers", "torchvision")
     avx2 = "--avx2" in sys.argv
