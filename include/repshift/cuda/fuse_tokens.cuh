@@ -19,15 +19,15 @@ namespace repshift {
 namespace cuda_detail {
 
 // Dynamic shared memory: one byte per token, next to the static
-// block_reduce scratch (32 doubles).
-constexpr int kFuseStaticBytes = 32 * int(sizeof(double));
+// block_reduce scratch (one double per warp).
+constexpr int kFuseScratch = 32;
 constexpr int kFuseThreads = 256;
 
 template <class T>
 __global__ void __launch_bounds__(kFuseThreads)
     fuse_dropped_kernel(FuseParams<T> p, int* status) {
   unsigned char* kept = dynamic_smem();
-  __shared__ double scratch[kFuseStaticBytes / sizeof(double)];
+  __shared__ double scratch[kFuseScratch];
   const std::int64_t b = blockIdx.x;
   const std::int64_t n = seq_length(p.cu_seqlens, b, p.tokens), k_b = seq_length(p.kept_cu_seqlens, b, p.keep);
   if (!sample_fits(b, n, k_b, p.tokens, p.keep, 0, status)) return;  // uniform for the CTA
@@ -65,7 +65,7 @@ template <class T>
 void fuse_dropped(const Cuda& exec, const FuseParams<T>& p) {
   detail::require_at_most("fuse_dropped", "batch", p.batch, "2^31 - 1 (CUDA grid x)", 0x7fffffff);
   // The default 48 KiB per block holds the static scratch and the flags.
-  constexpr std::int64_t kMaxTokens = 48 * 1024 - kFuseStaticBytes;
+  constexpr std::int64_t kMaxTokens = 48 * 1024 - kFuseScratch * std::int64_t(sizeof(double));
   detail::require_at_most("fuse_dropped", "tokens", p.tokens, "48 KiB less the static reduce scratch", kMaxTokens);
   fuse_dropped_kernel<T><<<unsigned(p.batch), kFuseThreads, std::size_t(p.tokens), exec.stream>>>(p, exec.status);
   check_launch("fuse_dropped_kernel");

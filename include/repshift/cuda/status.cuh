@@ -30,7 +30,7 @@ enum StatusCode : int {
   kStatusKeptToken = 4,      // SsmScan: sample, kept token
   kStatusTokenId = 5,        // embed_tokens: position, id
   kStatusSampleLength = 6,   // attention: sample, its tokens, `tokens`
-  kStatusPackedCounts = 7,   // select / merge / fuse: sample, its tokens, its keep count
+  kStatusPackedCounts = 7,   // select / gather / merge / fuse: sample, its tokens, its keep count
   kStatusMergeReach = 8,     // merge: sample, its tokens, its keep count
   kStatusOutRows = 9,        // gather: sample, its output rows, its keep count
 };

@@ -48,11 +48,12 @@ inline void require_dim(const at::Tensor& t, const char* op, const char* name, i
   }
 }
 
+inline bool fits_int(int64_t v) { return v >= std::numeric_limits<int>::min() && v <= kIntMax; }
+
 // An int64 argument the library takes as int (protect): refused outside
 // int's range rather than wrapped into another value.
 inline int int_arg(int64_t v, const char* op, const char* name) {
-  TORCH_CHECK_VALUE(v >= std::numeric_limits<int>::min() && v <= kIntMax, "repshift::", op, ": ", name, " = ", v,
-                    " is outside int's range");
+  TORCH_CHECK_VALUE(fits_int(v), "repshift::", op, ": ", name, " = ", v, " is outside int's range");
   return int(v);
 }
 
@@ -102,8 +103,7 @@ inline at::Tensor int32_indices(const at::Tensor& idx, const char* op, const cha
     if (!idx.device().is_cpu()) return idx.clamp(-1, kIntMax).to(at::kInt).contiguous();
     const auto [lo, hi] = at::aminmax(idx);
     for (const int64_t v : {lo.item<int64_t>(), hi.item<int64_t>()}) {
-      TORCH_CHECK_VALUE(v >= std::numeric_limits<int>::min() && v <= kIntMax, "repshift::", op, ": ", name,
-                        " holds ", v, ", outside int32");
+      TORCH_CHECK_VALUE(fits_int(v), "repshift::", op, ": ", name, " holds ", v, ", outside int32");
     }
   }
   return idx.to(at::kInt).contiguous();
@@ -198,11 +198,15 @@ inline void check_layouts(const char* op, const at::Tensor& cu, const at::Tensor
 }
 
 // select_top_varlen's checks on the host copies: scores, the layout of
-// both arrays over scores' length, and every sample's keep count.
-inline void check_select_varlen(const at::Tensor& scores, const at::Tensor& cu, const at::Tensor& kcu, int64_t protect) {
-  require_dim(scores, "select_top_varlen", "scores", 1);
-  require_score_type(scores, "select_top_varlen", "scores");
-  check_layouts("select_top_varlen", cu, kcu, scores.size(0), int_arg(protect, "select_top_varlen", "protect"));
+// both arrays over scores' length, and every sample's keep count. Returns
+// protect as the int the library takes.
+inline int check_select_varlen(const at::Tensor& scores, const at::Tensor& cu, const at::Tensor& kcu, int64_t protect) {
+  constexpr const char* op = "select_top_varlen";
+  require_dim(scores, op, "scores", 1);
+  require_score_type(scores, op, "scores");
+  const int protect_int = int_arg(protect, op, "protect");
+  check_layouts(op, cu, kcu, scores.size(0), protect_int);
+  return protect_int;
 }
 
 inline void check_gather_varlen(const at::Tensor& x, const at::Tensor& idx, const at::Tensor& cu, const at::Tensor& kcu) {

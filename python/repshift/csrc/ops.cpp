@@ -106,14 +106,14 @@ at::Tensor select_top_varlen(const at::Tensor& scores, const at::Tensor& cu_seql
   require_cpu(cu_seqlens, op, "cu_seqlens");
   require_cpu(kept_cu_seqlens, op, "kept_cu_seqlens");
   const auto [cu, kcu] = cu_pair(cu_seqlens, kept_cu_seqlens, op);
-  check_select_varlen(scores, cu, kcu, protect);
+  const int protect_int = check_select_varlen(scores, cu, kcu, protect);
   const int batch = int(cu.size(0) - 1);
   const auto s = scores.to(at::kFloat).contiguous();
   auto idx = at::empty({last(kcu)}, s.options().dtype(at::kInt));
   refusing([&] {
     rs::select_top_varlen(host(), s.data_ptr<float>(), cu.data_ptr<int>(), kcu.data_ptr<int>(), idx.data_ptr<int>(),
                           batch, rs::max_seqlen(cu.data_ptr<int>(), batch), rs::max_seqlen(kcu.data_ptr<int>(), batch),
-                          int_arg(protect, op, "protect"));
+                          protect_int);
     return 0;
   });
   return idx.to(at::kLong);

@@ -129,7 +129,7 @@ at::Tensor select_top_varlen(const at::Tensor& scores, const at::Tensor& cu_seql
   require_cuda(scores, op, "scores");
   const c10::cuda::CUDAGuard guard(scores.device());
   const auto [cu, kcu] = cu_pair(cu_seqlens, kept_cu_seqlens, op);
-  check_select_varlen(scores, cu, kcu, protect);
+  const int protect_int = check_select_varlen(scores, cu, kcu, protect);
   const int batch = int(cu.size(0) - 1);
   const auto s = scores.to(at::kFloat).contiguous();
   const auto dcu = cu.to(scores.device()), dkcu = kcu.to(scores.device());
@@ -137,7 +137,7 @@ at::Tensor select_top_varlen(const at::Tensor& scores, const at::Tensor& cu_seql
   refusing([&] {
     rs::select_top_varlen(current_stream(), s.data_ptr<float>(), dcu.data_ptr<int>(), dkcu.data_ptr<int>(),
                           idx.data_ptr<int>(), batch, rs::max_seqlen(cu.data_ptr<int>(), batch),
-                          rs::max_seqlen(kcu.data_ptr<int>(), batch), int_arg(protect, op, "protect"));
+                          rs::max_seqlen(kcu.data_ptr<int>(), batch), protect_int);
     return 0;
   });
   return idx.to(at::kLong);
