@@ -109,6 +109,12 @@ TEST(PackedEntryPoints, SampleShorterThanProtectKeepsAllItsTokens) {
   rs::select_top_varlen(rs::Host{}, scores.data(), cu, kept, idx.data(), 2, 5, 4, protect);
   // Sample 0: both tokens. Sample 1: its protected 0..2 and the best other (local 2, score 0.8).
   EXPECT_EQ(idx, (std::vector<int>{0, 1, 0, 1, 2, 4}));
+  // Sample 0 alone is taken too: protect is held against each sample's own
+  // length, never the longest one's (here 2 < protect), or acceptance
+  // would depend on the batch.
+  std::vector<int> alone(2, -1);
+  rs::select_top_varlen(rs::Host{}, scores.data(), cu, kept, alone.data(), 1, 2, 2, protect);
+  EXPECT_EQ(alone, (std::vector<int>{0, 1}));
   const int keeps_one[3] = {0, 1, 5};
   expect_refused([&] { rs::select_top_varlen(rs::Host{}, scores.data(), cu, keeps_one, idx.data(), 2, 5, 4, protect); },
                  {"sample 0 keeps 1 of its 2 tokens", "protect = 3"});

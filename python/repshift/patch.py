@@ -10,22 +10,18 @@ A schedule is a list of (0-based layer, drop ratio r): a layer that receives
 N tokens keeps N - floor(r N) of them (the paper's rule), never a
 protected prefix token (CLS, and any register tokens).
 """
-import operator
 import types
 
 import torch
 
 from ._policies import EXTRA_TOKENS, TRACKS_SIZES
-from .schedule import keep_count, kept_cu_seqlens
+from .schedule import _integer, keep_count, kept_cu_seqlens
 
 def _ratios(schedule, depth):
     ratios = {}
     for layer, ratio in schedule:
         # 1.5 would pass the range test and match no block: nothing pruned, silently.
-        try:
-            layer = operator.index(layer)
-        except TypeError:
-            raise ValueError(f"schedule layer {layer!r} must be an integer, got {type(layer).__name__}") from None
+        layer = _integer(layer, "schedule layer")
         if not 0 <= layer < depth:
             raise ValueError(f"schedule layer {layer} is outside [0, depth = {depth})")
         if not 0.0 <= ratio <= 1.0:
@@ -44,25 +40,49 @@ def _check_names(site, metric, compress):
 # ---- timm -------------------------------------------------------------------
 
 def _check_timm_block(i, block):
+    """Exactly timm's pre-norm vision_transformer.Block with plain Attention and
+    Mlp, in the configuration the fused op computes; anything else is refused
+    by name (a look-alike such as ResPostBlock would run the wrong maths)."""
+    from timm.layers import Attention, Mlp
+    from timm.models.vision_transformer import Block
+
+    where = f"repshift.patch.timm: block {i}"
+    for what, obj, cls in (("block", block, Block), ("block.attn", getattr(block, "attn", None), Attention),
+                           ("block.mlp", getattr(block, "mlp", None), Mlp)):
+        if type(obj) is not cls:
+            raise ValueError(f"{where}: {what} is {type(obj).__module__}.{type(obj).__name__}, "
+                             f"not {cls.__module__}.{cls.__name__}, which the fused block computes")
     attn, mlp = block.attn, block.mlp
     plain = torch.nn.Identity
     problems = []
-    if not isinstance(block.norm1, torch.nn.LayerNorm) or not isinstance(block.norm2, torch.nn.LayerNorm):
-        problems.append("norm1 / norm2 must be LayerNorm")
+    norms = (block.norm1, block.norm2)
+    if not all(isinstance(n, torch.nn.LayerNorm) and n.weight is not None and n.bias is not None for n in norms):
+        problems.append("norm1 / norm2 must be LayerNorm with weight and bias")
+    elif block.norm1.eps != block.norm2.eps:
+        problems.append(f"norm1.eps = {block.norm1.eps} and norm2.eps = {block.norm2.eps} must be equal")
     for name in ("ls1", "ls2", "drop_path1", "drop_path2"):
-        if not isinstance(getattr(block, name, plain()), plain):
+        if not isinstance(getattr(block, name), plain):
             problems.append(f"{name} must be Identity (no LayerScale or drop path)")
     for name in ("q_norm", "k_norm", "norm"):
-        if not isinstance(getattr(attn, name, plain()), plain):
+        if not isinstance(getattr(attn, name), plain):
             problems.append(f"attn.{name} must be Identity")
-    if getattr(attn, "gate", None) is not None:
+    if attn.gate is not None:
         problems.append("gated attention is not supported")
-    if not hasattr(attn, "qkv") or not hasattr(mlp, "fc1") or not hasattr(mlp, "fc2"):
-        problems.append("needs attn.qkv, mlp.fc1 and mlp.fc2")
-    elif not isinstance(getattr(mlp, "act", None), torch.nn.GELU) or getattr(mlp.act, "approximate", "none") != "none":
+    dim = attn.qkv.in_features
+    if attn.num_heads * attn.head_dim != dim or attn.proj.out_features != dim:
+        problems.append(f"attention width {attn.num_heads} x {attn.head_dim} and output {attn.proj.out_features} "
+                        f"must equal the block's width {dim}")
+    elif attn.scale != attn.head_dim ** -0.5:
+        problems.append(f"attn.scale = {attn.scale} must be head_dim^-1/2 = {attn.head_dim ** -0.5}")
+    for name, linear in (("attn.proj", attn.proj), ("mlp.fc1", mlp.fc1), ("mlp.fc2", mlp.fc2)):
+        if linear.bias is None:
+            problems.append(f"{name} must have a bias")
+    if not isinstance(mlp.act, torch.nn.GELU) or mlp.act.approximate != "none":
         problems.append("mlp.act must be exact GELU")
+    if not isinstance(mlp.norm, plain):
+        problems.append("mlp.norm must be Identity")
     if problems:
-        raise ValueError(f"repshift.patch.timm: block {i} cannot run fused: " + "; ".join(problems))
+        raise ValueError(f"{where} cannot run fused: " + "; ".join(problems))
 
 
 def _timm_block_forward(self, x, attn_mask=None, is_causal=False):
@@ -71,6 +91,12 @@ def _timm_block_forward(self, x, attn_mask=None, is_causal=False):
     cfg = self._repshift
     info = cfg["info"]
     n = x.shape[1]
+    if cfg["layer"] == 0:  # a new forward, whichever method runs the blocks (forward, forward_features, ...)
+        info["source"].clear()  # cleared, not replaced: model._repshift_source is this list
+        info["positions"] = info["sizes"] = None
+    elif info["positions"] is not None and tuple(info["positions"].shape) != (x.shape[0], n):
+        raise ValueError(f"repshift.patch.timm: block {cfg['layer']} got {tuple(x.shape[:2])} tokens, but the blocks "
+                         f"before it left {tuple(info['positions'].shape)}: run the blocks in order from block 0")
     ratio = cfg["ratio"]
     keep = keep_count(n, ratio, cfg["protect"]) if ratio is not None else n
     attn, mlp = self.attn, self.mlp
@@ -97,30 +123,22 @@ def _timm_block_forward(self, x, attn_mask=None, is_causal=False):
 def timm(model, schedule, site="mlp", metric="l2", compress="prune"):
     """Patches a timm VisionTransformer / DeiT in place: every block runs
     through torch.ops.repshift.block_forward, pruning per `schedule`."""
-    if hasattr(model, "_repshift"):
-        unpatch(model)
+    # Everything is checked before a patched model is touched: a refused
+    # call leaves the model as it was, patched or not.
     _check_names(site, metric, compress)
     blocks = list(model.blocks)
     ratios = _ratios(schedule, len(blocks))
     protect = int(getattr(model, "num_prefix_tokens", 1))
     for i, block in enumerate(blocks):
         _check_timm_block(i, block)
+    unpatch(model)
     info = {"source": [], "positions": None, "sizes": None}
-    original_forward = model.forward
-
-    def forward(*args, **kwargs):
-        info["source"].clear()
-        info["positions"] = None
-        info["sizes"] = None
-        return original_forward(*args, **kwargs)
-
     for i, block in enumerate(blocks):
         block._repshift = {"layer": i, "ratio": ratios.get(i), "site": site, "metric": metric, "compress": compress,
                            "protect": protect, "info": info}
         block.forward = types.MethodType(_timm_block_forward, block)
     model._repshift = {"kind": "timm", "blocks": blocks}
     model._repshift_source = info["source"]
-    model.forward = forward
     return model
 
 
@@ -132,6 +150,23 @@ def _bert_layer_weights(layer):
     return (a.output.LayerNorm.weight, a.output.LayerNorm.bias, layer._repshift_qkv_w, layer._repshift_qkv_b,
             a.output.dense.weight, a.output.dense.bias, o.LayerNorm.weight, o.LayerNorm.bias,
             layer.intermediate.dense.weight, layer.intermediate.dense.bias, o.dense.weight, o.dense.bias)
+
+
+def _check_bert_config(config):
+    """The fused block is a bidirectional post-norm encoder layer with exact
+    (erf) GELU: another activation, a decoder or cross-attention is refused
+    by name rather than run as something else."""
+    problems = []
+    if config.hidden_act != "gelu":
+        problems.append(f"hidden_act = {config.hidden_act!r} (the fused block computes 'gelu', the exact erf form)")
+    for name in ("is_decoder", "add_cross_attention"):
+        if getattr(config, name, False):
+            problems.append(f"{name} = True (the fused block is a bidirectional encoder layer)")
+    position = getattr(config, "position_embedding_type", None)
+    if position not in (None, "absolute"):
+        problems.append(f"position_embedding_type = {position!r} (relative positions change the attention)")
+    if problems:
+        raise ValueError("repshift.patch.hf_bert: the model cannot run fused: " + "; ".join(problems))
 
 
 def _bert_forward(model, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
@@ -204,15 +239,15 @@ def hf_bert(model, schedule, site="mlp", metric="l2", compress="prune"):
     `model._repshift_source` lists, per pruning layer, (kept_cu_seqlens,
     original positions kept, packed). Patch after loading the weights: the
     fused q/k/v weights are built here."""
-    if hasattr(model, "_repshift"):
-        unpatch(model)
     _check_names(site, metric, compress)
+    _check_bert_config(model.config)
     if TRACKS_SIZES[compress]:
         offered = ", ".join(name for name, sizes in TRACKS_SIZES.items() if not sizes)
         raise ValueError(f"repshift.patch.hf_bert: compress = '{compress}' carries token sizes, which the packed "
                          f"sentences do not (offered: {offered})")
     layers = list(model.encoder.layer)
     ratios = _ratios(schedule, len(layers))
+    unpatch(model)
     for layer in layers:
         s = layer.attention.self
         with torch.no_grad():
@@ -243,6 +278,6 @@ def unpatch(model):
         for name in ("_repshift_source", "_repshift_attention_mask"):
             if hasattr(model, name):
                 delattr(model, name)
-    del model.forward
+        del model.forward
     del model._repshift
     return model

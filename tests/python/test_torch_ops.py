@@ -120,7 +120,9 @@ def test_block_forward_matches_a_plain_timm_block():
     assert sizes.numel() == 0
     # bfloat16 in, bfloat16 out (float32 inside)
     out16, idx16, _, _ = OPS.block_forward(x.bfloat16(), *block_params(blk), 4, 1e-6, "mlp", "l2", "prune", 41, 1)
-    assert out16.dtype == torch.bfloat16 and idx16.shape == (3, 41)
+    assert out16.dtype == torch.bfloat16 and torch.equal(idx16, torch.arange(41).expand(3, 41))
+    want16 = plain_block(blk, x.bfloat16().float(), 41)[0]
+    torch.testing.assert_close(out16.float(), want16, rtol=1e-2, atol=2e-2)  # bfloat16's 8 bits, rounded once
 
 
 @torch.no_grad()
@@ -138,6 +140,63 @@ def test_block_forward_follows_weights_updated_in_place():
     torch.testing.assert_close(fused(), plain_block(blk, x, 17)[0], rtol=1e-4, atol=1e-4)
     blk.attn.proj.weight.mul_(0.5)
     torch.testing.assert_close(fused(), plain_block(blk, x, 17)[0], rtol=1e-4, atol=1e-4)
+
+
+@torch.no_grad()
+def test_block_forward_repacks_weights_it_cannot_version():
+    """Inference tensors have no version counter, and a new tensor can land at a freed weight's address with the
+    same version: neither may reuse the packed copy of the weight that was there (oneDNN builds)."""
+    blk = timm.models.vision_transformer.Block(64, 4, qkv_bias=True).eval()
+    x = torch.randn(2, 17, 64)
+
+    def fused(params):
+        return OPS.block_forward(x, *params, 4, blk.norm1.eps, "mlp", "l2", "prune", 17, 1)[0]
+
+    def want(fc1_w):
+        ref = timm.models.vision_transformer.Block(64, 4, qkv_bias=True).eval()
+        ref.load_state_dict(blk.state_dict())
+        ref.mlp.fc1.weight.copy_(fc1_w)
+        return plain_block(ref, x, 17)[0]
+
+    with torch.inference_mode():
+        params = [p.clone() for p in block_params(blk)]
+        fused(params)
+        params[8][5:9].zero_()  # misses the sampled values; no version counter to bump
+        got = fused(params)
+    torch.testing.assert_close(got, want(params[8].clone()), rtol=1e-4, atol=1e-4)
+
+    params = list(block_params(blk))
+    for rows in (slice(5, 9), slice(20, 24), slice(40, 44)):
+        fc1 = blk.mlp.fc1.weight.clone()
+        fc1[rows] = 0.0  # version 1 each time, often at the address the last one freed
+        torch.testing.assert_close(fused(params[:8] + [fc1] + params[9:]), want(fc1), rtol=1e-4, atol=1e-4)
+        del fc1
+
+
+@torch.no_grad()
+def test_block_forward_fuses_and_merges_like_their_definitions():
+    """Fuse: the kept tokens, then one token, the score-weighted mean of the dropped ones (plain PyTorch).
+    Merge: every token lands in one survivor, so size-weighted sums and the total size are conserved."""
+    blk = timm.models.vision_transformer.Block(32, 2, qkv_bias=True).eval()
+    x = torch.randn(3, 21, 32)
+    y, _, scores = plain_block(blk, x, 21)
+    out, idx, got_scores, _ = OPS.block_forward(x, *block_params(blk), 2, blk.norm1.eps, "mlp", "l2", "fuse", 15, 1)
+    want_idx = ref_select(scores, 15, 1)
+    assert torch.equal(idx, want_idx)
+    for b in range(3):
+        dropped = sorted(set(range(21)) - set(want_idx[b].tolist()))
+        w = scores[b, dropped].double()
+        fused = (w / w.sum()).unsqueeze(-1).mul(y[b, dropped].double()).sum(0)
+        want = torch.cat([y[b, want_idx[b]], fused.float().unsqueeze(0)])
+        torch.testing.assert_close(out[b], want, rtol=1e-4, atol=1e-4)
+
+    out, idx, _, sizes = OPS.block_forward(x, *block_params(blk), 2, blk.norm1.eps, "mlp", "l2", "merge", 15, 1)
+    assert out.shape == (3, 15, 32) and sizes.shape == (3, 15) and torch.all(sizes >= 1)
+    torch.testing.assert_close(sizes.sum(1), torch.full((3,), 21.0))
+    torch.testing.assert_close((sizes.unsqueeze(-1) * out).sum(1), y.sum(1), rtol=1e-4, atol=1e-4)
+    # The protected CLS is in neither matching set: it survives alone.
+    assert torch.equal(idx[:, 0], torch.zeros(3, dtype=idx.dtype)) and torch.equal(sizes[:, 0], torch.ones(3))
+    torch.testing.assert_close(out[:, 0], y[:, 0], rtol=1e-4, atol=1e-4)
 
 
 def plain_deit(model, images, schedule):
@@ -165,7 +224,7 @@ def test_patched_deit_tiny_matches_plain_pytorch_with_the_paper_schedule():
     repshift.patch.timm(model, schedule)
     got = model(images)
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
-    assert [s.shape[1] for s in model._repshift_source] == [158, 127, 102]
+    assert [s.shape[1] for s in model._repshift_source] == [158, 127, 102] and len(want_source) == 3
     for mine, theirs in zip(model._repshift_source, want_source):
         assert torch.equal(mine, theirs)
     repshift.patch.unpatch(model)
@@ -195,6 +254,65 @@ def test_every_policy_runs_patched(site, metric, compress):
     assert logits.shape == (2, 1000) and torch.isfinite(logits).all()
     # Fuse adds one token per pruning layer: 158 kept + 1 fused = 159 -> 159 - floor(0.2 * 159) = 128.
     assert [s.shape[1] for s in model._repshift_source] == [158, 128 if compress == "fuse" else 127]
+
+
+@torch.no_grad()
+def test_patched_timm_state_starts_at_block_0_whichever_method_runs_the_blocks():
+    """forward_features runs the blocks without model.forward: the pruning state of the last call must not
+    carry over (stale positions would index out of range)."""
+    model = timm.create_model("deit_tiny_patch16_224", pretrained=False, depth=4).eval()
+    repshift.patch.timm(model, [(0, 0.2), (2, 0.2)])
+    images = torch.randn(2, 3, 224, 224)
+    logits = model(images)
+    first = [s.clone() for s in model._repshift_source]
+    features = model.forward_features(images)
+    assert len(model._repshift_source) == len(first) == 2
+    for mine, theirs in zip(model._repshift_source, first):
+        assert torch.equal(mine, theirs)
+    torch.testing.assert_close(model.forward_head(features), logits)
+    with pytest.raises(ValueError, match="run the blocks in order from block 0"):
+        model.blocks[1](torch.randn(2, 197, 192))
+    repshift.patch.unpatch(model)
+
+
+def test_patch_timm_refuses_blocks_that_compute_something_else_and_leaves_the_model_as_it_was():
+    post_norm = timm.create_model("vit_base_patch16_rpn_224", pretrained=False, depth=1, embed_dim=64, num_heads=2)
+    with pytest.raises(ValueError, match="block 0: block is timm.models.vision_transformer.ResPostBlock"):
+        repshift.patch.timm(post_norm, [])
+    mlp_norm = timm.create_model("deit_tiny_patch16_224", pretrained=False, depth=1, scale_mlp_norm=True)
+    with pytest.raises(ValueError, match="mlp.norm must be Identity"):
+        repshift.patch.timm(mlp_norm, [])
+    layer_scale = timm.create_model("deit_tiny_patch16_224", pretrained=False, depth=1, init_values=1e-5)
+    with pytest.raises(ValueError, match="ls1 must be Identity"):
+        repshift.patch.timm(layer_scale, [])
+    assert not any(hasattr(m, "_repshift") for m in (post_norm, mlp_norm, layer_scale))
+    # A refused re-patch leaves the earlier patch in place.
+    model = timm.create_model("deit_tiny_patch16_224", pretrained=False, depth=2).eval()
+    repshift.patch.timm(model, [(0, 0.2)])
+    with pytest.raises(ValueError, match="schedule layer 7 is outside"):
+        repshift.patch.timm(model, [(7, 0.2)])
+    with torch.no_grad():
+        model(torch.randn(1, 3, 224, 224))
+    assert [s.shape[1] for s in model._repshift_source] == [158]
+
+
+def test_the_ops_refuse_tensors_that_want_gradients():
+    """No backward: with grad mode on, a tensor that requires grad would come out detached, its gradient never
+    set. Refused by name; under no_grad the same call runs."""
+    blk = timm.models.vision_transformer.Block(16, 2, qkv_bias=True)
+    x = torch.randn(2, 10, 16)
+    with pytest.raises(ValueError, match="block_forward: norm1_w requires grad, and the op has no backward"):
+        OPS.block_forward(x, *block_params(blk), 2, 1e-6, "mlp", "l2", "prune", 8, 1)
+    with pytest.raises(ValueError, match="shift_score: before requires grad"):
+        OPS.shift_score(x.requires_grad_(), x, "l2")
+    with pytest.raises(ValueError, match="gather_tokens: x requires grad"):
+        OPS.gather_tokens(x, torch.zeros(2, 3, dtype=torch.long))
+    model = timm.create_model("deit_tiny_patch16_224", pretrained=False, depth=1)
+    repshift.patch.timm(model, [])
+    with pytest.raises(ValueError, match="requires grad, and the op has no backward"):
+        model(torch.randn(1, 3, 224, 224))
+    with torch.no_grad():
+        assert model(torch.randn(1, 3, 224, 224)).shape == (1, 1000)
 
 
 @torch.no_grad()
@@ -303,6 +421,7 @@ def test_block_forward_varlen_compiles_with_fullgraph():
     torch._dynamo.reset()
     with torch._dynamo.config.patch(capture_dynamic_output_shape_ops=True):
         compiled = torch.compile(layer, fullgraph=True, backend="aot_eager")(x, cu, kept_cu)
+    assert len(compiled) == len(eager) == 5
     for got, want in zip(compiled, eager):
         assert got.dtype == want.dtype and got.device == want.device
         assert torch.equal(got, want)
@@ -368,7 +487,7 @@ def test_arguments_are_refused_by_name_not_wrapped_or_rounded():
                                  *block_params(blk), 2, 1e-6, "mlp", "l2", "prune", 1 - 2**32)
     # A schedule's layer that is no integer would match no block: nothing pruned, silently.
     model = timm.create_model("deit_tiny_patch16_224", pretrained=False, depth=2)
-    with pytest.raises(ValueError, match="schedule layer 1.5 must be an integer"):
+    with pytest.raises(ValueError, match="schedule layer = 1.5 must be an integer"):
         repshift.patch.timm(model, [(1.5, 0.2)])
     with pytest.raises(ValueError, match="schedule has two steps for layer 0"):
         repshift.patch.timm(model, [(0, 0.2), (0, 0.3)])
@@ -402,6 +521,47 @@ def test_block_forward_refuses_keep_dtype_and_sizes_by_name():
         run(x, 8, "merge", torch.ones(3, 10))
     out, _, _, sizes = run(x, 8, "merge", torch.ones(2, 10))
     assert out.shape == (2, 8, 16) and float(sizes.sum()) == pytest.approx(20.0)
+
+
+@torch.no_grad()
+def test_packed_ops_hold_each_sample_to_its_own_counts():
+    """protect is held per sample (up to its own length), never against the batch's longest, and a batch of
+    empty samples is empty, not an error: a sample is accepted or refused whatever batch it is in."""
+    scores = torch.randn(9)
+    alone = OPS.select_top_varlen(scores[:2], torch.tensor([0, 2]), torch.tensor([0, 2]), 3)
+    assert torch.equal(alone, torch.tensor([0, 1]))
+    batched = OPS.select_top_varlen(scores, torch.tensor([0, 2, 9]), torch.tensor([0, 2, 6]), 3)
+    assert torch.equal(batched[:2], alone)
+    assert torch.equal(batched[2:], torch.tensor([0, 1, 2, 3 + int(scores[5:9].argmax())]))
+    for cu in ([0, 0], [0, 0, 0]):
+        cu = torch.tensor(cu)
+        assert OPS.select_top_varlen(torch.empty(0), cu, cu, 1).shape == (0,)
+        assert OPS.gather_tokens_varlen(torch.empty(0, 8), cu, torch.empty(0, dtype=torch.long), cu).shape == (0, 8)
+
+
+@torch.no_grad()
+def test_block_forward_refuses_eps_and_weights_it_cannot_hold():
+    blk = timm.models.vision_transformer.Block(16, 2, qkv_bias=True).eval()
+    x = torch.randn(2, 10, 16)
+    for eps in (float("inf"), float("nan"), 0.0, -1e-6, 1e-50, 1e300):
+        with pytest.raises(ValueError, match="block_forward: eps = .* must be a positive, finite float32"):
+            OPS.block_forward(x, *block_params(blk), 2, eps, "mlp", "l2", "prune", 8, 1)
+    params = list(block_params(blk))
+    params[9] = params[9].long()
+    with pytest.raises(ValueError, match="block_forward: fc1_b is Long, not a floating-point type"):
+        OPS.block_forward(x, *params, 2, 1e-6, "mlp", "l2", "prune", 8, 1)
+
+
+def test_schedule_helpers_take_integers_only():
+    with pytest.raises(ValueError, match="tokens = 2.5 must be an integer"):
+        repshift.keep_count(2.5, 0.2)
+    with pytest.raises(ValueError, match="protect = 1.5 must be an integer"):
+        repshift.keep_count(10, 0.2, 1.5)
+    with pytest.raises(ValueError, match="cu_seqlens must hold integers, got torch.float32"):
+        repshift.kept_cu_seqlens(torch.tensor([0.0, 2.5, 5.0]), 0.2)
+    with pytest.raises(ValueError, match=r"cu_seqlens\[0\] = 3 must be 0"):
+        repshift.kept_cu_seqlens(torch.tensor([3, 5, 9]), 0.2)
+    assert repshift.kept_cu_seqlens(torch.tensor([0, 10, 15]), 0.2).tolist() == [0, 8, 12]
 
 
 def test_keep_count_refuses_rules_that_leave_nothing():
@@ -498,6 +658,7 @@ def test_cuda_patched_deit_matches_the_cpu_patch_and_compiles():
     model = model.cuda()
     got = model(images.cuda())
     torch.testing.assert_close(got.cpu(), want, rtol=1e-4, atol=1e-4)
+    assert len(model._repshift_source) == len(want_source) == 3
     for mine, theirs in zip(model._repshift_source, want_source):
         assert torch.equal(mine.cpu(), theirs)
     compiled = torch.compile(model, fullgraph=True, backend="aot_eager")
@@ -581,6 +742,18 @@ def test_compress_policies_come_from_the_library_and_merge_is_refused_packed():
     assert not hasattr(model, "_repshift")
 
 
+def test_patch_hf_bert_refuses_what_the_fused_layer_does_not_compute():
+    transformers = pytest.importorskip("transformers")
+    small = dict(vocab_size=50, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
+    for changed, message in (({"hidden_act": "relu"}, "hidden_act = 'relu'"),
+                             ({"hidden_act": "gelu_new"}, "hidden_act = 'gelu_new'"),
+                             ({"is_decoder": True}, "is_decoder = True")):
+        model = transformers.BertModel(transformers.BertConfig(**small, **changed)).eval()
+        with pytest.raises(ValueError, match=f"hf_bert: the model cannot run fused: {message}"):
+            repshift.patch.hf_bert(model, schedule=[])
+        assert not hasattr(model, "_repshift")
+
+
 @CUDA
 @torch.no_grad()
 def test_cuda_patched_minilm_matches_the_cpu_patch():
@@ -593,6 +766,7 @@ def test_cuda_patched_minilm_matches_the_cpu_patch():
     model = model.cuda()
     got = mean_pool(model(**{k: v.cuda() for k, v in enc.items()}).last_hidden_state, model._repshift_attention_mask)
     torch.testing.assert_close(got.cpu(), want, rtol=1e-4, atol=1e-4)
+    assert len(model._repshift_source) == len(want_kept) == 2
     for (_, mine), theirs in zip(model._repshift_source, want_kept):
         assert torch.equal(mine.cpu(), theirs)
     repshift.patch.unpatch(model)

@@ -69,7 +69,7 @@ struct BasicMergeParams : PackedRows {
     detail::require_positive(where, "keep", keep);
     detail::require_non_negative(where, "protect", protect);
     detail::require_at_most(where, "keep", keep, "tokens", tokens);
-    detail::require_at_most(where, "protect", protect, "keep", keep);
+    if (!packed()) detail::require_at_most(where, "protect", protect, "keep", keep);  // packed: per sample
     if (keys_token_stride != 0 && keys_token_stride < key_channels) {
       detail::fail(where, "keys_token_stride = {} is smaller than key_channels = {}", keys_token_stride, key_channels);
     }

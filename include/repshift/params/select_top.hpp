@@ -50,8 +50,13 @@ struct SelectParams : PackedRows {
     // Indices are written as int: the token count must fit.
     detail::require_at_most(where, "tokens", tokens, "INT_MAX", INT_MAX);
     detail::require_at_most(where, "keep", keep, "tokens", tokens);
-    detail::require_at_most(where, "protect", protect, "tokens", tokens);
-    detail::require_at_most(where, "protect", protect, "keep", keep);
+    // Packed: protect is held per sample (kept_count_ok, up to the sample's
+    // own length), never against the longest sample, which would make a
+    // sample's acceptance depend on its batch.
+    if (!packed()) {
+      detail::require_at_most(where, "protect", protect, "tokens", tokens);
+      detail::require_at_most(where, "protect", protect, "keep", keep);
+    }
     detail::checked_extent(where, "scores", batch, tokens, 1, sizeof(float));
   }
 };

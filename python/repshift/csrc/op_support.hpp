@@ -6,6 +6,7 @@
 
 #include <torch/types.h>
 
+#include <cmath>
 #include <cstdint>
 #include <limits>
 #include <stdexcept>
@@ -55,6 +56,14 @@ inline bool fits_int(int64_t v) { return v >= std::numeric_limits<int>::min() &&
 inline int int_arg(int64_t v, const char* op, const char* name) {
   TORCH_CHECK_VALUE(fits_int(v), "repshift::", op, ": ", name, " = ", v, " is outside int's range");
   return int(v);
+}
+
+// The ops have no backward: a tensor that requires grad, with grad mode
+// on, would come out detached and its gradient silently never set.
+inline void require_no_grad(const at::Tensor& t, const char* op, const char* name) {
+  TORCH_CHECK_VALUE(!(t.requires_grad() && at::GradMode::is_enabled()), "repshift::", op, ": ", name,
+                    " requires grad, and the op has no backward (inference only): call it under torch.no_grad() or "
+                    "torch.inference_mode()");
 }
 
 // `t` on `device` (the op's first tensor decides where it runs).
@@ -110,6 +119,8 @@ inline at::Tensor int32_indices(const at::Tensor& idx, const char* op, const cha
 }
 
 inline void check_score_inputs(const at::Tensor& before, const at::Tensor& after) {
+  require_no_grad(before, "shift_score", "before");
+  require_no_grad(after, "shift_score", "after");
   require_dim(before, "shift_score", "before", 3);
   TORCH_CHECK_VALUE(after.sizes() == before.sizes(), "repshift::shift_score: after has shape ", after.sizes(),
                     ", before ", before.sizes());
@@ -124,6 +135,7 @@ inline void check_select_inputs(const at::Tensor& scores, int64_t keep) {
 }
 
 inline void check_gather_inputs(const at::Tensor& x, const at::Tensor& idx) {
+  require_no_grad(x, "gather_tokens", "x");
   require_dim(x, "gather_tokens", "x", 3);
   require_dim(idx, "gather_tokens", "idx", 2);
   TORCH_CHECK_VALUE(idx.size(0) == x.size(0), "repshift::gather_tokens: idx has ", idx.size(0), " rows, x ", x.size(0));
@@ -162,7 +174,7 @@ at::Tensor shift_score_on(Exec exec, const at::Tensor& before, const at::Tensor&
 inline at::Tensor host_cu_seqlens(const at::Tensor& cu, const char* op, const char* name) {
   require_dim(cu, op, name, 1);
   TORCH_CHECK_VALUE(cu.size(0) >= 2, "repshift::", op, ": ", name, " needs batch + 1 >= 2 entries");
-  return int32_indices(cu, op, name).to(at::kCPU);
+  return int32_indices(cu.to(at::kCPU), op, name);  // on the host first: values past int32 refused by name, not clamped
 }
 
 // cu_seqlens and kept_cu_seqlens (host int32) of one batch size.
@@ -210,6 +222,7 @@ inline int check_select_varlen(const at::Tensor& scores, const at::Tensor& cu, c
 }
 
 inline void check_gather_varlen(const at::Tensor& x, const at::Tensor& idx, const at::Tensor& cu, const at::Tensor& kcu) {
+  require_no_grad(x, "gather_tokens_varlen", "x");
   require_dim(x, "gather_tokens_varlen", "x", 2);
   require_dim(idx, "gather_tokens_varlen", "idx", 1);
   require_floating(x, "gather_tokens_varlen", "x");
@@ -240,6 +253,8 @@ inline BlockTensors block_tensors(const at::TensorOptions& options, const at::Te
   BlockTensors w;
   for (int i = 0; i < 12; ++i) {
     if (!passed[i] || !passed[i]->defined()) continue;
+    require_floating(*passed[i], "block_forward", names[i]);  // an integer weight would be converted silently
+    require_no_grad(*passed[i], "block_forward", names[i]);
     TORCH_CHECK_VALUE(passed[i]->device().type() == options.device().type(), "repshift::block_forward: ", names[i],
                       " is on ", passed[i]->device(), ", x on ", options.device());
     w.t[i] = passed[i]->to(options).contiguous();
@@ -271,6 +286,10 @@ rs::BasicTransformerBlockWeights<T> block_weights(const at::Tensor (&w)[12], int
   v.dim = C;
   v.heads = heads;
   v.mlp_hidden = hidden;
+  // A double the float cannot hold (inf, past FLT_MAX, or so small it rounds
+  // to 0) is refused with the value passed, not converted.
+  TORCH_CHECK_VALUE(std::isfinite(eps) && eps > 0 && eps <= std::numeric_limits<float>::max() && float(eps) > 0,
+                    "repshift::", op, ": eps = ", eps, " must be a positive, finite float32");
   v.ln_eps = float(eps);
   v.norm1_weight = ptr(w[0]), v.norm1_bias = ptr(w[1]), v.qkv_weight = ptr(w[2]), v.qkv_bias = ptr(w[3]);
   v.proj_weight = ptr(w[4]), v.proj_bias = ptr(w[5]), v.norm2_weight = ptr(w[6]), v.norm2_bias = ptr(w[7]);

@@ -111,6 +111,7 @@ at::Tensor select_top_varlen(const at::Tensor& scores, const at::Tensor& cu_seql
   const auto s = scores.to(at::kFloat).contiguous();
   auto idx = at::empty({last(kcu)}, s.options().dtype(at::kInt));
   refusing([&] {
+    if (last(cu) == 0) return 0;  // every sample empty: nothing to select (the library wants a token)
     rs::select_top_varlen(host(), s.data_ptr<float>(), cu.data_ptr<int>(), kcu.data_ptr<int>(), idx.data_ptr<int>(),
                           batch, rs::max_seqlen(cu.data_ptr<int>(), batch), rs::max_seqlen(kcu.data_ptr<int>(), batch),
                           protect_int);
@@ -134,6 +135,7 @@ at::Tensor gather_tokens_varlen(const at::Tensor& x, const at::Tensor& cu_seqlen
   refusing([&] {
     with_storage(xc, op, [&](auto* xp) {
       using T = std::remove_pointer_t<decltype(xp)>;
+      if (last(cu) == 0) return;  // every sample empty: nothing to gather (the library wants a token)
       rs::gather_tokens_varlen(host(), static_cast<const T*>(xp), cu.data_ptr<int>(), ic.data_ptr<int>(),
                                kcu.data_ptr<int>(), reinterpret_cast<T*>(out.data_ptr()), batch,
                                rs::max_seqlen(cu.data_ptr<int>(), batch), rs::max_seqlen(kcu.data_ptr<int>(), batch),
@@ -163,27 +165,35 @@ at::Tensor f32(const at::Tensor& t, const char* name) {
 // One thread's block workspace. With oneDNN it keeps packed copies of the
 // dense weights, keyed by address and checked by sampled values
 // (cpu/onednn_linear.hpp). Torch can tell more: an in-place update (an
-// optimizer step, masked rows) bumps a tensor's version counter, so a change
-// of version at a known address drops every packed copy. Weights converted
-// to float32 for the call are fresh copies each time: they are never kept.
+// optimizer step, masked rows) bumps a tensor's version counter, and a
+// weak reference to the storage tells a new tensor at a freed address from
+// the one that was packed; either drops every packed copy. Weights with
+// no version counter (inference tensors, editable in place unseen) and
+// weights converted to float32 for the call (fresh copies each time) are
+// never kept.
 class BlockWorkspace {
  public:
   // w: the call's float32 weights; dense: the caller's qkv, proj, fc1 and
   // fc2 weight tensors, as passed.
   rs::Workspace<rs::Host>& for_weights(const BlockTensors& w, std::initializer_list<const at::Tensor*> dense) {
 #if defined(REPSHIFT_HAS_ONEDNN)
-    bool converted = false, updated = false;
+    bool untracked = false, updated = false;
     int i = 0;
     for (const at::Tensor* passed : dense) {
       const at::Tensor& t = w.t[BlockTensors::kDense[i++]];
-      converted = converted || !t.is_same(*passed);
-      if (t.is_inference()) continue;  // no version counter: the sampled values are the check
-      const auto [it, added] = versions_.try_emplace(t.data_ptr(), t._version());
-      updated = updated || (!added && it->second != t._version());
-      it->second = t._version();
+      untracked = untracked || !t.is_same(*passed) || t.is_inference();
+      if (untracked) continue;
+      const auto storage = t.storage().unsafeGetStorageImpl();
+      const auto [it, added] = seen_.try_emplace(t.data_ptr(), Seen{t.storage().getWeakStorageImpl(), t._version()});
+      Seen& seen = it->second;
+      if (!added && (seen.storage.expired() || seen.storage._unsafe_get_target() != storage ||
+                     seen.version != t._version())) {
+        updated = true;
+        seen = Seen{t.storage().getWeakStorageImpl(), t._version()};
+      }
     }
-    if (converted || updated) ws_.kept<rs::cpu::DenseLayers>().clear_packed();
-    if (converted || versions_.size() > kMaxTracked) versions_.clear();
+    if (untracked || updated) ws_.kept<rs::cpu::DenseLayers>().clear_packed();
+    if (untracked || seen_.size() > kMaxTracked) seen_.clear();
 #else
     (void)w, (void)dense;
 #endif
@@ -192,8 +202,12 @@ class BlockWorkspace {
 
  private:
   static constexpr std::size_t kMaxTracked = 4096;
+  struct Seen {  // a weight's storage and version when last used
+    c10::weak_intrusive_ptr<c10::StorageImpl> storage;
+    std::uint32_t version;
+  };
   rs::Workspace<rs::Host> ws_;
-  std::unordered_map<const void*, std::uint32_t> versions_;  // weight address -> its version when last used
+  std::unordered_map<const void*, Seen> seen_;  // by weight address
 };
 
 // One pre-norm (timm) or post-norm (BERT) transformer block with the shift
@@ -213,6 +227,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> block_forward(
   require_cpu(x, op, "x");
   require_dim(x, op, "x", 3);
   require_floating(x, op, "x");
+  require_no_grad(x, op, "x");
   require_keep(keep, x.size(1), op);
   if (sizes && sizes->defined()) check_sizes(*sizes, x, op);
   const int64_t B = x.size(0), N = x.size(1), C = x.size(2);
@@ -266,6 +281,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> block_forward_varlen(
   require_cpu(kept_cu_seqlens, op, "kept_cu_seqlens");
   require_dim(x, op, "x", 2);
   require_floating(x, op, "x");
+  require_no_grad(x, op, "x");
   const auto [cu, kcu] = cu_pair(cu_seqlens, kept_cu_seqlens, op);
   const int batch = int(cu.size(0) - 1);
   const int64_t total = x.size(0), C = x.size(1);

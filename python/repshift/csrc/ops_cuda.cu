@@ -135,6 +135,7 @@ at::Tensor select_top_varlen(const at::Tensor& scores, const at::Tensor& cu_seql
   const auto dcu = cu.to(scores.device()), dkcu = kcu.to(scores.device());
   auto idx = at::empty({last(kcu)}, s.options().dtype(at::kInt));
   refusing([&] {
+    if (last(cu) == 0) return 0;  // every sample empty: nothing to select (the library wants a token)
     rs::select_top_varlen(current_stream(), s.data_ptr<float>(), dcu.data_ptr<int>(), dkcu.data_ptr<int>(),
                           idx.data_ptr<int>(), batch, rs::max_seqlen(cu.data_ptr<int>(), batch),
                           rs::max_seqlen(kcu.data_ptr<int>(), batch), protect_int);
@@ -160,6 +161,7 @@ at::Tensor gather_tokens_varlen(const at::Tensor& x, const at::Tensor& cu_seqlen
   refusing([&] {
     with_device_storage(xc, op, [&](auto* xp) {
       using T = std::remove_pointer_t<decltype(xp)>;
+      if (last(cu) == 0) return;  // every sample empty: nothing to gather (the library wants a token)
       rs::gather_tokens_varlen(stream.exec, static_cast<const T*>(xp), dcu.data_ptr<int>(), ic.data_ptr<int>(),
                                dkcu.data_ptr<int>(), static_cast<T*>(out.data_ptr()), batch,
                                rs::max_seqlen(cu.data_ptr<int>(), batch), rs::max_seqlen(kcu.data_ptr<int>(), batch),
@@ -181,8 +183,16 @@ BlockOutputs with_block_storage(const at::Tensor& x, const char* op, F&& f) {
     case at::kHalf: return f(__half{});
     case at::kBFloat16: return f(__nv_bfloat16{});
     default:
-      TORCH_CHECK_VALUE(false, "repshift::", op, ": dtype ", x.scalar_type(), " is not float32, bfloat16 or float16");
+      TORCH_CHECK_VALUE(false, "repshift::", op, ": x is ", x.scalar_type(), ", not float32, bfloat16 or float16");
   }
+}
+
+// x as the block's storage: float32, bfloat16 and float16 as they are; any
+// other floating type (float64) in float32, as on the CPU, the output
+// converted back.
+at::Tensor storage_input(const at::Tensor& x) {
+  const bool native = x.scalar_type() == at::kFloat || x.scalar_type() == at::kHalf || x.scalar_type() == at::kBFloat16;
+  return (native ? x : x.to(at::kFloat)).contiguous();
 }
 
 BlockOutputs block_forward(const at::Tensor& x, const at::Tensor& norm1_w, const at::Tensor& norm1_b,
@@ -195,10 +205,12 @@ BlockOutputs block_forward(const at::Tensor& x, const at::Tensor& norm1_w, const
   constexpr const char* op = "block_forward";
   require_cuda(x, op, "x");
   require_dim(x, op, "x", 3);
+  require_floating(x, op, "x");
+  require_no_grad(x, op, "x");
   require_keep(keep, x.size(1), op);
   const c10::cuda::CUDAGuard guard(x.device());
-  const auto xc = x.contiguous();
-  const BlockTensors w = block_tensors(x.options(), norm1_w, norm1_b, qkv_w, qkv_b, proj_w, proj_b, norm2_w, norm2_b,
+  const auto xc = storage_input(x);
+  const BlockTensors w = block_tensors(xc.options(), norm1_w, norm1_b, qkv_w, qkv_b, proj_w, proj_b, norm2_w, norm2_b,
                                        fc1_w, fc1_b, fc2_w, fc2_b);
   at::Tensor sizes_f;
   if (sizes && sizes->defined()) {
@@ -212,7 +224,7 @@ BlockOutputs block_forward(const at::Tensor& x, const at::Tensor& norm1_w, const
                                  sizes_f);
   });
   if (keep == x.size(1)) keep_idx = at::arange(keep, keep_idx.options()).expand({x.size(0), keep});
-  return {out, keep_idx.to(at::kLong), scores, kept_sizes};
+  return {out.to(x.scalar_type()), keep_idx.to(at::kLong), scores, kept_sizes};
 }
 
 BlockOutputs block_forward_varlen(const at::Tensor& x, const at::Tensor& cu_seqlens, const at::Tensor& kept_cu_seqlens,
@@ -226,11 +238,13 @@ BlockOutputs block_forward_varlen(const at::Tensor& x, const at::Tensor& cu_seql
   constexpr const char* op = "block_forward_varlen";
   require_cuda(x, op, "x");
   require_dim(x, op, "x", 2);
+  require_floating(x, op, "x");
+  require_no_grad(x, op, "x");
   const c10::cuda::CUDAGuard guard(x.device());
   const auto [cu, kcu] = cu_pair(cu_seqlens, kept_cu_seqlens, op);
   check_layouts(op, cu, kcu, x.size(0), int_arg(protect, op, "protect"));
-  const auto xc = x.contiguous();
-  const BlockTensors w = block_tensors(x.options(), norm1_w, norm1_b, qkv_w, qkv_b, proj_w, proj_b, norm2_w, norm2_b,
+  const auto xc = storage_input(x);
+  const BlockTensors w = block_tensors(xc.options(), norm1_w, norm1_b, qkv_w, qkv_b, proj_w, proj_b, norm2_w, norm2_b,
                                        fc1_w, fc1_b, fc2_w, fc2_b);
   auto [out, keep_idx, scores, out_cu] = with_block_storage(xc, op, [&](auto t) {
     using T = decltype(t);
@@ -238,7 +252,7 @@ BlockOutputs block_forward_varlen(const at::Tensor& x, const at::Tensor& cu_seql
                                         seed);
   });
   if (at::equal(cu, kcu)) keep_idx = all_kept_indices(cu).to(keep_idx.device());
-  return {out, keep_idx.to(at::kLong), scores, out_cu};
+  return {out.to(x.scalar_type()), keep_idx.to(at::kLong), scores, out_cu};
 }
 
 }  // namespace
