@@ -120,6 +120,21 @@ TEST(PackedEntryPoints, SampleShorterThanProtectKeepsAllItsTokens) {
                  {"sample 0 keeps 1 of its 2 tokens", "protect = 3"});
 }
 
+// An empty sample is taken beside others, so a batch of empty samples is
+// taken too (nothing to do), its layout still checked.
+TEST(PackedEntryPoints, ABatchOfEmptySamplesIsEmpty) {
+  const int cu[3] = {0, 0, 0}, keeps_one[3] = {0, 1, 1};
+  int idx[1] = {-1};
+  float x[1] = {0.0f}, out[1] = {-1.0f};
+  rs::select_top_varlen(rs::Host{}, x, cu, cu, idx, 2, 0, 0, 1);
+  rs::gather_tokens_varlen(rs::Host{}, x, cu, idx, cu, out, 2, 0, 0, 1);
+  EXPECT_EQ(idx[0], -1);
+  EXPECT_EQ(out[0], -1.0f);
+  expect_refused([&] { rs::select_top_varlen(rs::Host{}, x, cu, keeps_one, idx, 2, 0, 0, 1); },
+                 {"select_top_varlen", "sample 0 keeps 1 of its 0 tokens"});
+  expect_refused([&] { rs::select_top(rs::Host{}, x, idx, 1, 0, 0); }, {"tokens = 0 must be > 0"});
+}
+
 TEST(PackedAttention, EachSampleSeesOnlyItsOwnKeys) {
   const int batch = int(kLengths.size()), heads = 2, head_dim = 32, dim = heads * head_dim;
   const auto cu = cu_of(kLengths);
@@ -152,6 +167,32 @@ TEST(PackedAttention, EachSampleSeesOnlyItsOwnKeys) {
                 1e-5)
           << "sample " << b << (map ? " (map)" : " (flash)");
     }
+  }
+}
+
+// A short sample beside one past the kernel's whole-sequence key block (256
+// keys, where the blocks become 64 wide): each task lays its scratch out
+// for its own sample, so every output is bit-identical to the sample run
+// alone, not merely close (batch invariance of the kept sets downstream).
+TEST(PackedAttention, ShortAndLongSamplesRoundAsTheyDoAlone) {
+  const std::vector<int> lengths = {100, 300, 17};
+  const int batch = int(lengths.size()), heads = 2, head_dim = 64, dim = heads * head_dim;
+  const auto cu = cu_of(lengths);
+  const int total = cu.back();
+  const auto qkv = ref::random_floats(std::size_t(total) * 3 * dim, 6, -2.0f, 2.0f);
+  const auto bias = ref::random_floats(std::size_t(3) * dim, 7, -0.5f, 0.5f);
+  std::vector<float> out(std::size_t(total) * dim, NAN);
+  auto p = rs::AttentionParams::contiguous(qkv.data(), bias.data(), out.data(), batch, rs::max_seqlen(cu.data(), batch),
+                                           heads, head_dim);
+  p.cu_seqlens = cu.data();
+  rs::cpu::flash_attention(rs::Host{}, p);
+  for (int b = 0; b < batch; ++b) {
+    const int n = lengths[std::size_t(b)];
+    const auto qb = slice(qkv, cu[std::size_t(b)], n, 3 * dim);
+    std::vector<float> alone(std::size_t(n) * dim);
+    rs::cpu::flash_attention(rs::Host{},
+                             rs::AttentionParams::contiguous(qb.data(), bias.data(), alone.data(), 1, n, heads, head_dim));
+    EXPECT_EQ(slice(out, cu[std::size_t(b)], n, dim), alone) << "sample " << b << " of " << n << " tokens";
   }
 }
 

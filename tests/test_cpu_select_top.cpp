@@ -1,9 +1,12 @@
 // rs::select_top on the Host against a full-sort reference: ties, protect,
 // NaN, keep extremes, strided views, thread counts.
 
+#include <cfloat>
 #include <cmath>
 #include <limits>
 #include <random>
+
+#include <repshift/cpu/kept_token.hpp>
 
 #include "test_support.hpp"
 
@@ -82,5 +85,29 @@ TEST(HostSelectTop, StridedViewsAndThreadCounts) {
     for (int b = 0; b < batch; ++b)
       for (int k = 0; k < keep; ++k)
         ASSERT_EQ(out_kb[std::size_t(k) * batch + b], expected[std::size_t(b) * keep + k]);
+  }
+}
+
+// SsmScan's kept token is forced in by a +inf score. Another token's +inf
+// (a float L2 that overflowed) ranks just below it, so the kept token is
+// kept and found among the kept indices, not lost to a lower index's tie.
+TEST(HostSelectTop, KeptTokenOutranksAnotherInfiniteScore) {
+  const std::vector<float> scores{INFINITY, 1.0f, 2.0f, NAN, 3.0f, 0.5f, INFINITY};
+  const int tokens = 7;
+  std::vector<float> ranked(tokens);
+  for (int keep : {1, 2}) {
+    int keep_token = 5;
+    rs::cpu::rank_kept_token(rs::Host{}, scores.data(), &keep_token, 1, tokens, ranked.data());
+    EXPECT_EQ(ranked[0], FLT_MAX);
+    EXPECT_EQ(ranked[5], INFINITY);
+    EXPECT_EQ(ranked[6], FLT_MAX);
+    EXPECT_TRUE(std::isnan(ranked[3]));
+    std::vector<int> idx(std::size_t(keep), -1);
+    rs::select_top(rs::Host{}, ranked.data(), idx.data(), 1, tokens, keep);
+    // The kept token, then the first of the tied FLT_MAX.
+    const std::vector<int> want = keep == 1 ? std::vector<int>{5} : std::vector<int>{0, 5};
+    EXPECT_EQ(idx, want);
+    rs::cpu::relocate_kept_token(rs::Host{}, idx.data(), 1, keep, &keep_token);
+    EXPECT_EQ(keep_token, keep - 1);
   }
 }

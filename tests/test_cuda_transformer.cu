@@ -211,29 +211,39 @@ TYPED_TEST(CudaTyped, PackedAttentionMatchesHost) {
   }
 }
 
-// cu_seqlens lives on the device, so a sample longer than `tokens` is
-// found by the kernels: cut to `tokens` (the map stays inside its
-// [B, H, tokens, tokens]) and reported through exec.status.
-TYPED_TEST(CudaTyped, PackedAttentionReportsASampleLongerThanTokens) {
+// cu_seqlens lives on the device, so a sample longer than `tokens`, a
+// decreasing offset (a negative length, which would overlap the sample
+// before) and a first offset past 0 are found by the kernels: the sample
+// is cut to `tokens` or runs nothing (the map stays inside its
+// [B, H, tokens, tokens]), and each is reported through exec.status.
+TYPED_TEST(CudaTyped, PackedAttentionReportsLayoutsTheHostCannotSee) {
   REQUIRE_DEVICE();
   using T = TypeParam;
-  const std::vector<int> cu = {0, 23, 123};
-  const int batch = 2, tokens = 64, heads = 2, head_dim = 32, dim = heads * head_dim;
-  auto dqkv = to_device<T>(rounded<T>(ref::random_floats(std::size_t(cu.back()) * 3 * dim, 33)));
-  auto dcu = device_copy(cu);
-  for (bool map : {false, true}) {
-    rs::cuda::DeviceBuffer<T> dout(std::size_t(cu.back()) * dim);
-    rs::cuda::DeviceBuffer<float> dmap(std::size_t(batch) * heads * tokens * tokens);
-    auto status = device_copy(std::vector<int>(4, 0));
-    const rs::Cuda exec{nullptr, status.data()};
-    auto p = rs::BasicAttentionParams<T>::contiguous(dqkv.data(), nullptr, dout.data(), batch, tokens, heads, head_dim);
-    p.cu_seqlens = dcu.data();
-    if (map) {
-      rs::cuda::attention_with_map(exec, p, dmap.data());
-    } else {
-      rs::cuda::flash_attention(exec, p);
+  struct Case {
+    std::vector<int> cu;
+    const char *named, *also_named;
+  };
+  const int tokens = 64, heads = 2, head_dim = 32, dim = heads * head_dim;
+  for (const Case& c : {Case{{0, 23, 123}, "sample 1 has 100 tokens", "tokens = 64"},
+                        Case{{0, 40, 20, 60}, "sample 1 has -20 tokens", "outside [0, tokens = 64]"},
+                        Case{{5, 30, 60}, "cu_seqlens[0] = 5 must be 0", "packed layout"}}) {
+    const int batch = int(c.cu.size()) - 1, rows = *std::max_element(c.cu.begin(), c.cu.end());
+    auto dqkv = to_device<T>(rounded<T>(ref::random_floats(std::size_t(rows) * 3 * dim, 33)));
+    auto dcu = device_copy(c.cu);
+    for (bool map : {false, true}) {
+      rs::cuda::DeviceBuffer<T> dout(std::size_t(rows) * dim);
+      rs::cuda::DeviceBuffer<float> dmap(std::size_t(batch) * heads * tokens * tokens);
+      auto status = device_copy(std::vector<int>(4, 0));
+      const rs::Cuda exec{nullptr, status.data()};
+      auto p = rs::BasicAttentionParams<T>::contiguous(dqkv.data(), nullptr, dout.data(), batch, tokens, heads, head_dim);
+      p.cu_seqlens = dcu.data();
+      if (map) {
+        rs::cuda::attention_with_map(exec, p, dmap.data());
+      } else {
+        rs::cuda::flash_attention(exec, p);
+      }
+      expect_refused([&] { rs::cuda::throw_if_status(exec); }, {c.named, c.also_named});
     }
-    expect_refused([&] { rs::cuda::throw_if_status(exec); }, {"sample 1 has 100 tokens", "tokens = 64"});
   }
 }
 

@@ -109,6 +109,16 @@ struct PackedRows {
   REPSHIFT_HD std::int64_t keep_offset(std::int64_t b, std::int64_t batch_stride, std::int64_t token_stride) const {
     return kept_cu_seqlens ? std::int64_t(kept_cu_seqlens[b]) * token_stride : b * batch_stride;
   }
+  // `tokens` / `keep`: padded, every sample's count, at least 1; packed, a
+  // bound of the samples' counts, 0 when every sample is empty (as an
+  // empty sample is allowed beside others).
+  void require_count(const char* where, const char* name, std::int64_t value) const {
+    if (packed()) {
+      detail::require_non_negative(where, name, value);
+    } else {
+      detail::require_positive(where, name, value);
+    }
+  }
   void check_pointers(const char* where) const {
     if (cu_seqlens) detail::require_pointer(where, "kept_cu_seqlens", kept_cu_seqlens);
     if (kept_cu_seqlens) detail::require_pointer(where, "cu_seqlens", cu_seqlens);

@@ -38,6 +38,7 @@
 // CPU runs best (cpu_isa.hpp).
 
 #include <algorithm>
+#include <climits>
 #include <cmath>
 #include <cstdint>
 #include <memory>
@@ -86,7 +87,8 @@ inline float* flash_scratch(std::int64_t floats) {
 // products run on AMX tiles in bfloat16 (flash_attention_amx.hpp).
 inline void flash_attention(const Host& host, const AttentionParams& p, CpuIsa isa = active_cpu_isa()) {
   p.check("flash_attention");
-  // Packed, `tokens` only bounds the samples: the scratch takes the longest.
+  // Packed, `tokens` only bounds the samples: the scratch is sized for the
+  // longest, and each task lays it out for its own sample.
   const std::int64_t longest = p.cu_seqlens ? max_seqlen(p.cu_seqlens, p.batch) : p.tokens;
   const int threads = thread_count(host);
   bool out_of_memory = false;
@@ -111,14 +113,14 @@ inline void flash_attention(const Host& host, const AttentionParams& p, CpuIsa i
   if (dense_math(host, "flash_attention") == DenseMath::Bf16 && isa == CpuIsa::Avx512 &&
       amx_attention_supports(p.head_dim) && amx_bf16_usable()) {
     run_tasks((amx_flash_scratch_bytes(longest, p.head_dim) + 3) / 4,
-              [&](std::int64_t bh, float* scratch) { amx_flash_task(p, longest, bh, scratch); });
+              [&](std::int64_t bh, float* scratch) { amx_flash_task(p, bh, scratch); });
     if (out_of_memory) throw std::bad_alloc();
     return;
   }
 #endif
   with_cpu_target(isa, [&](auto target) {
     run_tasks(flash_scratch_floats(target, longest, p.head_dim),
-              [&](std::int64_t bh, float* scratch) { flash_task(target, p, longest, bh, scratch); });
+              [&](std::int64_t bh, float* scratch) { flash_task(target, p, bh, scratch); });
   });
   if (out_of_memory) throw std::bad_alloc();
 }
@@ -131,6 +133,9 @@ inline void attention_with_map(const Host& host, const AttentionParams& p, float
   repshift::detail::require_pointer("attention_with_map", "probs", probs);
   repshift::detail::checked_extent("attention_with_map", "probs", p.batch * p.heads, p.tokens,
                                    p.tokens, sizeof(float));
+  // The GEMMs take int leading dimensions (the flash path strides in 64 bits).
+  repshift::detail::require_at_most("attention_with_map", "out_token_stride", p.out_token_stride,
+                                    "INT_MAX (the GEMM's ldc)", INT_MAX);
   const std::int64_t n = p.tokens, dh = p.head_dim;
   // Q, K, V with bias, head-major: [3][B][H][N][Dh].
   std::vector<float> qkv(std::size_t(3 * p.batch * p.heads * n * dh));

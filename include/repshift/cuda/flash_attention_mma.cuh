@@ -28,17 +28,20 @@
 namespace repshift {
 namespace cuda_detail {
 
-// Sample b's length, at most p.tokens. cu_seqlens is device memory, so the
-// host cannot check that `tokens` is the longest sample (the CPU does): a
-// longer one is cut to `tokens`, which keeps every read and write inside
-// the buffers, and is recorded in status (code 6) for
+// Sample b's length, in [0, p.tokens]. cu_seqlens is device memory, so the
+// host cannot check that `tokens` is the longest sample, nor that the
+// offsets never decrease (the CPU does): a longer sample is cut to
+// `tokens` and a negative length (decreasing offsets, which would overlap
+// the sample before) runs nothing, which keeps every read and write inside
+// the buffers; both are recorded in status (code 6) for
 // rs::cuda::throw_if_status.
 template <class T>
 __device__ std::int64_t checked_queries(const BasicAttentionParams<T>& p, std::int64_t b, int* status) {
+  if (!offsets_start_at_zero(p.cu_seqlens, nullptr, nullptr, status)) return 0;  // runs nothing
   const std::int64_t n = p.queries(b);
-  if (n <= p.tokens) return n;
+  if (n >= 0 && n <= p.tokens) return n;
   if (threadIdx.x == 0) record_status(status, kStatusSampleLength, int(b), int(n), int(p.tokens));
-  return p.tokens;
+  return n < 0 ? 0 : p.tokens;
 }
 
 // One flash CTA's share, for both flash kernels: (query block, head,

@@ -30,6 +30,7 @@ __global__ void __launch_bounds__(kFuseThreads)
   __shared__ double scratch[kFuseScratch];
   const std::int64_t b = blockIdx.x;
   const std::int64_t n = seq_length(p.cu_seqlens, b, p.tokens), k_b = seq_length(p.kept_cu_seqlens, b, p.keep);
+  if (!offsets_start_at_zero(p.cu_seqlens, p.kept_cu_seqlens, p.out_cu_seqlens, status)) return;  // uniform
   if (!sample_fits(b, n, k_b, p.tokens, p.keep, 0, status)) return;  // uniform for the CTA
   if (k_b >= n) return;  // uniform for the CTA: nothing dropped, no fused row
   const std::int64_t in = seq_begin(p.cu_seqlens, b, p.tokens);

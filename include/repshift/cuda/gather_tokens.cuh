@@ -30,6 +30,7 @@ __global__ void __launch_bounds__(cuda_detail::ScoreTiling::kThreads)
     // The counts live in device memory: held to the rules the CPU checks
     // on the host (a sample keeping more than `keep` would lose rows, one
     // with too few output rows would write into the next sample's).
+    if (!offsets_start_at_zero(p.cu_seqlens, p.kept_cu_seqlens, p.out_cu_seqlens, status)) return;
     const std::int64_t n = p.tokens_of(b, p.tokens);
     const std::int64_t out_rows = p.out_cu_seqlens ? seq_length(p.out_cu_seqlens, b, 0) : kept;
     const bool counts_ok = packed_counts_ok(n, kept, p.tokens, p.keep, 0);
@@ -62,6 +63,7 @@ __global__ void __launch_bounds__(cuda_detail::ScoreTiling::kThreads)
 template <class T>
 void gather_tokens(const Cuda& exec, const GatherParams<T>& p) {
   using Tiling = cuda_detail::ScoreTiling;
+  if (p.keep == 0) return;  // packed, every sample keeps nothing (all empty): no row to write
   const unsigned grid = cuda_detail::grid_blocks("gather_tokens", "batch * keep", p.batch * p.keep, Tiling::kWarps);
   const auto base = reinterpret_cast<std::uintptr_t>(p.x) | reinterpret_cast<std::uintptr_t>(p.out);
   const std::int64_t strides = p.x_batch_stride | p.x_token_stride | p.out_batch_stride | p.out_token_stride;

@@ -1,13 +1,15 @@
 #pragma once
 // SsmScan's always-kept token (Vim's class token) on the GPU, as
 // cpu/kept_token.hpp has it on the CPU:
-//   rank_kept_token:     scores copied with +inf at keep_token[b]; an index
+//   rank_kept_token:     scores copied with +inf at keep_token[b] (another
+//                        +inf lowered to FLT_MAX); an index
 //                        outside [0, tokens) is recorded in exec.status
 //                        (code 4) and left unranked
 //   relocate_kept_token: keep_token[b] = its position among the kept
 
 #include <cstdint>
 
+#include "../policies/select.hpp"
 #include "elementwise.cuh"
 #include "error.cuh"
 #include "exec.cuh"
@@ -25,7 +27,7 @@ __global__ void __launch_bounds__(Threads)
   const std::int64_t b = i / tokens, t = i % tokens;
   const int k = keep_token[b];
   if ((k < 0 || k >= tokens) && t == 0) record_status(status, kStatusKeptToken, int(b), k);
-  ranked[i] = t == k ? INFINITY : scores[i];
+  ranked[i] = t == k ? INFINITY : policies::below_forced(scores[i]);
 }
 
 inline void rank_kept_token(const Cuda& exec, const float* scores, const int* keep_token, std::int64_t batch,

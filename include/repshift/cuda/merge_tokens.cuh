@@ -40,7 +40,8 @@ __global__ void __launch_bounds__(kMergeThreads) merge_tokens_kernel(BasicMergeP
   unsigned char* smem = dynamic_smem();
   // Sample b: padded, or packed (PackedRows: its own length, keep count and rows).
   const std::int64_t b = blockIdx.x, n = p.tokens_of(b, p.tokens), keep = p.keep_of(b, p.keep);
-  if (!sample_fits(b, n, keep, p.tokens, p.keep, p.protect, status)) return;  // uniform for the CTA
+  if (!offsets_start_at_zero(p.cu_seqlens, p.kept_cu_seqlens, nullptr, status)) return;  // uniform for the CTA
+  if (!sample_fits(b, n, keep, p.tokens, p.keep, p.protect, status)) return;            // uniform for the CTA
   // Merge can remove at most |A| tokens (the host's check_reachable, which
   // a packed batch's device-side counts escape).
   if (keep < n && keep < policies::Merge::min_keep(n, p.protect)) {

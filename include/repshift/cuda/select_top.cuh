@@ -39,12 +39,13 @@ struct SelectSample {
   // CTA, which calls this uniformly, then skips the sample.
   __device__ bool load(const SelectParams& p, std::int64_t b, int* status) {
     const std::int64_t tokens_b = p.tokens_of(b, p.tokens), keep_b = p.keep_of(b, p.keep);
+    if (!offsets_start_at_zero(p.cu_seqlens, p.kept_cu_seqlens, nullptr, status)) return false;
     if (!sample_fits(b, tokens_b, keep_b, p.tokens, p.keep, p.protect, status)) return false;
     scores = p.scores + p.token_offset(b, p.scores_batch_stride, p.scores_token_stride);
     out = p.keep_idx + p.keep_offset(b, p.keep_batch_stride, p.keep_token_stride);
     score_stride = p.scores_token_stride, out_stride = p.keep_token_stride;
     tokens = int(tokens_b), keep = int(keep_b);
-    protect = int(p.protect) < tokens ? int(p.protect) : tokens;
+    protect = p.protect < tokens_b ? int(p.protect) : tokens;  // compared in 64 bits, then narrowed
     return true;
   }
   // Kept beside the protected prefix.
@@ -176,6 +177,7 @@ __global__ void __launch_bounds__(cuda_detail::SelectTiling::kThreads) select_to
 inline void select_top(const Cuda& exec, const SelectParams& p) {
   using Tiling = cuda_detail::SelectTiling;
   if (p.batch > 0x7fffffff) detail::fail("select_top", "batch = {} exceeds one CUDA grid", p.batch);
+  if (p.tokens == 0) return;  // packed, every sample empty: nothing to select
   const unsigned grid = unsigned(p.batch);
   // The one runtime -> template switch: the block's algorithm and tile
   // size from the token count.

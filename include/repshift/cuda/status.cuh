@@ -33,6 +33,7 @@ enum StatusCode : int {
   kStatusPackedCounts = 7,   // select / gather / merge / fuse: sample, its tokens, its keep count
   kStatusMergeReach = 8,     // merge: sample, its tokens, its keep count
   kStatusOutRows = 9,        // gather: sample, its output rows, its keep count
+  kStatusFirstOffset = 10,   // packed ops: which array (0 cu, 1 kept, 2 out _seqlens), its first entry
 };
 
 // The first caller wins; later ones leave the record alone.
@@ -61,6 +62,22 @@ __device__ inline bool sample_fits(std::int64_t b, std::int64_t n, std::int64_t 
   if (packed_counts_ok(n, k, tokens, keep, protect)) return true;
   if (threadIdx.x == 0) record_status(status, kStatusPackedCounts, int(b), int(n), int(k));
   return false;
+}
+
+// Packed offsets start at 0, as the CPU checks on the host: one that
+// starts later would place the samples past a buffer sized by the sum of
+// their lengths. Every CTA of a packed kernel checks (the entries are one
+// cached line) and, when false, writes nothing; thread 0 records it.
+__device__ inline bool offsets_start_at_zero(const int* cu_seqlens, const int* kept_cu_seqlens,
+                                             const int* out_cu_seqlens, int* status) {
+  const int* arrays[3] = {cu_seqlens, kept_cu_seqlens, out_cu_seqlens};
+  for (int i = 0; i < 3; ++i) {
+    if (arrays[i] && arrays[i][0] != 0) {
+      if (threadIdx.x == 0) record_status(status, kStatusFirstOffset, i, arrays[i][0]);
+      return false;
+    }
+  }
+  return true;
 }
 
 }  // namespace cuda_detail
@@ -93,7 +110,7 @@ inline void throw_if_status(const Cuda& exec) {
     case kStatusTokenId:
       detail::fail("embed_tokens", "ids[{}] = {} is outside [0, vocab_size)", host[1], host[2]);
     case kStatusSampleLength:
-      detail::fail("attention", "cu_seqlens: sample {} has {} tokens, more than tokens = {} (the longest sample)",
+      detail::fail("attention", "cu_seqlens: sample {} has {} tokens, outside [0, tokens = {}] (the longest sample)",
                    host[1], host[2], host[3]);
     case kStatusPackedCounts:
       detail::fail("select_top / merge_tokens / fuse / gather_tokens",
@@ -109,6 +126,10 @@ inline void throw_if_status(const Cuda& exec) {
     case kStatusOutRows:
       detail::fail("gather_tokens", "out_cu_seqlens gives sample {} {} rows for its {} kept tokens", host[1], host[2],
                    host[3]);
+    case kStatusFirstOffset: {
+      const char* names[3] = {"cu_seqlens", "kept_cu_seqlens", "out_cu_seqlens"};
+      detail::fail("packed layout", "{}[0] = {} must be 0", names[host[1] >= 0 && host[1] < 3 ? host[1] : 0], host[2]);
+    }
     default:
       detail::fail("throw_if_status", "status[0] = {} is no code a kernel writes (was the array zeroed?)", host[0]);
   }

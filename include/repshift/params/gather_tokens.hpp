@@ -52,12 +52,15 @@ struct GatherParams : PackedRows {
   void check(const char* where) const {
     check_pointers(where);
     if (out_cu_seqlens) detail::require_pointer(where, "cu_seqlens", cu_seqlens);
-    detail::require_pointer(where, "x", x);
-    detail::require_pointer(where, "keep_idx", keep_idx);
-    detail::require_pointer(where, "out", out);
     detail::require_positive(where, "batch", batch);
-    detail::require_positive(where, "tokens", tokens);
-    detail::require_positive(where, "keep", keep);
+    require_count(where, "tokens", tokens);
+    require_count(where, "keep", keep);
+    // Read or written only where there are tokens (an empty tensor's data may be null).
+    if (tokens > 0) detail::require_pointer(where, "x", x);
+    if (keep > 0) {
+      detail::require_pointer(where, "keep_idx", keep_idx);
+      detail::require_pointer(where, "out", out);
+    }
     detail::require_positive(where, "channels", channels);
     detail::require_at_most(where, "tokens", tokens, "INT_MAX", INT_MAX);
     detail::require_at_most(where, "keep", keep, "tokens", tokens);

@@ -41,12 +41,14 @@ struct SelectParams : PackedRows {
 
   void check(const char* where) const {
     check_pointers(where);
-    detail::require_pointer(where, "scores", scores);
-    detail::require_pointer(where, "keep_idx", keep_idx);
     detail::require_positive(where, "batch", batch);
-    detail::require_positive(where, "tokens", tokens);
-    detail::require_positive(where, "keep", keep);
+    require_count(where, "tokens", tokens);
+    require_count(where, "keep", keep);
+    // Read or written only where there are tokens (an empty tensor's data may be null).
+    if (tokens > 0) detail::require_pointer(where, "scores", scores);
+    if (keep > 0) detail::require_pointer(where, "keep_idx", keep_idx);
     detail::require_non_negative(where, "protect", protect);
+    detail::require_at_most(where, "protect", protect, "INT_MAX", INT_MAX);  // the kernels index as int
     // Indices are written as int: the token count must fit.
     detail::require_at_most(where, "tokens", tokens, "INT_MAX", INT_MAX);
     detail::require_at_most(where, "keep", keep, "tokens", tokens);

@@ -12,6 +12,7 @@
 // so "larger rank wins" is the whole comparison: nth_element on the CPU,
 // a radix sort on CUDA.
 
+#include <cfloat>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -39,6 +40,11 @@ REPSHIFT_HD std::uint64_t selection_rank(float score, std::uint32_t index) {
 REPSHIFT_HD std::uint32_t rank_index(std::uint64_t rank) {
   return 0xffffffffu - std::uint32_t(rank & 0xffffffffu);
 }
+
+// A score ranked beside a token forced in by +inf (SsmScan's kept token):
+// another +inf (a float L2 that overflowed) would tie it and win by a lower
+// index, so it drops to FLT_MAX; NaN stays NaN (last).
+REPSHIFT_HD float below_forced(float score) { return score == INFINITY ? FLT_MAX : score; }
 
 // True when token i (score si) is kept before token j (score sj).
 REPSHIFT_HD bool ranks_before(float si, std::uint32_t i, float sj, std::uint32_t j) {

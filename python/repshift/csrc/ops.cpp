@@ -111,7 +111,6 @@ at::Tensor select_top_varlen(const at::Tensor& scores, const at::Tensor& cu_seql
   const auto s = scores.to(at::kFloat).contiguous();
   auto idx = at::empty({last(kcu)}, s.options().dtype(at::kInt));
   refusing([&] {
-    if (last(cu) == 0) return 0;  // every sample empty: nothing to select (the library wants a token)
     rs::select_top_varlen(host(), s.data_ptr<float>(), cu.data_ptr<int>(), kcu.data_ptr<int>(), idx.data_ptr<int>(),
                           batch, rs::max_seqlen(cu.data_ptr<int>(), batch), rs::max_seqlen(kcu.data_ptr<int>(), batch),
                           protect_int);
@@ -135,7 +134,6 @@ at::Tensor gather_tokens_varlen(const at::Tensor& x, const at::Tensor& cu_seqlen
   refusing([&] {
     with_storage(xc, op, [&](auto* xp) {
       using T = std::remove_pointer_t<decltype(xp)>;
-      if (last(cu) == 0) return;  // every sample empty: nothing to gather (the library wants a token)
       rs::gather_tokens_varlen(host(), static_cast<const T*>(xp), cu.data_ptr<int>(), ic.data_ptr<int>(),
                                kcu.data_ptr<int>(), reinterpret_cast<T*>(out.data_ptr()), batch,
                                rs::max_seqlen(cu.data_ptr<int>(), batch), rs::max_seqlen(kcu.data_ptr<int>(), batch),

@@ -211,11 +211,17 @@ inline void flash_head(const AttentionParams& p, std::int64_t b, std::int64_t h,
 
 // This copy's entries for flash_attention (attention.hpp), found through
 // its SimdTarget: the scratch one task needs, and one (sample, head) task.
-// tokens: the longest sample's, which sizes the scratch.
+// tokens: the longest sample's, which bounds the scratch. Each task lays
+// the scratch out for its own sample, so a packed sample's key blocks, and
+// so its rounding, are those it has alone, whatever its batch. The size
+// drops where the key blocks shrink past kWholeKeys: the bound is the
+// larger of the two regimes' largest.
 inline std::int64_t flash_scratch_floats(SimdTarget, std::int64_t tokens, std::int64_t head_dim) {
-  return detail::FlashScratch::floats(tokens, head_dim);
+  return std::max(detail::FlashScratch::floats(tokens, head_dim),
+                  detail::FlashScratch::floats(std::min<std::int64_t>(tokens, kWholeKeys), head_dim));
 }
-inline void flash_task(SimdTarget, const AttentionParams& p, std::int64_t tokens, std::int64_t bh, float* scratch) {
-  detail::FlashScratch w(scratch, tokens, p.head_dim);
-  detail::flash_head(p, bh / p.heads, bh % p.heads, w);
+inline void flash_task(SimdTarget, const AttentionParams& p, std::int64_t bh, float* scratch) {
+  const std::int64_t b = bh / p.heads;
+  detail::FlashScratch w(scratch, std::max(p.queries(b), p.keys(b)), p.head_dim);
+  detail::flash_head(p, b, bh % p.heads, w);
 }
