@@ -176,6 +176,22 @@ TEST(AttentionErrors, NamesTheArgument) {
   }
 }
 
+// The map path's GEMMs take int leading dimensions: an output stride past
+// INT_MAX is refused before anything is written, not narrowed (the flash
+// path strides in 64 bits). Nothing is dereferenced past the first row.
+TEST(CpuAttention, MapPathRefusesAnOutputStrideItsGemmCannotTake) {
+  std::vector<float> qkv(3 * 32), out(32), probs(1);
+  auto p = rs::AttentionParams::contiguous(qkv.data(), nullptr, out.data(), 1, 1, 1, 32);
+  p.out_token_stride = (std::int64_t(1) << 32) + 32;
+  try {
+    rs::cpu::attention_with_map(rs::Host{}, p, probs.data());
+    ADD_FAILURE() << "not refused";
+  } catch (const rs::InvalidArgument& e) {
+    EXPECT_NE(std::string(e.what()).find("out_token_stride = 4294967328 must be <= INT_MAX"), std::string::npos)
+        << e.what();
+  }
+}
+
 // Strides that overlap rows, and sizes whose products wrap, are refused
 // before a kernel runs, not written through.
 TEST(AttentionErrors, OverlappingStridesAndWrappingSizes) {

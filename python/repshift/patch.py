@@ -43,8 +43,9 @@ def _check_timm_block(i, block):
     """Exactly timm's pre-norm vision_transformer.Block with plain Attention and
     Mlp, in the configuration the fused op computes; anything else is refused
     by name (a look-alike such as ResPostBlock would run the wrong maths)."""
-    from timm.layers import Attention, Mlp
-    from timm.models.vision_transformer import Block
+    # vision_transformer names all three in every timm 1.x (Attention moved
+    # to timm.layers only in 1.0.16).
+    from timm.models.vision_transformer import Attention, Block, Mlp
 
     where = f"repshift.patch.timm: block {i}"
     for what, obj, cls in (("block", block, Block), ("block.attn", getattr(block, "attn", None), Attention),
@@ -66,7 +67,7 @@ def _check_timm_block(i, block):
     for name in ("q_norm", "k_norm", "norm"):
         if not isinstance(getattr(attn, name), plain):
             problems.append(f"attn.{name} must be Identity")
-    if attn.gate is not None:
+    if getattr(attn, "gate", None) is not None:  # timm >= 1.0.28
         problems.append("gated attention is not supported")
     dim = attn.qkv.in_features
     if attn.num_heads * attn.head_dim != dim or attn.proj.out_features != dim:

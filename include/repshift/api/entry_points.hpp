@@ -169,10 +169,6 @@ void select_top_varlen(Exec exec, const float* scores, const int* cu_seqlens, co
   const auto p = SelectParams::contiguous(scores, keep_idx, batch, max_seqlen, max_keep, protect,
                                           PackedRows{cu_seqlens, kept_cu_seqlens});
   p.check("select_top_varlen");
-  if (max_seqlen == 0) {  // every sample empty: nothing to select (the host still checks the layout)
-    if constexpr (is_host_v<Exec>) p.check_host("select_top_varlen", batch, 0, 0, protect);
-    return;
-  }
   if constexpr (backend_checked_v<Exec>) Backend<Exec>::select_top(exec, p);
 }
 
@@ -189,13 +185,6 @@ void gather_tokens_varlen(Exec exec, const T* x, const int* cu_seqlens, const in
   const auto p = GatherParams<T>::contiguous(x, keep_idx, out, batch, max_seqlen, max_keep, channels, max_keep,
                                              PackedRows{cu_seqlens, kept_cu_seqlens}, out_cu_seqlens);
   p.check("gather_tokens_varlen");
-  if (max_seqlen == 0) {  // every sample empty: nothing to gather (the host still checks the layout)
-    if constexpr (is_host_v<Exec>) {
-      p.check_host("gather_tokens_varlen", batch, 0, 0, 0);
-      p.check_out_rows_host("gather_tokens_varlen");
-    }
-    return;
-  }
   if constexpr (backend_checked_v<Exec>) Backend<Exec>::gather_tokens(exec, p);
 }
 

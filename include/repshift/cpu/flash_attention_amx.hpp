@@ -85,7 +85,7 @@ namespace detail {
 
 #define REPSHIFT_AMX_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,amx-tile,amx-bf16")))
 
-// One task's scratch (bytes), laid out for the longest sample's `tokens`.
+// One task's scratch (bytes), laid out for its own sample's `n` tokens.
 struct AmxScratch {
   std::int64_t head_dim, block_k;
   std::uint16_t* q;   // [tokens, rounded up to 32][Dh, rounded up to 32], scaled by scale x log2 e

@@ -175,6 +175,12 @@ class BlockWorkspace {
   // fc2 weight tensors, as passed.
   rs::Workspace<rs::Host>& for_weights(const BlockTensors& w, std::initializer_list<const at::Tensor*> dense) {
 #if defined(REPSHIFT_HAS_ONEDNN)
+    // Every packed copy belongs to a weight in seen_, or to the last call's
+    // untracked ones (packed_untracked_): past the bound, start over.
+    if (seen_.size() > kMaxTracked) {
+      seen_.clear();
+      ws_.kept<rs::cpu::DenseLayers>().clear_packed();
+    }
     bool untracked = false, updated = false;
     int i = 0;
     for (const at::Tensor* passed : dense) {
@@ -190,8 +196,11 @@ class BlockWorkspace {
         seen = Seen{t.storage().getWeakStorageImpl(), t._version()};
       }
     }
-    if (untracked || updated) ws_.kept<rs::cpu::DenseLayers>().clear_packed();
-    if (untracked || seen_.size() > kMaxTracked) seen_.clear();
+    // Copies packed from untracked weights are dropped before the next call
+    // too: a tracked weight may come to sit at one of their addresses.
+    if (untracked || updated || packed_untracked_) ws_.kept<rs::cpu::DenseLayers>().clear_packed();
+    if (untracked) seen_.clear();
+    packed_untracked_ = untracked;
 #else
     (void)w, (void)dense;
 #endif
@@ -206,6 +215,7 @@ class BlockWorkspace {
   };
   rs::Workspace<rs::Host> ws_;
   std::unordered_map<const void*, Seen> seen_;  // by weight address
+  bool packed_untracked_ = false;               // the last call packed weights it could not track
 };
 
 // One pre-norm (timm) or post-norm (BERT) transformer block with the shift

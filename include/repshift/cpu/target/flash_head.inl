@@ -30,8 +30,8 @@ inline std::int64_t key_block(std::int64_t n) {
 // Scratch for one (sample, head) task: Q, K^T and V of the whole sequence
 // (bias added, prepared in one pass and reused by every block) and one
 // query block's state. O(N x head_dim) floats, never N x N.
-// block_k is key_block(n) of the longest sample: a shorter packed sample
-// takes the same layout with fewer blocks.
+// Laid out for the task's own sample of n tokens (block_k = key_block(n)),
+// so a packed sample runs the blocks it has alone, whatever its batch.
 struct FlashScratch {
   std::int64_t head_dim, head_dim_padded, block_k, ld_v;
   float* kt;     // [key blocks][Dh][block_k]: each key block's K^T contiguous, zero past N
