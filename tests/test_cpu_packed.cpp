@@ -128,8 +128,19 @@ TEST(PackedEntryPoints, ABatchOfEmptySamplesIsEmpty) {
   float x[1] = {0.0f}, out[1] = {-1.0f};
   rs::select_top_varlen(rs::Host{}, x, cu, cu, idx, 2, 0, 0, 1);
   rs::gather_tokens_varlen(rs::Host{}, x, cu, idx, cu, out, 2, 0, 0, 1);
+  rs::MergeParams merge;  // no rows: no data pointer is read or written
+  merge.cu_seqlens = merge.kept_cu_seqlens = cu;
+  merge.batch = 2, merge.channels = merge.key_channels = 1;
+  rs::cpu::merge_tokens(rs::Host{}, merge);
   EXPECT_EQ(idx[0], -1);
   EXPECT_EQ(out[0], -1.0f);
+  merge.kept_cu_seqlens = keeps_one;
+  merge.keep = 1;
+  expect_refused([&] { rs::cpu::merge_tokens(rs::Host{}, merge); }, {"merge_tokens", "out"});
+  merge.out = out, merge.keep_idx = idx;
+  expect_refused([&] { rs::cpu::merge_tokens(rs::Host{}, merge); }, {"merge_tokens", "keep = 1 must be <= tokens = 0"});
+  merge.x = merge.keys = merge.scores = x, merge.tokens = 1;
+  expect_refused([&] { rs::cpu::merge_tokens(rs::Host{}, merge); }, {"merge_tokens", "sample 0 keeps 1 of its 0 tokens"});
   expect_refused([&] { rs::select_top_varlen(rs::Host{}, x, cu, keeps_one, idx, 2, 0, 0, 1); },
                  {"select_top", "sample 0 keeps 1 of its 0 tokens"});
   expect_refused([&] { rs::select_top(rs::Host{}, x, idx, 1, 0, 0); }, {"tokens = 0 must be > 0"});

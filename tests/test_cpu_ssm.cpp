@@ -308,6 +308,16 @@ TEST(SsmErrors, NameTheArgument) {
   a = rs::SsmBlockArgs::dense(xy.data(), xy.data() + 8, 1, 10);
   expect_message(a, "y must not alias x: y's 320 bytes overlap x's 320 bytes (y - x = 32 bytes)");
   a = rs::SsmBlockArgs::dense(x.data(), y.data(), 1, 10);
+  // The kept token needs a slot beside the protected ones only where tokens
+  // are dropped: with nothing dropped, protect = keep = tokens is taken.
+  int kept = 2;
+  a.keep_token = &kept;
+  a.protect = a.keep = 10;
+  rs::Block<P::SsmScan, P::BlockOutput, P::L2>::forward(rs::Host{}, w.view(), a, ws);
+  EXPECT_EQ(kept, 2);
+  a.protect = a.keep = 3;
+  expect_message(a, "protect + 1 (keep_token) = 4");
+  a = rs::SsmBlockArgs::dense(x.data(), y.data(), 1, 10);
   // The second (Vim) branch's weights are checked like the first's.
   auto missing = w.view();
   missing.backward.x_proj_weight = nullptr;

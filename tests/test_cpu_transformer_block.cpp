@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <limits>
 #include <tuple>
 
 #include "test_support.hpp"
@@ -192,6 +193,11 @@ TEST(TransformerBlockImportance, MapAndRandomScores) {
   a.keep_idx = keep_idx.data();
 
   // ClsAttention: the mean over heads of the CLS attention row (plain path).
+  // Row 0 must stay the class token: protect 0 is refused.
+  auto unprotected = a;
+  unprotected.protect = 0;
+  expect_refused([&] { rs::Block<P::Transformer, P::Attention, P::ClsAttention>::forward(rs::Host{}, w.view(), unprotected, ws); },
+                 {"importance cls_attn reads query row 0 as the class token: protect = 0"});
   rs::Block<P::Transformer, P::Attention, P::ClsAttention>::forward(rs::Host{}, w.view(), a, ws);
   std::vector<double> cls;
   ref::block(xd, batch, tokens, w.reference(), false, ref::Site::Attention, ref::Metric::L2, {}, tokens, &cls);
@@ -250,6 +256,26 @@ TYPED_TEST(TransformerBlockFuse, AppendsTheScoreWeightedMeanOfTheDroppedTokens) 
                                ref::Metric::L2, keep_idx, keep, nullptr, /*fuse=*/true);
   ASSERT_EQ(want.y.size(), y.size());
   EXPECT_LT(ref::max_rel_error(y, want.y), 5e-5);
+}
+
+// The fused row's weights, hand-computed: each dropped row's share of the
+// dropped scores; +inf scores (an L2 shift past ~1.8e19) share the weight
+// equally rather than giving inf / inf = NaN.
+TEST(FuseRow, InfiniteScoresShareTheWeightEqually) {
+  const float inf = std::numeric_limits<float>::infinity();
+  const int batch = 2, tokens = 4, keep = 1, channels = 2;
+  const std::vector<float> src = {1, 2, 100, 100, 3, 4, 7, 7,   // sample 0
+                                  4, 8, 8, 4, 50, 50, 9, 9};    // sample 1
+  const std::vector<float> scores = {inf, 2, inf, 5,   // dropped 0, 1, 2: weights 1/2, 0, 1/2
+                                     1, 3, 0, 9};      // dropped 0, 1, 2: weights 1/4, 3/4, 0
+  const std::vector<int> keep_idx = {3, 3};
+  std::vector<float> out(std::size_t(batch) * (keep + 1) * channels, -1.0f);
+  rs::FuseParams<float> p;
+  p.src = src.data(), p.scores = scores.data(), p.keep_idx = keep_idx.data(), p.out = out.data();
+  p.batch = batch, p.tokens = tokens, p.keep = keep, p.channels = channels;
+  rs::Backend<rs::Host>::fuse_dropped(rs::Host{}, p);
+  // Row `keep` of each sample; the kept rows are gather's, left alone here.
+  EXPECT_EQ(out, (std::vector<float>{-1, -1, 2, 3, -1, -1, 7, 5}));
 }
 
 template <class S>

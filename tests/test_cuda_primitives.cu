@@ -277,6 +277,49 @@ TEST(CudaFuse, ScoresOfBothSignsWeighAsOnTheHost) {
   EXPECT_EQ(std::vector<float>(got.begin() + keep * channels, got.end()), row2);
 }
 
+// Packed Fuse writes row k after a sample's k kept rows: out_cu_seqlens
+// (device data) giving the sample fewer than k + 1 rows would put that row
+// in the next sample's, so the sample is skipped and named.
+TEST(CudaFuse, PackedSampleWithNoRoomForItsRowIsNamed) {
+  REQUIRE_DEVICE();
+  const int batch = 2, tokens = 5, keep = 4, channels = 8;
+  const std::vector<int> cu = {0, 4, 9}, kept_cu = {0, 2, 6}, out_cu = {0, 3, 7};  // sample 1 needs 5 rows
+  const std::vector<int> keep_idx = {0, 3, 0, 1, 2, 4};
+  const auto src = ref::random_floats(std::size_t(cu.back()) * channels, 26);
+  const auto scores = ref::random_floats(std::size_t(cu.back()), 27);
+  // Sample 0, which has its room, against the host (its fused row is row 2).
+  const std::vector<int> room = {0, 3, 8};
+  std::vector<float> host_out(std::size_t(room.back()) * channels);
+  rs::FuseParams<float> h;
+  h.src = src.data(), h.scores = scores.data(), h.keep_idx = keep_idx.data(), h.out = host_out.data();
+  h.batch = batch, h.tokens = tokens, h.keep = keep, h.channels = channels;
+  h.cu_seqlens = cu.data(), h.kept_cu_seqlens = kept_cu.data(), h.out_cu_seqlens = room.data();
+  rs::Backend<rs::Host>::fuse_dropped(rs::Host{}, h);
+  auto dsrc = device_copy(src), dscores = device_copy(scores);
+  auto didx = device_copy(keep_idx);
+  auto dcu = device_copy(cu), dkcu = device_copy(kept_cu), docu = device_copy(out_cu);
+  const float sentinel = -7.0f;
+  auto dout = device_copy(std::vector<float>(std::size_t(out_cu.back() + 1) * channels, sentinel));
+  auto status = device_copy(std::vector<int>(4, 0));
+  const rs::Cuda exec{nullptr, status.data()};
+  rs::FuseParams<float> p;
+  p.src = dsrc.data(), p.scores = dscores.data(), p.keep_idx = didx.data(), p.out = dout.data();
+  p.batch = batch, p.tokens = tokens, p.keep = keep, p.channels = channels;
+  p.cu_seqlens = dcu.data(), p.kept_cu_seqlens = dkcu.data(), p.out_cu_seqlens = docu.data();
+  rs::Backend<rs::Cuda>::fuse_dropped(exec, p);
+  expect_refused([&] { rs::cuda::throw_if_status(exec); },
+                 {"fuse_dropped", "sample 1 4 rows: no room for its fused row after its 4 kept tokens"});
+  const auto out = dout.to_host();
+  for (std::size_t i = 0; i < out.size(); ++i) {
+    const bool fused_row_of_sample_0 = i / channels == 2;  // out_cu[0] + its 2 kept rows
+    if (fused_row_of_sample_0) {  // the same sum in the same order, up to FMA contraction
+      EXPECT_NEAR(out[i], host_out[i], 1e-5f * (1.0f + std::abs(host_out[i]))) << "element " << i;
+    } else {
+      EXPECT_EQ(out[i], sentinel) << "element " << i;
+    }
+  }
+}
+
 // Packed scores: every row scored as on the CPU, whatever sample it is in.
 TEST(CudaPacked, ShiftScoreMatchesHost) {
   const std::vector<int> lengths = {7, 1, 130};

@@ -622,6 +622,18 @@ TEST(CudaVisionTransformer, MatchesHostModelPrunedAndUnpruned) {
   expect_refused([&] { dmodel.forward(rs::Cuda{}, dimages.data(), batch + 1, dlogits.data()); }, {"reserve"});
 }
 
+// float16 rounds 65520 and above to inf: a finite weight that large is
+// refused by name when the model uploads it, never stored as inf.
+TEST(CudaVisionTransformer, HalfRefusesAWeightItWouldMakeInfinite) {
+  auto w = rs::ViTWeights::random(tiny_vit(), 7);
+  w.head_b[1] = 7e4f;
+  REQUIRE_DEVICE();
+  rs::cuda::Blas blas;
+  expect_refused([&] { rs::cuda::VisionTransformer<__half> dmodel(w, blas); },
+                 {"head.bias[1] = 70000 rounds to inf in float16"});
+  rs::cuda::VisionTransformer<__nv_bfloat16> wide(w, blas);  // bfloat16 holds it
+}
+
 TEST(CudaVisionTransformer, MergeMatchesHostModel) {
   const auto cfg = tiny_vit();
   const auto w = lively_vit(cfg, 5);

@@ -76,6 +76,21 @@ TEST(Safetensors, MalformedFilesAreRefusedWithReasons) {
   expect_format_error(write_file("fields.safetensors", R"({"a":{"dtype":"F32"}})", ""), "needs dtype, shape and data_offsets");
   expect_format_error(write_file("dtype.safetensors", R"({"a":{"dtype":"F8","shape":[1],"data_offsets":[0,1]}})", "x"),
                       "unknown dtype F8");
+  {
+    // The reference writer's float8 (torch.float8_e4m3fn): the file opens,
+    // and only loading that tensor as float is refused.
+    const auto p = write_file("f8.safetensors", R"({"x":{"dtype":"F8_E4M3","shape":[2],"data_offsets":[0,2]}})", "ab");
+    const rs::io::SafeTensorsFile f(p);
+    EXPECT_EQ(f.info("x").shape, (std::vector<std::int64_t>{2}));
+    try {
+      (void)f.load_f32("x", {2});
+      ADD_FAILURE() << "an F8 tensor loaded as float";
+    } catch (const rs::FormatError& e) {
+      EXPECT_NE(std::string(e.what()).find("has dtype F8_E4M3; only F32, F16 and BF16 load as float"), std::string::npos)
+          << e.what();
+    }
+    std::remove(p.c_str());
+  }
   expect_format_error(write_file("range.safetensors", R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})", "1234"),
                       "fall outside");
   expect_format_error(write_file("count.safetensors", R"({"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})",

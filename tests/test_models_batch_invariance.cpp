@@ -78,6 +78,11 @@ TYPED_TEST(ViTBatchInvariance, EachImageAloneEqualsItInTheBatch) {
     const auto schedule = rs::PruneSchedule::drop({{0, 0.2}, {2, 0.3}}, protect);
     std::vector<float> logits(std::size_t(kImages) * cfg.num_classes);
     rs::ViTTrace trace;
+    if (P::reads_class_token<typename C::Importance>() && !cfg.class_token()) {  // no class token to read
+      expect_refused([&] { model.forward(rs::Host{}, images.data(), kImages, logits.data(), schedule, &trace); },
+                     {"importance cls_attn reads the class token's attention row, and this model has none"});
+      continue;
+    }
     model.forward(rs::Host{}, images.data(), kImages, logits.data(), schedule, &trace);
     ASSERT_EQ(trace.keep_idx.size(), 2u);
     for (int b = 0; b < kImages; ++b) {
@@ -170,6 +175,8 @@ TYPED_TEST(BertBatchInvariance, PaddedPackedAndAloneAgree) {
   EXPECT_EQ(packed_trace.kept_cu_seqlens[0][3] - packed_trace.kept_cu_seqlens[0][2], 2);
   EXPECT_EQ(packed_trace.kept_cu_seqlens[1][2] - packed_trace.kept_cu_seqlens[1][1],
             21 + C::Compress::extra_tokens - (21 + C::Compress::extra_tokens) / 4);
+  expect_refused([&] { (void)packed_trace.kept(0, batch); }, {"BertTrace::kept", "is outside [0, batch = "});
+  expect_refused([&] { (void)packed_trace.kept(-1, 0); }, {"BertTrace::kept", "layer = -1 is outside"});
 
   for (int b = 0; b < batch; ++b) {
     const int n = lengths[std::size_t(b)];

@@ -6,6 +6,7 @@
 
 #include <cstdio>
 #include <fstream>
+#include <limits>
 
 #include <repshift/models/vit.hpp>
 
@@ -216,6 +217,28 @@ TEST(VisionTransformer, SafetensorsRoundTripGivesIdenticalLogits) {
     EXPECT_NE(std::string(e.what()).find("is layer 2 of 'blocks.', but config.depth = 2"), std::string::npos) << e.what();
   }
   std::remove(path.c_str());
+
+  // A tensor the model would not read inside a block (timm's LayerScale) is
+  // refused; one outside its modules (a pretraining head) is not.
+  auto with_extra = [&](const std::string& extra) {
+    std::vector<rs::io::NamedTensor> list;
+    w.for_each_tensor([&](const std::string& name, const std::vector<std::int64_t>& shape, const std::vector<float>& v) {
+      list.push_back({name, shape, v.data()});
+    });
+    list.push_back({extra, {std::int64_t(cfg.dim)}, w.blocks[0].norm1_w.data()});
+    rs::io::save_safetensors(path, list);
+    const rs::io::SafeTensorsFile extended(path);
+    std::remove(path.c_str());
+    return rs::ViTWeights::load(cfg, extended);
+  };
+  try {
+    (void)with_extra("blocks.1.ls1.gamma");
+    ADD_FAILURE() << "a LayerScale tensor was ignored";
+  } catch (const rs::FormatError& e) {
+    EXPECT_NE(std::string(e.what()).find("tensor 'blocks.1.ls1.gamma' (under 'blocks.') is not read by this model"),
+              std::string::npos) << e.what();
+  }
+  EXPECT_EQ(with_extra("decoder.norm.weight").head_w, w.head_w);
 }
 
 TEST(VisionTransformer, RefusedArguments) {
@@ -233,6 +256,10 @@ TEST(VisionTransformer, RefusedArguments) {
   auto cfg = tiny_vit();
   cfg.image_size = 30;
   EXPECT_THROW(rs::ViTWeights::random(cfg, 1), rs::InvalidArgument);
+  // An infinite epsilon would make every LayerNorm output its bias, whatever the image.
+  cfg = tiny_vit();
+  cfg.ln_eps = std::numeric_limits<float>::infinity();
+  expect_refused([&] { rs::ViTWeights::random(cfg, 1); }, {"config.ln_eps = inf must be finite and > 0"});
 }
 
 // Compress = Merge in the model: sizes flow from layer to layer (the trace's

@@ -63,6 +63,12 @@ TEST(Metric, NonFiniteInputsPropagate) {
   EXPECT_TRUE(std::isnan(metric_of<Cosine>({1, nan}, {1, 1})));
   EXPECT_EQ(metric_of<L2>({1, inf}, {1, 1}), inf);
   EXPECT_TRUE(std::isnan(metric_of<L2>({inf}, {inf})));  // inf - inf
+  // Beside a zero vector too: NaN, not the zero rule's 1, so the token still
+  // ranks last (a post-ReLU pixel is often all zero).
+  EXPECT_TRUE(std::isnan(metric_of<Cosine>({nan, 1}, {0, 0})));
+  EXPECT_TRUE(std::isnan(metric_of<Cosine>({0, 0}, {1, nan})));
+  EXPECT_TRUE(std::isnan(metric_of<Cosine>({inf}, {0})));
+  EXPECT_TRUE(std::isnan(metric_of<Cosine>({1e20f}, {0})));  // its square overflows
 }
 
 // The float range of docs/policies.md: squares past FLT_MAX, and squares

@@ -98,7 +98,7 @@ int main(int argc, char** argv) {
     rs::for_each_combination(rs::AllSites{}, rs::AllImportances{}, rs::TypeList<P::Prune>{}, [&](auto s, auto i, auto) {
       using Site = decltype(s);
       using Importance = decltype(i);
-      if (!cfg.class_token() && std::is_same_v<Importance, P::ClsAttention>) return;  // no class token to read
+      if (!cfg.class_token() && P::reads_class_token<Importance>()) return;  // no class token to read (refused)
       for (double keep : kKeepRates) row(Site::name, Importance::name, keep, predict<Site, Importance>(w, t, keep), t, full);
     });
     // The paper's control: keep the top 50% by MLP-site L2 shift vs the bottom 50%.

@@ -99,7 +99,10 @@ struct Block<policies::SsmScan, Site, Importance, Compress, Norm> {
     constexpr const char* where = "Block<SsmScan>::forward";
     w.check(where);
     detail::check_token_block_args(where, a.x, a.y, a.batch, a.tokens, a.keep, a.protect);
-    if (a.keep_token) detail::require_at_most(where, "protect + 1 (keep_token)", a.protect + 1, "keep", a.keep);
+    // The kept token needs a slot beside the protected ones, where any are dropped.
+    if (a.keep_token && a.keep < a.tokens) {
+      detail::require_at_most(where, "protect + 1 (keep_token)", std::int64_t(a.protect) + 1, "keep", a.keep);
+    }
     detail::checked_extent(where, "activations", a.batch, a.tokens, 2 * w.inner, sizeof(float));
     detail::require_at_most(where, "batch * tokens", std::int64_t(a.batch) * a.tokens, "INT_MAX", INT_MAX);
     const std::int64_t row_bytes = w.dim * std::int64_t(sizeof(float));

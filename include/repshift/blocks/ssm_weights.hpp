@@ -62,7 +62,7 @@ struct SsmBlockWeights {
     detail::require_int_size(where, "weights.conv_kernel", {conv_kernel});
     detail::require_at_most(where, "weights.state", state, "SelectiveScanParams::kMaxState",
                             SelectiveScanParams::kMaxState);
-    if (!(norm_eps > 0.0f)) detail::fail(where, "weights.norm_eps = {} must be > 0", norm_eps);
+    detail::require_epsilon(where, "weights.norm_eps", norm_eps);
     detail::require_pointer(where, "weights.norm_weight", norm_weight);
     detail::require_pointer(where, "weights.in_proj_weight", in_proj_weight);
     detail::require_pointer(where, "weights.out_proj_weight", out_proj_weight);

@@ -169,6 +169,15 @@ struct Block<policies::Transformer, Site, Importance, Compress, Norm> {
       detail::check_token_block_args(where, a.x, a.y, a.batch, a.tokens, a.keep, a.protect);
       if (a.kept_cu_seqlens) detail::fail(where, "kept_cu_seqlens belongs to packed batches: set cu_seqlens too");
     }
+    if constexpr (policies::reads_class_token<Importance>()) {
+      const bool drops = a.cu_seqlens ? a.kept_cu_seqlens != nullptr : a.keep < a.tokens;
+      if (drops && a.protect < 1) {
+        detail::fail(where,
+                     "importance {} reads query row 0 as the class token: protect = {} would let a layer drop it "
+                     "(set protect >= 1; without a class token, rank by attn_received)",
+                     Importance::name, a.protect);
+      }
+    }
     std::int64_t out_rows = 0;
     for (int b = 0; b < a.batch; ++b) {
       const int n = a.cu_seqlens ? a.cu_seqlens[b + 1] - a.cu_seqlens[b] : a.tokens;

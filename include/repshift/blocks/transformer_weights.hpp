@@ -47,7 +47,7 @@ struct BasicTransformerBlockWeights {
   }
   void check(const char* where) const {
     check_sizes(where);
-    if (!(ln_eps > 0.0f)) detail::fail(where, "weights.ln_eps = {} must be > 0", ln_eps);
+    detail::require_epsilon(where, "weights.ln_eps", ln_eps);
     detail::require_pointer(where, "weights.norm1_weight", norm1_weight);
     detail::require_pointer(where, "weights.norm1_bias", norm1_bias);
     detail::require_pointer(where, "weights.qkv_weight", qkv_weight);

@@ -3,6 +3,7 @@
 // the argument and its value, e.g.
 //   "repshift::select_top: keep = 300 must be <= tokens = 197".
 
+#include <cmath>
 #include <cstdint>
 #include <initializer_list>
 #include <stdexcept>
@@ -48,6 +49,12 @@ void require_pointer(const char* where, const char* name, P* ptr) {
 
 inline void require_positive(const char* where, const char* name, std::int64_t value) {
   if (value <= 0) fail(where, "{} = {} must be > 0", name, value);
+}
+
+// A normalisation epsilon: finite and > 0 (+inf would make every LayerNorm
+// output its bias, whatever the input).
+inline void require_epsilon(const char* where, const char* name, float value) {
+  if (!(value > 0.0f && value < INFINITY)) fail(where, "{} = {} must be finite and > 0", name, value);
 }
 
 inline void require_non_negative(const char* where, const char* name, std::int64_t value) {

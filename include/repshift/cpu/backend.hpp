@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "../core/backend.hpp"
@@ -246,7 +247,7 @@ struct Backend<Host> {
   // A model's tensor where the kernels read it: the host weights themselves
   // (which the model then keeps alive: aliases_host_tensors).
   static constexpr bool aliases_host_tensors = true;
-  static const float* adopt_tensor(const std::vector<float>& host, Buffer<float>&) {
+  static const float* adopt_tensor(const std::string& /*name*/, const std::vector<float>& host, Buffer<float>&) {
     return host.empty() ? nullptr : host.data();
   }
 };

@@ -480,11 +480,10 @@ REPSHIFT_AMX_TARGET inline void amx_flash_head(const AttentionParams& p, std::in
 // flash_attention's entries for this kernel (attention.hpp): the scratch
 // one task needs (bytes) and one (sample, head) task. tokens: the longest
 // sample's, which bounds the scratch; each task lays it out for its own
-// sample (its key blocks, and so its rounding, are those it has alone), and
-// the bound covers both block regimes (the size drops past kAmxWholeKeys).
+// sample (its key blocks, and so its rounding, are those it has alone).
 inline std::int64_t amx_flash_scratch_bytes(std::int64_t tokens, std::int64_t head_dim) {
-  return std::max(detail::AmxScratch::bytes(tokens, head_dim),
-                  detail::AmxScratch::bytes(std::min<std::int64_t>(tokens, kAmxWholeKeys), head_dim));
+  return detail::scratch_bound([head_dim](std::int64_t n) { return detail::AmxScratch::bytes(n, head_dim); },
+                               tokens, kAmxWholeKeys);
 }
 inline void amx_flash_task(const AttentionParams& p, std::int64_t bh, void* scratch) {
   const std::int64_t b = bh / p.heads;

@@ -44,6 +44,16 @@ inline void prefetch_row(const void* row, std::int64_t bytes, bool for_write = f
   }
 }
 
+// Scratch for one task, for samples of up to `tokens`: each task lays its
+// scratch out for its own sample, whose key blocks are all its keys up to
+// `whole_keys` and fixed blocks past it, so the size drops where the regime
+// changes and the bound is the larger of the two regimes' largest.
+// floats_or_bytes(n): one sample's layout of n tokens.
+template <class Size>
+std::int64_t scratch_bound(Size floats_or_bytes, std::int64_t tokens, std::int64_t whole_keys) {
+  return std::max(floats_or_bytes(tokens), floats_or_bytes(std::min(tokens, whole_keys)));
+}
+
 }  // namespace detail
 
 #include "target/flash_head.inl"

@@ -4,6 +4,7 @@
 // kept rows.
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <vector>
 
@@ -29,14 +30,18 @@ inline void fuse_dropped(const Host& host, const FuseParams<float>& p) {
     for (std::int64_t i = 0; i < k; ++i) kept[idx[i]] = 1;
     const std::int64_t in = seq_begin(p.cu_seqlens, b, p.tokens);
     const float* s = p.scores + in;
-    double total = 0.0;
-    for (std::int64_t t = 0; t < n; ++t) total += kept[t] ? 0.0 : double(s[t]);
+    FuseWeights weights;
+    weights.dropped = n - k;
+    for (std::int64_t t = 0; t < n; ++t) {
+      if (kept[t]) continue;
+      weights.total += double(s[t]);
+      weights.infinite += s[t] == INFINITY;
+    }
     float* fused = p.out + (seq_begin(p.out_cu_seqlens, b, p.keep + 1) + k) * p.channels;
     std::fill(fused, fused + p.channels, 0.0f);
     for (std::int64_t t = 0; t < n; ++t) {
       if (kept[t]) continue;
-      // Importance-weighted; a plain mean when the importances sum to 0.
-      const float weight = total > 0.0 ? float(s[t] / total) : 1.0f / float(n - k);
+      const float weight = weights.of(s[t]);
       const float* row = p.src + (in + t) * p.channels;
       for (std::int64_t c = 0; c < p.channels; ++c) fused[c] += weight * row[c];
     }

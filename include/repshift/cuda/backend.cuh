@@ -9,7 +9,10 @@
 //   grows_on_demand = false: a workspace that is too small is refused
 //     (cudaMalloc would synchronise the forward path): reserve() first.
 
+#include <cmath>
 #include <cstdint>
+#include <string>
+#include <type_traits>
 #include <vector>
 
 #include "../core/backend.hpp"
@@ -271,10 +274,20 @@ struct Backend<Cuda> {
                        "cudaMemcpyAsync(copy_to_host)");
     cuda_detail::check(cudaStreamSynchronize(exec.stream), "cudaStreamSynchronize(copy_to_host)");
   }
-  // A model's tensor on the device in storage type T, converted once.
+  // A model's tensor on the device in storage type T, converted once. f16
+  // rounds a magnitude of 65520 or more to inf: such a finite weight is
+  // refused by name rather than turned into inf without a word.
   static constexpr bool aliases_host_tensors = false;
   template <class T>
-  static const T* adopt_tensor(const std::vector<float>& host, Buffer<T>& storage) {
+  static const T* adopt_tensor(const std::string& name, const std::vector<float>& host, Buffer<T>& storage) {
+    if constexpr (std::is_same_v<T, __half>) {
+      for (std::size_t i = 0; i < host.size(); ++i) {
+        if (std::isfinite(host[i]) && std::fabs(host[i]) >= 65520.0f) {
+          detail::fail("weights", "{}[{}] = {} rounds to inf in float16 (largest finite 65504): run this model in "
+                       "float32 or bfloat16", name, i, host[i]);
+        }
+      }
+    }
     storage.upload(host);
     return storage.data();
   }

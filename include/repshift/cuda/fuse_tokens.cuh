@@ -33,6 +33,13 @@ __global__ void __launch_bounds__(kFuseThreads)
   if (!offsets_start_at_zero(p.cu_seqlens, p.kept_cu_seqlens, p.out_cu_seqlens, status)) return;  // uniform
   if (!sample_fits(b, n, k_b, p.tokens, p.keep, 0, status)) return;  // uniform for the CTA
   if (k_b >= n) return;  // uniform for the CTA: nothing dropped, no fused row
+  // Row k_b of the sample's output is written: out_cu_seqlens, device data
+  // too, must give it k_b + 1 rows, or the row would land in the next sample.
+  const std::int64_t out_rows = p.out_cu_seqlens ? seq_length(p.out_cu_seqlens, b, 0) : k_b + 1;
+  if (out_rows < k_b + 1) {  // uniform for the CTA
+    if (threadIdx.x == 0) record_status(status, kStatusFusedRow, int(b), int(out_rows), int(k_b));
+    return;
+  }
   const std::int64_t in = seq_begin(p.cu_seqlens, b, p.tokens);
   const int* idx = p.keep_idx + seq_begin(p.kept_cu_seqlens, b, p.keep);
   for (std::int64_t t = threadIdx.x; t < n; t += blockDim.x) kept[t] = 0;
@@ -46,17 +53,22 @@ __global__ void __launch_bounds__(kFuseThreads)
   const float* s = p.scores + in;
   // In double, as the CPU sums: with scores of both signs a float total
   // can cancel to 0 (uniform weights) where the CPU's does not.
-  double local = 0.0;
-  for (std::int64_t t = threadIdx.x; t < n; t += blockDim.x) local += kept[t] ? 0.0 : double(s[t]);
-  const double total = block_reduce<false>(local, scratch);
-  const float uniform = 1.0f / float(n - k_b);
+  double local = 0.0, local_infinite = 0.0;
+  for (std::int64_t t = threadIdx.x; t < n; t += blockDim.x) {
+    if (kept[t]) continue;
+    local += double(s[t]);
+    local_infinite += s[t] == INFINITY;
+  }
+  FuseWeights weights;
+  weights.dropped = n - k_b;
+  weights.total = block_reduce<false>(local, scratch);
+  weights.infinite = std::int64_t(block_reduce<false>(local_infinite, scratch));  // exact: counts far below 2^53
   T* fused = p.out + (seq_begin(p.out_cu_seqlens, b, p.keep + 1) + k_b) * p.channels;
   for (std::int64_t c = threadIdx.x; c < p.channels; c += blockDim.x) {
     float acc = 0.0f;
     for (std::int64_t t = 0; t < n; ++t) {
       if (kept[t]) continue;
-      const float w = total > 0.0 ? float(s[t] / total) : uniform;
-      acc += w * to_float(p.src[(in + t) * p.channels + c]);
+      acc += weights.of(s[t]) * to_float(p.src[(in + t) * p.channels + c]);
     }
     fused[c] = from_float<T>(acc);
   }

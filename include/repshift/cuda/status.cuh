@@ -34,6 +34,7 @@ enum StatusCode : int {
   kStatusMergeReach = 8,     // merge: sample, its tokens, its keep count
   kStatusOutRows = 9,        // gather: sample, its output rows, its keep count
   kStatusFirstOffset = 10,   // packed ops: which array (0 cu, 1 kept, 2 out _seqlens), its first entry
+  kStatusFusedRow = 11,      // fuse: sample, its output rows, its keep count
 };
 
 // The first caller wins; later ones leave the record alone.
@@ -126,6 +127,9 @@ inline void throw_if_status(const Cuda& exec) {
     case kStatusOutRows:
       detail::fail("gather_tokens", "out_cu_seqlens gives sample {} {} rows for its {} kept tokens", host[1], host[2],
                    host[3]);
+    case kStatusFusedRow:
+      detail::fail("fuse_dropped", "out_cu_seqlens gives sample {} {} rows: no room for its fused row after its {} kept tokens",
+                   host[1], host[2], host[3]);
     case kStatusFirstOffset: {
       const char* names[3] = {"cu_seqlens", "kept_cu_seqlens", "out_cu_seqlens"};
       detail::fail("packed layout", "{}[0] = {} must be 0", names[host[1] >= 0 && host[1] < 3 ? host[1] : 0], host[2]);

@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <cstring>
 #include <fstream>
+#include <initializer_list>
 #include <iterator>
 #include <limits>
 #include <map>
@@ -65,8 +66,9 @@ inline std::string shape_string(const std::vector<std::int64_t>& shape) {
 // Bytes per element of a safetensors dtype, 0 for an unknown one.
 inline std::int64_t dtype_bytes(const std::string& dtype) {
   static const std::map<std::string, std::int64_t> sizes = {
-      {"F64", 8}, {"F32", 4}, {"F16", 2}, {"BF16", 2}, {"I64", 8}, {"I32", 4}, {"I16", 2},
-      {"I8", 1},  {"U64", 8}, {"U32", 4}, {"U16", 2},  {"U8", 1},  {"BOOL", 1}};
+      {"F64", 8}, {"F32", 4}, {"F16", 2}, {"BF16", 2}, {"F8_E4M3", 1}, {"F8_E5M2", 1}, {"F8_E8M0", 1},
+      {"C64", 8}, {"I64", 8}, {"I32", 4}, {"I16", 2},  {"I8", 1},      {"U64", 8},     {"U32", 4},
+      {"U16", 2}, {"U8", 1},  {"BOOL", 1}};
   const auto it = sizes.find(dtype);
   return it == sizes.end() ? 0 : it->second;
 }
@@ -146,9 +148,8 @@ class SafeTensorsFile {
 
   // Refuses a tensor named prefix + i + "..." with i >= count (e.g.
   // "blocks.12.norm1.weight" against a 12-block config): a file of a deeper
-  // model would otherwise load with its last layers silently dropped. Other
-  // names a model does not read (BatchNorm's num_batches_tracked, a
-  // pooler) are ignored, as a checkpoint may carry them.
+  // model would otherwise load with its last layers silently dropped (named
+  // as such before anything loads; require_read catches the rest).
   void require_no_layer_past(const std::string& prefix, std::int64_t count, const char* count_name) const {
     for (const auto& [name, info] : tensors_) {
       (void)info;
@@ -161,6 +162,33 @@ class SafeTensorsFile {
       if (end == prefix.size() || end == name.size() || name[end] != '.' || index < count) continue;
       fail("tensor '{}' is layer {} of '{}', but {} = {}: the file holds a deeper model", name,
            name.substr(prefix.size(), end - prefix.size()), prefix, count_name, count);
+    }
+  }
+
+  // After a model's load, given the names it read: refuses any other tensor
+  // under one of `prefixes` (its layers', and the modules that decide its
+  // output). A file of a model that computes more (LayerScale, QK norm, a
+  // pre-norm, extra tokens, relative positions, a learned table where the
+  // config computes one) would otherwise load and give other outputs.
+  // Buffers that never matter (BatchNorm's num_batches_tracked, BERT's
+  // position_ids) and names outside the prefixes (a pooler, a pretraining
+  // head) are left alone.
+  void require_read(const std::set<std::string>& read, std::initializer_list<const char*> prefixes) const {
+    auto ends_with = [](const std::string& s, const char* tail) {
+      const std::size_t n = std::strlen(tail);
+      return s.size() >= n && s.compare(s.size() - n, n, tail) == 0;
+    };
+    for (const auto& [name, info] : tensors_) {
+      (void)info;
+      if (read.count(name) || ends_with(name, "num_batches_tracked") || ends_with(name, "position_ids")) continue;
+      for (const char* prefix : prefixes) {
+        if (name.compare(0, std::strlen(prefix), prefix) != 0) continue;
+        fail("tensor '{}' (under '{}') is not read by this model: the file's model has a part this config does "
+             "not compute (e.g. timm's LayerScale or QK norm, extra tokens, BERT's relative positions, a "
+             "squeeze-excite block, a learned table where the config computes one), so loading it would give "
+             "other outputs",
+             name, prefix);
+      }
     }
   }
 
@@ -354,13 +382,33 @@ inline void save_safetensors(const std::string& path, const std::vector<NamedTen
   if (!out) throw FormatError(fmt::format("safetensors: write error on '{}'", path));
 }
 
+// A model's loads from one file, each name recorded, so that at the end
+// require_all_read(prefixes) refuses what the model left unread there
+// (SafeTensorsFile::require_read).
+class TensorReader {
+ public:
+  explicit TensorReader(const SafeTensorsFile& file) : file_(file) {}
+  std::vector<float> load_f32(const std::string& name, const std::vector<std::int64_t>& expected) {
+    read_.insert(name);
+    return file_.load_f32(name, expected);
+  }
+  void require_all_read(std::initializer_list<const char*> prefixes) const { file_.require_read(read_, prefixes); }
+
+ private:
+  const SafeTensorsFile& file_;
+  std::set<std::string> read_;
+};
+
 // Weights types that list their tensors through for_each_tensor(fn), fn
 // seeing (name, shape, std::vector<float>&), load and save with these.
+// load_tensors refuses a file holding more under `prefixes` (TensorReader).
 template <class Weights>
-void load_tensors(Weights& w, const SafeTensorsFile& file) {
+void load_tensors(Weights& w, const SafeTensorsFile& file, std::initializer_list<const char*> prefixes) {
+  TensorReader reader(file);
   w.for_each_tensor([&](const std::string& name, const std::vector<std::int64_t>& shape, std::vector<float>& v) {
-    v = file.load_f32(name, shape);
+    v = reader.load_f32(name, shape);
   });
+  reader.require_all_read(prefixes);
 }
 
 template <class Weights>

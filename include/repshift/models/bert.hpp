@@ -45,6 +45,7 @@ struct BertConfig {
   static BertConfig minilm_l6() { return {}; }
 
   void check(const char* where) const {
+    detail::require_epsilon(where, "config.ln_eps", ln_eps);
     detail::require_positive(where, "config.vocab_size", vocab_size);
     detail::require_positive(where, "config.max_positions", max_positions);
     detail::require_positive(where, "config.type_vocab_size", type_vocab_size);  // token type 0 is always read
@@ -70,28 +71,30 @@ struct BertWeights {
     const std::int64_t C = cfg.dim, H = cfg.mlp_hidden;
     BertWeights w;
     w.config = cfg;
-    w.word = f.load_f32("embeddings.word_embeddings.weight", {cfg.vocab_size, C});
-    w.position = f.load_f32("embeddings.position_embeddings.weight", {cfg.max_positions, C});
-    w.token_type = f.load_f32("embeddings.token_type_embeddings.weight", {cfg.type_vocab_size, C});
-    w.emb_norm_w = f.load_f32("embeddings.LayerNorm.weight", {C});
-    w.emb_norm_b = f.load_f32("embeddings.LayerNorm.bias", {C});
+    io::TensorReader reader(f);
+    w.word = reader.load_f32("embeddings.word_embeddings.weight", {cfg.vocab_size, C});
+    w.position = reader.load_f32("embeddings.position_embeddings.weight", {cfg.max_positions, C});
+    w.token_type = reader.load_f32("embeddings.token_type_embeddings.weight", {cfg.type_vocab_size, C});
+    w.emb_norm_w = reader.load_f32("embeddings.LayerNorm.weight", {C});
+    w.emb_norm_b = reader.load_f32("embeddings.LayerNorm.bias", {C});
     for (int i = 0; i < cfg.depth; ++i) {
       const std::string p = block_prefix(i);
       Layer l;
       // Rows [q; k; v]: the [3][heads][head_dim] layout the attention kernel reads.
       for (const char* part : {"query", "key", "value"}) {
-        const auto wq = f.load_f32(fmt::format("{}attention.self.{}.weight", p, part), {C, C});
-        const auto bq = f.load_f32(fmt::format("{}attention.self.{}.bias", p, part), {C});
+        const auto wq = reader.load_f32(fmt::format("{}attention.self.{}.weight", p, part), {C, C});
+        const auto bq = reader.load_f32(fmt::format("{}attention.self.{}.bias", p, part), {C});
         l.qkv_w.insert(l.qkv_w.end(), wq.begin(), wq.end());
         l.qkv_b.insert(l.qkv_b.end(), bq.begin(), bq.end());
       }
       // The rest under the names the model keeps (the fused qkv is filled).
       const auto load = [&](const std::string& name, const std::vector<std::int64_t>& shape, std::vector<float>& v) {
-        if (v.empty()) v = f.load_f32(name, shape);
+        if (v.empty()) v = reader.load_f32(name, shape);
       };
       for_each_block_tensor(p, kBlockTensors, C, H, l, load);
       w.layers.push_back(std::move(l));
     }
+    reader.require_all_read({"encoder.layer.", "embeddings."});  // e.g. relative positions' distance_embedding
     return w;
   }
 
@@ -144,8 +147,13 @@ struct BertTrace {
 
   // Sample b's kept indices at layer l.
   std::vector<int> kept(int layer, int b) const {
+    if (layer < 0 || std::size_t(layer) >= keep_idx.size()) {
+      detail::fail("BertTrace::kept", "layer = {} is outside [0, {})", layer, keep_idx.size());
+    }
     const auto& kcu = kept_cu_seqlens.at(std::size_t(layer));
-    const auto& idx = keep_idx.at(std::size_t(layer));
+    const std::size_t batch = kcu.empty() ? 0 : kcu.size() - 1;
+    if (b < 0 || std::size_t(b) >= batch) detail::fail("BertTrace::kept", "b = {} is outside [0, batch = {})", b, batch);
+    const auto& idx = keep_idx[std::size_t(layer)];
     if (idx.empty()) return {};
     return {idx.begin() + kcu[std::size_t(b)], idx.begin() + kcu[std::size_t(b) + 1]};
   }
@@ -361,6 +369,10 @@ class BasicBertEncoder {
   void check_sentences(const char* where, const int* cu_seqlens, int batch, const PruneSchedule& schedule) const {
     const BertConfig& cfg = config();
     schedule.check(where, cfg.depth);
+    if (policies::reads_class_token<Importance>() && !schedule.empty() && schedule.protect < 1) {
+      detail::fail(where, "importance {} reads [CLS]'s attention row: schedule.protect = {} would let a layer drop "
+                          "[CLS] (set >= 1)", Importance::name, schedule.protect);
+    }
     for (int b = 0; b < batch; ++b) {
       const int n = cu_seqlens[b + 1] - cu_seqlens[b];
       if (n < 1 || n > cfg.max_positions) {

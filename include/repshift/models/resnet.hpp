@@ -81,7 +81,7 @@ struct ResNetConfig {
     }
     if (image_size < 32) detail::fail(where, "config.image_size = {} is below 32", image_size);
     // Inf allowed would fold a zero running_var into an infinite scale.
-    if (!(bn_eps > 0.0f && bn_eps < INFINITY)) detail::fail(where, "config.bn_eps = {} must be finite and > 0", bn_eps);
+    detail::require_epsilon(where, "config.bn_eps", bn_eps);
     detail::require_int_size(where, "config.image_size", {image_size});
     detail::require_int_size(where, "the stem's map (stem_channels x stem size^2)",
                              {stem_channels, stem_size(), stem_size()});
@@ -239,12 +239,13 @@ struct ResNetWeights {
                               fmt::format("config.blocks[{}]", s).c_str());
     }
     ResNetWeights w = empty(cfg);
+    io::TensorReader reader(f);
     for_each_conv(w, [&](const std::string& conv, const std::string& bn, int out, int in, int k, ConvTensors& t) {
-      t.weight = f.load_f32(conv + ".weight", {out, in, k, k});
-      const auto gamma = f.load_f32(bn + ".weight", {out});
-      const auto beta = f.load_f32(bn + ".bias", {out});
-      const auto mean = f.load_f32(bn + ".running_mean", {out});
-      const auto var = f.load_f32(bn + ".running_var", {out});
+      t.weight = reader.load_f32(conv + ".weight", {out, in, k, k});
+      const auto gamma = reader.load_f32(bn + ".weight", {out});
+      const auto beta = reader.load_f32(bn + ".bias", {out});
+      const auto mean = reader.load_f32(bn + ".running_mean", {out});
+      const auto var = reader.load_f32(bn + ".running_var", {out});
       t.bias.resize(std::size_t(out));
       const std::size_t per_out = std::size_t(in) * k * k;
       for (int o = 0; o < out; ++o) {
@@ -257,8 +258,9 @@ struct ResNetWeights {
         t.bias[std::size_t(o)] = beta[std::size_t(o)] - mean[std::size_t(o)] * scale;
       }
     });
-    w.fc_w = f.load_f32("fc.weight", {cfg.num_classes, cfg.out_channels(3)});
-    w.fc_b = f.load_f32("fc.bias", {cfg.num_classes});
+    w.fc_w = reader.load_f32("fc.weight", {cfg.num_classes, cfg.out_channels(3)});
+    w.fc_b = reader.load_f32("fc.bias", {cfg.num_classes});
+    reader.require_all_read({"conv1.", "bn1.", "layer1.", "layer2.", "layer3.", "layer4.", "fc."});
     return w;
   }
 
@@ -373,7 +375,10 @@ class BasicResNet {
     const std::int64_t widest = detail::checked_extent(where, "activations", batch, cfg.widest_map(), 1, sizeof(T));
     a_.resize(std::size_t(widest));
     b_.resize(std::size_t(widest));
-    if (layout_ != MapLayout::Nchw) input_.resize(std::size_t(batch) * cfg.in_chans * cfg.image_size * cfg.image_size);
+    if (layout_ != MapLayout::Nchw) {
+      const std::int64_t pixels = std::int64_t(cfg.image_size) * cfg.image_size;
+      input_.resize(std::size_t(detail::checked_extent(where, "input", batch, cfg.in_chans, pixels, sizeof(T))));
+    }
     for (int s = 0; s < 4; ++s) {
       const int in_size = s == 0 ? cfg.stage0_size() : cfg.stage_size(s - 1);
       for (int i = 0; i < cfg.blocks[std::size_t(s)]; ++i) {

@@ -58,7 +58,7 @@ class TensorStore {
   explicit TensorStore(const std::shared_ptr<const HostWeights>& host) {
     detail::require_pointer("TensorStore", "host weights", host.get());
     host->for_each_tensor([&](const std::string& name, const auto&, const std::vector<float>& v) {
-      pointers_[name] = B::adopt_tensor(v, storage_[name]);
+      pointers_[name] = B::adopt_tensor(name, v, storage_[name]);
     });
     if constexpr (B::aliases_host_tensors) host_ = host;
   }

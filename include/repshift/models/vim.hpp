@@ -56,6 +56,7 @@ struct VimConfig {
   int cls_index() const { return cls_position < 0 ? num_patches() / 2 : cls_position; }
 
   void check(const char* where) const {
+    detail::require_epsilon(where, "config.eps", eps);
     detail::require_positive(where, "config.image_size", image_size);
     detail::require_positive(where, "config.patch_size", patch_size);
     detail::require_positive(where, "config.in_chans", in_chans);
@@ -175,7 +176,7 @@ struct VimWeights {
     VimWeights w;
     w.config = cfg;
     w.layers.resize(std::size_t(cfg.depth));
-    io::load_tensors(w, file);
+    io::load_tensors(w, file, {"layers.", "patch_embed.", "cls_token", "pos_embed", "norm_f.", "head."});
     return w;
   }
 
@@ -284,6 +285,8 @@ class BasicVisionMamba {
     const VimConfig& cfg = config();
     const std::int64_t N = cfg.tokens(), C = cfg.dim, P = cfg.num_patches();
     detail::checked_extent(where, "activations", batch, N, 2 * std::int64_t(cfg.inner()), sizeof(T));
+    detail::checked_extent(where, "patches", batch, P, std::int64_t(cfg.in_chans) * cfg.patch_size * cfg.patch_size,
+                           sizeof(T));
     BlockType::reserve(ws_, weights_->block(0), std::int64_t(batch) * N);
     ping_.resize(std::size_t(batch * N * C));
     pong_.resize(std::size_t(batch * N * C));

@@ -99,6 +99,7 @@ struct ViTConfig {
   std::string head_norm() const { return class_token() ? "norm" : "fc_norm"; }
 
   void check(const char* where) const {
+    detail::require_epsilon(where, "config.ln_eps", ln_eps);
     detail::require_positive(where, "config.image_size", image_size);
     detail::require_positive(where, "config.patch_size", patch_size);
     detail::require_positive(where, "config.in_chans", in_chans);
@@ -224,18 +225,23 @@ struct ViTWeights {
     w.config = cfg;
     w.blocks.resize(std::size_t(cfg.depth));
     const std::int64_t C = cfg.dim;
+    io::TensorReader reader(file);
     w.for_each_tensor([&](const std::string& name, const std::vector<std::int64_t>& shape, std::vector<float>& v) {
       if (name == "pos_embed" && cfg.positions == ViTConfig::Positions::Sinusoid) {
         v = init::sinusoid_table(cfg.tokens(), cfg.dim);
       } else if (const std::string attn = w.qv_bias_prefix(name); !attn.empty()) {
-        const auto q = file.load_f32(attn + "q_bias", {C}), vb = file.load_f32(attn + "v_bias", {C});
+        const auto q = reader.load_f32(attn + "q_bias", {C}), vb = reader.load_f32(attn + "v_bias", {C});
         v.assign(std::size_t(3 * C), 0.0f);
         std::copy(q.begin(), q.end(), v.begin());
         std::copy(vb.begin(), vb.end(), v.begin() + 2 * C);
       } else {
-        v = file.load_f32(name, shape);
+        v = reader.load_f32(name, shape);
       }
     });
+    // timm's names for what this model would leave out: DeiT's distillation
+    // token and head, register tokens, a pre-norm, the other head norm.
+    reader.require_all_read({"blocks.", "patch_embed.", "cls_token", "pos_embed", "norm.", "fc_norm.", "norm_pre.",
+                             "head.", "head_dist.", "dist_token", "reg_token"});
     return w;
   }
 
@@ -319,6 +325,7 @@ class BasicVisionTransformer {
     const std::int64_t N = cfg.tokens(), C = cfg.dim, P = cfg.num_patches();
     detail::checked_extent(where, "activations", batch, N,
                            std::max<std::int64_t>(3 * C, cfg.mlp_hidden), sizeof(T));
+    detail::checked_extent(where, "patches", batch, P, cfg.patch_dim(), sizeof(T));
     BlockType::reserve(ws_, weights_->block(0), batch, N);
     ping_.resize(std::size_t(batch * N * C));
     pong_.resize(std::size_t(batch * N * C));
@@ -347,6 +354,12 @@ class BasicVisionTransformer {
                    "schedule.protect = {} would always keep the first patches: this model has no class token "
                    "(Pool::Mean); leave protect at PruneSchedule::kModelPrefix (the default) or set 0",
                    requested.protect);
+    }
+    if (policies::reads_class_token<Importance>() && !cfg.class_token()) {
+      detail::fail(where,
+                   "importance {} reads the class token's attention row, and this model has none (Pool::Mean): "
+                   "rank by attn_received (the mean over every query) instead",
+                   Importance::name);
     }
     if (cfg.class_token() && requested.protect == 0) {
       detail::fail(where,

@@ -9,12 +9,14 @@
 namespace repshift {
 namespace init {
 
-// timm's trunc_normal_(std): normal(0, std) redrawn outside +-2 std.
+// timm's trunc_normal_(std = 0.02): normal(0, std) redrawn outside its
+// default bounds a = -2, b = 2, which are absolute: at std 0.02 they are
+// 100 std away, so the draw is in effect a plain normal(0, 0.02).
 inline void trunc_normal(std::vector<float>& v, std::mt19937& gen, float std = 0.02f) {
   std::normal_distribution<float> normal(0.0f, std);
   for (auto& x : v) {
     float r;
-    do r = normal(gen); while (std::abs(r) > 2.0f * std);
+    do r = normal(gen); while (std::abs(r) > 2.0f);
     x = r;
   }
 }

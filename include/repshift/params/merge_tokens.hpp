@@ -57,16 +57,21 @@ struct BasicMergeParams : PackedRows {
 
   void check(const char* where) const {
     check_pointers(where);
-    detail::require_pointer(where, "x", x);
-    detail::require_pointer(where, "keys", keys);
-    detail::require_pointer(where, "scores", scores);
-    detail::require_pointer(where, "out", out);
-    detail::require_pointer(where, "keep_idx", keep_idx);
     detail::require_positive(where, "batch", batch);
-    detail::require_positive(where, "tokens", tokens);
+    require_count(where, "tokens", tokens);
+    require_count(where, "keep", keep);
     detail::require_positive(where, "channels", channels);
     detail::require_positive(where, "key_channels", key_channels);
-    detail::require_positive(where, "keep", keep);
+    // Read or written only where there are tokens (an empty tensor's data may be null).
+    if (tokens > 0) {
+      detail::require_pointer(where, "x", x);
+      detail::require_pointer(where, "keys", keys);
+      detail::require_pointer(where, "scores", scores);
+    }
+    if (keep > 0) {
+      detail::require_pointer(where, "out", out);
+      detail::require_pointer(where, "keep_idx", keep_idx);
+    }
     detail::require_non_negative(where, "protect", protect);
     detail::require_at_most(where, "keep", keep, "tokens", tokens);
     if (!packed()) detail::require_at_most(where, "protect", protect, "keep", keep);  // packed: per sample

@@ -3,9 +3,12 @@
 // (policies/metric.hpp) or one of the baselines below, usable wherever a
 // Metric is (Block, models, the ablation sweep).
 //
-//   TokenNorm     ||after||: the token's L2 norm at the site. Written as a
-//                 Metric that ignores `before`, so every kernel (CPU lanes,
-//                 CUDA warps, fused epilogues) runs it unchanged.
+//   TokenNorm     ||after||: the L2 norm of the site's output, i.e. of the
+//                 output token at BlockOutput and of the branch output F(x)
+//                 at Attention / Mlp (there it ranks as L2 at Update<Site>
+//                 does, up to rounding). Written as a Metric that ignores
+//                 `before`, so every kernel (CPU lanes, CUDA warps, fused
+//                 epilogues) runs it unchanged.
 //   Random        uniform in [0, 1) from a seeded hash of (seed, token):
 //                 reproducible, independent of the data, and independent
 //                 of the batch a sample runs in (every sample of a layer
@@ -83,6 +86,18 @@ struct AttentionReceived {
 
 template <class I>
 inline constexpr bool needs_attention_map_v = std::is_same_v<I, ClsAttention> || std::is_same_v<I, AttentionReceived>;
+
+// ClsAttention reads query row 0 of the map as the class token's: that row
+// must be a class token, and protected, or the score is of whichever token
+// sits there.
+template <class I>
+constexpr bool reads_class_token() {
+  if constexpr (needs_attention_map_v<I>) {
+    return !I::all_queries;
+  } else {
+    return false;
+  }
+}
 
 template <class I>
 inline constexpr bool is_importance_v = is_metric_v<I> || std::is_same_v<I, Random> || needs_attention_map_v<I>;

@@ -66,9 +66,11 @@ struct Cosine {
     return {x.dot + y.dot, x.aa + y.aa, x.bb + y.bb};
   }
   static REPSHIFT_HD float finalize(Accum acc) {
+    // Non-finite first: a NaN or overflowing side beside a zero one is NaN,
+    // not the zero rule's 1, so a contaminated token still ranks last.
+    if (!(acc.aa <= FLT_MAX) || !(acc.bb <= FLT_MAX)) return NAN;
     const bool a_zero = acc.aa == 0.0f, b_zero = acc.bb == 0.0f;
     if (a_zero || b_zero) return (a_zero && b_zero) ? 0.0f : 1.0f;
-    if (acc.aa > FLT_MAX || acc.bb > FLT_MAX) return NAN;
     const float d = 1.0f - acc.dot / (std::sqrt(acc.aa) * std::sqrt(acc.bb));
     // fmin/fmax would swallow a NaN; keep it so callers see bad input.
     return d < 0.0f ? 0.0f : (d > 2.0f ? 2.0f : d);

@@ -78,6 +78,14 @@ inline void require_floating(const at::Tensor& t, const char* op, const char* na
                     ", not a floating-point type");
 }
 
+// The tokens an op computes on: `dims` dimensions, a floating type, and no
+// gradient expected of them.
+inline void require_token_input(const at::Tensor& t, const char* op, const char* name, int64_t dims) {
+  require_dim(t, op, name, dims);
+  require_floating(t, op, name);
+  require_no_grad(t, op, name);
+}
+
 // Every sample keeps at least one token and at most its `tokens`, checked
 // before the outputs are sized by keep (the library refuses keep < protect).
 inline void require_keep(int64_t keep, int64_t tokens, const char* op) {
@@ -135,11 +143,9 @@ inline void check_select_inputs(const at::Tensor& scores, int64_t keep) {
 }
 
 inline void check_gather_inputs(const at::Tensor& x, const at::Tensor& idx) {
-  require_no_grad(x, "gather_tokens", "x");
-  require_dim(x, "gather_tokens", "x", 3);
+  require_token_input(x, "gather_tokens", "x", 3);
   require_dim(idx, "gather_tokens", "idx", 2);
   TORCH_CHECK_VALUE(idx.size(0) == x.size(0), "repshift::gather_tokens: idx has ", idx.size(0), " rows, x ", x.size(0));
-  require_floating(x, "gather_tokens", "x");
 }
 
 // scores [B, N] float32 = Metric(after, before) on `exec`; with_storage(t,
@@ -222,10 +228,8 @@ inline int check_select_varlen(const at::Tensor& scores, const at::Tensor& cu, c
 }
 
 inline void check_gather_varlen(const at::Tensor& x, const at::Tensor& idx, const at::Tensor& cu, const at::Tensor& kcu) {
-  require_no_grad(x, "gather_tokens_varlen", "x");
-  require_dim(x, "gather_tokens_varlen", "x", 2);
+  require_token_input(x, "gather_tokens_varlen", "x", 2);
   require_dim(idx, "gather_tokens_varlen", "idx", 1);
-  require_floating(x, "gather_tokens_varlen", "x");
   check_layouts("gather_tokens_varlen", cu, kcu, x.size(0), 0);
   TORCH_CHECK_VALUE(last(kcu) == idx.size(0), "repshift::gather_tokens_varlen: kept_cu_seqlens[batch] = ", last(kcu),
                     " must equal idx's ", idx.size(0), " entries");

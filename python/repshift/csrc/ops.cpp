@@ -233,9 +233,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> block_forward(
     const c10::optional<at::Tensor>& sizes) {
   constexpr const char* op = "block_forward";
   require_cpu(x, op, "x");
-  require_dim(x, op, "x", 3);
-  require_floating(x, op, "x");
-  require_no_grad(x, op, "x");
+  require_token_input(x, op, "x", 3);
   require_keep(keep, x.size(1), op);
   if (sizes && sizes->defined()) check_sizes(*sizes, x, op);
   const int64_t B = x.size(0), N = x.size(1), C = x.size(2);
@@ -287,9 +285,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> block_forward_varlen(
   require_cpu(x, op, "x");
   require_cpu(cu_seqlens, op, "cu_seqlens");
   require_cpu(kept_cu_seqlens, op, "kept_cu_seqlens");
-  require_dim(x, op, "x", 2);
-  require_floating(x, op, "x");
-  require_no_grad(x, op, "x");
+  require_token_input(x, op, "x", 2);
   const auto [cu, kcu] = cu_pair(cu_seqlens, kept_cu_seqlens, op);
   const int batch = int(cu.size(0) - 1);
   const int64_t total = x.size(0), C = x.size(1);

@@ -202,9 +202,7 @@ BlockOutputs block_forward(const at::Tensor& x, const at::Tensor& norm1_w, const
                            bool post_norm, int64_t seed, const c10::optional<at::Tensor>& sizes) {
   constexpr const char* op = "block_forward";
   require_cuda(x, op, "x");
-  require_dim(x, op, "x", 3);
-  require_floating(x, op, "x");
-  require_no_grad(x, op, "x");
+  require_token_input(x, op, "x", 3);
   require_keep(keep, x.size(1), op);
   const c10::cuda::CUDAGuard guard(x.device());
   const auto xc = storage_input(x);
@@ -235,9 +233,7 @@ BlockOutputs block_forward_varlen(const at::Tensor& x, const at::Tensor& cu_seql
                                   bool post_norm, int64_t seed) {
   constexpr const char* op = "block_forward_varlen";
   require_cuda(x, op, "x");
-  require_dim(x, op, "x", 2);
-  require_floating(x, op, "x");
-  require_no_grad(x, op, "x");
+  require_token_input(x, op, "x", 2);
   const c10::cuda::CUDAGuard guard(x.device());
   const auto [cu, kcu] = cu_pair(cu_seqlens, kept_cu_seqlens, op);
   check_layouts(op, cu, kcu, x.size(0), int_arg(protect, op, "protect"));

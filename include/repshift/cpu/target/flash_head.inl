@@ -213,12 +213,10 @@ inline void flash_head(const AttentionParams& p, std::int64_t b, std::int64_t h,
 // its SimdTarget: the scratch one task needs, and one (sample, head) task.
 // tokens: the longest sample's, which bounds the scratch. Each task lays
 // the scratch out for its own sample, so a packed sample's key blocks, and
-// so its rounding, are those it has alone, whatever its batch. The size
-// drops where the key blocks shrink past kWholeKeys: the bound is the
-// larger of the two regimes' largest.
+// so its rounding, are those it has alone, whatever its batch.
 inline std::int64_t flash_scratch_floats(SimdTarget, std::int64_t tokens, std::int64_t head_dim) {
-  return std::max(detail::FlashScratch::floats(tokens, head_dim),
-                  detail::FlashScratch::floats(std::min<std::int64_t>(tokens, kWholeKeys), head_dim));
+  return cpu::detail::scratch_bound([head_dim](std::int64_t n) { return detail::FlashScratch::floats(n, head_dim); },
+                                    tokens, kWholeKeys);
 }
 inline void flash_task(SimdTarget, const AttentionParams& p, std::int64_t bh, float* scratch) {
   const std::int64_t b = bh / p.heads;
