@@ -12,6 +12,11 @@
 // - *Bf16: the same under DenseMath::Bf16, whose products run on AMX tiles
 //   in bfloat16 where the CPU has AMX (cpu/flash_attention_amx.hpp);
 //   skipped elsewhere.
+// - BM_MergeTokens: Compress = Merge's token merge (cpu/merge_tokens.hpp)
+//   at UMT-B's first paper layer (2352 -> 1882 tokens, 768 channels) and
+//   DeiT-S's (197 -> 158, 384), GFLOP/s of its matching product
+//   (2 r |B| key_channels per sample); kernels_vs_pytorch.py --merge runs
+//   it against the same merge in PyTorch (ToMe's algorithm).
 // Run with
 //   --benchmark_repetitions=3 --benchmark_enable_random_interleaving=true
 
@@ -84,8 +89,38 @@ void BM_MapAttention(benchmark::State& state) {
   report(state, 1, tokens, kHeads);
 }
 
+// args: batch, tokens, keep, channels (keys = rows = channels wide, as a
+// Block merges its output rows by its K rows); CLS protected.
+void BM_MergeTokens(benchmark::State& state) {
+  const int batch = int(state.range(0)), tokens = int(state.range(1)), keep = int(state.range(2));
+  const int channels = int(state.range(3));
+  std::mt19937 gen(2);
+  std::normal_distribution<float> normal;
+  auto random = [&](std::size_t n) {
+    std::vector<float> v(n);
+    for (auto& x : v) x = normal(gen);
+    return v;
+  };
+  const auto x = random(std::size_t(batch) * tokens * channels), keys = random(x.size());
+  const auto scores = random(std::size_t(batch) * tokens);
+  std::vector<float> out(std::size_t(batch) * keep * channels), sizes(std::size_t(batch) * keep);
+  std::vector<int> keep_idx(sizes.size());
+  rs::MergeParams p;
+  p.x = x.data(), p.keys = keys.data(), p.scores = scores.data();
+  p.out = out.data(), p.out_sizes = sizes.data(), p.keep_idx = keep_idx.data();
+  p.batch = batch, p.tokens = tokens, p.keep = keep, p.channels = p.key_channels = channels, p.protect = 1;
+  for (auto _ : state) {
+    rs::cpu::merge_tokens(rs::Host{}, p);
+    benchmark::DoNotOptimize(out.data());
+  }
+  const double flops = 2.0 * batch * double(tokens - keep) * ((tokens - 1) / 2) * channels;
+  state.counters["GFLOP/s"] = benchmark::Counter(flops * double(state.iterations()) * 1e-9, benchmark::Counter::kIsRate);
+}
+
 }  // namespace
 
+BENCHMARK(BM_MergeTokens)->Args({1, 2352, 1882, 768})->Args({2, 2352, 1882, 768})->Args({8, 197, 158, 384})
+    ->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_FlashAttention)
     ->Arg(1205)->Arg(1506)->Arg(1568)->Arg(1882)->Arg(2352)->Arg(3136)->Arg(4096)->Arg(8192)->Arg(16384)
     ->Unit(benchmark::kMillisecond)->UseRealTime();

@@ -24,7 +24,7 @@ struct Merged {
 
 Merged run_merge(const std::vector<float>& x, const std::vector<float>& keys, const std::vector<float>& scores,
                  const std::vector<float>* sizes, int batch, int tokens, int c, int ck, int keep, int protect,
-                 std::int64_t key_stride = 0, const float* key_bias = nullptr) {
+                 std::int64_t key_stride = 0, const float* key_bias = nullptr, rs::Host host = {}) {
   Merged m{std::vector<float>(std::size_t(batch) * keep * c, NAN), std::vector<float>(std::size_t(batch) * keep, NAN),
            std::vector<int>(std::size_t(batch) * keep, -1)};
   rs::MergeParams p;
@@ -43,7 +43,7 @@ Merged run_merge(const std::vector<float>& x, const std::vector<float>& keys, co
   p.channels = c;
   p.key_channels = ck;
   p.protect = protect;
-  rs::cpu::merge_tokens(rs::Host{}, p);
+  rs::cpu::merge_tokens(host, p);
   return m;
 }
 
@@ -113,12 +113,33 @@ INSTANTIATE_TEST_SUITE_P(Shapes, MergeTokensRef,
                                            MergeCase{1, 197, 64, 157, 1},  // DeiT's first paper layer
                                            MergeCase{3, 11, 5, 11, 1},     // keep = tokens: identity
                                            MergeCase{1, 9, 3, 6, 0},       // no protected prefix
-                                           MergeCase{1, 12, 4, 8, 3}),     // longer prefix
+                                           MergeCase{1, 12, 4, 8, 3},      // longer prefix
+                                           // several blocks of merging rows: split over the threads
+                                           // (one sample), and within one task (two samples)
+                                           MergeCase{1, 1301, 8, 1100, 1}, MergeCase{2, 301, 8, 200, 1}),
                          [](const auto& info) {
                            const MergeCase& k = info.param;
                            return "B" + std::to_string(k.batch) + "N" + std::to_string(k.tokens) + "keep" +
                                   std::to_string(k.keep) + "p" + std::to_string(k.protect);
                          });
+
+// With fewer samples than threads a sample's keys, matching and sums are
+// split over the team; with as many, one thread takes a sample whole:
+// bit-identical either way (2 threads for the batch of two, 4 for the
+// sample alone, whatever the machine).
+TEST(MergeTokens, ASampleMergesAloneAsInABatch) {
+  const int tokens = 601, c = 80, ck = 24, keep = 450, protect = 1;
+  const auto x = ref::random_floats(std::size_t(2) * tokens * c, 11);
+  const auto keys = ref::random_floats(std::size_t(2) * tokens * ck, 12);
+  const auto scores = ref::random_floats(std::size_t(2) * tokens, 13);
+  const Merged both = run_merge(x, keys, scores, nullptr, 2, tokens, c, ck, keep, protect, 0, nullptr, rs::Host{2});
+  auto second = [](const std::vector<float>& v) { return std::vector<float>(v.begin() + v.size() / 2, v.end()); };
+  const Merged alone = run_merge(second(x), second(keys), second(scores), nullptr, 1, tokens, c, ck, keep, protect, 0,
+                                 nullptr, rs::Host{4});
+  EXPECT_EQ(alone.out, second(both.out));
+  EXPECT_EQ(alone.sizes, second(both.sizes));
+  EXPECT_EQ(alone.keep_idx, std::vector<int>(both.keep_idx.begin() + keep, both.keep_idx.end()));
+}
 
 TEST(MergeTokens, WithoutSizesEveryTokenCountsOne) {
   const int n = 9, c = 4;

@@ -5,6 +5,7 @@ interleaved rounds, one invocation:
 
     python3 bench/peer/kernels_vs_pytorch.py build/release/bench [OUT.md]
         [--tokens 1205,2352] [--linear 1205x768x3072,...] [--weights packed|stored] [--rounds 6] [--bf16]
+        [--merge 1x2352x1882x768,8x197x158x384]
 
 - Attention (12 heads x 64, batch 1, UMT-B's): BM_FlashAttention/<tokens>
   of bench_attention_long against F.scaled_dot_product_attention. Both
@@ -16,6 +17,13 @@ interleaved rounds, one invocation:
   BM_OneDnnPacked (W reordered once into oneDNN's blocked format, brgemm),
   below it BM_OneDnnStored (W read as stored, oneDNN's sgemm); --weights
   packed|stored overrides the choice.
+
+- --merge BATCHxTOKENSxKEEPxCHANNELS,... (f32 only; replaces the cases
+  above): Compress = Merge's merge, BM_MergeTokens of bench_attention_long
+  (cpu::merge_tokens) against the same merge in PyTorch as ToMe writes it
+  (unit keys, one batched product of the merging A tokens' keys with B's,
+  argmax, a size-weighted scatter_add), CLS protected. Both count the
+  product's 2 r |B| channels flops per sample.
 
 - --bf16 (CPUs with AVX512-BF16 or AMX): BM_FlashAttentionBf16 (AMX
   tiles where the CPU has them) against SDPA on bf16 q, k, v; and
@@ -76,8 +84,48 @@ def torch_rate(call, flops):
     return flops / statistics.median(times) / 1e9
 
 
+def torch_merge(torch, x, keys, scores, sizes, keep, protect=1):
+    """Compress = Merge as ToMe writes it in PyTorch (bipartite_soft_matching +
+    merge_wavg), the r = N - keep least important A tokens merging into their
+    most similar B token: the contract of cpu/merge_tokens.hpp."""
+    batch, n, c = x.shape
+    a_idx, b_idx = torch.arange(protect, n, 2), torch.arange(protect + 1, n, 2)
+    norm = keys.norm(dim=-1, keepdim=True)
+    unit = torch.where(norm > 0, keys / norm, torch.zeros_like(keys))  # a zero key: similarity 0
+    # The selection rule: the lowest score merges first, NaN below everything
+    # (ranked as -inf here), ties to the higher index.
+    a_scores = scores[:, a_idx].nan_to_num(nan=-float("inf")).flip(1)
+    merging = a_idx.flip(0)[a_scores.argsort(dim=1, stable=True)[:, :n - keep]]
+    ck = keys.shape[-1]
+    sim = torch.bmm(unit.gather(1, merging[..., None].expand(-1, -1, ck)), unit[:, b_idx].transpose(1, 2))
+    dst = b_idx[sim.argmax(dim=-1)]
+    weighted, total = x * sizes[..., None], sizes.clone()
+    weighted.scatter_add_(1, dst[..., None].expand(-1, -1, c), weighted.gather(1, merging[..., None].expand(-1, -1, c)))
+    total.scatter_add_(1, dst, sizes.gather(1, merging))
+    survives = torch.ones(batch, n, dtype=torch.bool).scatter_(1, merging, False)
+    return (weighted / total[..., None])[survives].view(batch, keep, c), total[survives].view(batch, keep)
+
+
+def merge_cases(torch, bench_dir, spec):
+    out = []
+    for shape in (s for s in spec.split(",") if s):
+        batch, n, keep, c = (int(v) for v in shape.split("x"))
+        x, keys, scores = torch.randn(batch, n, c), torch.randn(batch, n, c), torch.randn(batch, n)
+        sizes = torch.ones(batch, n)
+        flops = 2.0 * batch * (n - keep) * ((n - 1) // 2) * c
+        out.append((f"merge, {batch} x {n} -> {keep} tokens, {c} channels",
+                    lambda a=(batch, n, keep, c): google_benchmark(
+                        os.path.join(bench_dir, "bench_attention_long"),
+                        "BM_MergeTokens/{}/{}/{}/{}/real_time".format(*a)),
+                    lambda x=x, k=keys, s=scores, z=sizes, keep=keep, f=flops: torch_rate(
+                        lambda: torch_merge(torch, x, k, s, z, keep), f)))
+    return out
+
+
 def cases(torch, bench_dir, weights, bf16):
     """(label, ours, theirs) for every case asked for: two callables giving GFLOP/s."""
+    if option("merge", None):
+        return merge_cases(torch, bench_dir, option("merge", None))
     F = torch.nn.functional
     dtype = torch.bfloat16 if bf16 else torch.float32
     attention = "BM_FlashAttentionBf16" if bf16 else "BM_FlashAttention"
@@ -129,10 +177,12 @@ def main():
     lines = [f"# CPU kernels alone: repshift vs PyTorch ({datetime.date.today()})", "",
              f"`python3 bench/peer/kernels_vs_pytorch.py {' '.join(sys.argv[1:])}`", "",
              f"{'bf16' if bf16 else 'f32'}, {THREADS} threads, {rounds} interleaved rounds; torch "
-             f"{torch.__version__} ({torch.backends.cpu.get_cpu_capability()}). GFLOP/s, medians. Attention: "
-             f"{HEADS} heads x {HEAD_DIM}, batch 1, flash vs SDPA. Linear: y = x W^T, " +
-             ("rs::cpu::DenseLayers (bf16, bias) vs F.linear on bf16 x, W and bias." if bf16 else
-              f"oneDNN matmul ({weights} weights) vs F.linear."), "",
+             f"{torch.__version__} ({torch.backends.cpu.get_cpu_capability()}). GFLOP/s, medians. " +
+             ("Merge: cpu::merge_tokens vs the same merge in PyTorch (ToMe's algorithm), GFLOP/s of the "
+              "matching product (2 r |B| channels per sample)." if option("merge", None) else
+              f"Attention: {HEADS} heads x {HEAD_DIM}, batch 1, flash vs SDPA. Linear: y = x W^T, " +
+              ("rs::cpu::DenseLayers (bf16, bias) vs F.linear on bf16 x, W and bias." if bf16 else
+               f"oneDNN matmul ({weights} weights) vs F.linear.")), "",
              "| case | ours | PyTorch | ours / PyTorch | per round |", "|---|---:|---:|---:|---|"]
     for label, _, _ in todo:
         a, b = rates[label]
