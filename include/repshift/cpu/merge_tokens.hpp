@@ -51,7 +51,7 @@ struct MergePlan {
   std::vector<float> b_unit_t;        // [key_channels, b_padded]: B's unit keys, transposed, zero past |B|
   std::vector<std::int64_t> target;   // [n] survivor a token ends up in (itself if it survives)
   std::vector<std::int64_t> slot;     // [n] output row of a survivor, -1 otherwise
-  std::vector<double> acc, weight;    // [keep, kSumChannels] per task, [keep]
+  std::vector<double> weight;         // [keep] each survivor's summed size
   std::int64_t merging_rows() const { return std::int64_t(merging.size()); }
   std::int64_t key_jobs() const { return merging_rows() + b_padded / kVec; }  // unit_keys' range
 };
