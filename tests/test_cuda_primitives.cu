@@ -198,7 +198,9 @@ TEST(CudaPacked, SelectReportsCountsTheHostCannotSee) {
   };
   for (const Case& c : {Case{{0, 4, 9}, {0, 3, 10}, 8, 7, "sample 1 has 5 tokens and keeps 7"},
                         Case{{0, 4, 16}, {0, 3, 6}, 8, 7, "sample 1 has 12 tokens and keeps 3"},
-                        Case{{2, 4, 9}, {0, 2, 6}, 8, 7, "cu_seqlens[0] = 2 must be 0"}}) {
+                        Case{{2, 4, 9}, {0, 2, 6}, 8, 7, "cu_seqlens[0] = 2 must be 0"},
+                        // tokens = 0 on the host still runs the device's check
+                        Case{{0, 0, 3}, {0, 0, 0}, 0, 0, "sample 1 has 3 tokens and keeps 0"}}) {
     const int batch = 2;
     auto ds = device_copy(ref::random_floats(std::size_t(c.cu.back()), 23));
     auto dcu = device_copy(c.cu), dkcu = device_copy(c.kept_cu);
@@ -226,7 +228,9 @@ TEST(CudaPacked, GatherReportsCountsTheHostCannotSee) {
   const int batch = 2, channels = 8;
   for (const Case& c : {Case{{0, 4, 9}, {0, 3, 10}, {}, 8, 7, "sample 1 has 5 tokens and keeps 7"},
                         Case{{0, 4, 9}, {0, 3, 6}, {0, 3, 5}, 8, 7, "sample 1 2 rows for its 3 kept tokens"},
-                        Case{{0, 4, 9}, {0, 3, 6}, {1, 4, 7}, 8, 7, "out_cu_seqlens[0] = 1 must be 0"}}) {
+                        Case{{0, 4, 9}, {0, 3, 6}, {1, 4, 7}, 8, 7, "out_cu_seqlens[0] = 1 must be 0"},
+                        // keep = 0 on the host still runs the device's check
+                        Case{{0, 0, 5}, {0, 0, 2}, {}, 8, 0, "sample 1 has 5 tokens and keeps 2"}}) {
     auto dx = device_copy(ref::random_floats(std::size_t(c.cu.back()) * channels, 24));
     auto dcu = device_copy(c.cu), dkcu = device_copy(c.kept_cu);
     auto di = device_copy(std::vector<int>(std::size_t(c.kept_cu.back()), 0));

@@ -18,8 +18,6 @@ constexpr float kLog2e = 1.44269504088896341f;
 
 namespace detail {
 
-inline std::int64_t round_up(std::int64_t n, std::int64_t multiple) { return (n + multiple - 1) / multiple * multiple; }
-
 // Pointer to token n's part `which` (0 = q, 1 = k, 2 = v) of head h.
 inline const float* qkv_row(const AttentionParams& p, std::int64_t b, std::int64_t n, int which,
                             std::int64_t h) {

@@ -18,6 +18,12 @@
 
 namespace repshift {
 namespace cpu {
+namespace detail {
+
+// n padded to whole multiples (of a vector, a tile, a key block).
+inline std::int64_t round_up(std::int64_t n, std::int64_t multiple) { return (n + multiple - 1) / multiple * multiple; }
+
+}  // namespace detail
 
 #include "target/gemm_tile.inl"
 

@@ -71,16 +71,16 @@ inline void plan_sample(const MergeParams& p, std::int64_t b, MergePlan& s) {
   s.merging.resize(std::size_t(std::max<std::int64_t>(r, 0)));
   for (std::size_t m = 0; m < s.merging.size(); ++m) s.merging[m] = policies::rank_index(s.ranks[m]);
   s.b_count = r > 0 ? (s.n - p.protect) / 2 : 0;  // r > 0 implies B is not empty
-  s.b_padded = (s.b_count + kVec - 1) / kVec * kVec;
+  s.b_padded = round_up(s.b_count, kVec);
   s.a_unit.resize(s.merging.size() * std::size_t(ck));
   s.b_unit_t.resize(std::size_t(ck * s.b_padded));
 }
 
-// Token `row`'s key with the bias into u[0, key_channels); returns the
-// scale to unit length: the squares summed in double (a float's square is
-// exact there, only the sum rounds), rounded to float; 0 for a zero key
-// (which stays zero: similarity 0 to everything).
-inline float biased_key(const MergeParams& p, std::int64_t row, float* u) {
+// Token `row`'s key with the bias, scaled to unit length, into
+// u[0, key_channels): the squares summed in double (a float's square is
+// exact there, only the sum rounds), the scale rounded to float; a zero
+// key stays zero (similarity 0 to everything).
+inline void unit_key(const MergeParams& p, std::int64_t row, float* u) {
   const float* k = p.keys + row * p.key_stride();
   const std::int64_t ck = p.key_channels;
   if (p.key_bias) {
@@ -91,7 +91,8 @@ inline float biased_key(const MergeParams& p, std::int64_t row, float* u) {
   double sq = 0;
 #pragma omp simd reduction(+ : sq)
   for (std::int64_t i = 0; i < ck; ++i) sq += double(u[i]) * double(u[i]);
-  return sq > 0 ? float(1.0 / std::sqrt(sq)) : 0.0f;
+  const float inv = sq > 0 ? float(1.0 / std::sqrt(sq)) : 0.0f;
+  for (std::int64_t i = 0; i < ck; ++i) u[i] *= inv;
 }
 
 // Unit keys for jobs [begin, end) of key_jobs(): one per merging A token,
@@ -103,18 +104,12 @@ inline void unit_keys(const MergeParams& p, MergePlan& s, std::int64_t begin, st
   const std::int64_t ck = p.key_channels, r = s.merging_rows();
   for (std::int64_t j = begin; j < end; ++j) {
     if (j < r) {
-      float* u = s.a_unit.data() + j * ck;
-      const float inv = biased_key(p, s.in + s.merging[std::size_t(j)], u);
-      for (std::int64_t i = 0; i < ck; ++i) u[i] *= inv;
+      unit_key(p, s.in + s.merging[std::size_t(j)], s.a_unit.data() + j * ck);
       continue;
     }
     const std::int64_t first = (j - r) * kVec, count = std::min<std::int64_t>(kVec, s.b_count - first);
     stage.assign(std::size_t(kVec * ck), 0.0f);
-    for (std::int64_t q = 0; q < count; ++q) {
-      float* u = stage.data() + q * ck;
-      const float inv = biased_key(p, s.in + p.protect + 1 + 2 * (first + q), u);
-      for (std::int64_t i = 0; i < ck; ++i) u[i] *= inv;
-    }
+    for (std::int64_t q = 0; q < count; ++q) unit_key(p, s.in + p.protect + 1 + 2 * (first + q), stage.data() + q * ck);
     for (std::int64_t i = 0; i < ck; ++i) {
       vfloat column;
       for (int q = 0; q < kVec; ++q) column[q] = stage[std::size_t(q * ck + i)];
@@ -227,8 +222,8 @@ inline void merge_tokens(const Host& host, const MergeParams& p) {
         for (std::int64_t j = 0; j < plan.key_jobs(); ++j) detail::unit_keys(p, plan, j, j + 1, scratch);
         // Four blocks per thread (whole tiles, at most kMatchRows rows) balance the uneven last block.
         const std::int64_t r = plan.merging_rows(), quarter = (r + 4 * threads - 1) / (4 * threads);
-        const std::int64_t block = std::min(detail::kMatchRows, std::max<std::int64_t>(
-            detail::kTileRows, (quarter + detail::kTileRows - 1) / detail::kTileRows * detail::kTileRows));
+        const std::int64_t block = std::min(
+            detail::kMatchRows, std::max<std::int64_t>(detail::kTileRows, detail::round_up(quarter, detail::kTileRows)));
 #pragma omp for schedule(dynamic, 1)
         for (std::int64_t m = 0; m < r; m += block) detail::match_rows(p, plan, m, std::min(m + block, r), scratch);
 #pragma omp single

@@ -16,15 +16,20 @@
 namespace repshift {
 namespace cuda_detail {
 
+// Warps per sample: one per kept slot, and one where keep = 0.
+__host__ __device__ inline std::int64_t gather_slots(std::int64_t keep) { return keep > 0 ? keep : 1; }
+
 template <class T, bool Vector>
 __global__ void __launch_bounds__(cuda_detail::ScoreTiling::kThreads)
     gather_tokens_kernel(GatherParams<T> p, int* status) {
   const int lane = threadIdx.x % cuda_detail::kWarp;
   const std::int64_t row = cuda_detail::warp_row_index();
-  if (row >= p.batch * p.keep) return;
-  // Rows enumerate (sample, kept slot) up to the longest keep; a packed
-  // sample keeping fewer has nothing past its own count.
-  const std::int64_t b = row / p.keep, k = row % p.keep;
+  // Rows enumerate (sample, kept slot) up to the longest keep, and at least
+  // one slot a sample, so a packed sample's device counts are checked even
+  // where keep = 0; a sample keeping fewer has nothing past its own count.
+  const std::int64_t slots = gather_slots(p.keep);
+  if (row >= p.batch * slots) return;
+  const std::int64_t b = row / slots, k = row % slots;
   const std::int64_t kept = p.keep_of(b, p.keep);
   if (p.cu_seqlens) {
     // The counts live in device memory: held to the rules the CPU checks
@@ -63,8 +68,8 @@ __global__ void __launch_bounds__(cuda_detail::ScoreTiling::kThreads)
 template <class T>
 void gather_tokens(const Cuda& exec, const GatherParams<T>& p) {
   using Tiling = cuda_detail::ScoreTiling;
-  if (p.keep == 0) return;  // packed, every sample keeps nothing (all empty): no row to write
-  const unsigned grid = cuda_detail::grid_blocks("gather_tokens", "batch * keep", p.batch * p.keep, Tiling::kWarps);
+  const unsigned grid =
+      cuda_detail::grid_blocks("gather_tokens", "batch * keep", p.batch * gather_slots(p.keep), Tiling::kWarps);
   const auto base = reinterpret_cast<std::uintptr_t>(p.x) | reinterpret_cast<std::uintptr_t>(p.out);
   const std::int64_t strides = p.x_batch_stride | p.x_token_stride | p.out_batch_stride | p.out_token_stride;
   if (cuda_detail::rows_vectorisable<T>(base, p.channels, strides, strides)) {

@@ -177,7 +177,8 @@ __global__ void __launch_bounds__(cuda_detail::SelectTiling::kThreads) select_to
 inline void select_top(const Cuda& exec, const SelectParams& p) {
   using Tiling = cuda_detail::SelectTiling;
   if (p.batch > 0x7fffffff) detail::fail("select_top", "batch = {} exceeds one CUDA grid", p.batch);
-  if (p.tokens == 0) return;  // packed, every sample empty: nothing to select
+  // tokens == 0 still launches: packed counts on the device are checked
+  // (a sample there claiming tokens is named), and an empty one selects nothing.
   const unsigned grid = unsigned(p.batch);
   // The one runtime -> template switch: the block's algorithm and tile
   // size from the token count.
