@@ -39,13 +39,23 @@ double score(Metric m, const E* after, const E* before, std::int64_t channels) {
   return NAN;
 }
 
+// The larger of two errors, NaN the largest of all: std::max(worst, NaN)
+// keeps worst, so an element left unwritten (outputs start as NaN) or a
+// NaN result would pass any bound.
+inline double worse(double worst, double error) { return (error > worst || error != error) ? error : worst; }
+
 // max_i |got_i - want_i| / (1 + |want_i|): the relative error every
-// float-vs-double comparison in the suite uses.
+// float-vs-double comparison in the suite uses. NaN where only one side is
+// NaN (an element both leave NaN agrees); infinity for sizes that differ.
 template <class G, class W>
 double max_rel_error(const G& got, const W& want) {
+  if (got.size() != want.size()) return INFINITY;
   double worst = 0;
-  for (std::size_t i = 0; i < got.size(); ++i)
-    worst = std::max(worst, std::abs(double(got[i]) - double(want[i])) / (1.0 + std::abs(double(want[i]))));
+  for (std::size_t i = 0; i < got.size(); ++i) {
+    const double g = double(got[i]), w = double(want[i]);
+    if (g == w || (g != g && w != w)) continue;  // equal (infinities too), or both NaN
+    worst = worse(worst, std::abs(g - w) / (1.0 + std::abs(w)));
+  }
   return worst;
 }
 

@@ -85,11 +85,15 @@ inline Map bottleneck(const Map& x, int batch, int h, int w, const repshift::Bot
 }
 
 // A whole ResNet with the library's kept rows / columns injected after the
-// stages the schedule names (trace order).
+// stages the schedule names (trace order), so a near-tie the float path
+// breaks the other way cannot derail the comparison. scores, when given,
+// receives each such step's own line scores (L2 shift of the stage's last
+// block, in double), against which the test judges the library's choice.
 inline std::vector<double> resnet(const repshift::ResNetWeights& wts, const std::vector<float>& images, int batch,
                                   const repshift::LinePruneSchedule& schedule,
                                   const std::vector<std::vector<int>>& kept_rows,
-                                  const std::vector<std::vector<int>>& kept_cols) {
+                                  const std::vector<std::vector<int>>& kept_cols,
+                                  std::vector<LineScores>* scores = nullptr) {
   const auto& cfg = wts.config;
   Map x(images.begin(), images.end());
   int size = cfg.image_size;
@@ -106,7 +110,8 @@ inline std::vector<double> resnet(const repshift::ResNetWeights& wts, const std:
             const int iy = oy * 2 - 1 + ky, ix = ox * 2 - 1 + kx;
             if (iy < 0 || iy >= size || ix < 0 || ix >= size) continue;
             double& dst = p[(std::size_t(bc) * pooled + oy) * pooled + ox];
-            dst = std::max(dst, x[(std::size_t(bc) * size + iy) * size + ix]);
+            const double v = x[(std::size_t(bc) * size + iy) * size + ix];
+            dst = (v > dst || v != v) ? v : dst;  // NaN wins, as torch's max_pool2d
           }
   x = std::move(p);
   size = pooled;
@@ -114,9 +119,12 @@ inline std::vector<double> resnet(const repshift::ResNetWeights& wts, const std:
   for (int s = 0; s < 4; ++s)
     for (int i = 0; i < cfg.blocks[std::size_t(s)]; ++i) {
       const auto bw = wts.block(s, i);
+      const bool prunes = i + 1 == cfg.blocks[std::size_t(s)] && schedule.at(s + 1);
+      const Map before = prunes ? x : Map{};
       x = bottleneck(x, batch, size, size, bw);
       size = (size + 2 - 3) / int(bw.stride) + 1;
-      if (i + 1 == cfg.blocks[std::size_t(s)] && schedule.at(s + 1)) {
+      if (prunes) {
+        if (scores) scores->push_back(line_scores(Metric::L2, x, before, batch, int(bw.out_channels), size, size));
         const int kept = size - schedule.at(s + 1)->rows;
         x = remove_lines(x, batch, int(bw.out_channels), size, size, kept_rows[step], kept_cols[step], kept, kept);
         ++step;

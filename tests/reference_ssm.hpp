@@ -79,7 +79,8 @@ inline SsmResult ssm_block(const Mat& x, int batch, int tokens, const repshift::
 // through them.
 inline Mat vim(const repshift::VimWeights& w, const std::vector<float>& images, int batch,
                const std::vector<int>& pruning_layers, const std::vector<std::vector<int>>& keep_idx,
-               std::vector<std::vector<int>>* cls_positions = nullptr) {
+               std::vector<std::vector<int>>* cls_positions = nullptr,
+               std::vector<std::vector<double>>* layer_scores = nullptr) {
   const auto& cfg = w.config;
   const int C = cfg.dim, g = cfg.grid(), ps = cfg.patch_size, N = cfg.tokens(), img = cfg.image_size;
   const int cls = cfg.cls_index();
@@ -108,6 +109,7 @@ inline Mat vim(const repshift::VimWeights& w, const std::vector<float>& images, 
     SsmResult r = ssm_block(x, batch, tokens, w.block(l), Metric::L2);
     x = std::move(r.y);
     if (next < pruning_layers.size() && pruning_layers[next] == l) {
+      if (layer_scores) layer_scores->push_back(r.scores);  // [batch, tokens] entering the cut
       const std::vector<int>& idx = keep_idx[next++];
       const int keep = int(idx.size()) / batch;
       x = gather_rows(x, batch, tokens, C, idx, keep);

@@ -33,16 +33,25 @@ TEST(BlasThreading, DetectedModelAndLinearMatchTheReference) {
     const int in = 384, out = 160;
     const auto x = ref::random_floats(std::size_t(rows) * in, 1);
     const auto w = ref::random_floats(std::size_t(out) * in, 2);
-    std::vector<float> y(std::size_t(rows) * out, NAN);
-    rs::cpu::linear(rs::Host{}, x.data(), rows, in, w.data(), out, y.data(), in, out);
-    std::vector<double> want(y.size());
+    std::vector<double> want(std::size_t(rows) * out);
     for (int r = 0; r < rows; ++r)
       for (int o = 0; o < out; ++o) {
         double s = 0;
         for (int k = 0; k < in; ++k) s += double(x[std::size_t(r) * in + k]) * w[std::size_t(o) * in + k];
         want[std::size_t(r) * out + o] = s;
       }
+    std::vector<float> y(want.size(), NAN);
+    rs::cpu::linear(rs::Host{}, x.data(), rows, in, w.data(), out, y.data(), in, out);
     EXPECT_LT(ref::max_rel_error(y, want), 1e-4) << rows << " rows";  // float sums of 384 products
+    // Called from inside the caller's own OpenMP region (nesting off: the
+    // split's team is one thread, not the two asked for), every row is
+    // still computed: the pthread build's split ran only the first slice.
+    std::vector<std::vector<float>> nested(2, std::vector<float>(want.size(), NAN));
+#pragma omp parallel for num_threads(2)
+    for (int i = 0; i < 2; ++i) {
+      rs::cpu::linear(rs::Host{2}, x.data(), rows, in, w.data(), out, nested[std::size_t(i)].data(), in, out);
+    }
+    for (const auto& yn : nested) EXPECT_LT(ref::max_rel_error(yn, want), 1e-4) << rows << " rows, nested";
   }
 }
 

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <string>
 #include <vector>
 
@@ -150,8 +151,6 @@ TEST(CnnBlock, ProjectionShortcutAndItsLimits) {
   // x [8, 9, 9] and y [16, 5, 5] have no per-pixel shift.
   a.keep_rows = 4;
   expect_refused([&] { B::forward(rs::Host{}, bw.w, a, ws); }, {"projects its shortcut"});
-  a.keep_rows = 6;  // more than the 5 output rows
-  EXPECT_THROW(B::forward(rs::Host{}, bw.w, a, ws), rs::InvalidArgument);
   RandomBottleneck no_down(in, 4, out, 1, false, 22);
   a.keep_rows = 0;
   EXPECT_THROW(B::forward(rs::Host{}, no_down.w, a, ws), rs::InvalidArgument);  // 8 -> 16 channels needs a projection
@@ -164,6 +163,12 @@ TEST(CnnBlock, ProjectionShortcutAndItsLimits) {
   std::vector<float> xy(x.size() + 1);
   expect_refused([&] { B::forward(rs::Host{}, same.w, rs::CnnBlockArgs::dense(xy.data(), xy.data() + 1, batch, h, w), ws); },
                  {"y must not alias x", "(y - x = 4 bytes)"});
+  // More rows kept than the output has, on a block that can prune (the
+  // projecting one above refuses any keep_rows for another reason).
+  std::vector<float> ys(x.size(), NAN);
+  auto over = rs::CnnBlockArgs::dense(x.data(), ys.data(), batch, h, w);
+  over.keep_rows = h + 1;
+  expect_refused([&] { B::forward(rs::Host{}, same.w, over, ws); }, {"keep_rows = 10 must be <= output height = 9"});
 }
 
 // reserve() holds all a forward of that size asks for (CUDA refuses more).
@@ -243,8 +248,38 @@ TEST_P(ResNetLayouts, LinePrunedForwardMatchesTheReference) {
   model.forward(rs::Host{}, images.data(), batch, logits.data(), schedule, &trace);
   EXPECT_EQ(trace.sizes, (std::vector<int>{8, 6, 2, 1, 1}));
   ASSERT_EQ(trace.kept_rows.size(), 2u);
-  EXPECT_LT(ref::max_rel_error(logits, ref::resnet(w, images, batch, schedule, trace.kept_rows, trace.kept_cols)), 1e-5);
-  for (const auto& rows : trace.kept_rows) EXPECT_TRUE(std::is_sorted(rows.begin(), rows.begin() + rows.size() / 2));
+  std::vector<ref::LineScores> line_scores;
+  EXPECT_LT(ref::max_rel_error(logits, ref::resnet(w, images, batch, schedule, trace.kept_rows, trace.kept_cols,
+                                                   &line_scores)),
+            1e-5);
+  // The lines kept are the reference's best: every kept line scores at
+  // least as high as every removed one (up to float rounding), ascending.
+  ASSERT_EQ(line_scores.size(), 2u);
+  for (std::size_t step = 0; step < 2; ++step) {
+    // Square maps: the stage's output had sizes[stage] + rows lines (rows = cols here).
+    const auto& st = schedule.steps[step];
+    const int keep = trace.sizes[std::size_t(st.stage)], size = keep + st.rows;
+    ASSERT_EQ(st.rows, st.cols);
+    for (const bool by_rows : {true, false}) {
+      const std::vector<int>& kept = by_rows ? trace.kept_rows[step] : trace.kept_cols[step];
+      const std::vector<double>& score = by_rows ? line_scores[step].rows : line_scores[step].cols;
+      ASSERT_EQ(kept.size(), std::size_t(batch * keep));
+      for (int b = 0; b < batch; ++b) {
+        const int* idx = kept.data() + std::size_t(b) * keep;
+        EXPECT_TRUE(std::is_sorted(idx, idx + keep));
+        std::vector<bool> is_kept(std::size_t(size), false);
+        for (int k = 0; k < keep; ++k) is_kept[std::size_t(idx[k])] = true;
+        double min_kept = INFINITY, max_removed = -INFINITY;
+        for (int line = 0; line < size; ++line) {
+          const double sc = score[std::size_t(b) * size + line];
+          if (is_kept[std::size_t(line)]) min_kept = std::min(min_kept, sc);
+          else max_removed = std::max(max_removed, sc);
+        }
+        EXPECT_GE(min_kept, max_removed - 1e-4 * (1 + std::abs(max_removed)))
+            << "step " << step << (by_rows ? " rows" : " columns") << ", image " << b;
+      }
+    }
+  }
 
   EXPECT_THROW(model.forward(rs::Host{}, images.data(), batch, logits.data(), rs::LinePruneSchedule{{{1, 8, 8}}}),
                rs::InvalidArgument);  // removes every line
@@ -287,4 +322,44 @@ TEST(ResNetNaN, PropagatesToTheLogitsOnTheNchwPath) {
   std::vector<float> logits(10);
   model.forward(rs::Host{}, images.data(), 1, logits.data());
   for (float l : logits) EXPECT_TRUE(std::isnan(l)) << l;
+}
+
+// Both max pools keep a NaN that enters a window, as torch's max_pool2d
+// (the channels-last one returned the window's largest number). One
+// channel: the NCHW and NHWC maps are the same memory.
+TEST(MaxPool, NaNWinsOnBothLayouts) {
+  std::vector<float> x(16);
+  for (int i = 0; i < 16; ++i) x[std::size_t(i)] = float(i);
+  x[0] = NAN;  // only in the first 3x3 stride-2 window of the 2x2 output
+  for (rs::MapLayout layout : {rs::MapLayout::Nchw, rs::MapLayout::Nhwc}) {
+    std::vector<float> out(4, 0.0f);
+    rs::Backend<rs::Host>::max_pool_3x3s2(rs::Host{}, layout, x.data(), 1, 1, 4, 4, out.data());
+    EXPECT_TRUE(std::isnan(out[0])) << out[0];
+    EXPECT_EQ(out[1], 7.0f);   // rows 0-1, columns 1-3
+    EXPECT_EQ(out[2], 13.0f);  // rows 1-3, columns 0-1
+    EXPECT_EQ(out[3], 15.0f);
+  }
+}
+
+// The im2col product runs on a BLAS with int sizes: a map whose output
+// pixels (or a patch) pass INT_MAX is refused by name, before any scratch
+// is allocated or any pixel read.
+TEST(Conv2d, SizesPastTheBlasIntAreRefused) {
+  const float dummy = 0.0f;
+  std::vector<float> cols;
+  rs::Conv2dShape pointwise;
+  pointwise.in_channels = pointwise.out_channels = 1;
+  expect_refused([&] {
+    rs::cpu::conv2d<rs::ConvEpilogue::None>(rs::Host{}, pointwise, &dummy, 1, 46341, 46341, &dummy, nullptr,
+                                            const_cast<float*>(&dummy), cols);
+  }, {"conv2d", "output pixels (Ho x Wo) = 2147488281"});
+  rs::Conv2dShape wide;
+  wide.in_channels = 1 << 28;
+  wide.out_channels = 1;
+  wide.kernel = 3;
+  expect_refused([&] {
+    rs::cpu::conv2d<rs::ConvEpilogue::None>(rs::Host{}, wide, &dummy, 1, 3, 3, &dummy, nullptr,
+                                            const_cast<float*>(&dummy), cols);
+  }, {"conv2d", "patch (in_channels x kernel^2) = 2415919104"});
+  EXPECT_TRUE(cols.empty());
 }

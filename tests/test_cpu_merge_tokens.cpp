@@ -161,7 +161,7 @@ TEST(MergeTokens, RefusesWhatItCannotDo) {
   expect_refused([&] { run_merge(v, v, v, nullptr, 1, 10, 4, 4, 4, 1); }, {"needs keep >= 5"});
   expect_refused([&] { run_merge(v, v, v, &bad_sizes, 1, 10, 4, 4, 6, 1); }, {"sizes[7] = 0"});
   expect_refused([&] { run_merge(v, v, v, nullptr, 1, 10, 4, 4, 6, 1, /*key_stride=*/2); }, {"keys_token_stride = 2"});
-  expect_refused([&] { run_merge(v, v, v, nullptr, 1, 10, 4, 4, 11, 1); }, {"keep"});
+  expect_refused([&] { run_merge(v, v, v, nullptr, 1, 10, 4, 4, 11, 1); }, {"keep = 11 must be <= tokens = 10"});
   EXPECT_EQ(rs::MergeParams::min_keep(1, 1), 1);   // nothing to merge
   EXPECT_EQ(rs::MergeParams::min_keep(2, 1), 2);   // one free token: no B set
   EXPECT_EQ(rs::MergeParams::min_keep(197, 1), 99);

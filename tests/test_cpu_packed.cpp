@@ -343,7 +343,8 @@ TYPED_TEST(PackedBlock, FirstTokenOnlyIsTheFullOutputsFirstRow) {
       a.first_token_only = first_only;
       B::forward(rs::Host{}, w.view(), a, ws);
     };
-    std::vector<float> full(std::size_t(rows) * dim, NAN), first(std::size_t(batch) * dim, NAN);
+    // Different sentinels: a row neither call writes must not compare equal.
+    std::vector<float> full(std::size_t(rows) * dim, NAN), first(std::size_t(batch) * dim, -7.0f);
     std::vector<int> full_cu(std::size_t(batch) + 1, -1), first_cu(std::size_t(batch) + 1, -1);
     run(false, full, full_cu);
     run(true, first, first_cu);

@@ -54,9 +54,9 @@ TEST(SsmMath, LogSoftplusSiluMatchTheLibm) {
   for (double v = -30; v <= 30; v += 0.0137) {
     const float x = float(v);
     const float pos = float(std::exp(v / 3));
-    worst_log = std::max(worst_log, std::abs(rs::cpu::log_approx(pos) - std::log(double(pos))) / (1 + std::abs(std::log(double(pos)))));
-    worst_softplus = std::max(worst_softplus, std::abs(rs::cpu::softplus(x) - ref::softplus(x)) / (1e-30 + ref::softplus(x)));
-    worst_silu = std::max(worst_silu, std::abs(rs::cpu::silu(x) - ref::silu(x)) / (1 + std::abs(ref::silu(x))));
+    worst_log = ref::worse(worst_log, std::abs(rs::cpu::log_approx(pos) - std::log(double(pos))) / (1 + std::abs(std::log(double(pos)))));
+    worst_softplus = ref::worse(worst_softplus, std::abs(rs::cpu::softplus(x) - ref::softplus(x)) / (1e-30 + ref::softplus(x)));
+    worst_silu = ref::worse(worst_silu, std::abs(rs::cpu::silu(x) - ref::silu(x)) / (1 + std::abs(ref::silu(x))));
 #if !defined(REPSHIFT_TEST_FAST_MATH)  // reassociation may order the two forms differently
     // The vector forms run the same arithmetic lane by lane.
     const rs::cpu::vfloat xv = rs::cpu::broadcast<rs::cpu::vfloat>(x);
@@ -242,8 +242,31 @@ TEST(VisionMamba, UnprunedAndPrunedMatchTheReference) {
   model.forward(rs::Host{}, images.data(), batch, logits.data(), schedule, &trace);
   EXPECT_EQ(trace.tokens, (std::vector<int>{17, 17, 12, 9, 9}));  // 17 - floor(0.3 * 17), 12 - floor(0.25 * 12)
   std::vector<std::vector<int>> want_cls;
-  const ref::Mat want = ref::vim(w, images, batch, {1, 2}, trace.keep_idx, &want_cls);
+  std::vector<std::vector<double>> want_scores;
+  const ref::Mat want = ref::vim(w, images, batch, {1, 2}, trace.keep_idx, &want_cls, &want_scores);
   EXPECT_EQ(trace.cls_position, want_cls);
+  // The tokens kept are the reference's best by shift (up to float
+  // rounding), beside the class token, which is always kept.
+  ASSERT_EQ(want_scores.size(), 2u);
+  for (std::size_t k = 0; k < 2; ++k) {
+    const std::size_t layer = k + 1;  // the schedule's layers 1 and 2
+    const int in = trace.tokens[layer], keep = trace.tokens[layer + 1];
+    for (int b = 0; b < batch; ++b) {
+      const int* idx = trace.keep_idx[k].data() + std::size_t(b) * keep;
+      const int cls = k == 0 ? cfg.cls_index() : want_cls[0][std::size_t(b)];
+      std::vector<bool> kept(std::size_t(in), false);
+      for (int i = 0; i < keep; ++i) kept[std::size_t(idx[i])] = true;
+      EXPECT_TRUE(kept[std::size_t(cls)]) << "layer " << k << ", image " << b;
+      double min_kept = INFINITY, max_dropped = -INFINITY;
+      for (int t = 0; t < in; ++t) {
+        if (t == cls) continue;
+        const double sc = want_scores[k][std::size_t(b) * in + t];
+        if (kept[std::size_t(t)]) min_kept = std::min(min_kept, sc);
+        else max_dropped = std::max(max_dropped, sc);
+      }
+      EXPECT_GE(min_kept, max_dropped - 1e-4 * (1 + std::abs(max_dropped))) << "layer " << k << ", image " << b;
+    }
+  }
   for (const auto& per_layer : want_cls)
     for (int pos : per_layer) EXPECT_GE(pos, 0) << "the class token was dropped";
   EXPECT_LT(ref::max_rel_error(logits, want), 1e-4);
@@ -341,4 +364,41 @@ TEST(SsmErrors, NameTheArgument) {
   bad = tiny_vim();
   bad.state = 65;
   EXPECT_THROW(rs::VimWeights::random(bad, 0), rs::InvalidArgument);
+}
+
+// Each tensor's rows are addressed as row x its own stride: every stride,
+// not only u's, is held to 64 bits (a huge out_stride beside a small
+// u_stride wrapped the offsets), and the conv's transposed taps too.
+TEST(SsmErrors, EveryStrideIsBounded) {
+  const float dummy = 0.0f;
+  rs::SelectiveScanParams p;
+  p.u = p.dt = p.A_log = p.B = p.C = &dummy;
+  p.out = const_cast<float*>(&dummy);
+  p.batch = 1 << 12;
+  p.length = 1 << 12;
+  p.channels = p.u_stride = p.dt_stride = p.out_stride = p.z_stride = 16;
+  p.state = p.bc_stride = 16;
+  EXPECT_NO_THROW(p.check("scan"));
+  p.out_stride = INT64_C(1) << 40;
+  expect_refused([&] { p.check("scan"); }, {"scan", "out size 4096 x 4096 x 1099511627776 overflows"});
+  p.out_stride = 16;
+  p.z = &dummy;
+  p.z_stride = INT64_C(1) << 40;
+  expect_refused([&] { p.check("scan"); }, {"z size"});
+  p.z_stride = 16;
+  p.bc_stride = INT64_C(1) << 40;
+  expect_refused([&] { p.check("scan"); }, {"B and C size"});
+
+  rs::CausalConvParams c;
+  c.x = c.weight = &dummy;
+  c.out = const_cast<float*>(&dummy);
+  c.batch = c.length = 1 << 12;
+  c.channels = c.x_stride = c.out_stride = 16;
+  c.kernel = 4;
+  EXPECT_NO_THROW(c.check("conv"));
+  c.out_stride = INT64_C(1) << 40;
+  expect_refused([&] { c.check("conv"); }, {"conv", "out size"});
+  c.out_stride = 16;
+  c.kernel = INT64_C(1) << 62;
+  expect_refused([&] { c.check("conv"); }, {"weight size"});
 }

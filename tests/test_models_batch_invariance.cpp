@@ -114,6 +114,8 @@ TEST(VimBatchInvariance, EachImageAloneEqualsItInTheBatch) {
       rs::VimTrace alone;
       model.forward(rs::Host{}, images.data() + b * pixels, 1, one.data(), schedule, &alone);
       EXPECT_LT(rel(row(logits, std::size_t(b), std::size_t(cfg.num_classes)), one), 1e-5) << "image " << b;
+      ASSERT_FALSE(trace.keep_idx.empty());  // the schedule prunes: kept sets to compare
+      ASSERT_EQ(alone.keep_idx.size(), trace.keep_idx.size());
       for (std::size_t l = 0; l < trace.keep_idx.size(); ++l)
         EXPECT_EQ(kept_of(trace.keep_idx[l], kImages, b), alone.keep_idx[l]) << "image " << b;
     }
@@ -136,6 +138,8 @@ TEST(ResNetBatchInvariance, EachImageAloneEqualsItInTheBatch) {
     rs::ResNetTrace alone;
     model.forward(rs::Host{}, images.data() + b * pixels, 1, one.data(), schedule, &alone);
     EXPECT_LT(rel(row(logits, std::size_t(b), 10), one), 1e-5) << "image " << b;
+    ASSERT_FALSE(trace.kept_rows.empty());  // the schedule prunes: kept lines to compare
+    ASSERT_EQ(alone.kept_rows.size(), trace.kept_rows.size());
     for (std::size_t l = 0; l < trace.kept_rows.size(); ++l) {
       EXPECT_EQ(kept_of(trace.kept_rows[l], kImages, b), alone.kept_rows[l]) << "image " << b;
       EXPECT_EQ(kept_of(trace.kept_cols[l], kImages, b), alone.kept_cols[l]) << "image " << b;
@@ -178,6 +182,7 @@ TYPED_TEST(BertBatchInvariance, PaddedPackedAndAloneAgree) {
   expect_refused([&] { (void)packed_trace.kept(0, batch); }, {"BertTrace::kept", "is outside [0, batch = "});
   expect_refused([&] { (void)packed_trace.kept(-1, 0); }, {"BertTrace::kept", "layer = -1 is outside"});
 
+  int compared = 0;  // layers whose kept sets were compared, over all sentences
   for (int b = 0; b < batch; ++b) {
     const int n = lengths[std::size_t(b)];
     std::vector<float> one(static_cast<std::size_t>(dim));
@@ -188,8 +193,10 @@ TYPED_TEST(BertBatchInvariance, PaddedPackedAndAloneAgree) {
     for (int l = 0; l < model.config().depth; ++l) {
       if (alone.keep_idx[std::size_t(l)].empty()) continue;  // the sentence kept everything
       EXPECT_EQ(packed_trace.kept(l, b), alone.kept(l, 0)) << "sentence " << b << ", layer " << l;
+      ++compared;
     }
   }
+  EXPECT_GT(compared, 0);
 }
 
 TEST(BertPacked, NamedErrors) {

@@ -21,6 +21,7 @@
 #endif
 
 #include "reference_transformer.hpp"
+#include "test_support.hpp"
 
 namespace rs = repshift;
 
@@ -60,7 +61,7 @@ Agreement compare(const TestSet& t, const std::vector<float>& logits, int classe
     const float* ours = logits.data() + std::size_t(i) * classes;
     const float* ref = t.torch_logits.data() + std::size_t(i) * classes;
     for (int k = 0; k < classes; ++k) {
-      a.max_err = std::max(a.max_err, std::abs(double(ours[k]) - ref[k]));
+      a.max_err = ref::worse(a.max_err, std::abs(double(ours[k]) - ref[k]));
       a.max_logit = std::max(a.max_logit, std::abs(double(ref[k])));
     }
     a.same += argmax(ours, classes) == argmax(ref, classes);
@@ -235,7 +236,7 @@ TEST(DenseLayers, MatchDoubleReferenceInEveryLayout) {
           dense.linear(rs::Host{}, x.data(), s.ldx, s.rows, s.k, w.data(), b, s.n, y.data(), gelu);
           const auto ref = linear_reference(x, s.ldx, s.rows, s.k, w, b, s.n, gelu);
           double worst = 0;
-          for (std::size_t i = 0; i < y.size(); ++i) worst = std::max(worst, std::abs(y[i] - ref[i]));
+          for (std::size_t i = 0; i < y.size(); ++i) worst = ref::worse(worst, std::abs(y[i] - ref[i]));
           EXPECT_LE(worst, 2e-6 * std::sqrt(double(s.k)))
               << "rows " << s.rows << " k " << s.k << " n " << s.n << " bias " << with_bias << " gelu " << gelu
               << " pass " << pass << " (oneDNN ISA " << rs::cpu::DenseLayers::isa_name() << ")";
@@ -243,6 +244,30 @@ TEST(DenseLayers, MatchDoubleReferenceInEveryLayout) {
       }
     }
   }
+}
+
+// A serving process sees ever new row counts (packed sentences): the
+// plans, one per row count, start again past their cap, and every call
+// before and after still multiplies right. Empty widths are refused.
+TEST(DenseLayers, PlansForManyRowCountsStayBoundedAndRight) {
+  const std::int64_t k = 24, n = 16, most_rows = 300;
+  rs::cpu::DenseLayers dense;
+  const auto x = ref::random_floats(std::size_t(most_rows * k), 4, -0.5f, 0.5f);
+  const auto w = ref::random_floats(std::size_t(n * k), 5, -0.5f, 0.5f);
+  const auto bias = ref::random_floats(std::size_t(n), 6, -0.5f, 0.5f);
+  const auto want = linear_reference(x, k, most_rows, k, w, bias.data(), n, true);
+  for (std::int64_t rows = 1; rows <= most_rows; ++rows) {
+    std::vector<float> y(std::size_t(rows * n));
+    dense.linear(rs::Host{}, x.data(), k, rows, k, w.data(), bias.data(), n, y.data(), true);
+    for (std::size_t i = 0; i < y.size(); ++i) {
+      ASSERT_NEAR(y[i], want[i], 2e-6 * std::sqrt(double(k))) << "rows " << rows << " element " << i;
+    }
+  }
+  std::vector<float> y(static_cast<std::size_t>(n));
+  expect_refused([&] { dense.linear(rs::Host{}, x.data(), k, 1, 0, w.data(), nullptr, n, y.data()); },
+                 {"cpu::DenseLayers::linear", "k = 0"});
+  expect_refused([&] { dense.linear(rs::Host{}, x.data(), k, 1, k, w.data(), nullptr, 0, y.data()); },
+                 {"cpu::DenseLayers::linear", "n = 0"});
 }
 
 // DenseMath::Bf16 from 256 rows per thread runs as bands, one
@@ -280,7 +305,7 @@ TEST(DenseLayers, Bf16BandsAreExactAndBatchInvariant) {
           << "rows " << s.rows << " gelu " << gelu;
       const auto ref = linear_reference(rounded(x), s.ldx, s.rows, s.k, rounded(w), bias.data(), s.n, gelu);
       double worst = 0;
-      for (std::size_t i = 0; i < banded.size(); ++i) worst = std::max(worst, std::abs(banded[i] - ref[i]));
+      for (std::size_t i = 0; i < banded.size(); ++i) worst = ref::worse(worst, std::abs(banded[i] - ref[i]));
       EXPECT_LE(worst, 2e-6 * std::sqrt(double(s.k))) << "rows " << s.rows << " gelu " << gelu;
     }
   }

@@ -169,6 +169,8 @@ TEST(VideoTransformer, ASampleGivesTheSameResultAloneAndInABatch) {
     alone.forward(rs::Host{}, clips.data() + b * per_clip, 1, one.data(), schedule, &t1);
     std::vector<float> in_batch(logits.begin() + b * cfg.num_classes, logits.begin() + (b + 1) * cfg.num_classes);
     EXPECT_LT(ref::max_rel_error(one, ref::Mat(in_batch.begin(), in_batch.end())), 1e-5) << "sample " << b;
+    ASSERT_FALSE(t1.keep_idx.empty());  // the schedule prunes: kept sets to compare
+    ASSERT_EQ(t1.keep_idx.size(), trace.keep_idx.size());
     for (std::size_t k = 0; k < t1.keep_idx.size(); ++k) {
       const std::size_t keep = t1.keep_idx[k].size();
       EXPECT_TRUE(std::equal(t1.keep_idx[k].begin(), t1.keep_idx[k].end(), trace.keep_idx[k].begin() + b * keep))

@@ -57,6 +57,16 @@ TEST(Importance, RandomIsSeededUniformAndDeterministic) {
   EXPECT_NE(P::Random::score(1, 0), P::Random::score(2, 0));
   EXPECT_NE(P::Random::score(1, 1), P::Random::score(2, 1));
   EXPECT_NE(P::Random::score(1, 0), P::Random::score(1, 1));
+  // The exact splitmix64 values, from an independent Python evaluation
+  // (tests/python/test_torch_ops.py's splitmix_score): top 24 bits / 2^24.
+  struct Golden {
+    std::uint64_t seed, token;
+    std::uint32_t top24;
+  };
+  for (const Golden g : {Golden{0, 0, 15924901u}, Golden{0, 1, 10929753u}, Golden{5, 196, 5431079u},
+                         Golden{12345, 7, 7859837u}, Golden{(1ull << 63) + 3, 1ull << 40, 11878651u}}) {
+    EXPECT_EQ(P::Random::score(g.seed, g.token), float(g.top24) / 16777216.0f) << g.seed << ", " << g.token;
+  }
 }
 
 TEST(Dispatch, NamesSelectExactlyOneInstantiation) {

@@ -135,16 +135,20 @@ def main():
         alone = np.stack([embed(sys.argv[1], weights, ids[b:b + 1, :lengths[b]], lengths[b:b + 1], np, tmp, PRUNE)[0]
                           for b in range(len(SENTENCES))])
 
-    worst = 0.0
+    # np.max, not max(): a NaN error must make the worst NaN (and fail),
+    # where Python's max(0.0, nan) keeps 0.0.
+    rels = []
     for b, sentence in enumerate(SENTENCES):
         rel = np.abs(got[b] - want[b]).max() / np.abs(want[b]).max()
         cos = got[b] @ want[b] / np.linalg.norm(got[b]) / np.linalg.norm(want[b])
-        worst = max(worst, rel)
+        rels.append(rel)
         print(f"  {lengths[b]:3d} tokens  rel err {rel:.2e}  cos {cos:.9f}  {sentence[:50]}")
+    worst = float(np.max(rels))
     ok = worst <= 1e-4
     print(f"all-MiniLM-L6-v2, {len(SENTENCES)} sentences padded to {ids.shape[1]} tokens: "
           f"max relative error {worst:.2e} (limit 1e-4): {'PASS' if ok else 'FAIL'}")
-    invariance = max(np.abs(batched[b] - alone[b]).max() / np.abs(alone[b]).max() for b in range(len(SENTENCES)))
+    invariance = float(np.max([np.abs(batched[b] - alone[b]).max() / np.abs(alone[b]).max()
+                               for b in range(len(SENTENCES))]))
     ok_inv = invariance <= 1e-5
     print(f"pruned (keep 0.7 at layers 1, 3), batched vs alone, {lengths.min()} to {lengths.max()} tokens: "
           f"max relative difference {invariance:.2e} (limit 1e-5): {'PASS' if ok_inv else 'FAIL'}")

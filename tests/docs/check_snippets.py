@@ -14,7 +14,11 @@ def main():
     doc, sources = sys.argv[1], sys.argv[2:]
     compiled = "\n".join(l for s in sources for l in open(s).read().split("\n") if l.strip())
     missing = 0
-    for i, block in enumerate(re.findall(r"```cpp\n(.*?)```", open(doc).read(), re.S)):
+    blocks = re.findall(r"```cpp\n(.*?)```", open(doc).read(), re.S)
+    if not blocks:  # a renamed fence would otherwise check nothing and pass
+        print(f"{doc}: no ```cpp block found: FAIL")
+        return 1
+    for i, block in enumerate(blocks):
         want = "\n".join(code_lines(block))
         if want not in compiled:
             print(f"{doc}: C++ block {i + 1} is not in {', '.join(sources)}:\n{want}\n")

@@ -7,6 +7,7 @@
 // average pooling for the ResNet stem and head.
 
 #include <algorithm>
+#include <climits>
 #include <cmath>
 #include <cstdint>
 #include <string>
@@ -50,8 +51,12 @@ inline void im2col(const Host& host, const Conv2dShape& s, const float* x, std::
 template <ConvEpilogue Epilogue>
 void conv2d(const Host& host, const Conv2dShape& s, const float* x, std::int64_t batch, std::int64_t H, std::int64_t W,
             const float* weight, const float* bias, float* out, std::vector<float>& cols) {
-  s.check_call("conv2d", batch, H, W, x, weight, bias, Epilogue != ConvEpilogue::None, "out", out);
+  constexpr const char* where = "conv2d";
+  s.check_call(where, batch, H, W, x, weight, bias, Epilogue != ConvEpilogue::None, "out", out);
   const std::int64_t Ho = s.out_size(H), Wo = s.out_size(W), n = Ho * Wo, K = s.patch();
+  // The BLAS takes int sizes and leading dimensions.
+  repshift::detail::require_at_most(where, "output pixels (Ho x Wo)", n, "INT_MAX", INT_MAX);
+  repshift::detail::require_at_most(where, "patch (in_channels x kernel^2)", K, "INT_MAX", INT_MAX);
   if (!s.is_pointwise() && std::int64_t(cols.size()) < K * n) cols.resize(std::size_t(K * n));
   const LibraryThreads threads(host);  // the GEMM below (OpenBLAS's or oneDNN's)
   const SgemmLibrary library = sgemm_library();
@@ -126,7 +131,7 @@ inline void max_pool_3x3s2_nhwc(const Host& host, const float* x, std::int64_t b
           if (iy < 0 || iy >= H || ix < 0 || ix >= W) continue;
           const float* src = x + ((b * H + iy) * W + ix) * C;
 #pragma omp simd  // vectorised at -O2 too (see layer_norm_row)
-          for (std::int64_t c = 0; c < C; ++c) dst[c] = std::max(dst[c], src[c]);
+          for (std::int64_t c = 0; c < C; ++c) dst[c] = (src[c] > dst[c] || src[c] != src[c]) ? src[c] : dst[c];
         }
     }
   }

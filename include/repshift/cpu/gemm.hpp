@@ -166,17 +166,21 @@ inline void linear(const Host& host, const float* x, std::int64_t rows, std::int
   };
   const LibraryThreads scope(host);  // the OpenMP build's (and oneDNN's) own threads
   const int threads = scope.count();
-  if (library == SgemmLibrary::OneDnn || blas_threading() != BlasThreading::Pthreads || threads == 1 ||
-      rows < 2 * threads) {
-    return gemm(0, rows);
+  const bool pthread_blas = library == SgemmLibrary::Blas && blas_threading() == BlasThreading::Pthreads;
+  if (pthread_blas) {
+    // Before the first call of any size: a call that runs unsplit (one
+    // thread, few rows) would otherwise take the whole pthread pool.
+    static std::once_flag single;  // the pthread pool stays idle from now on
+    std::call_once(single, [] {
+      if (openblas_set_num_threads) openblas_set_num_threads(1);
+    });
   }
-  static std::once_flag single;  // the pthread pool stays idle from now on
-  std::call_once(single, [] {
-    if (openblas_set_num_threads) openblas_set_num_threads(1);
-  });
-#pragma omp parallel num_threads(threads)
-  {
-    const std::int64_t t = thread_index(), per = (rows + threads - 1) / threads;
+  if (!pthread_blas || threads == 1 || rows < 2 * threads) return gemm(0, rows);
+  // One slice per thread index by an omp for: every slice runs even where
+  // OpenMP grants fewer threads than asked (a thread limit, nesting).
+  const std::int64_t per = (rows + threads - 1) / threads;
+#pragma omp parallel for schedule(static, 1) num_threads(threads)
+  for (int t = 0; t < threads; ++t) {
     const std::int64_t r0 = t * per, r1 = r0 + per < rows ? r0 + per : rows;
     if (r0 < r1) gemm(r0, r1);
   }

@@ -15,7 +15,8 @@
 // weights at a freed address are packed again (an edit that misses the
 // samples is not seen: the models hold their weights const).
 // At most 1024 matrices are kept (then all are dropped and packed anew);
-// clear_packed() drops them at once.
+// clear_packed() drops them at once. Primitives, one per row count, are
+// kept up to 256 (then made anew).
 // Each plan has its own scratchpad (oneDNN's user mode), so workspaces on
 // different threads never share one. A primitive runs on the thread count
 // it was made for (LibraryThreads: the Host's), so plans are kept per
@@ -101,7 +102,13 @@ class DenseLayers {
                              "use DenseMath::F32",
                              isa_name());
     }
+    repshift::detail::require_positive(where, "k", k);
+    repshift::detail::require_positive(where, "n", n);
     if (rows == 0) return;
+    // Plans are keyed by rows, so packed batches of ever new lengths would
+    // grow them without end: past kMaxPlans they start again (before any
+    // plan of this call is taken).
+    if (plans_.size() >= kMaxPlans) plans_.clear();
     const LibraryThreads threads(host);
     if (math == DenseMath::Bf16 && threads.count() > 1 && rows >= kMinBandRows * threads.count()) {
       linear_in_bands(math, threads.count(), x, ldx, rows, k, w, bias, n, y, gelu);
@@ -117,6 +124,7 @@ class DenseLayers {
  private:
   static constexpr int kProbes = 16;
   static constexpr std::size_t kMaxPacked = 1024;  // weight matrices; ViT-H has 130
+  static constexpr std::size_t kMaxPlans = 256;    // a pruned ViT-L forward makes ~20
   // Bands from this many rows per thread (a 197-row layer, DeiT-S at
   // batch 1, ran 0.95-1.01x as bands), aligned to the AMX matmul's 32-row
   // blocks.

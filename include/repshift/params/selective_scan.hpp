@@ -44,7 +44,12 @@ struct SelectiveScanParams {
     detail::require_at_most(where, "state", state, "bc_stride", bc_stride);
     detail::require_at_most(where, "channels", channels, "out_stride", out_stride);
     if (z) detail::require_at_most(where, "channels", channels, "z_stride", z_stride);
+    // Every row the kernels address (row x stride) stays within 64 bits.
     detail::checked_extent(where, "u", batch, length, u_stride, sizeof(float));
+    detail::checked_extent(where, "dt", batch, length, dt_stride, sizeof(float));
+    detail::checked_extent(where, "B and C", batch, length, bc_stride, sizeof(float));
+    detail::checked_extent(where, "out", batch, length, out_stride, sizeof(float));
+    if (z) detail::checked_extent(where, "z", batch, length, z_stride, sizeof(float));
   }
 };
 
@@ -67,6 +72,8 @@ struct CausalConvParams {
     detail::require_at_most(where, "channels", channels, "x_stride", x_stride);
     detail::require_at_most(where, "channels", channels, "out_stride", out_stride);
     detail::checked_extent(where, "x", batch, length, x_stride, sizeof(float));
+    detail::checked_extent(where, "out", batch, length, out_stride, sizeof(float));
+    detail::checked_extent(where, "weight", channels, kernel, 1, sizeof(float));
   }
 };
 
