@@ -256,7 +256,7 @@ TEST(VisionMamba, UnprunedAndPrunedMatchTheReference) {
       const int cls = k == 0 ? cfg.cls_index() : want_cls[0][std::size_t(b)];
       std::vector<bool> kept(std::size_t(in), false);
       for (int i = 0; i < keep; ++i) kept[std::size_t(idx[i])] = true;
-      EXPECT_TRUE(kept[std::size_t(cls)]) << "layer " << k << ", image " << b;
+      EXPECT_TRUE(kept[std::size_t(cls)]) << "layer " << layer << ", image " << b;
       double min_kept = INFINITY, max_dropped = -INFINITY;
       for (int t = 0; t < in; ++t) {
         if (t == cls) continue;
@@ -264,7 +264,7 @@ TEST(VisionMamba, UnprunedAndPrunedMatchTheReference) {
         if (kept[std::size_t(t)]) min_kept = std::min(min_kept, sc);
         else max_dropped = std::max(max_dropped, sc);
       }
-      EXPECT_GE(min_kept, max_dropped - 1e-4 * (1 + std::abs(max_dropped))) << "layer " << k << ", image " << b;
+      EXPECT_GE(min_kept, max_dropped - 1e-4 * (1 + std::abs(max_dropped))) << "layer " << layer << ", image " << b;
     }
   }
   for (const auto& per_layer : want_cls)

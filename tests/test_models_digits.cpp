@@ -233,10 +233,11 @@ TEST(DenseLayers, MatchDoubleReferenceInEveryLayout) {
       for (const bool with_bias : {false, true}) {
         for (const bool gelu : {false, true}) {
           const float* b = with_bias ? bias.data() : nullptr;
+          std::fill(y.begin(), y.end(), NAN);  // every element written by this call
           dense.linear(rs::Host{}, x.data(), s.ldx, s.rows, s.k, w.data(), b, s.n, y.data(), gelu);
-          const auto ref = linear_reference(x, s.ldx, s.rows, s.k, w, b, s.n, gelu);
+          const auto want = linear_reference(x, s.ldx, s.rows, s.k, w, b, s.n, gelu);
           double worst = 0;
-          for (std::size_t i = 0; i < y.size(); ++i) worst = ref::worse(worst, std::abs(y[i] - ref[i]));
+          for (std::size_t i = 0; i < y.size(); ++i) worst = ref::worse(worst, std::abs(y[i] - want[i]));
           EXPECT_LE(worst, 2e-6 * std::sqrt(double(s.k)))
               << "rows " << s.rows << " k " << s.k << " n " << s.n << " bias " << with_bias << " gelu " << gelu
               << " pass " << pass << " (oneDNN ISA " << rs::cpu::DenseLayers::isa_name() << ")";
@@ -256,12 +257,15 @@ TEST(DenseLayers, PlansForManyRowCountsStayBoundedAndRight) {
   const auto w = ref::random_floats(std::size_t(n * k), 5, -0.5f, 0.5f);
   const auto bias = ref::random_floats(std::size_t(n), 6, -0.5f, 0.5f);
   const auto want = linear_reference(x, k, most_rows, k, w, bias.data(), n, true);
+  // One thread: the cap is kMaxPlans, below the 300 row counts.
+  static_assert(rs::cpu::DenseLayers::kMaxPlans < most_rows, "the cap must be reached");
   for (std::int64_t rows = 1; rows <= most_rows; ++rows) {
     std::vector<float> y(std::size_t(rows * n));
-    dense.linear(rs::Host{}, x.data(), k, rows, k, w.data(), bias.data(), n, y.data(), true);
+    dense.linear(rs::Host{1}, x.data(), k, rows, k, w.data(), bias.data(), n, y.data(), true);
     for (std::size_t i = 0; i < y.size(); ++i) {
       ASSERT_NEAR(y[i], want[i], 2e-6 * std::sqrt(double(k))) << "rows " << rows << " element " << i;
     }
+    ASSERT_LE(dense.plan_count(), rs::cpu::DenseLayers::kMaxPlans) << "rows " << rows;
   }
   std::vector<float> y(static_cast<std::size_t>(n));
   expect_refused([&] { dense.linear(rs::Host{}, x.data(), k, 1, 0, w.data(), nullptr, n, y.data()); },
@@ -303,9 +307,9 @@ TEST(DenseLayers, Bf16BandsAreExactAndBatchInvariant) {
                    s.n, alone.data(), gelu);
       EXPECT_TRUE(std::equal(alone.begin(), alone.end(), banded.begin() + first * s.n))
           << "rows " << s.rows << " gelu " << gelu;
-      const auto ref = linear_reference(rounded(x), s.ldx, s.rows, s.k, rounded(w), bias.data(), s.n, gelu);
+      const auto want = linear_reference(rounded(x), s.ldx, s.rows, s.k, rounded(w), bias.data(), s.n, gelu);
       double worst = 0;
-      for (std::size_t i = 0; i < banded.size(); ++i) worst = ref::worse(worst, std::abs(banded[i] - ref[i]));
+      for (std::size_t i = 0; i < banded.size(); ++i) worst = ref::worse(worst, std::abs(banded[i] - want[i]));
       EXPECT_LE(worst, 2e-6 * std::sqrt(double(s.k))) << "rows " << s.rows << " gelu " << gelu;
     }
   }

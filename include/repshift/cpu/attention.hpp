@@ -142,9 +142,8 @@ inline void attention_with_map(const Host& host, const AttentionParams& p, float
   auto plane = [&](int which, std::int64_t b, std::int64_t h) {
     return qkv.data() + (((which * p.batch + b) * p.heads + h) * n) * dh;
   };
-  const LibraryThreads threads_scope(host);  // the GEMMs below (OpenBLAS's or oneDNN's)
   const SgemmLibrary library = sgemm_library();
-  const int threads = threads_scope.count();
+  const int threads = thread_count(host);
 #pragma omp parallel for num_threads(threads)
   for (std::int64_t bn = 0; bn < p.batch * n; ++bn) {
     const std::int64_t b = bn / n, t = bn % n;
@@ -164,8 +163,8 @@ inline void attention_with_map(const Host& host, const AttentionParams& p, float
       float* s = probs + (b * p.heads + h) * n * n;
       if (rows < n) std::fill(s, s + n * n, 0.0f);
       if (rows == 0) continue;
-      sgemm(library, true, int(rows), int(rows), int(dh), p.scale, plane(0, b, h), int(dh), plane(1, b, h), int(dh),
-            0.0f, s, int(n));
+      sgemm_on(host, library, true, int(rows), int(rows), int(dh), p.scale, plane(0, b, h), int(dh), plane(1, b, h),
+               int(dh), 0.0f, s, int(n));
     }
   }
 #pragma omp parallel for num_threads(threads)
@@ -198,8 +197,8 @@ inline void attention_with_map(const Host& host, const AttentionParams& p, float
     const std::int64_t rows = p.queries(b);
     if (rows == 0) continue;
     for (std::int64_t h = 0; h < p.heads; ++h) {
-      sgemm(library, false, int(rows), int(dh), int(rows), 1.0f, probs + (b * p.heads + h) * n * n, int(n),
-            plane(2, b, h), int(dh), 0.0f, p.out + p.out_offset(b) + h * dh, int(p.out_token_stride));
+      sgemm_on(host, library, false, int(rows), int(dh), int(rows), 1.0f, probs + (b * p.heads + h) * n * n, int(n),
+               plane(2, b, h), int(dh), 0.0f, p.out + p.out_offset(b) + h * dh, int(p.out_token_stride));
     }
   }
 }

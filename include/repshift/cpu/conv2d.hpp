@@ -58,7 +58,6 @@ void conv2d(const Host& host, const Conv2dShape& s, const float* x, std::int64_t
   repshift::detail::require_at_most(where, "output pixels (Ho x Wo)", n, "INT_MAX", INT_MAX);
   repshift::detail::require_at_most(where, "patch (in_channels x kernel^2)", K, "INT_MAX", INT_MAX);
   if (!s.is_pointwise() && std::int64_t(cols.size()) < K * n) cols.resize(std::size_t(K * n));
-  const LibraryThreads threads(host);  // the GEMM below (OpenBLAS's or oneDNN's)
   const SgemmLibrary library = sgemm_library();
   for (std::int64_t b = 0; b < batch; ++b) {
     const float* xb = x + b * s.in_channels * H * W;
@@ -68,7 +67,8 @@ void conv2d(const Host& host, const Conv2dShape& s, const float* x, std::int64_t
       src = cols.data();
     }
     float* ob = out + b * s.out_channels * n;
-    sgemm(library, false, int(s.out_channels), int(n), int(K), 1.0f, weight, int(K), src, int(n), 0.0f, ob, int(n));
+    sgemm_on(host, library, false, int(s.out_channels), int(n), int(K), 1.0f, weight, int(K), src, int(n), 0.0f, ob,
+             int(n));
     if constexpr (Epilogue != ConvEpilogue::None) {
 #pragma omp parallel for schedule(static) num_threads(thread_count(host))
       for (std::int64_t c = 0; c < s.out_channels; ++c) {

@@ -123,11 +123,10 @@ inline SgemmLibrary sgemm_library() {
 }
 
 // C[M, N] = alpha A[M, K] . op(B) + beta C, row-major; op(B) = B[N, K]^T
-// when trans_b, else B[K, N]. The one float GEMM of the CPU kernels, called
-// outside OpenMP regions (but for linear()'s row split under a pthread
-// BLAS): each library threads it on the calling thread's OpenMP thread
-// count (LibraryThreads). Callers read sgemm_library() once per operation
-// and pass it.
+// when trans_b, else B[K, N]. The one float GEMM of the CPU kernels, which
+// call it through sgemm_on (below): each library threads it on the calling
+// thread's OpenMP thread count (LibraryThreads), or sgemm_on splits its
+// rows. Callers read sgemm_library() once per operation and pass it.
 inline void sgemm(SgemmLibrary library, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda,
                   const float* B, int ldb, float beta, float* C, int ldc) {
   if (M == 0 || N == 0) return;  // oneDNN refuses the null pointers of empty operands; nothing to do
@@ -154,36 +153,44 @@ inline void sgemm(SgemmLibrary library, bool trans_b, int M, int N, int K, float
               C, ldc);
 }
 
-inline void linear(const Host& host, const float* x, std::int64_t rows, std::int64_t in_features, const float* weight,
-                   std::int64_t out_features, float* y, std::int64_t ldx, std::int64_t ldy) {
-  // CBLAS takes int extents: the feature counts and strides are a layer's
-  // widths, the rows (batch x tokens) the one extent a caller can push past.
-  repshift::detail::require_at_most("cpu::linear", "rows", rows, "INT_MAX (CBLAS's extent type)", INT_MAX);
-  const SgemmLibrary library = sgemm_library();
-  auto gemm = [&](std::int64_t r0, std::int64_t r1) {
-    sgemm(library, true, int(r1 - r0), int(out_features), int(in_features), 1.0f, x + r0 * ldx, int(ldx), weight,
-          int(in_features), 0.0f, y + r0 * ldy, int(ldy));
-  };
+// sgemm on host's threads, for every caller: with the OpenMP build (or
+// oneDNN) one call that threads itself; under a pthread OpenBLAS, whose
+// own pool is held at one thread from the first call on (it would fight
+// our OpenMP threads for the cores), the rows of A and C split over host's
+// threads, each slice one single-threaded call. An omp for over the
+// slices: every slice runs even where OpenMP grants fewer threads than
+// asked (a thread limit, a call from inside the caller's own region).
+inline void sgemm_on(const Host& host, SgemmLibrary library, bool trans_b, int M, int N, int K, float alpha,
+                     const float* A, int lda, const float* B, int ldb, float beta, float* C, int ldc) {
   const LibraryThreads scope(host);  // the OpenMP build's (and oneDNN's) own threads
   const int threads = scope.count();
   const bool pthread_blas = library == SgemmLibrary::Blas && blas_threading() == BlasThreading::Pthreads;
   if (pthread_blas) {
-    // Before the first call of any size: a call that runs unsplit (one
-    // thread, few rows) would otherwise take the whole pthread pool.
     static std::once_flag single;  // the pthread pool stays idle from now on
     std::call_once(single, [] {
       if (openblas_set_num_threads) openblas_set_num_threads(1);
     });
   }
-  if (!pthread_blas || threads == 1 || rows < 2 * threads) return gemm(0, rows);
-  // One slice per thread index by an omp for: every slice runs even where
-  // OpenMP grants fewer threads than asked (a thread limit, nesting).
-  const std::int64_t per = (rows + threads - 1) / threads;
+  if (!pthread_blas || threads == 1 || M < 2 * threads) {
+    return sgemm(library, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  }
+  const std::int64_t per = (std::int64_t(M) + threads - 1) / threads;
 #pragma omp parallel for schedule(static, 1) num_threads(threads)
   for (int t = 0; t < threads; ++t) {
-    const std::int64_t r0 = t * per, r1 = r0 + per < rows ? r0 + per : rows;
-    if (r0 < r1) gemm(r0, r1);
+    const std::int64_t r0 = t * per, r1 = r0 + per < M ? r0 + per : M;
+    if (r0 < r1) {
+      sgemm(library, trans_b, int(r1 - r0), N, K, alpha, A + r0 * lda, lda, B, ldb, beta, C + r0 * ldc, ldc);
+    }
   }
+}
+
+inline void linear(const Host& host, const float* x, std::int64_t rows, std::int64_t in_features, const float* weight,
+                   std::int64_t out_features, float* y, std::int64_t ldx, std::int64_t ldy) {
+  // CBLAS takes int extents: the feature counts and strides are a layer's
+  // widths, the rows (batch x tokens) the one extent a caller can push past.
+  repshift::detail::require_at_most("cpu::linear", "rows", rows, "INT_MAX (CBLAS's extent type)", INT_MAX);
+  sgemm_on(host, sgemm_library(), true, int(rows), int(out_features), int(in_features), 1.0f, x, int(ldx), weight,
+           int(in_features), 0.0f, y, int(ldy));
 }
 
 // y = x . W^T (+ bias when not null), x's rows ldx apart, for dense layers

@@ -16,7 +16,7 @@
 // samples is not seen: the models hold their weights const).
 // At most 1024 matrices are kept (then all are dropped and packed anew);
 // clear_packed() drops them at once. Primitives, one per row count, are
-// kept up to 256 (then made anew).
+// kept up to 256 per thread (then made anew).
 // Each plan has its own scratchpad (oneDNN's user mode), so workspaces on
 // different threads never share one. A primitive runs on the thread count
 // it was made for (LibraryThreads: the Host's), so plans are kept per
@@ -105,11 +105,11 @@ class DenseLayers {
     repshift::detail::require_positive(where, "k", k);
     repshift::detail::require_positive(where, "n", n);
     if (rows == 0) return;
-    // Plans are keyed by rows, so packed batches of ever new lengths would
-    // grow them without end: past kMaxPlans they start again (before any
-    // plan of this call is taken).
-    if (plans_.size() >= kMaxPlans) plans_.clear();
     const LibraryThreads threads(host);
+    // Plans are keyed by rows, so packed batches of ever new lengths would
+    // grow them without end: past kMaxPlans per thread (a banded call makes
+    // one per thread) they start again, before any plan of this call is taken.
+    if (plans_.size() >= kMaxPlans * std::size_t(threads.count())) plans_.clear();
     if (math == DenseMath::Bf16 && threads.count() > 1 && rows >= kMinBandRows * threads.count()) {
       linear_in_bands(math, threads.count(), x, ldx, rows, k, w, bias, n, y, gelu);
       return;
@@ -120,11 +120,13 @@ class DenseLayers {
 
   // Drops every packed weight (for callers whose weights are temporaries).
   void clear_packed() { packed_.clear(); }
+  // Primitives held: at most kMaxPlans per thread (and one call's more).
+  std::size_t plan_count() const { return plans_.size(); }
+  static constexpr std::size_t kMaxPlans = 256;  // per thread; a pruned ViT-L forward makes ~20
 
  private:
   static constexpr int kProbes = 16;
   static constexpr std::size_t kMaxPacked = 1024;  // weight matrices; ViT-H has 130
-  static constexpr std::size_t kMaxPlans = 256;    // a pruned ViT-L forward makes ~20
   // Bands from this many rows per thread (a 197-row layer, DeiT-S at
   // batch 1, ran 0.95-1.01x as bands), aligned to the AMX matmul's 32-row
   // blocks.

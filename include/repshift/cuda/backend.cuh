@@ -131,9 +131,9 @@ struct Backend<Cuda> {
   }
 
   // ---- token compression ---------------------------------------------------
-  // Padded or packed (cu_seqlens and kept_cu_seqlens in device memory;
-  // their contents are the caller's contract there, as on FlashAttention's
-  // varlen path: only the CPU path can read and check them).
+  // Padded or packed (cu_seqlens and kept_cu_seqlens in device memory: the
+  // host cannot read them, so the kernels check each sample's counts and
+  // record a bad one in exec.status; cuda/status.cuh).
   static void select_top(const Cuda& exec, const SelectParams& p) { cuda_detail::select_top(exec, p); }
   template <class T>
   static void gather_tokens(const Cuda& exec, const GatherParams<T>& p) {
