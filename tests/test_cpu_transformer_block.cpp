@@ -65,7 +65,7 @@ TYPED_TEST(TransformerBlock, MatchesNaiveReference) {
   rs::Workspace<rs::Host> ws;
 
   // Unpruned, scores requested.
-  std::vector<float> y(x.size()), scores(std::size_t(batch) * tokens);
+  std::vector<float> y(x.size(), NAN), scores(std::size_t(batch) * tokens, NAN);  // every element written
   auto args = rs::TransformerBlockArgs::dense(x.data(), y.data(), batch, tokens);
   args.scores = scores.data();
   B::forward(rs::Host{}, w.view(), args, ws);
@@ -75,7 +75,7 @@ TYPED_TEST(TransformerBlock, MatchesNaiveReference) {
   EXPECT_LT(ref::max_rel_error(scores, full.scores), 5e-5);
 
   // The first token of each sample alone (a class-token head's last block).
-  std::vector<float> first(std::size_t(batch) * dim);
+  std::vector<float> first(std::size_t(batch) * dim, NAN);
   auto head = rs::TransformerBlockArgs::dense(x.data(), first.data(), batch, tokens);
   head.first_token_only = true;
   B::forward(rs::Host{}, w.view(), head, ws);
@@ -88,8 +88,8 @@ TYPED_TEST(TransformerBlock, MatchesNaiveReference) {
 
   // Pruned to 29 of 41 tokens, CLS protected.
   const int keep = 29;
-  std::vector<float> yp(std::size_t(batch) * keep * dim);
-  std::vector<int> keep_idx(std::size_t(batch) * keep);
+  std::vector<float> yp(std::size_t(batch) * keep * dim, NAN);
+  std::vector<int> keep_idx(std::size_t(batch) * keep, -1);
   args.y = yp.data();
   args.keep = keep;
   args.keep_idx = keep_idx.data();
