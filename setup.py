@@ -63,7 +63,11 @@ SOURCES = [os.path.join(CSRC, "ops.cpp")] + ([os.path.join(CSRC, f) for f in (
     "ops_cuda.cu", "block_cuda_f32.cu", "block_cuda_f16.cu", "block_cuda_bf16.cu")] if WITH_CUDA else [])
 # oneDNN serves the CPU ops only (ops.cpp): the .cu files never see it
 # (nvcc's C++20 front end crashes on its headers).
-CXX_FLAGS = ["-O3", "-std=c++20", "-fopenmp", "-DNDEBUG", "-march=native"] + (
+# -march=native by default, for this machine's CPU; REPSHIFT_NATIVE=0 builds
+# a wheel that runs on any x86-64 (the vector kernels still pick AVX2 or
+# AVX-512 at run time, cpu/cpu_isa.hpp), e.g. one to cache or share.
+NATIVE = os.environ.get("REPSHIFT_NATIVE", "1") != "0"
+CXX_FLAGS = ["-O3", "-std=c++20", "-fopenmp", "-DNDEBUG"] + (["-march=native"] if NATIVE else []) + (
     ["-DREPSHIFT_HAS_ONEDNN=1"] if HAS_ONEDNN else [])
 # nvcc: torch's headers need C++20, whose consteval format checks in torch's
 # fmt 12 nvcc's front end cannot evaluate (it crashes), so they are off;

@@ -98,6 +98,11 @@ TEST(PackedEntryPoints, CuSeqlensOfRefusesATotalPastIntMax) {
   const int fits[2] = {std::numeric_limits<int>::max() - 5, 5}, past[3] = {1 << 30, 1 << 30, 1};
   EXPECT_EQ(rs::cu_seqlens_of(fits, 2).back(), std::numeric_limits<int>::max());
   expect_refused([&] { rs::cu_seqlens_of(past, 3); }, {"cu_seqlens_of", "samples 0..1 add up past INT_MAX"});
+  const int negative[3] = {3, -1, 2};
+  expect_refused([&] { rs::cu_seqlens_of(negative, 3); }, {"cu_seqlens_of", "lengths[1] = -1 is negative"});
+  expect_refused([&] { rs::cu_seqlens_of(nullptr, 2); }, {"cu_seqlens_of", "lengths"});
+  expect_refused([&] { rs::cu_seqlens_of(fits, -1); }, {"cu_seqlens_of", "batch = -1"});
+  EXPECT_EQ(rs::cu_seqlens_of(nullptr, 0), std::vector<int>{0});
 }
 
 // docs/backbones.md: a sample shorter than protect keeps all of its tokens

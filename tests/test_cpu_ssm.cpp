@@ -254,17 +254,9 @@ TEST(VisionMamba, UnprunedAndPrunedMatchTheReference) {
     for (int b = 0; b < batch; ++b) {
       const int* idx = trace.keep_idx[k].data() + std::size_t(b) * keep;
       const int cls = k == 0 ? cfg.cls_index() : want_cls[0][std::size_t(b)];
-      std::vector<bool> kept(std::size_t(in), false);
-      for (int i = 0; i < keep; ++i) kept[std::size_t(idx[i])] = true;
-      EXPECT_TRUE(kept[std::size_t(cls)]) << "layer " << layer << ", image " << b;
-      double min_kept = INFINITY, max_dropped = -INFINITY;
-      for (int t = 0; t < in; ++t) {
-        if (t == cls) continue;
-        const double sc = want_scores[k][std::size_t(b) * in + t];
-        if (kept[std::size_t(t)]) min_kept = std::min(min_kept, sc);
-        else max_dropped = std::max(max_dropped, sc);
-      }
-      EXPECT_GE(min_kept, max_dropped - 1e-4 * (1 + std::abs(max_dropped))) << "layer " << layer << ", image " << b;
+      EXPECT_NE(std::find(idx, idx + keep, cls), idx + keep) << "layer " << layer << ", image " << b;
+      EXPECT_TRUE(kept_is_top(idx, keep, want_scores[k].data() + std::size_t(b) * in, in, cls))
+          << "layer " << layer << ", image " << b;
     }
   }
   for (const auto& per_layer : want_cls)
@@ -293,6 +285,36 @@ TEST(VisionMamba, UnprunedAndPrunedMatchTheReference) {
     model.forward(rs::Host{}, images.data(), batch, logits.data(), rs::PruneSchedule::counts({{2, 5}}, 5), &untouched);
   }, {"keeps 5 tokens at layer 2", "schedule.protect = 5"});
   EXPECT_EQ(untouched.tokens, std::vector<int>{-1});
+}
+
+// A class token inside the protected prefix is protected already: a layer
+// may keep it alone, and a prefix as long as the sequence prunes nothing
+// (both were refused as wanting a slot for the class token besides it).
+TEST(VisionMamba, ClassTokenInsideThePrefixNeedsNoSlotOfItsOwn) {
+  rs::VimConfig cfg = tiny_vim();
+  cfg.cls_position = 0;
+  const rs::VimWeights w = lively_vim(cfg, 5);
+  rs::VisionMamba<> model(w);
+  const int batch = 2;
+  const auto images = ref::random_floats(std::size_t(batch) * 3 * 32 * 32, 6);
+  std::vector<float> logits(std::size_t(batch) * 10, NAN);
+  rs::VimTrace trace;
+  model.forward(rs::Host{}, images.data(), batch, logits.data(), rs::PruneSchedule::counts({{1, 1}}, 1), &trace);
+  EXPECT_EQ(trace.tokens, (std::vector<int>{17, 17, 1, 1, 1}));
+  EXPECT_EQ(trace.keep_idx, (std::vector<std::vector<int>>{{0, 0}}));
+  EXPECT_EQ(trace.cls_position, (std::vector<std::vector<int>>{{0, 0}}));
+  EXPECT_LT(ref::max_rel_error(logits, ref::vim(w, images, batch, {1}, trace.keep_idx)), 1e-4);
+  std::vector<float> unpruned(logits.size(), NAN), whole_prefix(logits.size(), NAN);
+  model.forward(rs::Host{}, images.data(), batch, unpruned.data());
+  model.forward(rs::Host{}, images.data(), batch, whole_prefix.data(), rs::PruneSchedule::none(17));
+  EXPECT_LT(ref::max_rel_error(unpruned, ref::vim(w, images, batch, {}, {})), 1e-4);
+  EXPECT_EQ(whole_prefix, unpruned);
+  // Outside the prefix the class token still needs its slot.
+  cfg.cls_position = 8;
+  rs::VisionMamba<> middle(lively_vim(cfg, 5));
+  expect_refused([&] { middle.forward(rs::Host{}, images.data(), batch, logits.data(),
+                                      rs::PruneSchedule::counts({{1, 1}}, 1)); },
+                 {"keeps 1 tokens at layer 1, fewer than the class token and schedule.protect = 1"});
 }
 
 TEST(VisionMamba, WeightsRoundTripThroughSafetensors) {

@@ -622,6 +622,43 @@ TEST(CudaVisionTransformer, MatchesHostModelPrunedAndUnpruned) {
   expect_refused([&] { dmodel.forward(rs::Cuda{}, dimages.data(), batch + 1, dlogits.data()); }, {"reserve"});
 }
 
+// A sample's logits and kept tokens are the same alone as in a batch (the
+// CPU's batch-invariance tests, on the device): cuBLASLt picks its
+// algorithm per row count, which may change a sample's rounding, never
+// more than that.
+TEST(CudaVisionTransformer, SampleAloneMatchesItsBatch) {
+  const auto cfg = tiny_vit();
+  const auto w = lively_vit(cfg, 3);
+  const int batch = 5;
+  const std::size_t image = 3 * 32 * 32;
+  const auto images = ref::random_floats(batch * image, 9);
+  const auto schedule = rs::PruneSchedule::drop({{0, 0.5}, {3, 0.5}});
+
+  REQUIRE_DEVICE();
+  rs::cuda::Blas blas;
+  rs::cuda::VisionTransformer<float> dmodel(w, blas);
+  dmodel.reserve(batch);
+  dmodel.reserve(1);  // a smaller reserve keeps the room already there
+  auto dimages = to_device<float>(images);
+  rs::cuda::DeviceBuffer<float> dlogits(std::size_t(batch) * cfg.num_classes);
+  rs::ViTTrace together;
+  dmodel.forward(rs::Cuda{}, dimages.data(), batch, dlogits.data(), schedule, &together);
+  const auto all = dlogits.download(std::size_t(batch) * cfg.num_classes);
+  ASSERT_EQ(together.keep_idx.size(), 2u);
+  for (int b = 0; b < batch; ++b) {
+    rs::ViTTrace alone;
+    dmodel.forward(rs::Cuda{}, dimages.data() + b * image, 1, dlogits.data(), schedule, &alone);
+    const auto first = all.begin() + std::ptrdiff_t(b) * cfg.num_classes;
+    expect_close(dlogits.download(std::size_t(cfg.num_classes)), std::vector<float>(first, first + cfg.num_classes),
+                 1e-5, "logits of image " + std::to_string(b));
+    for (std::size_t k = 0; k < alone.keep_idx.size(); ++k) {
+      const std::size_t keep = alone.keep_idx[k].size();
+      const auto row = together.keep_idx[k].begin() + std::ptrdiff_t(b * keep);
+      EXPECT_EQ(alone.keep_idx[k], std::vector<int>(row, row + std::ptrdiff_t(keep))) << "image " << b << ", cut " << k;
+    }
+  }
+}
+
 // float16 rounds 65520 and above to inf: a finite weight that large is
 // refused by name when the model uploads it, never stored as inf.
 TEST(CudaVisionTransformer, HalfRefusesAWeightItWouldMakeInfinite) {

@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <initializer_list>
 #include <string>
 #include <type_traits>
@@ -89,6 +91,29 @@ inline void expect_close(const std::vector<float>& got, const std::vector<float>
   double scale = 1.0;
   for (float x : want) scale = std::max(scale, double(std::abs(x)));
   for (std::size_t i = 0; i < got.size(); ++i) ASSERT_NEAR(got[i], want[i], tol * scale) << what << " at " << i;
+}
+
+// Whether kept (`keep` distinct indices into [0, n)) is the top of score
+// [n] up to float noise: its lowest score at least the highest dropped one,
+// less 1e-4 relative. `skip` (a protected token, or -1) is judged by
+// neither side. The kernels rank float scores, the reference doubles.
+inline ::testing::AssertionResult kept_is_top(const int* kept, int keep, const double* score, int n, int skip = -1) {
+  std::vector<bool> is_kept(std::size_t(n), false);
+  for (int k = 0; k < keep; ++k) {
+    if (kept[k] < 0 || kept[k] >= n || is_kept[std::size_t(kept[k])]) {
+      return ::testing::AssertionFailure() << "kept[" << k << "] = " << kept[k] << " is out of [0, " << n
+                                           << ") or repeated";
+    }
+    is_kept[std::size_t(kept[k])] = true;
+  }
+  double min_kept = INFINITY, max_dropped = -INFINITY;
+  for (int t = 0; t < n; ++t) {
+    if (t == skip) continue;
+    if (is_kept[std::size_t(t)]) min_kept = std::min(min_kept, score[t]);
+    else max_dropped = std::max(max_dropped, score[t]);
+  }
+  if (min_kept >= max_dropped - 1e-4 * (1 + std::abs(max_dropped))) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << "lowest kept score " << min_kept << " < highest dropped " << max_dropped;
 }
 
 // Runs f, expects InvalidArgument, and checks each fragment is in what().

@@ -39,6 +39,27 @@ def _check_names(site, metric, compress):
 
 # ---- timm -------------------------------------------------------------------
 
+def _check_reachable(model, ratios, depth, protect, compress):
+    """A schedule the compress policy cannot realise (Merge removes at most
+    half of the unprotected tokens per layer) is refused here, naming the
+    layer, rather than at the first forward. A model whose token count
+    depends on the image (dynamic_img_size) is checked there instead."""
+    embed = getattr(model, "patch_embed", None)
+    patches = getattr(embed, "num_patches", None)
+    if not isinstance(patches, int) or getattr(embed, "dynamic_img_size", False):
+        return
+    n = patches + protect
+    for layer in range(depth):
+        keep = keep_count(n, ratios[layer], protect) if layer in ratios else n
+        if keep == n:
+            continue
+        fewest, reason = torch.ops.repshift.compress_min_keep(compress, n, protect)
+        if keep < fewest:
+            raise ValueError(f"repshift.patch.timm: the schedule keeps {keep} of {n} tokens at layer {layer}, but "
+                             f"{reason}: keep >= {fewest}")
+        n = keep + EXTRA_TOKENS[compress]
+
+
 def _check_timm_block(i, block):
     """Exactly timm's pre-norm vision_transformer.Block with plain Attention and
     Mlp, in the configuration the fused op computes; anything else is refused
@@ -132,6 +153,7 @@ def timm(model, schedule, site="mlp", metric="l2", compress="prune"):
     protect = int(getattr(model, "num_prefix_tokens", 1))
     for i, block in enumerate(blocks):
         _check_timm_block(i, block)
+    _check_reachable(model, ratios, len(blocks), protect, compress)
     unpatch(model)
     info = {"source": [], "positions": None, "sizes": None}
     for i, block in enumerate(blocks):
@@ -192,6 +214,10 @@ def _bert_forward(model, input_ids=None, attention_mask=None, token_type_ids=Non
     # Pack the valid tokens (FlashAttention's varlen layout): no work for padding,
     # and each sentence keeps its own count at every pruning layer.
     lengths = mask.sum(1).to(torch.int32).cpu()  # the host plans the packed layout
+    empty = (lengths == 0).nonzero().flatten().tolist()
+    if empty:
+        raise ValueError(f"repshift.patch.hf_bert: attention_mask row {empty[0]} has no valid token; every "
+                         "sentence needs one (its [CLS])")
     cu = torch.zeros(lengths.numel() + 1, dtype=torch.int32)
     cu[1:] = torch.cumsum(lengths, 0)
     x = hidden[mask]
@@ -265,6 +291,7 @@ def hf_bert(model, schedule, site="mlp", metric="l2", compress="prune"):
 
 def unpatch(model):
     """Restores a model patched by timm() or hf_bert()."""
+    torch.ops.repshift.clear_weight_cache()  # timm() and hf_bert() start here too
     state = getattr(model, "_repshift", None)
     if state is None:
         return model

@@ -20,14 +20,17 @@ def _integer(value, name):
 
 def keep_count(tokens: int, drop_ratio: float, protect: int = 1) -> int:
     """N - floor(r N), never fewer than the protected prefix (nor more than N).
-    A rule that leaves a sample no token is refused."""
+    An empty sample keeps 0; a rule that leaves a non-empty sample no token
+    is refused."""
     tokens, protect = _integer(tokens, "tokens"), _integer(protect, "protect")
     if not 0.0 <= drop_ratio <= 1.0:
         raise ValueError(f"drop ratio {drop_ratio} must be in [0, 1]")
     if protect < 0:
         raise ValueError(f"protect = {protect} must be >= 0")
-    if tokens < 1:
-        raise ValueError(f"tokens = {tokens} must be >= 1")
+    if tokens < 0:
+        raise ValueError(f"tokens = {tokens} must be >= 0")
+    if tokens == 0:
+        return 0
     keep = max(tokens - math.floor(drop_ratio * tokens + 1e-9), min(protect, tokens))
     if keep < 1:
         raise ValueError(f"drop ratio {drop_ratio} with protect = {protect} leaves a sample of {tokens} tokens none")

@@ -143,6 +143,25 @@ def test_block_forward_follows_weights_updated_in_place():
 
 
 @torch.no_grad()
+def test_block_forward_repacks_after_clear_weight_cache():
+    """An edit through .data bumps a version counter of its own, which the packed copies (oneDNN builds) do not
+    follow: clear_weight_cache() drops them, and patching a model does too."""
+    blk = timm.models.vision_transformer.Block(64, 4, qkv_bias=True).eval()
+    x = torch.randn(2, 17, 64)
+
+    def fused():
+        return OPS.block_forward(x, *block_params(blk), 4, blk.norm1.eps, "mlp", "l2", "prune", 17, 1)[0]
+
+    torch.testing.assert_close(fused(), plain_block(blk, x, 17)[0], rtol=1e-4, atol=1e-4)
+    blk.mlp.fc1.weight.data[5:9].zero_()  # misses the sampled values, and the parameter's version
+    repshift.clear_weight_cache()
+    torch.testing.assert_close(fused(), plain_block(blk, x, 17)[0], rtol=1e-4, atol=1e-4)
+    blk.mlp.fc2.weight.data[:, 3:7].mul_(-2.0)
+    repshift.patch.unpatch(torch.nn.Module())  # patching clears the cache, model or no model
+    torch.testing.assert_close(fused(), plain_block(blk, x, 17)[0], rtol=1e-4, atol=1e-4)
+
+
+@torch.no_grad()
 def test_block_forward_repacks_weights_it_cannot_version():
     """Inference tensors have no version counter, and a new tensor can land at a freed weight's address with the
     same version: neither may reuse the packed copy of the weight that was there (oneDNN builds)."""
@@ -313,6 +332,9 @@ def test_the_ops_refuse_tensors_that_want_gradients():
         OPS.shift_score(x.requires_grad_(), x, "l2")
     with pytest.raises(ValueError, match="gather_tokens: x requires grad"):
         OPS.gather_tokens(x, torch.zeros(2, 3, dtype=torch.long))
+    with pytest.raises(ValueError, match="block_forward: sizes requires grad"):  # checked before the weights
+        OPS.block_forward(x.detach(), *block_params(blk), 2, 1e-6, "mlp", "l2", "merge", 8, 1, False, 0,
+                          torch.ones(2, 10, requires_grad=True))
     model = timm.create_model("deit_tiny_patch16_224", pretrained=False, depth=1)
     repshift.patch.timm(model, [])
     with pytest.raises(ValueError, match="requires grad, and the op has no backward"):
@@ -573,6 +595,11 @@ def test_schedule_helpers_take_integers_only():
 def test_keep_count_refuses_rules_that_leave_nothing():
     assert repshift.keep_count(197, 0.2, 1) == 158
     assert repshift.keep_count(5, 1.0, 1) == 1
+    # An empty sample keeps nothing, as the packed ops take it.
+    assert repshift.keep_count(0, 0.2, 1) == 0
+    assert repshift.kept_cu_seqlens(torch.tensor([0, 0, 5]), 0.2).tolist() == [0, 0, 4]
+    with pytest.raises(ValueError, match="tokens = -1 must be >= 0"):
+        repshift.keep_count(-1, 0.2)
     with pytest.raises(ValueError, match="leaves a sample of 5 tokens none"):
         repshift.keep_count(5, 1.0, 0)
     with pytest.raises(ValueError, match="protect = -1 must be >= 0"):
@@ -641,16 +668,20 @@ def test_cuda_block_forward_matches_the_cpu_block():
                                            41, 1)
         assert out.dtype == dtype and idx.shape == (3, 41)
         torch.testing.assert_close(out.float().cpu(), want_unpruned, rtol=tol, atol=tol)
-    # Packed, nothing dropped: each sample's own 0..n-1, as on the CPU.
+    # Packed, pruned and not: the kernel's outputs against the CPU block's.
     cu = torch.tensor([0, 13, 18, 38], dtype=torch.int32)
     packed = torch.randn(38, 64)
-    want_idx = OPS.block_forward_varlen(packed, cu, cu, *block_params(blk.cpu()), 4, blk.norm1.eps, "mlp", "l2",
-                                        "prune", 1)[1]
-    blk = blk.cuda()
-    got_idx = OPS.block_forward_varlen(packed.cuda(), cu, cu, *block_params(blk), 4, blk.norm1.eps, "mlp", "l2",
-                                       "prune", 1)[1]
-    assert torch.equal(want_idx, torch.cat([torch.arange(13), torch.arange(5), torch.arange(20)]))
-    assert torch.equal(got_idx.cpu(), want_idx)
+    for kept_cu in (repshift.kept_cu_seqlens(cu, 0.3, 1), cu):
+        want = OPS.block_forward_varlen(packed, cu, kept_cu, *block_params(blk.cpu()), 4, blk.norm1.eps, "mlp", "l2",
+                                        "prune", 1)
+        blk = blk.cuda()
+        got = OPS.block_forward_varlen(packed.cuda(), cu, kept_cu, *block_params(blk), 4, blk.norm1.eps, "mlp", "l2",
+                                       "prune", 1)
+        torch.testing.assert_close(got[0].cpu(), want[0], rtol=1e-4, atol=1e-4)
+        assert torch.equal(got[1].cpu(), want[1])
+        torch.testing.assert_close(got[2].cpu(), want[2], rtol=1e-4, atol=1e-4)
+        assert torch.equal(got[3].cpu(), want[3])
+    assert torch.equal(want[1], torch.cat([torch.arange(13), torch.arange(5), torch.arange(20)]))
 
 
 @CUDA
@@ -746,6 +777,43 @@ def test_compress_policies_come_from_the_library_and_merge_is_refused_packed():
     with pytest.raises(ValueError, match="compress = 'merge' carries token sizes.*offered: prune, fuse"):
         repshift.patch.hf_bert(model, schedule=[(1, 0.3)], compress="merge")
     assert not hasattr(model, "_repshift")
+
+
+def test_patch_timm_refuses_a_merge_schedule_it_cannot_reach_before_touching_the_model():
+    model = timm.create_model("deit_tiny_patch16_224", pretrained=False, depth=2).eval()
+    # 197 tokens, r = 0.6 keeps 79; one merge leaves at least 197 - ceil(196 / 2) = 99.
+    with pytest.raises(ValueError, match=r"keeps 79 of 197 tokens at layer 0, but Merge removes at most half of the "
+                                         r"unprotected ones per layer: keep >= 99"):
+        repshift.patch.timm(model, [(0, 0.6)], compress="merge")
+    assert not hasattr(model, "_repshift")
+    # The second layer counts from the first's 99: r = 0.6 keeps 40 of them, fewer than 50.
+    with pytest.raises(ValueError, match="keeps 40 of 99 tokens at layer 1.*keep >= 50"):
+        repshift.patch.timm(model, [(0, 0.5), (1, 0.6)], compress="merge")
+    repshift.patch.timm(model, [(0, 0.5), (1, 0.5)], compress="merge")  # every set-A token merged, twice
+    with torch.no_grad():
+        model(torch.randn(1, 3, 224, 224))
+    assert [s.shape for s in model._repshift_source] == [(1, 99), (1, 50)]
+    with pytest.raises(ValueError, match="compress = 'squash' is not a compress policy"):
+        OPS.compress_min_keep("squash", 10, 1)
+
+
+@torch.no_grad()
+def test_patch_hf_bert_refuses_a_sentence_of_padding_only_by_its_row():
+    transformers = pytest.importorskip("transformers")
+    small = dict(vocab_size=50, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
+    model = transformers.BertModel(transformers.BertConfig(**small), add_pooling_layer=False).eval()
+    ids = torch.randint(0, 50, (3, 6), generator=torch.Generator().manual_seed(4))
+    mask = torch.ones(3, 6, dtype=torch.long)
+    mask[1, 1:] = 0
+    want = model(input_ids=ids, attention_mask=mask).last_hidden_state
+    repshift.patch.hf_bert(model, schedule=[(0, 0.3)])
+    got = model(input_ids=ids, attention_mask=mask).last_hidden_state
+    # Sentence 1 is its [CLS] alone: nothing to drop, the unpatched model's row.
+    torch.testing.assert_close(got[1, 0], want[1, 0], rtol=1e-5, atol=1e-5)
+    mask[1, 0] = 0
+    with pytest.raises(ValueError, match="attention_mask row 1 has no valid token"):
+        model(input_ids=ids, attention_mask=mask)
+    repshift.patch.unpatch(model)
 
 
 def test_patch_hf_bert_refuses_what_the_fused_layer_does_not_compute():

@@ -2,7 +2,8 @@
 // Build-wide switches, and the one build flag the library refuses.
 
 // The CPU code needs infinities and NaN: -inf marks masked keys and rows
-// with no key yet, and inputs are refused when they hold NaN or Inf.
+// with no key yet, and a NaN score must rank last (policies/select.hpp);
+// a non-finite input propagates (check_finite is the opt-in guard).
 // -ffinite-math-only (part of -ffast-math) lets the compiler assume
 // neither exists and compile both away. The rest of -ffast-math is
 // supported on x86-64 and AArch64 (-ffast-math -fno-finite-math-only:

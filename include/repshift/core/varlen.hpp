@@ -150,8 +150,11 @@ inline int max_seqlen(const int* cu_seqlens, std::int64_t batch) {
 // cu_seqlens of samples of `lengths` (host memory), [batch + 1]. A total
 // past INT_MAX is refused: the offsets are int, as in FlashAttention's varlen.
 inline std::vector<int> cu_seqlens_of(const int* lengths, int batch) {
+  detail::require_non_negative("cu_seqlens_of", "batch", batch);
+  if (batch > 0) detail::require_pointer("cu_seqlens_of", "lengths", lengths);
   std::vector<int> cu(std::size_t(batch) + 1, 0);
   for (int b = 0; b < batch; ++b) {
+    if (lengths[b] < 0) detail::fail("cu_seqlens_of", "lengths[{}] = {} is negative", b, lengths[b]);
     if (__builtin_add_overflow(cu[std::size_t(b)], lengths[b], &cu[std::size_t(b) + 1])) {
       detail::fail("cu_seqlens_of", "the lengths of samples 0..{} add up past INT_MAX ({}), the int offsets' limit", b,
                    std::numeric_limits<int>::max());

@@ -83,6 +83,11 @@ void conv2d(const Host& host, const Conv2dShape& s, const float* x, std::int64_t
   }
 }
 
+namespace detail {
+// max(m, v) where a NaN wins and stays, as in torch's max_pool2d (std::max drops it).
+inline float max_keeping_nan(float m, float v) { return (v > m || v != v) ? v : m; }
+}  // namespace detail
+
 // 3x3 stride-2 pad-1 max pooling (the ResNet stem); padding never wins.
 inline void max_pool_3x3s2(const Host& host, const float* x, std::int64_t planes, std::int64_t H, std::int64_t W,
                            float* out) {
@@ -98,7 +103,7 @@ inline void max_pool_3x3s2(const Host& host, const float* x, std::int64_t planes
             const std::int64_t iy = oy * 2 - 1 + ky, ix = ox * 2 - 1 + kx;
             if (iy < 0 || iy >= H || ix < 0 || ix >= W) continue;
             const float v = plane[iy * W + ix];
-            m = (v > m || v != v) ? v : m;  // a NaN wins and stays, as in torch's max_pool2d
+            m = detail::max_keeping_nan(m, v);
           }
         out[(p * Ho + oy) * Wo + ox] = m;
       }
@@ -131,7 +136,7 @@ inline void max_pool_3x3s2_nhwc(const Host& host, const float* x, std::int64_t b
           if (iy < 0 || iy >= H || ix < 0 || ix >= W) continue;
           const float* src = x + ((b * H + iy) * W + ix) * C;
 #pragma omp simd  // vectorised at -O2 too (see layer_norm_row)
-          for (std::int64_t c = 0; c < C; ++c) dst[c] = (src[c] > dst[c] || src[c] != src[c]) ? src[c] : dst[c];
+          for (std::int64_t c = 0; c < C; ++c) dst[c] = detail::max_keeping_nan(dst[c], src[c]);
         }
     }
   }

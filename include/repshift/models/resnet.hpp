@@ -18,6 +18,7 @@
 //   gpu.reserve(64);                                    // every allocation, up front
 //   gpu.forward(rs::Cuda{stream}, d_images, 64, d_logits, rs::LinePruneSchedule::paper());
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstdint>
@@ -389,7 +390,7 @@ class BasicResNet {
     pooled_.resize(std::size_t(batch) * cfg.out_channels(3));
     kept_rows_.resize(std::size_t(batch) * cfg.stage0_size());  // the widest map a step prunes
     kept_cols_.resize(std::size_t(batch) * cfg.stage0_size());
-    reserved_ = batch;
+    reserved_ = std::max(reserved_, batch);  // the buffers only grow
   }
 
   // trace (optional): what the forward did, in host memory (on CUDA its

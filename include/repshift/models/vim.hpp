@@ -17,6 +17,7 @@
 //   gpu.reserve(64);                                        // every allocation, up front
 //   gpu.forward(rs::Cuda{stream}, d_images, 64, d_logits, rs::vim_schedule(0.2));
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <memory>
@@ -295,7 +296,7 @@ class BasicVisionMamba {
     pooled_.resize(std::size_t(batch * C));
     cls_.resize(std::size_t(batch));
     keep_idx_.resize(std::size_t(batch * N));
-    reserved_ = batch;
+    reserved_ = std::max(reserved_, batch);  // the buffers only grow
   }
 
   // trace (optional): what the forward did, in host memory (on CUDA it is
@@ -311,11 +312,13 @@ class BasicVisionMamba {
     detail::check_model_forward(where, images, logits, batch, reserved_);
     schedule.check(where, cfg.depth);
     schedule.check_sample(where, 0, cfg.tokens(), cfg.depth);
-    // Every layer keeps the class token besides the protected prefix.
+    // A pruning layer keeps the class token besides the protected prefix;
+    // a class token inside the prefix is protected already, and stays put.
+    const bool cls_in_prefix = cfg.cls_index() < schedule.protect;
     const std::vector<int> counts = schedule.token_counts(cfg.tokens(), cfg.depth);
     for (int l = 0; l < cfg.depth; ++l) {
       const int keep = schedule.keep_at(l, counts[std::size_t(l)]);
-      if (keep < schedule.protect + 1) {
+      if (!cls_in_prefix && keep < counts[std::size_t(l)] && keep < schedule.protect + 1) {
         detail::fail(where,
                      "the schedule keeps {} tokens at layer {}, fewer than the class token and schedule.protect = "
                      "{} leading tokens",
@@ -342,7 +345,7 @@ class BasicVisionMamba {
       auto a = SsmBlockArgs::dense(x, y, batch, tokens);
       a.keep = schedule.keep_at(l, tokens);
       a.protect = schedule.protect;
-      a.keep_token = cls_.data();
+      a.keep_token = cls_in_prefix ? nullptr : cls_.data();
       a.seed = std::uint64_t(l);
       const bool pruned = a.keep < tokens;
       if (trace && pruned) a.keep_idx = keep_idx_.data();

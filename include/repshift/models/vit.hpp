@@ -21,6 +21,7 @@
 //   gpu.reserve(64);                                                       // every allocation, up front
 //   gpu.forward(rs::Cuda{stream}, d_images, 64, d_logits, rs::PruneSchedule::paper());
 
+#include <algorithm>
 #include <cmath>
 #include <memory>
 #include <cstdint>
@@ -337,7 +338,7 @@ class BasicVisionTransformer {
       sizes_in_.resize(std::size_t(batch * N));
       sizes_out_.resize(std::size_t(batch * N));
     }
-    reserved_ = batch;
+    reserved_ = std::max(reserved_, batch);  // the buffers only grow
   }
 
   // trace (optional): what the forward did, in host memory (on CUDA its

@@ -107,6 +107,7 @@ inline void check_sizes(const at::Tensor& sizes, const at::Tensor& x, const char
                     ": sizes has shape ", sizes.sizes(), ", expected [", x.size(0), ", ", x.size(1),
                     "] (x's batch and tokens)");
   require_floating(sizes, op, "sizes");
+  require_no_grad(sizes, op, "sizes");
 }
 
 // Indices as int32, never wrapped: on the CPU an int64 value past int32 is
@@ -259,8 +260,10 @@ inline BlockTensors block_tensors(const at::TensorOptions& options, const at::Te
     if (!passed[i] || !passed[i]->defined()) continue;
     require_floating(*passed[i], "block_forward", names[i]);  // an integer weight would be converted silently
     require_no_grad(*passed[i], "block_forward", names[i]);
-    TORCH_CHECK_VALUE(passed[i]->device().type() == options.device().type(), "repshift::block_forward: ", names[i],
-                      " is on ", passed[i]->device(), ", x on ", options.device());
+    // The same device, index included: a weight on another GPU is refused,
+    // not copied across on every call.
+    TORCH_CHECK_VALUE(passed[i]->device() == options.device(), "repshift::block_forward: ", names[i], " is on ",
+                      passed[i]->device(), ", x on ", options.device());
     w.t[i] = passed[i]->to(options).contiguous();
   }
   return w;

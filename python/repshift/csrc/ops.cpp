@@ -16,6 +16,7 @@
 #include <torch/library.h>
 #include <torch/types.h>
 
+#include <atomic>
 #include <cstdint>
 #include <exception>
 #include <initializer_list>
@@ -160,6 +161,13 @@ at::Tensor f32(const at::Tensor& t, const char* name) {
   return t.to(at::kFloat).contiguous();
 }
 
+// Bumped by clear_weight_cache(): every thread's block workspace drops its
+// packed weights before its next call (an edit no version counter sees,
+// through `.data` or a numpy or DLPack alias of the storage).
+std::atomic<std::uint64_t> weight_cache_epoch{0};
+
+void clear_weight_cache() { weight_cache_epoch.fetch_add(1, std::memory_order_release); }
+
 // One thread's block workspace. With oneDNN it keeps packed copies of the
 // dense weights, keyed by address and checked by sampled values
 // (cpu/onednn_linear.hpp). Torch can tell more: an in-place update (an
@@ -176,8 +184,11 @@ class BlockWorkspace {
   rs::Workspace<rs::Host>& for_weights(const BlockTensors& w, std::initializer_list<const at::Tensor*> dense) {
 #if defined(REPSHIFT_HAS_ONEDNN)
     // Every packed copy belongs to a weight in seen_, or to the last call's
-    // untracked ones (packed_untracked_): past the bound, start over.
-    if (seen_.size() > kMaxTracked) {
+    // untracked ones (packed_untracked_): past the bound, or when asked,
+    // start over.
+    const std::uint64_t epoch = weight_cache_epoch.load(std::memory_order_acquire);
+    if (seen_.size() > kMaxTracked || epoch != epoch_) {
+      epoch_ = epoch;
       seen_.clear();
       ws_.kept<rs::cpu::DenseLayers>().clear_packed();
     }
@@ -216,6 +227,7 @@ class BlockWorkspace {
   rs::Workspace<rs::Host> ws_;
   std::unordered_map<const void*, Seen> seen_;  // by weight address
   bool packed_untracked_ = false;               // the last call packed weights it could not track
+  std::uint64_t epoch_ = 0;                     // weight_cache_epoch when last cleared
 };
 
 // One pre-norm (timm) or post-norm (BERT) transformer block with the shift
@@ -343,11 +355,34 @@ std::tuple<c10::List<std::string>, c10::List<int64_t>, c10::List<bool>> compress
   return compress_table(rs::policies::Compressions{});
 }
 
+// The fewest tokens one layer of `compress` can leave of `tokens`, and why
+// (Compress::min_keep): the timm patch checks a schedule before it runs.
+template <class... Compress>
+std::tuple<int64_t, std::string> min_keep_of(rs::TypeList<Compress...>, c10::string_view name, int64_t tokens,
+                                             int64_t protect) {
+  std::tuple<int64_t, std::string> found{-1, ""};
+  const bool known = ((name == c10::string_view(Compress::name)
+                           ? (found = {Compress::min_keep(tokens, protect), Compress::min_keep_reason}, true)
+                           : false) ||
+                      ...);
+  TORCH_CHECK_VALUE(known, "repshift::compress_min_keep: compress = '", name, "' is not a compress policy");
+  return found;
+}
+
+std::tuple<int64_t, std::string> compress_min_keep(c10::string_view compress, int64_t tokens, int64_t protect) {
+  TORCH_CHECK_VALUE(tokens >= 0, "repshift::compress_min_keep: tokens = ", tokens, " must be >= 0");
+  TORCH_CHECK_VALUE(protect >= 0 && protect <= tokens, "repshift::compress_min_keep: protect = ", protect,
+                    " must be in [0, tokens = ", tokens, "]");
+  return min_keep_of(rs::policies::Compressions{}, compress, tokens, protect);
+}
+
 }  // namespace
 
 TORCH_LIBRARY(repshift, m) {
   m.def("check_policies(str site, str importance, str compress) -> ()", &check_policies);
   m.def("compress_policies() -> (str[], int[], bool[])", &compress_policies);
+  m.def("clear_weight_cache() -> ()", &clear_weight_cache);
+  m.def("compress_min_keep(str compress, int tokens, int protect) -> (int, str)", &compress_min_keep);
   m.def("shift_score(Tensor before, Tensor after, str metric) -> Tensor");
   m.def("select_top(Tensor scores, int keep, int protect=0) -> Tensor");
   m.def("gather_tokens(Tensor x, Tensor idx) -> Tensor");
