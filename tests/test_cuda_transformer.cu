@@ -648,6 +648,7 @@ TEST(CudaVisionTransformer, SampleAloneMatchesItsBatch) {
   for (int b = 0; b < batch; ++b) {
     rs::ViTTrace alone;
     dmodel.forward(rs::Cuda{}, dimages.data() + b * image, 1, dlogits.data(), schedule, &alone);
+    ASSERT_EQ(alone.keep_idx.size(), together.keep_idx.size());
     const auto first = all.begin() + std::ptrdiff_t(b) * cfg.num_classes;
     expect_close(dlogits.download(std::size_t(cfg.num_classes)), std::vector<float>(first, first + cfg.num_classes),
                  1e-5, "logits of image " + std::to_string(b));

@@ -46,7 +46,9 @@ def _check_reachable(model, ratios, depth, protect, compress):
     depends on the image (dynamic_img_size) is checked there instead."""
     embed = getattr(model, "patch_embed", None)
     patches = getattr(embed, "num_patches", None)
-    if not isinstance(patches, int) or getattr(embed, "dynamic_img_size", False):
+    # timm keeps dynamic_img_size on the model; the patch embedding then takes any size (strict_img_size False).
+    if not isinstance(patches, int) or getattr(model, "dynamic_img_size", False) or \
+            not getattr(embed, "strict_img_size", True):
         return
     n = patches + protect
     for layer in range(depth):

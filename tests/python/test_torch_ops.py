@@ -795,6 +795,15 @@ def test_patch_timm_refuses_a_merge_schedule_it_cannot_reach_before_touching_the
     assert [s.shape for s in model._repshift_source] == [(1, 99), (1, 50)]
     with pytest.raises(ValueError, match="compress = 'squash' is not a compress policy"):
         OPS.compress_min_keep("squash", 10, 1)
+    # A model that takes any image size is held to its forward's count: r = 0.505 keeps 98 < 99 of 197 tokens,
+    # but 25 of a 112 x 112 image's 50, all that one merge can reach.
+    dynamic = timm.create_model("deit_tiny_patch16_224", pretrained=False, depth=1, dynamic_img_size=True).eval()
+    with pytest.raises(ValueError, match="keeps 98 of 197 tokens at layer 0"):
+        repshift.patch.timm(model, [(0, 0.505)], compress="merge")
+    repshift.patch.timm(dynamic, [(0, 0.505)], compress="merge")
+    with torch.no_grad():
+        dynamic(torch.randn(1, 3, 112, 112))
+    assert [s.shape for s in dynamic._repshift_source] == [(1, 25)]
 
 
 @torch.no_grad()

@@ -330,7 +330,7 @@ class ResNetModelWeights {
 // time (a second is refused), and on CUDA one stream: the model owns its
 // scratch. reserve(batch) allocates everything a forward of up to
 // `batch` images needs; the CPU model also grows on demand, the CUDA one
-// refuses a larger batch.
+// refuses a batch larger than the largest reserved.
 template <class Exec, class T = float, class Importance = policies::L2>
 class BasicResNet {
   static_assert(std::is_same_v<T, float>, "ResNet: f32 only (the CnnRows kernels run f32)");

@@ -254,8 +254,8 @@ class VimModelWeights {
 // num_classes]; on CUDA both are device pointers. One thread at a time (a
 // second is refused), and on CUDA one stream: the model owns its scratch.
 // reserve(batch) allocates everything a forward of up to `batch` images
-// needs; the CPU model also grows on demand, the CUDA one refuses a larger
-// batch.
+// needs; the CPU model also grows on demand, the CUDA one refuses a batch
+// larger than the largest reserved.
 template <class Exec, class T = float, class Importance = policies::L2>
 class BasicVisionMamba {
   static_assert(std::is_same_v<T, float>, "VisionMamba: the SsmScan path runs in f32");

@@ -294,7 +294,8 @@ using ViTModelWeights = TransformerModelWeights<Exec, T, ViTWeights>;
 // at a time (a second is refused), and on CUDA one stream: the model owns
 // its scratch; threads share weights, not models. reserve(batch)
 // allocates everything a forward of up to `batch` images needs; the CPU
-// model also grows on demand, the CUDA one refuses a larger batch.
+// model also grows on demand, the CUDA one refuses a batch larger than the
+// largest reserved.
 template <class Exec, class T, class Site = policies::Mlp, class Importance = policies::L2,
           class Compress = policies::Prune>
 class BasicVisionTransformer {
