@@ -95,7 +95,19 @@ TYPED_TEST(CudaTyped, LinearMatchesNaiveProduct) {
     rs::cuda::DeviceBuffer<T> dy(c.want.size());
     blas.linear(rs::Cuda{}, c.shape, dx.data(), dw.data(), db.data(), dy.data());
     expect_close(dy.download(c.want.size()), c.want, tolerance<T>() * 0.5, "linear " + std::to_string(c.shape.rows));
+    // A bias one element off its buffer's start (under 16-byte aligned) is
+    // added after the product, not through cuBLASLt's epilogue: rounded twice.
+    std::vector<float> shifted{0.0f};
+    shifted.insert(shifted.end(), c.bias.begin(), c.bias.end());
+    auto dshifted = to_device<T>(shifted);
+    rs::cuda::DeviceBuffer<T> dz(c.want.size());
+    blas.linear(rs::Cuda{}, c.shape, dx.data(), dw.data(), dshifted.data() + 1, dz.data());
+    expect_close(dz.download(c.want.size()), c.want, tolerance<T>(), "unaligned bias " + std::to_string(c.shape.rows));
   }
+  // A caller's workspace must be 256-byte aligned, as cudaMalloc's is.
+  rs::cuda::DeviceBuffer<char> arena(1 << 20);
+  expect_refused([&] { rs::cuda::Blas misaligned(arena.data() + 64, (1 << 20) - 64); },
+                 {"cuda::Blas", "workspace is 64-byte aligned"});
 }
 
 // ---- attention ---------------------------------------------------------------
@@ -226,7 +238,10 @@ TYPED_TEST(CudaTyped, PackedAttentionReportsLayoutsTheHostCannotSee) {
   const int tokens = 64, heads = 2, head_dim = 32, dim = heads * head_dim;
   for (const Case& c : {Case{{0, 23, 123}, "sample 1 has 100 tokens", "tokens = 64"},
                         Case{{0, 40, 20, 60}, "sample 1 has -20 tokens", "outside [0, tokens = 64]"},
-                        Case{{5, 30, 60}, "cu_seqlens[0] = 5 must be 0", "packed layout"}}) {
+                        Case{{5, 30, 60}, "cu_seqlens[0] = 5 must be 0", "packed layout"},
+                        // Sample 0 too long (code 6) puts sample 1's rows past batch x tokens = 128
+                        // (code 12): whichever is recorded first, sample 1 runs nothing.
+                        Case{{0, 100, 150}, "cu_seqlens: sample", "attention"}}) {
     const int batch = int(c.cu.size()) - 1, rows = *std::max_element(c.cu.begin(), c.cu.end());
     auto dqkv = to_device<T>(rounded<T>(ref::random_floats(std::size_t(rows) * 3 * dim, 33)));
     auto dcu = device_copy(c.cu);

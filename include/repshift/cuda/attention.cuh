@@ -151,6 +151,9 @@ void launch_flash_attention(const Cuda& exec, const BasicAttentionParams<T>& p) 
   auto launch = [&](auto* kernel, int block_q, int threads, int shared_bytes) {
     const dim3 grid(cuda_detail::grid_blocks("cuda::flash_attention", "tokens", p.tokens, block_q), unsigned(p.heads),
                     unsigned(p.batch));
+    if constexpr (!std::is_same_v<T, float>) {
+      require_sm80_code("cuda::flash_attention (f16 / bf16)", reinterpret_cast<const void*>(kernel));
+    }
     allow_dynamic_smem(kernel, shared_bytes, "cudaFuncSetAttribute(flash_attention, MaxDynamicSharedMemorySize)");
     kernel<<<grid, threads, shared_bytes, exec.stream>>>(p, exec.status);
     check_launch("flash_attention");
@@ -266,6 +269,7 @@ template <class T>
 void attention_with_map(const Cuda& exec, const BasicAttentionParams<T>& p, float* map) {
   check_device_attention("cuda::attention_with_map", p);
   detail::require_pointer("cuda::attention_with_map", "map", map);
+  detail::checked_extent("cuda::attention_with_map", "map", p.batch * p.heads, p.tokens, p.tokens, sizeof(float));
   detail::require_at_most("cuda::attention_with_map", "tokens", p.tokens, "2^31 - 1 (CUDA grid x)", 0x7fffffff);
   const dim3 grid(unsigned(p.tokens), unsigned(p.heads), unsigned(p.batch));
   cuda_detail::attention_with_map_kernel<T><<<grid, cuda_detail::kMapThreads, 0, exec.stream>>>(p, map, exec.status);

@@ -2,7 +2,10 @@
 // Dense layers on the GPU through cuBLASLt: y = x W^T (+ bias), PyTorch's
 // Linear with W [out, in] row-major, f32 / f16 / bf16 storage and f32
 // accumulation (no TF32: results match the CPU path to float rounding).
-// The bias rides in cuBLASLt's epilogue; GELU, residuals, LayerNorm and the
+// The bias rides in cuBLASLt's epilogue where it is 16-byte aligned (the
+// epilogue has been seen failing on A100 with less; a less aligned bias is
+// added by a kernel after the product, from the rounded product in f16 /
+// bf16); GELU, residuals, LayerNorm and the
 // shift score are our own row epilogues (cuda/epilogue.cuh), because
 // cuBLASLt's GELU is the tanh approximation and timm's is exact.
 //
@@ -29,6 +32,8 @@
 
 #include "../core/error.hpp"
 #include "device_bound.cuh"
+#include "dtype.cuh"
+#include "elementwise.cuh"
 #include "error.cuh"
 #include "exec.cuh"
 
@@ -68,6 +73,19 @@ inline std::uint32_t pointer_alignment(const void* p) {
   return align;
 }
 
+// y[r][c] += bias[c] for c < cols, rows ldy apart: the bias cuBLASLt's
+// epilogue cannot take.
+template <class T>
+__global__ void add_bias_rows_kernel(T* y, std::int64_t rows, std::int64_t cols, std::int64_t ldy, const T* bias) {
+  const std::int64_t i = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= rows * cols) return;
+  T* e = y + (i / cols) * ldy + i % cols;
+  *e = from_float<T>(to_float(*e) + to_float(bias[i % cols]));
+}
+
+// The least alignment cuBLASLt's bias epilogue is given.
+constexpr std::uint32_t kEpilogueBiasAlignment = 16;
+
 }  // namespace cuda_detail
 
 namespace cuda {
@@ -94,11 +112,14 @@ class Blas {
     }
     owns_workspace_ = true;
   }
-  // Uses the caller's memory of the current device as the GEMM workspace.
+  // Uses the caller's memory of the current device as the GEMM workspace,
+  // 256-byte aligned (as cudaMalloc's; cuBLAS asks it of a workspace).
   Blas(void* workspace, std::size_t workspace_bytes) : workspace_(workspace), workspace_bytes_(workspace_bytes) {
     if (workspace_bytes_ > 0) {
       detail::require_pointer("cuda::Blas", "workspace", workspace);
       device_.require_on_device("cuda::Blas", "workspace", workspace);
+      const std::uint32_t align = cuda_detail::pointer_alignment(workspace);
+      if (align < 256) detail::fail("cuda::Blas", "workspace is {}-byte aligned; it must be 256-byte aligned", align);
     }
     cuda_detail::check_blas(cublasLtCreate(&handle_), "cublasLtCreate");
   }
@@ -123,11 +144,13 @@ class Blas {
     detail::require_positive(where, "out", s.out);
     detail::require_at_most(where, "in", s.in, "ldx", s.ldx);
     detail::require_at_most(where, "out", s.out, "ldy", s.ldy);
-    const Plan& plan = plan_for<T>(s, x, weight, bias, y);
+    const T* epilogue_bias =
+        bias && cuda_detail::pointer_alignment(bias) >= cuda_detail::kEpilogueBiasAlignment ? bias : nullptr;
+    const Plan& plan = plan_for<T>(s, x, weight, epilogue_bias, y);
     const float alpha = 1.0f, beta = 0.0f;
-    if (bias) {
-      cuda_detail::check_blas(cublasLtMatmulDescSetAttribute(plan.op.get(), CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias,
-                                                             sizeof bias),
+    if (epilogue_bias) {
+      cuda_detail::check_blas(cublasLtMatmulDescSetAttribute(plan.op.get(), CUBLASLT_MATMUL_DESC_BIAS_POINTER,
+                                                             &epilogue_bias, sizeof epilogue_bias),
                               "cublasLtMatmulDescSetAttribute(BIAS_POINTER)");
     }
     // Column-major view: y^T [out, rows] = W [out, in] (stored as W^T) . x^T.
@@ -135,6 +158,12 @@ class Blas {
                                            &beta, y, plan.c.get(), y, plan.c.get(), &plan.algo, workspace_,
                                            workspace_bytes_, exec.stream),
                             "cublasLtMatmul");
+    if (bias && !epilogue_bias) {
+      cuda_detail::add_bias_rows_kernel<T>
+          <<<cuda_detail::elementwise_grid(where, s.rows * s.out), cuda_detail::kElementwiseThreads, 0, exec.stream>>>(
+              y, s.rows, s.out, s.ldy, bias);
+      cuda_detail::check_launch("add_bias_rows_kernel");
+    }
   }
 
  private:
@@ -227,10 +256,11 @@ class Blas {
                             "cublasLtMatmulPreferenceSetAttribute(REDUCTION_SCHEME_MASK)");
     cublasLtMatmulHeuristicResult_t result{};
     int found_algos = 0;
-    cuda_detail::check_blas(cublasLtMatmulAlgoGetHeuristic(handle_, op, plan.a.get(), plan.b.get(), plan.c.get(),
-                                                           plan.c.get(), pref, 1, &result, &found_algos),
-                            "cublasLtMatmulAlgoGetHeuristic");
-    if (found_algos == 0) {
+    // "Nothing fits" may come back as NOT_SUPPORTED rather than 0 found.
+    const cublasStatus_t asked = cublasLtMatmulAlgoGetHeuristic(handle_, op, plan.a.get(), plan.b.get(), plan.c.get(),
+                                                                plan.c.get(), pref, 1, &result, &found_algos);
+    if (asked != CUBLAS_STATUS_NOT_SUPPORTED) cuda_detail::check_blas(asked, "cublasLtMatmulAlgoGetHeuristic");
+    if (asked == CUBLAS_STATUS_NOT_SUPPORTED || found_algos == 0) {
       detail::fail("cuda::Blas::linear", "cuBLASLt has no algorithm for rows = {}, in = {}, out = {}", s.rows, s.in,
                    s.out);
     }

@@ -32,16 +32,23 @@ namespace cuda_detail {
 // host cannot check that `tokens` is the longest sample, nor that the
 // offsets never decrease (the CPU does): a longer sample is cut to
 // `tokens` and a negative length (decreasing offsets, which would overlap
-// the sample before) runs nothing, which keeps every read and write inside
-// the buffers; both are recorded in status (code 6) for
-// rs::cuda::throw_if_status.
+// the sample before) runs nothing, and so does a sample whose rows would
+// end past batch x tokens (after a longer sample before it), which keeps
+// every read and write inside the buffers; each is recorded in status
+// (codes 6 and 12) for rs::cuda::throw_if_status.
 template <class T>
 __device__ std::int64_t checked_queries(const BasicAttentionParams<T>& p, std::int64_t b, int* status) {
   if (!offsets_start_at_zero(p.cu_seqlens, nullptr, nullptr, status)) return 0;  // runs nothing
   const std::int64_t n = p.queries(b);
-  if (n >= 0 && n <= p.tokens) return n;
-  if (threadIdx.x == 0) record_status(status, kStatusSampleLength, int(b), int(n), int(p.tokens));
-  return n < 0 ? 0 : p.tokens;
+  if (n < 0 || n > p.tokens) {
+    if (threadIdx.x == 0) record_status(status, kStatusSampleLength, int(b), int(n), int(p.tokens));
+    if (n < 0) return 0;
+  }
+  const std::int64_t begin = p.cu_seqlens ? p.cu_seqlens[b] : b * p.tokens, rows = p.batch * p.tokens;
+  const std::int64_t clamped = n > p.tokens ? p.tokens : n;
+  if (begin + clamped <= rows) return clamped;
+  if (threadIdx.x == 0) record_status(status, kStatusSampleEnd, int(b), int(begin), int(rows));
+  return 0;
 }
 
 // One flash CTA's share, for both flash kernels: (query block, head,

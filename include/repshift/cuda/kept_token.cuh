@@ -5,7 +5,10 @@
 //                        +inf lowered to FLT_MAX); an index
 //                        outside [0, tokens) is recorded in exec.status
 //                        (code 4) and left unranked
-//   relocate_kept_token: keep_token[b] = its position among the kept
+//   relocate_kept_token: keep_token[b] = its position among the kept; one
+//                        not among them (a bad index, already recorded by
+//                        rank_kept_token) becomes 0, so the rows read by
+//                        it later stay inside the sample
 
 #include <cstdint>
 
@@ -32,6 +35,7 @@ __global__ void __launch_bounds__(Threads)
 
 inline void rank_kept_token(const Cuda& exec, const float* scores, const int* keep_token, std::int64_t batch,
                             std::int64_t tokens, float* ranked) {
+  if (batch == 0 || tokens == 0) return;  // a grid of 0 blocks is a launch error
   rank_kept_token_kernel<kElementwiseThreads>
       <<<elementwise_grid("rank_kept_token", batch * tokens), kElementwiseThreads, 0, exec.stream>>>(
           scores, keep_token, batch, tokens, ranked, exec.status);
@@ -50,11 +54,12 @@ __global__ void __launch_bounds__(Threads)
     const std::int64_t mid = (lo + hi) / 2;
     if (idx[mid] < keep_token[b]) lo = mid + 1; else hi = mid;
   }
-  keep_token[b] = int(lo);
+  keep_token[b] = lo < keep && idx[lo] == keep_token[b] ? int(lo) : 0;
 }
 
 inline void relocate_kept_token(const Cuda& exec, const int* keep_idx, std::int64_t batch, std::int64_t keep,
                                 int* keep_token) {
+  if (batch == 0) return;
   relocate_kept_token_kernel<kElementwiseThreads>
       <<<elementwise_grid("relocate_kept_token", batch), kElementwiseThreads, 0, exec.stream>>>(
           keep_idx, batch, keep, keep_token);

@@ -40,6 +40,18 @@ inline void require_sm80(const char* where) {
   if (major < 8) detail::fail(where, "needs an sm_80 (Ampere) or newer GPU; device {} is sm_{}x", device, major);
 }
 
+// Refuses a kernel whose device code was compiled below sm_80 (a build for
+// sm_75 that the driver JIT-compiles on an A100): its sm_80 instructions
+// became __trap(), which would leave the context unusable.
+inline void require_sm80_code(const char* where, const void* kernel) {
+  cudaFuncAttributes attr{};
+  check(cudaFuncGetAttributes(&attr, kernel), "cudaFuncGetAttributes");
+  if (attr.ptxVersion < 80) {
+    detail::fail(where, "was compiled for compute_{} (CMAKE_CUDA_ARCHITECTURES); its tensor-core code needs 80 or newer",
+                 attr.ptxVersion);
+  }
+}
+
 __device__ __forceinline__ unsigned shared_address(const void* p) {
   return static_cast<unsigned>(__cvta_generic_to_shared(p));
 }

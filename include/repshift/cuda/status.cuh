@@ -35,6 +35,7 @@ enum StatusCode : int {
   kStatusOutRows = 9,        // gather: sample, its output rows, its keep count
   kStatusFirstOffset = 10,   // packed ops: which array (0 cu, 1 kept, 2 out _seqlens), its first entry
   kStatusFusedRow = 11,      // fuse: sample, its output rows, its keep count
+  kStatusSampleEnd = 12,     // attention: sample, its first row, batch x tokens
 };
 
 // The first caller wins; later ones leave the record alone.
@@ -129,6 +130,9 @@ inline void throw_if_status(const Cuda& exec) {
                    host[3]);
     case kStatusFusedRow:
       detail::fail("fuse_dropped", "out_cu_seqlens gives sample {} {} rows: no room for its fused row after its {} kept tokens",
+                   host[1], host[2], host[3]);
+    case kStatusSampleEnd:
+      detail::fail("attention", "cu_seqlens: sample {} starts at row {} and runs past batch x tokens = {} rows",
                    host[1], host[2], host[3]);
     case kStatusFirstOffset: {
       const char* names[3] = {"cu_seqlens", "kept_cu_seqlens", "out_cu_seqlens"};

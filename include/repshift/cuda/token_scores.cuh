@@ -36,6 +36,7 @@ __global__ void __launch_bounds__(Threads)
 
 inline void random_scores(const Cuda& exec, std::uint64_t seed, std::int64_t batch, std::int64_t tokens, float* scores,
                           const int* cu_seqlens = nullptr) {
+  if (batch == 0 || tokens == 0) return;  // a grid of 0 blocks is a launch error
   random_scores_kernel<kElementwiseThreads>
       <<<sample_grid("random_scores", batch, tokens), kElementwiseThreads, 0, exec.stream>>>(
           seed, cu_seqlens, tokens, scores);
@@ -63,6 +64,7 @@ __global__ void __launch_bounds__(Threads)
 template <bool AllQueries>
 void attention_column_means(const Cuda& exec, const float* map, std::int64_t batch, std::int64_t heads,
                             std::int64_t tokens, float* scores, const int* cu_seqlens) {
+  if (batch == 0 || tokens == 0) return;
   attention_column_means_kernel<kElementwiseThreads, AllQueries>
       <<<sample_grid("attention_column_means", batch, tokens), kElementwiseThreads, 0, exec.stream>>>(
           map, cu_seqlens, heads, tokens, scores);
@@ -82,6 +84,7 @@ __global__ void __launch_bounds__(Threads)
 }
 
 inline void log_sizes(const Cuda& exec, const float* sizes, std::int64_t n, float* out) {
+  if (n == 0) return;
   log_sizes_kernel<kElementwiseThreads>
       <<<elementwise_grid("log_sizes", n), kElementwiseThreads, 0, exec.stream>>>(sizes, n, out, exec.status);
   check_launch("log_sizes_kernel");
