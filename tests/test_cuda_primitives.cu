@@ -215,6 +215,24 @@ TEST(CudaPacked, SelectReportsCountsTheHostCannotSee) {
   }
 }
 
+// A record a forward left (here: one that a CudaError would have stopped
+// before its throw_if_status) is gone after clear_status, and the array
+// records again.
+TEST(CudaPacked, ClearStatusDropsALeftRecord) {
+  REQUIRE_DEVICE();
+  auto ds = device_copy(ref::random_floats(9, 24));
+  auto dcu = device_copy(std::vector<int>{0, 4, 9}), dkcu = device_copy(std::vector<int>{0, 3, 10});
+  rs::cuda::DeviceBuffer<int> di(16);
+  auto status = device_copy(std::vector<int>(4, 0));
+  const rs::Cuda exec{nullptr, status.data()};
+  rs::select_top_varlen(exec, ds.data(), dcu.data(), dkcu.data(), di.data(), 2, 8, 7, 0);
+  rs::cuda::clear_status(exec);
+  EXPECT_EQ(status.to_host(), std::vector<int>(4, 0));
+  EXPECT_NO_THROW(rs::cuda::throw_if_status(exec));
+  rs::select_top_varlen(exec, ds.data(), dcu.data(), dkcu.data(), di.data(), 2, 8, 7, 0);
+  expect_refused([&] { rs::cuda::throw_if_status(exec); }, {"sample 1 has 5 tokens and keeps 7"});
+}
+
 // The same for gather: a sample whose device-side counts break the rules
 // (more kept rows than `keep` would lose rows, fewer output rows than kept
 // ones would write into the next sample's) writes nothing and is named.

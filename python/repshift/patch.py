@@ -42,7 +42,8 @@ def _check_names(site, metric, compress):
 def _check_reachable(model, ratios, depth, protect, compress):
     """A schedule the compress policy cannot realise (Merge removes at most
     half of the unprotected tokens per layer) is refused here, naming the
-    layer, rather than at the first forward. A model whose token count
+    layer, rather than at the first forward: the library's own check
+    (PruneSchedule::check_reachable). A model whose token count
     depends on the image (dynamic_img_size) is checked there instead."""
     embed = getattr(model, "patch_embed", None)
     patches = getattr(embed, "num_patches", None)
@@ -50,16 +51,12 @@ def _check_reachable(model, ratios, depth, protect, compress):
     if not isinstance(patches, int) or getattr(model, "dynamic_img_size", False) or \
             not getattr(embed, "strict_img_size", True):
         return
-    n = patches + protect
-    for layer in range(depth):
-        keep = keep_count(n, ratios[layer], protect) if layer in ratios else n
-        if keep == n:
-            continue
-        fewest, reason = torch.ops.repshift.compress_min_keep(compress, n, protect)
-        if keep < fewest:
-            raise ValueError(f"repshift.patch.timm: the schedule keeps {keep} of {n} tokens at layer {layer}, but "
-                             f"{reason}: keep >= {fewest}")
-        n = keep + EXTRA_TOKENS[compress]
+    layers = sorted(ratios)
+    try:
+        torch.ops.repshift.check_schedule_reachable(compress, patches + protect, protect, depth, layers,
+                                                    [float(ratios[l]) for l in layers])
+    except ValueError as e:  # named after the call the user made; sample 0 is the model's image
+        raise ValueError(f"repshift.patch.timm: {e}") from None
 
 
 def _check_timm_block(i, block):

@@ -782,23 +782,30 @@ def test_compress_policies_come_from_the_library_and_merge_is_refused_packed():
 def test_patch_timm_refuses_a_merge_schedule_it_cannot_reach_before_touching_the_model():
     model = timm.create_model("deit_tiny_patch16_224", pretrained=False, depth=2).eval()
     # 197 tokens, r = 0.6 keeps 79; one merge leaves at least 197 - ceil(196 / 2) = 99.
-    with pytest.raises(ValueError, match=r"keeps 79 of 197 tokens at layer 0, but Merge removes at most half of the "
-                                         r"unprotected ones per layer: keep >= 99"):
+    with pytest.raises(ValueError, match=r"^repshift.patch.timm: repshift::check_schedule_reachable: the schedule "
+                                         r"keeps 79 of sample 0's 197 tokens at layer 0, but Merge removes at most "
+                                         r"half of the unprotected ones per layer: keep >= 99"):
         repshift.patch.timm(model, [(0, 0.6)], compress="merge")
     assert not hasattr(model, "_repshift")
     # The second layer counts from the first's 99: r = 0.6 keeps 40 of them, fewer than 50.
-    with pytest.raises(ValueError, match="keeps 40 of 99 tokens at layer 1.*keep >= 50"):
+    with pytest.raises(ValueError, match="keeps 40 of sample 0's 99 tokens at layer 1.*keep >= 50"):
         repshift.patch.timm(model, [(0, 0.5), (1, 0.6)], compress="merge")
     repshift.patch.timm(model, [(0, 0.5), (1, 0.5)], compress="merge")  # every set-A token merged, twice
     with torch.no_grad():
         model(torch.randn(1, 3, 224, 224))
     assert [s.shape for s in model._repshift_source] == [(1, 99), (1, 50)]
     with pytest.raises(ValueError, match="compress = 'squash' is not a compress policy"):
-        OPS.compress_min_keep("squash", 10, 1)
+        OPS.check_schedule_reachable("squash", 10, 1, 2, [0], [0.5])
+    with pytest.raises(ValueError, match="2 layers but 1 ratios"):
+        OPS.check_schedule_reachable("merge", 10, 1, 2, [0, 1], [0.5])
+    for tokens, protect, depth, named in ((10, -1, 2, "protect = -1"), (10, 11, 2, "protect = 11"),
+                                          (-3, 0, 2, "tokens = -3"), (10, 1, -1, "depth = -1")):
+        with pytest.raises(ValueError, match=f"check_schedule_reachable: {named}"):
+            OPS.check_schedule_reachable("merge", tokens, protect, depth, [], [])
     # A model that takes any image size is held to its forward's count: r = 0.505 keeps 98 < 99 of 197 tokens,
     # but 25 of a 112 x 112 image's 50, all that one merge can reach.
     dynamic = timm.create_model("deit_tiny_patch16_224", pretrained=False, depth=1, dynamic_img_size=True).eval()
-    with pytest.raises(ValueError, match="keeps 98 of 197 tokens at layer 0"):
+    with pytest.raises(ValueError, match="keeps 98 of sample 0's 197 tokens at layer 0"):
         repshift.patch.timm(model, [(0, 0.505)], compress="merge")
     repshift.patch.timm(dynamic, [(0, 0.505)], compress="merge")
     with torch.no_grad():

@@ -159,10 +159,9 @@ class Blas {
                                            workspace_bytes_, exec.stream),
                             "cublasLtMatmul");
     if (bias && !epilogue_bias) {
-      cuda_detail::add_bias_rows_kernel<T>
-          <<<cuda_detail::elementwise_grid(where, s.rows * s.out), cuda_detail::kElementwiseThreads, 0, exec.stream>>>(
-              y, s.rows, s.out, s.ldy, bias);
-      cuda_detail::check_launch("add_bias_rows_kernel");
+      cuda_detail::launch_elementwise("add_bias_rows", cuda_detail::add_bias_rows_kernel<T>,
+                                      cuda_detail::elementwise_grid(where, s.rows * s.out), exec.stream, y, s.rows,
+                                      s.out, s.ldy, bias);
     }
   }
 

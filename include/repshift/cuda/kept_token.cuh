@@ -35,11 +35,9 @@ __global__ void __launch_bounds__(Threads)
 
 inline void rank_kept_token(const Cuda& exec, const float* scores, const int* keep_token, std::int64_t batch,
                             std::int64_t tokens, float* ranked) {
-  if (batch == 0 || tokens == 0) return;  // a grid of 0 blocks is a launch error
-  rank_kept_token_kernel<kElementwiseThreads>
-      <<<elementwise_grid("rank_kept_token", batch * tokens), kElementwiseThreads, 0, exec.stream>>>(
-          scores, keep_token, batch, tokens, ranked, exec.status);
-  check_launch("rank_kept_token_kernel");
+  launch_elementwise("rank_kept_token", rank_kept_token_kernel<kElementwiseThreads>,
+                     elementwise_grid("rank_kept_token", batch * tokens), exec.stream, scores, keep_token, batch,
+                     tokens, ranked, exec.status);
 }
 
 // keep_idx rows are ascending: a binary search finds the kept token.
@@ -59,11 +57,8 @@ __global__ void __launch_bounds__(Threads)
 
 inline void relocate_kept_token(const Cuda& exec, const int* keep_idx, std::int64_t batch, std::int64_t keep,
                                 int* keep_token) {
-  if (batch == 0) return;
-  relocate_kept_token_kernel<kElementwiseThreads>
-      <<<elementwise_grid("relocate_kept_token", batch), kElementwiseThreads, 0, exec.stream>>>(
-          keep_idx, batch, keep, keep_token);
-  check_launch("relocate_kept_token_kernel");
+  launch_elementwise("relocate_kept_token", relocate_kept_token_kernel<kElementwiseThreads>,
+                     elementwise_grid("relocate_kept_token", batch), exec.stream, keep_idx, batch, keep, keep_token);
 }
 
 }  // namespace cuda_detail

@@ -35,8 +35,8 @@ __global__ void patchify_kernel(const T* images, std::int64_t batch, PatchGeomet
 template <class T>
 void patchify(const Cuda& exec, const T* images, std::int64_t batch, const PatchGeometry& g, T* cols) {
   const std::int64_t n = batch * g.patches() * g.patch_dim();
-  patchify_kernel<T><<<elementwise_grid("patchify", n), kElementwiseThreads, 0, exec.stream>>>(images, batch, g, cols);
-  check_launch("patchify_kernel");
+  launch_elementwise("patchify", patchify_kernel<T>, elementwise_grid("patchify", n), exec.stream, images, batch, g,
+                     cols);
 }
 
 // cls null: no class token, every row a patch.
@@ -55,9 +55,9 @@ __global__ void assemble_tokens_kernel(const T* proj, const T* cls, const T* pos
 template <class T>
 void assemble_tokens(const Cuda& exec, const T* proj, const T* cls, const T* pos, std::int64_t batch,
                      std::int64_t tokens, std::int64_t dim, std::int64_t cls_index, T* x) {
-  assemble_tokens_kernel<T><<<elementwise_grid("assemble_tokens", batch * tokens * dim), kElementwiseThreads, 0,
-                              exec.stream>>>(proj, cls, pos, batch, tokens, dim, cls_index, x);
-  check_launch("assemble_tokens_kernel");
+  launch_elementwise("assemble_tokens", assemble_tokens_kernel<T>,
+                     elementwise_grid("assemble_tokens", batch * tokens * dim), exec.stream, proj, cls, pos, batch,
+                     tokens, dim, cls_index, x);
 }
 
 template <int Threads>
@@ -70,9 +70,8 @@ __global__ void __launch_bounds__(Threads)
 // dst[0, n) = value, enqueued (a host-to-device copy from pageable memory
 // would synchronise).
 inline void fill_ints(const Cuda& exec, int* dst, std::int64_t n, int value) {
-  fill_ints_kernel<kElementwiseThreads>
-      <<<elementwise_grid("fill_ints", n), kElementwiseThreads, 0, exec.stream>>>(dst, n, value);
-  check_launch("fill_ints_kernel");
+  launch_elementwise("fill_ints", fill_ints_kernel<kElementwiseThreads>, elementwise_grid("fill_ints", n),
+                     exec.stream, dst, n, value);
 }
 
 }  // namespace cuda_detail

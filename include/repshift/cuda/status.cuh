@@ -7,7 +7,8 @@
 // device ints, zeroed by the caller), records the first one there:
 // record_status. rs::cuda::throw_if_status(exec) reads it back (the only
 // call that synchronises), zeroes it for the next forward and throws
-// InvalidArgument naming the value.
+// InvalidArgument naming the value; rs::cuda::clear_status(exec) zeroes it
+// after a forward that stopped on a CudaError.
 
 #include <cuda_runtime.h>
 
@@ -141,6 +142,15 @@ inline void throw_if_status(const Cuda& exec) {
     default:
       detail::fail("throw_if_status", "status[0] = {} is no code a kernel writes (was the array zeroed?)", host[0]);
   }
+}
+
+// Zeroes the status array, enqueued on the exec's stream. A forward that
+// threw a CudaError part way may have recorded a bad input before it
+// stopped; clearing before the exec runs again keeps that record from
+// being reported as the next forward's.
+inline void clear_status(const Cuda& exec) {
+  if (!exec.status) return;
+  cuda_detail::check(cudaMemsetAsync(exec.status, 0, 4 * sizeof(int), exec.stream), "cudaMemsetAsync(status)");
 }
 
 }  // namespace cuda

@@ -24,23 +24,20 @@ namespace repshift {
 namespace cuda_detail {
 
 // Sample b's tokens: cu_seqlens null: `tokens` each at b * tokens; else
-// packed (device memory). The grid's y is the sample, x its tokens up to
-// the longest.
+// packed (device memory). The grid's x is the sample, y its tokens up to
+// the longest (sample_grid).
 template <int Threads>
 __global__ void __launch_bounds__(Threads)
     random_scores_kernel(std::uint64_t seed, const int* cu_seqlens, std::int64_t tokens, float* scores) {
-  const std::int64_t b = blockIdx.y, t = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  const std::int64_t b = blockIdx.x, t = std::int64_t(blockIdx.y) * blockDim.x + threadIdx.x;
   if (t >= seq_length(cu_seqlens, b, tokens)) return;
   scores[seq_begin(cu_seqlens, b, tokens) + t] = policies::Random::score(seed, std::uint64_t(t));
 }
 
 inline void random_scores(const Cuda& exec, std::uint64_t seed, std::int64_t batch, std::int64_t tokens, float* scores,
                           const int* cu_seqlens = nullptr) {
-  if (batch == 0 || tokens == 0) return;  // a grid of 0 blocks is a launch error
-  random_scores_kernel<kElementwiseThreads>
-      <<<sample_grid("random_scores", batch, tokens), kElementwiseThreads, 0, exec.stream>>>(
-          seed, cu_seqlens, tokens, scores);
-  check_launch("random_scores_kernel");
+  launch_elementwise("random_scores", random_scores_kernel<kElementwiseThreads>,
+                     sample_grid("random_scores", batch, tokens), exec.stream, seed, cu_seqlens, tokens, scores);
 }
 
 // The map importances (cpu/token_scores.hpp has the contract): one thread
@@ -52,7 +49,7 @@ template <int Threads, bool AllQueries>
 __global__ void __launch_bounds__(Threads)
     attention_column_means_kernel(const float* map, const int* cu_seqlens, std::int64_t heads, std::int64_t tokens,
                                   float* scores) {
-  const std::int64_t b = blockIdx.y, t = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  const std::int64_t b = blockIdx.x, t = std::int64_t(blockIdx.y) * blockDim.x + threadIdx.x;
   const std::int64_t n = seq_length(cu_seqlens, b, tokens), queries = AllQueries ? n : 1;
   if (t >= n) return;
   float sum = 0.0f;
@@ -64,11 +61,9 @@ __global__ void __launch_bounds__(Threads)
 template <bool AllQueries>
 void attention_column_means(const Cuda& exec, const float* map, std::int64_t batch, std::int64_t heads,
                             std::int64_t tokens, float* scores, const int* cu_seqlens) {
-  if (batch == 0 || tokens == 0) return;
-  attention_column_means_kernel<kElementwiseThreads, AllQueries>
-      <<<sample_grid("attention_column_means", batch, tokens), kElementwiseThreads, 0, exec.stream>>>(
-          map, cu_seqlens, heads, tokens, scores);
-  check_launch("attention_column_means_kernel");
+  launch_elementwise("attention_column_means", attention_column_means_kernel<kElementwiseThreads, AllQueries>,
+                     sample_grid("attention_column_means", batch, tokens), exec.stream, map, cu_seqlens, heads,
+                     tokens, scores);
 }
 
 template <int Threads>
@@ -84,10 +79,8 @@ __global__ void __launch_bounds__(Threads)
 }
 
 inline void log_sizes(const Cuda& exec, const float* sizes, std::int64_t n, float* out) {
-  if (n == 0) return;
-  log_sizes_kernel<kElementwiseThreads>
-      <<<elementwise_grid("log_sizes", n), kElementwiseThreads, 0, exec.stream>>>(sizes, n, out, exec.status);
-  check_launch("log_sizes_kernel");
+  launch_elementwise("log_sizes", log_sizes_kernel<kElementwiseThreads>, elementwise_grid("log_sizes", n),
+                     exec.stream, sizes, n, out, exec.status);
 }
 
 }  // namespace cuda_detail

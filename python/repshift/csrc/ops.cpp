@@ -25,6 +25,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include <repshift/models/prune_schedule.hpp>
 #include <repshift/repshift.hpp>
 
 #include "op_support.hpp"
@@ -355,25 +356,40 @@ std::tuple<c10::List<std::string>, c10::List<int64_t>, c10::List<bool>> compress
   return compress_table(rs::policies::Compressions{});
 }
 
-// The fewest tokens one layer of `compress` can leave of `tokens`, and why
-// (Compress::min_keep): the timm patch checks a schedule before it runs.
+// Refuses a schedule of (layers[i], ratios[i]) steps that `compress` cannot
+// realise on `tokens` tokens (Merge removes at most half of the unprotected
+// ones per layer), naming the layer: the models' own check
+// (PruneSchedule::check_reachable), asked by the timm patch before it
+// touches a model.
 template <class... Compress>
-std::tuple<int64_t, std::string> min_keep_of(rs::TypeList<Compress...>, c10::string_view name, int64_t tokens,
-                                             int64_t protect) {
-  std::tuple<int64_t, std::string> found{-1, ""};
+void check_reachable_of(rs::TypeList<Compress...>, const char* where, c10::string_view name,
+                        const rs::PruneSchedule& schedule, int tokens, int depth) {
   const bool known = ((name == c10::string_view(Compress::name)
-                           ? (found = {Compress::min_keep(tokens, protect), Compress::min_keep_reason}, true)
+                           ? (schedule.check_reachable<Compress>(where, 0, tokens, depth), true)
                            : false) ||
                       ...);
-  TORCH_CHECK_VALUE(known, "repshift::compress_min_keep: compress = '", name, "' is not a compress policy");
-  return found;
+  TORCH_CHECK_VALUE(known, "repshift::", where, ": compress = '", name, "' is not a compress policy");
 }
 
-std::tuple<int64_t, std::string> compress_min_keep(c10::string_view compress, int64_t tokens, int64_t protect) {
-  TORCH_CHECK_VALUE(tokens >= 0, "repshift::compress_min_keep: tokens = ", tokens, " must be >= 0");
-  TORCH_CHECK_VALUE(protect >= 0 && protect <= tokens, "repshift::compress_min_keep: protect = ", protect,
+void check_schedule_reachable(c10::string_view compress, int64_t tokens, int64_t protect, int64_t depth,
+                              c10::ArrayRef<int64_t> layers, c10::ArrayRef<double> ratios) {
+  constexpr const char* op = "check_schedule_reachable";  // the library's messages add "repshift::"
+  TORCH_CHECK_VALUE(layers.size() == ratios.size(), "repshift::", op, ": ", layers.size(), " layers but ",
+                    ratios.size(), " ratios");
+  TORCH_CHECK_VALUE(tokens >= 0, "repshift::", op, ": tokens = ", tokens, " must be >= 0");
+  TORCH_CHECK_VALUE(depth >= 0, "repshift::", op, ": depth = ", depth, " must be >= 0");
+  TORCH_CHECK_VALUE(protect >= 0 && protect <= tokens, "repshift::", op, ": protect = ", protect,
                     " must be in [0, tokens = ", tokens, "]");
-  return min_keep_of(rs::policies::Compressions{}, compress, tokens, protect);
+  std::vector<std::pair<int, double>> steps;
+  for (std::size_t i = 0; i < layers.size(); ++i) steps.emplace_back(int_arg(layers[i], op, "layers"), ratios[i]);
+  refusing([&] {
+    const int n = int_arg(tokens, op, "tokens"), d = int_arg(depth, op, "depth");
+    const auto schedule = rs::PruneSchedule::drop(steps, int_arg(protect, op, "protect"));
+    schedule.check(op, d);
+    schedule.check_sample(op, 0, n, d);
+    check_reachable_of(rs::policies::Compressions{}, op, compress, schedule, n, d);
+    return 0;
+  });
 }
 
 }  // namespace
@@ -382,7 +398,10 @@ TORCH_LIBRARY(repshift, m) {
   m.def("check_policies(str site, str importance, str compress) -> ()", &check_policies);
   m.def("compress_policies() -> (str[], int[], bool[])", &compress_policies);
   m.def("clear_weight_cache() -> ()", &clear_weight_cache);
-  m.def("compress_min_keep(str compress, int tokens, int protect) -> (int, str)", &compress_min_keep);
+  m.def(
+      "check_schedule_reachable(str compress, int tokens, int protect, int depth, int[] layers, float[] ratios) "
+      "-> ()",
+      &check_schedule_reachable);
   m.def("shift_score(Tensor before, Tensor after, str metric) -> Tensor");
   m.def("select_top(Tensor scores, int keep, int protect=0) -> Tensor");
   m.def("gather_tokens(Tensor x, Tensor idx) -> Tensor");
