@@ -44,7 +44,7 @@ __device__ std::int64_t checked_queries(const BasicAttentionParams<T>& p, std::i
     if (threadIdx.x == 0) record_status(status, kStatusSampleLength, int(b), int(n), int(p.tokens));
     if (n < 0) return 0;
   }
-  const std::int64_t begin = p.cu_seqlens ? p.cu_seqlens[b] : b * p.tokens, rows = p.batch * p.tokens;
+  const std::int64_t begin = seq_begin(p.cu_seqlens, b, p.tokens), rows = p.batch * p.tokens;
   const std::int64_t clamped = n > p.tokens ? p.tokens : n;
   if (begin + clamped <= rows) return clamped;
   if (threadIdx.x == 0) record_status(status, kStatusSampleEnd, int(b), int(begin), int(rows));

@@ -39,6 +39,9 @@ enum StatusCode : int {
   kStatusSampleEnd = 12,     // attention: sample, its first row, batch x tokens
 };
 
+// The array's length: the code and the three values it names.
+constexpr int kStatusInts = 4;
+
 // The first caller wins; later ones leave the record alone.
 __device__ inline void record_status(int* status, StatusCode code, int a, int b = 0, int c = 0) {
   if (status && atomicCAS(status, 0, int(code)) == 0) {
@@ -87,16 +90,26 @@ __device__ inline bool offsets_start_at_zero(const int* cu_seqlens, const int* k
 
 namespace cuda {
 
+// Zeroes the status array, enqueued on the exec's stream. A forward that
+// threw a CudaError part way may have recorded a bad input before it
+// stopped; clearing before the exec runs again keeps that record from
+// being reported as the next forward's.
+inline void clear_status(const Cuda& exec) {
+  if (!exec.status) return;
+  cuda_detail::check(cudaMemsetAsync(exec.status, 0, cuda_detail::kStatusInts * sizeof(int), exec.stream),
+                     "cudaMemsetAsync(status)");
+}
+
 inline void throw_if_status(const Cuda& exec) {
   using namespace cuda_detail;
   if (!exec.status) return;
-  int host[4] = {};
+  int host[kStatusInts] = {};
   check(cudaMemcpyAsync(host, exec.status, sizeof host, cudaMemcpyDeviceToHost, exec.stream), "cudaMemcpyAsync(status)");
   check(cudaStreamSynchronize(exec.stream), "cudaStreamSynchronize");
   if (host[0] == 0) return;
   // Cleared before throwing: an exec whose error was caught starts the
   // next forward clean.
-  check(cudaMemsetAsync(exec.status, 0, sizeof host, exec.stream), "cudaMemsetAsync(status)");
+  clear_status(exec);
   switch (host[0]) {
     case kStatusGatherIndex:
       detail::fail("gather_tokens", "keep_idx[{}, {}] = {} is outside [0, tokens)", host[1], host[2], host[3]);
@@ -142,15 +155,6 @@ inline void throw_if_status(const Cuda& exec) {
     default:
       detail::fail("throw_if_status", "status[0] = {} is no code a kernel writes (was the array zeroed?)", host[0]);
   }
-}
-
-// Zeroes the status array, enqueued on the exec's stream. A forward that
-// threw a CudaError part way may have recorded a bad input before it
-// stopped; clearing before the exec runs again keeps that record from
-// being reported as the next forward's.
-inline void clear_status(const Cuda& exec) {
-  if (!exec.status) return;
-  cuda_detail::check(cudaMemsetAsync(exec.status, 0, 4 * sizeof(int), exec.stream), "cudaMemsetAsync(status)");
 }
 
 }  // namespace cuda
