@@ -33,8 +33,11 @@ def _(x, cu_seqlens, idx, kept_cu_seqlens):
 
 @torch.library.register_fake("repshift::block_forward")
 def _(x, norm1_w, norm1_b, qkv_w, qkv_b, proj_w, proj_b, norm2_w, norm2_b, fc1_w, fc1_b, fc2_w, fc2_b, heads, eps,
-      site, importance, compress, keep, protect=1, post_norm=False, seed=0, sizes=None):
+      site, importance, compress, keep, protect=1, post_norm=False, seed=0, sizes=None, first_token_only=False):
     b, n, c = x.shape
+    if first_token_only:  # keep == n, or the op refuses
+        return (x.new_empty((b, 1, c)), x.new_empty((b, 1), dtype=torch.int64), x.new_empty((b, 0), dtype=torch.float32),
+                x.new_empty((0,), dtype=torch.float32))
     # An unknown name gets the shapes of prune here; the op itself refuses it.
     out_tokens = keep + EXTRA_TOKENS.get(compress, 0) if keep < n else keep
     kept_sizes = x.new_empty((b, keep) if TRACKS_SIZES.get(compress, False) and keep < n else (0,), dtype=torch.float32)

@@ -120,12 +120,14 @@ def _timm_block_forward(self, x, attn_mask=None, is_causal=False):
                          f"before it left {tuple(info['positions'].shape)}: run the blocks in order from block 0")
     ratio = cfg["ratio"]
     keep = keep_count(n, ratio, cfg["protect"]) if ratio is not None else n
+    # Inside model(x) (_timm_forward), the last block feeds a head that reads the class token alone.
+    first_token_only = cfg["last"] and info["head_only"] and keep == n
     attn, mlp = self.attn, self.mlp
     out, idx, _, sizes = torch.ops.repshift.block_forward(
         x, self.norm1.weight, self.norm1.bias, attn.qkv.weight, attn.qkv.bias, attn.proj.weight, attn.proj.bias,
         self.norm2.weight, self.norm2.bias, mlp.fc1.weight, mlp.fc1.bias, mlp.fc2.weight, mlp.fc2.bias,
         attn.num_heads, self.norm1.eps, cfg["site"], cfg["metric"], cfg["compress"], keep, cfg["protect"], False,
-        cfg["layer"], info["sizes"] if TRACKS_SIZES[cfg["compress"]] else None)
+        cfg["layer"], info["sizes"] if TRACKS_SIZES[cfg["compress"]] else None, first_token_only)
     if keep < n:
         positions = info["positions"]
         if positions is None:
@@ -141,12 +143,46 @@ def _timm_block_forward(self, x, attn_mask=None, is_causal=False):
     return out
 
 
-def timm(model, schedule, site="mlp", metric="l2", compress="prune"):
+def _reads_class_token_only(model):
+    """Whether model(x) is timm's own VisionTransformer.forward ending in a
+    head that reads x[:, 0] and nothing else: forward_features, pool and
+    forward_head not overridden (a distilled DeiT reads token 1 too), no
+    attention pool, global_pool 'token'."""
+    from timm.models.vision_transformer import VisionTransformer
+
+    if not isinstance(model, VisionTransformer):
+        return False
+    methods = ("forward", "forward_features", "forward_head", "pool")
+    own = all(getattr(type(model), m, None) is getattr(VisionTransformer, m, None) for m in methods)
+    return own and getattr(model, "attn_pool", None) is None and getattr(model, "global_pool", None) == "token"
+
+
+def _timm_forward(self, x, attn_mask=None, is_causal=False):
+    """timm's forward, with the last block computing the class token's row
+    alone past attention (the head reads nothing else)."""
+    info = self._repshift["info"]
+    info["head_only"] = True
+    try:
+        return type(self).forward(self, x, attn_mask=attn_mask, is_causal=is_causal)
+    finally:
+        info["head_only"] = False
+
+
+def timm(model, schedule, site="mlp", metric="l2", compress="prune", head_only=True):
     """Patches a timm VisionTransformer / DeiT in place: every block runs
-    through torch.ops.repshift.block_forward, pruning per `schedule`."""
+    through torch.ops.repshift.block_forward, pruning per `schedule`.
+
+    head_only: where model(x) ends in a class-token head (timm's own
+    forward, global_pool 'token'), its last block, if it prunes nothing,
+    runs the projection and MLP on the class token alone, as the C++ model
+    does: the logits are the same, and that block returns [B, 1, C] inside
+    model(x) (forward hooks on it see that). forward_features and direct
+    block calls always compute every token."""
     # Everything is checked before a patched model is touched: a refused
     # call leaves the model as it was, patched or not.
     _check_names(site, metric, compress)
+    if not isinstance(head_only, bool):
+        raise TypeError(f"repshift.patch.timm: head_only must be True or False, not {head_only!r}")
     blocks = list(model.blocks)
     ratios = _ratios(schedule, len(blocks))
     protect = int(getattr(model, "num_prefix_tokens", 1))
@@ -154,12 +190,14 @@ def timm(model, schedule, site="mlp", metric="l2", compress="prune"):
         _check_timm_block(i, block)
     _check_reachable(model, ratios, len(blocks), protect, compress)
     unpatch(model)
-    info = {"source": [], "positions": None, "sizes": None}
+    info = {"source": [], "positions": None, "sizes": None, "head_only": False}
     for i, block in enumerate(blocks):
         block._repshift = {"layer": i, "ratio": ratios.get(i), "site": site, "metric": metric, "compress": compress,
-                           "protect": protect, "info": info}
+                           "protect": protect, "info": info, "last": i == len(blocks) - 1}
         block.forward = types.MethodType(_timm_block_forward, block)
-    model._repshift = {"kind": "timm", "blocks": blocks}
+    model._repshift = {"kind": "timm", "blocks": blocks, "info": info}
+    if head_only and _reads_class_token_only(model):
+        model.forward = types.MethodType(_timm_forward, model)
     model._repshift_source = info["source"]
     return model
 
@@ -299,6 +337,8 @@ def unpatch(model):
             del block.forward
             del block._repshift
         del model._repshift_source
+        if "forward" in vars(model):
+            del model.forward
     else:
         for layer in model.encoder.layer:
             del layer._repshift_qkv_w, layer._repshift_qkv_b

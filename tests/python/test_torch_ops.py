@@ -126,6 +126,26 @@ def test_block_forward_matches_a_plain_timm_block():
 
 
 @torch.no_grad()
+def test_block_forward_first_token_only_returns_the_first_row_of_the_full_block():
+    blk = timm.models.vision_transformer.Block(64, 4, qkv_bias=True).eval()
+    x = torch.randn(3, 41, 64)
+    want = plain_block(blk, x, 41)[0]
+    for compress in ("prune", "merge", "fuse"):
+        out, idx, scores, sizes = OPS.block_forward(x, *block_params(blk), 4, blk.norm1.eps, "mlp", "l2", compress, 41,
+                                                    1, False, 0, None, True)
+        assert out.shape == (3, 1, 64) and scores.shape == (3, 0) and sizes.numel() == 0
+        assert torch.equal(idx, torch.zeros(3, 1, dtype=torch.int64))
+        torch.testing.assert_close(out[:, 0], want[:, 0], rtol=1e-4, atol=1e-4)
+    # each sample's row is its own, whatever the batch
+    alone = OPS.block_forward(x[1:2], *block_params(blk), 4, blk.norm1.eps, "mlp", "l2", "prune", 41, 1, False, 0,
+                              None, True)[0]
+    torch.testing.assert_close(alone, out[1:2], rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="block_forward: first_token_only compresses nothing: keep = 33 must equal "
+                                         "tokens = 41"):
+        OPS.block_forward(x, *block_params(blk), 4, blk.norm1.eps, "mlp", "l2", "prune", 33, 1, False, 0, None, True)
+
+
+@torch.no_grad()
 def test_block_forward_follows_weights_updated_in_place():
     """oneDNN builds keep packed copies of the dense weights between calls. Zeroing a few rows of fc1 changes
     none of the values the library samples to detect a rewrite; the tensor's version counter does change."""
@@ -255,6 +275,44 @@ def test_patched_deit_tiny_matches_plain_pytorch_with_the_paper_schedule():
     repshift.patch.unpatch(model)
     torch.testing.assert_close(model(images), unpatched)
     assert not hasattr(model, "_repshift_source")
+
+
+@torch.no_grad()
+def test_patched_deit_runs_its_last_block_on_the_class_token_inside_model_forward_only():
+    """model(x) ends in timm's class-token head: the last block computes row 0 alone, and the logits are those of
+    the full last block. forward_features, head_only=False, and models whose head reads more keep every token."""
+    model = timm.create_model("deit_tiny_patch16_224", pretrained=False, depth=4).eval()
+    images = torch.randn(3, 3, 224, 224)
+    schedule = [(0, 0.2), (2, 0.2)]
+    repshift.patch.timm(model, schedule)
+    shapes = []
+    model.blocks[-1].register_forward_hook(lambda module, args, out: shapes.append(tuple(out.shape)))
+    got = model(images)
+    full = model.forward_head(model.forward_features(images))
+    assert shapes == [(3, 1, 192), (3, 127, 192)]
+    torch.testing.assert_close(got, full, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(got, plain_deit(model, images, schedule)[0], rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(model(images[2:]), got[2:], rtol=1e-5, atol=1e-5)  # batch-invariant
+    assert [s.shape[1] for s in model._repshift_source] == [158, 127]
+    repshift.patch.timm(model, schedule, head_only=False)
+    shapes.clear()
+    torch.testing.assert_close(model(images), full, rtol=1e-5, atol=1e-5)
+    assert shapes == [(3, 127, 192)]
+    with pytest.raises(TypeError, match="head_only must be True or False, not 'yes'"):
+        repshift.patch.timm(model, schedule, head_only="yes")
+    repshift.patch.timm(model, [(3, 0.2)])  # a last block that prunes computes every row
+    shapes.clear()
+    model(images)
+    assert shapes == [(3, 158, 192)]
+    repshift.patch.unpatch(model)
+    assert "forward" not in vars(model)
+    # Heads that read more than the class token: a distilled DeiT (token 1 too), average pooling.
+    for other in (timm.create_model("deit_tiny_distilled_patch16_224", pretrained=False, depth=2).eval(),
+                  timm.create_model("deit_tiny_patch16_224", pretrained=False, depth=2, global_pool="avg").eval()):
+        want = other(images)
+        repshift.patch.timm(other, [])
+        assert "forward" not in vars(other)
+        torch.testing.assert_close(other(images), want, rtol=1e-4, atol=1e-4)
 
 
 @torch.no_grad()

@@ -39,12 +39,13 @@ CudaBlockContext<T>& cuda_block_context(int device, cudaStream_t stream) {
 template <class T>
 BlockOutputs cuda_block_forward(const at::Tensor& x, const BlockTensors& w, int64_t heads, double eps,
                                 c10::string_view site, c10::string_view importance, c10::string_view compress,
-                                int64_t keep, int64_t protect, bool post_norm, int64_t seed, const at::Tensor& sizes) {
+                                int64_t keep, int64_t protect, bool post_norm, int64_t seed, const at::Tensor& sizes,
+                                bool first_token_only) {
   constexpr const char* op = "block_forward";
   const int64_t B = x.size(0), N = x.size(1), C = x.size(2);
   const auto weights = block_weights<T>(w.t, C, heads, eps, op);
   const auto f32 = x.options().dtype(at::kFloat);
-  at::Tensor scores = at::empty({B, N}, f32);
+  at::Tensor scores = at::empty({B, first_token_only ? 0 : N}, f32);
   at::Tensor keep_idx = at::empty({B, keep}, x.options().dtype(at::kInt));
   at::Tensor out, kept_sizes = at::empty({0}, f32);
   at::Tensor status;  // allocated only where the device must report: Merge's sizes
@@ -54,8 +55,8 @@ BlockOutputs cuda_block_forward(const at::Tensor& x, const BlockTensors& w, int6
   refusing([&] {
     with_block(site, importance, compress, post_norm, [&](auto block) {
       using Block = decltype(block);
-      out = at::empty({B, Block::output_tokens(int(N), int(keep)), C}, x.options());
-      auto a = dense_block_args<T>(x, out, keep, protect, seed, scores, keep_idx);
+      out = at::empty({B, first_token_only ? 1 : Block::output_tokens(int(N), int(keep)), C}, x.options());
+      auto a = dense_block_args<T>(x, out, keep, protect, seed, scores, keep_idx, first_token_only);
       if constexpr (Block::kMerge) {
         if (sizes.defined()) {
           a.sizes = sizes.data_ptr<float>();
@@ -109,7 +110,7 @@ BlockOutputs cuda_block_forward_varlen(const at::Tensor& x, const at::Tensor& cu
 #define REPSHIFT_OPS_INSTANTIATE_CUDA_BLOCK(T)                                                                        \
   template BlockOutputs cuda_block_forward<T>(const at::Tensor&, const BlockTensors&, int64_t, double,               \
                                               c10::string_view, c10::string_view, c10::string_view, int64_t,         \
-                                              int64_t, bool, int64_t, const at::Tensor&);                            \
+                                              int64_t, bool, int64_t, const at::Tensor&, bool);                      \
   template BlockOutputs cuda_block_forward_varlen<T>(const at::Tensor&, const at::Tensor&, const at::Tensor&,        \
                                                      const BlockTensors&, int64_t, double, c10::string_view,         \
                                                      c10::string_view, c10::string_view, int64_t, bool, int64_t);

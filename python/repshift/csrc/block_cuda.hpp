@@ -16,11 +16,12 @@ using BlockOutputs = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
 
 // One block over [B, N, C] tokens (x and the weights in storage type T on
 // the current device; sizes float32 or undefined). Returns (out, kept
-// indices int32, scores, kept sizes).
+// indices int32, scores, kept sizes); first_token_only as in ops.cpp.
 template <class T>
 BlockOutputs cuda_block_forward(const at::Tensor& x, const BlockTensors& w, int64_t heads, double eps,
                                 c10::string_view site, c10::string_view importance, c10::string_view compress,
-                                int64_t keep, int64_t protect, bool post_norm, int64_t seed, const at::Tensor& sizes);
+                                int64_t keep, int64_t protect, bool post_norm, int64_t seed, const at::Tensor& sizes,
+                                bool first_token_only);
 
 // The same over packed samples; cu and kcu are host int32 [B + 1] (the
 // block plans on the host). Returns (out [out_total, C], kept indices

@@ -93,6 +93,15 @@ inline void require_keep(int64_t keep, int64_t tokens, const char* op) {
   TORCH_CHECK_VALUE(keep <= tokens, "repshift::", op, ": keep = ", keep, " must be <= tokens = ", tokens);
 }
 
+// block_forward's first_token_only (the last block before a class-token
+// head) returns each sample's first row and nothing else: no compression,
+// no scores. Its outputs: out [B, 1, C], kept indices [B, 1] (row 0),
+// scores [B, 0].
+inline void require_first_token_only(bool first_token_only, int64_t keep, int64_t tokens, const char* op) {
+  TORCH_CHECK_VALUE(!first_token_only || keep == tokens, "repshift::", op,
+                    ": first_token_only compresses nothing: keep = ", keep, " must equal tokens = ", tokens);
+}
+
 // Scores the ops rank in float32: float64 ones would be rounded first,
 // which can reorder near ties, so they are refused.
 inline void require_score_type(const at::Tensor& t, const char* op, const char* name) {
@@ -306,16 +315,27 @@ rs::BasicTransformerBlockWeights<T> block_weights(const at::Tensor (&w)[12], int
 
 // The block's arguments over dense [B, N, C] tokens: x in, out, and the
 // scores [B, N] float32 and kept indices [B, keep] int32 it writes.
+// The kept indices of a block that dropped nothing: 0 .. rows - 1 for each
+// of `batch` samples (rows = 1 under first_token_only).
+inline at::Tensor all_rows_kept(int64_t batch, int64_t rows, const at::TensorOptions& options) {
+  return at::arange(rows, options).expand({batch, rows});
+}
+
+// first_token_only: out is [B, 1, C], and neither scores nor keep_idx is written.
 template <class T>
 rs::BasicTransformerBlockArgs<T> dense_block_args(const at::Tensor& x, at::Tensor& out, int64_t keep, int64_t protect,
-                                                  int64_t seed, at::Tensor& scores, at::Tensor& keep_idx) {
+                                                  int64_t seed, at::Tensor& scores, at::Tensor& keep_idx,
+                                                  bool first_token_only) {
   auto a = rs::BasicTransformerBlockArgs<T>::dense(static_cast<const T*>(x.data_ptr()), static_cast<T*>(out.data_ptr()),
                                                    int(x.size(0)), int(x.size(1)));
   a.keep = int(keep);  // require_keep: within x's tokens
   a.protect = int_arg(protect, "block_forward", "protect");
   a.seed = std::uint64_t(seed);
-  a.scores = scores.data_ptr<float>();
-  a.keep_idx = keep_idx.data_ptr<int>();
+  a.first_token_only = first_token_only;
+  if (!first_token_only) {
+    a.scores = scores.data_ptr<float>();
+    a.keep_idx = keep_idx.data_ptr<int>();
+  }
   return a;
 }
 

@@ -235,26 +235,30 @@ class BlockWorkspace {
 // measured at `site` by `importance`, keeping `keep` tokens (== tokens: no
 // pruning) by `compress`. Returns (out [B, keep (+1 with fuse), C],
 // kept indices [B, keep] into this block's input, scores [B, N], kept
-// sizes [B, keep] with merge (else empty)). Storage is float32 inside:
-// bfloat16 / float16 inputs are converted and the output converted back.
+// sizes [B, keep] with merge (else empty)). first_token_only: the
+// projection, residuals and MLP run on each sample's first row alone (all
+// a class-token head reads); out [B, 1, C], see require_first_token_only.
+// Storage is float32 inside: bfloat16 / float16 inputs are converted and
+// the output converted back.
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> block_forward(
     const at::Tensor& x, const at::Tensor& norm1_w, const at::Tensor& norm1_b, const at::Tensor& qkv_w,
     const c10::optional<at::Tensor>& qkv_b, const at::Tensor& proj_w, const at::Tensor& proj_b, const at::Tensor& norm2_w,
     const at::Tensor& norm2_b, const at::Tensor& fc1_w, const at::Tensor& fc1_b, const at::Tensor& fc2_w,
     const at::Tensor& fc2_b, int64_t heads, double eps, c10::string_view site, c10::string_view importance,
     c10::string_view compress, int64_t keep, int64_t protect, bool post_norm, int64_t seed,
-    const c10::optional<at::Tensor>& sizes) {
+    const c10::optional<at::Tensor>& sizes, bool first_token_only) {
   constexpr const char* op = "block_forward";
   require_cpu(x, op, "x");
   require_token_input(x, op, "x", 3);
   require_keep(keep, x.size(1), op);
+  require_first_token_only(first_token_only, keep, x.size(1), op);
   if (sizes && sizes->defined()) check_sizes(*sizes, x, op);
   const int64_t B = x.size(0), N = x.size(1), C = x.size(2);
   const auto xf = f32(x, "x");
   const BlockTensors w = float_block(norm1_w, norm1_b, qkv_w, qkv_b, proj_w, proj_b, norm2_w, norm2_b, fc1_w, fc1_b,
                                      fc2_w, fc2_b);
   const auto weights = block_weights<float>(w.t, C, heads, eps, op);
-  at::Tensor scores = at::empty({B, N}, xf.options());
+  at::Tensor scores = at::empty({B, first_token_only ? 0 : N}, xf.options());
   at::Tensor keep_idx = at::empty({B, keep}, xf.options().dtype(at::kInt));
   at::Tensor out, kept_sizes = at::empty({0}, xf.options());
   at::Tensor sizes_f = sizes && sizes->defined() ? f32(*sizes, "sizes") : at::Tensor();
@@ -263,9 +267,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> block_forward(
   refusing([&] {
     with_block(site, importance, compress, post_norm, [&](auto block) {
       using Block = decltype(block);
-      const int64_t out_tokens = Block::output_tokens(int(N), int(keep));
+      const int64_t out_tokens = first_token_only ? 1 : Block::output_tokens(int(N), int(keep));
       out = at::empty({B, out_tokens, C}, xf.options());
-      auto a = dense_block_args<float>(xf, out, keep, protect, seed, scores, keep_idx);
+      auto a = dense_block_args<float>(xf, out, keep, protect, seed, scores, keep_idx, first_token_only);
       if constexpr (Block::kMerge) {
         a.sizes = sizes_f.defined() ? sizes_f.data_ptr<float>() : nullptr;
         if (keep < N) {
@@ -279,7 +283,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> block_forward(
     });
     return 0;
   });
-  if (keep == N) keep_idx = at::arange(N, xf.options().dtype(at::kInt)).expand({B, N});
+  if (keep == N) keep_idx = all_rows_kept(B, first_token_only ? 1 : N, keep_idx.options());
   return {out.to(x.scalar_type()), keep_idx.to(at::kLong), scores, kept_sizes};
 }
 
@@ -411,7 +415,7 @@ TORCH_LIBRARY(repshift, m) {
       "block_forward(Tensor x, Tensor norm1_w, Tensor norm1_b, Tensor qkv_w, Tensor? qkv_b, Tensor proj_w, "
       "Tensor proj_b, Tensor norm2_w, Tensor norm2_b, Tensor fc1_w, Tensor fc1_b, Tensor fc2_w, Tensor fc2_b, "
       "int heads, float eps, str site, str importance, str compress, int keep, int protect=1, bool post_norm=False, "
-      "int seed=0, Tensor? sizes=None) -> (Tensor, Tensor, Tensor, Tensor)");
+      "int seed=0, Tensor? sizes=None, bool first_token_only=False) -> (Tensor, Tensor, Tensor, Tensor)");
   m.def(
       "block_forward_varlen(Tensor x, Tensor cu_seqlens, Tensor kept_cu_seqlens, Tensor norm1_w, Tensor norm1_b, "
       "Tensor qkv_w, Tensor? qkv_b, Tensor proj_w, Tensor proj_b, Tensor norm2_w, Tensor norm2_b, Tensor fc1_w, "

@@ -199,11 +199,13 @@ BlockOutputs block_forward(const at::Tensor& x, const at::Tensor& norm1_w, const
                            const at::Tensor& fc1_w, const at::Tensor& fc1_b, const at::Tensor& fc2_w,
                            const at::Tensor& fc2_b, int64_t heads, double eps, c10::string_view site,
                            c10::string_view importance, c10::string_view compress, int64_t keep, int64_t protect,
-                           bool post_norm, int64_t seed, const c10::optional<at::Tensor>& sizes) {
+                           bool post_norm, int64_t seed, const c10::optional<at::Tensor>& sizes,
+                           bool first_token_only) {
   constexpr const char* op = "block_forward";
   require_cuda(x, op, "x");
   require_token_input(x, op, "x", 3);
   require_keep(keep, x.size(1), op);
+  require_first_token_only(first_token_only, keep, x.size(1), op);
   const c10::cuda::CUDAGuard guard(x.device());
   const auto xc = storage_input(x);
   const BlockTensors w = block_tensors(xc.options(), norm1_w, norm1_b, qkv_w, qkv_b, proj_w, proj_b, norm2_w, norm2_b,
@@ -217,9 +219,9 @@ BlockOutputs block_forward(const at::Tensor& x, const at::Tensor& norm1_w, const
   auto [out, keep_idx, scores, kept_sizes] = with_block_storage(xc, op, [&](auto t) {
     using T = decltype(t);
     return cuda_block_forward<T>(xc, w, heads, eps, site, importance, compress, keep, protect, post_norm, seed,
-                                 sizes_f);
+                                 sizes_f, first_token_only);
   });
-  if (keep == x.size(1)) keep_idx = at::arange(keep, keep_idx.options()).expand({x.size(0), keep});
+  if (keep == x.size(1)) keep_idx = all_rows_kept(x.size(0), first_token_only ? 1 : keep, keep_idx.options());
   return {out.to(x.scalar_type()), keep_idx.to(at::kLong), scores, kept_sizes};
 }
 
