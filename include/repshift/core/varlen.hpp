@@ -179,11 +179,10 @@ std::vector<int> kept_cu_seqlens(const int* cu_seqlens, int batch, KeepRule&& ke
 // call for padded (uniform) and packed batches alike.
 struct TokenPlan {
   std::vector<int> in, kept, out;  // [batch + 1] each
-  int batch = 0, max_in = 0, max_kept = 0, max_out = 0;
+  int batch = 0, max_in = 0, max_kept = 0;
   bool drops = false;  // some sample keeps fewer tokens than it has
 
   std::int64_t in_rows() const { return in.back(); }
-  std::int64_t kept_rows() const { return kept.back(); }
   std::int64_t out_rows() const { return out.back(); }
 
   // extra = rows a compress appends to a sample that drops tokens (Fuse: 1).
@@ -194,7 +193,7 @@ struct TokenPlan {
     in.assign(std::size_t(batch) + 1, 0);
     kept.assign(in.size(), 0);
     out.assign(in.size(), 0);
-    max_in = max_kept = max_out = 0;
+    max_in = max_kept = 0;
     drops = false;
     for (int b = 0; b < batch; ++b) {
       const int n = cu_seqlens ? cu_seqlens[b + 1] - cu_seqlens[b] : tokens;
@@ -205,7 +204,6 @@ struct TokenPlan {
       out[std::size_t(b) + 1] = out[std::size_t(b)] + o;
       max_in = n > max_in ? n : max_in;
       max_kept = k > max_kept ? k : max_kept;
-      max_out = o > max_out ? o : max_out;
       drops = drops || k < n;
     }
   }
@@ -214,7 +212,7 @@ struct TokenPlan {
   // (the rows a class-token head reads after the last block).
   void first_token_only() {
     for (int b = 0; b <= batch; ++b) kept[std::size_t(b)] = out[std::size_t(b)] = b;
-    max_kept = max_out = batch > 0 ? 1 : 0;
+    max_kept = batch > 0 ? 1 : 0;
   }
 };
 

@@ -45,16 +45,19 @@
 namespace repshift {
 namespace io {
 
+// Elements of a tensor of `shape` (the reader checks it for overflow first).
+inline std::int64_t shape_numel(const std::vector<std::int64_t>& shape) {
+  std::int64_t n = 1;
+  for (auto d : shape) n *= d;
+  return n;
+}
+
 struct TensorInfo {
   std::string dtype;                // "F32", "F16", "BF16", ... as in the file
   std::vector<std::int64_t> shape;
   std::uint64_t begin = 0, end = 0;  // byte offsets into the data section
 
-  std::int64_t numel() const {
-    std::int64_t n = 1;
-    for (auto d : shape) n *= d;
-    return n;
-  }
+  std::int64_t numel() const { return shape_numel(shape); }
 };
 
 inline std::string shape_string(const std::vector<std::int64_t>& shape) {
@@ -361,8 +364,7 @@ inline void save_safetensors(const std::string& path, const std::vector<NamedTen
   nlohmann::json header = nlohmann::json::object();
   std::uint64_t offset = 0;
   for (const auto& t : tensors) {
-    std::int64_t n = 1;
-    for (auto d : t.shape) n *= d;
+    const std::int64_t n = shape_numel(t.shape);
     header[t.name] = {{"dtype", "F32"}, {"shape", t.shape}, {"data_offsets", {offset, offset + std::uint64_t(n) * 4}}};
     offset += std::uint64_t(n) * 4;
   }
@@ -375,8 +377,7 @@ inline void save_safetensors(const std::string& path, const std::vector<NamedTen
   out.write(reinterpret_cast<const char*>(len), 8);
   out.write(text.data(), std::streamsize(text.size()));
   for (const auto& t : tensors) {
-    std::int64_t n = 1;
-    for (auto d : t.shape) n *= d;
+    const std::int64_t n = shape_numel(t.shape);
     if (n > 0) out.write(reinterpret_cast<const char*>(t.data), std::streamsize(n * 4));
   }
   if (!out) throw FormatError(fmt::format("safetensors: write error on '{}'", path));

@@ -147,8 +147,7 @@ struct VimWeights {
     std::mt19937 gen(seed);
     std::uniform_real_distribution<float> unit(0.0f, 1.0f);
     w.for_each_tensor([&](const std::string& name, const std::vector<std::int64_t>& shape, std::vector<float>& v) {
-      std::int64_t n = 1;
-      for (auto d : shape) n *= d;
+      const std::int64_t n = io::shape_numel(shape);
       v.assign(std::size_t(n), 0.0f);
       if (init::ends_with(name, "_log")) {
         for (std::int64_t i = 0; i < n; ++i) v[std::size_t(i)] = std::log(float(i % shape[1] + 1));

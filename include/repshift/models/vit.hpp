@@ -92,11 +92,11 @@ struct ViTConfig {
   }
 
   bool class_token() const { return pool == Pool::Cls; }
-  int grid() const { return image_size / patch_size; }
-  int num_patches() const { return frames / tubelet * grid() * grid(); }
-  int tokens() const { return (class_token() ? 1 : 0) + num_patches(); }
-  int patch_dim() const { return in_chans * tubelet * patch_size * patch_size; }
   PatchGeometry geometry() const { return {image_size, patch_size, in_chans, frames, tubelet}; }
+  int grid() const { return geometry().grid(); }
+  int num_patches() const { return geometry().patches(); }
+  int tokens() const { return (class_token() ? 1 : 0) + num_patches(); }
+  int patch_dim() const { return geometry().patch_dim(); }
   std::string head_norm() const { return class_token() ? "norm" : "fc_norm"; }
 
   void check(const char* where) const {
@@ -202,8 +202,7 @@ struct ViTWeights {
     w.blocks.resize(std::size_t(cfg.depth));
     std::mt19937 gen(seed);
     w.for_each_tensor([&](const std::string& name, const std::vector<std::int64_t>& shape, std::vector<float>& v) {
-      std::int64_t n = 1;
-      for (auto d : shape) n *= d;
+      const std::int64_t n = io::shape_numel(shape);
       v.assign(std::size_t(n), 0.0f);
       const bool is_norm = name.find("norm") != std::string::npos;
       const bool is_bias = init::ends_with(name, ".bias");
