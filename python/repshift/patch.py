@@ -157,13 +157,13 @@ def _reads_class_token_only(model):
     return own and getattr(model, "attn_pool", None) is None and getattr(model, "global_pool", None) == "token"
 
 
-def _timm_forward(self, x, attn_mask=None, is_causal=False):
+def _timm_forward(self, *args, **kwargs):
     """timm's forward, with the last block computing the class token's row
     alone past attention (the head reads nothing else)."""
     info = self._repshift["info"]
     info["head_only"] = True
     try:
-        return type(self).forward(self, x, attn_mask=attn_mask, is_causal=is_causal)
+        return type(self).forward(self, *args, **kwargs)
     finally:
         info["head_only"] = False
 

@@ -313,15 +313,15 @@ rs::BasicTransformerBlockWeights<T> block_weights(const at::Tensor (&w)[12], int
   return v;
 }
 
-// The block's arguments over dense [B, N, C] tokens: x in, out, and the
-// scores [B, N] float32 and kept indices [B, keep] int32 it writes.
 // The kept indices of a block that dropped nothing: 0 .. rows - 1 for each
 // of `batch` samples (rows = 1 under first_token_only).
 inline at::Tensor all_rows_kept(int64_t batch, int64_t rows, const at::TensorOptions& options) {
   return at::arange(rows, options).expand({batch, rows});
 }
 
-// first_token_only: out is [B, 1, C], and neither scores nor keep_idx is written.
+// The block's arguments over dense [B, N, C] tokens: x in, out, and the
+// scores [B, N] float32 and kept indices [B, keep] int32 it writes
+// (first_token_only: out is [B, 1, C], and neither is written).
 template <class T>
 rs::BasicTransformerBlockArgs<T> dense_block_args(const at::Tensor& x, at::Tensor& out, int64_t keep, int64_t protect,
                                                   int64_t seed, at::Tensor& scores, at::Tensor& keep_idx,
